@@ -1,0 +1,248 @@
+//! Vegetation and spectral indices. Each index is one entry of `models/indices.toml` (formula, band letters,
+//! constants, citation); the formula is compiled once with `exmex` and evaluated per pixel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use exmex::prelude::*;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::models;
+
+/// One entry of the index table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDef {
+    pub name: String,
+    pub long_name: String,
+    /// Formula over band letters and constants (`**` is accepted for powers).
+    pub formula: String,
+    /// Band letters the formula needs.
+    pub bands: Vec<String>,
+    /// Default constants.
+    #[serde(default)]
+    pub constants: BTreeMap<String, f64>,
+    pub unit: String,
+    pub citation: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexFile {
+    index: Vec<IndexDef>,
+}
+
+/// The index table.
+#[derive(Debug, Clone)]
+pub struct IndexTable {
+    pub defs: Vec<IndexDef>,
+    pub source: PathBuf,
+}
+
+impl IndexTable {
+    /// The built-in table (models/indices.toml).
+    pub fn builtin() -> Result<IndexTable> {
+        let path = models::embedded_path("indices.toml");
+        let text = models::embedded("indices.toml").expect("models/indices.toml is embedded");
+        let f: IndexFile = models::parse_toml(text, &path)?;
+        Self::from_defs(f.index, path)
+    }
+
+    /// A user's table file, used instead of the built-in one.
+    pub fn from_file(path: &Path) -> Result<IndexTable> {
+        let f: IndexFile = models::read_toml(path)?;
+        Self::from_defs(f.index, path.to_path_buf())
+    }
+
+    fn from_defs(defs: Vec<IndexDef>, source: PathBuf) -> Result<IndexTable> {
+        let t = IndexTable { defs, source };
+        for d in &t.defs {
+            // Compiling checks the formula against its declared bands and constants.
+            CompiledIndex::new(d, &BTreeMap::new()).map_err(|e| match e {
+                Error::Usage(m) => Error::config(&t.source, m),
+                other => other,
+            })?;
+        }
+        Ok(t)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&IndexDef> {
+        self.defs.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.defs.iter().map(|d| d.name.as_str()).collect()
+    }
+
+    /// Resolve a list of names ("all" for every index) into definitions; unknown names are an error
+    /// listing the known ones.
+    pub fn select(&self, names: &[String]) -> Result<Vec<IndexDef>> {
+        if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
+            return Ok(self.defs.clone());
+        }
+        let mut out = Vec::new();
+        for n in names {
+            match self.get(n) {
+                Some(d) => {
+                    if !out.iter().any(|o: &IndexDef| o.name == d.name) {
+                        out.push(d.clone())
+                    }
+                }
+                None => {
+                    return Err(Error::Usage(format!(
+                        "unknown index '{n}'; known indices: {}",
+                        self.names().join(", ")
+                    )))
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::Usage("no index selected".into()));
+        }
+        Ok(out)
+    }
+}
+
+/// Constant overrides given by the user: `NAME=value` applies to every index with that constant,
+/// `INDEX.NAME=value` to one index.
+#[derive(Debug, Clone, Default)]
+pub struct ConstOverrides(pub Vec<(Option<String>, String, f64)>);
+
+impl ConstOverrides {
+    pub fn parse(items: &[String]) -> Result<ConstOverrides> {
+        let mut v = Vec::new();
+        for it in items {
+            let (k, val) = it.split_once('=').ok_or_else(|| {
+                Error::Usage(format!(
+                    "--const {it}: expected NAME=VALUE or INDEX.NAME=VALUE"
+                ))
+            })?;
+            let val: f64 = val
+                .trim()
+                .parse()
+                .map_err(|_| Error::Usage(format!("--const {it}: '{val}' is not a number")))?;
+            let (idx, name) = match k.split_once('.') {
+                Some((i, n)) => (Some(i.trim().to_string()), n.trim().to_string()),
+                None => (None, k.trim().to_string()),
+            };
+            v.push((idx, name, val));
+        }
+        Ok(ConstOverrides(v))
+    }
+
+    /// Constants for `def` after overrides.
+    pub fn for_index(&self, def: &IndexDef) -> BTreeMap<String, f64> {
+        let mut c = def.constants.clone();
+        for (idx, name, val) in &self.0 {
+            let applies = idx
+                .as_ref()
+                .is_none_or(|i| i.eq_ignore_ascii_case(&def.name));
+            if applies && c.contains_key(name) {
+                c.insert(name.clone(), *val);
+            }
+        }
+        c
+    }
+
+    /// Check that every override names a known index and a constant that index has.
+    pub fn check(&self, defs: &[IndexDef]) -> Result<()> {
+        for (idx, name, _) in &self.0 {
+            let hit = defs
+                .iter()
+                .filter(|d| idx.as_ref().is_none_or(|i| i.eq_ignore_ascii_case(&d.name)))
+                .any(|d| d.constants.contains_key(name));
+            if !hit {
+                let target = idx.clone().unwrap_or_else(|| "any selected index".into());
+                return Err(Error::Usage(format!(
+                    "--const: constant '{name}' is not used by {target}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a formula variable takes its value from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Band(usize),
+    Const(f64),
+}
+
+/// An index formula compiled for evaluation.
+pub struct CompiledIndex {
+    pub def: IndexDef,
+    pub constants: BTreeMap<String, f64>,
+    expr: FlatEx<f64>,
+    slots: Vec<Slot>,
+}
+
+impl CompiledIndex {
+    /// Compile `def` with its default constants updated by `constants`. Band values are passed to `eval`
+    /// in the order of `def.bands`.
+    pub fn new(def: &IndexDef, overrides: &BTreeMap<String, f64>) -> Result<CompiledIndex> {
+        let mut constants = def.constants.clone();
+        for (k, v) in overrides {
+            constants.insert(k.clone(), *v);
+        }
+        let formula = def.formula.replace("**", "^");
+        let expr = FlatEx::<f64>::parse(&formula).map_err(|e| {
+            Error::Usage(format!(
+                "index {}: formula '{}' does not parse: {e}",
+                def.name, def.formula
+            ))
+        })?;
+        let mut slots = Vec::new();
+        for var in expr.var_names() {
+            if let Some(k) = def.bands.iter().position(|b| b == var) {
+                slots.push(Slot::Band(k));
+            } else if let Some(v) = constants.get(var) {
+                slots.push(Slot::Const(*v));
+            } else {
+                return Err(Error::Usage(format!("index {}: formula uses '{var}', which is neither one of its bands {:?} nor one of its constants", def.name, def.bands)));
+            }
+        }
+        for b in &def.bands {
+            if !expr.var_names().iter().any(|v| v == b) {
+                return Err(Error::Usage(format!(
+                    "index {}: band {b} is declared but the formula does not use it",
+                    def.name
+                )));
+            }
+        }
+        Ok(CompiledIndex {
+            def: def.clone(),
+            constants,
+            expr,
+            slots,
+        })
+    }
+
+    /// Evaluate on reflectances given in the order of `def.bands`. Returns NaN when an input is NaN or the
+    /// result is not finite (for example 0/0 over no-data or perfectly dark pixels).
+    #[inline]
+    pub fn eval(&self, bands: &[f64], scratch: &mut Vec<f64>) -> f64 {
+        scratch.clear();
+        for s in &self.slots {
+            let v = match *s {
+                Slot::Band(k) => bands[k],
+                Slot::Const(c) => c,
+            };
+            if v.is_nan() {
+                return f64::NAN;
+            }
+            scratch.push(v);
+        }
+        match self.expr.eval(scratch) {
+            Ok(v) if v.is_finite() => v,
+            _ => f64::NAN,
+        }
+    }
+}
+
+// Sharing a compiled index between rayon workers: FlatEx holds plain data and function pointers.
+const _: fn() = || {
+    fn assert_sync<T: Sync + Send>() {}
+    assert_sync::<CompiledIndex>();
+};

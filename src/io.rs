@@ -1,0 +1,871 @@
+//! All GDAL calls live here: opening rasters, describing them, warping onto an analysis grid through GDAL's
+//! warper (as lazy warped VRTs read strip by strip), and writing tiled, compressed GeoTIFF / COG outputs
+//! atomically (temporary file beside the target, closed with its error checked, then renamed).
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::Once;
+
+use gdal::raster::{GdalType, RasterCreationOptions};
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use gdal::{Dataset, DriverManager, Metadata};
+
+use crate::error::{Error, Result};
+
+/// Size of GDAL's block cache in megabytes. Bounded so that peak memory does not grow with raster size.
+const GDAL_CACHE_MB: &str = "256";
+/// Output tile size in pixels (GeoTIFF TILED=YES, BLOCKXSIZE = BLOCKYSIZE).
+pub const TILE: usize = 256;
+
+static INIT: Once = Once::new();
+
+/// Configure GDAL once per process: bounded cache, drivers registered, GDAL's own stderr chatter silenced
+/// (every failure still reaches the caller as an `Error` carrying GDAL's message).
+pub fn init() {
+    INIT.call_once(|| {
+        let _ = gdal::config::set_config_option("GDAL_CACHEMAX", GDAL_CACHE_MB);
+        // Never write .aux.xml sidecars next to inputs (statistics, PAM): inputs are read-only to us.
+        let _ = gdal::config::set_config_option("GDAL_PAM_ENABLED", "NO");
+        gdal::config::set_error_handler(|_class, _code, _msg| {});
+        DriverManager::register_all();
+    });
+}
+
+fn is_virtual(path: &Path) -> bool {
+    path.to_string_lossy().starts_with("/vsi")
+}
+
+/// Open a raster for reading, with a clear error when it is missing or not readable by GDAL.
+pub fn open(path: &Path) -> Result<Dataset> {
+    init();
+    if !is_virtual(path) && !path.exists() {
+        return Err(Error::input(path, "file does not exist"));
+    }
+    if !is_virtual(path) && path.is_dir() {
+        return Err(Error::input(path, "is a directory, expected a raster file"));
+    }
+    let ds = Dataset::open(path)
+        .map_err(|e| Error::input(path, format!("not a raster GDAL can read ({e})")))?;
+    if ds.raster_count() == 0 {
+        return Err(Error::input(path, "has no raster bands"));
+    }
+    Ok(ds)
+}
+
+/// A north-up analysis grid: CRS, geotransform and size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    /// CRS as WKT.
+    pub crs_wkt: String,
+    /// GDAL geotransform [x0, dx, 0, y0, 0, dy] with dy < 0.
+    pub gt: [f64; 6],
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Grid {
+    /// The grid of a reference raster.
+    pub fn from_raster(path: &Path) -> Result<Grid> {
+        let info = RasterInfo::read(path)?;
+        info.grid()
+    }
+
+    /// A grid from a CRS definition (EPSG:xxxx, WKT, PROJ string), a square resolution and bounds
+    /// (xmin, ymin, xmax, ymax) in that CRS. Bounds are snapped outward to whole pixels.
+    pub fn from_spec(crs: &str, res: f64, bounds: [f64; 4]) -> Result<Grid> {
+        init();
+        let srs = SpatialRef::from_definition(crs)
+            .map_err(|e| Error::Usage(format!("--crs {crs}: not a CRS GDAL understands ({e})")))?;
+        if !(res > 0.0 && res.is_finite()) {
+            return Err(Error::Usage(format!(
+                "--res {res}: must be a positive number"
+            )));
+        }
+        let [xmin, ymin, xmax, ymax] = bounds;
+        if !(xmax > xmin && ymax > ymin) {
+            return Err(Error::Usage(format!(
+                "--bounds {xmin},{ymin},{xmax},{ymax}: expected xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin"
+            )));
+        }
+        let width = ((xmax - xmin) / res - 1e-9).ceil().max(1.0) as usize;
+        let height = ((ymax - ymin) / res - 1e-9).ceil().max(1.0) as usize;
+        Ok(Grid {
+            crs_wkt: srs
+                .to_wkt()
+                .map_err(|e| Error::Usage(format!("--crs {crs}: {e}")))?,
+            gt: [xmin, res, 0.0, ymax, 0.0, -res],
+            width,
+            height,
+        })
+    }
+
+    /// (xmin, ymin, xmax, ymax) in the grid's CRS.
+    pub fn bounds(&self) -> [f64; 4] {
+        let x0 = self.gt[0];
+        let y0 = self.gt[3];
+        let x1 = x0 + self.gt[1] * self.width as f64;
+        let y1 = y0 + self.gt[5] * self.height as f64;
+        [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)]
+    }
+
+    /// Pixel area in the grid's CRS units squared (metres squared for projected CRSs).
+    pub fn pixel_area(&self) -> f64 {
+        (self.gt[1] * self.gt[5]).abs()
+    }
+
+    pub fn spatial_ref(&self) -> Result<SpatialRef> {
+        let mut s = SpatialRef::from_wkt(&self.crs_wkt)
+            .map_err(|e| Error::Usage(format!("analysis grid CRS is not valid WKT: {e}")))?;
+        s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        Ok(s)
+    }
+
+    /// Pixel (col, row) that holds map coordinate (x, y), or None outside the grid.
+    pub fn pixel_of(&self, x: f64, y: f64) -> Option<(usize, usize)> {
+        let col = ((x - self.gt[0]) / self.gt[1]).floor();
+        let row = ((y - self.gt[3]) / self.gt[5]).floor();
+        if col >= 0.0 && row >= 0.0 && (col as usize) < self.width && (row as usize) < self.height {
+            Some((col as usize, row as usize))
+        } else {
+            None
+        }
+    }
+
+    /// Whether `other` describes the same pixels (same CRS, same geotransform within 1e-6 pixel, same size).
+    pub fn same_pixels(&self, other: &Grid) -> bool {
+        if self.width != other.width || self.height != other.height {
+            return false;
+        }
+        let tol = 1e-6 * self.gt[1].abs();
+        let gt_same = self
+            .gt
+            .iter()
+            .zip(other.gt.iter())
+            .all(|(a, b)| (a - b).abs() <= tol);
+        gt_same && same_crs(&self.crs_wkt, &other.crs_wkt)
+    }
+}
+
+/// Whether two WKT strings denote the same CRS (GDAL's OSRIsSame).
+pub fn same_crs(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (SpatialRef::from_wkt(a), SpatialRef::from_wkt(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Transform bounds (xmin, ymin, xmax, ymax) from one CRS to another, densifying the edges.
+pub fn transform_bounds(from_wkt: &str, to_wkt: &str, b: [f64; 4]) -> Result<[f64; 4]> {
+    if same_crs(from_wkt, to_wkt) {
+        return Ok(b);
+    }
+    let mut from =
+        SpatialRef::from_wkt(from_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
+    let mut to = SpatialRef::from_wkt(to_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
+    from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ct = CoordTransform::new(&from, &to)
+        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))?;
+    ct.transform_bounds(&b, 21)
+        .map_err(|e| Error::Usage(format!("bounds cannot be transformed: {e}")))
+}
+
+/// Transform points in place from one CRS to another (x/y in each CRS's traditional GIS order).
+pub fn transform_points(
+    from_wkt: &str,
+    to_wkt: &str,
+    xs: &mut [f64],
+    ys: &mut [f64],
+) -> Result<()> {
+    let mut from =
+        SpatialRef::from_wkt(from_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
+    let mut to = SpatialRef::from_wkt(to_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
+    from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ct = CoordTransform::new(&from, &to)
+        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))?;
+    let mut zs = vec![0.0; xs.len()];
+    ct.transform_coords(xs, ys, &mut zs)
+        .map_err(|e| Error::Usage(format!("points cannot be transformed: {e}")))
+}
+
+/// Description of one band of a raster file.
+#[derive(Debug, Clone)]
+pub struct BandInfo {
+    /// 1-based band index.
+    pub index: usize,
+    /// Band description (often the band name, such as "B04"), empty when the file has none.
+    pub description: String,
+    pub data_type: String,
+    pub nodata: Option<f64>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+}
+
+/// What carbonmap needs to know about a raster file before reading it.
+#[derive(Debug, Clone)]
+pub struct RasterInfo {
+    pub path: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    pub gt: Option<[f64; 6]>,
+    pub crs_wkt: Option<String>,
+    pub bands: Vec<BandInfo>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl RasterInfo {
+    pub fn read(path: &Path) -> Result<RasterInfo> {
+        let ds = open(path)?;
+        Self::from_dataset(path, &ds)
+    }
+
+    fn from_dataset(path: &Path, ds: &Dataset) -> Result<RasterInfo> {
+        let (width, height) = ds.raster_size();
+        let wkt = ds.projection();
+        let gt = ds.geo_transform().ok();
+        let mut bands = Vec::with_capacity(ds.raster_count());
+        for i in 1..=ds.raster_count() {
+            let b = ds
+                .rasterband(i)
+                .map_err(|e| Error::gdal(path, format!("band {i}"), e))?;
+            bands.push(BandInfo {
+                index: i,
+                description: b.description().unwrap_or_default(),
+                data_type: b.band_type().name(),
+                nodata: b.no_data_value(),
+                scale: b.scale(),
+                offset: b.offset(),
+            });
+        }
+        let metadata = ds
+            .metadata()
+            .filter(|m| m.domain.is_empty())
+            .map(|m| (m.key, m.value))
+            .collect();
+        Ok(RasterInfo {
+            path: path.to_path_buf(),
+            width,
+            height,
+            gt,
+            crs_wkt: if wkt.trim().is_empty() {
+                None
+            } else {
+                Some(wkt)
+            },
+            bands,
+            metadata,
+        })
+    }
+
+    /// The raster's own grid; an error when it has no CRS or no geotransform, or is rotated.
+    pub fn grid(&self) -> Result<Grid> {
+        let crs_wkt = self
+            .crs_wkt
+            .clone()
+            .ok_or_else(|| Error::input(&self.path, "has no coordinate reference system (CRS); assign one (gdal_edit.py -a_srs) before using it"))?;
+        let gt = self
+            .gt
+            .ok_or_else(|| Error::input(&self.path, "has no geotransform (no georeferencing)"))?;
+        if gt[2] != 0.0 || gt[4] != 0.0 {
+            return Err(Error::input(
+                &self.path,
+                "is rotated (geotransform terms 2 and 4 are not zero); warp it north-up first",
+            ));
+        }
+        if gt[5] >= 0.0 {
+            return Err(Error::input(
+                &self.path,
+                "is not north-up (positive pixel height)",
+            ));
+        }
+        Ok(Grid {
+            crs_wkt,
+            gt,
+            width: self.width,
+            height: self.height,
+        })
+    }
+
+    /// Find a band by its description (case-insensitive).
+    pub fn band_by_name(&self, name: &str) -> Option<&BandInfo> {
+        self.bands
+            .iter()
+            .find(|b| b.description.eq_ignore_ascii_case(name))
+    }
+}
+
+/// How a band is resampled onto the analysis grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resampling {
+    /// Continuous values (reflectance): bilinear.
+    Bilinear,
+    /// Categories and bit masks: nearest neighbour.
+    Nearest,
+}
+
+impl Resampling {
+    fn gdal_name(self) -> &'static str {
+        match self {
+            Resampling::Bilinear => "bilinear",
+            Resampling::Nearest => "near",
+        }
+    }
+}
+
+/// Run one of GDAL's utilities (`GDALTranslate` or `GDALWarp`) with argv-style options.
+fn c_argv(args: &[String]) -> Result<(Vec<CString>, Vec<*mut std::ffi::c_char>)> {
+    let owned: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Usage(format!("GDAL option contains a NUL byte: {e}")))?;
+    let mut ptrs: Vec<*mut std::ffi::c_char> = owned.iter().map(|c| c.as_ptr() as *mut _).collect();
+    ptrs.push(ptr::null_mut());
+    Ok((owned, ptrs))
+}
+
+fn last_gdal_message() -> String {
+    unsafe {
+        let msg = gdal_sys::CPLGetLastErrorMsg();
+        if msg.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(msg).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// GDALTranslate `src` to `dest` ("" with `-of VRT` gives an in-memory VRT).
+fn gdal_translate(
+    src: &Dataset,
+    dest: &str,
+    args: &[String],
+    path_for_errors: &Path,
+) -> Result<Dataset> {
+    let (_owned, mut argv) = c_argv(args)?;
+    let c_dest = CString::new(dest).map_err(|e| Error::Usage(e.to_string()))?;
+    unsafe {
+        let opts = gdal_sys::GDALTranslateOptionsNew(argv.as_mut_ptr(), ptr::null_mut());
+        if opts.is_null() {
+            return Err(Error::input(
+                path_for_errors,
+                format!(
+                    "invalid translate options {args:?}: {}",
+                    last_gdal_message()
+                ),
+            ));
+        }
+        let mut usage_error = 0;
+        let h = gdal_sys::GDALTranslate(c_dest.as_ptr(), src.c_dataset(), opts, &mut usage_error);
+        gdal_sys::GDALTranslateOptionsFree(opts);
+        if h.is_null() {
+            return Err(Error::input(
+                path_for_errors,
+                format!("GDAL translate failed: {}", last_gdal_message()),
+            ));
+        }
+        Ok(Dataset::from_c_dataset(h))
+    }
+}
+
+/// GDALWarp `src` to `dest` ("" with `-of VRT` gives a lazy in-memory warped VRT).
+fn gdal_warp(
+    src: &Dataset,
+    dest: &str,
+    args: &[String],
+    path_for_errors: &Path,
+) -> Result<Dataset> {
+    let (_owned, mut argv) = c_argv(args)?;
+    let c_dest = CString::new(dest).map_err(|e| Error::Usage(e.to_string()))?;
+    unsafe {
+        let opts = gdal_sys::GDALWarpAppOptionsNew(argv.as_mut_ptr(), ptr::null_mut());
+        if opts.is_null() {
+            return Err(Error::input(
+                path_for_errors,
+                format!("invalid warp options: {}", last_gdal_message()),
+            ));
+        }
+        let mut usage_error = 0;
+        let mut srcs = [src.c_dataset()];
+        let h = gdal_sys::GDALWarp(
+            c_dest.as_ptr(),
+            ptr::null_mut(),
+            1,
+            srcs.as_mut_ptr(),
+            opts,
+            &mut usage_error,
+        );
+        gdal_sys::GDALWarpAppOptionsFree(opts);
+        if h.is_null() {
+            return Err(Error::input(
+                path_for_errors,
+                format!(
+                    "cannot be warped onto the analysis grid: {}",
+                    last_gdal_message()
+                ),
+            ));
+        }
+        Ok(Dataset::from_c_dataset(h))
+    }
+}
+
+/// Reads chosen bands of one file on the analysis grid, strip by strip. When the file is already on the
+/// grid it is read directly; otherwise through a lazy warped VRT (GDAL's warper), so only the rows asked
+/// for are ever resampled and held in memory.
+pub struct GridReader {
+    // Field order matters: the warped VRT must be dropped before the datasets it references.
+    warped: Option<Dataset>,
+    _subset: Option<Dataset>,
+    source: Dataset,
+    path: PathBuf,
+    /// Band numbers to read, in the order given to `new` (1-based in the source file).
+    bands: Vec<usize>,
+    band_names: Vec<String>,
+    grid: Grid,
+}
+
+/// One band to read from a file.
+#[derive(Debug, Clone)]
+pub struct BandRequest {
+    /// 1-based band number in the file.
+    pub index: usize,
+    /// Name used in error messages.
+    pub name: String,
+}
+
+impl GridReader {
+    /// Prepare to read `bands` of `path` on `grid`, resampled with `resampling`. `src_nodata` overrides
+    /// the file's own nodata value when the file declares none. Warped continuous bands are read as
+    /// Float32 with NaN where the source has no data; warped categorical bands keep their values and get
+    /// `dst_fill` where the source does not cover the grid.
+    pub fn new(
+        path: &Path,
+        bands: &[BandRequest],
+        grid: &Grid,
+        resampling: Resampling,
+        src_nodata: Option<f64>,
+        dst_fill: f64,
+    ) -> Result<GridReader> {
+        let source = open(path)?;
+        let info = RasterInfo::from_dataset(path, &source)?;
+        for b in bands {
+            if b.index == 0 || b.index > info.bands.len() {
+                return Err(Error::band(
+                    path,
+                    &b.name,
+                    format!(
+                        "band number {} does not exist (the file has {})",
+                        b.index,
+                        info.bands.len()
+                    ),
+                ));
+            }
+        }
+        let own = info.grid()?;
+        let band_names = bands.iter().map(|b| b.name.clone()).collect();
+        if own.same_pixels(grid) {
+            return Ok(GridReader {
+                warped: None,
+                _subset: None,
+                source,
+                path: path.to_path_buf(),
+                bands: bands.iter().map(|b| b.index).collect(),
+                band_names,
+                grid: grid.clone(),
+            });
+        }
+        // Select the bands into an in-memory VRT, then warp that lazily onto the grid.
+        let mut targs: Vec<String> = vec!["-of".into(), "VRT".into()];
+        for b in bands {
+            targs.push("-b".into());
+            targs.push(b.index.to_string());
+        }
+        let file_nodata = info.bands[bands[0].index - 1].nodata;
+        if file_nodata.is_none() {
+            if let Some(nd) = src_nodata {
+                targs.push("-a_nodata".into());
+                targs.push(format_float(nd));
+            }
+        }
+        let subset = gdal_translate(&source, "", &targs, path)?;
+        let [xmin, ymin, xmax, ymax] = grid.bounds();
+        let mut wargs: Vec<String> = vec![
+            "-of".into(),
+            "VRT".into(),
+            "-t_srs".into(),
+            grid.crs_wkt.clone(),
+            "-te".into(),
+            format_float(xmin),
+            format_float(ymin),
+            format_float(xmax),
+            format_float(ymax),
+            "-ts".into(),
+            grid.width.to_string(),
+            grid.height.to_string(),
+            "-r".into(),
+            resampling.gdal_name().into(),
+        ];
+        match resampling {
+            Resampling::Bilinear => {
+                wargs.extend(["-ot", "Float32", "-dstnodata", "nan"].map(String::from));
+            }
+            Resampling::Nearest => {
+                wargs.extend([
+                    "-ot".to_string(),
+                    "Int32".to_string(),
+                    "-dstnodata".to_string(),
+                    format_float(dst_fill),
+                ]);
+            }
+        }
+        let warped = gdal_warp(&subset, "", &wargs, path)?;
+        Ok(GridReader {
+            warped: Some(warped),
+            _subset: Some(subset),
+            source,
+            path: path.to_path_buf(),
+            bands: (1..=bands.len()).collect(),
+            band_names,
+            grid: grid.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dataset(&self) -> &Dataset {
+        self.warped.as_ref().unwrap_or(&self.source)
+    }
+
+    /// Read rows `row0 .. row0 + nrows` of the `k`-th requested band into `buf` (len = width * nrows).
+    pub fn read_rows<T: GdalType + Copy>(
+        &self,
+        k: usize,
+        row0: usize,
+        nrows: usize,
+        buf: &mut [T],
+    ) -> Result<()> {
+        let ds = self.dataset();
+        let name = &self.band_names[k];
+        let band = ds
+            .rasterband(self.bands[k])
+            .map_err(|e| Error::band(&self.path, name, format!("cannot be opened: {e}")))?;
+        band.read_into_slice::<T>(
+            (0, row0 as isize),
+            (self.grid.width, nrows),
+            (self.grid.width, nrows),
+            buf,
+            None,
+        )
+        .map_err(|e| {
+            Error::band(
+                &self.path,
+                name,
+                format!(
+                    "read failed at rows {row0}..{} (truncated or corrupt file?): {e}",
+                    row0 + nrows
+                ),
+            )
+        })
+    }
+}
+
+/// Format a float for a GDAL command-line option without losing precision.
+fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// Options of an output raster.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Cloud-optimised GeoTIFF layout with overviews instead of a plain tiled GeoTIFF.
+    pub cog: bool,
+}
+
+/// One output band: description and unit.
+#[derive(Debug, Clone)]
+pub struct OutBand {
+    pub description: String,
+    pub unit: String,
+}
+
+/// Writes one raster strip by strip to a temporary file beside the target, and renames it into place on
+/// `finish`. Dropped without `finish` (an error, a panic), the temporary file is removed: a failed run never
+/// leaves a partial file under the final name, and never touches an earlier output.
+pub struct RasterWriter {
+    ds: Option<Dataset>,
+    tmp: PathBuf,
+    target: PathBuf,
+    options: WriteOptions,
+    width: usize,
+    nbands: usize,
+    /// Set once the output has been renamed into place.
+    done: bool,
+}
+
+/// Temporary name beside `target`: `.NAME.partial-PID`.
+fn partial_name(target: &Path, pid: u32) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.partial-{pid}"))
+}
+
+/// Remove temporary files that killed runs left beside `target` (never a final output).
+fn remove_stale_partials(target: &Path) {
+    let Some(dir) = target.parent() else { return };
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.partial-");
+    if let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+impl RasterWriter {
+    /// Create `target` (its temporary file) on `grid` with one band per `bands`, pixel type `T`.
+    /// Float outputs get NaN as nodata; integer outputs get `nodata` when given.
+    /// `metadata` becomes dataset-level tags (units, software version, parameters).
+    pub fn create<T: GdalType + Copy>(
+        target: &Path,
+        grid: &Grid,
+        bands: &[OutBand],
+        nodata: Option<f64>,
+        metadata: &BTreeMap<String, String>,
+        options: &WriteOptions,
+    ) -> Result<RasterWriter> {
+        init();
+        if let Some(dir) = target.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
+            }
+        }
+        remove_stale_partials(target);
+        let tmp = partial_name(target, std::process::id());
+        let driver = DriverManager::get_driver_by_name("GTiff")
+            .map_err(|e| Error::gdal(target, "GTiff driver", e))?;
+        let is_float = T::datatype().is_floating();
+        let mut co = RasterCreationOptions::new();
+        let tile = TILE.to_string();
+        for (k, v) in [
+            ("TILED", "YES"),
+            ("BLOCKXSIZE", tile.as_str()),
+            ("BLOCKYSIZE", tile.as_str()),
+            ("COMPRESS", "DEFLATE"),
+            ("PREDICTOR", if is_float { "3" } else { "2" }),
+            ("BIGTIFF", "IF_SAFER"),
+            ("INTERLEAVE", "BAND"),
+        ] {
+            co.add_name_value(k, v)
+                .map_err(|e| Error::gdal(target, "creation option", e))?;
+        }
+        let mut ds = driver
+            .create_with_band_type_with_options::<T, _>(
+                &tmp,
+                grid.width,
+                grid.height,
+                bands.len(),
+                &co,
+            )
+            .map_err(|e| Error::gdal(target, "cannot create output", e))?;
+        let mut w = RasterWriter {
+            ds: None,
+            tmp,
+            target: target.to_path_buf(),
+            options: options.clone(),
+            width: grid.width,
+            nbands: bands.len(),
+            done: false,
+        };
+        let ctx = |what: &str| format!("cannot set {what}");
+        ds.set_geo_transform(&grid.gt)
+            .map_err(|e| Error::gdal(target, ctx("geotransform"), e))?;
+        ds.set_projection(&grid.crs_wkt)
+            .map_err(|e| Error::gdal(target, ctx("CRS"), e))?;
+        for (k, v) in metadata {
+            ds.set_metadata_item(k, v, "")
+                .map_err(|e| Error::gdal(target, ctx("metadata"), e))?;
+        }
+        for (i, b) in bands.iter().enumerate() {
+            let mut band = ds
+                .rasterband(i + 1)
+                .map_err(|e| Error::gdal(target, ctx("band"), e))?;
+            band.set_description(&b.description)
+                .map_err(|e| Error::gdal(target, ctx("band description"), e))?;
+            let nd = if is_float { Some(f64::NAN) } else { nodata };
+            if let Some(nd) = nd {
+                band.set_no_data_value(Some(nd))
+                    .map_err(|e| Error::gdal(target, ctx("nodata"), e))?;
+            }
+            let unit = CString::new(b.unit.as_str()).map_err(|e| Error::Usage(e.to_string()))?;
+            unsafe {
+                gdal_sys::GDALSetRasterUnitType(band.c_rasterband(), unit.as_ptr());
+            }
+        }
+        w.ds = Some(ds);
+        Ok(w)
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Write rows `row0 .. row0 + data.len() / width` of band `band` (0-based).
+    pub fn write_rows<T: GdalType + Copy>(
+        &mut self,
+        band: usize,
+        row0: usize,
+        data: Vec<T>,
+    ) -> Result<()> {
+        let nrows = data.len() / self.width;
+        let ds = self.ds.as_mut().expect("writer used after finish");
+        let mut b = ds
+            .rasterband(band + 1)
+            .map_err(|e| Error::gdal(&self.target, format!("band {}", band + 1), e))?;
+        let mut buf = gdal::raster::Buffer::new((self.width, nrows), data);
+        b.write((0, row0 as isize), (self.width, nrows), &mut buf)
+            .map_err(|e| {
+                Error::gdal(
+                    &self.target,
+                    format!("write failed at rows {row0}..{}", row0 + nrows),
+                    e,
+                )
+            })
+    }
+
+    pub fn band_count(&self) -> usize {
+        self.nbands
+    }
+
+    /// Close the dataset (checking GDAL's result) and convert to COG if asked. The output stays under its
+    /// temporary name until `PendingOutput::commit`, so a run can finish every output before renaming any.
+    pub fn finish(mut self) -> Result<PendingOutput> {
+        let ds = self.ds.take().expect("writer finished twice");
+        ds.close()
+            .map_err(|e| Error::gdal(&self.target, "closing the output failed (disk full?)", e))?;
+        if self.options.cog {
+            let src = Dataset::open(&self.tmp)
+                .map_err(|e| Error::gdal(&self.target, "reopening for COG", e))?;
+            let cog_tmp =
+                partial_name(&self.target, std::process::id()).with_extension("cog-partial");
+            let args: Vec<String> = [
+                "-of",
+                "COG",
+                "-co",
+                "COMPRESS=DEFLATE",
+                "-co",
+                "PREDICTOR=YES",
+                "-co",
+                "OVERVIEWS=AUTO",
+                "-co",
+                "BIGTIFF=IF_SAFER",
+            ]
+            .map(String::from)
+            .to_vec();
+            let res = gdal_translate(&src, &cog_tmp.to_string_lossy(), &args, &self.target)
+                .and_then(|out| {
+                    out.close()
+                        .map_err(|e| Error::gdal(&self.target, "closing the COG failed", e))
+                });
+            drop(src);
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&cog_tmp);
+                return Err(e);
+            }
+            let _ = std::fs::remove_file(&self.tmp);
+            self.tmp = cog_tmp;
+        }
+        self.done = true;
+        Ok(PendingOutput {
+            tmp: self.tmp.clone(),
+            target: self.target.clone(),
+            committed: false,
+        })
+    }
+}
+
+/// A finished output under its temporary name. `commit` renames it into place; dropped uncommitted, the
+/// temporary file is removed.
+pub struct PendingOutput {
+    tmp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl PendingOutput {
+    pub fn commit(mut self) -> Result<PathBuf> {
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| {
+            Error::io(
+                &self.target,
+                "cannot rename the finished output into place",
+                e,
+            )
+        })?;
+        self.committed = true;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for PendingOutput {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Write a small text output (a table, a JSON file) atomically: temporary file beside the target, synced,
+/// then renamed.
+pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = target.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
+        }
+    }
+    let tmp = partial_name(target, std::process::id());
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, target)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(target, "cannot write", e)
+    })
+}
+
+impl Drop for RasterWriter {
+    fn drop(&mut self) {
+        if let Some(ds) = self.ds.take() {
+            let _ = ds.close();
+        }
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! carbonmap: satellite imagery to vegetation indices, carbon-sink maps and net carbon balance maps.
+//!
+//! Modules follow the data: `io` (every GDAL call), `scene` (sensors, masks, stacks), `indices` (the index
+//! table), `composite` (temporal compositing), `pipeline` (stage drivers), `progress` (reporting), `synth`
+//! (synthetic test and sample rasters).
+
+pub mod composite;
+pub mod error;
+pub mod indices;
+pub mod io;
+pub mod models;
+pub mod pipeline;
+pub mod progress;
+pub mod scene;
+pub mod synth;
+
+pub use error::{Error, Result};
+
+/// carbonmap's version, written into every output's metadata.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

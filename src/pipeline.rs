@@ -1,0 +1,503 @@
+//! Stage drivers. `indices` turns a scene stack into index rasters per period: inputs are checked up front,
+//! then the analysis grid is processed strip by strip (read on this thread, compute in parallel with rayon),
+//! and every output is renamed into place only once all of them are complete.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::composite::{self, Period, PeriodSpec, Stat};
+use crate::error::{Error, Result};
+use crate::indices::{CompiledIndex, ConstOverrides, IndexTable};
+use crate::io::{self, Grid, OutBand, PendingOutput, RasterWriter, WriteOptions, TILE};
+use crate::progress::Progress;
+use crate::scene::{SceneReader, Stack};
+
+/// How the analysis grid is chosen.
+#[derive(Debug, Clone)]
+pub enum GridChoice {
+    /// The grid of the stack's first acquisition.
+    FirstScene,
+    /// The grid of a reference raster.
+    Reference(PathBuf),
+    /// CRS, resolution and bounds.
+    Spec {
+        crs: String,
+        res: f64,
+        bounds: [f64; 4],
+    },
+}
+
+impl GridChoice {
+    pub fn resolve(&self, stack: &Stack) -> Result<Grid> {
+        match self {
+            GridChoice::FirstScene => stack.scenes[0].files[0].grid(),
+            GridChoice::Reference(p) => Grid::from_raster(p),
+            GridChoice::Spec { crs, res, bounds } => Grid::from_spec(crs, *res, *bounds),
+        }
+    }
+}
+
+/// What `carbonmap indices` does.
+#[derive(Debug, Clone)]
+pub struct IndicesJob {
+    pub stack: PathBuf,
+    pub out_dir: PathBuf,
+    pub indices: Vec<String>,
+    pub period: PeriodSpec,
+    pub stats: Vec<Stat>,
+    pub gap_fill: bool,
+    pub grid: GridChoice,
+    pub constants: Vec<String>,
+    /// A user's index table instead of models/indices.toml.
+    pub index_table: Option<PathBuf>,
+    pub write: WriteOptions,
+    /// Working-memory budget for one strip of values, in MiB.
+    pub memory_mb: usize,
+}
+
+/// One written raster.
+#[derive(Debug, Clone)]
+pub struct OutputRecord {
+    pub index: String,
+    pub period: String,
+    pub path: PathBuf,
+    pub acquisitions: usize,
+    /// Fraction of (pixel, acquisition) pairs that were clear, over the period's acquisitions.
+    pub clear_fraction: f64,
+    /// Pixels with at least one clear observation in the period.
+    pub pixels_with_data: u64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct IndicesSummary {
+    pub grid: Grid,
+    pub outputs: Vec<OutputRecord>,
+    pub warnings: Vec<String>,
+}
+
+/// Maximum number of output rasters open at once; more outputs are written in several passes.
+const MAX_OPEN_OUTPUTS: usize = 64;
+
+struct OutputPlan {
+    index: usize,
+    period: usize,
+    path: PathBuf,
+}
+
+/// Everything checked and resolved before any computation.
+struct Prepared {
+    stack: Stack,
+    grid: Grid,
+    compiled: Vec<CompiledIndex>,
+    /// Band letters read for every scene, in order.
+    letters: Vec<String>,
+    /// For each compiled index, positions of its bands in `letters`.
+    band_pos: Vec<Vec<usize>>,
+    periods: Vec<Period>,
+}
+
+fn prepare(job: &IndicesJob) -> Result<Prepared> {
+    let table = match &job.index_table {
+        Some(p) => IndexTable::from_file(p)?,
+        None => IndexTable::builtin()?,
+    };
+    let defs = table.select(&job.indices)?;
+    let overrides = ConstOverrides::parse(&job.constants)?;
+    overrides.check(&defs)?;
+    let compiled = defs
+        .iter()
+        .map(|d| CompiledIndex::new(d, &overrides.for_index(d)))
+        .collect::<Result<Vec<_>>>()?;
+    let stack = Stack::load(&job.stack)?;
+    let grid = job.grid.resolve(&stack)?;
+    let mut letters: Vec<String> = Vec::new();
+    let mut needs = Vec::new();
+    for c in &compiled {
+        for b in &c.def.bands {
+            if !letters.contains(b) {
+                letters.push(b.clone());
+            }
+            needs.push((b.clone(), c.def.name.clone()));
+        }
+    }
+    stack.check(&grid, &needs)?;
+    let band_pos = compiled
+        .iter()
+        .map(|c| {
+            c.def
+                .bands
+                .iter()
+                .map(|b| letters.iter().position(|l| l == b).unwrap())
+                .collect()
+        })
+        .collect();
+    let dates: Vec<_> = stack.scenes.iter().map(|s| s.date).collect();
+    let periods = composite::periods(&job.period, &dates);
+    if periods.is_empty() {
+        return Err(Error::Usage(
+            "no compositing period contains an acquisition".into(),
+        ));
+    }
+    Ok(Prepared {
+        stack,
+        grid,
+        compiled,
+        letters,
+        band_pos,
+        periods,
+    })
+}
+
+/// Metadata tags common to every output of a run.
+fn base_metadata(p: &Prepared, job: &IndicesJob) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("CARBONMAP_VERSION".into(), crate::VERSION.into());
+    m.insert("SENSOR".into(), p.stack.profile.name.clone());
+    m.insert(
+        "SENSOR_PROFILE".into(),
+        p.stack.profile.source.display().to_string(),
+    );
+    m.insert("STACK_MANIFEST".into(), job.stack.display().to_string());
+    m.insert(
+        "MASKED_QA_CATEGORIES".into(),
+        p.stack
+            .mask
+            .as_ref()
+            .map(|m| m.categories.join(","))
+            .unwrap_or_else(|| "none".into()),
+    );
+    m.insert(
+        "GAP_FILL".into(),
+        if job.gap_fill {
+            "linear in time between clear observations".into()
+        } else {
+            "none".into()
+        },
+    );
+    m.insert("COMPOSITE_PERIOD".into(), job.period.name().into());
+    m
+}
+
+/// Run the indices stage.
+pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesSummary> {
+    let prep = prepare(job)?;
+    let Prepared {
+        stack,
+        grid,
+        compiled,
+        letters,
+        band_pos,
+        periods,
+    } = &prep;
+    let mut warnings = Vec::new();
+    let per_date = job.period == PeriodSpec::Date;
+
+    let mut plans = Vec::new();
+    for (ii, c) in compiled.iter().enumerate() {
+        for (pi, p) in periods.iter().enumerate() {
+            plans.push(OutputPlan {
+                index: ii,
+                period: pi,
+                path: job.out_dir.join(format!("{}_{}.tif", c.def.name, p.label)),
+            });
+        }
+    }
+    for p in periods.iter().filter(|p| p.members.is_empty()) {
+        let msg = format!(
+            "period {} ({} to {}) has no acquisition; its composites are all NaN",
+            p.label, p.start, p.end
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+
+    // Which scenes must be read: members of any period, or all of them when gap filling.
+    let needed: Vec<usize> = (0..stack.scenes.len())
+        .filter(|s| job.gap_fill || periods.iter().any(|p| p.members.contains(s)))
+        .collect();
+    let days: Vec<f64> = needed
+        .iter()
+        .map(|&s| stack.scenes[s].date.num_days_from_ce_f64())
+        .collect();
+    let readers = needed
+        .iter()
+        .map(|&s| SceneReader::new(stack, &stack.scenes[s], letters, grid))
+        .collect::<Result<Vec<_>>>()?;
+
+    let base = base_metadata(&prep, job);
+    let mut pending: Vec<PendingOutput> = Vec::new();
+    let mut records = Vec::new();
+    let n_passes = plans.len().div_ceil(MAX_OPEN_OUTPUTS);
+    progress.start("indices", (grid.height * n_passes) as u64);
+    for pass in plans.chunks(MAX_OPEN_OUTPUTS) {
+        // Indices used in this pass.
+        let mut pass_indices: Vec<usize> = pass.iter().map(|o| o.index).collect();
+        pass_indices.sort_unstable();
+        pass_indices.dedup();
+
+        let mut writers = Vec::with_capacity(pass.len());
+        for o in pass {
+            let c = &compiled[o.index];
+            let p = &periods[o.period];
+            let mut bands: Vec<OutBand> = if per_date {
+                vec![OutBand {
+                    description: c.def.name.clone(),
+                    unit: c.def.unit.clone(),
+                }]
+            } else {
+                job.stats
+                    .iter()
+                    .map(|s| OutBand {
+                        description: format!("{} {}", c.def.name, s.name()),
+                        unit: c.def.unit.clone(),
+                    })
+                    .collect()
+            };
+            bands.push(OutBand {
+                description: "clear observations".into(),
+                unit: "count".into(),
+            });
+            let mut md = base.clone();
+            md.insert("INDEX".into(), c.def.name.clone());
+            md.insert("INDEX_LONG_NAME".into(), c.def.long_name.clone());
+            md.insert("INDEX_FORMULA".into(), c.def.formula.clone());
+            md.insert("INDEX_CITATION".into(), c.def.citation.clone());
+            md.insert("INDEX_UNITS".into(), c.def.unit.clone());
+            md.insert(
+                "INDEX_CONSTANTS".into(),
+                c.constants
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            md.insert("PERIOD".into(), p.label.clone());
+            md.insert("PERIOD_START".into(), p.start.to_string());
+            md.insert("PERIOD_END".into(), p.end.to_string());
+            md.insert(
+                "ACQUISITIONS".into(),
+                p.members
+                    .iter()
+                    .map(|&s| stack.scenes[s].date.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            writers.push(RasterWriter::create::<f32>(
+                &o.path, grid, &bands, None, &md, &job.write,
+            )?);
+        }
+
+        // Strip height from the memory budget: values of every pass index for every needed scene, f32,
+        // plus the reflectance planes of one scene.
+        let per_row = (pass_indices.len() * needed.len() + letters.len() + 2) * grid.width * 4;
+        let budget = job.memory_mb.max(1) * 1024 * 1024;
+        let mut rows = (budget / per_row.max(1)).clamp(1, grid.height);
+        if rows >= TILE {
+            rows -= rows % TILE;
+        }
+
+        let mut clear_obs = vec![0u64; pass.len()];
+        let mut with_data = vec![0u64; pass.len()];
+        let mut row0 = 0;
+        while row0 < grid.height {
+            let nrows = rows.min(grid.height - row0);
+            let npx = nrows * grid.width;
+            // values[k][s * npx + px] for the k-th pass index and the s-th needed scene.
+            let mut values: Vec<Vec<f32>> =
+                vec![vec![f32::NAN; needed.len() * npx]; pass_indices.len()];
+            for (si, reader) in readers.iter().enumerate() {
+                let planes = reader.read(row0, nrows, grid.width)?;
+                for (k, &ii) in pass_indices.iter().enumerate() {
+                    let c = &compiled[ii];
+                    let pos = &band_pos[ii];
+                    values[k][si * npx..(si + 1) * npx]
+                        .par_chunks_mut(4096)
+                        .enumerate()
+                        .for_each(|(ci, chunk)| {
+                            let mut bands = vec![0f64; pos.len()];
+                            let mut scratch = Vec::with_capacity(8);
+                            for (j, out) in chunk.iter_mut().enumerate() {
+                                let px = ci * 4096 + j;
+                                for (b, &lp) in pos.iter().enumerate() {
+                                    bands[b] = planes[lp][px] as f64;
+                                }
+                                *out = c.eval(&bands, &mut scratch) as f32;
+                            }
+                        });
+                }
+            }
+            // Clear flags before gap filling (the count band counts clear observations only).
+            let clear: Vec<Vec<bool>> = values
+                .iter()
+                .map(|v| v.iter().map(|x| !x.is_nan()).collect())
+                .collect();
+            if job.gap_fill {
+                for v in values.iter_mut() {
+                    gap_fill_strip(v, npx, &days);
+                }
+            }
+            for (oi, o) in pass.iter().enumerate() {
+                let k = pass_indices.iter().position(|&i| i == o.index).unwrap();
+                let period = &periods[o.period];
+                let members: Vec<usize> = period
+                    .members
+                    .iter()
+                    .map(|s| needed.iter().position(|n| n == s).unwrap())
+                    .collect();
+                let (bands, counts) =
+                    composite_strip(&values[k], &clear[k], npx, &members, &job.stats, per_date);
+                clear_obs[oi] += counts.iter().map(|&c| c as u64).sum::<u64>();
+                with_data[oi] += counts.iter().filter(|&&c| c > 0).count() as u64;
+                let w = &mut writers[oi];
+                for (b, data) in bands.into_iter().enumerate() {
+                    w.write_rows(b, row0, data)?;
+                }
+                w.write_rows(
+                    w.band_count() - 1,
+                    row0,
+                    counts.into_iter().map(|c| c as f32).collect(),
+                )?;
+            }
+            progress.advance(nrows as u64);
+            row0 += nrows;
+        }
+        for ((o, w), (obs, wd)) in pass
+            .iter()
+            .zip(writers)
+            .zip(clear_obs.into_iter().zip(with_data))
+        {
+            pending.push(w.finish()?);
+            let p = &periods[o.period];
+            let total = (p.members.len() * grid.width * grid.height) as f64;
+            if !p.members.is_empty() && obs == 0 {
+                let msg = format!(
+                    "{} {}: no clear observation at any pixel in {} acquisition(s) (all cloud or no data); the composite is NaN",
+                    compiled[o.index].def.name,
+                    p.label,
+                    p.members.len()
+                );
+                progress.warn(&msg);
+                warnings.push(msg);
+            }
+            records.push(OutputRecord {
+                index: compiled[o.index].def.name.clone(),
+                period: p.label.clone(),
+                path: o.path.clone(),
+                acquisitions: p.members.len(),
+                clear_fraction: if total > 0.0 { obs as f64 / total } else { 0.0 },
+                pixels_with_data: wd,
+            });
+        }
+    }
+    progress.finish();
+    // Every raster is complete: rename all into place, then write the summary table.
+    for p in pending {
+        p.commit()?;
+    }
+    write_summary(&job.out_dir.join("indices_summary.csv"), &records, grid)?;
+    Ok(IndicesSummary {
+        grid: grid.clone(),
+        outputs: records,
+        warnings,
+    })
+}
+
+trait DayNumber {
+    fn num_days_from_ce_f64(&self) -> f64;
+}
+
+impl DayNumber for chrono::NaiveDate {
+    fn num_days_from_ce_f64(&self) -> f64 {
+        use chrono::Datelike;
+        self.num_days_from_ce() as f64
+    }
+}
+
+/// Linear gap filling of every pixel's series in a strip laid out as [scene][pixel].
+fn gap_fill_strip(values: &mut [f32], npx: usize, days: &[f64]) {
+    let nscenes = days.len();
+    // Work on pixel columns in parallel: gather, fill, scatter.
+    let filled: Vec<Vec<f32>> = (0..npx)
+        .into_par_iter()
+        .map(|px| {
+            let mut s: Vec<f64> = (0..nscenes)
+                .map(|si| values[si * npx + px] as f64)
+                .collect();
+            composite::gap_fill_linear(&mut s, days);
+            s.into_iter().map(|v| v as f32).collect()
+        })
+        .collect();
+    for (px, col) in filled.into_iter().enumerate() {
+        for (si, v) in col.into_iter().enumerate() {
+            values[si * npx + px] = v;
+        }
+    }
+}
+
+/// Composite one strip: per statistic a plane, and the clear-observation count per pixel.
+fn composite_strip(
+    values: &[f32],
+    clear: &[bool],
+    npx: usize,
+    members: &[usize],
+    stats: &[Stat],
+    per_date: bool,
+) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let nb = if per_date { 1 } else { stats.len() };
+    let per_px: Vec<(Vec<f32>, u32)> = (0..npx)
+        .into_par_iter()
+        .map(|px| {
+            let mut vals: Vec<f64> = Vec::with_capacity(members.len());
+            let mut count = 0u32;
+            for &m in members {
+                let v = values[m * npx + px];
+                if clear[m * npx + px] {
+                    count += 1;
+                }
+                if !v.is_nan() {
+                    vals.push(v as f64);
+                }
+            }
+            let out: Vec<f32> = if per_date {
+                vec![vals.first().map(|&v| v as f32).unwrap_or(f32::NAN)]
+            } else if vals.is_empty() {
+                vec![f32::NAN; nb]
+            } else {
+                stats
+                    .iter()
+                    .map(|s| s.compute(&mut vals.clone()) as f32)
+                    .collect()
+            };
+            (out, count)
+        })
+        .collect();
+    let mut bands = vec![Vec::with_capacity(npx); nb];
+    let mut counts = Vec::with_capacity(npx);
+    for (out, c) in per_px {
+        for (b, v) in out.into_iter().enumerate() {
+            bands[b].push(v);
+        }
+        counts.push(c);
+    }
+    (bands, counts)
+}
+
+fn write_summary(path: &Path, records: &[OutputRecord], grid: &Grid) -> Result<()> {
+    let npx = (grid.width * grid.height) as f64;
+    let mut s = String::from("index,period,file,acquisitions,clear_observation_fraction,pixels_with_clear_data_fraction\n");
+    for r in records {
+        s.push_str(&format!(
+            "{},{},{},{},{:.6},{:.6}\n",
+            r.index,
+            r.period,
+            r.path.file_name().unwrap().to_string_lossy(),
+            r.acquisitions,
+            r.clear_fraction,
+            r.pixels_with_data as f64 / npx
+        ));
+    }
+    io::write_atomic(path, s.as_bytes())
+}

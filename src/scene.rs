@@ -1,0 +1,605 @@
+//! Sensors, masks and scene stacks. A sensor profile (models/sensors/*.toml) says how a product's digital
+//! numbers become reflectance and which QA values mean cloud, shadow, snow or no data. A stack manifest lists
+//! the dated acquisitions with their files and band names. `SceneReader` reads one acquisition on the
+//! analysis grid, strip by strip, as reflectance with a clear-sky mask.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use crate::error::{Error, Problems, Result};
+use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};
+use crate::models;
+
+/// How the QA band is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QaKind {
+    /// Each QA value is a class (Sentinel-2 SCL, categorical Fmask): mask the listed values.
+    Classes,
+    /// QA values are bit flags (HLS Fmask, Landsat QA_PIXEL): mask when any listed bit is set.
+    Bits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetRule {
+    /// First acquisition date the rule applies to.
+    pub from: NaiveDate,
+    pub dn_add_offset: f64,
+    pub citation: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReflectanceSpec {
+    /// reflectance = (DN + dn_add_offset) * scale + offset
+    pub scale: f64,
+    pub offset: f64,
+    #[serde(default)]
+    pub dn_add_offset: f64,
+    /// Use the file's own GDAL scale/offset when it declares them.
+    #[serde(default)]
+    pub scale_from_file: bool,
+    #[serde(default)]
+    pub dn_nodata: Vec<f64>,
+    #[serde(default)]
+    pub dn_add_offset_rule: Vec<OffsetRule>,
+    pub citation: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QaSpec {
+    pub band: String,
+    pub kind: QaKind,
+    /// Value given to QA pixels that the source does not cover after warping.
+    pub fill: i64,
+    /// QA values meaning "no data".
+    #[serde(default)]
+    pub nodata: Vec<i64>,
+    pub default_mask: Vec<String>,
+    /// Category name -> class values (kind = classes) or bit numbers (kind = bits).
+    pub categories: BTreeMap<String, Vec<i64>>,
+    pub citation: String,
+}
+
+/// A sensor profile: one file under models/sensors/.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorProfile {
+    pub name: String,
+    pub description: String,
+    pub citation: String,
+    /// Band letter (Awesome Spectral Indices standard) -> the product's band name.
+    pub bands: BTreeMap<String, String>,
+    pub reflectance: ReflectanceSpec,
+    pub qa: Option<QaSpec>,
+    /// Where the profile came from (models/sensors/NAME.toml or the user's file).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+impl SensorProfile {
+    /// All built-in profiles, sorted by name.
+    pub fn builtin() -> Result<Vec<SensorProfile>> {
+        let mut v = Vec::new();
+        for (rel, text) in models::embedded_under("sensors/") {
+            let path = models::embedded_path(rel);
+            let mut p: SensorProfile = models::parse_toml(text, &path)?;
+            p.source = path;
+            p.validate()?;
+            v.push(p);
+        }
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// A built-in profile by name, or a profile file given by path (relative to `base`).
+    pub fn resolve(name_or_path: &str, base: &Path) -> Result<SensorProfile> {
+        if name_or_path.ends_with(".toml") {
+            let path = base.join(name_or_path);
+            let mut p: SensorProfile = models::read_toml(&path)?;
+            p.source = path;
+            p.validate()?;
+            return Ok(p);
+        }
+        let all = Self::builtin()?;
+        let names: Vec<String> = all.iter().map(|p| p.name.clone()).collect();
+        all.into_iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name_or_path))
+            .ok_or_else(|| Error::Usage(format!("unknown sensor '{name_or_path}'; known sensors: {} (or give a profile file ending in .toml)", names.join(", "))))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let r = &self.reflectance;
+        if !(r.scale.is_finite() && r.scale != 0.0) {
+            return Err(Error::config(
+                &self.source,
+                "reflectance.scale must be a non-zero number",
+            ));
+        }
+        if let Some(qa) = &self.qa {
+            for c in &qa.default_mask {
+                if !qa.categories.contains_key(c) {
+                    return Err(Error::config(
+                        &self.source,
+                        format!("qa.default_mask names '{c}', which is not in qa.categories"),
+                    ));
+                }
+            }
+            if qa.kind == QaKind::Bits {
+                if let Some((c, b)) = qa
+                    .categories
+                    .iter()
+                    .flat_map(|(c, v)| v.iter().map(move |b| (c, b)))
+                    .find(|(_, b)| !(0..63).contains(*b))
+                {
+                    return Err(Error::config(
+                        &self.source,
+                        format!("qa.categories.{c}: bit {b} is out of range 0..62"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// DN offset added before scaling for an acquisition on `date` (the last rule whose start is on or
+    /// before the date wins).
+    pub fn dn_add_offset_for(&self, date: NaiveDate) -> f64 {
+        let mut off = self.reflectance.dn_add_offset;
+        let mut rules: Vec<&OffsetRule> = self.reflectance.dn_add_offset_rule.iter().collect();
+        rules.sort_by_key(|r| r.from);
+        for r in rules {
+            if date >= r.from {
+                off = r.dn_add_offset;
+            }
+        }
+        off
+    }
+}
+
+/// A compiled clear-sky test for QA values.
+#[derive(Debug, Clone)]
+pub struct QaMask {
+    kind: QaKind,
+    /// Class values to mask (classes) — sorted.
+    values: Vec<i64>,
+    /// Bits to mask (bits).
+    bits: i64,
+    nodata: Vec<i64>,
+    /// Names of the masked categories (for metadata).
+    pub categories: Vec<String>,
+}
+
+impl QaMask {
+    pub fn new(qa: &QaSpec, categories: &[String], origin: &Path) -> Result<QaMask> {
+        let mut values = Vec::new();
+        let mut bits = 0i64;
+        for c in categories {
+            let v = qa.categories.get(c).ok_or_else(|| {
+                Error::config(
+                    origin,
+                    format!(
+                        "mask category '{c}' is unknown; this sensor's categories are: {}",
+                        qa.categories.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            match qa.kind {
+                QaKind::Classes => values.extend(v.iter().copied()),
+                QaKind::Bits => {
+                    for b in v {
+                        bits |= 1i64 << b;
+                    }
+                }
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        Ok(QaMask {
+            kind: qa.kind,
+            values,
+            bits,
+            nodata: qa.nodata.clone(),
+            categories: categories.to_vec(),
+        })
+    }
+
+    /// Whether a QA value is clear (neither no data nor a masked category).
+    #[inline]
+    pub fn is_clear(&self, v: i32) -> bool {
+        let v = v as i64;
+        if self.nodata.contains(&v) {
+            return false;
+        }
+        match self.kind {
+            QaKind::Classes => self.values.binary_search(&v).is_err(),
+            QaKind::Bits => v & self.bits == 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stack manifest
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    /// Built-in sensor name or path to a profile TOML (relative to the manifest).
+    sensor: String,
+    /// Mask categories to use instead of the profile's default.
+    mask: Option<Vec<String>>,
+    /// Overrides of the profile's letter -> band name mapping.
+    #[serde(default)]
+    bands: BTreeMap<String, String>,
+    #[serde(rename = "scene")]
+    scenes: Vec<SceneEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SceneEntry {
+    /// Acquisition date, YYYY-MM-DD.
+    date: NaiveDate,
+    /// Optional identifier (defaults to the date).
+    id: Option<String>,
+    /// One multi-band file ...
+    file: Option<String>,
+    /// ... whose band names are these (default: the file's band descriptions).
+    bands: Option<Vec<String>>,
+    /// Or one single-band file per band name.
+    files: Option<BTreeMap<String, String>>,
+    /// Override of the DN offset (for example a Sentinel-2 BOA_ADD_OFFSET read from the product metadata).
+    dn_add_offset: Option<f64>,
+}
+
+/// Where a band of a scene is stored.
+#[derive(Debug, Clone)]
+pub struct BandSource {
+    pub path: PathBuf,
+    /// 1-based band number in that file.
+    pub index: usize,
+    /// The file's GDAL scale/offset for that band, if declared.
+    pub file_scale: Option<(f64, f64)>,
+    pub file_nodata: Option<f64>,
+}
+
+/// One dated acquisition.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    pub id: String,
+    pub date: NaiveDate,
+    /// Band name -> where it is stored.
+    pub bands: BTreeMap<String, BandSource>,
+    pub dn_add_offset: f64,
+    /// File infos (CRS, extent) of every file of the scene.
+    pub files: Vec<RasterInfo>,
+}
+
+/// A stack of dated acquisitions from one sensor profile.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub manifest: PathBuf,
+    pub profile: SensorProfile,
+    pub scenes: Vec<Scene>,
+    pub mask: Option<QaMask>,
+}
+
+impl Stack {
+    /// Load a manifest and describe every file it names. All problems are collected and reported at once.
+    pub fn load(manifest: &Path) -> Result<Stack> {
+        let mf: ManifestFile = models::read_toml(manifest)?;
+        let base = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut profile = SensorProfile::resolve(&mf.sensor, &base).map_err(|e| match e {
+            Error::Usage(m) => Error::config(manifest, format!("sensor: {m}")),
+            other => other,
+        })?;
+        for (letter, name) in &mf.bands {
+            profile.bands.insert(letter.clone(), name.clone());
+        }
+        let mask = match &profile.qa {
+            Some(qa) => {
+                let cats = mf.mask.clone().unwrap_or_else(|| qa.default_mask.clone());
+                Some(QaMask::new(qa, &cats, manifest)?)
+            }
+            None => {
+                if mf.mask.as_ref().is_some_and(|m| !m.is_empty()) {
+                    return Err(Error::config(
+                        manifest,
+                        format!("mask is given but sensor '{}' has no QA band", profile.name),
+                    ));
+                }
+                None
+            }
+        };
+        if mf.scenes.is_empty() {
+            return Err(Error::config(manifest, "lists no [[scene]]"));
+        }
+        let mut problems = Problems::new();
+        let mut scenes = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, s) in mf.scenes.iter().enumerate() {
+            let label = format!("scene {} ({})", i + 1, s.date);
+            if !seen.insert(s.date) {
+                problems.push(Error::config(manifest, format!("{label}: date {} appears twice; one acquisition per date (mosaic tiles of one date first)", s.date)));
+                continue;
+            }
+            if let Some(sc) = problems.take(load_scene(manifest, &base, &profile, s, &label)) {
+                scenes.push(sc);
+            }
+        }
+        problems.finish()?;
+        scenes.sort_by_key(|s| s.date);
+        Ok(Stack {
+            manifest: manifest.to_path_buf(),
+            profile,
+            scenes,
+            mask,
+        })
+    }
+
+    /// The band name the profile uses for a letter.
+    pub fn band_name(&self, letter: &str) -> Option<&str> {
+        self.profile.bands.get(letter).map(|s| s.as_str())
+    }
+
+    /// Check that every scene has the bands behind `letters` (with the consumer named in messages) and the
+    /// QA band, that every file has a CRS, and that every file overlaps `grid`.
+    pub fn check(&self, grid: &Grid, needs: &[(String, String)]) -> Result<()> {
+        let mut problems = Problems::new();
+        for s in &self.scenes {
+            for (letter, who) in needs {
+                let Some(name) = self.band_name(letter) else {
+                    problems.push(Error::config(
+                        &self.profile.source,
+                        format!(
+                            "sensor '{}' has no band for letter {letter} (needed by {who})",
+                            self.profile.name
+                        ),
+                    ));
+                    continue;
+                };
+                if !s.bands.contains_key(name) {
+                    let (path, have) = scene_band_list(s);
+                    problems.push(Error::band(path, name, format!("absent from scene {} (band letter {letter}, needed by {who}); the scene has bands {have}", s.date)));
+                }
+            }
+            if let Some(qa) = &self.profile.qa {
+                if self.mask.is_some() && !s.bands.contains_key(&qa.band) {
+                    let (path, have) = scene_band_list(s);
+                    problems.push(Error::band(path, &qa.band, format!("QA band absent from scene {}; the scene has bands {have} (set `mask = []` in the manifest to use no mask)", s.date)));
+                }
+            }
+            for f in &s.files {
+                match f.grid() {
+                    Err(e) => problems.push(e),
+                    Ok(g) => match io::transform_bounds(&g.crs_wkt, &grid.crs_wkt, g.bounds()) {
+                        Err(e) => problems.push(Error::input(&f.path, format!("{e}"))),
+                        Ok(b) => {
+                            let a = grid.bounds();
+                            if b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1] {
+                                problems.push(Error::input(&f.path, format!("does not overlap the analysis grid (file extent in grid CRS {:.1},{:.1},{:.1},{:.1}; grid {:.1},{:.1},{:.1},{:.1})", b[0], b[1], b[2], b[3], a[0], a[1], a[2], a[3])));
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        problems.finish()
+    }
+}
+
+fn scene_band_list(s: &Scene) -> (PathBuf, String) {
+    let path = s.files.first().map(|f| f.path.clone()).unwrap_or_default();
+    (path, s.bands.keys().cloned().collect::<Vec<_>>().join(", "))
+}
+
+fn band_source(info: &RasterInfo, index: usize) -> BandSource {
+    let b = &info.bands[index - 1];
+    BandSource {
+        path: info.path.clone(),
+        index,
+        file_scale: match (b.scale, b.offset) {
+            (None, None) => None,
+            (s, o) => Some((s.unwrap_or(1.0), o.unwrap_or(0.0))),
+        },
+        file_nodata: b.nodata,
+    }
+}
+
+fn load_scene(
+    manifest: &Path,
+    base: &Path,
+    profile: &SensorProfile,
+    s: &SceneEntry,
+    label: &str,
+) -> Result<Scene> {
+    let mut bands = BTreeMap::new();
+    let mut files = Vec::new();
+    match (&s.file, &s.files) {
+        (Some(file), None) => {
+            let path = base.join(file);
+            let info = RasterInfo::read(&path)?;
+            let names: Vec<String> = match &s.bands {
+                Some(names) => {
+                    if names.len() != info.bands.len() {
+                        return Err(Error::config(manifest, format!("{label}: `bands` lists {} names but {} has {} bands", names.len(), path.display(), info.bands.len())));
+                    }
+                    names.clone()
+                }
+                None => {
+                    let names: Vec<String> = info.bands.iter().map(|b| b.description.clone()).collect();
+                    if names.iter().any(|n| n.is_empty()) {
+                        return Err(Error::config(manifest, format!("{label}: {} has bands without descriptions; list their names with `bands = [...]`", path.display())));
+                    }
+                    names
+                }
+            };
+            for (i, n) in names.iter().enumerate() {
+                bands.insert(n.clone(), band_source(&info, i + 1));
+            }
+            files.push(info);
+        }
+        (None, Some(map)) => {
+            for (name, file) in map {
+                let path = base.join(file);
+                let info = RasterInfo::read(&path)?;
+                if info.bands.len() != 1 {
+                    return Err(Error::config(manifest, format!("{label}: files.{name} = {} has {} bands; single-band files expected (or use `file` with `bands`)", path.display(), info.bands.len())));
+                }
+                bands.insert(name.clone(), band_source(&info, 1));
+                files.push(info);
+            }
+        }
+        _ => return Err(Error::config(manifest, format!("{label}: give exactly one of `file` (one multi-band file) or `files` (one file per band)"))),
+    }
+    Ok(Scene {
+        id: s.id.clone().unwrap_or_else(|| s.date.to_string()),
+        date: s.date,
+        bands,
+        dn_add_offset: s
+            .dn_add_offset
+            .unwrap_or_else(|| profile.dn_add_offset_for(s.date)),
+        files,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading a scene on the grid
+
+/// Reads reflectance bands (by letter) and the clear-sky mask of one scene on the analysis grid.
+pub struct SceneReader<'a> {
+    stack: &'a Stack,
+    /// One reader per (file, letter) — each GridReader selects one band.
+    refl: Vec<(GridReader, ReflConv)>,
+    /// QA reader and the QA file's own nodata value.
+    qa: Option<(GridReader, Option<f64>)>,
+}
+
+/// DN -> reflectance conversion of one band.
+#[derive(Debug, Clone, Copy)]
+struct ReflConv {
+    add: f64,
+    scale: f64,
+    offset: f64,
+    /// The file's own nodata value for the band, if any.
+    file_nodata: Option<f64>,
+}
+
+impl<'a> SceneReader<'a> {
+    /// Open the bands behind `letters` (in that order) of `scene`.
+    pub fn new(
+        stack: &'a Stack,
+        scene: &'a Scene,
+        letters: &[String],
+        grid: &Grid,
+    ) -> Result<SceneReader<'a>> {
+        let spec = &stack.profile.reflectance;
+        let mut refl = Vec::with_capacity(letters.len());
+        for letter in letters {
+            let name = stack.band_name(letter).ok_or_else(|| {
+                Error::Usage(format!(
+                    "sensor '{}' has no band for letter {letter}",
+                    stack.profile.name
+                ))
+            })?;
+            let src = scene.bands.get(name).ok_or_else(|| {
+                Error::band(
+                    scene.files[0].path.clone(),
+                    name,
+                    format!("absent from scene {}", scene.date),
+                )
+            })?;
+            let (scale, offset) = match (spec.scale_from_file, src.file_scale) {
+                (true, Some(so)) => so,
+                _ => (spec.scale, spec.offset),
+            };
+            let reader = GridReader::new(
+                &src.path,
+                &[BandRequest {
+                    index: src.index,
+                    name: name.to_string(),
+                }],
+                grid,
+                Resampling::Bilinear,
+                spec.dn_nodata.first().copied(),
+                f64::NAN,
+            )?;
+            refl.push((
+                reader,
+                ReflConv {
+                    add: scene.dn_add_offset,
+                    scale,
+                    offset,
+                    file_nodata: src.file_nodata,
+                },
+            ));
+        }
+        let qa = match (&stack.profile.qa, &stack.mask) {
+            (Some(qa), Some(_)) => {
+                let src = scene.bands.get(&qa.band).ok_or_else(|| {
+                    Error::band(
+                        scene.files[0].path.clone(),
+                        &qa.band,
+                        format!("QA band absent from scene {}", scene.date),
+                    )
+                })?;
+                let reader = GridReader::new(
+                    &src.path,
+                    &[BandRequest {
+                        index: src.index,
+                        name: qa.band.clone(),
+                    }],
+                    grid,
+                    Resampling::Nearest,
+                    src.file_nodata,
+                    qa.fill as f64,
+                )?;
+                Some((reader, src.file_nodata))
+            }
+            _ => None,
+        };
+        Ok(SceneReader { stack, refl, qa })
+    }
+
+    /// Read rows `row0 .. row0 + nrows`: reflectance per letter (NaN where no data or not clear).
+    pub fn read(&self, row0: usize, nrows: usize, width: usize) -> Result<Vec<Vec<f32>>> {
+        let n = width * nrows;
+        let clear: Option<Vec<bool>> = match (&self.qa, &self.stack.mask) {
+            (Some((r, file_nd)), Some(mask)) => {
+                let mut q = vec![0i32; n];
+                r.read_rows(0, row0, nrows, &mut q)?;
+                Some(
+                    q.iter()
+                        .map(|&v| mask.is_clear(v) && file_nd.is_none_or(|nd| v as f64 != nd))
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        let dn_nodata = &self.stack.profile.reflectance.dn_nodata;
+        let mut planes = Vec::with_capacity(self.refl.len());
+        for (reader, conv) in &self.refl {
+            let mut buf = vec![0f32; n];
+            reader.read_rows(0, row0, nrows, &mut buf)?;
+            for (i, v) in buf.iter_mut().enumerate() {
+                let dn = *v as f64;
+                let bad = v.is_nan()
+                    || dn_nodata.contains(&dn)
+                    || conv.file_nodata.is_some_and(|nd| nd == dn)
+                    || clear.as_ref().is_some_and(|c| !c[i]);
+                *v = if bad {
+                    f32::NAN
+                } else {
+                    ((dn + conv.add) * conv.scale + conv.offset) as f32
+                };
+            }
+            planes.push(buf);
+        }
+        Ok(planes)
+    }
+}
