@@ -246,3 +246,48 @@ const _: fn() = || {
     fn assert_sync<T: Sync + Send>() {}
     assert_sync::<CompiledIndex>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(name: &str, bands: &[f64]) -> f64 {
+        let t = IndexTable::builtin().unwrap();
+        let c = CompiledIndex::new(t.get(name).unwrap(), &BTreeMap::new()).unwrap();
+        c.eval(bands, &mut Vec::new())
+    }
+
+    #[test]
+    fn kndvi_by_hand() {
+        // N = 0.4, R = 0.1: NDVI = 0.3 / 0.5 = 0.6; kNDVI = tanh(0.6^2) = tanh(0.36) = 0.345214034...
+        // (Camps-Valls et al. 2021 with sigma = 0.5 (N + R): (1 - k) / (1 + k), k = exp(-(N-R)^2 / (2 sigma^2))
+        //  = exp(-0.72) = 0.486752, gives (1 - 0.486752) / (1 + 0.486752) = 0.345214, the same.)
+        assert!((eval("kNDVI", &[0.4, 0.1]) - 0.345_214_034).abs() < 1e-8);
+    }
+
+    #[test]
+    fn savi_default_l_is_one_half() {
+        // (1 + 0.5) (0.4 - 0.1) / (0.4 + 0.1 + 0.5) = 0.45
+        assert!((eval("SAVI", &[0.4, 0.1]) - 0.45).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nodata_and_zero_division_give_nan() {
+        assert!(eval("NDVI", &[f64::NAN, 0.1]).is_nan());
+        assert!(eval("NDVI", &[0.0, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn overrides_apply_per_index_or_globally() {
+        let t = IndexTable::builtin().unwrap();
+        let o = ConstOverrides::parse(&["SAVI.L=1".into()]).unwrap();
+        assert_eq!(o.for_index(t.get("SAVI").unwrap())["L"], 1.0);
+        assert_eq!(o.for_index(t.get("EVI").unwrap())["L"], 1.0); // EVI's own default is also 1
+        let o = ConstOverrides::parse(&["L=0.3".into()]).unwrap();
+        assert_eq!(o.for_index(t.get("EVI").unwrap())["L"], 0.3);
+        assert!(ConstOverrides::parse(&["Q=1".into()])
+            .unwrap()
+            .check(&t.defs)
+            .is_err());
+    }
+}

@@ -91,14 +91,8 @@ struct IndicesArgs {
     #[arg(long, requires = "crs")]
     res: Option<f64>,
     /// Analysis grid bounds xmin,ymin,xmax,ymax in CRS units.
-    #[arg(
-        long,
-        requires = "crs",
-        value_delimiter = ',',
-        num_args = 4,
-        allow_negative_numbers = true
-    )]
-    bounds: Option<Vec<f64>>,
+    #[arg(long, requires = "crs", allow_hyphen_values = true)]
+    bounds: Option<String>,
     /// Override an index constant: NAME=VALUE (every index using it) or INDEX.NAME=VALUE.
     #[arg(long = "const")]
     constants: Vec<String>,
@@ -171,7 +165,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(crs), Some(res), Some(b)) => GridChoice::Spec {
                     crs,
                     res,
-                    bounds: [b[0], b[1], b[2], b[3]],
+                    bounds: parse_bounds(&b)?,
                 },
                 _ => GridChoice::FirstScene,
             };
@@ -246,6 +240,24 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Parse `xmin,ymin,xmax,ymax`.
+fn parse_bounds(s: &str) -> Result<[f64; 4]> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            Error::Usage(format!(
+                "--bounds {s}: expected four numbers xmin,ymin,xmax,ymax"
+            ))
+        })?;
+    <[f64; 4]>::try_from(v).map_err(|_| {
+        Error::Usage(format!(
+            "--bounds {s}: expected four numbers xmin,ymin,xmax,ymax"
+        ))
+    })
 }
 
 fn main() -> ExitCode {
