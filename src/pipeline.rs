@@ -419,20 +419,23 @@ impl DayNumber for chrono::NaiveDate {
 /// Linear gap filling of every pixel's series in a strip laid out as [scene][pixel].
 fn gap_fill_strip(values: &mut [f32], npx: usize, days: &[f64]) {
     let nscenes = days.len();
-    // Work on pixel columns in parallel: gather, fill, scatter.
-    let filled: Vec<Vec<f32>> = (0..npx)
-        .into_par_iter()
-        .map(|px| {
-            let mut s: Vec<f64> = (0..nscenes)
-                .map(|si| values[si * npx + px] as f64)
-                .collect();
-            composite::gap_fill_linear(&mut s, days);
-            s.into_iter().map(|v| v as f32).collect()
-        })
-        .collect();
-    for (px, col) in filled.into_iter().enumerate() {
-        for (si, v) in col.into_iter().enumerate() {
-            values[si * npx + px] = v;
+    // Gather each pixel's series into a [pixel][scene] buffer, fill in parallel, scatter back.
+    let mut by_px = vec![0f32; npx * nscenes];
+    for si in 0..nscenes {
+        for px in 0..npx {
+            by_px[px * nscenes + si] = values[si * npx + px];
+        }
+    }
+    by_px.par_chunks_mut(nscenes).for_each(|series| {
+        let mut s: Vec<f64> = series.iter().map(|&v| v as f64).collect();
+        composite::gap_fill_linear(&mut s, days);
+        for (o, v) in series.iter_mut().zip(s) {
+            *o = v as f32;
+        }
+    });
+    for si in 0..nscenes {
+        for px in 0..npx {
+            values[si * npx + px] = by_px[px * nscenes + si];
         }
     }
 }
@@ -447,41 +450,43 @@ fn composite_strip(
     per_date: bool,
 ) -> (Vec<Vec<f32>>, Vec<u32>) {
     let nb = if per_date { 1 } else { stats.len() };
-    let per_px: Vec<(Vec<f32>, u32)> = (0..npx)
-        .into_par_iter()
-        .map(|px| {
+    // [pixel][band] results and counts, computed in parallel chunks with one scratch vector per chunk.
+    const CHUNK: usize = 4096;
+    let mut flat = vec![f32::NAN; npx * nb];
+    let mut counts = vec![0u32; npx];
+    flat.par_chunks_mut(CHUNK * nb)
+        .zip(counts.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(ci, (out, cnt))| {
             let mut vals: Vec<f64> = Vec::with_capacity(members.len());
-            let mut count = 0u32;
-            for &m in members {
-                let v = values[m * npx + px];
-                if clear[m * npx + px] {
-                    count += 1;
+            for (j, c) in cnt.iter_mut().enumerate() {
+                let px = ci * CHUNK + j;
+                vals.clear();
+                for &m in members {
+                    let v = values[m * npx + px];
+                    if clear[m * npx + px] {
+                        *c += 1;
+                    }
+                    if !v.is_nan() {
+                        vals.push(v as f64);
+                    }
                 }
-                if !v.is_nan() {
-                    vals.push(v as f64);
+                if vals.is_empty() {
+                    continue;
+                }
+                let o = &mut out[j * nb..(j + 1) * nb];
+                if per_date {
+                    o[0] = vals[0] as f32;
+                } else {
+                    for (b, s) in stats.iter().enumerate() {
+                        o[b] = s.compute(&mut vals) as f32;
+                    }
                 }
             }
-            let out: Vec<f32> = if per_date {
-                vec![vals.first().map(|&v| v as f32).unwrap_or(f32::NAN)]
-            } else if vals.is_empty() {
-                vec![f32::NAN; nb]
-            } else {
-                stats
-                    .iter()
-                    .map(|s| s.compute(&mut vals.clone()) as f32)
-                    .collect()
-            };
-            (out, count)
-        })
+        });
+    let bands = (0..nb)
+        .map(|b| (0..npx).map(|px| flat[px * nb + b]).collect())
         .collect();
-    let mut bands = vec![Vec::with_capacity(npx); nb];
-    let mut counts = Vec::with_capacity(npx);
-    for (out, c) in per_px {
-        for (b, v) in out.into_iter().enumerate() {
-            bands[b].push(v);
-        }
-        counts.push(c);
-    }
     (bands, counts)
 }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up (GDAL when missing) and run every test. Real-data tests read $CARBONMAP_REAL_DATA, by default
+# ../shared/real-data beside the checkout; with CI=true a missing folder fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+: "${CARBONMAP_REAL_DATA:=$(cd .. && pwd)/shared/real-data}"
+export CARBONMAP_REAL_DATA
+if [ ! -d "$CARBONMAP_REAL_DATA" ]; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "CARBONMAP_REAL_DATA=$CARBONMAP_REAL_DATA does not exist: real-data tests cannot run in CI" >&2
+    exit 1
+  fi
+  echo "note: $CARBONMAP_REAL_DATA not found; real-data tests will be skipped" >&2
+fi
+cargo test --locked "$@"
