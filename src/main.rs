@@ -36,6 +36,11 @@ struct Cli {
 enum Command {
     /// Vegetation indices per date or composited per period (median, mean, max, min and a clear-observation count).
     Indices(IndicesArgs),
+    /// Recognise a stack from a folder of files named by a sensor's convention and print its manifest.
+    Stack {
+        /// Folder to search (recursively).
+        dir: PathBuf,
+    },
     /// List the built-in indices or sensor profiles.
     List {
         /// indices | sensors
@@ -63,7 +68,7 @@ enum Command {
 
 #[derive(Args)]
 struct IndicesArgs {
-    /// Stack manifest (TOML): sensor and dated files.
+    /// Stack manifest (TOML), or a folder of files named by a sensor's convention (see `carbonmap stack`).
     #[arg(long)]
     stack: PathBuf,
     /// Output folder.
@@ -102,8 +107,8 @@ struct IndicesArgs {
     /// Write Cloud-Optimised GeoTIFFs with overviews.
     #[arg(long)]
     cog: bool,
-    /// Working-memory budget per strip in MiB (peak memory stays near this plus GDAL's 256 MiB cache).
-    #[arg(long, default_value_t = 256)]
+    /// Working-memory budget per strip in MiB (peak memory stays near this plus GDAL's 256 MiB block cache).
+    #[arg(long, default_value_t = 192)]
     memory_mb: usize,
 }
 
@@ -229,6 +234,11 @@ fn run(cli: Cli) -> Result<()> {
                 "list {other}: expected 'indices' or 'sensors'"
             ))),
         },
+        Command::Stack { dir } => {
+            let (_, manifest) = carbonmap::scene::Stack::recognise_dir(&dir)?;
+            print!("{manifest}");
+            Ok(())
+        }
         Command::Samples { out, size } => {
             let m = synth::generate_samples(&out, size)?;
             println!("wrote SYNTHETIC sample stack {}", m.display());

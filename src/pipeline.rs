@@ -111,7 +111,7 @@ fn prepare(job: &IndicesJob) -> Result<Prepared> {
         .iter()
         .map(|d| CompiledIndex::new(d, &overrides.for_index(d)))
         .collect::<Result<Vec<_>>>()?;
-    let stack = Stack::load(&job.stack)?;
+    let stack = Stack::open(&job.stack)?;
     let grid = job.grid.resolve(&stack)?;
     let mut letters: Vec<String> = Vec::new();
     let mut needs = Vec::new();
@@ -290,9 +290,16 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             )?);
         }
 
-        // Strip height from the memory budget: values of every pass index for every needed scene, f32,
-        // plus the reflectance planes of one scene.
-        let per_row = (pass_indices.len() * needed.len() + letters.len() + 2) * grid.width * 4;
+        // Strip height from the memory budget. Per pixel of a row: the values of every pass index for every
+        // needed scene (f32) and their clear flags (1 byte), one scene's reflectance planes (f32), a gap-fill
+        // copy of one index's series (f32), and one output's composite bands and count (f32 / u32, twice
+        // while transposing).
+        let nstat = if per_date { 1 } else { job.stats.len() };
+        let per_px = pass_indices.len() * needed.len() * 5
+            + letters.len() * 4
+            + if job.gap_fill { needed.len() * 4 } else { 0 }
+            + (nstat * 2 + 1) * 4;
+        let per_row = per_px * grid.width;
         let budget = job.memory_mb.max(1) * 1024 * 1024;
         let mut rows = (budget / per_row.max(1)).clamp(1, grid.height);
         if rows >= TILE {

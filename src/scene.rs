@@ -66,6 +66,15 @@ pub struct QaSpec {
     pub citation: String,
 }
 
+/// A product's file-naming convention: a regular expression with named groups `band` and either `date`
+/// (YYYYMMDD) or `yeardoy` (YYYYDDD); optional `tile` and `res` (metres; the finest file of a band wins).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamingSpec {
+    pub pattern: String,
+    pub citation: String,
+}
+
 /// A sensor profile: one file under models/sensors/.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +86,8 @@ pub struct SensorProfile {
     pub bands: BTreeMap<String, String>,
     pub reflectance: ReflectanceSpec,
     pub qa: Option<QaSpec>,
+    /// How the product names its files, for recognising a stack from a folder.
+    pub naming: Option<NamingSpec>,
     /// Where the profile came from (models/sensors/NAME.toml or the user's file).
     #[serde(skip)]
     pub source: PathBuf,
@@ -114,6 +125,18 @@ impl SensorProfile {
     }
 
     fn validate(&self) -> Result<()> {
+        if let Some(n) = &self.naming {
+            let re = regex::Regex::new(&n.pattern)
+                .map_err(|e| Error::config(&self.source, format!("naming.pattern: {e}")))?;
+            let names: Vec<&str> = re.capture_names().flatten().collect();
+            if !names.contains(&"band") || !(names.contains(&"date") || names.contains(&"yeardoy"))
+            {
+                return Err(Error::config(
+                    &self.source,
+                    "naming.pattern needs the named groups `band` and `date` or `yeardoy`",
+                ));
+            }
+        }
         let r = &self.reflectance;
         if !(r.scale.is_finite() && r.scale != 0.0) {
             return Err(Error::config(
@@ -289,12 +312,123 @@ pub struct Stack {
     pub mask: Option<QaMask>,
 }
 
+/// A file recognised by a profile's naming convention.
+struct Recognised {
+    date: NaiveDate,
+    tile: String,
+    band: String,
+    res: u32,
+    path: PathBuf,
+}
+
+fn recognise(re: &regex::Regex, path: &Path) -> Option<Recognised> {
+    let name = path.file_name()?.to_string_lossy();
+    let c = re.captures(&name)?;
+    let date = if let Some(d) = c.name("date") {
+        NaiveDate::parse_from_str(d.as_str(), "%Y%m%d").ok()?
+    } else {
+        let yd = c.name("yeardoy")?.as_str();
+        NaiveDate::from_yo_opt(yd[..4].parse().ok()?, yd[4..].parse().ok()?)?
+    };
+    Some(Recognised {
+        date,
+        tile: c
+            .name("tile")
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default(),
+        band: c.name("band")?.as_str().to_string(),
+        res: c
+            .name("res")
+            .and_then(|m| m.as_str().parse().ok())
+            .unwrap_or(0),
+        path: path.to_path_buf(),
+    })
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list folder", e))?;
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
 impl Stack {
+    /// A stack manifest (TOML) or a folder whose files follow a sensor's naming convention.
+    pub fn open(path: &Path) -> Result<Stack> {
+        if path.is_dir() {
+            let (_, manifest) = Self::recognise_dir(path)?;
+            let tmp = path.join(".carbonmap-recognised-stack.toml");
+            // Parse from text with paths relative to the folder; nothing is written into the folder.
+            let mf: ManifestFile = models::parse_toml(&manifest, &tmp)?;
+            Self::from_manifest(mf, &tmp, path)
+        } else {
+            Self::load(path)
+        }
+    }
+
+    /// Recognise a stack in a folder (searched recursively) from the built-in profiles' naming conventions.
+    /// Returns the profile name and an equivalent manifest text (paths relative to the folder).
+    pub fn recognise_dir(dir: &Path) -> Result<(String, String)> {
+        let mut files = Vec::new();
+        walk(dir, &mut files)?;
+        files.sort();
+        let mut best: Option<(SensorProfile, Vec<Recognised>)> = None;
+        for p in SensorProfile::builtin()? {
+            let Some(n) = &p.naming else { continue };
+            let re = regex::Regex::new(&n.pattern).expect("validated");
+            let hits: Vec<Recognised> = files.iter().filter_map(|f| recognise(&re, f)).collect();
+            if !hits.is_empty() && best.as_ref().is_none_or(|(_, b)| hits.len() > b.len()) {
+                best = Some((p, hits));
+            }
+        }
+        let Some((profile, hits)) = best else {
+            return Err(Error::input(dir, "no file follows a known sensor's naming convention (HLS, Landsat C2 L2, Sentinel-2 SAFE, LEDAPS scene ids); write a stack manifest instead"));
+        };
+        // date -> tile set, and date -> band -> (res, path) keeping the finest resolution.
+        let mut by_date: BTreeMap<NaiveDate, (BTreeSet<String>, BTreeMap<String, (u32, PathBuf)>)> =
+            BTreeMap::new();
+        for h in hits {
+            let e = by_date.entry(h.date).or_default();
+            e.0.insert(h.tile.clone());
+            let slot = e.1.entry(h.band.clone()).or_insert((h.res, h.path.clone()));
+            if h.res < slot.0 {
+                *slot = (h.res, h.path);
+            }
+        }
+        let mut m = format!(
+            "# recognised by carbonmap from {} ({} naming)\nsensor = \"{}\"\n",
+            dir.display(),
+            profile.name,
+            profile.name
+        );
+        for (date, (tiles, bands)) in by_date {
+            if tiles.len() > 1 {
+                return Err(Error::input(dir, format!("{date}: files of several tiles ({}); one acquisition per date is supported: split the folder by tile", tiles.into_iter().collect::<Vec<_>>().join(", "))));
+            }
+            m.push_str(&format!("\n[[scene]]\ndate = \"{date}\"\n[scene.files]\n"));
+            for (band, (_, path)) in bands {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                m.push_str(&format!("{band} = {:?}\n", rel.to_string_lossy()));
+            }
+        }
+        Ok((profile.name, m))
+    }
+
     /// Load a manifest and describe every file it names. All problems are collected and reported at once.
     pub fn load(manifest: &Path) -> Result<Stack> {
         let mf: ManifestFile = models::read_toml(manifest)?;
         let base = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let mut profile = SensorProfile::resolve(&mf.sensor, &base).map_err(|e| match e {
+        Self::from_manifest(mf, manifest, &base)
+    }
+
+    fn from_manifest(mf: ManifestFile, manifest: &Path, base: &Path) -> Result<Stack> {
+        let mut profile = SensorProfile::resolve(&mf.sensor, base).map_err(|e| match e {
             Error::Usage(m) => Error::config(manifest, format!("sensor: {m}")),
             other => other,
         })?;
@@ -328,7 +462,7 @@ impl Stack {
                 problems.push(Error::config(manifest, format!("{label}: date {} appears twice; one acquisition per date (mosaic tiles of one date first)", s.date)));
                 continue;
             }
-            if let Some(sc) = problems.take(load_scene(manifest, &base, &profile, s, &label)) {
+            if let Some(sc) = problems.take(load_scene(manifest, base, &profile, s, &label)) {
                 scenes.push(sc);
             }
         }

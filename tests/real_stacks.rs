@@ -352,4 +352,28 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
     assert!(total_clear > 100_000, "{total_clear}");
     let summary = std::fs::read_to_string(out.join("indices_summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), months.len() + 1);
+
+    // The same stack recognised from the folder (LEDAPS scene-id file names) gives the same pixels.
+    let out2 = tmp.path().join("out2");
+    carbonmap()
+        .args([
+            "indices", "--period", "month", "--index", "NDVI", "--stats", "median", "--stack",
+        ])
+        .arg(&lsts)
+        .arg("--out")
+        .arg(&out2)
+        .assert()
+        .success();
+    for f in &outputs {
+        for b in [1, 2] {
+            let (x, _, _) = read_band(&out.join(f), b);
+            let (y, _, _) = read_band(&out2.join(f), b);
+            assert!(
+                x.iter()
+                    .zip(&y)
+                    .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())),
+                "{f} band {b}"
+            );
+        }
+    }
 }
