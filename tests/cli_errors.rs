@@ -10,6 +10,15 @@ fn samples(dir: &Path) -> PathBuf {
     carbonmap::synth::generate_samples(dir, 32).unwrap()
 }
 
+/// Replace text in a manifest.
+fn edit(manifest: &Path, replacements: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(manifest).unwrap();
+    for (from, to) in replacements {
+        text = text.replace(from, to);
+    }
+    std::fs::write(manifest, text).unwrap();
+}
+
 /// Run `indices` and return (exit code, stderr); asserts that the output folder has no raster.
 fn fails(stack: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
     let o = carbonmap()
@@ -39,10 +48,7 @@ fn fails(stack: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
 fn missing_file_is_named() {
     let t = tempfile::tempdir().unwrap();
     let m = samples(t.path());
-    let text = std::fs::read_to_string(&m)
-        .unwrap()
-        .replace("s2_synthetic_2024-08-16.tif", "nowhere.tif");
-    std::fs::write(&m, text).unwrap();
+    edit(&m, &[("s2_synthetic_2024-08-16.tif", "nowhere.tif")]);
     let (code, err) = fails(&m, &t.path().join("out"), &[]);
     assert_eq!(code, 2);
     assert!(
@@ -55,11 +61,13 @@ fn missing_file_is_named() {
 fn every_problem_is_listed_at_once() {
     let t = tempfile::tempdir().unwrap();
     let m = samples(t.path());
-    let text = std::fs::read_to_string(&m)
-        .unwrap()
-        .replace("s2_synthetic_2024-08-16.tif", "gone1.tif")
-        .replace("s2_synthetic_2024-04-15.tif", "gone2.tif");
-    std::fs::write(&m, text).unwrap();
+    edit(
+        &m,
+        &[
+            ("s2_synthetic_2024-08-16.tif", "gone1.tif"),
+            ("s2_synthetic_2024-04-15.tif", "gone2.tif"),
+        ],
+    );
     let (_, err) = fails(&m, &t.path().join("out"), &[]);
     assert!(
         err.contains("gone1.tif") && err.contains("gone2.tif") && err.contains("2 problem(s)"),
@@ -150,10 +158,7 @@ fn unknown_index_and_unknown_sensor() {
         err.contains("unknown index 'NDXI'") && err.contains("NDVI"),
         "{err}"
     );
-    let text = std::fs::read_to_string(&m)
-        .unwrap()
-        .replace("sentinel2-l2a", "sentinel9");
-    std::fs::write(&m, text).unwrap();
+    edit(&m, &[("sentinel2-l2a", "sentinel9")]);
     let (code, err) = fails(&m, &t.path().join("out"), &[]);
     assert_eq!(code, 2);
     assert!(
