@@ -194,6 +194,35 @@ pub fn transform_points(
         .map_err(|e| Error::Usage(format!("points cannot be transformed: {e}")))
 }
 
+/// True area of one pixel per grid row, in square metres. Projected grids: |dx x dy| in metres (the CRS's
+/// linear unit converted; map-projection scale distortion is not corrected). Geographic grids: the area of the
+/// cell on the authalic sphere (models/earth.toml), R^2 x dlon x (sin lat1 - sin lat2).
+pub fn row_pixel_areas_m2(grid: &Grid) -> Result<Vec<f64>> {
+    let srs = grid.spatial_ref()?;
+    if srs.is_geographic() {
+        #[derive(serde::Deserialize)]
+        struct Earth {
+            authalic_radius_m: f64,
+        }
+        let e: Earth = crate::models::parse_toml(
+            crate::models::embedded("earth.toml").expect("embedded"),
+            &crate::models::embedded_path("earth.toml"),
+        )?;
+        let r = e.authalic_radius_m;
+        let dlon = grid.gt[1].abs().to_radians();
+        Ok((0..grid.height)
+            .map(|row| {
+                let lat1 = (grid.gt[3] + row as f64 * grid.gt[5]).to_radians();
+                let lat2 = (grid.gt[3] + (row + 1) as f64 * grid.gt[5]).to_radians();
+                r * r * dlon * (lat1.sin() - lat2.sin()).abs()
+            })
+            .collect())
+    } else {
+        let unit = srs.linear_units();
+        Ok(vec![grid.pixel_area() * unit * unit; grid.height])
+    }
+}
+
 /// Description of one band of a raster file.
 #[derive(Debug, Clone)]
 pub struct BandInfo {

@@ -1,13 +1,14 @@
 //! carbonmap: satellite imagery to vegetation indices, carbon-sink maps and net carbon balance maps.
 //!
 //! Modules follow the data: `io` (every GDAL call), `scene` (sensors, masks, stacks), `indices` (the index
-//! table), `composite` (temporal compositing), `pipeline` (stage drivers), `progress` (reporting), `synth`
+//! table), `landcover` (legends, class checks and areas), `composite` (temporal compositing), `pipeline` (stage drivers), `progress` (reporting), `synth`
 //! (synthetic test and sample rasters).
 
 pub mod composite;
 pub mod error;
 pub mod indices;
 pub mod io;
+pub mod landcover;
 pub mod models;
 pub mod pipeline;
 pub mod progress;

@@ -36,6 +36,9 @@ struct Cli {
 enum Command {
     /// Vegetation indices per date or composited per period (median, mean, max, min and a clear-observation count).
     Indices(IndicesArgs),
+    /// Land cover: check a map against its legend and tabulate class areas.
+    #[command(subcommand)]
+    Landcover(LandcoverCmd),
     /// Recognise a stack from a folder of files named by a sensor's convention and print its manifest.
     Stack {
         /// Folder to search (recursively).
@@ -43,7 +46,7 @@ enum Command {
     },
     /// List the built-in indices or sensor profiles.
     List {
-        /// indices | sensors
+        /// indices | sensors | legends
         what: String,
     },
     /// Generate the SYNTHETIC sample stack (data-samples/).
@@ -63,6 +66,25 @@ enum Command {
         size: usize,
         #[arg(long, default_value_t = 12)]
         dates: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum LandcoverCmd {
+    /// Check that every code of a land-cover raster is in its legend, and write the per-class area table.
+    Check {
+        /// Land-cover raster.
+        #[arg(long)]
+        map: PathBuf,
+        /// Legend: a built-in product (see `carbonmap list legends`) or a legend .toml file.
+        #[arg(long)]
+        legend: String,
+        /// Band of the raster holding the codes.
+        #[arg(long, default_value_t = 1)]
+        band: usize,
+        /// Write the area table (CSV, hectares) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -224,6 +246,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(())
             }
+            "legends" => {
+                for l in carbonmap::landcover::Legend::builtin()? {
+                    println!("{:<24} {} ({} classes)", l.product, l.name, l.classes.len());
+                }
+                Ok(())
+            }
             "sensors" => {
                 for p in SensorProfile::builtin()? {
                     println!("{:<22} {}", p.name, p.description);
@@ -231,9 +259,30 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             other => Err(Error::Usage(format!(
-                "list {other}: expected 'indices' or 'sensors'"
+                "list {other}: expected 'indices', 'sensors' or 'legends'"
             ))),
         },
+        Command::Landcover(LandcoverCmd::Check {
+            map,
+            legend,
+            band,
+            out,
+        }) => {
+            let legend = carbonmap::landcover::Legend::resolve(&legend)?;
+            let rows = carbonmap::landcover::check_map(&map, band, &legend)?;
+            let csv = carbonmap::landcover::area_table_csv(&rows);
+            // The table is the command's result: printed unless it goes to a file under --quiet.
+            match out {
+                Some(out) => {
+                    carbonmap::io::write_atomic(&out, csv.as_bytes())?;
+                    if !cli.quiet {
+                        print!("{csv}");
+                    }
+                }
+                None => print!("{csv}"),
+            }
+            Ok(())
+        }
         Command::Stack { dir } => {
             let (_, manifest) = carbonmap::scene::Stack::recognise_dir(&dir)?;
             print!("{manifest}");

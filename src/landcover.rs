@@ -1,0 +1,339 @@
+//! Land cover: legends (models/legends/*.toml) that map a product's codes to class names and to carbonmap's
+//! vegetation types (which the NPP models key their parameters on), checking a land-cover raster against its
+//! legend, and per-class area tables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};
+use crate::models;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VegetationType {
+    pub name: String,
+    /// MCD12Q1 LC_Type2 (UMD) class whose MOD17 BPLUT parameters apply; None = no NPP modelled.
+    pub mod17_umd: Option<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VegetationTypesFile {
+    #[allow(dead_code)]
+    citation: String,
+    #[serde(rename = "type")]
+    types: Vec<VegetationType>,
+}
+
+/// carbonmap's vegetation-type vocabulary (models/legends/vegetation_types.toml).
+pub fn vegetation_types() -> Result<Vec<VegetationType>> {
+    let rel = "legends/vegetation_types.toml";
+    let f: VegetationTypesFile = models::parse_toml(
+        models::embedded(rel).expect("embedded"),
+        &models::embedded_path(rel),
+    )?;
+    Ok(f.types)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegendClass {
+    pub code: i64,
+    pub name: String,
+    pub vegetation_type: String,
+    /// "#rrggbb"
+    pub color: String,
+    /// Why a class maps to its vegetation type, where that is a choice.
+    pub note: Option<String>,
+}
+
+impl LegendClass {
+    /// Colour as (r, g, b).
+    pub fn rgb(&self) -> Option<(u8, u8, u8)> {
+        let h = self.color.strip_prefix('#')?;
+        if h.len() != 6 {
+            return None;
+        }
+        let p = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
+        Some((p(0)?, p(2)?, p(4)?))
+    }
+}
+
+/// A land-cover legend: one file under models/legends/ or the user's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Legend {
+    pub product: String,
+    pub name: String,
+    pub citation: String,
+    /// Codes meaning "no data".
+    #[serde(default)]
+    pub nodata: Vec<i64>,
+    #[serde(rename = "class")]
+    pub classes: Vec<LegendClass>,
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+impl Legend {
+    /// All built-in legends, sorted by product name.
+    pub fn builtin() -> Result<Vec<Legend>> {
+        let mut v = Vec::new();
+        for (rel, text) in models::embedded_under("legends/") {
+            if rel.ends_with("vegetation_types.toml") {
+                continue;
+            }
+            let path = models::embedded_path(rel);
+            let mut l: Legend = models::parse_toml(text, &path)?;
+            l.source = path;
+            l.validate()?;
+            v.push(l);
+        }
+        v.sort_by(|a, b| a.product.cmp(&b.product));
+        Ok(v)
+    }
+
+    /// A built-in legend by product name, or a legend file (path ending in .toml).
+    pub fn resolve(name_or_path: &str) -> Result<Legend> {
+        if name_or_path.ends_with(".toml") {
+            let path = PathBuf::from(name_or_path);
+            let mut l: Legend = models::read_toml(&path)?;
+            l.source = path;
+            l.validate()?;
+            return Ok(l);
+        }
+        let all = Self::builtin()?;
+        let names: Vec<String> = all.iter().map(|l| l.product.clone()).collect();
+        all.into_iter()
+            .find(|l| l.product.eq_ignore_ascii_case(name_or_path))
+            .ok_or_else(|| Error::Usage(format!("unknown legend '{name_or_path}'; known legends: {} (or give a legend file ending in .toml)", names.join(", "))))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let types = vegetation_types()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &self.classes {
+            if !seen.insert(c.code) {
+                return Err(Error::config(
+                    &self.source,
+                    format!("class code {} appears twice", c.code),
+                ));
+            }
+            if self.nodata.contains(&c.code) {
+                return Err(Error::config(
+                    &self.source,
+                    format!("class code {} is also declared as nodata", c.code),
+                ));
+            }
+            if !types.iter().any(|t| t.name == c.vegetation_type) {
+                return Err(Error::config(
+                    &self.source,
+                    format!(
+                        "class {} ({}): unknown vegetation_type '{}'; known: {}",
+                        c.code,
+                        c.name,
+                        c.vegetation_type,
+                        types
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            if c.rgb().is_none() {
+                return Err(Error::config(
+                    &self.source,
+                    format!(
+                        "class {} ({}): color '{}' is not #rrggbb",
+                        c.code, c.name, c.color
+                    ),
+                ));
+            }
+        }
+        if self.classes.is_empty() {
+            return Err(Error::config(&self.source, "has no [[class]]"));
+        }
+        Ok(())
+    }
+
+    pub fn class(&self, code: i64) -> Option<&LegendClass> {
+        self.classes.iter().find(|c| c.code == code)
+    }
+}
+
+/// Values that land-cover products commonly use for "no data" without always declaring it.
+const NODATA_LOOKALIKES: [i64; 7] = [0, 127, 255, 32767, 65535, -9999, -32768];
+
+/// Pixel counts per code of one band, read strip by strip.
+pub fn histogram(path: &Path, band: usize) -> Result<(Grid, BTreeMap<i64, u64>, Option<f64>)> {
+    let info = RasterInfo::read(path)?;
+    let grid = info.grid()?;
+    let b = info.bands.get(band.wrapping_sub(1)).ok_or_else(|| {
+        Error::band(
+            path,
+            band.to_string(),
+            format!("does not exist (the file has {} bands)", info.bands.len()),
+        )
+    })?;
+    if b.data_type.starts_with("Float") {
+        return Err(Error::band(
+            path,
+            band.to_string(),
+            format!("is {}, not integer class codes", b.data_type),
+        ));
+    }
+    let nodata = b.nodata;
+    let reader = GridReader::new(
+        path,
+        &[BandRequest {
+            index: band,
+            name: band.to_string(),
+        }],
+        &grid,
+        Resampling::Nearest,
+        None,
+        0.0,
+    )?;
+    let rows = (4 * 1024 * 1024 / grid.width.max(1)).clamp(1, grid.height);
+    let mut counts = BTreeMap::new();
+    let mut buf = Vec::new();
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let n = rows.min(grid.height - row0);
+        buf.resize(n * grid.width, 0i64);
+        reader.read_rows(0, row0, n, &mut buf)?;
+        for &v in &buf {
+            *counts.entry(v).or_insert(0u64) += 1;
+        }
+        row0 += n;
+    }
+    Ok((grid, counts, nodata))
+}
+
+/// One row of a per-class area table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassArea {
+    pub code: i64,
+    pub name: String,
+    pub vegetation_type: String,
+    pub pixels: u64,
+    pub area_ha: f64,
+}
+
+/// Check a land-cover raster against a legend: every code must be a class or declared nodata (in the legend or
+/// the file). Missing codes are an error listing each with its pixel count, saying when one looks like an
+/// undeclared nodata value. Returns the per-class area table (hectares; true areas on geographic grids).
+pub fn check_map(path: &Path, band: usize, legend: &Legend) -> Result<Vec<ClassArea>> {
+    let (grid, counts, file_nodata) = histogram(path, band)?;
+    let total: u64 = counts.values().sum();
+    let is_nodata =
+        |v: i64| legend.nodata.contains(&v) || file_nodata.is_some_and(|nd| nd == v as f64);
+    let missing: Vec<(i64, u64)> = counts
+        .iter()
+        .filter(|(v, _)| legend.class(**v).is_none() && !is_nodata(**v))
+        .map(|(v, c)| (*v, *c))
+        .collect();
+    if !missing.is_empty() {
+        let lines: Vec<String> = missing
+            .iter()
+            .map(|(v, c)| {
+                let hint = if NODATA_LOOKALIKES.contains(v) {
+                    " — looks like an undeclared nodata value: declare it (legend `nodata = [..]`, or gdal_edit.py -a_nodata on the raster)"
+                } else {
+                    ""
+                };
+                format!("code {v}: {c} pixels ({:.2}%){hint}", 100.0 * *c as f64 / total as f64)
+            })
+            .collect();
+        return Err(Error::band(
+            path,
+            band.to_string(),
+            format!(
+                "{} code(s) are not in legend '{}' ({}):\n    {}",
+                missing.len(),
+                legend.product,
+                legend.source.display(),
+                lines.join("\n    ")
+            ),
+        ));
+    }
+    let row_area = io::row_pixel_areas_m2(&grid)?;
+    // Areas need per-row weights only on geographic grids; count per code per row there.
+    let per_code_area: BTreeMap<i64, f64> = if row_area
+        .iter()
+        .all(|a| (a - row_area[0]).abs() <= 1e-9 * row_area[0])
+    {
+        counts
+            .iter()
+            .map(|(v, c)| (*v, *c as f64 * row_area[0]))
+            .collect()
+    } else {
+        area_by_rows(path, band, &grid, &row_area)?
+    };
+    Ok(legend
+        .classes
+        .iter()
+        .map(|c| ClassArea {
+            code: c.code,
+            name: c.name.clone(),
+            vegetation_type: c.vegetation_type.clone(),
+            pixels: counts.get(&c.code).copied().unwrap_or(0),
+            area_ha: per_code_area.get(&c.code).copied().unwrap_or(0.0) / 1e4,
+        })
+        .collect())
+}
+
+fn area_by_rows(
+    path: &Path,
+    band: usize,
+    grid: &Grid,
+    row_area: &[f64],
+) -> Result<BTreeMap<i64, f64>> {
+    let reader = GridReader::new(
+        path,
+        &[BandRequest {
+            index: band,
+            name: band.to_string(),
+        }],
+        grid,
+        Resampling::Nearest,
+        None,
+        0.0,
+    )?;
+    let mut out = BTreeMap::new();
+    let mut buf = vec![0i64; grid.width];
+    for (r, a) in row_area.iter().enumerate() {
+        reader.read_rows(0, r, 1, &mut buf)?;
+        for &v in &buf {
+            *out.entry(v).or_insert(0.0) += a;
+        }
+    }
+    Ok(out)
+}
+
+/// The area table as CSV (units in the header).
+pub fn area_table_csv(rows: &[ClassArea]) -> String {
+    let total: f64 = rows.iter().map(|r| r.area_ha).sum();
+    let mut s = String::from("code,class,vegetation_type,pixels,area_ha,area_percent\n");
+    for r in rows {
+        let pct = if total > 0.0 {
+            100.0 * r.area_ha / total
+        } else {
+            0.0
+        };
+        s.push_str(&format!(
+            "{},\"{}\",{},{},{:.4},{:.3}\n",
+            r.code,
+            r.name.replace('"', "'"),
+            r.vegetation_type,
+            r.pixels,
+            r.area_ha,
+            pct
+        ));
+    }
+    s
+}
