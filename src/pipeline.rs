@@ -17,7 +17,7 @@ use crate::scene::{SceneReader, Stack};
 /// How the analysis grid is chosen.
 #[derive(Debug, Clone)]
 pub enum GridChoice {
-    /// The grid of the stack's first acquisition.
+    /// The grid of the stack's first acquisition (its finest file).
     FirstScene,
     /// The grid of a reference raster.
     Reference(PathBuf),
@@ -32,7 +32,18 @@ pub enum GridChoice {
 impl GridChoice {
     pub fn resolve(&self, stack: &Stack) -> Result<Grid> {
         match self {
-            GridChoice::FirstScene => stack.scenes[0].files[0].grid(),
+            // The finest-resolution file of the first acquisition (a SAFE's B01 is 60 m, its B04 10 m).
+            GridChoice::FirstScene => {
+                let grids = stack.scenes[0]
+                    .files
+                    .iter()
+                    .map(|f| f.grid())
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(grids
+                    .into_iter()
+                    .min_by(|a, b| a.pixel_area().total_cmp(&b.pixel_area()))
+                    .expect("a scene has at least one file"))
+            }
             GridChoice::Reference(p) => Grid::from_raster(p),
             GridChoice::Spec { crs, res, bounds } => Grid::from_spec(crs, *res, *bounds),
         }
