@@ -784,6 +784,14 @@ impl RasterWriter {
             })
     }
 
+    /// Write every cached block to the file now. Called after each strip, so that tiles reach the file in
+    /// strip order whatever the cache pressure from other threads: output bytes do not depend on timing.
+    pub fn flush(&mut self) -> Result<()> {
+        let ds = self.ds.as_mut().expect("writer used after finish");
+        ds.flush_cache()
+            .map_err(|e| Error::gdal(&self.target, "flushing the output failed (disk full?)", e))
+    }
+
     pub fn band_count(&self) -> usize {
         self.nbands
     }

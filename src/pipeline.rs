@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -233,9 +234,11 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         .iter()
         .map(|&s| stack.scenes[s].date.num_days_from_ce_f64())
         .collect();
+    // Each scene has its own GDAL handles; the Mutex makes sure one thread at a time uses them, so the
+    // scenes of a strip can be read in parallel (GDAL 3.6 datasets are not thread-safe, but are Send).
     let readers = needed
         .iter()
-        .map(|&s| SceneReader::new(stack, &stack.scenes[s], letters, grid))
+        .map(|&s| SceneReader::new(stack, &stack.scenes[s], letters, grid).map(Mutex::new))
         .collect::<Result<Vec<_>>>()?;
 
     let base = base_metadata(&prep, job);
@@ -302,12 +305,12 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         }
 
         // Strip height from the memory budget. Per pixel of a row: the values of every pass index for every
-        // needed scene (f32) and their clear flags (1 byte), one scene's reflectance planes (f32), a gap-fill
+        // needed scene (f32) and their clear flags (1 byte), every scene's reflectance planes (f32), a gap-fill
         // copy of one index's series (f32), and one output's composite bands and count (f32 / u32, twice
         // while transposing).
         let nstat = if per_date { 1 } else { job.stats.len() };
         let per_px = pass_indices.len() * needed.len() * 5
-            + letters.len() * 4
+            + letters.len() * needed.len() * 4
             + if job.gap_fill { needed.len() * 4 } else { 0 }
             + (nstat * 2 + 1) * 4;
         let per_row = per_px * grid.width;
@@ -326,8 +329,11 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             // values[k][s * npx + px] for the k-th pass index and the s-th needed scene.
             let mut values: Vec<Vec<f32>> =
                 vec![vec![f32::NAN; needed.len() * npx]; pass_indices.len()];
-            for (si, reader) in readers.iter().enumerate() {
-                let planes = reader.read(row0, nrows, grid.width)?;
+            let strip_planes = readers
+                .par_iter()
+                .map(|r| r.lock().expect("reader lock").read(row0, nrows, grid.width))
+                .collect::<Result<Vec<_>>>()?;
+            for (si, planes) in strip_planes.iter().enumerate() {
                 for (k, &ii) in pass_indices.iter().enumerate() {
                     let c = &compiled[ii];
                     let pos = &band_pos[ii];
@@ -378,6 +384,7 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
                     row0,
                     counts.into_iter().map(|c| c as f32).collect(),
                 )?;
+                w.flush()?;
             }
             progress.advance(nrows as u64);
             row0 += nrows;
