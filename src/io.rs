@@ -15,7 +15,7 @@ use gdal::{Dataset, DriverManager, Metadata};
 use crate::error::{Error, Result};
 
 /// Size of GDAL's block cache in megabytes. Bounded so that peak memory does not grow with raster size.
-const GDAL_CACHE_MB: &str = "256";
+const GDAL_CACHE_MB: &str = "128";
 /// Output tile size in pixels (GeoTIFF TILED=YES, BLOCKXSIZE = BLOCKYSIZE).
 pub const TILE: usize = 256;
 

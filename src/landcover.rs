@@ -2,6 +2,8 @@
 //! vegetation types (which the NPP models key their parameters on), checking a land-cover raster against its
 //! legend, and per-class area tables.
 
+pub mod accuracy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -129,7 +129,8 @@ struct IndicesArgs {
     /// Write Cloud-Optimised GeoTIFFs with overviews.
     #[arg(long)]
     cog: bool,
-    /// Working-memory budget per strip in MiB (peak memory stays near this plus GDAL's 256 MiB block cache).
+    /// Working-memory budget per strip in MiB (peak memory stays near this plus GDAL's 128 MiB block cache;
+    /// a strip is at least one 256-row tile row).
     #[arg(long, default_value_t = 192)]
     memory_mb: usize,
 }

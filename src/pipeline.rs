@@ -315,10 +315,10 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             + (nstat * 2 + 1) * 4;
         let per_row = per_px * grid.width;
         let budget = job.memory_mb.max(1) * 1024 * 1024;
-        let mut rows = (budget / per_row.max(1)).clamp(1, grid.height);
-        if rows >= TILE {
-            rows -= rows % TILE;
-        }
+        // Whole tile rows (multiples of 256), so that each flushed tile is complete and written exactly once;
+        // for very wide rasters one tile row may exceed the budget (memory then grows with width x 256 rows).
+        let rows = ((budget / per_row.max(1)) / TILE).max(1) * TILE;
+        let rows = rows.min(grid.height);
 
         let mut clear_obs = vec![0u64; pass.len()];
         let mut with_data = vec![0u64; pass.len()];
