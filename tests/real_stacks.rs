@@ -377,3 +377,73 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
         }
     }
 }
+
+/// Germany Sentinel-2 L1C (2017-02-16): 13 band files at 10, 20 and 60 m recognised from their names; the
+/// analysis grid is the finest (10 m); the 20 m SWIR band is warped bilinearly onto it.
+#[test]
+fn germany_l1c_multi_resolution_bands() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let dir = root.join("germany-s2-l1c");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    carbonmap()
+        .args([
+            "indices",
+            "--period",
+            "date",
+            "--index",
+            "NDVI,NDMI",
+            "--stack",
+        ])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let f = out.join("NDMI_2017-02-16.tif");
+    let ds = gdal::Dataset::open(&f).unwrap();
+    assert_eq!(ds.raster_size(), (1536, 768));
+    assert_eq!(
+        ds.geo_transform().unwrap(),
+        [330000.0, 10.0, 0.0, 5822040.0, 0.0, -10.0]
+    );
+    // NDVI from the 10 m bands, no resampling: DN / 10000 (baseline 02.04, no offset).
+    let (red, w, _) = read_band(&dir.join("T33UUU_20170216T102101_B04.tif"), 1);
+    let (nir, _, _) = read_band(&dir.join("T33UUU_20170216T102101_B08.tif"), 1);
+    let (ndvi, _, _) = read_band(&out.join("NDVI_2017-02-16.tif"), 1);
+    for i in (0..ndvi.len()).step_by(97) {
+        let want = (nir[i] - red[i]) / (nir[i] + red[i]);
+        assert!(
+            (ndvi[i] - want).abs() < 1e-6,
+            "pixel {i}: {} vs {want}",
+            ndvi[i]
+        );
+    }
+    // NDMI: B11 (20 m) by bilinear interpolation at the 10 m pixel centres. In 20 m pixel coordinates the
+    // centre of 10 m column c is x = (c + 0.5) / 2 - 0.5, so even columns sit 0.75 and odd ones 0.25 of the
+    // way from 20 m pixel floor(x) to the next (the same for rows).
+    let (swir, w20, _) = read_band(&dir.join("T33UUU_20170216T102101_B11.tif"), 1);
+    let (ndmi, _, _) = read_band(&f, 1);
+    let mut checked = 0;
+    for r in (2..760).step_by(13) {
+        for c in (2..1530).step_by(17) {
+            let (x, y) = ((c as f64 + 0.5) / 2.0 - 0.5, (r as f64 + 0.5) / 2.0 - 0.5);
+            let (i0, j0) = (x.floor() as usize, y.floor() as usize);
+            let (fx, fy) = (x - i0 as f64, y - j0 as f64);
+            let s = |i: usize, j: usize| swir[j * w20 + i];
+            let b11 = (1.0 - fy) * ((1.0 - fx) * s(i0, j0) + fx * s(i0 + 1, j0))
+                + fy * ((1.0 - fx) * s(i0, j0 + 1) + fx * s(i0 + 1, j0 + 1));
+            let n = nir[r * w + c];
+            let want = (n - b11) / (n + b11);
+            assert!(
+                (ndmi[r * w + c] - want).abs() < 1e-4,
+                "({c}, {r}): {} vs {want}",
+                ndmi[r * w + c]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 4000);
+}
