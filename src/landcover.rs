@@ -83,38 +83,15 @@ pub struct Legend {
 impl Legend {
     /// All built-in legends, sorted by product name.
     pub fn builtin() -> Result<Vec<Legend>> {
-        let mut v = Vec::new();
-        for (rel, text) in models::embedded_under("legends/") {
-            if rel.ends_with("vegetation_types.toml") {
-                continue;
-            }
-            let path = models::embedded_path(rel);
-            let mut l: Legend = models::parse_toml(text, &path)?;
-            l.source = path;
-            l.validate()?;
-            v.push(l);
-        }
-        v.sort_by(|a, b| a.product.cmp(&b.product));
-        Ok(v)
+        models::builtin_entries()
     }
 
     /// A built-in legend by product name, or a legend file (path ending in .toml).
     pub fn resolve(name_or_path: &str) -> Result<Legend> {
-        if name_or_path.ends_with(".toml") {
-            let path = PathBuf::from(name_or_path);
-            let mut l: Legend = models::read_toml(&path)?;
-            l.source = path;
-            l.validate()?;
-            return Ok(l);
-        }
-        let all = Self::builtin()?;
-        let names: Vec<String> = all.iter().map(|l| l.product.clone()).collect();
-        all.into_iter()
-            .find(|l| l.product.eq_ignore_ascii_case(name_or_path))
-            .ok_or_else(|| Error::Usage(format!("unknown legend '{name_or_path}'; known legends: {} (or give a legend file ending in .toml)", names.join(", "))))
+        models::resolve_entry(name_or_path, Path::new(""))
     }
 
-    fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         let types = vegetation_types()?;
         let mut seen = std::collections::BTreeSet::new();
         for c in &self.classes {
@@ -164,6 +141,23 @@ impl Legend {
 
     pub fn class(&self, code: i64) -> Option<&LegendClass> {
         self.classes.iter().find(|c| c.code == code)
+    }
+}
+
+impl models::NamedEntry for Legend {
+    const KIND: &'static str = "legend";
+    const FOLDER: &'static str = "legends/";
+    fn name(&self) -> &str {
+        &self.product
+    }
+    fn set_source(&mut self, path: PathBuf) {
+        self.source = path;
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn skip(rel: &str) -> bool {
+        rel.ends_with("vegetation_types.toml")
     }
 }
 

@@ -54,3 +54,52 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
 pub fn embedded_path(rel: &str) -> PathBuf {
     PathBuf::from(format!("models/{rel}"))
 }
+
+/// A table of named parameter files under one folder of `models/` (sensor profiles, legends ...): the
+/// built-in entries, a user's file in place of one, and lookup by name, written once for every kind.
+pub trait NamedEntry: DeserializeOwned {
+    /// What the entry is called in messages ("sensor", "legend").
+    const KIND: &'static str;
+    /// Folder under models/ ("sensors/").
+    const FOLDER: &'static str;
+    fn name(&self) -> &str;
+    fn set_source(&mut self, path: PathBuf);
+    fn validate(&self) -> Result<()>;
+    /// Files of the folder that are not entries of this kind.
+    fn skip(_rel: &str) -> bool {
+        false
+    }
+}
+
+/// Every built-in entry of a kind, validated, sorted by name.
+pub fn builtin_entries<T: NamedEntry>() -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    for (rel, text) in embedded_under(T::FOLDER).filter(|(rel, _)| !T::skip(rel)) {
+        let path = embedded_path(rel);
+        let mut e: T = parse_toml(text, &path)?;
+        e.set_source(path);
+        e.validate()?;
+        v.push(e);
+    }
+    v.sort_by(|a, b| a.name().cmp(b.name()));
+    Ok(v)
+}
+
+/// A built-in entry by name (case-insensitive), or the user's file when `name_or_path` ends in .toml
+/// (relative to `base`). An unknown name is an error listing the known ones.
+pub fn resolve_entry<T: NamedEntry>(name_or_path: &str, base: &Path) -> Result<T> {
+    if name_or_path.ends_with(".toml") {
+        let path = base.join(name_or_path);
+        let mut e: T = read_toml(&path)?;
+        e.set_source(path);
+        e.validate()?;
+        return Ok(e);
+    }
+    let all = builtin_entries::<T>()?;
+    let names: Vec<&str> = all.iter().map(|e| e.name()).collect();
+    let known = names.join(", ");
+    all.iter()
+        .position(|e| e.name().eq_ignore_ascii_case(name_or_path))
+        .map(|i| all.into_iter().nth(i).unwrap())
+        .ok_or_else(|| Error::Usage(format!("unknown {kind} '{name_or_path}'; known {kind}s: {known} (or give a {kind} file ending in .toml)", kind = T::KIND)))
+}

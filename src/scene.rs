@@ -96,35 +96,15 @@ pub struct SensorProfile {
 impl SensorProfile {
     /// All built-in profiles, sorted by name.
     pub fn builtin() -> Result<Vec<SensorProfile>> {
-        let mut v = Vec::new();
-        for (rel, text) in models::embedded_under("sensors/") {
-            let path = models::embedded_path(rel);
-            let mut p: SensorProfile = models::parse_toml(text, &path)?;
-            p.source = path;
-            p.validate()?;
-            v.push(p);
-        }
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(v)
+        models::builtin_entries()
     }
 
     /// A built-in profile by name, or a profile file given by path (relative to `base`).
     pub fn resolve(name_or_path: &str, base: &Path) -> Result<SensorProfile> {
-        if name_or_path.ends_with(".toml") {
-            let path = base.join(name_or_path);
-            let mut p: SensorProfile = models::read_toml(&path)?;
-            p.source = path;
-            p.validate()?;
-            return Ok(p);
-        }
-        let all = Self::builtin()?;
-        let names: Vec<String> = all.iter().map(|p| p.name.clone()).collect();
-        all.into_iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name_or_path))
-            .ok_or_else(|| Error::Usage(format!("unknown sensor '{name_or_path}'; known sensors: {} (or give a profile file ending in .toml)", names.join(", "))))
+        models::resolve_entry(name_or_path, base)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         if let Some(n) = &self.naming {
             let re = regex::Regex::new(&n.pattern)
                 .map_err(|e| Error::config(&self.source, format!("naming.pattern: {e}")))?;
@@ -182,6 +162,20 @@ impl SensorProfile {
             }
         }
         off
+    }
+}
+
+impl models::NamedEntry for SensorProfile {
+    const KIND: &'static str = "sensor";
+    const FOLDER: &'static str = "sensors/";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn set_source(&mut self, path: PathBuf) {
+        self.source = path;
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
     }
 }
 

@@ -105,15 +105,14 @@ fn band_needed_by_an_index_is_absent() {
 fn raster_without_crs_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let f = t.path().join("nocrs.tif");
-    {
-        use gdal::Metadata;
-        let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
-        let ds = drv.create_with_band_type::<u16, _>(&f, 8, 8, 2).unwrap();
-        for (i, n) in ["red", "nir"].iter().enumerate() {
-            ds.rasterband(i + 1).unwrap().set_description(n).unwrap();
-        }
-        ds.close().unwrap();
-    }
+    common::write_raster::<u16>(
+        &f,
+        None,
+        [0.0; 6],
+        (8, 8),
+        &[("red", vec![0; 64]), ("nir", vec![0; 64])],
+        None,
+    );
     let m = t.path().join("s.toml");
     std::fs::write(
         &m,

@@ -108,41 +108,27 @@ fn binary_reproduces_spyndex_on_a_raster_of_the_spectra() {
     let (spectra, names, reference) = load(&root.join("landsat8-spectra"));
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("spectra.tif");
-    {
-        use gdal::{DriverManager, Metadata};
-        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
-        let band_names = [
-            ("A", "coastal"),
-            ("B", "blue"),
-            ("G", "green"),
-            ("R", "red"),
-            ("N", "nir"),
-            ("S1", "swir1"),
-            ("S2", "swir2"),
-        ];
-        let mut ds = drv
-            .create_with_band_type::<f64, _>(&img, spectra.len(), 1, band_names.len())
-            .unwrap();
-        ds.set_projection(
-            &gdal::spatial_ref::SpatialRef::from_epsg(32613)
-                .unwrap()
-                .to_wkt()
-                .unwrap(),
-        )
-        .unwrap();
-        ds.set_geo_transform(&[500000.0, 30.0, 0.0, 4500000.0, 0.0, -30.0])
-            .unwrap();
-        for (i, (l, n)) in band_names.iter().enumerate() {
-            let mut b = ds.rasterband(i + 1).unwrap();
-            b.set_description(n).unwrap();
-            let mut buf = gdal::raster::Buffer::new(
-                (spectra.len(), 1),
-                spectra.iter().map(|s| s[*l]).collect::<Vec<f64>>(),
-            );
-            b.write((0, 0), (spectra.len(), 1), &mut buf).unwrap();
-        }
-        ds.close().unwrap();
-    }
+    let band_names = [
+        ("A", "coastal"),
+        ("B", "blue"),
+        ("G", "green"),
+        ("R", "red"),
+        ("N", "nir"),
+        ("S1", "swir1"),
+        ("S2", "swir2"),
+    ];
+    let bands: Vec<(&str, Vec<f64>)> = band_names
+        .iter()
+        .map(|(l, n)| (*n, spectra.iter().map(|s| s[*l]).collect()))
+        .collect();
+    common::write_raster(
+        &img,
+        Some(32613),
+        [500000.0, 30.0, 0.0, 4500000.0, 0.0, -30.0],
+        (spectra.len(), 1),
+        &bands,
+        None,
+    );
     std::fs::write(
         tmp.path().join("stack.toml"),
         "sensor = \"generic\"\n[[scene]]\ndate = \"2020-01-01\"\nfile = \"spectra.tif\"\n",

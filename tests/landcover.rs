@@ -17,23 +17,14 @@ fn write_codes(
     codes: &[u8],
     nodata: Option<f64>,
 ) {
-    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
-    let mut ds = drv.create_with_band_type::<u8, _>(path, w, h, 1).unwrap();
-    ds.set_projection(
-        &gdal::spatial_ref::SpatialRef::from_epsg(epsg)
-            .unwrap()
-            .to_wkt()
-            .unwrap(),
-    )
-    .unwrap();
-    ds.set_geo_transform(&gt).unwrap();
-    let mut b = ds.rasterband(1).unwrap();
-    if let Some(nd) = nodata {
-        b.set_no_data_value(Some(nd)).unwrap();
-    }
-    let mut buf = gdal::raster::Buffer::new((w, h), codes.to_vec());
-    b.write((0, 0), (w, h), &mut buf).unwrap();
-    ds.close().unwrap();
+    common::write_raster(
+        path,
+        Some(epsg),
+        gt,
+        (w, h),
+        &[("", codes.to_vec())],
+        nodata,
+    );
 }
 
 #[test]

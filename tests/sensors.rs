@@ -7,28 +7,16 @@ use std::path::Path;
 
 use common::{carbonmap, read_band};
 
-/// Write a single-band UInt16 or Int16 GeoTIFF, 4 x 1 px, UTM 13N.
+/// Write a single-band GeoTIFF, 4 x 1 px, UTM 13N.
 fn write_band<T: gdal::raster::GdalType + Copy>(path: &Path, values: &[T], nodata: Option<f64>) {
-    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
-    let mut ds = drv
-        .create_with_band_type::<T, _>(path, values.len(), 1, 1)
-        .unwrap();
-    ds.set_projection(
-        &gdal::spatial_ref::SpatialRef::from_epsg(32613)
-            .unwrap()
-            .to_wkt()
-            .unwrap(),
-    )
-    .unwrap();
-    ds.set_geo_transform(&[336375.0, 30.0, 0.0, 4462425.0, 0.0, -30.0])
-        .unwrap();
-    let mut b = ds.rasterband(1).unwrap();
-    if let Some(nd) = nodata {
-        b.set_no_data_value(Some(nd)).unwrap();
-    }
-    let mut buf = gdal::raster::Buffer::new((values.len(), 1), values.to_vec());
-    b.write((0, 0), (values.len(), 1), &mut buf).unwrap();
-    ds.close().unwrap();
+    common::write_raster(
+        path,
+        Some(32613),
+        [336375.0, 30.0, 0.0, 4462425.0, 0.0, -30.0],
+        (values.len(), 1),
+        &[("", values.to_vec())],
+        nodata,
+    );
 }
 
 #[test]

@@ -80,3 +80,40 @@ pub fn correlation(a: &[f64], b: &[f64]) -> (f64, usize) {
     let vb: f64 = pairs.iter().map(|(_, y)| (y - mb).powi(2)).sum();
     (cov / (va * vb).sqrt(), pairs.len())
 }
+
+/// Write a small GeoTIFF with GDAL directly: one band per (description, values), row-major `w` x `h`,
+/// optional EPSG code (None = no CRS) and nodata.
+pub fn write_raster<T: gdal::raster::GdalType + Copy>(
+    path: &Path,
+    epsg: Option<u32>,
+    gt: [f64; 6],
+    (w, h): (usize, usize),
+    bands: &[(&str, Vec<T>)],
+    nodata: Option<f64>,
+) {
+    use gdal::Metadata;
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv
+        .create_with_band_type::<T, _>(path, w, h, bands.len())
+        .unwrap();
+    if let Some(code) = epsg {
+        ds.set_projection(
+            &gdal::spatial_ref::SpatialRef::from_epsg(code)
+                .unwrap()
+                .to_wkt()
+                .unwrap(),
+        )
+        .unwrap();
+        ds.set_geo_transform(&gt).unwrap();
+    }
+    for (i, (name, values)) in bands.iter().enumerate() {
+        let mut b = ds.rasterband(i + 1).unwrap();
+        b.set_description(name).unwrap();
+        if let Some(nd) = nodata {
+            b.set_no_data_value(Some(nd)).unwrap();
+        }
+        let mut buf = gdal::raster::Buffer::new((w, h), values.clone());
+        b.write((0, 0), (w, h), &mut buf).unwrap();
+    }
+    ds.close().unwrap();
+}
