@@ -268,10 +268,19 @@ struct SceneEntry {
     file: Option<String>,
     /// ... whose band names are these (default: the file's band descriptions).
     bands: Option<Vec<String>>,
-    /// Or one single-band file per band name.
-    files: Option<BTreeMap<String, String>>,
+    /// Or one file per band name: a single-band file's path, or `{ path = "...", band = N }` for band N
+    /// (1-based) of a multi-band file, such as one date of a time-series raster.
+    files: Option<BTreeMap<String, FileRef>>,
     /// Override of the DN offset (for example a Sentinel-2 BOA_ADD_OFFSET read from the product metadata).
     dn_add_offset: Option<f64>,
+}
+
+/// A band file in a manifest's `files` table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileRef {
+    Path(String),
+    Band { path: String, band: usize },
 }
 
 /// Where a band of a scene is stored.
@@ -574,13 +583,26 @@ fn load_scene(
         }
         (None, Some(map)) => {
             for (name, file) in map {
+                let (file, band) = match file {
+                    FileRef::Path(p) => (p, None),
+                    FileRef::Band { path, band } => (path, Some(*band)),
+                };
                 let path = base.join(file);
                 let info = RasterInfo::read(&path)?;
-                if info.bands.len() != 1 {
-                    return Err(Error::config(manifest, format!("{label}: files.{name} = {} has {} bands; single-band files expected (or use `file` with `bands`)", path.display(), info.bands.len())));
+                let index = match band {
+                    None if info.bands.len() != 1 => {
+                        return Err(Error::config(manifest, format!("{label}: files.{name} = {} has {} bands; name one with {{ path = \"...\", band = N }}", path.display(), info.bands.len())));
+                    }
+                    None => 1,
+                    Some(b) if b == 0 || b > info.bands.len() => {
+                        return Err(Error::config(manifest, format!("{label}: files.{name}: band {b} does not exist in {} ({} bands)", path.display(), info.bands.len())));
+                    }
+                    Some(b) => b,
+                };
+                bands.insert(name.clone(), band_source(&info, index));
+                if !files.iter().any(|f: &RasterInfo| f.path == info.path) {
+                    files.push(info);
                 }
-                bands.insert(name.clone(), band_source(&info, 1));
-                files.push(info);
             }
         }
         _ => return Err(Error::config(manifest, format!("{label}: give exactly one of `file` (one multi-band file) or `files` (one file per band)"))),

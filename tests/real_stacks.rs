@@ -447,3 +447,121 @@ fn germany_l1c_multi_resolution_bands() {
     }
     assert!(checked > 4000);
 }
+
+/// Slovenia: a precomputed NDVI time series (68 bands, one per date) with a validity mask (IS_VALID, one band
+/// per date), read through a user's sensor profile and a one-line index table; monthly medians and counts
+/// equal the hand computation.
+#[test]
+fn slovenia_precomputed_ndvi_time_series_monthly() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let dir = root.join("slovenia-ndvi-landcover");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("ndvi-ts.toml"),
+        r#"name = "ndvi-timeseries"
+description = "precomputed NDVI, one band per date, with a validity band"
+citation = "test profile"
+[bands]
+V = "NDVI"
+[reflectance]
+scale = 1.0
+offset = 0.0
+citation = "values are NDVI already"
+[qa]
+band = "valid"
+kind = "classes"
+fill = 0
+nodata = [0]
+default_mask = []
+citation = "IS_VALID: 1 = data and not cloud"
+[qa.categories]
+valid = [1]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("identity.toml"),
+        "[[index]]\nname = \"NDVI\"\nlong_name = \"NDVI (precomputed)\"\nformula = \"V\"\nbands = [\"V\"]\nunit = \"1\"\ncitation = \"Rouse et al. (1974), computed upstream\"\n",
+    )
+    .unwrap();
+    // Band k of NDVI.tif and IS_VALID.tif is the k-th timestamp; the second acquisition of 2015-12-08 is left
+    // out (one acquisition per date).
+    let ts = std::fs::read_to_string(dir.join("timestamps.csv")).unwrap();
+    let mut m = String::from("sensor = \"ndvi-ts.toml\"\n");
+    let mut kept: Vec<(String, usize)> = Vec::new();
+    for line in ts.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (band, date) = (f[0].parse::<usize>().unwrap(), f[1][..10].to_string());
+        if kept.iter().any(|(d, _)| *d == date) {
+            continue;
+        }
+        m.push_str(&format!(
+            "[[scene]]\ndate = \"{date}\"\n[scene.files]\nNDVI = {{ path = {:?}, band = {band} }}\nvalid = {{ path = {:?}, band = {band} }}\n",
+            dir.join("NDVI.tif").to_string_lossy(),
+            dir.join("IS_VALID.tif").to_string_lossy()
+        ));
+        kept.push((date, band));
+    }
+    assert_eq!(kept.len(), 67);
+    std::fs::write(tmp.path().join("si.toml"), m).unwrap();
+    let out = tmp.path().join("out");
+    carbonmap()
+        .args([
+            "indices",
+            "--period",
+            "month",
+            "--stats",
+            "median",
+            "--index-table",
+        ])
+        .arg(tmp.path().join("identity.toml"))
+        .arg("--stack")
+        .arg(tmp.path().join("si.toml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let mut months: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (d, b) in &kept {
+        months.entry(d[..7].to_string()).or_default().push(*b);
+    }
+    let mut total = 0;
+    for (month, bands) in &months {
+        let f = out.join(format!("NDVI_{month}.tif"));
+        let (median, w, h) = read_band(&f, 1);
+        let (count, _, _) = read_band(&f, 2);
+        let data: Vec<(Vec<f64>, Vec<f64>)> = bands
+            .iter()
+            .map(|&b| {
+                (
+                    read_band(&dir.join("NDVI.tif"), b).0,
+                    read_band(&dir.join("IS_VALID.tif"), b).0,
+                )
+            })
+            .collect();
+        for i in 0..w * h {
+            let mut v: Vec<f64> = data
+                .iter()
+                .filter(|(_, ok)| ok[i] == 1.0)
+                .map(|(n, _)| n[i])
+                .filter(|x| x.is_finite())
+                .collect();
+            assert_eq!(count[i] as usize, v.len(), "{month} pixel {i}");
+            total += v.len();
+            v.sort_by(f64::total_cmp);
+            let want = match v.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => v[n / 2],
+                n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+            };
+            assert!(
+                want.is_nan() && median[i].is_nan() || (median[i] - want).abs() < 1e-6,
+                "{month} pixel {i}: {} vs {want}",
+                median[i]
+            );
+        }
+    }
+    assert!(total > 200_000, "{total}");
+}
