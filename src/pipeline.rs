@@ -36,8 +36,7 @@ impl GridChoice {
             // The finest-resolution file of the first acquisition (a SAFE's B01 is 60 m, its B04 10 m).
             GridChoice::FirstScene => {
                 let grids = stack.scenes[0]
-                    .files
-                    .iter()
+                    .files()
                     .map(|f| f.grid())
                     .collect::<Result<Vec<_>>>()?;
                 Ok(grids

@@ -3,7 +3,7 @@
 //! the dated acquisitions with their files and band names. `SceneReader` reads one acquisition on the
 //! analysis grid, strip by strip, as reflectance with a clear-sky mask.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -294,16 +294,31 @@ pub struct BandSource {
     pub file_nodata: Option<f64>,
 }
 
-/// One dated acquisition.
+/// The files of one acquisition covering one tile (a product granule, a scene footprint).
+#[derive(Debug, Clone)]
+pub struct Tile {
+    /// Band name -> where it is stored.
+    pub bands: BTreeMap<String, BandSource>,
+    pub dn_add_offset: f64,
+    /// File infos (CRS, extent) of every file of the tile.
+    pub files: Vec<RasterInfo>,
+}
+
+/// One dated acquisition: one tile, or several tiles of the same date (manifest entries with the same date)
+/// that are mosaicked on the analysis grid: per pixel, the first tile (in manifest order) with data wins,
+/// and its own QA decides the mask.
 #[derive(Debug, Clone)]
 pub struct Scene {
     pub id: String,
     pub date: NaiveDate,
-    /// Band name -> where it is stored.
-    pub bands: BTreeMap<String, BandSource>,
-    pub dn_add_offset: f64,
-    /// File infos (CRS, extent) of every file of the scene.
-    pub files: Vec<RasterInfo>,
+    pub tiles: Vec<Tile>,
+}
+
+impl Scene {
+    /// Every file of every tile.
+    pub fn files(&self) -> impl Iterator<Item = &RasterInfo> {
+        self.tiles.iter().flat_map(|t| t.files.iter())
+    }
 }
 
 /// A stack of dated acquisitions from one sensor profile.
@@ -393,13 +408,15 @@ impl Stack {
         let Some((profile, hits)) = best else {
             return Err(Error::input(dir, "no file follows a known sensor's naming convention (HLS, Landsat C2 L2, Sentinel-2 SAFE, LEDAPS scene ids); write a stack manifest instead"));
         };
-        // date -> tile set, and date -> band -> (res, path) keeping the finest resolution.
-        let mut by_date: BTreeMap<NaiveDate, (BTreeSet<String>, BTreeMap<String, (u32, PathBuf)>)> =
+        // (date, tile) -> band -> (res, path), keeping the finest resolution of each band. Several tiles of one
+        // date become several [[scene]] entries with that date, which the stack mosaics.
+        let mut by_tile: BTreeMap<(NaiveDate, String), BTreeMap<String, (u32, PathBuf)>> =
             BTreeMap::new();
         for h in hits {
-            let e = by_date.entry(h.date).or_default();
-            e.0.insert(h.tile.clone());
-            let slot = e.1.entry(h.band.clone()).or_insert((h.res, h.path.clone()));
+            let bands = by_tile.entry((h.date, h.tile.clone())).or_default();
+            let slot = bands
+                .entry(h.band.clone())
+                .or_insert((h.res, h.path.clone()));
             if h.res < slot.0 {
                 *slot = (h.res, h.path);
             }
@@ -410,11 +427,15 @@ impl Stack {
             profile.name,
             profile.name
         );
-        for (date, (tiles, bands)) in by_date {
-            if tiles.len() > 1 {
-                return Err(Error::input(dir, format!("{date}: files of several tiles ({}); one acquisition per date is supported: split the folder by tile", tiles.into_iter().collect::<Vec<_>>().join(", "))));
-            }
-            m.push_str(&format!("\n[[scene]]\ndate = \"{date}\"\n[scene.files]\n"));
+        for ((date, tile), bands) in by_tile {
+            let tile_line = if tile.is_empty() {
+                String::new()
+            } else {
+                format!("# tile {tile}\n")
+            };
+            m.push_str(&format!(
+                "\n[[scene]]\n{tile_line}date = \"{date}\"\n[scene.files]\n"
+            ));
             for (band, (_, path)) in bands {
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
                 m.push_str(&format!("{band} = {:?}\n", rel.to_string_lossy()));
@@ -457,16 +478,18 @@ impl Stack {
             return Err(Error::config(manifest, "lists no [[scene]]"));
         }
         let mut problems = Problems::new();
-        let mut scenes = Vec::new();
-        let mut seen = BTreeSet::new();
+        let mut scenes: Vec<Scene> = Vec::new();
         for (i, s) in mf.scenes.iter().enumerate() {
             let label = format!("scene {} ({})", i + 1, s.date);
-            if !seen.insert(s.date) {
-                problems.push(Error::config(manifest, format!("{label}: date {} appears twice; one acquisition per date (mosaic tiles of one date first)", s.date)));
-                continue;
-            }
-            if let Some(sc) = problems.take(load_scene(manifest, base, &profile, s, &label)) {
-                scenes.push(sc);
+            if let Some(tile) = problems.take(load_tile(manifest, base, &profile, s, &label)) {
+                match scenes.iter_mut().find(|sc| sc.date == s.date) {
+                    Some(sc) => sc.tiles.push(tile),
+                    None => scenes.push(Scene {
+                        id: s.id.clone().unwrap_or_else(|| s.date.to_string()),
+                        date: s.date,
+                        tiles: vec![tile],
+                    }),
+                }
             }
         }
         problems.finish()?;
@@ -488,30 +511,38 @@ impl Stack {
     /// QA band, that every file has a CRS, and that every file overlaps `grid`.
     pub fn check(&self, grid: &Grid, needs: &[(String, String)]) -> Result<()> {
         let mut problems = Problems::new();
+        for (letter, who) in needs {
+            if self.band_name(letter).is_none() {
+                problems.push(Error::config(
+                    &self.profile.source,
+                    format!(
+                        "sensor '{}' has no band for letter {letter} (needed by {who})",
+                        self.profile.name
+                    ),
+                ));
+            }
+        }
         for s in &self.scenes {
-            for (letter, who) in needs {
-                let Some(name) = self.band_name(letter) else {
-                    problems.push(Error::config(
-                        &self.profile.source,
-                        format!(
-                            "sensor '{}' has no band for letter {letter} (needed by {who})",
-                            self.profile.name
-                        ),
-                    ));
-                    continue;
-                };
-                if !s.bands.contains_key(name) {
-                    let (path, have) = scene_band_list(s);
-                    problems.push(Error::band(path, name, format!("absent from scene {} (band letter {letter}, needed by {who}); the scene has bands {have}", s.date)));
+            for t in &s.tiles {
+                let (path, have) = tile_band_list(t);
+                for (letter, who) in needs {
+                    if let Some(name) = self.band_name(letter) {
+                        if !t.bands.contains_key(name) {
+                            problems.push(Error::band(&path, name, format!("absent from scene {} (band letter {letter}, needed by {who}); the scene has bands {have}", s.date)));
+                        }
+                    }
+                }
+                if let Some(qa) = &self.profile.qa {
+                    if self.mask.is_some() && !t.bands.contains_key(&qa.band) {
+                        problems.push(Error::band(&path, &qa.band, format!("QA band absent from scene {}; the scene has bands {have} (set `mask = []` in the manifest to use no mask)", s.date)));
+                    }
                 }
             }
-            if let Some(qa) = &self.profile.qa {
-                if self.mask.is_some() && !s.bands.contains_key(&qa.band) {
-                    let (path, have) = scene_band_list(s);
-                    problems.push(Error::band(path, &qa.band, format!("QA band absent from scene {}; the scene has bands {have} (set `mask = []` in the manifest to use no mask)", s.date)));
-                }
-            }
-            for f in &s.files {
+            // Every file must be georeferenced; a single-tile scene must overlap the grid, and a multi-tile
+            // scene needs at least one tile that does (tiles beside the area simply contribute nothing).
+            let mut outside = Vec::new();
+            let mut inside = 0;
+            for f in s.files() {
                 match f.grid() {
                     Err(e) => problems.push(e),
                     Ok(g) => match io::transform_bounds(&g.crs_wkt, &grid.crs_wkt, g.bounds()) {
@@ -519,10 +550,17 @@ impl Stack {
                         Ok(b) => {
                             let a = grid.bounds();
                             if b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1] {
-                                problems.push(Error::input(&f.path, format!("does not overlap the analysis grid (file extent in grid CRS {:.1},{:.1},{:.1},{:.1}; grid {:.1},{:.1},{:.1},{:.1})", b[0], b[1], b[2], b[3], a[0], a[1], a[2], a[3])));
+                                outside.push(Error::input(&f.path, format!("does not overlap the analysis grid (file extent in grid CRS {:.1},{:.1},{:.1},{:.1}; grid {:.1},{:.1},{:.1},{:.1})", b[0], b[1], b[2], b[3], a[0], a[1], a[2], a[3])));
+                            } else {
+                                inside += 1;
                             }
                         }
                     },
+                }
+            }
+            if s.tiles.len() == 1 || inside == 0 {
+                for e in outside {
+                    problems.push(e);
                 }
             }
         }
@@ -530,9 +568,9 @@ impl Stack {
     }
 }
 
-fn scene_band_list(s: &Scene) -> (PathBuf, String) {
-    let path = s.files.first().map(|f| f.path.clone()).unwrap_or_default();
-    (path, s.bands.keys().cloned().collect::<Vec<_>>().join(", "))
+fn tile_band_list(t: &Tile) -> (PathBuf, String) {
+    let path = t.files.first().map(|f| f.path.clone()).unwrap_or_default();
+    (path, t.bands.keys().cloned().collect::<Vec<_>>().join(", "))
 }
 
 fn band_source(info: &RasterInfo, index: usize) -> BandSource {
@@ -548,13 +586,13 @@ fn band_source(info: &RasterInfo, index: usize) -> BandSource {
     }
 }
 
-fn load_scene(
+fn load_tile(
     manifest: &Path,
     base: &Path,
     profile: &SensorProfile,
     s: &SceneEntry,
     label: &str,
-) -> Result<Scene> {
+) -> Result<Tile> {
     let mut bands = BTreeMap::new();
     let mut files = Vec::new();
     match (&s.file, &s.files) {
@@ -607,9 +645,7 @@ fn load_scene(
         }
         _ => return Err(Error::config(manifest, format!("{label}: give exactly one of `file` (one multi-band file) or `files` (one file per band)"))),
     }
-    Ok(Scene {
-        id: s.id.clone().unwrap_or_else(|| s.date.to_string()),
-        date: s.date,
+    Ok(Tile {
         bands,
         dn_add_offset: s
             .dn_add_offset
@@ -621,12 +657,16 @@ fn load_scene(
 // ---------------------------------------------------------------------------------------------------------
 // Reading a scene on the grid
 
-/// Reads reflectance bands (by letter) and the clear-sky mask of one scene on the analysis grid.
+/// Reads reflectance bands (by letter) and the clear-sky mask of one scene on the analysis grid, mosaicking
+/// its tiles (the first tile with data at a pixel wins).
 pub struct SceneReader<'a> {
     stack: &'a Stack,
-    /// One reader per (file, letter) — each GridReader selects one band.
+    tiles: Vec<TileReader>,
+}
+
+/// The readers of one tile: one per letter, and the QA band's with its file nodata.
+struct TileReader {
     refl: Vec<(GridReader, ReflConv)>,
-    /// QA reader and the QA file's own nodata value.
     qa: Option<(GridReader, Option<f64>)>,
 }
 
@@ -640,15 +680,16 @@ struct ReflConv {
     file_nodata: Option<f64>,
 }
 
-impl<'a> SceneReader<'a> {
-    /// Open the bands behind `letters` (in that order) of `scene`.
-    pub fn new(
-        stack: &'a Stack,
-        scene: &'a Scene,
+impl TileReader {
+    fn new(
+        stack: &Stack,
+        date: NaiveDate,
+        tile: &Tile,
         letters: &[String],
         grid: &Grid,
-    ) -> Result<SceneReader<'a>> {
+    ) -> Result<TileReader> {
         let spec = &stack.profile.reflectance;
+        let first_path = || tile.files[0].path.clone();
         let mut refl = Vec::with_capacity(letters.len());
         for letter in letters {
             let name = stack.band_name(letter).ok_or_else(|| {
@@ -657,23 +698,20 @@ impl<'a> SceneReader<'a> {
                     stack.profile.name
                 ))
             })?;
-            let src = scene.bands.get(name).ok_or_else(|| {
-                Error::band(
-                    scene.files[0].path.clone(),
-                    name,
-                    format!("absent from scene {}", scene.date),
-                )
+            let src = tile.bands.get(name).ok_or_else(|| {
+                Error::band(first_path(), name, format!("absent from scene {date}"))
             })?;
             let (scale, offset) = match (spec.scale_from_file, src.file_scale) {
                 (true, Some(so)) => so,
                 _ => (spec.scale, spec.offset),
             };
+            let request = [BandRequest {
+                index: src.index,
+                name: name.to_string(),
+            }];
             let reader = GridReader::new(
                 &src.path,
-                &[BandRequest {
-                    index: src.index,
-                    name: name.to_string(),
-                }],
+                &request,
                 grid,
                 Resampling::Bilinear,
                 spec.dn_nodata.first().copied(),
@@ -682,7 +720,7 @@ impl<'a> SceneReader<'a> {
             refl.push((
                 reader,
                 ReflConv {
-                    add: scene.dn_add_offset,
+                    add: tile.dn_add_offset,
                     scale,
                     offset,
                     file_nodata: src.file_nodata,
@@ -691,19 +729,20 @@ impl<'a> SceneReader<'a> {
         }
         let qa = match (&stack.profile.qa, &stack.mask) {
             (Some(qa), Some(_)) => {
-                let src = scene.bands.get(&qa.band).ok_or_else(|| {
+                let src = tile.bands.get(&qa.band).ok_or_else(|| {
                     Error::band(
-                        scene.files[0].path.clone(),
+                        first_path(),
                         &qa.band,
-                        format!("QA band absent from scene {}", scene.date),
+                        format!("QA band absent from scene {date}"),
                     )
                 })?;
+                let request = [BandRequest {
+                    index: src.index,
+                    name: qa.band.clone(),
+                }];
                 let reader = GridReader::new(
                     &src.path,
-                    &[BandRequest {
-                        index: src.index,
-                        name: qa.band.clone(),
-                    }],
+                    &request,
                     grid,
                     Resampling::Nearest,
                     src.file_nodata,
@@ -713,13 +752,20 @@ impl<'a> SceneReader<'a> {
             }
             _ => None,
         };
-        Ok(SceneReader { stack, refl, qa })
+        Ok(TileReader { refl, qa })
     }
 
-    /// Read rows `row0 .. row0 + nrows`: reflectance per letter (NaN where no data or not clear).
-    pub fn read(&self, row0: usize, nrows: usize, width: usize) -> Result<Vec<Vec<f32>>> {
+    /// Reflectance planes (NaN where no data or not clear) and, per pixel, whether the tile has data there
+    /// (every band present, cloudy or not).
+    fn read(
+        &self,
+        stack: &Stack,
+        row0: usize,
+        nrows: usize,
+        width: usize,
+    ) -> Result<(Vec<Vec<f32>>, Vec<bool>)> {
         let n = width * nrows;
-        let clear: Option<Vec<bool>> = match (&self.qa, &self.stack.mask) {
+        let clear: Option<Vec<bool>> = match (&self.qa, &stack.mask) {
             (Some((r, file_nd)), Some(mask)) => {
                 let mut q = vec![0i32; n];
                 r.read_rows(0, row0, nrows, &mut q)?;
@@ -731,24 +777,62 @@ impl<'a> SceneReader<'a> {
             }
             _ => None,
         };
-        let dn_nodata = &self.stack.profile.reflectance.dn_nodata;
+        let dn_nodata = &stack.profile.reflectance.dn_nodata;
+        let mut has_data = vec![true; n];
         let mut planes = Vec::with_capacity(self.refl.len());
         for (reader, conv) in &self.refl {
             let mut buf = vec![0f32; n];
             reader.read_rows(0, row0, nrows, &mut buf)?;
             for (i, v) in buf.iter_mut().enumerate() {
                 let dn = *v as f64;
-                let bad = v.is_nan()
+                let missing = v.is_nan()
                     || dn_nodata.contains(&dn)
-                    || conv.file_nodata.is_some_and(|nd| nd == dn)
-                    || clear.as_ref().is_some_and(|c| !c[i]);
-                *v = if bad {
+                    || conv.file_nodata.is_some_and(|nd| nd == dn);
+                if missing {
+                    has_data[i] = false;
+                }
+                let masked = clear.as_ref().is_some_and(|c| !c[i]);
+                *v = if missing || masked {
                     f32::NAN
                 } else {
                     ((dn + conv.add) * conv.scale + conv.offset) as f32
                 };
             }
             planes.push(buf);
+        }
+        Ok((planes, has_data))
+    }
+}
+
+impl<'a> SceneReader<'a> {
+    /// Open the bands behind `letters` (in that order) of every tile of `scene`.
+    pub fn new(
+        stack: &'a Stack,
+        scene: &'a Scene,
+        letters: &[String],
+        grid: &Grid,
+    ) -> Result<SceneReader<'a>> {
+        let tiles = scene
+            .tiles
+            .iter()
+            .map(|t| TileReader::new(stack, scene.date, t, letters, grid))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SceneReader { stack, tiles })
+    }
+
+    /// Read rows `row0 .. row0 + nrows`: reflectance per letter (NaN where no data or not clear).
+    pub fn read(&self, row0: usize, nrows: usize, width: usize) -> Result<Vec<Vec<f32>>> {
+        let (mut planes, mut has_data) = self.tiles[0].read(self.stack, row0, nrows, width)?;
+        for tile in &self.tiles[1..] {
+            let (p, h) = tile.read(self.stack, row0, nrows, width)?;
+            for i in 0..has_data.len() {
+                if !has_data[i] && h[i] {
+                    has_data[i] = true;
+                    for (dst, src) in planes.iter_mut().zip(&p) {
+                        dst[i] = src[i];
+                    }
+                }
+            }
         }
         Ok(planes)
     }

@@ -129,3 +129,119 @@ fn cog_layout_units_and_provenance() {
     assert!(ds.rasterband(1).unwrap().no_data_value().unwrap().is_nan());
     assert!(list_dir(&out).iter().all(|f| !f.contains("partial")));
 }
+
+#[test]
+fn tiles_of_one_date_are_mosaicked_first_tile_wins() {
+    use carbonmap::io::Grid;
+    use carbonmap::synth::{write_s2_date, SynthDate};
+    let t = tempfile::tempdir().unwrap();
+    let full = Grid::from_spec(
+        "EPSG:32630",
+        20.0,
+        [464000.0, 5620040.0, 464960.0, 5621000.0],
+    )
+    .unwrap(); // 48 x 48
+    let extent = full.bounds();
+    let clear = SynthDate {
+        date: "2024-06-02".into(),
+        vigour: 1.0,
+        cloud: None,
+        other_crs: None,
+    };
+    let cloudy = SynthDate {
+        cloud: Some((0.6, 0.5, 0.15)),
+        ..clear.clone()
+    };
+    // West tile: columns 0..28; east tile: columns 20..48 with a cloud. Overlap 20..28 comes from the west.
+    let tile = |c0: usize, c1: usize| Grid {
+        gt: [
+            full.gt[0] + 20.0 * c0 as f64,
+            20.0,
+            0.0,
+            full.gt[3],
+            0.0,
+            -20.0,
+        ],
+        width: c1 - c0,
+        ..full.clone()
+    };
+    write_s2_date(
+        &t.path().join("full.tif"),
+        &full,
+        extent,
+        &full.crs_wkt,
+        &clear,
+    )
+    .unwrap();
+    write_s2_date(
+        &t.path().join("west.tif"),
+        &tile(0, 28),
+        extent,
+        &full.crs_wkt,
+        &clear,
+    )
+    .unwrap();
+    write_s2_date(
+        &t.path().join("east.tif"),
+        &tile(20, 48),
+        extent,
+        &full.crs_wkt,
+        &cloudy,
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("full.toml"),
+        "sensor = \"sentinel2-l2a\"\n[[scene]]\ndate = \"2024-06-02\"\nfile = \"full.tif\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("tiles.toml"),
+        "sensor = \"sentinel2-l2a\"\n[[scene]]\ndate = \"2024-06-02\"\nfile = \"west.tif\"\n[[scene]]\ndate = \"2024-06-02\"\nfile = \"east.tif\"\n",
+    )
+    .unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    run(&t.path().join("full.toml"), &a, &["--period", "date"]);
+    let full_tif = t.path().join("full.tif");
+    run(
+        &t.path().join("tiles.toml"),
+        &b,
+        &[
+            "--period",
+            "date",
+            "--grid-from",
+            full_tif.to_str().unwrap(),
+        ],
+    );
+    let (want, w, _) = read_band(&a.join("NDVI_2024-06-02.tif"), 1);
+    let (got, _, _) = read_band(&b.join("NDVI_2024-06-02.tif"), 1);
+    let (east_scl, ew, _) = read_band(&t.path().join("east.tif"), 5);
+    let (mut from_east_cloud, mut compared) = (0, 0);
+    for i in 0..want.len() {
+        let (c, r) = (i % w, i / w);
+        // Columns < 28 come from the (clear) west tile; the others from the east tile, masked where its SCL
+        // says cloud (9) or cloud shadow (3).
+        let east_masked = c >= 28 && [3.0, 9.0].contains(&east_scl[r * ew + (c - 20)]);
+        if east_masked {
+            assert!(got[i].is_nan(), "({c}, {r}) should be masked");
+            from_east_cloud += 1;
+        } else {
+            assert_eq!(got[i], want[i], "({c}, {r})");
+            compared += 1;
+        }
+    }
+    assert!(
+        from_east_cloud > 20 && compared > 2000,
+        "{from_east_cloud} {compared}"
+    );
+    // The cloud also covers part of the overlap, where the west tile wins: those pixels are clear.
+    let overlap_cloud = (0..want.len())
+        .filter(|&i| {
+            (20..28).contains(&(i % w))
+                && [3.0, 9.0].contains(&east_scl[(i / w) * ew + (i % w - 20)])
+        })
+        .count();
+    assert!(
+        overlap_cloud > 0,
+        "the test cloud must reach into the overlap"
+    );
+}

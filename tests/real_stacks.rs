@@ -486,8 +486,8 @@ valid = [1]
         "[[index]]\nname = \"NDVI\"\nlong_name = \"NDVI (precomputed)\"\nformula = \"V\"\nbands = [\"V\"]\nunit = \"1\"\ncitation = \"Rouse et al. (1974), computed upstream\"\n",
     )
     .unwrap();
-    // Band k of NDVI.tif and IS_VALID.tif is the k-th timestamp; the second acquisition of 2015-12-08 is left
-    // out (one acquisition per date).
+    // Band k of NDVI.tif and IS_VALID.tif is the k-th timestamp. 2015-12-08 has two acquisitions over the same
+    // footprint, which a stack would mosaic (first wins); only the first is listed, to keep the hand check simple.
     let ts = std::fs::read_to_string(dir.join("timestamps.csv")).unwrap();
     let mut m = String::from("sensor = \"ndvi-ts.toml\"\n");
     let mut kept: Vec<(String, usize)> = Vec::new();
