@@ -1,9 +1,11 @@
 //! carbonmap: satellite imagery to vegetation indices, carbon-sink maps and net carbon balance maps.
 //!
 //! Modules follow the data: `io` (every GDAL call), `scene` (sensors, masks, stacks), `indices` (the index
-//! table), `landcover` (legends, class checks and areas), `composite` (temporal compositing), `pipeline` (stage drivers), `progress` (reporting), `synth`
+//! table), `landcover` (legends, class checks and areas), `composite` (temporal compositing), `climate`
+//! (climate-driver unit conversions), `pipeline` (stage drivers), `progress` (reporting), `synth`
 //! (synthetic test and sample rasters).
 
+pub mod climate;
 pub mod composite;
 pub mod error;
 pub mod indices;
