@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};
+use crate::io::{self, BandRequest, GridReader, RasterInfo, Resampling};
 use crate::models;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,8 +164,9 @@ impl models::NamedEntry for Legend {
 /// Values that land-cover products commonly use for "no data" without always declaring it.
 const NODATA_LOOKALIKES: [i64; 7] = [0, 127, 255, 32767, 65535, -9999, -32768];
 
-/// Pixel counts per code of one band, read strip by strip.
-pub fn histogram(path: &Path, band: usize) -> Result<(Grid, BTreeMap<i64, u64>, Option<f64>)> {
+/// Per code of one band: pixel count and area in square metres (true areas on geographic grids), read
+/// strip by strip in one pass. Also returns the band's nodata value.
+pub fn histogram(path: &Path, band: usize) -> Result<(BTreeMap<i64, (u64, f64)>, Option<f64>)> {
     let info = RasterInfo::read(path)?;
     let grid = info.grid()?;
     let b = info.bands.get(band.wrapping_sub(1)).ok_or_else(|| {
@@ -194,20 +195,27 @@ pub fn histogram(path: &Path, band: usize) -> Result<(Grid, BTreeMap<i64, u64>, 
         None,
         0.0,
     )?;
+    let row_area = io::row_pixel_areas_m2(&grid)?;
+    // About 4 M pixels per strip.
     let rows = (4 * 1024 * 1024 / grid.width.max(1)).clamp(1, grid.height);
-    let mut counts = BTreeMap::new();
+    let mut hist: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
     let mut buf = Vec::new();
     let mut row0 = 0;
     while row0 < grid.height {
         let n = rows.min(grid.height - row0);
         buf.resize(n * grid.width, 0i64);
         reader.read_rows(0, row0, n, &mut buf)?;
-        for &v in &buf {
-            *counts.entry(v).or_insert(0u64) += 1;
+        for (r, row) in buf.chunks(grid.width).enumerate() {
+            let a = row_area[row0 + r];
+            for &v in row {
+                let e = hist.entry(v).or_insert((0, 0.0));
+                e.0 += 1;
+                e.1 += a;
+            }
         }
         row0 += n;
     }
-    Ok((grid, counts, nodata))
+    Ok((hist, nodata))
 }
 
 /// One row of a per-class area table.
@@ -224,14 +232,14 @@ pub struct ClassArea {
 /// the file). Missing codes are an error listing each with its pixel count, saying when one looks like an
 /// undeclared nodata value. Returns the per-class area table (hectares; true areas on geographic grids).
 pub fn check_map(path: &Path, band: usize, legend: &Legend) -> Result<Vec<ClassArea>> {
-    let (grid, counts, file_nodata) = histogram(path, band)?;
-    let total: u64 = counts.values().sum();
+    let (hist, file_nodata) = histogram(path, band)?;
+    let total: u64 = hist.values().map(|h| h.0).sum();
     let is_nodata =
         |v: i64| legend.nodata.contains(&v) || file_nodata.is_some_and(|nd| nd == v as f64);
-    let missing: Vec<(i64, u64)> = counts
+    let missing: Vec<(i64, u64)> = hist
         .iter()
         .filter(|(v, _)| legend.class(**v).is_none() && !is_nodata(**v))
-        .map(|(v, c)| (*v, *c))
+        .map(|(v, h)| (*v, h.0))
         .collect();
     if !missing.is_empty() {
         let lines: Vec<String> = missing
@@ -257,19 +265,6 @@ pub fn check_map(path: &Path, band: usize, legend: &Legend) -> Result<Vec<ClassA
             ),
         ));
     }
-    let row_area = io::row_pixel_areas_m2(&grid)?;
-    // Areas need per-row weights only on geographic grids; count per code per row there.
-    let per_code_area: BTreeMap<i64, f64> = if row_area
-        .iter()
-        .all(|a| (a - row_area[0]).abs() <= 1e-9 * row_area[0])
-    {
-        counts
-            .iter()
-            .map(|(v, c)| (*v, *c as f64 * row_area[0]))
-            .collect()
-    } else {
-        area_by_rows(path, band, &grid, &row_area)?
-    };
     Ok(legend
         .classes
         .iter()
@@ -277,38 +272,11 @@ pub fn check_map(path: &Path, band: usize, legend: &Legend) -> Result<Vec<ClassA
             code: c.code,
             name: c.name.clone(),
             vegetation_type: c.vegetation_type.clone(),
-            pixels: counts.get(&c.code).copied().unwrap_or(0),
-            area_ha: per_code_area.get(&c.code).copied().unwrap_or(0.0) / 1e4,
+            pixels: hist.get(&c.code).map_or(0, |h| h.0),
+            // m2 -> ha
+            area_ha: hist.get(&c.code).map_or(0.0, |h| h.1) / 1e4,
         })
         .collect())
-}
-
-fn area_by_rows(
-    path: &Path,
-    band: usize,
-    grid: &Grid,
-    row_area: &[f64],
-) -> Result<BTreeMap<i64, f64>> {
-    let reader = GridReader::new(
-        path,
-        &[BandRequest {
-            index: band,
-            name: band.to_string(),
-        }],
-        grid,
-        Resampling::Nearest,
-        None,
-        0.0,
-    )?;
-    let mut out = BTreeMap::new();
-    let mut buf = vec![0i64; grid.width];
-    for (r, a) in row_area.iter().enumerate() {
-        reader.read_rows(0, r, 1, &mut buf)?;
-        for &v in &buf {
-            *out.entry(v).or_insert(0.0) += a;
-        }
-    }
-    Ok(out)
 }
 
 /// The area table as CSV (units in the header).

@@ -319,6 +319,22 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         let rows = ((budget / per_row.max(1)) / TILE).max(1) * TILE;
         let rows = rows.min(grid.height);
 
+        // Each output's period members as positions in the strip's scene axis (computed once per pass).
+        let pass_members: Vec<Vec<usize>> = pass
+            .iter()
+            .map(|o| {
+                periods[o.period]
+                    .members
+                    .iter()
+                    .map(|s| {
+                        needed
+                            .iter()
+                            .position(|n| n == s)
+                            .expect("members are needed scenes")
+                    })
+                    .collect()
+            })
+            .collect();
         let mut clear_obs = vec![0u64; pass.len()];
         let mut with_data = vec![0u64; pass.len()];
         let mut row0 = 0;
@@ -364,14 +380,9 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             }
             for (oi, o) in pass.iter().enumerate() {
                 let k = pass_indices.iter().position(|&i| i == o.index).unwrap();
-                let period = &periods[o.period];
-                let members: Vec<usize> = period
-                    .members
-                    .iter()
-                    .map(|s| needed.iter().position(|n| n == s).unwrap())
-                    .collect();
+                let members = &pass_members[oi];
                 let (bands, counts) =
-                    composite_strip(&values[k], &clear[k], npx, &members, &job.stats, per_date);
+                    composite_strip(&values[k], &clear[k], npx, members, &job.stats, per_date);
                 clear_obs[oi] += counts.iter().map(|&c| c as u64).sum::<u64>();
                 with_data[oi] += counts.iter().filter(|&&c| c > 0).count() as u64;
                 let w = &mut writers[oi];

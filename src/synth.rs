@@ -21,9 +21,9 @@ pub enum Cover {
 }
 
 impl Cover {
-    /// Typical surface reflectance (blue, green, red, NIR) at the peak of the season. Values are rounded
-    /// from the USGS Spectral Library v7 (Kokaly et al. 2017, https://doi.org/10.3133/ds1035) class means
-    /// resampled to Sentinel-2 bands; they only need to be plausible, not exact.
+    /// Surface reflectance (blue, green, red, NIR) at the peak of the season. SYNTHETIC: textbook-typical
+    /// shapes (dark water falling into the NIR, a red edge for vegetation, flat bright soil), chosen to be
+    /// plausible for tests and demos, not measured values and not a parameter of any model.
     pub fn spectrum(self) -> [f64; 4] {
         match self {
             Cover::Water => [0.060, 0.050, 0.030, 0.015],

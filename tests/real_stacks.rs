@@ -327,7 +327,7 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
             .collect();
         for i in 0..w * h {
             // Clear: Fmask 0 (land) or 1 (water); red and NIR not -9999.
-            let mut v: Vec<f64> = data
+            let v: Vec<f64> = data
                 .iter()
                 .filter(|(r, n, q)| {
                     (q[i] == 0.0 || q[i] == 1.0) && r[i] != -9999.0 && n[i] != -9999.0
@@ -336,14 +336,9 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
                 .collect();
             assert_eq!(count[i] as usize, v.len(), "{month} pixel {i}");
             total_clear += v.len();
-            v.sort_by(f64::total_cmp);
-            let want = match v.len() {
-                0 => f64::NAN,
-                n if n % 2 == 1 => v[n / 2],
-                n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-            };
+            let want = common::median(v);
             assert!(
-                want.is_nan() && median[i].is_nan() || (median[i] - want).abs() < 1e-6,
+                common::close_or_both_nan(median[i], want, 1e-6),
                 "{month} pixel {i}: {} vs {want}",
                 median[i]
             );
@@ -542,7 +537,7 @@ valid = [1]
             })
             .collect();
         for i in 0..w * h {
-            let mut v: Vec<f64> = data
+            let v: Vec<f64> = data
                 .iter()
                 .filter(|(_, ok)| ok[i] == 1.0)
                 .map(|(n, _)| n[i])
@@ -550,14 +545,9 @@ valid = [1]
                 .collect();
             assert_eq!(count[i] as usize, v.len(), "{month} pixel {i}");
             total += v.len();
-            v.sort_by(f64::total_cmp);
-            let want = match v.len() {
-                0 => f64::NAN,
-                n if n % 2 == 1 => v[n / 2],
-                n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-            };
+            let want = common::median(v);
             assert!(
-                want.is_nan() && median[i].is_nan() || (median[i] - want).abs() < 1e-6,
+                common::close_or_both_nan(median[i], want, 1e-6),
                 "{month} pixel {i}: {} vs {want}",
                 median[i]
             );

@@ -117,3 +117,18 @@ pub fn write_raster<T: gdal::raster::GdalType + Copy>(
     }
     ds.close().unwrap();
 }
+
+/// Median by hand: the middle value, or the mean of the two middle values; NaN for no values.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// `got` equals `want` within `tol`, or both are NaN.
+pub fn close_or_both_nan(got: f64, want: f64, tol: f64) -> bool {
+    (got.is_nan() && want.is_nan()) || (got - want).abs() < tol
+}
