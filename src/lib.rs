@@ -12,6 +12,7 @@ pub mod indices;
 pub mod io;
 pub mod landcover;
 pub mod models;
+pub mod npp;
 pub mod pipeline;
 pub mod progress;
 pub mod scene;
