@@ -906,3 +906,43 @@ impl Drop for RasterWriter {
         }
     }
 }
+
+/// Fraction (0..1) of the grid's extent that a raster's extent covers, computed in the raster's CRS (the
+/// grid's bounds are transformed there, densified along the edges).
+pub fn coverage_fraction(grid: &Grid, raster: &Grid) -> Result<f64> {
+    let gb = transform_bounds(&grid.crs_wkt, &raster.crs_wkt, grid.bounds())?;
+    let rb = raster.bounds();
+    let w = (gb[2].min(rb[2]) - gb[0].max(rb[0])).max(0.0);
+    let h = (gb[3].min(rb[3]) - gb[1].max(rb[1])).max(0.0);
+    let area = (gb[2] - gb[0]) * (gb[3] - gb[1]);
+    Ok(if area > 0.0 {
+        (w * h / area).min(1.0)
+    } else {
+        0.0
+    })
+}
+
+/// Approximate minimum and maximum of a band's raw values (GDAL may sample or use overviews); `None` when
+/// the band holds no valid pixel.
+pub fn band_min_max(path: &Path, band: usize) -> Result<Option<(f64, f64)>> {
+    let ds = open(path)?;
+    let b = ds
+        .rasterband(band)
+        .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
+    match b.compute_raster_min_max(true) {
+        Ok(mm) => Ok(Some((mm.min, mm.max))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Latitude (degrees) of a grid's centre.
+pub fn grid_centre_latitude(grid: &Grid) -> Result<f64> {
+    let b = grid.bounds();
+    let mut xs = [(b[0] + b[2]) / 2.0];
+    let mut ys = [(b[1] + b[3]) / 2.0];
+    let wgs84 = SpatialRef::from_epsg(4326)
+        .and_then(|s| s.to_wkt())
+        .map_err(|e| Error::Usage(format!("EPSG:4326 is not available: {e}")))?;
+    transform_points(&grid.crs_wkt, &wgs84, &mut xs, &mut ys)?;
+    Ok(ys[0])
+}

@@ -7,6 +7,7 @@
 
 pub mod climate;
 pub mod composite;
+pub mod drivers;
 pub mod error;
 pub mod indices;
 pub mod io;
@@ -17,6 +18,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod scene;
 pub mod synth;
+pub mod validate;
 
 pub use error::{Error, Result};
 

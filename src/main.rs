@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use carbonmap::composite::{PeriodSpec, Stat};
 use carbonmap::indices::IndexTable;
 use carbonmap::io::WriteOptions;
+use carbonmap::pipeline::npp::{run_npp, NppJob, NppModel};
 use carbonmap::pipeline::{self, GridChoice, IndicesJob};
 use carbonmap::progress::Progress;
 use carbonmap::scene::SensorProfile;
@@ -36,6 +37,11 @@ struct Cli {
 enum Command {
     /// Vegetation indices per date or composited per period (median, mean, max, min and a clear-observation count).
     Indices(IndicesArgs),
+    /// NPP, soil heterotrophic respiration, NEP and sequestration (CASA monthly or MOD17) from monthly NDVI
+    /// composites, a land-cover map and climate drivers.
+    Npp(NppArgs),
+    /// Run MOD17 at one site from a daily driver table (with FPAR), optionally against observed GPP.
+    Site(SiteArgs),
     /// Land cover: check a map against its legend and tabulate class areas.
     #[command(subcommand)]
     Landcover(LandcoverCmd),
@@ -135,6 +141,89 @@ struct IndicesArgs {
     memory_mb: usize,
 }
 
+#[derive(Args)]
+struct NppArgs {
+    /// Model: casa (monthly) or mod17 (daily or monthly drivers).
+    #[arg(long, default_value = "casa")]
+    model: String,
+    /// Folder of monthly composites from `carbonmap indices --period month` (files NDVI_YYYY-MM.tif).
+    #[arg(long)]
+    ndvi: PathBuf,
+    /// Band of the composites to use (1 = the first statistic, by default the median).
+    #[arg(long, default_value_t = 1)]
+    ndvi_band: usize,
+    /// Year of the NDVI composites, when it differs from --year.
+    #[arg(long)]
+    ndvi_year: Option<i32>,
+    /// Land-cover raster (any CRS; nearest-neighbour onto the NDVI grid).
+    #[arg(long)]
+    landcover: PathBuf,
+    /// Band of the land-cover raster.
+    #[arg(long, default_value_t = 1)]
+    landcover_band: usize,
+    /// Legend of the land-cover raster: a built-in product or a .toml file.
+    #[arg(long)]
+    legend: String,
+    /// Climate drivers file (TOML; see the README).
+    #[arg(long)]
+    drivers: PathBuf,
+    /// Year simulated (the drivers' year).
+    #[arg(long)]
+    year: i32,
+    /// Simulated months FIRST-LAST (default 1-12, a full year).
+    #[arg(long, default_value = "1-12")]
+    months: String,
+    /// CASA parameter table: built-in name or .toml file.
+    #[arg(long, default_value = carbonmap::npp::casa::DEFAULT_CASA)]
+    casa_params: String,
+    /// MOD17 BPLUT: built-in name or .toml file.
+    #[arg(long, default_value = carbonmap::npp::mod17::DEFAULT_BPLUT)]
+    bplut: String,
+    /// Heterotrophic-respiration model: built-in name or .toml file.
+    #[arg(long, default_value = carbonmap::npp::rh::DEFAULT_RH)]
+    rh: String,
+    /// Output folder.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Also write one band per month.
+    #[arg(long)]
+    monthly: bool,
+    /// Write Cloud-Optimised GeoTIFFs with overviews.
+    #[arg(long)]
+    cog: bool,
+    /// Working-memory budget per strip in MiB.
+    #[arg(long, default_value_t = 192)]
+    memory_mb: usize,
+}
+
+#[derive(Args)]
+struct SiteArgs {
+    /// Drivers file with a daily station table including an fpar column (TOML; see the README).
+    #[arg(long)]
+    drivers: PathBuf,
+    /// MOD17 plant functional type (MCD12Q1 LC_Type2 code, 1-10 or 12).
+    #[arg(long)]
+    pft: u8,
+    /// Years FIRST-LAST.
+    #[arg(long)]
+    years: String,
+    /// MOD17 BPLUT: built-in name or .toml file.
+    #[arg(long, default_value = carbonmap::npp::mod17::DEFAULT_BPLUT)]
+    bplut: String,
+    /// Observed daily GPP: CSV with a `date` column.
+    #[arg(long)]
+    observed: Option<PathBuf>,
+    /// Column of --observed holding GPP.
+    #[arg(long, default_value = "gpp")]
+    observed_column: String,
+    /// Unit of the observed GPP: g C m-2 d-1 or kg C m-2 d-1 or umol m-2 s-1.
+    #[arg(long)]
+    observed_unit: Option<String>,
+    /// Output folder (daily series CSV, annual CSV, comparison JSON).
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
 /// Progress on stderr with indicatif (hidden when stderr is not a terminal or with --quiet).
 struct CliProgress {
     bar: Mutex<Option<ProgressBar>>,
@@ -222,6 +311,66 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Npp(a) => {
+            let model = match a.model.to_ascii_lowercase().as_str() {
+                "casa" => NppModel::Casa,
+                "mod17" => NppModel::Mod17,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--model {other}: expected casa or mod17"
+                    )))
+                }
+            };
+            let job = NppJob {
+                model,
+                ndvi_dir: a.ndvi,
+                ndvi_index: "NDVI".into(),
+                ndvi_band: a.ndvi_band,
+                ndvi_year: a.ndvi_year,
+                landcover: a.landcover,
+                landcover_band: a.landcover_band,
+                legend: a.legend,
+                drivers: a.drivers,
+                year: a.year,
+                months: parse_range(&a.months, "--months")?,
+                casa_params: a.casa_params,
+                bplut: a.bplut,
+                rh_model: a.rh,
+                out_dir: a.out,
+                monthly: a.monthly,
+                write: WriteOptions { cog: a.cog },
+                memory_mb: a.memory_mb,
+            };
+            let s = run_npp(&job, &progress)?;
+            if !cli.quiet {
+                print!("{}", std::fs::read_to_string(&s.table).unwrap_or_default());
+                println!(
+                    "wrote {} raster(s) and {} to {}",
+                    s.outputs.len(),
+                    s.table.file_name().unwrap().to_string_lossy(),
+                    job.out_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Site(a) => {
+            let (y0, y1) = parse_range(&a.years, "--years")?;
+            let job = carbonmap::pipeline::site::SiteJob {
+                drivers: a.drivers,
+                pft: a.pft,
+                years: (y0 as i32, y1 as i32),
+                bplut: a.bplut,
+                observed: a.observed,
+                observed_column: a.observed_column,
+                observed_unit: a.observed_unit,
+                out_dir: a.out,
+            };
+            let report = carbonmap::pipeline::site::run_site(&job)?;
+            if !cli.quiet {
+                print!("{report}");
+            }
+            Ok(())
+        }
         Command::List { what } => match what.as_str() {
             "indices" => {
                 for d in IndexTable::builtin()?.defs {
@@ -300,6 +449,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Parse `FIRST-LAST` (or a single number).
+fn parse_range(s: &str, flag: &str) -> Result<(u32, u32)> {
+    let bad = || Error::Usage(format!("{flag} {s}: expected FIRST-LAST, for example 1-12"));
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u32 = a.trim().parse().map_err(|_| bad())?;
+    let b: u32 = b.trim().parse().map_err(|_| bad())?;
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// Parse `xmin,ymin,xmax,ymax`.

@@ -1,0 +1,1225 @@
+//! Climate drivers for the NPP models: monthly (CASA) or daily (MOD17) temperature, precipitation, radiation
+//! or PAR, and VPD, from rasters on any CRS and resolution (warped bilinear onto the analysis grid, checked to
+//! cover it) or from a station table applied uniformly. Units are declared for every variable, converted to
+//! the canonical units below, and values outside plausible ranges (models/drivers.toml) are refused with a
+//! message that names the likely unit mistake. Derived variables (mean temperature, radiation from sunshine
+//! hours, VPD from humidity or dew point) are computed only when the drivers file asks for them.
+//!
+//! Canonical units: temperatures deg C, precipitation mm per step, shortwave radiation and PAR MJ m-2 d-1
+//! (the step's daily mean), VPD Pa, sunshine hours per day (the step's daily mean), relative humidity %,
+//! FPAR 0-1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use serde::Deserialize;
+
+use crate::climate::ClimateConstants;
+use crate::error::{Error, Problems, Result};
+use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};
+use crate::models;
+
+/// Time step of a drivers file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Month,
+    Day,
+}
+
+/// A driver variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Var {
+    Tmean,
+    Tmin,
+    Tmax,
+    Dewpoint,
+    Precip,
+    Srad,
+    Par,
+    Vpd,
+    Rh,
+    Sunshine,
+    Fpar,
+}
+
+/// How a declared unit converts to the canonical one: canonical = value x factor + offset, where the factor
+/// may depend on the step length in days.
+#[derive(Debug, Clone, Copy)]
+enum Conv {
+    Linear(f64, f64),
+    /// value x factor x days in the step (a daily rate summed over the step).
+    PerDayTimesDays(f64),
+    /// value x factor / days in the step (a step total spread over its days).
+    TotalOverDays(f64),
+}
+
+struct UnitDef {
+    var: Var,
+    unit: &'static str,
+    conv: Conv,
+}
+
+/// Every accepted (variable, unit) pair. Factors are unit definitions (1 W = 1 J s-1, 86400 s d-1 ...);
+/// PAR photon-energy conversions use models/climate.toml and are applied separately.
+#[rustfmt::skip]
+const UNITS: &[UnitDef] = &[
+    UnitDef {
+        var: Var::Tmean,
+        unit: "degC",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Tmean,
+        unit: "K",
+        conv: Conv::Linear(1.0, -273.15),
+    },
+    UnitDef {
+        var: Var::Tmin,
+        unit: "degC",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Tmin,
+        unit: "K",
+        conv: Conv::Linear(1.0, -273.15),
+    },
+    UnitDef {
+        var: Var::Tmax,
+        unit: "degC",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Tmax,
+        unit: "K",
+        conv: Conv::Linear(1.0, -273.15),
+    },
+    UnitDef {
+        var: Var::Dewpoint,
+        unit: "degC",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Dewpoint,
+        unit: "K",
+        conv: Conv::Linear(1.0, -273.15),
+    },
+    UnitDef {
+        var: Var::Precip,
+        unit: "mm",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Precip,
+        unit: "m",
+        conv: Conv::Linear(1000.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Precip,
+        unit: "mm d-1",
+        conv: Conv::PerDayTimesDays(1.0),
+    },
+    UnitDef {
+        var: Var::Precip,
+        unit: "mm s-1",
+        conv: Conv::PerDayTimesDays(86_400.0),
+    },
+    UnitDef {
+        var: Var::Precip,
+        unit: "kg m-2 s-1",
+        conv: Conv::PerDayTimesDays(86_400.0),
+    },
+    UnitDef {
+        var: Var::Srad,
+        unit: "MJ m-2 d-1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Srad,
+        unit: "kJ m-2 d-1",
+        conv: Conv::Linear(1e-3, 0.0),
+    },
+    UnitDef {
+        var: Var::Srad,
+        unit: "W m-2",
+        conv: Conv::Linear(0.0864, 0.0),
+    },
+    UnitDef {
+        var: Var::Srad,
+        unit: "MJ m-2",
+        conv: Conv::TotalOverDays(1.0),
+    },
+    UnitDef {
+        var: Var::Par,
+        unit: "MJ m-2 d-1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Par,
+        unit: "W m-2",
+        conv: Conv::Linear(0.0864, 0.0),
+    },
+    UnitDef {
+        var: Var::Par,
+        unit: "MJ m-2",
+        conv: Conv::TotalOverDays(1.0),
+    },
+    UnitDef {
+        var: Var::Vpd,
+        unit: "Pa",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Vpd,
+        unit: "hPa",
+        conv: Conv::Linear(100.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Vpd,
+        unit: "kPa",
+        conv: Conv::Linear(1000.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Rh,
+        unit: "%",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Rh,
+        unit: "1",
+        conv: Conv::Linear(100.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Sunshine,
+        unit: "h d-1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Sunshine,
+        unit: "h",
+        conv: Conv::TotalOverDays(1.0),
+    },
+    UnitDef {
+        var: Var::Fpar,
+        unit: "1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Fpar,
+        unit: "%",
+        conv: Conv::Linear(0.01, 0.0),
+    },
+];
+
+/// PAR given as a photon flux; converted with models/climate.toml's umol J-1.
+const PHOTON_UNITS: &[(&str, f64)] = &[
+    // (unit, factor to umol m-2 s-1 as a daily mean)
+    ("umol m-2 s-1", 1.0),
+    ("mol m-2 s-1", 1e6),
+    ("mol m-2 d-1", 1e6 / 86_400.0),
+];
+
+impl Var {
+    pub const ALL: [Var; 11] = [
+        Var::Tmean,
+        Var::Tmin,
+        Var::Tmax,
+        Var::Dewpoint,
+        Var::Precip,
+        Var::Srad,
+        Var::Par,
+        Var::Vpd,
+        Var::Rh,
+        Var::Sunshine,
+        Var::Fpar,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::Tmean => "tmean",
+            Var::Tmin => "tmin",
+            Var::Tmax => "tmax",
+            Var::Dewpoint => "dewpoint",
+            Var::Precip => "precip",
+            Var::Srad => "srad",
+            Var::Par => "par",
+            Var::Vpd => "vpd",
+            Var::Rh => "rh",
+            Var::Sunshine => "sunshine",
+            Var::Fpar => "fpar",
+        }
+    }
+
+    /// Canonical unit, as written in messages and output metadata.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Var::Tmean | Var::Tmin | Var::Tmax | Var::Dewpoint => "degC",
+            Var::Precip => "mm per step",
+            Var::Srad | Var::Par => "MJ m-2 d-1",
+            Var::Vpd => "Pa",
+            Var::Rh => "%",
+            Var::Sunshine => "h d-1",
+            Var::Fpar => "1",
+        }
+    }
+
+    /// Key of models/drivers.toml holding the plausible range.
+    fn range_key(self) -> &'static str {
+        match self {
+            Var::Tmean => "tmean_degc",
+            Var::Tmin => "tmin_degc",
+            Var::Tmax => "tmax_degc",
+            Var::Dewpoint => "dewpoint_degc",
+            Var::Precip => "precip_mm_per_day",
+            Var::Srad => "srad_mj_m2_d",
+            Var::Par => "par_mj_m2_d",
+            Var::Vpd => "vpd_pa",
+            Var::Rh => "rh_percent",
+            Var::Sunshine => "sunshine_h_per_day",
+            Var::Fpar => "fpar",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Var> {
+        Var::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    fn units(self) -> Vec<&'static str> {
+        let mut u: Vec<_> = UNITS
+            .iter()
+            .filter(|d| d.var == self)
+            .map(|d| d.unit)
+            .collect();
+        if self == Var::Par {
+            u.extend(PHOTON_UNITS.iter().map(|p| p.0));
+        }
+        u
+    }
+
+    /// A hint for a value outside the plausible range.
+    fn unit_hint(self, lo: f64, hi: f64) -> &'static str {
+        match self {
+            Var::Tmean | Var::Tmin | Var::Tmax | Var::Dewpoint if hi > 150.0 => {
+                " (values look like Kelvin: declare unit = \"K\")"
+            }
+            Var::Srad | Var::Par if hi > 48.0 => {
+                " (values look like W m-2 or a monthly total, not a daily MJ m-2 d-1 mean)"
+            }
+            Var::Precip if lo < 0.0 => " (precipitation cannot be negative)",
+            Var::Precip => " (is a monthly total declared as a daily rate, or m declared as mm?)",
+            Var::Rh if hi > 100.0 => " (relative humidity above 100 %)",
+            _ => "",
+        }
+    }
+}
+
+/// How a missing variable may be derived (declared in the drivers file's [derive] table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// tmean = (tmax + tmin) / 2.
+    MeanOfTmaxTmin,
+    /// srad from sunshine hours, Angstrom-Prescott with FAO-56 extraterrestrial radiation.
+    AngstromPrescott,
+    /// vpd = (e0(tmax) + e0(tmin)) / 2 - e0(tmin): the minimum temperature as dew point (FAO-56 eqs. 12, 48).
+    TminAsDewpoint,
+    /// vpd = e0(tmean) (1 - rh / 100).
+    FromRh,
+    /// vpd = e0(tmean) - e0(dewpoint).
+    FromDewpoint,
+}
+
+impl Rule {
+    const ALL: [(Var, &'static str, Rule); 5] = [
+        (Var::Tmean, "mean-of-tmax-tmin", Rule::MeanOfTmaxTmin),
+        (Var::Srad, "angstrom-prescott", Rule::AngstromPrescott),
+        (Var::Vpd, "tmin-as-dewpoint", Rule::TminAsDewpoint),
+        (Var::Vpd, "from-rh", Rule::FromRh),
+        (Var::Vpd, "from-dewpoint", Rule::FromDewpoint),
+    ];
+
+    fn inputs(self) -> &'static [Var] {
+        match self {
+            Rule::MeanOfTmaxTmin => &[Var::Tmax, Var::Tmin],
+            Rule::AngstromPrescott => &[Var::Sunshine],
+            Rule::TminAsDewpoint => &[Var::Tmax, Var::Tmin],
+            Rule::FromRh => &[Var::Tmean, Var::Rh],
+            Rule::FromDewpoint => &[Var::Tmean, Var::Dewpoint],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Rule::ALL.iter().find(|r| r.2 == self).unwrap().1
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnSpec {
+    column: String,
+    unit: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StationSpec {
+    file: PathBuf,
+    /// Station latitude (degrees north), needed for radiation from sunshine hours.
+    latitude: Option<f64>,
+    /// A date column (YYYY-MM-DD, or YYYY-MM for monthly steps) ...
+    date: Option<String>,
+    /// ... or year / month (/ day) columns.
+    year: Option<String>,
+    month: Option<String>,
+    day: Option<String>,
+    /// "standard" (default) or "noleap" (365-day years, as data that drop 29 February).
+    #[serde(default)]
+    calendar: Option<String>,
+    columns: BTreeMap<String, ColumnSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RasterSpec {
+    file: PathBuf,
+    unit: String,
+    /// Band holding the first step of the year (default 1); step i is band first_band + i.
+    first_band: Option<usize>,
+    /// Multiplier and offset applied to the stored values before unit conversion (default: the band's own
+    /// GDAL scale and offset, else 1 and 0).
+    scale: Option<f64>,
+    offset: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriversFile {
+    step: Step,
+    station: Option<StationSpec>,
+    #[serde(default)]
+    raster: BTreeMap<String, RasterSpec>,
+    #[serde(default)]
+    derive: BTreeMap<String, String>,
+}
+
+/// One time step of the year.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    pub month: u32,
+    pub days: u32,
+    /// Day of year used for astronomical quantities (mid-month, FAO-56: the 15th).
+    pub doy: u32,
+}
+
+/// Values of one variable at one step over a strip: one value for the whole area, or one per pixel.
+#[derive(Debug, Clone)]
+pub enum Plane {
+    Uniform(f64),
+    Grid(Vec<f32>),
+}
+
+impl Plane {
+    #[inline]
+    pub fn at(&self, px: usize) -> f64 {
+        match self {
+            Plane::Uniform(v) => *v,
+            Plane::Grid(g) => g[px] as f64,
+        }
+    }
+}
+
+struct RasterDriver {
+    path: PathBuf,
+    unit: String,
+    first_band: usize,
+    scale: f64,
+    offset: f64,
+    nodata: Option<f64>,
+    reader: Option<GridReader>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct Range {
+    min: f64,
+    max: f64,
+}
+
+/// The climate drivers of one year.
+pub struct Drivers {
+    pub source: PathBuf,
+    pub step: Step,
+    pub year: i32,
+    pub steps: Vec<StepInfo>,
+    pub latitude: Option<f64>,
+    station: BTreeMap<Var, Vec<f64>>,
+    rasters: BTreeMap<Var, RasterDriver>,
+    derive: BTreeMap<Var, Rule>,
+    climate: ClimateConstants,
+    ranges: BTreeMap<String, Range>,
+}
+
+fn ranges() -> Result<BTreeMap<String, Range>> {
+    let mut r: BTreeMap<String, Range> = models::parse_toml(
+        models::embedded("drivers.toml").expect("embedded"),
+        &models::embedded_path("drivers.toml"),
+    )?;
+    r.insert("fpar".into(), Range { min: 0.0, max: 1.0 });
+    Ok(r)
+}
+
+/// Convert a value in `unit` to the canonical unit of `var` for a step of `days` days.
+fn convert(var: Var, unit: &str, v: f64, days: f64, climate: &ClimateConstants) -> Option<f64> {
+    if let Some(d) = UNITS.iter().find(|d| d.var == var && d.unit == unit) {
+        return Some(match d.conv {
+            Conv::Linear(f, o) => v * f + o,
+            Conv::PerDayTimesDays(f) => v * f * days,
+            Conv::TotalOverDays(f) => v * f / days,
+        });
+    }
+    if var == Var::Par {
+        if let Some((_, f)) = PHOTON_UNITS.iter().find(|p| p.0 == unit) {
+            return Some(climate.ppfd_to_par_mj_m2_d(v * f));
+        }
+    }
+    None
+}
+
+fn check_unit(var: Var, unit: &str, origin: &Path, what: &str) -> Result<()> {
+    let ok = var.units();
+    if ok.contains(&unit) {
+        Ok(())
+    } else {
+        Err(Error::config(
+            origin,
+            format!(
+                "{what}: unit \"{unit}\" is not accepted for {} (accepted: {})",
+                var.name(),
+                ok.join(", ")
+            ),
+        ))
+    }
+}
+
+/// The steps of a year.
+pub fn year_steps(step: Step, year: i32, noleap: bool) -> Vec<StepInfo> {
+    match step {
+        Step::Month => (1..=12)
+            .map(|m| {
+                let first = NaiveDate::from_ymd_opt(year, m, 1).unwrap();
+                let next = if m == 12 {
+                    NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap()
+                } else {
+                    NaiveDate::from_ymd_opt(year, m + 1, 1).unwrap()
+                };
+                let mut days = (next - first).num_days() as u32;
+                if noleap && m == 2 {
+                    days = 28;
+                }
+                StepInfo {
+                    month: m,
+                    days,
+                    doy: first.ordinal() + 14,
+                }
+            })
+            .collect(),
+        Step::Day => {
+            let mut d = NaiveDate::from_ymd_opt(year, 1, 1).unwrap();
+            let mut v = Vec::new();
+            while d.year() == year {
+                if !(noleap && d.month() == 2 && d.day() == 29) {
+                    v.push(StepInfo {
+                        month: d.month(),
+                        days: 1,
+                        doy: d.ordinal(),
+                    });
+                }
+                d = d.succ_opt().unwrap();
+            }
+            v
+        }
+    }
+}
+
+impl Drivers {
+    /// Read a drivers file for one year: units and derivations are checked, the station table (if any) is
+    /// read and every step of the year must be present and plausible. Rasters are opened by `check`.
+    pub fn load(path: &Path, year: i32) -> Result<Drivers> {
+        let file: DriversFile = models::read_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let climate = ClimateConstants::builtin()?;
+        let ranges = ranges()?;
+        let mut problems = Problems::new();
+        let noleap = match file.station.as_ref().and_then(|s| s.calendar.as_deref()) {
+            None | Some("standard") => false,
+            Some("noleap") => true,
+            Some(other) => {
+                return Err(Error::config(
+                    path,
+                    format!("station.calendar \"{other}\": use \"standard\" or \"noleap\""),
+                ))
+            }
+        };
+        let steps = year_steps(file.step, year, noleap);
+
+        let mut derive = BTreeMap::new();
+        for (k, rule) in &file.derive {
+            let Some(var) = Var::parse(k) else {
+                problems.push(Error::config(path, format!("derive.{k}: unknown variable")));
+                continue;
+            };
+            match Rule::ALL.iter().find(|r| r.0 == var && r.1 == rule) {
+                Some(r) => {
+                    derive.insert(var, r.2);
+                }
+                None => problems.push(Error::config(
+                    path,
+                    format!(
+                        "derive.{k} = \"{rule}\": not a known rule for {k} (known: {})",
+                        Rule::ALL
+                            .iter()
+                            .filter(|r| r.0 == var)
+                            .map(|r| r.1)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+            }
+        }
+
+        let mut rasters = BTreeMap::new();
+        for (k, spec) in &file.raster {
+            let Some(var) = Var::parse(k) else {
+                problems.push(Error::config(path, format!("raster.{k}: unknown variable")));
+                continue;
+            };
+            if let Err(e) = check_unit(var, &spec.unit, path, &format!("raster.{k}")) {
+                problems.push(e);
+                continue;
+            }
+            let p = base.join(&spec.file);
+            let info = match RasterInfo::read(&p) {
+                Ok(i) => i,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            let first = spec.first_band.unwrap_or(1);
+            let last = first + steps.len() - 1;
+            if first == 0 || last > info.bands.len() {
+                problems.push(Error::input(
+                    &p,
+                    format!(
+                        "{k}: needs bands {first}..{last} for the {} {}s of {year}, but the file has {} band(s)",
+                        steps.len(),
+                        if file.step == Step::Month { "month" } else { "day" },
+                        info.bands.len()
+                    ),
+                ));
+                continue;
+            }
+            let b = &info.bands[first - 1];
+            rasters.insert(
+                var,
+                RasterDriver {
+                    path: p,
+                    unit: spec.unit.clone(),
+                    first_band: first,
+                    scale: spec.scale.or(b.scale).unwrap_or(1.0),
+                    offset: spec.offset.or(b.offset).unwrap_or(0.0),
+                    nodata: b.nodata,
+                    reader: None,
+                },
+            );
+        }
+
+        let mut station = BTreeMap::new();
+        let mut latitude = None;
+        if let Some(s) = &file.station {
+            latitude = s.latitude;
+            if let Some(lat) = s.latitude {
+                if !(-90.0..=90.0).contains(&lat) {
+                    problems.push(Error::config(
+                        path,
+                        format!("station.latitude {lat} is not in -90..90"),
+                    ));
+                }
+            }
+            match read_station(path, base, s, file.step, year, &steps, noleap, &climate) {
+                Ok(m) => station = m,
+                Err(e) => problems.push(e),
+            }
+        }
+        for v in station.keys() {
+            if rasters.contains_key(v) {
+                problems.push(Error::config(
+                    path,
+                    format!(
+                        "{} is given both as a station column and as a raster",
+                        v.name()
+                    ),
+                ));
+            }
+        }
+        problems.finish()?;
+        let d = Drivers {
+            source: path.to_path_buf(),
+            step: file.step,
+            year,
+            steps,
+            latitude,
+            station,
+            rasters,
+            derive,
+            climate,
+            ranges,
+        };
+        d.check_station_ranges()?;
+        Ok(d)
+    }
+
+    fn range(&self, v: Var) -> Range {
+        self.ranges[v.range_key()]
+    }
+
+    fn out_of_range(&self, var: Var, lo: f64, hi: f64, days: f64) -> Option<String> {
+        let r = self.range(var);
+        // Precipitation ranges are daily; compare the step's daily mean.
+        let (lo_d, hi_d) = if var == Var::Precip {
+            (lo / days, hi / days)
+        } else {
+            (lo, hi)
+        };
+        if lo_d < r.min || hi_d > r.max {
+            Some(format!(
+                "{} values {lo:.4}..{hi:.4} {} are outside the plausible range {}..{}{}{}",
+                var.name(),
+                var.unit(),
+                r.min,
+                r.max,
+                if var == Var::Precip {
+                    " mm d-1 (as a daily mean)"
+                } else {
+                    ""
+                },
+                var.unit_hint(lo_d, hi_d)
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn check_station_ranges(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        for (v, vals) in &self.station {
+            for (i, (x, s)) in vals.iter().zip(&self.steps).enumerate() {
+                if let Some(msg) = self.out_of_range(*v, *x, *x, s.days as f64) {
+                    problems.push(format!(
+                        "{}: {}: {msg}",
+                        self.source.display(),
+                        self.step_label(i)
+                    ));
+                    break;
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+
+    pub fn step_label(&self, i: usize) -> String {
+        let s = &self.steps[i];
+        match self.step {
+            Step::Month => format!("{}-{:02}", self.year, s.month),
+            Step::Day => format!("{} day {}", self.year, s.doy),
+        }
+    }
+
+    /// Is `var` given directly (not derived)?
+    pub fn given(&self, var: Var) -> bool {
+        self.station.contains_key(&var) || self.rasters.contains_key(&var)
+    }
+
+    /// Is `var` available, directly or through a declared derivation whose inputs are available?
+    pub fn available(&self, var: Var) -> bool {
+        self.given(var)
+            || self
+                .derive
+                .get(&var)
+                .is_some_and(|r| r.inputs().iter().all(|&i| self.available(i)))
+    }
+
+    /// How `var` is obtained, for metadata ("station column", "raster FILE", "derived: RULE").
+    pub fn provenance(&self, var: Var) -> String {
+        if self.station.contains_key(&var) {
+            "station table".into()
+        } else if let Some(r) = self.rasters.get(&var) {
+            format!("raster {} ({})", r.path.display(), r.unit)
+        } else if let Some(r) = self.derive.get(&var) {
+            format!("derived: {}", r.name())
+        } else {
+            "not given".into()
+        }
+    }
+
+    /// Check that every needed variable is available, and that driver rasters cover the grid and hold
+    /// plausible values; all problems are reported together.
+    pub fn check(&self, grid: &Grid, needs: &[(Var, &str)]) -> Result<()> {
+        let mut problems = Problems::new();
+        for &(v, why) in needs {
+            if !self.available(v) {
+                let rules: Vec<_> = Rule::ALL.iter().filter(|r| r.0 == v).collect();
+                let how = if rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", or derive it: [derive] {} = {}",
+                        v.name(),
+                        rules
+                            .iter()
+                            .map(|r| format!(
+                                "\"{}\" (needs {})",
+                                r.1,
+                                r.2.inputs()
+                                    .iter()
+                                    .map(|i| i.name())
+                                    .collect::<Vec<_>>()
+                                    .join(" and ")
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    )
+                };
+                problems.push(Error::config(
+                    &self.source,
+                    format!(
+                        "{} ({why}) is missing: give it as a station column or a raster{how}",
+                        v.name()
+                    ),
+                ));
+            }
+        }
+        if self.derive.get(&Var::Srad) == Some(&Rule::AngstromPrescott)
+            && !self.given(Var::Srad)
+            && self.rasters.contains_key(&Var::Sunshine)
+        {
+            problems.push(Error::config(
+                &self.source,
+                "radiation from sunshine hours is supported for station tables only; give srad rasters",
+            ));
+        }
+        for (v, r) in &self.rasters {
+            let rg = match RasterInfo::read(&r.path).and_then(|i| i.grid()) {
+                Ok(g) => g,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            match io::coverage_fraction(grid, &rg) {
+                Ok(f) if f < 0.999 => problems.push(Error::input(
+                    &r.path,
+                    format!(
+                        "{} driver does not cover the analysis grid (covers {:.1} % of its extent)",
+                        v.name(),
+                        f * 100.0
+                    ),
+                )),
+                Ok(_) => {}
+                Err(e) => problems.push(e),
+            }
+            for (i, s) in self.steps.iter().enumerate() {
+                let band = r.first_band + i;
+                match io::band_min_max(&r.path, band) {
+                    Ok(Some((lo, hi))) => {
+                        let c = |x: f64| {
+                            convert(
+                                *v,
+                                &r.unit,
+                                x * r.scale + r.offset,
+                                s.days as f64,
+                                &self.climate,
+                            )
+                            .unwrap()
+                        };
+                        let (a, b) = (c(lo), c(hi));
+                        if let Some(msg) = self.out_of_range(*v, a.min(b), a.max(b), s.days as f64)
+                        {
+                            problems.push(Error::band(
+                                &r.path,
+                                band.to_string(),
+                                format!("{}: {msg}", self.step_label(i)),
+                            ));
+                            break;
+                        }
+                    }
+                    Ok(None) => problems.push(Error::band(
+                        &r.path,
+                        band.to_string(),
+                        format!(
+                            "{}: {} band has no valid value",
+                            self.step_label(i),
+                            v.name()
+                        ),
+                    )),
+                    Err(e) => problems.push(e),
+                }
+            }
+        }
+        problems.finish()
+    }
+
+    /// Open the driver rasters on the grid (call on the thread that reads).
+    pub fn open(&mut self, grid: &Grid) -> Result<()> {
+        let n = self.steps.len();
+        for (v, r) in self.rasters.iter_mut() {
+            let bands: Vec<BandRequest> = (0..n)
+                .map(|i| BandRequest {
+                    index: r.first_band + i,
+                    name: format!("{} step {}", v.name(), i + 1),
+                })
+                .collect();
+            r.reader = Some(GridReader::new(
+                &r.path,
+                &bands,
+                grid,
+                Resampling::Bilinear,
+                None,
+                f64::NAN,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Values of `var` at step `i` over rows `row0 .. row0 + nrows` (width `width`), derivations applied.
+    pub fn read(
+        &self,
+        var: Var,
+        i: usize,
+        row0: usize,
+        nrows: usize,
+        width: usize,
+    ) -> Result<Plane> {
+        if let Some(v) = self.station.get(&var) {
+            return Ok(Plane::Uniform(v[i]));
+        }
+        let days = self.steps[i].days as f64;
+        if let Some(r) = self.rasters.get(&var) {
+            let reader = r.reader.as_ref().expect("Drivers::open was called");
+            let mut buf = vec![0f32; nrows * width];
+            reader.read_rows::<f32>(i, row0, nrows, &mut buf)?;
+            for x in buf.iter_mut() {
+                let raw = *x as f64;
+                *x = if r.nodata == Some(raw) || x.is_nan() {
+                    f32::NAN
+                } else {
+                    convert(var, &r.unit, raw * r.scale + r.offset, days, &self.climate).unwrap()
+                        as f32
+                };
+            }
+            return Ok(Plane::Grid(buf));
+        }
+        let rule = *self
+            .derive
+            .get(&var)
+            .unwrap_or_else(|| panic!("{} checked available", var.name()));
+        let ins = rule
+            .inputs()
+            .iter()
+            .map(|&v| self.read(v, i, row0, nrows, width))
+            .collect::<Result<Vec<_>>>()?;
+        let c = &self.climate;
+        let doy = self.steps[i].doy;
+        let lat = self.latitude;
+        let f = |x: &[f64]| -> f64 {
+            match rule {
+                Rule::MeanOfTmaxTmin => (x[0] + x[1]) / 2.0,
+                Rule::AngstromPrescott => {
+                    c.sunshine_to_radiation(lat.expect("latitude checked"), doy, x[0])
+                }
+                Rule::TminAsDewpoint => {
+                    let es = (c.saturation_vp_kpa(x[0]) + c.saturation_vp_kpa(x[1])) / 2.0;
+                    (es - c.saturation_vp_kpa(x[1])) * 1000.0
+                }
+                Rule::FromRh => c.vpd_from_rh_kpa(x[0], x[1]) * 1000.0,
+                Rule::FromDewpoint => c.vpd_from_dewpoint_kpa(x[0], x[1]) * 1000.0,
+            }
+        };
+        if ins.iter().all(|p| matches!(p, Plane::Uniform(_))) {
+            let x: Vec<f64> = ins.iter().map(|p| p.at(0)).collect();
+            return Ok(Plane::Uniform(f(&x)));
+        }
+        let mut out = vec![0f32; nrows * width];
+        let mut x = vec![0.0; ins.len()];
+        for (px, o) in out.iter_mut().enumerate() {
+            for (k, p) in ins.iter().enumerate() {
+                x[k] = p.at(px);
+            }
+            *o = f(&x) as f32;
+        }
+        Ok(Plane::Grid(out))
+    }
+
+    /// Latitude for radiation from sunshine when the station gives none: the grid centre's.
+    pub fn set_default_latitude(&mut self, grid: &Grid) -> Result<()> {
+        if self.latitude.is_none() && self.derive.get(&Var::Srad) == Some(&Rule::AngstromPrescott) {
+            self.latitude = Some(io::grid_centre_latitude(grid)?);
+        }
+        Ok(())
+    }
+}
+
+/// Read a station table's rows for `year` into canonical per-step series.
+#[allow(clippy::too_many_arguments)]
+fn read_station(
+    origin: &Path,
+    base: &Path,
+    s: &StationSpec,
+    step: Step,
+    year: i32,
+    steps: &[StepInfo],
+    noleap: bool,
+    climate: &ClimateConstants,
+) -> Result<BTreeMap<Var, Vec<f64>>> {
+    let path = base.join(&s.file);
+    let mut vars = Vec::new();
+    for (k, c) in &s.columns {
+        let var = Var::parse(k).ok_or_else(|| {
+            Error::config(
+                origin,
+                format!(
+                    "station.columns.{k}: unknown variable (known: {})",
+                    Var::ALL
+                        .iter()
+                        .map(|v| v.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        check_unit(var, &c.unit, origin, &format!("station.columns.{k}"))?;
+        vars.push((var, c));
+    }
+    if s.date.is_none()
+        && (s.year.is_none() || s.month.is_none() || (step == Step::Day && s.day.is_none()))
+    {
+        return Err(Error::config(
+            origin,
+            "station: name a `date` column, or `year` and `month` (and `day` for daily steps) columns",
+        ));
+    }
+    let mut rdr = csv::Reader::from_path(&path)
+        .map_err(|e| Error::input(&path, format!("cannot read station table: {e}")))?;
+    let headers = rdr
+        .headers()
+        .map_err(|e| Error::input(&path, format!("cannot read the header line: {e}")))?
+        .clone();
+    let col = |name: &str| -> Result<usize> {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                Error::input(
+                    &path,
+                    format!(
+                        "has no column \"{name}\" (columns: {})",
+                        headers.iter().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })
+    };
+    let time_cols: Vec<Option<usize>> = [&s.date, &s.year, &s.month, &s.day]
+        .iter()
+        .map(|c| c.as_ref().map(|n| col(n)).transpose())
+        .collect::<Result<_>>()?;
+    let var_cols: Vec<(Var, usize, &str)> = vars
+        .iter()
+        .map(|(v, c)| Ok((*v, col(&c.column)?, c.unit.as_str())))
+        .collect::<Result<_>>()?;
+    let index_of = |m: u32, doy_in_noleap: u32| -> usize {
+        match step {
+            Step::Month => (m - 1) as usize,
+            Step::Day => (doy_in_noleap - 1) as usize,
+        }
+    };
+    let mut out: BTreeMap<Var, Vec<f64>> = var_cols
+        .iter()
+        .map(|(v, _, _)| (*v, vec![f64::NAN; steps.len()]))
+        .collect();
+    let mut seen = vec![false; steps.len()];
+    let mut problems = Vec::new();
+    for (li, rec) in rdr.records().enumerate() {
+        let line = li + 2;
+        let rec = rec.map_err(|e| Error::input(&path, format!("line {line}: {e}")))?;
+        let field = |i: usize| rec.get(i).unwrap_or("").trim();
+        let parse_int = |i: usize, what: &str| -> Result<i64> {
+            field(i).parse::<i64>().map_err(|_| {
+                Error::input(
+                    &path,
+                    format!("line {line}: {what} \"{}\" is not a whole number", field(i)),
+                )
+            })
+        };
+        let (y, m, d) = if let Some(dc) = time_cols[0] {
+            let t = field(dc);
+            let parsed = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .or_else(|_| NaiveDate::parse_from_str(&format!("{t}-01"), "%Y-%m-%d"));
+            let date = parsed.map_err(|_| {
+                Error::input(
+                    &path,
+                    format!("line {line}: date \"{t}\" is not YYYY-MM-DD or YYYY-MM"),
+                )
+            })?;
+            (date.year(), date.month(), date.day())
+        } else {
+            let y = parse_int(time_cols[1].unwrap(), "year")? as i32;
+            let m = parse_int(time_cols[2].unwrap(), "month")?;
+            let d = match time_cols[3] {
+                Some(c) => parse_int(c, "day")?,
+                None => 1,
+            };
+            if !(1..=12).contains(&m) {
+                return Err(Error::input(
+                    &path,
+                    format!("line {line}: month {m} is not 1..12"),
+                ));
+            }
+            (y, m as u32, d as u32)
+        };
+        if y != year {
+            continue;
+        }
+        let Some(date) = NaiveDate::from_ymd_opt(y, m, d) else {
+            return Err(Error::input(
+                &path,
+                format!("line {line}: {y}-{m}-{d} is not a date"),
+            ));
+        };
+        if noleap && m == 2 && d == 29 {
+            return Err(Error::input(
+                &path,
+                format!("line {line}: 29 February in a table declared calendar = \"noleap\""),
+            ));
+        }
+        let leap_shift = if noleap && date.leap_year() && m > 2 {
+            1
+        } else {
+            0
+        };
+        let idx = index_of(m, date.ordinal() - leap_shift);
+        if seen[idx] {
+            return Err(Error::input(
+                &path,
+                format!(
+                    "line {line}: a second row for {} (each {} once)",
+                    if step == Step::Month {
+                        format!("{y}-{m:02}")
+                    } else {
+                        date.to_string()
+                    },
+                    if step == Step::Month { "month" } else { "day" }
+                ),
+            ));
+        }
+        seen[idx] = true;
+        let days = steps[idx].days as f64;
+        for (v, c, unit) in &var_cols {
+            let t = field(*c);
+            match t.parse::<f64>() {
+                Ok(x) if x.is_finite() => {
+                    out.get_mut(v).unwrap()[idx] = convert(*v, unit, x, days, climate).unwrap();
+                }
+                _ => problems.push(format!(
+                    "{}: line {line}: {} column \"{}\" is {}",
+                    path.display(),
+                    v.name(),
+                    headers.get(*c).unwrap_or(""),
+                    if t.is_empty() {
+                        "empty (missing value)".to_string()
+                    } else {
+                        format!("\"{t}\", not a number")
+                    }
+                )),
+            }
+        }
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !**s)
+        .map(|(i, _)| match step {
+            Step::Month => format!("{year}-{:02}", steps[i].month),
+            Step::Day => format!("day {}", steps[i].doy),
+        })
+        .collect();
+    if !missing.is_empty() {
+        let n = missing.len();
+        let shown: Vec<_> = missing.into_iter().take(12).collect();
+        problems.insert(
+            0,
+            format!(
+                "{}: {n} {} of {year} missing: {}{}",
+                path.display(),
+                if step == Step::Month {
+                    "month(s)"
+                } else {
+                    "day(s)"
+                },
+                shown.join(", "),
+                if n > shown.len() { ", ..." } else { "" }
+            ),
+        );
+    }
+    if problems.len() > 20 {
+        let n = problems.len();
+        problems.truncate(20);
+        problems.push(format!("... and {} more", n - 20));
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Invalid(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c() -> ClimateConstants {
+        ClimateConstants::builtin().unwrap()
+    }
+
+    #[test]
+    fn unit_conversions_by_hand() {
+        let c = c();
+        // 290.15 K = 17 C; 3 mm d-1 over a 30-day month = 90 mm; 2.5e-5 mm s-1 for one day = 2.16 mm;
+        // 250 W m-2 = 21.6 MJ m-2 d-1; 620 MJ m-2 in a 31-day month = 20 MJ m-2 d-1; 1.2 kPa = 1200 Pa;
+        // 186 sunshine hours in 31 days = 6 h d-1; PPFD 4e-4 mol m-2 s-1 = 400 umol m-2 s-1
+        // = 400 / 4.57 x 0.0864 = 7.5623 MJ m-2 d-1.
+        assert!((convert(Var::Tmean, "K", 290.15, 30.0, &c).unwrap() - 17.0).abs() < 1e-9);
+        assert_eq!(convert(Var::Precip, "mm d-1", 3.0, 30.0, &c), Some(90.0));
+        assert!((convert(Var::Precip, "mm s-1", 2.5e-5, 1.0, &c).unwrap() - 2.16).abs() < 1e-12);
+        assert!((convert(Var::Srad, "W m-2", 250.0, 1.0, &c).unwrap() - 21.6).abs() < 1e-12);
+        assert_eq!(convert(Var::Srad, "MJ m-2", 620.0, 31.0, &c), Some(20.0));
+        assert_eq!(convert(Var::Vpd, "kPa", 1.2, 1.0, &c), Some(1200.0));
+        assert_eq!(convert(Var::Sunshine, "h", 186.0, 31.0, &c), Some(6.0));
+        let par = convert(Var::Par, "mol m-2 s-1", 4e-4, 1.0, &c).unwrap();
+        assert!((par - 400.0 / 4.57 * 0.0864).abs() < 1e-9, "{par}");
+        assert_eq!(convert(Var::Vpd, "bar", 1.0, 1.0, &c), None);
+    }
+
+    #[test]
+    fn steps_of_a_year() {
+        let m = year_steps(Step::Month, 2024, false);
+        assert_eq!(m.iter().map(|s| s.days).sum::<u32>(), 366);
+        assert_eq!(m[1].days, 29);
+        // FAO-56 takes the 15th as the month's representative day: 15 January = day 15, 15 March 2024 = 75.
+        assert_eq!((m[0].doy, m[2].doy), (15, 75));
+        assert_eq!(year_steps(Step::Day, 2024, false).len(), 366);
+        assert_eq!(year_steps(Step::Day, 2024, true).len(), 365);
+    }
+}

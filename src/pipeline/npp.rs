@@ -1,0 +1,917 @@
+//! `carbonmap npp`: monthly NDVI composites, a land-cover map with its legend and climate drivers to NPP, soil
+//! heterotrophic respiration, NEP and sequestration rasters, with a per-class summary table.
+//!
+//! Every input is checked before computing (NDVI files for each simulated month on one grid, land-cover codes
+//! in the legend, parameters for every class present, drivers complete, in plausible units and covering the
+//! grid). The grid is then processed in strips of whole tile rows: read on this thread, computed in parallel
+//! per pixel (rayon), written in order, so outputs do not depend on the thread count.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::drivers::{Drivers, Plane, Step, Var};
+use crate::error::{Error, Problems, Result};
+use crate::io::{
+    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
+    WriteOptions, TILE,
+};
+use crate::landcover::{self, Legend};
+use crate::npp::casa::{self, CasaParams, CasaType, TypeParams, WaterMethod};
+use crate::npp::fpar::FparConstants;
+use crate::npp::mod17::{Bplut, Mod17Class, Mod17Constants, Mod17Year};
+use crate::npp::rh::RhModel;
+use crate::progress::Progress;
+
+/// Which light-use-efficiency model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NppModel {
+    Casa,
+    Mod17,
+}
+
+impl NppModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            NppModel::Casa => "CASA",
+            NppModel::Mod17 => "MOD17",
+        }
+    }
+}
+
+/// What `carbonmap npp` does.
+#[derive(Debug, Clone)]
+pub struct NppJob {
+    pub model: NppModel,
+    /// Folder of monthly composites from `carbonmap indices --period month` (files INDEX_YYYY-MM.tif).
+    pub ndvi_dir: PathBuf,
+    /// Index name in the file names (NDVI).
+    pub ndvi_index: String,
+    /// Band of each composite (1 = the first statistic, the median by default).
+    pub ndvi_band: usize,
+    /// Year of the NDVI composites (default: the drivers' year).
+    pub ndvi_year: Option<i32>,
+    pub landcover: PathBuf,
+    pub landcover_band: usize,
+    pub legend: String,
+    pub drivers: PathBuf,
+    pub year: i32,
+    /// First and last simulated month (1..=12).
+    pub months: (u32, u32),
+    pub casa_params: String,
+    pub bplut: String,
+    pub rh_model: String,
+    pub out_dir: PathBuf,
+    /// Also write one band per month.
+    pub monthly: bool,
+    pub write: WriteOptions,
+    pub memory_mb: usize,
+}
+
+/// Per-class summary row.
+#[derive(Debug, Clone, Default)]
+pub struct ClassSummary {
+    pub code: i64,
+    pub name: String,
+    pub vegetation_type: String,
+    pub pixels: u64,
+    /// Pixels of the class whose result is NaN (missing NDVI or drivers).
+    pub pixels_without_result: u64,
+    pub area_m2: f64,
+    /// Sums over pixels with a result of value x area (g C), per output.
+    sums: BTreeMap<&'static str, f64>,
+    /// Sums of values (for means over pixels with a result).
+    value_sums: BTreeMap<&'static str, f64>,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct NppSummary {
+    pub outputs: Vec<PathBuf>,
+    pub table: PathBuf,
+    pub classes: Vec<ClassSummary>,
+    pub period_label: String,
+    pub warnings: Vec<String>,
+}
+
+/// Parameters resolved for one legend class.
+#[derive(Debug, Clone)]
+enum ClassModel {
+    /// No uptake by definition (reason recorded in the parameter table).
+    Zero,
+    Casa {
+        t: CasaType,
+        /// MOD17 class, for the VPD water scalar.
+        m17: Option<Mod17Class>,
+    },
+    Mod17(Mod17Class),
+}
+
+const OUTS_CASA: [&str; 4] = ["NPP", "Rh", "NEP", "sequestration"];
+const OUTS_MOD17: [&str; 5] = ["GPP", "NPP", "Rh", "NEP", "sequestration"];
+
+/// g C m-2 to t CO2 ha-1: x 44/12 (molar masses of CO2 and C) x 1e4 m2 ha-1 / 1e6 g t-1.
+fn gc_m2_to_tco2_ha(v: f64) -> f64 {
+    v * (44.0 / 12.0) * 1e-2
+}
+
+struct Prepared {
+    grid: Grid,
+    legend: Legend,
+    class_models: BTreeMap<i64, ClassModel>,
+    ndvi_files: Vec<PathBuf>,
+    drivers: Drivers,
+    casa: CasaParams,
+    bplut: Bplut,
+    k17: Mod17Constants,
+    fpar: FparConstants,
+    rh: RhModel,
+    /// Indices into drivers.steps of the simulated months (monthly steps) or days.
+    sim_steps: Vec<usize>,
+    period_label: String,
+    full_year: bool,
+    lc_nodata: Option<f64>,
+}
+
+fn prepare(job: &NppJob) -> Result<Prepared> {
+    let mut problems = Problems::new();
+    let (m0, m1) = job.months;
+    if !(1..=12).contains(&m0) || !(1..=12).contains(&m1) || m0 > m1 {
+        return Err(Error::Usage(format!(
+            "--months {m0}-{m1}: give FIRST-LAST within 1-12"
+        )));
+    }
+    let casa = problems.take(CasaParams::resolve(&job.casa_params));
+    let bplut = problems.take(Bplut::resolve(&job.bplut));
+    let rh = problems.take(RhModel::resolve(&job.rh_model));
+    let legend = problems.take(Legend::resolve(&job.legend));
+    let drivers = problems.take(Drivers::load(&job.drivers, job.year));
+    let k17 = Mod17Constants::builtin()?;
+    let fpar = FparConstants::builtin()?;
+
+    // NDVI composites for every simulated month, all on one grid.
+    let ndvi_year = job.ndvi_year.unwrap_or(job.year);
+    let mut ndvi_files = Vec::new();
+    let mut grid: Option<Grid> = None;
+    for m in m0..=m1 {
+        let p = job
+            .ndvi_dir
+            .join(format!("{}_{ndvi_year}-{m:02}.tif", job.ndvi_index));
+        if !p.exists() {
+            problems.push(Error::input(
+                &p,
+                format!(
+                    "no {} composite for {ndvi_year}-{m:02} (make monthly composites with `carbonmap indices --period month`, or narrow --months)",
+                    job.ndvi_index
+                ),
+            ));
+            continue;
+        }
+        match RasterInfo::read(&p).and_then(|i| {
+            if job.ndvi_band == 0 || job.ndvi_band > i.bands.len() {
+                Err(Error::band(
+                    &p,
+                    job.ndvi_band.to_string(),
+                    format!("does not exist (the file has {} bands)", i.bands.len()),
+                ))
+            } else {
+                i.grid()
+            }
+        }) {
+            Ok(g) => match &grid {
+                None => grid = Some(g),
+                Some(g0) if !g0.same_pixels(&g) => problems.push(Error::input(
+                    &p,
+                    format!(
+                        "is not on the grid of {} (composites of one run share a grid)",
+                        ndvi_files
+                            .first()
+                            .map(|f: &PathBuf| f.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                )),
+                Some(_) => {}
+            },
+            Err(e) => problems.push(e),
+        }
+        ndvi_files.push(p);
+    }
+
+    // Land cover: every code in the legend, and parameters for every class present.
+    let mut class_models = BTreeMap::new();
+    let mut lc_nodata = None;
+    if let (Some(legend), Some(casa), Some(bplut)) = (&legend, &casa, &bplut) {
+        match landcover::check_map(&job.landcover, job.landcover_band, legend) {
+            Ok(areas) => {
+                let types = landcover::vegetation_types()?;
+                for a in areas.iter().filter(|a| a.pixels > 0) {
+                    let vt = types
+                        .iter()
+                        .find(|t| t.name == a.vegetation_type)
+                        .expect("legend checked");
+                    let m17 = vt.mod17_umd.and_then(|u| bplut.class(u).cloned());
+                    let cm = match (job.model, casa.type_params(&vt.name)) {
+                        (_, Some(TypeParams::Zero(_))) => Some(ClassModel::Zero),
+                        (NppModel::Casa, Some(TypeParams::Vegetated(t))) => {
+                            if casa.water.method == WaterMethod::Vpd && m17.is_none() {
+                                problems.push(Error::config(
+                                    &casa.source,
+                                    format!("class {} ({}): water method \"vpd\" needs the MOD17 VPD ramp of vegetation type {}, which has no MOD17 class", a.code, a.name, vt.name),
+                                ));
+                            }
+                            Some(ClassModel::Casa { t: t.clone(), m17 })
+                        }
+                        (NppModel::Mod17, Some(TypeParams::Vegetated(_))) => {
+                            m17.map(ClassModel::Mod17)
+                        }
+                        (_, None) => None,
+                    };
+                    match cm {
+                        Some(cm) => {
+                            class_models.insert(a.code, cm);
+                        }
+                        None => problems.push(Error::config(
+                            if job.model == NppModel::Casa { &casa.source } else { &bplut.source },
+                            format!(
+                                "class {} ({}, {} pixels) maps to vegetation type {}, which has no {} parameters; add the type to the table or map the class to another type in the legend",
+                                a.code, a.name, a.pixels, vt.name, job.model.name()
+                            ),
+                        )),
+                    }
+                }
+                lc_nodata = RasterInfo::read(&job.landcover)?.bands[job.landcover_band - 1].nodata;
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+
+    // Drivers: what each model needs.
+    let mut sim_steps = Vec::new();
+    if let (Some(d), Some(g), Some(casa)) = (&drivers, &grid, &casa) {
+        let mut needs: Vec<(Var, &str)> = vec![
+            (Var::Tmean, "temperature stress and Rh"),
+            (Var::Precip, "Rh"),
+        ];
+        match job.model {
+            NppModel::Casa => {
+                if d.step != Step::Month {
+                    problems.push(Error::config(
+                        &d.source,
+                        "CASA is a monthly model: the drivers must have step = \"month\"",
+                    ));
+                }
+                needs.push((Var::Srad, "SOL, total solar radiation"));
+                if casa.water.method == WaterMethod::Vpd {
+                    needs.push((Var::Vpd, "VPD water scalar"));
+                }
+            }
+            NppModel::Mod17 => {
+                needs.push((Var::Tmin, "Tmin scalar"));
+                needs.push((Var::Vpd, "VPD scalar"));
+                if !d.available(Var::Par) {
+                    needs.push((Var::Srad, "PAR = shortwave x PAR fraction"));
+                }
+            }
+        }
+        if let Err(e) = d.check(g, &needs) {
+            problems.push(e);
+        }
+        sim_steps = (0..d.steps.len())
+            .filter(|&i| (m0..=m1).contains(&d.steps[i].month))
+            .collect();
+    }
+    problems.finish()?;
+    let grid = grid.expect("checked");
+    let mut drivers = drivers.expect("checked");
+    drivers.set_default_latitude(&grid)?;
+    let full_year = (m0, m1) == (1, 12);
+    let period_label = if full_year {
+        job.year.to_string()
+    } else if m0 == m1 {
+        format!("{}-{m0:02}", job.year)
+    } else {
+        format!("{}-{m0:02}_{}-{m1:02}", job.year, job.year)
+    };
+    Ok(Prepared {
+        grid,
+        legend: legend.expect("checked"),
+        class_models,
+        ndvi_files,
+        drivers,
+        casa: casa.expect("checked"),
+        bplut: bplut.expect("checked"),
+        k17,
+        fpar,
+        rh: rh.expect("checked"),
+        sim_steps,
+        period_label,
+        full_year,
+        lc_nodata,
+    })
+}
+
+/// Per-pixel results over the simulated period (g C m-2), NaN where not computable.
+#[derive(Debug, Clone, Copy)]
+struct PixelOut {
+    gpp: f64,
+    npp: f64,
+    rh: f64,
+}
+
+/// Run the NPP stage.
+pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
+    let mut p = prepare(job)?;
+    p.drivers.open(&p.grid)?;
+    let grid = p.grid.clone();
+    let nmonths = (job.months.1 - job.months.0 + 1) as usize;
+    let outs: &[&'static str] = match job.model {
+        NppModel::Casa => &OUTS_CASA,
+        NppModel::Mod17 => &OUTS_MOD17,
+    };
+    let per = if p.full_year {
+        "yr-1".to_string()
+    } else {
+        format!("per period {}", p.period_label)
+    };
+    let unit_of = |o: &str| -> String {
+        if o == "sequestration" {
+            format!("t CO2 ha-1 {per}")
+        } else {
+            format!("g C m-2 {per}")
+        }
+    };
+    let file_of = |o: &str, monthly: bool| -> PathBuf {
+        let u = if o == "sequestration" {
+            "tCO2_ha"
+        } else {
+            "gC_m2"
+        };
+        let m = if monthly { "_monthly" } else { "" };
+        job.out_dir
+            .join(format!("{o}_{u}{m}_{}.tif", p.period_label))
+    };
+
+    // Metadata common to every output.
+    let mut md = BTreeMap::new();
+    md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
+    md.insert("MODEL".into(), job.model.name().into());
+    md.insert("PERIOD".into(), p.period_label.clone());
+    md.insert("YEAR".into(), job.year.to_string());
+    md.insert(
+        "MONTHS".into(),
+        format!("{}-{}", job.months.0, job.months.1),
+    );
+    md.insert("LANDCOVER".into(), job.landcover.display().to_string());
+    md.insert(
+        "LEGEND".into(),
+        format!("{} ({})", p.legend.product, p.legend.source.display()),
+    );
+    md.insert("DRIVERS".into(), job.drivers.display().to_string());
+    md.insert(
+        "NDVI".into(),
+        p.ndvi_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    for v in [
+        Var::Tmean,
+        Var::Tmin,
+        Var::Precip,
+        Var::Srad,
+        Var::Par,
+        Var::Vpd,
+    ] {
+        md.insert(
+            format!("DRIVER_{}", v.name().to_uppercase()),
+            p.drivers.provenance(v),
+        );
+    }
+    md.insert(
+        "RH_MODEL".into(),
+        format!("{} ({}; form {:?})", p.rh.name, p.rh.citation, p.rh.form),
+    );
+    match job.model {
+        NppModel::Casa => {
+            md.insert(
+                "CASA_PARAMETERS".into(),
+                format!("{} ({})", p.casa.name, p.casa.source.display()),
+            );
+            md.insert("CASA_CITATION".into(), p.casa.citation.clone());
+            md.insert(
+                "CASA_WATER_STRESS".into(),
+                format!("{:?}", p.casa.water.method),
+            );
+        }
+        NppModel::Mod17 => {
+            md.insert(
+                "MOD17_BPLUT".into(),
+                format!("{} ({})", p.bplut.name, p.bplut.source.display()),
+            );
+            md.insert("MOD17_CITATION".into(), p.k17.citation.clone());
+            md.insert("FPAR_FROM_NDVI".into(), p.fpar.linear.citation.clone());
+            md.insert("LAI_FROM_FPAR".into(), p.fpar.lai.citation.clone());
+        }
+    }
+    md.insert(
+        "SIGN_CONVENTION".into(),
+        "NPP, GPP, Rh >= 0 are fluxes; NEP = NPP - Rh, positive = net uptake by the ecosystem (a sink); sequestration = NEP x 44/12 in t CO2 ha-1".into(),
+    );
+
+    let mut writers = Vec::new();
+    for o in outs {
+        let mut m = md.clone();
+        m.insert("QUANTITY".into(), o.to_string());
+        m.insert("UNITS".into(), unit_of(o));
+        writers.push(RasterWriter::create::<f32>(
+            &file_of(o, false),
+            &grid,
+            &[OutBand {
+                description: format!("{o} {}", p.period_label),
+                unit: unit_of(o),
+            }],
+            None,
+            &m,
+            &job.write,
+        )?);
+    }
+    let mut monthly_writers = Vec::new();
+    if job.monthly {
+        for o in outs.iter().filter(|o| **o != "sequestration") {
+            let mut m = md.clone();
+            m.insert("QUANTITY".into(), format!("{o} per month"));
+            m.insert("UNITS".into(), "g C m-2 month-1".into());
+            let bands: Vec<OutBand> = (job.months.0..=job.months.1)
+                .map(|mm| OutBand {
+                    description: format!("{o} {}-{mm:02}", job.year),
+                    unit: "g C m-2 month-1".into(),
+                })
+                .collect();
+            monthly_writers.push(RasterWriter::create::<f32>(
+                &file_of(o, true),
+                &grid,
+                &bands,
+                None,
+                &m,
+                &job.write,
+            )?);
+        }
+    }
+
+    // Readers (this thread only).
+    let ndvi_readers = p
+        .ndvi_files
+        .iter()
+        .map(|f| {
+            GridReader::new(
+                f,
+                &[BandRequest {
+                    index: job.ndvi_band,
+                    name: job.ndvi_index.clone(),
+                }],
+                &grid,
+                Resampling::Bilinear,
+                None,
+                f64::NAN,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    const LC_FILL: f64 = -2_147_483_647.0;
+    let lc_reader = GridReader::new(
+        &job.landcover,
+        &[BandRequest {
+            index: job.landcover_band,
+            name: "land cover".into(),
+        }],
+        &grid,
+        Resampling::Nearest,
+        None,
+        LC_FILL,
+    )?;
+    let row_areas = io::row_pixel_areas_m2(&grid)?;
+
+    // Class index per code for fast lookup.
+    let codes: Vec<i64> = p.legend.classes.iter().map(|c| c.code).collect();
+    let mut summaries: Vec<ClassSummary> = p
+        .legend
+        .classes
+        .iter()
+        .map(|c| ClassSummary {
+            code: c.code,
+            name: c.name.clone(),
+            vegetation_type: c.vegetation_type.clone(),
+            ..Default::default()
+        })
+        .collect();
+
+    // Strip height from the memory budget: per pixel, NDVI and drivers for every simulated month, plus
+    // monthly outputs; daily drivers are streamed one day at a time.
+    let nvars = 6;
+    let per_px = 4 * (nmonths * (2 + nvars + 3 * 2) + 16) + 64;
+    let rows =
+        ((job.memory_mb.max(1) * 1024 * 1024 / (per_px * grid.width).max(1)) / TILE).max(1) * TILE;
+    let rows = rows.min(grid.height);
+    progress.start("npp", grid.height as u64);
+    let mut row0 = 0;
+    let mut warnings = Vec::new();
+    while row0 < grid.height {
+        let nrows = rows.min(grid.height - row0);
+        let npx = nrows * grid.width;
+        let mut lc = vec![0i32; npx];
+        lc_reader.read_rows::<i32>(0, row0, nrows, &mut lc)?;
+        let mut ndvi: Vec<Vec<f32>> = Vec::with_capacity(nmonths);
+        for r in &ndvi_readers {
+            let mut b = vec![0f32; npx];
+            r.read_rows::<f32>(0, row0, nrows, &mut b)?;
+            ndvi.push(b);
+        }
+        // Class model per pixel (None = nodata / outside the land-cover map).
+        let models: Vec<Option<(usize, &ClassModel)>> = lc
+            .iter()
+            .map(|&c| {
+                let c = c as i64;
+                if c as f64 == LC_FILL
+                    || p.lc_nodata == Some(c as f64)
+                    || p.legend.nodata.contains(&c)
+                {
+                    return None;
+                }
+                let ci = codes.iter().position(|&x| x == c)?;
+                p.class_models.get(&c).map(|m| (ci, m))
+            })
+            .collect();
+        let (results, monthly) = match job.model {
+            NppModel::Casa => strip_casa(&p, &models, &ndvi, row0, nrows, grid.width)?,
+            NppModel::Mod17 => strip_mod17(&p, &models, &ndvi, row0, nrows, grid.width)?,
+        };
+        // Write, and accumulate the class summaries in pixel order (deterministic sums).
+        let value = |r: &PixelOut, o: &str| -> f64 {
+            match o {
+                "GPP" => r.gpp,
+                "NPP" => r.npp,
+                "Rh" => r.rh,
+                "NEP" => r.npp - r.rh,
+                _ => gc_m2_to_tco2_ha(r.npp - r.rh),
+            }
+        };
+        for (w, o) in writers.iter_mut().zip(outs) {
+            w.write_rows(
+                0,
+                row0,
+                results.iter().map(|r| value(r, o) as f32).collect(),
+            )?;
+            w.flush()?;
+        }
+        for (k, w) in monthly_writers.iter_mut().enumerate() {
+            for m in 0..nmonths {
+                w.write_rows(m, row0, monthly[k][m].clone())?;
+            }
+            w.flush()?;
+        }
+        for (px, (r, m)) in results.iter().zip(&models).enumerate() {
+            let Some((ci, _)) = m else { continue };
+            let s = &mut summaries[*ci];
+            let area = row_areas[row0 + px / grid.width];
+            s.pixels += 1;
+            s.area_m2 += area;
+            if r.npp.is_nan() || r.rh.is_nan() {
+                s.pixels_without_result += 1;
+                continue;
+            }
+            for o in outs {
+                let v = value(r, o);
+                *s.value_sums.entry(o).or_default() += v;
+                *s.sums.entry(o).or_default() += v * area;
+            }
+        }
+        progress.advance(nrows as u64);
+        row0 += nrows;
+    }
+    progress.finish();
+    for s in summaries
+        .iter()
+        .filter(|s| s.pixels > 0 && s.pixels_without_result == s.pixels)
+    {
+        if !matches!(p.class_models.get(&s.code), Some(ClassModel::Zero)) {
+            let msg = format!(
+                "class {} ({}): no pixel has a result (NDVI missing in a simulated month, or drivers with no data there)",
+                s.code, s.name
+            );
+            progress.warn(&msg);
+            warnings.push(msg);
+        }
+    }
+    let mut pending = Vec::new();
+    let mut outputs = Vec::new();
+    for w in writers.into_iter().chain(monthly_writers) {
+        outputs.push(w.target().to_path_buf());
+        pending.push(w.finish()?);
+    }
+    for pd in pending {
+        pd.commit()?;
+    }
+    let table = job.out_dir.join(format!(
+        "{}_summary_{}.csv",
+        job.model.name().to_lowercase(),
+        p.period_label
+    ));
+    io::write_atomic(&table, summary_csv(&summaries, outs, &per).as_bytes())?;
+    Ok(NppSummary {
+        outputs,
+        table,
+        classes: summaries,
+        period_label: p.period_label.clone(),
+        warnings,
+    })
+}
+
+/// The per-class table: pixel count and area, and per output the mean over pixels with a result and the total
+/// over the class's area (t C or t CO2).
+fn summary_csv(rows: &[ClassSummary], outs: &[&str], per: &str) -> String {
+    let mut h = vec![
+        "code".to_string(),
+        "class".into(),
+        "vegetation_type".into(),
+        "pixels".into(),
+        "pixels_without_result".into(),
+        "area_ha".into(),
+    ];
+    for o in outs {
+        if *o == "sequestration" {
+            h.push("sequestration_mean_tCO2_ha".into());
+            h.push("sequestration_total_tCO2".into());
+        } else {
+            h.push(format!("{o}_mean_gC_m2"));
+            h.push(format!("{o}_total_tC"));
+        }
+    }
+    let mut s = format!(
+        "# period: {per}; NEP = NPP - Rh, positive = net uptake (sink)\n{}\n",
+        h.join(",")
+    );
+    for r in rows.iter().filter(|r| r.pixels > 0) {
+        let n = (r.pixels - r.pixels_without_result) as f64;
+        let mut f = vec![
+            r.code.to_string(),
+            format!("\"{}\"", r.name.replace('"', "'")),
+            r.vegetation_type.clone(),
+            r.pixels.to_string(),
+            r.pixels_without_result.to_string(),
+            format!("{:.4}", r.area_m2 / 1e4),
+        ];
+        for o in outs {
+            let mean = if n > 0.0 {
+                r.value_sums.get(o).copied().unwrap_or(0.0) / n
+            } else {
+                f64::NAN
+            };
+            // g C -> t C is 1e-6; sequestration (t CO2 ha-1) x m2 / 1e4 m2 ha-1 -> t CO2.
+            let total = r.sums.get(o).copied().unwrap_or(0.0)
+                * if *o == "sequestration" { 1e-4 } else { 1e-6 };
+            f.push(format!("{mean:.4}"));
+            f.push(format!("{total:.6}"));
+        }
+        s.push_str(&f.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+type StripResult = (Vec<PixelOut>, Vec<Vec<Vec<f32>>>);
+
+/// Monthly temperature and precipitation per pixel for Rh (from monthly steps directly).
+fn read_monthly(
+    p: &Prepared,
+    var: Var,
+    row0: usize,
+    nrows: usize,
+    width: usize,
+) -> Result<Vec<Plane>> {
+    (0..p.drivers.steps.len())
+        .map(|i| p.drivers.read(var, i, row0, nrows, width))
+        .collect()
+}
+
+fn strip_casa(
+    p: &Prepared,
+    models: &[Option<(usize, &ClassModel)>],
+    ndvi: &[Vec<f32>],
+    row0: usize,
+    nrows: usize,
+    width: usize,
+) -> Result<StripResult> {
+    let npx = nrows * width;
+    // All 12 months of temperature (Thornthwaite heat index), the simulated months of the rest.
+    let t = read_monthly(p, Var::Tmean, row0, nrows, width)?;
+    let pr = read_monthly(p, Var::Precip, row0, nrows, width)?;
+    let sol = read_monthly(p, Var::Srad, row0, nrows, width)?;
+    let vpd = if p.casa.water.method == WaterMethod::Vpd {
+        Some(read_monthly(p, Var::Vpd, row0, nrows, width)?)
+    } else {
+        None
+    };
+    let sim = &p.sim_steps;
+    let days: Vec<f64> = p.drivers.steps.iter().map(|s| s.days as f64).collect();
+    // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
+    let (casa_p, rh_p) = (&p.casa, &p.rh);
+    let per_px: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
+        .into_par_iter()
+        .map(|px| {
+            let nan = (
+                PixelOut {
+                    gpp: f64::NAN,
+                    npp: f64::NAN,
+                    rh: f64::NAN,
+                },
+                vec![[f32::NAN; 3]; sim.len()],
+            );
+            let Some((_, m)) = models[px] else { return nan };
+            let temps: Vec<f64> = t.iter().map(|pl| pl.at(px)).collect();
+            let rh_m: Vec<f64> = sim
+                .iter()
+                .map(|&i| rh_p.monthly(temps[i], pr[i].at(px)))
+                .collect();
+            let rh_sum: f64 = rh_m.iter().sum();
+            match m {
+                ClassModel::Zero => (
+                    PixelOut {
+                        gpp: 0.0,
+                        npp: 0.0,
+                        rh: 0.0,
+                    },
+                    vec![[0.0; 3]; sim.len()],
+                ),
+                ClassModel::Mod17(_) => unreachable!(),
+                ClassModel::Casa { t: ct, m17 } => {
+                    let nd: Vec<f64> = (0..sim.len()).map(|k| ndvi[k][px] as f64).collect();
+                    let sim_t: Vec<f64> = sim.iter().map(|&i| temps[i]).collect();
+                    let topt = casa::topt(&nd, &sim_t);
+                    let (hi, ha) = casa_p.thornthwaite_index(&temps);
+                    let mut npp = 0.0;
+                    let mut monthly = Vec::with_capacity(sim.len());
+                    for (k, &i) in sim.iter().enumerate() {
+                        let we = match (&vpd, m17) {
+                            (Some(v), Some(c)) => c.f_vpd(v[i].at(px)),
+                            _ => casa_p.we_zhou_zhang(temps[i], pr[i].at(px), hi, ha),
+                        };
+                        // SOL: the month's total, MJ m-2 month-1.
+                        let mo =
+                            casa_p.month(ct, nd[k], sol[i].at(px) * days[i], temps[i], topt, we);
+                        npp += mo.npp;
+                        monthly.push([mo.npp as f32, rh_m[k] as f32, (mo.npp - rh_m[k]) as f32]);
+                    }
+                    (
+                        PixelOut {
+                            gpp: f64::NAN,
+                            npp,
+                            rh: rh_sum,
+                        },
+                        monthly,
+                    )
+                }
+            }
+        })
+        .collect();
+    Ok(split_monthly(per_px, sim.len(), &[0, 1, 2]))
+}
+
+/// Separate per-pixel results and per-output monthly planes ([output][month][pixel]).
+fn split_monthly(
+    per_px: Vec<(PixelOut, Vec<[f32; 3]>)>,
+    nmonths: usize,
+    order: &[usize],
+) -> StripResult {
+    let npx = per_px.len();
+    let mut monthly = vec![vec![vec![f32::NAN; npx]; nmonths]; order.len()];
+    let mut res = Vec::with_capacity(npx);
+    for (px, (r, m)) in per_px.into_iter().enumerate() {
+        for (k, vals) in m.iter().enumerate() {
+            for (o, &j) in order.iter().enumerate() {
+                monthly[o][k][px] = vals[j];
+            }
+        }
+        res.push(r);
+    }
+    (res, monthly)
+}
+
+fn strip_mod17(
+    p: &Prepared,
+    models: &[Option<(usize, &ClassModel)>],
+    ndvi: &[Vec<f32>],
+    row0: usize,
+    nrows: usize,
+    width: usize,
+) -> Result<StripResult> {
+    let npx = nrows * width;
+    let d = &p.drivers;
+    let m0 = p.drivers.steps[p.sim_steps[0]].month;
+    let nm = ndvi.len();
+    // Per pixel: the year's accumulator, monthly GPP and NPP-ready sums, monthly T and P for Rh.
+    let mut years = vec![Mod17Year::default(); npx];
+    let mut month_gpp = vec![vec![0f64; npx]; nm];
+    let mut month_t = vec![vec![0f64; npx]; nm];
+    let mut month_days = vec![0f64; nm];
+    let mut month_p = vec![vec![0f64; npx]; nm];
+    let par_from_srad = !d.available(Var::Par);
+    // Only Sync parts go into the parallel closures (the drivers hold GDAL handles).
+    let (k17, fp, rh_p) = (&p.k17, &p.fpar, &p.rh);
+    for &i in &p.sim_steps {
+        let s = d.steps[i];
+        let k = (s.month - m0) as usize;
+        let n = s.days as f64;
+        let tmin = d.read(Var::Tmin, i, row0, nrows, width)?;
+        let tmean = d.read(Var::Tmean, i, row0, nrows, width)?;
+        let vpd = d.read(Var::Vpd, i, row0, nrows, width)?;
+        let par = if par_from_srad {
+            d.read(Var::Srad, i, row0, nrows, width)?
+        } else {
+            d.read(Var::Par, i, row0, nrows, width)?
+        };
+        let par_f = if par_from_srad {
+            k17.par_fraction_of_shortwave
+        } else {
+            1.0
+        };
+        let precip = d.read(Var::Precip, i, row0, nrows, width)?;
+        month_days[k] += n;
+        let nd = &ndvi[k];
+        years
+            .par_iter_mut()
+            .zip(month_gpp[k].par_iter_mut())
+            .zip(month_t[k].par_iter_mut().zip(month_p[k].par_iter_mut()))
+            .enumerate()
+            .for_each(|(px, ((y, g), (mt, mp)))| {
+                *mt += tmean.at(px) * n;
+                *mp += precip.at(px);
+                let Some((_, ClassModel::Mod17(c))) = models[px] else {
+                    return;
+                };
+                let fpar = fp.fpar_linear(nd[px] as f64);
+                let lai = fp.lai(fpar);
+                let before = y.gpp;
+                y.add_days(
+                    c,
+                    k17,
+                    fpar,
+                    tmin.at(px),
+                    vpd.at(px),
+                    par.at(px) * par_f,
+                    lai,
+                    tmean.at(px),
+                    s.days,
+                );
+                *g += y.gpp - before;
+            });
+    }
+    let out: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
+        .into_par_iter()
+        .map(|px| {
+            let Some((_, m)) = models[px] else {
+                return (
+                    PixelOut {
+                        gpp: f64::NAN,
+                        npp: f64::NAN,
+                        rh: f64::NAN,
+                    },
+                    vec![[f32::NAN; 3]; nm],
+                );
+            };
+            let rh_m: Vec<f64> = (0..nm)
+                .map(|k| rh_p.monthly(month_t[k][px] / month_days[k], month_p[k][px]))
+                .collect();
+            let rh: f64 = rh_m.iter().sum();
+            match m {
+                ClassModel::Zero => (
+                    PixelOut {
+                        gpp: 0.0,
+                        npp: 0.0,
+                        rh: 0.0,
+                    },
+                    vec![[0.0; 3]; nm],
+                ),
+                ClassModel::Mod17(c) => {
+                    let a = years[px].finish(c, k17);
+                    // Monthly NPP is not defined by MOD17 (an annual product); monthly GPP and Rh are.
+                    let monthly = (0..nm)
+                        .map(|k| [month_gpp[k][px] as f32, rh_m[k] as f32, f32::NAN])
+                        .collect();
+                    (
+                        PixelOut {
+                            gpp: a.gpp,
+                            npp: a.npp,
+                            rh,
+                        },
+                        monthly,
+                    )
+                }
+                ClassModel::Casa { .. } => unreachable!(),
+            }
+        })
+        .collect();
+    // Monthly outputs of MOD17: GPP, NPP (not defined monthly: NaN), Rh, NEP (NaN).
+    let (res, m) = split_monthly(out, nm, &[0, 2, 1, 2]);
+    Ok((res, m))
+}

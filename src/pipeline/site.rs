@@ -1,0 +1,235 @@
+//! `carbonmap site`: MOD17 at one site from a daily station table that carries FPAR (a flux-tower site), with
+//! an optional comparison against observed daily GPP (daily and annual agreement statistics).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use crate::drivers::{Drivers, Step, Var};
+use crate::error::{Error, Result};
+use crate::io;
+use crate::npp::fpar::FparConstants;
+use crate::npp::mod17::{Bplut, Mod17Constants, Mod17Year};
+use crate::validate::Metrics;
+
+/// What `carbonmap site` does.
+#[derive(Debug, Clone)]
+pub struct SiteJob {
+    pub drivers: PathBuf,
+    pub pft: u8,
+    pub years: (i32, i32),
+    pub bplut: String,
+    pub observed: Option<PathBuf>,
+    pub observed_column: String,
+    pub observed_unit: Option<String>,
+    pub out_dir: PathBuf,
+}
+
+/// Accepted units of observed GPP and their factor to g C m-2 d-1. umol CO2 m-2 s-1: x 12.011 g C mol-1
+/// (IUPAC standard atomic weight of carbon) x 1e-6 mol umol-1 x 86400 s d-1.
+const GPP_UNITS: &[(&str, f64)] = &[
+    ("g C m-2 d-1", 1.0),
+    ("kg C m-2 d-1", 1000.0),
+    ("umol m-2 s-1", 12.011e-6 * 86_400.0),
+];
+
+fn read_observed(job: &SiteJob) -> Result<BTreeMap<NaiveDate, f64>> {
+    let Some(path) = &job.observed else {
+        return Ok(BTreeMap::new());
+    };
+    let unit = job.observed_unit.as_deref().ok_or_else(|| {
+        Error::Usage(format!(
+            "--observed-unit is required with --observed (units are never assumed): one of {}",
+            GPP_UNITS.iter().map(|u| u.0).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let factor = GPP_UNITS
+        .iter()
+        .find(|u| u.0 == unit)
+        .map(|u| u.1)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--observed-unit \"{unit}\": expected one of {}",
+                GPP_UNITS.iter().map(|u| u.0).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let h = r
+        .headers()
+        .map_err(|e| Error::input(path, format!("no header line: {e}")))?
+        .clone();
+    let col = |n: &str| {
+        h.iter()
+            .position(|x| x.trim() == n)
+            .ok_or_else(|| Error::input(path, format!("has no column \"{n}\"")))
+    };
+    let (dc, vc) = (col("date")?, col(&job.observed_column)?);
+    let mut out = BTreeMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| Error::input(path, format!("line {line}: {e}")))?;
+        let d = NaiveDate::parse_from_str(rec.get(dc).unwrap_or("").trim(), "%Y-%m-%d")
+            .map_err(|_| Error::input(path, format!("line {line}: date is not YYYY-MM-DD")))?;
+        let t = rec.get(vc).unwrap_or("").trim();
+        if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") {
+            continue;
+        }
+        let v: f64 = t.parse().map_err(|_| {
+            Error::input(
+                path,
+                format!(
+                    "line {line}: {} \"{t}\" is not a number",
+                    job.observed_column
+                ),
+            )
+        })?;
+        if out.insert(d, v * factor).is_some() {
+            return Err(Error::input(
+                path,
+                format!("line {line}: a second row for {d}"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Run MOD17 at the site; returns a printable report (also written as site_comparison.json).
+pub fn run_site(job: &SiteJob) -> Result<String> {
+    let bplut = Bplut::resolve(&job.bplut)?;
+    let c = bplut.class(job.pft).ok_or_else(|| {
+        Error::Usage(format!(
+            "--pft {}: BPLUT {} has parameters for PFTs {}",
+            job.pft,
+            bplut.name,
+            bplut
+                .classes
+                .iter()
+                .map(|c| c.umd.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let k = Mod17Constants::builtin()?;
+    let fp = FparConstants::builtin()?;
+    let observed = read_observed(job)?;
+    let (y0, y1) = job.years;
+    let mut daily = String::from(
+        "date,fpar,lai,tmin_degC,tmean_degC,vpd_Pa,par_MJ_m2_d,gpp_model_gC_m2_d,gpp_observed_gC_m2_d\n",
+    );
+    let mut annual = String::from(
+        "year,days,gpp_model_gC_m2_yr,npp_model_gC_m2_yr,days_with_observation,gpp_model_on_observed_days_gC_m2,gpp_observed_gC_m2\n",
+    );
+    let (mut obs_d, mut mod_d, mut obs_y, mut mod_y) = (vec![], vec![], vec![], vec![]);
+    for year in y0..=y1 {
+        let d = Drivers::load(&job.drivers, year)?;
+        if d.step != Step::Day {
+            return Err(Error::config(
+                &d.source,
+                "the site model is daily: step = \"day\"",
+            ));
+        }
+        let mut missing = vec![];
+        for v in [Var::Fpar, Var::Tmin, Var::Tmean, Var::Vpd] {
+            if !d.available(v) {
+                missing.push(v.name());
+            }
+        }
+        if !d.available(Var::Par) && !d.available(Var::Srad) {
+            missing.push("par (or srad)");
+        }
+        if !missing.is_empty() {
+            return Err(Error::config(
+                &d.source,
+                format!(
+                    "the site model needs station columns for: {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        let par_from_srad = !d.available(Var::Par);
+        let mut acc = Mod17Year::default();
+        let (mut so, mut sm, mut nobs) = (0.0, 0.0, 0usize);
+        for (i, s) in d.steps.iter().enumerate() {
+            let get = |v: Var| d.read(v, i, 0, 1, 1).map(|p| p.at(0));
+            let fpar = get(Var::Fpar)?;
+            let lai = fp.lai(fpar);
+            let (tmin, tmean, vpd) = (get(Var::Tmin)?, get(Var::Tmean)?, get(Var::Vpd)?);
+            let par = if par_from_srad {
+                get(Var::Srad)? * k.par_fraction_of_shortwave
+            } else {
+                get(Var::Par)?
+            };
+            let gpp = c.daily_gpp(fpar, tmin, vpd, par);
+            acc.add_day(c, &k, fpar, tmin, vpd, par, lai, tmean);
+            let date = NaiveDate::from_yo_opt(year, s.doy).expect("valid day");
+            let o = observed.get(&date).copied();
+            if let Some(o) = o {
+                obs_d.push(o);
+                mod_d.push(gpp);
+                so += o;
+                sm += gpp;
+                nobs += 1;
+            }
+            let _ = writeln!(
+                daily,
+                "{date},{fpar:.6},{lai:.6},{tmin:.4},{tmean:.4},{vpd:.3},{par:.6},{gpp:.6},{}",
+                o.map(|v| format!("{v:.6}")).unwrap_or_default()
+            );
+        }
+        let a = acc.finish(c, &k);
+        let _ = writeln!(
+            annual,
+            "{year},{},{:.3},{:.3},{nobs},{:.3},{}",
+            d.steps.len(),
+            a.gpp,
+            a.npp,
+            sm,
+            if nobs > 0 {
+                format!("{so:.3}")
+            } else {
+                String::new()
+            }
+        );
+        // Annual sums compared over the days that have an observation (model summed on the same days).
+        if nobs > 0 {
+            obs_y.push(so);
+            mod_y.push(sm);
+        }
+    }
+    io::write_atomic(&job.out_dir.join("site_daily.csv"), daily.as_bytes())?;
+    io::write_atomic(&job.out_dir.join("site_annual.csv"), annual.as_bytes())?;
+    let mut report = format!(
+        "MOD17 at one site: PFT {} ({}), BPLUT {}, {y0}-{y1}\n{annual}",
+        c.umd, c.label, bplut.name
+    );
+    if !obs_d.is_empty() {
+        let md = Metrics::compute(&obs_d, &mod_d);
+        let my = Metrics::compute(&obs_y, &mod_y);
+        let json = serde_json::json!({
+            "model": "MOD17",
+            "pft": c.umd,
+            "bplut": bplut.name,
+            "years": [y0, y1],
+            "units": {"daily": "g C m-2 d-1", "annual": "g C m-2 yr-1"},
+            "daily": md,
+            "annual": my,
+            "r2": "squared Pearson correlation; nse = Nash-Sutcliffe efficiency; bias = mean(model - observed)",
+        });
+        io::write_atomic(
+            &job.out_dir.join("site_comparison.json"),
+            serde_json::to_string_pretty(&json).unwrap().as_bytes(),
+        )?;
+        let _ = writeln!(report, "\n            n      R2     NSE    RMSE    bias   slope  (g C m-2 d-1 daily, g C m-2 yr-1 annual)");
+        for (name, m) in [("daily", md), ("annual", my)] {
+            let _ = writeln!(
+                report,
+                "{name:<8} {:>5} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+                m.n, m.r2, m.nse, m.rmse, m.bias, m.slope
+            );
+        }
+    }
+    Ok(report)
+}
