@@ -375,6 +375,9 @@ struct StationSpec {
     /// "standard" (default) or "noleap" (365-day years, as data that drop 29 February).
     #[serde(default)]
     calendar: Option<String>,
+    /// "climatology": months of the year missing from the table take the mean of the same month over the
+    /// table's other years (monthly steps only; listed in every output's metadata).
+    fill_missing_months: Option<String>,
     columns: BTreeMap<String, ColumnSpec>,
 }
 
@@ -451,6 +454,8 @@ pub struct Drivers {
     pub year: i32,
     pub steps: Vec<StepInfo>,
     pub latitude: Option<f64>,
+    /// Months filled from the station's climatology (fill_missing_months = "climatology").
+    pub filled_months: Vec<String>,
     station: BTreeMap<Var, Vec<f64>>,
     rasters: BTreeMap<Var, RasterDriver>,
     derive: BTreeMap<Var, Rule>,
@@ -635,6 +640,7 @@ impl Drivers {
 
         let mut station = BTreeMap::new();
         let mut latitude = None;
+        let mut filled = Vec::new();
         if let Some(s) = &file.station {
             latitude = s.latitude;
             if let Some(lat) = s.latitude {
@@ -646,7 +652,10 @@ impl Drivers {
                 }
             }
             match read_station(path, base, s, file.step, year, &steps, noleap, &climate) {
-                Ok(m) => station = m,
+                Ok((m, f)) => {
+                    station = m;
+                    filled = f;
+                }
                 Err(e) => problems.push(e),
             }
         }
@@ -668,6 +677,7 @@ impl Drivers {
             year,
             steps,
             latitude,
+            filled_months: filled,
             station,
             rasters,
             derive,
@@ -755,7 +765,14 @@ impl Drivers {
     /// How `var` is obtained, for metadata ("station column", "raster FILE", "derived: RULE").
     pub fn provenance(&self, var: Var) -> String {
         if self.station.contains_key(&var) {
-            "station table".into()
+            if self.filled_months.is_empty() {
+                "station table".into()
+            } else {
+                format!(
+                    "station table; {} filled with the station's monthly climatology",
+                    self.filled_months.join(", ")
+                )
+            }
         } else if let Some(r) = self.rasters.get(&var) {
             format!("raster {} ({})", r.path.display(), r.unit)
         } else if let Some(r) = self.derive.get(&var) {
@@ -983,7 +1000,7 @@ fn read_station(
     steps: &[StepInfo],
     noleap: bool,
     climate: &ClimateConstants,
-) -> Result<BTreeMap<Var, Vec<f64>>> {
+) -> Result<(BTreeMap<Var, Vec<f64>>, Vec<String>)> {
     let path = base.join(&s.file);
     let mut vars = Vec::new();
     for (k, c) in &s.columns {
@@ -1050,6 +1067,17 @@ fn read_station(
         .map(|(v, _, _)| (*v, vec![f64::NAN; steps.len()]))
         .collect();
     let mut seen = vec![false; steps.len()];
+    let fill = match s.fill_missing_months.as_deref() {
+        None => false,
+        Some("climatology") if step == Step::Month => true,
+        Some(other) => {
+            return Err(Error::config(
+                origin,
+                format!("station.fill_missing_months = \"{other}\": only \"climatology\" with step = \"month\""),
+            ))
+        }
+    };
+    let mut clim: BTreeMap<(Var, u32), (f64, usize)> = BTreeMap::new();
     let mut problems = Vec::new();
     for (li, rec) in rdr.records().enumerate() {
         let line = li + 2;
@@ -1090,6 +1118,20 @@ fn read_station(
             (y, m as u32, d as u32)
         };
         if y != year {
+            if fill && (1..=12).contains(&m) {
+                for (v, c, unit) in &var_cols {
+                    if let Ok(x) = field(*c).parse::<f64>() {
+                        if x.is_finite() {
+                            // Converted with the target year's month length.
+                            let days = steps[(m - 1) as usize].days as f64;
+                            let e = clim.entry((*v, m)).or_insert((0.0, 0usize));
+                            e.0 += convert(*v, unit, x, days, climate).unwrap();
+                            e.1 += 1;
+                        }
+                    }
+                    let _ = unit;
+                }
+            }
             continue;
         }
         let Some(date) = NaiveDate::from_ymd_opt(y, m, d) else {
@@ -1146,6 +1188,25 @@ fn read_station(
             }
         }
     }
+    let mut filled = Vec::new();
+    if fill {
+        for (i, st) in steps.iter().enumerate() {
+            if seen[i] {
+                continue;
+            }
+            let mut complete = true;
+            for (v, _, _) in &var_cols {
+                match clim.get(&(*v, st.month)) {
+                    Some((sum, n)) if *n > 0 => out.get_mut(v).unwrap()[i] = sum / *n as f64,
+                    _ => complete = false,
+                }
+            }
+            if complete {
+                seen[i] = true;
+                filled.push(format!("{year}-{:02}", st.month));
+            }
+        }
+    }
     let missing: Vec<String> = seen
         .iter()
         .enumerate()
@@ -1179,7 +1240,7 @@ fn read_station(
         problems.push(format!("... and {} more", n - 20));
     }
     if problems.is_empty() {
-        Ok(out)
+        Ok((out, filled))
     } else {
         Err(Error::Invalid(problems))
     }

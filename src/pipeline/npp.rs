@@ -323,6 +323,16 @@ struct PixelOut {
 pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let mut p = prepare(job)?;
     p.drivers.open(&p.grid)?;
+    let mut warnings = Vec::new();
+    if !p.drivers.filled_months.is_empty() {
+        let msg = format!(
+            "{}: {} not in the station table, filled with the station's monthly climatology",
+            p.drivers.source.display(),
+            p.drivers.filled_months.join(", ")
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
     let grid = p.grid.clone();
     let nmonths = (job.months.1 - job.months.0 + 1) as usize;
     let outs: &[&'static str] = match job.model {
@@ -515,7 +525,6 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let rows = rows.min(grid.height);
     progress.start("npp", grid.height as u64);
     let mut row0 = 0;
-    let mut warnings = Vec::new();
     while row0 < grid.height {
         let nrows = rows.min(grid.height - row0);
         let npx = nrows * grid.width;
@@ -648,7 +657,7 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], per: &str) -> String {
         }
     }
     let mut s = format!(
-        "# period: {per}; NEP = NPP - Rh, positive = net uptake (sink)\n{}\n",
+        "# fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)\n{}\n",
         h.join(",")
     );
     for r in rows.iter().filter(|r| r.pixels > 0) {
