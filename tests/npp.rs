@@ -1,0 +1,248 @@
+//! `carbonmap npp` on small rasters made here: a hand-worked CASA month through the binary, driver rasters on
+//! another CRS, determinism across thread counts, and bad input.
+
+mod common;
+
+use std::path::Path;
+
+use common::{carbonmap, read_band, write_raster};
+
+const W: usize = 4;
+const H: usize = 2;
+const GT: [f64; 6] = [500_000.0, 30.0, 0.0, 5_600_000.0, 0.0, -30.0];
+/// Monthly mean temperatures of the hand-worked water-stress case (src/npp/casa.rs tests).
+const TEMPS: [f64; 12] = [4.0, 5.0, 7.0, 9.0, 12.0, 15.0, 17.0, 17.0, 14.0, 11.0, 7.0, 5.0];
+
+/// ESA WorldCover codes per pixel: grassland x4 (one with no NDVI), tree cover, built-up, no data, water.
+const LC: [u8; W * H] = [30, 30, 10, 50, 30, 0, 30, 80];
+const NDVI: [f32; W * H] = [0.4, 0.4, 0.7, 0.3, f32::NAN, 0.4, 0.4, 0.4];
+
+fn station_csv(skip_month: Option<u32>, temp: impl Fn(f64) -> f64, srad: f64) -> String {
+    let mut s = String::from("year,month,t,p,sol\n");
+    for y in [2020, 2021] {
+        for m in 1..=12u32 {
+            if y == 2021 && Some(m) == skip_month {
+                continue;
+            }
+            s.push_str(&format!("{y},{m},{},60,{srad}\n", temp(TEMPS[m as usize - 1])));
+        }
+    }
+    s
+}
+
+const DRIVERS: &str = r#"step = "month"
+[station]
+file = "station.csv"
+year = "year"
+month = "month"
+[station.columns]
+tmean = { column = "t", unit = "degC" }
+precip = { column = "p", unit = "mm" }
+srad = { column = "sol", unit = "MJ m-2" }
+"#;
+
+fn fixture(dir: &Path) {
+    let nd = dir.join("ndvi");
+    std::fs::create_dir_all(&nd).unwrap();
+    for m in 1..=12 {
+        write_raster(
+            &nd.join(format!("NDVI_2021-{m:02}.tif")),
+            Some(32630),
+            GT,
+            (W, H),
+            &[("NDVI median", NDVI.to_vec())],
+            None,
+        );
+    }
+    write_raster(&dir.join("lc.tif"), Some(32630), GT, (W, H), &[("lc", LC.to_vec())], Some(0.0));
+    std::fs::write(dir.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
+    std::fs::write(dir.join("drivers.toml"), DRIVERS).unwrap();
+}
+
+fn npp_cmd(dir: &Path, extra: &[&str]) -> assert_cmd::Command {
+    let mut c = carbonmap();
+    c.args(["npp", "--legend", "esa-worldcover", "--year", "2021"])
+        .arg("--ndvi")
+        .arg(dir.join("ndvi"))
+        .arg("--landcover")
+        .arg(dir.join("lc.tif"))
+        .arg("--drivers")
+        .arg(dir.join("drivers.toml"))
+        .args(extra);
+    c
+}
+
+/// The hand-worked month of src/npp/casa.rs, June with T 15 C, 60 mm, SOL 500 MJ m-2 (Topt = 15 C, June
+/// being the only simulated month):
+///   FPAR(NDVI 0.4, grassland) = 0.4726048; APAR = 500 x 0.4726048 x 0.5 = 118.15120;
+///   Te1 = 0.8 + 0.02 x 15 - 0.0005 x 225 = 0.9875; Te2(T = Topt) = 1.1814 / (1 + e^-2) / (1 + e^-3)
+///   = 0.9912236; We (June of TEMPS, 60 mm) = 0.8970358;
+///   NPP = 118.15120 x 0.542 x 0.9875 x 0.9912236 x 0.8970358 = 56.228427 g C m-2.
+///   Rh = 0.22 x (e^(0.0912 x 15) + ln(0.3145 x 60 + 1)) x 30 x 0.465 = 0.22 x (3.9274879 + 2.9892111)
+///   x 13.95 = 21.227349; NEP = 35.001078; sequestration = 35.001078 x 44/12 / 100 = 1.2833729 t CO2 ha-1.
+const NPP_JUNE: f64 = 56.228427;
+const RH_JUNE: f64 = 21.227349;
+
+#[test]
+fn casa_june_through_the_binary_matches_the_hand_calculation() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let out = tmp.path().join("out");
+    npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().success();
+    let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
+    let (rh, _, _) = read_band(&out.join("Rh_gC_m2_2021-06.tif"), 1);
+    let (nep, _, _) = read_band(&out.join("NEP_gC_m2_2021-06.tif"), 1);
+    let (seq, _, _) = read_band(&out.join("sequestration_tCO2_ha_2021-06.tif"), 1);
+    for px in [0, 1, 6] {
+        assert!((npp[px] - NPP_JUNE).abs() < 1e-3, "px {px}: {}", npp[px]);
+        assert!((rh[px] - RH_JUNE).abs() < 1e-3, "{}", rh[px]);
+        assert!((nep[px] - (NPP_JUNE - RH_JUNE)).abs() < 1e-3);
+        assert!((seq[px] - 1.2833729).abs() < 1e-5);
+    }
+    // Built-up and water: no uptake by definition; land-cover nodata and missing NDVI: no value.
+    assert_eq!((npp[3], npp[7], rh[3]), (0.0, 0.0, 0.0));
+    assert!(npp[5].is_nan() && npp[4].is_nan() && nep[4].is_nan());
+    // Units and sign convention travel with the rasters.
+    assert_eq!(
+        common::metadata_item(&out.join("NEP_gC_m2_2021-06.tif"), "UNITS").unwrap(),
+        "g C m-2 per period 2021-06"
+    );
+    assert!(common::metadata_item(&out.join("NEP_gC_m2_2021-06.tif"), "SIGN_CONVENTION")
+        .unwrap()
+        .contains("positive = net uptake"));
+    // Per-class table: grassland has 4 pixels (0.36 ha), one without a result; the mean is over the other
+    // three and the total is 56.228427 g m-2 x 3 x 900 m2 = 0.151817 t C.
+    let table = std::fs::read_to_string(out.join("casa_summary_2021-06.csv")).unwrap();
+    let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(table.as_bytes());
+    let rows: Vec<std::collections::BTreeMap<String, String>> =
+        r.deserialize().map(|x| x.unwrap()).collect();
+    let g = rows.iter().find(|r| r["code"] == "30").unwrap();
+    assert_eq!((g["pixels"].as_str(), g["pixels_without_result"].as_str()), ("4", "1"));
+    assert!((g["area_ha"].parse::<f64>().unwrap() - 0.36).abs() < 1e-9);
+    assert!((g["NPP_mean_gC_m2"].parse::<f64>().unwrap() - NPP_JUNE).abs() < 1e-3);
+    assert!((g["NPP_total_tC"].parse::<f64>().unwrap() - 0.151817).abs() < 1e-5);
+}
+
+#[test]
+fn driver_rasters_on_another_crs_give_the_station_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    // Temperature as a 12-band raster in geographic degrees covering the UTM grid (about 3 W, 50.5 N), each
+    // band constant, so bilinear warping must return the station's values exactly.
+    let bands: Vec<(String, Vec<f32>)> = TEMPS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("month {}", i + 1), vec![*t as f32; 100]))
+        .collect();
+    let refs: Vec<(&str, Vec<f32>)> = bands.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+    write_raster(
+        &tmp.path().join("t.tif"),
+        Some(4326),
+        [-4.0, 0.2, 0.0, 51.5, 0.0, -0.2],
+        (10, 10),
+        &refs,
+        Some(-9999.0),
+    );
+    std::fs::write(
+        tmp.path().join("drivers.toml"),
+        DRIVERS.replace(
+            "tmean = { column = \"t\", unit = \"degC\" }\n",
+            "",
+        ) + "[raster.tmean]\nfile = \"t.tif\"\nunit = \"degC\"\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().success();
+    let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
+    assert!((npp[0] - NPP_JUNE).abs() < 1e-3, "{}", npp[0]);
+    assert!(common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "DRIVER_TMEAN")
+        .unwrap()
+        .contains("t.tif"));
+
+    // The same raster moved away from the grid: refused before computing.
+    write_raster(
+        &tmp.path().join("t.tif"),
+        Some(4326),
+        [10.0, 0.2, 0.0, 40.0, 0.0, -0.2],
+        (10, 10),
+        &refs,
+        Some(-9999.0),
+    );
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(tmp.path().join("out2")).assert().code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("does not cover the analysis grid"), "{err}");
+    assert!(!tmp.path().join("out2").exists());
+}
+
+#[test]
+fn npp_outputs_are_identical_across_thread_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let mut outs = vec![];
+    for t in ["1", "3"] {
+        let out = tmp.path().join(format!("out{t}"));
+        npp_cmd(tmp.path(), &["--monthly", "--threads", t, "-o"]).arg(&out).assert().success();
+        outs.push(out);
+    }
+    let files = common::list_dir(&outs[0]);
+    assert!(files.contains(&"NPP_gC_m2_monthly_2021.tif".to_string()), "{files:?}");
+    for f in files {
+        assert_eq!(
+            std::fs::read(outs[0].join(&f)).unwrap(),
+            std::fs::read(outs[1].join(&f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_are_reported_together_before_computing() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    // Temperatures in Kelvin declared as degC, March missing, a wetland pixel (no CASA parameters), and no
+    // NDVI composite for July.
+    std::fs::write(tmp.path().join("station.csv"), station_csv(Some(3), |t| t + 273.15, 500.0)).unwrap();
+    let mut lc = LC;
+    lc[1] = 90;
+    write_raster(&tmp.path().join("lc.tif"), Some(32630), GT, (W, H), &[("lc", lc.to_vec())], Some(0.0));
+    std::fs::remove_file(tmp.path().join("ndvi/NDVI_2021-07.tif")).unwrap();
+    let out = tmp.path().join("out");
+    let a = npp_cmd(tmp.path(), &["-o"]).arg(&out).assert().code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    for want in [
+        "1 month(s) of 2021 missing: 2021-03",
+        "no NDVI composite for 2021-07",
+        "maps to vegetation type wetland, which has no CASA parameters",
+    ] {
+        assert!(err.contains(want), "missing '{want}' in:\n{err}");
+    }
+    assert!(!out.exists());
+
+    // With March back, the Kelvin values are caught by their magnitude.
+    std::fs::write(tmp.path().join("station.csv"), station_csv(None, |t| t + 273.15, 500.0)).unwrap();
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("look like Kelvin"), "{err}");
+
+    // Radiation as a daily mean in W m-2 declared as MJ m-2 d-1.
+    std::fs::write(tmp.path().join("station.csv"), station_csv(None, |t| t, 180.0)).unwrap();
+    std::fs::write(
+        tmp.path().join("drivers.toml"),
+        DRIVERS.replace("unit = \"MJ m-2\"", "unit = \"MJ m-2 d-1\""),
+    )
+    .unwrap();
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("look like W m-2"), "{err}");
+
+    // A unit that is not a unit of the variable.
+    std::fs::write(
+        tmp.path().join("drivers.toml"),
+        DRIVERS.replace("unit = \"mm\"", "unit = \"inch\""),
+    )
+    .unwrap();
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("unit \"inch\" is not accepted for precip"), "{err}");
+    assert!(!out.exists());
+}
