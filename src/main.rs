@@ -147,8 +147,11 @@ struct NppArgs {
     #[arg(long, default_value = "casa")]
     model: String,
     /// Folder of monthly composites from `carbonmap indices --period month` (files NDVI_YYYY-MM.tif).
+    #[arg(long, required_unless_present = "fpar", conflicts_with = "fpar")]
+    ndvi: Option<PathBuf>,
+    /// Instead of NDVI, a folder of monthly FPAR rasters (0-1, files FPAR_YYYY-MM.tif), for MOD17.
     #[arg(long)]
-    ndvi: PathBuf,
+    fpar: Option<PathBuf>,
     /// Band of the composites to use (1 = the first statistic, by default the median).
     #[arg(long, default_value_t = 1)]
     ndvi_band: usize,
@@ -323,8 +326,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             let job = NppJob {
                 model,
-                ndvi_dir: a.ndvi,
-                ndvi_index: "NDVI".into(),
+                input_is_fpar: a.fpar.is_some(),
+                ndvi_index: if a.fpar.is_some() { "FPAR" } else { "NDVI" }.into(),
+                ndvi_dir: a.ndvi.or(a.fpar).expect("clap requires one"),
                 ndvi_band: a.ndvi_band,
                 ndvi_year: a.ndvi_year,
                 landcover: a.landcover,

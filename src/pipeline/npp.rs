@@ -46,8 +46,10 @@ pub struct NppJob {
     pub model: NppModel,
     /// Folder of monthly composites from `carbonmap indices --period month` (files INDEX_YYYY-MM.tif).
     pub ndvi_dir: PathBuf,
-    /// Index name in the file names (NDVI).
+    /// Index name in the file names (NDVI), or FPAR when `input_is_fpar`.
     pub ndvi_index: String,
+    /// The monthly rasters are FPAR (0-1), not NDVI (MOD17 only).
+    pub input_is_fpar: bool,
     /// Band of each composite (1 = the first statistic, the median by default).
     pub ndvi_band: usize,
     /// Year of the NDVI composites (default: the drivers' year).
@@ -132,6 +134,7 @@ struct Prepared {
     period_label: String,
     full_year: bool,
     lc_nodata: Option<f64>,
+    input_is_fpar: bool,
 }
 
 fn prepare(job: &NppJob) -> Result<Prepared> {
@@ -150,7 +153,12 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
     let k17 = Mod17Constants::builtin()?;
     let fpar = FparConstants::builtin()?;
 
-    // NDVI composites for every simulated month, all on one grid.
+    if job.input_is_fpar && job.model == NppModel::Casa {
+        problems.push(Error::Usage(
+            "CASA computes FPAR from NDVI and the simple ratio: give --ndvi, or use --model mod17 with --fpar".into(),
+        ));
+    }
+    // NDVI (or FPAR) composites for every simulated month, all on one grid.
     let ndvi_year = job.ndvi_year.unwrap_or(job.year);
     let mut ndvi_files = Vec::new();
     let mut grid: Option<Grid> = None;
@@ -179,7 +187,19 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
                 i.grid()
             }
         }) {
-            Ok(g) => match &grid {
+            Ok(g) => {
+                if job.input_is_fpar {
+                    if let Ok(Some((lo, hi))) = io::band_min_max(&p, job.ndvi_band) {
+                        if lo < 0.0 || hi > 1.0 {
+                            problems.push(Error::band(
+                                &p,
+                                job.ndvi_band.to_string(),
+                                format!("FPAR values {lo}..{hi} are outside 0..1 (percent, or a scaled product such as MOD15 x 100? rescale it first)"),
+                            ));
+                        }
+                    }
+                }
+                match &grid {
                 None => grid = Some(g),
                 Some(g0) if !g0.same_pixels(&g) => problems.push(Error::input(
                     &p,
@@ -192,7 +212,8 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
                     ),
                 )),
                 Some(_) => {}
-            },
+                }
+            }
             Err(e) => problems.push(e),
         }
         ndvi_files.push(p);
@@ -308,6 +329,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         period_label,
         full_year,
         lc_nodata,
+        input_is_fpar: job.input_is_fpar,
     })
 }
 
@@ -421,7 +443,14 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 format!("{} ({})", p.bplut.name, p.bplut.source.display()),
             );
             md.insert("MOD17_CITATION".into(), p.k17.citation.clone());
-            md.insert("FPAR_FROM_NDVI".into(), p.fpar.linear.citation.clone());
+            md.insert(
+                "FPAR".into(),
+                if p.input_is_fpar {
+                    "user FPAR rasters".into()
+                } else {
+                    format!("from NDVI, linear: {}", p.fpar.linear.citation)
+                },
+            );
             md.insert("LAI_FROM_FPAR".into(), p.fpar.lai.citation.clone());
         }
     }
@@ -827,6 +856,7 @@ fn strip_mod17(
     let par_from_srad = !d.available(Var::Par);
     // Only Sync parts go into the parallel closures (the drivers hold GDAL handles).
     let (k17, fp, rh_p) = (&p.k17, &p.fpar, &p.rh);
+    let is_fpar = p.input_is_fpar;
     for &i in &p.sim_steps {
         let s = d.steps[i];
         let k = (s.month - m0) as usize;
@@ -858,7 +888,7 @@ fn strip_mod17(
                 let Some((_, ClassModel::Mod17(c))) = models[px] else {
                     return;
                 };
-                let fpar = fp.fpar_linear(nd[px] as f64);
+                let fpar = if is_fpar { nd[px] as f64 } else { fp.fpar_linear(nd[px] as f64) };
                 let lai = fp.lai(fpar);
                 let before = y.gpp;
                 y.add_days(

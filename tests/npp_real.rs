@@ -1,0 +1,112 @@
+//! NPP stages on real data (CARBONMAP_REAL_DATA): MOD17 at the FR-Pue flux tower, and CRU climate rasters in
+//! geographic degrees warped onto a Landsat UTM grid.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use carbonmap::drivers::{Drivers, Var};
+use carbonmap::io::Grid;
+use common::carbonmap;
+
+fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.deserialize().map(|x| x.unwrap()).collect()
+}
+
+#[test]
+fn fr_pue_site_gpp_against_the_tower() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let site = root.join("fluxtower-fr-pue");
+    let tmp = tempfile::tempdir().unwrap();
+    // The example drivers file of the README, pointed at this machine's real-data folder.
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fr-pue-drivers.toml")).unwrap();
+    let drivers = example.replace(
+        "../../shared/real-data/fluxtower-fr-pue/FR-Pue_daily_forcing.csv",
+        &site.join("FR-Pue_daily_forcing.csv").to_string_lossy(),
+    );
+    std::fs::write(tmp.path().join("drivers.toml"), drivers).unwrap();
+    let out = tmp.path().join("out");
+    carbonmap()
+        .args(["site", "--pft", "2", "--years", "2007-2010", "--observed-unit", "g C m-2 d-1", "--drivers"])
+        .arg(tmp.path().join("drivers.toml"))
+        .arg("--observed")
+        .arg(site.join("FR-Pue_daily_gpp_observed.csv"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+
+    // Observed annual sums as published with the data (SOURCE.txt): 1261, 991, 1061, 980 g C m-2 yr-1.
+    let annual = csv_rows(&out.join("site_annual.csv"));
+    for (row, want) in annual.iter().zip([1261.0, 991.0, 1061.0, 980.0]) {
+        let got: f64 = row["gpp_observed_gC_m2"].parse().unwrap();
+        assert!((got - want).abs() < 1.0, "{}: {got} vs {want}", row["year"]);
+    }
+
+    // 2007-07-01 by hand from that day's forcing row, with the EBF column of Zhao's C5.1 BPLUT (LUEmax
+    // 0.001405 kg C MJ-1, Tmin ramp -8..9.09 C, VPD ramp 1000..4000 Pa): PAR = PPFD (mol m-2 s-1) x 1e6 / 4.57
+    // umol J-1 x 86400 s / 1e6 = MJ m-2 d-1; GPP = 1000 x LUEmax x f(Tmin) x f(VPD) x FPAR x PAR.
+    let forcing = csv_rows(&site.join("FR-Pue_daily_forcing.csv"));
+    let day = forcing.iter().find(|r| r["date"] == "2007-07-01").unwrap();
+    let f = |k: &str| day[k].parse::<f64>().unwrap();
+    let ft = ((f("tmin") + 8.0) / (9.09 + 8.0)).clamp(0.0, 1.0);
+    let fv = (1.0 - (f("vpd") - 1000.0) / 3000.0).clamp(0.0, 1.0);
+    let par = f("ppfd") * 1e6 / 4.57 * 86_400.0 / 1e6;
+    let want = 1000.0 * 0.001405 * ft * fv * f("fapar") * par;
+    let daily = csv_rows(&out.join("site_daily.csv"));
+    let got: f64 = daily.iter().find(|r| r["date"] == "2007-07-01").unwrap()["gpp_model_gC_m2_d"]
+        .parse()
+        .unwrap();
+    assert!((got - want).abs() < 1e-5 * want.max(1.0), "{got} vs {want}");
+
+    // The comparison pairs every observed day of 2007-2010 (counted here from the observation file).
+    let n_obs = csv_rows(&site.join("FR-Pue_daily_gpp_observed.csv"))
+        .iter()
+        .filter(|r| r["date"].as_str() < "2011" && !r["gpp"].trim().is_empty() && r["gpp"] != "NA")
+        .count();
+    let cmp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("site_comparison.json")).unwrap()).unwrap();
+    assert_eq!(cmp["daily"]["n"].as_u64().unwrap() as usize, n_obs);
+    assert_eq!(cmp["annual"]["n"].as_u64().unwrap(), 4);
+}
+
+#[test]
+fn cru_climate_rasters_warped_onto_the_colorado_landsat_grid() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let na = root.join("climate-north-america");
+    let tmp = tempfile::tempdir().unwrap();
+    let drivers = format!(
+        "step = \"month\"\n[raster.tmean]\nfile = {:?}\nunit = \"degC\"\n[raster.precip]\nfile = {:?}\nunit = \"mm\"\n",
+        na.join("temp_NA.tif").to_string_lossy(),
+        na.join("prec_NA.tif").to_string_lossy()
+    );
+    let path = tmp.path().join("drivers.toml");
+    std::fs::write(&path, drivers).unwrap();
+    // The Landsat scene grid: 61 x 61 px, UTM 13N, centred at 40.288 N, 106.915 W.
+    let scene = root.join("colorado-landsat/lsts/LE70350322008118EDC00/LE70350322008118EDC00_b3.tif");
+    let grid = Grid::from_raster(&scene).unwrap();
+    // CRU CL 2.0 is a 1961-1990 climatology: any year reads the same 12 bands.
+    let mut d = Drivers::load(&path, 2008).unwrap();
+    d.check(&grid, &[(Var::Tmean, "test"), (Var::Precip, "test")]).unwrap();
+    d.open(&grid).unwrap();
+    let centre = 30 * 61 + 30;
+    let t_jan = d.read(Var::Tmean, 0, 0, 61, 61).unwrap().at(centre);
+    let t_jul = d.read(Var::Tmean, 6, 0, 61, 61).unwrap().at(centre);
+    let p: Vec<f64> = (0..12).map(|m| d.read(Var::Precip, m, 0, 61, 61).unwrap().at(centre)).collect();
+    // SOURCE.txt, checked at this site: T January -10 C, July 15 C; precipitation 34-55 mm per month
+    // (bilinear weights of the 10' cells around the scene allow a degree or a few mm either way).
+    assert!((t_jan + 10.0).abs() <= 1.5, "{t_jan}");
+    assert!((t_jul - 15.0).abs() <= 1.5, "{t_jul}");
+    assert!(p.iter().all(|&x| (30.0..=60.0).contains(&x)), "{p:?}");
+
+    // The same North-American rasters cannot drive the Exeter grid.
+    let exeter = Grid::from_raster(&root.join("exeter-s2-hls/s2_l2a/exe_2024-08-01_12-21-19.tif")).unwrap();
+    let err = d.check(&exeter, &[(Var::Tmean, "test")]).unwrap_err().to_string();
+    assert!(err.contains("does not cover the analysis grid (covers 0.0 %"), "{err}");
+}
