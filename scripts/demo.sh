@@ -9,4 +9,12 @@ bin=target/release/carbonmap
 [ -f data-samples/stack.toml ] || bash scripts/make-samples.sh
 "$bin" indices --stack data-samples/stack.toml --out out/demo/monthly --index NDVI,EVI,NIRv,kNDVI --period month
 "$bin" indices --stack data-samples/stack.toml --out out/demo/season --index NDVI,EVI --period season --gap-fill
-echo "demo outputs in out/demo/ (see indices_summary.csv in each folder)"
+# NPP, Rh, NEP and sequestration for June-August 2024 (the months with imagery), CASA and MOD17, from
+# gap-filled monthly NDVI medians (the July cloud is filled in time from June and August), the synthetic land-cover map (ESA WorldCover codes) and the synthetic station climate.
+"$bin" indices --stack data-samples/stack.toml --out out/demo/ndvi-filled --index NDVI --period month --stats median --gap-fill
+for model in casa mod17; do
+  "$bin" npp --model "$model" --ndvi out/demo/ndvi-filled --landcover data-samples/landcover_worldcover.tif \
+    --legend esa-worldcover --drivers data-samples/drivers.toml --year 2024 --months 6-8 --monthly \
+    --out "out/demo/npp-$model"
+done
+echo "demo outputs in out/demo/ (indices_summary.csv, casa_summary_*.csv and mod17_summary_*.csv tables)"

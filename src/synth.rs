@@ -35,6 +35,17 @@ impl Cover {
     }
 
     /// Sentinel-2 SCL class of a clear pixel of this cover (4 vegetation, 5 not vegetated, 6 water).
+    /// ESA WorldCover code of this cover, for the samples' land-cover map.
+    pub fn worldcover(self) -> u8 {
+        match self {
+            Cover::Water => 80,
+            Cover::Urban => 50,
+            Cover::Bare => 60,
+            Cover::Forest => 10,
+            Cover::Grass => 30,
+        }
+    }
+
     pub fn scl(self) -> u16 {
         match self {
             Cover::Water => 6,
@@ -262,8 +273,78 @@ pub fn generate_samples(dir: &Path, size: usize) -> Result<PathBuf> {
     }
     let path = dir.join("stack.toml");
     io::write_atomic(&path, manifest.as_bytes())?;
+    write_landcover(&dir.join("landcover_worldcover.tif"), &utm, extent)?;
+    io::write_atomic(&dir.join("climate_station_2024.csv"), synthetic_climate_csv().as_bytes())?;
+    io::write_atomic(&dir.join("drivers.toml"), SAMPLE_DRIVERS.as_bytes())?;
     Ok(path)
 }
+
+/// The samples' land-cover map: the patches as ESA WorldCover codes (UInt8, 0 = no data).
+fn write_landcover(path: &Path, grid: &Grid, extent: [f64; 4]) -> Result<()> {
+    let mut md = BTreeMap::new();
+    md.insert(
+        "SYNTHETIC".to_string(),
+        "yes: the sample landscape's patches as ESA WorldCover codes".to_string(),
+    );
+    let band = OutBand {
+        description: "land cover (ESA WorldCover codes)".into(),
+        unit: "class".into(),
+    };
+    let mut w = RasterWriter::create::<u8>(path, grid, &[band], Some(0.0), &md, &WriteOptions::default())?;
+    let mut codes = Vec::with_capacity(grid.width * grid.height);
+    for r in 0..grid.height {
+        for c in 0..grid.width {
+            let x = grid.gt[0] + (c as f64 + 0.5) * grid.gt[1];
+            let y = grid.gt[3] + (r as f64 + 0.5) * grid.gt[5];
+            let u = (x - extent[0]) / (extent[2] - extent[0]);
+            let v = (y - extent[1]) / (extent[3] - extent[1]);
+            codes.push(cover_at(u, v).worldcover());
+        }
+    }
+    w.write_rows(0, 0, codes)?;
+    w.finish()?.commit()?;
+    Ok(())
+}
+
+/// SYNTHETIC monthly station climate for 2024 (a mild oceanic year: smooth annual cycles of temperature,
+/// rain and sunshine). Not observations.
+fn synthetic_climate_csv() -> String {
+    use std::f64::consts::PI;
+    let mut s = String::from(
+        "year,month,tmax_degC,tmin_degC,rain_mm,sun_hours\n",
+    );
+    for m in 1..=12u32 {
+        // Warmest, sunniest and driest in mid-July (month 7.5).
+        let c = (2.0 * PI * (m as f64 - 7.5) / 12.0).cos();
+        let tmax = 14.0 + 7.0 * c;
+        let tmin = 6.0 + 5.0 * c;
+        let rain = 80.0 - 30.0 * c;
+        let sun = 140.0 + 70.0 * c;
+        s.push_str(&format!("2024,{m},{tmax:.1},{tmin:.1},{rain:.1},{sun:.1}\n"));
+    }
+    s
+}
+
+const SAMPLE_DRIVERS: &str = r#"# SYNTHETIC climate drivers for carbonmap's samples: climate_station_2024.csv is a made-up smooth year.
+step = "month"
+
+[station]
+file = "climate_station_2024.csv"
+latitude = 50.7
+year = "year"
+month = "month"
+
+[station.columns]
+tmax = { column = "tmax_degC", unit = "degC" }
+tmin = { column = "tmin_degC", unit = "degC" }
+precip = { column = "rain_mm", unit = "mm" }
+sunshine = { column = "sun_hours", unit = "h" }
+
+[derive]
+tmean = "mean-of-tmax-tmin"
+srad = "angstrom-prescott"
+vpd = "tmin-as-dewpoint"
+"#;
 
 /// A large synthetic stack for benchmarks: one base file per band at `size` x `size`, and `dates` VRT files
 /// that reference it with a different gain per date (so every date has different values without writing
