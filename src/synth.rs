@@ -274,7 +274,10 @@ pub fn generate_samples(dir: &Path, size: usize) -> Result<PathBuf> {
     let path = dir.join("stack.toml");
     io::write_atomic(&path, manifest.as_bytes())?;
     write_landcover(&dir.join("landcover_worldcover.tif"), &utm, extent)?;
-    io::write_atomic(&dir.join("climate_station_2024.csv"), synthetic_climate_csv().as_bytes())?;
+    io::write_atomic(
+        &dir.join("climate_station_2024.csv"),
+        synthetic_climate_csv().as_bytes(),
+    )?;
     io::write_atomic(&dir.join("drivers.toml"), SAMPLE_DRIVERS.as_bytes())?;
     Ok(path)
 }
@@ -290,7 +293,14 @@ fn write_landcover(path: &Path, grid: &Grid, extent: [f64; 4]) -> Result<()> {
         description: "land cover (ESA WorldCover codes)".into(),
         unit: "class".into(),
     };
-    let mut w = RasterWriter::create::<u8>(path, grid, &[band], Some(0.0), &md, &WriteOptions::default())?;
+    let mut w = RasterWriter::create::<u8>(
+        path,
+        grid,
+        &[band],
+        Some(0.0),
+        &md,
+        &WriteOptions::default(),
+    )?;
     let mut codes = Vec::with_capacity(grid.width * grid.height);
     for r in 0..grid.height {
         for c in 0..grid.width {
@@ -310,9 +320,7 @@ fn write_landcover(path: &Path, grid: &Grid, extent: [f64; 4]) -> Result<()> {
 /// rain and sunshine). Not observations.
 fn synthetic_climate_csv() -> String {
     use std::f64::consts::PI;
-    let mut s = String::from(
-        "year,month,tmax_degC,tmin_degC,rain_mm,sun_hours\n",
-    );
+    let mut s = String::from("year,month,tmax_degC,tmin_degC,rain_mm,sun_hours\n");
     for m in 1..=12u32 {
         // Warmest, sunniest and driest in mid-July (month 7.5).
         let c = (2.0 * PI * (m as f64 - 7.5) / 12.0).cos();
@@ -320,7 +328,9 @@ fn synthetic_climate_csv() -> String {
         let tmin = 6.0 + 5.0 * c;
         let rain = 80.0 - 30.0 * c;
         let sun = 140.0 + 70.0 * c;
-        s.push_str(&format!("2024,{m},{tmax:.1},{tmin:.1},{rain:.1},{sun:.1}\n"));
+        s.push_str(&format!(
+            "2024,{m},{tmax:.1},{tmin:.1},{rain:.1},{sun:.1}\n"
+        ));
     }
     s
 }

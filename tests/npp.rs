@@ -11,7 +11,9 @@ const W: usize = 4;
 const H: usize = 2;
 const GT: [f64; 6] = [500_000.0, 30.0, 0.0, 5_600_000.0, 0.0, -30.0];
 /// Monthly mean temperatures of the hand-worked water-stress case (src/npp/casa.rs tests).
-const TEMPS: [f64; 12] = [4.0, 5.0, 7.0, 9.0, 12.0, 15.0, 17.0, 17.0, 14.0, 11.0, 7.0, 5.0];
+const TEMPS: [f64; 12] = [
+    4.0, 5.0, 7.0, 9.0, 12.0, 15.0, 17.0, 17.0, 14.0, 11.0, 7.0, 5.0,
+];
 
 /// ESA WorldCover codes per pixel: grassland x4 (one with no NDVI), tree cover, built-up, no data, water.
 const LC: [u8; W * H] = [30, 30, 10, 50, 30, 0, 30, 80];
@@ -24,7 +26,10 @@ fn station_csv(skip_month: Option<u32>, temp: impl Fn(f64) -> f64, srad: f64) ->
             if y == 2021 && Some(m) == skip_month {
                 continue;
             }
-            s.push_str(&format!("{y},{m},{},60,{srad}\n", temp(TEMPS[m as usize - 1])));
+            s.push_str(&format!(
+                "{y},{m},{},60,{srad}\n",
+                temp(TEMPS[m as usize - 1])
+            ));
         }
     }
     s
@@ -54,7 +59,14 @@ fn fixture(dir: &Path) {
             None,
         );
     }
-    write_raster(&dir.join("lc.tif"), Some(32630), GT, (W, H), &[("lc", LC.to_vec())], Some(0.0));
+    write_raster(
+        &dir.join("lc.tif"),
+        Some(32630),
+        GT,
+        (W, H),
+        &[("lc", LC.to_vec())],
+        Some(0.0),
+    );
     std::fs::write(dir.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
     std::fs::write(dir.join("drivers.toml"), DRIVERS).unwrap();
 }
@@ -88,7 +100,10 @@ fn casa_june_through_the_binary_matches_the_hand_calculation() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
     let out = tmp.path().join("out");
-    npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().success();
+    npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
     let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
     let (rh, _, _) = read_band(&out.join("Rh_gC_m2_2021-06.tif"), 1);
     let (nep, _, _) = read_band(&out.join("NEP_gC_m2_2021-06.tif"), 1);
@@ -107,17 +122,24 @@ fn casa_june_through_the_binary_matches_the_hand_calculation() {
         common::metadata_item(&out.join("NEP_gC_m2_2021-06.tif"), "UNITS").unwrap(),
         "g C m-2 per period 2021-06"
     );
-    assert!(common::metadata_item(&out.join("NEP_gC_m2_2021-06.tif"), "SIGN_CONVENTION")
-        .unwrap()
-        .contains("positive = net uptake"));
+    assert!(
+        common::metadata_item(&out.join("NEP_gC_m2_2021-06.tif"), "SIGN_CONVENTION")
+            .unwrap()
+            .contains("positive = net uptake")
+    );
     // Per-class table: grassland has 4 pixels (0.36 ha), one without a result; the mean is over the other
     // three and the total is 56.228427 g m-2 x 3 x 900 m2 = 0.151817 t C.
     let table = std::fs::read_to_string(out.join("casa_summary_2021-06.csv")).unwrap();
-    let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(table.as_bytes());
+    let mut r = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(table.as_bytes());
     let rows: Vec<std::collections::BTreeMap<String, String>> =
         r.deserialize().map(|x| x.unwrap()).collect();
     let g = rows.iter().find(|r| r["code"] == "30").unwrap();
-    assert_eq!((g["pixels"].as_str(), g["pixels_without_result"].as_str()), ("4", "1"));
+    assert_eq!(
+        (g["pixels"].as_str(), g["pixels_without_result"].as_str()),
+        ("4", "1")
+    );
     assert!((g["area_ha"].parse::<f64>().unwrap() - 0.36).abs() < 1e-9);
     assert!((g["NPP_mean_gC_m2"].parse::<f64>().unwrap() - NPP_JUNE).abs() < 1e-3);
     assert!((g["NPP_total_tC"].parse::<f64>().unwrap() - 0.151817).abs() < 1e-5);
@@ -145,19 +167,22 @@ fn driver_rasters_on_another_crs_give_the_station_result() {
     );
     std::fs::write(
         tmp.path().join("drivers.toml"),
-        DRIVERS.replace(
-            "tmean = { column = \"t\", unit = \"degC\" }\n",
-            "",
-        ) + "[raster.tmean]\nfile = \"t.tif\"\nunit = \"degC\"\n",
+        DRIVERS.replace("tmean = { column = \"t\", unit = \"degC\" }\n", "")
+            + "[raster.tmean]\nfile = \"t.tif\"\nunit = \"degC\"\n",
     )
     .unwrap();
     let out = tmp.path().join("out");
-    npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().success();
+    npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
     let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
     assert!((npp[0] - NPP_JUNE).abs() < 1e-3, "{}", npp[0]);
-    assert!(common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "DRIVER_TMEAN")
-        .unwrap()
-        .contains("t.tif"));
+    assert!(
+        common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "DRIVER_TMEAN")
+            .unwrap()
+            .contains("t.tif")
+    );
 
     // The same raster moved away from the grid: refused before computing.
     write_raster(
@@ -168,7 +193,10 @@ fn driver_rasters_on_another_crs_give_the_station_result() {
         &refs,
         Some(-9999.0),
     );
-    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(tmp.path().join("out2")).assert().code(2);
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
+        .arg(tmp.path().join("out2"))
+        .assert()
+        .code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("does not cover the analysis grid"), "{err}");
     assert!(!tmp.path().join("out2").exists());
@@ -181,11 +209,17 @@ fn npp_outputs_are_identical_across_thread_counts() {
     let mut outs = vec![];
     for t in ["1", "3"] {
         let out = tmp.path().join(format!("out{t}"));
-        npp_cmd(tmp.path(), &["--monthly", "--threads", t, "-o"]).arg(&out).assert().success();
+        npp_cmd(tmp.path(), &["--monthly", "--threads", t, "-o"])
+            .arg(&out)
+            .assert()
+            .success();
         outs.push(out);
     }
     let files = common::list_dir(&outs[0]);
-    assert!(files.contains(&"NPP_gC_m2_monthly_2021.tif".to_string()), "{files:?}");
+    assert!(
+        files.contains(&"NPP_gC_m2_monthly_2021.tif".to_string()),
+        "{files:?}"
+    );
     for f in files {
         assert_eq!(
             std::fs::read(outs[0].join(&f)).unwrap(),
@@ -201,10 +235,21 @@ fn bad_inputs_are_reported_together_before_computing() {
     fixture(tmp.path());
     // Temperatures in Kelvin declared as degC, March missing, a wetland pixel (no CASA parameters), and no
     // NDVI composite for July.
-    std::fs::write(tmp.path().join("station.csv"), station_csv(Some(3), |t| t + 273.15, 500.0)).unwrap();
+    std::fs::write(
+        tmp.path().join("station.csv"),
+        station_csv(Some(3), |t| t + 273.15, 500.0),
+    )
+    .unwrap();
     let mut lc = LC;
     lc[1] = 90;
-    write_raster(&tmp.path().join("lc.tif"), Some(32630), GT, (W, H), &[("lc", lc.to_vec())], Some(0.0));
+    write_raster(
+        &tmp.path().join("lc.tif"),
+        Some(32630),
+        GT,
+        (W, H),
+        &[("lc", lc.to_vec())],
+        Some(0.0),
+    );
     std::fs::remove_file(tmp.path().join("ndvi/NDVI_2021-07.tif")).unwrap();
     let out = tmp.path().join("out");
     let a = npp_cmd(tmp.path(), &["-o"]).arg(&out).assert().code(2);
@@ -219,19 +264,33 @@ fn bad_inputs_are_reported_together_before_computing() {
     assert!(!out.exists());
 
     // With March back, the Kelvin values are caught by their magnitude.
-    std::fs::write(tmp.path().join("station.csv"), station_csv(None, |t| t + 273.15, 500.0)).unwrap();
-    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().code(2);
+    std::fs::write(
+        tmp.path().join("station.csv"),
+        station_csv(None, |t| t + 273.15, 500.0),
+    )
+    .unwrap();
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
+        .arg(&out)
+        .assert()
+        .code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("look like Kelvin"), "{err}");
 
     // Radiation as a daily mean in W m-2 declared as MJ m-2 d-1.
-    std::fs::write(tmp.path().join("station.csv"), station_csv(None, |t| t, 180.0)).unwrap();
+    std::fs::write(
+        tmp.path().join("station.csv"),
+        station_csv(None, |t| t, 180.0),
+    )
+    .unwrap();
     std::fs::write(
         tmp.path().join("drivers.toml"),
         DRIVERS.replace("unit = \"MJ m-2\"", "unit = \"MJ m-2 d-1\""),
     )
     .unwrap();
-    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().code(2);
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
+        .arg(&out)
+        .assert()
+        .code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("look like W m-2"), "{err}");
 
@@ -241,8 +300,14 @@ fn bad_inputs_are_reported_together_before_computing() {
         DRIVERS.replace("unit = \"mm\"", "unit = \"inch\""),
     )
     .unwrap();
-    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"]).arg(&out).assert().code(2);
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
+        .arg(&out)
+        .assert()
+        .code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
-    assert!(err.contains("unit \"inch\" is not accepted for precip"), "{err}");
+    assert!(
+        err.contains("unit \"inch\" is not accepted for precip"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -23,7 +23,11 @@ fn fr_pue_site_gpp_against_the_tower() {
     let site = root.join("fluxtower-fr-pue");
     let tmp = tempfile::tempdir().unwrap();
     // The example drivers file of the README, pointed at this machine's real-data folder.
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fr-pue-drivers.toml")).unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/fr-pue-drivers.toml"
+    ))
+    .unwrap();
     let drivers = example.replace(
         "../../shared/real-data/fluxtower-fr-pue/FR-Pue_daily_forcing.csv",
         &site.join("FR-Pue_daily_forcing.csv").to_string_lossy(),
@@ -31,7 +35,16 @@ fn fr_pue_site_gpp_against_the_tower() {
     std::fs::write(tmp.path().join("drivers.toml"), drivers).unwrap();
     let out = tmp.path().join("out");
     carbonmap()
-        .args(["site", "--pft", "2", "--years", "2007-2010", "--observed-unit", "g C m-2 d-1", "--drivers"])
+        .args([
+            "site",
+            "--pft",
+            "2",
+            "--years",
+            "2007-2010",
+            "--observed-unit",
+            "g C m-2 d-1",
+            "--drivers",
+        ])
         .arg(tmp.path().join("drivers.toml"))
         .arg("--observed")
         .arg(site.join("FR-Pue_daily_gpp_observed.csv"))
@@ -69,7 +82,8 @@ fn fr_pue_site_gpp_against_the_tower() {
         .filter(|r| r["date"].as_str() < "2011" && !r["gpp"].trim().is_empty() && r["gpp"] != "NA")
         .count();
     let cmp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("site_comparison.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("site_comparison.json")).unwrap())
+            .unwrap();
     assert_eq!(cmp["daily"]["n"].as_u64().unwrap() as usize, n_obs);
     assert_eq!(cmp["annual"]["n"].as_u64().unwrap(), 4);
 }
@@ -89,16 +103,20 @@ fn cru_climate_rasters_warped_onto_the_colorado_landsat_grid() {
     let path = tmp.path().join("drivers.toml");
     std::fs::write(&path, drivers).unwrap();
     // The Landsat scene grid: 61 x 61 px, UTM 13N, centred at 40.288 N, 106.915 W.
-    let scene = root.join("colorado-landsat/lsts/LE70350322008118EDC00/LE70350322008118EDC00_b3.tif");
+    let scene =
+        root.join("colorado-landsat/lsts/LE70350322008118EDC00/LE70350322008118EDC00_b3.tif");
     let grid = Grid::from_raster(&scene).unwrap();
     // CRU CL 2.0 is a 1961-1990 climatology: any year reads the same 12 bands.
     let mut d = Drivers::load(&path, 2008).unwrap();
-    d.check(&grid, &[(Var::Tmean, "test"), (Var::Precip, "test")]).unwrap();
+    d.check(&grid, &[(Var::Tmean, "test"), (Var::Precip, "test")])
+        .unwrap();
     d.open(&grid).unwrap();
     let centre = 30 * 61 + 30;
     let t_jan = d.read(Var::Tmean, 0, 0, 61, 61).unwrap().at(centre);
     let t_jul = d.read(Var::Tmean, 6, 0, 61, 61).unwrap().at(centre);
-    let p: Vec<f64> = (0..12).map(|m| d.read(Var::Precip, m, 0, 61, 61).unwrap().at(centre)).collect();
+    let p: Vec<f64> = (0..12)
+        .map(|m| d.read(Var::Precip, m, 0, 61, 61).unwrap().at(centre))
+        .collect();
     // SOURCE.txt, checked at this site: T January -10 C, July 15 C; precipitation 34-55 mm per month
     // (bilinear weights of the 10' cells around the scene allow a degree or a few mm either way).
     assert!((t_jan + 10.0).abs() <= 1.5, "{t_jan}");
@@ -106,7 +124,94 @@ fn cru_climate_rasters_warped_onto_the_colorado_landsat_grid() {
     assert!(p.iter().all(|&x| (30.0..=60.0).contains(&x)), "{p:?}");
 
     // The same North-American rasters cannot drive the Exeter grid.
-    let exeter = Grid::from_raster(&root.join("exeter-s2-hls/s2_l2a/exe_2024-08-01_12-21-19.tif")).unwrap();
-    let err = d.check(&exeter, &[(Var::Tmean, "test")]).unwrap_err().to_string();
-    assert!(err.contains("does not cover the analysis grid (covers 0.0 %"), "{err}");
+    let exeter =
+        Grid::from_raster(&root.join("exeter-s2-hls/s2_l2a/exe_2024-08-01_12-21-19.tif")).unwrap();
+    let err = d
+        .check(&exeter, &[(Var::Tmean, "test")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not cover the analysis grid (covers 0.0 %"),
+        "{err}"
+    );
+}
+
+#[test]
+fn exeter_demo_npp_is_plausible_for_both_models() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // The README's Exeter example files, pointed at this machine's real-data folder.
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/exeter");
+    let rd = root.to_string_lossy().to_string();
+    for f in ["hls-2021.toml", "yeovilton-2021.toml"] {
+        let text = std::fs::read_to_string(format!("{ex}/{f}")).unwrap();
+        std::fs::write(
+            tmp.path().join(f),
+            text.replace("../../../shared/real-data", &rd),
+        )
+        .unwrap();
+    }
+    let ndvi = tmp.path().join("ndvi");
+    carbonmap()
+        .args([
+            "indices", "--period", "month", "--index", "NDVI", "--stats", "median", "--stack",
+        ])
+        .arg(tmp.path().join("hls-2021.toml"))
+        .arg("-o")
+        .arg(&ndvi)
+        .assert()
+        .success();
+    let mut grass = BTreeMap::new();
+    for model in ["casa", "mod17"] {
+        let out = tmp.path().join(model);
+        carbonmap()
+            .args([
+                "npp",
+                "--model",
+                model,
+                "--legend",
+                "sentinel2-scl",
+                "--landcover-band",
+                "5",
+            ])
+            .args(["--year", "2021", "--months", "6-7", "--ndvi"])
+            .arg(&ndvi)
+            .arg("--landcover")
+            .arg(root.join("exeter-s2-hls/s2_l2a/exe_2024-06-02_12-21-19_EPSG27700.tif"))
+            .arg("--drivers")
+            .arg(tmp.path().join("yeovilton-2021.toml"))
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .success();
+        let table =
+            std::fs::read_to_string(out.join(format!("{model}_summary_2021-06_2021-07.csv")))
+                .unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .from_reader(table.as_bytes());
+        let rows: Vec<BTreeMap<String, String>> = r.deserialize().map(|x| x.unwrap()).collect();
+        let v = |code: &str, k: &str| -> f64 {
+            rows.iter().find(|r| r["code"] == code).unwrap()[k]
+                .parse()
+                .unwrap()
+        };
+        // Not vegetated (5) and water (6): no uptake by definition.
+        assert_eq!(
+            (v("5", "NPP_mean_gC_m2"), v("6", "NEP_mean_gC_m2")),
+            (0.0, 0.0)
+        );
+        // Grassland: positive, and two summer months below MOD17's global mean annual cropland NPP
+        // (486 g C m-2 yr-1, Zhao's C5.1 table); Rh positive and smaller than NPP in midsummer.
+        let npp = v("4", "NPP_mean_gC_m2");
+        let rh = v("4", "Rh_mean_gC_m2");
+        assert!(npp > 50.0 && npp < 486.0, "{model}: {npp}");
+        assert!(rh > 0.0 && rh < npp, "{model}: {rh}");
+        grass.insert(model, npp);
+    }
+    // The two engines, with independent parameterisations, agree within 25 %.
+    let (c, m) = (grass["casa"], grass["mod17"]);
+    assert!((c - m).abs() / c.max(m) < 0.25, "{c} {m}");
 }

@@ -200,18 +200,18 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
                     }
                 }
                 match &grid {
-                None => grid = Some(g),
-                Some(g0) if !g0.same_pixels(&g) => problems.push(Error::input(
-                    &p,
-                    format!(
-                        "is not on the grid of {} (composites of one run share a grid)",
-                        ndvi_files
-                            .first()
-                            .map(|f: &PathBuf| f.display().to_string())
-                            .unwrap_or_default()
-                    ),
-                )),
-                Some(_) => {}
+                    None => grid = Some(g),
+                    Some(g0) if !g0.same_pixels(&g) => problems.push(Error::input(
+                        &p,
+                        format!(
+                            "is not on the grid of {} (composites of one run share a grid)",
+                            ndvi_files
+                                .first()
+                                .map(|f: &PathBuf| f.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    )),
+                    Some(_) => {}
                 }
             }
             Err(e) => problems.push(e),
@@ -888,7 +888,11 @@ fn strip_mod17(
                 let Some((_, ClassModel::Mod17(c))) = models[px] else {
                     return;
                 };
-                let fpar = if is_fpar { nd[px] as f64 } else { fp.fpar_linear(nd[px] as f64) };
+                let fpar = if is_fpar {
+                    nd[px] as f64
+                } else {
+                    fp.fpar_linear(nd[px] as f64)
+                };
                 let lai = fp.lai(fpar);
                 let before = y.gpp;
                 y.add_days(
