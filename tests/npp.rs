@@ -311,3 +311,45 @@ fn bad_inputs_are_reported_together_before_computing() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_user_casa_table_with_the_vpd_water_scalar() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    // The built-in table with the alternative water scalar: We = MOD17 VPD ramp of the type's MOD17 class.
+    let table = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/casa/zhu2007.toml"
+    ))
+    .unwrap()
+    .replace("method = \"zhou-zhang\"", "method = \"vpd\"");
+    std::fs::write(tmp.path().join("casa-vpd.toml"), table).unwrap();
+    std::fs::write(
+        tmp.path().join("station.csv"),
+        station_csv(None, |t| t, 500.0)
+            .replace(",500\n", ",500,1.0\n")
+            .replace("sol\n", "sol,vpd\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("drivers.toml"),
+        DRIVERS.to_string() + "vpd = { column = \"vpd\", unit = \"kPa\" }\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    npp_cmd(tmp.path(), &["--months", "6-6", "--casa-params"])
+        .arg(tmp.path().join("casa-vpd.toml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    // Grassland uses MOD17 class 10 (VPD ramp 650..4200 Pa): VPD 1.0 kPa = 1000 Pa, We = 1 - 350 / 3550
+    // = 0.9014085; NPP = 118.15120 x 0.542 x 0.9875 x 0.9912236 x 0.9014085 = 56.502513 g C m-2.
+    let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
+    assert!((npp[0] - 56.502513).abs() < 1e-3, "{}", npp[0]);
+    assert!(
+        common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "CASA_PARAMETERS")
+            .unwrap()
+            .contains("casa-vpd.toml")
+    );
+}
