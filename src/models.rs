@@ -103,3 +103,29 @@ pub fn resolve_entry<T: NamedEntry>(name_or_path: &str, base: &Path) -> Result<T
         .map(|i| all.into_iter().nth(i).unwrap())
         .ok_or_else(|| Error::Usage(format!("unknown {kind} '{name_or_path}'; known {kind}s: {known} (or give a {kind} file ending in .toml)", kind = T::KIND)))
 }
+
+/// A parameter table named by file: the user's file when `name_or_path` ends in .toml, else the built-in
+/// `models/{prefix}{name}.toml` (e.g. prefix "casa/" or "mod17/bplut-"). Parsed with line numbers in errors;
+/// returns the value and the file it came from. An unknown name lists the built-in ones.
+pub fn resolve_table<T: DeserializeOwned>(
+    kind: &str,
+    prefix: &str,
+    name_or_path: &str,
+) -> Result<(T, PathBuf)> {
+    if name_or_path.ends_with(".toml") {
+        let p = PathBuf::from(name_or_path);
+        return Ok((read_toml(&p)?, p));
+    }
+    let rel = format!("{prefix}{name_or_path}.toml");
+    let Some(text) = embedded(&rel) else {
+        let known: Vec<&str> = embedded_under(prefix)
+            .map(|(r, _)| r.trim_start_matches(prefix).trim_end_matches(".toml"))
+            .collect();
+        return Err(Error::Usage(format!(
+            "unknown {kind} '{name_or_path}' (built in: {}; or give a .toml file)",
+            known.join(", ")
+        )));
+    };
+    let p = embedded_path(&rel);
+    Ok((parse_toml(text, &p)?, p))
+}

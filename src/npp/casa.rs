@@ -1,7 +1,7 @@
 //! CASA monthly NPP (Potter et al. 1993), parameterised per vegetation type by a table under models/casa/:
 //! NPP = APAR x emax x Te1 x Te2 x We, APAR = SOL x FPAR x 0.5, FPAR from NDVI and the simple ratio.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -117,19 +117,8 @@ pub struct CasaMonth {
 
 impl CasaParams {
     pub fn resolve(name_or_path: &str) -> Result<CasaParams> {
-        let (mut p, path): (CasaParams, PathBuf) = if name_or_path.ends_with(".toml") {
-            let f = Path::new(name_or_path);
-            (models::read_toml(f)?, f.to_path_buf())
-        } else {
-            let rel = format!("casa/{name_or_path}.toml");
-            let text = models::embedded(&rel).ok_or_else(|| {
-                Error::Usage(format!(
-                    "unknown CASA parameter table '{name_or_path}' (built in: {DEFAULT_CASA}; or give a .toml file)"
-                ))
-            })?;
-            let f = models::embedded_path(&rel);
-            (models::parse_toml(text, &f)?, f)
-        };
+        let (mut p, path): (CasaParams, _) =
+            models::resolve_table("CASA parameter table", "casa/", name_or_path)?;
         p.source = path;
         p.validate()?;
         Ok(p)

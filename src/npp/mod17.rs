@@ -7,7 +7,7 @@
 //! Every quantity is f64; fluxes are g C m-2 d-1 (daily) or g C m-2 over the accumulated period (annual).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -76,31 +76,8 @@ pub const DEFAULT_BPLUT: &str = "c5.1";
 impl Bplut {
     /// A built-in table by name (`c5.1`) or a user's TOML file in the same layout.
     pub fn resolve(name_or_path: &str) -> Result<Bplut> {
-        let (text, path) = if name_or_path.ends_with(".toml") {
-            let p = Path::new(name_or_path);
-            let t = std::fs::read_to_string(p)
-                .map_err(|e| Error::input(p, format!("cannot read BPLUT file: {e}")))?;
-            (std::borrow::Cow::Owned(t), p.to_path_buf())
-        } else {
-            let rel = format!("mod17/bplut-{name_or_path}.toml");
-            let text = models::embedded(&rel).ok_or_else(|| {
-                let known: Vec<_> = models::embedded_under("mod17/bplut-")
-                    .map(|(r, _)| {
-                        r.trim_start_matches("mod17/bplut-")
-                            .trim_end_matches(".toml")
-                    })
-                    .collect();
-                Error::Usage(format!(
-                    "unknown MOD17 BPLUT '{name_or_path}' (built in: {}; or give a .toml file)",
-                    known.join(", ")
-                ))
-            })?;
-            (
-                std::borrow::Cow::Borrowed(text),
-                models::embedded_path(&rel),
-            )
-        };
-        let mut b: Bplut = models::parse_toml(&text, &path)?;
+        let (mut b, path): (Bplut, _) =
+            models::resolve_table("MOD17 BPLUT", "mod17/bplut-", name_or_path)?;
         b.source = path;
         b.validate()?;
         Ok(b)

@@ -1,10 +1,10 @@
 //! Soil heterotrophic respiration from monthly temperature and precipitation (models/rh/), and NEP = NPP - Rh.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -36,19 +36,8 @@ pub const DEFAULT_RH: &str = "pei2009";
 impl RhModel {
     /// A built-in model by name or a user's .toml file.
     pub fn resolve(name_or_path: &str) -> Result<RhModel> {
-        let (mut m, path): (RhModel, PathBuf) = if name_or_path.ends_with(".toml") {
-            let p = Path::new(name_or_path);
-            (models::read_toml(p)?, p.to_path_buf())
-        } else {
-            let rel = format!("rh/{name_or_path}.toml");
-            let text = models::embedded(&rel).ok_or_else(|| {
-                Error::Usage(format!(
-                    "unknown heterotrophic-respiration model '{name_or_path}' (built in: {DEFAULT_RH}; or give a .toml file)"
-                ))
-            })?;
-            let p = models::embedded_path(&rel);
-            (models::parse_toml(text, &p)?, p)
-        };
+        let (mut m, path): (RhModel, _) =
+            models::resolve_table("heterotrophic-respiration model", "rh/", name_or_path)?;
         m.source = path;
         Ok(m)
     }
