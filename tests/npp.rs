@@ -84,6 +84,20 @@ fn npp_cmd(dir: &Path, extra: &[&str]) -> assert_cmd::Command {
     c
 }
 
+/// Run `npp` for `months` into `out`, expect exit code 2 (bad input) and every `want` in stderr, and no
+/// output folder.
+fn refused(dir: &Path, out: &Path, months: &str, want: &[&str]) {
+    let a = npp_cmd(dir, &["--months", months, "-o"])
+        .arg(out)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    for w in want {
+        assert!(err.contains(w), "missing '{w}' in:\n{err}");
+    }
+    assert!(!out.exists());
+}
+
 /// The hand-worked month of src/npp/casa.rs, June with T 15 C, 60 mm, SOL 500 MJ m-2 (Topt = 15 C, June
 /// being the only simulated month):
 ///   FPAR(NDVI 0.4, grassland) = 0.4726048; APAR = 500 x 0.4726048 x 0.5 = 118.15120;
@@ -252,16 +266,16 @@ fn bad_inputs_are_reported_together_before_computing() {
     );
     std::fs::remove_file(tmp.path().join("ndvi/NDVI_2021-07.tif")).unwrap();
     let out = tmp.path().join("out");
-    let a = npp_cmd(tmp.path(), &["-o"]).arg(&out).assert().code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
-    for want in [
-        "1 month(s) of 2021 missing: 2021-03",
-        "no NDVI composite for 2021-07",
-        "maps to vegetation type wetland, which has no CASA parameters",
-    ] {
-        assert!(err.contains(want), "missing '{want}' in:\n{err}");
-    }
-    assert!(!out.exists());
+    refused(
+        tmp.path(),
+        &out,
+        "1-12",
+        &[
+            "1 month(s) of 2021 missing: 2021-03",
+            "no NDVI composite for 2021-07",
+            "maps to vegetation type wetland, which has no CASA parameters",
+        ],
+    );
 
     // With March back, the Kelvin values are caught by their magnitude.
     std::fs::write(
@@ -269,12 +283,7 @@ fn bad_inputs_are_reported_together_before_computing() {
         station_csv(None, |t| t + 273.15, 500.0),
     )
     .unwrap();
-    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
-        .arg(&out)
-        .assert()
-        .code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
-    assert!(err.contains("look like Kelvin"), "{err}");
+    refused(tmp.path(), &out, "6-6", &["look like Kelvin"]);
 
     // Radiation as a daily mean in W m-2 declared as MJ m-2 d-1.
     std::fs::write(
@@ -287,12 +296,7 @@ fn bad_inputs_are_reported_together_before_computing() {
         DRIVERS.replace("unit = \"MJ m-2\"", "unit = \"MJ m-2 d-1\""),
     )
     .unwrap();
-    let a = npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
-        .arg(&out)
-        .assert()
-        .code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
-    assert!(err.contains("look like W m-2"), "{err}");
+    refused(tmp.path(), &out, "6-6", &["look like W m-2"]);
 
     // A unit that is not a unit of the variable.
     std::fs::write(
