@@ -433,6 +433,8 @@ impl Plane {
 
 struct RasterDriver {
     path: PathBuf,
+    /// The raster's own grid (for the coverage check).
+    grid: Grid,
     unit: String,
     first_band: usize,
     scale: f64,
@@ -602,8 +604,11 @@ impl Drivers {
                 continue;
             }
             let p = base.join(&spec.file);
-            let info = match RasterInfo::read(&p) {
-                Ok(i) => i,
+            let (info, own_grid) = match RasterInfo::read(&p).and_then(|i| {
+                let g = i.grid()?;
+                Ok((i, g))
+            }) {
+                Ok(x) => x,
                 Err(e) => {
                     problems.push(e);
                     continue;
@@ -628,6 +633,7 @@ impl Drivers {
                 var,
                 RasterDriver {
                     path: p,
+                    grid: own_grid,
                     unit: spec.unit.clone(),
                     first_band: first,
                     scale: spec.scale.or(b.scale).unwrap_or(1.0),
@@ -829,14 +835,7 @@ impl Drivers {
             ));
         }
         for (v, r) in &self.rasters {
-            let rg = match RasterInfo::read(&r.path).and_then(|i| i.grid()) {
-                Ok(g) => g,
-                Err(e) => {
-                    problems.push(e);
-                    continue;
-                }
-            };
-            match io::coverage_fraction(grid, &rg) {
+            match io::coverage_fraction(grid, &r.grid) {
                 Ok(f) if f < 0.999 => problems.push(Error::input(
                     &r.path,
                     format!(
@@ -848,32 +847,18 @@ impl Drivers {
                 Ok(_) => {}
                 Err(e) => problems.push(e),
             }
-            for (i, s) in self.steps.iter().enumerate() {
-                let band = r.first_band + i;
-                match io::band_min_max(&r.path, band) {
-                    Ok(Some((lo, hi))) => {
-                        let c = |x: f64| {
-                            convert(
-                                *v,
-                                &r.unit,
-                                x * r.scale + r.offset,
-                                s.days as f64,
-                                &self.climate,
-                            )
-                            .unwrap()
-                        };
-                        let (a, b) = (c(lo), c(hi));
-                        if let Some(msg) = self.out_of_range(*v, a.min(b), a.max(b), s.days as f64)
-                        {
-                            problems.push(Error::band(
-                                &r.path,
-                                band.to_string(),
-                                format!("{}: {msg}", self.step_label(i)),
-                            ));
-                            break;
-                        }
-                    }
-                    Ok(None) => problems.push(Error::band(
+            let bands: Vec<usize> = (0..self.steps.len()).map(|i| r.first_band + i).collect();
+            let ranges = match io::bands_min_max(&r.path, &bands) {
+                Ok(x) => x,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            for (i, (s, mm)) in self.steps.iter().zip(ranges).enumerate() {
+                let band = bands[i];
+                let Some((lo, hi)) = mm else {
+                    problems.push(Error::band(
                         &r.path,
                         band.to_string(),
                         format!(
@@ -881,8 +866,27 @@ impl Drivers {
                             self.step_label(i),
                             v.name()
                         ),
-                    )),
-                    Err(e) => problems.push(e),
+                    ));
+                    continue;
+                };
+                let c = |x: f64| {
+                    convert(
+                        *v,
+                        &r.unit,
+                        x * r.scale + r.offset,
+                        s.days as f64,
+                        &self.climate,
+                    )
+                    .unwrap()
+                };
+                let (a, b) = (c(lo), c(hi));
+                if let Some(msg) = self.out_of_range(*v, a.min(b), a.max(b), s.days as f64) {
+                    problems.push(Error::band(
+                        &r.path,
+                        band.to_string(),
+                        format!("{}: {msg}", self.step_label(i)),
+                    ));
+                    break;
                 }
             }
         }
@@ -1129,7 +1133,6 @@ fn read_station(
                             e.1 += 1;
                         }
                     }
-                    let _ = unit;
                 }
             }
             continue;

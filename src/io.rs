@@ -922,17 +922,21 @@ pub fn coverage_fraction(grid: &Grid, raster: &Grid) -> Result<f64> {
     })
 }
 
-/// Approximate minimum and maximum of a band's raw values (GDAL may sample or use overviews); `None` when
-/// the band holds no valid pixel.
-pub fn band_min_max(path: &Path, band: usize) -> Result<Option<(f64, f64)>> {
+/// Approximate minimum and maximum of each listed band's raw values, the file opened once (GDAL may sample
+/// or use overviews); `None` for a band that holds no valid pixel.
+pub fn bands_min_max(path: &Path, bands: &[usize]) -> Result<Vec<Option<(f64, f64)>>> {
     let ds = open(path)?;
-    let b = ds
-        .rasterband(band)
-        .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
-    match b.compute_raster_min_max(true) {
-        Ok(mm) => Ok(Some((mm.min, mm.max))),
-        Err(_) => Ok(None),
-    }
+    bands
+        .iter()
+        .map(|&band| {
+            let b = ds.rasterband(band).map_err(|e| {
+                Error::band(path, band.to_string(), format!("cannot be opened: {e}"))
+            })?;
+            Ok(b.compute_raster_min_max(true)
+                .ok()
+                .map(|mm| (mm.min, mm.max)))
+        })
+        .collect()
 }
 
 /// Latitude (degrees) of a grid's centre.

@@ -66,7 +66,7 @@ fn annual_npp_matches_mod17_1_0_0_for_every_pft() {
     for row in rows("mod17_daily.csv") {
         let pft: u8 = row["pft"].parse().unwrap();
         let year: u32 = row["year"].parse().unwrap();
-        years.entry((pft, year)).or_default().add_day(
+        years.entry((pft, year)).or_default().add_days(
             b.class(pft).unwrap(),
             &k,
             f(&row, "fpar"),
@@ -75,6 +75,7 @@ fn annual_npp_matches_mod17_1_0_0_for_every_pft() {
             f(&row, "par_mj_m2_d"),
             f(&row, "lai"),
             f(&row, "tmean_degc"),
+            1,
         );
     }
     let annual = rows("mod17_annual.csv");

@@ -84,6 +84,18 @@ fn npp_cmd(dir: &Path, extra: &[&str]) -> assert_cmd::Command {
     c
 }
 
+/// Run `npp` for June into `dir/out` and return the June NPP raster's band.
+fn june_npp(dir: &Path, extra: &[&str]) -> Vec<f64> {
+    let out = dir.join("out");
+    npp_cmd(dir, &["--months", "6-6"])
+        .args(extra)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1).0
+}
+
 /// Run `npp` for `months` into `out`, expect exit code 2 (bad input) and every `want` in stderr, and no
 /// output folder.
 fn refused(dir: &Path, out: &Path, months: &str, want: &[&str]) {
@@ -114,11 +126,7 @@ fn casa_june_through_the_binary_matches_the_hand_calculation() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
     let out = tmp.path().join("out");
-    npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
-        .arg(&out)
-        .assert()
-        .success();
-    let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
+    let npp = june_npp(tmp.path(), &[]);
     let (rh, _, _) = read_band(&out.join("Rh_gC_m2_2021-06.tif"), 1);
     let (nep, _, _) = read_band(&out.join("NEP_gC_m2_2021-06.tif"), 1);
     let (seq, _, _) = read_band(&out.join("sequestration_tCO2_ha_2021-06.tif"), 1);
@@ -186,11 +194,7 @@ fn driver_rasters_on_another_crs_give_the_station_result() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    npp_cmd(tmp.path(), &["--months", "6-6", "-o"])
-        .arg(&out)
-        .assert()
-        .success();
-    let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
+    let npp = june_npp(tmp.path(), &[]);
     assert!((npp[0] - NPP_JUNE).abs() < 1e-3, "{}", npp[0]);
     assert!(
         common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "DRIVER_TMEAN")
@@ -341,15 +345,10 @@ fn a_user_casa_table_with_the_vpd_water_scalar() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    npp_cmd(tmp.path(), &["--months", "6-6", "--casa-params"])
-        .arg(tmp.path().join("casa-vpd.toml"))
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    let table = tmp.path().join("casa-vpd.toml");
+    let npp = june_npp(tmp.path(), &["--casa-params", table.to_str().unwrap()]);
     // Grassland uses MOD17 class 10 (VPD ramp 650..4200 Pa): VPD 1.0 kPa = 1000 Pa, We = 1 - 350 / 3550
     // = 0.9014085; NPP = 118.15120 x 0.542 x 0.9875 x 0.9912236 x 0.9014085 = 56.502513 g C m-2.
-    let (npp, _, _) = read_band(&out.join("NPP_gC_m2_2021-06.tif"), 1);
     assert!((npp[0] - 56.502513).abs() < 1e-3, "{}", npp[0]);
     assert!(
         common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "CASA_PARAMETERS")

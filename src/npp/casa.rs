@@ -1,5 +1,6 @@
 //! CASA monthly NPP (Potter et al. 1993), parameterised per vegetation type by a table under models/casa/:
-//! NPP = APAR x emax x Te1 x Te2 x We, APAR = SOL x FPAR x 0.5, FPAR from NDVI and the simple ratio.
+//! NPP = APAR x emax x Te1 x Te2 x We, APAR = SOL x FPAR x 0.5 (the table's par_fraction), FPAR from NDVI and
+//! the simple ratio.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,8 @@ pub struct FparBounds {
     pub fpar_min: f64,
     pub fpar_max: f64,
     pub alpha: f64,
+    /// Share of total solar radiation that is PAR: APAR = SOL x FPAR x par_fraction.
+    pub par_fraction: f64,
     pub ndvi_min: f64,
 }
 
@@ -286,7 +289,7 @@ impl CasaParams {
         we: f64,
     ) -> CasaMonth {
         let fpar = self.fpar(t, ndvi);
-        let apar = sol * fpar * 0.5;
+        let apar = sol * fpar * self.fpar.par_fraction;
         let te1 = self.te1(t_degc, topt);
         let te2 = self.te2(t_degc, topt);
         CasaMonth {

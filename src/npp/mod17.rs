@@ -210,33 +210,8 @@ impl Default for Mod17Year {
 }
 
 impl Mod17Year {
-    /// Add one day's drivers (any NaN input makes the year NaN: missing days are not silently dropped).
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_day(
-        &mut self,
-        c: &Mod17Class,
-        k: &Mod17Constants,
-        fpar: f64,
-        tmin_degc: f64,
-        vpd_pa: f64,
-        par_mj_m2_d: f64,
-        lai: f64,
-        tmean_degc: f64,
-    ) {
-        self.add_days(
-            c,
-            k,
-            fpar,
-            tmin_degc,
-            vpd_pa,
-            par_mj_m2_d,
-            lai,
-            tmean_degc,
-            1,
-        );
-    }
-
-    /// Add `n` identical days (monthly drivers given as the month's daily means).
+    /// Add `n` identical days (1 for a daily step; a month's days when monthly drivers give its daily means).
+    /// Any NaN input makes the period NaN: missing days are not silently dropped.
     #[allow(clippy::too_many_arguments)]
     pub fn add_days(
         &mut self,

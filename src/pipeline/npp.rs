@@ -112,6 +112,10 @@ enum ClassModel {
 
 const OUTS_CASA: [&str; 4] = ["NPP", "Rh", "NEP", "sequestration"];
 const OUTS_MOD17: [&str; 5] = ["GPP", "NPP", "Rh", "NEP", "sequestration"];
+/// Outputs with one band per month (`--monthly`), in the order of the strip functions' monthly triples.
+/// MOD17 defines NPP per year only (live-wood and growth respiration are annual), so it has none monthly.
+const MONTHLY_CASA: [&str; 3] = ["NPP", "Rh", "NEP"];
+const MONTHLY_MOD17: [&str; 2] = ["GPP", "Rh"];
 
 /// g C m-2 to t CO2 ha-1: x 44/12 (molar masses of CO2 and C) x 1e4 m2 ha-1 / 1e6 g t-1.
 fn gc_m2_to_tco2_ha(v: f64) -> f64 {
@@ -189,7 +193,9 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         }) {
             Ok(g) => {
                 if job.input_is_fpar {
-                    if let Ok(Some((lo, hi))) = io::band_min_max(&p, job.ndvi_band) {
+                    if let Ok(&[Some((lo, hi))]) =
+                        io::bands_min_max(&p, &[job.ndvi_band]).as_deref()
+                    {
                         if lo < 0.0 || hi > 1.0 {
                             problems.push(Error::band(
                                 &p,
@@ -478,7 +484,11 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     }
     let mut monthly_writers = Vec::new();
     if job.monthly {
-        for o in outs.iter().filter(|o| **o != "sequestration") {
+        let monthly_outs: &[&str] = match job.model {
+            NppModel::Casa => &MONTHLY_CASA,
+            NppModel::Mod17 => &MONTHLY_MOD17,
+        };
+        for o in monthly_outs {
             let mut m = md.clone();
             m.insert("QUANTITY".into(), format!("{o} per month"));
             m.insert("UNITS".into(), "g C m-2 month-1".into());
@@ -602,9 +612,10 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             )?;
             w.flush()?;
         }
-        for (k, w) in monthly_writers.iter_mut().enumerate() {
-            for m in 0..nmonths {
-                w.write_rows(m, row0, monthly[k][m].clone())?;
+        // The strip's monthly planes move into the writers (no copies).
+        for (w, planes) in monthly_writers.iter_mut().zip(monthly) {
+            for (m, plane) in planes.into_iter().enumerate() {
+                w.write_rows(m, row0, plane)?;
             }
             w.flush()?;
         }
@@ -719,16 +730,16 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], per: &str) -> String {
 
 type StripResult = (Vec<PixelOut>, Vec<Vec<Vec<f32>>>);
 
-/// Monthly temperature and precipitation per pixel for Rh (from monthly steps directly).
-fn read_monthly(
+/// One variable at the given driver steps over a strip, in the order given.
+fn read_steps(
     p: &Prepared,
     var: Var,
-    row0: usize,
-    nrows: usize,
-    width: usize,
+    steps: &[usize],
+    (row0, nrows, width): (usize, usize, usize),
 ) -> Result<Vec<Plane>> {
-    (0..p.drivers.steps.len())
-        .map(|i| p.drivers.read(var, i, row0, nrows, width))
+    steps
+        .iter()
+        .map(|&i| p.drivers.read(var, i, row0, nrows, width))
         .collect()
 }
 
@@ -742,15 +753,18 @@ fn strip_casa(
 ) -> Result<StripResult> {
     let npx = nrows * width;
     // All 12 months of temperature (Thornthwaite heat index), the simulated months of the rest.
-    let t = read_monthly(p, Var::Tmean, row0, nrows, width)?;
-    let pr = read_monthly(p, Var::Precip, row0, nrows, width)?;
-    let sol = read_monthly(p, Var::Srad, row0, nrows, width)?;
+    let sim = &p.sim_steps;
+    let strip = (row0, nrows, width);
+    let all: Vec<usize> = (0..p.drivers.steps.len()).collect();
+    let t = read_steps(p, Var::Tmean, &all, strip)?;
+    // Precipitation, radiation and VPD of the simulated months only, indexed like `sim`.
+    let pr = read_steps(p, Var::Precip, sim, strip)?;
+    let sol = read_steps(p, Var::Srad, sim, strip)?;
     let vpd = if p.casa.water.method == WaterMethod::Vpd {
-        Some(read_monthly(p, Var::Vpd, row0, nrows, width)?)
+        Some(read_steps(p, Var::Vpd, sim, strip)?)
     } else {
         None
     };
-    let sim = &p.sim_steps;
     let days: Vec<f64> = p.drivers.steps.iter().map(|s| s.days as f64).collect();
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
     let (casa_p, rh_p) = (&p.casa, &p.rh);
@@ -769,7 +783,8 @@ fn strip_casa(
             let temps: Vec<f64> = t.iter().map(|pl| pl.at(px)).collect();
             let rh_m: Vec<f64> = sim
                 .iter()
-                .map(|&i| rh_p.monthly(temps[i], pr[i].at(px)))
+                .enumerate()
+                .map(|(k, &i)| rh_p.monthly(temps[i], pr[k].at(px)))
                 .collect();
             let rh_sum: f64 = rh_m.iter().sum();
             match m {
@@ -791,12 +806,12 @@ fn strip_casa(
                     let mut monthly = Vec::with_capacity(sim.len());
                     for (k, &i) in sim.iter().enumerate() {
                         let we = match (&vpd, m17) {
-                            (Some(v), Some(c)) => c.f_vpd(v[i].at(px)),
-                            _ => casa_p.we_zhou_zhang(temps[i], pr[i].at(px), hi, ha),
+                            (Some(v), Some(c)) => c.f_vpd(v[k].at(px)),
+                            _ => casa_p.we_zhou_zhang(temps[i], pr[k].at(px), hi, ha),
                         };
                         // SOL: the month's total, MJ m-2 month-1.
                         let mo =
-                            casa_p.month(ct, nd[k], sol[i].at(px) * days[i], temps[i], topt, we);
+                            casa_p.month(ct, nd[k], sol[k].at(px) * days[i], temps[i], topt, we);
                         npp += mo.npp;
                         monthly.push([mo.npp as f32, rh_m[k] as f32, (mo.npp - rh_m[k]) as f32]);
                     }
@@ -937,7 +952,7 @@ fn strip_mod17(
                 ),
                 ClassModel::Mod17(c) => {
                     let a = years[px].finish(c, k17);
-                    // Monthly NPP is not defined by MOD17 (an annual product); monthly GPP and Rh are.
+                    // Monthly GPP and Rh (MONTHLY_MOD17); NPP is annual only.
                     let monthly = (0..nm)
                         .map(|k| [month_gpp[k][px] as f32, rh_m[k] as f32, f32::NAN])
                         .collect();
@@ -954,7 +969,5 @@ fn strip_mod17(
             }
         })
         .collect();
-    // Monthly outputs of MOD17: GPP, NPP (not defined monthly: NaN), Rh, NEP (NaN).
-    let (res, m) = split_monthly(out, nm, &[0, 2, 1, 2]);
-    Ok((res, m))
+    Ok(split_monthly(out, nm, &[0, 1]))
 }

@@ -163,7 +163,7 @@ pub fn run_site(job: &SiteJob) -> Result<String> {
                 get(Var::Par)?
             };
             let gpp = c.daily_gpp(fpar, tmin, vpd, par);
-            acc.add_day(c, &k, fpar, tmin, vpd, par, lai, tmean);
+            acc.add_days(c, &k, fpar, tmin, vpd, par, lai, tmean, 1);
             let date = NaiveDate::from_yo_opt(year, s.doy).expect("valid day");
             let o = observed.get(&date).copied();
             if let Some(o) = o {
