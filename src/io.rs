@@ -200,15 +200,7 @@ pub fn transform_points(
 pub fn row_pixel_areas_m2(grid: &Grid) -> Result<Vec<f64>> {
     let srs = grid.spatial_ref()?;
     if srs.is_geographic() {
-        #[derive(serde::Deserialize)]
-        struct Earth {
-            authalic_radius_m: f64,
-        }
-        let e: Earth = crate::models::parse_toml(
-            crate::models::embedded("earth.toml").expect("embedded"),
-            &crate::models::embedded_path("earth.toml"),
-        )?;
-        let r = e.authalic_radius_m;
+        let r = earth_radius_m()?;
         let dlon = grid.gt[1].abs().to_radians();
         Ok((0..grid.height)
             .map(|row| {
@@ -223,6 +215,19 @@ pub fn row_pixel_areas_m2(grid: &Grid) -> Result<Vec<f64>> {
     }
 }
 
+/// Radius of the authalic sphere (models/earth.toml), used for true areas and distances on geographic grids.
+pub fn earth_radius_m() -> Result<f64> {
+    #[derive(serde::Deserialize)]
+    struct Earth {
+        authalic_radius_m: f64,
+    }
+    let e: Earth = crate::models::parse_toml(
+        crate::models::embedded("earth.toml").expect("embedded"),
+        &crate::models::embedded_path("earth.toml"),
+    )?;
+    Ok(e.authalic_radius_m)
+}
+
 /// Description of one band of a raster file.
 #[derive(Debug, Clone)]
 pub struct BandInfo {
@@ -234,6 +239,8 @@ pub struct BandInfo {
     pub nodata: Option<f64>,
     pub scale: Option<f64>,
     pub offset: Option<f64>,
+    /// The band's declared unit (GDAL unit type), empty when none.
+    pub unit: String,
 }
 
 /// What carbonmap needs to know about a raster file before reading it.
@@ -270,6 +277,7 @@ impl RasterInfo {
                 nodata: b.no_data_value(),
                 scale: b.scale(),
                 offset: b.offset(),
+                unit: b.unit(),
             });
         }
         let metadata = ds
@@ -949,4 +957,294 @@ pub fn grid_centre_latitude(grid: &Grid) -> Result<f64> {
         .map_err(|e| Error::Usage(format!("EPSG:4326 is not available: {e}")))?;
     transform_points(&grid.crs_wkt, &wgs84, &mut xs, &mut ys)?;
     Ok(ys[0])
+}
+
+/// A field value read from a vector file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldVal {
+    Num(f64),
+    Text(String),
+}
+
+impl FieldVal {
+    /// The value as text (numbers without losing precision).
+    pub fn text(&self) -> String {
+        match self {
+            FieldVal::Num(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", *v as i64),
+            FieldVal::Num(v) => format!("{v:?}"),
+            FieldVal::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// One feature of a vector layer: its id, the requested fields (None = null or empty) and its geometry.
+pub struct VectorFeature {
+    pub fid: u64,
+    pub fields: Vec<Option<FieldVal>>,
+    pub geometry: Option<gdal::vector::Geometry>,
+}
+
+/// The features of one layer of a vector file (GeoPackage, GeoJSON, Shapefile, CSV with a WKT column ...).
+pub struct VectorLayer {
+    pub path: PathBuf,
+    pub layer: String,
+    pub crs_wkt: Option<String>,
+    pub features: Vec<VectorFeature>,
+}
+
+/// Whether GDAL opens `path` as a vector file (with at least one layer).
+pub fn is_vector(path: &Path) -> bool {
+    init();
+    gdal::Dataset::open_ex(
+        path,
+        gdal::DatasetOptions {
+            open_flags: gdal::GdalOpenFlags::GDAL_OF_VECTOR,
+            ..Default::default()
+        },
+    )
+    .map(|d| d.layer_count() > 0)
+    .unwrap_or(false)
+}
+
+/// Read `fields` and the geometry of every feature of one layer (`layer`, or the file's only layer).
+pub fn read_vector(path: &Path, layer: Option<&str>, fields: &[String]) -> Result<VectorLayer> {
+    use gdal::vector::{FieldValue, LayerAccess};
+    init();
+    if !is_virtual(path) && !path.exists() {
+        return Err(Error::input(path, "file does not exist"));
+    }
+    let ds = gdal::Dataset::open_ex(
+        path,
+        gdal::DatasetOptions {
+            open_flags: gdal::GdalOpenFlags::GDAL_OF_VECTOR,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| Error::input(path, format!("not a vector file GDAL can read ({e})")))?;
+    let names: Vec<String> = ds.layers().map(|l| l.name()).collect();
+    let mut lyr = match layer {
+        Some(n) => ds.layer_by_name(n).map_err(|_| {
+            Error::input(
+                path,
+                format!("has no layer \"{n}\" (layers: {})", names.join(", ")),
+            )
+        })?,
+        None if names.len() == 1 => ds
+            .layer(0)
+            .map_err(|e| Error::gdal(path, "layer 0", e))?,
+        None if names.is_empty() => return Err(Error::input(path, "has no vector layers")),
+        None => {
+            return Err(Error::input(
+                path,
+                format!(
+                    "has {} layers ({}); name one",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ))
+        }
+    };
+    let lname = lyr.name();
+    let available: Vec<String> = lyr.defn().fields().map(|f| f.name()).collect();
+    let mut idx = Vec::with_capacity(fields.len());
+    for f in fields {
+        match available.iter().position(|a| a.eq_ignore_ascii_case(f)) {
+            Some(i) => idx.push(i),
+            None => {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "layer \"{lname}\" has no field \"{f}\" (fields: {})",
+                        available.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+    let crs_wkt = lyr.spatial_ref().and_then(|s| s.to_wkt().ok());
+    let mut features = Vec::new();
+    for feat in lyr.features() {
+        let mut vals = Vec::with_capacity(idx.len());
+        for &i in &idx {
+            let v = feat
+                .field(i)
+                .map_err(|e| Error::gdal(path, format!("feature {:?}", feat.fid()), e))?;
+            vals.push(match v {
+                Some(FieldValue::RealValue(x)) => Some(FieldVal::Num(x)),
+                Some(FieldValue::IntegerValue(x)) => Some(FieldVal::Num(x as f64)),
+                Some(FieldValue::Integer64Value(x)) => Some(FieldVal::Num(x as f64)),
+                Some(FieldValue::StringValue(s)) if s.trim().is_empty() => None,
+                Some(FieldValue::StringValue(s)) => Some(FieldVal::Text(s.trim().to_string())),
+                Some(other) => Some(FieldVal::Text(format!("{other:?}"))),
+                None => None,
+            });
+        }
+        features.push(VectorFeature {
+            fid: feat.fid().unwrap_or(features.len() as u64),
+            fields: vals,
+            geometry: feat.geometry().cloned(),
+        });
+    }
+    Ok(VectorLayer {
+        path: path.to_path_buf(),
+        layer: lname,
+        crs_wkt,
+        features,
+    })
+}
+
+/// Reproject geometries in place from `from_wkt` to `to_wkt`.
+pub fn reproject_geometries(
+    geoms: &mut [gdal::vector::Geometry],
+    from_wkt: &str,
+    to_wkt: &str,
+) -> Result<()> {
+    if same_crs(from_wkt, to_wkt) {
+        return Ok(());
+    }
+    let mut from =
+        SpatialRef::from_wkt(from_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
+    let mut to = SpatialRef::from_wkt(to_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
+    from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ct = CoordTransform::new(&from, &to)
+        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))?;
+    for g in geoms.iter_mut() {
+        g.transform_inplace(&ct)
+            .map_err(|e| Error::Usage(format!("geometry cannot be reprojected: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Burn `values[i]` where geometry `i` covers a pixel centre (GDAL's rasteriser, later geometries win) into
+/// rows `row0 .. row0 + nrows` of `grid`; `fill` elsewhere. Geometries must be in the grid's CRS.
+pub fn rasterize_rows(
+    geoms: &[gdal::vector::Geometry],
+    values: &[f64],
+    grid: &Grid,
+    row0: usize,
+    nrows: usize,
+    fill: i32,
+) -> Result<Vec<i32>> {
+    init();
+    let here = Path::new("zones (in memory)");
+    let driver =
+        DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
+    let mut ds = driver
+        .create_with_band_type::<i32, _>("", grid.width, nrows, 1)
+        .map_err(|e| Error::gdal(here, "create", e))?;
+    let mut gt = grid.gt;
+    gt[3] += row0 as f64 * gt[5];
+    ds.set_geo_transform(&gt)
+        .map_err(|e| Error::gdal(here, "geotransform", e))?;
+    ds.set_projection(&grid.crs_wkt)
+        .map_err(|e| Error::gdal(here, "projection", e))?;
+    {
+        let mut band = ds.rasterband(1).map_err(|e| Error::gdal(here, "band", e))?;
+        band.fill(fill as f64, None)
+            .map_err(|e| Error::gdal(here, "fill", e))?;
+    }
+    if !geoms.is_empty() {
+        gdal::raster::rasterize(&mut ds, &[1], geoms, values, None)
+            .map_err(|e| Error::gdal(here, "rasterize", e))?;
+    }
+    let band = ds.rasterband(1).map_err(|e| Error::gdal(here, "band", e))?;
+    let mut out = vec![fill; grid.width * nrows];
+    band.read_into_slice::<i32>((0, 0), (grid.width, nrows), (grid.width, nrows), &mut out, None)
+        .map_err(|e| Error::gdal(here, "read", e))?;
+    Ok(out)
+}
+
+/// A column of a vector table to write.
+pub enum VecField {
+    Text(Vec<String>),
+    Num(Vec<f64>),
+}
+
+/// One layer to write: name, geometries (in `crs_wkt`), and named columns.
+pub struct VectorOut {
+    pub name: String,
+    pub geometries: Vec<Option<gdal::vector::Geometry>>,
+    pub columns: Vec<(String, VecField)>,
+}
+
+/// Write layers into a GeoPackage atomically (temporary file beside the target, closed, renamed).
+pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<()> {
+    use gdal::vector::{Feature, LayerAccess, LayerOptions, OGRFieldType};
+    init();
+    if let Some(dir) = target.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
+        }
+    }
+    remove_stale_partials(target);
+    let tmp = partial_name(target, std::process::id());
+    let driver = DriverManager::get_driver_by_name("GPKG")
+        .map_err(|e| Error::gdal(target, "GPKG driver", e))?;
+    let srs = SpatialRef::from_wkt(crs_wkt).map_err(|e| Error::gdal(target, "CRS", e))?;
+    let result = (|| -> Result<()> {
+        let mut ds = driver
+            .create_vector_only(&tmp)
+            .map_err(|e| Error::gdal(target, "create", e))?;
+        for l in layers {
+            let lyr = ds
+                .create_layer(LayerOptions {
+                    name: &l.name,
+                    srs: Some(&srs),
+                    ty: gdal_sys::OGRwkbGeometryType::wkbMultiPolygon,
+                    options: None,
+                })
+                .map_err(|e| Error::gdal(target, format!("layer {}", l.name), e))?;
+            let defs: Vec<(&str, OGRFieldType::Type)> = l
+                .columns
+                .iter()
+                .map(|(n, c)| {
+                    (
+                        n.as_str(),
+                        match c {
+                            VecField::Text(_) => OGRFieldType::OFTString,
+                            VecField::Num(_) => OGRFieldType::OFTReal,
+                        },
+                    )
+                })
+                .collect();
+            lyr.create_defn_fields(&defs)
+                .map_err(|e| Error::gdal(target, format!("fields of {}", l.name), e))?;
+            for (i, g) in l.geometries.iter().enumerate() {
+                let mut f = Feature::new(lyr.defn())
+                    .map_err(|e| Error::gdal(target, "feature", e))?;
+                if let Some(g) = g {
+                    let g = if g.geometry_type() == gdal_sys::OGRwkbGeometryType::wkbPolygon {
+                        let mut m =
+                            gdal::vector::Geometry::empty(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon)
+                                .map_err(|e| Error::gdal(target, "geometry", e))?;
+                        m.add_geometry(g.clone())
+                            .map_err(|e| Error::gdal(target, "geometry", e))?;
+                        m
+                    } else {
+                        g.clone()
+                    };
+                    f.set_geometry(g)
+                        .map_err(|e| Error::gdal(target, "geometry", e))?;
+                }
+                for (k, (_, c)) in l.columns.iter().enumerate() {
+                    match c {
+                        VecField::Text(v) => f.set_field_string(k, &v[i]),
+                        VecField::Num(v) if v[i].is_finite() => f.set_field_double(k, v[i]),
+                        VecField::Num(_) => f.set_field_null(k),
+                    }
+                    .map_err(|e| Error::gdal(target, "field", e))?;
+                }
+                f.create(&lyr)
+                    .map_err(|e| Error::gdal(target, "write feature", e))?;
+            }
+        }
+        ds.close().map_err(|e| Error::gdal(target, "close", e))?;
+        std::fs::rename(&tmp, target).map_err(|e| Error::io(target, "cannot rename into place", e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

@@ -2,7 +2,8 @@
 //!
 //! Modules follow the data: `io` (every GDAL call), `scene` (sensors, masks, stacks), `indices` (the index
 //! table), `landcover` (legends, class checks and areas), `composite` (temporal compositing), `climate`
-//! (climate-driver unit conversions), `pipeline` (stage drivers), `progress` (reporting), `synth`
+//! (climate-driver unit conversions), `units` (declared carbon units), `lattice` (emission lattices and exact
+//! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `pipeline` (stage drivers), `progress` (reporting), `synth`
 //! (synthetic test and sample rasters).
 
 pub mod climate;
@@ -12,13 +13,17 @@ pub mod error;
 pub mod indices;
 pub mod io;
 pub mod landcover;
+pub mod lattice;
 pub mod models;
 pub mod npp;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod scene;
 pub mod synth;
+pub mod units;
 pub mod validate;
+pub mod zones;
 
 pub use error::{Error, Result};
 

@@ -42,6 +42,11 @@ enum Command {
     Npp(NppArgs),
     /// Run MOD17 at one site from a daily driver table (with FPAR), optionally against observed GPP.
     Site(SiteArgs),
+    /// Net carbon balance: fuse a sequestration raster with an emission lattice (raster or vector grid) into
+    /// net balance rasters (fine and per lattice cell), per-zone tables and a map.
+    Balance(BalanceArgs),
+    /// Move a carbon quantity from one grid onto another (finer or coarser, any CRS), conserving mass.
+    Regrid(RegridArgs),
     /// Land cover: check a map against its legend and tabulate class areas.
     #[command(subcommand)]
     Landcover(LandcoverCmd),
@@ -197,6 +202,148 @@ struct NppArgs {
     /// Working-memory budget per strip in MiB.
     #[arg(long, default_value_t = 192)]
     memory_mb: usize,
+}
+
+/// Where the emission lattice comes from and what its unit is.
+#[derive(Args)]
+struct LatticeArgs {
+    /// Emission lattice: a raster (one band per sector or year) or a vector grid of rectangular cells
+    /// (GeoPackage, GeoJSON, Shapefile, CSV with a WKT column).
+    #[arg(long)]
+    lattice: PathBuf,
+    /// Declared unit of the lattice values, for example "Tg C cell-1 yr-1" (mass per cell) or
+    /// "t CO2 km-2 yr-1" (flux density). Required unless the file's bands declare it.
+    #[arg(long)]
+    lattice_unit: Option<String>,
+    /// Raster lattice: bands to use (descriptions or numbers, comma-separated); all bands when absent.
+    #[arg(long, value_delimiter = ',')]
+    lattice_bands: Vec<String>,
+    /// Vector lattice: fields holding each sector's emissions (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    lattice_fields: Vec<String>,
+    /// Vector lattice: the cell id field.
+    #[arg(long)]
+    cell_id_field: Option<String>,
+    /// Vector lattice: layer name.
+    #[arg(long)]
+    lattice_layer: Option<String>,
+    /// CRS of a lattice file that has none (CSV), for example EPSG:27700.
+    #[arg(long)]
+    lattice_crs: Option<String>,
+    /// Sectors that may be negative (removals, land use); negative values in any other sector are warned about.
+    #[arg(long, value_delimiter = ',')]
+    signed_sectors: Vec<String>,
+}
+
+impl LatticeArgs {
+    fn spec(self) -> carbonmap::lattice::LatticeSpec {
+        carbonmap::lattice::LatticeSpec {
+            path: self.lattice,
+            unit: self.lattice_unit,
+            bands: self.lattice_bands,
+            fields: self.lattice_fields,
+            id_field: self.cell_id_field,
+            layer: self.lattice_layer,
+            crs: self.lattice_crs,
+            signed_sectors: self.signed_sectors,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Proxy for spreading each cell's emissions over the fine grid: a land-cover raster (with --proxy-classes)
+    /// or a raster of non-negative weights. Uniform by area when absent.
+    #[arg(long)]
+    proxy: Option<PathBuf>,
+    /// Band of --proxy.
+    #[arg(long, default_value_t = 1)]
+    proxy_band: usize,
+    /// Land-cover classes and their weights, for example 50=1 (built-up only) or 50=1,40=0.1.
+    #[arg(long, value_delimiter = ',')]
+    proxy_classes: Vec<String>,
+}
+
+impl ProxyArgs {
+    fn spec(self) -> Result<Option<carbonmap::pipeline::balance::ProxySpec>> {
+        let Some(path) = self.proxy else {
+            if !self.proxy_classes.is_empty() {
+                return Err(Error::Usage("--proxy-classes needs --proxy".into()));
+            }
+            return Ok(None);
+        };
+        let classes = self
+            .proxy_classes
+            .iter()
+            .map(|s| {
+                let bad = || Error::Usage(format!("--proxy-classes {s}: expected CODE=WEIGHT, for example 50=1"));
+                let (c, w) = s.split_once('=').ok_or_else(bad)?;
+                let c: i64 = c.trim().parse().map_err(|_| bad())?;
+                let w: f64 = w.trim().parse().map_err(|_| bad())?;
+                if !(w >= 0.0 && w.is_finite()) {
+                    return Err(Error::Usage(format!("--proxy-classes {s}: weights must be >= 0")));
+                }
+                Ok((c, w))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(carbonmap::pipeline::balance::ProxySpec {
+            path,
+            band: self.proxy_band,
+            classes,
+        }))
+    }
+}
+
+#[derive(Args)]
+struct BalanceArgs {
+    /// Sequestration (carbon sink) raster, positive = uptake: `carbonmap npp`'s sequestration_tCO2_ha_*.tif or
+    /// any raster with a declared unit.
+    #[arg(long)]
+    sink: PathBuf,
+    /// Band of --sink.
+    #[arg(long, default_value_t = 1)]
+    sink_band: usize,
+    /// Unit of the sink, when the file does not declare it (or to take a period's total as the year's), for
+    /// example "t CO2 ha-1 yr-1".
+    #[arg(long)]
+    sink_unit: Option<String>,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Zones for the summary table: a vector file (with --zone-fields) or a raster of zone codes.
+    #[arg(long)]
+    zones: Option<PathBuf>,
+    /// Fields naming the zones, from the coarsest level to the finest (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    zone_fields: Vec<String>,
+    /// Layer of the zones file.
+    #[arg(long)]
+    zone_layer: Option<String>,
+    /// Output folder.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Write cloud-optimised GeoTIFFs.
+    #[arg(long)]
+    cog: bool,
+}
+
+#[derive(Args)]
+struct RegridArgs {
+    /// The raster (or vector grid) to regrid, with its unit declared.
+    #[command(flatten)]
+    input: LatticeArgs,
+    /// A raster whose grid (CRS, extent, resolution) is the target.
+    #[arg(long)]
+    to: PathBuf,
+    /// Unit of the output, for example "t CO2 ha-1 yr-1" or "Tg C cell-1 yr-1".
+    #[arg(long)]
+    unit: String,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Output raster.
+    #[arg(long, short)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -372,6 +519,54 @@ fn run(cli: Cli) -> Result<()> {
             let report = carbonmap::pipeline::site::run_site(&job)?;
             if !cli.quiet {
                 print!("{report}");
+            }
+            Ok(())
+        }
+        Command::Balance(a) => {
+            let job = carbonmap::pipeline::balance::BalanceJob {
+                sink: a.sink,
+                sink_band: a.sink_band,
+                sink_unit: a.sink_unit,
+                lattice: a.lattice.spec(),
+                proxy: a.proxy.spec()?,
+                zones: a.zones.map(|path| carbonmap::zones::ZoneSpec {
+                    path,
+                    fields: a.zone_fields,
+                    layer: a.zone_layer,
+                    band: 1,
+                }),
+                out_dir: a.out,
+                write: carbonmap::io::WriteOptions { cog: a.cog },
+            };
+            let s = carbonmap::pipeline::balance::run_balance(&job, &progress)?;
+            if !cli.quiet {
+                println!(
+                    "over the sink raster: emissions {:.3} t CO2 yr-1, sequestration {:.3} t CO2 yr-1, net balance {:.3} t CO2 yr-1 (positive = net source)",
+                    s.emissions_t,
+                    s.sequestration_t,
+                    s.emissions_t - s.sequestration_t
+                );
+                for o in &s.outputs {
+                    println!("wrote {}", o.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Regrid(a) => {
+            let job = carbonmap::pipeline::balance::RegridJob {
+                input: a.input.spec(),
+                to: a.to,
+                out_unit: a.unit,
+                proxy: a.proxy.spec()?,
+                output: a.out,
+                write: carbonmap::io::WriteOptions::default(),
+            };
+            let s = carbonmap::pipeline::balance::run_regrid(&job, &progress)?;
+            if !cli.quiet {
+                println!("regridded {} ({}) into {}", job.input.path.display(), s.direction, s.output.display());
+                for (k, (i, o)) in s.input_totals.iter().zip(&s.output_totals).enumerate() {
+                    println!("band {}: total {i:.6} t CO2 yr-1 in, {o:.6} out", k + 1);
+                }
             }
             Ok(())
         }

@@ -2,6 +2,7 @@
 //! then the analysis grid is processed strip by strip (read on this thread, compute in parallel with rayon),
 //! and every output is renamed into place only once all of them are complete.
 
+pub mod balance;
 pub mod npp;
 pub mod site;
 

@@ -1,0 +1,1086 @@
+//! Fusion of a carbon-sink raster with an emission lattice into net carbon balance (`carbonmap balance`), and
+//! mass-conserving regridding between any two grids (`carbonmap regrid`).
+//!
+//! Both directions use the exact area-weighted overlaps of `lattice::overlap`:
+//! - the sink (t CO2 yr-1 per pixel = density x the pixel's true area) is split over lattice cells by the share
+//!   of each pixel's area inside each cell;
+//! - each cell's emissions are spread over the fine pixels that cover it, uniformly by area or weighted by a
+//!   proxy (built-up classes, for example). A cell only partly covered by the fine grid gives that part its area
+//!   share of the cell's emissions (assumed uniform over the cell), spread by the proxy within it.
+//!
+//! Sign convention, written into every output: net balance = emissions - sequestration, positive = net source;
+//! neutrality ratio = sequestration / emissions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Problems, Result};
+use crate::io::{self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions};
+use crate::lattice::overlap::{Overlapper, StripOverlap};
+use crate::lattice::{Lattice, LatticeSpec};
+use crate::progress::Progress;
+use crate::report::{self, MapText, Preview};
+use crate::units::{CarbonUnit, DENSITY_OUT, MASS_OUT};
+use crate::zones::{ZoneSpec, Zones, OUTSIDE};
+
+pub const SIGN_CONVENTION: &str = "net balance = emissions - sequestration; positive = net source (emissions exceed sequestration), negative = net sink; neutrality ratio = sequestration / emissions";
+
+/// A proxy for spreading emissions within a cell: land-cover classes with weights, or a weight raster.
+#[derive(Debug, Clone)]
+pub struct ProxySpec {
+    pub path: PathBuf,
+    pub band: usize,
+    /// (class code, weight); empty = the raster's values are the weights.
+    pub classes: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BalanceJob {
+    pub sink: PathBuf,
+    pub sink_band: usize,
+    /// Unit of the sink raster when the file does not declare one (or to override a period total).
+    pub sink_unit: Option<String>,
+    pub lattice: LatticeSpec,
+    pub proxy: Option<ProxySpec>,
+    pub zones: Option<ZoneSpec>,
+    pub out_dir: PathBuf,
+    pub write: WriteOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct BalanceSummary {
+    pub outputs: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+    /// Totals over the sink raster, t CO2 yr-1.
+    pub emissions_t: f64,
+    pub sequestration_t: f64,
+    /// Share of the sink raster's area outside the lattice (or in lattice cells without data).
+    pub uncovered_fraction: f64,
+}
+
+/// The sink raster's unit: declared by the user, by the band, or by carbonmap's own UNITS tag.
+fn sink_unit(job: &BalanceJob, info: &io::RasterInfo) -> Result<CarbonUnit> {
+    let band = info.bands.get(job.sink_band.wrapping_sub(1)).ok_or_else(|| {
+        Error::band(
+            &job.sink,
+            job.sink_band.to_string(),
+            format!("does not exist (the file has {})", info.bands.len()),
+        )
+    })?;
+    let declared = job
+        .sink_unit
+        .clone()
+        .or_else(|| Some(band.unit.clone()).filter(|u| !u.trim().is_empty()))
+        .or_else(|| info.metadata.get("UNITS").cloned())
+        .ok_or_else(|| {
+            Error::input(
+                &job.sink,
+                "the sink raster's unit is not declared: give --sink-unit (for example \"t CO2 ha-1 yr-1\")",
+            )
+        })?;
+    if let Some(period) = declared.split("per period").nth(1) {
+        return Err(Error::input(
+            &job.sink,
+            format!(
+                "the sink is a total over the period{period} (unit \"{declared}\"), not a rate per year, and emissions are per year; run `carbonmap npp --months 1-12` for an annual sink, or declare --sink-unit \"t CO2 ha-1 yr-1\" to take the period's total as the year's (this is written into the outputs)"
+            ),
+        ));
+    }
+    CarbonUnit::parse_for(&declared, &job.sink)
+}
+
+struct Prepared {
+    grid: Grid,
+    sink_unit: CarbonUnit,
+    sink_nodata: Option<f64>,
+    lattice: Lattice,
+    proxy: Option<(GridReader, ProxySpec)>,
+    zones: Option<Zones>,
+}
+
+fn prepare(job: &BalanceJob) -> Result<Prepared> {
+    let mut problems = Problems::new();
+    let info = problems.take(io::RasterInfo::read(&job.sink));
+    let grid = info.as_ref().and_then(|i| problems.take(i.grid()));
+    let unit = info.as_ref().and_then(|i| problems.take(sink_unit(job, i)));
+    let lattice = problems.take(Lattice::load(&job.lattice));
+    if let (Some(g), Some(l)) = (&grid, &lattice) {
+        let sb = io::transform_bounds(&g.crs_wkt, &l.grid.crs_wkt, g.bounds());
+        let lb = l.grid.bounds();
+        match sb {
+            Ok(b) if b[0] < lb[2] && b[2] > lb[0] && b[1] < lb[3] && b[3] > lb[1] => {}
+            Ok(b) => problems.push(Error::input(
+                &job.lattice.path,
+                format!(
+                    "the lattice (bounds {:.4?} in its CRS) and the sink raster {} (bounds {:.4?} in the lattice's CRS) do not overlap",
+                    lb,
+                    job.sink.display(),
+                    b
+                ),
+            )),
+            Err(e) => problems.push(e),
+        }
+    }
+    let proxy = match (&job.proxy, &grid) {
+        (Some(p), Some(g)) => {
+            let r = GridReader::new(
+                &p.path,
+                &[BandRequest {
+                    index: p.band.max(1),
+                    name: format!("proxy (band {})", p.band.max(1)),
+                }],
+                g,
+                if p.classes.is_empty() {
+                    Resampling::Bilinear
+                } else {
+                    Resampling::Nearest
+                },
+                None,
+                if p.classes.is_empty() { f64::NAN } else { -1.0 },
+            );
+            problems.take(r).map(|r| (r, p.clone()))
+        }
+        _ => None,
+    };
+    let zones = match (&job.zones, &grid) {
+        (Some(z), Some(g)) => problems.take(Zones::load(z, g)),
+        _ => None,
+    };
+    problems.finish()?;
+    Ok(Prepared {
+        sink_nodata: info
+            .as_ref()
+            .and_then(|i| i.bands[job.sink_band - 1].nodata),
+        grid: grid.expect("checked"),
+        sink_unit: unit.expect("checked"),
+        lattice: lattice.expect("checked"),
+        proxy,
+        zones,
+    })
+}
+
+/// Per-zone sums.
+#[derive(Debug, Clone, Default)]
+struct ZoneAcc {
+    pixels: u64,
+    area_m2: f64,
+    valid_area_m2: f64,
+    emissions: Vec<f64>,
+    sequestration: f64,
+}
+
+impl ZoneAcc {
+    fn add(&mut self, other: &ZoneAcc) {
+        self.pixels += other.pixels;
+        self.area_m2 += other.area_m2;
+        self.valid_area_m2 += other.valid_area_m2;
+        if self.emissions.len() < other.emissions.len() {
+            self.emissions.resize(other.emissions.len(), 0.0);
+        }
+        for (a, b) in self.emissions.iter_mut().zip(&other.emissions) {
+            *a += b;
+        }
+        self.sequestration += other.sequestration;
+    }
+}
+
+/// Read one strip of the sink as t CO2 yr-1 per pixel (NaN = no data).
+fn sink_mass(
+    reader: &GridReader,
+    p: &Prepared,
+    row_area: &[f64],
+    row0: usize,
+    nrows: usize,
+) -> Result<Vec<f64>> {
+    let w = p.grid.width;
+    let mut v = vec![0f64; w * nrows];
+    reader.read_rows(0, row0, nrows, &mut v)?;
+    for (i, x) in v.iter_mut().enumerate() {
+        *x = if !x.is_finite() || p.sink_nodata == Some(*x) {
+            f64::NAN
+        } else {
+            p.sink_unit.to_tco2_yr(*x, row_area[row0 + i / w])
+        };
+    }
+    Ok(v)
+}
+
+fn proxy_weights(p: &Prepared, row0: usize, nrows: usize) -> Result<Option<Vec<f64>>> {
+    let Some((reader, spec)) = &p.proxy else {
+        return Ok(None);
+    };
+    let n = p.grid.width * nrows;
+    if spec.classes.is_empty() {
+        let mut v = vec![0f64; n];
+        reader.read_rows(0, row0, nrows, &mut v)?;
+        Ok(Some(
+            v.into_iter()
+                .map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 })
+                .collect(),
+        ))
+    } else {
+        let mut v = vec![0i64; n];
+        reader.read_rows(0, row0, nrows, &mut v)?;
+        Ok(Some(
+            v.into_iter()
+                .map(|c| {
+                    spec.classes
+                        .iter()
+                        .find(|(k, _)| *k == c)
+                        .map_or(0.0, |(_, w)| *w)
+                })
+                .collect(),
+        ))
+    }
+}
+
+pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceSummary> {
+    let p = prepare(job)?;
+    let mut warnings: Vec<String> = p.lattice.warnings.clone();
+    for w in &warnings {
+        progress.warn(w);
+    }
+    let grid = p.grid.clone();
+    let lat = &p.lattice;
+    let ncell = lat.cells();
+    let nsec = lat.sectors.len();
+    let ov = Overlapper::new(&grid, &lat.grid)?;
+    let row_area = io::row_pixel_areas_m2(&grid)?;
+    let sink_reader = GridReader::new(
+        &job.sink,
+        &[BandRequest {
+            index: job.sink_band,
+            name: format!("sink (band {})", job.sink_band),
+        }],
+        &grid,
+        Resampling::Bilinear,
+        None,
+        f64::NAN,
+    )?;
+    let strip_rows = io::TILE;
+    let nstrips = grid.height.div_ceil(strip_rows) as u64;
+
+    // Pass 1: what each lattice cell receives from the sink, how much of it the fine grid covers, and the
+    // proxy's weight in it.
+    let mut cov = vec![0f64; ncell];
+    let mut valid = vec![0f64; ncell];
+    let mut seq = vec![0f64; ncell];
+    let mut wsum = vec![0f64; ncell];
+    let (mut area_total, mut area_uncovered) = (0f64, 0f64);
+    progress.start("balance: sink onto the lattice", nstrips);
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = strip_rows.min(grid.height - row0);
+        let s = ov.strip(row0, nrows)?;
+        let m = sink_mass(&sink_reader, &p, &row_area, row0, nrows)?;
+        let wts = proxy_weights(&p, row0, nrows)?;
+        for i in 0..grid.width * nrows {
+            let ap = s.pixel_area[i];
+            let a_true = row_area[row0 + i / grid.width];
+            area_total += a_true;
+            let mut inside = 0.0;
+            for (c, a) in s.pieces(i) {
+                if !lat.has_cell(c) || lat.total(c).is_nan() {
+                    continue;
+                }
+                inside += a;
+                cov[c] += a;
+                wsum[c] += wts.as_ref().map_or(1.0, |w| w[i]) * a;
+                if m[i].is_finite() {
+                    valid[c] += a;
+                    seq[c] += m[i] * a / ap;
+                }
+            }
+            if ap.is_finite() && ap > 0.0 {
+                area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
+            } else {
+                area_uncovered += a_true;
+            }
+        }
+        progress.advance(1);
+        row0 += nrows;
+    }
+    progress.finish();
+    // Coverage of each cell by the fine grid (snapped to 1 when whole: the mapped pixels tile the plane).
+    let coverage: Vec<f64> = (0..ncell)
+        .map(|c| {
+            let f = cov[c] / ov.space.cell_area(c / lat.grid.width);
+            if f > 1.0 - 1e-9 {
+                1.0
+            } else {
+                f
+            }
+        })
+        .collect();
+    let uncovered_fraction = if area_total > 0.0 {
+        area_uncovered / area_total
+    } else {
+        0.0
+    };
+    if uncovered_fraction > 1e-9 {
+        let msg = format!(
+            "{:.2}% of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
+            100.0 * uncovered_fraction,
+            lat.path.display()
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+    let fallback: Vec<usize> = (0..ncell)
+        .filter(|&c| p.proxy.is_some() && cov[c] > 0.0 && wsum[c] <= 0.0 && lat.total(c) != 0.0)
+        .collect();
+    if !fallback.is_empty() {
+        let msg = format!(
+            "{} lattice cell(s) have emissions but no proxy weight in the covered area ({}...); their emissions are spread uniformly by area there",
+            fallback.len(),
+            fallback.iter().take(5).map(|&c| lat.cell_id(c)).collect::<Vec<_>>().join(", ")
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+    // Share of cell c's mass that a piece of area a of a pixel with weight w receives.
+    let share = |c: usize, a: f64, w: f64| -> f64 {
+        if wsum[c] > 0.0 {
+            coverage[c] * w * a / wsum[c]
+        } else {
+            coverage[c] * a / cov[c]
+        }
+    };
+
+    // Pass 2: fine emissions and net balance, zone sums, the map preview.
+    let mut md = BTreeMap::new();
+    md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
+    md.insert("SIGN_CONVENTION".into(), SIGN_CONVENTION.into());
+    md.insert("SINK".into(), job.sink.display().to_string());
+    md.insert("SINK_UNIT_DECLARED".into(), p.sink_unit.text.clone());
+    md.insert("LATTICE".into(), lat.path.display().to_string());
+    md.insert("LATTICE_UNIT_DECLARED".into(), lat.unit.text.clone());
+    md.insert("LATTICE_SECTORS".into(), lat.sectors.join(","));
+    md.insert(
+        "DOWNSCALING".into(),
+        match &job.proxy {
+            None => "uniform by area within each lattice cell (exact area-weighted overlap)".into(),
+            Some(px) if px.classes.is_empty() => format!("weighted by proxy raster {}", px.path.display()),
+            Some(px) => format!(
+                "weighted by proxy classes {} of {}",
+                px.classes.iter().map(|(c, w)| format!("{c}={w}")).collect::<Vec<_>>().join(","),
+                px.path.display()
+            ),
+        },
+    );
+    md.insert(
+        "UNITS_C_TO_CO2".into(),
+        format!("{} (models/units.toml)", crate::units::co2_per_c()),
+    );
+    let mut em_bands = vec![OutBand {
+        description: "emissions total".into(),
+        unit: DENSITY_OUT.into(),
+    }];
+    if nsec > 1 {
+        em_bands.extend(lat.sectors.iter().map(|s| OutBand {
+            description: format!("emissions {s}"),
+            unit: DENSITY_OUT.into(),
+        }));
+    }
+    let mut m_em = md.clone();
+    m_em.insert("QUANTITY".into(), "emissions downscaled from the lattice".into());
+    m_em.insert("UNITS".into(), DENSITY_OUT.into());
+    let em_path = job.out_dir.join("emissions_tCO2_ha_yr.tif");
+    let mut em_w = RasterWriter::create::<f32>(&em_path, &grid, &em_bands, None, &m_em, &job.write)?;
+    let mut m_net = md.clone();
+    m_net.insert("QUANTITY".into(), "net carbon balance".into());
+    m_net.insert("UNITS".into(), DENSITY_OUT.into());
+    let net_path = job.out_dir.join("net_balance_tCO2_ha_yr.tif");
+    let mut net_w = RasterWriter::create::<f32>(
+        &net_path,
+        &grid,
+        &[OutBand {
+            description: "net balance (emissions - sequestration)".into(),
+            unit: DENSITY_OUT.into(),
+        }],
+        None,
+        &m_net,
+        &job.write,
+    )?;
+    let style = report::net_balance_style()?;
+    let mut preview = Preview::new(grid.width, grid.height, style.max_pixels);
+    let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
+    let mut all = ZoneAcc {
+        emissions: vec![0.0; nsec],
+        ..Default::default()
+    };
+    progress.start("balance: emissions onto the fine grid", nstrips);
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = strip_rows.min(grid.height - row0);
+        let s: StripOverlap = ov.strip(row0, nrows)?;
+        let m = sink_mass(&sink_reader, &p, &row_area, row0, nrows)?;
+        let wts = proxy_weights(&p, row0, nrows)?;
+        let zone_ids = match &p.zones {
+            Some(z) => Some(z.read_rows(row0, nrows)?),
+            None => None,
+        };
+        let n = grid.width * nrows;
+        let mut em = vec![vec![f32::NAN; n]; nsec];
+        let mut em_total = vec![f32::NAN; n];
+        let mut net = vec![f32::NAN; n];
+        let mut e = vec![0f64; nsec];
+        for i in 0..n {
+            let a_true = row_area[row0 + i / grid.width];
+            let ha = a_true / 1e4;
+            let w = wts.as_ref().map_or(1.0, |w| w[i]);
+            e.iter_mut().for_each(|x| *x = 0.0);
+            let mut any = false;
+            let mut missing = false;
+            for (c, a) in s.pieces(i) {
+                if !lat.has_cell(c) || lat.total(c).is_nan() {
+                    missing = true;
+                    continue;
+                }
+                any = true;
+                let f = share(c, a, w);
+                for (k, x) in e.iter_mut().enumerate() {
+                    *x += lat.mass[k][c] * f;
+                }
+            }
+            let known = any && !missing;
+            let etot: f64 = e.iter().sum();
+            if known {
+                for k in 0..nsec {
+                    em[k][i] = (e[k] / ha) as f32;
+                }
+                em_total[i] = (etot / ha) as f32;
+                if m[i].is_finite() {
+                    net[i] = ((etot - m[i]) / ha) as f32;
+                }
+            }
+            let mut acc = ZoneAcc {
+                pixels: 1,
+                area_m2: a_true,
+                emissions: if known { e.clone() } else { vec![0.0; nsec] },
+                ..Default::default()
+            };
+            if m[i].is_finite() {
+                acc.valid_area_m2 = a_true;
+                acc.sequestration = m[i];
+            }
+            all.add(&acc);
+            if let Some(z) = &zone_ids {
+                if z[i] != OUTSIDE {
+                    zone_acc.entry(z[i]).or_default().add(&acc);
+                }
+            }
+        }
+        preview.add_rows(row0, grid.width, &net);
+        em_w.write_rows(0, row0, em_total)?;
+        if nsec > 1 {
+            for (k, v) in em.into_iter().enumerate() {
+                em_w.write_rows(k + 1, row0, v)?;
+            }
+        }
+        net_w.write_rows(0, row0, net)?;
+        em_w.flush()?;
+        net_w.flush()?;
+        progress.advance(1);
+        row0 += nrows;
+    }
+    progress.finish();
+
+    // The lattice cells the fine grid touches, as a raster window and a table.
+    let lw = lat.grid.width;
+    let touched: Vec<usize> = (0..ncell).filter(|&c| cov[c] > 0.0).collect();
+    let (r0, r1) = (
+        touched.iter().map(|c| c / lw).min().unwrap_or(0),
+        touched.iter().map(|c| c / lw).max().unwrap_or(0),
+    );
+    let (c0, c1) = (
+        touched.iter().map(|c| c % lw).min().unwrap_or(0),
+        touched.iter().map(|c| c % lw).max().unwrap_or(0),
+    );
+    let win = Grid {
+        crs_wkt: lat.grid.crs_wkt.clone(),
+        gt: [
+            lat.grid.gt[0] + c0 as f64 * lat.grid.gt[1],
+            lat.grid.gt[1],
+            0.0,
+            lat.grid.gt[3] + r0 as f64 * lat.grid.gt[5],
+            0.0,
+            lat.grid.gt[5],
+        ],
+        width: c1 - c0 + 1,
+        height: r1 - r0 + 1,
+    };
+    let cell_rows: Vec<CellRow> = (r0..=r1)
+        .flat_map(|r| (c0..=c1).map(move |c| r * lw + c))
+        .map(|c| {
+            let em_cov = lat.total(c) * coverage[c];
+            CellRow {
+                cell: c,
+                coverage: coverage[c],
+                valid: if cov[c] > 0.0 { valid[c] / cov[c] } else { f64::NAN },
+                emissions_covered: em_cov,
+                sequestration: if valid[c] > 0.0 { seq[c] } else { f64::NAN },
+            }
+        })
+        .collect();
+    let lat_path = job.out_dir.join("lattice_balance.tif");
+    let mut lat_bands: Vec<OutBand> = lat
+        .sectors
+        .iter()
+        .map(|s| OutBand {
+            description: format!("emissions {s} (whole cell)"),
+            unit: format!("{MASS_OUT} per cell"),
+        })
+        .collect();
+    for (d, u) in [
+        ("emissions total (whole cell)", format!("{MASS_OUT} per cell")),
+        ("coverage fraction (cell area covered by the sink raster)", "1".into()),
+        ("emissions in the covered part", format!("{MASS_OUT} per cell")),
+        ("sequestration in the covered part", format!("{MASS_OUT} per cell")),
+        ("net balance in the covered part (emissions - sequestration)", format!("{MASS_OUT} per cell")),
+        ("neutrality ratio (sequestration / emissions)", "1".into()),
+    ] {
+        lat_bands.push(OutBand {
+            description: d.into(),
+            unit: u,
+        });
+    }
+    let mut m_lat = md.clone();
+    m_lat.insert("QUANTITY".into(), "emissions, sequestration and net balance per lattice cell".into());
+    m_lat.insert("UNITS".into(), format!("{MASS_OUT} per cell (coverage and ratio: fractions)"));
+    let mut lat_w = RasterWriter::create::<f64>(&lat_path, &win, &lat_bands, None, &m_lat, &job.write)?;
+    let mut bandvals: Vec<Vec<f64>> = vec![Vec::with_capacity(cell_rows.len()); nsec + 6];
+    for r in &cell_rows {
+        let c = r.cell;
+        for k in 0..nsec {
+            bandvals[k].push(lat.mass[k][c]);
+        }
+        let (net, ratio) = r.net_ratio();
+        for (k, v) in [lat.total(c), r.coverage, r.emissions_covered, r.sequestration, net, ratio]
+            .into_iter()
+            .enumerate()
+        {
+            bandvals[nsec + k].push(if r.coverage > 0.0 || k < 2 { v } else { f64::NAN });
+        }
+    }
+    for (k, v) in bandvals.into_iter().enumerate() {
+        lat_w.write_rows(k, 0, v)?;
+    }
+
+    // Commit rasters, then tables and the map.
+    let mut outputs = Vec::new();
+    let mut pending = Vec::new();
+    for w in [em_w, net_w, lat_w] {
+        outputs.push(w.target().to_path_buf());
+        pending.push(w.finish()?);
+    }
+    for pd in pending {
+        pd.commit()?;
+    }
+    let cells_csv = job.out_dir.join("lattice_balance.csv");
+    io::write_atomic(&cells_csv, &cells_table(lat, &cell_rows)?)?;
+    outputs.push(cells_csv);
+    let zones_csv = job.out_dir.join("zones_balance.csv");
+    let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc);
+    io::write_atomic(&zones_csv, &zones_table(lat, &zone_rows)?)?;
+    outputs.push(zones_csv);
+    if let Some(z) = p.zones.as_ref().filter(|z| z.is_vector()) {
+        let gpkg = job.out_dir.join("zones_balance.gpkg");
+        write_zones_gpkg(&gpkg, z, lat, &zone_rows)?;
+        outputs.push(gpkg);
+    }
+    let png = job.out_dir.join("net_balance.png");
+    let mpp = metres_per_preview_pixel(&grid, preview.k)?;
+    report::diverging_png(
+        &png,
+        &preview,
+        mpp,
+        &MapText {
+            title: &format!(
+                "Net carbon balance: {} - {}",
+                file_name(&lat.path),
+                file_name(&job.sink)
+            ),
+            quantity: "net balance, t CO2 ha-1 yr-1",
+            sign: "positive (red) = net source: emissions exceed sequestration; negative (blue) = net sink",
+        },
+        &style,
+    )?;
+    outputs.push(png);
+    Ok(BalanceSummary {
+        outputs,
+        warnings,
+        emissions_t: all.emissions.iter().sum(),
+        sequestration_t: all.sequestration,
+        uncovered_fraction,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Ground size of one preview pixel in metres (geographic grids: east-west at the centre latitude).
+fn metres_per_preview_pixel(grid: &Grid, k: usize) -> Result<f64> {
+    let srs = grid.spatial_ref()?;
+    if srs.is_geographic() {
+        let lat = io::grid_centre_latitude(grid)?;
+        Ok(grid.gt[1].abs().to_radians() * io::earth_radius_m()? * lat.to_radians().cos() * k as f64)
+    } else {
+        Ok(grid.gt[1].abs() * srs.linear_units() * k as f64)
+    }
+}
+
+struct CellRow {
+    cell: usize,
+    coverage: f64,
+    valid: f64,
+    emissions_covered: f64,
+    sequestration: f64,
+}
+
+impl CellRow {
+    fn net_ratio(&self) -> (f64, f64) {
+        (
+            self.emissions_covered - self.sequestration,
+            ratio(self.sequestration, self.emissions_covered),
+        )
+    }
+}
+
+fn ratio(s: f64, e: f64) -> f64 {
+    if e > 0.0 {
+        s / e
+    } else {
+        f64::NAN
+    }
+}
+
+fn csv_err(e: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("writing a table failed: {e}"))
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.6}")
+    } else {
+        String::new()
+    }
+}
+
+fn cells_table(lat: &Lattice, rows: &[CellRow]) -> Result<Vec<u8>> {
+    let mut out = format!("# {SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data\n").into_bytes();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        let mut h: Vec<String> = [
+            "cell_id", "row", "col", "x_centre", "y_centre", "cell_area_ha", "coverage_fraction",
+            "sink_valid_fraction",
+        ]
+        .map(String::from)
+        .to_vec();
+        h.extend(lat.sectors.iter().map(|s| format!("emissions_{s}_tCO2_yr")));
+        h.extend(
+            [
+                "emissions_total_tCO2_yr",
+                "emissions_covered_tCO2_yr",
+                "sequestration_covered_tCO2_yr",
+                "net_balance_covered_tCO2_yr",
+                "neutrality_ratio",
+            ]
+            .map(String::from),
+        );
+        w.write_record(&h).map_err(csv_err)?;
+        let gt = lat.grid.gt;
+        for r in rows.iter().filter(|r| r.coverage > 0.0) {
+            let (row, col) = (r.cell / lat.grid.width, r.cell % lat.grid.width);
+            let (net, rat) = r.net_ratio();
+            let mut f = vec![
+                lat.cell_id(r.cell),
+                row.to_string(),
+                col.to_string(),
+                format!("{:?}", gt[0] + (col as f64 + 0.5) * gt[1]),
+                format!("{:?}", gt[3] + (row as f64 + 0.5) * gt[5]),
+                num(lat.cell_area_m2(r.cell) / 1e4),
+                num(r.coverage),
+                num(r.valid),
+            ];
+            f.extend(lat.mass.iter().map(|s| num(s[r.cell])));
+            f.extend([lat.total(r.cell), r.emissions_covered, r.sequestration, net, rat].map(num));
+            w.write_record(&f).map_err(csv_err)?;
+        }
+        w.flush().map_err(csv_err)?;
+    }
+    Ok(out)
+}
+
+/// (level, key path, sums) rows: the whole sink raster, then each level of the zone hierarchy.
+fn zone_table_rows(
+    zones: Option<&Zones>,
+    all: &ZoneAcc,
+    acc: &BTreeMap<i32, ZoneAcc>,
+) -> Vec<(String, Vec<String>, ZoneAcc, Vec<i32>)> {
+    let mut rows = vec![("all".to_string(), vec!["all".to_string()], all.clone(), vec![])];
+    let Some(z) = zones else { return rows };
+    // Vector zones without any pixel still get a row (zero area) so that every zone is listed.
+    let mut ids: Vec<i32> = acc.keys().copied().collect();
+    if z.is_vector() {
+        ids = (0..z.keys.len() as i32).collect();
+    }
+    for (lvl, name) in z.levels.iter().enumerate() {
+        let mut grouped: BTreeMap<Vec<String>, (ZoneAcc, Vec<i32>)> = BTreeMap::new();
+        for &id in &ids {
+            let key: Vec<String> = z.key(id)[..=lvl].to_vec();
+            let e = grouped.entry(key).or_default();
+            if let Some(a) = acc.get(&id) {
+                e.0.add(a);
+            }
+            e.1.push(id);
+        }
+        for (key, (a, members)) in grouped {
+            rows.push((name.clone(), key, a, members));
+        }
+    }
+    rows
+}
+
+fn zones_table(lat: &Lattice, rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)]) -> Result<Vec<u8>> {
+    let mut out = format!(
+        "# {SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data\n"
+    )
+    .into_bytes();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        let mut h: Vec<String> = ["level", "zone", "parent", "pixels", "area_ha", "sink_valid_area_ha"]
+            .map(String::from)
+            .to_vec();
+        h.extend(lat.sectors.iter().map(|s| format!("emissions_{s}_tCO2_yr")));
+        h.extend(
+            [
+                "emissions_total_tCO2_yr",
+                "sequestration_tCO2_yr",
+                "net_balance_tCO2_yr",
+                "neutrality_ratio",
+            ]
+            .map(String::from),
+        );
+        w.write_record(&h).map_err(csv_err)?;
+        for (level, key, a, _) in rows {
+            let e: f64 = a.emissions.iter().sum();
+            let mut f = vec![
+                level.clone(),
+                key.last().cloned().unwrap_or_default(),
+                key[..key.len() - 1].join("/"),
+                a.pixels.to_string(),
+                num(a.area_m2 / 1e4),
+                num(a.valid_area_m2 / 1e4),
+            ];
+            let has = a.pixels > 0;
+            f.extend(
+                (0..lat.sectors.len())
+                    .map(|k| if has { num(a.emissions.get(k).copied().unwrap_or(0.0)) } else { String::new() }),
+            );
+            if has {
+                f.extend([e, a.sequestration, e - a.sequestration, ratio(a.sequestration, e)].map(num));
+            } else {
+                f.extend(std::iter::repeat_n(String::new(), 4));
+            }
+            w.write_record(&f).map_err(csv_err)?;
+        }
+        w.flush().map_err(csv_err)?;
+    }
+    Ok(out)
+}
+
+fn write_zones_gpkg(
+    target: &Path,
+    z: &Zones,
+    lat: &Lattice,
+    rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
+) -> Result<()> {
+    use io::{VecField, VectorOut};
+    let mut layers = Vec::new();
+    for level in &z.levels {
+        let sel: Vec<_> = rows.iter().filter(|r| &r.0 == level).collect();
+        let geoms = sel
+            .iter()
+            .map(|r| {
+                r.3.iter()
+                    .filter_map(|&id| z.shapes[id as usize].clone())
+                    .reduce(|a, b| a.union(&b).unwrap_or(a))
+            })
+            .collect();
+        let mut columns = vec![
+            ("zone".to_string(), VecField::Text(sel.iter().map(|r| r.1.last().cloned().unwrap_or_default()).collect())),
+            ("parent".to_string(), VecField::Text(sel.iter().map(|r| r.1[..r.1.len() - 1].join("/")).collect())),
+            ("area_ha".to_string(), VecField::Num(sel.iter().map(|r| r.2.area_m2 / 1e4).collect())),
+        ];
+        let has = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| r.2.pixels > 0;
+        for (k, s) in lat.sectors.iter().enumerate() {
+            columns.push((
+                format!("emissions_{s}_tCO2_yr"),
+                VecField::Num(sel.iter().map(|r| if has(r) { r.2.emissions.get(k).copied().unwrap_or(0.0) } else { f64::NAN }).collect()),
+            ));
+        }
+        let e = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| -> f64 {
+            if has(r) { r.2.emissions.iter().sum() } else { f64::NAN }
+        };
+        columns.push(("emissions_total_tCO2_yr".into(), VecField::Num(sel.iter().map(e).collect())));
+        columns.push((
+            "sequestration_tCO2_yr".into(),
+            VecField::Num(sel.iter().map(|r| if has(r) { r.2.sequestration } else { f64::NAN }).collect()),
+        ));
+        columns.push((
+            "net_balance_tCO2_yr".into(),
+            VecField::Num(sel.iter().map(|r| e(r) - r.2.sequestration).collect()),
+        ));
+        columns.push((
+            "neutrality_ratio".into(),
+            VecField::Num(sel.iter().map(|r| ratio(r.2.sequestration, e(r))).collect()),
+        ));
+        layers.push(VectorOut {
+            name: format!("balance_{level}"),
+            geometries: geoms,
+            columns,
+        });
+    }
+    io::write_gpkg(target, &z.crs_wkt, &layers)
+}
+
+/// `carbonmap regrid`: move a carbon quantity from one grid onto another, conserving mass.
+#[derive(Debug, Clone)]
+pub struct RegridJob {
+    pub input: LatticeSpec,
+    /// A raster whose grid is the target.
+    pub to: PathBuf,
+    pub out_unit: String,
+    pub proxy: Option<ProxySpec>,
+    pub output: PathBuf,
+    pub write: WriteOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegridSummary {
+    pub output: PathBuf,
+    /// Sums over the input and over the output, t CO2 yr-1, per band.
+    pub input_totals: Vec<f64>,
+    pub output_totals: Vec<f64>,
+    pub direction: &'static str,
+    pub warnings: Vec<String>,
+}
+
+/// Regrid every band of the input onto the target grid. The finer of the two grids is walked pixel by pixel
+/// (streamed); the coarser one is held in memory. Coarse to fine spreads each cell uniformly by area (or by the
+/// proxy); fine to coarse sums each pixel's mass into the cells by area share.
+pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSummary> {
+    let mut problems = Problems::new();
+    let src = problems.take(Lattice::load(&job.input));
+    let target = problems.take(io::Grid::from_raster(&job.to));
+    let out_unit = problems.take(CarbonUnit::parse(&job.out_unit).map_err(Error::Usage));
+    problems.finish()?;
+    let (src, target, out_unit) = (src.expect("checked"), target.expect("checked"), out_unit.expect("checked"));
+    let mut warnings = src.warnings.clone();
+    let src_area = io::row_pixel_areas_m2(&src.grid)?;
+    let tgt_area = io::row_pixel_areas_m2(&target)?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let downscale = mean(&tgt_area) <= mean(&src_area);
+    if job.proxy.is_some() && !downscale {
+        return Err(Error::Usage(
+            "--proxy spreads a coarse grid over a finer one; the target grid here is the coarser".into(),
+        ));
+    }
+    let nb = src.sectors.len();
+    let input_totals: Vec<f64> = src
+        .mass
+        .iter()
+        .map(|s| s.iter().filter(|v| v.is_finite()).sum())
+        .collect();
+    let mut md = BTreeMap::new();
+    md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
+    md.insert("SOURCE".into(), src.path.display().to_string());
+    md.insert("SOURCE_UNIT_DECLARED".into(), src.unit.text.clone());
+    md.insert("UNITS".into(), out_unit.text.clone());
+    md.insert(
+        "REGRIDDING".into(),
+        "mass conserving, exact area-weighted overlaps (carbonmap lattice::overlap)".into(),
+    );
+    let bands: Vec<OutBand> = src
+        .sectors
+        .iter()
+        .map(|s| OutBand {
+            description: s.clone(),
+            unit: out_unit.text.clone(),
+        })
+        .collect();
+    let strip_rows = io::TILE;
+    let mut output_totals = vec![0f64; nb];
+    if downscale {
+        // Walk the target's pixels; the source's cells are spread over them.
+        let ov = Overlapper::new(&target, &src.grid)?;
+        let proxy = match &job.proxy {
+            Some(px) => Some(GridReader::new(
+                &px.path,
+                &[BandRequest { index: px.band.max(1), name: "proxy".into() }],
+                &target,
+                if px.classes.is_empty() { Resampling::Bilinear } else { Resampling::Nearest },
+                None,
+                if px.classes.is_empty() { f64::NAN } else { -1.0 },
+            )?),
+            None => None,
+        };
+        let weights = |row0: usize, nrows: usize| -> Result<Option<Vec<f64>>> {
+            let (Some(r), Some(px)) = (&proxy, &job.proxy) else { return Ok(None) };
+            let n = target.width * nrows;
+            if px.classes.is_empty() {
+                let mut v = vec![0f64; n];
+                r.read_rows(0, row0, nrows, &mut v)?;
+                Ok(Some(v.into_iter().map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 }).collect()))
+            } else {
+                let mut v = vec![0i64; n];
+                r.read_rows(0, row0, nrows, &mut v)?;
+                Ok(Some(v.into_iter().map(|c| px.classes.iter().find(|(k, _)| *k == c).map_or(0.0, |(_, w)| *w)).collect()))
+            }
+        };
+        let ncell = src.cells();
+        let mut cov = vec![0f64; ncell];
+        let mut wsum = vec![0f64; ncell];
+        let nstrips = target.height.div_ceil(strip_rows) as u64;
+        progress.start("regrid: coverage", nstrips);
+        let mut row0 = 0;
+        while row0 < target.height {
+            let nrows = strip_rows.min(target.height - row0);
+            let s = ov.strip(row0, nrows)?;
+            let w = weights(row0, nrows)?;
+            for i in 0..target.width * nrows {
+                for (c, a) in s.pieces(i) {
+                    cov[c] += a;
+                    wsum[c] += w.as_ref().map_or(1.0, |w| w[i]) * a;
+                }
+            }
+            progress.advance(1);
+            row0 += nrows;
+        }
+        progress.finish();
+        let coverage: Vec<f64> = (0..ncell)
+            .map(|c| {
+                let f = cov[c] / ov.space.cell_area(c / src.grid.width);
+                if f > 1.0 - 1e-9 { 1.0 } else { f }
+            })
+            .collect();
+        let lost: Vec<f64> = (0..nb)
+            .map(|k| (0..ncell).map(|c| src.mass[k][c] * (1.0 - coverage[c])).filter(|v| v.is_finite()).sum())
+            .collect();
+        if lost.iter().zip(&input_totals).any(|(l, t)| l.abs() > 1e-9 * t.abs().max(1e-300)) {
+            let msg = format!(
+                "the target grid does not cover the whole source: {} of the source's mass (per band, t CO2 yr-1) lies outside it",
+                lost.iter().map(|l| format!("{l:.6}")).collect::<Vec<_>>().join(", ")
+            );
+            progress.warn(&msg);
+            warnings.push(msg);
+        }
+        let mut wr = RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
+        progress.start("regrid: writing", nstrips);
+        let mut row0 = 0;
+        while row0 < target.height {
+            let nrows = strip_rows.min(target.height - row0);
+            let s = ov.strip(row0, nrows)?;
+            let w = weights(row0, nrows)?;
+            let n = target.width * nrows;
+            let mut out = vec![vec![f64::NAN; n]; nb];
+            for i in 0..n {
+                let wi = w.as_ref().map_or(1.0, |w| w[i]);
+                let a_true = tgt_area[row0 + i / target.width];
+                let mut any = false;
+                let mut m = vec![0f64; nb];
+                for (c, a) in s.pieces(i) {
+                    any = true;
+                    let f = if wsum[c] > 0.0 { coverage[c] * wi * a / wsum[c] } else { coverage[c] * a / cov[c] };
+                    for k in 0..nb {
+                        m[k] += src.mass[k][c] * f;
+                    }
+                }
+                if any {
+                    for k in 0..nb {
+                        if m[k].is_finite() {
+                            output_totals[k] += m[k];
+                        }
+                        out[k][i] = out_unit.from_tco2_yr(m[k], a_true);
+                    }
+                }
+            }
+            for (k, v) in out.into_iter().enumerate() {
+                wr.write_rows(k, row0, v)?;
+            }
+            wr.flush()?;
+            progress.advance(1);
+            row0 += nrows;
+        }
+        progress.finish();
+        wr.finish()?.commit()?;
+    } else {
+        // Walk the source's pixels (streamed) and sum their mass into the target's cells.
+        let ov = Overlapper::new(&src.grid, &target)?;
+        let ncell = target.width * target.height;
+        let mut acc = vec![vec![0f64; ncell]; nb];
+        let mut cov = vec![0f64; ncell];
+        let nstrips = src.grid.height.div_ceil(strip_rows) as u64;
+        progress.start("regrid: summing into the target", nstrips);
+        let mut row0 = 0;
+        while row0 < src.grid.height {
+            let nrows = strip_rows.min(src.grid.height - row0);
+            let s = ov.strip(row0, nrows)?;
+            for i in 0..src.grid.width * nrows {
+                let cell = row0 * src.grid.width + i;
+                let ap = s.pixel_area[i];
+                for (c, a) in s.pieces(i) {
+                    cov[c] += a;
+                    for k in 0..nb {
+                        let v = src.mass[k][cell];
+                        if v.is_finite() {
+                            acc[k][c] += v * a / ap;
+                        }
+                    }
+                }
+            }
+            progress.advance(1);
+            row0 += nrows;
+        }
+        progress.finish();
+        let partial = (0..ncell)
+            .filter(|&c| {
+                let f = cov[c] / ov.space.cell_area(c / target.width);
+                f > 0.0 && f < 1.0 - 1e-9
+            })
+            .count();
+        if partial > 0 {
+            let msg = format!(
+                "{partial} target cell(s) are only partly covered by the source; their values hold the covered part's mass only"
+            );
+            progress.warn(&msg);
+            warnings.push(msg);
+        }
+        let mut wr = RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
+        for (k, a) in acc.iter().enumerate() {
+            output_totals[k] = a.iter().sum();
+            let v: Vec<f64> = (0..ncell)
+                .map(|c| {
+                    if cov[c] > 0.0 {
+                        out_unit.from_tco2_yr(a[c], tgt_area[c / target.width])
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect();
+            wr.write_rows(k, 0, v)?;
+        }
+        wr.finish()?.commit()?;
+    }
+    Ok(RegridSummary {
+        output: job.output.clone(),
+        input_totals,
+        output_totals,
+        direction: if downscale { "coarse to fine" } else { "fine to coarse" },
+        warnings,
+    })
+}

@@ -1,0 +1,353 @@
+//! Maps for people: PNG renderings of result rasters with a legend (colour bar with units and sign
+//! convention) and a scale bar. Colour ramps, limits and fonts are data (models/maps.toml).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::models;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DivergingStyle {
+    pub ramp: Vec<String>,
+    pub ramp_citation: String,
+    pub nodata: String,
+    pub limit_percentile: f64,
+    pub max_pixels: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Maps {
+    net_balance: DivergingStyle,
+    fonts: Vec<PathBuf>,
+}
+
+fn maps() -> Result<Maps> {
+    models::parse_toml(
+        models::embedded("maps.toml").expect("models/maps.toml is embedded"),
+        &models::embedded_path("maps.toml"),
+    )
+}
+
+/// The style of net-balance maps.
+pub fn net_balance_style() -> Result<DivergingStyle> {
+    Ok(maps()?.net_balance)
+}
+
+/// A raster reduced to at most `max_pixels` on its long side by averaging blocks of `k x k` pixels, filled
+/// strip by strip (memory bounded by the preview size, not the raster's).
+pub struct Preview {
+    pub k: usize,
+    pub width: usize,
+    pub height: usize,
+    sum: Vec<f64>,
+    count: Vec<u32>,
+}
+
+impl Preview {
+    pub fn new(width: usize, height: usize, max_pixels: usize) -> Preview {
+        let k = width.max(height).div_ceil(max_pixels.max(1)).max(1);
+        let (w, h) = (width.div_ceil(k), height.div_ceil(k));
+        Preview {
+            k,
+            width: w,
+            height: h,
+            sum: vec![0.0; w * h],
+            count: vec![0; w * h],
+        }
+    }
+
+    /// Add rows `row0 ..` of the full raster (`values.len()` = full width x rows); NaN is skipped.
+    pub fn add_rows(&mut self, row0: usize, full_width: usize, values: &[f32]) {
+        for (i, v) in values.iter().enumerate() {
+            if v.is_finite() {
+                let (r, c) = (row0 + i / full_width, i % full_width);
+                let j = (r / self.k) * self.width + c / self.k;
+                self.sum[j] += *v as f64;
+                self.count[j] += 1;
+            }
+        }
+    }
+
+    pub fn value(&self, j: usize) -> f64 {
+        if self.count[j] == 0 {
+            f64::NAN
+        } else {
+            self.sum[j] / self.count[j] as f64
+        }
+    }
+}
+
+fn parse_hex(s: &str) -> Result<RGBColor> {
+    let h = s.trim_start_matches('#');
+    let bad = || {
+        Error::config(
+            models::embedded_path("maps.toml"),
+            format!("colour \"{s}\" is not #rrggbb"),
+        )
+    };
+    if h.len() != 6 {
+        return Err(bad());
+    }
+    let p = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| bad());
+    Ok(RGBColor(p(0)?, p(2)?, p(4)?))
+}
+
+/// Colour of `t` in [0, 1] on a ramp, linearly interpolated between stops.
+fn ramp_at(stops: &[RGBColor], t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0) * (stops.len() - 1) as f64;
+    let i = (t.floor() as usize).min(stops.len() - 2);
+    let f = t - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * f).round() as u8;
+    let (a, b) = (stops[i], stops[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn load_font() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let m = maps().map_err(|e| e.to_string())?;
+        let mut tried = Vec::new();
+        let env = std::env::var_os("CARBONMAP_FONT").map(PathBuf::from);
+        for p in env.iter().chain(m.fonts.iter()) {
+            tried.push(p.display().to_string());
+            if let Ok(bytes) = std::fs::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(format!(
+            "no TrueType font found for map labels (tried {}); install one (Debian: apt-get install fonts-dejavu-core) or set CARBONMAP_FONT to a .ttf file",
+            tried.join(", ")
+        ))
+    })
+    .clone()
+    .map_err(Error::Usage)
+}
+
+/// A "nice" length (1, 2 or 5 x 10^n) not longer than `max`.
+fn nice_length(max: f64) -> f64 {
+    let p = 10f64.powf(max.log10().floor());
+    [5.0, 2.0, 1.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|l| *l <= max)
+        .unwrap_or(p)
+}
+
+/// What a diverging map shows.
+pub struct MapText<'a> {
+    pub title: &'a str,
+    /// Legend caption with the unit, for example "net balance, t CO2 ha-1 yr-1".
+    pub quantity: &'a str,
+    /// Sign convention, for example "positive = net source (emissions exceed sequestration)".
+    pub sign: &'a str,
+}
+
+/// Draw `preview` with a diverging ramp centred on zero, a colour bar and a scale bar (`metres_per_pixel` of
+/// the preview on the ground), and write it atomically as PNG.
+pub fn diverging_png(
+    target: &Path,
+    preview: &Preview,
+    metres_per_pixel: f64,
+    text: &MapText,
+    style: &DivergingStyle,
+) -> Result<f64> {
+    load_font()?;
+    let stops = style
+        .ramp
+        .iter()
+        .map(|s| parse_hex(s))
+        .collect::<Result<Vec<_>>>()?;
+    let nodata = parse_hex(&style.nodata)?;
+    let mut abs: Vec<f64> = (0..preview.sum.len())
+        .map(|j| preview.value(j).abs())
+        .filter(|v| v.is_finite())
+        .collect();
+    abs.sort_by(|a, b| a.total_cmp(b));
+    let limit = if abs.is_empty() {
+        1.0
+    } else {
+        let i = ((style.limit_percentile / 100.0) * (abs.len() - 1) as f64).round() as usize;
+        let l = abs[i.min(abs.len() - 1)];
+        if l > 0.0 {
+            l
+        } else {
+            1.0
+        }
+    };
+    let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
+    let map_w = (preview.width as f64 * scale).round() as u32;
+    let map_h = (preview.height as f64 * scale).round() as u32;
+    let margin = 20u32;
+    let legend_w = 230u32;
+    let (w, h) = (
+        map_w + legend_w + 3 * margin,
+        (map_h + 90).max(360) + 2 * margin,
+    );
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let gdal_err = |e: String| Error::input(target, format!("cannot draw the map: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+        root.draw_text(text.title, &font(18.0), (margin as i32, 6))
+            .map_err(|e| gdal_err(e.to_string()))?;
+        let top = 34i32;
+        let left = margin as i32;
+        for y in 0..map_h {
+            for x in 0..map_w {
+                let pc = ((x as f64 / scale) as usize).min(preview.width - 1);
+                let pr = ((y as f64 / scale) as usize).min(preview.height - 1);
+                let v = preview.value(pr * preview.width + pc);
+                let c = if v.is_finite() {
+                    ramp_at(&stops, 0.5 + 0.5 * v / limit)
+                } else {
+                    nodata
+                };
+                root.draw_pixel((left + x as i32, top + y as i32), &c)
+                    .map_err(|e| gdal_err(e.to_string()))?;
+            }
+        }
+        root.draw(&Rectangle::new(
+            [(left, top), (left + map_w as i32, top + map_h as i32)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| gdal_err(e.to_string()))?;
+        // Scale bar under the map.
+        let ground_w = metres_per_pixel * preview.width as f64;
+        if ground_w.is_finite() && ground_w > 0.0 {
+            let len_m = nice_length(ground_w / 3.0);
+            let len_px = (len_m / ground_w * map_w as f64).round() as i32;
+            let y = top + map_h as i32 + 22;
+            root.draw(&Rectangle::new(
+                [(left, y), (left + len_px, y + 6)],
+                BLACK.filled(),
+            ))
+            .map_err(|e| gdal_err(e.to_string()))?;
+            let label = if len_m >= 1000.0 {
+                format!("{} km", len_m / 1000.0)
+            } else {
+                format!("{len_m} m")
+            };
+            root.draw_text(&label, &font(13.0), (left + len_px + 8, y - 4))
+                .map_err(|e| gdal_err(e.to_string()))?;
+        }
+        // Colour bar: +L at the top, -L at the bottom.
+        let lx = left + map_w as i32 + margin as i32;
+        let bar_h = 240i32;
+        let bar_top = top + 40;
+        root.draw_text(text.quantity, &font(13.0), (lx, top))
+            .map_err(|e| gdal_err(e.to_string()))?;
+        for y in 0..bar_h {
+            let t = 1.0 - y as f64 / (bar_h - 1) as f64;
+            root.draw(&Rectangle::new(
+                [(lx, bar_top + y), (lx + 24, bar_top + y + 1)],
+                ramp_at(&stops, t).filled(),
+            ))
+            .map_err(|e| gdal_err(e.to_string()))?;
+        }
+        root.draw(&Rectangle::new(
+            [(lx, bar_top), (lx + 24, bar_top + bar_h)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| gdal_err(e.to_string()))?;
+        for k in 0..=4 {
+            let v = limit * (1.0 - k as f64 / 2.0);
+            let y = bar_top + (k * (bar_h - 1)) / 4;
+            let label = if k == 0 {
+                format!(">= {}", fmt_tick(v))
+            } else if k == 4 {
+                format!("<= {}", fmt_tick(v))
+            } else {
+                fmt_tick(v)
+            };
+            root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
+                .map_err(|e| gdal_err(e.to_string()))?;
+        }
+        let y = bar_top + bar_h + 14;
+        root.draw(&Rectangle::new([(lx, y), (lx + 24, y + 12)], nodata.filled()))
+            .map_err(|e| gdal_err(e.to_string()))?;
+        root.draw_text("no data", &font(12.0), (lx + 30, y))
+            .map_err(|e| gdal_err(e.to_string()))?;
+        for (i, line) in wrap(text.sign, 34).iter().enumerate() {
+            root.draw_text(line, &font(11.0), (lx, y + 24 + 14 * i as i32))
+                .map_err(|e| gdal_err(e.to_string()))?;
+        }
+        root.present().map_err(|e| gdal_err(e.to_string()))?;
+    }
+    let mut png_bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png_bytes, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc
+            .write_header()
+            .map_err(|e| gdal_err(e.to_string()))?;
+        wr.write_image_data(&buf)
+            .map_err(|e| gdal_err(e.to_string()))?;
+    }
+    crate::io::write_atomic(target, &png_bytes)?;
+    Ok(limit)
+}
+
+fn fmt_tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in s.split_whitespace() {
+        let cur = lines.last_mut().expect("one line");
+        if !cur.is_empty() && cur.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramp_is_centred_on_zero() {
+        let s = net_balance_style().unwrap();
+        let stops: Vec<RGBColor> = s.ramp.iter().map(|c| parse_hex(c).unwrap()).collect();
+        // Zero maps to the middle stop; the ends to the end stops.
+        assert_eq!(ramp_at(&stops, 0.5), stops[5]);
+        assert_eq!(ramp_at(&stops, 0.0), stops[0]);
+        assert_eq!(ramp_at(&stops, 1.0), stops[10]);
+        assert_eq!(nice_length(740.0), 500.0);
+        assert_eq!(nice_length(1999.0), 1000.0);
+    }
+
+    #[test]
+    fn preview_averages_blocks() {
+        // 4 x 2 raster, at most 2 pixels on the long side: blocks of 2 x 2.
+        let mut p = Preview::new(4, 2, 2);
+        p.add_rows(0, 4, &[1.0, 3.0, f32::NAN, 5.0, 2.0, 2.0, 7.0, 9.0]);
+        assert_eq!((p.width, p.height, p.k), (2, 1, 2));
+        assert_eq!(p.value(0), 2.0);
+        assert_eq!(p.value(1), 7.0);
+    }
+}
