@@ -1,0 +1,363 @@
+//! `carbonmap balance` and `carbonmap regrid` on small hand-made lattices, with every expected number worked
+//! out by hand in the comments.
+
+mod common;
+
+use std::path::Path;
+
+use common::{carbonmap, read_band, write_raster};
+
+/// CSV rows (after the `#` line) as maps from header to value.
+fn table(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut r = csv::Reader::from_reader(body.as_bytes());
+    let h = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            h.iter()
+                .zip(rec.unwrap().iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn val(row: &std::collections::HashMap<String, String>, k: &str) -> f64 {
+    row.get(k)
+        .unwrap_or_else(|| panic!("no column {k}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{k} = {:?}", row[k]))
+}
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+        "{what}: got {a}, expected {b}"
+    );
+}
+
+/// The hand-made case. Lattice (EPSG:32630): two 30 m cells, A = [0,30] x [0,30] with 9 t CO2 and
+/// B = [30,60] x [0,30] with 18 t CO2 per year. Sink: one row of three 20 m pixels whose borders do not
+/// follow the cells': p1 = [5,25], p2 = [25,45], p3 = [45,65] (x), [10,30] (y); 400 m2 = 0.04 ha each;
+/// sink densities 10, 20, 30 t CO2 ha-1 yr-1 (masses 0.4, 0.8, 1.2 t CO2 yr-1).
+fn hand_case(dir: &Path) {
+    write_raster(
+        &dir.join("lattice.tif"),
+        Some(32630),
+        [0.0, 30.0, 0.0, 30.0, 0.0, -30.0],
+        (2, 1),
+        &[("fossil", vec![9.0f64, 18.0])],
+        None,
+    );
+    write_raster(
+        &dir.join("sink.tif"),
+        Some(32630),
+        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
+        (3, 1),
+        &[("sequestration", vec![10.0f32, 20.0, 30.0])],
+        None,
+    );
+}
+
+fn balance(dir: &Path, out: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    balance_with(dir, out, "lattice.tif", "t CO2 cell-1 yr-1", extra)
+}
+
+fn balance_with(
+    dir: &Path,
+    out: &str,
+    lattice: &str,
+    unit: &str,
+    extra: &[&str],
+) -> assert_cmd::assert::Assert {
+    let mut c = carbonmap();
+    c.current_dir(dir).args([
+        "balance",
+        "--sink",
+        "sink.tif",
+        "--sink-unit",
+        "t CO2 ha-1 yr-1",
+        "--lattice",
+        lattice,
+        "--lattice-unit",
+        unit,
+        "-o",
+        out,
+    ]);
+    c.args(extra);
+    c.assert()
+}
+
+#[test]
+fn pixels_straddling_cell_borders_are_split_by_area() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    let out = balance(d, "out", &[]).success();
+    // p3 sticks 5 m out of the lattice: 100 of the sink's 1200 m2 = 8.33 % is uncovered.
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("8.33% of the sink raster's area lies outside"), "{err}");
+
+    // Downscaled emissions, uniform by area within each cell:
+    //   p1 = A x 400/900 = 4 t;  p2 = A x 100/900 + B x 300/900 = 1 + 6 = 7 t;  p3 = B x 300/900 = 6 t
+    //   densities / 0.04 ha = 100, 175, 150 t CO2 ha-1 yr-1; net = minus sink 10, 20, 30 = 90, 155, 120.
+    let (em, _, _) = read_band(&d.join("out/emissions_tCO2_ha_yr.tif"), 1);
+    let (net, _, _) = read_band(&d.join("out/net_balance_tCO2_ha_yr.tif"), 1);
+    for (i, (e, n)) in [(100.0, 90.0), (175.0, 155.0), (150.0, 120.0)].iter().enumerate() {
+        close(em[i], *e, "emissions");
+        close(net[i], *n, "net");
+    }
+    // Per cell: A is covered 500/900 (emissions there 9 x 5/9 = 5), B 600/900 (18 x 2/3 = 12).
+    // Sequestration: A = 0.4 + 0.8 x 100/400 = 0.6; B = 0.8 x 300/400 + 1.2 x 300/400 = 1.5.
+    // Net: 5 - 0.6 = 4.4 and 12 - 1.5 = 10.5; ratio 0.6/5 = 0.12 and 1.5/12 = 0.125.
+    let cells = table(&d.join("out/lattice_balance.csv"));
+    assert_eq!(cells.len(), 2);
+    for (row, cov, ecov, seq, net, ratio) in [
+        (&cells[0], 5.0 / 9.0, 5.0, 0.6, 4.4, 0.12),
+        (&cells[1], 2.0 / 3.0, 12.0, 1.5, 10.5, 0.125),
+    ] {
+        close(val(row, "coverage_fraction"), cov, "coverage");
+        close(val(row, "emissions_covered_tCO2_yr"), ecov, "emissions covered");
+        close(val(row, "sequestration_covered_tCO2_yr"), seq, "sequestration");
+        close(val(row, "net_balance_covered_tCO2_yr"), net, "net");
+        close(val(row, "neutrality_ratio"), ratio, "ratio");
+    }
+    // The whole sink: emissions 4 + 7 + 6 = 17 (= 5 + 12), sequestration 0.4 + 0.8 + 1.2 = 2.4.
+    let all = &table(&d.join("out/zones_balance.csv"))[0];
+    close(val(all, "emissions_total_tCO2_yr"), 17.0, "zone emissions");
+    close(val(all, "sequestration_tCO2_yr"), 2.4, "zone sequestration");
+    close(val(all, "net_balance_tCO2_yr"), 14.6, "zone net");
+    // Units and sign travel with the rasters.
+    let md = common::metadata_item(&d.join("out/net_balance_tCO2_ha_yr.tif"), "UNITS").unwrap();
+    assert_eq!(md, "t CO2 ha-1 yr-1");
+    let sign =
+        common::metadata_item(&d.join("out/net_balance_tCO2_ha_yr.tif"), "SIGN_CONVENTION").unwrap();
+    assert!(sign.contains("positive = net source"));
+    let png = std::fs::read(d.join("out/net_balance.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[test]
+fn a_proxy_moves_emissions_onto_its_classes_and_keeps_the_mass() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    // Land cover: p1 and p3 built-up (50), p2 grassland (30). With 50=1 only built-up receives emissions:
+    //   A's covered share (5 t) all to p1, B's (12 t) all to p3: densities 125, 0, 300 t CO2 ha-1 yr-1.
+    write_raster(
+        &d.join("lc.tif"),
+        Some(32630),
+        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
+        (3, 1),
+        &[("lc", vec![50u8, 30, 50])],
+        None,
+    );
+    balance(d, "out", &["--proxy", "lc.tif", "--proxy-classes", "50=1"]).success();
+    let (em, _, _) = read_band(&d.join("out/emissions_tCO2_ha_yr.tif"), 1);
+    for (i, e) in [125.0, 0.0, 300.0].iter().enumerate() {
+        close(em[i], *e, "proxy emissions");
+    }
+    let all = &table(&d.join("out/zones_balance.csv"))[0];
+    close(val(all, "emissions_total_tCO2_yr"), 17.0, "mass kept");
+}
+
+#[test]
+fn zones_with_a_hierarchy_and_a_vector_lattice() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    // Districts d1 (x 0..25, holds p1's centre at 15) and d2 (x 25..70: p2, p3) of region R.
+    let crs = r#""crs": {"type": "name", "properties": {"name": "EPSG:32630"}}"#;
+    let poly = |x0: f64, x1: f64| {
+        format!("[[[{x0},0],[{x1},0],[{x1},40],[{x0},40],[{x0},0]]]")
+    };
+    std::fs::write(
+        d.join("zones.geojson"),
+        format!(
+            r#"{{"type": "FeatureCollection", {crs}, "features": [
+  {{"type": "Feature", "properties": {{"region": "R", "district": "d1"}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}},
+  {{"type": "Feature", "properties": {{"region": "R", "district": "d2"}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}}]}}"#,
+            poly(0.0, 25.0),
+            poly(25.0, 70.0)
+        ),
+    )
+    .unwrap();
+    // The same lattice as polygons with an id and a sector field.
+    let cell = |x0: f64| {
+        format!("[[[{x0},0],[{},0],[{},30],[{x0},30],[{x0},0]]]", x0 + 30.0, x0 + 30.0)
+    };
+    std::fs::write(
+        d.join("cells.geojson"),
+        format!(
+            r#"{{"type": "FeatureCollection", {crs}, "features": [
+  {{"type": "Feature", "properties": {{"id": "A", "fossil": 9}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}},
+  {{"type": "Feature", "properties": {{"id": "B", "fossil": 18}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}}]}}"#,
+            cell(0.0),
+            cell(30.0)
+        ),
+    )
+    .unwrap();
+    balance_with(
+        d,
+        "out",
+        "cells.geojson",
+        "t CO2 cell-1 yr-1",
+        &[
+            "--zones",
+            "zones.geojson",
+            "--zone-fields",
+            "region,district",
+            "--lattice-fields",
+            "fossil",
+            "--cell-id-field",
+            "id",
+        ],
+    )
+    .success();
+    let rows = table(&d.join("out/zones_balance.csv"));
+    let find = |lvl: &str, z: &str| {
+        rows.iter()
+            .find(|r| r["level"] == lvl && r["zone"] == z)
+            .unwrap_or_else(|| panic!("no row {lvl} {z}"))
+    };
+    // d1 = p1: emissions 4, sequestration 0.4; d2 = p2 + p3: 7 + 6 = 13 and 0.8 + 1.2 = 2.0; R = both.
+    close(val(find("district", "d1"), "emissions_total_tCO2_yr"), 4.0, "d1");
+    close(val(find("district", "d1"), "sequestration_tCO2_yr"), 0.4, "d1");
+    close(val(find("district", "d2"), "emissions_total_tCO2_yr"), 13.0, "d2");
+    close(val(find("district", "d2"), "net_balance_tCO2_yr"), 11.0, "d2");
+    close(val(find("region", "R"), "emissions_total_tCO2_yr"), 17.0, "R");
+    close(val(find("region", "R"), "neutrality_ratio"), 2.4 / 17.0, "R");
+    assert_eq!(find("district", "d2")["parent"], "R");
+    // The vector lattice keeps its ids.
+    let cells = table(&d.join("out/lattice_balance.csv"));
+    assert_eq!(cells[0]["cell_id"], "A");
+    close(val(&cells[1], "net_balance_covered_tCO2_yr"), 10.5, "B");
+    // GeoPackage: one layer per level, with geometry.
+    let ds = gdal::Dataset::open(d.join("out/zones_balance.gpkg")).unwrap();
+    let names: Vec<String> = ds.layers().map(|l| {
+        use gdal::vector::LayerAccess;
+        l.name()
+    }).collect();
+    assert_eq!(names, ["balance_region", "balance_district"]);
+}
+
+#[test]
+fn a_geographic_lattice_is_split_by_true_area_not_degree_squares() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // Lattice: lon 0..10, two cells 60..70 N and 50..60 N, 100 t C each per year.
+    write_raster(
+        &d.join("lattice.tif"),
+        Some(4326),
+        [0.0, 10.0, 0.0, 70.0, 0.0, -10.0],
+        (1, 2),
+        &[("all", vec![100.0f64, 100.0])],
+        None,
+    );
+    // Fine grid: two 5-degree columns, rows 75..65, 65..55 (straddles 60 N), 55..45.
+    write_raster(
+        &d.join("fine.tif"),
+        Some(4326),
+        [0.0, 5.0, 0.0, 75.0, 0.0, -10.0],
+        (2, 3),
+        &[("x", vec![0u8; 6])],
+        None,
+    );
+    carbonmap()
+        .current_dir(d)
+        .args([
+            "regrid",
+            "--lattice",
+            "lattice.tif",
+            "--lattice-unit",
+            "t C cell-1 yr-1",
+            "--to",
+            "fine.tif",
+            "--unit",
+            "t C cell-1 yr-1",
+            "-o",
+            "out.tif",
+        ])
+        .assert()
+        .success();
+    // Fine rows: 75..65, 65..55, 55..45. On the sphere the area between latitudes is proportional to the
+    // difference of their sines:
+    //   row 0 gets the upper cell's share (sin70 - sin65) / (sin70 - sin60) of 100 t C;
+    //   row 1 gets (sin65 - sin60)/(sin70 - sin60) of the upper and (sin60 - sin55)/(sin60 - sin50) of the lower;
+    //   row 2 gets (sin55 - sin50)/(sin60 - sin50) of the lower.
+    // Degree-squares would give 50, 100, 50.
+    let s = |deg: f64| deg.to_radians().sin();
+    let up = s(70.0) - s(60.0);
+    let lo = s(60.0) - s(50.0);
+    let want = [
+        100.0 * (s(70.0) - s(65.0)) / up,
+        100.0 * (s(65.0) - s(60.0)) / up + 100.0 * (s(60.0) - s(55.0)) / lo,
+        100.0 * (s(55.0) - s(50.0)) / lo,
+    ];
+    // = 45.32, 101.57, 53.12 t C: the middle pixel takes more of the northern cell than of the southern.
+    // Each row's share is split equally between its two columns.
+    let (v, _, _) = read_band(&d.join("out.tif"), 1);
+    for i in 0..3 {
+        close(v[2 * i] + v[2 * i + 1], want[i], "true-area share");
+        close(v[2 * i], v[2 * i + 1], "columns");
+    }
+    close(v.iter().sum(), 200.0, "mass kept");
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    // Undeclared lattice unit.
+    let mut c = carbonmap();
+    c.current_dir(d).args([
+        "balance", "--sink", "sink.tif", "--sink-unit", "t CO2 ha-1 yr-1", "--lattice", "lattice.tif", "-o", "o1",
+    ]);
+    let o = c.assert().code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(err.contains("lattice.tif") && err.contains("unit is not declared"), "{err}");
+    // A lattice far away.
+    write_raster(
+        &d.join("far.tif"),
+        Some(32630),
+        [500000.0, 30.0, 0.0, 30.0, 0.0, -30.0],
+        (2, 1),
+        &[("fossil", vec![9.0f64, 18.0])],
+        None,
+    );
+    let o = balance_with(d, "o2", "far.tif", "t CO2 cell-1 yr-1", &[]).code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(err.contains("far.tif") && err.contains("do not overlap"), "{err}");
+    assert!(!d.join("o2/net_balance_tCO2_ha_yr.tif").exists());
+    // Negative emissions in a sector that cannot be negative: a warning naming the sector; allowed when signed.
+    write_raster(
+        &d.join("neg.tif"),
+        Some(32630),
+        [0.0, 30.0, 0.0, 30.0, 0.0, -30.0],
+        (2, 1),
+        &[("fossil", vec![9.0f64, 18.0]), ("lulucf", vec![-3.0f64, 1.0])],
+        None,
+    );
+    let o = balance_with(d, "o3", "neg.tif", "t CO2 cell-1 yr-1", &[]).success();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(err.contains("sector \"lulucf\" has 1 negative cell"), "{err}");
+    let o = balance_with(d, "o4", "neg.tif", "t CO2 cell-1 yr-1", &["--signed-sectors", "lulucf"]).success();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(!err.contains("negative"), "{err}");
+    // A sink that is a period's total, not a rate per year: refused unless the user declares otherwise.
+    let mut c = carbonmap();
+    c.current_dir(d).args(["balance", "--sink", "sink.tif", "--lattice", "lattice.tif", "--lattice-unit", "t CO2 cell-1 yr-1", "-o", "o5"]);
+    let o = c.assert().code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(err.contains("sink.tif") && err.contains("--sink-unit"), "{err}");
+    // A unit that is not a unit.
+    let o = balance_with(d, "o6", "lattice.tif", "Tg C per cell", &[]).code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(err.contains("lattice.tif") && err.contains("Tg C per cell"), "{err}");
+}
