@@ -279,7 +279,61 @@ pub fn generate_samples(dir: &Path, size: usize) -> Result<PathBuf> {
         synthetic_climate_csv().as_bytes(),
     )?;
     io::write_atomic(&dir.join("drivers.toml"), SAMPLE_DRIVERS.as_bytes())?;
+    write_emission_lattice(&dir.join("emissions_lattice_1km.tif"), extent)?;
+    io::write_atomic(&dir.join("zones.geojson"), sample_zones(extent).as_bytes())?;
     Ok(path)
+}
+
+/// SYNTHETIC emission lattice: 1 km cells on UTM 30N whose borders cut through the sample area (origin 500 m
+/// west and north of it), two sectors, flux densities declared as the bands' unit. Made-up values that fall
+/// from the north-west corner (a "town centre") outwards.
+fn write_emission_lattice(path: &Path, extent: [f64; 4]) -> Result<()> {
+    let cell = 1000.0;
+    let (x0, y1) = (extent[0] - 500.0, extent[3] + 500.0);
+    let n = (((extent[2] - x0) / cell).ceil() as usize).max(((y1 - extent[1]) / cell).ceil() as usize);
+    let grid = Grid {
+        crs_wkt: Grid::from_spec(&format!("EPSG:{SAMPLE_EPSG}"), cell, [0.0, 0.0, 1.0, 1.0])?.crs_wkt,
+        gt: [x0, cell, 0.0, y1, 0.0, -cell],
+        width: n,
+        height: n,
+    };
+    let mut md = BTreeMap::new();
+    md.insert(
+        "SYNTHETIC".to_string(),
+        "yes: made-up emissions for carbonmap's samples, not an inventory".to_string(),
+    );
+    let unit = "t CO2 km-2 yr-1";
+    let bands = ["buildings", "transport"].map(|s| OutBand {
+        description: s.into(),
+        unit: unit.into(),
+    });
+    let mut w = RasterWriter::create::<f32>(path, &grid, &bands, None, &md, &WriteOptions::default())?;
+    for (k, base) in [4000.0f32, 2500.0].into_iter().enumerate() {
+        let v: Vec<f32> = (0..n * n)
+            .map(|i| base / (1.0 + (i / n + i % n) as f32))
+            .collect();
+        w.write_rows(k, 0, v)?;
+    }
+    w.finish()?.commit()?;
+    Ok(())
+}
+
+/// SYNTHETIC zones: one town in two districts (west and east halves of the sample area).
+fn sample_zones(extent: [f64; 4]) -> String {
+    let [x0, y0, x1, y1] = extent;
+    let xm = 0.5 * (x0 + x1);
+    let poly = |a: f64, b: f64| format!("[[[{a},{y0}],[{b},{y0}],[{b},{y1}],[{a},{y1}],[{a},{y0}]]]");
+    format!(
+        r#"{{"type": "FeatureCollection", "name": "SYNTHETIC sample zones",
+"crs": {{"type": "name", "properties": {{"name": "urn:ogc:def:crs:EPSG::{SAMPLE_EPSG}"}}}},
+"features": [
+{{"type": "Feature", "properties": {{"town": "Sampleton", "district": "west"}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}},
+{{"type": "Feature", "properties": {{"town": "Sampleton", "district": "east"}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}}
+]}}
+"#,
+        poly(x0, xm),
+        poly(xm, x1)
+    )
 }
 
 /// The samples' land-cover map: the patches as ESA WorldCover codes (UInt8, 0 = no data).
