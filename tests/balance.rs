@@ -361,3 +361,86 @@ fn bad_inputs_are_named() {
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
     assert!(err.contains("lattice.tif") && err.contains("Tg C per cell"), "{err}");
 }
+
+#[test]
+fn outputs_are_identical_across_thread_counts_with_a_geographic_lattice() {
+    // A 600 x 300 px UTM sink (three strips of rows) against a lattice in degrees (0.01 deg cells) given as a
+    // CSV with WKT cells: pixel corners are transformed, and many pixels straddle cell borders.
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (w, h) = (600usize, 300usize);
+    let sink: Vec<f32> = (0..w * h).map(|i| ((i % 97) as f32) * 0.1).collect();
+    write_raster(
+        &d.join("sink.tif"),
+        Some(32631),
+        [500000.0, 10.0, 0.0, 5000.0, 0.0, -10.0],
+        (w, h),
+        &[("sequestration", sink)],
+        None,
+    );
+    // Cells over lon 2.99..3.06, lat 0.01..0.06 (the sink spans about 3.0-3.054 E, 0.018-0.045 N).
+    let mut csv = String::from("WKT,id,energy,transport\n");
+    for r in 0..5 {
+        for c in 0..7 {
+            let (x0, y0) = (2.99 + c as f64 * 0.01, 0.01 + r as f64 * 0.01);
+            let (x1, y1) = (x0 + 0.01, y0 + 0.01);
+            csv.push_str(&format!(
+                "\"POLYGON (({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))\",c{r}{c},{},{}\n",
+                100 + 10 * r + c,
+                50 + r
+            ));
+        }
+    }
+    std::fs::write(d.join("cells.csv"), csv).unwrap();
+    let mut outs = vec![];
+    for th in ["1", "3"] {
+        let out = format!("out{th}");
+        balance_with(
+            d,
+            &out,
+            "cells.csv",
+            "Gg C cell-1 yr-1",
+            &[
+                "--lattice-fields",
+                "energy,transport",
+                "--cell-id-field",
+                "id",
+                "--lattice-crs",
+                "EPSG:4326",
+                "--threads",
+                th,
+            ],
+        )
+        .success();
+        outs.push(d.join(out));
+    }
+    let files = common::list_dir(&outs[0]);
+    assert_eq!(files.len(), 6, "{files:?}");
+    for f in files {
+        assert_eq!(
+            std::fs::read(outs[0].join(&f)).unwrap(),
+            std::fs::read(outs[1].join(&f)).unwrap(),
+            "{f}"
+        );
+    }
+    // Every cell lies wholly inside or partly inside the sink; the emissions given to the fine grid are the
+    // cells' covered shares (mass conservation through the transform).
+    let cells = table(&outs[0].join("lattice_balance.csv"));
+    let covered: f64 = cells.iter().map(|r| val(r, "emissions_covered_tCO2_yr")).sum();
+    let all = &table(&outs[0].join("zones_balance.csv"))[0];
+    close(val(all, "emissions_total_tCO2_yr"), covered, "fine = covered shares");
+    // A cell wholly inside the sink keeps all its emissions: (energy + transport) Gg C x 1000 x 44/12.
+    let inner = cells.iter().find(|r| val(r, "coverage_fraction") == 1.0).expect("a whole cell");
+    close(
+        val(inner, "emissions_covered_tCO2_yr"),
+        (val(inner, "emissions_energy_tCO2_yr") + val(inner, "emissions_transport_tCO2_yr")),
+        "whole cell",
+    );
+    let id = &inner["cell_id"];
+    let (r, c): (u32, u32) = (id[1..2].parse().unwrap(), id[2..3].parse().unwrap());
+    close(
+        val(inner, "emissions_total_tCO2_yr"),
+        ((100 + 10 * r + c) + (50 + r)) as f64 * 1000.0 * 44.0 / 12.0,
+        "unit conversion",
+    );
+}
