@@ -1029,9 +1029,7 @@ pub fn read_vector(path: &Path, layer: Option<&str>, fields: &[String]) -> Resul
                 format!("has no layer \"{n}\" (layers: {})", names.join(", ")),
             )
         })?,
-        None if names.len() == 1 => ds
-            .layer(0)
-            .map_err(|e| Error::gdal(path, "layer 0", e))?,
+        None if names.len() == 1 => ds.layer(0).map_err(|e| Error::gdal(path, "layer 0", e))?,
         None if names.is_empty() => return Err(Error::input(path, "has no vector layers")),
         None => {
             return Err(Error::input(
@@ -1150,8 +1148,14 @@ pub fn rasterize_rows(
     }
     let band = ds.rasterband(1).map_err(|e| Error::gdal(here, "band", e))?;
     let mut out = vec![fill; grid.width * nrows];
-    band.read_into_slice::<i32>((0, 0), (grid.width, nrows), (grid.width, nrows), &mut out, None)
-        .map_err(|e| Error::gdal(here, "read", e))?;
+    band.read_into_slice::<i32>(
+        (0, 0),
+        (grid.width, nrows),
+        (grid.width, nrows),
+        &mut out,
+        None,
+    )
+    .map_err(|e| Error::gdal(here, "read", e))?;
     Ok(out)
 }
 
@@ -1212,13 +1216,14 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
             lyr.create_defn_fields(&defs)
                 .map_err(|e| Error::gdal(target, format!("fields of {}", l.name), e))?;
             for (i, g) in l.geometries.iter().enumerate() {
-                let mut f = Feature::new(lyr.defn())
-                    .map_err(|e| Error::gdal(target, "feature", e))?;
+                let mut f =
+                    Feature::new(lyr.defn()).map_err(|e| Error::gdal(target, "feature", e))?;
                 if let Some(g) = g {
                     let g = if g.geometry_type() == gdal_sys::OGRwkbGeometryType::wkbPolygon {
-                        let mut m =
-                            gdal::vector::Geometry::empty(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon)
-                                .map_err(|e| Error::gdal(target, "geometry", e))?;
+                        let mut m = gdal::vector::Geometry::empty(
+                            gdal_sys::OGRwkbGeometryType::wkbMultiPolygon,
+                        )
+                        .map_err(|e| Error::gdal(target, "geometry", e))?;
                         m.add_geometry(g.clone())
                             .map_err(|e| Error::gdal(target, "geometry", e))?;
                         m

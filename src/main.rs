@@ -276,12 +276,18 @@ impl ProxyArgs {
             .proxy_classes
             .iter()
             .map(|s| {
-                let bad = || Error::Usage(format!("--proxy-classes {s}: expected CODE=WEIGHT, for example 50=1"));
+                let bad = || {
+                    Error::Usage(format!(
+                        "--proxy-classes {s}: expected CODE=WEIGHT, for example 50=1"
+                    ))
+                };
                 let (c, w) = s.split_once('=').ok_or_else(bad)?;
                 let c: i64 = c.trim().parse().map_err(|_| bad())?;
                 let w: f64 = w.trim().parse().map_err(|_| bad())?;
                 if !(w >= 0.0 && w.is_finite()) {
-                    return Err(Error::Usage(format!("--proxy-classes {s}: weights must be >= 0")));
+                    return Err(Error::Usage(format!(
+                        "--proxy-classes {s}: weights must be >= 0"
+                    )));
                 }
                 Ok((c, w))
             })
@@ -563,7 +569,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             let s = carbonmap::pipeline::balance::run_regrid(&job, &progress)?;
             if !cli.quiet {
-                println!("regridded {} ({}) into {}", job.input.path.display(), s.direction, s.output.display());
+                println!(
+                    "regridded {} ({}) into {}",
+                    job.input.path.display(),
+                    s.direction,
+                    s.output.display()
+                );
                 for (k, (i, o)) in s.input_totals.iter().zip(&s.output_totals).enumerate() {
                     println!("band {}: total {i:.6} t CO2 yr-1 in, {o:.6} out", k + 1);
                 }

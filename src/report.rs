@@ -271,8 +271,11 @@ pub fn diverging_png(
                 .map_err(|e| gdal_err(e.to_string()))?;
         }
         let y = bar_top + bar_h + 14;
-        root.draw(&Rectangle::new([(lx, y), (lx + 24, y + 12)], nodata.filled()))
-            .map_err(|e| gdal_err(e.to_string()))?;
+        root.draw(&Rectangle::new(
+            [(lx, y), (lx + 24, y + 12)],
+            nodata.filled(),
+        ))
+        .map_err(|e| gdal_err(e.to_string()))?;
         root.draw_text("no data", &font(12.0), (lx + 30, y))
             .map_err(|e| gdal_err(e.to_string()))?;
         for (i, line) in wrap(text.sign, 34).iter().enumerate() {
@@ -286,9 +289,7 @@ pub fn diverging_png(
         let mut enc = png::Encoder::new(&mut png_bytes, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc
-            .write_header()
-            .map_err(|e| gdal_err(e.to_string()))?;
+        let mut wr = enc.write_header().map_err(|e| gdal_err(e.to_string()))?;
         wr.write_image_data(&buf)
             .map_err(|e| gdal_err(e.to_string()))?;
     }

@@ -290,9 +290,11 @@ pub fn generate_samples(dir: &Path, size: usize) -> Result<PathBuf> {
 fn write_emission_lattice(path: &Path, extent: [f64; 4]) -> Result<()> {
     let cell = 1000.0;
     let (x0, y1) = (extent[0] - 500.0, extent[3] + 500.0);
-    let n = (((extent[2] - x0) / cell).ceil() as usize).max(((y1 - extent[1]) / cell).ceil() as usize);
+    let n =
+        (((extent[2] - x0) / cell).ceil() as usize).max(((y1 - extent[1]) / cell).ceil() as usize);
     let grid = Grid {
-        crs_wkt: Grid::from_spec(&format!("EPSG:{SAMPLE_EPSG}"), cell, [0.0, 0.0, 1.0, 1.0])?.crs_wkt,
+        crs_wkt: Grid::from_spec(&format!("EPSG:{SAMPLE_EPSG}"), cell, [0.0, 0.0, 1.0, 1.0])?
+            .crs_wkt,
         gt: [x0, cell, 0.0, y1, 0.0, -cell],
         width: n,
         height: n,
@@ -307,7 +309,8 @@ fn write_emission_lattice(path: &Path, extent: [f64; 4]) -> Result<()> {
         description: s.into(),
         unit: unit.into(),
     });
-    let mut w = RasterWriter::create::<f32>(path, &grid, &bands, None, &md, &WriteOptions::default())?;
+    let mut w =
+        RasterWriter::create::<f32>(path, &grid, &bands, None, &md, &WriteOptions::default())?;
     for (k, base) in [4000.0f32, 2500.0].into_iter().enumerate() {
         let v: Vec<f32> = (0..n * n)
             .map(|i| base / (1.0 + (i / n + i % n) as f32))
@@ -322,7 +325,8 @@ fn write_emission_lattice(path: &Path, extent: [f64; 4]) -> Result<()> {
 fn sample_zones(extent: [f64; 4]) -> String {
     let [x0, y0, x1, y1] = extent;
     let xm = 0.5 * (x0 + x1);
-    let poly = |a: f64, b: f64| format!("[[[{a},{y0}],[{b},{y0}],[{b},{y1}],[{a},{y1}],[{a},{y0}]]]");
+    let poly =
+        |a: f64, b: f64| format!("[[[{a},{y0}],[{b},{y0}],[{b},{y1}],[{a},{y1}],[{a},{y0}]]]");
     format!(
         r#"{{"type": "FeatureCollection", "name": "SYNTHETIC sample zones",
 "crs": {{"type": "name", "properties": {{"name": "urn:ogc:def:crs:EPSG::{SAMPLE_EPSG}"}}}},

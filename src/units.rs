@@ -94,11 +94,7 @@ impl CarbonUnit {
         let co2 = match toks[1] {
             "C" => false,
             "CO2" => true,
-            s => {
-                return Err(format!(
-                    "unit \"{text}\": species \"{s}\" must be C or CO2"
-                ))
-            }
+            s => return Err(format!("unit \"{text}\": species \"{s}\" must be C or CO2")),
         };
         let basis = if toks[2] == "cell-1" {
             Basis::PerCell

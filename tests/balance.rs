@@ -101,14 +101,20 @@ fn pixels_straddling_cell_borders_are_split_by_area() {
     let out = balance(d, "out", &[]).success();
     // p3 sticks 5 m out of the lattice: 100 of the sink's 1200 m2 = 8.33 % is uncovered.
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
-    assert!(err.contains("8.33% of the sink raster's area lies outside"), "{err}");
+    assert!(
+        err.contains("8.33% of the sink raster's area lies outside"),
+        "{err}"
+    );
 
     // Downscaled emissions, uniform by area within each cell:
     //   p1 = A x 400/900 = 4 t;  p2 = A x 100/900 + B x 300/900 = 1 + 6 = 7 t;  p3 = B x 300/900 = 6 t
     //   densities / 0.04 ha = 100, 175, 150 t CO2 ha-1 yr-1; net = minus sink 10, 20, 30 = 90, 155, 120.
     let (em, _, _) = read_band(&d.join("out/emissions_tCO2_ha_yr.tif"), 1);
     let (net, _, _) = read_band(&d.join("out/net_balance_tCO2_ha_yr.tif"), 1);
-    for (i, (e, n)) in [(100.0, 90.0), (175.0, 155.0), (150.0, 120.0)].iter().enumerate() {
+    for (i, (e, n)) in [(100.0, 90.0), (175.0, 155.0), (150.0, 120.0)]
+        .iter()
+        .enumerate()
+    {
         close(em[i], *e, "emissions");
         close(net[i], *n, "net");
     }
@@ -122,8 +128,16 @@ fn pixels_straddling_cell_borders_are_split_by_area() {
         (&cells[1], 2.0 / 3.0, 12.0, 1.5, 10.5, 0.125),
     ] {
         close(val(row, "coverage_fraction"), cov, "coverage");
-        close(val(row, "emissions_covered_tCO2_yr"), ecov, "emissions covered");
-        close(val(row, "sequestration_covered_tCO2_yr"), seq, "sequestration");
+        close(
+            val(row, "emissions_covered_tCO2_yr"),
+            ecov,
+            "emissions covered",
+        );
+        close(
+            val(row, "sequestration_covered_tCO2_yr"),
+            seq,
+            "sequestration",
+        );
         close(val(row, "net_balance_covered_tCO2_yr"), net, "net");
         close(val(row, "neutrality_ratio"), ratio, "ratio");
     }
@@ -135,8 +149,8 @@ fn pixels_straddling_cell_borders_are_split_by_area() {
     // Units and sign travel with the rasters.
     let md = common::metadata_item(&d.join("out/net_balance_tCO2_ha_yr.tif"), "UNITS").unwrap();
     assert_eq!(md, "t CO2 ha-1 yr-1");
-    let sign =
-        common::metadata_item(&d.join("out/net_balance_tCO2_ha_yr.tif"), "SIGN_CONVENTION").unwrap();
+    let sign = common::metadata_item(&d.join("out/net_balance_tCO2_ha_yr.tif"), "SIGN_CONVENTION")
+        .unwrap();
     assert!(sign.contains("positive = net source"));
     let png = std::fs::read(d.join("out/net_balance.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
@@ -173,9 +187,7 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     hand_case(d);
     // Districts d1 (x 0..25, holds p1's centre at 15) and d2 (x 25..70: p2, p3) of region R.
     let crs = r#""crs": {"type": "name", "properties": {"name": "EPSG:32630"}}"#;
-    let poly = |x0: f64, x1: f64| {
-        format!("[[[{x0},0],[{x1},0],[{x1},40],[{x0},40],[{x0},0]]]")
-    };
+    let poly = |x0: f64, x1: f64| format!("[[[{x0},0],[{x1},0],[{x1},40],[{x0},40],[{x0},0]]]");
     std::fs::write(
         d.join("zones.geojson"),
         format!(
@@ -189,7 +201,11 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     .unwrap();
     // The same lattice as polygons with an id and a sector field.
     let cell = |x0: f64| {
-        format!("[[[{x0},0],[{},0],[{},30],[{x0},30],[{x0},0]]]", x0 + 30.0, x0 + 30.0)
+        format!(
+            "[[[{x0},0],[{},0],[{},30],[{x0},30],[{x0},0]]]",
+            x0 + 30.0,
+            x0 + 30.0
+        )
     };
     std::fs::write(
         d.join("cells.geojson"),
@@ -226,12 +242,36 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
             .unwrap_or_else(|| panic!("no row {lvl} {z}"))
     };
     // d1 = p1: emissions 4, sequestration 0.4; d2 = p2 + p3: 7 + 6 = 13 and 0.8 + 1.2 = 2.0; R = both.
-    close(val(find("district", "d1"), "emissions_total_tCO2_yr"), 4.0, "d1");
-    close(val(find("district", "d1"), "sequestration_tCO2_yr"), 0.4, "d1");
-    close(val(find("district", "d2"), "emissions_total_tCO2_yr"), 13.0, "d2");
-    close(val(find("district", "d2"), "net_balance_tCO2_yr"), 11.0, "d2");
-    close(val(find("region", "R"), "emissions_total_tCO2_yr"), 17.0, "R");
-    close(val(find("region", "R"), "neutrality_ratio"), 2.4 / 17.0, "R");
+    close(
+        val(find("district", "d1"), "emissions_total_tCO2_yr"),
+        4.0,
+        "d1",
+    );
+    close(
+        val(find("district", "d1"), "sequestration_tCO2_yr"),
+        0.4,
+        "d1",
+    );
+    close(
+        val(find("district", "d2"), "emissions_total_tCO2_yr"),
+        13.0,
+        "d2",
+    );
+    close(
+        val(find("district", "d2"), "net_balance_tCO2_yr"),
+        11.0,
+        "d2",
+    );
+    close(
+        val(find("region", "R"), "emissions_total_tCO2_yr"),
+        17.0,
+        "R",
+    );
+    close(
+        val(find("region", "R"), "neutrality_ratio"),
+        2.4 / 17.0,
+        "R",
+    );
     assert_eq!(find("district", "d2")["parent"], "R");
     // The vector lattice keeps its ids.
     let cells = table(&d.join("out/lattice_balance.csv"));
@@ -239,10 +279,13 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     close(val(&cells[1], "net_balance_covered_tCO2_yr"), 10.5, "B");
     // GeoPackage: one layer per level, with geometry.
     let ds = gdal::Dataset::open(d.join("out/zones_balance.gpkg")).unwrap();
-    let names: Vec<String> = ds.layers().map(|l| {
-        use gdal::vector::LayerAccess;
-        l.name()
-    }).collect();
+    let names: Vec<String> = ds
+        .layers()
+        .map(|l| {
+            use gdal::vector::LayerAccess;
+            l.name()
+        })
+        .collect();
     assert_eq!(names, ["balance_region", "balance_district"]);
 }
 
@@ -317,11 +360,22 @@ fn bad_inputs_are_named() {
     // Undeclared lattice unit.
     let mut c = carbonmap();
     c.current_dir(d).args([
-        "balance", "--sink", "sink.tif", "--sink-unit", "t CO2 ha-1 yr-1", "--lattice", "lattice.tif", "-o", "o1",
+        "balance",
+        "--sink",
+        "sink.tif",
+        "--sink-unit",
+        "t CO2 ha-1 yr-1",
+        "--lattice",
+        "lattice.tif",
+        "-o",
+        "o1",
     ]);
     let o = c.assert().code(2);
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
-    assert!(err.contains("lattice.tif") && err.contains("unit is not declared"), "{err}");
+    assert!(
+        err.contains("lattice.tif") && err.contains("unit is not declared"),
+        "{err}"
+    );
     // A lattice far away.
     write_raster(
         &d.join("far.tif"),
@@ -333,7 +387,10 @@ fn bad_inputs_are_named() {
     );
     let o = balance_with(d, "o2", "far.tif", "t CO2 cell-1 yr-1", &[]).code(2);
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
-    assert!(err.contains("far.tif") && err.contains("do not overlap"), "{err}");
+    assert!(
+        err.contains("far.tif") && err.contains("do not overlap"),
+        "{err}"
+    );
     assert!(!d.join("o2/net_balance_tCO2_ha_yr.tif").exists());
     // Negative emissions in a sector that cannot be negative: a warning naming the sector; allowed when signed.
     write_raster(
@@ -341,25 +398,54 @@ fn bad_inputs_are_named() {
         Some(32630),
         [0.0, 30.0, 0.0, 30.0, 0.0, -30.0],
         (2, 1),
-        &[("fossil", vec![9.0f64, 18.0]), ("lulucf", vec![-3.0f64, 1.0])],
+        &[
+            ("fossil", vec![9.0f64, 18.0]),
+            ("lulucf", vec![-3.0f64, 1.0]),
+        ],
         None,
     );
     let o = balance_with(d, "o3", "neg.tif", "t CO2 cell-1 yr-1", &[]).success();
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
-    assert!(err.contains("sector \"lulucf\" has 1 negative cell"), "{err}");
-    let o = balance_with(d, "o4", "neg.tif", "t CO2 cell-1 yr-1", &["--signed-sectors", "lulucf"]).success();
+    assert!(
+        err.contains("sector \"lulucf\" has 1 negative cell"),
+        "{err}"
+    );
+    let o = balance_with(
+        d,
+        "o4",
+        "neg.tif",
+        "t CO2 cell-1 yr-1",
+        &["--signed-sectors", "lulucf"],
+    )
+    .success();
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
     assert!(!err.contains("negative"), "{err}");
     // A sink that is a period's total, not a rate per year: refused unless the user declares otherwise.
     let mut c = carbonmap();
-    c.current_dir(d).args(["balance", "--sink", "sink.tif", "--lattice", "lattice.tif", "--lattice-unit", "t CO2 cell-1 yr-1", "-o", "o5"]);
+    c.current_dir(d).args([
+        "balance",
+        "--sink",
+        "sink.tif",
+        "--lattice",
+        "lattice.tif",
+        "--lattice-unit",
+        "t CO2 cell-1 yr-1",
+        "-o",
+        "o5",
+    ]);
     let o = c.assert().code(2);
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
-    assert!(err.contains("sink.tif") && err.contains("--sink-unit"), "{err}");
+    assert!(
+        err.contains("sink.tif") && err.contains("--sink-unit"),
+        "{err}"
+    );
     // A unit that is not a unit.
     let o = balance_with(d, "o6", "lattice.tif", "Tg C per cell", &[]).code(2);
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
-    assert!(err.contains("lattice.tif") && err.contains("Tg C per cell"), "{err}");
+    assert!(
+        err.contains("lattice.tif") && err.contains("Tg C per cell"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -426,11 +512,21 @@ fn outputs_are_identical_across_thread_counts_with_a_geographic_lattice() {
     // Every cell lies wholly inside or partly inside the sink; the emissions given to the fine grid are the
     // cells' covered shares (mass conservation through the transform).
     let cells = table(&outs[0].join("lattice_balance.csv"));
-    let covered: f64 = cells.iter().map(|r| val(r, "emissions_covered_tCO2_yr")).sum();
+    let covered: f64 = cells
+        .iter()
+        .map(|r| val(r, "emissions_covered_tCO2_yr"))
+        .sum();
     let all = &table(&outs[0].join("zones_balance.csv"))[0];
-    close(val(all, "emissions_total_tCO2_yr"), covered, "fine = covered shares");
+    close(
+        val(all, "emissions_total_tCO2_yr"),
+        covered,
+        "fine = covered shares",
+    );
     // A cell wholly inside the sink keeps all its emissions: (energy + transport) Gg C x 1000 x 44/12.
-    let inner = cells.iter().find(|r| val(r, "coverage_fraction") == 1.0).expect("a whole cell");
+    let inner = cells
+        .iter()
+        .find(|r| val(r, "coverage_fraction") == 1.0)
+        .expect("a whole cell");
     close(
         val(inner, "emissions_covered_tCO2_yr"),
         (val(inner, "emissions_energy_tCO2_yr") + val(inner, "emissions_transport_tCO2_yr")),

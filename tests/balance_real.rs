@@ -18,7 +18,10 @@ fn cdiac_totals_survive_regridding_to_a_finer_grid_and_back() {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            match (f.first().and_then(|y| y.parse().ok()), f.get(3).and_then(|s| s.parse().ok())) {
+            match (
+                f.first().and_then(|y| y.parse().ok()),
+                f.get(3).and_then(|s| s.parse().ok()),
+            ) {
                 (Some(y), Some(s)) if f.len() == 4 => Some((y, s)),
                 _ => None,
             }
@@ -38,7 +41,14 @@ fn cdiac_totals_survive_regridding_to_a_finer_grid_and_back() {
     let fine = t.path().join("fine_gC_m2.tif");
     let back = t.path().join("back_TgC.tif");
     carbonmap()
-        .args(["regrid", "--lattice-unit", "Tg C cell-1 yr-1", "--unit", "g C m-2 yr-1", "--lattice"])
+        .args([
+            "regrid",
+            "--lattice-unit",
+            "Tg C cell-1 yr-1",
+            "--unit",
+            "g C m-2 yr-1",
+            "--lattice",
+        ])
         .arg(&lattice)
         .arg("--to")
         .arg(t.path().join("fine.tif"))
@@ -47,7 +57,14 @@ fn cdiac_totals_survive_regridding_to_a_finer_grid_and_back() {
         .assert()
         .success();
     carbonmap()
-        .args(["regrid", "--lattice-unit", "g C m-2 yr-1", "--unit", "Tg C cell-1 yr-1", "--lattice"])
+        .args([
+            "regrid",
+            "--lattice-unit",
+            "g C m-2 yr-1",
+            "--unit",
+            "Tg C cell-1 yr-1",
+            "--lattice",
+        ])
         .arg(&fine)
         .arg("--to")
         .arg(&lattice)
@@ -63,7 +80,13 @@ fn cdiac_totals_survive_regridding_to_a_finer_grid_and_back() {
         let p = published[&year];
         // Published totals have two decimals: the file's own sum is within 1e-6 of them, and regridding
         // there and back changes the sum by rounding only.
-        assert!((sum - p).abs() <= 1e-6 * p, "{year}: {sum} vs published {p}");
-        assert!((sum - sum_orig).abs() <= 1e-9 * sum_orig, "{year}: {sum} vs {sum_orig}");
+        assert!(
+            (sum - p).abs() <= 1e-6 * p,
+            "{year}: {sum} vs published {p}"
+        );
+        assert!(
+            (sum - sum_orig).abs() <= 1e-9 * sum_orig,
+            "{year}: {sum} vs {sum_orig}"
+        );
     }
 }

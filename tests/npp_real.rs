@@ -218,12 +218,19 @@ fn exeter_demo_npp_is_plausible_for_both_models_and_fuses_with_the_uk_lattice() 
     // Net balance against the UK 20 km sector lattice (Tg CO2 km-2 yr-1, documented in its SOURCE.txt), with
     // two made-up zones (west and east halves of the AOI) under one city. The sink covers June-July only,
     // declared explicitly as the year's figure (an underestimate of the annual sink).
-    let sink = tmp.path().join("casa/sequestration_tCO2_ha_2021-06_2021-07.tif");
+    let sink = tmp
+        .path()
+        .join("casa/sequestration_tCO2_ha_2021-06_2021-07.tif");
     let (x0, y0, x1, y1) = {
         let ds = gdal::Dataset::open(&sink).unwrap();
         let gt = ds.geo_transform().unwrap();
         let (w, h) = ds.raster_size();
-        (gt[0], gt[3] + gt[5] * h as f64, gt[0] + gt[1] * w as f64, gt[3])
+        (
+            gt[0],
+            gt[3] + gt[5] * h as f64,
+            gt[0] + gt[1] * w as f64,
+            gt[3],
+        )
     };
     // The HLS grid is a local Lambert azimuthal equal-area projection: write the zones in longitude/latitude
     // (GeoJSON's default CRS), edges densified.
@@ -239,17 +246,29 @@ fn exeter_demo_npp_is_plausible_for_both_models_and_fuses_with_the_uk_lattice() 
         let mut ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
         let mut zs = vec![0.0; xs.len()];
         ct.transform_coords(&mut xs, &mut ys, &mut zs).unwrap();
-        let ring: Vec<String> = xs.iter().zip(&ys).map(|(x, y)| format!("[{x},{y}]")).collect();
+        let ring: Vec<String> = xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| format!("[{x},{y}]"))
+            .collect();
         format!("[[{}]]", ring.join(","))
     };
     let xm = 0.5 * (x0 + x1);
     let poly = |a: f64, b: f64| {
         let n = 10;
         let mut pts = Vec::new();
-        for i in 0..n { pts.push((a + (b - a) * i as f64 / n as f64, y0)); }
-        for i in 0..n { pts.push((b, y0 + (y1 - y0) * i as f64 / n as f64)); }
-        for i in 0..n { pts.push((b - (b - a) * i as f64 / n as f64, y1)); }
-        for i in 0..n { pts.push((a, y1 - (y1 - y0) * i as f64 / n as f64)); }
+        for i in 0..n {
+            pts.push((a + (b - a) * i as f64 / n as f64, y0));
+        }
+        for i in 0..n {
+            pts.push((b, y0 + (y1 - y0) * i as f64 / n as f64));
+        }
+        for i in 0..n {
+            pts.push((b - (b - a) * i as f64 / n as f64, y1));
+        }
+        for i in 0..n {
+            pts.push((a, y1 - (y1 - y0) * i as f64 / n as f64));
+        }
         pts.push((a, y0));
         to_lonlat(pts)
     };
@@ -266,7 +285,13 @@ fn exeter_demo_npp_is_plausible_for_both_models_and_fuses_with_the_uk_lattice() 
     .unwrap();
     let bal = tmp.path().join("balance");
     carbonmap()
-        .args(["balance", "--sink-unit", "t CO2 ha-1 yr-1", "--lattice-unit", "Tg CO2 km-2 yr-1"])
+        .args([
+            "balance",
+            "--sink-unit",
+            "t CO2 ha-1 yr-1",
+            "--lattice-unit",
+            "Tg CO2 km-2 yr-1",
+        ])
         .arg("--sink")
         .arg(&sink)
         .arg("--lattice")
@@ -299,14 +324,25 @@ fn exeter_demo_npp_is_plausible_for_both_models_and_fuses_with_the_uk_lattice() 
     let cells = rows("lattice_balance.csv");
     // SOURCE.txt: Exeter is in 20 km cell row 61 col 17, 0.00149 Tg CO2 km-2 yr-1 in all sectors
     // = 0.00149 x 1e6 t x 400 km2 = 596 000 t CO2 yr-1 (three significant digits given).
-    let ex = cells.iter().find(|r| r["cell_id"] == "r61c17").expect("Exeter's cell");
+    let ex = cells
+        .iter()
+        .find(|r| r["cell_id"] == "r61c17")
+        .expect("Exeter's cell");
     let total = num(ex, "emissions_total_tCO2_yr");
     assert!((total - 596_000.0).abs() < 0.005 * 596_000.0, "{total}");
     // Mass conservation: the emissions given to the fine pixels are the cells' covered shares, and the
     // zones add up to the whole.
     let zones = rows("zones_balance.csv");
-    let get = |lvl: &str, z: &str| zones.iter().find(|r| r["level"] == lvl && r["zone"] == z).unwrap();
-    let covered: f64 = cells.iter().map(|r| num(r, "emissions_covered_tCO2_yr")).sum();
+    let get = |lvl: &str, z: &str| {
+        zones
+            .iter()
+            .find(|r| r["level"] == lvl && r["zone"] == z)
+            .unwrap()
+    };
+    let covered: f64 = cells
+        .iter()
+        .map(|r| num(r, "emissions_covered_tCO2_yr"))
+        .sum();
     let all = num(get("all", "all"), "emissions_total_tCO2_yr");
     assert!((all - covered).abs() < 1e-6 * covered, "{all} {covered}");
     let halves = num(get("part", "west"), "emissions_total_tCO2_yr")

@@ -135,7 +135,11 @@ fn load_raster(spec: &LatticeSpec) -> Result<Lattice> {
             .iter()
             .map(|b| {
                 info.band_by_name(b)
-                    .or_else(|| b.parse::<usize>().ok().and_then(|i| info.bands.get(i.wrapping_sub(1))))
+                    .or_else(|| {
+                        b.parse::<usize>()
+                            .ok()
+                            .and_then(|i| info.bands.get(i.wrapping_sub(1)))
+                    })
                     .ok_or_else(|| {
                         Error::band(
                             &spec.path,
@@ -231,7 +235,11 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
         (Some(w), None) => w.clone(),
         (None, Some(c)) | (Some(_), Some(c)) => gdal::spatial_ref::SpatialRef::from_definition(c)
             .and_then(|s| s.to_wkt())
-            .map_err(|e| Error::Usage(format!("--lattice-crs {c}: not a CRS GDAL understands ({e})")))?,
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "--lattice-crs {c}: not a CRS GDAL understands ({e})"
+                ))
+            })?,
         (None, None) => {
             return Err(Error::input(
                 path,
@@ -290,7 +298,8 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
         let what = format!("feature {}", f.fid);
         let cf = (r[0] - x0) / dx;
         let rf = (y1 - r[3]) / dy;
-        let same_size = ((r[2] - r[0]) - dx).abs() <= 1e-9 * dx && ((r[3] - r[1]) - dy).abs() <= 1e-9 * dy;
+        let same_size =
+            ((r[2] - r[0]) - dx).abs() <= 1e-9 * dx && ((r[3] - r[1]) - dy).abs() <= 1e-9 * dy;
         if !same_size || (cf - cf.round()).abs() > 1e-6 || (rf - rf.round()).abs() > 1e-6 {
             return Err(Error::input(
                 path,
@@ -301,7 +310,10 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
         if !ids[cell].is_empty() {
             return Err(Error::input(
                 path,
-                format!("{what} duplicates the cell of another feature ({})", ids[cell]),
+                format!(
+                    "{what} duplicates the cell of another feature ({})",
+                    ids[cell]
+                ),
             ));
         }
         ids[cell] = match (&spec.id_field, f.fields.last()) {

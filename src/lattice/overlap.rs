@@ -133,8 +133,13 @@ impl Overlapper {
         }
         if !self.same_crs {
             // Points that cannot be transformed come back as inf/NaN; their pixels get a NaN area.
-            if io::transform_points(&self.walker.crs_wkt, &self.space.grid.crs_wkt, &mut xs, &mut ys)
-                .is_err()
+            if io::transform_points(
+                &self.walker.crs_wkt,
+                &self.space.grid.crs_wkt,
+                &mut xs,
+                &mut ys,
+            )
+            .is_err()
             {
                 for (x, y) in xs.iter_mut().zip(ys.iter_mut()) {
                     let mut px = [*x];

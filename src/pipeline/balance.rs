@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problems, Result};
-use crate::io::{self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions};
+use crate::io::{
+    self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
+};
 use crate::lattice::overlap::{Overlapper, StripOverlap};
 use crate::lattice::{Lattice, LatticeSpec};
 use crate::progress::Progress;
@@ -60,13 +62,16 @@ pub struct BalanceSummary {
 
 /// The sink raster's unit: declared by the user, by the band, or by carbonmap's own UNITS tag.
 fn sink_unit(job: &BalanceJob, info: &io::RasterInfo) -> Result<CarbonUnit> {
-    let band = info.bands.get(job.sink_band.wrapping_sub(1)).ok_or_else(|| {
-        Error::band(
-            &job.sink,
-            job.sink_band.to_string(),
-            format!("does not exist (the file has {})", info.bands.len()),
-        )
-    })?;
+    let band = info
+        .bands
+        .get(job.sink_band.wrapping_sub(1))
+        .ok_or_else(|| {
+            Error::band(
+                &job.sink,
+                job.sink_band.to_string(),
+                format!("does not exist (the file has {})", info.bands.len()),
+            )
+        })?;
     let declared = job
         .sink_unit
         .clone()
@@ -360,10 +365,16 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         "DOWNSCALING".into(),
         match &job.proxy {
             None => "uniform by area within each lattice cell (exact area-weighted overlap)".into(),
-            Some(px) if px.classes.is_empty() => format!("weighted by proxy raster {}", px.path.display()),
+            Some(px) if px.classes.is_empty() => {
+                format!("weighted by proxy raster {}", px.path.display())
+            }
             Some(px) => format!(
                 "weighted by proxy classes {} of {}",
-                px.classes.iter().map(|(c, w)| format!("{c}={w}")).collect::<Vec<_>>().join(","),
+                px.classes
+                    .iter()
+                    .map(|(c, w)| format!("{c}={w}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 px.path.display()
             ),
         },
@@ -383,10 +394,14 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         }));
     }
     let mut m_em = md.clone();
-    m_em.insert("QUANTITY".into(), "emissions downscaled from the lattice".into());
+    m_em.insert(
+        "QUANTITY".into(),
+        "emissions downscaled from the lattice".into(),
+    );
     m_em.insert("UNITS".into(), DENSITY_OUT.into());
     let em_path = job.out_dir.join("emissions_tCO2_ha_yr.tif");
-    let mut em_w = RasterWriter::create::<f32>(&em_path, &grid, &em_bands, None, &m_em, &job.write)?;
+    let mut em_w =
+        RasterWriter::create::<f32>(&em_path, &grid, &em_bands, None, &m_em, &job.write)?;
     let mut m_net = md.clone();
     m_net.insert("QUANTITY".into(), "net carbon balance".into());
     m_net.insert("UNITS".into(), DENSITY_OUT.into());
@@ -517,7 +532,11 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             CellRow {
                 cell: c,
                 coverage: coverage[c],
-                valid: if cov[c] > 0.0 { valid[c] / cov[c] } else { f64::NAN },
+                valid: if cov[c] > 0.0 {
+                    valid[c] / cov[c]
+                } else {
+                    f64::NAN
+                },
                 emissions_covered: em_cov,
                 sequestration: if valid[c] > 0.0 { seq[c] } else { f64::NAN },
             }
@@ -533,11 +552,26 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         })
         .collect();
     for (d, u) in [
-        ("emissions total (whole cell)", format!("{MASS_OUT} per cell")),
-        ("coverage fraction (cell area covered by the sink raster)", "1".into()),
-        ("emissions in the covered part", format!("{MASS_OUT} per cell")),
-        ("sequestration in the covered part", format!("{MASS_OUT} per cell")),
-        ("net balance in the covered part (emissions - sequestration)", format!("{MASS_OUT} per cell")),
+        (
+            "emissions total (whole cell)",
+            format!("{MASS_OUT} per cell"),
+        ),
+        (
+            "coverage fraction (cell area covered by the sink raster)",
+            "1".into(),
+        ),
+        (
+            "emissions in the covered part",
+            format!("{MASS_OUT} per cell"),
+        ),
+        (
+            "sequestration in the covered part",
+            format!("{MASS_OUT} per cell"),
+        ),
+        (
+            "net balance in the covered part (emissions - sequestration)",
+            format!("{MASS_OUT} per cell"),
+        ),
         ("neutrality ratio (sequestration / emissions)", "1".into()),
     ] {
         lat_bands.push(OutBand {
@@ -546,9 +580,16 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         });
     }
     let mut m_lat = md.clone();
-    m_lat.insert("QUANTITY".into(), "emissions, sequestration and net balance per lattice cell".into());
-    m_lat.insert("UNITS".into(), format!("{MASS_OUT} per cell (coverage and ratio: fractions)"));
-    let mut lat_w = RasterWriter::create::<f64>(&lat_path, &win, &lat_bands, None, &m_lat, &job.write)?;
+    m_lat.insert(
+        "QUANTITY".into(),
+        "emissions, sequestration and net balance per lattice cell".into(),
+    );
+    m_lat.insert(
+        "UNITS".into(),
+        format!("{MASS_OUT} per cell (coverage and ratio: fractions)"),
+    );
+    let mut lat_w =
+        RasterWriter::create::<f64>(&lat_path, &win, &lat_bands, None, &m_lat, &job.write)?;
     let mut bandvals: Vec<Vec<f64>> = vec![Vec::with_capacity(cell_rows.len()); nsec + 6];
     for r in &cell_rows {
         let c = r.cell;
@@ -556,11 +597,22 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             bandvals[k].push(lat.mass[k][c]);
         }
         let (net, ratio) = r.net_ratio();
-        for (k, v) in [lat.total(c), r.coverage, r.emissions_covered, r.sequestration, net, ratio]
-            .into_iter()
-            .enumerate()
+        for (k, v) in [
+            lat.total(c),
+            r.coverage,
+            r.emissions_covered,
+            r.sequestration,
+            net,
+            ratio,
+        ]
+        .into_iter()
+        .enumerate()
         {
-            bandvals[nsec + k].push(if r.coverage > 0.0 || k < 2 { v } else { f64::NAN });
+            bandvals[nsec + k].push(if r.coverage > 0.0 || k < 2 {
+                v
+            } else {
+                f64::NAN
+            });
         }
     }
     for (k, v) in bandvals.into_iter().enumerate() {
@@ -627,7 +679,10 @@ fn metres_per_preview_pixel(grid: &Grid, k: usize) -> Result<f64> {
     let srs = grid.spatial_ref()?;
     if srs.is_geographic() {
         let lat = io::grid_centre_latitude(grid)?;
-        Ok(grid.gt[1].abs().to_radians() * io::earth_radius_m()? * lat.to_radians().cos() * k as f64)
+        Ok(grid.gt[1].abs().to_radians()
+            * io::earth_radius_m()?
+            * lat.to_radians().cos()
+            * k as f64)
     } else {
         Ok(grid.gt[1].abs() * srs.linear_units() * k as f64)
     }
@@ -671,11 +726,18 @@ fn num(v: f64) -> String {
 }
 
 fn cells_table(lat: &Lattice, rows: &[CellRow]) -> Result<Vec<u8>> {
-    let mut out = format!("# {SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data\n").into_bytes();
+    let mut out =
+        format!("# {SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data\n").into_bytes();
     {
         let mut w = csv::Writer::from_writer(&mut out);
         let mut h: Vec<String> = [
-            "cell_id", "row", "col", "x_centre", "y_centre", "cell_area_ha", "coverage_fraction",
+            "cell_id",
+            "row",
+            "col",
+            "x_centre",
+            "y_centre",
+            "cell_area_ha",
+            "coverage_fraction",
             "sink_valid_fraction",
         ]
         .map(String::from)
@@ -707,7 +769,16 @@ fn cells_table(lat: &Lattice, rows: &[CellRow]) -> Result<Vec<u8>> {
                 num(r.valid),
             ];
             f.extend(lat.mass.iter().map(|s| num(s[r.cell])));
-            f.extend([lat.total(r.cell), r.emissions_covered, r.sequestration, net, rat].map(num));
+            f.extend(
+                [
+                    lat.total(r.cell),
+                    r.emissions_covered,
+                    r.sequestration,
+                    net,
+                    rat,
+                ]
+                .map(num),
+            );
             w.write_record(&f).map_err(csv_err)?;
         }
         w.flush().map_err(csv_err)?;
@@ -721,7 +792,12 @@ fn zone_table_rows(
     all: &ZoneAcc,
     acc: &BTreeMap<i32, ZoneAcc>,
 ) -> Vec<(String, Vec<String>, ZoneAcc, Vec<i32>)> {
-    let mut rows = vec![("all".to_string(), vec!["all".to_string()], all.clone(), vec![])];
+    let mut rows = vec![(
+        "all".to_string(),
+        vec!["all".to_string()],
+        all.clone(),
+        vec![],
+    )];
     let Some(z) = zones else { return rows };
     // Vector zones without any pixel still get a row (zero area) so that every zone is listed.
     let mut ids: Vec<i32> = acc.keys().copied().collect();
@@ -745,16 +821,26 @@ fn zone_table_rows(
     rows
 }
 
-fn zones_table(lat: &Lattice, rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)]) -> Result<Vec<u8>> {
+fn zones_table(
+    lat: &Lattice,
+    rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
+) -> Result<Vec<u8>> {
     let mut out = format!(
         "# {SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data\n"
     )
     .into_bytes();
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        let mut h: Vec<String> = ["level", "zone", "parent", "pixels", "area_ha", "sink_valid_area_ha"]
-            .map(String::from)
-            .to_vec();
+        let mut h: Vec<String> = [
+            "level",
+            "zone",
+            "parent",
+            "pixels",
+            "area_ha",
+            "sink_valid_area_ha",
+        ]
+        .map(String::from)
+        .to_vec();
         h.extend(lat.sectors.iter().map(|s| format!("emissions_{s}_tCO2_yr")));
         h.extend(
             [
@@ -777,12 +863,23 @@ fn zones_table(lat: &Lattice, rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)])
                 num(a.valid_area_m2 / 1e4),
             ];
             let has = a.pixels > 0;
-            f.extend(
-                (0..lat.sectors.len())
-                    .map(|k| if has { num(a.emissions.get(k).copied().unwrap_or(0.0)) } else { String::new() }),
-            );
+            f.extend((0..lat.sectors.len()).map(|k| {
+                if has {
+                    num(a.emissions.get(k).copied().unwrap_or(0.0))
+                } else {
+                    String::new()
+                }
+            }));
             if has {
-                f.extend([e, a.sequestration, e - a.sequestration, ratio(a.sequestration, e)].map(num));
+                f.extend(
+                    [
+                        e,
+                        a.sequestration,
+                        e - a.sequestration,
+                        ratio(a.sequestration, e),
+                    ]
+                    .map(num),
+                );
             } else {
                 f.extend(std::iter::repeat_n(String::new(), 4));
             }
@@ -812,24 +909,58 @@ fn write_zones_gpkg(
             })
             .collect();
         let mut columns = vec![
-            ("zone".to_string(), VecField::Text(sel.iter().map(|r| r.1.last().cloned().unwrap_or_default()).collect())),
-            ("parent".to_string(), VecField::Text(sel.iter().map(|r| r.1[..r.1.len() - 1].join("/")).collect())),
-            ("area_ha".to_string(), VecField::Num(sel.iter().map(|r| r.2.area_m2 / 1e4).collect())),
+            (
+                "zone".to_string(),
+                VecField::Text(
+                    sel.iter()
+                        .map(|r| r.1.last().cloned().unwrap_or_default())
+                        .collect(),
+                ),
+            ),
+            (
+                "parent".to_string(),
+                VecField::Text(sel.iter().map(|r| r.1[..r.1.len() - 1].join("/")).collect()),
+            ),
+            (
+                "area_ha".to_string(),
+                VecField::Num(sel.iter().map(|r| r.2.area_m2 / 1e4).collect()),
+            ),
         ];
         let has = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| r.2.pixels > 0;
         for (k, s) in lat.sectors.iter().enumerate() {
             columns.push((
                 format!("emissions_{s}_tCO2_yr"),
-                VecField::Num(sel.iter().map(|r| if has(r) { r.2.emissions.get(k).copied().unwrap_or(0.0) } else { f64::NAN }).collect()),
+                VecField::Num(
+                    sel.iter()
+                        .map(|r| {
+                            if has(r) {
+                                r.2.emissions.get(k).copied().unwrap_or(0.0)
+                            } else {
+                                f64::NAN
+                            }
+                        })
+                        .collect(),
+                ),
             ));
         }
         let e = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| -> f64 {
-            if has(r) { r.2.emissions.iter().sum() } else { f64::NAN }
+            if has(r) {
+                r.2.emissions.iter().sum()
+            } else {
+                f64::NAN
+            }
         };
-        columns.push(("emissions_total_tCO2_yr".into(), VecField::Num(sel.iter().map(e).collect())));
+        columns.push((
+            "emissions_total_tCO2_yr".into(),
+            VecField::Num(sel.iter().map(e).collect()),
+        ));
         columns.push((
             "sequestration_tCO2_yr".into(),
-            VecField::Num(sel.iter().map(|r| if has(r) { r.2.sequestration } else { f64::NAN }).collect()),
+            VecField::Num(
+                sel.iter()
+                    .map(|r| if has(r) { r.2.sequestration } else { f64::NAN })
+                    .collect(),
+            ),
         ));
         columns.push((
             "net_balance_tCO2_yr".into(),
@@ -879,7 +1010,11 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
     let target = problems.take(io::Grid::from_raster(&job.to));
     let out_unit = problems.take(CarbonUnit::parse(&job.out_unit).map_err(Error::Usage));
     problems.finish()?;
-    let (src, target, out_unit) = (src.expect("checked"), target.expect("checked"), out_unit.expect("checked"));
+    let (src, target, out_unit) = (
+        src.expect("checked"),
+        target.expect("checked"),
+        out_unit.expect("checked"),
+    );
     let mut warnings = src.warnings.clone();
     let src_area = io::row_pixel_areas_m2(&src.grid)?;
     let tgt_area = io::row_pixel_areas_m2(&target)?;
@@ -887,7 +1022,8 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
     let downscale = mean(&tgt_area) <= mean(&src_area);
     if job.proxy.is_some() && !downscale {
         return Err(Error::Usage(
-            "--proxy spreads a coarse grid over a finer one; the target grid here is the coarser".into(),
+            "--proxy spreads a coarse grid over a finer one; the target grid here is the coarser"
+                .into(),
         ));
     }
     let nb = src.sectors.len();
@@ -921,25 +1057,51 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
         let proxy = match &job.proxy {
             Some(px) => Some(GridReader::new(
                 &px.path,
-                &[BandRequest { index: px.band.max(1), name: "proxy".into() }],
+                &[BandRequest {
+                    index: px.band.max(1),
+                    name: "proxy".into(),
+                }],
                 &target,
-                if px.classes.is_empty() { Resampling::Bilinear } else { Resampling::Nearest },
+                if px.classes.is_empty() {
+                    Resampling::Bilinear
+                } else {
+                    Resampling::Nearest
+                },
                 None,
-                if px.classes.is_empty() { f64::NAN } else { -1.0 },
+                if px.classes.is_empty() {
+                    f64::NAN
+                } else {
+                    -1.0
+                },
             )?),
             None => None,
         };
         let weights = |row0: usize, nrows: usize| -> Result<Option<Vec<f64>>> {
-            let (Some(r), Some(px)) = (&proxy, &job.proxy) else { return Ok(None) };
+            let (Some(r), Some(px)) = (&proxy, &job.proxy) else {
+                return Ok(None);
+            };
             let n = target.width * nrows;
             if px.classes.is_empty() {
                 let mut v = vec![0f64; n];
                 r.read_rows(0, row0, nrows, &mut v)?;
-                Ok(Some(v.into_iter().map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 }).collect()))
+                Ok(Some(
+                    v.into_iter()
+                        .map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 })
+                        .collect(),
+                ))
             } else {
                 let mut v = vec![0i64; n];
                 r.read_rows(0, row0, nrows, &mut v)?;
-                Ok(Some(v.into_iter().map(|c| px.classes.iter().find(|(k, _)| *k == c).map_or(0.0, |(_, w)| *w)).collect()))
+                Ok(Some(
+                    v.into_iter()
+                        .map(|c| {
+                            px.classes
+                                .iter()
+                                .find(|(k, _)| *k == c)
+                                .map_or(0.0, |(_, w)| *w)
+                        })
+                        .collect(),
+                ))
             }
         };
         let ncell = src.cells();
@@ -965,13 +1127,26 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
         let coverage: Vec<f64> = (0..ncell)
             .map(|c| {
                 let f = cov[c] / ov.space.cell_area(c / src.grid.width);
-                if f > 1.0 - 1e-9 { 1.0 } else { f }
+                if f > 1.0 - 1e-9 {
+                    1.0
+                } else {
+                    f
+                }
             })
             .collect();
         let lost: Vec<f64> = (0..nb)
-            .map(|k| (0..ncell).map(|c| src.mass[k][c] * (1.0 - coverage[c])).filter(|v| v.is_finite()).sum())
+            .map(|k| {
+                (0..ncell)
+                    .map(|c| src.mass[k][c] * (1.0 - coverage[c]))
+                    .filter(|v| v.is_finite())
+                    .sum()
+            })
             .collect();
-        if lost.iter().zip(&input_totals).any(|(l, t)| l.abs() > 1e-9 * t.abs().max(1e-300)) {
+        if lost
+            .iter()
+            .zip(&input_totals)
+            .any(|(l, t)| l.abs() > 1e-9 * t.abs().max(1e-300))
+        {
             let msg = format!(
                 "the target grid does not cover the whole source: {} of the source's mass (per band, t CO2 yr-1) lies outside it",
                 lost.iter().map(|l| format!("{l:.6}")).collect::<Vec<_>>().join(", ")
@@ -979,7 +1154,8 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             progress.warn(&msg);
             warnings.push(msg);
         }
-        let mut wr = RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
+        let mut wr =
+            RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
         progress.start("regrid: writing", nstrips);
         let mut row0 = 0;
         while row0 < target.height {
@@ -995,7 +1171,11 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
                 let mut m = vec![0f64; nb];
                 for (c, a) in s.pieces(i) {
                     any = true;
-                    let f = if wsum[c] > 0.0 { coverage[c] * wi * a / wsum[c] } else { coverage[c] * a / cov[c] };
+                    let f = if wsum[c] > 0.0 {
+                        coverage[c] * wi * a / wsum[c]
+                    } else {
+                        coverage[c] * a / cov[c]
+                    };
                     for k in 0..nb {
                         m[k] += src.mass[k][c] * f;
                     }
@@ -1060,7 +1240,8 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             progress.warn(&msg);
             warnings.push(msg);
         }
-        let mut wr = RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
+        let mut wr =
+            RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
         for (k, a) in acc.iter().enumerate() {
             output_totals[k] = a.iter().sum();
             let v: Vec<f64> = (0..ncell)
@@ -1080,7 +1261,11 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
         output: job.output.clone(),
         input_totals,
         output_totals,
-        direction: if downscale { "coarse to fine" } else { "fine to coarse" },
+        direction: if downscale {
+            "coarse to fine"
+        } else {
+            "fine to coarse"
+        },
         warnings,
     })
 }
