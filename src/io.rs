@@ -660,6 +660,18 @@ fn partial_name(target: &Path, pid: u32) -> PathBuf {
     target.with_file_name(format!(".{name}.partial-{pid}"))
 }
 
+/// Create the output folder, remove what killed runs left, and name this process's temporary file for `target`.
+fn temporary_beside(target: &Path) -> Result<PathBuf> {
+    if let Some(dir) = target.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
+        }
+    }
+    remove_stale_partials(target);
+    Ok(partial_name(target, std::process::id()))
+}
+
 /// Remove temporary files that killed runs left beside `target` (never a final output).
 fn remove_stale_partials(target: &Path) {
     let Some(dir) = target.parent() else { return };
@@ -693,14 +705,7 @@ impl RasterWriter {
         options: &WriteOptions,
     ) -> Result<RasterWriter> {
         init();
-        if let Some(dir) = target.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
-            }
-        }
-        remove_stale_partials(target);
-        let tmp = partial_name(target, std::process::id());
+        let tmp = temporary_beside(target)?;
         let driver = DriverManager::get_driver_by_name("GTiff")
             .map_err(|e| Error::gdal(target, "GTiff driver", e))?;
         let is_float = T::datatype().is_floating();
@@ -1176,14 +1181,7 @@ pub struct VectorOut {
 pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<()> {
     use gdal::vector::{Feature, LayerAccess, LayerOptions, OGRFieldType};
     init();
-    if let Some(dir) = target.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
-        }
-    }
-    remove_stale_partials(target);
-    let tmp = partial_name(target, std::process::id());
+    let tmp = temporary_beside(target)?;
     let driver = DriverManager::get_driver_by_name("GPKG")
         .map_err(|e| Error::gdal(target, "GPKG driver", e))?;
     let srs = SpatialRef::from_wkt(crs_wkt).map_err(|e| Error::gdal(target, "CRS", e))?;

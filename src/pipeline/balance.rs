@@ -99,7 +99,7 @@ struct Prepared {
     sink_unit: CarbonUnit,
     sink_nodata: Option<f64>,
     lattice: Lattice,
-    proxy: Option<(GridReader, ProxySpec)>,
+    proxy: Option<ProxyReader>,
     zones: Option<Zones>,
 }
 
@@ -127,24 +127,7 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
         }
     }
     let proxy = match (&job.proxy, &grid) {
-        (Some(p), Some(g)) => {
-            let r = GridReader::new(
-                &p.path,
-                &[BandRequest {
-                    index: p.band.max(1),
-                    name: format!("proxy (band {})", p.band.max(1)),
-                }],
-                g,
-                if p.classes.is_empty() {
-                    Resampling::Bilinear
-                } else {
-                    Resampling::Nearest
-                },
-                None,
-                if p.classes.is_empty() { f64::NAN } else { -1.0 },
-            );
-            problems.take(r).map(|r| (r, p.clone()))
-        }
+        (Some(p), Some(g)) => problems.take(ProxyReader::open(p, g)),
         _ => None,
     };
     let zones = match (&job.zones, &grid) {
@@ -210,33 +193,70 @@ fn sink_mass(
     Ok(v)
 }
 
-fn proxy_weights(p: &Prepared, row0: usize, nrows: usize) -> Result<Option<Vec<f64>>> {
-    let Some((reader, spec)) = &p.proxy else {
-        return Ok(None);
-    };
-    let n = p.grid.width * nrows;
-    if spec.classes.is_empty() {
-        let mut v = vec![0f64; n];
-        reader.read_rows(0, row0, nrows, &mut v)?;
-        Ok(Some(
-            v.into_iter()
+/// A proxy raster on the fine grid, read strip by strip as weights.
+struct ProxyReader {
+    reader: GridReader,
+    spec: ProxySpec,
+    width: usize,
+}
+
+impl ProxyReader {
+    fn open(spec: &ProxySpec, grid: &Grid) -> Result<ProxyReader> {
+        let continuous = spec.classes.is_empty();
+        let reader = GridReader::new(
+            &spec.path,
+            &[BandRequest {
+                index: spec.band.max(1),
+                name: format!("proxy (band {})", spec.band.max(1)),
+            }],
+            grid,
+            if continuous {
+                Resampling::Bilinear
+            } else {
+                Resampling::Nearest
+            },
+            None,
+            if continuous { f64::NAN } else { -1.0 },
+        )?;
+        Ok(ProxyReader {
+            reader,
+            spec: spec.clone(),
+            width: grid.width,
+        })
+    }
+
+    /// Weights of rows `row0 .. row0 + nrows`: the class weights (0 for other classes), or the raster's
+    /// values (0 where negative or no data).
+    fn weights(&self, row0: usize, nrows: usize) -> Result<Vec<f64>> {
+        let n = self.width * nrows;
+        if self.spec.classes.is_empty() {
+            let mut v = vec![0f64; n];
+            self.reader.read_rows(0, row0, nrows, &mut v)?;
+            Ok(v.into_iter()
                 .map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 })
-                .collect(),
-        ))
-    } else {
-        let mut v = vec![0i64; n];
-        reader.read_rows(0, row0, nrows, &mut v)?;
-        Ok(Some(
-            v.into_iter()
+                .collect())
+        } else {
+            let mut v = vec![0i64; n];
+            self.reader.read_rows(0, row0, nrows, &mut v)?;
+            Ok(v.into_iter()
                 .map(|c| {
-                    spec.classes
+                    self.spec
+                        .classes
                         .iter()
                         .find(|(k, _)| *k == c)
                         .map_or(0.0, |(_, w)| *w)
                 })
-                .collect(),
-        ))
+                .collect())
+        }
     }
+}
+
+fn proxy_weights(
+    proxy: &Option<ProxyReader>,
+    row0: usize,
+    nrows: usize,
+) -> Result<Option<Vec<f64>>> {
+    proxy.as_ref().map(|p| p.weights(row0, nrows)).transpose()
 }
 
 pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceSummary> {
@@ -278,7 +298,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let nrows = strip_rows.min(grid.height - row0);
         let s = ov.strip(row0, nrows)?;
         let m = sink_mass(&sink_reader, &p, &row_area, row0, nrows)?;
-        let wts = proxy_weights(&p, row0, nrows)?;
+        let wts = proxy_weights(&p.proxy, row0, nrows)?;
         for i in 0..grid.width * nrows {
             let ap = s.pixel_area[i];
             let a_true = row_area[row0 + i / grid.width];
@@ -430,7 +450,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let nrows = strip_rows.min(grid.height - row0);
         let s: StripOverlap = ov.strip(row0, nrows)?;
         let m = sink_mass(&sink_reader, &p, &row_area, row0, nrows)?;
-        let wts = proxy_weights(&p, row0, nrows)?;
+        let wts = proxy_weights(&p.proxy, row0, nrows)?;
         let zone_ids = match &p.zones {
             Some(z) => Some(z.read_rows(row0, nrows)?),
             None => None,
@@ -1054,56 +1074,12 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
     if downscale {
         // Walk the target's pixels; the source's cells are spread over them.
         let ov = Overlapper::new(&target, &src.grid)?;
-        let proxy = match &job.proxy {
-            Some(px) => Some(GridReader::new(
-                &px.path,
-                &[BandRequest {
-                    index: px.band.max(1),
-                    name: "proxy".into(),
-                }],
-                &target,
-                if px.classes.is_empty() {
-                    Resampling::Bilinear
-                } else {
-                    Resampling::Nearest
-                },
-                None,
-                if px.classes.is_empty() {
-                    f64::NAN
-                } else {
-                    -1.0
-                },
-            )?),
-            None => None,
-        };
-        let weights = |row0: usize, nrows: usize| -> Result<Option<Vec<f64>>> {
-            let (Some(r), Some(px)) = (&proxy, &job.proxy) else {
-                return Ok(None);
-            };
-            let n = target.width * nrows;
-            if px.classes.is_empty() {
-                let mut v = vec![0f64; n];
-                r.read_rows(0, row0, nrows, &mut v)?;
-                Ok(Some(
-                    v.into_iter()
-                        .map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 })
-                        .collect(),
-                ))
-            } else {
-                let mut v = vec![0i64; n];
-                r.read_rows(0, row0, nrows, &mut v)?;
-                Ok(Some(
-                    v.into_iter()
-                        .map(|c| {
-                            px.classes
-                                .iter()
-                                .find(|(k, _)| *k == c)
-                                .map_or(0.0, |(_, w)| *w)
-                        })
-                        .collect(),
-                ))
-            }
-        };
+        let proxy = job
+            .proxy
+            .as_ref()
+            .map(|px| ProxyReader::open(px, &target))
+            .transpose()?;
+        let weights = |row0: usize, nrows: usize| proxy_weights(&proxy, row0, nrows);
         let ncell = src.cells();
         let mut cov = vec![0f64; ncell];
         let mut wsum = vec![0f64; ncell];
