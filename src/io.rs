@@ -159,18 +159,23 @@ pub fn same_crs(a: &str, b: &str) -> bool {
     }
 }
 
-/// Transform bounds (xmin, ymin, xmax, ymax) from one CRS to another, densifying the edges.
-pub fn transform_bounds(from_wkt: &str, to_wkt: &str, b: [f64; 4]) -> Result<[f64; 4]> {
-    if same_crs(from_wkt, to_wkt) {
-        return Ok(b);
-    }
+/// A transformation between two CRSs given as WKT, both in traditional GIS (x = easting/longitude) order.
+fn coord_transform(from_wkt: &str, to_wkt: &str) -> Result<CoordTransform> {
     let mut from =
         SpatialRef::from_wkt(from_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
     let mut to = SpatialRef::from_wkt(to_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
     from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let ct = CoordTransform::new(&from, &to)
-        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))?;
+    CoordTransform::new(&from, &to)
+        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))
+}
+
+/// Transform bounds (xmin, ymin, xmax, ymax) from one CRS to another, densifying the edges.
+pub fn transform_bounds(from_wkt: &str, to_wkt: &str, b: [f64; 4]) -> Result<[f64; 4]> {
+    if same_crs(from_wkt, to_wkt) {
+        return Ok(b);
+    }
+    let ct = coord_transform(from_wkt, to_wkt)?;
     ct.transform_bounds(&b, 21)
         .map_err(|e| Error::Usage(format!("bounds cannot be transformed: {e}")))
 }
@@ -182,13 +187,7 @@ pub fn transform_points(
     xs: &mut [f64],
     ys: &mut [f64],
 ) -> Result<()> {
-    let mut from =
-        SpatialRef::from_wkt(from_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
-    let mut to = SpatialRef::from_wkt(to_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
-    from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let ct = CoordTransform::new(&from, &to)
-        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))?;
+    let ct = coord_transform(from_wkt, to_wkt)?;
     let mut zs = vec![0.0; xs.len()];
     ct.transform_coords(xs, ys, &mut zs)
         .map_err(|e| Error::Usage(format!("points cannot be transformed: {e}")))
@@ -1105,13 +1104,7 @@ pub fn reproject_geometries(
     if same_crs(from_wkt, to_wkt) {
         return Ok(());
     }
-    let mut from =
-        SpatialRef::from_wkt(from_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
-    let mut to = SpatialRef::from_wkt(to_wkt).map_err(|e| Error::Usage(format!("bad CRS: {e}")))?;
-    from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let ct = CoordTransform::new(&from, &to)
-        .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))?;
+    let ct = coord_transform(from_wkt, to_wkt)?;
     for g in geoms.iter_mut() {
         g.transform_inplace(&ct)
             .map_err(|e| Error::Usage(format!("geometry cannot be reprojected: {e}")))?;
