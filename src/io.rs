@@ -996,6 +996,16 @@ pub struct VectorLayer {
     pub features: Vec<VectorFeature>,
 }
 
+/// Whether GDAL opens `path` as a raster with bands.
+pub fn is_raster(path: &Path) -> bool {
+    open(path).is_ok()
+}
+
+/// Whether `path` is a vector file and not a raster (formats such as GeoPackage can hold either).
+pub fn is_vector_only(path: &Path) -> bool {
+    is_vector(path) && !is_raster(path)
+}
+
 /// Whether GDAL opens `path` as a vector file (with at least one layer).
 pub fn is_vector(path: &Path) -> bool {
     init();

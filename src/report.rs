@@ -192,12 +192,12 @@ pub fn diverging_png(
         (map_h + 90).max(360) + 2 * margin,
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    let gdal_err = |e: String| Error::input(target, format!("cannot draw the map: {e}"));
+    let draw_err = |e: String| Error::io(target, "cannot draw the map", std::io::Error::other(e));
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
         root.draw_text(text.title, &font(18.0), (margin as i32, 6))
-            .map_err(|e| gdal_err(e.to_string()))?;
+            .map_err(|e| draw_err(e.to_string()))?;
         let top = 34i32;
         let left = margin as i32;
         for y in 0..map_h {
@@ -211,14 +211,14 @@ pub fn diverging_png(
                     nodata
                 };
                 root.draw_pixel((left + x as i32, top + y as i32), &c)
-                    .map_err(|e| gdal_err(e.to_string()))?;
+                    .map_err(|e| draw_err(e.to_string()))?;
             }
         }
         root.draw(&Rectangle::new(
             [(left, top), (left + map_w as i32, top + map_h as i32)],
             BLACK.stroke_width(1),
         ))
-        .map_err(|e| gdal_err(e.to_string()))?;
+        .map_err(|e| draw_err(e.to_string()))?;
         // Scale bar under the map.
         let ground_w = metres_per_pixel * preview.width as f64;
         if ground_w.is_finite() && ground_w > 0.0 {
@@ -229,34 +229,34 @@ pub fn diverging_png(
                 [(left, y), (left + len_px, y + 6)],
                 BLACK.filled(),
             ))
-            .map_err(|e| gdal_err(e.to_string()))?;
+            .map_err(|e| draw_err(e.to_string()))?;
             let label = if len_m >= 1000.0 {
                 format!("{} km", len_m / 1000.0)
             } else {
                 format!("{len_m} m")
             };
             root.draw_text(&label, &font(13.0), (left + len_px + 8, y - 4))
-                .map_err(|e| gdal_err(e.to_string()))?;
+                .map_err(|e| draw_err(e.to_string()))?;
         }
         // Colour bar: +L at the top, -L at the bottom.
         let lx = left + map_w as i32 + margin as i32;
         let bar_h = 240i32;
         let bar_top = top + 40;
         root.draw_text(text.quantity, &font(13.0), (lx, top))
-            .map_err(|e| gdal_err(e.to_string()))?;
+            .map_err(|e| draw_err(e.to_string()))?;
         for y in 0..bar_h {
             let t = 1.0 - y as f64 / (bar_h - 1) as f64;
             root.draw(&Rectangle::new(
                 [(lx, bar_top + y), (lx + 24, bar_top + y + 1)],
                 ramp_at(&stops, t).filled(),
             ))
-            .map_err(|e| gdal_err(e.to_string()))?;
+            .map_err(|e| draw_err(e.to_string()))?;
         }
         root.draw(&Rectangle::new(
             [(lx, bar_top), (lx + 24, bar_top + bar_h)],
             BLACK.stroke_width(1),
         ))
-        .map_err(|e| gdal_err(e.to_string()))?;
+        .map_err(|e| draw_err(e.to_string()))?;
         for k in 0..=4 {
             let v = limit * (1.0 - k as f64 / 2.0);
             let y = bar_top + (k * (bar_h - 1)) / 4;
@@ -268,30 +268,30 @@ pub fn diverging_png(
                 fmt_tick(v)
             };
             root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
-                .map_err(|e| gdal_err(e.to_string()))?;
+                .map_err(|e| draw_err(e.to_string()))?;
         }
         let y = bar_top + bar_h + 14;
         root.draw(&Rectangle::new(
             [(lx, y), (lx + 24, y + 12)],
             nodata.filled(),
         ))
-        .map_err(|e| gdal_err(e.to_string()))?;
+        .map_err(|e| draw_err(e.to_string()))?;
         root.draw_text("no data", &font(12.0), (lx + 30, y))
-            .map_err(|e| gdal_err(e.to_string()))?;
+            .map_err(|e| draw_err(e.to_string()))?;
         for (i, line) in wrap(text.sign, 34).iter().enumerate() {
             root.draw_text(line, &font(11.0), (lx, y + 24 + 14 * i as i32))
-                .map_err(|e| gdal_err(e.to_string()))?;
+                .map_err(|e| draw_err(e.to_string()))?;
         }
-        root.present().map_err(|e| gdal_err(e.to_string()))?;
+        root.present().map_err(|e| draw_err(e.to_string()))?;
     }
     let mut png_bytes = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut png_bytes, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(|e| gdal_err(e.to_string()))?;
+        let mut wr = enc.write_header().map_err(|e| draw_err(e.to_string()))?;
         wr.write_image_data(&buf)
-            .map_err(|e| gdal_err(e.to_string()))?;
+            .map_err(|e| draw_err(e.to_string()))?;
     }
     crate::io::write_atomic(target, &png_bytes)?;
     Ok(limit)

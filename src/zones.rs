@@ -47,7 +47,7 @@ pub struct Zones {
 
 impl Zones {
     pub fn load(spec: &ZoneSpec, grid: &Grid) -> Result<Zones> {
-        if io::is_vector(&spec.path) && io::RasterInfo::read(&spec.path).is_err() {
+        if io::is_vector_only(&spec.path) {
             Self::load_vector(spec, grid)
         } else {
             let band = spec.band.max(1);

@@ -186,17 +186,26 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     let d = t.path();
     hand_case(d);
     // Districts d1 (x 0..25, holds p1's centre at 15) and d2 (x 25..70: p2, p3) of region R.
-    let crs = r#""crs": {"type": "name", "properties": {"name": "EPSG:32630"}}"#;
+    // A GeoJSON FeatureCollection on EPSG:32630 from (properties, polygon coordinates).
+    let collection = |features: &[(&str, String)]| {
+        let f: Vec<String> = features
+            .iter()
+            .map(|(props, coords)| {
+                format!(r#"{{"type": "Feature", "properties": {{{props}}}, "geometry": {{"type": "Polygon", "coordinates": {coords}}}}}"#)
+            })
+            .collect();
+        format!(
+            r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "EPSG:32630"}}}}, "features": [{}]}}"#,
+            f.join(",\n")
+        )
+    };
     let poly = |x0: f64, x1: f64| format!("[[[{x0},0],[{x1},0],[{x1},40],[{x0},40],[{x0},0]]]");
     std::fs::write(
         d.join("zones.geojson"),
-        format!(
-            r#"{{"type": "FeatureCollection", {crs}, "features": [
-  {{"type": "Feature", "properties": {{"region": "R", "district": "d1"}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}},
-  {{"type": "Feature", "properties": {{"region": "R", "district": "d2"}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}}]}}"#,
-            poly(0.0, 25.0),
-            poly(25.0, 70.0)
-        ),
+        collection(&[
+            (r#""region": "R", "district": "d1""#, poly(0.0, 25.0)),
+            (r#""region": "R", "district": "d2""#, poly(25.0, 70.0)),
+        ]),
     )
     .unwrap();
     // The same lattice as polygons with an id and a sector field.
@@ -209,13 +218,10 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     };
     std::fs::write(
         d.join("cells.geojson"),
-        format!(
-            r#"{{"type": "FeatureCollection", {crs}, "features": [
-  {{"type": "Feature", "properties": {{"id": "A", "fossil": 9}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}},
-  {{"type": "Feature", "properties": {{"id": "B", "fossil": 18}}, "geometry": {{"type": "Polygon", "coordinates": {}}}}}]}}"#,
-            cell(0.0),
-            cell(30.0)
-        ),
+        collection(&[
+            (r#""id": "A", "fossil": 9"#, cell(0.0)),
+            (r#""id": "B", "fossil": 18"#, cell(30.0)),
+        ]),
     )
     .unwrap();
     balance_with(
@@ -420,7 +426,7 @@ fn bad_inputs_are_named() {
     .success();
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
     assert!(!err.contains("negative"), "{err}");
-    // A sink that is a period's total, not a rate per year: refused unless the user declares otherwise.
+    // A sink without a unit: refused, naming --sink-unit.
     let mut c = carbonmap();
     c.current_dir(d).args([
         "balance",
@@ -439,6 +445,56 @@ fn bad_inputs_are_named() {
         err.contains("sink.tif") && err.contains("--sink-unit"),
         "{err}"
     );
+    // A sink that is a period's total (as `carbonmap npp --months 6-8` writes it), not a rate per year:
+    // refused against annual emissions unless the user declares it.
+    let grid = carbonmap::io::Grid::from_raster(&d.join("sink.tif")).unwrap();
+    let mut w = carbonmap::io::RasterWriter::create::<f32>(
+        &d.join("summer.tif"),
+        &grid,
+        &[carbonmap::io::OutBand {
+            description: "sequestration 2024-06_2024-08".into(),
+            unit: "t CO2 ha-1 per period 2024-06_2024-08".into(),
+        }],
+        None,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    w.write_rows(0, 0, vec![1.0f32; 3]).unwrap();
+    w.finish().unwrap().commit().unwrap();
+    let mut c = carbonmap();
+    c.current_dir(d).args([
+        "balance",
+        "--sink",
+        "summer.tif",
+        "--lattice",
+        "lattice.tif",
+        "--lattice-unit",
+        "t CO2 cell-1 yr-1",
+        "-o",
+        "o7",
+    ]);
+    let o = c.assert().code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(
+        err.contains("summer.tif") && err.contains("not a rate per year"),
+        "{err}"
+    );
+    let mut c = carbonmap();
+    c.current_dir(d).args([
+        "balance",
+        "--sink",
+        "summer.tif",
+        "--sink-unit",
+        "t CO2 ha-1 yr-1",
+        "--lattice",
+        "lattice.tif",
+        "--lattice-unit",
+        "t CO2 cell-1 yr-1",
+        "-o",
+        "o8",
+    ]);
+    c.assert().success();
     // A unit that is not a unit.
     let o = balance_with(d, "o6", "lattice.tif", "Tg C per cell", &[]).code(2);
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();

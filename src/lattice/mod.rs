@@ -5,7 +5,7 @@
 
 pub mod overlap;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::io::{self, BandRequest, FieldVal, Grid, GridReader, Resampling};
@@ -50,7 +50,7 @@ pub struct Lattice {
 
 impl Lattice {
     pub fn load(spec: &LatticeSpec) -> Result<Lattice> {
-        if io::is_vector(&spec.path) && !is_raster(&spec.path) {
+        if io::is_vector_only(&spec.path) {
             load_vector(spec)
         } else {
             load_raster(spec)
@@ -102,10 +102,6 @@ impl Lattice {
             }
         }
     }
-}
-
-fn is_raster(path: &Path) -> bool {
-    io::RasterInfo::read(path).is_ok()
 }
 
 fn declared_unit(spec: &LatticeSpec, band_units: &[String]) -> Result<CarbonUnit> {

@@ -16,6 +16,9 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::io::{self, Grid};
 
+/// Relative rounding tolerance under which a cell counts as wholly covered.
+const WHOLE_TOLERANCE: f64 = 1e-9;
+
 /// The lattice as rectangles in its measuring space.
 #[derive(Debug, Clone)]
 pub struct CellSpace {
@@ -61,6 +64,17 @@ impl CellSpace {
     /// Area of cell (row, col) in measuring space (the same for every column).
     pub fn cell_area(&self, row: usize) -> f64 {
         self.dx * (self.row_y[row] - self.row_y[row + 1])
+    }
+
+    /// Fraction of cell `cell` (row-major index) that `covered` (measuring area) makes up, snapped to 1 when
+    /// whole: mapped pixels tile the plane, so a wholly covered cell's pieces add up to its area up to rounding.
+    pub fn coverage(&self, cell: usize, covered: f64) -> f64 {
+        let f = covered / self.cell_area(cell / self.grid.width);
+        if f > 1.0 - WHOLE_TOLERANCE {
+            1.0
+        } else {
+            f
+        }
     }
 
     /// Rows whose y-band intersects [ylo, yhi] (measuring space), clamped to the lattice.
@@ -302,6 +316,63 @@ fn pixel_pieces(space: &CellSpace, quad: &[(f64, f64); 4], out: &mut RowPieces) 
         }
     }
     out.ends.push(out.cells.len());
+}
+
+/// How each lattice cell's mass is spread over the fine pixels that cover it: by area, or by area x a proxy
+/// weight. A cell only partly covered gives the covered part its area share of the cell's mass; a cell whose
+/// covered part has no proxy weight falls back to area. Filled by one pass over the fine grid (`add`), then
+/// `finish`ed; `share` is then the fraction of a cell's mass that one piece of a pixel receives.
+#[derive(Debug, Clone)]
+pub struct Spread {
+    covered: Vec<f64>,
+    weighted: Vec<f64>,
+    coverage: Vec<f64>,
+}
+
+impl Spread {
+    pub fn new(cells: usize) -> Spread {
+        Spread {
+            covered: vec![0.0; cells],
+            weighted: vec![0.0; cells],
+            coverage: Vec::new(),
+        }
+    }
+
+    /// A piece of area `a` (measuring space) of a pixel with proxy weight `w` lies in cell `c`.
+    pub fn add(&mut self, c: usize, a: f64, w: f64) {
+        self.covered[c] += a;
+        self.weighted[c] += w * a;
+    }
+
+    pub fn finish(&mut self, space: &CellSpace) {
+        self.coverage = (0..self.covered.len())
+            .map(|c| space.coverage(c, self.covered[c]))
+            .collect();
+    }
+
+    /// Measuring area of cell `c` covered by the fine grid.
+    pub fn covered(&self, c: usize) -> f64 {
+        self.covered[c]
+    }
+
+    /// Fraction of cell `c` covered by the fine grid (after `finish`).
+    pub fn coverage(&self, c: usize) -> f64 {
+        self.coverage[c]
+    }
+
+    /// Covered, but without proxy weight there (spread by area instead).
+    pub fn unweighted(&self, c: usize) -> bool {
+        self.covered[c] > 0.0 && self.weighted[c] <= 0.0
+    }
+
+    /// Fraction of cell `c`'s mass that a piece of area `a` of a pixel with weight `w` receives.
+    pub fn share(&self, c: usize, a: f64, w: f64) -> f64 {
+        if self.weighted[c] > 0.0 {
+            self.coverage[c] * w * a / self.weighted[c]
+        } else {
+            self.coverage[c] * a / self.covered[c]
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::error::{Error, Problems, Result};
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
 };
-use crate::lattice::overlap::{Overlapper, StripOverlap};
+use crate::lattice::overlap::{Overlapper, Spread, StripOverlap};
 use crate::lattice::{Lattice, LatticeSpec};
 use crate::progress::Progress;
 use crate::report::{self, MapText, Preview};
@@ -158,6 +158,25 @@ struct ZoneAcc {
 }
 
 impl ZoneAcc {
+    /// One pixel of true area `area_m2`: its emissions per sector (None = unknown) and its sink mass (NaN =
+    /// no data), t CO2 yr-1.
+    fn add_pixel(&mut self, area_m2: f64, emissions: Option<&[f64]>, sink: f64) {
+        self.pixels += 1;
+        self.area_m2 += area_m2;
+        if let Some(e) = emissions {
+            if self.emissions.len() < e.len() {
+                self.emissions.resize(e.len(), 0.0);
+            }
+            for (a, b) in self.emissions.iter_mut().zip(e) {
+                *a += b;
+            }
+        }
+        if sink.is_finite() {
+            self.valid_area_m2 += area_m2;
+            self.sequestration += sink;
+        }
+    }
+
     fn add(&mut self, other: &ZoneAcc) {
         self.pixels += other.pixels;
         self.area_m2 += other.area_m2;
@@ -287,10 +306,13 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
 
     // Pass 1: what each lattice cell receives from the sink, how much of it the fine grid covers, and the
     // proxy's weight in it.
-    let mut cov = vec![0f64; ncell];
+    // Cells with data (a vector lattice may lack cells; NaN in any sector = no data).
+    let usable: Vec<bool> = (0..ncell)
+        .map(|c| lat.has_cell(c) && !lat.total(c).is_nan())
+        .collect();
+    let mut spread = Spread::new(ncell);
     let mut valid = vec![0f64; ncell];
     let mut seq = vec![0f64; ncell];
-    let mut wsum = vec![0f64; ncell];
     let (mut area_total, mut area_uncovered) = (0f64, 0f64);
     progress.start("balance: sink onto the lattice", nstrips);
     let mut row0 = 0;
@@ -305,12 +327,11 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             area_total += a_true;
             let mut inside = 0.0;
             for (c, a) in s.pieces(i) {
-                if !lat.has_cell(c) || lat.total(c).is_nan() {
+                if !usable[c] {
                     continue;
                 }
                 inside += a;
-                cov[c] += a;
-                wsum[c] += wts.as_ref().map_or(1.0, |w| w[i]) * a;
+                spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
                 if m[i].is_finite() {
                     valid[c] += a;
                     seq[c] += m[i] * a / ap;
@@ -326,17 +347,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         row0 += nrows;
     }
     progress.finish();
-    // Coverage of each cell by the fine grid (snapped to 1 when whole: the mapped pixels tile the plane).
-    let coverage: Vec<f64> = (0..ncell)
-        .map(|c| {
-            let f = cov[c] / ov.space.cell_area(c / lat.grid.width);
-            if f > 1.0 - 1e-9 {
-                1.0
-            } else {
-                f
-            }
-        })
-        .collect();
+    spread.finish(&ov.space);
     let uncovered_fraction = if area_total > 0.0 {
         area_uncovered / area_total
     } else {
@@ -352,7 +363,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         warnings.push(msg);
     }
     let fallback: Vec<usize> = (0..ncell)
-        .filter(|&c| p.proxy.is_some() && cov[c] > 0.0 && wsum[c] <= 0.0 && lat.total(c) != 0.0)
+        .filter(|&c| p.proxy.is_some() && spread.unweighted(c) && lat.total(c) != 0.0)
         .collect();
     if !fallback.is_empty() {
         let msg = format!(
@@ -363,14 +374,6 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         progress.warn(&msg);
         warnings.push(msg);
     }
-    // Share of cell c's mass that a piece of area a of a pixel with weight w receives.
-    let share = |c: usize, a: f64, w: f64| -> f64 {
-        if wsum[c] > 0.0 {
-            coverage[c] * w * a / wsum[c]
-        } else {
-            coverage[c] * a / cov[c]
-        }
-    };
 
     // Pass 2: fine emissions and net balance, zone sums, the map preview.
     let mut md = BTreeMap::new();
@@ -468,12 +471,12 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             let mut any = false;
             let mut missing = false;
             for (c, a) in s.pieces(i) {
-                if !lat.has_cell(c) || lat.total(c).is_nan() {
+                if !usable[c] {
                     missing = true;
                     continue;
                 }
                 any = true;
-                let f = share(c, a, w);
+                let f = spread.share(c, a, w);
                 for (k, x) in e.iter_mut().enumerate() {
                     *x += lat.mass[k][c] * f;
                 }
@@ -489,21 +492,13 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
                     net[i] = ((etot - m[i]) / ha) as f32;
                 }
             }
-            let mut acc = ZoneAcc {
-                pixels: 1,
-                area_m2: a_true,
-                emissions: if known { e.clone() } else { vec![0.0; nsec] },
-                ..Default::default()
-            };
-            if m[i].is_finite() {
-                acc.valid_area_m2 = a_true;
-                acc.sequestration = m[i];
-            }
-            all.add(&acc);
-            if let Some(z) = &zone_ids {
-                if z[i] != OUTSIDE {
-                    zone_acc.entry(z[i]).or_default().add(&acc);
-                }
+            let known_e = known.then_some(e.as_slice());
+            all.add_pixel(a_true, known_e, m[i]);
+            if let Some(z) = zone_ids.as_ref().filter(|z| z[i] != OUTSIDE) {
+                zone_acc
+                    .entry(z[i])
+                    .or_default()
+                    .add_pixel(a_true, known_e, m[i]);
             }
         }
         preview.add_rows(row0, grid.width, &net);
@@ -523,7 +518,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
 
     // The lattice cells the fine grid touches, as a raster window and a table.
     let lw = lat.grid.width;
-    let touched: Vec<usize> = (0..ncell).filter(|&c| cov[c] > 0.0).collect();
+    let touched: Vec<usize> = (0..ncell).filter(|&c| spread.covered(c) > 0.0).collect();
     let (r0, r1) = (
         touched.iter().map(|c| c / lw).min().unwrap_or(0),
         touched.iter().map(|c| c / lw).max().unwrap_or(0),
@@ -548,12 +543,12 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let cell_rows: Vec<CellRow> = (r0..=r1)
         .flat_map(|r| (c0..=c1).map(move |c| r * lw + c))
         .map(|c| {
-            let em_cov = lat.total(c) * coverage[c];
+            let em_cov = lat.total(c) * spread.coverage(c);
             CellRow {
                 cell: c,
-                coverage: coverage[c],
-                valid: if cov[c] > 0.0 {
-                    valid[c] / cov[c]
+                coverage: spread.coverage(c),
+                valid: if spread.covered(c) > 0.0 {
+                    valid[c] / spread.covered(c)
                 } else {
                     f64::NAN
                 },
@@ -1081,8 +1076,7 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             .transpose()?;
         let weights = |row0: usize, nrows: usize| proxy_weights(&proxy, row0, nrows);
         let ncell = src.cells();
-        let mut cov = vec![0f64; ncell];
-        let mut wsum = vec![0f64; ncell];
+        let mut spread = Spread::new(ncell);
         let nstrips = target.height.div_ceil(strip_rows) as u64;
         progress.start("regrid: coverage", nstrips);
         let mut row0 = 0;
@@ -1092,28 +1086,18 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             let w = weights(row0, nrows)?;
             for i in 0..target.width * nrows {
                 for (c, a) in s.pieces(i) {
-                    cov[c] += a;
-                    wsum[c] += w.as_ref().map_or(1.0, |w| w[i]) * a;
+                    spread.add(c, a, w.as_ref().map_or(1.0, |w| w[i]));
                 }
             }
             progress.advance(1);
             row0 += nrows;
         }
         progress.finish();
-        let coverage: Vec<f64> = (0..ncell)
-            .map(|c| {
-                let f = cov[c] / ov.space.cell_area(c / src.grid.width);
-                if f > 1.0 - 1e-9 {
-                    1.0
-                } else {
-                    f
-                }
-            })
-            .collect();
+        spread.finish(&ov.space);
         let lost: Vec<f64> = (0..nb)
             .map(|k| {
                 (0..ncell)
-                    .map(|c| src.mass[k][c] * (1.0 - coverage[c]))
+                    .map(|c| src.mass[k][c] * (1.0 - spread.coverage(c)))
                     .filter(|v| v.is_finite())
                     .sum()
             })
@@ -1140,18 +1124,15 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             let w = weights(row0, nrows)?;
             let n = target.width * nrows;
             let mut out = vec![vec![f64::NAN; n]; nb];
+            let mut m = vec![0f64; nb];
             for i in 0..n {
                 let wi = w.as_ref().map_or(1.0, |w| w[i]);
                 let a_true = tgt_area[row0 + i / target.width];
                 let mut any = false;
-                let mut m = vec![0f64; nb];
+                m.iter_mut().for_each(|x| *x = 0.0);
                 for (c, a) in s.pieces(i) {
                     any = true;
-                    let f = if wsum[c] > 0.0 {
-                        coverage[c] * wi * a / wsum[c]
-                    } else {
-                        coverage[c] * a / cov[c]
-                    };
+                    let f = spread.share(c, a, wi);
                     for k in 0..nb {
                         m[k] += src.mass[k][c] * f;
                     }
@@ -1204,10 +1185,7 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
         }
         progress.finish();
         let partial = (0..ncell)
-            .filter(|&c| {
-                let f = cov[c] / ov.space.cell_area(c / target.width);
-                f > 0.0 && f < 1.0 - 1e-9
-            })
+            .filter(|&c| cov[c] > 0.0 && ov.space.coverage(c, cov[c]) < 1.0)
             .count();
         if partial > 0 {
             let msg = format!(

@@ -117,9 +117,9 @@ const OUTS_MOD17: [&str; 5] = ["GPP", "NPP", "Rh", "NEP", "sequestration"];
 const MONTHLY_CASA: [&str; 3] = ["NPP", "Rh", "NEP"];
 const MONTHLY_MOD17: [&str; 2] = ["GPP", "Rh"];
 
-/// g C m-2 to t CO2 ha-1: x 44/12 (molar masses of CO2 and C) x 1e4 m2 ha-1 / 1e6 g t-1.
+/// g C m-2 to t CO2 ha-1: x the CO2/C mass ratio (models/units.toml) x 1e4 m2 ha-1 / 1e6 g t-1.
 fn gc_m2_to_tco2_ha(v: f64) -> f64 {
-    v * (44.0 / 12.0) * 1e-2
+    v * crate::units::co2_per_c() * 1e-2
 }
 
 struct Prepared {
