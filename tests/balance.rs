@@ -248,36 +248,16 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
             .unwrap_or_else(|| panic!("no row {lvl} {z}"))
     };
     // d1 = p1: emissions 4, sequestration 0.4; d2 = p2 + p3: 7 + 6 = 13 and 0.8 + 1.2 = 2.0; R = both.
-    close(
-        val(find("district", "d1"), "emissions_total_tCO2_yr"),
-        4.0,
-        "d1",
-    );
-    close(
-        val(find("district", "d1"), "sequestration_tCO2_yr"),
-        0.4,
-        "d1",
-    );
-    close(
-        val(find("district", "d2"), "emissions_total_tCO2_yr"),
-        13.0,
-        "d2",
-    );
-    close(
-        val(find("district", "d2"), "net_balance_tCO2_yr"),
-        11.0,
-        "d2",
-    );
-    close(
-        val(find("region", "R"), "emissions_total_tCO2_yr"),
-        17.0,
-        "R",
-    );
-    close(
-        val(find("region", "R"), "neutrality_ratio"),
-        2.4 / 17.0,
-        "R",
-    );
+    for (lvl, zone, column, want) in [
+        ("district", "d1", "emissions_total_tCO2_yr", 4.0),
+        ("district", "d1", "sequestration_tCO2_yr", 0.4),
+        ("district", "d2", "emissions_total_tCO2_yr", 13.0),
+        ("district", "d2", "net_balance_tCO2_yr", 11.0),
+        ("region", "R", "emissions_total_tCO2_yr", 17.0),
+        ("region", "R", "neutrality_ratio", 2.4 / 17.0),
+    ] {
+        close(val(find(lvl, zone), column), want, zone);
+    }
     assert_eq!(find("district", "d2")["parent"], "R");
     // The vector lattice keeps its ids.
     let cells = table(&d.join("out/lattice_balance.csv"));
