@@ -148,6 +148,14 @@ impl Grid {
     }
 }
 
+/// WKT of a CRS given by any definition GDAL understands (EPSG:xxxx, WKT, PROJ string).
+pub fn crs_wkt(definition: &str) -> Result<String> {
+    init();
+    SpatialRef::from_definition(definition)
+        .and_then(|s| s.to_wkt())
+        .map_err(|e| Error::Usage(format!("\"{definition}\" is not a CRS GDAL understands ({e})")))
+}
+
 /// Whether two WKT strings denote the same CRS (GDAL's OSRIsSame).
 pub fn same_crs(a: &str, b: &str) -> bool {
     if a == b {
@@ -963,6 +971,77 @@ pub fn grid_centre_latitude(grid: &Grid) -> Result<f64> {
     Ok(ys[0])
 }
 
+/// A raster sampled at one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PointSample {
+    /// The point is not on the raster.
+    Outside,
+    /// Every pixel of the window is no data (or NaN).
+    NoData,
+    /// Mean of the window's valid pixels, and how many there were.
+    Value { mean: f64, pixels: usize },
+}
+
+/// Sample band `band` of `path` at points given in the raster's CRS: the mean of the valid pixels of a
+/// `window` x `window` block (odd; 1 = the pixel that holds the point) centred on the point's pixel, clipped at
+/// the raster's edges. No-data values and NaN are left out of the mean; the band's scale and offset apply.
+pub fn sample_points(
+    path: &Path,
+    band: usize,
+    xs: &[f64],
+    ys: &[f64],
+    window: usize,
+) -> Result<Vec<PointSample>> {
+    let info = RasterInfo::read(path)?;
+    let grid = info.grid()?;
+    let b = info.bands.get(band.wrapping_sub(1)).ok_or_else(|| {
+        Error::band(
+            path,
+            band.to_string(),
+            format!("does not exist (the file has {} bands)", info.bands.len()),
+        )
+    })?;
+    let nodata = b.nodata;
+    let ds = open(path)?;
+    let rb = ds
+        .rasterband(band)
+        .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
+    let half = (window.max(1) / 2) as isize;
+    let mut out = Vec::with_capacity(xs.len());
+    let mut buf = Vec::new();
+    for (&x, &y) in xs.iter().zip(ys) {
+        let Some((c, r)) = grid.pixel_of(x, y) else {
+            out.push(PointSample::Outside);
+            continue;
+        };
+        let c0 = (c as isize - half).max(0) as usize;
+        let r0 = (r as isize - half).max(0) as usize;
+        let c1 = ((c as isize + half) as usize).min(grid.width - 1);
+        let r1 = ((r as isize + half) as usize).min(grid.height - 1);
+        let (w, h) = (c1 - c0 + 1, r1 - r0 + 1);
+        buf.resize(w * h, 0f64);
+        rb.read_into_slice::<f64>((c0 as isize, r0 as isize), (w, h), (w, h), &mut buf, None)
+            .map_err(|e| {
+                Error::band(path, band.to_string(), format!("read failed at pixel ({c}, {r}): {e}"))
+            })?;
+        let valid: Vec<f64> = buf
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && Some(*v) != nodata)
+            .map(|v| v * b.scale.unwrap_or(1.0) + b.offset.unwrap_or(0.0))
+            .collect();
+        out.push(if valid.is_empty() {
+            PointSample::NoData
+        } else {
+            PointSample::Value {
+                mean: valid.iter().sum::<f64>() / valid.len() as f64,
+                pixels: valid.len(),
+            }
+        });
+    }
+    Ok(out)
+}
+
 /// A field value read from a vector file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldVal {
@@ -1103,6 +1182,16 @@ pub fn read_vector(path: &Path, layer: Option<&str>, fields: &[String]) -> Resul
         crs_wkt,
         features,
     })
+}
+
+/// The (x, y) of a point geometry (None for other geometry types).
+pub fn point_of(g: Option<&gdal::vector::Geometry>) -> Option<(f64, f64)> {
+    let g = g?;
+    if !g.geometry_name().eq_ignore_ascii_case("POINT") {
+        return None;
+    }
+    let p = g.get_point(0);
+    (p.0.is_finite() && p.1.is_finite()).then_some((p.0, p.1))
 }
 
 /// Reproject geometries in place from `from_wkt` to `to_wkt`.

@@ -17,6 +17,7 @@ pub mod lattice;
 pub mod models;
 pub mod npp;
 pub mod pipeline;
+pub mod plots;
 pub mod progress;
 pub mod report;
 pub mod scene;

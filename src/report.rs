@@ -23,7 +23,15 @@ pub struct DivergingStyle {
 #[derive(Debug, Clone, Deserialize)]
 struct Maps {
     net_balance: DivergingStyle,
+    charts: ChartStyle,
     fonts: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ChartStyle {
+    classes: Vec<String>,
+    width: u32,
+    height: u32,
 }
 
 fn maps() -> Result<Maps> {
@@ -192,12 +200,11 @@ pub fn diverging_png(
         (map_h + 90).max(360) + 2 * margin,
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    let draw_err = |e: String| Error::io(target, "cannot draw the map", std::io::Error::other(e));
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
         root.draw_text(text.title, &font(18.0), (margin as i32, 6))
-            .map_err(|e| draw_err(e.to_string()))?;
+            .map_err(|e| draw_error(target, e))?;
         let top = 34i32;
         let left = margin as i32;
         for y in 0..map_h {
@@ -211,14 +218,14 @@ pub fn diverging_png(
                     nodata
                 };
                 root.draw_pixel((left + x as i32, top + y as i32), &c)
-                    .map_err(|e| draw_err(e.to_string()))?;
+                    .map_err(|e| draw_error(target, e))?;
             }
         }
         root.draw(&Rectangle::new(
             [(left, top), (left + map_w as i32, top + map_h as i32)],
             BLACK.stroke_width(1),
         ))
-        .map_err(|e| draw_err(e.to_string()))?;
+        .map_err(|e| draw_error(target, e))?;
         // Scale bar under the map.
         let ground_w = metres_per_pixel * preview.width as f64;
         if ground_w.is_finite() && ground_w > 0.0 {
@@ -229,34 +236,34 @@ pub fn diverging_png(
                 [(left, y), (left + len_px, y + 6)],
                 BLACK.filled(),
             ))
-            .map_err(|e| draw_err(e.to_string()))?;
+            .map_err(|e| draw_error(target, e))?;
             let label = if len_m >= 1000.0 {
                 format!("{} km", len_m / 1000.0)
             } else {
                 format!("{len_m} m")
             };
             root.draw_text(&label, &font(13.0), (left + len_px + 8, y - 4))
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_error(target, e))?;
         }
         // Colour bar: +L at the top, -L at the bottom.
         let lx = left + map_w as i32 + margin as i32;
         let bar_h = 240i32;
         let bar_top = top + 40;
         root.draw_text(text.quantity, &font(13.0), (lx, top))
-            .map_err(|e| draw_err(e.to_string()))?;
+            .map_err(|e| draw_error(target, e))?;
         for y in 0..bar_h {
             let t = 1.0 - y as f64 / (bar_h - 1) as f64;
             root.draw(&Rectangle::new(
                 [(lx, bar_top + y), (lx + 24, bar_top + y + 1)],
                 ramp_at(&stops, t).filled(),
             ))
-            .map_err(|e| draw_err(e.to_string()))?;
+            .map_err(|e| draw_error(target, e))?;
         }
         root.draw(&Rectangle::new(
             [(lx, bar_top), (lx + 24, bar_top + bar_h)],
             BLACK.stroke_width(1),
         ))
-        .map_err(|e| draw_err(e.to_string()))?;
+        .map_err(|e| draw_error(target, e))?;
         for k in 0..=4 {
             let v = limit * (1.0 - k as f64 / 2.0);
             let y = bar_top + (k * (bar_h - 1)) / 4;
@@ -268,33 +275,234 @@ pub fn diverging_png(
                 fmt_tick(v)
             };
             root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_error(target, e))?;
         }
         let y = bar_top + bar_h + 14;
         root.draw(&Rectangle::new(
             [(lx, y), (lx + 24, y + 12)],
             nodata.filled(),
         ))
-        .map_err(|e| draw_err(e.to_string()))?;
+        .map_err(|e| draw_error(target, e))?;
         root.draw_text("no data", &font(12.0), (lx + 30, y))
-            .map_err(|e| draw_err(e.to_string()))?;
+            .map_err(|e| draw_error(target, e))?;
         for (i, line) in wrap(text.sign, 34).iter().enumerate() {
             root.draw_text(line, &font(11.0), (lx, y + 24 + 14 * i as i32))
-                .map_err(|e| draw_err(e.to_string()))?;
+                .map_err(|e| draw_error(target, e))?;
         }
-        root.present().map_err(|e| draw_err(e.to_string()))?;
+        root.present().map_err(|e| draw_error(target, e))?;
     }
+    write_png(target, &buf, w, h)?;
+    Ok(limit)
+}
+
+fn draw_error(target: &Path, e: impl ToString) -> Error {
+    Error::io(
+        target,
+        "cannot draw the image",
+        std::io::Error::other(e.to_string()),
+    )
+}
+
+/// Encode an RGB buffer as PNG and write it atomically.
+fn write_png(target: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
     let mut png_bytes = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut png_bytes, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(|e| draw_err(e.to_string()))?;
-        wr.write_image_data(&buf)
-            .map_err(|e| draw_err(e.to_string()))?;
+        let mut wr = enc.write_header().map_err(|e| draw_error(target, e))?;
+        wr.write_image_data(rgb).map_err(|e| draw_error(target, e))?;
     }
-    crate::io::write_atomic(target, &png_bytes)?;
-    Ok(limit)
+    crate::io::write_atomic(target, &png_bytes)
+}
+
+/// One point of a model-versus-observation scatter plot.
+pub struct ScatterPoint {
+    pub observed: f64,
+    pub model: f64,
+    pub class: String,
+}
+
+/// Padded (lo, hi) of values (both axes of a scatter share it, so the 1:1 line is the diagonal).
+fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    (lo.min(0.0).min(lo - pad), hi + pad)
+}
+
+/// Model against observation, a colour per class, the 1:1 line; written atomically as PNG.
+pub fn scatter_png(target: &Path, points: &[ScatterPoint], title: &str, axis: &str) -> Result<()> {
+    load_font()?;
+    let style = maps()?.charts;
+    let colours = style
+        .classes
+        .iter()
+        .map(|c| parse_hex(c))
+        .collect::<Result<Vec<_>>>()?;
+    let classes: Vec<&str> = {
+        let mut c: Vec<&str> = points.iter().map(|p| p.class.as_str()).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let (lo, hi) = padded_range(points.iter().flat_map(|p| [p.observed, p.model]));
+    let (w, h) = (style.width, style.height);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(lo..hi, lo..hi)
+            .map_err(|e| draw_error(target, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("observed {axis}"))
+            .y_desc(format!("model {axis}"))
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| draw_error(target, e))?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(lo, lo), (hi, hi)],
+                BLACK.stroke_width(1),
+            )))
+            .map_err(|e| draw_error(target, e))?
+            .label("1:1")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+        for (k, class) in classes.iter().enumerate() {
+            let c = colours[k % colours.len()];
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .filter(|p| p.class == *class)
+                        .map(|p| Circle::new((p.observed, p.model), 4, c.filled())),
+                )
+                .map_err(|e| draw_error(target, e))?
+                .label(*class)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(|e| draw_error(target, e))?;
+        root.present().map_err(|e| draw_error(target, e))?;
+    }
+    write_png(target, &buf, w, h)
+}
+
+/// Residuals (model - observed) at plot positions, on the diverging ramp centred on zero with limits at the
+/// style's percentile of |residual|; written atomically as PNG.
+pub fn residual_map_png(
+    target: &Path,
+    points: &[(f64, f64, f64)],
+    title: &str,
+    quantity: &str,
+    geographic: bool,
+) -> Result<()> {
+    load_font()?;
+    let m = maps()?;
+    let stops = m
+        .net_balance
+        .ramp
+        .iter()
+        .map(|s| parse_hex(s))
+        .collect::<Result<Vec<_>>>()?;
+    let mut abs: Vec<f64> = points.iter().map(|p| p.2.abs()).filter(|v| v.is_finite()).collect();
+    abs.sort_by(|a, b| a.total_cmp(b));
+    let limit = abs
+        .get(((m.net_balance.limit_percentile / 100.0) * abs.len().saturating_sub(1) as f64).round() as usize)
+        .copied()
+        .filter(|l| *l > 0.0)
+        .unwrap_or(1.0);
+    // Plot positions with a margin (at least half a degree or 500 map units).
+    let span = |v: &dyn Fn(&(f64, f64, f64)) -> f64| {
+        let (lo, hi) = points
+            .iter()
+            .map(v)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+        if !lo.is_finite() {
+            return (0.0, 1.0);
+        }
+        let pad = ((hi - lo) * 0.05).max(if geographic { 0.5 } else { 500.0 });
+        (lo - pad, hi + pad)
+    };
+    let (x0, x1) = span(&|p| p.0);
+    let (y0, y1) = span(&|p| p.1);
+    let (w, h) = (m.charts.width, m.charts.height);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let (plot_area, legend_area) = root.split_horizontally(w - 170);
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(title, ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| draw_error(target, e))?;
+        let (xd, yd) = if geographic {
+            ("longitude (deg)", "latitude (deg)")
+        } else {
+            ("x (map units)", "y (map units)")
+        };
+        chart
+            .configure_mesh()
+            .x_desc(xd)
+            .y_desc(yd)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| draw_error(target, e))?;
+        chart
+            .draw_series(points.iter().map(|&(x, y, r)| {
+                let c = ramp_at(&stops, 0.5 + 0.5 * r / limit);
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 6, c.filled())
+                    + Circle::new((0, 0), 6, BLACK.stroke_width(1))
+            }))
+            .map_err(|e| draw_error(target, e))?;
+        let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+        let (lx, top, bar_h) = (10i32, 60i32, 240i32);
+        for (i, line) in wrap(quantity, 24).iter().enumerate() {
+            legend_area
+                .draw_text(line, &font(12.0), (lx, 24 + 14 * i as i32))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        for y in 0..bar_h {
+            let t = 1.0 - y as f64 / (bar_h - 1) as f64;
+            legend_area
+                .draw(&Rectangle::new(
+                    [(lx, top + y), (lx + 24, top + y + 1)],
+                    ramp_at(&stops, t).filled(),
+                ))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        for k in 0..=4 {
+            let v = limit * (1.0 - k as f64 / 2.0);
+            legend_area
+                .draw_text(&fmt_tick(v), &font(12.0), (lx + 30, top + (k * (bar_h - 1)) / 4 - 6))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        for (i, line) in wrap("red: model above the observation; blue: below", 24).iter().enumerate() {
+            legend_area
+                .draw_text(line, &font(11.0), (lx, top + bar_h + 14 + 14 * i as i32))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        root.present().map_err(|e| draw_error(target, e))?;
+    }
+    write_png(target, &buf, w, h)
 }
 
 fn fmt_tick(v: f64) -> String {

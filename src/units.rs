@@ -160,6 +160,20 @@ impl CarbonUnit {
     }
 }
 
+impl CarbonUnit {
+    /// The factor that converts a value in this unit to `other` (both flux densities, or both per cell).
+    pub fn factor_to(&self, other: &CarbonUnit) -> std::result::Result<f64, String> {
+        match (self.basis, other.basis) {
+            (Basis::PerArea(a), Basis::PerArea(b)) => Ok(self.tco2_factor() / a * b / other.tco2_factor()),
+            (Basis::PerCell, Basis::PerCell) => Ok(self.tco2_factor() / other.tco2_factor()),
+            _ => Err(format!(
+                "\"{}\" and \"{}\" cannot be converted: one is per area, the other per cell",
+                self.text, other.text
+            )),
+        }
+    }
+}
+
 /// The unit every fine-grid output uses: t CO2 ha-1 yr-1.
 pub const DENSITY_OUT: &str = "t CO2 ha-1 yr-1";
 /// The unit of per-cell and per-zone totals: t CO2 yr-1.
@@ -183,6 +197,13 @@ mod tests {
         // 1e-9 kg CO2 m-2 s-1 over 1 km2 = 1e-3 kg s-1 x 31 557 600 s = 31.5576 t CO2 yr-1.
         let u = CarbonUnit::parse("kg CO2 m-2 s-1").unwrap();
         assert!((u.to_tco2_yr(1e-9, 1e6) - 31.5576).abs() < 1e-9);
+        // ForC's 1 Mg C ha-1 yr-1 = 1e6 g C / 1e4 m2 = 100 g C m-2 yr-1; 1 g C m-2 d-1 = 365.25 g C m-2 yr-1.
+        let forc = CarbonUnit::parse("Mg C ha-1 yr-1").unwrap();
+        let gm2 = CarbonUnit::parse("g C m-2 yr-1").unwrap();
+        assert!((forc.factor_to(&gm2).unwrap() - 100.0).abs() < 1e-9);
+        let daily = CarbonUnit::parse("g C m-2 d-1").unwrap();
+        assert!((daily.factor_to(&gm2).unwrap() - 365.25).abs() < 1e-9);
+        assert!(CarbonUnit::parse("Tg C cell-1 yr-1").unwrap().factor_to(&gm2).is_err());
         // Round trip.
         let u = CarbonUnit::parse("t CO2 ha-1 yr-1").unwrap();
         assert!((u.from_tco2_yr(u.to_tco2_yr(2.5, 900.0), 900.0) - 2.5).abs() < 1e-12);

@@ -51,7 +51,14 @@ impl Zones {
             Self::load_vector(spec, grid)
         } else {
             let band = spec.band.max(1);
-            let nodata = io::RasterInfo::read(&spec.path)?
+            let info = io::RasterInfo::read(&spec.path)?;
+            if io::coverage_fraction(grid, &info.grid()?)? <= 0.0 {
+                return Err(Error::input(
+                    &spec.path,
+                    "the zone raster does not overlap the analysis grid",
+                ));
+            }
+            let nodata = info
                 .bands
                 .get(band - 1)
                 .and_then(|b| b.nodata);
@@ -79,6 +86,22 @@ impl Zones {
     }
 
     fn load_vector(spec: &ZoneSpec, grid: &Grid) -> Result<Zones> {
+        let z = Self::read_vector(spec, grid)?;
+        let [gx0, gy0, gx1, gy1] = grid.bounds();
+        let overlaps = z.shapes.iter().flatten().any(|g| {
+            let e = g.envelope();
+            e.MinX < gx1 && e.MaxX > gx0 && e.MinY < gy1 && e.MaxY > gy0
+        });
+        if !overlaps {
+            return Err(Error::input(
+                &spec.path,
+                "no zone overlaps the analysis grid (wrong file, or a CRS declared wrongly?)",
+            ));
+        }
+        Ok(z)
+    }
+
+    fn read_vector(spec: &ZoneSpec, grid: &Grid) -> Result<Zones> {
         if spec.fields.is_empty() {
             return Err(Error::input(
                 &spec.path,

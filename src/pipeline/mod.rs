@@ -5,6 +5,7 @@
 pub mod balance;
 pub mod npp;
 pub mod site;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
