@@ -8,6 +8,7 @@
 
 pub mod climate;
 pub mod composite;
+pub mod correction;
 pub mod drivers;
 pub mod error;
 pub mod indices;

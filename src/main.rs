@@ -45,6 +45,12 @@ enum Command {
     /// Net carbon balance: fuse a sequestration raster with an emission lattice (raster or vector grid) into
     /// net balance rasters (fine and per lattice cell), per-zone tables and a map.
     Balance(BalanceArgs),
+    /// Compare a model output (a raster sampled at field plots, or a table joined on a key such as a date) with
+    /// observations: statistics overall, per class, per zone and per group, a scatter plot and a residual map.
+    Validate(ValidateArgs),
+    /// Fit correction factors per zone x class, zone and class from field plots (partial pooling), write a
+    /// correction table for `npp --corrections`, and cross-validate with folds grouped by site.
+    Calibrate(CalibrateArgs),
     /// Move a carbon quantity from one grid onto another (finer or coarser, any CRS), conserving mass.
     Regrid(RegridArgs),
     /// Land cover: check a map against its legend and tabulate class areas.
@@ -334,6 +340,194 @@ struct BalanceArgs {
     cog: bool,
 }
 
+/// Observations and the model values to compare them with (shared by validate and calibrate).
+#[derive(Args)]
+struct SampleArgs {
+    /// Field plots or other observations: a CSV with coordinate columns, or points in a GeoPackage, GeoJSON or
+    /// Shapefile; with --model-table, a CSV with the key column.
+    #[arg(long)]
+    plots: PathBuf,
+    /// Layer of --plots (vector files with several layers).
+    #[arg(long)]
+    plots_layer: Option<String>,
+    /// CSV column of x (longitude, easting).
+    #[arg(long, default_value = "lon")]
+    x_field: String,
+    /// CSV column of y (latitude, northing).
+    #[arg(long, default_value = "lat")]
+    y_field: String,
+    /// CRS of the CSV coordinates (default EPSG:4326), or of a vector layer without one.
+    #[arg(long)]
+    plots_crs: Option<String>,
+    /// Column with a unique plot id (duplicates are an error).
+    #[arg(long)]
+    id_field: Option<String>,
+    /// Column with the observed value.
+    #[arg(long)]
+    observed_field: String,
+    /// Unit of every observation, for example "Mg C ha-1 yr-1" (ForC) or "g C m-2 yr-1".
+    #[arg(long)]
+    observed_unit: Option<String>,
+    /// ... or the column holding each row's unit.
+    #[arg(long)]
+    observed_unit_field: Option<String>,
+    /// Column with the plot's class (else the vegetation type under the plot on --landcover).
+    #[arg(long)]
+    class_field: Option<String>,
+    /// Column naming the site (calibrate's cross-validation keeps a site's plots in one fold).
+    #[arg(long)]
+    site_field: Option<String>,
+    /// Column with the plot's zone (instead of --zones).
+    #[arg(long)]
+    plot_zone_field: Option<String>,
+    /// Further columns to summarise by (repeatable), for example a biome column.
+    #[arg(long = "group-by")]
+    group_by: Vec<String>,
+    /// Keep rows where FIELD has one of the values: FIELD=V1,V2 (repeatable; all filters apply).
+    #[arg(long = "where", value_parser = carbonmap::plots::parse_filter)]
+    filters: Vec<(String, Vec<String>)>,
+    /// Model raster sampled at the plots (reprojected to its CRS).
+    #[arg(long, conflicts_with = "model_table")]
+    raster: Option<PathBuf>,
+    /// Band of --raster.
+    #[arg(long, default_value_t = 1)]
+    band: usize,
+    /// Window side in pixels (odd): the mean of the valid pixels around the plot's pixel.
+    #[arg(long, default_value_t = 1)]
+    window: usize,
+    /// Unit of the model values (required for --model-table; for --raster when the band declares none).
+    #[arg(long)]
+    model_unit: Option<String>,
+    /// Model values in a CSV joined to the observations on --key (for example a daily series).
+    #[arg(long)]
+    model_table: Option<PathBuf>,
+    /// Key column shared by --model-table and --plots.
+    #[arg(long, default_value = "date")]
+    key: String,
+    /// Column of --model-table with the model value.
+    #[arg(long)]
+    model_field: Option<String>,
+    /// Zones: a vector file (with --zone-fields) or a raster of zone codes, read on the model raster's grid.
+    #[arg(long)]
+    zones: Option<PathBuf>,
+    /// Fields naming the zones, coarsest level first (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    zone_fields: Vec<String>,
+    /// Layer of the zones file.
+    #[arg(long)]
+    zone_layer: Option<String>,
+    /// Land-cover map giving each plot's class (its legend's vegetation type).
+    #[arg(long, requires = "legend")]
+    landcover: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    landcover_band: usize,
+    /// Legend of --landcover (built-in name or .toml file).
+    #[arg(long)]
+    legend: Option<String>,
+}
+
+impl SampleArgs {
+    fn job(self) -> Result<carbonmap::pipeline::validate::SampleJob> {
+        use carbonmap::pipeline::validate::{ClassMap, ModelSource, SampleJob};
+        let model = match (self.raster, self.model_table) {
+            (Some(path), None) => {
+                if self.window % 2 == 0 {
+                    return Err(Error::Usage(format!(
+                        "--window {}: must be odd (1, 3, 5 ...)",
+                        self.window
+                    )));
+                }
+                ModelSource::Raster {
+                    path,
+                    band: self.band,
+                    unit: self.model_unit,
+                    window: self.window,
+                }
+            }
+            (None, Some(path)) => ModelSource::Table {
+                path,
+                key_field: self.key.clone(),
+                value_field: self.model_field.ok_or_else(|| {
+                    Error::Usage("--model-table needs --model-field (the column with the model value)".into())
+                })?,
+                unit: self.model_unit.ok_or_else(|| {
+                    Error::Usage("--model-table needs --model-unit (units are never assumed)".into())
+                })?,
+            },
+            _ => {
+                return Err(Error::Usage(
+                    "give the model: --raster FILE, or --model-table FILE with --model-field and --model-unit".into(),
+                ))
+            }
+        };
+        let keyed = matches!(model, ModelSource::Table { .. });
+        Ok(SampleJob {
+            plots: carbonmap::plots::PlotSpec {
+                path: self.plots,
+                layer: self.plots_layer,
+                x_field: self.x_field,
+                y_field: self.y_field,
+                crs: self.plots_crs,
+                key_field: keyed.then_some(self.key),
+                id_field: self.id_field,
+                observed_field: self.observed_field,
+                unit: self.observed_unit,
+                unit_field: self.observed_unit_field,
+                class_field: self.class_field,
+                site_field: self.site_field,
+                zone_field: self.plot_zone_field,
+                group_fields: self.group_by,
+                filters: self.filters,
+            },
+            model,
+            zones: self.zones.map(|path| carbonmap::zones::ZoneSpec {
+                path,
+                fields: self.zone_fields,
+                layer: self.zone_layer,
+                band: 1,
+            }),
+            landcover: self.landcover.map(|path| ClassMap {
+                path,
+                band: self.landcover_band,
+                legend: self.legend.unwrap_or_default(),
+            }),
+        })
+    }
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    sample: SampleArgs,
+    /// What is compared, for titles (for example NPP or "daily GPP").
+    #[arg(long, default_value = "model")]
+    quantity: String,
+    /// Output folder (samples and metrics tables, metrics JSON, scatter and residual PNGs).
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    #[command(flatten)]
+    sample: SampleArgs,
+    /// What the factors multiply: epsilon_max (light-use efficiency; GPP and CASA NPP scale with it) or npp.
+    #[arg(long, value_parser = carbonmap::correction::Target::parse)]
+    applies_to: carbonmap::correction::Target,
+    /// Folds of the grouped cross-validation (0 = none).
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Seed of the fold assignment.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output folder (correction table, calibration.json, calibration_cv.csv).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Where to write the correction table (default OUT/corrections.csv).
+    #[arg(long)]
+    table: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct RegridArgs {
     /// The raster (or vector grid) to regrid, with its unit declared.
@@ -555,6 +749,33 @@ fn run(cli: Cli) -> Result<()> {
                 for o in &s.outputs {
                     println!("wrote {}", o.display());
                 }
+            }
+            Ok(())
+        }
+        Command::Validate(a) => {
+            let job = carbonmap::pipeline::validate::ValidateJob {
+                inputs: a.sample.job()?,
+                quantity: a.quantity,
+                out_dir: a.out,
+            };
+            let report = carbonmap::pipeline::validate::run_validate(&job, &progress)?;
+            if !cli.quiet {
+                print!("{report}");
+            }
+            Ok(())
+        }
+        Command::Calibrate(a) => {
+            let job = carbonmap::pipeline::calibrate::CalibrateJob {
+                inputs: a.sample.job()?,
+                target: a.applies_to,
+                folds: a.folds,
+                seed: a.seed,
+                table: a.table.unwrap_or_else(|| a.out.join("corrections.csv")),
+                out_dir: a.out,
+            };
+            let report = carbonmap::pipeline::calibrate::run_calibrate(&job, &progress)?;
+            if !cli.quiet {
+                print!("{report}");
             }
             Ok(())
         }

@@ -109,10 +109,10 @@ impl PlotSpec {
 }
 
 /// Read a CSV (header line, comma separated) into rows of the requested columns and coordinates.
+/// (No comment lines: the csv crate's line numbers are only exact without them.)
 fn read_csv(spec: &PlotSpec, cols: &[String]) -> Result<Vec<Row>> {
     let path = &spec.path;
     let mut r = csv::ReaderBuilder::new()
-        .comment(Some(b'#'))
         .from_path(path)
         .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
     let h = r
@@ -297,7 +297,9 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
                 }
             }
         };
-        let id = get(&row, &spec.id_field).unwrap_or_else(|| row.origin.clone());
+        let id = get(&row, &spec.id_field)
+            .or_else(|| get(&row, &spec.key_field))
+            .unwrap_or_else(|| row.origin.clone());
         if let Some(first) = seen.insert(id.clone(), row.origin.clone()) {
             duplicates.push(format!("\"{id}\" ({first} and {})", row.origin));
         }

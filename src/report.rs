@@ -384,7 +384,7 @@ pub fn scatter_png(target: &Path, points: &[ScatterPoint], title: &str, axis: &s
                     points
                         .iter()
                         .filter(|p| p.class == *class)
-                        .map(|p| Circle::new((p.observed, p.model), 4, c.filled())),
+                        .map(|p| Circle::new((p.observed, p.model), 3, c.filled())),
                 )
                 .map_err(|e| draw_error(target, e))?
                 .label(*class)

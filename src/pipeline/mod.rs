@@ -3,6 +3,7 @@
 //! and every output is renamed into place only once all of them are complete.
 
 pub mod balance;
+pub mod calibrate;
 pub mod npp;
 pub mod site;
 pub mod validate;

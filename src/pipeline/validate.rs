@@ -599,7 +599,10 @@ pub fn run_validate(job: &ValidateJob, progress: &dyn Progress) -> Result<String
         .map(|x| report::ScatterPoint {
             observed: x.observed,
             model: x.model,
-            class: x.class.clone().unwrap_or_else(|| "(no class)".into()),
+            class: x.class.clone().unwrap_or_else(|| match (&x.plot.key, s.keyed_by_date) {
+                (Some(k), true) => k[..4].to_string(),
+                _ => "(no class)".into(),
+            }),
         })
         .collect();
     report::scatter_png(
@@ -622,7 +625,7 @@ pub fn run_validate(job: &ValidateJob, progress: &dyn Progress) -> Result<String
         )?;
     }
     let mut out = format!(
-        "{} vs {} ({} plots, {} with a model value)\n",
+        "{} vs {} ({} observations, {} with a model value)\n",
         job.quantity,
         s.plots_path.display(),
         s.samples.len(),
