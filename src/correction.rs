@@ -202,22 +202,28 @@ impl CorrectionTable {
     }
 
     /// Check the zones and classes the table names against those known; every unknown one is listed.
-    pub fn check(&self, zones: Option<&BTreeSet<String>>, classes: &BTreeSet<String>) -> Result<()> {
+    /// `zones`: None = no zones given; Some(None) = zones whose names are not known before reading (a raster).
+    pub fn check(
+        &self,
+        zones: Option<Option<&BTreeSet<String>>>,
+        classes: &BTreeSet<String>,
+    ) -> Result<()> {
         let mut problems = Vec::new();
-        let uz: BTreeSet<&str> = self
-            .factors
-            .iter()
-            .filter_map(|f| f.zone.as_deref())
-            .filter(|z| zones.map(|k| !k.contains(*z)).unwrap_or(true))
-            .collect();
-        if !uz.is_empty() {
-            problems.push(match zones {
-                Some(_) => format!(
-                    "zones not in the zone layer: {}",
-                    uz.into_iter().collect::<Vec<_>>().join(", ")
-                ),
-                None => "names zones, but no zones were given (--zones)".into(),
-            });
+        let named: BTreeSet<&str> = self.factors.iter().filter_map(|f| f.zone.as_deref()).collect();
+        match zones {
+            None if !named.is_empty() => {
+                problems.push("names zones, but no zones were given (--zones)".to_string())
+            }
+            Some(Some(known)) => {
+                let unknown: Vec<&str> = named.into_iter().filter(|z| !known.contains(*z)).collect();
+                if !unknown.is_empty() {
+                    problems.push(format!(
+                        "zones not in the zone layer: {} (zone names are the finest level's values)",
+                        unknown.join(", ")
+                    ));
+                }
+            }
+            _ => {}
         }
         let uc: BTreeSet<&str> = self
             .factors
@@ -577,7 +583,8 @@ mod tests {
         assert_eq!(t.lookup(None, Some("forest")), (0.9, Level::Class));
         assert_eq!(t.lookup(Some("B"), Some("grassland")), (1.0, Level::None));
         let known: BTreeSet<String> = ["grassland".to_string()].into();
-        let e = t.check(Some(&["B".to_string()].into()), &known).unwrap_err().to_string();
+        let e = t.check(Some(Some(&["B".to_string()].into())), &known).unwrap_err().to_string();
+        assert!(t.check(None, &known).unwrap_err().to_string().contains("no zones were given"));
         assert!(e.contains("zones not in the zone layer: A") && e.contains("unknown classes: forest"), "{e}");
     }
 

@@ -208,6 +208,20 @@ struct NppArgs {
     /// Working-memory budget per strip in MiB.
     #[arg(long, default_value_t = 192)]
     memory_mb: usize,
+    /// Region-specific correction table: a built-in name (models/corrections/) or a CSV (as `carbonmap
+    /// calibrate` writes). Factors per zone x class, zone or class on epsilon max or NPP.
+    #[arg(long)]
+    corrections: Option<String>,
+    /// Zones the correction table names: a vector file (with --zone-fields; the finest level names the
+    /// zone) or a raster of zone codes.
+    #[arg(long, requires = "corrections")]
+    zones: Option<PathBuf>,
+    /// Fields naming the zones, coarsest level first (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    zone_fields: Vec<String>,
+    /// Layer of the zones file.
+    #[arg(long)]
+    zone_layer: Option<String>,
 }
 
 /// Where the emission lattice comes from and what its unit is.
@@ -691,6 +705,13 @@ fn run(cli: Cli) -> Result<()> {
                 monthly: a.monthly,
                 write: WriteOptions { cog: a.cog },
                 memory_mb: a.memory_mb,
+                corrections: a.corrections,
+                zones: a.zones.map(|path| carbonmap::zones::ZoneSpec {
+                    path,
+                    fields: a.zone_fields,
+                    layer: a.zone_layer,
+                    band: 1,
+                }),
             };
             let s = run_npp(&job, &progress)?;
             if !cli.quiet {

@@ -356,3 +356,77 @@ fn a_user_casa_table_with_the_vpd_water_scalar() {
             .contains("casa-vpd.toml")
     );
 }
+
+/// Corrections by zone x class, zone and class on NPP, through the binary. Zones (a raster of codes):
+/// top row 1 1 2 2, bottom row 3 3 3 3. Table: zone 1 x grassland 1.5, zone 2 0.8, grassland 1.25.
+/// Expected factors: px 0, 1 (zone 1, grassland) 1.5 (zone x class); px 2 (zone 2, tree cover) 0.8 (zone);
+/// px 6 (zone 3, grassland) 1.25 (class). CASA NPP is proportional to emax, so NPP = factor x uncorrected
+/// and NEP = NPP - Rh with Rh unchanged.
+#[test]
+fn corrections_apply_in_the_fallback_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let plain = june_npp(tmp.path(), &[]);
+    write_raster(
+        &tmp.path().join("zones.tif"),
+        Some(32630),
+        GT,
+        (W, H),
+        &[("zone", vec![1i32, 1, 2, 2, 3, 3, 3, 3])],
+        None,
+    );
+    let table = tmp.path().join("corr.csv");
+    std::fs::write(
+        &table,
+        "# hand-made for the test\nzone,class,factor,applies_to,se,n,source\n1,grassland,1.5,npp,,,test\n2,,0.8,npp,,,test\n,grassland,1.25,npp,,,test\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(tmp.path().join("out")).unwrap();
+    let zones = tmp.path().join("zones.tif");
+    let corrected = june_npp(
+        tmp.path(),
+        &["--corrections", table.to_str().unwrap(), "--zones", zones.to_str().unwrap()],
+    );
+    let out = tmp.path().join("out");
+    let (nep, _, _) = read_band(&out.join("NEP_gC_m2_2021-06.tif"), 1);
+    let (factor, _, _) = read_band(&out.join("correction_factor_2021-06.tif"), 1);
+    for (px, f) in [(0, 1.5), (1, 1.5), (2, 0.8), (6, 1.25)] {
+        assert!((factor[px] - f).abs() < 1e-6, "px {px}: factor {}", factor[px]);
+        assert!(
+            (corrected[px] - f * plain[px]).abs() < 1e-3,
+            "px {px}: {} vs {f} x {}",
+            corrected[px],
+            plain[px]
+        );
+    }
+    assert!((corrected[0] - 1.5 * NPP_JUNE).abs() < 1e-3);
+    assert!((nep[0] - (1.5 * NPP_JUNE - RH_JUNE)).abs() < 1e-3);
+    assert!(common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "CORRECTIONS")
+        .unwrap()
+        .contains("applies to npp"));
+
+    // A table naming a zone the layer lacks, or a class that is not a vegetation type, is refused.
+    let zones_vec = tmp.path().join("zones.geojson");
+    std::fs::write(
+        &zones_vec,
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::32630"}},"features":[{"type":"Feature","properties":{"region":"North"},"geometry":{"type":"Polygon","coordinates":[[[500000,5599940],[500120,5599940],[500120,5600000],[500000,5600000],[500000,5599940]]]}}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &table,
+        "zone,class,factor,applies_to,se,n,source\nSouth,grassland,1.5,npp,,,test\n,meadow,1.1,npp,,,test\n",
+    )
+    .unwrap();
+    let a = npp_cmd(tmp.path(), &["--months", "6-6", "--corrections"])
+        .arg(&table)
+        .arg("--zones")
+        .arg(&zones_vec)
+        .args(["--zone-fields", "region", "-o"])
+        .arg(tmp.path().join("out2"))
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("zones not in the zone layer: South"), "{err}");
+    assert!(err.contains("unknown classes: meadow"), "{err}");
+    assert!(!tmp.path().join("out2").exists());
+}

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use crate::drivers::{Drivers, Plane, Step, Var};
+use crate::correction::{CorrectionTable, Level, Target};
 use crate::error::{Error, Problems, Result};
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
@@ -23,6 +24,7 @@ use crate::npp::fpar::FparConstants;
 use crate::npp::mod17::{Bplut, Mod17Class, Mod17Constants, Mod17Year};
 use crate::npp::rh::RhModel;
 use crate::progress::Progress;
+use crate::zones::{ZoneSpec, Zones, OUTSIDE};
 
 /// Which light-use-efficiency model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,9 @@ pub struct NppJob {
     pub monthly: bool,
     pub write: WriteOptions,
     pub memory_mb: usize,
+    /// Region-specific correction table (built-in name or CSV) and the zones it names.
+    pub corrections: Option<String>,
+    pub zones: Option<ZoneSpec>,
 }
 
 /// Per-class summary row.
@@ -139,6 +144,7 @@ struct Prepared {
     full_year: bool,
     lc_nodata: Option<f64>,
     input_is_fpar: bool,
+    corrections: Option<(CorrectionTable, Option<Zones>)>,
 }
 
 fn prepare(job: &NppJob) -> Result<Prepared> {
@@ -308,6 +314,37 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
             .filter(|&i| (m0..=m1).contains(&d.steps[i].month))
             .collect();
     }
+    // Corrections: the table, its zones on the grid, and every zone and class it names known.
+    let mut corrections = None;
+    if let Some(name) = &job.corrections {
+        let table = problems.take(CorrectionTable::resolve(name));
+        let zones = match (&job.zones, &grid) {
+            (Some(z), Some(g)) => problems.take(Zones::load(z, g)).map(Some),
+            (Some(_), None) => None,
+            (None, _) => Some(None),
+        };
+        if let (Some(t), Some(z)) = (table, zones) {
+            let classes: std::collections::BTreeSet<String> = landcover::vegetation_types()?
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            let known: Option<std::collections::BTreeSet<String>> = z
+                .as_ref()
+                .filter(|z| z.is_vector())
+                .map(|z| z.keys.iter().filter_map(|k| k.last().cloned()).collect());
+            let check = match &z {
+                None => None,
+                Some(_) => Some(known.as_ref()),
+            };
+            if problems.take(t.check(check, &classes)).is_some() {
+                corrections = Some((t, z));
+            }
+        }
+    } else if job.zones.is_some() {
+        problems.push(Error::Usage(
+            "--zones is for --corrections (which factor applies where); give the correction table too".into(),
+        ));
+    }
     problems.finish()?;
     let grid = grid.expect("checked");
     let mut drivers = drivers.expect("checked");
@@ -336,6 +373,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         full_year,
         lc_nodata,
         input_is_fpar: job.input_is_fpar,
+        corrections,
     })
 }
 
@@ -460,6 +498,19 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             md.insert("LAI_FROM_FPAR".into(), p.fpar.lai.citation.clone());
         }
     }
+    if let Some((t, z)) = &p.corrections {
+        md.insert(
+            "CORRECTIONS".into(),
+            format!(
+                "{} (applies to {}; zone x class, then zone, then class, then none{})",
+                t.path.display(),
+                t.target.name(),
+                z.as_ref()
+                    .map(|z| format!("; zones {} level {}", z.path.display(), z.levels.last().map(String::as_str).unwrap_or("")))
+                    .unwrap_or_default()
+            ),
+        );
+    }
     md.insert(
         "SIGN_CONVENTION".into(),
         "NPP, GPP, Rh >= 0 are fluxes; NEP = NPP - Rh, positive = net uptake by the ecosystem (a sink); sequestration = NEP x 44/12 in t CO2 ha-1".into(),
@@ -508,6 +559,28 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             )?);
         }
     }
+
+    // The factor each pixel's correction used (with corrections only).
+    let mut factor_writer = match &p.corrections {
+        Some((t, _)) => {
+            let mut m = md.clone();
+            m.insert("QUANTITY".into(), format!("correction factor on {}", t.target.name()));
+            m.insert("UNITS".into(), "1".into());
+            Some(RasterWriter::create::<f32>(
+                &job.out_dir.join(format!("correction_factor_{}.tif", p.period_label)),
+                &grid,
+                &[OutBand {
+                    description: format!("correction factor on {}", t.target.name()),
+                    unit: "1".into(),
+                }],
+                None,
+                &m,
+                &job.write,
+            )?)
+        }
+        None => None,
+    };
+    let mut level_pixels: BTreeMap<Level, u64> = BTreeMap::new();
 
     // Readers (this thread only).
     let ndvi_readers = p
@@ -590,9 +663,44 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 p.class_models.get(&c).map(|m| (ci, m))
             })
             .collect();
+        // Correction factor per pixel (1 without corrections, NaN where no class).
+        let factors: Vec<f64> = match &p.corrections {
+            None => vec![1.0; npx],
+            Some((t, z)) => {
+                let zone_ids = match z {
+                    Some(z) => z.read_rows(row0, nrows)?,
+                    None => vec![OUTSIDE; npx],
+                };
+                let mut cache: BTreeMap<(i32, usize), (f64, Level)> = BTreeMap::new();
+                let f: Vec<f64> = models
+                    .iter()
+                    .zip(&zone_ids)
+                    .map(|(m, &zid)| {
+                        let Some((ci, _)) = m else { return f64::NAN };
+                        let (f, level) = *cache.entry((zid, *ci)).or_insert_with(|| {
+                            let zone = match z {
+                                Some(z) if zid != OUTSIDE => z.key(zid).last().cloned(),
+                                _ => None,
+                            };
+                            t.lookup(zone.as_deref(), Some(&p.legend.classes[*ci].vegetation_type))
+                        });
+                        *level_pixels.entry(level).or_default() += 1;
+                        f
+                    })
+                    .collect();
+                if let Some(w) = factor_writer.as_mut() {
+                    w.write_rows(0, row0, f.iter().map(|v| *v as f32).collect())?;
+                    w.flush()?;
+                }
+                f
+            }
+        };
+        let target = p.corrections.as_ref().map(|c| c.0.target);
         let (results, monthly) = match job.model {
-            NppModel::Casa => strip_casa(&p, &models, &ndvi, row0, nrows, grid.width)?,
-            NppModel::Mod17 => strip_mod17(&p, &models, &ndvi, row0, nrows, grid.width)?,
+            NppModel::Casa => strip_casa(&p, &models, &ndvi, &factors, row0, nrows, grid.width)?,
+            NppModel::Mod17 => {
+                strip_mod17(&p, &models, &ndvi, (&factors, target), row0, nrows, grid.width)?
+            }
         };
         // Write, and accumulate the class summaries in pixel order (deterministic sums).
         let value = |r: &PixelOut, o: &str| -> f64 {
@@ -652,9 +760,32 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             warnings.push(msg);
         }
     }
+    if let Some((t, _)) = &p.corrections {
+        let msg = format!(
+            "corrections {} ({}): pixels by the row that applied: {}",
+            t.path.display(),
+            t.target.name(),
+            [Level::ZoneClass, Level::Zone, Level::Class, Level::None]
+                .iter()
+                .map(|l| format!(
+                    "{} {}",
+                    match l {
+                        Level::ZoneClass => "zone x class",
+                        Level::Zone => "zone",
+                        Level::Class => "class",
+                        Level::None => "none (factor 1)",
+                    },
+                    level_pixels.get(l).copied().unwrap_or(0)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
     let mut pending = Vec::new();
     let mut outputs = Vec::new();
-    for w in writers.into_iter().chain(monthly_writers) {
+    for w in writers.into_iter().chain(monthly_writers).chain(factor_writer) {
         outputs.push(w.target().to_path_buf());
         pending.push(w.finish()?);
     }
@@ -743,10 +874,13 @@ fn read_steps(
         .collect()
 }
 
+/// CASA over a strip. NPP is proportional to emax, so a correction factor on epsilon max and one on NPP
+/// both multiply each month's NPP.
 fn strip_casa(
     p: &Prepared,
     models: &[Option<(usize, &ClassModel)>],
     ndvi: &[Vec<f32>],
+    factors: &[f64],
     row0: usize,
     nrows: usize,
     width: usize,
@@ -812,8 +946,9 @@ fn strip_casa(
                         // SOL: the month's total, MJ m-2 month-1.
                         let mo =
                             casa_p.month(ct, nd[k], sol[k].at(px) * days[i], temps[i], topt, we);
-                        npp += mo.npp;
-                        monthly.push([mo.npp as f32, rh_m[k] as f32, (mo.npp - rh_m[k]) as f32]);
+                        let npp_m = mo.npp * factors[px];
+                        npp += npp_m;
+                        monthly.push([npp_m as f32, rh_m[k] as f32, (npp_m - rh_m[k]) as f32]);
                     }
                     (
                         PixelOut {
@@ -850,10 +985,13 @@ fn split_monthly(
     (res, monthly)
 }
 
+/// MOD17 over a strip. A correction on epsilon max (LUEmax) multiplies GPP before maintenance respiration
+/// (GPP is proportional to LUEmax); one on NPP multiplies the annual NPP.
 fn strip_mod17(
     p: &Prepared,
     models: &[Option<(usize, &ClassModel)>],
     ndvi: &[Vec<f32>],
+    (factors, target): (&[f64], Option<Target>),
     row0: usize,
     nrows: usize,
     width: usize,
@@ -951,10 +1089,19 @@ fn strip_mod17(
                     vec![[0.0; 3]; nm],
                 ),
                 ClassModel::Mod17(c) => {
-                    let a = years[px].finish(c, k17);
+                    let f = factors[px];
+                    let (gpp_f, npp_f) = match target {
+                        Some(Target::EpsilonMax) => (f, 1.0),
+                        Some(Target::Npp) => (1.0, f),
+                        None => (1.0, 1.0),
+                    };
+                    let mut y = years[px].clone();
+                    y.gpp *= gpp_f;
+                    let mut a = y.finish(c, k17);
+                    a.npp *= npp_f;
                     // Monthly GPP and Rh (MONTHLY_MOD17); NPP is annual only.
                     let monthly = (0..nm)
-                        .map(|k| [month_gpp[k][px] as f32, rh_m[k] as f32, f32::NAN])
+                        .map(|k| [(month_gpp[k][px] * gpp_f) as f32, rh_m[k] as f32, f32::NAN])
                         .collect();
                     (
                         PixelOut {
