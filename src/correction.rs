@@ -100,7 +100,9 @@ impl CorrectionTable {
             None => Err(Error::Usage(format!(
                 "unknown correction table '{name_or_path}'; built-in: {} (or give a .csv file)",
                 models::embedded_under("corrections/")
-                    .map(|(p, _)| p.trim_start_matches("corrections/").trim_end_matches(".csv"))
+                    .map(|(p, _)| p
+                        .trim_start_matches("corrections/")
+                        .trim_end_matches(".csv"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
@@ -108,7 +110,10 @@ impl CorrectionTable {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<CorrectionTable> {
-        let comments = text.lines().take_while(|l| l.trim_start().starts_with('#')).count();
+        let comments = text
+            .lines()
+            .take_while(|l| l.trim_start().starts_with('#'))
+            .count();
         let body: String = text
             .lines()
             .skip(comments)
@@ -150,7 +155,12 @@ impl CorrectionTable {
                 .parse()
                 .ok()
                 .filter(|f: &f64| f.is_finite() && *f > 0.0)
-                .ok_or_else(|| bad(format!("factor \"{}\" must be a positive number", rec.get(2).unwrap_or(""))))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "factor \"{}\" must be a positive number",
+                        rec.get(2).unwrap_or("")
+                    ))
+                })?;
             let t = Target::parse(rec.get(3).unwrap_or("")).map_err(bad)?;
             match target {
                 None => target = Some(t),
@@ -165,13 +175,20 @@ impl CorrectionTable {
             }
             let se = match opt(4) {
                 None => None,
-                Some(s) => Some(s.parse::<f64>().map_err(|_| bad(format!("se \"{s}\" is not a number")))?),
+                Some(s) => Some(
+                    s.parse::<f64>()
+                        .map_err(|_| bad(format!("se \"{s}\" is not a number")))?,
+                ),
             };
             let n = match opt(5) {
                 None => None,
-                Some(s) => Some(s.parse::<usize>().map_err(|_| bad(format!("n \"{s}\" is not a count")))?),
+                Some(s) => Some(
+                    s.parse::<usize>()
+                        .map_err(|_| bad(format!("n \"{s}\" is not a count")))?,
+                ),
             };
-            let source = opt(6).ok_or_else(|| bad("source is empty: cite where the factor comes from".into()))?;
+            let source = opt(6)
+                .ok_or_else(|| bad("source is empty: cite where the factor comes from".into()))?;
             let key = (opt(0), opt(1));
             if key == (None, None) {
                 return Err(bad("zone and class are both empty (a global factor is a zone-less, class-less model change; edit the parameters instead)".into()));
@@ -209,13 +226,18 @@ impl CorrectionTable {
         classes: &BTreeSet<String>,
     ) -> Result<()> {
         let mut problems = Vec::new();
-        let named: BTreeSet<&str> = self.factors.iter().filter_map(|f| f.zone.as_deref()).collect();
+        let named: BTreeSet<&str> = self
+            .factors
+            .iter()
+            .filter_map(|f| f.zone.as_deref())
+            .collect();
         match zones {
             None if !named.is_empty() => {
                 problems.push("names zones, but no zones were given (--zones)".to_string())
             }
             Some(Some(known)) => {
-                let unknown: Vec<&str> = named.into_iter().filter(|z| !known.contains(*z)).collect();
+                let unknown: Vec<&str> =
+                    named.into_iter().filter(|z| !known.contains(*z)).collect();
                 if !unknown.is_empty() {
                     problems.push(format!(
                         "zones not in the zone layer: {} (zone names are the finest level's values)",
@@ -365,7 +387,11 @@ fn pool(
         .iter()
         .map(|(k, v)| (mean(v) - parent(k).0).powi(2) - s2 / v.len() as f64)
         .collect();
-    let tau2 = if dev.is_empty() { 0.0 } else { mean(&dev).max(0.0) };
+    let tau2 = if dev.is_empty() {
+        0.0
+    } else {
+        mean(&dev).max(0.0)
+    };
     groups
         .iter()
         .map(|(k, v)| {
@@ -511,7 +537,12 @@ pub struct CrossValidation {
     pub metrics: Vec<(String, String, Metrics, Metrics)>,
 }
 
-pub fn cross_validate(plots: &[CalPlot], k: usize, seed: u64, target: Target) -> Result<CrossValidation> {
+pub fn cross_validate(
+    plots: &[CalPlot],
+    k: usize,
+    seed: u64,
+    target: Target,
+) -> Result<CrossValidation> {
     let sites: BTreeSet<&str> = plots.iter().map(|p| p.site.as_str()).collect();
     if sites.len() < k || k < 2 {
         return Err(Error::Usage(format!(
@@ -537,16 +568,27 @@ pub fn cross_validate(plots: &[CalPlot], k: usize, seed: u64, target: Target) ->
     let mut metrics = Vec::new();
     let mut scopes: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     for (i, p) in predictions.iter().enumerate() {
-        scopes.entry(("all".into(), "all".into())).or_default().push(i);
+        scopes
+            .entry(("all".into(), "all".into()))
+            .or_default()
+            .push(i);
         if let Some(c) = &p.3 {
-            scopes.entry(("class".into(), c.clone())).or_default().push(i);
+            scopes
+                .entry(("class".into(), c.clone()))
+                .or_default()
+                .push(i);
         }
     }
     for ((scope, group), idx) in scopes {
         let o: Vec<f64> = idx.iter().map(|&i| predictions[i].0).collect();
         let m: Vec<f64> = idx.iter().map(|&i| predictions[i].1).collect();
         let c: Vec<f64> = idx.iter().map(|&i| predictions[i].2).collect();
-        metrics.push((scope, group, Metrics::compute(&o, &m), Metrics::compute(&o, &c)));
+        metrics.push((
+            scope,
+            group,
+            Metrics::compute(&o, &m),
+            Metrics::compute(&o, &c),
+        ));
     }
     Ok(CrossValidation {
         folds: k,
@@ -583,9 +625,19 @@ mod tests {
         assert_eq!(t.lookup(None, Some("forest")), (0.9, Level::Class));
         assert_eq!(t.lookup(Some("B"), Some("grassland")), (1.0, Level::None));
         let known: BTreeSet<String> = ["grassland".to_string()].into();
-        let e = t.check(Some(Some(&["B".to_string()].into())), &known).unwrap_err().to_string();
-        assert!(t.check(None, &known).unwrap_err().to_string().contains("no zones were given"));
-        assert!(e.contains("zones not in the zone layer: A") && e.contains("unknown classes: forest"), "{e}");
+        let e = t
+            .check(Some(Some(&["B".to_string()].into())), &known)
+            .unwrap_err()
+            .to_string();
+        assert!(t
+            .check(None, &known)
+            .unwrap_err()
+            .to_string()
+            .contains("no zones were given"));
+        assert!(
+            e.contains("zones not in the zone layer: A") && e.contains("unknown classes: forest"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -594,11 +646,19 @@ mod tests {
             ("A,forest,-1,npp,,,x", "line 3: factor"),
             ("A,forest,1,gpp,,,x", "line 3: applies_to"),
             ("A,forest,1,npp,,,", "line 3: source is empty"),
-            ("A,forest,1,npp,,,x\nA,forest,2,npp,,,x", "line 4: a second row"),
-            ("A,forest,1,npp,,,x\nB,forest,2,epsilon_max,,,x", "line 4: applies_to epsilon_max differs"),
+            (
+                "A,forest,1,npp,,,x\nA,forest,2,npp,,,x",
+                "line 4: a second row",
+            ),
+            (
+                "A,forest,1,npp,,,x\nB,forest,2,epsilon_max,,,x",
+                "line 4: applies_to epsilon_max differs",
+            ),
         ] {
             let text = format!("# c\nzone,class,factor,applies_to,se,n,source\n{body}\n");
-            let e = CorrectionTable::parse(&text, Path::new("t.csv")).unwrap_err().to_string();
+            let e = CorrectionTable::parse(&text, Path::new("t.csv"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(says), "{body}: {e}");
         }
     }
@@ -619,7 +679,11 @@ mod tests {
         let c = calibrate(&p);
         assert!((c.overall.factor - 1.0).abs() < 1e-12);
         assert!((c.overall.se - (0.08f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
-        let a = c.factors.iter().find(|f| f.zone.as_deref() == Some("A") && f.class.is_none()).unwrap();
+        let a = c
+            .factors
+            .iter()
+            .find(|f| f.zone.as_deref() == Some("A") && f.class.is_none())
+            .unwrap();
         assert!((a.raw - 1.1).abs() < 1e-12 && (a.factor - 1.0).abs() < 1e-9 && a.weight < 1e-9);
         assert!((a.se - c.overall.se).abs() < 1e-9);
         // Zone A: ratios 1.0, 1.2; zone B: 2.0, 2.2. Overall mean 1.6. s2 = 0.02, s2 / n = 0.01;
@@ -632,7 +696,11 @@ mod tests {
             plot("B", "f", "s4", 2.2, 1.0),
         ];
         let c = calibrate(&p);
-        let a = c.factors.iter().find(|f| f.zone.as_deref() == Some("A") && f.class.is_none()).unwrap();
+        let a = c
+            .factors
+            .iter()
+            .find(|f| f.zone.as_deref() == Some("A") && f.class.is_none())
+            .unwrap();
         assert!((a.weight - 0.96).abs() < 1e-12, "{}", a.weight);
         assert!((a.factor - 1.12).abs() < 1e-12, "{}", a.factor);
     }

@@ -153,7 +153,11 @@ pub fn crs_wkt(definition: &str) -> Result<String> {
     init();
     SpatialRef::from_definition(definition)
         .and_then(|s| s.to_wkt())
-        .map_err(|e| Error::Usage(format!("\"{definition}\" is not a CRS GDAL understands ({e})")))
+        .map_err(|e| {
+            Error::Usage(format!(
+                "\"{definition}\" is not a CRS GDAL understands ({e})"
+            ))
+        })
 }
 
 /// Whether two WKT strings denote the same CRS (GDAL's OSRIsSame).
@@ -1022,7 +1026,11 @@ pub fn sample_points(
         buf.resize(w * h, 0f64);
         rb.read_into_slice::<f64>((c0 as isize, r0 as isize), (w, h), (w, h), &mut buf, None)
             .map_err(|e| {
-                Error::band(path, band.to_string(), format!("read failed at pixel ({c}, {r}): {e}"))
+                Error::band(
+                    path,
+                    band.to_string(),
+                    format!("read failed at pixel ({c}, {r}): {e}"),
+                )
             })?;
         let valid: Vec<f64> = buf
             .iter()

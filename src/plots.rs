@@ -270,15 +270,19 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             without_observation.push(row.origin);
             continue;
         };
-        let observed: f64 = obs_text.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
-            Error::input(
-                path,
-                format!(
-                    "{}: {} \"{obs_text}\" is not a number",
-                    row.origin, spec.observed_field
-                ),
-            )
-        })?;
+        let observed: f64 = obs_text
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| {
+                Error::input(
+                    path,
+                    format!(
+                        "{}: {} \"{obs_text}\" is not a number",
+                        row.origin, spec.observed_field
+                    ),
+                )
+            })?;
         let unit = match &fixed_unit {
             Some(u) => u.clone(),
             None => {
@@ -371,13 +375,16 @@ pub fn read_keyed(path: &Path, key: &str, value: &str) -> Result<BTreeMap<String
     let cols = [key.to_string(), value.to_string()];
     let mut out = BTreeMap::new();
     for row in read_csv(&spec, &cols)? {
-        let k = row.vals[0]
-            .clone()
-            .ok_or_else(|| Error::input(path, format!("{}: key column {key} is empty", row.origin)))?;
+        let k = row.vals[0].clone().ok_or_else(|| {
+            Error::input(path, format!("{}: key column {key} is empty", row.origin))
+        })?;
         let v = match &row.vals[1] {
             None => f64::NAN,
             Some(t) => t.parse::<f64>().map_err(|_| {
-                Error::input(path, format!("{}: {value} \"{t}\" is not a number", row.origin))
+                Error::input(
+                    path,
+                    format!("{}: {value} \"{t}\" is not a number", row.origin),
+                )
             })?,
         };
         if out.insert(k.clone(), v).is_some() {

@@ -311,7 +311,8 @@ fn write_png(target: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut wr = enc.write_header().map_err(|e| draw_error(target, e))?;
-        wr.write_image_data(rgb).map_err(|e| draw_error(target, e))?;
+        wr.write_image_data(rgb)
+            .map_err(|e| draw_error(target, e))?;
     }
     crate::io::write_atomic(target, &png_bytes)
 }
@@ -327,7 +328,9 @@ pub struct ScatterPoint {
 fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -420,10 +423,17 @@ pub fn residual_map_png(
         .iter()
         .map(|s| parse_hex(s))
         .collect::<Result<Vec<_>>>()?;
-    let mut abs: Vec<f64> = points.iter().map(|p| p.2.abs()).filter(|v| v.is_finite()).collect();
+    let mut abs: Vec<f64> = points
+        .iter()
+        .map(|p| p.2.abs())
+        .filter(|v| v.is_finite())
+        .collect();
     abs.sort_by(|a, b| a.total_cmp(b));
     let limit = abs
-        .get(((m.net_balance.limit_percentile / 100.0) * abs.len().saturating_sub(1) as f64).round() as usize)
+        .get(
+            ((m.net_balance.limit_percentile / 100.0) * abs.len().saturating_sub(1) as f64).round()
+                as usize,
+        )
         .copied()
         .filter(|l| *l > 0.0)
         .unwrap_or(1.0);
@@ -432,7 +442,9 @@ pub fn residual_map_png(
         let (lo, hi) = points
             .iter()
             .map(v)
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(x), b.max(x))
+            });
         if !lo.is_finite() {
             return (0.0, 1.0);
         }
@@ -492,10 +504,17 @@ pub fn residual_map_png(
         for k in 0..=4 {
             let v = limit * (1.0 - k as f64 / 2.0);
             legend_area
-                .draw_text(&fmt_tick(v), &font(12.0), (lx + 30, top + (k * (bar_h - 1)) / 4 - 6))
+                .draw_text(
+                    &fmt_tick(v),
+                    &font(12.0),
+                    (lx + 30, top + (k * (bar_h - 1)) / 4 - 6),
+                )
                 .map_err(|e| draw_error(target, e))?;
         }
-        for (i, line) in wrap("red: model above the observation; blue: below", 24).iter().enumerate() {
+        for (i, line) in wrap("red: model above the observation; blue: below", 24)
+            .iter()
+            .enumerate()
+        {
             legend_area
                 .draw_text(line, &font(11.0), (lx, top + bar_h + 14 + 14 * i as i32))
                 .map_err(|e| draw_error(target, e))?;

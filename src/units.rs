@@ -164,7 +164,9 @@ impl CarbonUnit {
     /// The factor that converts a value in this unit to `other` (both flux densities, or both per cell).
     pub fn factor_to(&self, other: &CarbonUnit) -> std::result::Result<f64, String> {
         match (self.basis, other.basis) {
-            (Basis::PerArea(a), Basis::PerArea(b)) => Ok(self.tco2_factor() / a * b / other.tco2_factor()),
+            (Basis::PerArea(a), Basis::PerArea(b)) => {
+                Ok(self.tco2_factor() / a * b / other.tco2_factor())
+            }
             (Basis::PerCell, Basis::PerCell) => Ok(self.tco2_factor() / other.tco2_factor()),
             _ => Err(format!(
                 "\"{}\" and \"{}\" cannot be converted: one is per area, the other per cell",
@@ -203,7 +205,10 @@ mod tests {
         assert!((forc.factor_to(&gm2).unwrap() - 100.0).abs() < 1e-9);
         let daily = CarbonUnit::parse("g C m-2 d-1").unwrap();
         assert!((daily.factor_to(&gm2).unwrap() - 365.25).abs() < 1e-9);
-        assert!(CarbonUnit::parse("Tg C cell-1 yr-1").unwrap().factor_to(&gm2).is_err());
+        assert!(CarbonUnit::parse("Tg C cell-1 yr-1")
+            .unwrap()
+            .factor_to(&gm2)
+            .is_err());
         // Round trip.
         let u = CarbonUnit::parse("t CO2 ha-1 yr-1").unwrap();
         assert!((u.from_tco2_yr(u.to_tco2_yr(2.5, 900.0), 900.0) - 2.5).abs() < 1e-12);

@@ -58,10 +58,7 @@ impl Zones {
                     "the zone raster does not overlap the analysis grid",
                 ));
             }
-            let nodata = info
-                .bands
-                .get(band - 1)
-                .and_then(|b| b.nodata);
+            let nodata = info.bands.get(band - 1).and_then(|b| b.nodata);
             let reader = GridReader::new(
                 &spec.path,
                 &[BandRequest {

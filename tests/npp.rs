@@ -385,13 +385,22 @@ fn corrections_apply_in_the_fallback_order() {
     let zones = tmp.path().join("zones.tif");
     let corrected = june_npp(
         tmp.path(),
-        &["--corrections", table.to_str().unwrap(), "--zones", zones.to_str().unwrap()],
+        &[
+            "--corrections",
+            table.to_str().unwrap(),
+            "--zones",
+            zones.to_str().unwrap(),
+        ],
     );
     let out = tmp.path().join("out");
     let (nep, _, _) = read_band(&out.join("NEP_gC_m2_2021-06.tif"), 1);
     let (factor, _, _) = read_band(&out.join("correction_factor_2021-06.tif"), 1);
     for (px, f) in [(0, 1.5), (1, 1.5), (2, 0.8), (6, 1.25)] {
-        assert!((factor[px] - f).abs() < 1e-6, "px {px}: factor {}", factor[px]);
+        assert!(
+            (factor[px] - f).abs() < 1e-6,
+            "px {px}: factor {}",
+            factor[px]
+        );
         assert!(
             (corrected[px] - f * plain[px]).abs() < 1e-3,
             "px {px}: {} vs {f} x {}",
@@ -401,9 +410,11 @@ fn corrections_apply_in_the_fallback_order() {
     }
     assert!((corrected[0] - 1.5 * NPP_JUNE).abs() < 1e-3);
     assert!((nep[0] - (1.5 * NPP_JUNE - RH_JUNE)).abs() < 1e-3);
-    assert!(common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "CORRECTIONS")
-        .unwrap()
-        .contains("applies to npp"));
+    assert!(
+        common::metadata_item(&out.join("NPP_gC_m2_2021-06.tif"), "CORRECTIONS")
+            .unwrap()
+            .contains("applies to npp")
+    );
 
     // A table naming a zone the layer lacks, or a class that is not a vegetation type, is refused.
     let zones_vec = tmp.path().join("zones.geojson");

@@ -229,8 +229,9 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
     let layer = io::read_vector(path, spec.layer.as_deref(), &want)?;
     let crs_wkt = match (&layer.crs_wkt, &spec.crs) {
         (Some(w), None) => w.clone(),
-        (None, Some(c)) | (Some(_), Some(c)) => io::crs_wkt(c)
-            .map_err(|e| Error::Usage(format!("--lattice-crs {c}: {e}")))?,
+        (None, Some(c)) | (Some(_), Some(c)) => {
+            io::crs_wkt(c).map_err(|e| Error::Usage(format!("--lattice-crs {c}: {e}")))?
+        }
         (None, None) => {
             return Err(Error::input(
                 path,

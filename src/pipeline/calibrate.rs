@@ -50,7 +50,9 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
         ));
     }
     let cv = if job.folds > 0 {
-        Some(correction::cross_validate(&plots, job.folds, job.seed, job.target)?)
+        Some(correction::cross_validate(
+            &plots, job.folds, job.seed, job.target,
+        )?)
     } else {
         None
     };

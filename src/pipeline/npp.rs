@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::drivers::{Drivers, Plane, Step, Var};
 use crate::correction::{CorrectionTable, Level, Target};
+use crate::drivers::{Drivers, Plane, Step, Var};
 use crate::error::{Error, Problems, Result};
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
@@ -506,7 +506,11 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 t.path.display(),
                 t.target.name(),
                 z.as_ref()
-                    .map(|z| format!("; zones {} level {}", z.path.display(), z.levels.last().map(String::as_str).unwrap_or("")))
+                    .map(|z| format!(
+                        "; zones {} level {}",
+                        z.path.display(),
+                        z.levels.last().map(String::as_str).unwrap_or("")
+                    ))
                     .unwrap_or_default()
             ),
         );
@@ -564,10 +568,14 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let mut factor_writer = match &p.corrections {
         Some((t, _)) => {
             let mut m = md.clone();
-            m.insert("QUANTITY".into(), format!("correction factor on {}", t.target.name()));
+            m.insert(
+                "QUANTITY".into(),
+                format!("correction factor on {}", t.target.name()),
+            );
             m.insert("UNITS".into(), "1".into());
             Some(RasterWriter::create::<f32>(
-                &job.out_dir.join(format!("correction_factor_{}.tif", p.period_label)),
+                &job.out_dir
+                    .join(format!("correction_factor_{}.tif", p.period_label)),
                 &grid,
                 &[OutBand {
                     description: format!("correction factor on {}", t.target.name()),
@@ -682,7 +690,10 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                                 Some(z) if zid != OUTSIDE => z.key(zid).last().cloned(),
                                 _ => None,
                             };
-                            t.lookup(zone.as_deref(), Some(&p.legend.classes[*ci].vegetation_type))
+                            t.lookup(
+                                zone.as_deref(),
+                                Some(&p.legend.classes[*ci].vegetation_type),
+                            )
                         });
                         *level_pixels.entry(level).or_default() += 1;
                         f
@@ -698,9 +709,15 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         let target = p.corrections.as_ref().map(|c| c.0.target);
         let (results, monthly) = match job.model {
             NppModel::Casa => strip_casa(&p, &models, &ndvi, &factors, row0, nrows, grid.width)?,
-            NppModel::Mod17 => {
-                strip_mod17(&p, &models, &ndvi, (&factors, target), row0, nrows, grid.width)?
-            }
+            NppModel::Mod17 => strip_mod17(
+                &p,
+                &models,
+                &ndvi,
+                (&factors, target),
+                row0,
+                nrows,
+                grid.width,
+            )?,
         };
         // Write, and accumulate the class summaries in pixel order (deterministic sums).
         let value = |r: &PixelOut, o: &str| -> f64 {
@@ -785,7 +802,11 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     }
     let mut pending = Vec::new();
     let mut outputs = Vec::new();
-    for w in writers.into_iter().chain(monthly_writers).chain(factor_writer) {
+    for w in writers
+        .into_iter()
+        .chain(monthly_writers)
+        .chain(factor_writer)
+    {
         outputs.push(w.target().to_path_buf());
         pending.push(w.finish()?);
     }

@@ -200,7 +200,11 @@ pub fn collect(job: &SampleJob, progress: &dyn Progress) -> Result<Samples> {
         for (e, origins) in bad {
             problems.push(Error::input(
                 &p.path,
-                format!("{e} ({}: {})", origins.len(), origins[..origins.len().min(5)].join(", ")),
+                format!(
+                    "{e} ({}: {})",
+                    origins.len(),
+                    origins[..origins.len().min(5)].join(", ")
+                ),
             ));
         }
     }
@@ -312,9 +316,10 @@ pub fn collect(job: &SampleJob, progress: &dyn Progress) -> Result<Samples> {
         }
     }
     progress.finish();
-    let zone_levels = zones.as_ref().map(|z| z.levels.clone()).unwrap_or_else(|| {
-        spec.zone_field.iter().cloned().collect::<Vec<_>>()
-    });
+    let zone_levels = zones
+        .as_ref()
+        .map(|z| z.levels.clone())
+        .unwrap_or_else(|| spec.zone_field.iter().cloned().collect::<Vec<_>>());
     let samples: Vec<Sample> = plots
         .plots
         .into_iter()
@@ -403,7 +408,10 @@ pub fn metrics_by_group(
         ));
     }
     for (g, name) in s.group_fields.iter().enumerate() {
-        scopes.push((name.clone(), Box::new(move |x: &Sample| x.plot.groups.get(g).cloned())));
+        scopes.push((
+            name.clone(),
+            Box::new(move |x: &Sample| x.plot.groups.get(g).cloned()),
+        ));
     }
     if s.keyed_by_date {
         scopes.push((
@@ -599,10 +607,13 @@ pub fn run_validate(job: &ValidateJob, progress: &dyn Progress) -> Result<String
         .map(|x| report::ScatterPoint {
             observed: x.observed,
             model: x.model,
-            class: x.class.clone().unwrap_or_else(|| match (&x.plot.key, s.keyed_by_date) {
-                (Some(k), true) => k[..4].to_string(),
-                _ => "(no class)".into(),
-            }),
+            class: x
+                .class
+                .clone()
+                .unwrap_or_else(|| match (&x.plot.key, s.keyed_by_date) {
+                    (Some(k), true) => k[..4].to_string(),
+                    _ => "(no class)".into(),
+                }),
         })
         .collect();
     report::scatter_png(
