@@ -41,6 +41,8 @@ pub enum Var {
     Vpd,
     Rh,
     Sunshine,
+    /// Relative sunshine duration n/N (fraction of the day length with bright sunshine).
+    SunshineFraction,
     Fpar,
 }
 
@@ -201,6 +203,16 @@ const UNITS: &[UnitDef] = &[
         conv: Conv::TotalOverDays(1.0),
     },
     UnitDef {
+        var: Var::SunshineFraction,
+        unit: "1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::SunshineFraction,
+        unit: "%",
+        conv: Conv::Linear(0.01, 0.0),
+    },
+    UnitDef {
         var: Var::Fpar,
         unit: "1",
         conv: Conv::Linear(1.0, 0.0),
@@ -221,7 +233,7 @@ const PHOTON_UNITS: &[(&str, f64)] = &[
 ];
 
 impl Var {
-    pub const ALL: [Var; 11] = [
+    pub const ALL: [Var; 12] = [
         Var::Tmean,
         Var::Tmin,
         Var::Tmax,
@@ -232,6 +244,7 @@ impl Var {
         Var::Vpd,
         Var::Rh,
         Var::Sunshine,
+        Var::SunshineFraction,
         Var::Fpar,
     ];
 
@@ -247,6 +260,7 @@ impl Var {
             Var::Vpd => "vpd",
             Var::Rh => "rh",
             Var::Sunshine => "sunshine",
+            Var::SunshineFraction => "sunshine_fraction",
             Var::Fpar => "fpar",
         }
     }
@@ -260,6 +274,7 @@ impl Var {
             Var::Vpd => "Pa",
             Var::Rh => "%",
             Var::Sunshine => "h d-1",
+            Var::SunshineFraction => "1",
             Var::Fpar => "1",
         }
     }
@@ -277,6 +292,7 @@ impl Var {
             Var::Vpd => "vpd_pa",
             Var::Rh => "rh_percent",
             Var::Sunshine => "sunshine_h_per_day",
+            Var::SunshineFraction => "sunshine_fraction",
             Var::Fpar => "fpar",
         }
     }
@@ -321,6 +337,8 @@ pub enum Rule {
     MeanOfTmaxTmin,
     /// srad from sunshine hours, Angstrom-Prescott with FAO-56 extraterrestrial radiation.
     AngstromPrescott,
+    /// The same from relative sunshine n/N.
+    AngstromPrescottFraction,
     /// vpd = (e0(tmax) + e0(tmin)) / 2 - e0(tmin): the minimum temperature as dew point (FAO-56 eqs. 12, 48).
     TminAsDewpoint,
     /// vpd = e0(tmean) (1 - rh / 100).
@@ -330,9 +348,14 @@ pub enum Rule {
 }
 
 impl Rule {
-    const ALL: [(Var, &'static str, Rule); 5] = [
+    const ALL: [(Var, &'static str, Rule); 6] = [
         (Var::Tmean, "mean-of-tmax-tmin", Rule::MeanOfTmaxTmin),
         (Var::Srad, "angstrom-prescott", Rule::AngstromPrescott),
+        (
+            Var::Srad,
+            "angstrom-prescott-fraction",
+            Rule::AngstromPrescottFraction,
+        ),
         (Var::Vpd, "tmin-as-dewpoint", Rule::TminAsDewpoint),
         (Var::Vpd, "from-rh", Rule::FromRh),
         (Var::Vpd, "from-dewpoint", Rule::FromDewpoint),
@@ -342,6 +365,7 @@ impl Rule {
         match self {
             Rule::MeanOfTmaxTmin => &[Var::Tmax, Var::Tmin],
             Rule::AngstromPrescott => &[Var::Sunshine],
+            Rule::AngstromPrescottFraction => &[Var::SunshineFraction],
             Rule::TminAsDewpoint => &[Var::Tmax, Var::Tmin],
             Rule::FromRh => &[Var::Tmean, Var::Rh],
             Rule::FromDewpoint => &[Var::Tmean, Var::Dewpoint],
@@ -463,6 +487,8 @@ pub struct Drivers {
     derive: BTreeMap<Var, Rule>,
     climate: ClimateConstants,
     ranges: BTreeMap<String, Range>,
+    /// The analysis grid, for per-pixel latitudes (radiation from sunshine without a station latitude).
+    grid: Option<Grid>,
 }
 
 fn ranges() -> Result<BTreeMap<String, Range>> {
@@ -689,6 +715,7 @@ impl Drivers {
             derive,
             climate,
             ranges,
+            grid: None,
         };
         d.check_station_ranges()?;
         Ok(d)
@@ -895,6 +922,7 @@ impl Drivers {
 
     /// Open the driver rasters on the grid (call on the thread that reads).
     pub fn open(&mut self, grid: &Grid) -> Result<()> {
+        self.grid = Some(grid.clone());
         let n = self.steps.len();
         for (v, r) in self.rasters.iter_mut() {
             let bands: Vec<BandRequest> = (0..n)
@@ -954,12 +982,32 @@ impl Drivers {
             .collect::<Result<Vec<_>>>()?;
         let c = &self.climate;
         let doy = self.steps[i].doy;
-        let lat = self.latitude;
-        let f = |x: &[f64]| -> f64 {
+        // Latitude of each pixel (radiation rules without a station latitude), else None.
+        let lats = match (rule, self.latitude) {
+            (Rule::AngstromPrescott | Rule::AngstromPrescottFraction, None) => {
+                let grid = self.grid.as_ref().ok_or_else(|| {
+                    Error::config(
+                        &self.source,
+                        "radiation from sunshine needs the station's latitude (station.latitude)",
+                    )
+                })?;
+                Some(io::pixel_latitudes(grid, row0, nrows)?)
+            }
+            _ => None,
+        };
+        let f = |x: &[f64], px: usize| -> f64 {
+            let lat = || {
+                lats.as_ref()
+                    .map(|l| l[px])
+                    .or(self.latitude)
+                    .expect("latitude")
+            };
             match rule {
                 Rule::MeanOfTmaxTmin => (x[0] + x[1]) / 2.0,
-                Rule::AngstromPrescott => {
-                    c.sunshine_to_radiation(lat.expect("latitude checked"), doy, x[0])
+                Rule::AngstromPrescott => c.sunshine_to_radiation(lat(), doy, x[0]),
+                Rule::AngstromPrescottFraction => {
+                    let (_, n_max) = c.extraterrestrial(lat(), doy);
+                    c.sunshine_to_radiation(lat(), doy, x[0] * n_max)
                 }
                 Rule::TminAsDewpoint => {
                     let es = (c.saturation_vp_kpa(x[0]) + c.saturation_vp_kpa(x[1])) / 2.0;
@@ -969,9 +1017,9 @@ impl Drivers {
                 Rule::FromDewpoint => c.vpd_from_dewpoint_kpa(x[0], x[1]) * 1000.0,
             }
         };
-        if ins.iter().all(|p| matches!(p, Plane::Uniform(_))) {
+        if lats.is_none() && ins.iter().all(|p| matches!(p, Plane::Uniform(_))) {
             let x: Vec<f64> = ins.iter().map(|p| p.at(0)).collect();
-            return Ok(Plane::Uniform(f(&x)));
+            return Ok(Plane::Uniform(f(&x, 0)));
         }
         let mut out = vec![0f32; nrows * width];
         let mut x = vec![0.0; ins.len()];
@@ -979,17 +1027,9 @@ impl Drivers {
             for (k, p) in ins.iter().enumerate() {
                 x[k] = p.at(px);
             }
-            *o = f(&x) as f32;
+            *o = f(&x, px) as f32;
         }
         Ok(Plane::Grid(out))
-    }
-
-    /// Latitude for radiation from sunshine when the station gives none: the grid centre's.
-    pub fn set_default_latitude(&mut self, grid: &Grid) -> Result<()> {
-        if self.latitude.is_none() && self.derive.get(&Var::Srad) == Some(&Rule::AngstromPrescott) {
-            self.latitude = Some(io::grid_centre_latitude(grid)?);
-        }
-        Ok(())
     }
 }
 
@@ -1274,6 +1314,38 @@ mod tests {
         let par = convert(Var::Par, "mol m-2 s-1", 4e-4, 1.0, &c).unwrap();
         assert!((par - 400.0 / 4.57 * 0.0864).abs() < 1e-9, "{par}");
         assert_eq!(convert(Var::Vpd, "bar", 1.0, 1.0, &c), None);
+    }
+
+    /// FAO-56 Example 10 (Rio de Janeiro, 22 deg 54' S, 15 May): n = 7.1 h of N = 10.9 h, Ra = 25.1 MJ m-2 d-1,
+    /// Rs = (0.25 + 0.50 x 7.1 / 10.9) x 25.1 = 14.5 MJ m-2 d-1. Given as relative sunshine n/N = 0.6514 on a
+    /// geographic grid without a station latitude (the pixel's latitude is used).
+    #[test]
+    fn radiation_from_relative_sunshine_at_each_pixel_latitude() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from("year,month,t,p,nn\n");
+        for m in 1..=12 {
+            csv.push_str(&format!("2021,{m},20,50,{}\n", 7.1 / 10.9));
+        }
+        std::fs::write(dir.path().join("st.csv"), csv).unwrap();
+        std::fs::write(
+            dir.path().join("d.toml"),
+            "step = \"month\"\n[station]\nfile = \"st.csv\"\nyear = \"year\"\nmonth = \"month\"\n[station.columns]\ntmean = { column = \"t\", unit = \"degC\" }\nsunshine_fraction = { column = \"nn\", unit = \"1\" }\n[derive]\nsrad = \"angstrom-prescott-fraction\"\n",
+        )
+        .unwrap();
+        let mut d = Drivers::load(&dir.path().join("d.toml"), 2021).unwrap();
+        // Two rows: pixel centres at 22.9 S and 60 S.
+        let grid = Grid::from_spec("EPSG:4326", 0.2, [-43.3, -60.1, -43.1, -22.8]).unwrap();
+        let grid = Grid {
+            // Rows 37.1 degrees high from 4.35 S: centres at 22.9 S and 60.0 S.
+            gt: [-43.3, 0.2, 0.0, -4.35, 0.0, -37.1],
+            height: 2,
+            ..grid
+        };
+        d.open(&grid).unwrap();
+        let may = d.read(Var::Srad, 4, 0, 2, grid.width).unwrap();
+        assert!((may.at(0) - 14.5).abs() < 0.1, "{}", may.at(0));
+        // Further south in May the sun is lower: less radiation.
+        assert!(may.at(grid.width) < 0.5 * may.at(0));
     }
 
     #[test]

@@ -975,6 +975,24 @@ pub fn grid_centre_latitude(grid: &Grid) -> Result<f64> {
     Ok(ys[0])
 }
 
+/// Latitude (degrees north) of every pixel centre of rows `row0 .. row0 + nrows`, row-major.
+pub fn pixel_latitudes(grid: &Grid, row0: usize, nrows: usize) -> Result<Vec<f64>> {
+    let n = grid.width * nrows;
+    let mut xs = Vec::with_capacity(n);
+    let mut ys = Vec::with_capacity(n);
+    for r in row0..row0 + nrows {
+        for c in 0..grid.width {
+            xs.push(grid.gt[0] + (c as f64 + 0.5) * grid.gt[1]);
+            ys.push(grid.gt[3] + (r as f64 + 0.5) * grid.gt[5]);
+        }
+    }
+    if grid.spatial_ref()?.is_geographic() {
+        return Ok(ys);
+    }
+    transform_points(&grid.crs_wkt, &crs_wkt("EPSG:4326")?, &mut xs, &mut ys)?;
+    Ok(ys)
+}
+
 /// A raster sampled at one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PointSample {

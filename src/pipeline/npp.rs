@@ -347,8 +347,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
     }
     problems.finish()?;
     let grid = grid.expect("checked");
-    let mut drivers = drivers.expect("checked");
-    drivers.set_default_latitude(&grid)?;
+    let drivers = drivers.expect("checked");
     let full_year = (m0, m1) == (1, 12);
     let period_label = if full_year {
         job.year.to_string()
