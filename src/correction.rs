@@ -641,6 +641,25 @@ mod tests {
     }
 
     #[test]
+    fn built_in_tables_parse_and_name_vegetation_types() {
+        let types: BTreeSet<String> = crate::landcover::vegetation_types()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let mut n = 0;
+        for (path, _) in models::embedded_under("corrections/") {
+            let name = path
+                .trim_start_matches("corrections/")
+                .trim_end_matches(".csv");
+            let t = CorrectionTable::resolve(name).unwrap();
+            t.check(Some(None), &types).unwrap();
+            n += 1;
+        }
+        assert!(n >= 1);
+    }
+
+    #[test]
     fn bad_tables_say_which_line() {
         for (body, says) in [
             ("A,forest,-1,npp,,,x", "line 3: factor"),
