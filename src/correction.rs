@@ -74,13 +74,16 @@ pub struct Factor {
     pub source: String,
 }
 
+/// (zone, class) of a table row or a calibration group; None = any.
+type Key = (Option<String>, Option<String>);
+
 /// A correction table.
 #[derive(Debug, Clone)]
 pub struct CorrectionTable {
     pub path: PathBuf,
     pub target: Target,
     pub factors: Vec<Factor>,
-    index: BTreeMap<(Option<String>, Option<String>), usize>,
+    index: BTreeMap<Key, usize>,
 }
 
 const HEADER: [&str; 7] = ["zone", "class", "factor", "applies_to", "se", "n", "source"];
@@ -365,7 +368,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 /// Pooled within-group variance of the ratios (groups of one plot contribute nothing).
-fn within_variance(groups: &BTreeMap<(Option<String>, Option<String>), Vec<f64>>) -> Option<f64> {
+fn within_variance(groups: &BTreeMap<Key, Vec<f64>>) -> Option<f64> {
     let (mut ss, mut df) = (0.0, 0usize);
     for v in groups.values() {
         let m = mean(v);
@@ -377,8 +380,8 @@ fn within_variance(groups: &BTreeMap<(Option<String>, Option<String>), Vec<f64>>
 
 /// Shrink each group's mean toward its parent (given per group with its standard error).
 fn pool(
-    groups: &BTreeMap<(Option<String>, Option<String>), Vec<f64>>,
-    parent: impl Fn(&(Option<String>, Option<String>)) -> (f64, f64),
+    groups: &BTreeMap<Key, Vec<f64>>,
+    parent: impl Fn(&Key) -> (f64, f64),
     fallback_variance: f64,
 ) -> Vec<Fitted> {
     let s2 = within_variance(groups).unwrap_or(fallback_variance);
@@ -442,8 +445,8 @@ pub fn calibrate(plots: &[CalPlot]) -> Calibration {
         0.0
     };
     let mu_se = (total_var / n as f64).sqrt();
-    let group = |f: &dyn Fn(&CalPlot) -> Option<(Option<String>, Option<String>)>| {
-        let mut g: BTreeMap<(Option<String>, Option<String>), Vec<f64>> = BTreeMap::new();
+    let group = |f: &dyn Fn(&CalPlot) -> Option<Key>| {
+        let mut g: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
         for (p, r) in usable.iter().zip(&ratios) {
             if let Some(k) = f(p) {
                 g.entry(k).or_default().push(*r);
@@ -514,7 +517,7 @@ pub fn site_folds(plots: &[CalPlot], k: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     sites.shuffle(&mut rng);
     // Stable sort: ties keep their shuffled order.
-    sites.sort_by(|a, b| b.1.cmp(&a.1));
+    sites.sort_by_key(|s| std::cmp::Reverse(s.1));
     let mut load = vec![0usize; k];
     let mut fold_of: BTreeMap<&str, usize> = BTreeMap::new();
     for (s, n) in sites {

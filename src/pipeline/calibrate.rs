@@ -111,15 +111,8 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
                 })
                 .collect()
         };
-        let mut csv = metrics_csv(&rows(false), &unit, "").replacen("scope,", "stage,scope,", 1);
-        let before = csv.split_off(csv.find('\n').expect("header") + 1);
-        for l in before.lines() {
-            let _ = writeln!(csv, "before,{l}");
-        }
-        let after = metrics_csv(&rows(true), &unit, "");
-        for l in after.lines().skip(1) {
-            let _ = writeln!(csv, "after,{l}");
-        }
+        let (before, after) = (rows(false), rows(true));
+        let csv = metrics_csv(&[(Some("before"), &before), (Some("after"), &after)], &unit);
         io::write_atomic(&job.out_dir.join("calibration_cv.csv"), csv.as_bytes())?;
         let _ = writeln!(
             report,

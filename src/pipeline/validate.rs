@@ -285,10 +285,13 @@ pub fn collect(job: &SampleJob, progress: &dyn Progress) -> Result<Samples> {
                     }
                 }
                 if let (Some(z), Some((c, r))) = (&zones, grid.pixel_of(xs[i], ys[i])) {
-                    if !zone_rows.contains_key(&r) {
-                        zone_rows.insert(r, z.read_rows(r, 1)?);
-                    }
-                    let id = zone_rows[&r][c];
+                    let row = match zone_rows.entry(r) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(z.read_rows(r, 1)?)
+                        }
+                    };
+                    let id = row[c];
                     if id != OUTSIDE {
                         zone_keys[i] = z.key(id);
                     }
@@ -398,7 +401,8 @@ pub fn metrics_by_group(
     observed: impl Fn(&Sample) -> f64,
     model: impl Fn(&Sample) -> f64,
 ) -> Vec<GroupMetrics> {
-    let mut scopes: Vec<(String, Box<dyn Fn(&Sample) -> Option<String>>)> =
+    type GroupKey<'a> = Box<dyn Fn(&Sample) -> Option<String> + 'a>;
+    let mut scopes: Vec<(String, GroupKey)> =
         vec![("all".into(), Box::new(|_| Some("all".into())))];
     scopes.push(("class".into(), Box::new(|x: &Sample| x.class.clone())));
     for (l, name) in s.zone_levels.iter().enumerate() {
@@ -456,29 +460,37 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// Metrics as CSV; the unit is in the headers of every column that carries one.
-pub fn metrics_csv(rows: &[GroupMetrics], unit: &str, label: &str) -> String {
+/// Metrics as CSV; the unit is in the headers of every column that carries one. With `stages`, each set of
+/// rows is tagged in a leading `stage` column (for example before / after a correction).
+pub fn metrics_csv(stages: &[(Option<&str>, &[GroupMetrics])], unit: &str) -> String {
+    let tagged = stages.iter().any(|s| s.0.is_some());
     let mut s = format!(
-        "scope,group,n,{label}mean_observed ({unit}),{label}mean_model ({unit}),bias ({unit}),rmse ({unit}),mae ({unit}),r2,nse,slope,intercept ({unit})\n"
+        "{}scope,group,n,mean_observed ({unit}),mean_model ({unit}),bias ({unit}),rmse ({unit}),mae ({unit}),r2,nse,slope,intercept ({unit})\n",
+        if tagged { "stage," } else { "" }
     );
-    for r in rows {
-        let m = &r.metrics;
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
-            quote(&r.scope),
-            quote(&r.group),
-            m.n,
-            num(m.mean_observed),
-            num(m.mean_model),
-            num(m.bias),
-            num(m.rmse),
-            num(m.mae),
-            num(m.r2),
-            num(m.nse),
-            num(m.slope),
-            num(m.intercept)
-        );
+    for (stage, rows) in stages {
+        for r in *rows {
+            let m = &r.metrics;
+            if let Some(st) = stage {
+                let _ = write!(s, "{st},");
+            }
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                quote(&r.scope),
+                quote(&r.group),
+                m.n,
+                num(m.mean_observed),
+                num(m.mean_model),
+                num(m.bias),
+                num(m.rmse),
+                num(m.mae),
+                num(m.r2),
+                num(m.nse),
+                num(m.slope),
+                num(m.intercept)
+            );
+        }
     }
     s
 }
@@ -576,7 +588,7 @@ pub fn run_validate(job: &ValidateJob, progress: &dyn Progress) -> Result<String
     )?;
     io::write_atomic(
         &job.out_dir.join("validation_metrics.csv"),
-        metrics_csv(&rows, &unit, "").as_bytes(),
+        metrics_csv(&[(None, &rows)], &unit).as_bytes(),
     )?;
     let counts: BTreeMap<&str, usize> = s.samples.iter().fold(BTreeMap::new(), |mut m, x| {
         *m.entry(x.status.name()).or_default() += 1;
