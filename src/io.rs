@@ -312,6 +312,17 @@ impl RasterInfo {
     }
 
     /// The raster's own grid; an error when it has no CRS or no geotransform, or is rotated.
+    /// Band `band` (1-based), or an error naming the file and the band count.
+    pub fn band(&self, band: usize) -> Result<&BandInfo> {
+        self.bands.get(band.wrapping_sub(1)).ok_or_else(|| {
+            Error::band(
+                &self.path,
+                band.to_string(),
+                format!("does not exist (the file has {} bands)", self.bands.len()),
+            )
+        })
+    }
+
     pub fn grid(&self) -> Result<Grid> {
         let crs_wkt = self
             .crs_wkt
@@ -1016,13 +1027,7 @@ pub fn sample_points(
 ) -> Result<Vec<PointSample>> {
     let info = RasterInfo::read(path)?;
     let grid = info.grid()?;
-    let b = info.bands.get(band.wrapping_sub(1)).ok_or_else(|| {
-        Error::band(
-            path,
-            band.to_string(),
-            format!("does not exist (the file has {} bands)", info.bands.len()),
-        )
-    })?;
+    let b = info.band(band)?;
     let nodata = b.nodata;
     let ds = open(path)?;
     let rb = ds

@@ -169,13 +169,7 @@ const NODATA_LOOKALIKES: [i64; 7] = [0, 127, 255, 32767, 65535, -9999, -32768];
 pub fn histogram(path: &Path, band: usize) -> Result<(BTreeMap<i64, (u64, f64)>, Option<f64>)> {
     let info = RasterInfo::read(path)?;
     let grid = info.grid()?;
-    let b = info.bands.get(band.wrapping_sub(1)).ok_or_else(|| {
-        Error::band(
-            path,
-            band.to_string(),
-            format!("does not exist (the file has {} bands)", info.bands.len()),
-        )
-    })?;
+    let b = info.band(band)?;
     if b.data_type.starts_with("Float") {
         return Err(Error::band(
             path,

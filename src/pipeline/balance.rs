@@ -62,16 +62,7 @@ pub struct BalanceSummary {
 
 /// The sink raster's unit: declared by the user, by the band, or by carbonmap's own UNITS tag.
 fn sink_unit(job: &BalanceJob, info: &io::RasterInfo) -> Result<CarbonUnit> {
-    let band = info
-        .bands
-        .get(job.sink_band.wrapping_sub(1))
-        .ok_or_else(|| {
-            Error::band(
-                &job.sink,
-                job.sink_band.to_string(),
-                format!("does not exist (the file has {})", info.bands.len()),
-            )
-        })?;
+    let band = info.band(job.sink_band)?;
     let declared = job
         .sink_unit
         .clone()

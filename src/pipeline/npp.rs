@@ -187,15 +187,8 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
             continue;
         }
         match RasterInfo::read(&p).and_then(|i| {
-            if job.ndvi_band == 0 || job.ndvi_band > i.bands.len() {
-                Err(Error::band(
-                    &p,
-                    job.ndvi_band.to_string(),
-                    format!("does not exist (the file has {} bands)", i.bands.len()),
-                ))
-            } else {
-                i.grid()
-            }
+            i.band(job.ndvi_band)?;
+            i.grid()
         }) {
             Ok(g) => {
                 if job.input_is_fpar {

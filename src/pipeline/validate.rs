@@ -133,14 +133,7 @@ fn model_unit(model: &ModelSource, problems: &mut Problems) -> Option<CarbonUnit
             path, band, unit, ..
         } => {
             let info = problems.take(RasterInfo::read(path))?;
-            let Some(b) = info.bands.get(band.wrapping_sub(1)) else {
-                problems.push(Error::band(
-                    path,
-                    band.to_string(),
-                    format!("does not exist (the file has {} bands)", info.bands.len()),
-                ));
-                return None;
-            };
+            let b = problems.take(info.band(*band))?;
             let declared = CarbonUnit::parse(&b.unit).ok();
             match (declared, unit) {
                 (Some(d), Some(u)) if d.text != *u => {
