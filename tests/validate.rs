@@ -7,28 +7,13 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{carbonmap, write_raster};
+use common::{carbonmap, cell as num, csv_rows as rows, write_raster};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 const X0: f64 = 500_000.0;
 const Y0: f64 = 5_600_000.0;
 const RES: f64 = 100.0;
-
-fn rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::ReaderBuilder::new()
-        .comment(Some(b'#'))
-        .from_path(path)
-        .unwrap();
-    r.deserialize().map(|x| x.unwrap()).collect()
-}
-
-fn num(r: &HashMap<String, String>, k: &str) -> f64 {
-    r.get(k)
-        .unwrap_or_else(|| panic!("no column {k} in {:?}", r.keys()))
-        .parse()
-        .unwrap_or(f64::NAN)
-}
 
 /// A 3 x 3 raster with values 1..9 (g C m-2 yr-1 by declaration), pixel (1, 1) no data.
 fn small_raster(dir: &Path) -> std::path::PathBuf {

@@ -7,19 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{carbonmap, write_raster};
-
-fn rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::ReaderBuilder::new()
-        .comment(Some(b'#'))
-        .from_path(path)
-        .unwrap();
-    r.deserialize().map(|x| x.unwrap()).collect()
-}
-
-fn num(r: &HashMap<String, String>, k: &str) -> f64 {
-    r[k].parse().unwrap_or(f64::NAN)
-}
+use common::{carbonmap, cell as num, csv_rows as rows, write_raster};
 
 /// The NA grid of climate-north-america (GDALINFO.txt): 977 x 443, origin (-180, 80), 0.16666667 deg.
 const NA_GT: [f64; 6] = [-180.0, 0.16666667, 0.0, 79.9999999, 0.0, -0.16666667];

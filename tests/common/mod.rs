@@ -132,3 +132,20 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 pub fn close_or_both_nan(got: f64, want: f64, tol: f64) -> bool {
     (got.is_nan() && want.is_nan()) || (got - want).abs() < tol
 }
+
+/// Rows of a CSV table (leading `#` comment lines skipped) as column -> value maps.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.deserialize().map(|x| x.unwrap()).collect()
+}
+
+/// A numeric cell (NaN when empty or not a number); panics naming the column when it does not exist.
+pub fn cell(row: &std::collections::HashMap<String, String>, k: &str) -> f64 {
+    row.get(k)
+        .unwrap_or_else(|| panic!("no column {k} in {:?}", row.keys()))
+        .parse()
+        .unwrap_or(f64::NAN)
+}
