@@ -565,7 +565,7 @@ fn outputs_are_identical_across_thread_counts_with_a_geographic_lattice() {
         .expect("a whole cell");
     close(
         val(inner, "emissions_covered_tCO2_yr"),
-        (val(inner, "emissions_energy_tCO2_yr") + val(inner, "emissions_transport_tCO2_yr")),
+        val(inner, "emissions_energy_tCO2_yr") + val(inner, "emissions_transport_tCO2_yr"),
         "whole cell",
     );
     let id = &inner["cell_id"];
