@@ -122,6 +122,21 @@ impl Grid {
         Ok(s)
     }
 
+    /// Map coordinates of the centre of pixel (col, row).
+    pub fn pixel_centre(&self, col: usize, row: usize) -> (f64, f64) {
+        (
+            self.gt[0] + (col as f64 + 0.5) * self.gt[1],
+            self.gt[3] + (row as f64 + 0.5) * self.gt[5],
+        )
+    }
+
+    /// Centres of every pixel of rows `row0 .. row0 + nrows`, row-major, as x and y vectors.
+    pub fn pixel_centres(&self, row0: usize, nrows: usize) -> (Vec<f64>, Vec<f64>) {
+        (row0..row0 + nrows)
+            .flat_map(|r| (0..self.width).map(move |c| self.pixel_centre(c, r)))
+            .unzip()
+    }
+
     /// Pixel (col, row) that holds map coordinate (x, y), or None outside the grid.
     pub fn pixel_of(&self, x: f64, y: f64) -> Option<(usize, usize)> {
         let col = ((x - self.gt[0]) / self.gt[1]).floor();
@@ -979,24 +994,13 @@ pub fn grid_centre_latitude(grid: &Grid) -> Result<f64> {
     let b = grid.bounds();
     let mut xs = [(b[0] + b[2]) / 2.0];
     let mut ys = [(b[1] + b[3]) / 2.0];
-    let wgs84 = SpatialRef::from_epsg(4326)
-        .and_then(|s| s.to_wkt())
-        .map_err(|e| Error::Usage(format!("EPSG:4326 is not available: {e}")))?;
-    transform_points(&grid.crs_wkt, &wgs84, &mut xs, &mut ys)?;
+    transform_points(&grid.crs_wkt, &crs_wkt("EPSG:4326")?, &mut xs, &mut ys)?;
     Ok(ys[0])
 }
 
 /// Latitude (degrees north) of every pixel centre of rows `row0 .. row0 + nrows`, row-major.
 pub fn pixel_latitudes(grid: &Grid, row0: usize, nrows: usize) -> Result<Vec<f64>> {
-    let n = grid.width * nrows;
-    let mut xs = Vec::with_capacity(n);
-    let mut ys = Vec::with_capacity(n);
-    for r in row0..row0 + nrows {
-        for c in 0..grid.width {
-            xs.push(grid.gt[0] + (c as f64 + 0.5) * grid.gt[1]);
-            ys.push(grid.gt[3] + (r as f64 + 0.5) * grid.gt[5]);
-        }
-    }
+    let (mut xs, mut ys) = grid.pixel_centres(row0, nrows);
     if grid.spatial_ref()?.is_geographic() {
         return Ok(ys);
     }

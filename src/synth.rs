@@ -159,14 +159,7 @@ pub fn write_s2_date(
     while row0 < grid.height {
         let nrows = rows.min(grid.height - row0);
         let n = nrows * grid.width;
-        let mut xs = Vec::with_capacity(n);
-        let mut ys = Vec::with_capacity(n);
-        for r in row0..row0 + nrows {
-            for c in 0..grid.width {
-                xs.push(grid.gt[0] + (c as f64 + 0.5) * grid.gt[1]);
-                ys.push(grid.gt[3] + (r as f64 + 0.5) * grid.gt[5]);
-            }
-        }
+        let (mut xs, mut ys) = grid.pixel_centres(row0, nrows);
         if !same_crs {
             io::transform_points(&grid.crs_wkt, extent_crs, &mut xs, &mut ys)?;
         }
@@ -362,8 +355,7 @@ fn write_landcover(path: &Path, grid: &Grid, extent: [f64; 4]) -> Result<()> {
     let mut codes = Vec::with_capacity(grid.width * grid.height);
     for r in 0..grid.height {
         for c in 0..grid.width {
-            let x = grid.gt[0] + (c as f64 + 0.5) * grid.gt[1];
-            let y = grid.gt[3] + (r as f64 + 0.5) * grid.gt[5];
+            let (x, y) = grid.pixel_centre(c, r);
             let u = (x - extent[0]) / (extent[2] - extent[0]);
             let v = (y - extent[1]) / (extent[3] - extent[1]);
             codes.push(cover_at(u, v).worldcover());

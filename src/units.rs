@@ -21,6 +21,7 @@ struct UnitTables {
 #[derive(Debug, Deserialize)]
 struct Species {
     co2_per_c: f64,
+    carbon_g_per_mol: f64,
 }
 
 fn tables() -> &'static UnitTables {
@@ -55,6 +56,16 @@ fn names(table: &BTreeMap<String, toml::Value>) -> String {
 /// Mass of CO2 per mass of carbon (44/12, models/units.toml).
 pub fn co2_per_c() -> f64 {
     tables().species.co2_per_c
+}
+
+/// Grams of carbon per mole (models/units.toml).
+pub fn carbon_g_per_mol() -> f64 {
+    tables().species.carbon_g_per_mol
+}
+
+/// Seconds per day: the year's seconds over its days (models/units.toml's per_year table).
+pub fn seconds_per_day() -> f64 {
+    lookup(&tables().per_year, "s").expect("s") / lookup(&tables().per_year, "d").expect("d")
 }
 
 /// What a value is per: one lattice cell (a mass), or an area (a flux density).
@@ -209,6 +220,8 @@ mod tests {
             .unwrap()
             .factor_to(&gm2)
             .is_err());
+        // Tower GPP: 1 umol CO2 m-2 s-1 = 1e-6 mol x 86400 s d-1 x 12.011 g C mol-1 = 1.0377504 g C m-2 d-1.
+        assert!((1e-6 * seconds_per_day() * carbon_g_per_mol() - 1.0377504).abs() < 1e-9);
         // Round trip.
         let u = CarbonUnit::parse("t CO2 ha-1 yr-1").unwrap();
         assert!((u.from_tco2_yr(u.to_tco2_yr(2.5, 900.0), 900.0) - 2.5).abs() < 1e-12);

@@ -760,16 +760,16 @@ fn cells_table(lat: &Lattice, rows: &[CellRow]) -> Result<Vec<u8>> {
             .map(String::from),
         );
         w.write_record(&h).map_err(csv_err)?;
-        let gt = lat.grid.gt;
         for r in rows.iter().filter(|r| r.coverage > 0.0) {
             let (row, col) = (r.cell / lat.grid.width, r.cell % lat.grid.width);
             let (net, rat) = r.net_ratio();
+            let (cx, cy) = lat.grid.pixel_centre(col, row);
             let mut f = vec![
                 lat.cell_id(r.cell),
                 row.to_string(),
                 col.to_string(),
-                format!("{:?}", gt[0] + (col as f64 + 0.5) * gt[1]),
-                format!("{:?}", gt[3] + (row as f64 + 0.5) * gt[5]),
+                format!("{cx:?}"),
+                format!("{cy:?}"),
                 num(lat.cell_area_m2(r.cell) / 1e4),
                 num(r.coverage),
                 num(r.valid),

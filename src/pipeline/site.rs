@@ -10,6 +10,8 @@ use chrono::NaiveDate;
 use crate::drivers::{Drivers, Step, Var};
 use crate::error::{Error, Result};
 use crate::io;
+use crate::plots;
+use crate::units::{self, CarbonUnit};
 use crate::npp::fpar::FparConstants;
 use crate::npp::mod17::{Bplut, Mod17Constants, Mod17Year};
 use crate::validate::Metrics;
@@ -27,70 +29,34 @@ pub struct SiteJob {
     pub out_dir: PathBuf,
 }
 
-/// Accepted units of observed GPP and their factor to g C m-2 d-1. umol CO2 m-2 s-1: x 12.011 g C mol-1
-/// (IUPAC standard atomic weight of carbon) x 1e-6 mol umol-1 x 86400 s d-1.
-const GPP_UNITS: &[(&str, f64)] = &[
-    ("g C m-2 d-1", 1.0),
-    ("kg C m-2 d-1", 1000.0),
-    ("umol m-2 s-1", 12.011e-6 * 86_400.0),
-];
-
+/// Observed daily GPP in g C m-2 d-1 by date. Units: any carbon flux density carbonmap parses ("g C m-2
+/// d-1", "kg C m-2 d-1" ...), or the tower convention "umol m-2 s-1" (of CO2, one mole of C per mole)
+/// converted with the molar mass of carbon (models/units.toml).
 fn read_observed(job: &SiteJob) -> Result<BTreeMap<NaiveDate, f64>> {
     let Some(path) = &job.observed else {
         return Ok(BTreeMap::new());
     };
+    const MOLAR: &str = "umol m-2 s-1";
     let unit = job.observed_unit.as_deref().ok_or_else(|| {
         Error::Usage(format!(
-            "--observed-unit is required with --observed (units are never assumed): one of {}",
-            GPP_UNITS.iter().map(|u| u.0).collect::<Vec<_>>().join(", ")
+            "--observed-unit is required with --observed (units are never assumed): for example \"g C m-2 d-1\" or \"{MOLAR}\""
         ))
     })?;
-    let factor = GPP_UNITS
-        .iter()
-        .find(|u| u.0 == unit)
-        .map(|u| u.1)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "--observed-unit \"{unit}\": expected one of {}",
-                GPP_UNITS.iter().map(|u| u.0).collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-    let h = r
-        .headers()
-        .map_err(|e| Error::input(path, format!("no header line: {e}")))?
-        .clone();
-    let col = |n: &str| {
-        h.iter()
-            .position(|x| x.trim() == n)
-            .ok_or_else(|| Error::input(path, format!("has no column \"{n}\"")))
+    let factor = if unit == MOLAR {
+        // umol s-1 -> mol d-1 (x 1e-6 x 86400 s d-1, the day of the per-day units) -> g C.
+        1e-6 * units::seconds_per_day() * units::carbon_g_per_mol()
+    } else {
+        CarbonUnit::parse(unit)
+            .and_then(|u| u.factor_to(&CarbonUnit::parse("g C m-2 d-1").expect("valid")))
+            .map_err(|e| Error::Usage(format!("--observed-unit: {e} (or \"{MOLAR}\")")))?
     };
-    let (dc, vc) = (col("date")?, col(&job.observed_column)?);
     let mut out = BTreeMap::new();
-    for (i, rec) in r.records().enumerate() {
-        let line = i + 2;
-        let rec = rec.map_err(|e| Error::input(path, format!("line {line}: {e}")))?;
-        let d = NaiveDate::parse_from_str(rec.get(dc).unwrap_or("").trim(), "%Y-%m-%d")
-            .map_err(|_| Error::input(path, format!("line {line}: date is not YYYY-MM-DD")))?;
-        let t = rec.get(vc).unwrap_or("").trim();
-        if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") {
-            continue;
-        }
-        let v: f64 = t.parse().map_err(|_| {
-            Error::input(
-                path,
-                format!(
-                    "line {line}: {} \"{t}\" is not a number",
-                    job.observed_column
-                ),
-            )
+    for (key, v) in plots::read_keyed(path, "date", &job.observed_column)? {
+        let d = NaiveDate::parse_from_str(&key, "%Y-%m-%d").map_err(|_| {
+            Error::input(path, format!("date \"{key}\" is not YYYY-MM-DD"))
         })?;
-        if out.insert(d, v * factor).is_some() {
-            return Err(Error::input(
-                path,
-                format!("line {line}: a second row for {d}"),
-            ));
+        if v.is_finite() {
+            out.insert(d, v * factor);
         }
     }
     Ok(out)
