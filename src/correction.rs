@@ -272,24 +272,22 @@ impl CorrectionTable {
 
     /// The factor for a zone and class, in the fallback order zone x class, zone, class, none (1).
     pub fn lookup(&self, zone: Option<&str>, class: Option<&str>) -> (f64, Level) {
-        let z = zone.map(str::to_string);
-        let c = class.map(str::to_string);
-        for (key, level) in [
-            ((z.clone(), c.clone()), Level::ZoneClass),
-            ((z, None), Level::Zone),
-            ((None, c), Level::Class),
-        ] {
-            if (level == Level::ZoneClass && (key.0.is_none() || key.1.is_none()))
-                || (level == Level::Zone && key.0.is_none())
-                || (level == Level::Class && key.1.is_none())
-            {
-                continue;
-            }
-            if let Some(&i) = self.index.get(&key) {
-                return (self.factors[i].factor, level);
-            }
-        }
-        (1.0, Level::None)
+        let (z, c) = (zone.map(str::to_string), class.map(str::to_string));
+        let candidates = [
+            (
+                z.clone().zip(c.clone()).map(|(z, c)| (Some(z), Some(c))),
+                Level::ZoneClass,
+            ),
+            (z.map(|z| (Some(z), None)), Level::Zone),
+            (c.map(|c| (None, Some(c))), Level::Class),
+        ];
+        candidates
+            .into_iter()
+            .find_map(|(key, level)| {
+                key.and_then(|k| self.index.get(&k))
+                    .map(|&i| (self.factors[i].factor, level))
+            })
+            .unwrap_or((1.0, Level::None))
     }
 
     /// The table as CSV (the format `parse` reads), with leading comment lines.

@@ -460,7 +460,7 @@ impl SampleArgs {
             }
             (None, Some(path)) => ModelSource::Table {
                 path,
-                key_field: self.key.clone(),
+                key_field: self.key,
                 value_field: self.model_field.ok_or_else(|| {
                     Error::Usage("--model-table needs --model-field (the column with the model value)".into())
                 })?,
@@ -474,7 +474,6 @@ impl SampleArgs {
                 ))
             }
         };
-        let keyed = matches!(model, ModelSource::Table { .. });
         Ok(SampleJob {
             plots: carbonmap::plots::PlotSpec {
                 path: self.plots,
@@ -482,7 +481,8 @@ impl SampleArgs {
                 x_field: self.x_field,
                 y_field: self.y_field,
                 crs: self.plots_crs,
-                key_field: keyed.then_some(self.key),
+                // Set from the model table's key by `collect`.
+                key_field: None,
                 id_field: self.id_field,
                 observed_field: self.observed_field,
                 unit: self.observed_unit,

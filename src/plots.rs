@@ -420,8 +420,4 @@ impl Plots {
         io::transform_points(from, to_wkt, &mut xs, &mut ys)?;
         Ok((xs, ys))
     }
-
-    pub fn source(&self) -> &Path {
-        &self.path
-    }
 }

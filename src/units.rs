@@ -175,6 +175,8 @@ impl CarbonUnit {
     /// The factor that converts a value in this unit to `other` (both flux densities, or both per cell).
     pub fn factor_to(&self, other: &CarbonUnit) -> std::result::Result<f64, String> {
         match (self.basis, other.basis) {
+            // Exactly 1 for the same unit (the general formula may round to 1 +- 1 ulp).
+            _ if self == other => Ok(1.0),
             (Basis::PerArea(a), Basis::PerArea(b)) => {
                 Ok(self.tco2_factor() / a * b / other.tco2_factor())
             }

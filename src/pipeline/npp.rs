@@ -580,7 +580,8 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         }
         None => None,
     };
-    let mut level_pixels: BTreeMap<Level, u64> = BTreeMap::new();
+    // Pixels corrected at each level, indexed by `Level as usize`.
+    let mut level_pixels = [0u64; 4];
 
     // Readers (this thread only).
     let ndvi_readers = p
@@ -687,7 +688,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                                 Some(&p.legend.classes[*ci].vegetation_type),
                             )
                         });
-                        *level_pixels.entry(level).or_default() += 1;
+                        level_pixels[level as usize] += 1;
                         f
                     })
                     .collect();
@@ -784,7 +785,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                         Level::Class => "class",
                         Level::None => "none (factor 1)",
                     },
-                    level_pixels.get(l).copied().unwrap_or(0)
+                    level_pixels[*l as usize]
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")

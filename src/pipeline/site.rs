@@ -10,10 +10,10 @@ use chrono::NaiveDate;
 use crate::drivers::{Drivers, Step, Var};
 use crate::error::{Error, Result};
 use crate::io;
-use crate::plots;
-use crate::units::{self, CarbonUnit};
 use crate::npp::fpar::FparConstants;
 use crate::npp::mod17::{Bplut, Mod17Constants, Mod17Year};
+use crate::plots;
+use crate::units::{self, CarbonUnit};
 use crate::validate::Metrics;
 
 /// What `carbonmap site` does.
@@ -52,9 +52,8 @@ fn read_observed(job: &SiteJob) -> Result<BTreeMap<NaiveDate, f64>> {
     };
     let mut out = BTreeMap::new();
     for (key, v) in plots::read_keyed(path, "date", &job.observed_column)? {
-        let d = NaiveDate::parse_from_str(&key, "%Y-%m-%d").map_err(|_| {
-            Error::input(path, format!("date \"{key}\" is not YYYY-MM-DD"))
-        })?;
+        let d = NaiveDate::parse_from_str(&key, "%Y-%m-%d")
+            .map_err(|_| Error::input(path, format!("date \"{key}\" is not YYYY-MM-DD")))?;
         if v.is_finite() {
             out.insert(d, v * factor);
         }

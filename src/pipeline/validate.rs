@@ -127,12 +127,17 @@ impl Samples {
     }
 }
 
-fn model_unit(model: &ModelSource, problems: &mut Problems) -> Option<CarbonUnit> {
+/// The model's unit: a raster band's declared one (checked against --model-unit), or the table's declared one.
+fn model_unit(
+    model: &ModelSource,
+    raster: Option<&RasterInfo>,
+    problems: &mut Problems,
+) -> Option<CarbonUnit> {
     match model {
         ModelSource::Raster {
             path, band, unit, ..
         } => {
-            let info = problems.take(RasterInfo::read(path))?;
+            let info = raster?;
             let b = problems.take(info.band(*band))?;
             let declared = CarbonUnit::parse(&b.unit).ok();
             match (declared, unit) {
@@ -172,7 +177,11 @@ pub fn collect(job: &SampleJob, progress: &dyn Progress) -> Result<Samples> {
         spec.key_field = Some(spec.key_field.clone().unwrap_or_else(|| key_field.clone()));
     }
     let plots = problems.take(plots::load(&spec));
-    let unit = model_unit(&job.model, &mut problems);
+    let raster = match &job.model {
+        ModelSource::Raster { path, .. } => problems.take(RasterInfo::read(path)),
+        ModelSource::Table { .. } => None,
+    };
+    let unit = model_unit(&job.model, raster.as_ref(), &mut problems);
     if keyed && (job.zones.is_some() || job.landcover.is_some()) {
         problems.push(Error::Usage(
             "zones and land-cover maps need plot coordinates: use them with --raster, not --model-table"
@@ -201,12 +210,7 @@ pub fn collect(job: &SampleJob, progress: &dyn Progress) -> Result<Samples> {
             ));
         }
     }
-    let grid = match &job.model {
-        ModelSource::Raster { path, .. } => {
-            problems.take(RasterInfo::read(path).and_then(|i| i.grid()))
-        }
-        ModelSource::Table { .. } => None,
-    };
+    let grid = raster.as_ref().and_then(|i| problems.take(i.grid()));
     let zones = match (&job.zones, &grid) {
         (Some(z), Some(g)) => problems.take(Zones::load(z, g)),
         _ => None,
