@@ -160,17 +160,31 @@ pub fn periods(spec: &PeriodSpec, dates: &[NaiveDate]) -> Vec<Period> {
     out
 }
 
-/// A per-pixel statistic of a composite.
+/// A per-pixel statistic of a composite (also the temporal features of the land-cover classifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stat {
     Median,
     Mean,
     Max,
     Min,
+    /// Maximum minus minimum (seasonal amplitude).
+    Amplitude,
+    /// Population standard deviation.
+    Std,
+    /// Day of year (1-366) of the first acquisition holding the maximum.
+    DoyMax,
 }
 
 impl Stat {
-    pub const ALL: [Stat; 4] = [Stat::Median, Stat::Mean, Stat::Max, Stat::Min];
+    pub const ALL: [Stat; 7] = [
+        Stat::Median,
+        Stat::Mean,
+        Stat::Max,
+        Stat::Min,
+        Stat::Amplitude,
+        Stat::Std,
+        Stat::DoyMax,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -178,21 +192,37 @@ impl Stat {
             Stat::Mean => "mean",
             Stat::Max => "max",
             Stat::Min => "min",
+            Stat::Amplitude => "amplitude",
+            Stat::Std => "std",
+            Stat::DoyMax => "doy_max",
         }
+    }
+
+    /// The unit of the statistic of a quantity in `unit`.
+    pub fn unit(self, unit: &str) -> String {
+        match self {
+            Stat::DoyMax => "day of year".into(),
+            _ => unit.into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Stat> {
+        Stat::ALL
+            .into_iter()
+            .find(|x| x.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "unknown statistic '{}'; known: {}",
+                    s.trim(),
+                    Stat::ALL.map(|s| s.name()).join(", ")
+                ))
+            })
     }
 
     pub fn parse_list(s: &str) -> Result<Vec<Stat>> {
         let mut v = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let st = Stat::ALL
-                .into_iter()
-                .find(|x| x.name().eq_ignore_ascii_case(part))
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--stats: unknown statistic '{part}'; known: {}",
-                        Stat::ALL.map(|s| s.name()).join(", ")
-                    ))
-                })?;
+            let st = Stat::parse(part).map_err(|e| Error::Usage(format!("--stats: {e}")))?;
             if !v.contains(&st) {
                 v.push(st);
             }
@@ -203,19 +233,39 @@ impl Stat {
         Ok(v)
     }
 
-    /// The statistic over `vals` (finite values only, non-empty); `vals` may be reordered.
-    pub fn compute(self, vals: &mut [f64]) -> f64 {
-        let n = vals.len();
+    /// The statistic over `vals` (finite values only, non-empty) observed on days of year `doys` (same
+    /// length). `scratch` is working space for the median.
+    pub fn compute(self, vals: &[f64], doys: &[f64], scratch: &mut Vec<f64>) -> f64 {
+        let n = vals.len() as f64;
+        let max = || vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let min = || vals.iter().copied().fold(f64::INFINITY, f64::min);
         match self {
-            Stat::Mean => vals.iter().sum::<f64>() / n as f64,
-            Stat::Max => vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            Stat::Min => vals.iter().copied().fold(f64::INFINITY, f64::min),
+            Stat::Mean => vals.iter().sum::<f64>() / n,
+            Stat::Max => max(),
+            Stat::Min => min(),
+            Stat::Amplitude => max() - min(),
+            Stat::Std => {
+                let m = vals.iter().sum::<f64>() / n;
+                (vals.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt()
+            }
+            Stat::DoyMax => {
+                let mut best = 0;
+                for (i, v) in vals.iter().enumerate() {
+                    if *v > vals[best] {
+                        best = i;
+                    }
+                }
+                doys[best]
+            }
             Stat::Median => {
-                vals.sort_unstable_by(f64::total_cmp);
-                if n % 2 == 1 {
-                    vals[n / 2]
+                scratch.clear();
+                scratch.extend_from_slice(vals);
+                scratch.sort_unstable_by(f64::total_cmp);
+                let k = scratch.len();
+                if k % 2 == 1 {
+                    scratch[k / 2]
                 } else {
-                    0.5 * (vals[n / 2 - 1] + vals[n / 2])
+                    0.5 * (scratch[k / 2 - 1] + scratch[k / 2])
                 }
             }
         }
@@ -278,12 +328,22 @@ mod tests {
 
     #[test]
     fn statistics_by_hand() {
-        // median of {3, 1, 2, 10} = (2 + 3) / 2 = 2.5; mean = 16 / 4 = 4; max 10; min 1
+        // median of {3, 1, 2, 10} = (2 + 3) / 2 = 2.5; mean = 16 / 4 = 4; max 10; min 1; amplitude 10 - 1 = 9;
+        // std = sqrt(((3-4)^2 + (1-4)^2 + (2-4)^2 + (10-4)^2) / 4) = sqrt(50 / 4) = 3.5355339;
+        // the maximum 10 is observed on day 200.
         let v = [3.0, 1.0, 2.0, 10.0];
-        assert_eq!(Stat::Median.compute(&mut v.clone()), 2.5);
-        assert_eq!(Stat::Mean.compute(&mut v.clone()), 4.0);
-        assert_eq!(Stat::Max.compute(&mut v.clone()), 10.0);
-        assert_eq!(Stat::Min.compute(&mut v.clone()), 1.0);
+        let doys = [20.0, 100.0, 150.0, 200.0];
+        let mut s = Vec::new();
+        let mut c = |st: Stat| st.compute(&v, &doys, &mut s);
+        assert_eq!(c(Stat::Median), 2.5);
+        assert_eq!(c(Stat::Mean), 4.0);
+        assert_eq!(c(Stat::Max), 10.0);
+        assert_eq!(c(Stat::Min), 1.0);
+        assert_eq!(c(Stat::Amplitude), 9.0);
+        assert!((c(Stat::Std) - 12.5f64.sqrt()).abs() < 1e-15);
+        assert_eq!(c(Stat::DoyMax), 200.0);
+        // Ties: the first acquisition with the maximum.
+        assert_eq!(Stat::DoyMax.compute(&[0.5, 0.8, 0.8], &[10.0, 20.0, 30.0], &mut s), 20.0);
     }
 
     #[test]

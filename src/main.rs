@@ -119,7 +119,7 @@ struct IndicesArgs {
     /// date | month | season | year | NAME:START:END[,NAME:START:END...]
     #[arg(long, default_value = "month")]
     period: String,
-    /// Composite statistics, comma-separated: median, mean, max, min.
+    /// Composite statistics, comma-separated: median, mean, max, min, amplitude, std, doy_max.
     #[arg(long, default_value = "median,mean,max")]
     stats: String,
     /// Fill cloudy observations by linear interpolation in time before compositing.

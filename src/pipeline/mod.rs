@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chrono::Datelike;
 use rayon::prelude::*;
 
 use crate::composite::{self, Period, PeriodSpec, Stat};
@@ -130,27 +131,7 @@ fn prepare(job: &IndicesJob) -> Result<Prepared> {
         .collect::<Result<Vec<_>>>()?;
     let stack = Stack::open(&job.stack)?;
     let grid = job.grid.resolve(&stack)?;
-    let mut letters: Vec<String> = Vec::new();
-    let mut needs = Vec::new();
-    for c in &compiled {
-        for b in &c.def.bands {
-            if !letters.contains(b) {
-                letters.push(b.clone());
-            }
-            needs.push((b.clone(), c.def.name.clone()));
-        }
-    }
-    stack.check(&grid, &needs)?;
-    let band_pos = compiled
-        .iter()
-        .map(|c| {
-            c.def
-                .bands
-                .iter()
-                .map(|b| letters.iter().position(|l| l == b).unwrap())
-                .collect()
-        })
-        .collect();
+    let (letters, band_pos) = bands_of(&stack, &grid, &compiled)?;
     let dates: Vec<_> = stack.scenes.iter().map(|s| s.date).collect();
     let periods = composite::periods(&job.period, &dates);
     if periods.is_empty() {
@@ -166,6 +147,37 @@ fn prepare(job: &IndicesJob) -> Result<Prepared> {
         band_pos,
         periods,
     })
+}
+
+/// The band letters `compiled` read (each once, in order) and, per index, the positions of its bands among
+/// them; checks that the stack has every band, its QA band and CRSs, and overlaps `grid`.
+pub(crate) fn bands_of(
+    stack: &Stack,
+    grid: &Grid,
+    compiled: &[CompiledIndex],
+) -> Result<(Vec<String>, Vec<Vec<usize>>)> {
+    let mut letters: Vec<String> = Vec::new();
+    let mut needs = Vec::new();
+    for c in compiled {
+        for b in &c.def.bands {
+            if !letters.contains(b) {
+                letters.push(b.clone());
+            }
+            needs.push((b.clone(), c.def.name.clone()));
+        }
+    }
+    stack.check(grid, &needs)?;
+    let band_pos = compiled
+        .iter()
+        .map(|c| {
+            c.def
+                .bands
+                .iter()
+                .map(|b| letters.iter().position(|l| l == b).unwrap())
+                .collect()
+        })
+        .collect();
+    Ok((letters, band_pos))
 }
 
 /// Metadata tags common to every output of a run.
@@ -239,6 +251,10 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         .iter()
         .map(|&s| stack.scenes[s].date.num_days_from_ce_f64())
         .collect();
+    let doys: Vec<f64> = needed
+        .iter()
+        .map(|&s| stack.scenes[s].date.ordinal() as f64)
+        .collect();
     // Each scene has its own GDAL handles; the Mutex makes sure one thread at a time uses them, so the
     // scenes of a strip can be read in parallel (GDAL 3.6 datasets are not thread-safe, but are Send).
     let readers = needed
@@ -271,7 +287,7 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
                     .iter()
                     .map(|s| OutBand {
                         description: format!("{} {}", c.def.name, s.name()),
-                        unit: c.def.unit.clone(),
+                        unit: s.unit(&c.def.unit),
                     })
                     .collect()
             };
@@ -347,33 +363,15 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         while row0 < grid.height {
             let nrows = rows.min(grid.height - row0);
             let npx = nrows * grid.width;
-            // values[k][s * npx + px] for the k-th pass index and the s-th needed scene.
-            let mut values: Vec<Vec<f32>> =
-                vec![vec![f32::NAN; needed.len() * npx]; pass_indices.len()];
-            let strip_planes = readers
-                .par_iter()
-                .map(|r| r.lock().expect("reader lock").read(row0, nrows, grid.width))
-                .collect::<Result<Vec<_>>>()?;
-            for (si, planes) in strip_planes.iter().enumerate() {
-                for (k, &ii) in pass_indices.iter().enumerate() {
-                    let c = &compiled[ii];
-                    let pos = &band_pos[ii];
-                    values[k][si * npx..(si + 1) * npx]
-                        .par_chunks_mut(4096)
-                        .enumerate()
-                        .for_each(|(ci, chunk)| {
-                            let mut bands = vec![0f64; pos.len()];
-                            let mut scratch = Vec::with_capacity(8);
-                            for (j, out) in chunk.iter_mut().enumerate() {
-                                let px = ci * 4096 + j;
-                                for (b, &lp) in pos.iter().enumerate() {
-                                    bands[b] = planes[lp][px] as f64;
-                                }
-                                *out = c.eval(&bands, &mut scratch) as f32;
-                            }
-                        });
-                }
-            }
+            let mut values = strip_index_values(
+                &readers,
+                compiled,
+                band_pos,
+                &pass_indices,
+                row0,
+                nrows,
+                grid.width,
+            )?;
             // Clear flags before gap filling (the count band counts clear observations only).
             let clear: Vec<Vec<bool>> = values
                 .iter()
@@ -387,8 +385,9 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             for (oi, o) in pass.iter().enumerate() {
                 let k = pass_indices.iter().position(|&i| i == o.index).unwrap();
                 let members = &pass_members[oi];
-                let (bands, counts) =
-                    composite_strip(&values[k], &clear[k], npx, members, &job.stats, per_date);
+                let (bands, counts) = composite_strip(
+                    &values[k], &clear[k], npx, members, &doys, &job.stats, per_date,
+                );
                 clear_obs[oi] += counts.iter().map(|&c| c as u64).sum::<u64>();
                 with_data[oi] += counts.iter().filter(|&&c| c > 0).count() as u64;
                 let w = &mut writers[oi];
@@ -446,13 +445,52 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
     })
 }
 
+/// Index values of rows `row0 .. row0 + nrows` for every reader's scene: `values[k][s * npx + px]` for the
+/// k-th of `which` (positions in `compiled`) and the s-th reader; NaN where not clear or not computable.
+pub(crate) fn strip_index_values(
+    readers: &[Mutex<SceneReader>],
+    compiled: &[CompiledIndex],
+    band_pos: &[Vec<usize>],
+    which: &[usize],
+    row0: usize,
+    nrows: usize,
+    width: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let npx = nrows * width;
+    let mut values: Vec<Vec<f32>> = vec![vec![f32::NAN; readers.len() * npx]; which.len()];
+    let strip_planes = readers
+        .par_iter()
+        .map(|r| r.lock().expect("reader lock").read(row0, nrows, width))
+        .collect::<Result<Vec<_>>>()?;
+    for (si, planes) in strip_planes.iter().enumerate() {
+        for (k, &ii) in which.iter().enumerate() {
+            let c = &compiled[ii];
+            let pos = &band_pos[ii];
+            values[k][si * npx..(si + 1) * npx]
+                .par_chunks_mut(4096)
+                .enumerate()
+                .for_each(|(ci, chunk)| {
+                    let mut bands = vec![0f64; pos.len()];
+                    let mut scratch = Vec::with_capacity(8);
+                    for (j, out) in chunk.iter_mut().enumerate() {
+                        let px = ci * 4096 + j;
+                        for (b, &lp) in pos.iter().enumerate() {
+                            bands[b] = planes[lp][px] as f64;
+                        }
+                        *out = c.eval(&bands, &mut scratch) as f32;
+                    }
+                });
+        }
+    }
+    Ok(values)
+}
+
 trait DayNumber {
     fn num_days_from_ce_f64(&self) -> f64;
 }
 
 impl DayNumber for chrono::NaiveDate {
     fn num_days_from_ce_f64(&self) -> f64 {
-        use chrono::Datelike;
         self.num_days_from_ce() as f64
     }
 }
@@ -481,17 +519,19 @@ fn gap_fill_strip(values: &mut [f32], npx: usize, days: &[f64]) {
     }
 }
 
-/// Composite one strip: per statistic a plane, and the clear-observation count per pixel.
-fn composite_strip(
+/// Composite one strip: per statistic a plane, and the clear-observation count per pixel. `doys` are the
+/// days of year of the strip's scenes (the axis of `values`).
+pub(crate) fn composite_strip(
     values: &[f32],
     clear: &[bool],
     npx: usize,
     members: &[usize],
+    doys: &[f64],
     stats: &[Stat],
     per_date: bool,
 ) -> (Vec<Vec<f32>>, Vec<u32>) {
     let nb = if per_date { 1 } else { stats.len() };
-    // [pixel][band] results and counts, computed in parallel chunks with one scratch vector per chunk.
+    // [pixel][band] results and counts, computed in parallel chunks with scratch vectors per chunk.
     const CHUNK: usize = 4096;
     let mut flat = vec![f32::NAN; npx * nb];
     let mut counts = vec![0u32; npx];
@@ -500,9 +540,12 @@ fn composite_strip(
         .enumerate()
         .for_each(|(ci, (out, cnt))| {
             let mut vals: Vec<f64> = Vec::with_capacity(members.len());
+            let mut days: Vec<f64> = Vec::with_capacity(members.len());
+            let mut scratch: Vec<f64> = Vec::with_capacity(members.len());
             for (j, c) in cnt.iter_mut().enumerate() {
                 let px = ci * CHUNK + j;
                 vals.clear();
+                days.clear();
                 for &m in members {
                     let v = values[m * npx + px];
                     if clear[m * npx + px] {
@@ -510,6 +553,7 @@ fn composite_strip(
                     }
                     if !v.is_nan() {
                         vals.push(v as f64);
+                        days.push(doys[m]);
                     }
                 }
                 if vals.is_empty() {
@@ -520,7 +564,7 @@ fn composite_strip(
                     o[0] = vals[0] as f32;
                 } else {
                     for (b, s) in stats.iter().enumerate() {
-                        o[b] = s.compute(&mut vals) as f32;
+                        o[b] = s.compute(&vals, &days, &mut scratch) as f32;
                     }
                 }
             }
