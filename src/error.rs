@@ -42,6 +42,10 @@ pub enum Error {
         source: gdal::errors::GdalError,
     },
 
+    /// A computation failed (a library such as linfa reported an error).
+    #[error("{0}")]
+    Processing(String),
+
     /// A filesystem operation failed.
     #[error("{}: {context}: {source}", path.display())]
     Io {
@@ -112,7 +116,7 @@ impl Error {
             | Error::Config { .. }
             | Error::Usage(_)
             | Error::Invalid(_) => 2,
-            Error::Gdal { .. } | Error::Io { .. } => 3,
+            Error::Gdal { .. } | Error::Io { .. } | Error::Processing(_) => 3,
         }
     }
 

@@ -3,6 +3,7 @@
 //! legend, and per-class area tables.
 
 pub mod accuracy;
+pub mod forest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,13 +56,18 @@ pub struct LegendClass {
 impl LegendClass {
     /// Colour as (r, g, b).
     pub fn rgb(&self) -> Option<(u8, u8, u8)> {
-        let h = self.color.strip_prefix('#')?;
-        if h.len() != 6 {
-            return None;
-        }
-        let p = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
-        Some((p(0)?, p(2)?, p(4)?))
+        hex_rgb(&self.color)
     }
+}
+
+/// A "#rrggbb" colour as (r, g, b).
+pub fn hex_rgb(s: &str) -> Option<(u8, u8, u8)> {
+    let h = s.strip_prefix('#')?;
+    if h.len() != 6 {
+        return None;
+    }
+    let p = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
+    Some((p(0)?, p(2)?, p(4)?))
 }
 
 /// A land-cover legend: one file under models/legends/ or the user's own.

@@ -10,6 +10,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use carbonmap::composite::{PeriodSpec, Stat};
 use carbonmap::indices::IndexTable;
 use carbonmap::io::WriteOptions;
+use carbonmap::landcover::forest::{ForestParams, MaxFeatures};
+use carbonmap::pipeline::classify::{self, ClassifierKind, LabelSource, PredictJob, TrainJob};
+use carbonmap::pipeline::features::FeatureSpec;
 use carbonmap::pipeline::npp::{run_npp, NppJob, NppModel};
 use carbonmap::pipeline::{self, GridChoice, IndicesJob};
 use carbonmap::progress::Progress;
@@ -53,7 +56,7 @@ enum Command {
     Calibrate(CalibrateArgs),
     /// Move a carbon quantity from one grid onto another (finer or coarser, any CRS), conserving mass.
     Regrid(RegridArgs),
-    /// Land cover: check a map against its legend and tabulate class areas.
+    /// Land cover: check a map against its legend and tabulate class areas; train a classifier and predict.
     #[command(subcommand)]
     Landcover(LandcoverCmd),
     /// Recognise a stack from a folder of files named by a sensor's convention and print its manifest.
@@ -103,6 +106,166 @@ enum LandcoverCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Train a classifier (random forest or decision tree) on labelled samples with features from a stack;
+    /// assess it on spatially blocked held-out samples; save the model and its sidecar.
+    Train(Box<TrainArgs>),
+    /// Classify a stack with a saved model: class raster (colour table, class names), confidence raster and
+    /// per-class area table (hectares).
+    Predict(PredictArgs),
+}
+
+/// The features a classifier reads from a stack.
+#[derive(Args)]
+struct FeatureArgs {
+    /// Band letters used as reflectance features, comma-separated (for example B,G,R,N,S1,S2).
+    #[arg(long, value_delimiter = ',')]
+    bands: Vec<String>,
+    /// Indices used as features, comma-separated (see `carbonmap list indices`).
+    #[arg(long, value_delimiter = ',')]
+    indices: Vec<String>,
+    /// Temporal statistics of every band and index over the stack's dates: median, mean, max, min,
+    /// amplitude, std, doy_max.
+    #[arg(long, default_value = "min,max,mean,amplitude,doy_max")]
+    stats: String,
+    /// Fill cloudy observations by linear interpolation in time before the statistics.
+    #[arg(long)]
+    gap_fill: bool,
+    /// Override an index constant: NAME=VALUE or INDEX.NAME=VALUE.
+    #[arg(long = "const")]
+    constants: Vec<String>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Stack manifest (TOML) or a folder of files named by a sensor's convention.
+    #[arg(long)]
+    stack: PathBuf,
+    #[command(flatten)]
+    grid: GridArgs,
+    #[command(flatten)]
+    features: FeatureArgs,
+    /// Use this index table instead of the built-in models/indices.toml.
+    #[arg(long)]
+    index_table: Option<PathBuf>,
+    /// Labels: a land-cover raster, a vector file of points or polygons (GeoPackage, GeoJSON, Shapefile ...),
+    /// or a CSV with coordinate columns.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Band of a label raster.
+    #[arg(long, default_value_t = 1)]
+    labels_band: usize,
+    /// Field (vector) or column (CSV) holding the class: an integer code or a name.
+    #[arg(long)]
+    label_field: Option<String>,
+    /// Vector layer (files with several layers).
+    #[arg(long)]
+    labels_layer: Option<String>,
+    /// CSV coordinate columns and their CRS.
+    #[arg(long, default_value = "x")]
+    x_field: String,
+    #[arg(long, default_value = "y")]
+    y_field: String,
+    #[arg(long)]
+    labels_crs: Option<String>,
+    /// Legend for class names, colours and vegetation types (built-in product or .toml); label codes or
+    /// names must be in it.
+    #[arg(long)]
+    legend: Option<String>,
+    /// Label codes or names that are not classes (comma-separated), besides declared nodata.
+    #[arg(long, value_delimiter = ',')]
+    ignore: Vec<String>,
+    /// random-forest | decision-tree
+    #[arg(long, default_value = "random-forest")]
+    classifier: String,
+    /// Trees per class (random forest).
+    #[arg(long, default_value_t = 100)]
+    trees: usize,
+    /// Features tried per tree: sqrt, all or a number (random forest).
+    #[arg(long, default_value = "sqrt")]
+    max_features: String,
+    /// Maximum tree depth (default: unlimited).
+    #[arg(long)]
+    max_depth: Option<usize>,
+    #[arg(long, default_value_t = 2)]
+    min_samples_split: usize,
+    #[arg(long, default_value_t = 1)]
+    min_samples_leaf: usize,
+    /// Seed of the sample selection, the bootstrap, the feature subsets and the block folds.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// At most this many samples per class (seeded random selection).
+    #[arg(long, default_value_t = 2000)]
+    max_samples_per_class: usize,
+    /// Side of the square blocks of the spatial holdout, in metres.
+    #[arg(long, default_value_t = 200.0)]
+    block_size: f64,
+    /// Blocks are dealt into this many folds; one fold is held out for the accuracy assessment.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Where to save the model (its sidecar goes beside it as MODEL.sidecar.json); default OUT/landcover.model.json.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Output folder for the accuracy report.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Working-memory budget per strip in MiB.
+    #[arg(long, default_value_t = 192)]
+    memory_mb: usize,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Stack manifest (TOML) or a folder of files named by a sensor's convention.
+    #[arg(long)]
+    stack: PathBuf,
+    #[command(flatten)]
+    grid: GridArgs,
+    /// Model saved by `carbonmap landcover train` (its sidecar MODEL.sidecar.json must be beside it).
+    #[arg(long)]
+    model: PathBuf,
+    /// Use this index table instead of the built-in one (must define the model's indices identically).
+    #[arg(long)]
+    index_table: Option<PathBuf>,
+    /// Output folder: landcover.tif, landcover_confidence.tif, landcover_area.csv.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Write Cloud-Optimised GeoTIFFs with overviews.
+    #[arg(long)]
+    cog: bool,
+    /// Working-memory budget per strip in MiB.
+    #[arg(long, default_value_t = 192)]
+    memory_mb: usize,
+}
+
+/// The analysis grid of commands that read a stack.
+#[derive(Args)]
+struct GridArgs {
+    /// Take the analysis grid from this raster (default: the first acquisition's grid).
+    #[arg(long, conflicts_with_all = ["crs", "res", "bounds"])]
+    grid_from: Option<PathBuf>,
+    /// Analysis grid CRS (EPSG:xxxx, WKT or PROJ), with --res and --bounds.
+    #[arg(long, requires_all = ["res", "bounds"])]
+    crs: Option<String>,
+    /// Analysis grid resolution in CRS units.
+    #[arg(long, requires = "crs")]
+    res: Option<f64>,
+    /// Analysis grid bounds xmin,ymin,xmax,ymax in CRS units.
+    #[arg(long, requires = "crs", allow_hyphen_values = true)]
+    bounds: Option<String>,
+}
+
+impl GridArgs {
+    fn choice(self) -> Result<GridChoice> {
+        Ok(match (self.grid_from, self.crs, self.res, self.bounds) {
+            (Some(p), _, _, _) => GridChoice::Reference(p),
+            (None, Some(crs), Some(res), Some(b)) => GridChoice::Spec {
+                crs,
+                res,
+                bounds: parse_bounds(&b)?,
+            },
+            _ => GridChoice::FirstScene,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -125,18 +288,8 @@ struct IndicesArgs {
     /// Fill cloudy observations by linear interpolation in time before compositing.
     #[arg(long)]
     gap_fill: bool,
-    /// Take the analysis grid from this raster (default: the first acquisition's grid).
-    #[arg(long, conflicts_with_all = ["crs", "res", "bounds"])]
-    grid_from: Option<PathBuf>,
-    /// Analysis grid CRS (EPSG:xxxx, WKT or PROJ), with --res and --bounds.
-    #[arg(long, requires_all = ["res", "bounds"])]
-    crs: Option<String>,
-    /// Analysis grid resolution in CRS units.
-    #[arg(long, requires = "crs")]
-    res: Option<f64>,
-    /// Analysis grid bounds xmin,ymin,xmax,ymax in CRS units.
-    #[arg(long, requires = "crs", allow_hyphen_values = true)]
-    bounds: Option<String>,
+    #[command(flatten)]
+    grid: GridArgs,
     /// Override an index constant: NAME=VALUE (every index using it) or INDEX.NAME=VALUE.
     #[arg(long = "const")]
     constants: Vec<String>,
@@ -641,15 +794,7 @@ fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Indices(a) => {
-            let grid = match (a.grid_from, a.crs, a.res, a.bounds) {
-                (Some(p), _, _, _) => GridChoice::Reference(p),
-                (None, Some(crs), Some(res), Some(b)) => GridChoice::Spec {
-                    crs,
-                    res,
-                    bounds: parse_bounds(&b)?,
-                },
-                _ => GridChoice::FirstScene,
-            };
+            let grid = a.grid.choice()?;
             let job = IndicesJob {
                 stack: a.stack,
                 out_dir: a.out,
@@ -885,6 +1030,125 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Landcover(LandcoverCmd::Train(a)) => {
+            let a = *a;
+            let labels = if let Some(field) = a.label_field.clone() {
+                let is_csv = a
+                    .labels
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                if is_csv {
+                    LabelSource::Csv {
+                        path: a.labels.clone(),
+                        x_field: a.x_field.clone(),
+                        y_field: a.y_field.clone(),
+                        crs: a.labels_crs.clone(),
+                        field,
+                    }
+                } else {
+                    LabelSource::Vector {
+                        path: a.labels.clone(),
+                        layer: a.labels_layer.clone(),
+                        field,
+                    }
+                }
+            } else if carbonmap::io::is_raster(&a.labels) {
+                LabelSource::Raster {
+                    path: a.labels.clone(),
+                    band: a.labels_band,
+                }
+            } else {
+                return Err(Error::Usage(format!(
+                    "--labels {}: not a raster GDAL can open; for points or polygons give --label-field",
+                    a.labels.display()
+                )));
+            };
+            let kind = match a.classifier.as_str() {
+                "random-forest" => ClassifierKind::RandomForest,
+                "decision-tree" => ClassifierKind::DecisionTree,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--classifier {other}: expected random-forest or decision-tree"
+                    )))
+                }
+            };
+            let params = match kind {
+                ClassifierKind::RandomForest => ForestParams {
+                    trees: a.trees,
+                    bootstrap: true,
+                    max_features: MaxFeatures::parse(&a.max_features)?,
+                    max_depth: a.max_depth,
+                    min_samples_split: a.min_samples_split,
+                    min_samples_leaf: a.min_samples_leaf,
+                    seed: a.seed,
+                },
+                ClassifierKind::DecisionTree => ForestParams::single_tree(
+                    a.max_depth,
+                    a.min_samples_split,
+                    a.min_samples_leaf,
+                    a.seed,
+                ),
+            };
+            let job = TrainJob {
+                stack: a.stack,
+                grid: a.grid.choice()?,
+                features: a.features.spec()?,
+                index_table: a.index_table,
+                labels,
+                legend: a.legend,
+                ignore: a.ignore,
+                kind,
+                params,
+                max_per_class: a.max_samples_per_class,
+                block_size: a.block_size,
+                folds: a.folds,
+                model: a
+                    .model
+                    .unwrap_or_else(|| a.out.join("landcover.model.json")),
+                out_dir: a.out,
+                memory_mb: a.memory_mb,
+            };
+            let s = classify::train(&job, &progress)?;
+            if !cli.quiet {
+                print!("{}", s.assessment.table());
+                println!(
+                    "held out: {} samples in fold 1 of {} ({} m blocks); trained on {}",
+                    s.sidecar.training.test_samples,
+                    job.folds,
+                    job.block_size,
+                    s.sidecar.training.train_samples
+                );
+                println!(
+                    "model {} (sidecar {}); report in {}",
+                    s.model.display(),
+                    s.sidecar_path.display(),
+                    job.out_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Landcover(LandcoverCmd::Predict(a)) => {
+            let job = PredictJob {
+                stack: a.stack,
+                grid: a.grid.choice()?,
+                model: a.model,
+                index_table: a.index_table,
+                out_dir: a.out,
+                write: WriteOptions { cog: a.cog },
+                memory_mb: a.memory_mb,
+            };
+            let s = classify::predict(&job, &progress)?;
+            if !cli.quiet {
+                print!("{}", carbonmap::landcover::area_table_csv(&s.areas));
+                println!(
+                    "wrote {} and {} ({} pixels without a clear observation left as 0 = no data)",
+                    s.class_raster.display(),
+                    s.confidence_raster.display(),
+                    s.unclassified_pixels
+                );
+            }
+            Ok(())
+        }
         Command::Stack { dir } => {
             let (_, manifest) = carbonmap::scene::Stack::recognise_dir(&dir)?;
             print!("{manifest}");
@@ -900,6 +1164,22 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", m.display());
             Ok(())
         }
+    }
+}
+
+impl FeatureArgs {
+    fn spec(self) -> Result<FeatureSpec> {
+        let stats: Vec<String> = Stat::parse_list(&self.stats)?
+            .into_iter()
+            .map(|s| s.name().to_string())
+            .collect();
+        Ok(FeatureSpec {
+            bands: self.bands,
+            indices: self.indices,
+            stats,
+            gap_fill: self.gap_fill,
+            constants: self.constants,
+        })
     }
 }
 

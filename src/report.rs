@@ -41,6 +41,16 @@ fn maps() -> Result<Maps> {
     )
 }
 
+/// The qualitative class colours of charts (models/maps.toml `[charts] classes`), as (r, g, b).
+pub fn class_palette() -> Result<Vec<(u8, u8, u8)>> {
+    maps()?
+        .charts
+        .classes
+        .iter()
+        .map(|c| parse_hex(c).map(|RGBColor(r, g, b)| (r, g, b)))
+        .collect()
+}
+
 /// The style of net-balance maps.
 pub fn net_balance_style() -> Result<DivergingStyle> {
     Ok(maps()?.net_balance)

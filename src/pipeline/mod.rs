@@ -4,6 +4,8 @@
 
 pub mod balance;
 pub mod calibrate;
+pub mod classify;
+pub mod features;
 pub mod npp;
 pub mod site;
 pub mod validate;

@@ -1,0 +1,1107 @@
+//! `carbonmap landcover train` and `predict`: a land-cover classifier trained on labelled samples (a
+//! land-cover raster, points or polygons from a vector file, or a CSV of coordinates) with features from a
+//! scene stack, assessed on spatially blocked held-out samples, saved with a sidecar that describes exactly
+//! which features it expects; and prediction strip by strip into a class raster with a colour table, a
+//! confidence raster and a per-class area table.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::features::{FeatureDef, FeatureEngine, FeatureSpec};
+use super::GridChoice;
+use crate::error::{Error, Problems, Result};
+use crate::io::{self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions};
+use crate::landcover::accuracy::{block_fold, Assessment, ConfusionMatrix};
+use crate::landcover::forest::{Forest, ForestParams, Samples};
+use crate::landcover::{self, ClassArea, Legend};
+use crate::progress::Progress;
+
+/// Where the training labels come from.
+#[derive(Debug, Clone)]
+pub enum LabelSource {
+    /// A land-cover raster (band number); its codes are the classes.
+    Raster { path: PathBuf, band: usize },
+    /// Points or polygons of a vector file (GeoPackage, GeoJSON, Shapefile ...), class in `field`.
+    Vector {
+        path: PathBuf,
+        layer: Option<String>,
+        field: String,
+    },
+    /// A CSV with coordinate columns (in `crs`, EPSG:4326 by default) and a class column.
+    Csv {
+        path: PathBuf,
+        x_field: String,
+        y_field: String,
+        crs: Option<String>,
+        field: String,
+    },
+}
+
+impl LabelSource {
+    pub fn path(&self) -> &Path {
+        match self {
+            LabelSource::Raster { path, .. }
+            | LabelSource::Vector { path, .. }
+            | LabelSource::Csv { path, .. } => path,
+        }
+    }
+}
+
+/// What `carbonmap landcover train` does.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    pub stack: PathBuf,
+    pub grid: GridChoice,
+    pub features: FeatureSpec,
+    pub index_table: Option<PathBuf>,
+    pub labels: LabelSource,
+    /// Legend giving class names and colours (and checking raster codes).
+    pub legend: Option<String>,
+    /// Label codes or names that are not classes (besides the raster's and the legend's nodata).
+    pub ignore: Vec<String>,
+    pub kind: ClassifierKind,
+    pub params: ForestParams,
+    /// At most this many samples per class are kept (a seeded reservoir sample).
+    pub max_per_class: usize,
+    /// Side of the square blocks of the spatial holdout, in metres of the grid's CRS (degrees on geographic
+    /// grids are converted at the equator: give metres).
+    pub block_size: f64,
+    /// Blocks are dealt into this many folds; fold 1 is held out for the assessment.
+    pub folds: usize,
+    pub model: PathBuf,
+    pub out_dir: PathBuf,
+    pub memory_mb: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    RandomForest,
+    DecisionTree,
+}
+
+/// One class of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassInfo {
+    pub code: u16,
+    pub name: String,
+    /// "#rrggbb"
+    pub color: String,
+    /// Vegetation type from the legend (empty without one).
+    #[serde(default)]
+    pub vegetation_type: String,
+    /// The label text the class was read from.
+    pub label: String,
+}
+
+/// The sidecar of a saved model: everything needed to check that a stack fits it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub carbonmap_version: String,
+    pub model_file: String,
+    pub model_sha256: String,
+    pub kind: ClassifierKind,
+    pub params: ForestParams,
+    pub feature_spec: FeatureSpec,
+    /// Features in the order the model reads them.
+    pub features: Vec<FeatureDef>,
+    pub index_table: String,
+    pub sensor: String,
+    pub stack: String,
+    pub grid_crs_wkt: String,
+    pub grid_pixel_size: [f64; 2],
+    pub classes: Vec<ClassInfo>,
+    pub training: TrainingRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    pub labels: String,
+    pub legend: Option<String>,
+    /// SHA-256 of the training samples (features, classes and pixel positions, in order).
+    pub samples_sha256: String,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    pub per_class_train: BTreeMap<String, usize>,
+    pub per_class_test: BTreeMap<String, usize>,
+    pub block_size_m: f64,
+    pub block_px: usize,
+    pub folds: usize,
+    pub held_out_fold: usize,
+    pub max_samples_per_class: usize,
+    pub overall_accuracy: f64,
+    pub kappa: f64,
+}
+
+/// What training produced.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub assessment: Assessment,
+    pub sidecar: Sidecar,
+    pub model: PathBuf,
+    pub sidecar_path: PathBuf,
+    pub outputs: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// The sidecar path of a model file: `MODEL.sidecar.json`.
+pub fn sidecar_path(model: &Path) -> PathBuf {
+    let mut s = model.as_os_str().to_owned();
+    s.push(".sidecar.json");
+    PathBuf::from(s)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Labels resolved on the analysis grid.
+enum LabelPlan {
+    Raster {
+        reader: GridReader,
+        /// Raster code -> class index.
+        classes: BTreeMap<i64, usize>,
+    },
+    Polygons {
+        geoms: Vec<gdal::vector::Geometry>,
+        /// Class index + 1 per geometry.
+        values: Vec<f64>,
+    },
+    /// (row, col) -> class index.
+    Points(BTreeMap<(usize, usize), usize>),
+}
+
+/// Sentinel for pixels without a label.
+const NO_LABEL: i32 = -1;
+
+impl LabelPlan {
+    /// Class index per pixel of rows `row0 .. row0 + nrows` (NO_LABEL where unlabelled).
+    fn strip(&self, grid: &Grid, row0: usize, nrows: usize) -> Result<Vec<i32>> {
+        let npx = grid.width * nrows;
+        match self {
+            LabelPlan::Raster { reader, classes } => {
+                let mut buf = vec![0i64; npx];
+                reader.read_rows(0, row0, nrows, &mut buf)?;
+                Ok(buf
+                    .into_iter()
+                    .map(|v| classes.get(&v).map_or(NO_LABEL, |&k| k as i32))
+                    .collect())
+            }
+            LabelPlan::Polygons { geoms, values } => {
+                let v = io::rasterize_rows(geoms, values, grid, row0, nrows, 0)?;
+                Ok(v.into_iter().map(|x| x - 1).collect())
+            }
+            LabelPlan::Points(map) => {
+                let mut out = vec![NO_LABEL; npx];
+                for (&(r, c), &k) in map.range((row0, 0)..(row0 + nrows, 0)) {
+                    out[(r - row0) * grid.width + c] = k as i32;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Class texts -> classes (codes, names, colours). Integer texts are codes; other texts get codes 1, 2, ...
+/// in sorted order, or the code of the legend class with that name.
+fn make_classes(texts: &[String], legend: Option<&Legend>) -> Result<Vec<ClassInfo>> {
+    let palette = crate::report::class_palette()?;
+    let hex = |(r, g, b): (u8, u8, u8)| format!("#{r:02x}{g:02x}{b:02x}");
+    let all_int = texts.iter().all(|t| t.parse::<i64>().is_ok());
+    let mut out = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let from_legend = legend.and_then(|l| {
+            if all_int {
+                l.class(t.parse().unwrap())
+            } else {
+                l.classes.iter().find(|c| c.name.eq_ignore_ascii_case(t))
+            }
+        });
+        let code: i64 = match (from_legend, all_int) {
+            (Some(c), _) => c.code,
+            (None, true) => t.parse().unwrap(),
+            (None, false) => i as i64 + 1,
+        };
+        if !(1..=u16::MAX as i64).contains(&code) {
+            return Err(Error::Usage(format!(
+                "class '{t}': code {code} cannot be written (class rasters use codes 1..65535; 0 means no data)"
+            )));
+        }
+        out.push(ClassInfo {
+            code: code as u16,
+            name: from_legend.map_or_else(|| t.clone(), |c| c.name.clone()),
+            color: from_legend.map_or_else(|| hex(palette[i % palette.len()]), |c| c.color.clone()),
+            vegetation_type: from_legend.map_or_else(String::new, |c| c.vegetation_type.clone()),
+            label: t.clone(),
+        });
+    }
+    if let Some(l) = legend {
+        let missing: Vec<&str> = texts
+            .iter()
+            .zip(&out)
+            .filter(|(t, c)| c.vegetation_type.is_empty() && !t.is_empty())
+            .map(|(t, _)| t.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::config(
+                &l.source,
+                format!(
+                    "legend '{}' has no class for label(s) {}",
+                    l.product,
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut codes: Vec<u16> = out.iter().map(|c| c.code).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    if codes.len() != out.len() {
+        return Err(Error::Usage(
+            "two labels map to the same class code".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Resolve the labels on `grid`: classes and a per-strip label source. Points outside the grid are an error.
+fn plan_labels(
+    job: &TrainJob,
+    grid: &Grid,
+    legend: Option<&Legend>,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<ClassInfo>, LabelPlan)> {
+    match &job.labels {
+        LabelSource::Raster { path, band } => {
+            let info = io::RasterInfo::read(path)?;
+            if io::coverage_fraction(grid, &info.grid()?)? <= 0.0 {
+                return Err(Error::input(
+                    path,
+                    "labels outside the stack: the label raster does not overlap the analysis grid",
+                ));
+            }
+            let (hist, file_nodata) = match legend {
+                // Checks every code against the legend (missing codes listed with pixel counts).
+                Some(l) => {
+                    landcover::check_map(path, *band, l)?;
+                    landcover::histogram(path, *band)?
+                }
+                None => landcover::histogram(path, *band)?,
+            };
+            let skip = |v: i64| {
+                job.ignore.contains(&v.to_string())
+                    || file_nodata.is_some_and(|nd| nd == v as f64)
+                    || legend.is_some_and(|l| l.nodata.contains(&v))
+            };
+            let codes: Vec<i64> = hist.keys().copied().filter(|v| !skip(*v)).collect();
+            if codes.is_empty() {
+                return Err(Error::band(
+                    path,
+                    band.to_string(),
+                    "holds no class codes (only nodata or ignored values)",
+                ));
+            }
+            let texts: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
+            let classes = make_classes(&texts, legend)?;
+            let reader = GridReader::new(
+                path,
+                &[BandRequest {
+                    index: *band,
+                    name: band.to_string(),
+                }],
+                grid,
+                Resampling::Nearest,
+                None,
+                // Outside the label raster: a value that is never a class (skipped like nodata).
+                f64::from(i32::MIN),
+            )?;
+            let map = codes.iter().enumerate().map(|(k, &c)| (c, k)).collect();
+            Ok((classes, LabelPlan::Raster { reader, classes: map }))
+        }
+        LabelSource::Vector { path, layer, field } => {
+            let lyr = io::read_vector(path, layer.as_deref(), std::slice::from_ref(field))?;
+            let Some(crs) = lyr.crs_wkt.clone() else {
+                return Err(Error::input(path, "the layer has no CRS"));
+            };
+            let mut texts: Vec<String> = Vec::new();
+            let mut rows: Vec<(String, gdal::vector::Geometry)> = Vec::new();
+            let mut problems = Problems::new();
+            for f in lyr.features {
+                let Some(g) = f.geometry else {
+                    problems.push(Error::input(path, format!("feature {}: no geometry", f.fid)));
+                    continue;
+                };
+                let Some(v) = f.fields[0].as_ref().map(|v| v.text()) else {
+                    problems.push(Error::input(
+                        path,
+                        format!("feature {}: field \"{field}\" is empty", f.fid),
+                    ));
+                    continue;
+                };
+                rows.push((v, g));
+            }
+            problems.finish()?;
+            for (v, _) in &rows {
+                if !texts.contains(v) && !job.ignore.contains(v) {
+                    texts.push(v.clone());
+                }
+            }
+            rows.retain(|(v, _)| texts.contains(v));
+            sort_texts(&mut texts);
+            let classes = make_classes(&texts, legend)?;
+            let mut geoms: Vec<gdal::vector::Geometry> = rows.iter().map(|r| r.1.clone()).collect();
+            io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
+            let kinds: Vec<bool> = geoms
+                .iter()
+                .map(|g| g.geometry_name().eq_ignore_ascii_case("POINT"))
+                .collect();
+            let k_of = |t: &str| texts.iter().position(|x| x == t).unwrap();
+            if kinds.iter().all(|&p| p) {
+                let mut map = BTreeMap::new();
+                let mut outside = Vec::new();
+                for ((v, _), g) in rows.iter().zip(&geoms) {
+                    let (x, y, _) = g.get_point(0);
+                    match grid.pixel_of(x, y) {
+                        Some((c, r)) => {
+                            map.insert((r, c), k_of(v));
+                        }
+                        None => outside.push(format!("({x:.3}, {y:.3})")),
+                    }
+                }
+                points_outside(path, &outside, map.len())?;
+                Ok((classes, LabelPlan::Points(map)))
+            } else if kinds.iter().any(|&p| p) {
+                Err(Error::input(
+                    path,
+                    "mixes points and polygons; give one kind of label geometry",
+                ))
+            } else {
+                let b = grid.bounds();
+                let outside = geoms
+                    .iter()
+                    .filter(|g| {
+                        let e = g.envelope();
+                        e.MaxX < b[0] || e.MinX > b[2] || e.MaxY < b[1] || e.MinY > b[3]
+                    })
+                    .count();
+                if outside == geoms.len() {
+                    return Err(Error::input(
+                        path,
+                        format!("labels outside the stack: none of the {} polygons overlaps the analysis grid", geoms.len()),
+                    ));
+                }
+                if outside > 0 {
+                    warnings.push(format!(
+                        "{}: {outside} of {} polygons lie outside the analysis grid and give no samples",
+                        path.display(),
+                        geoms.len()
+                    ));
+                }
+                let values = rows.iter().map(|(v, _)| k_of(v) as f64 + 1.0).collect();
+                Ok((classes, LabelPlan::Polygons { geoms, values }))
+            }
+        }
+        LabelSource::Csv {
+            path,
+            x_field,
+            y_field,
+            crs,
+            field,
+        } => {
+            let pts = read_label_csv(path, x_field, y_field, field)?;
+            let from = io::crs_wkt(crs.as_deref().unwrap_or("EPSG:4326"))?;
+            let mut xs: Vec<f64> = pts.iter().map(|p| p.1).collect();
+            let mut ys: Vec<f64> = pts.iter().map(|p| p.2).collect();
+            io::transform_points(&from, &grid.crs_wkt, &mut xs, &mut ys)?;
+            let mut texts: Vec<String> = Vec::new();
+            for p in &pts {
+                if !texts.contains(&p.3) && !job.ignore.contains(&p.3) {
+                    texts.push(p.3.clone());
+                }
+            }
+            sort_texts(&mut texts);
+            let classes = make_classes(&texts, legend)?;
+            let mut map = BTreeMap::new();
+            let mut outside = Vec::new();
+            for (i, p) in pts.iter().enumerate() {
+                let Some(k) = texts.iter().position(|t| *t == p.3) else {
+                    continue;
+                };
+                match grid.pixel_of(xs[i], ys[i]) {
+                    Some((c, r)) => {
+                        map.insert((r, c), k);
+                    }
+                    None => outside.push(format!("line {}", p.0)),
+                }
+            }
+            points_outside(path, &outside, map.len())?;
+            Ok((classes, LabelPlan::Points(map)))
+        }
+    }
+}
+
+fn points_outside(path: &Path, outside: &[String], inside: usize) -> Result<()> {
+    if outside.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = outside.iter().take(5).map(|s| s.as_str()).collect();
+    Err(Error::input(
+        path,
+        format!(
+            "labels outside the stack: {} of {} label points fall outside the analysis grid (first: {}); crop the labels to the stack or give the right --labels-crs",
+            outside.len(),
+            outside.len() + inside,
+            shown.join(", ")
+        ),
+    ))
+}
+
+/// Numeric texts in numeric order, others alphabetically.
+fn sort_texts(texts: &mut [String]) {
+    texts.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    });
+}
+
+/// (line, x, y, label) rows of a label CSV.
+fn read_label_csv(
+    path: &Path,
+    x_field: &str,
+    y_field: &str,
+    field: &str,
+) -> Result<Vec<(u64, f64, f64, String)>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| Error::input(path, format!("cannot read CSV: {e}")))?;
+    let headers = rdr
+        .headers()
+        .map_err(|e| Error::input(path, format!("cannot read the header: {e}")))?
+        .clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name)).ok_or_else(|| {
+            Error::input(
+                path,
+                format!(
+                    "has no column \"{name}\" (columns: {})",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    };
+    let (xi, yi, li) = (col(x_field)?, col(y_field)?, col(field)?);
+    let mut out = Vec::new();
+    let mut problems = Problems::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| Error::input(path, format!("bad CSV: {e}")))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let num = |i: usize, name: &str| -> Result<f64> {
+            rec.get(i)
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    Error::input(
+                        path,
+                        format!(
+                            "line {line}: {name} \"{}\" is not a number",
+                            rec.get(i).unwrap_or("")
+                        ),
+                    )
+                })
+        };
+        let x = problems.take(num(xi, x_field));
+        let y = problems.take(num(yi, y_field));
+        let label = rec.get(li).unwrap_or("").trim().to_string();
+        if label.is_empty() {
+            problems.push(Error::input(path, format!("line {line}: {field} is empty")));
+            continue;
+        }
+        if let (Some(x), Some(y)) = (x, y) {
+            out.push((line, x, y, label));
+        }
+    }
+    problems.finish()?;
+    if out.is_empty() {
+        return Err(Error::input(path, "holds no labelled rows"));
+    }
+    Ok(out)
+}
+
+/// A kept sample.
+#[derive(Clone)]
+struct Sample {
+    col: usize,
+    row: usize,
+    class: usize,
+    features: Vec<f32>,
+}
+
+/// Seeded reservoir sampling per class (Vitter's algorithm R), in raster order: deterministic for a seed.
+struct Reservoirs {
+    cap: usize,
+    seen: Vec<u64>,
+    kept: Vec<Vec<Sample>>,
+    rng: ChaCha8Rng,
+}
+
+impl Reservoirs {
+    fn offer(&mut self, s: Sample) {
+        let k = s.class;
+        self.seen[k] += 1;
+        if self.kept[k].len() < self.cap {
+            self.kept[k].push(s);
+        } else {
+            let j = self.rng.gen_range(0..self.seen[k]);
+            if (j as usize) < self.cap {
+                self.kept[k][j as usize] = s;
+            }
+        }
+    }
+}
+
+/// Block side in pixels for a side in metres.
+fn block_pixels(grid: &Grid, block_m: f64) -> Result<usize> {
+    let px = grid.gt[1].abs().max(grid.gt[5].abs());
+    let metres_per_unit = if grid.spatial_ref()?.is_geographic() {
+        // Degrees: the length of one degree of latitude on the sphere of models/earth.toml.
+        io::earth_radius_m()? * std::f64::consts::PI / 180.0
+    } else {
+        1.0
+    };
+    Ok(((block_m / (px * metres_per_unit)).round() as usize).max(1))
+}
+
+pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
+    if job.folds < 2 {
+        return Err(Error::Usage("--folds must be at least 2 (one fold is held out)".into()));
+    }
+    if job.max_per_class == 0 {
+        return Err(Error::Usage("--max-samples-per-class must be at least 1".into()));
+    }
+    if !(job.block_size > 0.0) {
+        return Err(Error::Usage("--block-size must be a positive length in metres".into()));
+    }
+    let legend = job.legend.as_deref().map(Legend::resolve).transpose()?;
+    let engine = FeatureEngine::open(
+        &job.stack,
+        &job.grid,
+        &job.features,
+        job.index_table.as_deref(),
+    )?;
+    let grid = engine.grid.clone();
+    let mut warnings = Vec::new();
+    let (classes, plan) = plan_labels(job, &grid, legend.as_ref(), &mut warnings)?;
+    let block_px = block_pixels(&grid, job.block_size)?;
+
+    // One pass over the grid: features where there are labels, kept per class by reservoir sampling.
+    let readers = engine.readers()?;
+    let p = engine.defs.len();
+    let mut res = Reservoirs {
+        cap: job.max_per_class,
+        seen: vec![0; classes.len()],
+        kept: vec![Vec::new(); classes.len()],
+        rng: ChaCha8Rng::seed_from_u64(job.params.seed),
+    };
+    let mut without_data = vec![0u64; classes.len()];
+    let rows = engine.strip_rows(job.memory_mb);
+    progress.start("training samples", grid.height as u64);
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = rows.min(grid.height - row0);
+        let labels = plan.strip(&grid, row0, nrows)?;
+        if labels.iter().any(|&l| l >= 0) {
+            let planes = engine.strip(&readers, row0, nrows)?;
+            for (px, &l) in labels.iter().enumerate() {
+                if l < 0 {
+                    continue;
+                }
+                let f: Vec<f32> = planes.iter().map(|pl| pl[px]).collect();
+                if f.iter().any(|v| !v.is_finite()) {
+                    without_data[l as usize] += 1;
+                    continue;
+                }
+                res.offer(Sample {
+                    col: px % grid.width,
+                    row: row0 + px / grid.width,
+                    class: l as usize,
+                    features: f,
+                });
+            }
+        }
+        progress.advance(nrows as u64);
+        row0 += nrows;
+    }
+    progress.finish();
+    drop(readers);
+    for (k, n) in without_data.iter().enumerate() {
+        if *n > 0 {
+            warnings.push(format!(
+                "class {}: {n} labelled pixels skipped (a feature has no clear observation there)",
+                classes[k].name
+            ));
+        }
+    }
+
+    // Spatially blocked split: whole blocks go to the held-out fold.
+    let held_out = 0;
+    let mut train_s: Vec<Sample> = Vec::new();
+    let mut test_s: Vec<Sample> = Vec::new();
+    for kept in res.kept {
+        for s in kept {
+            if block_fold(s.col, s.row, block_px, job.folds, job.params.seed) == held_out {
+                test_s.push(s);
+            } else {
+                train_s.push(s);
+            }
+        }
+    }
+    // Raster order within each set, so that the sample hash and the model do not depend on class order.
+    train_s.sort_by_key(|s| (s.row, s.col));
+    test_s.sort_by_key(|s| (s.row, s.col));
+    let count = |v: &[Sample]| {
+        let mut c = vec![0usize; classes.len()];
+        for s in v {
+            c[s.class] += 1;
+        }
+        c
+    };
+    let (n_train, n_test) = (count(&train_s), count(&test_s));
+    let mut problems = Problems::new();
+    for (k, c) in classes.iter().enumerate() {
+        if n_train[k] == 0 {
+            problems.push(Error::input(
+                job.labels.path(),
+                format!(
+                    "class {} ({}) has no training samples ({} labelled pixels, {} held out for testing, {} without data): add labels for it, use smaller --block-size, or leave it out with --ignore",
+                    c.code, c.name, res.seen[k], n_test[k], without_data[k]
+                ),
+            ));
+        }
+    }
+    problems.finish()?;
+    for (k, c) in classes.iter().enumerate() {
+        if n_test[k] == 0 {
+            warnings.push(format!(
+                "class {} ({}): no held-out samples, so its accuracy is not assessed",
+                c.code, c.name
+            ));
+        }
+    }
+    for w in &warnings {
+        progress.warn(w);
+    }
+
+    let flat = |v: &[Sample]| -> (Vec<f32>, Vec<usize>) {
+        let mut x = Vec::with_capacity(v.len() * p);
+        for s in v {
+            x.extend_from_slice(&s.features);
+        }
+        (x, v.iter().map(|s| s.class).collect())
+    };
+    let (xtr, ytr) = flat(&train_s);
+    let (xte, yte) = flat(&test_s);
+    let mut hasher = Sha256::new();
+    for s in train_s.iter().chain(&test_s) {
+        hasher.update((s.col as u64).to_le_bytes());
+        hasher.update((s.row as u64).to_le_bytes());
+        hasher.update((s.class as u64).to_le_bytes());
+        for v in &s.features {
+            hasher.update(v.to_le_bytes());
+        }
+    }
+    let samples_sha256 = format!("{:x}", hasher.finalize());
+
+    progress.start("training", 1);
+    let forest = Forest::train(
+        &Samples {
+            x: &xtr,
+            p,
+            y: &ytr,
+            n_classes: classes.len(),
+        },
+        &job.params,
+    )?;
+    progress.advance(1);
+    progress.finish();
+
+    let labels: Vec<String> = classes
+        .iter()
+        .map(|c| format!("{} {}", c.code, c.name))
+        .collect();
+    let pairs: Vec<(usize, usize)> = xte
+        .par_chunks(p)
+        .zip(yte.par_iter())
+        .map(|(x, &y)| {
+            let mut pr = vec![0f32; classes.len()];
+            (forest.predict(x, &mut pr).0, y)
+        })
+        .collect();
+    let assessment = ConfusionMatrix::from_pairs(labels, pairs).assess();
+
+    // Model, then sidecar (which names the model's hash), each written atomically.
+    let model_json = serde_json::to_vec(&forest)
+        .map_err(|e| Error::Processing(format!("cannot encode the model: {e}")))?;
+    let per_class = |c: &[usize]| -> BTreeMap<String, usize> {
+        classes
+            .iter()
+            .zip(c)
+            .map(|(cl, n)| (format!("{} {}", cl.code, cl.name), *n))
+            .collect()
+    };
+    let sidecar = Sidecar {
+        carbonmap_version: crate::VERSION.into(),
+        model_file: job
+            .model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        model_sha256: sha256_hex(&model_json),
+        kind: job.kind,
+        params: job.params.clone(),
+        feature_spec: job.features.clone(),
+        features: engine.defs.clone(),
+        index_table: job
+            .index_table
+            .as_ref()
+            .map_or_else(|| "built-in (models/indices.toml)".into(), |p| p.display().to_string()),
+        sensor: engine.stack.profile.name.clone(),
+        stack: job.stack.display().to_string(),
+        grid_crs_wkt: grid.crs_wkt.clone(),
+        grid_pixel_size: [grid.gt[1], grid.gt[5].abs()],
+        classes: classes.clone(),
+        training: TrainingRecord {
+            labels: job.labels.path().display().to_string(),
+            legend: legend.as_ref().map(|l| l.product.clone()),
+            samples_sha256,
+            train_samples: train_s.len(),
+            test_samples: test_s.len(),
+            per_class_train: per_class(&n_train),
+            per_class_test: per_class(&n_test),
+            block_size_m: job.block_size,
+            block_px,
+            folds: job.folds,
+            held_out_fold: held_out + 1,
+            max_samples_per_class: job.max_per_class,
+            overall_accuracy: assessment.overall_accuracy,
+            kappa: assessment.kappa,
+        },
+    };
+    let side = sidecar_path(&job.model);
+    let side_json = serde_json::to_vec_pretty(&sidecar)
+        .map_err(|e| Error::Processing(format!("cannot encode the sidecar: {e}")))?;
+    io::write_atomic(&job.model, &model_json)?;
+    io::write_atomic(&side, &side_json)?;
+
+    let mut outputs = Vec::new();
+    let acc_json = serde_json::json!({
+        "carbonmap_version": crate::VERSION,
+        "model": job.model.display().to_string(),
+        "held_out": format!("fold 1 of {} ({} m blocks, {block_px} pixels)", job.folds, job.block_size),
+        "assessment": &assessment,
+    });
+    for (name, bytes) in [
+        (
+            "accuracy.json",
+            serde_json::to_vec_pretty(&acc_json).expect("JSON of plain values"),
+        ),
+        ("accuracy_classes.csv", assessment.classes_csv().into_bytes()),
+        ("confusion_matrix.csv", assessment.confusion_csv().into_bytes()),
+    ] {
+        let path = job.out_dir.join(name);
+        io::write_atomic(&path, &bytes)?;
+        outputs.push(path);
+    }
+    Ok(TrainSummary {
+        assessment,
+        sidecar,
+        model: job.model.clone(),
+        sidecar_path: side,
+        outputs,
+        warnings,
+    })
+}
+
+/// A saved model with its sidecar, checked.
+pub struct LoadedModel {
+    pub forest: Forest,
+    pub sidecar: Sidecar,
+}
+
+/// Load a model and its sidecar; a missing, damaged or mismatched file is an error naming it.
+pub fn load_model(model: &Path) -> Result<LoadedModel> {
+    let side = sidecar_path(model);
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, "cannot read", e));
+    let side_bytes = read(&side).map_err(|_| {
+        Error::input(
+            &side,
+            format!(
+                "the model's sidecar is missing (it is written beside the model by `carbonmap landcover train`: {})",
+                side.display()
+            ),
+        )
+    })?;
+    let sidecar: Sidecar = serde_json::from_slice(&side_bytes)
+        .map_err(|e| Error::input(&side, format!("is not a carbonmap model sidecar: {e}")))?;
+    let bytes = read(model)?;
+    if sha256_hex(&bytes) != sidecar.model_sha256 {
+        return Err(Error::input(
+            model,
+            "corrupt or replaced model file: its SHA-256 differs from the one its sidecar records",
+        ));
+    }
+    let forest: Forest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::input(model, format!("corrupt model file: {e}")))?;
+    forest
+        .validate()
+        .map_err(|e| Error::input(model, format!("corrupt model file: {e}")))?;
+    if forest.n_features != sidecar.features.len() || forest.n_classes != sidecar.classes.len() {
+        return Err(Error::input(
+            model,
+            "corrupt model file: its feature or class count differs from the sidecar's",
+        ));
+    }
+    Ok(LoadedModel { forest, sidecar })
+}
+
+/// What `carbonmap landcover predict` does.
+#[derive(Debug, Clone)]
+pub struct PredictJob {
+    pub stack: PathBuf,
+    pub grid: GridChoice,
+    pub model: PathBuf,
+    pub index_table: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub write: WriteOptions,
+    pub memory_mb: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PredictSummary {
+    pub class_raster: PathBuf,
+    pub confidence_raster: PathBuf,
+    pub area_table: PathBuf,
+    pub areas: Vec<ClassArea>,
+    pub unclassified_pixels: u64,
+}
+
+/// Compare the stack's features with the model's; every difference is listed.
+fn check_features(model: &Path, side: &Sidecar, engine: &FeatureEngine) -> Result<()> {
+    let mut problems = Vec::new();
+    if engine.defs.len() != side.features.len() {
+        problems.push(format!(
+            "the stack gives {} features, the model expects {}",
+            engine.defs.len(),
+            side.features.len()
+        ));
+    }
+    for (a, b) in side.features.iter().zip(&engine.defs) {
+        if a.bands != b.bands {
+            problems.push(format!(
+                "feature {}: the model was trained with bands {:?} (sensor {}), the stack has {:?} (sensor {})",
+                a.name, a.bands, side.sensor, b.bands, engine.stack.profile.name
+            ));
+        } else if a != b {
+            problems.push(format!(
+                "feature {}: the model's definition (formula {}, constants {:?}, {}) differs from this run's ({} , {:?}, {})",
+                a.name, a.formula, a.constants, a.stat, b.formula, b.constants, b.stat
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            problems
+                .into_iter()
+                .map(|p| format!("{}: {p}", model.display()))
+                .collect(),
+        ))
+    }
+}
+
+pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSummary> {
+    let LoadedModel { forest, sidecar } = load_model(&job.model)?;
+    // The stack must have every band the model's features read, under the same band names.
+    let stack = crate::scene::Stack::open(&job.stack)?;
+    let mut problems = Vec::new();
+    for f in &sidecar.features {
+        for (letter, name) in &f.bands {
+            match stack.band_name(letter) {
+                None => problems.push(format!(
+                    "{}: the model reads band {letter} ({name} of sensor {}) for feature {}, which stack {} (sensor {}) lacks",
+                    job.model.display(), sidecar.sensor, f.name, job.stack.display(), stack.profile.name
+                )),
+                Some(n) if n != name => problems.push(format!(
+                    "{}: the model reads band {letter} as {name} (sensor {}) for feature {}; stack {} maps {letter} to {n} (sensor {})",
+                    job.model.display(), sidecar.sensor, f.name, job.stack.display(), stack.profile.name
+                )),
+                _ => {}
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    drop(stack);
+    let engine = FeatureEngine::open(
+        &job.stack,
+        &job.grid,
+        &sidecar.feature_spec,
+        job.index_table.as_deref(),
+    )?;
+    check_features(&job.model, &sidecar, &engine)?;
+    let grid = engine.grid.clone();
+    let max_code = sidecar.classes.iter().map(|c| c.code).max().unwrap_or(0);
+    let wide = max_code > u8::MAX as u16;
+    let class_path = job.out_dir.join("landcover.tif");
+    let conf_path = job.out_dir.join("landcover_confidence.tif");
+    let mut md = BTreeMap::new();
+    md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
+    md.insert("MODEL".into(), job.model.display().to_string());
+    md.insert("MODEL_SHA256".into(), sidecar.model_sha256.clone());
+    md.insert("CLASSIFIER".into(), format!("{:?}", sidecar.kind));
+    md.insert("STACK".into(), job.stack.display().to_string());
+    md.insert(
+        "FEATURES".into(),
+        sidecar
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    md.insert(
+        "CLASSES".into(),
+        sidecar
+            .classes
+            .iter()
+            .map(|c| format!("{}={}", c.code, c.name))
+            .collect::<Vec<_>>()
+            .join(";"),
+    );
+    let class_band = [OutBand {
+        description: "land-cover class (0 = no data: a feature has no clear observation)".into(),
+        unit: "class code".into(),
+    }];
+    let mut cw = if wide {
+        RasterWriter::create::<u16>(&class_path, &grid, &class_band, Some(0.0), &md, &job.write)?
+    } else {
+        RasterWriter::create::<u8>(&class_path, &grid, &class_band, Some(0.0), &md, &job.write)?
+    };
+    let cats: Vec<(u16, String, (u8, u8, u8))> = sidecar
+        .classes
+        .iter()
+        .map(|c| {
+            let rgb = landcover::hex_rgb(&c.color).unwrap_or((128, 128, 128));
+            (c.code, c.name.clone(), rgb)
+        })
+        .collect();
+    cw.set_categories(0, &cats)?;
+    let mut fw = RasterWriter::create::<f32>(
+        &conf_path,
+        &grid,
+        &[OutBand {
+            description: "classifier confidence: mean tree probability of the predicted class".into(),
+            unit: "1".into(),
+        }],
+        None,
+        &md,
+        &job.write,
+    )?;
+
+    let row_area = io::row_pixel_areas_m2(&grid)?;
+    let mut pixels = vec![0u64; sidecar.classes.len()];
+    let mut area_m2 = vec![0f64; sidecar.classes.len()];
+    let mut unclassified = 0u64;
+    let readers = engine.readers()?;
+    let rows = engine.strip_rows(job.memory_mb);
+    let p = engine.defs.len();
+    let k = sidecar.classes.len();
+    progress.start("predict", grid.height as u64);
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = rows.min(grid.height - row0);
+        let planes = engine.strip(&readers, row0, nrows)?;
+        let npx = nrows * grid.width;
+        // Class index (or usize::MAX) and confidence per pixel, in parallel chunks.
+        let mut cls = vec![usize::MAX; npx];
+        let mut conf = vec![f32::NAN; npx];
+        const CHUNK: usize = 4096;
+        cls.par_chunks_mut(CHUNK)
+            .zip(conf.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(ci, (c, f))| {
+                let mut x = vec![0f32; p];
+                let mut pr = vec![0f32; k];
+                for j in 0..c.len() {
+                    let px = ci * CHUNK + j;
+                    for (fi, pl) in planes.iter().enumerate() {
+                        x[fi] = pl[px];
+                    }
+                    if x.iter().all(|v| v.is_finite()) {
+                        let (ki, pk) = forest.predict(&x, &mut pr);
+                        c[j] = ki;
+                        f[j] = pk;
+                    }
+                }
+            });
+        for (i, &ci) in cls.iter().enumerate() {
+            if ci == usize::MAX {
+                unclassified += 1;
+            } else {
+                pixels[ci] += 1;
+                area_m2[ci] += row_area[row0 + i / grid.width];
+            }
+        }
+        let codes: Vec<u16> = cls
+            .iter()
+            .map(|&ci| if ci == usize::MAX { 0 } else { sidecar.classes[ci].code })
+            .collect();
+        if wide {
+            cw.write_rows(0, row0, codes)?;
+        } else {
+            cw.write_rows(0, row0, codes.into_iter().map(|c| c as u8).collect::<Vec<u8>>())?;
+        }
+        fw.write_rows(0, row0, conf)?;
+        cw.flush()?;
+        fw.flush()?;
+        progress.advance(nrows as u64);
+        row0 += nrows;
+    }
+    progress.finish();
+    drop(readers);
+    let pending = [cw.finish()?, fw.finish()?];
+    let areas: Vec<ClassArea> = sidecar
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ClassArea {
+            code: c.code as i64,
+            name: c.name.clone(),
+            vegetation_type: c.vegetation_type.clone(),
+            pixels: pixels[i],
+            area_ha: area_m2[i] / 1e4,
+        })
+        .collect();
+    for pnd in pending {
+        pnd.commit()?;
+    }
+    let area_path = job.out_dir.join("landcover_area.csv");
+    io::write_atomic(&area_path, landcover::area_table_csv(&areas).as_bytes())?;
+    Ok(PredictSummary {
+        class_raster: class_path,
+        confidence_raster: conf_path,
+        area_table: area_path,
+        areas,
+        unclassified_pixels: unclassified,
+    })
+}
