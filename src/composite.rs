@@ -343,7 +343,10 @@ mod tests {
         assert!((c(Stat::Std) - 12.5f64.sqrt()).abs() < 1e-15);
         assert_eq!(c(Stat::DoyMax), 200.0);
         // Ties: the first acquisition with the maximum.
-        assert_eq!(Stat::DoyMax.compute(&[0.5, 0.8, 0.8], &[10.0, 20.0, 30.0], &mut s), 20.0);
+        assert_eq!(
+            Stat::DoyMax.compute(&[0.5, 0.8, 0.8], &[10.0, 20.0, 30.0], &mut s),
+            20.0
+        );
     }
 
     #[test]

@@ -813,7 +813,11 @@ impl RasterWriter {
 
     /// Give band `band` (0-based) of a class raster a colour table and category names: `classes` are
     /// (code, name, (r, g, b)); other entries up to the highest code are transparent black and unnamed.
-    pub fn set_categories(&mut self, band: usize, classes: &[(u16, String, (u8, u8, u8))]) -> Result<()> {
+    pub fn set_categories(
+        &mut self,
+        band: usize,
+        classes: &[(u16, String, (u8, u8, u8))],
+    ) -> Result<()> {
         use gdal::raster::{ColorEntry, ColorTable, PaletteInterpretation};
         let ds = self.ds.as_mut().expect("writer used after finish");
         let mut b = ds
@@ -826,7 +830,10 @@ impl RasterWriter {
             ct.set_color_entry(i, &ColorEntry::rgba(0, 0, 0, 0));
         }
         for (code, name, (r, g, bl)) in classes {
-            ct.set_color_entry(*code, &ColorEntry::rgba(*r as i16, *g as i16, *bl as i16, 255));
+            ct.set_color_entry(
+                *code,
+                &ColorEntry::rgba(*r as i16, *g as i16, *bl as i16, 255),
+            );
             names[*code as usize] = name.clone();
         }
         b.set_color_table(&ct);
@@ -838,7 +845,8 @@ impl RasterWriter {
             cnames.iter().map(|c| c.as_ptr() as *mut _).collect();
         ptrs.push(std::ptr::null_mut());
         // SAFETY: a NULL-terminated list of valid C strings that outlive the call (GDAL copies them).
-        let err = unsafe { gdal_sys::GDALSetRasterCategoryNames(b.c_rasterband(), ptrs.as_mut_ptr()) };
+        let err =
+            unsafe { gdal_sys::GDALSetRasterCategoryNames(b.c_rasterband(), ptrs.as_mut_ptr()) };
         if err != gdal_sys::CPLErr::CE_None {
             return Err(Error::Processing(format!(
                 "{}: GDAL could not set the category names",

@@ -280,7 +280,13 @@ fn fit_binary(
     let targets: Array1<usize> = rows.iter().map(|&r| (s.y[r] == k) as usize).collect();
     let weights: Array1<f32> = targets
         .iter()
-        .map(|&t| if t == 1 { 1.0 } else { 1.0 + NEGATIVE_WEIGHT_OFFSET })
+        .map(|&t| {
+            if t == 1 {
+                1.0
+            } else {
+                1.0 + NEGATIVE_WEIGHT_OFFSET
+            }
+        })
         .collect();
     let data = Dataset::new(records, targets).with_weights(weights);
     let tree = DecisionTree::params()

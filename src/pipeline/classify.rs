@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use super::features::{FeatureDef, FeatureEngine, FeatureSpec};
 use super::GridChoice;
 use crate::error::{Error, Problems, Result};
-use crate::io::{self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions};
+use crate::io::{
+    self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
+};
 use crate::landcover::accuracy::{block_fold, Assessment, ConfusionMatrix};
 use crate::landcover::forest::{Forest, ForestParams, Samples};
 use crate::landcover::{self, ClassArea, Legend};
@@ -263,9 +265,7 @@ fn make_classes(texts: &[String], legend: Option<&Legend>) -> Result<Vec<ClassIn
     codes.sort_unstable();
     codes.dedup();
     if codes.len() != out.len() {
-        return Err(Error::Usage(
-            "two labels map to the same class code".into(),
-        ));
+        return Err(Error::Usage("two labels map to the same class code".into()));
     }
     Ok(out)
 }
@@ -322,7 +322,13 @@ fn plan_labels(
                 f64::from(i32::MIN),
             )?;
             let map = codes.iter().enumerate().map(|(k, &c)| (c, k)).collect();
-            Ok((classes, LabelPlan::Raster { reader, classes: map }))
+            Ok((
+                classes,
+                LabelPlan::Raster {
+                    reader,
+                    classes: map,
+                },
+            ))
         }
         LabelSource::Vector { path, layer, field } => {
             let lyr = io::read_vector(path, layer.as_deref(), std::slice::from_ref(field))?;
@@ -334,7 +340,10 @@ fn plan_labels(
             let mut problems = Problems::new();
             for f in lyr.features {
                 let Some(g) = f.geometry else {
-                    problems.push(Error::input(path, format!("feature {}: no geometry", f.fid)));
+                    problems.push(Error::input(
+                        path,
+                        format!("feature {}: no geometry", f.fid),
+                    ));
                     continue;
                 };
                 let Some(v) = f.fields[0].as_ref().map(|v| v.text()) else {
@@ -486,15 +495,18 @@ fn read_label_csv(
         .map_err(|e| Error::input(path, format!("cannot read the header: {e}")))?
         .clone();
     let col = |name: &str| {
-        headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name)).ok_or_else(|| {
-            Error::input(
-                path,
-                format!(
-                    "has no column \"{name}\" (columns: {})",
-                    headers.iter().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                Error::input(
+                    path,
+                    format!(
+                        "has no column \"{name}\" (columns: {})",
+                        headers.iter().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })
     };
     let (xi, yi, li) = (col(x_field)?, col(y_field)?, col(field)?);
     let mut out = Vec::new();
@@ -580,13 +592,19 @@ fn block_pixels(grid: &Grid, block_m: f64) -> Result<usize> {
 
 pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     if job.folds < 2 {
-        return Err(Error::Usage("--folds must be at least 2 (one fold is held out)".into()));
+        return Err(Error::Usage(
+            "--folds must be at least 2 (one fold is held out)".into(),
+        ));
     }
     if job.max_per_class == 0 {
-        return Err(Error::Usage("--max-samples-per-class must be at least 1".into()));
+        return Err(Error::Usage(
+            "--max-samples-per-class must be at least 1".into(),
+        ));
     }
     if !(job.block_size > 0.0) {
-        return Err(Error::Usage("--block-size must be a positive length in metres".into()));
+        return Err(Error::Usage(
+            "--block-size must be a positive length in metres".into(),
+        ));
     }
     let legend = job.legend.as_deref().map(Legend::resolve).transpose()?;
     let engine = FeatureEngine::open(
@@ -767,10 +785,10 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
         params: job.params.clone(),
         feature_spec: job.features.clone(),
         features: engine.defs.clone(),
-        index_table: job
-            .index_table
-            .as_ref()
-            .map_or_else(|| "built-in (models/indices.toml)".into(), |p| p.display().to_string()),
+        index_table: job.index_table.as_ref().map_or_else(
+            || "built-in (models/indices.toml)".into(),
+            |p| p.display().to_string(),
+        ),
         sensor: engine.stack.profile.name.clone(),
         stack: job.stack.display().to_string(),
         grid_crs_wkt: grid.crs_wkt.clone(),
@@ -800,6 +818,23 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     io::write_atomic(&side, &side_json)?;
 
     let mut outputs = Vec::new();
+    // Every sample with its position and block, so that the holdout can be inspected (and mapped).
+    let mut table = String::from("x,y,col,row,block_col,block_row,class_code,class_name,set\n");
+    for (set, v) in [("train", &train_s), ("test", &test_s)] {
+        for smp in v.iter() {
+            let (x, y) = grid.pixel_centre(smp.col, smp.row);
+            let c = &classes[smp.class];
+            table.push_str(&format!(
+                "{x},{y},{},{},{},{},{},\"{}\",{set}\n",
+                smp.col,
+                smp.row,
+                smp.col / block_px,
+                smp.row / block_px,
+                c.code,
+                c.name.replace('"', "'")
+            ));
+        }
+    }
     let acc_json = serde_json::json!({
         "carbonmap_version": crate::VERSION,
         "model": job.model.display().to_string(),
@@ -811,8 +846,15 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             "accuracy.json",
             serde_json::to_vec_pretty(&acc_json).expect("JSON of plain values"),
         ),
-        ("accuracy_classes.csv", assessment.classes_csv().into_bytes()),
-        ("confusion_matrix.csv", assessment.confusion_csv().into_bytes()),
+        (
+            "accuracy_classes.csv",
+            assessment.classes_csv().into_bytes(),
+        ),
+        (
+            "confusion_matrix.csv",
+            assessment.confusion_csv().into_bytes(),
+        ),
+        ("training_samples.csv", table.into_bytes()),
     ] {
         let path = job.out_dir.join(name);
         io::write_atomic(&path, &bytes)?;
@@ -957,7 +999,25 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         &job.grid,
         &sidecar.feature_spec,
         job.index_table.as_deref(),
-    )?;
+    )
+    .map_err(|e| {
+        let mut v = e.into_problems();
+        v.insert(
+            0,
+            format!(
+                "{}: the stack does not give the features model {} was trained on ({}):",
+                job.stack.display(),
+                job.model.display(),
+                sidecar
+                    .features
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        Error::Invalid(v)
+    })?;
     check_features(&job.model, &sidecar, &engine)?;
     let grid = engine.grid.clone();
     let max_code = sidecar.classes.iter().map(|c| c.code).max().unwrap_or(0);
@@ -1010,7 +1070,8 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         &conf_path,
         &grid,
         &[OutBand {
-            description: "classifier confidence: mean tree probability of the predicted class".into(),
+            description: "classifier confidence: mean tree probability of the predicted class"
+                .into(),
             unit: "1".into(),
         }],
         None,
@@ -1064,12 +1125,22 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         }
         let codes: Vec<u16> = cls
             .iter()
-            .map(|&ci| if ci == usize::MAX { 0 } else { sidecar.classes[ci].code })
+            .map(|&ci| {
+                if ci == usize::MAX {
+                    0
+                } else {
+                    sidecar.classes[ci].code
+                }
+            })
             .collect();
         if wide {
             cw.write_rows(0, row0, codes)?;
         } else {
-            cw.write_rows(0, row0, codes.into_iter().map(|c| c as u8).collect::<Vec<u8>>())?;
+            cw.write_rows(
+                0,
+                row0,
+                codes.into_iter().map(|c| c as u8).collect::<Vec<u8>>(),
+            )?;
         }
         fw.write_rows(0, row0, conf)?;
         cw.flush()?;

@@ -217,8 +217,7 @@ impl FeatureEngine {
         let members: Vec<usize> = (0..self.stack.scenes.len()).collect();
         let mut planes = Vec::with_capacity(self.defs.len());
         for (v, c) in values.iter().zip(&clear) {
-            let (bands, _) =
-                composite_strip(v, c, npx, &members, &self.doys, &self.stats, false);
+            let (bands, _) = composite_strip(v, c, npx, &members, &self.doys, &self.stats, false);
             planes.extend(bands);
         }
         Ok(planes)
