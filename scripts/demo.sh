@@ -25,3 +25,11 @@ echo "demo outputs in out/demo/ (indices_summary.csv, casa_summary_*.csv and mod
   --lattice data-samples/emissions_lattice_1km.tif --zones data-samples/zones.geojson --zone-fields town,district \
   --out out/demo/balance
 echo "net balance in out/demo/balance/ (net_balance.png, zones_balance.csv, lattice_balance.csv)"
+# Land cover from the imagery: a random forest trained on the SYNTHETIC WorldCover map with band and index
+# features, assessed on 200 m blocks held out, then applied to the stack (class map, confidence, areas).
+"$bin" landcover train --stack data-samples/stack.toml --bands B,G,R,N --indices NDVI,NDWI --stats median,max \
+  --labels data-samples/landcover_worldcover.tif --legend esa-worldcover --block-size 200 --trees 50 \
+  --out out/demo/landcover
+"$bin" landcover predict --stack data-samples/stack.toml --model out/demo/landcover/landcover.model.json \
+  --out out/demo/landcover/map
+echo "land cover in out/demo/landcover/ (accuracy.json, map/landcover.tif, map/landcover_area.csv)"

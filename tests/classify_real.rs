@@ -41,7 +41,10 @@ fn check_report(out: &Path, min_kappa: f64) -> (f64, f64) {
     assert_eq!(a["n"].as_u64().unwrap(), n);
     assert!((a["overall_accuracy"].as_f64().unwrap() - oa).abs() < 1e-12);
     assert!((a["kappa"].as_f64().unwrap() - kappa).abs() < 1e-12);
-    assert!(oa > largest + 0.2, "OA {oa} vs largest class share {largest}");
+    assert!(
+        oa > largest + 0.2,
+        "OA {oa} vs largest class share {largest}"
+    );
     assert!(kappa > min_kappa, "kappa {kappa}");
     // No block holds both training and held-out samples.
     let mut sets: HashMap<(String, String), HashSet<String>> = HashMap::new();
@@ -77,7 +80,13 @@ fn slovenia_ndvi_series_against_its_land_cover_raster() {
             "--labels",
         ])
         .arg(&lulc)
-        .args(["--legend", "slovenia-eolearn-lulc", "--block-size", "100", "-o"])
+        .args([
+            "--legend",
+            "slovenia-eolearn-lulc",
+            "--block-size",
+            "100",
+            "-o",
+        ])
         .arg(&out)
         .assert()
         .success();
@@ -110,7 +119,10 @@ fn slovenia_ndvi_series_against_its_land_cover_raster() {
     let (map, _, _) = read_band(&pred.join("landcover.tif"), 1);
     assert!(map.iter().all(|c| [1.0, 2.0, 3.0, 4.0, 8.0].contains(c)));
     let areas = csv_rows(&pred.join("landcover_area.csv"));
-    let px: u64 = areas.iter().map(|r| r["pixels"].parse::<u64>().unwrap()).sum();
+    let px: u64 = areas
+        .iter()
+        .map(|r| r["pixels"].parse::<u64>().unwrap())
+        .sum();
     assert_eq!(px, 100 * 101);
 }
 
@@ -135,9 +147,7 @@ fn germany_sentinel2_scene_against_osm_polygons() {
             "mean",
             "--labels",
         ])
-        .arg(root.join(
-            "germany-s2-l1c/gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg",
-        ))
+        .arg(root.join("germany-s2-l1c/gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg"))
         .args([
             "--label-field",
             "fclass",
@@ -164,7 +174,16 @@ fn germany_sentinel2_scene_against_osm_polygons() {
         .collect();
     assert_eq!(
         names,
-        ["farm", "forest", "grass", "meadow", "residential", "scrub", "water", "wetland"]
+        [
+            "farm",
+            "forest",
+            "grass",
+            "meadow",
+            "residential",
+            "scrub",
+            "water",
+            "wetland"
+        ]
     );
     // 20 m and 60 m bands are read on the 10 m grid of the scene's finest band.
     assert_eq!(side["grid_pixel_size"][0], 10.0);

@@ -212,26 +212,50 @@ impl Forest {
         })
     }
 
-    /// Mean class probabilities for one feature vector into `probs` (length `n_classes`).
-    pub fn probabilities(&self, x: &[f32], probs: &mut [f32]) {
-        probs.iter_mut().for_each(|p| *p = 0.0);
+    /// Classify `x` (row-major, `n_features` per row): the class index with the highest mean probability
+    /// over its trees (ties go to the lower index) into `class`, that probability into `confidence`. Rows
+    /// with a non-finite feature get `usize::MAX` and NaN. Trees are walked one at a time over all rows, so
+    /// a tree's nodes stay in cache; each row's sums still run in tree order, so results do not depend on
+    /// how rows are batched.
+    pub fn predict_rows(&self, x: &[f32], class: &mut [usize], confidence: &mut [f32]) {
+        let (p, k) = (self.n_features, self.n_classes);
+        let n = class.len();
+        let mut probs = vec![0f32; n * k];
+        let valid: Vec<bool> = x
+            .chunks(p)
+            .map(|r| r.iter().all(|v| v.is_finite()))
+            .collect();
         for t in &self.trees {
-            probs[t.class] += t.prob(x);
-        }
-        let per_class = (self.trees.len() / self.n_classes.max(1)) as f32;
-        probs.iter_mut().for_each(|p| *p /= per_class);
-    }
-
-    /// The predicted class index and its mean probability (ties go to the lower class index).
-    pub fn predict(&self, x: &[f32], probs: &mut [f32]) -> (usize, f32) {
-        self.probabilities(x, probs);
-        let mut best = 0;
-        for k in 1..probs.len() {
-            if probs[k] > probs[best] {
-                best = k;
+            for i in 0..n {
+                if valid[i] {
+                    probs[i * k + t.class] += t.prob(&x[i * p..(i + 1) * p]);
+                }
             }
         }
-        (best, probs[best])
+        let per_class = (self.trees.len() / k.max(1)) as f32;
+        for i in 0..n {
+            if !valid[i] {
+                class[i] = usize::MAX;
+                confidence[i] = f32::NAN;
+                continue;
+            }
+            let pr = &probs[i * k..(i + 1) * k];
+            let mut best = 0;
+            for c in 1..k {
+                if pr[c] > pr[best] {
+                    best = c;
+                }
+            }
+            class[i] = best;
+            confidence[i] = pr[best] / per_class;
+        }
+    }
+
+    /// The predicted class index and its mean probability for one feature vector.
+    pub fn predict(&self, x: &[f32]) -> (usize, f32) {
+        let (mut c, mut f) = ([0usize], [0f32]);
+        self.predict_rows(x, &mut c, &mut f);
+        (c[0], f[0])
     }
 
     /// Check the structure after loading (indices in range, leaves reachable), so that a damaged file is an
@@ -375,11 +399,10 @@ mod tests {
         };
         let f = Forest::train(&s, &ForestParams::single_tree(None, 2, 1, 1)).unwrap();
         f.validate().unwrap();
-        let mut pr = vec![0f32; 3];
         // Points well inside each third, whatever the noise feature.
         for (a, want) in [(0.2f32, 0), (1.5, 1), (2.8, 2)] {
             for b in [0.05f32, 0.5, 0.95] {
-                assert_eq!(f.predict(&[a, b], &mut pr), (want, 1.0));
+                assert_eq!(f.predict(&[a, b]), (want, 1.0));
             }
         }
     }

@@ -601,7 +601,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             "--max-samples-per-class must be at least 1".into(),
         ));
     }
-    if !(job.block_size > 0.0) {
+    if job.block_size.is_nan() || job.block_size <= 0.0 {
         return Err(Error::Usage(
             "--block-size must be a positive length in metres".into(),
         ));
@@ -753,14 +753,10 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
         .iter()
         .map(|c| format!("{} {}", c.code, c.name))
         .collect();
-    let pairs: Vec<(usize, usize)> = xte
-        .par_chunks(p)
-        .zip(yte.par_iter())
-        .map(|(x, &y)| {
-            let mut pr = vec![0f32; classes.len()];
-            (forest.predict(x, &mut pr).0, y)
-        })
-        .collect();
+    let mut predicted = vec![0usize; yte.len()];
+    let mut confidence = vec![0f32; yte.len()];
+    predict_parallel(&forest, &xte, &mut predicted, &mut confidence);
+    let pairs = predicted.into_iter().zip(yte.iter().copied());
     let assessment = ConfusionMatrix::from_pairs(labels, pairs).assess();
 
     // Model, then sidecar (which names the model's hash), each written atomically.
@@ -870,6 +866,16 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     })
 }
 
+/// `Forest::predict_rows` over chunks of rows in parallel (each row's result does not depend on the chunking).
+fn predict_parallel(forest: &Forest, x: &[f32], class: &mut [usize], confidence: &mut [f32]) {
+    const CHUNK: usize = 1024;
+    let p = forest.n_features;
+    x.par_chunks(CHUNK * p)
+        .zip(class.par_chunks_mut(CHUNK))
+        .zip(confidence.par_chunks_mut(CHUNK))
+        .for_each(|((x, c), f)| forest.predict_rows(x, c, f));
+}
+
 /// A saved model with its sidecar, checked.
 pub struct LoadedModel {
     pub forest: Forest,
@@ -883,10 +889,7 @@ pub fn load_model(model: &Path) -> Result<LoadedModel> {
     let side_bytes = read(&side).map_err(|_| {
         Error::input(
             &side,
-            format!(
-                "the model's sidecar is missing (it is written beside the model by `carbonmap landcover train`: {})",
-                side.display()
-            ),
+            "the model's sidecar is missing (`carbonmap landcover train` writes it beside the model)",
         )
     })?;
     let sidecar: Sidecar = serde_json::from_slice(&side_bytes)
@@ -1086,35 +1089,22 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     let readers = engine.readers()?;
     let rows = engine.strip_rows(job.memory_mb);
     let p = engine.defs.len();
-    let k = sidecar.classes.len();
     progress.start("predict", grid.height as u64);
     let mut row0 = 0;
     while row0 < grid.height {
         let nrows = rows.min(grid.height - row0);
         let planes = engine.strip(&readers, row0, nrows)?;
         let npx = nrows * grid.width;
-        // Class index (or usize::MAX) and confidence per pixel, in parallel chunks.
+        // Pixel rows of features, then class index (usize::MAX without data) and confidence per pixel.
+        let mut x = vec![0f32; npx * p];
+        for (fi, pl) in planes.iter().enumerate() {
+            for (px, v) in pl.iter().enumerate() {
+                x[px * p + fi] = *v;
+            }
+        }
         let mut cls = vec![usize::MAX; npx];
         let mut conf = vec![f32::NAN; npx];
-        const CHUNK: usize = 4096;
-        cls.par_chunks_mut(CHUNK)
-            .zip(conf.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(|(ci, (c, f))| {
-                let mut x = vec![0f32; p];
-                let mut pr = vec![0f32; k];
-                for j in 0..c.len() {
-                    let px = ci * CHUNK + j;
-                    for (fi, pl) in planes.iter().enumerate() {
-                        x[fi] = pl[px];
-                    }
-                    if x.iter().all(|v| v.is_finite()) {
-                        let (ki, pk) = forest.predict(&x, &mut pr);
-                        c[j] = ki;
-                        f[j] = pk;
-                    }
-                }
-            });
+        predict_parallel(&forest, &x, &mut cls, &mut conf);
         for (i, &ci) in cls.iter().enumerate() {
             if ci == usize::MAX {
                 unclassified += 1;
