@@ -71,11 +71,12 @@ pub struct Plots {
     pub without_observation: Vec<String>,
 }
 
-/// A row of the table: values by column and, for vector files, the point.
-struct Row {
-    origin: String,
-    vals: Vec<Option<String>>,
-    point: Option<(f64, f64)>,
+/// A row of a table: the requested columns' values (None = empty or NA) and its coordinates.
+pub struct Row {
+    /// "line 12" or "feature 3", for messages.
+    pub origin: String,
+    pub vals: Vec<Option<String>>,
+    pub point: Option<(f64, f64)>,
 }
 
 fn is_missing(s: &str) -> bool {
@@ -108,10 +109,10 @@ impl PlotSpec {
     }
 }
 
-/// Read a CSV (header line, comma separated) into rows of the requested columns and coordinates.
+/// Read a CSV (header line, comma separated) into rows of the requested columns and, when `xy` names the
+/// coordinate columns, coordinates (missing or non-numeric ones are errors naming the line).
 /// (No comment lines: the csv crate's line numbers are only exact without them.)
-fn read_csv(spec: &PlotSpec, cols: &[String]) -> Result<Vec<Row>> {
-    let path = &spec.path;
+pub fn read_csv(path: &Path, xy: Option<(&str, &str)>, cols: &[String]) -> Result<Vec<Row>> {
     let mut r = csv::ReaderBuilder::new()
         .from_path(path)
         .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
@@ -131,10 +132,9 @@ fn read_csv(spec: &PlotSpec, cols: &[String]) -> Result<Vec<Row>> {
         })
     };
     let idx = cols.iter().map(|c| col(c)).collect::<Result<Vec<_>>>()?;
-    let xy = if spec.key_field.is_some() {
-        None
-    } else {
-        Some((col(&spec.x_field)?, col(&spec.y_field)?))
+    let xy_idx = match xy {
+        None => None,
+        Some((x, y)) => Some((col(x)?, col(y)?, x, y)),
     };
     let mut rows = Vec::new();
     for rec in r.records() {
@@ -149,9 +149,9 @@ fn read_csv(spec: &PlotSpec, cols: &[String]) -> Result<Vec<Row>> {
                     .map(|s| s.trim().to_string())
             })
             .collect();
-        let point = match xy {
+        let point = match xy_idx {
             None => None,
-            Some((xc, yc)) => {
+            Some((xc, yc, xname, yname)) => {
                 let num = |c: usize, name: &str| -> Result<f64> {
                     let t = rec.get(c).unwrap_or("").trim();
                     if is_missing(t) {
@@ -170,7 +170,7 @@ fn read_csv(spec: &PlotSpec, cols: &[String]) -> Result<Vec<Row>> {
                             )
                         })
                 };
-                Some((num(xc, &spec.x_field)?, num(yc, &spec.y_field)?))
+                Some((num(xc, xname)?, num(yc, yname)?))
             }
         };
         rows.push(Row {
@@ -231,7 +231,11 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             (None, Some(c)) => Some(io::crs_wkt(c)?),
             (None, None) => Some(io::crs_wkt("EPSG:4326")?),
         };
-        (read_csv(spec, &cols)?, crs)
+        let xy = match spec.key_field {
+            Some(_) => None,
+            None => Some((spec.x_field.as_str(), spec.y_field.as_str())),
+        };
+        (read_csv(path, xy, &cols)?, crs)
     } else {
         let (rows, crs) = read_points(spec, &cols)?;
         let crs = match (crs, &spec.crs) {
@@ -367,14 +371,9 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
 
 /// Values of column `value` keyed by column `key` (a model table: one row per key; empty or NA = NaN).
 pub fn read_keyed(path: &Path, key: &str, value: &str) -> Result<BTreeMap<String, f64>> {
-    let spec = PlotSpec {
-        path: path.to_path_buf(),
-        key_field: Some(key.to_string()),
-        ..Default::default()
-    };
     let cols = [key.to_string(), value.to_string()];
     let mut out = BTreeMap::new();
-    for row in read_csv(&spec, &cols)? {
+    for row in read_csv(path, None, &cols)? {
         let k = row.vals[0].clone().ok_or_else(|| {
             Error::input(path, format!("{}: key column {key} is empty", row.origin))
         })?;

@@ -101,18 +101,14 @@ impl Preview {
 }
 
 fn parse_hex(s: &str) -> Result<RGBColor> {
-    let h = s.trim_start_matches('#');
-    let bad = || {
-        Error::config(
-            models::embedded_path("maps.toml"),
-            format!("colour \"{s}\" is not #rrggbb"),
-        )
-    };
-    if h.len() != 6 {
-        return Err(bad());
-    }
-    let p = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| bad());
-    Ok(RGBColor(p(0)?, p(2)?, p(4)?))
+    crate::landcover::hex_rgb(s)
+        .map(|(r, g, b)| RGBColor(r, g, b))
+        .ok_or_else(|| {
+            Error::config(
+                models::embedded_path("maps.toml"),
+                format!("colour \"{s}\" is not #rrggbb"),
+            )
+        })
 }
 
 /// Colour of `t` in [0, 1] on a ramp, linearly interpolated between stops.

@@ -446,7 +446,7 @@ fn plan_labels(
                     Some((c, r)) => {
                         map.insert((r, c), k);
                     }
-                    None => outside.push(format!("line {}", p.0)),
+                    None => outside.push(p.0.clone()),
                 }
             }
             points_outside(path, &outside, map.len())?;
@@ -479,64 +479,23 @@ fn sort_texts(texts: &mut [String]) {
     });
 }
 
-/// (line, x, y, label) rows of a label CSV.
+/// (origin, x, y, label) rows of a label CSV; an empty label is an error naming the line.
 fn read_label_csv(
     path: &Path,
     x_field: &str,
     y_field: &str,
     field: &str,
-) -> Result<Vec<(u64, f64, f64, String)>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(path)
-        .map_err(|e| Error::input(path, format!("cannot read CSV: {e}")))?;
-    let headers = rdr
-        .headers()
-        .map_err(|e| Error::input(path, format!("cannot read the header: {e}")))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                Error::input(
-                    path,
-                    format!(
-                        "has no column \"{name}\" (columns: {})",
-                        headers.iter().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })
-    };
-    let (xi, yi, li) = (col(x_field)?, col(y_field)?, col(field)?);
-    let mut out = Vec::new();
+) -> Result<Vec<(String, f64, f64, String)>> {
+    let rows = crate::plots::read_csv(path, Some((x_field, y_field)), &[field.to_string()])?;
     let mut problems = Problems::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| Error::input(path, format!("bad CSV: {e}")))?;
-        let line = rec.position().map_or(0, |p| p.line());
-        let num = |i: usize, name: &str| -> Result<f64> {
-            rec.get(i)
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| {
-                    Error::input(
-                        path,
-                        format!(
-                            "line {line}: {name} \"{}\" is not a number",
-                            rec.get(i).unwrap_or("")
-                        ),
-                    )
-                })
-        };
-        let x = problems.take(num(xi, x_field));
-        let y = problems.take(num(yi, y_field));
-        let label = rec.get(li).unwrap_or("").trim().to_string();
-        if label.is_empty() {
-            problems.push(Error::input(path, format!("line {line}: {field} is empty")));
-            continue;
-        }
-        if let (Some(x), Some(y)) = (x, y) {
-            out.push((line, x, y, label));
+    let mut out = Vec::new();
+    for r in rows {
+        match (&r.vals[0], r.point) {
+            (Some(label), Some((x, y))) => out.push((r.origin, x, y, label.clone())),
+            _ => problems.push(Error::input(
+                path,
+                format!("{}: {field} is empty", r.origin),
+            )),
         }
     }
     problems.finish()?;
@@ -640,8 +599,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
                 if l < 0 {
                     continue;
                 }
-                let f: Vec<f32> = planes.iter().map(|pl| pl[px]).collect();
-                if f.iter().any(|v| !v.is_finite()) {
+                if !planes.iter().all(|pl| pl[px].is_finite()) {
                     without_data[l as usize] += 1;
                     continue;
                 }
@@ -649,7 +607,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
                     col: px % grid.width,
                     row: row0 + px / grid.width,
                     class: l as usize,
-                    features: f,
+                    features: planes.iter().map(|pl| pl[px]).collect(),
                 });
             }
         }
@@ -996,9 +954,8 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
-    drop(stack);
-    let engine = FeatureEngine::open(
-        &job.stack,
+    let engine = FeatureEngine::new(
+        stack,
         &job.grid,
         &sidecar.feature_spec,
         job.index_table.as_deref(),

@@ -113,8 +113,17 @@ impl FeatureEngine {
         spec: &FeatureSpec,
         index_table: Option<&Path>,
     ) -> Result<FeatureEngine> {
+        Self::new(Stack::open(stack_path)?, grid, spec, index_table)
+    }
+
+    /// As `open`, for a stack already loaded.
+    pub fn new(
+        stack: Stack,
+        grid: &GridChoice,
+        spec: &FeatureSpec,
+        index_table: Option<&Path>,
+    ) -> Result<FeatureEngine> {
         let stats = spec.parsed_stats()?;
-        let stack = Stack::open(stack_path)?;
         let compiled = spec.compile(&stack, index_table)?;
         let grid = grid.resolve(&stack)?;
         let (letters, band_pos) = bands_of(&stack, &grid, &compiled)?;
