@@ -188,3 +188,36 @@ fn germany_sentinel2_scene_against_osm_polygons() {
     // 20 m and 60 m bands are read on the 10 m grid of the scene's finest band.
     assert_eq!(side["grid_pixel_size"][0], 10.0);
 }
+
+#[test]
+fn the_shipped_example_model_applies_to_its_stack() {
+    let Some(_root) = common::real_data() else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let model = Path::new("models/classifiers/slovenia-ndvi-decision-tree.model.json");
+    carbonmap()
+        .args([
+            "landcover",
+            "predict",
+            "--stack",
+            "examples/slovenia/stack.toml",
+            "--index-table",
+            "examples/slovenia/ndvi-index.toml",
+            "--model",
+        ])
+        .arg(model)
+        .arg("-o")
+        .arg(t.path())
+        .assert()
+        .success();
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read("models/classifiers/slovenia-ndvi-decision-tree.model.json.sidecar.json")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["kind"], "decision_tree");
+    let (map, _, _) = read_band(&t.path().join("landcover.tif"), 1);
+    assert_eq!(map.len(), 100 * 101);
+    assert!(map.iter().all(|c| [1.0, 2.0, 3.0, 4.0, 8.0].contains(c)));
+}
