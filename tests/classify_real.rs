@@ -33,6 +33,29 @@ fn recompute(path: &Path) -> (f64, f64, f64, u64) {
     (po, (po - pe) / (1.0 - pe), largest, n as u64)
 }
 
+/// Apply `model` to the Slovenia stack into `out`: every one of its 100 x 101 pixels has a clear NDVI
+/// observation, so every pixel gets one of the five LULC classes.
+fn predict_slovenia(model: &Path, out: &Path) {
+    carbonmap()
+        .args([
+            "landcover",
+            "predict",
+            "--stack",
+            "examples/slovenia/stack.toml",
+            "--index-table",
+            "examples/slovenia/ndvi-index.toml",
+            "--model",
+        ])
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .assert()
+        .success();
+    let (map, w, h) = read_band(&out.join("landcover.tif"), 1);
+    assert_eq!((w, h), (100, 101));
+    assert!(map.iter().all(|c| [1.0, 2.0, 3.0, 4.0, 8.0].contains(c)));
+}
+
 fn check_report(out: &Path, min_kappa: f64) -> (f64, f64) {
     let acc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("accuracy.json")).unwrap()).unwrap();
@@ -99,25 +122,8 @@ fn slovenia_ndvi_series_against_its_land_cover_raster() {
         assert_eq!(codes[row * w + c], r["class_code"].parse::<f64>().unwrap());
     }
 
-    // The map: every pixel has a clear NDVI observation, so every pixel gets one of the five classes.
     let pred = t.path().join("map");
-    carbonmap()
-        .args([
-            "landcover",
-            "predict",
-            "--stack",
-            "examples/slovenia/stack.toml",
-            "--index-table",
-            "examples/slovenia/ndvi-index.toml",
-            "--model",
-        ])
-        .arg(out.join("landcover.model.json"))
-        .arg("-o")
-        .arg(&pred)
-        .assert()
-        .success();
-    let (map, _, _) = read_band(&pred.join("landcover.tif"), 1);
-    assert!(map.iter().all(|c| [1.0, 2.0, 3.0, 4.0, 8.0].contains(c)));
+    predict_slovenia(&out.join("landcover.model.json"), &pred);
     let areas = csv_rows(&pred.join("landcover_area.csv"));
     let px: u64 = areas
         .iter()
@@ -196,28 +202,11 @@ fn the_shipped_example_model_applies_to_its_stack() {
     };
     let t = tempfile::tempdir().unwrap();
     let model = Path::new("models/classifiers/slovenia-ndvi-decision-tree.model.json");
-    carbonmap()
-        .args([
-            "landcover",
-            "predict",
-            "--stack",
-            "examples/slovenia/stack.toml",
-            "--index-table",
-            "examples/slovenia/ndvi-index.toml",
-            "--model",
-        ])
-        .arg(model)
-        .arg("-o")
-        .arg(t.path())
-        .assert()
-        .success();
+    predict_slovenia(model, t.path());
     let side: serde_json::Value = serde_json::from_slice(
         &std::fs::read("models/classifiers/slovenia-ndvi-decision-tree.model.json.sidecar.json")
             .unwrap(),
     )
     .unwrap();
     assert_eq!(side["kind"], "decision_tree");
-    let (map, _, _) = read_band(&t.path().join("landcover.tif"), 1);
-    assert_eq!(map.len(), 100 * 101);
-    assert!(map.iter().all(|c| [1.0, 2.0, 3.0, 4.0, 8.0].contains(c)));
 }
