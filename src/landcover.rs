@@ -233,6 +233,17 @@ pub struct ClassArea {
 /// undeclared nodata value. Returns the per-class area table (hectares; true areas on geographic grids).
 pub fn check_map(path: &Path, band: usize, legend: &Legend) -> Result<Vec<ClassArea>> {
     let (hist, file_nodata) = histogram(path, band)?;
+    check_codes(path, band, legend, &hist, file_nodata)
+}
+
+/// `check_map` on a histogram already read (code -> pixels and m2) with the band's nodata value.
+pub fn check_codes(
+    path: &Path,
+    band: usize,
+    legend: &Legend,
+    hist: &BTreeMap<i64, (u64, f64)>,
+    file_nodata: Option<f64>,
+) -> Result<Vec<ClassArea>> {
     let total: u64 = hist.values().map(|h| h.0).sum();
     let is_nodata =
         |v: i64| legend.nodata.contains(&v) || file_nodata.is_some_and(|nd| nd == v as f64);

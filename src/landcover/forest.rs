@@ -123,20 +123,10 @@ impl BinaryTree {
     /// Probability of the tree's class for one feature vector.
     #[inline]
     pub fn prob(&self, x: &[f32]) -> f32 {
-        let mut i = 0usize;
-        loop {
-            let n = &self.nodes[i];
-            if n.feature < 0 {
-                return n.p;
-            }
-            i = if (x[n.feature as usize] as f64) < n.threshold {
-                n.left as usize
-            } else {
-                n.right as usize
-            };
-        }
+        self.nodes[self.leaf_of(x)].p
     }
 
+    #[inline]
     fn leaf_of(&self, x: &[f32]) -> usize {
         let mut i = 0usize;
         while self.nodes[i].feature >= 0 {
@@ -249,13 +239,6 @@ impl Forest {
             class[i] = best;
             confidence[i] = pr[best] / per_class;
         }
-    }
-
-    /// The predicted class index and its mean probability for one feature vector.
-    pub fn predict(&self, x: &[f32]) -> (usize, f32) {
-        let (mut c, mut f) = ([0usize], [0f32]);
-        self.predict_rows(x, &mut c, &mut f);
-        (c[0], f[0])
     }
 
     /// Check the structure after loading (indices in range, leaves reachable), so that a damaged file is an
@@ -402,7 +385,9 @@ mod tests {
         // Points well inside each third, whatever the noise feature.
         for (a, want) in [(0.2f32, 0), (1.5, 1), (2.8, 2)] {
             for b in [0.05f32, 0.5, 0.95] {
-                assert_eq!(f.predict(&[a, b]), (want, 1.0));
+                let (mut c, mut p) = ([0usize], [0f32]);
+                f.predict_rows(&[a, b], &mut c, &mut p);
+                assert_eq!((c[0], p[0]), (want, 1.0));
             }
         }
     }

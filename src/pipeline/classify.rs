@@ -217,6 +217,7 @@ fn make_classes(texts: &[String], legend: Option<&Legend>) -> Result<Vec<ClassIn
     let hex = |(r, g, b): (u8, u8, u8)| format!("#{r:02x}{g:02x}{b:02x}");
     let all_int = texts.iter().all(|t| t.parse::<i64>().is_ok());
     let mut out = Vec::new();
+    let mut not_in_legend = Vec::new();
     for (i, t) in texts.iter().enumerate() {
         let from_legend = legend.and_then(|l| {
             if all_int {
@@ -225,6 +226,10 @@ fn make_classes(texts: &[String], legend: Option<&Legend>) -> Result<Vec<ClassIn
                 l.classes.iter().find(|c| c.name.eq_ignore_ascii_case(t))
             }
         });
+        if legend.is_some() && from_legend.is_none() {
+            not_in_legend.push(t.as_str());
+            continue;
+        }
         let code: i64 = match (from_legend, all_int) {
             (Some(c), _) => c.code,
             (None, true) => t.parse().unwrap(),
@@ -243,23 +248,15 @@ fn make_classes(texts: &[String], legend: Option<&Legend>) -> Result<Vec<ClassIn
             label: t.clone(),
         });
     }
-    if let Some(l) = legend {
-        let missing: Vec<&str> = texts
-            .iter()
-            .zip(&out)
-            .filter(|(t, c)| c.vegetation_type.is_empty() && !t.is_empty())
-            .map(|(t, _)| t.as_str())
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::config(
-                &l.source,
-                format!(
-                    "legend '{}' has no class for label(s) {}",
-                    l.product,
-                    missing.join(", ")
-                ),
-            ));
-        }
+    if let (Some(l), false) = (legend, not_in_legend.is_empty()) {
+        return Err(Error::config(
+            &l.source,
+            format!(
+                "legend '{}' has no class for label(s) {}",
+                l.product,
+                not_in_legend.join(", ")
+            ),
+        ));
     }
     let mut codes: Vec<u16> = out.iter().map(|c| c.code).collect();
     codes.sort_unstable();
@@ -286,14 +283,11 @@ fn plan_labels(
                     "labels outside the stack: the label raster does not overlap the analysis grid",
                 ));
             }
-            let (hist, file_nodata) = match legend {
-                // Checks every code against the legend (missing codes listed with pixel counts).
-                Some(l) => {
-                    landcover::check_map(path, *band, l)?;
-                    landcover::histogram(path, *band)?
-                }
-                None => landcover::histogram(path, *band)?,
-            };
+            let (hist, file_nodata) = landcover::histogram(path, *band)?;
+            if let Some(l) = legend {
+                // Every code must be in the legend (missing codes listed with pixel counts).
+                landcover::check_codes(path, *band, l, &hist, file_nodata)?;
+            }
             let skip = |v: i64| {
                 job.ignore.contains(&v.to_string())
                     || file_nodata.is_some_and(|nd| nd == v as f64)

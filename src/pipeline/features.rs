@@ -3,7 +3,7 @@
 //! year of the maximum), computed strip by strip on the analysis grid.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::Datelike;
@@ -170,10 +170,6 @@ impl FeatureEngine {
         })
     }
 
-    pub fn names(&self) -> Vec<String> {
-        self.defs.iter().map(|d| d.name.clone()).collect()
-    }
-
     /// One GDAL reader set per scene (each used by one thread at a time).
     pub fn readers(&self) -> Result<Vec<Mutex<SceneReader<'_>>>> {
         self.stack
@@ -230,10 +226,5 @@ impl FeatureEngine {
             planes.extend(bands);
         }
         Ok(planes)
-    }
-
-    /// The stack's path, for messages.
-    pub fn stack_path(&self) -> PathBuf {
-        self.stack.manifest.clone()
     }
 }
