@@ -46,6 +46,14 @@ pub enum Error {
     #[error("{0}")]
     Processing(String),
 
+    /// `carbonmap run`: some stages failed or were not run, others finished (partial success).
+    #[error("partial success: {0}")]
+    Partial(String),
+
+    /// The output folder is locked by another run.
+    #[error("{0}")]
+    Busy(String),
+
     /// A filesystem operation failed.
     #[error("{}: {context}: {source}", path.display())]
     Io {
@@ -108,7 +116,8 @@ impl Error {
     }
 
     /// Process exit code for this error (documented in the README):
-    /// 2 = bad input or usage (nothing computed), 3 = processing failure (I/O or GDAL error while running).
+    /// 2 = bad input or usage (nothing computed), 3 = processing failure (I/O or GDAL error while running),
+    /// 4 = partial success (`run`: some stages failed, others finished), 5 = output folder locked by another run.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input { .. }
@@ -117,6 +126,8 @@ impl Error {
             | Error::Usage(_)
             | Error::Invalid(_) => 2,
             Error::Gdal { .. } | Error::Io { .. } | Error::Processing(_) => 3,
+            Error::Partial(_) => 4,
+            Error::Busy(_) => 5,
         }
     }
 

@@ -1423,3 +1423,109 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
     }
     result
 }
+
+/// SHA-256 of a file's contents (hex), read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, "cannot read", e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// The files GDAL reads for a raster or vector dataset (a Shapefile's .shx/.dbf/.prj, a raster's .aux.xml or
+/// world file ...), the dataset's own path included; empty when GDAL cannot open it.
+pub fn dataset_files(path: &Path) -> Vec<PathBuf> {
+    init();
+    let Ok(ds) = gdal::Dataset::open(path) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    // SAFETY: GDALGetFileList returns a NULL-terminated string list owned by the caller (freed below).
+    unsafe {
+        let list = gdal_sys::GDALGetFileList(ds.c_dataset());
+        if !list.is_null() {
+            let mut i = 0;
+            while !(*list.add(i)).is_null() {
+                files.push(PathBuf::from(CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned()));
+                i += 1;
+            }
+            gdal_sys::CSLDestroy(list);
+        }
+    }
+    files
+}
+
+/// A raster band reduced for a map: at most `max_side` pixels on the long side, averaged by GDAL (nodata
+/// excluded, NaN where no pixel has data).
+pub struct BandPreview {
+    pub values: Vec<f32>,
+    pub width: usize,
+    pub height: usize,
+    /// Ground size of one preview pixel in metres (at the raster's centre row).
+    pub metres_per_pixel: f64,
+    pub description: String,
+    pub unit: String,
+    /// A categorical band's colour table (value -> RGB), for the values present.
+    pub palette: Option<BTreeMap<i64, (u8, u8, u8)>>,
+}
+
+pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPreview> {
+    let ds = open(path)?;
+    let info = RasterInfo::from_dataset(path, &ds)?;
+    let grid = info.grid()?;
+    let b = info.band(band)?.clone();
+    let k = grid.width.max(grid.height).div_ceil(max_side.max(1)).max(1);
+    let (w, h) = (grid.width.div_ceil(k), grid.height.div_ceil(k));
+    let rb = ds
+        .rasterband(band)
+        .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
+    let table = rb.color_table();
+    let categorical = table.is_some();
+    let mut values = vec![0f32; w * h];
+    let alg = if categorical {
+        gdal::raster::ResampleAlg::NearestNeighbour
+    } else {
+        gdal::raster::ResampleAlg::Average
+    };
+    rb.read_into_slice::<f32>((0, 0), (grid.width, grid.height), (w, h), &mut values, Some(alg))
+        .map_err(|e| Error::band(path, band.to_string(), format!("read failed: {e}")))?;
+    if let Some(nd) = b.nodata {
+        for v in values.iter_mut().filter(|v| (**v as f64) == nd) {
+            *v = f32::NAN;
+        }
+    }
+    let palette = table.map(|t| {
+        values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|v| *v as i64)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|c| {
+                let e = t.entry_as_rgb(usize::try_from(c).ok()?)?;
+                let b = |x: i16| x.clamp(0, 255) as u8;
+                Some((c, (b(e.r), b(e.g), b(e.b))))
+            })
+            .collect()
+    });
+    let areas = row_pixel_areas_m2(&grid)?;
+    let metres_per_pixel = areas[grid.height / 2].sqrt() * grid.width as f64 / w as f64;
+    Ok(BandPreview {
+        values,
+        width: w,
+        height: h,
+        metres_per_pixel,
+        description: b.description,
+        unit: b.unit,
+        palette,
+    })
+}

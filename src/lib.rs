@@ -6,6 +6,7 @@
 //! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `pipeline` (stage drivers), `progress` (reporting), `synth`
 //! (synthetic test and sample rasters).
 
+pub mod cli;
 pub mod climate;
 pub mod composite;
 pub mod correction;

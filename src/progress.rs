@@ -12,6 +12,33 @@ pub trait Progress: Sync {
     fn finish(&self);
     /// Something the user should know that does not stop the run.
     fn warn(&self, message: &str);
+    /// A stage of `carbonmap run` changed state (`seconds` once it has run; `detail` an error or a reason).
+    fn stage(&self, _name: &str, _state: StageState, _seconds: Option<f64>, _detail: &str) {}
+}
+
+/// States of a stage of `carbonmap run`, as reported to `Progress::stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageState {
+    Started,
+    /// Ran and finished.
+    Done,
+    /// Inputs, parameters and recipe unchanged since the recorded run and its outputs intact: not run.
+    UpToDate,
+    Failed,
+    /// Not run because a stage it depends on failed.
+    Blocked,
+}
+
+impl StageState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageState::Started => "started",
+            StageState::Done => "done",
+            StageState::UpToDate => "up to date",
+            StageState::Failed => "failed",
+            StageState::Blocked => "blocked",
+        }
+    }
 }
 
 /// Reports nothing.

@@ -23,8 +23,19 @@ pub struct DivergingStyle {
 #[derive(Debug, Clone, Deserialize)]
 struct Maps {
     net_balance: DivergingStyle,
+    quicklook: QuicklookStyle,
     charts: ChartStyle,
     fonts: Vec<PathBuf>,
+}
+
+/// Quick-look maps of run reports (models/maps.toml `[quicklook]`).
+#[derive(Debug, Clone, Deserialize)]
+struct QuicklookStyle {
+    ramp: Vec<String>,
+    nodata: String,
+    /// The sequential scale spans these two percentiles of the mapped values.
+    percentiles: [f64; 2],
+    max_pixels: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +60,11 @@ pub fn class_palette() -> Result<Vec<(u8, u8, u8)>> {
         .iter()
         .map(|c| parse_hex(c).map(|RGBColor(r, g, b)| (r, g, b)))
         .collect()
+}
+
+/// Longest side in pixels of the quick-look maps of run reports.
+pub fn quicklook_max_pixels() -> Result<usize> {
+    Ok(maps()?.quicklook.max_pixels)
 }
 
 /// The style of net-balance maps.
@@ -165,7 +181,7 @@ pub struct MapText<'a> {
 }
 
 /// Draw `preview` with a diverging ramp centred on zero, a colour bar and a scale bar (`metres_per_pixel` of
-/// the preview on the ground), and write it atomically as PNG.
+/// the preview on the ground), and write it atomically as PNG. Returns the limit L of the -L .. +L scale.
 pub fn diverging_png(
     target: &Path,
     preview: &Preview,
@@ -173,29 +189,119 @@ pub fn diverging_png(
     text: &MapText,
     style: &DivergingStyle,
 ) -> Result<f64> {
-    load_font()?;
-    let stops = style
-        .ramp
-        .iter()
-        .map(|s| parse_hex(s))
-        .collect::<Result<Vec<_>>>()?;
-    let nodata = parse_hex(&style.nodata)?;
     let mut abs: Vec<f64> = (0..preview.sum.len())
         .map(|j| preview.value(j).abs())
         .filter(|v| v.is_finite())
         .collect();
-    abs.sort_by(|a, b| a.total_cmp(b));
-    let limit = if abs.is_empty() {
-        1.0
-    } else {
-        let i = ((style.limit_percentile / 100.0) * (abs.len() - 1) as f64).round() as usize;
-        let l = abs[i.min(abs.len() - 1)];
-        if l > 0.0 {
-            l
-        } else {
-            1.0
-        }
+    let limit = match percentile(&mut abs, style.limit_percentile) {
+        Some(l) if l > 0.0 => l,
+        _ => 1.0,
     };
+    ramp_png(target, preview, metres_per_pixel, text, &style.ramp, &style.nodata, (-limit, limit))?;
+    Ok(limit)
+}
+
+/// The `p`-th percentile (nearest rank) of `v` (sorted in place); None when empty.
+fn percentile(v: &mut [f64], p: f64) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((p / 100.0) * (v.len().checked_sub(1)? as f64)).round() as usize;
+    Some(v[i.min(v.len() - 1)])
+}
+
+/// A quick-look map of any raster band for run reports: values that span zero on the diverging ramp centred on
+/// zero, others on the sequential ramp between two percentiles; categorical bands in their own colours.
+pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) -> Result<()> {
+    let m = maps()?;
+    let quantity = match (band.description.is_empty(), band.unit.is_empty()) {
+        (false, false) => format!("{}, {}", band.description, band.unit),
+        (false, true) => format!("{} (no unit declared)", band.description),
+        (true, false) => band.unit.clone(),
+        (true, true) => "(no unit declared)".to_string(),
+    };
+    let mut preview = Preview::new(band.width, band.height, band.width.max(band.height));
+    preview.add_rows(0, band.width, &band.values);
+    if let Some(palette) = &band.palette {
+        return categorical_png(target, &preview, title, palette, &m.quicklook.nodata);
+    }
+    let mut vals: Vec<f64> = band.values.iter().filter(|v| v.is_finite()).map(|v| *v as f64).collect();
+    let q = &m.quicklook;
+    let lo = percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0);
+    let hi = percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0);
+    let text = MapText {
+        title,
+        quantity: &quantity,
+        sign: "",
+    };
+    if lo < 0.0 && hi > 0.0 {
+        let l = lo.abs().max(hi);
+        ramp_png(target, &preview, band.metres_per_pixel, &text, &m.net_balance.ramp, &m.net_balance.nodata, (-l, l))
+    } else {
+        let hi = if hi > lo { hi } else { lo + 1.0 };
+        ramp_png(target, &preview, band.metres_per_pixel, &text, &q.ramp, &q.nodata, (lo, hi))
+    }
+}
+
+/// A categorical map in its colour table's colours with a legend of the codes shown.
+fn categorical_png(
+    target: &Path,
+    preview: &Preview,
+    title: &str,
+    palette: &std::collections::BTreeMap<i64, (u8, u8, u8)>,
+    nodata: &str,
+) -> Result<()> {
+    load_font()?;
+    let nodata = parse_hex(nodata)?;
+    let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
+    let map_w = (preview.width as f64 * scale).round() as u32;
+    let map_h = (preview.height as f64 * scale).round() as u32;
+    let (w, h) = (map_w + 200, (map_h + 60).max(40 + 18 * palette.len() as u32 + 20));
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+        root.draw_text(title, &font(18.0), (20, 6)).map_err(|e| draw_error(target, e))?;
+        let (left, top) = (20i32, 34i32);
+        for y in 0..map_h {
+            for x in 0..map_w {
+                let pc = ((x as f64 / scale) as usize).min(preview.width - 1);
+                let pr = ((y as f64 / scale) as usize).min(preview.height - 1);
+                let v = preview.value(pr * preview.width + pc);
+                let c = palette
+                    .get(&(v as i64))
+                    .filter(|_| v.is_finite())
+                    .map_or(nodata, |&(r, g, b)| RGBColor(r, g, b));
+                root.draw_pixel((left + x as i32, top + y as i32), &c)
+                    .map_err(|e| draw_error(target, e))?;
+            }
+        }
+        let lx = left + map_w as i32 + 20;
+        for (i, (code, &(r, g, b))) in palette.iter().enumerate() {
+            let y = top + 18 * i as i32;
+            root.draw(&Rectangle::new([(lx, y), (lx + 14, y + 14)], RGBColor(r, g, b).filled()))
+                .map_err(|e| draw_error(target, e))?;
+            root.draw_text(&format!("class {code}"), &font(12.0), (lx + 20, y))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        root.present().map_err(|e| draw_error(target, e))?;
+    }
+    write_png(target, &buf, w, h)
+}
+
+/// Draw `preview` on a colour ramp from `range.0` (first colour) to `range.1` (last), with a colour bar and a
+/// scale bar, and write it atomically as PNG.
+fn ramp_png(
+    target: &Path,
+    preview: &Preview,
+    metres_per_pixel: f64,
+    text: &MapText,
+    ramp: &[String],
+    nodata: &str,
+    range: (f64, f64),
+) -> Result<()> {
+    load_font()?;
+    let stops = ramp.iter().map(|s| parse_hex(s)).collect::<Result<Vec<_>>>()?;
+    let nodata = parse_hex(nodata)?;
+    let (lo, hi) = range;
     let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
     let map_w = (preview.width as f64 * scale).round() as u32;
     let map_h = (preview.height as f64 * scale).round() as u32;
@@ -219,7 +325,7 @@ pub fn diverging_png(
                 let pr = ((y as f64 / scale) as usize).min(preview.height - 1);
                 let v = preview.value(pr * preview.width + pc);
                 let c = if v.is_finite() {
-                    ramp_at(&stops, 0.5 + 0.5 * v / limit)
+                    ramp_at(&stops, (v - lo) / (hi - lo))
                 } else {
                     nodata
                 };
@@ -251,7 +357,7 @@ pub fn diverging_png(
             root.draw_text(&label, &font(13.0), (left + len_px + 8, y - 4))
                 .map_err(|e| draw_error(target, e))?;
         }
-        // Colour bar: +L at the top, -L at the bottom.
+        // Colour bar: the top of the range at the top.
         let lx = left + map_w as i32 + margin as i32;
         let bar_h = 240i32;
         let bar_top = top + 40;
@@ -271,7 +377,7 @@ pub fn diverging_png(
         ))
         .map_err(|e| draw_error(target, e))?;
         for k in 0..=4 {
-            let v = limit * (1.0 - k as f64 / 2.0);
+            let v = hi - (hi - lo) * k as f64 / 4.0;
             let y = bar_top + (k * (bar_h - 1)) / 4;
             let label = if k == 0 {
                 format!(">= {}", fmt_tick(v))
@@ -297,8 +403,7 @@ pub fn diverging_png(
         }
         root.present().map_err(|e| draw_error(target, e))?;
     }
-    write_png(target, &buf, w, h)?;
-    Ok(limit)
+    write_png(target, &buf, w, h)
 }
 
 fn draw_error(target: &Path, e: impl ToString) -> Error {
@@ -434,13 +539,7 @@ pub fn residual_map_png(
         .map(|p| p.2.abs())
         .filter(|v| v.is_finite())
         .collect();
-    abs.sort_by(|a, b| a.total_cmp(b));
-    let limit = abs
-        .get(
-            ((m.net_balance.limit_percentile / 100.0) * abs.len().saturating_sub(1) as f64).round()
-                as usize,
-        )
-        .copied()
+    let limit = percentile(&mut abs, m.net_balance.limit_percentile)
         .filter(|l| *l > 0.0)
         .unwrap_or(1.0);
     // Plot positions with a margin (at least half a degree or 500 map units).

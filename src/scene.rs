@@ -380,7 +380,7 @@ impl Stack {
     /// A stack manifest (TOML) or a folder whose files follow a sensor's naming convention.
     pub fn open(path: &Path) -> Result<Stack> {
         if path.is_dir() {
-            let (_, manifest) = Self::recognise_dir(path)?;
+            let (_, manifest) = Self::recognise_dir(path, None, false)?;
             let tmp = path.join(".carbonmap-recognised-stack.toml");
             // Parse from text with paths relative to the folder; nothing is written into the folder.
             let mf: ManifestFile = models::parse_toml(&manifest, &tmp)?;
@@ -391,8 +391,13 @@ impl Stack {
     }
 
     /// Recognise a stack in a folder (searched recursively) from the built-in profiles' naming conventions.
-    /// Returns the profile name and an equivalent manifest text (paths relative to the folder).
-    pub fn recognise_dir(dir: &Path) -> Result<(String, String)> {
+    /// Returns the profile name and an equivalent manifest text (paths relative to the folder, or absolute).
+    /// With `dates` (first, last; inclusive), only acquisitions in that range are kept.
+    pub fn recognise_dir(
+        dir: &Path,
+        dates: Option<(NaiveDate, NaiveDate)>,
+        absolute: bool,
+    ) -> Result<(String, String)> {
         let mut files = Vec::new();
         walk(dir, &mut files)?;
         files.sort();
@@ -412,6 +417,21 @@ impl Stack {
         // date become several [[scene]] entries with that date, which the stack mosaics.
         let mut by_tile: BTreeMap<(NaiveDate, String), BTreeMap<String, (u32, PathBuf)>> =
             BTreeMap::new();
+        let (n_all, hits): (usize, Vec<Recognised>) = (
+            hits.len(),
+            hits.into_iter()
+                .filter(|h| dates.is_none_or(|(a, b)| h.date >= a && h.date <= b))
+                .collect(),
+        );
+        if hits.is_empty() {
+            let (a, b) = dates.expect("hits were found before filtering");
+            return Err(Error::input(dir, format!("none of the {n_all} {} file(s) is dated {a} to {b}", profile.name)));
+        }
+        let root = if absolute {
+            dir.canonicalize().map_err(|e| Error::io(dir, "cannot resolve", e))?
+        } else {
+            PathBuf::new()
+        };
         for h in hits {
             let bands = by_tile.entry((h.date, h.tile.clone())).or_default();
             let slot = bands
@@ -437,7 +457,7 @@ impl Stack {
                 "\n[[scene]]\n{tile_line}date = \"{date}\"\n[scene.files]\n"
             ));
             for (band, (_, path)) in bands {
-                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                let rel = root.join(path.strip_prefix(dir).unwrap_or(&path));
                 m.push_str(&format!("{band} = {:?}\n", rel.to_string_lossy()));
             }
         }

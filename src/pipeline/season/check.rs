@@ -1,0 +1,163 @@
+//! `carbonmap check`: the whole config and every input, before any computation, with every problem listed
+//! at once: options each command accepts, files that exist and open, CRS and georeferencing, overlap of a
+//! stage's rasters, stack manifests and their bands, driver files for the season's year, land-cover codes
+//! against their legend, and declared units where a command needs them.
+
+use std::path::{Path, PathBuf};
+
+use super::{plan_with_problems, Commands, Plan, Stage};
+use crate::error::{Error, Problems, Result};
+use crate::io;
+
+/// Options of a raster input whose unit the file must declare unless the paired option gives it.
+const UNIT_OPTIONS: [(&str, &str, &str); 5] = [
+    ("balance", "lattice", "lattice-unit"),
+    ("balance", "sink", "sink-unit"),
+    ("regrid", "lattice", "lattice-unit"),
+    ("validate", "raster", "model-unit"),
+    ("calibrate", "raster", "model-unit"),
+];
+
+/// The value after `--long` in an argument vector.
+fn option_value<'a>(argv: &'a [String], long: &str) -> Option<&'a str> {
+    let flag = format!("--{long}");
+    argv.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str)
+}
+
+/// Check a config for a season; all problems in one `Error::Invalid`. Returns the plan.
+pub fn check(
+    config: &Path,
+    season: Option<&str>,
+    cmds: &dyn Commands,
+) -> Result<Plan> {
+    let (plan, mut problems) = plan_with_problems(config, season, cmds)?;
+    check_stages(&plan, cmds, &mut problems);
+    problems.finish()?;
+    Ok(plan)
+}
+
+/// Check a resolved plan's stages and inputs (`carbonmap run` does this before computing anything).
+pub(super) fn check_plan(plan: &Plan, cmds: &dyn Commands) -> Result<()> {
+    let mut problems = Problems::new();
+    check_stages(plan, cmds, &mut problems);
+    problems.finish()
+}
+
+fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
+    for stage in &plan.stages {
+        let at = |what: String| format!("[stages.{}] {what}", stage.name);
+        let mut argv = stage.argv.clone();
+        argv.extend(["--out".to_string(), plan.stage_dir(&stage.name).to_string_lossy().into_owned()]);
+        if let Err(e) = cmds.parse(&argv) {
+            let first = e.to_string().lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+            problems.push(Error::Usage(at(format!("`carbonmap {}`: {first}", stage.command.join(" ")))));
+        }
+        let mut extents: Vec<(PathBuf, io::Grid)> = Vec::new();
+        for (opt, path) in &stage.inputs {
+            for e in check_input(stage, opt, path, &mut extents) {
+                problems.push(Error::Usage(at(format!("{opt}: {e}"))));
+            }
+        }
+        if let Some((p0, g0)) = extents.first() {
+            for (p, g) in &extents[1..] {
+                let b = g.bounds();
+                match io::transform_bounds(&g.crs_wkt, &g0.crs_wkt, b) {
+                    Ok(t) => {
+                        let r = g0.bounds();
+                        if t[0] >= r[2] || t[2] <= r[0] || t[1] >= r[3] || t[3] <= r[1] {
+                            problems.push(Error::Usage(at(format!(
+                                "{} does not overlap {} (no common area)",
+                                p.display(),
+                                p0.display()
+                            ))));
+                        }
+                    }
+                    Err(e) => problems.push(Error::Usage(at(format!(
+                        "{}: bounds cannot be compared with {}: {e}",
+                        p.display(),
+                        p0.display()
+                    )))),
+                }
+            }
+        }
+    }
+}
+
+/// Problems of one input (none when it is fine). Rasters' grids go into `extents` for the overlap check.
+fn check_input(
+    stage: &Stage,
+    opt: &str,
+    path: &Path,
+    extents: &mut Vec<(PathBuf, io::Grid)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut take = |r: Result<()>| {
+        if let Err(e) = r {
+            out.extend(e.into_problems());
+        }
+    };
+    if !path.exists() {
+        return vec![format!("{}: does not exist", path.display())];
+    }
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let command = stage.command.join(" ");
+    match (opt, ext.as_str()) {
+        ("stack", _) => take(crate::scene::Stack::open(path).and_then(|s| {
+            let first = s.scenes.first().and_then(|sc| sc.files().next()).map(|f| f.grid());
+            if let Some(g) = first {
+                extents.push((path.to_path_buf(), g?));
+            }
+            Ok(())
+        })),
+        ("drivers", _) => take(match option_value(&stage.argv, "year").and_then(|y| y.parse().ok()) {
+            Some(year) => crate::drivers::Drivers::load(path, year).map(|_| ()),
+            None => crate::models::read_toml::<toml::Value>(path).map(|_| ()),
+        }),
+        ("legend", _) => take(crate::landcover::Legend::resolve(&path.to_string_lossy()).map(|_| ())),
+        (_, "toml") => take(crate::models::read_toml::<toml::Value>(path).map(|_| ())),
+        (_, "csv") => take(
+            csv::Reader::from_path(path)
+                .and_then(|mut r| r.headers().map(|_| ()))
+                .map_err(|e| Error::input(path, format!("not a readable CSV table: {e}"))),
+        ),
+        (_, "json") => take(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::io(path, "cannot read", e))
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map(|_| ())
+                        .map_err(|e| Error::input(path, format!("not valid JSON: {e}")))
+                }),
+        ),
+        _ if path.is_dir() => {}
+        _ if io::is_raster(path) => take((|| {
+            let info = io::RasterInfo::read(path)?;
+            extents.push((path.to_path_buf(), info.grid()?));
+            for (c, o, unit_opt) in UNIT_OPTIONS {
+                if c == command && o == opt && option_value(&stage.argv, unit_opt).is_none() {
+                    if let Some(b) = info.bands.iter().find(|b| b.unit.trim().is_empty()) {
+                        return Err(Error::band(path, b.index.to_string(), format!("declares no unit; give `{unit_opt}` in the stage")));
+                    }
+                }
+            }
+            if opt == "landcover" || (opt == "labels" && option_value(&stage.argv, "legend").is_some()) {
+                if let Some(legend) = option_value(&stage.argv, "legend") {
+                    let band_opt = if opt == "landcover" { "landcover-band" } else { "labels-band" };
+                    let band = option_value(&stage.argv, band_opt).and_then(|b| b.parse().ok()).unwrap_or(1);
+                    let legend = crate::landcover::Legend::resolve(legend)?;
+                    crate::landcover::check_map(path, band, &legend)?;
+                }
+            }
+            Ok(())
+        })()),
+        _ if io::is_vector(path) => {}
+        _ => out.push(format!("{}: neither a raster nor a vector file GDAL can read", path.display())),
+    }
+    out
+}

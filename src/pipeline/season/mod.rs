@@ -1,0 +1,537 @@
+//! Seasonal reruns: one config file (season.toml) runs carbonmap's commands as stages of a chain, with
+//! season templating, up-to-date skipping, a manifest and a lock (`carbonmap run`), and validates the whole
+//! config and every input before anything is computed (`carbonmap check`).
+//!
+//! A stage is one carbonmap command with its options written as TOML keys (the same names as the command-line
+//! flags); `@stage` (or `@stage/file`) names another stage's output folder and makes the stage depend on it.
+//! The runner owns every stage's `--out`: stage NAME writes into OUT/NAME.
+
+mod check;
+mod report;
+mod run;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use serde::Deserialize;
+
+use crate::error::{Error, Problems, Result};
+use crate::progress::Progress;
+
+pub use check::check;
+pub use run::{LOCK, MANIFEST};
+pub use run::{run, RunOptions, RunSummary, StageStatus};
+
+/// What the runner needs to know about one option of a command (supplied by the command line, which owns
+/// the commands' definitions).
+#[derive(Debug, Clone)]
+pub struct OptionSpec {
+    /// The long flag without dashes, for example "gap-fill".
+    pub long: String,
+    /// The value is a file or folder path.
+    pub path: bool,
+    /// A positional argument (given without a flag; `long` is its name).
+    pub positional: bool,
+    /// The option takes no value (a switch).
+    pub switch: bool,
+    /// A list option given once with this separator (else a list repeats the flag).
+    pub delimiter: Option<char>,
+}
+
+/// The commands a stage can run: implemented by the command line over its own parser.
+pub trait Commands: Sync {
+    /// The options of `command` (for example ["landcover", "train"]), or `None` for an unknown command.
+    fn options(&self, command: &[String]) -> Option<Vec<OptionSpec>>;
+    /// Parse an argument vector (command words first) without running it.
+    fn parse(&self, argv: &[String]) -> Result<()>;
+    /// Run an argument vector.
+    fn execute(&self, argv: &[String], progress: &dyn Progress) -> Result<()>;
+}
+
+/// Commands that write one file rather than a folder, and the file's name inside the stage folder (a stage
+/// may set `output = "name"`).
+const FILE_OUTPUTS: [(&str, &str); 3] = [
+    ("regrid", "regridded.tif"),
+    ("landcover check", "landcover_area.csv"),
+    ("stack", "stack.toml"),
+];
+
+/// Commands a stage may run.
+const STAGE_COMMANDS: [&str; 11] = [
+    "stack",
+    "indices",
+    "landcover check",
+    "landcover train",
+    "landcover predict",
+    "npp",
+    "site",
+    "calibrate",
+    "balance",
+    "regrid",
+    "validate",
+];
+
+/// Options that name a command's output file: the runner places every output in OUT/NAME.
+const OUTPUT_OPTIONS: [(&str, &str); 2] = [("landcover train", "model"), ("calibrate", "table")];
+
+/// Keys of a stage table that are not options of its command.
+const STAGE_KEYS: [&str; 3] = ["command", "output", "after"];
+
+/// A season: a label for paths and a date range (inclusive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Season {
+    pub label: String,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+/// Meteorological seasons: name, first month, length in months (DJF starts in the previous December).
+const SEASONS: [(&str, u32, u32); 4] = [("DJF", 12, 3), ("MAM", 3, 3), ("JJA", 6, 3), ("SON", 9, 3)];
+
+fn month_start(y: i32, m: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(y, m, 1)
+}
+
+fn month_end(y: i32, m: u32) -> Option<NaiveDate> {
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    month_start(ny, nm)?.pred_opt()
+}
+
+impl Season {
+    /// `2024` (the year), `2024-JJA` (a meteorological season; `2024-DJF` is December 2023 to February 2024),
+    /// `2024-07` (a month), `2024-06..2024-08` (months) or `2024-06-01..2024-08-31` (dates).
+    pub fn parse(s: &str) -> Result<Season> {
+        let s = s.trim();
+        let bad = || {
+            Error::Usage(format!(
+                "--season {s}: expected YYYY, YYYY-DJF|MAM|JJA|SON, YYYY-MM, YYYY-MM..YYYY-MM or YYYY-MM-DD..YYYY-MM-DD"
+            ))
+        };
+        let point = |p: &str, first: bool| -> Option<NaiveDate> {
+            let f: Vec<&str> = p.split('-').collect();
+            match f.as_slice() {
+                [y, m] => {
+                    let (y, m) = (y.parse().ok()?, m.parse().ok()?);
+                    if first {
+                        month_start(y, m)
+                    } else {
+                        month_end(y, m)
+                    }
+                }
+                [_, _, _] => NaiveDate::parse_from_str(p, "%Y-%m-%d").ok(),
+                _ => None,
+            }
+        };
+        let (start, end, label) = if let Some((a, b)) = s.split_once("..") {
+            let (start, end) = (point(a, true).ok_or_else(bad)?, point(b, false).ok_or_else(bad)?);
+            (start, end, format!("{a}_{b}"))
+        } else if let Ok(y) = s.parse::<i32>() {
+            (month_start(y, 1).ok_or_else(bad)?, month_end(y, 12).ok_or_else(bad)?, s.to_string())
+        } else {
+            let (y, rest) = s.split_once('-').ok_or_else(bad)?;
+            let y: i32 = y.parse().map_err(|_| bad())?;
+            if let Some(&(name, m0, n)) = SEASONS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(rest)) {
+                let y0 = if m0 + n - 1 > 12 { y - 1 } else { y };
+                let start = month_start(y0, m0).ok_or_else(bad)?;
+                let last = start + chrono::Months::new(n - 1);
+                let end = month_end(last.year(), last.month()).ok_or_else(bad)?;
+                (start, end, format!("{y}-{name}"))
+            } else {
+                (point(s, true).ok_or_else(bad)?, point(s, false).ok_or_else(bad)?, s.to_string())
+            }
+        };
+        if end < start {
+            return Err(Error::Usage(format!("--season {s}: ends before it starts")));
+        }
+        Ok(Season { label, start, end })
+    }
+
+    /// Template variables: season, year (of the last day), start, end (YYYY-MM-DD), first_month, last_month
+    /// (YYYY-MM) and, within one year, months (FIRST-LAST, as `npp --months` takes).
+    pub fn variables(&self) -> BTreeMap<String, String> {
+        let mut v = BTreeMap::new();
+        v.insert("season".into(), self.label.clone());
+        v.insert("year".into(), self.end.year().to_string());
+        v.insert("start".into(), self.start.to_string());
+        v.insert("end".into(), self.end.to_string());
+        v.insert("first_month".into(), self.start.format("%Y-%m").to_string());
+        v.insert("last_month".into(), self.end.format("%Y-%m").to_string());
+        if self.start.year() == self.end.year() {
+            v.insert("months".into(), format!("{}-{}", self.start.month(), self.end.month()));
+        }
+        v
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    season: SeasonSection,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    stages: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeasonSection {
+    /// Season used when the command line gives none.
+    default: Option<String>,
+    /// Output folder (templated; relative to the config file's folder).
+    out: String,
+}
+
+/// One stage, resolved for a season.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    /// Command words, for example ["npp"] or ["landcover", "train"].
+    pub command: Vec<String>,
+    /// Argument vector to run (command words first), without `--out`.
+    pub argv: Vec<String>,
+    /// The same with other stages' folders as `@stage`, ending in `--out @out[/FILE]`: what the manifest
+    /// records and the up-to-date check compares.
+    pub recipe: Vec<String>,
+    /// The file a one-file command writes inside the stage folder (None: the command writes the folder).
+    pub out_file: Option<String>,
+    /// Stages this one reads (or is ordered after).
+    pub deps: Vec<String>,
+    /// Paths outside the output folder that the stage reads, with the option naming each.
+    pub inputs: Vec<(String, PathBuf)>,
+}
+
+/// A config resolved for one season: the stages in the order they run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub config: PathBuf,
+    pub season: Season,
+    pub variables: BTreeMap<String, String>,
+    pub out: PathBuf,
+    pub stages: Vec<Stage>,
+}
+
+impl Plan {
+    pub fn stage_dir(&self, name: &str) -> PathBuf {
+        self.out.join(name)
+    }
+}
+
+/// Replace `{name}` by its variable; unknown names are an error listing the known ones.
+fn template(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            return Err(format!("'{s}': unclosed {{"));
+        };
+        let name = &rest[i + 1..i + j];
+        match vars.get(name) {
+            Some(v) => out.push_str(v),
+            None if name == "months" && vars.contains_key("season") => {
+                return Err(format!("'{s}': {{months}} is defined only for seasons within one calendar year"))
+            }
+            None => {
+                return Err(format!(
+                    "'{s}': unknown variable {{{name}}} (known: {})",
+                    vars.keys().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        }
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A TOML value as the strings of one option: scalars give one, arrays one per element.
+fn value_strings(v: &toml::Value) -> std::result::Result<Vec<String>, String> {
+    match v {
+        toml::Value::String(s) => Ok(vec![s.clone()]),
+        toml::Value::Integer(i) => Ok(vec![i.to_string()]),
+        toml::Value::Float(f) => Ok(vec![f.to_string()]),
+        toml::Value::Boolean(b) => Ok(vec![b.to_string()]),
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|e| match e {
+                toml::Value::Array(_) | toml::Value::Table(_) => Err("nested lists and tables are not options".to_string()),
+                other => value_strings(other).map(|mut v| v.remove(0)),
+            })
+            .collect(),
+        other => Err(format!("a {} is not an option value", other.type_str())),
+    }
+}
+
+/// Load a config and resolve it for `season` (else the config's default). Every problem of the config is
+/// collected and reported at once.
+pub fn plan(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<Plan> {
+    let (plan, problems) = plan_with_problems(config, season, cmds)?;
+    problems.finish()?;
+    Ok(plan)
+}
+
+/// The plan of the stages that resolve, and the config's problems (an error only when the config cannot be
+/// read or the season is invalid).
+fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<(Plan, Problems)> {
+    let file: ConfigFile = crate::models::read_toml(config)?;
+    let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let season_text = season
+        .map(str::to_string)
+        .or(file.season.default.clone())
+        .ok_or_else(|| Error::config(config, "no season: give --season or set [season] default"))?;
+    let season = Season::parse(&season_text)?;
+    let mut vars = season.variables();
+    let mut problems = Problems::new();
+    for (k, v) in &file.vars {
+        if vars.contains_key(k) {
+            problems.push(Error::config(config, format!("[vars] {k}: a built-in variable cannot be redefined")));
+        } else {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    let out = match template(&file.season.out, &vars) {
+        Ok(o) => base.join(o),
+        Err(e) => {
+            problems.push(Error::config(config, format!("[season] out: {e}")));
+            base.join("out")
+        }
+    };
+    let names: Vec<String> = file.stages.keys().cloned().collect();
+    let mut stages = Vec::new();
+    for (name, value) in &file.stages {
+        let at = |key: &str, what: String| Error::config(config, format!("[stages.{name}] {key}: {what}"));
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || name == "report" {
+            problems.push(Error::config(config, format!("[stages.{name}]: a stage name is a folder name (no '/', not starting with '.', not 'report')")));
+            continue;
+        }
+        let Some(table) = value.as_table() else {
+            problems.push(at("", "expected a table of options".into()));
+            continue;
+        };
+        let Some(command_text) = table.get("command").and_then(|c| c.as_str()) else {
+            problems.push(at("command", format!("missing; one of: {}", STAGE_COMMANDS.join(", "))));
+            continue;
+        };
+        let command: Vec<String> = command_text.split_whitespace().map(str::to_string).collect();
+        let joined = command.join(" ");
+        let options = match STAGE_COMMANDS.contains(&joined.as_str()).then(|| cmds.options(&command)).flatten() {
+            Some(o) => o,
+            None => {
+                problems.push(at("command", format!("'{command_text}' is not a stage command; one of: {}", STAGE_COMMANDS.join(", "))));
+                continue;
+            }
+        };
+        let mut argv = command.clone();
+        let mut recipe = command.clone();
+        let mut deps = BTreeSet::new();
+        let mut inputs = Vec::new();
+        let push = |argv: &mut Vec<String>, recipe: &mut Vec<String>, a: String, r: String| {
+            argv.push(a);
+            recipe.push(r);
+        };
+        for (key, v) in table {
+            if STAGE_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            let long = key.replace('_', "-");
+            if long == "out" || OUTPUT_OPTIONS.contains(&(joined.as_str(), long.as_str())) {
+                problems.push(at(key, "the runner writes stage NAME into OUT/NAME; remove this key (use `output` to name a file output)".into()));
+                continue;
+            }
+            let Some(spec) = options.iter().find(|o| o.long == long) else {
+                problems.push(at(key, format!("`carbonmap {joined}` has no option --{long}")));
+                continue;
+            };
+            let values = match value_strings(v) {
+                Ok(vs) => vs,
+                Err(e) => {
+                    problems.push(at(key, e));
+                    continue;
+                }
+            };
+            if spec.switch {
+                match v.as_bool() {
+                    Some(true) => push(&mut argv, &mut recipe, format!("--{long}"), format!("--{long}")),
+                    Some(false) => {}
+                    None => problems.push(at(key, "a switch: write true or false".into())),
+                }
+                continue;
+            }
+            let mut args = Vec::new();
+            let mut recs = Vec::new();
+            for raw in values {
+                let s = match template(&raw, &vars) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        problems.push(at(key, e));
+                        continue;
+                    }
+                };
+                if let Some(r) = s.strip_prefix('@') {
+                    let (stage, rel) = r.split_once('/').unwrap_or((r, ""));
+                    if stage == name {
+                        problems.push(at(key, format!("'{s}' names the stage itself")));
+                    } else if !names.iter().any(|n| n == stage) {
+                        problems.push(at(key, format!("'{s}': there is no stage '{stage}' (stages: {})", names.join(", "))));
+                    } else {
+                        deps.insert(stage.to_string());
+                    }
+                    let p = out.join(stage).join(rel);
+                    args.push(p.to_string_lossy().into_owned());
+                    recs.push(s.clone());
+                } else if spec.path || s.ends_with(".toml") || s.ends_with(".csv") {
+                    // Paths are relative to the config file; a name-or-file option is a file when it ends in
+                    // .toml or .csv (as the commands themselves decide).
+                    let p = base.join(&s);
+                    inputs.push((long.clone(), p.clone()));
+                    args.push(p.to_string_lossy().into_owned());
+                    recs.push(p.to_string_lossy().into_owned());
+                } else {
+                    args.push(s.clone());
+                    recs.push(s);
+                }
+            }
+            match spec.delimiter {
+                _ if spec.positional => {
+                    argv.extend(args);
+                    recipe.extend(recs);
+                }
+                Some(d) if args.len() > 1 => {
+                    let sep = d.to_string();
+                    push(&mut argv, &mut recipe, format!("--{long}"), format!("--{long}"));
+                    push(&mut argv, &mut recipe, args.join(&sep), recs.join(&sep));
+                }
+                _ => {
+                    for (a, r) in args.into_iter().zip(recs) {
+                        push(&mut argv, &mut recipe, format!("--{long}"), format!("--{long}"));
+                        push(&mut argv, &mut recipe, a, r);
+                    }
+                }
+            }
+        }
+        if let Some(after) = table.get("after") {
+            match value_strings(after) {
+                Ok(list) => {
+                    for a in list {
+                        if names.contains(&a) && a != *name {
+                            deps.insert(a);
+                        } else {
+                            problems.push(at("after", format!("'{a}' is not another stage")));
+                        }
+                    }
+                }
+                Err(e) => problems.push(at("after", e)),
+            }
+        }
+        let file_out = FILE_OUTPUTS.iter().find(|(c, _)| *c == joined).map(|(_, f)| *f);
+        let output = table.get("output").map(|o| o.as_str().map(str::to_string));
+        let out_value = match (file_out, output) {
+            (Some(_), Some(Some(o))) if !o.contains(['/', '\\']) && !o.starts_with('.') => Some(o),
+            (Some(f), None) => Some(f.to_string()),
+            (None, None) => None,
+            (None, Some(_)) => {
+                problems.push(at("output", format!("`carbonmap {joined}` writes a folder; `output` names the file of a command that writes one ({})", FILE_OUTPUTS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "))));
+                None
+            }
+            (Some(_), Some(_)) => {
+                problems.push(at("output", "expected a file name (no folders)".into()));
+                None
+            }
+        };
+        recipe.push("--out".into());
+        recipe.push(match &out_value {
+            Some(f) => format!("@out/{f}"),
+            None => "@out".to_string(),
+        });
+        stages.push(Stage {
+            name: name.clone(),
+            command,
+            argv,
+            recipe,
+            out_file: out_value,
+            deps: deps.into_iter().collect(),
+            inputs,
+        });
+    }
+    if file.stages.is_empty() {
+        problems.push(Error::config(config, "[stages]: no stage"));
+    }
+    // Stages depending on a stage that did not resolve are left out (that stage's problems are listed).
+    loop {
+        let present: BTreeSet<String> = stages.iter().map(|s| s.name.clone()).collect();
+        let before = stages.len();
+        stages.retain(|s| s.deps.iter().all(|d| present.contains(d)));
+        if stages.len() == before {
+            break;
+        }
+    }
+    let stages = match order(config, stages) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(e);
+            Vec::new()
+        }
+    };
+    Ok((
+        Plan {
+            config: config.to_path_buf(),
+            season,
+            variables: vars,
+            out,
+            stages,
+        },
+        problems,
+    ))
+}
+
+/// Stages in dependency order; among stages ready together, the config's order. A cycle is an error.
+fn order(config: &Path, mut pending: Vec<Stage>) -> Result<Vec<Stage>> {
+    let mut done: Vec<Stage> = Vec::new();
+    while !pending.is_empty() {
+        let Some(i) = pending
+            .iter()
+            .position(|s| s.deps.iter().all(|d| done.iter().any(|x| &x.name == d)))
+        else {
+            let names: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
+            return Err(Error::config(config, format!("stages {} depend on each other in a cycle", names.join(", "))));
+        };
+        done.push(pending.remove(i));
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seasons_by_hand() {
+        // DJF 2024 is 1 December 2023 to 29 February 2024 (2024 is a leap year).
+        let s = Season::parse("2024-djf").unwrap();
+        assert_eq!((s.start, s.end), (NaiveDate::from_ymd_opt(2023, 12, 1).unwrap(), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()));
+        assert_eq!(s.label, "2024-DJF");
+        assert!(!s.variables().contains_key("months"));
+        let s = Season::parse("2024-JJA").unwrap();
+        assert_eq!(s.variables()["months"], "6-8");
+        assert_eq!(s.variables()["end"], "2024-08-31");
+        assert_eq!(s.variables()["first_month"], "2024-06");
+        let s = Season::parse("2023").unwrap();
+        assert_eq!((s.variables()["start"].as_str(), s.variables()["months"].as_str()), ("2023-01-01", "1-12"));
+        let s = Season::parse("2024-04..2024-09").unwrap();
+        assert_eq!((s.label.as_str(), s.variables()["end"].as_str()), ("2024-04_2024-09", "2024-09-30"));
+        let s = Season::parse("2024-02").unwrap();
+        assert_eq!(s.variables()["end"], "2024-02-29");
+        assert!(Season::parse("2024-XYZ").is_err());
+        assert!(Season::parse("2024-09..2024-04").is_err());
+    }
+
+    #[test]
+    fn templates() {
+        let v = Season::parse("2024-JJA").unwrap().variables();
+        assert_eq!(template("out/{season}/npp_{first_month}_{last_month}.tif", &v).unwrap(), "out/2024-JJA/npp_2024-06_2024-08.tif");
+        assert!(template("{nope}", &v).unwrap_err().contains("unknown variable {nope}"));
+        let w = Season::parse("2024-DJF").unwrap().variables();
+        assert!(template("{months}", &w).unwrap_err().contains("within one calendar year"));
+    }
+}

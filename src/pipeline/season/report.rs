@@ -1,0 +1,136 @@
+//! The run report: report.md in the output folder, with a quick-look PNG of every output raster (report/),
+//! the maps and charts the stages drew, and their tables. It depends only on the outputs and on which stages
+//! failed, never on timings, so a resumed run writes the same report as an uninterrupted one (timings are in
+//! the manifest).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::run::{Manifest, StageStatus};
+use super::Plan;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+pub const REPORT: &str = "report.md";
+/// Folder of the quick-look maps (a stage cannot be called this).
+pub(super) const QUICKLOOKS: &str = "report";
+/// Rows of a table shown in the report (the file has them all).
+const TABLE_ROWS: usize = 20;
+
+fn is_ext(p: &str, ext: &str) -> bool {
+    Path::new(p)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// A CSV file as a Markdown table (first rows; comment lines skipped).
+fn markdown_table(path: &Path) -> Result<String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| Error::input(path, format!("cannot read table: {e}")))?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut total = 0usize;
+    for r in rdr.records() {
+        let r = r.map_err(|e| Error::input(path, format!("cannot read table: {e}")))?;
+        if r.get(0).is_some_and(|c| c.starts_with('#')) {
+            continue;
+        }
+        total += 1;
+        if rows.len() <= TABLE_ROWS {
+            rows.push(r.iter().map(|c| c.replace('|', "\\|")).collect());
+        }
+    }
+    let Some(header) = rows.first() else {
+        return Ok("(empty table)\n".into());
+    };
+    let mut s = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    for r in &rows[1..] {
+        let _ = writeln!(s, "| {} |", r.join(" | "));
+    }
+    if total > rows.len() {
+        let _ = writeln!(s, "\n({} more rows in the file)", total - rows.len());
+    }
+    Ok(s)
+}
+
+/// Write report.md and its quick-look maps (rendered into a hidden folder and swapped into place).
+pub(super) fn write(
+    plan: &Plan,
+    manifest: &Manifest,
+    statuses: &[(String, StageStatus)],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let out = &plan.out;
+    let max_side = crate::report::quicklook_max_pixels()?;
+    let partial = out.join(format!(".{QUICKLOOKS}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, "cannot create", e))?;
+    let mut md = String::new();
+    let _ = writeln!(md, "# carbonmap run report: season {}\n", plan.season.label);
+    let _ = writeln!(
+        md,
+        "Season {} to {}; config `{}` (SHA-256 {}); carbonmap {}. Every input, parameter file and output with \
+         its hash, and the timings, are in [{}]({}).\n",
+        plan.season.start,
+        plan.season.end,
+        plan.config.display(),
+        &manifest.config.sha256[..12],
+        manifest.carbonmap_version,
+        super::run::MANIFEST,
+        super::run::MANIFEST
+    );
+    let _ = writeln!(md, "| stage | command | status | outputs |\n|---|---|---|---|");
+    for (name, st) in statuses {
+        let rec = manifest.stages.iter().find(|r| &r.name == name);
+        let status = match st {
+            StageStatus::Done | StageStatus::UpToDate => "ok".to_string(),
+            StageStatus::Failed(e) => format!("**failed**: {}", e.lines().next().unwrap_or("")),
+            StageStatus::Blocked(why) => format!("**not run**: {why}"),
+        };
+        let command = plan
+            .stages
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| s.command.join(" "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| {name} | `{command}` | {} | {} |",
+            status.replace('|', "\\|"),
+            rec.map_or(0, |r| r.outputs.len())
+        );
+    }
+    for stage in &plan.stages {
+        let Some(rec) = manifest.stages.iter().find(|r| r.name == stage.name) else {
+            continue;
+        };
+        let _ = writeln!(md, "\n## {}\n\n`carbonmap {}`\n", stage.name, rec.recipe.join(" "));
+        for o in &rec.outputs {
+            let path = out.join(&o.path);
+            if is_ext(&o.path, "tif") {
+                let png = Path::new(&o.path).with_extension("png");
+                let target = partial.join(&png);
+                let title = o.path.clone();
+                let drawn = crate::io::read_preview(&path, 1, max_side)
+                    .and_then(|b| crate::report::quicklook_png(&target, &b, &title));
+                match drawn {
+                    Ok(()) => {
+                        let _ = writeln!(md, "![{0}]({QUICKLOOKS}/{1})\n", o.path, png.display());
+                    }
+                    Err(e) => progress.warn(&format!("report: no quick-look of {}: {e}", o.path)),
+                }
+            } else if is_ext(&o.path, "png") {
+                let _ = writeln!(md, "![{0}]({0})\n", o.path);
+            }
+        }
+        for o in rec.outputs.iter().filter(|o| is_ext(&o.path, "csv")) {
+            let _ = writeln!(md, "**{}**\n", o.path);
+            md.push_str(&markdown_table(&out.join(&o.path))?);
+            md.push('\n');
+        }
+    }
+    super::run::swap(out, QUICKLOOKS)?;
+    crate::io::write_atomic(&out.join(REPORT), md.as_bytes())
+}

@@ -1,0 +1,543 @@
+//! `carbonmap run`: stages in dependency order, each skipped when up to date, run into a hidden folder and
+//! swapped into place only when it succeeded; a manifest rewritten after every stage; a lock on the output
+//! folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{plan, Commands, Plan, Stage};
+use crate::error::{Error, Result};
+use crate::io;
+use crate::progress::{Progress, StageState};
+
+/// Name of the manifest in the output folder.
+pub const MANIFEST: &str = "manifest.json";
+/// Name of the lock file in the output folder.
+pub const LOCK: &str = ".carbonmap.lock";
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Season (else the config's default).
+    pub season: Option<String>,
+    /// Hash every input again instead of trusting recorded hashes of files whose size and modification time
+    /// are unchanged.
+    pub rehash: bool,
+}
+
+/// What happened to a stage in this run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageStatus {
+    Done,
+    UpToDate,
+    Failed(String),
+    Blocked(String),
+}
+
+pub struct RunSummary {
+    pub plan: Plan,
+    pub statuses: Vec<(String, StageStatus)>,
+    pub manifest: PathBuf,
+    pub report: PathBuf,
+    /// The first failure, when a stage failed.
+    pub first_error: Option<Error>,
+}
+
+impl RunSummary {
+    /// Ok when every stage is done or up to date; `Error::Partial` when some failed and others succeeded;
+    /// the first failure's error when none succeeded.
+    pub fn outcome(self) -> Result<()> {
+        let ok = self
+            .statuses
+            .iter()
+            .filter(|(_, s)| matches!(s, StageStatus::Done | StageStatus::UpToDate))
+            .count();
+        match self.first_error {
+            None => Ok(()),
+            Some(e) if ok == 0 => Err(e),
+            Some(e) => {
+                let failed: Vec<String> = self
+                    .statuses
+                    .iter()
+                    .filter(|(_, s)| !matches!(s, StageStatus::Done | StageStatus::UpToDate))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                Err(Error::Partial(format!(
+                    "{ok} stage(s) done or up to date, {} not ({}); first failure: {e}",
+                    failed.len(),
+                    failed.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+/// A file with its size, modification time (nanoseconds since 1970, to trust a recorded hash) and hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileRecord {
+    pub path: String,
+    pub size: u64,
+    pub modified_ns: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub name: String,
+    /// The stage's command with `@stage` for other stages' folders and `@out` for its own.
+    pub recipe: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// SHA-256 over carbonmap's version and parameter files, the recipe, the inputs' and the upstream outputs'
+    /// hashes: equal fingerprints and intact outputs mean the stage is up to date.
+    pub fingerprint: String,
+    /// done | failed | blocked (a failed or blocked stage's folder keeps the outputs listed, from its last
+    /// successful run).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall-clock seconds of the run that wrote the outputs.
+    pub seconds: f64,
+    pub inputs: Vec<FileRecord>,
+    /// Paths relative to the output folder.
+    pub outputs: Vec<FileRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParameterRecord {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub carbonmap_version: String,
+    pub config: FileRecord,
+    pub season: String,
+    pub start: String,
+    pub end: String,
+    /// Template variables as resolved for this season.
+    pub variables: BTreeMap<String, String>,
+    /// Every stage's command as run (absolute paths).
+    pub resolved: BTreeMap<String, Vec<String>>,
+    /// The parameter files built into this carbonmap (models/), with their hashes.
+    pub parameters: Vec<ParameterRecord>,
+    pub stages: Vec<StageRecord>,
+}
+
+fn modified_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Hash files, reusing a recorded hash when size and modification time are unchanged (unless `rehash`).
+struct Hasher<'a> {
+    known: BTreeMap<&'a str, &'a FileRecord>,
+    rehash: bool,
+}
+
+impl Hasher<'_> {
+    fn record(&self, path: &Path, name: String) -> Result<FileRecord> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read", e))?;
+        let (size, modified_ns) = (meta.len(), modified_ns(&meta));
+        if !self.rehash {
+            if let Some(k) = self.known.get(name.as_str()) {
+                if k.size == size && k.modified_ns == modified_ns && modified_ns != 0 {
+                    return Ok((*k).clone());
+                }
+            }
+        }
+        Ok(FileRecord {
+            path: name,
+            size,
+            modified_ns,
+            sha256: io::sha256_file(path)?,
+        })
+    }
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list folder", e))?;
+    for e in rd {
+        let p = e.map_err(|e| Error::io(dir, "cannot list folder", e))?.path();
+        if p.is_dir() {
+            walk_files(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Every file a stage reads: its input paths, files in input folders, files a TOML input names (stack
+/// manifests, driver files: relative to the TOML file), the files GDAL reads with a dataset (Shapefile parts)
+/// and a model's sidecar.
+pub(super) fn input_files(stage: &Stage) -> Result<Vec<PathBuf>> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<PathBuf> = stage.inputs.iter().map(|(_, p)| p.clone()).collect();
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            let mut files = Vec::new();
+            walk_files(&p, &mut files)?;
+            todo.extend(files);
+            continue;
+        }
+        if !p.exists() {
+            return Err(Error::input(&p, "file does not exist"));
+        }
+        if !seen.insert(p.clone()) {
+            continue;
+        }
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "toml" => {
+                let value: toml::Value = crate::models::read_toml(&p)?;
+                let base = p.parent().unwrap_or(Path::new("."));
+                let mut strings = Vec::new();
+                collect_strings(&value, &mut strings);
+                todo.extend(strings.into_iter().map(|s| base.join(s)).filter(|f| f.is_file()));
+            }
+            "json" => {
+                let sidecar = crate::pipeline::classify::sidecar_path(&p);
+                if sidecar.is_file() {
+                    todo.push(sidecar);
+                }
+            }
+            "csv" => {}
+            _ => todo.extend(io::dataset_files(&p).into_iter().filter(|f| f.is_file())),
+        }
+    }
+    Ok(seen.into_iter().collect())
+}
+
+fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(a) => a.iter().for_each(|e| collect_strings(e, out)),
+        toml::Value::Table(t) => t.values().for_each(|e| collect_strings(e, out)),
+        _ => {}
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The parameter files built into this binary, with their hashes.
+fn parameters() -> Vec<ParameterRecord> {
+    crate::models::EMBEDDED
+        .iter()
+        .map(|(p, text)| ParameterRecord {
+            path: format!("models/{p}"),
+            sha256: hex(text.as_bytes()),
+        })
+        .collect()
+}
+
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_manifest(path: &Path, m: &Manifest) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(m).expect("manifest is plain data");
+    bytes.push(b'\n');
+    io::write_atomic(path, &bytes)
+}
+
+/// The folder a stage runs into, and the one its previous outputs wait in during the swap.
+fn partial_dir(out: &Path, name: &str) -> PathBuf {
+    out.join(format!(".{name}.partial"))
+}
+fn old_dir(out: &Path, name: &str) -> PathBuf {
+    out.join(format!(".{name}.old"))
+}
+
+fn remove_dir(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(p, "cannot remove", e)),
+    }
+}
+
+/// After an interrupted run: put back a stage folder moved aside mid-swap, drop half-written stage folders.
+fn recover<'a>(out: &Path, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    for name in names {
+        let (old, fin) = (old_dir(out, name), out.join(name));
+        if old.exists() {
+            if fin.exists() {
+                remove_dir(&old)?;
+            } else {
+                std::fs::rename(&old, &fin).map_err(|e| Error::io(&old, "cannot restore", e))?;
+            }
+        }
+        remove_dir(&partial_dir(out, name))?;
+    }
+    Ok(())
+}
+
+/// Files of a finished stage folder, as records with paths relative to the output folder.
+fn output_records(out: &Path, dir: &Path, name: &str, hasher: &Hasher) -> Result<Vec<FileRecord>> {
+    let mut files = Vec::new();
+    walk_files(dir, &mut files)?;
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let rel = Path::new(name).join(f.strip_prefix(dir).expect("inside the folder"));
+            hasher.record(&out.join(&rel), rel.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Outputs still as recorded: same sizes and (modification times or contents).
+fn outputs_intact(out: &Path, rec: &StageRecord) -> bool {
+    !rec.outputs.is_empty()
+        && rec.outputs.iter().all(|o| {
+            let p = out.join(&o.path);
+            match std::fs::metadata(&p) {
+                Ok(m) if m.len() == o.size => {
+                    modified_ns(&m) == o.modified_ns
+                        || io::sha256_file(&p).is_ok_and(|h| h == o.sha256)
+                }
+                _ => false,
+            }
+        })
+}
+
+fn fingerprint(
+    stage: &Stage,
+    params: &[ParameterRecord],
+    inputs: &[FileRecord],
+    upstream: &[&StageRecord],
+) -> String {
+    let doc = serde_json::json!({
+        "carbonmap_version": crate::VERSION,
+        "parameters": params.iter().map(|p| (&p.path, &p.sha256)).collect::<Vec<_>>(),
+        "recipe": stage.recipe,
+        "inputs": inputs.iter().map(|f| (&f.path, &f.sha256)).collect::<Vec<_>>(),
+        "upstream": upstream.iter().map(|u| (&u.name, u.outputs.iter().map(|o| (&o.path, &o.sha256)).collect::<Vec<_>>())).collect::<Vec<_>>(),
+    });
+    hex(doc.to_string().as_bytes())
+}
+
+/// Hold the output folder's lock for the life of the returned file.
+fn lock(out: &Path) -> Result<File> {
+    let path = out.join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "cannot open the lock file", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
+            "{}: another carbonmap run holds this output folder; try again when it has finished",
+            out.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, "cannot lock", e)),
+    }
+}
+
+/// Run the config for a season: check everything first (`check`), then every stage that is not up to date.
+pub fn run(
+    config: &Path,
+    opts: &RunOptions,
+    cmds: &dyn Commands,
+    progress: &dyn Progress,
+) -> Result<RunSummary> {
+    let plan = plan(config, opts.season.as_deref(), cmds)?;
+    super::check::check_plan(&plan, cmds)?;
+    std::fs::create_dir_all(&plan.out)
+        .map_err(|e| Error::io(&plan.out, "cannot create output folder", e))?;
+    let _lock = lock(&plan.out)?;
+    recover(
+        &plan.out,
+        plan.stages.iter().map(|s| s.name.as_str()).chain([super::report::QUICKLOOKS]),
+    )?;
+    let manifest_path = plan.out.join(MANIFEST);
+    let previous = read_manifest(&manifest_path);
+    let config_hasher = Hasher {
+        known: BTreeMap::new(),
+        rehash: true,
+    };
+    let mut manifest = Manifest {
+        carbonmap_version: crate::VERSION.to_string(),
+        config: config_hasher.record(config, config.to_string_lossy().into_owned())?,
+        season: plan.season.label.clone(),
+        start: plan.season.start.to_string(),
+        end: plan.season.end.to_string(),
+        variables: plan.variables.clone(),
+        resolved: BTreeMap::new(),
+        parameters: parameters(),
+        stages: Vec::new(),
+    };
+    let prev_records: BTreeMap<String, StageRecord> = previous
+        .iter()
+        .flat_map(|m| m.stages.iter().map(|s| (s.name.clone(), s.clone())))
+        .collect();
+    let mut changed = previous.is_none();
+    for name in prev_records.keys() {
+        if !plan.stages.iter().any(|s| &s.name == name) {
+            changed = true;
+            progress.warn(&format!(
+                "stage '{name}' is no longer in {}; its folder {} is left as it is",
+                config.display(),
+                plan.out.join(name).display()
+            ));
+        }
+    }
+    let known_inputs: Vec<FileRecord> = prev_records.values().flat_map(|r| r.inputs.clone()).collect();
+    let known_outputs: Vec<FileRecord> = prev_records.values().flat_map(|r| r.outputs.clone()).collect();
+    let hasher = Hasher {
+        known: known_inputs.iter().chain(&known_outputs).map(|f| (f.path.as_str(), f)).collect(),
+        rehash: opts.rehash,
+    };
+    let mut statuses: Vec<(String, StageStatus)> = Vec::new();
+    let mut first_error = None;
+    for stage in &plan.stages {
+        let (argv, out_arg) = stage_argv(stage, &partial_dir(&plan.out, &stage.name));
+        manifest.resolved.insert(stage.name.clone(), resolved_argv(&plan, stage));
+        let blocked: Vec<&String> = stage
+            .deps
+            .iter()
+            .filter(|d| statuses.iter().any(|(n, s)| n == *d && !matches!(s, StageStatus::Done | StageStatus::UpToDate)))
+            .collect();
+        let prev = prev_records.get(&stage.name);
+        if !blocked.is_empty() {
+            let why = format!("depends on {} which did not finish", blocked.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+            progress.stage(&stage.name, StageState::Blocked, None, &why);
+            if let Some(p) = prev {
+                manifest.stages.push(StageRecord { status: "blocked".into(), error: Some(why.clone()), ..p.clone() });
+            }
+            statuses.push((stage.name.clone(), StageStatus::Blocked(why)));
+            changed = true;
+            continue;
+        }
+        let upstream: Vec<&StageRecord> = stage
+            .deps
+            .iter()
+            .map(|d| manifest.stages.iter().find(|r| &r.name == d).expect("dependencies run first"))
+            .collect();
+        let inputs = input_files(stage)?
+            .into_iter()
+            .map(|p| {
+                let name = p.to_string_lossy().into_owned();
+                hasher.record(&p, name)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let fp = fingerprint(stage, &manifest.parameters, &inputs, &upstream);
+        if let Some(p) = prev.filter(|p| p.status == "done" && p.fingerprint == fp && outputs_intact(&plan.out, p)) {
+            progress.stage(&stage.name, StageState::UpToDate, None, "");
+            manifest.stages.push(p.clone());
+            statuses.push((stage.name.clone(), StageStatus::UpToDate));
+            continue;
+        }
+        changed = true;
+        progress.stage(&stage.name, StageState::Started, None, "");
+        let t0 = Instant::now();
+        let partial = partial_dir(&plan.out, &stage.name);
+        let result = (|| -> Result<Vec<FileRecord>> {
+            remove_dir(&partial)?;
+            std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, "cannot create", e))?;
+            cmds.execute(&argv, progress)?;
+            if !out_arg.exists() {
+                return Err(Error::Processing(format!("stage {}: the command wrote nothing", stage.name)));
+            }
+            swap(&plan.out, &stage.name)?;
+            output_records(&plan.out, &plan.out.join(&stage.name), &stage.name, &hasher)
+        })();
+        let seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        match result {
+            Ok(outputs) => {
+                progress.stage(&stage.name, StageState::Done, Some(seconds), "");
+                manifest.stages.push(StageRecord {
+                    name: stage.name.clone(),
+                    recipe: stage.recipe.clone(),
+                    depends_on: stage.deps.clone(),
+                    fingerprint: fp,
+                    status: "done".into(),
+                    error: None,
+                    seconds,
+                    inputs,
+                    outputs,
+                });
+                statuses.push((stage.name.clone(), StageStatus::Done));
+            }
+            Err(e) => {
+                let _ = remove_dir(&partial);
+                let msg = e.to_string();
+                progress.stage(&stage.name, StageState::Failed, Some(seconds), &msg);
+                let rec = match prev {
+                    Some(p) => StageRecord { status: "failed".into(), error: Some(msg.clone()), ..p.clone() },
+                    None => StageRecord {
+                        name: stage.name.clone(),
+                        recipe: stage.recipe.clone(),
+                        depends_on: stage.deps.clone(),
+                        fingerprint: String::new(),
+                        status: "failed".into(),
+                        error: Some(msg.clone()),
+                        seconds,
+                        inputs,
+                        outputs: Vec::new(),
+                    },
+                };
+                manifest.stages.push(rec);
+                statuses.push((stage.name.clone(), StageStatus::Failed(msg)));
+                first_error.get_or_insert(e);
+            }
+        }
+        // Written after every stage, so an interrupted run keeps what it finished.
+        write_manifest(&manifest_path, &manifest)?;
+    }
+    let report_path = plan.out.join(super::report::REPORT);
+    if changed || !report_path.exists() {
+        write_manifest(&manifest_path, &manifest)?;
+        super::report::write(&plan, &manifest, &statuses, progress)?;
+    }
+    Ok(RunSummary {
+        plan,
+        statuses,
+        manifest: manifest_path,
+        report: report_path,
+        first_error,
+    })
+}
+
+/// The argument vector of a stage writing into `dir`, and the output it names.
+fn stage_argv(stage: &Stage, dir: &Path) -> (Vec<String>, PathBuf) {
+    let out = match &stage.out_file {
+        Some(f) => dir.join(f),
+        None => dir.to_path_buf(),
+    };
+    let mut argv = stage.argv.clone();
+    argv.push("--out".into());
+    argv.push(out.to_string_lossy().into_owned());
+    (argv, out)
+}
+
+/// The argument vector as it reads with the stage's final folder.
+fn resolved_argv(plan: &Plan, stage: &Stage) -> Vec<String> {
+    stage_argv(stage, &plan.stage_dir(&stage.name)).0
+}
+
+/// Move a finished stage folder into place; its previous outputs are removed only once the new ones are there.
+pub(super) fn swap(out: &Path, name: &str) -> Result<()> {
+    let (fin, old, partial) = (out.join(name), old_dir(out, name), partial_dir(out, name));
+    if fin.exists() {
+        std::fs::rename(&fin, &old).map_err(|e| Error::io(&fin, "cannot move aside", e))?;
+    }
+    std::fs::rename(&partial, &fin).map_err(|e| Error::io(&partial, "cannot move into place", e))?;
+    remove_dir(&old)
+}
