@@ -36,6 +36,9 @@ struct QuicklookStyle {
     /// The sequential scale spans these two percentiles of the mapped values.
     percentiles: [f64; 2],
     max_pixels: usize,
+    /// Bands whose description contains one of these (case-insensitive) are signed quantities: always on the
+    /// diverging ramp centred on zero.
+    signed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,7 +235,9 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
         quantity: &quantity,
         sign: "",
     };
-    if lo < 0.0 && hi > 0.0 {
+    let desc = band.description.to_lowercase();
+    let signed = q.signed.iter().any(|d| desc.contains(&d.to_lowercase()));
+    if signed || (lo < 0.0 && hi > 0.0) {
         let l = lo.abs().max(hi);
         ramp_png(target, &preview, band.metres_per_pixel, &text, &m.net_balance.ramp, &m.net_balance.nodata, (-l, l))
     } else {
@@ -309,7 +314,7 @@ fn ramp_png(
     let legend_w = 230u32;
     let (w, h) = (
         map_w + legend_w + 3 * margin,
-        (map_h + 90).max(360) + 2 * margin,
+        (map_h + 90).max(400) + 2 * margin,
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -360,9 +365,12 @@ fn ramp_png(
         // Colour bar: the top of the range at the top.
         let lx = left + map_w as i32 + margin as i32;
         let bar_h = 240i32;
-        let bar_top = top + 40;
-        root.draw_text(text.quantity, &font(13.0), (lx, top))
-            .map_err(|e| draw_error(target, e))?;
+        let caption = wrap(text.quantity, 30);
+        for (i, line) in caption.iter().enumerate() {
+            root.draw_text(line, &font(13.0), (lx, top + 15 * i as i32))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        let bar_top = top + 15 * caption.len().max(1) as i32 + 12;
         for y in 0..bar_h {
             let t = 1.0 - y as f64 / (bar_h - 1) as f64;
             root.draw(&Rectangle::new(

@@ -785,7 +785,9 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     }
     let acc_json = serde_json::json!({
         "carbonmap_version": crate::VERSION,
-        "model": job.model.display().to_string(),
+        // Relative to this file when the model is beside it, so the report does not depend on where the
+        // output folder was written.
+        "model": job.model.strip_prefix(&job.out_dir).unwrap_or(&job.model).display().to_string(),
         "held_out": format!("fold 1 of {} ({} m blocks, {block_px} pixels)", job.folds, job.block_size),
         "assessment": &assessment,
     });

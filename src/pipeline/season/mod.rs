@@ -217,6 +217,26 @@ impl Plan {
     }
 }
 
+/// `a/b/../c` as `a/c` (paths in the manifest and in messages read as they are meant; symbolic links are not
+/// resolved, so a path stays where the user put it).
+fn clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// Replace `{name}` by its variable; unknown names are an error listing the known ones.
 fn template(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(s.len());
@@ -275,7 +295,7 @@ pub fn plan(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<
 /// read or the season is invalid).
 fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<(Plan, Problems)> {
     let file: ConfigFile = crate::models::read_toml(config)?;
-    let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let base = clean(config.parent().unwrap_or(Path::new(".")));
     let season_text = season
         .map(str::to_string)
         .or(file.season.default.clone())
@@ -291,7 +311,7 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
         }
     }
     let out = match template(&file.season.out, &vars) {
-        Ok(o) => base.join(o),
+        Ok(o) => clean(&base.join(o)),
         Err(e) => {
             problems.push(Error::config(config, format!("[season] out: {e}")));
             base.join("out")
@@ -377,13 +397,13 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
                     } else {
                         deps.insert(stage.to_string());
                     }
-                    let p = out.join(stage).join(rel);
+                    let p = clean(&out.join(stage).join(rel));
                     args.push(p.to_string_lossy().into_owned());
                     recs.push(s.clone());
                 } else if spec.path || s.ends_with(".toml") || s.ends_with(".csv") {
                     // Paths are relative to the config file; a name-or-file option is a file when it ends in
                     // .toml or .csv (as the commands themselves decide).
-                    let p = base.join(&s);
+                    let p = clean(&base.join(&s));
                     inputs.push((long.clone(), p.clone()));
                     args.push(p.to_string_lossy().into_owned());
                     recs.push(p.to_string_lossy().into_owned());
