@@ -800,6 +800,8 @@ enum Mode {
 /// schedulers; warnings always.
 struct CliProgress {
     mode: Mode,
+    /// With JSON: warnings, failures and errors only.
+    quiet: bool,
     bar: Mutex<Option<ProgressBar>>,
     /// The run stage in progress (prefix of bars and lines).
     stage: Mutex<String>,
@@ -817,13 +819,14 @@ impl CliProgress {
     fn new(quiet: bool, format: LogFormat) -> CliProgress {
         use std::io::IsTerminal;
         let mode = match (quiet, format) {
+            (_, LogFormat::Json) => Mode::Json,
             (true, _) => Mode::Quiet,
-            (false, LogFormat::Json) => Mode::Json,
             (false, LogFormat::Text) if std::io::stderr().is_terminal() => Mode::Bars,
             (false, LogFormat::Text) => Mode::Lines,
         };
         CliProgress {
             mode,
+            quiet,
             bar: Mutex::new(None),
             stage: Mutex::new(String::new()),
             step: Mutex::new((String::new(), 0, 0, 0)),
@@ -861,8 +864,10 @@ impl Progress for CliProgress {
                 pb.set_prefix(self.prefixed(label));
                 *self.bar.lock().unwrap() = Some(pb);
             }
-            Mode::Lines | Mode::Json => *self.step.lock().unwrap() = (label.to_string(), total, 0, 0),
-            Mode::Quiet => {}
+            Mode::Lines | Mode::Json if !self.quiet => {
+                *self.step.lock().unwrap() = (label.to_string(), total, 0, 0)
+            }
+            _ => {}
         }
     }
     fn advance(&self, n: u64) {
@@ -872,7 +877,7 @@ impl Progress for CliProgress {
                     pb.inc(n);
                 }
             }
-            Mode::Lines | Mode::Json => {
+            Mode::Lines | Mode::Json if !self.quiet => {
                 let mut st = self.step.lock().unwrap();
                 st.2 += n;
                 // One line per tenth of the step.
@@ -889,7 +894,7 @@ impl Progress for CliProgress {
                     }
                 }
             }
-            Mode::Quiet => {}
+            _ => {}
         }
     }
     fn finish(&self) {
@@ -911,6 +916,7 @@ impl Progress for CliProgress {
         *self.stage.lock().unwrap() = if state == StageState::Started { name.to_string() } else { String::new() };
         let quiet_ok = matches!(state, StageState::Failed | StageState::Blocked);
         match self.mode {
+            Mode::Json if self.quiet && !quiet_ok => {}
             Mode::Json => self.json(serde_json::json!({"event": "stage", "stage": name, "state": state.name(), "seconds": seconds, "detail": detail})),
             Mode::Quiet if !quiet_ok => {}
             _ => {
@@ -1448,14 +1454,22 @@ fn parse_bounds(s: &str) -> Result<[f64; 4]> {
     })
 }
 
-/// Parse the command line, run it, and map errors to exit codes.
+/// Parse the command line, run it, and map errors to exit codes (the error as a JSON line with
+/// `--log-format json`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.log_format == LogFormat::Json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            let code = e.exit_code();
+            if json {
+                let v = serde_json::json!({"time": unix_time(), "event": "error", "exit_code": code, "message": e.to_string()});
+                eprintln!("{v}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(code as u8)
         }
     }
 }

@@ -19,6 +19,9 @@ const GDAL_CACHE_MB: &str = "128";
 /// Output tile size in pixels (GeoTIFF TILED=YES, BLOCKXSIZE = BLOCKYSIZE).
 pub const TILE: usize = 256;
 
+/// The time written as a GeoPackage's last change (GDAL's OGR_CURRENT_DATE), for reproducible files.
+const GPKG_FIXED_DATE: &str = "2000-01-01T00:00:00.000Z";
+
 static INIT: Once = Once::new();
 
 /// Configure GDAL once per process: bounded cache, drivers registered, GDAL's own stderr chatter silenced
@@ -26,6 +29,9 @@ static INIT: Once = Once::new();
 pub fn init() {
     INIT.call_once(|| {
         let _ = gdal::config::set_config_option("GDAL_CACHEMAX", GDAL_CACHE_MB);
+        // GeoPackages record a "last change" time; a fixed one makes equal results byte-identical files (the
+        // manifest of `carbonmap run` records when outputs were written).
+        let _ = gdal::config::set_config_option("OGR_CURRENT_DATE", GPKG_FIXED_DATE);
         // Never write .aux.xml sidecars next to inputs (statistics, PAM): inputs are read-only to us.
         let _ = gdal::config::set_config_option("GDAL_PAM_ENABLED", "NO");
         gdal::config::set_error_handler(|_class, _code, _msg| {});

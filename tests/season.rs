@@ -1,0 +1,327 @@
+//! `carbonmap run` and `check` through the binary on the synthetic samples: an up-to-date rerun rewrites
+//! nothing; a changed input reruns only the stages that read it; a run killed at any moment leaves no partial
+//! output under a final name and resumes to byte-identical files; the thread count does not change a byte;
+//! `check` lists every problem of a broken config at once; a second run on a locked folder is refused; a
+//! failing stage gives partial success without touching the stages that do not depend on it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::carbonmap;
+
+/// Samples and a season config in a temporary folder; the config's output folder is OUT/2024-JJA.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+const CONFIG: &str = r#"
+[season]
+default = "2024-JJA"
+out = "out/{season}"
+
+[vars]
+samples = "samples"
+
+[stages.ndvi]
+command = "indices"
+stack = "{samples}/stack.toml"
+index = ["NDVI"]
+period = "month"
+stats = "median"
+gap_fill = true
+
+[stages.npp]
+command = "npp"
+model = "casa"
+ndvi = "@ndvi"
+landcover = "{samples}/landcover_worldcover.tif"
+legend = "esa-worldcover"
+drivers = "{samples}/drivers.toml"
+year = "{year}"
+months = "{months}"
+
+[stages.balance]
+command = "balance"
+sink = "@npp/sequestration_tCO2_ha_{first_month}_{last_month}.tif"
+sink_unit = "t CO2 ha-1 yr-1"
+lattice = "{samples}/emissions_lattice_1km.tif"
+zones = "{samples}/zones.geojson"
+zone_fields = ["town", "district"]
+
+[stages.model]
+command = "landcover train"
+stack = "{samples}/stack.toml"
+bands = ["R", "N"]
+indices = ["NDVI"]
+stats = "median,max"
+labels = "{samples}/landcover_worldcover.tif"
+legend = "esa-worldcover"
+block_size = 200
+trees = 5
+
+[stages.landcover]
+command = "landcover predict"
+stack = "{samples}/stack.toml"
+model = "@model/landcover.model.json"
+"#;
+
+fn setup(config: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    carbonmap()
+        .args(["samples", "--size", "48", "--out"])
+        .arg(dir.join("samples"))
+        .assert()
+        .success();
+    let path = dir.join("season.toml");
+    std::fs::write(&path, config).unwrap();
+    Setup {
+        _tmp: tmp,
+        dir,
+        config: path,
+    }
+}
+
+impl Setup {
+    fn out(&self) -> PathBuf {
+        self.dir.join("out/2024-JJA")
+    }
+    /// `carbonmap run` with JSON logs (not quiet: every stage's state is logged).
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        assert_cmd::Command::cargo_bin("carbonmap")
+            .unwrap()
+            .args(["--log-format", "json", "run"])
+            .arg(&self.config)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Stage name -> last state reported, from the JSON log lines on stderr.
+fn states(out: &std::process::Output) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if v["event"] == "stage" {
+            m.insert(v["stage"].as_str().unwrap().to_string(), v["state"].as_str().unwrap().to_string());
+        }
+    }
+    m
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Relative path -> (SHA-256, modification time) of every file under `dir`, except the lock file and, unless
+/// `with_manifest`, the manifest (which records timings).
+fn snapshot(dir: &Path, with_manifest: bool) -> BTreeMap<String, (String, SystemTime)> {
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files
+        .into_iter()
+        .map(|p| (p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), p))
+        .filter(|(rel, _)| rel != ".carbonmap.lock" && (with_manifest || rel != "manifest.json"))
+        .map(|(rel, p)| {
+            let t = std::fs::metadata(&p).unwrap().modified().unwrap();
+            (rel, (carbonmap::io::sha256_file(&p).unwrap(), t))
+        })
+        .collect()
+}
+
+fn hashes(dir: &Path) -> BTreeMap<String, String> {
+    snapshot(dir, false).into_iter().map(|(k, (h, _))| (k, h)).collect()
+}
+
+fn assert_ok(o: &std::process::Output) {
+    assert!(o.status.success(), "run failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn rerun_skips_everything_and_a_changed_input_reruns_only_its_dependants() {
+    let s = setup(CONFIG);
+    let first = s.run(&[]);
+    assert_ok(&first);
+    assert!(states(&first).values().all(|v| v == "done"), "{:?}", states(&first));
+    // The complete output folder: every stage, the manifest and the report with its maps.
+    let out = s.out();
+    for f in ["manifest.json", "report.md", "report/npp/NPP_gC_m2_2024-06_2024-08.png", "balance/zones_balance.csv", "landcover/landcover.tif"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["season"], "2024-JJA");
+    let npp = manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == "npp").unwrap();
+    // Inputs with size and hash (the drivers file and the climate table it names); outputs with hashes.
+    let inputs: Vec<&str> = npp["inputs"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    assert!(inputs.iter().any(|p| p.ends_with("climate_station_2024.csv")), "{inputs:?}");
+    let drivers = npp["inputs"].as_array().unwrap().iter().find(|i| i["path"].as_str().unwrap().ends_with("drivers.toml")).unwrap();
+    assert_eq!(drivers["sha256"].as_str().unwrap(), carbonmap::io::sha256_file(&s.dir.join("samples/drivers.toml")).unwrap());
+    assert!(npp["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(npp["depends_on"][0], "ndvi");
+    assert!(manifest["parameters"].as_array().unwrap().iter().any(|p| p["path"] == "models/casa/potter1993.toml" || p["path"].as_str().unwrap().starts_with("models/casa/")));
+
+    // Nothing changed: every stage up to date, not one file rewritten (same bytes and modification times).
+    let before = snapshot(&out, true);
+    let again = s.run(&[]);
+    assert_ok(&again);
+    assert!(states(&again).values().all(|v| v == "up to date"), "{:?}", states(&again));
+    assert_eq!(snapshot(&out, true), before);
+
+    // The zones change: only balance reads them.
+    let zones = s.dir.join("samples/zones.geojson");
+    let text = std::fs::read_to_string(&zones).unwrap().replace("\"east\"", "\"east side\"");
+    std::fs::write(&zones, text).unwrap();
+    let third = s.run(&[]);
+    assert_ok(&third);
+    let st = states(&third);
+    assert_eq!(st["balance"], "done");
+    for up in ["ndvi", "npp", "model", "landcover"] {
+        assert_eq!(st[up], "up to date", "{up}: {st:?}");
+    }
+    let after = snapshot(&out, false);
+    for (k, v) in &before {
+        if k.starts_with("ndvi/") || k.starts_with("npp/") || k.starts_with("landcover/") || k.starts_with("model/") {
+            assert_eq!(after.get(k), Some(v), "{k} was rewritten");
+        }
+    }
+    assert!(std::fs::read_to_string(out.join("balance/zones_balance.csv")).unwrap().contains("east side"));
+
+    // The drivers file changes (a comment): npp reruns; its outputs come out identical, so balance (which reads
+    // only npp's outputs) stays up to date.
+    let drv = s.dir.join("samples/drivers.toml");
+    let mut text = std::fs::read_to_string(&drv).unwrap();
+    text.push_str("\n# edited\n");
+    std::fs::write(&drv, text).unwrap();
+    let fourth = s.run(&[]);
+    assert_ok(&fourth);
+    let st = states(&fourth);
+    assert_eq!((st["npp"].as_str(), st["balance"].as_str(), st["ndvi"].as_str()), ("done", "up to date", "up to date"), "{st:?}");
+}
+
+#[test]
+fn killed_runs_resume_to_byte_identical_outputs_and_threads_change_nothing() {
+    let s = setup(CONFIG);
+    let t0 = Instant::now();
+    assert_ok(&s.run(&["--threads", "1"]));
+    let full = t0.elapsed();
+    let reference = hashes(&s.out());
+    assert!(reference.len() > 20);
+
+    for threads in ["2", "8"] {
+        std::fs::remove_dir_all(s.out()).unwrap();
+        assert_ok(&s.run(&["--threads", threads]));
+        assert_eq!(hashes(&s.out()), reference, "--threads {threads} changed the outputs");
+    }
+
+    // SIGKILL at several moments of a run from scratch.
+    for k in 1..=4u32 {
+        std::fs::remove_dir_all(s.out()).unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("carbonmap"))
+            .args(["--quiet", "run"])
+            .arg(&s.config)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full * k / 5);
+        let _ = child.kill();
+        let _ = child.wait();
+        // Every file under a final name is complete: a stage folder that exists is exactly the uninterrupted
+        // run's; half-written stages only exist as hidden .STAGE.partial folders.
+        if s.out().exists() {
+            let now = hashes(&s.out());
+            for (f, h) in &now {
+                if f.starts_with('.') || f == "report.md" || f.starts_with("report/") {
+                    continue;
+                }
+                assert_eq!(reference.get(f), Some(h), "after a kill at {k}/5: {f} differs");
+                let stage = f.split('/').next().unwrap();
+                let complete = reference.keys().filter(|r| r.starts_with(&format!("{stage}/"))).all(|r| now.contains_key(r));
+                assert!(complete, "after a kill at {k}/5: stage folder {stage} is incomplete");
+            }
+        }
+        assert_ok(&s.run(&[]));
+        assert_eq!(hashes(&s.out()), reference, "resumed after a kill at {k}/5 of the run");
+        let leftovers: Vec<String> = std::fs::read_dir(s.out()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".partial") || n.ends_with(".old")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn check_lists_every_problem_at_once_and_computes_nothing() {
+    let broken = CONFIG
+        .replace("index = [\"NDVI\"]", "index = [\"NDVI\"]\ncolour = \"green\"")
+        .replace("{samples}/drivers.toml", "{samples}/no-such-drivers.toml")
+        .replace("model = \"@model/landcover.model.json\"", "model = \"@no-such-stage/landcover.model.json\"")
+        .replace("year = \"{year}\"", "year = \"{yaer}\"")
+        .replace("legend = \"esa-worldcover\"\ndrivers", "legend = \"corine-level1\"\ndrivers");
+    let s = setup(&broken);
+    let o = carbonmap().arg("check").arg(&s.config).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in [
+        "[stages.ndvi] colour: `carbonmap indices` has no option --colour",
+        "no-such-drivers.toml: does not exist",
+        "there is no stage 'no-such-stage'",
+        "unknown variable {yaer}",
+        // WorldCover codes are not CORINE level-1 codes.
+        "corine-level1",
+    ] {
+        assert!(err.contains(want), "missing '{want}' in:\n{err}");
+    }
+    assert!(err.lines().filter(|l| l.trim_start().starts_with("- ")).count() >= 5, "{err}");
+    assert!(!s.dir.join("out").exists(), "check must not create the output folder");
+    // run refuses the same config before computing anything.
+    let o = s.run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!s.dir.join("out").exists());
+
+    // The good config passes.
+    let good = setup(CONFIG);
+    carbonmap().arg("check").arg(&good.config).assert().success();
+}
+
+#[test]
+fn lock_partial_success_and_season_templating() {
+    // balance reads a file npp does not write: a processing failure at run time (not visible to check).
+    let cfg = CONFIG.replace("@npp/sequestration_tCO2_ha_{first_month}_{last_month}.tif", "@npp/no_such_output.tif");
+    let s = setup(&cfg);
+    std::fs::create_dir_all(s.out()).unwrap();
+    {
+        let lock = std::fs::File::create(s.out().join(".carbonmap.lock")).unwrap();
+        lock.lock().unwrap();
+        let o = s.run(&[]);
+        assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("another carbonmap run"));
+    }
+    let o = s.run(&[]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = states(&o);
+    assert_eq!(st["balance"], "failed");
+    assert!(["ndvi", "npp", "model", "landcover"].iter().all(|n| st[*n] == "done"), "{st:?}");
+    assert!(!s.out().join("balance").exists());
+    assert!(std::fs::read_to_string(s.out().join("report.md")).unwrap().contains("**failed**"));
+
+    // Another season from the same config: its own folder, months and file names.
+    let o = carbonmap()
+        .args(["--quiet", "run", "--season", "2024-07"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    let july = s.dir.join("out/2024-07");
+    assert!(july.join("npp/NPP_gC_m2_2024-07_2024-07.tif").is_file());
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(july.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!((m["start"].as_str(), m["end"].as_str(), m["variables"]["months"].as_str()), (Some("2024-07-01"), Some("2024-07-31"), Some("7-7")));
+}
