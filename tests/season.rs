@@ -47,7 +47,7 @@ months = "{months}"
 
 [stages.balance]
 command = "balance"
-sink = "@npp/sequestration_tCO2_ha_{first_month}_{last_month}.tif"
+sink = "@npp/sequestration_tCO2_ha_{period}.tif"
 sink_unit = "t CO2 ha-1 yr-1"
 lattice = "{samples}/emissions_lattice_1km.tif"
 zones = "{samples}/zones.geojson"
@@ -265,8 +265,20 @@ fn check_lists_every_problem_at_once_and_computes_nothing() {
         .replace("{samples}/drivers.toml", "{samples}/no-such-drivers.toml")
         .replace("model = \"@model/landcover.model.json\"", "model = \"@no-such-stage/landcover.model.json\"")
         .replace("year = \"{year}\"", "year = \"{yaer}\"")
-        .replace("legend = \"esa-worldcover\"\ndrivers", "legend = \"corine-level1\"\ndrivers");
+        .replace("legend = \"esa-worldcover\"\ndrivers", "legend = \"corine-level1\"\ndrivers")
+        + r#"
+[stages.far]
+command = "regrid"
+lattice = "far.tif"
+to = "{samples}/landcover_worldcover.tif"
+unit = "t CO2 ha-1 yr-1"
+proxy = "nocrs.tif"
+"#;
     let s = setup(&broken);
+    // A lattice 400 km from the samples without a unit, and a proxy without a CRS.
+    let gt = [100000.0, 1000.0, 0.0, 5000000.0, 0.0, -1000.0];
+    common::write_raster(&s.dir.join("far.tif"), Some(32630), gt, (2, 2), &[("buildings", vec![1f32; 4])], None);
+    common::write_raster(&s.dir.join("nocrs.tif"), None, gt, (2, 2), &[("w", vec![1f32; 4])], None);
     let o = carbonmap().arg("check").arg(&s.config).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -277,10 +289,13 @@ fn check_lists_every_problem_at_once_and_computes_nothing() {
         "unknown variable {yaer}",
         // WorldCover codes are not CORINE level-1 codes.
         "corine-level1",
+        "far.tif: band 1: declares no unit; give `lattice-unit` in the stage",
+        "does not overlap",
+        "nocrs.tif: has no coordinate reference system",
     ] {
         assert!(err.contains(want), "missing '{want}' in:\n{err}");
     }
-    assert!(err.lines().filter(|l| l.trim_start().starts_with("- ")).count() >= 5, "{err}");
+    assert!(err.lines().filter(|l| l.trim_start().starts_with("- ")).count() >= 8, "{err}");
     assert!(!s.dir.join("out").exists(), "check must not create the output folder");
     // run refuses the same config before computing anything.
     let o = s.run(&[]);
@@ -295,7 +310,7 @@ fn check_lists_every_problem_at_once_and_computes_nothing() {
 #[test]
 fn lock_partial_success_and_season_templating() {
     // balance reads a file npp does not write: a processing failure at run time (not visible to check).
-    let cfg = CONFIG.replace("@npp/sequestration_tCO2_ha_{first_month}_{last_month}.tif", "@npp/no_such_output.tif");
+    let cfg = CONFIG.replace("@npp/sequestration_tCO2_ha_{period}.tif", "@npp/no_such_output.tif");
     let s = setup(&cfg);
     std::fs::create_dir_all(s.out()).unwrap();
     {
@@ -313,15 +328,16 @@ fn lock_partial_success_and_season_templating() {
     assert!(!s.out().join("balance").exists());
     assert!(std::fs::read_to_string(s.out().join("report.md")).unwrap().contains("**failed**"));
 
-    // Another season from the same config: its own folder, months and file names.
+    // Another season from the (mended) config: its own folder, months and file names ({period} = 2024-07).
+    std::fs::write(&s.config, CONFIG).unwrap();
     let o = carbonmap()
-        .args(["--quiet", "run", "--season", "2024-07"])
+        .args(["run", "--season", "2024-07"])
         .arg(&s.config)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let july = s.dir.join("out/2024-07");
-    assert!(july.join("npp/NPP_gC_m2_2024-07_2024-07.tif").is_file());
+    assert!(july.join("balance/zones_balance.csv").is_file());
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(july.join("manifest.json")).unwrap()).unwrap();
     assert_eq!((m["start"].as_str(), m["end"].as_str(), m["variables"]["months"].as_str()), (Some("2024-07-01"), Some("2024-07-31"), Some("7-7")));
 }

@@ -52,7 +52,17 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
         let mut argv = stage.argv.clone();
         argv.extend(["--out".to_string(), plan.stage_dir(&stage.name).to_string_lossy().into_owned()]);
         if let Err(e) = cmds.parse(&argv) {
-            let first = e.to_string().lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+            // clap's message without its usage lines, on one line.
+            let text = e.to_string();
+            let first = text
+                .split("Usage:")
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim_start_matches("error: ")
+                .to_string();
             problems.push(Error::Usage(at(format!("`carbonmap {}`: {first}", stage.command.join(" ")))));
         }
         let mut extents: Vec<(PathBuf, io::Grid)> = Vec::new();

@@ -148,7 +148,8 @@ impl Season {
     }
 
     /// Template variables: season, year (of the last day), start, end (YYYY-MM-DD), first_month, last_month
-    /// (YYYY-MM) and, within one year, months (FIRST-LAST, as `npp --months` takes).
+    /// (YYYY-MM), period (as `npp` names its outputs: YYYY-MM or FIRST_LAST) and, within one year, months
+    /// (FIRST-LAST, as `npp --months` takes).
     pub fn variables(&self) -> BTreeMap<String, String> {
         let mut v = BTreeMap::new();
         v.insert("season".into(), self.label.clone());
@@ -157,6 +158,9 @@ impl Season {
         v.insert("end".into(), self.end.to_string());
         v.insert("first_month".into(), self.start.format("%Y-%m").to_string());
         v.insert("last_month".into(), self.end.format("%Y-%m").to_string());
+        // The period as `carbonmap npp` names its outputs: one month, or FIRST_LAST.
+        let (f, l) = (v["first_month"].clone(), v["last_month"].clone());
+        v.insert("period".into(), if f == l { f } else { format!("{f}_{l}") });
         if self.start.year() == self.end.year() {
             v.insert("months".into(), format!("{}-{}", self.start.month(), self.end.month()));
         }
@@ -536,12 +540,14 @@ mod tests {
         assert_eq!(s.variables()["months"], "6-8");
         assert_eq!(s.variables()["end"], "2024-08-31");
         assert_eq!(s.variables()["first_month"], "2024-06");
+        assert_eq!(s.variables()["period"], "2024-06_2024-08");
         let s = Season::parse("2023").unwrap();
         assert_eq!((s.variables()["start"].as_str(), s.variables()["months"].as_str()), ("2023-01-01", "1-12"));
         let s = Season::parse("2024-04..2024-09").unwrap();
         assert_eq!((s.label.as_str(), s.variables()["end"].as_str()), ("2024-04_2024-09", "2024-09-30"));
         let s = Season::parse("2024-02").unwrap();
         assert_eq!(s.variables()["end"], "2024-02-29");
+        assert_eq!(s.variables()["period"], "2024-02");
         assert!(Season::parse("2024-XYZ").is_err());
         assert!(Season::parse("2024-09..2024-04").is_err());
     }
