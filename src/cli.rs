@@ -15,8 +15,8 @@ use crate::landcover::forest::{ForestParams, MaxFeatures};
 use crate::pipeline::classify::{self, ClassifierKind, LabelSource, PredictJob, TrainJob};
 use crate::pipeline::features::FeatureSpec;
 use crate::pipeline::npp::{run_npp, NppJob, NppModel};
-use crate::pipeline::{self, GridChoice, IndicesJob};
 use crate::pipeline::season;
+use crate::pipeline::{self, GridChoice, IndicesJob};
 use crate::progress::{Progress, StageState};
 use crate::scene::SensorProfile;
 use crate::{synth, Error, Result};
@@ -881,7 +881,11 @@ impl Progress for CliProgress {
                 let mut st = self.step.lock().unwrap();
                 st.2 += n;
                 // One line per tenth of the step.
-                let tenth = if st.1 == 0 { 10 } else { (st.2 * 10 / st.1).min(10) };
+                let tenth = if st.1 == 0 {
+                    10
+                } else {
+                    (st.2 * 10 / st.1).min(10)
+                };
                 if tenth > st.3 {
                     st.3 = tenth;
                     let (label, total, done) = (st.0.clone(), st.1, st.2);
@@ -890,7 +894,11 @@ impl Progress for CliProgress {
                         let stage = self.stage.lock().unwrap().clone();
                         self.json(serde_json::json!({"event": "progress", "stage": stage, "step": label, "done": done, "total": total}));
                     } else {
-                        eprintln!("{}: {}% ({done}/{total})", self.prefixed(&label), tenth * 10);
+                        eprintln!(
+                            "{}: {}% ({done}/{total})",
+                            self.prefixed(&label),
+                            tenth * 10
+                        );
                     }
                 }
             }
@@ -906,14 +914,20 @@ impl Progress for CliProgress {
         match (self.mode, self.bar.lock().unwrap().as_ref()) {
             (Mode::Json, _) => {
                 let stage = self.stage.lock().unwrap().clone();
-                self.json(serde_json::json!({"event": "warning", "stage": stage, "message": message}));
+                self.json(
+                    serde_json::json!({"event": "warning", "stage": stage, "message": message}),
+                );
             }
             (_, Some(pb)) => pb.println(format!("warning: {message}")),
             _ => eprintln!("warning: {message}"),
         }
     }
     fn stage(&self, name: &str, state: StageState, seconds: Option<f64>, detail: &str) {
-        *self.stage.lock().unwrap() = if state == StageState::Started { name.to_string() } else { String::new() };
+        *self.stage.lock().unwrap() = if state == StageState::Started {
+            name.to_string()
+        } else {
+            String::new()
+        };
         let quiet_ok = matches!(state, StageState::Failed | StageState::Blocked);
         match self.mode {
             Mode::Json if self.quiet && !quiet_ok => {}
@@ -949,7 +963,9 @@ impl season::Commands for StageCommands {
             c.get_arguments()
                 .filter(|a| !a.is_hide_set())
                 .map(|a| season::OptionSpec {
-                    long: a.get_long().map_or_else(|| a.get_id().to_string(), str::to_string),
+                    long: a
+                        .get_long()
+                        .map_or_else(|| a.get_id().to_string(), str::to_string),
                     positional: a.is_positional(),
                     path: a.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>(),
                     switch: !a.get_action().takes_values(),
@@ -980,7 +996,11 @@ fn print_run(summary: &season::RunSummary, quiet: bool) {
         };
         println!("{name:<20} {s}");
     }
-    println!("manifest {}; report {}", summary.manifest.display(), summary.report.display());
+    println!(
+        "manifest {}; report {}",
+        summary.manifest.display(),
+        summary.report.display()
+    );
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -992,7 +1012,11 @@ fn run(cli: Cli) -> Result<()> {
     }
     let progress = CliProgress::new(cli.quiet, cli.log_format);
     match cli.command {
-        Command::Run { config, season: s, rehash } => {
+        Command::Run {
+            config,
+            season: s,
+            rehash,
+        } => {
             let opts = season::RunOptions { season: s, rehash };
             let summary = season::run(&config, &opts, &StageCommands, &progress)?;
             print_run(&summary, cli.quiet);
@@ -1002,8 +1026,17 @@ fn run(cli: Cli) -> Result<()> {
             let plan = season::check(&config, s.as_deref(), &StageCommands)?;
             if !cli.quiet {
                 for st in &plan.stages {
-                    let deps = if st.deps.is_empty() { String::new() } else { format!(" after {}", st.deps.join(", ")) };
-                    println!("{:<20} carbonmap {}{deps} ({} input path(s))", st.name, st.command.join(" "), st.inputs.len());
+                    let deps = if st.deps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" after {}", st.deps.join(", "))
+                    };
+                    println!(
+                        "{:<20} carbonmap {}{deps} ({} input path(s))",
+                        st.name,
+                        st.command.join(" "),
+                        st.inputs.len()
+                    );
                 }
                 println!(
                     "{}: season {} ({} to {}), {} stage(s) into {}: no problems found",
@@ -1386,7 +1419,10 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
         Command::Stack { dir, from, to, out } => {
             let dates = match (from, to) {
                 (None, None) => None,
-                (a, b) => Some((a.unwrap_or(chrono::NaiveDate::MIN), b.unwrap_or(chrono::NaiveDate::MAX))),
+                (a, b) => Some((
+                    a.unwrap_or(chrono::NaiveDate::MIN),
+                    b.unwrap_or(chrono::NaiveDate::MAX),
+                )),
             };
             let (_, manifest) = crate::scene::Stack::recognise_dir(&dir, dates, out.is_some())?;
             match out {

@@ -1438,7 +1438,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, "cannot read", e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(path, "cannot read", e))?;
         if n == 0 {
             break;
         }
@@ -1461,7 +1463,9 @@ pub fn dataset_files(path: &Path) -> Vec<PathBuf> {
         if !list.is_null() {
             let mut i = 0;
             while !(*list.add(i)).is_null() {
-                files.push(PathBuf::from(CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned()));
+                files.push(PathBuf::from(
+                    CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned(),
+                ));
                 i += 1;
             }
             gdal_sys::CSLDestroy(list);
@@ -1502,8 +1506,14 @@ pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPre
     } else {
         gdal::raster::ResampleAlg::Average
     };
-    rb.read_into_slice::<f32>((0, 0), (grid.width, grid.height), (w, h), &mut values, Some(alg))
-        .map_err(|e| Error::band(path, band.to_string(), format!("read failed: {e}")))?;
+    rb.read_into_slice::<f32>(
+        (0, 0),
+        (grid.width, grid.height),
+        (w, h),
+        &mut values,
+        Some(alg),
+    )
+    .map_err(|e| Error::band(path, band.to_string(), format!("read failed: {e}")))?;
     if let Some(nd) = b.nodata {
         for v in values.iter_mut().filter(|v| (**v as f64) == nd) {
             *v = f32::NAN;

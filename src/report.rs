@@ -200,7 +200,15 @@ pub fn diverging_png(
         Some(l) if l > 0.0 => l,
         _ => 1.0,
     };
-    ramp_png(target, preview, metres_per_pixel, text, &style.ramp, &style.nodata, (-limit, limit))?;
+    ramp_png(
+        target,
+        preview,
+        metres_per_pixel,
+        text,
+        &style.ramp,
+        &style.nodata,
+        (-limit, limit),
+    )?;
     Ok(limit)
 }
 
@@ -226,7 +234,12 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     if let Some(palette) = &band.palette {
         return categorical_png(target, &preview, title, palette, &m.quicklook.nodata);
     }
-    let mut vals: Vec<f64> = band.values.iter().filter(|v| v.is_finite()).map(|v| *v as f64).collect();
+    let mut vals: Vec<f64> = band
+        .values
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| *v as f64)
+        .collect();
     let q = &m.quicklook;
     let lo = percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0);
     let hi = percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0);
@@ -239,10 +252,26 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     let signed = q.signed.iter().any(|d| desc.contains(&d.to_lowercase()));
     if signed || (lo < 0.0 && hi > 0.0) {
         let l = lo.abs().max(hi);
-        ramp_png(target, &preview, band.metres_per_pixel, &text, &m.net_balance.ramp, &m.net_balance.nodata, (-l, l))
+        ramp_png(
+            target,
+            &preview,
+            band.metres_per_pixel,
+            &text,
+            &m.net_balance.ramp,
+            &m.net_balance.nodata,
+            (-l, l),
+        )
     } else {
         let hi = if hi > lo { hi } else { lo + 1.0 };
-        ramp_png(target, &preview, band.metres_per_pixel, &text, &q.ramp, &q.nodata, (lo, hi))
+        ramp_png(
+            target,
+            &preview,
+            band.metres_per_pixel,
+            &text,
+            &q.ramp,
+            &q.nodata,
+            (lo, hi),
+        )
     }
 }
 
@@ -259,12 +288,16 @@ fn categorical_png(
     let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
     let map_w = (preview.width as f64 * scale).round() as u32;
     let map_h = (preview.height as f64 * scale).round() as u32;
-    let (w, h) = (map_w + 200, (map_h + 60).max(40 + 18 * palette.len() as u32 + 20));
+    let (w, h) = (
+        map_w + 200,
+        (map_h + 60).max(40 + 18 * palette.len() as u32 + 20),
+    );
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
-        root.draw_text(title, &font(18.0), (20, 6)).map_err(|e| draw_error(target, e))?;
+        root.draw_text(title, &font(18.0), (20, 6))
+            .map_err(|e| draw_error(target, e))?;
         let (left, top) = (20i32, 34i32);
         for y in 0..map_h {
             for x in 0..map_w {
@@ -282,8 +315,11 @@ fn categorical_png(
         let lx = left + map_w as i32 + 20;
         for (i, (code, &(r, g, b))) in palette.iter().enumerate() {
             let y = top + 18 * i as i32;
-            root.draw(&Rectangle::new([(lx, y), (lx + 14, y + 14)], RGBColor(r, g, b).filled()))
-                .map_err(|e| draw_error(target, e))?;
+            root.draw(&Rectangle::new(
+                [(lx, y), (lx + 14, y + 14)],
+                RGBColor(r, g, b).filled(),
+            ))
+            .map_err(|e| draw_error(target, e))?;
             root.draw_text(&format!("class {code}"), &font(12.0), (lx + 20, y))
                 .map_err(|e| draw_error(target, e))?;
         }
@@ -304,7 +340,10 @@ fn ramp_png(
     range: (f64, f64),
 ) -> Result<()> {
     load_font()?;
-    let stops = ramp.iter().map(|s| parse_hex(s)).collect::<Result<Vec<_>>>()?;
+    let stops = ramp
+        .iter()
+        .map(|s| parse_hex(s))
+        .collect::<Result<Vec<_>>>()?;
     let nodata = parse_hex(nodata)?;
     let (lo, hi) = range;
     let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);

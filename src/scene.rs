@@ -425,10 +425,17 @@ impl Stack {
         );
         if hits.is_empty() {
             let (a, b) = dates.expect("hits were found before filtering");
-            return Err(Error::input(dir, format!("none of the {n_all} {} file(s) is dated {a} to {b}", profile.name)));
+            return Err(Error::input(
+                dir,
+                format!(
+                    "none of the {n_all} {} file(s) is dated {a} to {b}",
+                    profile.name
+                ),
+            ));
         }
         let root = if absolute {
-            dir.canonicalize().map_err(|e| Error::io(dir, "cannot resolve", e))?
+            dir.canonicalize()
+                .map_err(|e| Error::io(dir, "cannot resolve", e))?
         } else {
             PathBuf::new()
         };

@@ -348,6 +348,60 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
     let summary = std::fs::read_to_string(out.join("indices_summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), months.len() + 1);
 
+    // `carbonmap stack --from --to --out` (a season stage) keeps exactly the scenes dated in the range, with
+    // absolute paths: the first month's scenes by their ids' dates.
+    let (first_month, first_scenes) = months.iter().next().unwrap();
+    let start =
+        chrono::NaiveDate::parse_from_str(&format!("{first_month}-01"), "%Y-%m-%d").unwrap();
+    let end = start + chrono::Months::new(1) - chrono::Days::new(1);
+    let manifest = tmp.path().join("season/stack.toml");
+    carbonmap()
+        .arg("stack")
+        .arg(&lsts)
+        .args([
+            "--from",
+            &start.to_string(),
+            "--to",
+            &end.to_string(),
+            "--out",
+        ])
+        .arg(&manifest)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert_eq!(text.matches("[[scene]]").count(), first_scenes.len());
+    assert!(text.contains(&lsts.canonicalize().unwrap().to_string_lossy().into_owned()));
+    let out_season = tmp.path().join("out-season");
+    carbonmap()
+        .args([
+            "indices", "--period", "month", "--index", "NDVI", "--stats", "median", "--stack",
+        ])
+        .arg(&manifest)
+        .arg("--out")
+        .arg(&out_season)
+        .assert()
+        .success();
+    let f = format!("NDVI_{first_month}.tif");
+    assert_eq!(
+        read_band(&out_season.join(&f), 1).0.len(),
+        read_band(&out.join(&f), 1).0.len()
+    );
+    let (x, y) = (
+        read_band(&out_season.join(&f), 1).0,
+        read_band(&out.join(&f), 1).0,
+    );
+    assert!(x
+        .iter()
+        .zip(&y)
+        .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+    assert_eq!(
+        common::list_dir(&out_season)
+            .iter()
+            .filter(|f| f.ends_with(".tif"))
+            .count(),
+        1
+    );
+
     // The same stack recognised from the folder (LEDAPS scene-id file names) gives the same pixels.
     let out2 = tmp.path().join("out2");
     carbonmap()

@@ -107,9 +107,13 @@ impl Setup {
 fn states(out: &std::process::Output) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stderr).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         if v["event"] == "stage" {
-            m.insert(v["stage"].as_str().unwrap().to_string(), v["state"].as_str().unwrap().to_string());
+            m.insert(
+                v["stage"].as_str().unwrap().to_string(),
+                v["state"].as_str().unwrap().to_string(),
+            );
         }
     }
     m
@@ -133,7 +137,12 @@ fn snapshot(dir: &Path, with_manifest: bool) -> BTreeMap<String, (String, System
     walk(dir, &mut files);
     files
         .into_iter()
-        .map(|p| (p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), p))
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                p,
+            )
+        })
         .filter(|(rel, _)| rel != ".carbonmap.lock" && (with_manifest || rel != "manifest.json"))
         .map(|(rel, p)| {
             let t = std::fs::metadata(&p).unwrap().modified().unwrap();
@@ -143,11 +152,19 @@ fn snapshot(dir: &Path, with_manifest: bool) -> BTreeMap<String, (String, System
 }
 
 fn hashes(dir: &Path) -> BTreeMap<String, String> {
-    snapshot(dir, false).into_iter().map(|(k, (h, _))| (k, h)).collect()
+    snapshot(dir, false)
+        .into_iter()
+        .map(|(k, (h, _))| (k, h))
+        .collect()
 }
 
 fn assert_ok(o: &std::process::Output) {
-    assert!(o.status.success(), "run failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "run failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -155,34 +172,79 @@ fn rerun_skips_everything_and_a_changed_input_reruns_only_its_dependants() {
     let s = setup(CONFIG);
     let first = s.run(&[]);
     assert_ok(&first);
-    assert!(states(&first).values().all(|v| v == "done"), "{:?}", states(&first));
+    assert!(
+        states(&first).values().all(|v| v == "done"),
+        "{:?}",
+        states(&first)
+    );
     // The complete output folder: every stage, the manifest and the report with its maps.
     let out = s.out();
-    for f in ["manifest.json", "report.md", "report/npp/NPP_gC_m2_2024-06_2024-08.png", "balance/zones_balance.csv", "landcover/landcover.tif"] {
+    for f in [
+        "manifest.json",
+        "report.md",
+        "report/npp/NPP_gC_m2_2024-06_2024-08.png",
+        "balance/zones_balance.csv",
+        "landcover/landcover.tif",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["season"], "2024-JJA");
-    let npp = manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == "npp").unwrap();
+    let npp = manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "npp")
+        .unwrap();
     // Inputs with size and hash (the drivers file and the climate table it names); outputs with hashes.
-    let inputs: Vec<&str> = npp["inputs"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
-    assert!(inputs.iter().any(|p| p.ends_with("climate_station_2024.csv")), "{inputs:?}");
-    let drivers = npp["inputs"].as_array().unwrap().iter().find(|i| i["path"].as_str().unwrap().ends_with("drivers.toml")).unwrap();
-    assert_eq!(drivers["sha256"].as_str().unwrap(), carbonmap::io::sha256_file(&s.dir.join("samples/drivers.toml")).unwrap());
+    let inputs: Vec<&str> = npp["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        inputs
+            .iter()
+            .any(|p| p.ends_with("climate_station_2024.csv")),
+        "{inputs:?}"
+    );
+    let drivers = npp["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"].as_str().unwrap().ends_with("drivers.toml"))
+        .unwrap();
+    assert_eq!(
+        drivers["sha256"].as_str().unwrap(),
+        carbonmap::io::sha256_file(&s.dir.join("samples/drivers.toml")).unwrap()
+    );
     assert!(npp["seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(npp["depends_on"][0], "ndvi");
-    assert!(manifest["parameters"].as_array().unwrap().iter().any(|p| p["path"] == "models/casa/potter1993.toml" || p["path"].as_str().unwrap().starts_with("models/casa/")));
+    assert!(manifest["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["path"] == "models/casa/potter1993.toml"
+            || p["path"].as_str().unwrap().starts_with("models/casa/")));
 
     // Nothing changed: every stage up to date, not one file rewritten (same bytes and modification times).
     let before = snapshot(&out, true);
     let again = s.run(&[]);
     assert_ok(&again);
-    assert!(states(&again).values().all(|v| v == "up to date"), "{:?}", states(&again));
+    assert!(
+        states(&again).values().all(|v| v == "up to date"),
+        "{:?}",
+        states(&again)
+    );
     assert_eq!(snapshot(&out, true), before);
 
     // The zones change: only balance reads them.
     let zones = s.dir.join("samples/zones.geojson");
-    let text = std::fs::read_to_string(&zones).unwrap().replace("\"east\"", "\"east side\"");
+    let text = std::fs::read_to_string(&zones)
+        .unwrap()
+        .replace("\"east\"", "\"east side\"");
     std::fs::write(&zones, text).unwrap();
     let third = s.run(&[]);
     assert_ok(&third);
@@ -193,11 +255,19 @@ fn rerun_skips_everything_and_a_changed_input_reruns_only_its_dependants() {
     }
     let after = snapshot(&out, false);
     for (k, v) in &before {
-        if k.starts_with("ndvi/") || k.starts_with("npp/") || k.starts_with("landcover/") || k.starts_with("model/") {
+        if k.starts_with("ndvi/")
+            || k.starts_with("npp/")
+            || k.starts_with("landcover/")
+            || k.starts_with("model/")
+        {
             assert_eq!(after.get(k), Some(v), "{k} was rewritten");
         }
     }
-    assert!(std::fs::read_to_string(out.join("balance/zones_balance.csv")).unwrap().contains("east side"));
+    assert!(
+        std::fs::read_to_string(out.join("balance/zones_balance.csv"))
+            .unwrap()
+            .contains("east side")
+    );
 
     // The drivers file changes (a comment): npp reruns; its outputs come out identical, so balance (which reads
     // only npp's outputs) stays up to date.
@@ -208,7 +278,15 @@ fn rerun_skips_everything_and_a_changed_input_reruns_only_its_dependants() {
     let fourth = s.run(&[]);
     assert_ok(&fourth);
     let st = states(&fourth);
-    assert_eq!((st["npp"].as_str(), st["balance"].as_str(), st["ndvi"].as_str()), ("done", "up to date", "up to date"), "{st:?}");
+    assert_eq!(
+        (
+            st["npp"].as_str(),
+            st["balance"].as_str(),
+            st["ndvi"].as_str()
+        ),
+        ("done", "up to date", "up to date"),
+        "{st:?}"
+    );
 }
 
 #[test]
@@ -223,7 +301,11 @@ fn killed_runs_resume_to_byte_identical_outputs_and_threads_change_nothing() {
     for threads in ["2", "8"] {
         std::fs::remove_dir_all(s.out()).unwrap();
         assert_ok(&s.run(&["--threads", threads]));
-        assert_eq!(hashes(&s.out()), reference, "--threads {threads} changed the outputs");
+        assert_eq!(
+            hashes(&s.out()),
+            reference,
+            "--threads {threads} changed the outputs"
+        );
     }
 
     // SIGKILL at several moments of a run from scratch.
@@ -245,15 +327,34 @@ fn killed_runs_resume_to_byte_identical_outputs_and_threads_change_nothing() {
                 if f.starts_with('.') || f == "report.md" || f.starts_with("report/") {
                     continue;
                 }
-                assert_eq!(reference.get(f), Some(h), "after a kill at {k}/5: {f} differs");
+                assert_eq!(
+                    reference.get(f),
+                    Some(h),
+                    "after a kill at {k}/5: {f} differs"
+                );
                 let stage = f.split('/').next().unwrap();
-                let complete = reference.keys().filter(|r| r.starts_with(&format!("{stage}/"))).all(|r| now.contains_key(r));
-                assert!(complete, "after a kill at {k}/5: stage folder {stage} is incomplete");
+                let complete = reference
+                    .keys()
+                    .filter(|r| r.starts_with(&format!("{stage}/")))
+                    .all(|r| now.contains_key(r));
+                assert!(
+                    complete,
+                    "after a kill at {k}/5: stage folder {stage} is incomplete"
+                );
             }
         }
         assert_ok(&s.run(&[]));
-        assert_eq!(hashes(&s.out()), reference, "resumed after a kill at {k}/5 of the run");
-        let leftovers: Vec<String> = std::fs::read_dir(s.out()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".partial") || n.ends_with(".old")).collect();
+        assert_eq!(
+            hashes(&s.out()),
+            reference,
+            "resumed after a kill at {k}/5 of the run"
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(s.out())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial") || n.ends_with(".old"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
@@ -261,11 +362,20 @@ fn killed_runs_resume_to_byte_identical_outputs_and_threads_change_nothing() {
 #[test]
 fn check_lists_every_problem_at_once_and_computes_nothing() {
     let broken = CONFIG
-        .replace("index = [\"NDVI\"]", "index = [\"NDVI\"]\ncolour = \"green\"")
+        .replace(
+            "index = [\"NDVI\"]",
+            "index = [\"NDVI\"]\ncolour = \"green\"",
+        )
         .replace("{samples}/drivers.toml", "{samples}/no-such-drivers.toml")
-        .replace("model = \"@model/landcover.model.json\"", "model = \"@no-such-stage/landcover.model.json\"")
+        .replace(
+            "model = \"@model/landcover.model.json\"",
+            "model = \"@no-such-stage/landcover.model.json\"",
+        )
         .replace("year = \"{year}\"", "year = \"{yaer}\"")
-        .replace("legend = \"esa-worldcover\"\ndrivers", "legend = \"corine-level1\"\ndrivers")
+        .replace(
+            "legend = \"esa-worldcover\"\ndrivers",
+            "legend = \"corine-level1\"\ndrivers",
+        )
         + r#"
 [stages.far]
 command = "regrid"
@@ -277,8 +387,22 @@ proxy = "nocrs.tif"
     let s = setup(&broken);
     // A lattice 400 km from the samples without a unit, and a proxy without a CRS.
     let gt = [100000.0, 1000.0, 0.0, 5000000.0, 0.0, -1000.0];
-    common::write_raster(&s.dir.join("far.tif"), Some(32630), gt, (2, 2), &[("buildings", vec![1f32; 4])], None);
-    common::write_raster(&s.dir.join("nocrs.tif"), None, gt, (2, 2), &[("w", vec![1f32; 4])], None);
+    common::write_raster(
+        &s.dir.join("far.tif"),
+        Some(32630),
+        gt,
+        (2, 2),
+        &[("buildings", vec![1f32; 4])],
+        None,
+    );
+    common::write_raster(
+        &s.dir.join("nocrs.tif"),
+        None,
+        gt,
+        (2, 2),
+        &[("w", vec![1f32; 4])],
+        None,
+    );
     let o = carbonmap().arg("check").arg(&s.config).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -295,8 +419,17 @@ proxy = "nocrs.tif"
     ] {
         assert!(err.contains(want), "missing '{want}' in:\n{err}");
     }
-    assert!(err.lines().filter(|l| l.trim_start().starts_with("- ")).count() >= 8, "{err}");
-    assert!(!s.dir.join("out").exists(), "check must not create the output folder");
+    assert!(
+        err.lines()
+            .filter(|l| l.trim_start().starts_with("- "))
+            .count()
+            >= 8,
+        "{err}"
+    );
+    assert!(
+        !s.dir.join("out").exists(),
+        "check must not create the output folder"
+    );
     // run refuses the same config before computing anything.
     let o = s.run(&[]);
     assert_eq!(o.status.code(), Some(2));
@@ -304,29 +437,53 @@ proxy = "nocrs.tif"
 
     // The good config passes.
     let good = setup(CONFIG);
-    carbonmap().arg("check").arg(&good.config).assert().success();
+    carbonmap()
+        .arg("check")
+        .arg(&good.config)
+        .assert()
+        .success();
 }
 
 #[test]
 fn lock_partial_success_and_season_templating() {
     // balance reads a file npp does not write: a processing failure at run time (not visible to check).
-    let cfg = CONFIG.replace("@npp/sequestration_tCO2_ha_{period}.tif", "@npp/no_such_output.tif");
+    let cfg = CONFIG.replace(
+        "@npp/sequestration_tCO2_ha_{period}.tif",
+        "@npp/no_such_output.tif",
+    );
     let s = setup(&cfg);
     std::fs::create_dir_all(s.out()).unwrap();
     {
         let lock = std::fs::File::create(s.out().join(".carbonmap.lock")).unwrap();
         lock.lock().unwrap();
         let o = s.run(&[]);
-        assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(String::from_utf8_lossy(&o.stderr).contains("another carbonmap run"));
     }
     let o = s.run(&[]);
-    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let st = states(&o);
     assert_eq!(st["balance"], "failed");
-    assert!(["ndvi", "npp", "model", "landcover"].iter().all(|n| st[*n] == "done"), "{st:?}");
+    assert!(
+        ["ndvi", "npp", "model", "landcover"]
+            .iter()
+            .all(|n| st[*n] == "done"),
+        "{st:?}"
+    );
     assert!(!s.out().join("balance").exists());
-    assert!(std::fs::read_to_string(s.out().join("report.md")).unwrap().contains("**failed**"));
+    assert!(std::fs::read_to_string(s.out().join("report.md"))
+        .unwrap()
+        .contains("**failed**"));
 
     // Another season from the (mended) config: its own folder, months and file names ({period} = 2024-07).
     std::fs::write(&s.config, CONFIG).unwrap();
@@ -335,9 +492,22 @@ fn lock_partial_success_and_season_templating() {
         .arg(&s.config)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let july = s.dir.join("out/2024-07");
     assert!(july.join("balance/zones_balance.csv").is_file());
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(july.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!((m["start"].as_str(), m["end"].as_str(), m["variables"]["months"].as_str()), (Some("2024-07-01"), Some("2024-07-31"), Some("7-7")));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(july.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            m["start"].as_str(),
+            m["end"].as_str(),
+            m["variables"]["months"].as_str()
+        ),
+        (Some("2024-07-01"), Some("2024-07-31"), Some("7-7"))
+    );
 }

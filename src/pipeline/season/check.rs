@@ -28,11 +28,7 @@ fn option_value<'a>(argv: &'a [String], long: &str) -> Option<&'a str> {
 }
 
 /// Check a config for a season; all problems in one `Error::Invalid`. Returns the plan.
-pub fn check(
-    config: &Path,
-    season: Option<&str>,
-    cmds: &dyn Commands,
-) -> Result<Plan> {
+pub fn check(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<Plan> {
     let (plan, mut problems) = plan_with_problems(config, season, cmds)?;
     check_stages(&plan, cmds, &mut problems);
     problems.finish()?;
@@ -50,7 +46,10 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
     for stage in &plan.stages {
         let at = |what: String| format!("[stages.{}] {what}", stage.name);
         let mut argv = stage.argv.clone();
-        argv.extend(["--out".to_string(), plan.stage_dir(&stage.name).to_string_lossy().into_owned()]);
+        argv.extend([
+            "--out".to_string(),
+            plan.stage_dir(&stage.name).to_string_lossy().into_owned(),
+        ]);
         if let Err(e) = cmds.parse(&argv) {
             // clap's message without its usage lines, on one line.
             let text = e.to_string();
@@ -63,7 +62,10 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
                 .join(" ")
                 .trim_start_matches("error: ")
                 .to_string();
-            problems.push(Error::Usage(at(format!("`carbonmap {}`: {first}", stage.command.join(" ")))));
+            problems.push(Error::Usage(at(format!(
+                "`carbonmap {}`: {first}",
+                stage.command.join(" ")
+            ))));
         }
         let mut extents: Vec<(PathBuf, io::Grid)> = Vec::new();
         for (opt, path) in &stage.inputs {
@@ -119,17 +121,25 @@ fn check_input(
     let command = stage.command.join(" ");
     match (opt, ext.as_str()) {
         ("stack", _) => take(crate::scene::Stack::open(path).and_then(|s| {
-            let first = s.scenes.first().and_then(|sc| sc.files().next()).map(|f| f.grid());
+            let first = s
+                .scenes
+                .first()
+                .and_then(|sc| sc.files().next())
+                .map(|f| f.grid());
             if let Some(g) = first {
                 extents.push((path.to_path_buf(), g?));
             }
             Ok(())
         })),
-        ("drivers", _) => take(match option_value(&stage.argv, "year").and_then(|y| y.parse().ok()) {
-            Some(year) => crate::drivers::Drivers::load(path, year).map(|_| ()),
-            None => crate::models::read_toml::<toml::Value>(path).map(|_| ()),
-        }),
-        ("legend", _) => take(crate::landcover::Legend::resolve(&path.to_string_lossy()).map(|_| ())),
+        ("drivers", _) => take(
+            match option_value(&stage.argv, "year").and_then(|y| y.parse().ok()) {
+                Some(year) => crate::drivers::Drivers::load(path, year).map(|_| ()),
+                None => crate::models::read_toml::<toml::Value>(path).map(|_| ()),
+            },
+        ),
+        ("legend", _) => {
+            take(crate::landcover::Legend::resolve(&path.to_string_lossy()).map(|_| ()))
+        }
         (_, "toml") => take(crate::models::read_toml::<toml::Value>(path).map(|_| ())),
         (_, "csv") => take(
             csv::Reader::from_path(path)
@@ -152,14 +162,26 @@ fn check_input(
             for (c, o, unit_opt) in UNIT_OPTIONS {
                 if c == command && o == opt && option_value(&stage.argv, unit_opt).is_none() {
                     if let Some(b) = info.bands.iter().find(|b| b.unit.trim().is_empty()) {
-                        return Err(Error::band(path, b.index.to_string(), format!("declares no unit; give `{unit_opt}` in the stage")));
+                        return Err(Error::band(
+                            path,
+                            b.index.to_string(),
+                            format!("declares no unit; give `{unit_opt}` in the stage"),
+                        ));
                     }
                 }
             }
-            if opt == "landcover" || (opt == "labels" && option_value(&stage.argv, "legend").is_some()) {
+            if opt == "landcover"
+                || (opt == "labels" && option_value(&stage.argv, "legend").is_some())
+            {
                 if let Some(legend) = option_value(&stage.argv, "legend") {
-                    let band_opt = if opt == "landcover" { "landcover-band" } else { "labels-band" };
-                    let band = option_value(&stage.argv, band_opt).and_then(|b| b.parse().ok()).unwrap_or(1);
+                    let band_opt = if opt == "landcover" {
+                        "landcover-band"
+                    } else {
+                        "labels-band"
+                    };
+                    let band = option_value(&stage.argv, band_opt)
+                        .and_then(|b| b.parse().ok())
+                        .unwrap_or(1);
                     let legend = crate::landcover::Legend::resolve(legend)?;
                     crate::landcover::check_map(path, band, &legend)?;
                 }
@@ -167,7 +189,10 @@ fn check_input(
             Ok(())
         })()),
         _ if io::is_vector(path) => {}
-        _ => out.push(format!("{}: neither a raster nor a vector file GDAL can read", path.display())),
+        _ => out.push(format!(
+            "{}: neither a raster nor a vector file GDAL can read",
+            path.display()
+        )),
     }
     out
 }

@@ -20,8 +20,8 @@ use crate::error::{Error, Problems, Result};
 use crate::progress::Progress;
 
 pub use check::check;
-pub use run::{LOCK, MANIFEST};
 pub use run::{run, RunOptions, RunSummary, StageStatus};
+pub use run::{LOCK, MANIFEST};
 
 /// What the runner needs to know about one option of a command (supplied by the command line, which owns
 /// the commands' definitions).
@@ -87,7 +87,8 @@ pub struct Season {
 }
 
 /// Meteorological seasons: name, first month, length in months (DJF starts in the previous December).
-const SEASONS: [(&str, u32, u32); 4] = [("DJF", 12, 3), ("MAM", 3, 3), ("JJA", 6, 3), ("SON", 9, 3)];
+const SEASONS: [(&str, u32, u32); 4] =
+    [("DJF", 12, 3), ("MAM", 3, 3), ("JJA", 6, 3), ("SON", 9, 3)];
 
 fn month_start(y: i32, m: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(y, m, 1)
@@ -124,21 +125,35 @@ impl Season {
             }
         };
         let (start, end, label) = if let Some((a, b)) = s.split_once("..") {
-            let (start, end) = (point(a, true).ok_or_else(bad)?, point(b, false).ok_or_else(bad)?);
+            let (start, end) = (
+                point(a, true).ok_or_else(bad)?,
+                point(b, false).ok_or_else(bad)?,
+            );
             (start, end, format!("{a}_{b}"))
         } else if let Ok(y) = s.parse::<i32>() {
-            (month_start(y, 1).ok_or_else(bad)?, month_end(y, 12).ok_or_else(bad)?, s.to_string())
+            (
+                month_start(y, 1).ok_or_else(bad)?,
+                month_end(y, 12).ok_or_else(bad)?,
+                s.to_string(),
+            )
         } else {
             let (y, rest) = s.split_once('-').ok_or_else(bad)?;
             let y: i32 = y.parse().map_err(|_| bad())?;
-            if let Some(&(name, m0, n)) = SEASONS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(rest)) {
+            if let Some(&(name, m0, n)) = SEASONS
+                .iter()
+                .find(|(n, _, _)| n.eq_ignore_ascii_case(rest))
+            {
                 let y0 = if m0 + n - 1 > 12 { y - 1 } else { y };
                 let start = month_start(y0, m0).ok_or_else(bad)?;
                 let last = start + chrono::Months::new(n - 1);
                 let end = month_end(last.year(), last.month()).ok_or_else(bad)?;
                 (start, end, format!("{y}-{name}"))
             } else {
-                (point(s, true).ok_or_else(bad)?, point(s, false).ok_or_else(bad)?, s.to_string())
+                (
+                    point(s, true).ok_or_else(bad)?,
+                    point(s, false).ok_or_else(bad)?,
+                    s.to_string(),
+                )
             }
         };
         if end < start {
@@ -162,7 +177,10 @@ impl Season {
         let (f, l) = (v["first_month"].clone(), v["last_month"].clone());
         v.insert("period".into(), if f == l { f } else { format!("{f}_{l}") });
         if self.start.year() == self.end.year() {
-            v.insert("months".into(), format!("{}-{}", self.start.month(), self.end.month()));
+            v.insert(
+                "months".into(),
+                format!("{}-{}", self.start.month(), self.end.month()),
+            );
         }
         v
     }
@@ -229,7 +247,9 @@ fn clean(p: &Path) -> PathBuf {
     for c in p.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
@@ -254,12 +274,17 @@ fn template(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<Str
         match vars.get(name) {
             Some(v) => out.push_str(v),
             None if name == "months" && vars.contains_key("season") => {
-                return Err(format!("'{s}': {{months}} is defined only for seasons within one calendar year"))
+                return Err(format!(
+                    "'{s}': {{months}} is defined only for seasons within one calendar year"
+                ))
             }
             None => {
                 return Err(format!(
                     "'{s}': unknown variable {{{name}}} (known: {})",
-                    vars.keys().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(", ")
+                    vars.keys()
+                        .map(|k| format!("{{{k}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         }
@@ -279,7 +304,9 @@ fn value_strings(v: &toml::Value) -> std::result::Result<Vec<String>, String> {
         toml::Value::Array(a) => a
             .iter()
             .map(|e| match e {
-                toml::Value::Array(_) | toml::Value::Table(_) => Err("nested lists and tables are not options".to_string()),
+                toml::Value::Array(_) | toml::Value::Table(_) => {
+                    Err("nested lists and tables are not options".to_string())
+                }
                 other => value_strings(other).map(|mut v| v.remove(0)),
             })
             .collect(),
@@ -297,7 +324,11 @@ pub fn plan(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<
 
 /// The plan of the stages that resolve, and the config's problems (an error only when the config cannot be
 /// read or the season is invalid).
-fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<(Plan, Problems)> {
+fn plan_with_problems(
+    config: &Path,
+    season: Option<&str>,
+    cmds: &dyn Commands,
+) -> Result<(Plan, Problems)> {
     let file: ConfigFile = crate::models::read_toml(config)?;
     let base = clean(config.parent().unwrap_or(Path::new(".")));
     let season_text = season
@@ -309,7 +340,10 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
     let mut problems = Problems::new();
     for (k, v) in &file.vars {
         if vars.contains_key(k) {
-            problems.push(Error::config(config, format!("[vars] {k}: a built-in variable cannot be redefined")));
+            problems.push(Error::config(
+                config,
+                format!("[vars] {k}: a built-in variable cannot be redefined"),
+            ));
         } else {
             vars.insert(k.clone(), v.clone());
         }
@@ -324,8 +358,14 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
     let names: Vec<String> = file.stages.keys().cloned().collect();
     let mut stages = Vec::new();
     for (name, value) in &file.stages {
-        let at = |key: &str, what: String| Error::config(config, format!("[stages.{name}] {key}: {what}"));
-        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || name == "report" {
+        let at = |key: &str, what: String| {
+            Error::config(config, format!("[stages.{name}] {key}: {what}"))
+        };
+        if name.is_empty()
+            || name.starts_with('.')
+            || name.contains(['/', '\\'])
+            || name == "report"
+        {
             problems.push(Error::config(config, format!("[stages.{name}]: a stage name is a folder name (no '/', not starting with '.', not 'report')")));
             continue;
         }
@@ -334,15 +374,31 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
             continue;
         };
         let Some(command_text) = table.get("command").and_then(|c| c.as_str()) else {
-            problems.push(at("command", format!("missing; one of: {}", STAGE_COMMANDS.join(", "))));
+            problems.push(at(
+                "command",
+                format!("missing; one of: {}", STAGE_COMMANDS.join(", ")),
+            ));
             continue;
         };
-        let command: Vec<String> = command_text.split_whitespace().map(str::to_string).collect();
+        let command: Vec<String> = command_text
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         let joined = command.join(" ");
-        let options = match STAGE_COMMANDS.contains(&joined.as_str()).then(|| cmds.options(&command)).flatten() {
+        let options = match STAGE_COMMANDS
+            .contains(&joined.as_str())
+            .then(|| cmds.options(&command))
+            .flatten()
+        {
             Some(o) => o,
             None => {
-                problems.push(at("command", format!("'{command_text}' is not a stage command; one of: {}", STAGE_COMMANDS.join(", "))));
+                problems.push(at(
+                    "command",
+                    format!(
+                        "'{command_text}' is not a stage command; one of: {}",
+                        STAGE_COMMANDS.join(", ")
+                    ),
+                ));
                 continue;
             }
         };
@@ -364,7 +420,10 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
                 continue;
             }
             let Some(spec) = options.iter().find(|o| o.long == long) else {
-                problems.push(at(key, format!("`carbonmap {joined}` has no option --{long}")));
+                problems.push(at(
+                    key,
+                    format!("`carbonmap {joined}` has no option --{long}"),
+                ));
                 continue;
             };
             let values = match value_strings(v) {
@@ -376,7 +435,12 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
             };
             if spec.switch {
                 match v.as_bool() {
-                    Some(true) => push(&mut argv, &mut recipe, format!("--{long}"), format!("--{long}")),
+                    Some(true) => push(
+                        &mut argv,
+                        &mut recipe,
+                        format!("--{long}"),
+                        format!("--{long}"),
+                    ),
                     Some(false) => {}
                     None => problems.push(at(key, "a switch: write true or false".into())),
                 }
@@ -397,7 +461,13 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
                     if stage == name {
                         problems.push(at(key, format!("'{s}' names the stage itself")));
                     } else if !names.iter().any(|n| n == stage) {
-                        problems.push(at(key, format!("'{s}': there is no stage '{stage}' (stages: {})", names.join(", "))));
+                        problems.push(at(
+                            key,
+                            format!(
+                                "'{s}': there is no stage '{stage}' (stages: {})",
+                                names.join(", ")
+                            ),
+                        ));
                     } else {
                         deps.insert(stage.to_string());
                     }
@@ -423,12 +493,22 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
                 }
                 Some(d) if args.len() > 1 => {
                     let sep = d.to_string();
-                    push(&mut argv, &mut recipe, format!("--{long}"), format!("--{long}"));
+                    push(
+                        &mut argv,
+                        &mut recipe,
+                        format!("--{long}"),
+                        format!("--{long}"),
+                    );
                     push(&mut argv, &mut recipe, args.join(&sep), recs.join(&sep));
                 }
                 _ => {
                     for (a, r) in args.into_iter().zip(recs) {
-                        push(&mut argv, &mut recipe, format!("--{long}"), format!("--{long}"));
+                        push(
+                            &mut argv,
+                            &mut recipe,
+                            format!("--{long}"),
+                            format!("--{long}"),
+                        );
                         push(&mut argv, &mut recipe, a, r);
                     }
                 }
@@ -448,7 +528,10 @@ fn plan_with_problems(config: &Path, season: Option<&str>, cmds: &dyn Commands) 
                 Err(e) => problems.push(at("after", e)),
             }
         }
-        let file_out = FILE_OUTPUTS.iter().find(|(c, _)| *c == joined).map(|(_, f)| *f);
+        let file_out = FILE_OUTPUTS
+            .iter()
+            .find(|(c, _)| *c == joined)
+            .map(|(_, f)| *f);
         let output = table.get("output").map(|o| o.as_str().map(str::to_string));
         let out_value = match (file_out, output) {
             (Some(_), Some(Some(o))) if !o.contains(['/', '\\']) && !o.starts_with('.') => Some(o),
@@ -518,7 +601,13 @@ fn order(config: &Path, mut pending: Vec<Stage>) -> Result<Vec<Stage>> {
             .position(|s| s.deps.iter().all(|d| done.iter().any(|x| &x.name == d)))
         else {
             let names: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
-            return Err(Error::config(config, format!("stages {} depend on each other in a cycle", names.join(", "))));
+            return Err(Error::config(
+                config,
+                format!(
+                    "stages {} depend on each other in a cycle",
+                    names.join(", ")
+                ),
+            ));
         };
         done.push(pending.remove(i));
     }
@@ -533,7 +622,13 @@ mod tests {
     fn seasons_by_hand() {
         // DJF 2024 is 1 December 2023 to 29 February 2024 (2024 is a leap year).
         let s = Season::parse("2024-djf").unwrap();
-        assert_eq!((s.start, s.end), (NaiveDate::from_ymd_opt(2023, 12, 1).unwrap(), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()));
+        assert_eq!(
+            (s.start, s.end),
+            (
+                NaiveDate::from_ymd_opt(2023, 12, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+            )
+        );
         assert_eq!(s.label, "2024-DJF");
         assert!(!s.variables().contains_key("months"));
         let s = Season::parse("2024-JJA").unwrap();
@@ -542,9 +637,18 @@ mod tests {
         assert_eq!(s.variables()["first_month"], "2024-06");
         assert_eq!(s.variables()["period"], "2024-06_2024-08");
         let s = Season::parse("2023").unwrap();
-        assert_eq!((s.variables()["start"].as_str(), s.variables()["months"].as_str()), ("2023-01-01", "1-12"));
+        assert_eq!(
+            (
+                s.variables()["start"].as_str(),
+                s.variables()["months"].as_str()
+            ),
+            ("2023-01-01", "1-12")
+        );
         let s = Season::parse("2024-04..2024-09").unwrap();
-        assert_eq!((s.label.as_str(), s.variables()["end"].as_str()), ("2024-04_2024-09", "2024-09-30"));
+        assert_eq!(
+            (s.label.as_str(), s.variables()["end"].as_str()),
+            ("2024-04_2024-09", "2024-09-30")
+        );
         let s = Season::parse("2024-02").unwrap();
         assert_eq!(s.variables()["end"], "2024-02-29");
         assert_eq!(s.variables()["period"], "2024-02");
@@ -555,9 +659,16 @@ mod tests {
     #[test]
     fn templates() {
         let v = Season::parse("2024-JJA").unwrap().variables();
-        assert_eq!(template("out/{season}/npp_{first_month}_{last_month}.tif", &v).unwrap(), "out/2024-JJA/npp_2024-06_2024-08.tif");
-        assert!(template("{nope}", &v).unwrap_err().contains("unknown variable {nope}"));
+        assert_eq!(
+            template("out/{season}/npp_{first_month}_{last_month}.tif", &v).unwrap(),
+            "out/2024-JJA/npp_2024-06_2024-08.tif"
+        );
+        assert!(template("{nope}", &v)
+            .unwrap_err()
+            .contains("unknown variable {nope}"));
         let w = Season::parse("2024-DJF").unwrap().variables();
-        assert!(template("{months}", &w).unwrap_err().contains("within one calendar year"));
+        assert!(template("{months}", &w)
+            .unwrap_err()
+            .contains("within one calendar year"));
     }
 }

@@ -45,7 +45,11 @@ fn markdown_table(path: &Path) -> Result<String> {
     let Some(header) = rows.first() else {
         return Ok("(empty table)\n".into());
     };
-    let mut s = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
     for r in &rows[1..] {
         let _ = writeln!(s, "| {} |", r.join(" | "));
     }
@@ -81,7 +85,10 @@ pub(super) fn write(
         super::run::MANIFEST,
         super::run::MANIFEST
     );
-    let _ = writeln!(md, "| stage | command | status | outputs |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| stage | command | status | outputs |\n|---|---|---|---|"
+    );
     for (name, st) in statuses {
         let rec = manifest.stages.iter().find(|r| &r.name == name);
         let status = match st {
@@ -106,7 +113,12 @@ pub(super) fn write(
         let Some(rec) = manifest.stages.iter().find(|r| r.name == stage.name) else {
             continue;
         };
-        let _ = writeln!(md, "\n## {}\n\n`carbonmap {}`\n", stage.name, rec.recipe.join(" "));
+        let _ = writeln!(
+            md,
+            "\n## {}\n\n`carbonmap {}`\n",
+            stage.name,
+            rec.recipe.join(" ")
+        );
         for o in &rec.outputs {
             let path = out.join(&o.path);
             if is_ext(&o.path, "tif") {

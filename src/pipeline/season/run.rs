@@ -165,7 +165,9 @@ impl Hasher<'_> {
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list folder", e))?;
     for e in rd {
-        let p = e.map_err(|e| Error::io(dir, "cannot list folder", e))?.path();
+        let p = e
+            .map_err(|e| Error::io(dir, "cannot list folder", e))?
+            .path();
         if p.is_dir() {
             walk_files(&p, out)?;
         } else {
@@ -204,7 +206,12 @@ pub(super) fn input_files(stage: &Stage) -> Result<Vec<PathBuf>> {
                 let base = p.parent().unwrap_or(Path::new("."));
                 let mut strings = Vec::new();
                 collect_strings(&value, &mut strings);
-                todo.extend(strings.into_iter().map(|s| base.join(s)).filter(|f| f.is_file()));
+                todo.extend(
+                    strings
+                        .into_iter()
+                        .map(|s| base.join(s))
+                        .filter(|f| f.is_file()),
+                );
             }
             "json" => {
                 let sidecar = crate::pipeline::classify::sidecar_path(&p);
@@ -364,7 +371,10 @@ pub fn run(
     let _lock = lock(&plan.out)?;
     recover(
         &plan.out,
-        plan.stages.iter().map(|s| s.name.as_str()).chain([super::report::QUICKLOOKS]),
+        plan.stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain([super::report::QUICKLOOKS]),
     )?;
     let manifest_path = plan.out.join(MANIFEST);
     let previous = read_manifest(&manifest_path);
@@ -398,28 +408,55 @@ pub fn run(
             ));
         }
     }
-    let known_inputs: Vec<FileRecord> = prev_records.values().flat_map(|r| r.inputs.clone()).collect();
-    let known_outputs: Vec<FileRecord> = prev_records.values().flat_map(|r| r.outputs.clone()).collect();
+    let known_inputs: Vec<FileRecord> = prev_records
+        .values()
+        .flat_map(|r| r.inputs.clone())
+        .collect();
+    let known_outputs: Vec<FileRecord> = prev_records
+        .values()
+        .flat_map(|r| r.outputs.clone())
+        .collect();
     let hasher = Hasher {
-        known: known_inputs.iter().chain(&known_outputs).map(|f| (f.path.as_str(), f)).collect(),
+        known: known_inputs
+            .iter()
+            .chain(&known_outputs)
+            .map(|f| (f.path.as_str(), f))
+            .collect(),
         rehash: opts.rehash,
     };
     let mut statuses: Vec<(String, StageStatus)> = Vec::new();
     let mut first_error = None;
     for stage in &plan.stages {
         let (argv, out_arg) = stage_argv(stage, &partial_dir(&plan.out, &stage.name));
-        manifest.resolved.insert(stage.name.clone(), resolved_argv(&plan, stage));
+        manifest
+            .resolved
+            .insert(stage.name.clone(), resolved_argv(&plan, stage));
         let blocked: Vec<&String> = stage
             .deps
             .iter()
-            .filter(|d| statuses.iter().any(|(n, s)| n == *d && !matches!(s, StageStatus::Done | StageStatus::UpToDate)))
+            .filter(|d| {
+                statuses.iter().any(|(n, s)| {
+                    n == *d && !matches!(s, StageStatus::Done | StageStatus::UpToDate)
+                })
+            })
             .collect();
         let prev = prev_records.get(&stage.name);
         if !blocked.is_empty() {
-            let why = format!("depends on {} which did not finish", blocked.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+            let why = format!(
+                "depends on {} which did not finish",
+                blocked
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             progress.stage(&stage.name, StageState::Blocked, None, &why);
             if let Some(p) = prev {
-                manifest.stages.push(StageRecord { status: "blocked".into(), error: Some(why.clone()), ..p.clone() });
+                manifest.stages.push(StageRecord {
+                    status: "blocked".into(),
+                    error: Some(why.clone()),
+                    ..p.clone()
+                });
             }
             statuses.push((stage.name.clone(), StageStatus::Blocked(why)));
             changed = true;
@@ -428,7 +465,13 @@ pub fn run(
         let upstream: Vec<&StageRecord> = stage
             .deps
             .iter()
-            .map(|d| manifest.stages.iter().find(|r| &r.name == d).expect("dependencies run first"))
+            .map(|d| {
+                manifest
+                    .stages
+                    .iter()
+                    .find(|r| &r.name == d)
+                    .expect("dependencies run first")
+            })
             .collect();
         let inputs = input_files(stage)?
             .into_iter()
@@ -438,7 +481,9 @@ pub fn run(
             })
             .collect::<Result<Vec<_>>>()?;
         let fp = fingerprint(stage, &manifest.parameters, &inputs, &upstream);
-        if let Some(p) = prev.filter(|p| p.status == "done" && p.fingerprint == fp && outputs_intact(&plan.out, p)) {
+        if let Some(p) = prev
+            .filter(|p| p.status == "done" && p.fingerprint == fp && outputs_intact(&plan.out, p))
+        {
             progress.stage(&stage.name, StageState::UpToDate, None, "");
             manifest.stages.push(p.clone());
             statuses.push((stage.name.clone(), StageStatus::UpToDate));
@@ -450,10 +495,14 @@ pub fn run(
         let partial = partial_dir(&plan.out, &stage.name);
         let result = (|| -> Result<Vec<FileRecord>> {
             remove_dir(&partial)?;
-            std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, "cannot create", e))?;
+            std::fs::create_dir_all(&partial)
+                .map_err(|e| Error::io(&partial, "cannot create", e))?;
             cmds.execute(&argv, progress)?;
             if !out_arg.exists() {
-                return Err(Error::Processing(format!("stage {}: the command wrote nothing", stage.name)));
+                return Err(Error::Processing(format!(
+                    "stage {}: the command wrote nothing",
+                    stage.name
+                )));
             }
             swap(&plan.out, &stage.name)?;
             output_records(&plan.out, &plan.out.join(&stage.name), &stage.name, &hasher)
@@ -480,7 +529,11 @@ pub fn run(
                 let msg = e.to_string();
                 progress.stage(&stage.name, StageState::Failed, Some(seconds), &msg);
                 let rec = match prev {
-                    Some(p) => StageRecord { status: "failed".into(), error: Some(msg.clone()), ..p.clone() },
+                    Some(p) => StageRecord {
+                        status: "failed".into(),
+                        error: Some(msg.clone()),
+                        ..p.clone()
+                    },
                     None => StageRecord {
                         name: stage.name.clone(),
                         recipe: stage.recipe.clone(),
@@ -538,6 +591,7 @@ pub(super) fn swap(out: &Path, name: &str) -> Result<()> {
     if fin.exists() {
         std::fs::rename(&fin, &old).map_err(|e| Error::io(&fin, "cannot move aside", e))?;
     }
-    std::fs::rename(&partial, &fin).map_err(|e| Error::io(&partial, "cannot move into place", e))?;
+    std::fs::rename(&partial, &fin)
+        .map_err(|e| Error::io(&partial, "cannot move into place", e))?;
     remove_dir(&old)
 }
