@@ -62,6 +62,9 @@ enum Command {
         /// Hash every input again (else a recorded hash is trusted while size and modification time match).
         #[arg(long)]
         rehash: bool,
+        /// Output folder instead of the config's `[season] out`.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
     /// Check a season config and every input it names, listing all problems at once; computes nothing.
     Check {
@@ -70,6 +73,9 @@ enum Command {
         /// Season (default: the config's).
         #[arg(long)]
         season: Option<String>,
+        /// Output folder instead of the config's `[season] out`.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
     /// Vegetation indices per date or composited per period (median, mean, max, min and a clear-observation count).
     Indices(IndicesArgs),
@@ -881,11 +887,7 @@ impl Progress for CliProgress {
                 let mut st = self.step.lock().unwrap();
                 st.2 += n;
                 // One line per tenth of the step.
-                let tenth = if st.1 == 0 {
-                    10
-                } else {
-                    (st.2 * 10 / st.1).min(10)
-                };
+                let tenth = (st.2 * 10).checked_div(st.1).unwrap_or(10).min(10);
                 if tenth > st.3 {
                     st.3 = tenth;
                     let (label, total, done) = (st.0.clone(), st.1, st.2);
@@ -1016,14 +1018,23 @@ fn run(cli: Cli) -> Result<()> {
             config,
             season: s,
             rehash,
+            out,
         } => {
-            let opts = season::RunOptions { season: s, rehash };
+            let opts = season::RunOptions {
+                season: s,
+                rehash,
+                out,
+            };
             let summary = season::run(&config, &opts, &StageCommands, &progress)?;
             print_run(&summary, cli.quiet);
             summary.outcome()
         }
-        Command::Check { config, season: s } => {
-            let plan = season::check(&config, s.as_deref(), &StageCommands)?;
+        Command::Check {
+            config,
+            season: s,
+            out,
+        } => {
+            let plan = season::check(&config, s.as_deref(), out.as_deref(), &StageCommands)?;
             if !cli.quiet {
                 for st in &plan.stages {
                     let deps = if st.deps.is_empty() {

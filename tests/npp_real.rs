@@ -23,16 +23,7 @@ fn fr_pue_site_gpp_against_the_tower() {
     let site = root.join("fluxtower-fr-pue");
     let tmp = tempfile::tempdir().unwrap();
     // The example drivers file of the README, pointed at this machine's real-data folder.
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/fr-pue-drivers.toml"
-    ))
-    .unwrap();
-    let drivers = example.replace(
-        "../../shared/real-data/fluxtower-fr-pue/FR-Pue_daily_forcing.csv",
-        &site.join("FR-Pue_daily_forcing.csv").to_string_lossy(),
-    );
-    std::fs::write(tmp.path().join("drivers.toml"), drivers).unwrap();
+    common::fr_pue_drivers(&root, tmp.path());
     let out = tmp.path().join("out");
     carbonmap()
         .args([

@@ -196,15 +196,7 @@ fn fr_pue_daily_gpp_through_validate() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let tower = root.join("fluxtower-fr-pue");
-    let drivers = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fr-pue-drivers.toml"),
-    )
-    .unwrap()
-    .replace(
-        "../../shared/real-data/fluxtower-fr-pue",
-        tower.to_str().unwrap(),
-    );
-    std::fs::write(d.join("drivers.toml"), drivers).unwrap();
+    common::fr_pue_drivers(&root, d);
     carbonmap()
         .args(["site", "--pft", "2", "--years", "2007-2010"])
         .arg("--drivers")

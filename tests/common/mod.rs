@@ -149,3 +149,20 @@ pub fn cell(row: &std::collections::HashMap<String, String>, k: &str) -> f64 {
         .parse()
         .unwrap_or(f64::NAN)
 }
+
+/// The example FR-Pue drivers file (examples/fr-pue/drivers.toml) written into `dir`, pointed at this
+/// machine's real-data folder `root`.
+#[allow(dead_code)]
+pub fn fr_pue_drivers(root: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fr-pue/drivers.toml"),
+    )
+    .unwrap()
+    .replace(
+        "../../../shared/real-data/fluxtower-fr-pue",
+        root.join("fluxtower-fr-pue").to_str().unwrap(),
+    );
+    let path = dir.join("drivers.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -28,8 +28,13 @@ fn option_value<'a>(argv: &'a [String], long: &str) -> Option<&'a str> {
 }
 
 /// Check a config for a season; all problems in one `Error::Invalid`. Returns the plan.
-pub fn check(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<Plan> {
-    let (plan, mut problems) = plan_with_problems(config, season, cmds)?;
+pub fn check(
+    config: &Path,
+    season: Option<&str>,
+    out: Option<&Path>,
+    cmds: &dyn Commands,
+) -> Result<Plan> {
+    let (plan, mut problems) = plan_with_problems(config, season, out, cmds)?;
     check_stages(&plan, cmds, &mut problems);
     problems.finish()?;
     Ok(plan)

@@ -162,13 +162,14 @@ impl Season {
         Ok(Season { label, start, end })
     }
 
-    /// Template variables: season, year (of the last day), start, end (YYYY-MM-DD), first_month, last_month
+    /// Template variables: season, year (of the last day), first_year (of the first day), start, end (YYYY-MM-DD), first_month, last_month
     /// (YYYY-MM), period (as `npp` names its outputs: YYYY-MM or FIRST_LAST) and, within one year, months
     /// (FIRST-LAST, as `npp --months` takes).
     pub fn variables(&self) -> BTreeMap<String, String> {
         let mut v = BTreeMap::new();
         v.insert("season".into(), self.label.clone());
         v.insert("year".into(), self.end.year().to_string());
+        v.insert("first_year".into(), self.start.year().to_string());
         v.insert("start".into(), self.start.to_string());
         v.insert("end".into(), self.end.to_string());
         v.insert("first_month".into(), self.start.format("%Y-%m").to_string());
@@ -200,7 +201,7 @@ struct ConfigFile {
 struct SeasonSection {
     /// Season used when the command line gives none.
     default: Option<String>,
-    /// Output folder (templated; relative to the config file's folder).
+    /// Output folder (templated; relative to the config file's folder); `run --out` overrides it.
     out: String,
 }
 
@@ -316,8 +317,13 @@ fn value_strings(v: &toml::Value) -> std::result::Result<Vec<String>, String> {
 
 /// Load a config and resolve it for `season` (else the config's default). Every problem of the config is
 /// collected and reported at once.
-pub fn plan(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<Plan> {
-    let (plan, problems) = plan_with_problems(config, season, cmds)?;
+pub fn plan(
+    config: &Path,
+    season: Option<&str>,
+    out: Option<&Path>,
+    cmds: &dyn Commands,
+) -> Result<Plan> {
+    let (plan, problems) = plan_with_problems(config, season, out, cmds)?;
     problems.finish()?;
     Ok(plan)
 }
@@ -327,6 +333,7 @@ pub fn plan(config: &Path, season: Option<&str>, cmds: &dyn Commands) -> Result<
 fn plan_with_problems(
     config: &Path,
     season: Option<&str>,
+    out_override: Option<&Path>,
     cmds: &dyn Commands,
 ) -> Result<(Plan, Problems)> {
     let file: ConfigFile = crate::models::read_toml(config)?;
@@ -349,6 +356,7 @@ fn plan_with_problems(
         }
     }
     let out = match template(&file.season.out, &vars) {
+        _ if out_override.is_some() => clean(out_override.expect("checked")),
         Ok(o) => clean(&base.join(o)),
         Err(e) => {
             problems.push(Error::config(config, format!("[season] out: {e}")));

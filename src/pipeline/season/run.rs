@@ -24,6 +24,8 @@ pub const LOCK: &str = ".carbonmap.lock";
 pub struct RunOptions {
     /// Season (else the config's default).
     pub season: Option<String>,
+    /// Output folder instead of the config's `[season] out`.
+    pub out: Option<PathBuf>,
     /// Hash every input again instead of trusting recorded hashes of files whose size and modification time
     /// are unchanged.
     pub rehash: bool,
@@ -364,7 +366,7 @@ pub fn run(
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<RunSummary> {
-    let plan = plan(config, opts.season.as_deref(), cmds)?;
+    let plan = plan(config, opts.season.as_deref(), opts.out.as_deref(), cmds)?;
     super::check::check_plan(&plan, cmds)?;
     std::fs::create_dir_all(&plan.out)
         .map_err(|e| Error::io(&plan.out, "cannot create output folder", e))?;
