@@ -337,7 +337,13 @@ fn plan_with_problems(
     cmds: &dyn Commands,
 ) -> Result<(Plan, Problems)> {
     let file: ConfigFile = crate::models::read_toml(config)?;
-    let base = clean(config.parent().unwrap_or(Path::new(".")));
+    // Absolute, so recipes and recorded inputs do not depend on the folder a scheduler starts in.
+    let parent = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base =
+        clean(&std::path::absolute(parent).map_err(|e| Error::io(parent, "cannot resolve", e))?);
     let season_text = season
         .map(str::to_string)
         .or(file.season.default.clone())
@@ -356,7 +362,10 @@ fn plan_with_problems(
         }
     }
     let out = match template(&file.season.out, &vars) {
-        _ if out_override.is_some() => clean(out_override.expect("checked")),
+        _ if out_override.is_some() => {
+            let o = out_override.expect("checked");
+            clean(&std::path::absolute(o).map_err(|e| Error::io(o, "cannot resolve", e))?)
+        }
         Ok(o) => clean(&base.join(o)),
         Err(e) => {
             problems.push(Error::config(config, format!("[season] out: {e}")));
