@@ -75,6 +75,9 @@ const STAGE_COMMANDS: [&str; 11] = [
 /// Options that name a command's output file: the runner places every output in OUT/NAME.
 const OUTPUT_OPTIONS: [(&str, &str); 2] = [("landcover train", "model"), ("calibrate", "table")];
 
+/// Names in the output folder that are not stage folders.
+const RESERVED: [&str; 3] = [report::QUICKLOOKS, report::REPORT, run::MANIFEST];
+
 /// Keys of a stage table that are not options of its command.
 const STAGE_KEYS: [&str; 3] = ["command", "output", "after"];
 
@@ -381,9 +384,9 @@ fn plan_with_problems(
         if name.is_empty()
             || name.starts_with('.')
             || name.contains(['/', '\\'])
-            || name == "report"
+            || RESERVED.contains(&name.as_str())
         {
-            problems.push(Error::config(config, format!("[stages.{name}]: a stage name is a folder name (no '/', not starting with '.', not 'report')")));
+            problems.push(Error::config(config, format!("[stages.{name}]: a stage name is a folder name (no '/', not starting with '.', not one of {})", RESERVED.join(", "))));
             continue;
         }
         let Some(table) = value.as_table() else {
