@@ -646,7 +646,7 @@ impl SampleArgs {
         use crate::pipeline::validate::{ClassMap, ModelSource, SampleJob};
         let model = match (self.raster, self.model_table) {
             (Some(path), None) => {
-                if self.window % 2 == 0 {
+                if self.window.is_multiple_of(2) {
                     return Err(Error::Usage(format!(
                         "--window {}: must be odd (1, 3, 5 ...)",
                         self.window

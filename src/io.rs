@@ -1430,6 +1430,27 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
     result
 }
 
+/// SHA-256 of bytes (hex).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Every file under a folder (recursively), sorted by path.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.map_err(|e| {
+            let p = e.path().unwrap_or(dir).to_path_buf();
+            Error::io(p, "cannot list folder", e.into())
+        })?;
+        if !e.file_type().is_dir() {
+            files.push(e.into_path());
+        }
+    }
+    Ok(files)
+}
+
 /// SHA-256 of a file's contents (hex), read in 1 MiB pieces.
 pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};

@@ -275,6 +275,35 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     }
 }
 
+/// Screen pixels per preview pixel (the long side near 560 px, 1 to 8 per pixel) and the map's size.
+fn map_scale(preview: &Preview) -> (f64, u32, u32) {
+    let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
+    let side = |n: usize| (n as f64 * scale).round() as u32;
+    (scale, side(preview.width), side(preview.height))
+}
+
+/// Draw `preview` at `(left, top)` at `scale`, each value coloured by `colour` (NaN = no data).
+fn draw_preview<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    preview: &Preview,
+    scale: f64,
+    (left, top): (i32, i32),
+    target: &Path,
+    colour: impl Fn(f64) -> RGBColor,
+) -> Result<()> {
+    let (_, map_w, map_h) = map_scale(preview);
+    for y in 0..map_h {
+        let pr = ((y as f64 / scale) as usize).min(preview.height - 1);
+        for x in 0..map_w {
+            let pc = ((x as f64 / scale) as usize).min(preview.width - 1);
+            let c = colour(preview.value(pr * preview.width + pc));
+            root.draw_pixel((left + x as i32, top + y as i32), &c)
+                .map_err(|e| draw_error(target, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// A categorical map in its colour table's colours with a legend of the codes shown.
 fn categorical_png(
     target: &Path,
@@ -285,9 +314,7 @@ fn categorical_png(
 ) -> Result<()> {
     load_font()?;
     let nodata = parse_hex(nodata)?;
-    let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
-    let map_w = (preview.width as f64 * scale).round() as u32;
-    let map_h = (preview.height as f64 * scale).round() as u32;
+    let (scale, map_w, map_h) = map_scale(preview);
     let (w, h) = (
         map_w + 200,
         (map_h + 60).max(40 + 18 * palette.len() as u32 + 20),
@@ -299,19 +326,12 @@ fn categorical_png(
         root.draw_text(title, &font(18.0), (20, 6))
             .map_err(|e| draw_error(target, e))?;
         let (left, top) = (20i32, 34i32);
-        for y in 0..map_h {
-            for x in 0..map_w {
-                let pc = ((x as f64 / scale) as usize).min(preview.width - 1);
-                let pr = ((y as f64 / scale) as usize).min(preview.height - 1);
-                let v = preview.value(pr * preview.width + pc);
-                let c = palette
-                    .get(&(v as i64))
-                    .filter(|_| v.is_finite())
-                    .map_or(nodata, |&(r, g, b)| RGBColor(r, g, b));
-                root.draw_pixel((left + x as i32, top + y as i32), &c)
-                    .map_err(|e| draw_error(target, e))?;
-            }
-        }
+        draw_preview(&root, preview, scale, (left, top), target, |v| {
+            palette
+                .get(&(v as i64))
+                .filter(|_| v.is_finite())
+                .map_or(nodata, |&(r, g, b)| RGBColor(r, g, b))
+        })?;
         let lx = left + map_w as i32 + 20;
         for (i, (code, &(r, g, b))) in palette.iter().enumerate() {
             let y = top + 18 * i as i32;
@@ -346,9 +366,7 @@ fn ramp_png(
         .collect::<Result<Vec<_>>>()?;
     let nodata = parse_hex(nodata)?;
     let (lo, hi) = range;
-    let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
-    let map_w = (preview.width as f64 * scale).round() as u32;
-    let map_h = (preview.height as f64 * scale).round() as u32;
+    let (scale, map_w, map_h) = map_scale(preview);
     let margin = 20u32;
     let legend_w = 230u32;
     let (w, h) = (
@@ -363,20 +381,13 @@ fn ramp_png(
             .map_err(|e| draw_error(target, e))?;
         let top = 34i32;
         let left = margin as i32;
-        for y in 0..map_h {
-            for x in 0..map_w {
-                let pc = ((x as f64 / scale) as usize).min(preview.width - 1);
-                let pr = ((y as f64 / scale) as usize).min(preview.height - 1);
-                let v = preview.value(pr * preview.width + pc);
-                let c = if v.is_finite() {
-                    ramp_at(&stops, (v - lo) / (hi - lo))
-                } else {
-                    nodata
-                };
-                root.draw_pixel((left + x as i32, top + y as i32), &c)
-                    .map_err(|e| draw_error(target, e))?;
+        draw_preview(&root, preview, scale, (left, top), target, |v| {
+            if v.is_finite() {
+                ramp_at(&stops, (v - lo) / (hi - lo))
+            } else {
+                nodata
             }
-        }
+        })?;
         root.draw(&Rectangle::new(
             [(left, top), (left + map_w as i32, top + map_h as i32)],
             BLACK.stroke_width(1),

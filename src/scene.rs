@@ -363,19 +363,6 @@ fn recognise(re: &regex::Regex, path: &Path) -> Option<Recognised> {
     })
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list folder", e))?;
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 impl Stack {
     /// A stack manifest (TOML) or a folder whose files follow a sensor's naming convention.
     pub fn open(path: &Path) -> Result<Stack> {
@@ -398,9 +385,7 @@ impl Stack {
         dates: Option<(NaiveDate, NaiveDate)>,
         absolute: bool,
     ) -> Result<(String, String)> {
-        let mut files = Vec::new();
-        walk(dir, &mut files)?;
-        files.sort();
+        let files = crate::io::files_under(dir)?;
         let mut best: Option<(SensorProfile, Vec<Recognised>)> = None;
         for p in SensorProfile::builtin()? {
             let Some(n) = &p.naming else { continue };

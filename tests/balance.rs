@@ -5,27 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{carbonmap, read_band, write_raster};
-
-/// CSV rows (after the `#` line) as maps from header to value.
-fn table(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut r = csv::Reader::from_reader(body.as_bytes());
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            h.iter()
-                .zip(rec.unwrap().iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
+use common::{carbonmap, csv_rows as table, read_band, write_raster};
 
 fn val(row: &std::collections::HashMap<String, String>, k: &str) -> f64 {
     row.get(k)

@@ -159,10 +159,6 @@ pub fn sidecar_path(model: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 /// Labels resolved on the analysis grid.
 enum LabelPlan {
     Raster {
@@ -728,7 +724,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        model_sha256: sha256_hex(&model_json),
+        model_sha256: io::sha256_hex(&model_json),
         kind: job.kind,
         params: job.params.clone(),
         feature_spec: job.features.clone(),
@@ -849,7 +845,7 @@ pub fn load_model(model: &Path) -> Result<LoadedModel> {
     let sidecar: Sidecar = serde_json::from_slice(&side_bytes)
         .map_err(|e| Error::input(&side, format!("is not a carbonmap model sidecar: {e}")))?;
     let bytes = read(model)?;
-    if sha256_hex(&bytes) != sidecar.model_sha256 {
+    if io::sha256_hex(&bytes) != sidecar.model_sha256 {
         return Err(Error::input(
             model,
             "corrupt or replaced model file: its SHA-256 differs from the one its sidecar records",

@@ -119,10 +119,7 @@ fn check_input(
     if !path.exists() {
         return vec![format!("{}: does not exist", path.display())];
     }
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = super::extension(path);
     let command = stage.command.join(" ");
     match (opt, ext.as_str()) {
         ("stack", _) => take(crate::scene::Stack::open(path).and_then(|s| {

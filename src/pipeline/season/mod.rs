@@ -40,7 +40,7 @@ pub struct OptionSpec {
 }
 
 /// The commands a stage can run: implemented by the command line over its own parser.
-pub trait Commands: Sync {
+pub trait Commands {
     /// The options of `command` (for example ["landcover", "train"]), or `None` for an unknown command.
     fn options(&self, command: &[String]) -> Option<Vec<OptionSpec>>;
     /// Parse an argument vector (command words first) without running it.
@@ -263,6 +263,13 @@ fn clean(p: &Path) -> PathBuf {
         out.push(".");
     }
     out
+}
+
+/// A file's extension in lower case ("" when none).
+fn extension(p: &Path) -> String {
+    p.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// Replace `{name}` by its variable; unknown names are an error listing the known ones.

@@ -18,9 +18,7 @@ pub(super) const QUICKLOOKS: &str = "report";
 const TABLE_ROWS: usize = 20;
 
 fn is_ext(p: &str, ext: &str) -> bool {
-    Path::new(p)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    super::extension(Path::new(p)) == ext
 }
 
 /// A CSV file as a Markdown table (first rows; comment lines skipped).

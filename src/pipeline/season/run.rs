@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{plan, Commands, Plan, Stage};
 use crate::error::{Error, Result};
@@ -148,11 +147,9 @@ impl Hasher<'_> {
     fn record(&self, path: &Path, name: String) -> Result<FileRecord> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read", e))?;
         let (size, modified_ns) = (meta.len(), modified_ns(&meta));
-        if !self.rehash {
-            if let Some(k) = self.known.get(name.as_str()) {
-                if k.size == size && k.modified_ns == modified_ns && modified_ns != 0 {
-                    return Ok((*k).clone());
-                }
+        if let Some(k) = self.known.get(name.as_str()).filter(|_| !self.rehash) {
+            if k.size == size && k.modified_ns == modified_ns && modified_ns != 0 {
+                return Ok((*k).clone());
             }
         }
         Ok(FileRecord {
@@ -164,21 +161,6 @@ impl Hasher<'_> {
     }
 }
 
-fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list folder", e))?;
-    for e in rd {
-        let p = e
-            .map_err(|e| Error::io(dir, "cannot list folder", e))?
-            .path();
-        if p.is_dir() {
-            walk_files(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 /// Every file a stage reads: its input paths, files in input folders, files a TOML input names (stack
 /// manifests, driver files: relative to the TOML file), the files GDAL reads with a dataset (Shapefile parts)
 /// and a model's sidecar.
@@ -187,9 +169,7 @@ pub(super) fn input_files(stage: &Stage) -> Result<Vec<PathBuf>> {
     let mut todo: Vec<PathBuf> = stage.inputs.iter().map(|(_, p)| p.clone()).collect();
     while let Some(p) = todo.pop() {
         if p.is_dir() {
-            let mut files = Vec::new();
-            walk_files(&p, &mut files)?;
-            todo.extend(files);
+            todo.extend(io::files_under(&p)?);
             continue;
         }
         if !p.exists() {
@@ -198,10 +178,7 @@ pub(super) fn input_files(stage: &Stage) -> Result<Vec<PathBuf>> {
         if !seen.insert(p.clone()) {
             continue;
         }
-        let ext = p
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let ext = super::extension(&p);
         match ext.as_str() {
             "toml" => {
                 let value: toml::Value = crate::models::read_toml(&p)?;
@@ -237,17 +214,13 @@ fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 /// The parameter files built into this binary, with their hashes.
 fn parameters() -> Vec<ParameterRecord> {
     crate::models::EMBEDDED
         .iter()
         .map(|(p, text)| ParameterRecord {
             path: format!("models/{p}"),
-            sha256: hex(text.as_bytes()),
+            sha256: io::sha256_hex(text.as_bytes()),
         })
         .collect()
 }
@@ -297,10 +270,7 @@ fn recover<'a>(out: &Path, names: impl Iterator<Item = &'a str>) -> Result<()> {
 
 /// Files of a finished stage folder, as records with paths relative to the output folder.
 fn output_records(out: &Path, dir: &Path, name: &str, hasher: &Hasher) -> Result<Vec<FileRecord>> {
-    let mut files = Vec::new();
-    walk_files(dir, &mut files)?;
-    files.sort();
-    files
+    io::files_under(dir)?
         .iter()
         .map(|f| {
             let rel = Path::new(name).join(f.strip_prefix(dir).expect("inside the folder"));
@@ -337,7 +307,7 @@ fn fingerprint(
         "inputs": inputs.iter().map(|f| (&f.path, &f.sha256)).collect::<Vec<_>>(),
         "upstream": upstream.iter().map(|u| (&u.name, u.outputs.iter().map(|o| (&o.path, &o.sha256)).collect::<Vec<_>>())).collect::<Vec<_>>(),
     });
-    hex(doc.to_string().as_bytes())
+    io::sha256_hex(doc.to_string().as_bytes())
 }
 
 /// Hold the output folder's lock for the life of the returned file.
@@ -380,13 +350,13 @@ pub fn run(
     )?;
     let manifest_path = plan.out.join(MANIFEST);
     let previous = read_manifest(&manifest_path);
-    let config_hasher = Hasher {
+    let fresh = Hasher {
         known: BTreeMap::new(),
         rehash: true,
     };
     let mut manifest = Manifest {
         carbonmap_version: crate::VERSION.to_string(),
-        config: config_hasher.record(config, config.to_string_lossy().into_owned())?,
+        config: fresh.record(config, config.to_string_lossy().into_owned())?,
         season: plan.season.label.clone(),
         start: plan.season.start.to_string(),
         end: plan.season.end.to_string(),
