@@ -944,6 +944,72 @@ impl Progress for CliProgress {
     }
 }
 
+/// The arguments that name outputs: (command, argument id, whether it is a folder). Every other path-valued
+/// argument, and every text argument naming an existing file (a legend or parameter .toml), is an input.
+const OUTPUTS: [(&str, &str, bool); 15] = [
+    ("indices", "out", true),
+    ("npp", "out", true),
+    ("site", "out", true),
+    ("balance", "out", true),
+    ("validate", "out", true),
+    ("calibrate", "out", true),
+    ("calibrate", "table", false),
+    ("regrid", "out", false),
+    ("landcover check", "out", false),
+    ("landcover train", "out", true),
+    ("landcover train", "model", false),
+    ("landcover predict", "out", true),
+    ("stack", "out", false),
+    ("samples", "out", true),
+    ("bench-stack", "out", true),
+];
+
+/// The outputs (path, is a folder) and input files of a command line, read from clap's matches.
+fn io_plan(argv: &[String]) -> (Vec<(PathBuf, bool)>, Vec<PathBuf>) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let Ok(matches) = cmd.try_get_matches_from_mut(argv) else {
+        return (Vec::new(), Vec::new());
+    };
+    let (mut words, mut m, mut c) = (Vec::new(), &matches, &cmd);
+    while let Some((name, sub)) = m.subcommand() {
+        words.push(name.to_string());
+        m = sub;
+        c = c.find_subcommand(name).expect("parsed subcommand");
+    }
+    let joined = words.join(" ");
+    let (mut outputs, mut inputs) = (Vec::new(), Vec::new());
+    for arg in c.get_arguments() {
+        let id = arg.get_id().as_str();
+        let paths: Vec<PathBuf> = match m.try_get_many::<PathBuf>(id) {
+            Ok(Some(v)) => v.cloned().collect(),
+            _ => match m.try_get_many::<String>(id) {
+                Ok(Some(v)) => v.map(PathBuf::from).filter(|p| p.is_file()).collect(),
+                _ => Vec::new(),
+            },
+        };
+        match OUTPUTS.iter().find(|(w, a, _)| *w == joined && *a == id) {
+            Some((_, _, folder)) => outputs.extend(paths.into_iter().map(|p| (p, *folder))),
+            None => inputs.extend(paths),
+        }
+    }
+    let inputs = crate::io::input_closure(&inputs, false).unwrap_or(inputs);
+    (outputs, inputs)
+}
+
+/// Run one command line as one commit: its outputs are checked against its inputs and against files
+/// carbonmap did not write before anything is computed, then written, verified and committed together.
+fn execute_argv(argv: &[String], command: Command, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let (outputs, inputs) = io_plan(argv);
+    let problems = crate::commit::check_outputs(&outputs, &inputs);
+    if !problems.is_empty() {
+        return Err(Error::Invalid(
+            problems.into_iter().flat_map(Error::into_problems).collect(),
+        ));
+    }
+    crate::commit::run(&inputs, || execute(command, progress, quiet))
+}
+
 /// The commands of this command line, as stages of `carbonmap run`.
 struct StageCommands;
 
@@ -980,7 +1046,10 @@ impl season::Commands for StageCommands {
         Self::parse_argv(argv).map(|_| ())
     }
     fn execute(&self, argv: &[String], progress: &dyn Progress) -> Result<()> {
-        execute(Self::parse_argv(argv)?.command, progress, true)
+        let full: Vec<String> = std::iter::once("carbonmap".to_string())
+            .chain(argv.iter().cloned())
+            .collect();
+        execute_argv(&full, Self::parse_argv(argv)?.command, progress, true)
     }
 }
 
@@ -1005,7 +1074,7 @@ fn print_run(summary: &season::RunSummary, quiet: bool) {
     );
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, argv: &[String]) -> Result<()> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -1061,7 +1130,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        command => execute(command, &progress, cli.quiet),
+        command => execute_argv(argv, command, &progress, cli.quiet),
     }
 }
 
@@ -1504,9 +1573,12 @@ fn parse_bounds(s: &str) -> Result<[f64; 4]> {
 /// Parse the command line, run it, and map errors to exit codes (the error as a JSON line with
 /// `--log-format json`).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let cli = Cli::parse_from(&argv);
     let json = cli.log_format == LogFormat::Json;
-    match run(cli) {
+    match run(cli, &argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();

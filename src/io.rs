@@ -705,12 +705,7 @@ fn partial_name(target: &Path, pid: u32) -> PathBuf {
 
 /// Create the output folder, remove what killed runs left, and name this process's temporary file for `target`.
 fn temporary_beside(target: &Path) -> Result<PathBuf> {
-    if let Some(dir) = target.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
-        }
-    }
+    crate::commit::prepare_folder(target.parent().unwrap_or(Path::new("")))?;
     remove_stale_partials(target);
     Ok(partial_name(target, std::process::id()))
 }
@@ -889,8 +884,9 @@ impl RasterWriter {
     /// strip order whatever the cache pressure from other threads: output bytes do not depend on timing.
     pub fn flush(&mut self) -> Result<()> {
         let ds = self.ds.as_mut().expect("writer used after finish");
-        ds.flush_cache()
-            .map_err(|e| Error::gdal(&self.target, "flushing the output failed (disk full?)", e))
+        gdal_checked(&self.target, "flushing the output failed (disk full?)", || {
+            ds.flush_cache()
+        })
     }
 
     pub fn band_count(&self) -> usize {
@@ -901,8 +897,8 @@ impl RasterWriter {
     /// temporary name until `PendingOutput::commit`, so a run can finish every output before renaming any.
     pub fn finish(mut self) -> Result<PendingOutput> {
         let ds = self.ds.take().expect("writer finished twice");
-        ds.close()
-            .map_err(|e| Error::gdal(&self.target, "closing the output failed (disk full?)", e))?;
+        gdal_checked(&self.target, "closing the output failed (disk full?)", || ds.close())?;
+        verify_geotiff(&self.tmp, &self.target)?;
         if self.options.cog {
             let src = Dataset::open(&self.tmp)
                 .map_err(|e| Error::gdal(&self.target, "reopening for COG", e))?;
@@ -924,9 +920,9 @@ impl RasterWriter {
             .to_vec();
             let res = gdal_translate(&src, &cog_tmp.to_string_lossy(), &args, &self.target)
                 .and_then(|out| {
-                    out.close()
-                        .map_err(|e| Error::gdal(&self.target, "closing the COG failed", e))
-                });
+                    gdal_checked(&self.target, "closing the COG failed (disk full?)", || out.close())
+                })
+                .and_then(|()| verify_geotiff(&cog_tmp, &self.target));
             drop(src);
             if let Err(e) = res {
                 let _ = std::fs::remove_file(&cog_tmp);
@@ -953,14 +949,9 @@ pub struct PendingOutput {
 }
 
 impl PendingOutput {
+    /// Hand the finished output to the command's commit (or rename it now outside a command scope).
     pub fn commit(mut self) -> Result<PathBuf> {
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| {
-            Error::io(
-                &self.target,
-                "cannot rename the finished output into place",
-                e,
-            )
-        })?;
+        crate::commit::stage(&self.tmp, &self.target)?;
         self.committed = true;
         Ok(self.target.clone())
     }
@@ -978,23 +969,101 @@ impl Drop for PendingOutput {
 /// then renamed.
 pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    if let Some(dir) = target.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(dir, "cannot create output folder", e))?;
-        }
-    }
-    let tmp = partial_name(target, std::process::id());
-    let res = (|| {
+    let tmp = temporary_beside(target)?;
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, target)
+        // Verified: the file holds exactly the bytes written.
+        if std::fs::read(&tmp)? != bytes {
+            return Err(std::io::Error::other("the file read back differs from what was written"));
+        }
+        Ok(())
     })();
-    res.map_err(|e| {
+    let res = written
+        .map_err(|e| Error::io(target, "cannot write (disk full?)", e))
+        .and_then(|()| crate::commit::stage(&tmp, target));
+    if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(target, "cannot write", e)
-    })
+    }
+    res
+}
+
+/// Run a GDAL call whose failure the gdal crate does not report on GDAL < 3.7 (`flush_cache`, `close` return
+/// `Ok` there whatever happened): GDAL's error state is reset before and read after the call.
+fn gdal_checked(
+    target: &Path,
+    context: &str,
+    call: impl FnOnce() -> gdal::errors::Result<()>,
+) -> Result<()> {
+    // SAFETY: resets this thread's GDAL error state; no pointers involved.
+    unsafe { gdal_sys::CPLErrorReset() };
+    call().map_err(|e| Error::gdal(target, context, e))?;
+    // SAFETY: reads this thread's GDAL error state.
+    let (class, number) = unsafe { (gdal_sys::CPLGetLastErrorType(), gdal_sys::CPLGetLastErrorNo()) };
+    if class == gdal_sys::CPLErr::CE_Failure || class == gdal_sys::CPLErr::CE_Fatal {
+        let msg = last_gdal_message();
+        return Err(Error::gdal(
+            target,
+            context,
+            gdal::errors::GdalError::CplError { class, number, msg },
+        ));
+    }
+    Ok(())
+}
+
+/// Check a finished GeoTIFF without reading every pixel: GDAL reopens it, every tile of every band has an
+/// offset and a size inside the file, and the first and last tiles of each band decode.
+pub fn verify_geotiff(tmp: &Path, target: &Path) -> Result<()> {
+    let bad = |what: String| {
+        Error::Processing(format!(
+            "{}: the written file failed verification ({what}); nothing was committed (disk full?)",
+            target.display()
+        ))
+    };
+    let file_len = std::fs::metadata(tmp)
+        .map_err(|e| Error::io(target, "cannot stat the written file", e))?
+        .len();
+    let ds = Dataset::open(tmp).map_err(|e| bad(format!("GDAL cannot reopen it: {e}")))?;
+    let (w, h) = ds.raster_size();
+    for i in 1..=ds.raster_count() {
+        let band = ds.rasterband(i).map_err(|e| bad(format!("band {i}: {e}")))?;
+        let (bw, bh) = band.block_size();
+        let (nx, ny) = (w.div_ceil(bw), h.div_ceil(bh));
+        for by in 0..ny {
+            for bx in 0..nx {
+                let item = |k: &str| {
+                    band.metadata_item(&format!("BLOCK_{k}_{bx}_{by}"), "TIFF")
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                match (item("OFFSET"), item("SIZE")) {
+                    (Some(o), Some(n)) if o > 0 && n > 0 && o + n <= file_len => {}
+                    (o, n) => {
+                        return Err(bad(format!(
+                            "band {i} tile ({bx}, {by}) at offset {o:?} size {n:?} in a file of {file_len} bytes"
+                        )))
+                    }
+                }
+            }
+        }
+        for (bx, by) in [(0, 0), (nx - 1, ny - 1)] {
+            // SAFETY: reads one block into a buffer of the block's size in its own data type.
+            let size = bw * bh * band_type_size(&band);
+            let mut buf = vec![0u8; size];
+            let err = unsafe {
+                gdal_sys::GDALReadBlock(band.c_rasterband(), bx as i32, by as i32, buf.as_mut_ptr().cast())
+            };
+            if err != gdal_sys::CPLErr::CE_None {
+                return Err(bad(format!("band {i} tile ({bx}, {by}) does not decode: {}", last_gdal_message())));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn band_type_size(band: &gdal::raster::RasterBand) -> usize {
+    // SAFETY: GDALGetDataTypeSizeBytes takes a plain enum value.
+    unsafe { gdal_sys::GDALGetDataTypeSizeBytes(band.band_type() as gdal_sys::GDALDataType::Type) as usize }
 }
 
 impl Drop for RasterWriter {
@@ -1421,13 +1490,86 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
                     .map_err(|e| Error::gdal(target, "write feature", e))?;
             }
         }
-        ds.close().map_err(|e| Error::gdal(target, "close", e))?;
-        std::fs::rename(&tmp, target).map_err(|e| Error::io(target, "cannot rename into place", e))
+        gdal_checked(target, "closing the GeoPackage failed (disk full?)", || ds.close())?;
+        let back = gdal::Dataset::open(&tmp)
+            .map_err(|e| Error::gdal(target, "the written GeoPackage does not reopen", e))?;
+        if back.layer_count() != layers.len() {
+            return Err(Error::Processing(format!(
+                "{}: the written GeoPackage has {} layer(s), {} were written",
+                target.display(),
+                back.layer_count(),
+                layers.len()
+            )));
+        }
+        drop(back);
+        crate::commit::stage(&tmp, target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Every file a command reads: its input paths, files in input folders, files a TOML input names (stack
+/// manifests, driver files: relative to the TOML file), the files GDAL reads with a dataset (Shapefile parts)
+/// and a model's sidecar. `strict`: a missing path is an error (else it is skipped; the command reports it).
+pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            match files_under(&p) {
+                Ok(files) => todo.extend(files),
+                Err(e) if strict => return Err(e),
+                Err(_) => {}
+            }
+            continue;
+        }
+        if !p.exists() {
+            if strict {
+                return Err(Error::input(&p, "file does not exist"));
+            }
+            continue;
+        }
+        if !seen.insert(p.clone()) {
+            continue;
+        }
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "toml" => {
+                let value: toml::Value = match crate::models::read_toml(&p) {
+                    Ok(v) => v,
+                    Err(e) if strict => return Err(e),
+                    Err(_) => continue,
+                };
+                let base = p.parent().unwrap_or(Path::new("."));
+                let mut strings = Vec::new();
+                toml_strings(&value, &mut strings);
+                todo.extend(strings.into_iter().map(|s| base.join(s)).filter(|f| f.is_file()));
+            }
+            "json" => {
+                let sidecar = crate::pipeline::classify::sidecar_path(&p);
+                if sidecar.is_file() {
+                    todo.push(sidecar);
+                }
+            }
+            "csv" => {}
+            _ => todo.extend(dataset_files(&p).into_iter().filter(|f| f.is_file())),
+        }
+    }
+    Ok(seen.into_iter().collect())
+}
+
+fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(a) => a.iter().for_each(|e| toml_strings(e, out)),
+        toml::Value::Table(t) => t.values().for_each(|e| toml_strings(e, out)),
+        _ => {}
+    }
 }
 
 /// SHA-256 of bytes (hex).

@@ -8,10 +8,12 @@
 
 pub mod cli;
 pub mod climate;
+pub mod commit;
 pub mod composite;
 pub mod correction;
 pub mod drivers;
 pub mod error;
+pub mod fault;
 pub mod indices;
 pub mod io;
 pub mod landcover;

@@ -130,7 +130,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Relative path -> (SHA-256, modification time) of every file under `dir`, except the lock file and, unless
+/// Relative path -> (SHA-256, modification time) of every file under `dir` (the folders' .carbonmap markers
+/// included), except, unless
 /// `with_manifest`, the manifest (which records timings).
 fn snapshot(dir: &Path, with_manifest: bool) -> BTreeMap<String, (String, SystemTime)> {
     let mut files = Vec::new();
@@ -143,7 +144,7 @@ fn snapshot(dir: &Path, with_manifest: bool) -> BTreeMap<String, (String, System
                 p,
             )
         })
-        .filter(|(rel, _)| rel != ".carbonmap.lock" && (with_manifest || rel != "manifest.json"))
+        .filter(|(rel, _)| with_manifest || rel != "manifest.json")
         .map(|(rel, p)| {
             let t = std::fs::metadata(&p).unwrap().modified().unwrap();
             (rel, (carbonmap::io::sha256_file(&p).unwrap(), t))
@@ -464,7 +465,7 @@ fn lock_partial_success_and_season_templating() {
     let s = setup(&cfg);
     std::fs::create_dir_all(s.out()).unwrap();
     {
-        let lock = std::fs::File::create(s.out().join(".carbonmap.lock")).unwrap();
+        let lock = std::fs::File::create(s.out().join(".carbonmap")).unwrap();
         lock.lock().unwrap();
         let o = s.run(&[]);
         assert_eq!(

@@ -49,12 +49,13 @@ pub fn metadata_item(path: &Path, key: &str) -> Option<String> {
     Dataset::open(path).unwrap().metadata_item(key, "")
 }
 
-/// Files in a folder, sorted (names only).
+/// Files in a folder, sorted (names only), without the folder's .carbonmap marker.
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != carbonmap::commit::MARKER)
             .collect(),
         Err(_) => vec![],
     };

@@ -48,6 +48,7 @@ pub(super) fn check_plan(plan: &Plan, cmds: &dyn Commands) -> Result<()> {
 }
 
 fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
+    check_out_folder(plan, problems);
     for stage in &plan.stages {
         let at = |what: String| format!("[stages.{}] {what}", stage.name);
         let mut argv = stage.argv.clone();
@@ -197,4 +198,29 @@ fn check_input(
         )),
     }
     out
+}
+
+/// The output folder must be new, empty or carbonmap's; in a carbonmap folder, every name the run writes
+/// (stage folders, manifest, report) must be new or carbonmap's.
+fn check_out_folder(plan: &Plan, problems: &mut Problems) {
+    let foreign = crate::commit::check_outputs(&[(plan.out.clone(), true)], &[]);
+    if !foreign.is_empty() {
+        foreign.into_iter().for_each(|e| problems.push(e));
+        return;
+    }
+    let names = plan
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(super::RESERVED);
+    for name in names {
+        let p = plan.out.join(name);
+        if p.exists() && !crate::commit::written_by_carbonmap(&p) {
+            problems.push(Error::input(
+                &p,
+                "exists and was not written by carbonmap; the run would replace it: move it away or \
+                 choose another output folder",
+            ));
+        }
+    }
 }

@@ -21,7 +21,7 @@ use crate::progress::Progress;
 
 pub use check::check;
 pub use run::{run, RunOptions, RunSummary, StageStatus};
-pub use run::{LOCK, MANIFEST};
+pub use run::MANIFEST;
 
 /// What the runner needs to know about one option of a command (supplied by the command line, which owns
 /// the commands' definitions).

@@ -123,10 +123,13 @@ pub(super) fn write(
                 let png = Path::new(&o.path).with_extension("png");
                 let target = partial.join(&png);
                 let title = o.path.clone();
-                let drawn = crate::io::read_preview(&path, 1, max_side)
-                    .and_then(|b| crate::report::quicklook_png(&target, &b, &title));
-                match drawn {
-                    Ok(()) => {
+                // An output that cannot be previewed is a warning; a quick-look that cannot be written (a
+                // full disk) fails the report, and the previous report stays as it was.
+                match crate::io::read_preview(&path, 1, max_side) {
+                    Ok(b) => {
+                        crate::commit::run(&[], || {
+                            crate::report::quicklook_png(&target, &b, &title)
+                        })?;
                         let _ = writeln!(md, "![{0}]({QUICKLOOKS}/{1})\n", o.path, png.display());
                     }
                     Err(e) => progress.warn(&format!("report: no quick-look of {}: {e}", o.path)),
@@ -141,6 +144,39 @@ pub(super) fn write(
             md.push('\n');
         }
     }
+    let _ = writeln!(md, "\n{}{}{}", HASH_NOTE.0, stages_hash(manifest), HASH_NOTE.1);
     super::run::swap(out, QUICKLOOKS)?;
-    crate::io::write_atomic(&out.join(REPORT), md.as_bytes())
+    crate::commit::run(&[], || crate::io::write_atomic(&out.join(REPORT), md.as_bytes()))
+}
+
+/// The comment at the end of report.md naming the stage records it was drawn from.
+const HASH_NOTE: (&str, &str) = ("<!-- carbonmap report of stage records sha256:", " -->");
+
+/// Hash of a manifest's stage records (what a report shows).
+pub(super) fn stages_hash(manifest: &Manifest) -> String {
+    // What a report shows (no timings or modification times, so a resumed run writes the same bytes).
+    let shown: Vec<_> = manifest
+        .stages
+        .iter()
+        .map(|r| {
+            let outputs: Vec<(&str, &str)> =
+                r.outputs.iter().map(|o| (o.path.as_str(), o.sha256.as_str())).collect();
+            (&r.name, &r.recipe, &r.status, &r.error, outputs)
+        })
+        .collect();
+    crate::io::sha256_hex(serde_json::to_string(&shown).unwrap_or_default().as_bytes())
+}
+
+/// Whether report.md exists, was drawn from these stage records, and every quick-look it shows is there (a
+/// failed or killed report leaves the previous one, which the next run then replaces).
+pub(super) fn is_current(out: &Path, hash: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(out.join(REPORT)) else {
+        return false;
+    };
+    let note = format!("{}{hash}{}", HASH_NOTE.0, HASH_NOTE.1);
+    let images_there = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("![").and_then(|r| r.split_once("](")))
+        .all(|(_, rest)| out.join(rest.trim_end_matches(')')).is_file());
+    text.contains(&note) && images_there
 }

@@ -2,8 +2,7 @@
 //! swapped into place only when it succeeded; a manifest rewritten after every stage; a lock on the output
 //! folder.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,7 +16,6 @@ use crate::progress::{Progress, StageState};
 /// Name of the manifest in the output folder.
 pub const MANIFEST: &str = "manifest.json";
 /// Name of the lock file in the output folder.
-pub const LOCK: &str = ".carbonmap.lock";
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -161,57 +159,10 @@ impl Hasher<'_> {
     }
 }
 
-/// Every file a stage reads: its input paths, files in input folders, files a TOML input names (stack
-/// manifests, driver files: relative to the TOML file), the files GDAL reads with a dataset (Shapefile parts)
-/// and a model's sidecar.
+/// Every file a stage reads (see `io::input_closure`).
 pub(super) fn input_files(stage: &Stage) -> Result<Vec<PathBuf>> {
-    let mut seen = BTreeSet::new();
-    let mut todo: Vec<PathBuf> = stage.inputs.iter().map(|(_, p)| p.clone()).collect();
-    while let Some(p) = todo.pop() {
-        if p.is_dir() {
-            todo.extend(io::files_under(&p)?);
-            continue;
-        }
-        if !p.exists() {
-            return Err(Error::input(&p, "file does not exist"));
-        }
-        if !seen.insert(p.clone()) {
-            continue;
-        }
-        let ext = super::extension(&p);
-        match ext.as_str() {
-            "toml" => {
-                let value: toml::Value = crate::models::read_toml(&p)?;
-                let base = p.parent().unwrap_or(Path::new("."));
-                let mut strings = Vec::new();
-                collect_strings(&value, &mut strings);
-                todo.extend(
-                    strings
-                        .into_iter()
-                        .map(|s| base.join(s))
-                        .filter(|f| f.is_file()),
-                );
-            }
-            "json" => {
-                let sidecar = crate::pipeline::classify::sidecar_path(&p);
-                if sidecar.is_file() {
-                    todo.push(sidecar);
-                }
-            }
-            "csv" => {}
-            _ => todo.extend(io::dataset_files(&p).into_iter().filter(|f| f.is_file())),
-        }
-    }
-    Ok(seen.into_iter().collect())
-}
-
-fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
-    match v {
-        toml::Value::String(s) => out.push(s.clone()),
-        toml::Value::Array(a) => a.iter().for_each(|e| collect_strings(e, out)),
-        toml::Value::Table(t) => t.values().for_each(|e| collect_strings(e, out)),
-        _ => {}
-    }
+    let paths: Vec<PathBuf> = stage.inputs.iter().map(|(_, p)| p.clone()).collect();
+    io::input_closure(&paths, true)
 }
 
 /// The parameter files built into this binary, with their hashes.
@@ -233,7 +184,7 @@ fn read_manifest(path: &Path) -> Option<Manifest> {
 fn write_manifest(path: &Path, m: &Manifest) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(m).expect("manifest is plain data");
     bytes.push(b'\n');
-    io::write_atomic(path, &bytes)
+    crate::commit::run(&[], || io::write_atomic(path, &bytes))
 }
 
 /// The folder a stage runs into, and the one its previous outputs wait in during the swap.
@@ -272,6 +223,10 @@ fn recover<'a>(out: &Path, names: impl Iterator<Item = &'a str>) -> Result<()> {
 fn output_records(out: &Path, dir: &Path, name: &str, hasher: &Hasher) -> Result<Vec<FileRecord>> {
     io::files_under(dir)?
         .iter()
+        .filter(|f| {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            !crate::commit::is_bookkeeping(&name)
+        })
         .map(|f| {
             let rel = Path::new(name).join(f.strip_prefix(dir).expect("inside the folder"));
             hasher.record(&out.join(&rel), rel.to_string_lossy().into_owned())
@@ -310,25 +265,6 @@ fn fingerprint(
     io::sha256_hex(doc.to_string().as_bytes())
 }
 
-/// Hold the output folder's lock for the life of the returned file.
-fn lock(out: &Path) -> Result<File> {
-    let path = out.join(LOCK);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "cannot open the lock file", e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
-            "{}: another carbonmap run holds this output folder; try again when it has finished",
-            out.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, "cannot lock", e)),
-    }
-}
-
 /// Run the config for a season: check everything first (`check`), then every stage that is not up to date.
 pub fn run(
     config: &Path,
@@ -338,9 +274,18 @@ pub fn run(
 ) -> Result<RunSummary> {
     let plan = plan(config, opts.season.as_deref(), opts.out.as_deref(), cmds)?;
     super::check::check_plan(&plan, cmds)?;
-    std::fs::create_dir_all(&plan.out)
-        .map_err(|e| Error::io(&plan.out, "cannot create output folder", e))?;
-    let _lock = lock(&plan.out)?;
+    // One scope for the whole run: it holds the output folder's lock; every write commits in its own scope.
+    crate::commit::run(&[], || run_plan(plan, config, opts, cmds, progress))
+}
+
+fn run_plan(
+    plan: Plan,
+    config: &Path,
+    opts: &RunOptions,
+    cmds: &dyn Commands,
+    progress: &dyn Progress,
+) -> Result<RunSummary> {
+    crate::commit::prepare_folder(&plan.out)?;
     recover(
         &plan.out,
         plan.stages
@@ -523,11 +468,25 @@ pub fn run(
                 first_error.get_or_insert(e);
             }
         }
+        let any_ok = statuses
+            .iter()
+            .any(|(_, s)| matches!(s, StageStatus::Done | StageStatus::UpToDate));
+        if !any_ok && first_error.as_ref().is_some_and(|e| e.exit_code() == 2) {
+            // Bad input and nothing finished: exit 2 writes nothing (no manifest, no report).
+            continue;
+        }
         // Written after every stage, so an interrupted run keeps what it finished.
         write_manifest(&manifest_path, &manifest)?;
     }
+    let any_ok = statuses
+        .iter()
+        .any(|(_, s)| matches!(s, StageStatus::Done | StageStatus::UpToDate));
+    if let Some(e) = first_error.take_if(|e| !any_ok && e.exit_code() == 2) {
+        return Err(e);
+    }
     let report_path = plan.out.join(super::report::REPORT);
-    if changed || !report_path.exists() {
+    let stages_hash = super::report::stages_hash(&manifest);
+    if changed || !super::report::is_current(&plan.out, &stages_hash) {
         write_manifest(&manifest_path, &manifest)?;
         super::report::write(&plan, &manifest, &statuses, progress)?;
     }
@@ -559,6 +518,7 @@ fn resolved_argv(plan: &Plan, stage: &Stage) -> Vec<String> {
 
 /// Move a finished stage folder into place; its previous outputs are removed only once the new ones are there.
 pub(super) fn swap(out: &Path, name: &str) -> Result<()> {
+    crate::commit::claim_entry(out, name)?;
     let (fin, old, partial) = (out.join(name), old_dir(out, name), partial_dir(out, name));
     if fin.exists() {
         std::fs::rename(&fin, &old).map_err(|e| Error::io(&fin, "cannot move aside", e))?;
