@@ -19,6 +19,7 @@ use crate::pipeline::season;
 use crate::pipeline::{self, GridChoice, IndicesJob};
 use crate::progress::{Progress, StageState};
 use crate::scene::SensorProfile;
+use crate::error::Problems;
 use crate::{synth, Error, Result};
 
 #[derive(Parser)]
@@ -1138,13 +1139,28 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
 fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()> {
     match command {
         Command::Indices(a) => {
-            let grid = a.grid.choice()?;
+            // Every problem with the values at once (the stack's own problems come from run_indices).
+            let mut problems = Problems::new();
+            let grid = problems.take(a.grid.choice());
+            let period = problems.take(PeriodSpec::parse(&a.period));
+            let stats = problems.take(Stat::parse_list(&a.stats));
+            if !problems.is_empty() {
+                let table = match &a.index_table {
+                    Some(p) => IndexTable::from_file(p),
+                    None => IndexTable::builtin(),
+                };
+                problems.take(table.and_then(|t| t.select(&a.index)));
+            }
+            problems.finish()?;
+            let (Some(grid), Some(period), Some(stats)) = (grid, period, stats) else {
+                unreachable!("problems.finish() returned early");
+            };
             let job = IndicesJob {
                 stack: a.stack,
                 out_dir: a.out,
                 indices: a.index,
-                period: PeriodSpec::parse(&a.period)?,
-                stats: Stat::parse_list(&a.stats)?,
+                period,
+                stats,
                 gap_fill: a.gap_fill,
                 grid,
                 constants: a.constants,
@@ -1165,14 +1181,19 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             Ok(())
         }
         Command::Npp(a) => {
+            let mut problems = Problems::new();
             let model = match a.model.to_ascii_lowercase().as_str() {
-                "casa" => NppModel::Casa,
-                "mod17" => NppModel::Mod17,
+                "casa" => Some(NppModel::Casa),
+                "mod17" => Some(NppModel::Mod17),
                 other => {
-                    return Err(Error::Usage(format!(
-                        "--model {other}: expected casa or mod17"
-                    )))
+                    problems.push(Error::Usage(format!("--model {other}: expected casa or mod17")));
+                    None
                 }
+            };
+            let months = problems.take(parse_range(&a.months, "--months"));
+            problems.finish()?;
+            let (Some(model), Some(months)) = (model, months) else {
+                unreachable!("problems.finish() returned early");
             };
             let job = NppJob {
                 model,
@@ -1186,7 +1207,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 legend: a.legend,
                 drivers: a.drivers,
                 year: a.year,
-                months: parse_range(&a.months, "--months")?,
+                months,
                 casa_params: a.casa_params,
                 bplut: a.bplut,
                 rh_model: a.rh,
@@ -1204,7 +1225,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             };
             let s = run_npp(&job, progress)?;
             if !quiet {
-                print!("{}", std::fs::read_to_string(&s.table).unwrap_or_default());
+                print!("{}", s.table_text);
                 println!(
                     "wrote {} raster(s) and {} to {}",
                     s.outputs.len(),

@@ -93,8 +93,7 @@ impl CorrectionTable {
     pub fn resolve(name_or_path: &str) -> Result<CorrectionTable> {
         if name_or_path.ends_with(".csv") {
             let p = PathBuf::from(name_or_path);
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| Error::input(&p, format!("cannot read: {e}")))?;
+            let text = crate::io::read_text(&p, "a correction table (CSV)")?;
             return Self::parse(&text, &p);
         }
         let rel = format!("corrections/{name_or_path}.csv");

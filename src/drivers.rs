@@ -1072,8 +1072,8 @@ fn read_station(
             "station: name a `date` column, or `year` and `month` (and `day` for daily steps) columns",
         ));
     }
-    let mut rdr = csv::Reader::from_path(&path)
-        .map_err(|e| Error::input(&path, format!("cannot read station table: {e}")))?;
+    let text = crate::io::read_text(&path, "a station table (CSV)")?;
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let headers = rdr
         .headers()
         .map_err(|e| Error::input(&path, format!("cannot read the header line: {e}")))?

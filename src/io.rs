@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 
 /// Size of GDAL's block cache in megabytes. Bounded so that peak memory does not grow with raster size.
 const GDAL_CACHE_MB: &str = "128";
+/// Largest analysis grid: 2^40 pixels, below GDAL's GeoTIFF limit (tile offset arrays of at most 2 GB, that
+/// is 2^28 tiles of 256 x 256 = 2^44 pixels) with room for the other bands' arrays.
+const MAX_GRID_PIXELS: f64 = 1_099_511_627_776.0;
 /// Output tile size in pixels (GeoTIFF TILED=YES, BLOCKXSIZE = BLOCKYSIZE).
 pub const TILE: usize = 256;
 
@@ -57,6 +60,7 @@ pub fn open(path: &Path) -> Result<Dataset> {
     if ds.raster_count() == 0 {
         return Err(Error::input(path, "has no raster bands"));
     }
+    check_intact(&ds, path)?;
     Ok(ds)
 }
 
@@ -95,8 +99,22 @@ impl Grid {
                 "--bounds {xmin},{ymin},{xmax},{ymax}: expected xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin"
             )));
         }
-        let width = ((xmax - xmin) / res - 1e-9).ceil().max(1.0) as usize;
-        let height = ((ymax - ymin) / res - 1e-9).ceil().max(1.0) as usize;
+        let w = ((xmax - xmin) / res - 1e-9).ceil().max(1.0);
+        let h = ((ymax - ymin) / res - 1e-9).ceil().max(1.0);
+        if w * h > MAX_GRID_PIXELS || w > i32::MAX as f64 || h > i32::MAX as f64 {
+            let unit = if srs.is_geographic() {
+                "degree".to_string()
+            } else {
+                srs.linear_units_name().unwrap_or_else(|| "CRS unit".into())
+            };
+            return Err(Error::Usage(format!(
+                "--res {res} ({unit}s, the CRS's unit) over --bounds {xmin},{ymin},{xmax},{ymax} gives a grid of \
+                 {w:.0} x {h:.0} = {:.3e} pixels, more than a GeoTIFF can hold ({MAX_GRID_PIXELS:.3e} pixels); \
+                 check the resolution's unit",
+                w * h
+            )));
+        }
+        let (width, height) = (w as usize, h as usize);
         Ok(Grid {
             crs_wkt: srs
                 .to_wkt()
@@ -1003,11 +1021,48 @@ fn gdal_checked(
     let (class, number) = unsafe { (gdal_sys::CPLGetLastErrorType(), gdal_sys::CPLGetLastErrorNo()) };
     if class == gdal_sys::CPLErr::CE_Failure || class == gdal_sys::CPLErr::CE_Fatal {
         let msg = last_gdal_message();
-        return Err(Error::gdal(
-            target,
-            context,
-            gdal::errors::GdalError::CplError { class, number, msg },
-        ));
+        return Err(Error::Processing(format!(
+            "{}: {context}: {msg} (GDAL error {number}); nothing was committed",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A truncated GeoTIFF (a copy or download cut short) is found without reading any pixel: every tile or strip
+/// the file's directory lists must lie inside the file. Other formats are left to their drivers.
+fn check_intact(ds: &Dataset, path: &Path) -> Result<()> {
+    if ds.driver().short_name() != "GTiff" || is_virtual(path) {
+        return Ok(());
+    }
+    let Ok(file_len) = std::fs::metadata(path).map(|m| m.len()) else {
+        return Ok(());
+    };
+    let (w, h) = ds.raster_size();
+    for i in 1..=ds.raster_count() {
+        let Ok(band) = ds.rasterband(i) else { continue };
+        let (bw, bh) = band.block_size();
+        let (nx, ny) = (w.div_ceil(bw.max(1)), h.div_ceil(bh.max(1)));
+        for by in 0..ny {
+            for bx in 0..nx {
+                let item = |k: &str| {
+                    band.metadata_item(&format!("BLOCK_{k}_{bx}_{by}"), "TIFF")
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                if let (Some(o), Some(n)) = (item("OFFSET"), item("SIZE")) {
+                    if o > 0 && o + n > file_len {
+                        return Err(Error::input(
+                            path,
+                            format!(
+                                "truncated or damaged GeoTIFF: band {i} block ({bx}, {by}) ends at byte {} of a \
+                                 {file_len}-byte file (copy or download it again)",
+                                o + n
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -1102,11 +1157,28 @@ pub fn bands_min_max(path: &Path, bands: &[usize]) -> Result<Vec<Option<(f64, f6
             let b = ds.rasterband(band).map_err(|e| {
                 Error::band(path, band.to_string(), format!("cannot be opened: {e}"))
             })?;
-            Ok(b.compute_raster_min_max(true)
-                .ok()
-                .map(|mm| (mm.min, mm.max)))
+            Ok(min_max(&b, true))
         })
         .collect()
+}
+
+/// Whether a band has at least one pixel that is not nodata or NaN (an exact pass over the band).
+pub fn has_valid_pixel(path: &Path, band: usize) -> Result<bool> {
+    let ds = open(path)?;
+    let b = ds
+        .rasterband(band)
+        .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
+    Ok(min_max(&b, false).is_some())
+}
+
+/// A band's minimum and maximum over valid pixels; `None` when it has none. (The gdal crate returns Ok(0, 0)
+/// whatever happened: GDAL's error state says whether a valid pixel was found.)
+fn min_max(band: &gdal::raster::RasterBand, approx: bool) -> Option<(f64, f64)> {
+    // SAFETY: resets and reads this thread's GDAL error state.
+    unsafe { gdal_sys::CPLErrorReset() };
+    let mm = band.compute_raster_min_max(approx).ok()?;
+    let failed = unsafe { gdal_sys::CPLGetLastErrorType() } != gdal_sys::CPLErr::CE_None;
+    (!failed && mm.min.is_finite() && mm.max.is_finite()).then_some((mm.min, mm.max))
 }
 
 /// Latitude (degrees) of a grid's centre.
@@ -1508,6 +1580,51 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Magic numbers of binary formats users give by mistake where text is expected.
+const BINARY_KINDS: [(&[u8], &str); 9] = [
+    (b"II*\0", "a TIFF/GeoTIFF raster"),
+    (b"MM\0*", "a TIFF/GeoTIFF raster"),
+    (b"II+\0", "a BigTIFF raster"),
+    (b"\x89PNG", "a PNG image"),
+    (b"SQLite format 3", "a GeoPackage/SQLite database"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x89HDF", "an HDF5/NetCDF-4 file"),
+    (b"CDF\x01", "a NetCDF file"),
+    (b"\0\0\0\x0cjP", "a JPEG 2000 image"),
+];
+
+/// Read a text input (TOML, CSV, JSON). A missing file, a binary file (named by its kind: "this is a GeoTIFF
+/// raster") and text that is not UTF-8 (with the line) are bad-input errors; `expected` says what was wanted.
+pub fn read_text(path: &Path, expected: &str) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::input(path, "file does not exist"),
+        std::io::ErrorKind::IsADirectory => {
+            Error::input(path, format!("is a folder; expected {expected}"))
+        }
+        _ => Error::io(path, "cannot read", e),
+    })?;
+    if let Some((_, kind)) = BINARY_KINDS.iter().find(|(m, _)| bytes.starts_with(m)) {
+        return Err(Error::input(path, format!("this is {kind}, not text; expected {expected}")));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let binary = bytes.iter().take(4096).any(|b| *b == 0);
+        Error::input(
+            path,
+            if binary {
+                format!("is a binary file, not text; expected {expected}")
+            } else {
+                format!(
+                    "line {line}: not UTF-8 text (byte 0x{:02x} at offset {at}); save it as UTF-8 ({expected})",
+                    bytes[at]
+                )
+            },
+        )
+    })
 }
 
 /// Every file a command reads: its input paths, files in input folders, files a TOML input names (stack

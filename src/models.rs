@@ -25,13 +25,14 @@ pub fn embedded_under(prefix: &str) -> impl Iterator<Item = (&'static str, &'sta
 /// Parse TOML text into `T`, with an error that names the file and the line of the problem.
 pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     toml::from_str(text).map_err(|e| {
+        // The line number and the line itself, so the value at fault is named.
         let line = e
             .span()
             .map(|s| {
-                format!(
-                    "line {}: ",
-                    text[..s.start.min(text.len())].lines().count().max(1)
-                )
+                let start = s.start.min(text.len());
+                let n = text[..start].matches('\n').count();
+                let content = text.lines().nth(n).unwrap_or("").trim();
+                format!("line {} ({content}): ", n + 1)
             })
             .unwrap_or_default();
         Error::config(origin, format!("{line}{}", e.message()))
@@ -40,13 +41,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
 
 /// Read and parse a user's TOML file.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::input(path, "file does not exist")
-        } else {
-            Error::io(path, "cannot read", e)
-        }
-    })?;
+    let text = crate::io::read_text(path, "a TOML file")?;
     parse_toml(&text, path)
 }
 

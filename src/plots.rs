@@ -113,9 +113,8 @@ impl PlotSpec {
 /// coordinate columns, coordinates (missing or non-numeric ones are errors naming the line).
 /// (No comment lines: the csv crate's line numbers are only exact without them.)
 pub fn read_csv(path: &Path, xy: Option<(&str, &str)>, cols: &[String]) -> Result<Vec<Row>> {
-    let mut r = csv::ReaderBuilder::new()
-        .from_path(path)
-        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let text = crate::io::read_text(path, "a CSV table")?;
+    let mut r = csv::ReaderBuilder::new().from_reader(text.as_bytes());
     let h = r
         .headers()
         .map_err(|e| Error::input(path, format!("no header line: {e}")))?

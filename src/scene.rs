@@ -385,6 +385,16 @@ impl Stack {
         dates: Option<(NaiveDate, NaiveDate)>,
         absolute: bool,
     ) -> Result<(String, String)> {
+        if !dir.is_dir() {
+            return Err(Error::input(
+                dir,
+                if dir.exists() {
+                    "is a file; expected a folder of scenes (or give a stack manifest with --stack)"
+                } else {
+                    "folder does not exist"
+                },
+            ));
+        }
         let files = crate::io::files_under(dir)?;
         let mut best: Option<(SensorProfile, Vec<Recognised>)> = None;
         for p in SensorProfile::builtin()? {

@@ -99,6 +99,16 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
     let info = problems.take(io::RasterInfo::read(&job.sink));
     let grid = info.as_ref().and_then(|i| problems.take(i.grid()));
     let unit = info.as_ref().and_then(|i| problems.take(sink_unit(job, i)));
+    if info.is_some() {
+        // A sink with no valid pixel would make every place a "net source" with sequestration 0.
+        if let Ok(false) = io::has_valid_pixel(&job.sink, job.sink_band) {
+            problems.push(Error::band(
+                &job.sink,
+                job.sink_band.to_string(),
+                "has no valid pixel (every pixel is nodata or NaN): there is no sink to balance",
+            ));
+        }
+    }
     let lattice = problems.take(Lattice::load(&job.lattice));
     if let (Some(g), Some(l)) = (&grid, &lattice) {
         let sb = io::transform_bounds(&g.crs_wkt, &l.grid.crs_wkt, g.bounds());

@@ -835,7 +835,7 @@ pub struct LoadedModel {
 /// Load a model and its sidecar; a missing, damaged or mismatched file is an error naming it.
 pub fn load_model(model: &Path) -> Result<LoadedModel> {
     let side = sidecar_path(model);
-    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, "cannot read", e));
+    let read = |p: &Path| io::read_text(p, "a carbonmap model (JSON)").map(String::into_bytes);
     let side_bytes = read(&side).map_err(|_| {
         Error::input(
             &side,

@@ -97,6 +97,8 @@ pub struct ClassSummary {
 pub struct NppSummary {
     pub outputs: Vec<PathBuf>,
     pub table: PathBuf,
+    /// The summary table's text (the file itself reaches its name when the command commits).
+    pub table_text: String,
     pub classes: Vec<ClassSummary>,
     pub period_label: String,
     pub warnings: Vec<String>,
@@ -811,10 +813,12 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         job.model.name().to_lowercase(),
         p.period_label
     ));
-    io::write_atomic(&table, summary_csv(&summaries, outs, &per).as_bytes())?;
+    let table_text = summary_csv(&summaries, outs, &per);
+    io::write_atomic(&table, table_text.as_bytes())?;
     Ok(NppSummary {
         outputs,
         table,
+        table_text,
         classes: summaries,
         period_label: p.period_label.clone(),
         warnings,

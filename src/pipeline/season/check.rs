@@ -144,14 +144,14 @@ fn check_input(
             take(crate::landcover::Legend::resolve(&path.to_string_lossy()).map(|_| ()))
         }
         (_, "toml") => take(crate::models::read_toml::<toml::Value>(path).map(|_| ())),
-        (_, "csv") => take(
-            csv::Reader::from_path(path)
-                .and_then(|mut r| r.headers().map(|_| ()))
-                .map_err(|e| Error::input(path, format!("not a readable CSV table: {e}"))),
-        ),
+        (_, "csv") => take(io::read_text(path, "a CSV table").and_then(|t| {
+            csv::Reader::from_reader(t.as_bytes())
+                .headers()
+                .map(|_| ())
+                .map_err(|e| Error::input(path, format!("not a readable CSV table: {e}")))
+        })),
         (_, "json") => take(
-            std::fs::read_to_string(path)
-                .map_err(|e| Error::io(path, "cannot read", e))
+            io::read_text(path, "a JSON file")
                 .and_then(|t| {
                     serde_json::from_str::<serde_json::Value>(&t)
                         .map(|_| ())

@@ -1,0 +1,1 @@
+//! SIGKILLs at random moments and aimed at the commit.

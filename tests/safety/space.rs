@@ -1,0 +1,1 @@
+//! Full disks on a real small tmpfs.
