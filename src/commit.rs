@@ -350,14 +350,9 @@ fn commit(staged: &[Staged]) -> Result<()> {
     if staged.is_empty() {
         return Ok(());
     }
-    let outer = state().scopes.is_empty();
-    if !outer {
-        // A nested command (a stage of `carbonmap run`) commits into its own folder now.
-    }
     for s in staged {
         check_target(&s.target)?;
     }
-    mark(staged)?;
     let home = journal_folder(staged);
     let journal = home.join(JOURNAL);
     let tmp_journal = home.join(format!("{JOURNAL}.partial-{}", std::process::id()));
@@ -372,6 +367,13 @@ fn commit(staged: &[Staged]) -> Result<()> {
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp_journal);
         return Err(Error::io(&journal, "cannot write the commit journal (disk full?)", e));
+    }
+    // The names are recorded in the folders' markers before any rename; if that fails (a full disk), the
+    // journal goes too and nothing is committed.
+    if let Err(e) = mark(staged) {
+        let _ = std::fs::remove_file(&journal);
+        sync_dir(&home);
+        return Err(e);
     }
     crate::fault::point("commit-journal");
     apply(staged)?;

@@ -1579,7 +1579,15 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    // OGR's errors carry a bare code: add GDAL's message (SQLite's "database or disk is full").
+    result.map_err(|e| match e {
+        Error::Gdal { path, context, .. } => Error::Processing(format!(
+            "{}: {context}: {} (disk full?); nothing was committed",
+            path.display(),
+            last_gdal_message()
+        )),
+        other => other,
+    })
 }
 
 /// Magic numbers of binary formats users give by mistake where text is expected.

@@ -64,11 +64,26 @@ pub(super) fn write(
     statuses: &[(String, StageStatus)],
     progress: &dyn Progress,
 ) -> Result<()> {
+    let partial = plan.out.join(format!(".{QUICKLOOKS}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    let result = draw(plan, manifest, statuses, progress, &partial);
+    if result.is_err() {
+        // The previous report stays whole; nothing half-drawn is left.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    result
+}
+
+fn draw(
+    plan: &Plan,
+    manifest: &Manifest,
+    statuses: &[(String, StageStatus)],
+    progress: &dyn Progress,
+    partial: &Path,
+) -> Result<()> {
     let out = &plan.out;
     let max_side = crate::report::quicklook_max_pixels()?;
-    let partial = out.join(format!(".{QUICKLOOKS}.partial"));
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, "cannot create", e))?;
+    std::fs::create_dir_all(partial).map_err(|e| Error::io(partial, "cannot create", e))?;
     let mut md = String::new();
     let _ = writeln!(md, "# carbonmap run report: season {}\n", plan.season.label);
     let _ = writeln!(
