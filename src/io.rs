@@ -1304,7 +1304,9 @@ pub struct VectorLayer {
 
 /// Whether GDAL opens `path` as a raster with bands.
 pub fn is_raster(path: &Path) -> bool {
-    open(path).is_ok()
+    init();
+    // GDAL sees raster bands (a damaged raster is still a raster: `open` then says what is wrong with it).
+    Dataset::open(path).is_ok_and(|ds| ds.raster_count() > 0)
 }
 
 /// Whether `path` is a vector file and not a raster (formats such as GeoPackage can hold either).
@@ -1694,6 +1696,31 @@ fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
         toml::Value::Array(a) => a.iter().for_each(|e| toml_strings(e, out)),
         toml::Value::Table(t) => t.values().for_each(|e| toml_strings(e, out)),
         _ => {}
+    }
+}
+
+/// Exchange two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`); an error where the kernel or file
+/// system does not support it, and the caller falls back to two renames.
+pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let ca = CString::new(a.as_os_str().as_bytes())?;
+        let cb = CString::new(b.as_os_str().as_bytes())?;
+        // SAFETY: two valid NUL-terminated paths; AT_FDCWD resolves relative ones from the working folder.
+        let rc = unsafe {
+            libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
     }
 }
 

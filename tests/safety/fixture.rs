@@ -118,6 +118,15 @@ fn hostile(root: &Path) {
         .to_string();
     let bytes = std::fs::read(stack.join(&last)).unwrap();
     std::fs::write(stack.join(&last), &bytes[..bytes.len() * 2 / 3]).unwrap();
+    // A season config whose land-cover map is truncated (`check` must find it without reading pixels).
+    std::fs::write(
+        h.join("trunc-season.toml"),
+        format!(
+            "[season]\ndefault = \"2024-JJA\"\nout = \"out\"\n[stages.lc]\ncommand = \"landcover check\"\nmap = \"{}\"\nlegend = \"esa-worldcover\"\n",
+            h.join("trunc_landcover.tif").display()
+        ),
+    )
+    .unwrap();
     // A stack with an impossible date.
     std::fs::write(
         root.join("s/baddate.toml"),

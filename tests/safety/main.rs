@@ -126,6 +126,8 @@ fn cases() -> Vec<(String, Bad)> {
         c("run {F}/hostile/junk.toml --out {O}", bad(&["junk.toml"])),
         c("run {F}/hostile/raster.toml --out {O}", bad(&["raster.toml", "GeoTIFF"])),
         c("check {F}/hostile/latin1.toml --out {O}", bad(&["latin1.toml", "UTF-8"])),
+        c("check {F}/hostile/trunc-season.toml --out {O}", bad(&["trunc_landcover.tif", "truncated"])),
+        c("run {F}/hostile/trunc-season.toml --out {O}", bad(&["trunc_landcover.tif", "truncated"])),
     ]
 }
 

@@ -75,7 +75,7 @@ impl Drop for Tmpfs {
 }
 
 /// Output files without bookkeeping (markers) and, when asked, without the manifest (it records timings).
-fn outputs(dir: &Path) -> BTreeMap<String, String> {
+pub fn outputs(dir: &Path) -> BTreeMap<String, String> {
     snapshot(dir)
         .into_iter()
         .filter(|(k, _)| {
@@ -86,7 +86,7 @@ fn outputs(dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// Every raster under `dir` opens and every band reads to its last pixel; no temporary file is left.
-fn all_complete(dir: &Path) -> Result<(), String> {
+pub fn all_complete(dir: &Path) -> Result<(), String> {
     for (rel, _) in snapshot(dir) {
         if rel.contains(".partial") || rel.contains("journal") {
             return Err(format!("left behind: {rel}"));

@@ -520,6 +520,11 @@ fn resolved_argv(plan: &Plan, stage: &Stage) -> Vec<String> {
 pub(super) fn swap(out: &Path, name: &str) -> Result<()> {
     crate::commit::claim_entry(out, name)?;
     let (fin, old, partial) = (out.join(name), old_dir(out, name), partial_dir(out, name));
+    // One atomic exchange where the file system supports it: a reader never finds the folder missing, and a
+    // kill leaves either the old or the new folder in place (the other under .NAME.partial, removed later).
+    if fin.exists() && crate::io::exchange(&partial, &fin).is_ok() {
+        return remove_dir(&partial);
+    }
     if fin.exists() {
         std::fs::rename(&fin, &old).map_err(|e| Error::io(&fin, "cannot move aside", e))?;
     }
