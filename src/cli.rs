@@ -1591,13 +1591,88 @@ fn parse_bounds(s: &str) -> Result<[f64; 4]> {
     })
 }
 
+/// Parse the command line, listing every problem clap finds at once: an unknown option or a bad value is
+/// noted and dropped (with its value), and the rest parsed again, until clap finds no more (at most 20).
+/// `--help` and `--version` print and exit as usual.
+fn parse_all(argv: &[String]) -> Result<Cli> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let mut args = argv.to_vec();
+    let mut problems: Vec<String> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        let e = match Cli::try_parse_from(&args) {
+            Ok(cli) if problems.is_empty() => return Ok(cli),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+            || matches!(e.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) && problems.is_empty()
+        {
+            e.exit();
+        }
+        let line = e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
+        let arg = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.split_whitespace().next().unwrap_or("").to_string(),
+            _ => String::new(),
+        };
+        if e.kind() == ErrorKind::MissingRequiredArgument {
+            // The missing arguments are on the following lines; those dropped above were reported already.
+            let text = e.to_string();
+            let missing: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .filter(|l| !dropped.iter().any(|d| l.starts_with(&format!("{d} "))))
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!("required arguments not given: {}", missing.join(", ")));
+            }
+            break;
+        }
+        problems.push(line);
+        let at = args.iter().skip(1).position(|a| *a == arg || a.starts_with(&format!("{arg}=")));
+        match (e.kind(), at) {
+            (ErrorKind::UnknownArgument, Some(i)) => {
+                args.remove(i + 1);
+            }
+            (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some(i)) if arg.starts_with("--") => {
+                let with_value = !args[i + 1].contains('=') && i + 2 < args.len();
+                args.remove(i + 1);
+                if with_value {
+                    args.remove(i + 1);
+                }
+                dropped.push(arg);
+            }
+            _ => break,
+        }
+    }
+    Err(if problems.len() == 1 {
+        Error::Usage(problems.remove(0))
+    } else {
+        Error::Invalid(problems)
+    })
+}
+
 /// Parse the command line, run it, and map errors to exit codes (the error as a JSON line with
 /// `--log-format json`).
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let cli = Cli::parse_from(&argv);
+    let cli = match parse_all(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     let json = cli.log_format == LogFormat::Json;
     match run(cli, &argv) {
         Ok(()) => ExitCode::SUCCESS,

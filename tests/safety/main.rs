@@ -56,6 +56,8 @@ fn cases() -> Vec<(String, Bad)> {
         c("indices {STACK} --out {O} --index-table {F}/hostile/junk.toml", bad(&["junk.toml"])),
         c("indices {STACK} --out {O} --index NDXI --stats medain --period fortnight", bad(&["NDXI", "medain", "fortnight"])),
         c("indices {STACK} --out {O} --no-such-flag", bad(&["--no-such-flag"])),
+        c("indices {STACK} --out {O} --no-such-flag --memory-mb lots --threads many", bad(&["--no-such-flag", "lots", "many"])),
+        c("site --pft abc --years 2024-2024", bad(&["abc", "--drivers", "--out"])),
         // npp
         c("{NPP} --out {O} --model foo", bad(&["foo"])),
         c("{NPP} --out {O} --months 13-2", bad(&["13-2"])),
