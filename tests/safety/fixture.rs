@@ -192,3 +192,19 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A season config (indices -> npp -> balance on the samples) in `dir` whose NDVI stage uses `stats`.
+pub fn season_config(dir: &Path, stats: &str) -> PathBuf {
+    let p = dir.join(format!("season-{}.toml", stats.replace(',', "-")));
+    std::fs::write(
+        &p,
+        fixture().fill(&format!(
+            "[season]\ndefault = \"2024-JJA\"\nout = \"out\"\n\
+             [stages.ndvi]\ncommand = \"indices\"\nstack = \"{{F}}/s/stack.toml\"\nperiod = \"month\"\nstats = \"{stats}\"\ngap_fill = true\n\
+             [stages.npp]\ncommand = \"npp\"\nndvi = \"@ndvi\"\nlandcover = \"{{F}}/s/landcover_worldcover.tif\"\nlegend = \"esa-worldcover\"\ndrivers = \"{{F}}/s/drivers.toml\"\nyear = \"{{year}}\"\nmonths = \"{{months}}\"\n\
+             [stages.balance]\ncommand = \"balance\"\nsink = \"@npp/sequestration_tCO2_ha_{{period}}.tif\"\nsink_unit = \"t CO2 ha-1 yr-1\"\nlattice = \"{{F}}/s/emissions_lattice_1km.tif\"\n"
+        )),
+    )
+    .unwrap();
+    p
+}

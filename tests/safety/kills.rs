@@ -209,22 +209,8 @@ fn kills_aimed_at_the_commit_are_completed_by_the_next_command() {
 
 #[test]
 fn twenty_random_kills_of_a_season_run_leave_complete_stages_and_reports() {
-    let f = fixture();
     let t = tempfile::tempdir().unwrap();
-    let config = |stats: &str| -> PathBuf {
-        let p = t.path().join(format!("season-{}.toml", stats.replace(',', "-")));
-        std::fs::write(
-            &p,
-            f.fill(&format!(
-                "[season]\ndefault = \"2024-JJA\"\nout = \"out\"\n\
-                 [stages.ndvi]\ncommand = \"indices\"\nstack = \"{{F}}/s/stack.toml\"\nperiod = \"month\"\nstats = \"{stats}\"\ngap_fill = true\n\
-                 [stages.npp]\ncommand = \"npp\"\nndvi = \"@ndvi\"\nlandcover = \"{{F}}/s/landcover_worldcover.tif\"\nlegend = \"esa-worldcover\"\ndrivers = \"{{F}}/s/drivers.toml\"\nyear = \"{{year}}\"\nmonths = \"{{months}}\"\n\
-                 [stages.balance]\ncommand = \"balance\"\nsink = \"@npp/sequestration_tCO2_ha_{{period}}.tif\"\nsink_unit = \"t CO2 ha-1 yr-1\"\nlattice = \"{{F}}/s/emissions_lattice_1km.tif\"\n"
-            )),
-        )
-        .unwrap();
-        p
-    };
+    let config = |stats: &str| crate::fixture::season_config(t.path(), stats);
     let (a, b) = (config("median"), config("mean,median"));
     let run = |c: PathBuf| {
         move |out: &Path| -> Vec<String> {

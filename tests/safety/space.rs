@@ -4,7 +4,7 @@
 //! Mounting needs root: CI runs as root and must run these; elsewhere they are skipped with a printed reason.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::carbonmap;
@@ -214,22 +214,8 @@ fn balance_on_a_full_disk_commits_all_or_nothing() {
 
 #[test]
 fn a_season_run_on_a_full_disk_keeps_a_complete_report() {
-    let f = fixture();
     let dir = tempfile::tempdir().unwrap();
-    let config = |stats: &str| -> PathBuf {
-        let p = dir.path().join(format!("season-{}.toml", stats.replace(',', "-")));
-        std::fs::write(
-            &p,
-            f.fill(&format!(
-                "[season]\ndefault = \"2024-JJA\"\nout = \"out\"\n\
-                 [stages.ndvi]\ncommand = \"indices\"\nstack = \"{{F}}/s/stack.toml\"\nperiod = \"month\"\nstats = \"{stats}\"\ngap_fill = true\n\
-                 [stages.npp]\ncommand = \"npp\"\nndvi = \"@ndvi\"\nlandcover = \"{{F}}/s/landcover_worldcover.tif\"\nlegend = \"esa-worldcover\"\ndrivers = \"{{F}}/s/drivers.toml\"\nyear = \"{{year}}\"\nmonths = \"{{months}}\"\n\
-                 [stages.balance]\ncommand = \"balance\"\nsink = \"@npp/sequestration_tCO2_ha_{{period}}.tif\"\nsink_unit = \"t CO2 ha-1 yr-1\"\nlattice = \"{{F}}/s/emissions_lattice_1km.tif\"\n"
-            )),
-        )
-        .unwrap();
-        p
-    };
+    let config = |stats: &str| crate::fixture::season_config(dir.path(), stats);
     let a = config("median");
     let b = config("mean,median");
     let cmd = |c: &Path| vec!["run".to_string(), c.to_string_lossy().into_owned(), "--out".into(), "{OUT}".into()];
