@@ -203,6 +203,7 @@ pub fn prepare_folder(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(&key).map_err(|e| Error::io(dir, "cannot create output folder", e))?;
     let marker = lock_marker(&key)?;
     roll_forward(&key)?;
+    sweep(&key);
     state().folders.insert(key, Folder { marker, created });
     Ok(())
 }
@@ -456,6 +457,20 @@ fn roll_forward(dir: &Path) -> Result<()> {
     std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, "cannot remove the journal", e))?;
     sync_dir(dir);
     Ok(())
+}
+
+/// Remove the temporary files that killed commands left in `dir` (outputs never committed, a journal cut
+/// short). Called with the folder locked, after `roll_forward`: no other command is writing here, and every
+/// temporary file a complete journal named has been renamed into place.
+fn sweep(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let temporary = name.starts_with('.') && (name.contains(".partial-") || name.ends_with(".cog-partial"));
+        if temporary && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Register a folder that a command creates and swaps as a whole (a stage of `carbonmap run`): it is checked
