@@ -785,7 +785,7 @@ impl TileReader {
         row0: usize,
         nrows: usize,
         width: usize,
-    ) -> Result<(Vec<Vec<f32>>, Vec<bool>)> {
+    ) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
         let n = width * nrows;
         let clear: Option<Vec<bool>> = match (&self.qa, &stack.mask) {
             (Some((r, file_nd)), Some(mask)) => {
@@ -803,10 +803,12 @@ impl TileReader {
         let mut has_data = vec![true; n];
         let mut planes = Vec::with_capacity(self.refl.len());
         for (reader, conv) in &self.refl {
-            let mut buf = vec![0f32; n];
+            // DNs (and warped values) in float64: reflectance and indices are computed in float64 and rounded
+            // once, to the output type.
+            let mut buf = vec![0f64; n];
             reader.read_rows(0, row0, nrows, &mut buf)?;
             for (i, v) in buf.iter_mut().enumerate() {
-                let dn = *v as f64;
+                let dn = *v;
                 let missing = v.is_nan()
                     || dn_nodata.contains(&dn)
                     || conv.file_nodata.is_some_and(|nd| nd == dn);
@@ -815,9 +817,9 @@ impl TileReader {
                 }
                 let masked = clear.as_ref().is_some_and(|c| !c[i]);
                 *v = if missing || masked {
-                    f32::NAN
+                    f64::NAN
                 } else {
-                    ((dn + conv.add) * conv.scale + conv.offset) as f32
+                    (dn + conv.add) * conv.scale + conv.offset
                 };
             }
             planes.push(buf);
@@ -843,7 +845,7 @@ impl<'a> SceneReader<'a> {
     }
 
     /// Read rows `row0 .. row0 + nrows`: reflectance per letter (NaN where no data or not clear).
-    pub fn read(&self, row0: usize, nrows: usize, width: usize) -> Result<Vec<Vec<f32>>> {
+    pub fn read(&self, row0: usize, nrows: usize, width: usize) -> Result<Vec<Vec<f64>>> {
         let (mut planes, mut has_data) = self.tiles[0].read(self.stack, row0, nrows, width)?;
         for tile in &self.tiles[1..] {
             let (p, h) = tile.read(self.stack, row0, nrows, width)?;

@@ -183,9 +183,9 @@ impl FeatureEngine {
     pub fn strip_rows(&self, memory_mb: usize) -> usize {
         let nscenes = self.stack.scenes.len();
         // Per pixel: every variable's value and clear flag per scene, every band's reflectance per scene,
-        // and the feature planes (f32).
+        // (f64) and the feature planes (f32).
         let per_px = self.compiled.len() * nscenes * 5
-            + self.letters.len() * nscenes * 4
+            + self.letters.len() * nscenes * 8
             + self.defs.len() * 8;
         let rows = (memory_mb.max(1) * 1024 * 1024) / (per_px * self.grid.width).max(1);
         rows.clamp(1, self.grid.height.max(1))

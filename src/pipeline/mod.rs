@@ -334,7 +334,7 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         // while transposing).
         let nstat = if per_date { 1 } else { job.stats.len() };
         let per_px = pass_indices.len() * needed.len() * 5
-            + letters.len() * needed.len() * 4
+            + letters.len() * needed.len() * 8
             + if job.gap_fill { needed.len() * 4 } else { 0 }
             + (nstat * 2 + 1) * 4;
         let per_row = per_px * grid.width;
@@ -478,7 +478,7 @@ pub(crate) fn strip_index_values(
                     for (j, out) in chunk.iter_mut().enumerate() {
                         let px = ci * 4096 + j;
                         for (b, &lp) in pos.iter().enumerate() {
-                            bands[b] = planes[lp][px] as f64;
+                            bands[b] = planes[lp][px];
                         }
                         *out = c.eval(&bands, &mut scratch) as f32;
                     }
