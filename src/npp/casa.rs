@@ -68,6 +68,13 @@ pub struct CasaType {
     pub emax_gc_per_mj: f64,
     pub ndvi_max: f64,
     pub sr_max: f64,
+    /// The type's own NDVI of bare ground, where a published table gives one (else `[fpar] ndvi_min`).
+    #[serde(default)]
+    pub ndvi_min: Option<f64>,
+    /// The type's own SR_min, where a published table gives one independently of NDVI_min (for example
+    /// 1.05); else SR at the NDVI minimum, (1 + NDVI_min) / (1 - NDVI_min).
+    #[serde(default)]
+    pub sr_min: Option<f64>,
 }
 
 /// A type whose NPP is zero by definition, with the reason.
@@ -136,18 +143,18 @@ impl CasaParams {
         if !(0.0..=1.0).contains(&f.alpha) {
             return err("fpar.alpha must be in [0, 1]".into());
         }
-        let sr_min = sr(f.ndvi_min);
         for t in &self.types {
-            if !(t.ndvi_max > f.ndvi_min && t.ndvi_max < 1.0) {
+            let (ndvi_min, sr_min) = (self.ndvi_min(t), self.sr_min(t));
+            if !(t.ndvi_max > ndvi_min && t.ndvi_max < 1.0 && ndvi_min > -1.0) {
                 return err(format!(
-                    "type {}: ndvi_max must be in (ndvi_min, 1)",
-                    t.name
+                    "type {}: need -1 < ndvi_min ({ndvi_min}) < ndvi_max ({}) < 1",
+                    t.name, t.ndvi_max
                 ));
             }
-            if !(t.sr_max > sr_min) {
+            if !(sr_min > 0.0 && t.sr_max > sr_min) {
                 return err(format!(
-                    "type {}: sr_max must exceed SR at ndvi_min ({sr_min:.3})",
-                    t.name
+                    "type {}: need 0 < sr_min ({sr_min:.3}) < sr_max ({})",
+                    t.name, t.sr_max
                 ));
             }
             if !(t.emax_gc_per_mj > 0.0 && t.emax_gc_per_mj < 5.0) {
@@ -176,6 +183,16 @@ impl CasaParams {
             .map(TypeParams::Zero)
     }
 
+    /// The type's NDVI minimum: its own, or the table's.
+    pub fn ndvi_min(&self, t: &CasaType) -> f64 {
+        t.ndvi_min.unwrap_or(self.fpar.ndvi_min)
+    }
+
+    /// The type's SR minimum: its own, or SR at its NDVI minimum.
+    pub fn sr_min(&self, t: &CasaType) -> f64 {
+        t.sr_min.unwrap_or_else(|| sr(self.ndvi_min(t)))
+    }
+
     /// FPAR from NDVI: the NDVI and SR scalings, each clamped to [fpar_min, fpar_max], combined with alpha.
     pub fn fpar(&self, t: &CasaType, ndvi: f64) -> f64 {
         let f = &self.fpar;
@@ -183,13 +200,15 @@ impl CasaParams {
             return f64::NAN;
         }
         let span = f.fpar_max - f.fpar_min;
-        let by_ndvi = ((ndvi - f.ndvi_min) / (t.ndvi_max - f.ndvi_min) * span + f.fpar_min)
+        let ndvi_min = self.ndvi_min(t);
+        let by_ndvi = ((ndvi - ndvi_min) / (t.ndvi_max - ndvi_min) * span + f.fpar_min)
             .clamp(f.fpar_min, f.fpar_max);
-        // SR grows without bound as NDVI -> 1; past ndvi_max the scaling is at its cap anyway.
-        let by_sr = if ndvi >= t.ndvi_max {
+        // SR grows without bound as NDVI -> 1 (and past ndvi_max the scaling is at its cap when SR_max is
+        // the SR of NDVI_max, as in tables that derive one from the other).
+        let sr_min = self.sr_min(t);
+        let by_sr = if ndvi >= 1.0 || (t.sr_min.is_none() && ndvi >= t.ndvi_max) {
             f.fpar_max
         } else {
-            let sr_min = sr(f.ndvi_min);
             ((sr(ndvi) - sr_min) / (t.sr_max - sr_min) * span + f.fpar_min)
                 .clamp(f.fpar_min, f.fpar_max)
         };
@@ -353,6 +372,26 @@ mod tests {
         assert!((p.fpar(&g, -0.2) - 0.001).abs() < 1e-12);
         assert!((p.fpar(&g, 0.9) - 0.95).abs() < 1e-12);
         assert!((p.fpar(&g, 1.0) - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
+    fn per_type_bounds_by_hand() {
+        // Zhu et al. (2006) give SR_min = 1.05 for every type beside NDVI_min = 0.023 (whose SR is 1.0471);
+        // a table that enters both uses each in its own scaling. Grassland, NDVI 0.4:
+        //   FPAR_NDVI = (0.4 - 0.023) / (0.634 - 0.023) x 0.949 + 0.001 = 0.5865532 (unchanged);
+        //   FPAR_SR = (2.3333333 - 1.05) / (4.46 - 1.05) x 0.949 + 0.001 = 0.3581505;
+        //   FPAR = 0.5 x 0.5865532 + 0.5 x 0.3581505 = 0.4723518 (2.5e-4 below the derived-SR_min value).
+        let p = p();
+        let mut g = grass(&p);
+        g.sr_min = Some(1.05);
+        assert!((p.fpar(&g, 0.4) - 0.4723518).abs() < 1e-7, "{}", p.fpar(&g, 0.4));
+        // A type's own NDVI_min of 0.05 (and SR_min 1.05): FPAR_NDVI = 0.35 / 0.584 x 0.949 + 0.001 = 0.5697500,
+        //   FPAR = 0.5 x 0.5697500 + 0.5 x 0.3581505 = 0.4639503.
+        g.ndvi_min = Some(0.05);
+        assert!((p.fpar(&g, 0.4) - 0.4639503).abs() < 1e-7, "{}", p.fpar(&g, 0.4));
+        // Past NDVI_max the SR scaling keeps rising to its own cap: NDVI 0.65, SR 4.7142857,
+        //   FPAR_SR = (4.7142857 - 1.05) / 3.41 x 0.949 + 0.001 = 1.0207681 -> clamped 0.95.
+        assert!((p.fpar(&g, 0.65) - 0.95).abs() < 1e-12);
     }
 
     #[test]
