@@ -244,27 +244,6 @@ pub fn transform_points(
         .map_err(|e| Error::Usage(format!("points cannot be transformed: {e}")))
 }
 
-/// True area of one pixel per grid row, in square metres. Projected grids: |dx x dy| in metres (the CRS's
-/// linear unit converted; map-projection scale distortion is not corrected). Geographic grids: the area of the
-/// cell on the authalic sphere (models/earth.toml), R^2 x dlon x (sin lat1 - sin lat2).
-pub fn row_pixel_areas_m2(grid: &Grid) -> Result<Vec<f64>> {
-    let srs = grid.spatial_ref()?;
-    if srs.is_geographic() {
-        let r = earth_radius_m()?;
-        let dlon = grid.gt[1].abs().to_radians();
-        Ok((0..grid.height)
-            .map(|row| {
-                let lat1 = (grid.gt[3] + row as f64 * grid.gt[5]).to_radians();
-                let lat2 = (grid.gt[3] + (row + 1) as f64 * grid.gt[5]).to_radians();
-                r * r * dlon * (lat1.sin() - lat2.sin()).abs()
-            })
-            .collect())
-    } else {
-        let unit = srs.linear_units();
-        Ok(vec![grid.pixel_area() * unit * unit; grid.height])
-    }
-}
-
 /// Radius of the authalic sphere (models/earth.toml), used for true areas and distances on geographic grids.
 pub fn earth_radius_m() -> Result<f64> {
     #[derive(serde::Deserialize)]
@@ -1848,8 +1827,9 @@ pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPre
             })
             .collect()
     });
-    let areas = row_pixel_areas_m2(&grid)?;
-    let metres_per_pixel = areas[grid.height / 2].sqrt() * grid.width as f64 / w as f64;
+    let areas = crate::area::PixelAreas::of(&grid)?;
+    let metres_per_pixel =
+        areas.at(grid.width / 2, grid.height / 2).sqrt() * grid.width as f64 / w as f64;
     Ok(BandPreview {
         values,
         width: w,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::io::{self, BandRequest, GridReader, RasterInfo, Resampling};
+use crate::io::{BandRequest, GridReader, RasterInfo, Resampling};
 use crate::models;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,7 +195,7 @@ pub fn histogram(path: &Path, band: usize) -> Result<(BTreeMap<i64, (u64, f64)>,
         None,
         0.0,
     )?;
-    let row_area = io::row_pixel_areas_m2(&grid)?;
+    let areas = crate::area::PixelAreas::of(&grid)?;
     // About 4 M pixels per strip.
     let rows = (4 * 1024 * 1024 / grid.width.max(1)).clamp(1, grid.height);
     let mut hist: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
@@ -206,8 +206,8 @@ pub fn histogram(path: &Path, band: usize) -> Result<(BTreeMap<i64, (u64, f64)>,
         buf.resize(n * grid.width, 0i64);
         reader.read_rows(0, row0, n, &mut buf)?;
         for (r, row) in buf.chunks(grid.width).enumerate() {
-            let a = row_area[row0 + r];
-            for &v in row {
+            let a = areas.row(row0 + r);
+            for (&v, a) in row.iter().zip(a) {
                 let e = hist.entry(v).or_insert((0, 0.0));
                 e.0 += 1;
                 e.1 += a;

@@ -7,6 +7,7 @@
 //! (synthetic test and sample rasters).
 
 pub mod cli;
+pub mod area;
 pub mod climate;
 pub mod commit;
 pub mod composite;

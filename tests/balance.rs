@@ -21,14 +21,15 @@ fn close(a: f64, b: f64, what: &str) {
     );
 }
 
-/// The hand-made case. Lattice (EPSG:32630): two 30 m cells, A = [0,30] x [0,30] with 9 t CO2 and
+/// The hand-made case. Lattice (EPSG:3035, an equal-area projection, so the nominal areas below are the true
+/// ones): two 30 m cells, A = [0,30] x [0,30] with 9 t CO2 and
 /// B = [30,60] x [0,30] with 18 t CO2 per year. Sink: one row of three 20 m pixels whose borders do not
 /// follow the cells': p1 = [5,25], p2 = [25,45], p3 = [45,65] (x), [10,30] (y); 400 m2 = 0.04 ha each;
 /// sink densities 10, 20, 30 t CO2 ha-1 yr-1 (masses 0.4, 0.8, 1.2 t CO2 yr-1).
 fn hand_case(dir: &Path) {
     write_raster(
         &dir.join("lattice.tif"),
-        Some(32630),
+        Some(3035),
         [0.0, 30.0, 0.0, 30.0, 0.0, -30.0],
         (2, 1),
         &[("fossil", vec![9.0f64, 18.0])],
@@ -36,7 +37,7 @@ fn hand_case(dir: &Path) {
     );
     write_raster(
         &dir.join("sink.tif"),
-        Some(32630),
+        Some(3035),
         [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
         (3, 1),
         &[("sequestration", vec![10.0f32, 20.0, 30.0])],
@@ -145,7 +146,7 @@ fn a_proxy_moves_emissions_onto_its_classes_and_keeps_the_mass() {
     //   A's covered share (5 t) all to p1, B's (12 t) all to p3: densities 125, 0, 300 t CO2 ha-1 yr-1.
     write_raster(
         &d.join("lc.tif"),
-        Some(32630),
+        Some(3035),
         [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
         (3, 1),
         &[("lc", vec![50u8, 30, 50])],
@@ -166,7 +167,7 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     let d = t.path();
     hand_case(d);
     // Districts d1 (x 0..25, holds p1's centre at 15) and d2 (x 25..70: p2, p3) of region R.
-    // A GeoJSON FeatureCollection on EPSG:32630 from (properties, polygon coordinates).
+    // A GeoJSON FeatureCollection on EPSG:3035 (equal-area) from (properties, polygon coordinates).
     let collection = |features: &[(&str, String)]| {
         let f: Vec<String> = features
             .iter()
@@ -175,7 +176,7 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
             })
             .collect();
         format!(
-            r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "EPSG:32630"}}}}, "features": [{}]}}"#,
+            r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "EPSG:3035"}}}}, "features": [{}]}}"#,
             f.join(",\n")
         )
     };
@@ -294,13 +295,14 @@ fn a_geographic_lattice_is_split_by_true_area_not_degree_squares() {
         ])
         .assert()
         .success();
-    // Fine rows: 75..65, 65..55, 55..45. On the sphere the area between latitudes is proportional to the
-    // difference of their sines:
-    //   row 0 gets the upper cell's share (sin70 - sin65) / (sin70 - sin60) of 100 t C;
-    //   row 1 gets (sin65 - sin60)/(sin70 - sin60) of the upper and (sin60 - sin55)/(sin60 - sin50) of the lower;
-    //   row 2 gets (sin55 - sin50)/(sin60 - sin50) of the lower.
+    // Fine rows: 75..65, 65..55, 55..45. On the ellipsoid the area between latitudes is proportional to the
+    // difference of I(lat), the integral of the area element from the equator (common::wgs84_area_integral;
+    // on a sphere it would be the sine):
+    //   row 0 gets the upper cell's share (I70 - I65) / (I70 - I60) of 100 t C;
+    //   row 1 gets (I65 - I60)/(I70 - I60) of the upper and (I60 - I55)/(I60 - I50) of the lower;
+    //   row 2 gets (I55 - I50)/(I60 - I50) of the lower.
     // Degree-squares would give 50, 100, 50.
-    let s = |deg: f64| deg.to_radians().sin();
+    let s = common::wgs84_area_integral;
     let up = s(70.0) - s(60.0);
     let lo = s(60.0) - s(50.0);
     let want = [
@@ -308,7 +310,7 @@ fn a_geographic_lattice_is_split_by_true_area_not_degree_squares() {
         100.0 * (s(65.0) - s(60.0)) / up + 100.0 * (s(60.0) - s(55.0)) / lo,
         100.0 * (s(55.0) - s(50.0)) / lo,
     ];
-    // = 45.32, 101.57, 53.12 t C: the middle pixel takes more of the northern cell than of the southern.
+    // = 45.34, 101.55, 53.11 t C: the middle pixel takes more of the northern cell than of the southern.
     // Each row's share is split equally between its two columns.
     let (v, _, _) = read_band(&d.join("out.tif"), 1);
     for i in 0..3 {
@@ -345,7 +347,7 @@ fn bad_inputs_are_named() {
     // A lattice far away.
     write_raster(
         &d.join("far.tif"),
-        Some(32630),
+        Some(3035),
         [500000.0, 30.0, 0.0, 30.0, 0.0, -30.0],
         (2, 1),
         &[("fossil", vec![9.0f64, 18.0])],
@@ -361,7 +363,7 @@ fn bad_inputs_are_named() {
     // Negative emissions in a sector that cannot be negative: a warning naming the sector; allowed when signed.
     write_raster(
         &d.join("neg.tif"),
-        Some(32630),
+        Some(3035),
         [0.0, 30.0, 0.0, 30.0, 0.0, -30.0],
         (2, 1),
         &[

@@ -72,7 +72,13 @@ fn slovenia_lulc_area_table_by_hand() {
         .success();
     let (codes, _, _) = read_band(&map, 1);
     let gt = gdal::Dataset::open(&map).unwrap().geo_transform().unwrap();
-    let px_ha = (gt[1] * gt[5]).abs() / 1e4;
+    // True pixel area: the nominal area over k^2, k the UTM 33N scale factor at the map (34.6 km west of the
+    // central meridian): k = k0 (1 + dx^2 / (2 k0^2 R^2)) to first order (Snyder 1987 eq. 8-11), with
+    // R = 6,380 km the mean radius of curvature near 46 N; k = 0.9996147.
+    let x_mid = gt[0] + gt[1] * 50.0;
+    let (k0, r) = (0.9996, 6_380_000.0);
+    let k = k0 * (1.0 + (x_mid - 500_000.0).powi(2) / (2.0 * k0 * k0 * r * r));
+    let px_ha = (gt[1] * gt[5]).abs() / 1e4 / (k * k);
     let mut rd = csv::Reader::from_path(&out).unwrap();
     assert_eq!(
         rd.headers().unwrap().iter().collect::<Vec<_>>(),
@@ -175,9 +181,8 @@ fn undeclared_nodata_gets_a_hint() {
 
 #[test]
 fn geographic_grids_get_true_areas() {
-    // One 1 x 1 degree cell at the equator and one at 60-61 N, code 10. Area on the authalic sphere
-    // R = 6371007.181 m: R^2 x (pi / 180) x (sin 1 deg - sin 0) = 1.23637e10 m2 = 1236371.19 ha;
-    // at 60-61 N: R^2 x (pi / 180) x (sin 61 deg - sin 60 deg) = 608841.48 ha.
+    // One 1 x 1 degree cell at the equator and one at 60-61 N, code 10, measured on the WGS84 ellipsoid.
+    // (The authalic sphere would give 1236371.19 ha and 608841.48 ha: 0.45 % too much at the equator.)
     let t = tempfile::tempdir().unwrap();
     let (eq, north) = (t.path().join("eq.tif"), t.path().join("n.tif"));
     write_codes(
@@ -204,6 +209,8 @@ fn geographic_grids_get_true_areas() {
     let tree = |rows: &[carbonmap::landcover::ClassArea]| {
         rows.iter().find(|r| r.code == 10).unwrap().area_ha
     };
-    assert!((tree(&a) - 1_236_371.19).abs() < 0.1, "{}", tree(&a));
-    assert!((tree(&b) - 608_841.48).abs() < 0.1, "{}", tree(&b));
+    // Expected: numerical integration of the ellipsoid's area element (common::wgs84_cell_ha).
+    let (want_a, want_b) = (common::wgs84_cell_ha(1.0, 0.0, 1.0), common::wgs84_cell_ha(1.0, 60.0, 61.0));
+    assert!((tree(&a) - want_a).abs() < 1e-6 * want_a, "{} vs {want_a}", tree(&a));
+    assert!((tree(&b) - want_b).abs() < 1e-6 * want_b, "{} vs {want_b}", tree(&b));
 }

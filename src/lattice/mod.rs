@@ -40,8 +40,8 @@ pub struct Lattice {
     pub sectors: Vec<String>,
     /// `mass[sector][row * width + col]`, t CO2 yr-1.
     pub mass: Vec<Vec<f64>>,
-    /// True area of one cell per row, m2.
-    pub row_area_m2: Vec<f64>,
+    /// True areas of the cells, m2.
+    pub areas: crate::area::PixelAreas,
     /// Cell ids (vector lattices: the id field; rasters: "r{row}c{col}").
     ids: Option<Vec<String>>,
     /// Things the user should know (negative sector values).
@@ -79,7 +79,7 @@ impl Lattice {
     }
 
     pub fn cell_area_m2(&self, cell: usize) -> f64 {
-        self.row_area_m2[cell / self.grid.width]
+        self.areas.at(cell % self.grid.width, cell / self.grid.width)
     }
 
     fn check_signs(&mut self, spec: &LatticeSpec) {
@@ -161,7 +161,7 @@ fn load_raster(spec: &LatticeSpec) -> Result<Lattice> {
         spec,
         &bands.iter().map(|b| b.unit.clone()).collect::<Vec<_>>(),
     )?;
-    let row_area_m2 = io::row_pixel_areas_m2(&grid)?;
+    let areas = crate::area::PixelAreas::of(&grid)?;
     let reader = GridReader::new(
         &spec.path,
         &bands
@@ -185,7 +185,7 @@ fn load_raster(spec: &LatticeSpec) -> Result<Lattice> {
             if b.nodata.is_some_and(|nd| *x == nd) || !x.is_finite() {
                 *x = f64::NAN;
             } else {
-                *x = unit.to_tco2_yr(*x, row_area_m2[i / grid.width]);
+                *x = unit.to_tco2_yr(*x, areas.at(i % grid.width, i / grid.width));
             }
         }
         mass.push(v);
@@ -196,7 +196,7 @@ fn load_raster(spec: &LatticeSpec) -> Result<Lattice> {
         unit,
         sectors: bands.iter().map(|b| sector_name(b)).collect(),
         mass,
-        row_area_m2,
+        areas,
         ids: None,
         warnings: Vec::new(),
     };
@@ -282,7 +282,7 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
         height,
     };
     let n = width * height;
-    let row_area_m2 = io::row_pixel_areas_m2(&grid)?;
+    let areas = crate::area::PixelAreas::of(&grid)?;
     let unit = declared_unit(spec, &[])?;
     let mut mass = vec![vec![f64::NAN; n]; spec.fields.len()];
     let mut ids = vec![String::new(); n];
@@ -326,7 +326,7 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
                     ))
                 }
             };
-            mass[s][cell] = unit.to_tco2_yr(v, row_area_m2[cell / width]);
+            mass[s][cell] = unit.to_tco2_yr(v, areas.at(cell % width, cell / width));
         }
     }
     let mut l = Lattice {
@@ -335,7 +335,7 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
         unit,
         sectors: spec.fields.clone(),
         mass,
-        row_area_m2,
+        areas,
         ids: Some(ids),
         warnings: Vec::new(),
     };

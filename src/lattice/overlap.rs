@@ -5,8 +5,9 @@
 //! are shared between neighbouring pixels, so the mapped pixels tile the plane without gaps or overlaps), and
 //! clipped against each lattice cell it touches (Sutherland-Hodgman against the cell rectangle). Areas are
 //! shoelace areas in the measuring space: the lattice CRS itself when it is projected, and (longitude,
-//! sin latitude) when it is geographic - Lambert's cylindrical equal-area map of the authalic sphere, in which
-//! the lattice's cells are still rectangles and an area is proportional to the true area on the sphere, so
+//! sin of the authalic latitude) when it is geographic - Lambert's cylindrical equal-area map of the CRS's
+//! ellipsoid (crate::area), in which the lattice's cells are still rectangles and an area is proportional to
+//! the true area on the ellipsoid, so
 //! degree-squares never stand in for areas. Pixels that straddle a cell border are split by area, never
 //! assigned by their centre; the pieces of a pixel add up to the whole pixel, which makes every transfer
 //! between the grids mass conserving.
@@ -23,7 +24,8 @@ const WHOLE_TOLERANCE: f64 = 1e-9;
 #[derive(Debug, Clone)]
 pub struct CellSpace {
     pub grid: Grid,
-    geographic: bool,
+    /// The ellipsoid of a geographic lattice (None: projected, measured in its own CRS).
+    geographic: Option<crate::area::Ellipsoid>,
     x0: f64,
     dx: f64,
     /// Row boundaries in measuring y, north to south (decreasing), `height + 1` values.
@@ -32,14 +34,17 @@ pub struct CellSpace {
 
 impl CellSpace {
     pub fn new(grid: &Grid) -> Result<CellSpace> {
-        let geographic = grid.spatial_ref()?.is_geographic();
+        let geographic = if grid.spatial_ref()?.is_geographic() {
+            Some(crate::area::ellipsoid_of(grid)?)
+        } else {
+            None
+        };
         let row_y = (0..=grid.height)
             .map(|j| {
                 let y = grid.gt[3] + j as f64 * grid.gt[5];
-                if geographic {
-                    y.clamp(-90.0, 90.0).to_radians().sin()
-                } else {
-                    y
+                match &geographic {
+                    Some(e) => e.sin_authalic(y.clamp(-90.0, 90.0)),
+                    None => y,
                 }
             })
             .collect();
@@ -54,10 +59,9 @@ impl CellSpace {
 
     /// Map a point in the lattice CRS to measuring space.
     fn measure(&self, x: f64, y: f64) -> (f64, f64) {
-        if self.geographic {
-            (x, y.clamp(-90.0, 90.0).to_radians().sin())
-        } else {
-            (x, y)
+        match &self.geographic {
+            Some(e) => (x, e.sin_authalic(y.clamp(-90.0, 90.0))),
+            None => (x, y),
         }
     }
 

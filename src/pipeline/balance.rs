@@ -196,7 +196,7 @@ impl ZoneAcc {
 fn sink_mass(
     reader: &GridReader,
     p: &Prepared,
-    row_area: &[f64],
+    areas: &crate::area::PixelAreas,
     row0: usize,
     nrows: usize,
 ) -> Result<Vec<f64>> {
@@ -207,7 +207,7 @@ fn sink_mass(
         *x = if !x.is_finite() || p.sink_nodata == Some(*x) {
             f64::NAN
         } else {
-            p.sink_unit.to_tco2_yr(*x, row_area[row0 + i / w])
+            p.sink_unit.to_tco2_yr(*x, areas.at(i % w, row0 + i / w))
         };
     }
     Ok(v)
@@ -290,7 +290,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let ncell = lat.cells();
     let nsec = lat.sectors.len();
     let ov = Overlapper::new(&grid, &lat.grid)?;
-    let row_area = io::row_pixel_areas_m2(&grid)?;
+    let areas = crate::area::PixelAreas::of(&grid)?;
     let sink_reader = GridReader::new(
         &job.sink,
         &[BandRequest {
@@ -320,11 +320,11 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     while row0 < grid.height {
         let nrows = strip_rows.min(grid.height - row0);
         let s = ov.strip(row0, nrows)?;
-        let m = sink_mass(&sink_reader, &p, &row_area, row0, nrows)?;
+        let m = sink_mass(&sink_reader, &p, &areas, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
         for i in 0..grid.width * nrows {
             let ap = s.pixel_area[i];
-            let a_true = row_area[row0 + i / grid.width];
+            let a_true = areas.at(i % grid.width, row0 + i / grid.width);
             area_total += a_true;
             let mut inside = 0.0;
             for (c, a) in s.pieces(i) {
@@ -453,7 +453,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     while row0 < grid.height {
         let nrows = strip_rows.min(grid.height - row0);
         let s: StripOverlap = ov.strip(row0, nrows)?;
-        let m = sink_mass(&sink_reader, &p, &row_area, row0, nrows)?;
+        let m = sink_mass(&sink_reader, &p, &areas, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
         let zone_ids = match &p.zones {
             Some(z) => Some(z.read_rows(row0, nrows)?),
@@ -465,7 +465,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let mut net = vec![f32::NAN; n];
         let mut e = vec![0f64; nsec];
         for i in 0..n {
-            let a_true = row_area[row0 + i / grid.width];
+            let a_true = areas.at(i % grid.width, row0 + i / grid.width);
             let ha = a_true / 1e4;
             let w = wts.as_ref().map_or(1.0, |w| w[i]);
             e.iter_mut().for_each(|x| *x = 0.0);
@@ -1032,10 +1032,9 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
         out_unit.expect("checked"),
     );
     let mut warnings = src.warnings.clone();
-    let src_area = io::row_pixel_areas_m2(&src.grid)?;
-    let tgt_area = io::row_pixel_areas_m2(&target)?;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let downscale = mean(&tgt_area) <= mean(&src_area);
+    let src_area = crate::area::PixelAreas::of(&src.grid)?;
+    let tgt_area = crate::area::PixelAreas::of(&target)?;
+    let downscale = tgt_area.mean() <= src_area.mean();
     if job.proxy.is_some() && !downscale {
         return Err(Error::Usage(
             "--proxy spreads a coarse grid over a finer one; the target grid here is the coarser"
@@ -1128,7 +1127,7 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             let mut m = vec![0f64; nb];
             for i in 0..n {
                 let wi = w.as_ref().map_or(1.0, |w| w[i]);
-                let a_true = tgt_area[row0 + i / target.width];
+                let a_true = tgt_area.at(i % target.width, row0 + i / target.width);
                 let mut any = false;
                 m.iter_mut().for_each(|x| *x = 0.0);
                 for (c, a) in s.pieces(i) {
@@ -1202,7 +1201,7 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
             let v: Vec<f64> = (0..ncell)
                 .map(|c| {
                     if cov[c] > 0.0 {
-                        out_unit.from_tco2_yr(a[c], tgt_area[c / target.width])
+                        out_unit.from_tco2_yr(a[c], tgt_area.at(c % target.width, c / target.width))
                     } else {
                         f64::NAN
                     }

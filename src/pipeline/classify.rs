@@ -1031,7 +1031,7 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         &job.write,
     )?;
 
-    let row_area = io::row_pixel_areas_m2(&grid)?;
+    let areas = crate::area::PixelAreas::of(&grid)?;
     let mut pixels = vec![0u64; sidecar.classes.len()];
     let mut area_m2 = vec![0f64; sidecar.classes.len()];
     let mut unclassified = 0u64;
@@ -1059,7 +1059,7 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
                 unclassified += 1;
             } else {
                 pixels[ci] += 1;
-                area_m2[ci] += row_area[row0 + i / grid.width];
+                area_m2[ci] += areas.at(i % grid.width, row0 + i / grid.width);
             }
         }
         let codes: Vec<u16> = cls

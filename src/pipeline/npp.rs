@@ -615,7 +615,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         None,
         LC_FILL,
     )?;
-    let row_areas = io::row_pixel_areas_m2(&grid)?;
+    let areas = crate::area::PixelAreas::of(&grid)?;
 
     // Class index per code for fast lookup.
     let codes: Vec<i64> = p.legend.classes.iter().map(|c| c.code).collect();
@@ -742,7 +742,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         for (px, (r, m)) in results.iter().zip(&models).enumerate() {
             let Some((ci, _)) = m else { continue };
             let s = &mut summaries[*ci];
-            let area = row_areas[row0 + px / grid.width];
+            let area = areas.at(px % grid.width, row0 + px / grid.width);
             s.pixels += 1;
             s.area_m2 += area;
             if r.npp.is_nan() || r.rh.is_nan() {

@@ -167,3 +167,29 @@ pub fn fr_pue_drivers(root: &Path, dir: &Path) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// WGS84 ellipsoid: semi-major axis (m) and first eccentricity squared (f = 1 / 298.257223563).
+pub const WGS84_A: f64 = 6_378_137.0;
+pub const WGS84_E2: f64 = 0.006_694_379_990_141_317;
+
+/// The ellipsoid's area element integrated from the equator to `lat_deg`, by Simpson's rule (4000 steps),
+/// written here independently of carbonmap's closed form: int_0^lat cos(p) / (1 - e2 sin^2 p)^2 dp. The area
+/// between two latitudes over `dlon` radians is a^2 (1 - e2) dlon (I(lat2) - I(lat1)).
+pub fn wgs84_area_integral(lat_deg: f64) -> f64 {
+    let n = 4000;
+    let b = lat_deg.to_radians();
+    let h = b / n as f64;
+    let f = |p: f64| p.cos() / (1.0 - WGS84_E2 * p.sin().powi(2)).powi(2);
+    let mut s = f(0.0) + f(b);
+    for i in 1..n {
+        s += f(i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+    }
+    s * h / 3.0
+}
+
+/// True area (ha) of a geographic cell of `dlon_deg` between `lat1` and `lat2` on WGS84.
+pub fn wgs84_cell_ha(dlon_deg: f64, lat1: f64, lat2: f64) -> f64 {
+    WGS84_A * WGS84_A * (1.0 - WGS84_E2) * dlon_deg.to_radians()
+        * (wgs84_area_integral(lat2) - wgs84_area_integral(lat1)).abs()
+        / 1e4
+}
