@@ -687,6 +687,9 @@ pub struct RasterWriter {
     options: WriteOptions,
     width: usize,
     nbands: usize,
+    /// GDAL overview resampling per band (COG outputs): AVERAGE for continuous quantities, MODE for classes,
+    /// NEAREST for counts.
+    overview_resampling: Vec<&'static str>,
     /// Set once the output has been renamed into place.
     done: bool,
 }
@@ -774,6 +777,14 @@ impl RasterWriter {
             options: options.clone(),
             width: grid.width,
             nbands: bands.len(),
+            overview_resampling: bands
+                .iter()
+                .map(|b| match (b.unit.as_str(), is_float) {
+                    ("count", _) => "NEAREST",
+                    (_, true) => "AVERAGE",
+                    (_, false) => "MODE",
+                })
+                .collect(),
             done: false,
         };
         let ctx = |what: &str| format!("cannot set {what}");
@@ -890,6 +901,59 @@ impl RasterWriter {
         self.nbands
     }
 
+    /// Overviews of the finished GeoTIFF (before it becomes a COG), each band with its own resampling
+    /// (GDAL's default for COG, cubic, mixes NaN into continuous quantities and invents classes and counts).
+    /// Levels halve the size until it fits one tile, as the COG driver's own.
+    fn build_overviews(&self) -> Result<()> {
+        use gdal::{DatasetOptions, GdalOpenFlags};
+        let mut ds = Dataset::open_ex(
+            &self.tmp,
+            DatasetOptions {
+                open_flags: GdalOpenFlags::GDAL_OF_UPDATE | GdalOpenFlags::GDAL_OF_RASTER,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| Error::gdal(&self.target, "reopening for overviews", e))?;
+        let (w, h) = ds.raster_size();
+        let mut levels = Vec::new();
+        let mut f = 2usize;
+        while w.max(h) / (f / 2) > TILE {
+            levels.push(f as i32);
+            f *= 2;
+        }
+        if levels.is_empty() {
+            return Ok(());
+        }
+        // GeoTIFF builds internal overviews for all bands at once (nearest), then each band's are computed
+        // again from its full resolution with its own resampling.
+        let all: Vec<i32> = (1..=self.nbands as i32).collect();
+        ds.build_overviews("NEAREST", &levels, &all)
+            .map_err(|e| Error::gdal(&self.target, "building overviews (disk full?)", e))?;
+        for (i, how) in self.overview_resampling.iter().enumerate().filter(|(_, h)| **h != "NEAREST") {
+            let band = ds
+                .rasterband(i + 1)
+                .map_err(|e| Error::gdal(&self.target, format!("band {}", i + 1), e))?;
+            let c_how = CString::new(*how).expect("no NUL");
+            // SAFETY: the band and its overview bands belong to `ds`, alive for the call.
+            let err = unsafe {
+                let h = band.c_rasterband();
+                let n = gdal_sys::GDALGetOverviewCount(h);
+                let mut ovr: Vec<gdal_sys::GDALRasterBandH> =
+                    (0..n).map(|k| gdal_sys::GDALGetOverview(h, k)).collect();
+                gdal_sys::GDALRegenerateOverviews(h, n, ovr.as_mut_ptr(), c_how.as_ptr(), None, ptr::null_mut())
+            };
+            if err != gdal_sys::CPLErr::CE_None {
+                return Err(Error::Processing(format!(
+                    "{}: band {}: {how} overviews failed: {}",
+                    self.target.display(),
+                    i + 1,
+                    last_gdal_message()
+                )));
+            }
+        }
+        gdal_checked(&self.target, "closing the overviews (disk full?)", || ds.close())
+    }
+
     /// Close the dataset (checking GDAL's result) and convert to COG if asked. The output stays under its
     /// temporary name until `PendingOutput::commit`, so a run can finish every output before renaming any.
     pub fn finish(mut self) -> Result<PendingOutput> {
@@ -897,6 +961,7 @@ impl RasterWriter {
         gdal_checked(&self.target, "closing the output failed (disk full?)", || ds.close())?;
         verify_geotiff(&self.tmp, &self.target)?;
         if self.options.cog {
+            self.build_overviews()?;
             let src = Dataset::open(&self.tmp)
                 .map_err(|e| Error::gdal(&self.target, "reopening for COG", e))?;
             let cog_tmp =
@@ -909,7 +974,7 @@ impl RasterWriter {
                 "-co",
                 "PREDICTOR=YES",
                 "-co",
-                "OVERVIEWS=AUTO",
+                "OVERVIEWS=FORCE_USE_EXISTING",
                 "-co",
                 "BIGTIFF=IF_SAFER",
             ]
@@ -1703,6 +1768,30 @@ pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The union of two polygonal geometries; where GEOS cannot form it (an invalid ring, say), a multipolygon of
+/// both geometries' polygons, so that no part of a zone is ever dropped.
+pub fn union_keep(a: gdal::vector::Geometry, b: &gdal::vector::Geometry) -> gdal::vector::Geometry {
+    if let Some(u) = a.union(b) {
+        return u;
+    }
+    let Ok(mut multi) = gdal::vector::Geometry::empty(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon) else {
+        return a;
+    };
+    for g in [&a, b] {
+        let parts: Vec<gdal::vector::Geometry> = if g.geometry_count() > 0
+            && g.geometry_name().eq_ignore_ascii_case("MULTIPOLYGON")
+        {
+            (0..g.geometry_count()).map(|i| (*g.get_geometry(i)).clone()).collect()
+        } else {
+            vec![g.clone()]
+        };
+        for p in parts {
+            let _ = multi.add_geometry(p);
+        }
+    }
+    multi
+}
+
 /// SHA-256 of bytes (hex).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -1839,4 +1928,32 @@ pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPre
         unit: b.unit,
         palette,
     })
+}
+
+#[cfg(test)]
+mod union_tests {
+    use gdal::vector::Geometry;
+
+    #[test]
+    fn a_union_geos_refuses_keeps_both_parts() {
+        super::init();
+        // Overlapping self-intersecting rings, which GEOS cannot union (TopologyException).
+        let pairs = [
+            ("POLYGON((0 0,10 10,10 0,0 10,0 0))", "POLYGON((5 0,15 10,15 0,5 10,5 0))"),
+            ("POLYGON((0 0,10 10,0 10,10 0,0 0))", "POLYGON((0 5,10 5,5 0,5 10,0 5))"),
+            ("POLYGON((0 0,10 0,0 10,10 10,0 0))", "POLYGON((0 0,10 0,10 10,0 10,0 0))"),
+        ];
+        let (a, b) = pairs
+            .iter()
+            .map(|(x, y)| (Geometry::from_wkt(x).unwrap(), Geometry::from_wkt(y).unwrap()))
+            .find(|(a, b)| a.union(b).is_none())
+            .expect("one pair GEOS cannot union");
+        let u = super::union_keep(a.clone(), &b);
+        assert_eq!(u.geometry_name(), "MULTIPOLYGON");
+        assert_eq!(u.geometry_count(), 2);
+        // Valid polygons are unioned as usual.
+        let c = Geometry::from_wkt("POLYGON((0 0,1 0,1 1,0 1,0 0))").unwrap();
+        let d = Geometry::from_wkt("POLYGON((1 0,2 0,2 1,1 1,1 0))").unwrap();
+        assert!((super::union_keep(c, &d).area() - 2.0).abs() < 1e-12);
+    }
 }

@@ -146,7 +146,7 @@ impl Zones {
             let s = &mut shapes[id as usize];
             *s = Some(match s.take() {
                 None => g.clone(),
-                Some(prev) => prev.union(g).unwrap_or(prev),
+                Some(prev) => io::union_keep(prev, g),
             });
         }
         Ok(Zones {

@@ -321,6 +321,28 @@ fn polygon_and_csv_point_labels() {
     assert_eq!(side["classes"][1]["code"], 40);
     let rows = csv_rows(&out.join("training_samples.csv"));
     assert_eq!(rows.len(), 32);
+
+    // The same points, plus one more point of the same class in the first point's pixel (3 m away) and a point
+    // of the other class in the second point's pixel: one sample merged, one pixel left out, both reported.
+    let mut text = std::fs::read_to_string(&pts).unwrap();
+    let lines: Vec<String> = text.lines().skip(1).take(2).map(str::to_string).collect();
+    let field = |l: &str, i: usize| l.split(',').nth(i).unwrap().to_string();
+    let x0: f64 = field(&lines[0], 0).parse().unwrap();
+    text.push_str(&format!("{},{},{}\n", x0 + 3.0, field(&lines[0], 1), field(&lines[0], 2)));
+    let other = if field(&lines[1], 2) == "20" { "40" } else { "20" };
+    text.push_str(&format!("{},{},{other}\n", field(&lines[1], 0), field(&lines[1], 1)));
+    std::fs::write(&pts, text).unwrap();
+    let out = t.path().join("dups");
+    let mut args = train_args(&stack, &pts, &out);
+    args.extend(
+        ["--label-field", "lc", "--x-field", "easting", "--y-field", "northing", "--labels-crs", "EPSG:32633"]
+            .map(String::from),
+    );
+    let o = carbonmap().args(args).assert().success();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(err.contains("1 label point(s) fall in a pixel that another point of the same class"), "{err}");
+    assert!(err.contains("1 pixel(s) hold label points of different classes"), "{err}");
+    assert_eq!(csv_rows(&out.join("training_samples.csv")).len(), 31);
 }
 
 fn stderr_of(args: &[String]) -> String {

@@ -245,3 +245,43 @@ fn tiles_of_one_date_are_mosaicked_first_tile_wins() {
         "the test cloud must reach into the overlap"
     );
 }
+
+/// COG overviews: continuous bands are averaged over valid pixels (NaN never mixed in), the clear-observation
+/// count is never averaged (NEAREST keeps whole counts). (Class rasters take MODE.)
+#[test]
+fn cog_overviews_average_quantities_and_keep_counts_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let m = carbonmap::synth::generate_samples(&t.path().join("s"), 600).unwrap();
+    let out = t.path().join("out");
+    run(&m, &out, &["--cog", "--index", "NDVI", "--period", "year", "--stats", "median"]);
+    let ds = gdal::Dataset::open(out.join("NDVI_2024.tif")).unwrap();
+    let full = ds.rasterband(1).unwrap();
+    let ovr = full.overview(0).unwrap();
+    assert_eq!(ovr.size(), (300, 300));
+    let (w, _) = full.size();
+    let v = full.read_as::<f64>((0, 0), (w, 40), (w, 40), None).unwrap();
+    let o = ovr.read_as::<f64>((0, 0), (300, 20), (300, 20), None).unwrap();
+    let mut checked = 0;
+    for oy in 0..20 {
+        for ox in 0..300 {
+            let quad: Vec<f64> = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                .iter()
+                .map(|(dx, dy)| v.data()[(2 * oy + dy) * w + 2 * ox + dx])
+                .filter(|x| !x.is_nan())
+                .collect();
+            let got = o.data()[oy * 300 + ox];
+            if quad.is_empty() {
+                assert!(got.is_nan(), "overview ({ox}, {oy}): {got} from no valid pixel");
+            } else {
+                // AVERAGE over the valid pixels of the 2 x 2 block (float32 rounding).
+                let want = quad.iter().sum::<f64>() / quad.len() as f64;
+                assert!((got - want).abs() < 1e-6, "overview ({ox}, {oy}): {got} vs mean {want}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 5000, "{checked}");
+    let count = ds.rasterband(2).unwrap().overview(0).unwrap();
+    let c = count.read_as::<f64>((0, 0), (300, 300), (300, 300), None).unwrap();
+    assert!(c.data().iter().all(|x| x.is_nan() || x.fract() == 0.0), "counts must stay whole");
+}

@@ -921,7 +921,7 @@ fn write_zones_gpkg(
             .map(|r| {
                 r.3.iter()
                     .filter_map(|&id| z.shapes[id as usize].clone())
-                    .reduce(|a, b| a.union(&b).unwrap_or(a))
+                    .reduce(|a, b| io::union_keep(a, &b))
             })
             .collect();
         let mut columns = vec![

@@ -362,17 +362,16 @@ fn plan_labels(
                 .collect();
             let k_of = |t: &str| texts.iter().position(|x| x == t).unwrap();
             if kinds.iter().all(|&p| p) {
-                let mut map = BTreeMap::new();
+                let mut labels = PointLabels::default();
                 let mut outside = Vec::new();
                 for ((v, _), g) in rows.iter().zip(&geoms) {
                     let (x, y, _) = g.get_point(0);
                     match grid.pixel_of(x, y) {
-                        Some((c, r)) => {
-                            map.insert((r, c), k_of(v));
-                        }
+                        Some((c, r)) => labels.add((r, c), k_of(v)),
                         None => outside.push(format!("({x:.3}, {y:.3})")),
                     }
                 }
+                let map = labels.finish(path, warnings);
                 points_outside(path, &outside, map.len())?;
                 Ok((classes, LabelPlan::Points(map)))
             } else if kinds.iter().any(|&p| p) {
@@ -426,22 +425,65 @@ fn plan_labels(
             }
             sort_texts(&mut texts);
             let classes = make_classes(&texts, legend)?;
-            let mut map = BTreeMap::new();
+            let mut labels = PointLabels::default();
             let mut outside = Vec::new();
             for (i, p) in pts.iter().enumerate() {
                 let Some(k) = texts.iter().position(|t| *t == p.3) else {
                     continue;
                 };
                 match grid.pixel_of(xs[i], ys[i]) {
-                    Some((c, r)) => {
-                        map.insert((r, c), k);
-                    }
+                    Some((c, r)) => labels.add((r, c), k),
                     None => outside.push(p.0.clone()),
                 }
             }
+            let map = labels.finish(path, warnings);
             points_outside(path, &outside, map.len())?;
             Ok((classes, LabelPlan::Points(map)))
         }
+    }
+}
+
+/// Label points by pixel. Several points in one pixel are one sample; points of different classes in one
+/// pixel make it ambiguous, and it is left out. Both are counted and reported, never dropped silently.
+#[derive(Default)]
+struct PointLabels {
+    map: BTreeMap<(usize, usize), usize>,
+    same_pixel: usize,
+    conflicting: std::collections::BTreeSet<(usize, usize)>,
+}
+
+impl PointLabels {
+    fn add(&mut self, px: (usize, usize), class: usize) {
+        match self.map.insert(px, class) {
+            Some(prev) if prev != class => {
+                self.conflicting.insert(px);
+            }
+            Some(_) => self.same_pixel += 1,
+            None => {}
+        }
+    }
+
+    fn finish(mut self, path: &Path, warnings: &mut Vec<String>) -> BTreeMap<(usize, usize), usize> {
+        if self.same_pixel > 0 {
+            warnings.push(format!(
+                "{}: {} label point(s) fall in a pixel that another point of the same class labels already; each \
+                 pixel is one sample",
+                path.display(),
+                self.same_pixel
+            ));
+        }
+        if !self.conflicting.is_empty() {
+            warnings.push(format!(
+                "{}: {} pixel(s) hold label points of different classes and are left out of training and \
+                 assessment",
+                path.display(),
+                self.conflicting.len()
+            ));
+            for px in &self.conflicting {
+                self.map.remove(px);
+            }
+        }
+        self.map
     }
 }
 
