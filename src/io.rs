@@ -384,6 +384,9 @@ pub enum Resampling {
     Bilinear,
     /// Categories and bit masks: nearest neighbour.
     Nearest,
+    /// Weights that are summed over areas (a downscaling proxy): the area-weighted mean of the source pixels
+    /// a target pixel covers, so that a coarser pixel carries exactly the weight of its part.
+    Average,
 }
 
 impl Resampling {
@@ -391,6 +394,7 @@ impl Resampling {
         match self {
             Resampling::Bilinear => "bilinear",
             Resampling::Nearest => "near",
+            Resampling::Average => "average",
         }
     }
 }
@@ -589,8 +593,9 @@ impl GridReader {
             resampling.gdal_name().into(),
         ];
         match resampling {
-            Resampling::Bilinear => {
-                wargs.extend(["-ot", "Float32", "-dstnodata", "nan"].map(String::from));
+            // Float64, so that warped values reach the formulas unrounded (indices are rounded once, at the end).
+            Resampling::Bilinear | Resampling::Average => {
+                wargs.extend(["-ot", "Float64", "-dstnodata", "nan"].map(String::from));
             }
             Resampling::Nearest => {
                 wargs.extend([

@@ -558,3 +558,44 @@ fn outputs_are_identical_across_thread_counts_with_a_geographic_lattice() {
         "unit conversion",
     );
 }
+
+/// A proxy that covers the whole lattice cells, beyond the sink: each cell's emissions are spread by the
+/// proxy over the whole cell, and the sink's area keeps the proxy's share of them. Cell A = [0,30] x [0,30]
+/// holds 9 t CO2 yr-1; the sink is one 20 m pixel p1 = [5,25] x [10,30] (44.4 % of A). The proxy (5 m
+/// pixels over [0,60] x [0,30]) weighs 1 in y >= 10 and 3 in y < 10 (farmland outside the city, where the
+/// cell's emissions are). Whole cell A: W = 30 x 20 x 1 + 30 x 10 x 3 = 1500; inside p1: 400 x 1 = 400.
+/// p1 receives 9 x 400 / 1500 = 2.4 t CO2 yr-1 = 60 t CO2 ha-1 yr-1 (by area share alone it would have been
+/// 9 x 400 / 900 = 4 t, 100 t ha-1). The sink covers under half of the cell it draws from: a warning says so.
+#[test]
+fn a_proxy_covering_whole_cells_gives_the_city_its_proxy_share() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    write_raster(
+        &d.join("sink.tif"),
+        Some(3035),
+        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
+        (1, 1),
+        &[("sequestration", vec![10.0f32])],
+        None,
+    );
+    let weights: Vec<f32> = (0..6).flat_map(|r| std::iter::repeat_n(if r < 4 { 1.0 } else { 3.0 }, 12)).collect();
+    write_raster(&d.join("proxy.tif"), Some(3035), [0.0, 5.0, 0.0, 30.0, 0.0, -5.0], (12, 6), &[("w", weights)], None);
+    let a = balance(d, "out", &["--proxy", "proxy.tif"]).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let (em, _, _) = read_band(&d.join("out/emissions_tCO2_ha_yr.tif"), 1);
+    close(em[0], 60.0, "city's share by the proxy over the whole cell");
+    // The cell table: the part of A's emissions inside the sink, 2.4 of 9 t (mass kept: 2.4 + 6.6 outside).
+    let cells = table(&d.join("out/lattice_balance.csv"));
+    let a_row = cells.iter().find(|r| r.values().any(|v| v == "r0c0")).expect("cell A");
+    let inside = a_row
+        .iter()
+        .find(|(k, _)| k.starts_with("emissions") && k.contains("covered"))
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .expect("a covered-emissions column");
+    assert!((inside - 2.4).abs() <= 1e-9 * 2.4, "{inside}");
+    assert!(err.contains("covers on average 44.4% of the 1 lattice cell(s)"), "{err}");
+    use gdal::Metadata;
+    let ds = gdal::Dataset::open(d.join("out/emissions_tCO2_ha_yr.tif")).unwrap();
+    assert!(ds.metadata_item("DOWNSCALING", "").unwrap().contains("over the whole cell"));
+}

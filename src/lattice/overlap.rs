@@ -331,6 +331,8 @@ pub struct Spread {
     covered: Vec<f64>,
     weighted: Vec<f64>,
     coverage: Vec<f64>,
+    /// The proxy's weight over each whole cell (when the proxy covers the cells beyond the fine grid).
+    whole: Vec<f64>,
 }
 
 impl Spread {
@@ -339,7 +341,29 @@ impl Spread {
             covered: vec![0.0; cells],
             weighted: vec![0.0; cells],
             coverage: Vec::new(),
+            whole: Vec::new(),
         }
+    }
+
+    /// Spread each cell's mass by the proxy over the whole cell: `weights[c]` is the proxy's weight integrated
+    /// over cell `c` (measuring area x weight). Cells without weight keep spreading within the fine grid.
+    pub fn use_whole_cells(&mut self, weights: Vec<f64>) {
+        self.whole = weights;
+    }
+
+    /// Fraction of cell `c`'s mass that the fine grid receives: its area share, or with whole-cell spreading
+    /// the proxy's weight inside the fine grid over the whole cell's.
+    pub fn received(&self, c: usize) -> f64 {
+        if self.whole_cell(c) {
+            (self.weighted[c] / self.whole[c]).min(1.0)
+        } else {
+            self.coverage[c]
+        }
+    }
+
+    /// Whether cell `c` is spread over the whole cell.
+    pub fn whole_cell(&self, c: usize) -> bool {
+        self.whole.get(c).is_some_and(|w| *w > 0.0)
     }
 
     /// A piece of area `a` (measuring space) of a pixel with proxy weight `w` lies in cell `c`.
@@ -371,7 +395,9 @@ impl Spread {
 
     /// Fraction of cell `c`'s mass that a piece of area `a` of a pixel with weight `w` receives.
     pub fn share(&self, c: usize, a: f64, w: f64) -> f64 {
-        if self.weighted[c] > 0.0 {
+        if self.whole_cell(c) {
+            w * a / self.whole[c]
+        } else if self.weighted[c] > 0.0 {
             self.coverage[c] * w * a / self.weighted[c]
         } else {
             self.coverage[c] * a / self.covered[c]

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problems, Result};
+
+mod whole_cells;
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
 };
@@ -231,7 +233,7 @@ impl ProxyReader {
             }],
             grid,
             if continuous {
-                Resampling::Bilinear
+                Resampling::Average
             } else {
                 Resampling::Nearest
             },
@@ -269,6 +271,62 @@ impl ProxyReader {
                 .collect())
         }
     }
+}
+
+/// The sink covers less than this share of the lattice cells it draws emissions from: a warning says so (the
+/// area's emissions then depend on how each cell is spread).
+const LOW_CELL_COVERAGE: f64 = 0.5;
+
+/// With a proxy that covers the touched lattice cells beyond the sink raster, spread each cell by the proxy
+/// over the whole cell; warn when the sink covers little of the cells it draws from. Returns the note for the
+/// outputs' DOWNSCALING metadata.
+#[allow(clippy::too_many_arguments)]
+fn spread_whole_cells(
+    job: &BalanceJob,
+    p: &Prepared,
+    lat: &Lattice,
+    ov: &Overlapper,
+    spread: &mut Spread,
+    usable: &[bool],
+    progress: &dyn Progress,
+    warnings: &mut Vec<String>,
+) -> Result<String> {
+    let touched: Vec<bool> = (0..usable.len()).map(|c| usable[c] && spread.covered(c) > 0.0).collect();
+    let (n, mut cov) = (touched.iter().filter(|t| **t).count(), 0.0);
+    for c in (0..touched.len()).filter(|&c| touched[c]) {
+        cov += spread.coverage(c) / n as f64;
+    }
+    let mut warn = |m: String| {
+        progress.warn(&m);
+        warnings.push(m);
+    };
+    let note = match (&job.proxy, &p.proxy) {
+        (Some(spec), Some(_)) => match whole_cells::weights(spec, lat, &ov.space, &touched)? {
+            Ok(w) => {
+                spread.use_whole_cells(w);
+                "; each lattice cell spread by the proxy over the whole cell (the proxy covers the cells beyond the sink raster)".to_string()
+            }
+            Err(why) => {
+                if cov < 1.0 {
+                    warn(format!("{why}: each cell's emissions are spread over the part of it the sink covers, in proportion to that part's area share"));
+                }
+                "; within the sink raster's part of each lattice cell (the proxy does not cover the whole cells)".to_string()
+            }
+        },
+        _ => String::new(),
+    };
+    if n > 0 && cov < LOW_CELL_COVERAGE {
+        warn(format!(
+            "the sink raster covers on average {:.1}% of the {n} lattice cell(s) it draws emissions from: the area's emissions depend on how each cell's emissions are spread{}",
+            100.0 * cov,
+            if spread_is_whole(spread, &touched) { " (here by the proxy over whole cells)" } else { "; a proxy raster covering the whole cells spreads them by what is inside and outside the area" }
+        ));
+    }
+    Ok(note)
+}
+
+fn spread_is_whole(spread: &Spread, touched: &[bool]) -> bool {
+    (0..touched.len()).any(|c| touched[c] && spread.whole_cell(c))
 }
 
 fn proxy_weights(
@@ -363,8 +421,11 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         progress.warn(&msg);
         warnings.push(msg);
     }
+    let whole_cells = spread_whole_cells(job, &p, lat, &ov, &mut spread, &usable, progress, &mut warnings)?;
     let fallback: Vec<usize> = (0..ncell)
-        .filter(|&c| p.proxy.is_some() && spread.unweighted(c) && lat.total(c) != 0.0)
+        .filter(|&c| {
+            p.proxy.is_some() && spread.unweighted(c) && !spread.whole_cell(c) && lat.total(c) != 0.0
+        })
         .collect();
     if !fallback.is_empty() {
         let msg = format!(
@@ -390,10 +451,10 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         match &job.proxy {
             None => "uniform by area within each lattice cell (exact area-weighted overlap)".into(),
             Some(px) if px.classes.is_empty() => {
-                format!("weighted by proxy raster {}", px.path.display())
+                format!("weighted by proxy raster {}{whole_cells}", px.path.display())
             }
             Some(px) => format!(
-                "weighted by proxy classes {} of {}",
+                "weighted by proxy classes {} of {}{whole_cells}",
                 px.classes
                     .iter()
                     .map(|(c, w)| format!("{c}={w}"))
@@ -544,7 +605,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let cell_rows: Vec<CellRow> = (r0..=r1)
         .flat_map(|r| (c0..=c1).map(move |c| r * lw + c))
         .map(|c| {
-            let em_cov = lat.total(c) * spread.coverage(c);
+            let em_cov = lat.total(c) * spread.received(c);
             CellRow {
                 cell: c,
                 coverage: spread.coverage(c),
