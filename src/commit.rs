@@ -100,14 +100,27 @@ pub fn run<T>(inputs: &[PathBuf], f: impl FnOnce() -> Result<T>) -> Result<T> {
     let scope = guard.pop();
     let outcome = match result {
         Ok(v) => commit(&scope.staged).map(|()| v),
-        Err(e) => Err(e),
+        Err(e) => Err(Failure::Before(e)),
     };
-    if outcome.is_err() {
-        discard(&scope.staged);
-        remove_created_folders();
-    }
+    let outcome = match outcome {
+        Ok(v) => Ok(v),
+        Err(Failure::Before(e)) => {
+            discard(&scope.staged);
+            remove_created_folders();
+            Err(e)
+        }
+        // The journal is durable: its temporary files stay for the next command to complete the commit.
+        Err(Failure::AfterJournal(e)) => Err(e),
+    };
     release_if_outermost();
     outcome
+}
+
+/// How a commit failed: before its journal was durable (nothing happened; the temporary files go), or
+/// after (the next command that writes into the folder completes it from the journal).
+enum Failure {
+    Before(Error),
+    AfterJournal(Error),
 }
 
 /// Pops the scope when dropped during a panic, removing its temporary files.
@@ -184,6 +197,11 @@ pub fn prepare_folder(dir: &Path) -> Result<()> {
         return std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(dir, "cannot create output folder", e));
     }
+    register_folder(dir)
+}
+
+/// Create, lock and tidy a folder (once per process and folder), whether or not a scope is active.
+fn register_folder(dir: &Path) -> Result<()> {
     let key = canonical(dir);
     if state().folders.contains_key(&key) {
         return Ok(());
@@ -347,12 +365,12 @@ fn journal_folder(staged: &[Staged]) -> PathBuf {
 
 /// Commit the staged outputs: record their names in each folder's marker, write and sync the journal, rename
 /// every file into place, sync the folders, remove the journal.
-fn commit(staged: &[Staged]) -> Result<()> {
+fn commit(staged: &[Staged]) -> std::result::Result<(), Failure> {
     if staged.is_empty() {
         return Ok(());
     }
     for s in staged {
-        check_target(&s.target)?;
+        check_target(&s.target).map_err(Failure::Before)?;
     }
     let home = journal_folder(staged);
     let journal = home.join(JOURNAL);
@@ -367,18 +385,30 @@ fn commit(staged: &[Staged]) -> Result<()> {
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp_journal);
-        return Err(Error::io(&journal, "cannot write the commit journal (disk full?)", e));
+        return Err(Failure::Before(Error::io(
+            &journal,
+            "cannot write the commit journal (disk full?)",
+            e,
+        )));
     }
     // The names are recorded in the folders' markers before any rename; if that fails (a full disk), the
     // journal goes too and nothing is committed.
     if let Err(e) = mark(staged) {
         let _ = std::fs::remove_file(&journal);
         sync_dir(&home);
-        return Err(e);
+        return Err(Failure::Before(e));
     }
     crate::fault::point("commit-journal");
-    apply(staged)?;
-    std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, "cannot remove the journal", e))?;
+    let after = |e: Error| {
+        Failure::AfterJournal(Error::Processing(format!(
+            "{e}; the commit is recorded in {} and the next carbonmap command writing into {} completes it",
+            journal.display(),
+            home.display()
+        )))
+    };
+    apply(staged).map_err(after)?;
+    std::fs::remove_file(&journal)
+        .map_err(|e| after(Error::io(&journal, "cannot remove the journal", e)))?;
     sync_dir(&home);
     Ok(())
 }
@@ -414,7 +444,7 @@ fn mark(staged: &[Staged]) -> Result<()> {
         by_dir.entry(dir).or_default().push(name);
     }
     for (dir, names) in by_dir {
-        prepare_folder(&dir)?;
+        register_folder(&dir)?;
         let known = marked_names(&dir);
         let new: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
         if new.is_empty() {
@@ -476,7 +506,7 @@ fn sweep(dir: &Path) {
 /// Register a folder that a command creates and swaps as a whole (a stage of `carbonmap run`): it is checked
 /// like a file target and listed in the parent's marker.
 pub fn claim_entry(parent: &Path, name: &str) -> Result<()> {
-    prepare_folder(parent)?;
+    register_folder(parent)?;
     let dir = canonical(parent);
     let target = dir.join(name);
     if target.exists() && !marked_names(&dir).contains(name) {
