@@ -289,12 +289,9 @@ impl CorrectionTable {
             .unwrap_or((1.0, Level::None))
     }
 
-    /// The table as CSV (the format `parse` reads), with leading comment lines.
-    pub fn to_csv(&self, comments: &[String]) -> String {
+    /// The table as CSV (the format `parse` reads; its notes go to a sidecar, see `io::write_table`).
+    pub fn to_csv(&self) -> String {
         let mut s = String::new();
-        for c in comments {
-            let _ = writeln!(s, "# {c}");
-        }
         let _ = writeln!(s, "{}", HEADER.join(","));
         let q = |v: &str| {
             if v.contains([',', '"']) {

@@ -1056,6 +1056,23 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     res
 }
 
+/// Write a CSV table (its header on the first line, units in the column names) and, beside it as
+/// `NAME.csv.json`, the notes a reader needs (sign conventions, what a total covers, provenance), so that QGIS,
+/// pandas, Python's csv module and GDAL's CSV driver read the table as it is.
+pub fn write_table(target: &Path, csv: &[u8], notes: &[String]) -> Result<()> {
+    let mut sidecar = target.as_os_str().to_owned();
+    sidecar.push(".json");
+    let doc = serde_json::json!({
+        "table": target.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "written_by": format!("carbonmap {}", crate::VERSION),
+        "notes": notes,
+    });
+    let mut text = serde_json::to_vec_pretty(&doc).expect("plain data");
+    text.push(b'\n');
+    write_atomic(target, csv)?;
+    write_atomic(Path::new(&sidecar), &text)
+}
+
 /// Run a GDAL call whose failure the gdal crate does not report on GDAL < 3.7 (`flush_cache`, `close` return
 /// `Ok` there whatever happened): GDAL's error state is reset before and read after the call.
 fn gdal_checked(

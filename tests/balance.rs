@@ -519,7 +519,7 @@ fn outputs_are_identical_across_thread_counts_with_a_geographic_lattice() {
         outs.push(d.join(out));
     }
     let files = common::list_dir(&outs[0]);
-    assert_eq!(files.len(), 6, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}"); // 3 rasters, 1 map, 2 tables and their 2 note sidecars
     for f in files {
         assert_eq!(
             std::fs::read(outs[0].join(&f)).unwrap(),

@@ -285,3 +285,43 @@ fn cog_overviews_average_quantities_and_keep_counts_whole() {
     let c = count.read_as::<f64>((0, 0), (300, 300), (300, 300), None).unwrap();
     assert!(c.data().iter().all(|x| x.is_nan() || x.fract() == 0.0), "counts must stay whole");
 }
+
+/// Every CSV table the demo chain writes (indices, land cover, CASA and MOD17 NPP, balance, the run's own)
+/// has its header on the first line: Python's csv module, pandas, QGIS and GDAL's CSV driver all read the
+/// same columns. Notes that used to be a leading `#` line are in a `NAME.csv.json` sidecar.
+#[test]
+fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
+    use gdal::vector::LayerAccess;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("demo");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/season.toml");
+    carbonmap().arg("run").arg(&config).arg("--out").arg(&out).assert().success();
+    let mut csvs = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "csv") {
+                csvs.push(p);
+            }
+        }
+    }
+    assert!(csvs.len() >= 8, "{csvs:?}");
+    for p in &csvs {
+        let mut r = csv::Reader::from_path(p).unwrap();
+        let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        assert!(!header[0].starts_with('#'), "{}: first line {:?}", p.display(), header);
+        assert!(r.records().all(|x| x.is_ok()), "{}: a row does not parse", p.display());
+        let ds = gdal::Dataset::open(p).unwrap_or_else(|e| panic!("{}: GDAL: {e}", p.display()));
+        let layer = ds.layer(0).unwrap();
+        let fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
+        assert_eq!(fields, header, "{}: GDAL's columns", p.display());
+    }
+    let casa = csvs.iter().find(|p| p.to_string_lossy().contains("casa_summary")).unwrap();
+    let mut sidecar = casa.as_os_str().to_owned();
+    sidecar.push(".json");
+    let notes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sidecar).unwrap()).unwrap();
+    assert!(notes["notes"][0].as_str().unwrap().contains("positive = net uptake"));
+}

@@ -707,11 +707,19 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         pd.commit()?;
     }
     let cells_csv = job.out_dir.join("lattice_balance.csv");
-    io::write_atomic(&cells_csv, &cells_table(lat, &cell_rows)?)?;
+    io::write_table(
+        &cells_csv,
+        &cells_table(lat, &cell_rows)?,
+        &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data")],
+    )?;
     outputs.push(cells_csv);
     let zones_csv = job.out_dir.join("zones_balance.csv");
     let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc);
-    io::write_atomic(&zones_csv, &zones_table(lat, &zone_rows)?)?;
+    io::write_table(
+        &zones_csv,
+        &zones_table(lat, &zone_rows)?,
+        &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data")],
+    )?;
     outputs.push(zones_csv);
     if let Some(z) = p.zones.as_ref().filter(|z| z.is_vector()) {
         let gpkg = job.out_dir.join("zones_balance.gpkg");
@@ -803,8 +811,7 @@ fn num(v: f64) -> String {
 }
 
 fn cells_table(lat: &Lattice, rows: &[CellRow]) -> Result<Vec<u8>> {
-    let mut out =
-        format!("# {SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data\n").into_bytes();
+    let mut out = Vec::new();
     {
         let mut w = csv::Writer::from_writer(&mut out);
         let mut h: Vec<String> = [
@@ -902,10 +909,7 @@ fn zones_table(
     lat: &Lattice,
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
 ) -> Result<Vec<u8>> {
-    let mut out = format!(
-        "# {SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data\n"
-    )
-    .into_bytes();
+    let mut out = Vec::new();
     {
         let mut w = csv::Writer::from_writer(&mut out);
         let mut h: Vec<String> = [

@@ -74,7 +74,7 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
         ),
         format!("applies_to {}: fallback order zone x class, zone, class, none", job.target.name()),
     ];
-    io::write_atomic(&job.table, table.to_csv(&comments).as_bytes())?;
+    io::write_table(&job.table, table.to_csv().as_bytes(), &comments)?;
 
     let mut report = format!(
         "calibration from {} plots ({} skipped: model value not positive); all plots: factor {:.4} +- {:.4}\n",

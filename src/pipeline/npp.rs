@@ -813,8 +813,11 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         job.model.name().to_lowercase(),
         p.period_label
     ));
-    let table_text = summary_csv(&summaries, outs, &per);
-    io::write_atomic(&table, table_text.as_bytes())?;
+    let table_text = summary_csv(&summaries, outs);
+    let notes = [format!(
+        "fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)"
+    )];
+    io::write_table(&table, table_text.as_bytes(), &notes)?;
     Ok(NppSummary {
         outputs,
         table,
@@ -827,7 +830,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
 
 /// The per-class table: pixel count and area, and per output the mean over pixels with a result and the total
 /// over the class's area (t C or t CO2).
-fn summary_csv(rows: &[ClassSummary], outs: &[&str], per: &str) -> String {
+fn summary_csv(rows: &[ClassSummary], outs: &[&str]) -> String {
     let mut h = vec![
         "code".to_string(),
         "class".into(),
@@ -845,10 +848,7 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], per: &str) -> String {
             h.push(format!("{o}_total_tC"));
         }
     }
-    let mut s = format!(
-        "# fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)\n{}\n",
-        h.join(",")
-    );
+    let mut s = format!("{}\n", h.join(","));
     for r in rows.iter().filter(|r| r.pixels > 0) {
         let n = (r.pixels - r.pixels_without_result) as f64;
         let mut f = vec![

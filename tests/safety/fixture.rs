@@ -110,8 +110,7 @@ fn hostile(root: &Path) {
     std::fs::write(stack.join("stack.toml"), &manifest).unwrap();
     let last = manifest
         .lines()
-        .filter(|l| l.starts_with("file = "))
-        .last()
+        .rfind(|l| l.starts_with("file = "))
         .unwrap()
         .trim_start_matches("file = ")
         .trim_matches('"')
