@@ -695,6 +695,9 @@ pub struct RasterWriter {
     /// GDAL overview resampling per band (COG outputs): AVERAGE for continuous quantities, MODE for classes,
     /// NEAREST for counts.
     overview_resampling: Vec<&'static str>,
+    /// Category names per band (0-based) to keep in the `.aux.xml` sidecar GDAL reads them from (GeoTIFF has no
+    /// place for them inside the file).
+    categories: Vec<(usize, Vec<String>)>,
     /// Set once the output has been renamed into place.
     done: bool,
 }
@@ -790,6 +793,7 @@ impl RasterWriter {
                     (_, false) => "MODE",
                 })
                 .collect(),
+            categories: Vec::new(),
             done: false,
         };
         let ctx = |what: &str| format!("cannot set {what}");
@@ -851,23 +855,57 @@ impl RasterWriter {
             names[*code as usize] = name.clone();
         }
         b.set_color_table(&ct);
-        let cnames = names
-            .iter()
-            .map(|n| CString::new(n.as_str()).map_err(|e| Error::Usage(e.to_string())))
-            .collect::<Result<Vec<_>>>()?;
-        let mut ptrs: Vec<*mut std::ffi::c_char> =
-            cnames.iter().map(|c| c.as_ptr() as *mut _).collect();
-        ptrs.push(std::ptr::null_mut());
-        // SAFETY: a NULL-terminated list of valid C strings that outlive the call (GDAL copies them).
-        let err =
-            unsafe { gdal_sys::GDALSetRasterCategoryNames(b.c_rasterband(), ptrs.as_mut_ptr()) };
-        if err != gdal_sys::CPLErr::CE_None {
+        self.categories.push((band, names));
+        Ok(())
+    }
+
+    /// Write the category names into `file`'s `.aux.xml` sidecar (GDAL's PAM, enabled for this call only:
+    /// carbonmap otherwise never writes sidecars, least of all beside inputs). Returns the sidecar's path.
+    fn write_category_sidecar(&self, file: &Path) -> Result<Option<PathBuf>> {
+        if self.categories.is_empty() {
+            return Ok(None);
+        }
+        let key = CString::new("GDAL_PAM_ENABLED").expect("no NUL");
+        let yes = CString::new("YES").expect("no NUL");
+        // SAFETY: thread-local configuration, set and cleared around this call on this thread.
+        unsafe { gdal_sys::CPLSetThreadLocalConfigOption(key.as_ptr(), yes.as_ptr()) };
+        let result = (|| -> Result<()> {
+            let ds = Dataset::open(file).map_err(|e| Error::gdal(&self.target, "reopening for class names", e))?;
+            for (band, names) in &self.categories {
+                let b = ds
+                    .rasterband(band + 1)
+                    .map_err(|e| Error::gdal(&self.target, format!("band {}", band + 1), e))?;
+                let cnames = names
+                    .iter()
+                    .map(|n| CString::new(n.as_str()).map_err(|e| Error::Usage(e.to_string())))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut ptrs: Vec<*mut std::ffi::c_char> =
+                    cnames.iter().map(|c| c.as_ptr() as *mut _).collect();
+                ptrs.push(std::ptr::null_mut());
+                // SAFETY: a NULL-terminated list of valid C strings that outlive the call (GDAL copies them).
+                let err = unsafe { gdal_sys::GDALSetRasterCategoryNames(b.c_rasterband(), ptrs.as_mut_ptr()) };
+                if err != gdal_sys::CPLErr::CE_None {
+                    return Err(Error::Processing(format!(
+                        "{}: GDAL could not set the category names",
+                        self.target.display()
+                    )));
+                }
+            }
+            gdal_checked(&self.target, "writing the class names (disk full?)", || ds.close())
+        })();
+        // SAFETY: as above.
+        unsafe { gdal_sys::CPLSetThreadLocalConfigOption(key.as_ptr(), ptr::null()) };
+        result?;
+        let mut aux = file.as_os_str().to_owned();
+        aux.push(".aux.xml");
+        let aux = PathBuf::from(aux);
+        if !aux.is_file() {
             return Err(Error::Processing(format!(
-                "{}: GDAL could not set the category names",
+                "{}: GDAL wrote no .aux.xml with the class names",
                 self.target.display()
             )));
         }
-        Ok(())
+        Ok(Some(aux))
     }
 
     /// Write rows `row0 .. row0 + data.len() / width` of band `band` (0-based).
@@ -998,10 +1036,14 @@ impl RasterWriter {
             let _ = std::fs::remove_file(&self.tmp);
             self.tmp = cog_tmp;
         }
+        let aux = self.write_category_sidecar(&self.tmp)?;
         self.done = true;
+        let mut target_aux = self.target.as_os_str().to_owned();
+        target_aux.push(".aux.xml");
         Ok(PendingOutput {
             tmp: self.tmp.clone(),
             target: self.target.clone(),
+            aux: aux.map(|a| (a, PathBuf::from(target_aux))),
             committed: false,
         })
     }
@@ -1012,12 +1054,17 @@ impl RasterWriter {
 pub struct PendingOutput {
     tmp: PathBuf,
     target: PathBuf,
+    /// The `.aux.xml` sidecar with class names, committed with the raster: (temporary, final).
+    aux: Option<(PathBuf, PathBuf)>,
     committed: bool,
 }
 
 impl PendingOutput {
     /// Hand the finished output to the command's commit (or rename it now outside a command scope).
     pub fn commit(mut self) -> Result<PathBuf> {
+        if let Some((tmp, target)) = &self.aux {
+            crate::commit::stage(tmp, target)?;
+        }
         crate::commit::stage(&self.tmp, &self.target)?;
         self.committed = true;
         Ok(self.target.clone())
@@ -1028,6 +1075,9 @@ impl Drop for PendingOutput {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
+            if let Some((tmp, _)) = &self.aux {
+                let _ = std::fs::remove_file(tmp);
+            }
         }
     }
 }

@@ -181,6 +181,19 @@ fn separable_classes_give_perfect_held_out_accuracy_and_the_true_map() {
     assert_eq!(band.band_type(), gdal::raster::GdalDataType::UInt8);
     let ct = band.color_table().expect("a colour table");
     assert!(ct.entry_count() >= 5);
+    // Category names, read by GDAL from the landcover.tif.aux.xml committed beside the raster (QGIS shows them).
+    assert!(pred.join("landcover.tif.aux.xml").is_file());
+    let names: Vec<String> = unsafe {
+        let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
+        assert!(!list.is_null(), "no category names");
+        (0..).map_while(|i| {
+            let p = *list.add(i);
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        })
+        .collect()
+    };
+    let named: Vec<(usize, &String)> = names.iter().enumerate().filter(|(_, n)| !n.is_empty()).collect();
+    assert_eq!(named.len(), 4, "{names:?}");
     let (conf, _, _) = read_band(&pred.join("landcover_confidence.tif"), 1);
     assert!(conf.iter().all(|c| (0.0..=1.0).contains(c)));
     let areas = csv_rows(&pred.join("landcover_area.csv"));
