@@ -39,6 +39,13 @@ struct QuicklookStyle {
     /// Bands whose description contains one of these (case-insensitive) are signed quantities: always on the
     /// diverging ramp centred on zero.
     signed: Vec<String>,
+    /// Signed quantities whose positive values are uptake (a sink; the band description starts with one of
+    /// these, so "net balance (emissions - sequestration)" is not one): drawn with the ramp reversed, so that
+    /// sinks are blue and sources red on every map, as on the net balance map.
+    uptake_positive: Vec<String>,
+    /// Legend lines saying which colour is what: for uptake-positive quantities, and for the others.
+    sign_uptake: String,
+    sign_source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,15 +256,25 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
         sign: "",
     };
     let desc = band.description.to_lowercase();
-    let signed = q.signed.iter().any(|d| desc.contains(&d.to_lowercase()));
-    if signed || (lo < 0.0 && hi > 0.0) {
+    let has = |list: &[String]| list.iter().any(|d| desc.contains(&d.to_lowercase()));
+    if has(&q.signed) || (lo < 0.0 && hi > 0.0) {
         let l = lo.abs().max(hi);
+        // One colour meaning on every map: sinks blue, sources red.
+        let uptake = q.uptake_positive.iter().any(|d| desc.starts_with(&d.to_lowercase()));
+        let mut ramp = m.net_balance.ramp.clone();
+        if uptake {
+            ramp.reverse();
+        }
+        let text = MapText {
+            sign: if uptake { &q.sign_uptake } else { &q.sign_source },
+            ..text
+        };
         ramp_png(
             target,
             &preview,
             band.metres_per_pixel,
             &text,
-            &m.net_balance.ramp,
+            &ramp,
             &m.net_balance.nodata,
             (-l, l),
         )
@@ -730,6 +747,41 @@ mod tests {
         assert_eq!(ramp_at(&stops, 1.0), stops[10]);
         assert_eq!(nice_length(740.0), 500.0);
         assert_eq!(nice_length(1999.0), 1000.0);
+    }
+
+    /// One colour meaning on every map: a positive NEP or sequestration (uptake) is blue, a positive net
+    /// balance (a net source) is red.
+    #[test]
+    fn sinks_are_blue_and_sources_red_on_every_map() {
+        let t = tempfile::tempdir().unwrap();
+        let colour_at_centre = |description: &str, value: f32| {
+            let band = crate::io::BandPreview {
+                values: vec![value; 64],
+                width: 8,
+                height: 8,
+                metres_per_pixel: 20.0,
+                description: description.into(),
+                unit: "t CO2 ha-1 yr-1".into(),
+                palette: None,
+            };
+            let path = t.path().join("q.png");
+            quicklook_png(&path, &band, "test").unwrap();
+            let dec = png::Decoder::new(std::fs::File::open(&path).unwrap());
+            let mut reader = dec.read_info().unwrap();
+            let mut buf = vec![0; reader.output_buffer_size()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            let ch = info.color_type.samples();
+            // The 8 x 8 map is drawn 8 times enlarged at the top left, under the title.
+            let (x, y) = (50, 66);
+            let i = (y * info.width as usize + x) * ch;
+            (buf[i] as i32, buf[i + 2] as i32)
+        };
+        for d in ["NEP 2024", "sequestration 2024"] {
+            let (r, b) = colour_at_centre(d, 3.0);
+            assert!(b > r + 50, "{d}: uptake drawn red ({r}, {b})");
+        }
+        let (r, b) = colour_at_centre("net balance (emissions - sequestration)", 3.0);
+        assert!(r > b + 50, "a net source drawn blue ({r}, {b})");
     }
 
     #[test]
