@@ -42,7 +42,7 @@ pub struct Zones {
     pub shapes: Vec<Option<Geometry>>,
     pub crs_wkt: String,
     source: Source,
-    grid: Grid,
+    pub grid: Grid,
 }
 
 impl Zones {

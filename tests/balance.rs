@@ -254,6 +254,19 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
         })
         .collect();
     assert_eq!(names, ["balance_region", "balance_district"]);
+    // Every column of the CSV, and the zones drawn as the part that was measured: district d2 is
+    // x 25..70 x y 0..40, the sink raster x 5..65 x y 10..30, so its shape is 40 x 20 = 800 m2.
+    use gdal::vector::LayerAccess;
+    let mut layer = ds.layer_by_name("balance_district").unwrap();
+    let fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
+    for c in ["pixels", "area_ha", "sink_valid_area_ha", "net_balance_tCO2_yr"] {
+        assert!(fields.iter().any(|f| f == c), "{c} missing from {fields:?}");
+    }
+    let d2 = layer
+        .features()
+        .find(|f| f.field_as_string(f.field_index("zone").unwrap()).unwrap().as_deref() == Some("d2"))
+        .unwrap();
+    close(d2.geometry().unwrap().area(), 800.0, "d2 clipped to the sink's extent");
 }
 
 #[test]

@@ -978,6 +978,12 @@ fn write_zones_gpkg(
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
 ) -> Result<()> {
     use io::{VecField, VectorOut};
+    // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
+    let [x0, y0, x1, y1] = z.grid.bounds();
+    let extent = gdal::vector::Geometry::from_wkt(&format!(
+        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+    ))
+    .map_err(|e| Error::gdal(target, "sink extent", e))?;
     let mut layers = Vec::new();
     for level in &z.levels {
         let sel: Vec<_> = rows.iter().filter(|r| &r.0 == level).collect();
@@ -987,6 +993,7 @@ fn write_zones_gpkg(
                 r.3.iter()
                     .filter_map(|&id| z.shapes[id as usize].clone())
                     .reduce(|a, b| io::union_keep(a, &b))
+                    .map(|g| g.intersection(&extent).unwrap_or(g))
             })
             .collect();
         let mut columns = vec![
@@ -1003,8 +1010,16 @@ fn write_zones_gpkg(
                 VecField::Text(sel.iter().map(|r| r.1[..r.1.len() - 1].join("/")).collect()),
             ),
             (
+                "pixels".to_string(),
+                VecField::Num(sel.iter().map(|r| r.2.pixels as f64).collect()),
+            ),
+            (
                 "area_ha".to_string(),
                 VecField::Num(sel.iter().map(|r| r.2.area_m2 / 1e4).collect()),
+            ),
+            (
+                "sink_valid_area_ha".to_string(),
+                VecField::Num(sel.iter().map(|r| r.2.valid_area_m2 / 1e4).collect()),
             ),
         ];
         let has = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| r.2.pixels > 0;
