@@ -138,22 +138,23 @@ pub fn run_site(job: &SiteJob) -> Result<String> {
                 sm += gpp;
                 nobs += 1;
             }
+            // Full precision (shortest text that reads back to the same float64).
             let _ = writeln!(
                 daily,
-                "{date},{fpar:.6},{lai:.6},{tmin:.4},{tmean:.4},{vpd:.3},{par:.6},{gpp:.6},{}",
-                o.map(|v| format!("{v:.6}")).unwrap_or_default()
+                "{date},{fpar},{lai},{tmin},{tmean},{vpd},{par},{gpp},{}",
+                o.map(|v| format!("{v}")).unwrap_or_default()
             );
         }
         let a = acc.finish(c, &k);
         let _ = writeln!(
             annual,
-            "{year},{},{:.3},{:.3},{nobs},{:.3},{}",
+            "{year},{},{},{},{nobs},{},{}",
             d.steps.len(),
             a.gpp,
             a.npp,
             sm,
             if nobs > 0 {
-                format!("{so:.3}")
+                format!("{so}")
             } else {
                 String::new()
             }
