@@ -211,7 +211,7 @@ impl CorrectionTable {
                 source,
             });
         }
-        let target = target.ok_or_else(|| Error::input(path, "has no factors"))?;
+        let target = target.ok_or_else(|| Error::input(path, "has no factors (no rows): applying it would change nothing"))?;
         Ok(CorrectionTable {
             path: path.to_path_buf(),
             target,
@@ -228,6 +228,12 @@ impl CorrectionTable {
         classes: &BTreeSet<String>,
     ) -> Result<()> {
         let mut problems = Vec::new();
+        if self.factors.is_empty() {
+            problems.push(
+                "has no rows: applying it would change nothing (calibrate with a class field, a land-cover map or zones)"
+                    .to_string(),
+            );
+        }
         let named: BTreeSet<&str> = self
             .factors
             .iter()

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::{self, Grid, OutBand, RasterWriter, WriteOptions};
 
 /// Land-cover patches of the synthetic landscape.
@@ -228,7 +228,7 @@ pub const SAMPLE_RES: f64 = 20.0;
 /// Generate the sample stack in `dir`: one GeoTIFF per date and `stack.toml`. Returns the manifest path.
 pub fn generate_samples(dir: &Path, size: usize) -> Result<PathBuf> {
     io::init();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", e))?;
+    crate::commit::prepare_folder(dir)?;
     let (x0, y0) = SAMPLE_ORIGIN;
     let extent = [
         x0,
@@ -411,7 +411,7 @@ vpd = "tmin-as-dewpoint"
 /// `dates` full copies). Returns the manifest path.
 pub fn generate_bench_stack(dir: &Path, size: usize, dates: usize) -> Result<PathBuf> {
     io::init();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", e))?;
+    crate::commit::prepare_folder(dir)?;
     let (x0, y0) = SAMPLE_ORIGIN;
     let extent = [
         x0,

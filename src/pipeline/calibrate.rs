@@ -49,6 +49,13 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
             ),
         ));
     }
+    if fit.factors.is_empty() {
+        return Err(Error::input(
+            &s.plots_path,
+            "no group to fit a correction factor for: give the plots' class (a class field, or --landcover with \
+             --legend) and/or their zones (--zones or --plot-zone-field); a table without rows would change nothing",
+        ));
+    }
     let cv = if job.folds > 0 {
         Some(correction::cross_validate(
             &plots, job.folds, job.seed, job.target,
@@ -56,8 +63,7 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
     } else {
         None
     };
-    std::fs::create_dir_all(&job.out_dir)
-        .map_err(|e| Error::io(&job.out_dir, "create output folder", e))?;
+    crate::commit::prepare_folder(&job.out_dir)?;
     let source = format!(
         "carbonmap {} calibrate: {} plots of {} (observed / model, partial pooling)",
         crate::VERSION,

@@ -575,8 +575,7 @@ fn samples_csv(s: &Samples) -> String {
 /// Run the validation; returns the printable report.
 pub fn run_validate(job: &ValidateJob, progress: &dyn Progress) -> Result<String> {
     let s = collect(&job.inputs, progress)?;
-    std::fs::create_dir_all(&job.out_dir)
-        .map_err(|e| Error::io(&job.out_dir, "create output folder", e))?;
+    crate::commit::prepare_folder(&job.out_dir)?;
     let rows = metrics_by_group(&s, |x| x.observed, |x| x.model);
     let unit = s.unit.text.clone();
     io::write_atomic(

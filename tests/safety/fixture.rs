@@ -84,6 +84,8 @@ fn hostile(root: &Path) {
     std::fs::write(h.join("junk.json"), &junk).unwrap();
     std::fs::write(h.join("junk.geojson"), &junk).unwrap();
     std::fs::write(h.join("empty.toml"), b"").unwrap();
+    // A correction table with its header and no rows.
+    std::fs::write(h.join("norows.csv"), b"zone,class,factor,applies_to,se,n,source\n").unwrap();
     // Latin-1 text: valid TOML/CSV except for its encoding.
     std::fs::write(h.join("latin1.toml"), b"sensor = \"sentinel2-l2a\" # caf\xe9\n").unwrap();
     std::fs::write(h.join("latin1.csv"), b"id,x,y,npp\nb\xe9,464100,5620500,1\n").unwrap();

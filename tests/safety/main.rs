@@ -67,6 +67,7 @@ fn cases() -> Vec<(String, Bad)> {
         c("{NPP} --out {O} --drivers {F}/hostile/raster.toml", bad(&["raster.toml", "GeoTIFF"])),
         c("{NPP} --out {O} --drivers {F}/hostile/latin1.toml", bad(&["latin1.toml", "UTF-8"])),
         c("{NPP} --out {O} --corrections {F}/hostile/junk.csv", bad(&["junk.csv"])),
+        c("{NPP} --out {O} --corrections {F}/hostile/norows.csv", bad(&["norows.csv", "no rows"])),
         c("{NPP} --out {O} --landcover {F}/hostile/trunc_landcover.tif", bad(&["trunc_landcover.tif", "truncated"])),
         c("{NPP} --out {O} --year 1990", bad(&["1990"])),
         c("{NPP} --out {O} --ndvi {F}/s", bad(&["NDVI"])),
@@ -98,6 +99,7 @@ fn cases() -> Vec<(String, Bad)> {
         c("calibrate --plots {F}/nowhere.csv --x-field x --y-field y --observed-field npp --raster {SEQ} --applies-to npp --out {O}", bad(&["nowhere.csv"])),
         c("calibrate --plots {F}/plots.csv --x-field x --y-field y --plots-crs EPSG:32630 --observed-field npp --raster {SEQ} --applies-to leaves --out {O}", bad(&["leaves"])),
         c("calibrate --plots {F}/plots.csv --x-field x --y-field y --plots-crs EPSG:32630 --observed-field npp --raster {F}/nowhere.tif --applies-to npp --out {O}", bad(&["nowhere.tif"])),
+        c("calibrate --plots {F}/plots.csv --x-field x --y-field y --plots-crs EPSG:32630 --observed-field npp --observed-unit kg~C~m-2~yr-1 --raster {SEQ} --model-unit t~C~ha-1~yr-1 --applies-to npp --out {O}", bad(&["plots.csv", "no group"])),
         // landcover check
         c("landcover check --map {F}/nowhere.tif --legend esa-worldcover --out {O}.csv", bad(&["nowhere.tif"])),
         c("landcover check --map {F}/s/landcover_worldcover.tif --legend {F}/nowhere.toml --out {O}.csv", bad(&["nowhere.toml"])),
