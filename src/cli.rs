@@ -404,6 +404,10 @@ struct NppArgs {
     /// Also write one band per month.
     #[arg(long)]
     monthly: bool,
+    /// Refuse a simulated month without a composite (by default it is filled per pixel by cyclic linear
+    /// interpolation between the nearest months with data, and counted).
+    #[arg(long)]
+    strict_months: bool,
     /// Write Cloud-Optimised GeoTIFFs with overviews.
     #[arg(long)]
     cog: bool,
@@ -1213,6 +1217,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 rh_model: a.rh,
                 out_dir: a.out,
                 monthly: a.monthly,
+                strict_months: a.strict_months,
                 write: WriteOptions { cog: a.cog },
                 memory_mb: a.memory_mb,
                 corrections: a.corrections,

@@ -301,9 +301,45 @@ pub fn gap_fill_linear(series: &mut [f64], days: &[f64]) {
     }
 }
 
+/// Cyclic linear gap filling of a series that repeats every `period` days (a year's monthly values): the
+/// series is laid out three times (`days - period`, `days`, `days + period`) and filled linearly, so a gap at
+/// the start or end of the year is bridged by the other end of the cycle (December to January). A series
+/// without any value stays all NaN.
+pub fn gap_fill_cyclic(series: &mut [f64], days: &[f64], period: f64) {
+    let n = series.len();
+    let ext_days: Vec<f64> = [-period, 0.0, period]
+        .iter()
+        .flat_map(|off| days.iter().map(move |d| d + off))
+        .collect();
+    let mut ext: Vec<f64> = (0..3).flat_map(|_| series.iter().copied()).collect();
+    gap_fill_linear(&mut ext, &ext_days);
+    series.copy_from_slice(&ext[n..2 * n]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cyclic_fill_bridges_december_to_january_by_hand() {
+        // Mid-month days of a 365-day year; values only March (74) to October (288): 0.2 in March, 0.6 in
+        // October, NaN elsewhere. January (15) lies between October of the year before (288 - 365 = -77) and
+        // March (74): 0.6 + (15 + 77) / (74 + 77) x (0.2 - 0.6) = 0.6 - 92 / 151 x 0.4 = 0.356291.
+        // December (349) lies between October (288) and March of the next year (439):
+        // 0.6 + (349 - 288) / (439 - 288) x (0.2 - 0.6) = 0.6 - 61 / 151 x 0.4 = 0.438411.
+        let days = [15.0, 46.0, 74.0, 105.0, 135.0, 166.0, 196.0, 227.0, 258.0, 288.0, 319.0, 349.0];
+        let mut v = [f64::NAN; 12];
+        v[2] = 0.2;
+        v[9] = 0.6;
+        gap_fill_cyclic(&mut v, &days, 365.0);
+        assert!((v[0] - (0.6 - 92.0 / 151.0 * 0.4)).abs() < 1e-12, "{}", v[0]);
+        assert!((v[11] - (0.6 - 61.0 / 151.0 * 0.4)).abs() < 1e-12, "{}", v[11]);
+        // Between March and October: linear in time, as the non-cyclic fill.
+        assert!((v[5] - (0.2 + (166.0 - 74.0) / (288.0 - 74.0) * 0.4)).abs() < 1e-12);
+        let mut none = [f64::NAN; 12];
+        gap_fill_cyclic(&mut none, &days, 365.0);
+        assert!(none.iter().all(|x| x.is_nan()));
+    }
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -99,8 +99,13 @@ fn june_npp(dir: &Path, extra: &[&str]) -> Vec<f64> {
 /// Run `npp` for `months` into `out`, expect exit code 2 (bad input) and every `want` in stderr, and no
 /// output folder.
 fn refused(dir: &Path, out: &Path, months: &str, want: &[&str]) {
+    refused_with(dir, out, months, &[], want)
+}
+
+fn refused_with(dir: &Path, out: &Path, months: &str, extra: &[&str], want: &[&str]) {
     let a = npp_cmd(dir, &["--months", months, "-o"])
         .arg(out)
+        .args(extra)
         .assert()
         .code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
@@ -275,10 +280,12 @@ fn bad_inputs_are_reported_together_before_computing() {
     );
     std::fs::remove_file(tmp.path().join("ndvi/NDVI_2021-07.tif")).unwrap();
     let out = tmp.path().join("out");
-    refused(
+    // A month without a composite is refused in strict mode (and filled otherwise: see below).
+    refused_with(
         tmp.path(),
         &out,
         "1-12",
+        &["--strict-months"],
         &[
             "1 month(s) of 2021 missing: 2021-03",
             "no NDVI composite for 2021-07",
@@ -445,4 +452,58 @@ fn corrections_apply_in_the_fallback_order() {
     assert!(err.contains("zones not in the zone layer: South"), "{err}");
     assert!(err.contains("unknown classes: meadow"), "{err}");
     assert!(!tmp.path().join("out2").exists());
+}
+
+/// A summer run without a July composite fills July per pixel by linear interpolation between June and August
+/// (mid-month days 166 and 227.5 of 2021, July 196.5) and counts it: the NPP equals a run given that July
+/// composite written out here by hand, filled_months is 1 where a pixel has data (0 for the pixel without any
+/// NDVI), the class table says a third of the pixel-months were filled, and a warning names 2021-07.
+#[test]
+fn a_month_without_a_composite_is_filled_by_interpolation_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let nd = tmp.path().join("ndvi");
+    let june: Vec<f32> = NDVI.iter().map(|v| v * 0.5).collect();
+    let write = |m: u32, v: &[f32]| {
+        write_raster(
+            &nd.join(format!("NDVI_2021-{m:02}.tif")),
+            Some(32630),
+            GT,
+            (W, H),
+            &[("NDVI median", v.to_vec())],
+            None,
+        )
+    };
+    write(6, &june);
+    std::fs::remove_file(nd.join("NDVI_2021-07.tif")).unwrap();
+    let out_a = tmp.path().join("filled");
+    let a = npp_cmd(tmp.path(), &["--months", "6-8", "-o"]).arg(&out_a).assert().success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("no NDVI composite for 2021-07"), "{err}");
+    // July by hand: June + (196.5 - 166) / (227.5 - 166) x (August - June).
+    let july: Vec<f32> = june
+        .iter()
+        .zip(NDVI.iter())
+        .map(|(j, a)| (*j as f64 + 30.5 / 61.5 * (*a as f64 - *j as f64)) as f32)
+        .collect();
+    write(7, &july);
+    let out_b = tmp.path().join("given");
+    npp_cmd(tmp.path(), &["--months", "6-8", "-o"]).arg(&out_b).assert().success();
+    let period = "2021-06_2021-08";
+    let (na, _, _) = read_band(&out_a.join(format!("NPP_gC_m2_{period}.tif")), 1);
+    let (nb, _, _) = read_band(&out_b.join(format!("NPP_gC_m2_{period}.tif")), 1);
+    for i in 0..na.len() {
+        assert!(common::close_or_both_nan(na[i], nb[i], 1e-9), "pixel {i}: {} vs {}", na[i], nb[i]);
+    }
+    let (filled, _, _) = read_band(&out_a.join(format!("filled_months_{period}.tif")), 1);
+    let want: Vec<f64> = NDVI.iter().map(|v| if v.is_nan() { 0.0 } else { 1.0 }).collect();
+    assert_eq!(filled, want);
+    let (given, _, _) = read_band(&out_b.join(format!("filled_months_{period}.tif")), 1);
+    assert!(given.iter().all(|v| *v == 0.0));
+    let rows = common::csv_rows(&out_a.join(format!("casa_summary_{period}.csv")));
+    let grass = rows.iter().find(|r| r["code"] == "30").unwrap();
+    let px: f64 = grass["pixels"].parse().unwrap();
+    let nan_px = grass["pixels_without_result"].parse::<f64>().unwrap();
+    let frac: f64 = grass["ndvi_filled_fraction"].parse().unwrap();
+    assert!((frac - (px - nan_px) / px / 3.0).abs() < 1e-12, "{frac}");
 }

@@ -13,6 +13,9 @@ use rayon::prelude::*;
 
 use crate::correction::{CorrectionTable, Level, Target};
 use crate::drivers::{Drivers, Plane, Step, Var};
+mod fill;
+use fill::fill_months;
+
 use crate::error::{Error, Problems, Result};
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
@@ -71,6 +74,8 @@ pub struct NppJob {
     pub monthly: bool,
     pub write: WriteOptions,
     pub memory_mb: usize,
+    /// Refuse simulated months without a composite instead of filling them.
+    pub strict_months: bool,
     /// Region-specific correction table (built-in name or CSV) and the zones it names.
     pub corrections: Option<String>,
     pub zones: Option<ZoneSpec>,
@@ -85,6 +90,8 @@ pub struct ClassSummary {
     pub pixels: u64,
     /// Pixels of the class whose result is NaN (missing NDVI or drivers).
     pub pixels_without_result: u64,
+    /// Pixel-months of the class whose NDVI was filled by interpolation.
+    pub filled_pixel_months: u64,
     pub area_m2: f64,
     /// Sums over pixels with a result of value x area (g C), per output.
     sums: BTreeMap<&'static str, f64>,
@@ -133,7 +140,10 @@ struct Prepared {
     grid: Grid,
     legend: Legend,
     class_models: BTreeMap<i64, ClassModel>,
-    ndvi_files: Vec<PathBuf>,
+    /// The year's composites that exist: (month, file), every month of the year (the fill reads them all).
+    ndvi_files: Vec<(u32, PathBuf)>,
+    /// Simulated months without a composite (filled per pixel).
+    missing_months: Vec<u32>,
     drivers: Drivers,
     casa: CasaParams,
     bplut: Bplut,
@@ -172,20 +182,27 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
     }
     // NDVI (or FPAR) composites for every simulated month, all on one grid.
     let ndvi_year = job.ndvi_year.unwrap_or(job.year);
-    let mut ndvi_files = Vec::new();
+    let mut ndvi_files: Vec<(u32, PathBuf)> = Vec::new();
+    let mut missing_months = Vec::new();
     let mut grid: Option<Grid> = None;
-    for m in m0..=m1 {
+    for m in 1..=12u32 {
         let p = job
             .ndvi_dir
             .join(format!("{}_{ndvi_year}-{m:02}.tif", job.ndvi_index));
         if !p.exists() {
-            problems.push(Error::input(
-                &p,
-                format!(
-                    "no {} composite for {ndvi_year}-{m:02} (make monthly composites with `carbonmap indices --period month`, or narrow --months)",
-                    job.ndvi_index
-                ),
-            ));
+            if (m0..=m1).contains(&m) {
+                if job.strict_months {
+                    problems.push(Error::input(
+                        &p,
+                        format!(
+                            "no {} composite for {ndvi_year}-{m:02} (--strict-months: make monthly composites with `carbonmap indices --period month`, narrow --months, or drop --strict-months to fill it)",
+                            job.ndvi_index
+                        ),
+                    ));
+                } else {
+                    missing_months.push(m);
+                }
+            }
             continue;
         }
         match RasterInfo::read(&p).and_then(|i| {
@@ -214,7 +231,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
                             "is not on the grid of {} (composites of one run share a grid)",
                             ndvi_files
                                 .first()
-                                .map(|f: &PathBuf| f.display().to_string())
+                                .map(|f: &(u32, PathBuf)| f.1.display().to_string())
                                 .unwrap_or_default()
                         ),
                     )),
@@ -223,7 +240,16 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
             }
             Err(e) => problems.push(e),
         }
-        ndvi_files.push(p);
+        ndvi_files.push((m, p));
+    }
+    if ndvi_files.is_empty() {
+        problems.push(Error::input(
+            &job.ndvi_dir,
+            format!(
+                "no {} composite of {ndvi_year} ({}_{ndvi_year}-MM.tif): make monthly composites with `carbonmap indices --period month`",
+                job.ndvi_index, job.ndvi_index
+            ),
+        ));
     }
 
     // Land cover: every code in the legend, and parameters for every class present.
@@ -356,6 +382,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         legend: legend.expect("checked"),
         class_models,
         ndvi_files,
+        missing_months,
         drivers,
         casa: casa.expect("checked"),
         bplut: bplut.expect("checked"),
@@ -384,6 +411,18 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let mut p = prepare(job)?;
     p.drivers.open(&p.grid)?;
     let mut warnings = Vec::new();
+    if !p.missing_months.is_empty() {
+        let year = job.ndvi_year.unwrap_or(job.year);
+        let msg = format!(
+            "no {} composite for {} in {}: filled per pixel by linear interpolation between the nearest months with data, cyclic across the year ({} composite(s) of {year} read; --strict-months refuses instead)",
+            job.ndvi_index,
+            p.missing_months.iter().map(|m| format!("{year}-{m:02}")).collect::<Vec<_>>().join(", "),
+            job.ndvi_dir.display(),
+            p.ndvi_files.len()
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
     if !p.drivers.filled_months.is_empty() {
         let msg = format!(
             "{}: {} not in the station table, filled with the station's monthly climatology",
@@ -442,9 +481,16 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         "NDVI".into(),
         p.ndvi_files
             .iter()
-            .map(|f| f.display().to_string())
+            .map(|f| f.1.display().to_string())
             .collect::<Vec<_>>()
             .join(","),
+    );
+    md.insert(
+        "NDVI_FILL".into(),
+        "per pixel, months without a value (no composite, or no clear observation) by linear interpolation in \
+         time between the nearest months with one, cyclic across the year boundary (the year's composites only); \
+         filled_months_<period>.tif counts them"
+            .into(),
     );
     for v in [
         Var::Tmean,
@@ -559,6 +605,28 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     }
 
     // The factor each pixel's correction used (with corrections only).
+    // Months filled per pixel (see fill.rs), a count band beside the outputs.
+    let ndvi_year = job.ndvi_year.unwrap_or(job.year);
+    let (month_days, year_days) = fill::month_days(ndvi_year);
+    let mut filled_writer = {
+        let mut m = md.clone();
+        m.insert("QUANTITY".into(), format!("{} months filled by interpolation", job.ndvi_index));
+        m.insert("UNITS".into(), "count".into());
+        Some(RasterWriter::create::<u8>(
+            &job.out_dir.join(format!("filled_months_{}.tif", p.period_label)),
+            &grid,
+            &[OutBand {
+                description: format!(
+                    "{} months of {} filled by interpolation (of {nmonths})",
+                    job.ndvi_index, p.period_label
+                ),
+                unit: "count".into(),
+            }],
+            None,
+            &m,
+            &job.write,
+        )?)
+    };
     let mut factor_writer = match &p.corrections {
         Some((t, _)) => {
             let mut m = md.clone();
@@ -589,7 +657,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let ndvi_readers = p
         .ndvi_files
         .iter()
-        .map(|f| {
+        .map(|(_, f)| {
             GridReader::new(
                 f,
                 &[BandRequest {
@@ -645,11 +713,18 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         let npx = nrows * grid.width;
         let mut lc = vec![0i32; npx];
         lc_reader.read_rows::<i32>(0, row0, nrows, &mut lc)?;
-        let mut ndvi: Vec<Vec<f32>> = Vec::with_capacity(nmonths);
+        let mut year_ndvi: Vec<Vec<f32>> = Vec::with_capacity(ndvi_readers.len());
         for r in &ndvi_readers {
             let mut b = vec![0f32; npx];
             r.read_rows::<f32>(0, row0, nrows, &mut b)?;
-            ndvi.push(b);
+            year_ndvi.push(b);
+        }
+        let available: Vec<u32> = p.ndvi_files.iter().map(|(m, _)| *m).collect();
+        let (ndvi, filled) = fill_months(&available, &year_ndvi, job.months, &month_days, year_days);
+        drop(year_ndvi);
+        if let Some(w) = filled_writer.as_mut() {
+            w.write_rows(0, row0, filled.clone())?;
+            w.flush()?;
         }
         // Class model per pixel (None = nodata / outside the land-cover map).
         let models: Vec<Option<(usize, &ClassModel)>> = lc
@@ -744,6 +819,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             let s = &mut summaries[*ci];
             let area = areas.at(px % grid.width, row0 + px / grid.width);
             s.pixels += 1;
+            s.filled_pixel_months += filled[px] as u64;
             s.area_m2 += area;
             if r.npp.is_nan() || r.rh.is_nan() {
                 s.pixels_without_result += 1;
@@ -759,6 +835,18 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         row0 += nrows;
     }
     progress.finish();
+    let gf = fill::GapFill::builtin()?;
+    for s in summaries.iter().filter(|s| s.pixels > 0) {
+        let frac = s.filled_pixel_months as f64 / (s.pixels as f64 * nmonths as f64);
+        if frac > gf.warn_fraction {
+            let msg = format!(
+                "class {} ({}): {:.1}% of its pixel-months of {} NDVI were filled by interpolation (no composite or no clear observation), more than {:.0}% (models/gapfill.toml); see filled_months_{}.tif",
+                s.code, s.name, 100.0 * frac, p.period_label, 100.0 * gf.warn_fraction, p.period_label
+            );
+            progress.warn(&msg);
+            warnings.push(msg);
+        }
+    }
     for s in summaries
         .iter()
         .filter(|s| s.pixels > 0 && s.pixels_without_result == s.pixels)
@@ -801,6 +889,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         .into_iter()
         .chain(monthly_writers)
         .chain(factor_writer)
+        .chain(filled_writer)
     {
         outputs.push(w.target().to_path_buf());
         pending.push(w.finish()?);
@@ -813,7 +902,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         job.model.name().to_lowercase(),
         p.period_label
     ));
-    let table_text = summary_csv(&summaries, outs);
+    let table_text = summary_csv(&summaries, outs, nmonths);
     let notes = [format!(
         "fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)"
     )];
@@ -830,7 +919,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
 
 /// The per-class table: pixel count and area, and per output the mean over pixels with a result and the total
 /// over the class's area (t C or t CO2).
-fn summary_csv(rows: &[ClassSummary], outs: &[&str]) -> String {
+fn summary_csv(rows: &[ClassSummary], outs: &[&str], nmonths: usize) -> String {
     let mut h = vec![
         "code".to_string(),
         "class".into(),
@@ -838,6 +927,7 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str]) -> String {
         "pixels".into(),
         "pixels_without_result".into(),
         "area_ha".into(),
+        "ndvi_filled_fraction".into(),
     ];
     for o in outs {
         if *o == "sequestration" {
@@ -858,6 +948,7 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str]) -> String {
             r.pixels.to_string(),
             r.pixels_without_result.to_string(),
             format!("{:.4}", r.area_m2 / 1e4),
+            format!("{}", r.filled_pixel_months as f64 / (r.pixels as f64 * nmonths as f64)),
         ];
         for o in outs {
             let mean = if n > 0.0 {
