@@ -192,6 +192,21 @@ fn rerun_skips_everything_and_a_changed_input_reruns_only_its_dependants() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["season"], "2024-JJA");
+    // Every warning a stage gave is in its manifest record and in the report under the stage.
+    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    let recorded: Vec<String> = manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["warnings"].as_array().cloned().unwrap_or_default())
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect();
+    assert!(!recorded.is_empty(), "no warning recorded; stderr: {stderr}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for w in &recorded {
+        assert!(stderr.contains(w.as_str()), "recorded but not shown: {w}");
+        assert!(report.contains(w.as_str()), "not in the report: {w}");
+    }
     let npp = manifest["stages"]
         .as_array()
         .unwrap()

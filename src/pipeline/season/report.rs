@@ -132,6 +132,13 @@ fn draw(
             stage.name,
             rec.recipe.join(" ")
         );
+        if !rec.warnings.is_empty() {
+            let _ = writeln!(md, "**Warnings** ({}):\n", rec.warnings.len());
+            for w in &rec.warnings {
+                let _ = writeln!(md, "- {}", w.replace('\n', " "));
+            }
+            md.push('\n');
+        }
         for o in &rec.outputs {
             let path = out.join(&o.path);
             if is_ext(&o.path, "tif") {
@@ -176,7 +183,7 @@ pub(super) fn stages_hash(manifest: &Manifest) -> String {
         .map(|r| {
             let outputs: Vec<(&str, &str)> =
                 r.outputs.iter().map(|o| (o.path.as_str(), o.sha256.as_str())).collect();
-            (&r.name, &r.recipe, &r.status, &r.error, outputs)
+            (&r.name, &r.recipe, &r.status, &r.error, outputs, &r.warnings)
         })
         .collect();
     crate::io::sha256_hex(serde_json::to_string(&shown).unwrap_or_default().as_bytes())

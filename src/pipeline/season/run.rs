@@ -103,6 +103,10 @@ pub struct StageRecord {
     pub inputs: Vec<FileRecord>,
     /// Paths relative to the output folder.
     pub outputs: Vec<FileRecord>,
+    /// What the stage's command warned about when it wrote these outputs (fills, pixels without a result,
+    /// units taken as declared ...), for the report and for anyone reading the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -410,11 +414,15 @@ fn run_plan(
         progress.stage(&stage.name, StageState::Started, None, "");
         let t0 = Instant::now();
         let partial = partial_dir(&plan.out, &stage.name);
+        let captured = Captured {
+            inner: progress,
+            warnings: Default::default(),
+        };
         let result = (|| -> Result<Vec<FileRecord>> {
             remove_dir(&partial)?;
             std::fs::create_dir_all(&partial)
                 .map_err(|e| Error::io(&partial, "cannot create", e))?;
-            cmds.execute(&argv, progress)?;
+            cmds.execute(&argv, &captured)?;
             if !out_arg.exists() {
                 return Err(Error::Processing(format!(
                     "stage {}: the command wrote nothing",
@@ -425,6 +433,7 @@ fn run_plan(
             output_records(&plan.out, &plan.out.join(&stage.name), &stage.name, &hasher)
         })();
         let seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        let warnings = captured.warnings.into_inner().unwrap_or_default();
         match result {
             Ok(outputs) => {
                 progress.stage(&stage.name, StageState::Done, Some(seconds), "");
@@ -438,6 +447,7 @@ fn run_plan(
                     seconds,
                     inputs,
                     outputs,
+                    warnings,
                 });
                 statuses.push((stage.name.clone(), StageStatus::Done));
             }
@@ -461,6 +471,7 @@ fn run_plan(
                         seconds,
                         inputs,
                         outputs: Vec::new(),
+                        warnings,
                     },
                 };
                 manifest.stages.push(rec);
@@ -497,6 +508,33 @@ fn run_plan(
         report: report_path,
         first_error,
     })
+}
+
+/// Passes progress through to the run's own, keeping the stage's warnings for its record.
+struct Captured<'a> {
+    inner: &'a dyn Progress,
+    warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl Progress for Captured<'_> {
+    fn start(&self, stage: &str, total: u64) {
+        self.inner.start(stage, total)
+    }
+    fn advance(&self, n: u64) {
+        self.inner.advance(n)
+    }
+    fn finish(&self) {
+        self.inner.finish()
+    }
+    fn warn(&self, message: &str) {
+        self.inner.warn(message);
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(message.to_string());
+        }
+    }
+    fn stage(&self, name: &str, state: StageState, seconds: Option<f64>, detail: &str) {
+        self.inner.stage(name, state, seconds, detail)
+    }
 }
 
 /// The argument vector of a stage writing into `dir`, and the output it names.
