@@ -219,8 +219,8 @@ fn register_folder(dir: &Path) -> Result<()> {
         return Err(Error::input(dir, "is a file, expected an output folder"));
     }
     std::fs::create_dir_all(&key).map_err(|e| Error::io(dir, "cannot create output folder", e))?;
-    let marker = lock_marker(&key)?;
-    roll_forward(&key)?;
+    let mut marker = lock_marker(&key)?;
+    roll_forward(&key, &mut marker)?;
     sweep(&key);
     state().folders.insert(key, Folder { marker, created });
     Ok(())
@@ -391,8 +391,10 @@ fn commit(staged: &[Staged]) -> std::result::Result<(), Failure> {
             e,
         )));
     }
+    crate::fault::point("commit-unmarked");
     // The names are recorded in the folders' markers before any rename; if that fails (a full disk), the
-    // journal goes too and nothing is committed.
+    // journal goes too and nothing is committed. (A kill here leaves the journal: the next command records the
+    // names when it completes the commit.)
     if let Err(e) = mark(staged) {
         let _ = std::fs::remove_file(&journal);
         sync_dir(&home);
@@ -467,9 +469,10 @@ fn mark(staged: &[Staged]) -> Result<()> {
     Ok(())
 }
 
-/// Complete a commit that a killed run left in `dir`: rename every temporary file the journal names that still
-/// exists, then remove the journal. Called with the folder locked.
-fn roll_forward(dir: &Path) -> Result<()> {
+/// Complete a commit that a killed run left in `dir`: record the names it commits (the kill may have come
+/// before its names reached the markers), rename every temporary file the journal names that still exists,
+/// then remove the journal. Called with the folder locked (`marker` is its locked marker file).
+fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
     let journal = dir.join(JOURNAL);
     let Ok(text) = std::fs::read_to_string(&journal) else {
         return Ok(());
@@ -483,6 +486,35 @@ fn roll_forward(dir: &Path) -> Result<()> {
             target: PathBuf::from(g),
         })
         .collect();
+    let known = marked_names(dir);
+    let mut here = String::new();
+    for s in staged.iter().filter(|s| s.tmp.exists()) {
+        let name = s.target.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let parent = s.target.parent().unwrap_or(Path::new("."));
+        if canonical(parent) == canonical(dir) {
+            if !known.contains(&name) && !here.lines().any(|l| l == name) {
+                here.push_str(&format!("{name}\n"));
+            }
+        } else if !marked_names(parent).contains(&name) {
+            // A target in another folder (a model beside its report): its marker, appended.
+            let path = parent.join(MARKER);
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, "cannot record the output", e))?;
+            f.write_all(format!("{name}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io(&path, "cannot record the output (disk full?)", e))?;
+        }
+    }
+    if !here.is_empty() {
+        marker
+            .seek(SeekFrom::End(0))
+            .and_then(|_| marker.write_all(here.as_bytes()))
+            .and_then(|()| marker.sync_all())
+            .map_err(|e| Error::io(dir.join(MARKER), "cannot record the outputs (disk full?)", e))?;
+    }
     apply(&staged)?;
     std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, "cannot remove the journal", e))?;
     sync_dir(dir);
