@@ -459,14 +459,27 @@ fn mark(staged: &[Staged]) -> Result<()> {
             text.push_str(n);
             text.push('\n');
         }
-        folder
-            .marker
-            .seek(SeekFrom::End(0))
-            .and_then(|_| folder.marker.write_all(text.as_bytes()))
-            .and_then(|()| folder.marker.sync_all())
+        append_lines(&mut folder.marker, &text)
             .map_err(|e| Error::io(dir.join(MARKER), "cannot record the outputs (disk full?)", e))?;
     }
     Ok(())
+}
+
+/// Append lines to a marker, starting on a new line even if a killed command left a line cut short (so a
+/// name is never glued to a fragment), and sync.
+fn append_lines(f: &mut File, text: &str) -> std::io::Result<()> {
+    let len = f.seek(SeekFrom::End(0))?;
+    let mut last = [b'\n'];
+    if len > 0 {
+        f.seek(SeekFrom::End(-1))?;
+        f.read_exact(&mut last)?;
+        f.seek(SeekFrom::End(0))?;
+    }
+    if last[0] != b'\n' {
+        f.write_all(b"\n")?;
+    }
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// Complete a commit that a killed run left in `dir`: record the names it commits (the kill may have come
@@ -500,19 +513,17 @@ fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
             let path = parent.join(MARKER);
             let mut f = OpenOptions::new()
                 .create(true)
-                .append(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
                 .open(&path)
                 .map_err(|e| Error::io(&path, "cannot record the output", e))?;
-            f.write_all(format!("{name}\n").as_bytes())
-                .and_then(|()| f.sync_all())
+            append_lines(&mut f, &format!("{name}\n"))
                 .map_err(|e| Error::io(&path, "cannot record the output (disk full?)", e))?;
         }
     }
     if !here.is_empty() {
-        marker
-            .seek(SeekFrom::End(0))
-            .and_then(|_| marker.write_all(here.as_bytes()))
-            .and_then(|()| marker.sync_all())
+        append_lines(marker, &here)
             .map_err(|e| Error::io(dir.join(MARKER), "cannot record the outputs (disk full?)", e))?;
     }
     apply(&staged)?;
@@ -553,11 +564,7 @@ pub fn claim_entry(parent: &Path, name: &str) -> Result<()> {
     }
     let mut st = state();
     let folder = st.folders.get_mut(&dir).expect("prepared folder");
-    folder
-        .marker
-        .seek(SeekFrom::End(0))
-        .and_then(|_| folder.marker.write_all(format!("{name}\n").as_bytes()))
-        .and_then(|()| folder.marker.sync_all())
+    append_lines(&mut folder.marker, &format!("{name}\n"))
         .map_err(|e| Error::io(dir.join(MARKER), "cannot record the output (disk full?)", e))
 }
 
@@ -635,6 +642,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().canonicalize().unwrap();
         assert_eq!(canonical(&dir.path().join("a/b.tif")), real.join("a/b.tif"));
+    }
+
+    #[test]
+    fn a_name_is_never_glued_to_a_line_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MARKER);
+        std::fs::write(&path, "# header\nEVI_20").unwrap();
+        let mut f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        append_lines(&mut f, "EVI_2024-04.tif\n").unwrap();
+        assert!(marked_names(dir.path()).contains("EVI_2024-04.tif"));
     }
 
     #[test]
