@@ -31,7 +31,8 @@ impl Ellipsoid {
             return 2.0 * sin_phi;
         }
         let es = e * sin_phi;
-        (1.0 - e * e) * (sin_phi / (1.0 - es * es) - (1.0 / (2.0 * e)) * ((1.0 - es) / (1.0 + es)).ln())
+        (1.0 - e * e)
+            * (sin_phi / (1.0 - es * es) - (1.0 / (2.0 * e)) * ((1.0 - es) / (1.0 + es)).ln())
     }
 
     /// Sine of the authalic latitude of geodetic latitude `phi_deg`.
@@ -92,7 +93,11 @@ impl PixelAreas {
         let srs = grid.spatial_ref()?;
         let ell = ellipsoid_of(grid)?;
         if srs.is_geographic() {
-            return Ok(Self::geographic(grid, &ell, srs.angular_units().to_degrees()));
+            return Ok(Self::geographic(
+                grid,
+                &ell,
+                srs.angular_units().to_degrees(),
+            ));
         }
         let cols = knots(grid.width);
         let rows = knots(grid.height);
@@ -181,7 +186,11 @@ fn bracket(knots: &[usize], i: usize) -> (usize, usize, f64) {
     }
     let k = knots.partition_point(|&x| x <= i).clamp(1, knots.len() - 1);
     let (a, b) = (knots[k - 1], knots[k]);
-    let f = if b > a { (i.saturating_sub(a)) as f64 / (b - a) as f64 } else { 0.0 };
+    let f = if b > a {
+        (i.saturating_sub(a)) as f64 / (b - a) as f64
+    } else {
+        0.0
+    };
     (k - 1, k, f.clamp(0.0, 1.0))
 }
 
@@ -217,12 +226,20 @@ mod tests {
             a * a * (1.0 - e2) * 1f64.to_radians() * s * h / 3.0
         };
         for lat0 in [0.0, 60.0] {
-            let got = WGS84.polygon_area(&[0.0, 1.0, 1.0, 0.0], &[lat0, lat0, lat0 + 1.0, lat0 + 1.0]);
+            let got =
+                WGS84.polygon_area(&[0.0, 1.0, 1.0, 0.0], &[lat0, lat0, lat0 + 1.0, lat0 + 1.0]);
             let want = cell(lat0);
-            assert!(((got - want) / want).abs() < 1e-9, "{lat0}: {got} vs {want}");
+            assert!(
+                ((got - want) / want).abs() < 1e-9,
+                "{lat0}: {got} vs {want}"
+            );
         }
         // About 12,309 km2 at the equator (a^2 (1 - e^2) x (pi/180)^2 to first order).
-        assert!((cell(0.0) / 1e6 - 12_309.0).abs() < 1.0, "{}", cell(0.0) / 1e6);
+        assert!(
+            (cell(0.0) / 1e6 - 12_309.0).abs() < 1.0,
+            "{}",
+            cell(0.0) / 1e6
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::composite::{PeriodSpec, Stat};
+use crate::error::Problems;
 use crate::indices::IndexTable;
 use crate::io::WriteOptions;
 use crate::landcover::forest::{ForestParams, MaxFeatures};
@@ -19,7 +20,6 @@ use crate::pipeline::season;
 use crate::pipeline::{self, GridChoice, IndicesJob};
 use crate::progress::{Progress, StageState};
 use crate::scene::SensorProfile;
-use crate::error::Problems;
 use crate::{synth, Error, Result};
 
 #[derive(Parser)]
@@ -1004,12 +1004,20 @@ fn io_plan(argv: &[String]) -> (Vec<(PathBuf, bool)>, Vec<PathBuf>) {
 
 /// Run one command line as one commit: its outputs are checked against its inputs and against files
 /// carbonmap did not write before anything is computed, then written, verified and committed together.
-fn execute_argv(argv: &[String], command: Command, progress: &dyn Progress, quiet: bool) -> Result<()> {
+fn execute_argv(
+    argv: &[String],
+    command: Command,
+    progress: &dyn Progress,
+    quiet: bool,
+) -> Result<()> {
     let (outputs, inputs) = io_plan(argv);
     let problems = crate::commit::check_outputs(&outputs, &inputs);
     if !problems.is_empty() {
         return Err(Error::Invalid(
-            problems.into_iter().flat_map(Error::into_problems).collect(),
+            problems
+                .into_iter()
+                .flat_map(Error::into_problems)
+                .collect(),
         ));
     }
     crate::commit::run(&inputs, || execute(command, progress, quiet))
@@ -1190,7 +1198,9 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 "casa" => Some(NppModel::Casa),
                 "mod17" => Some(NppModel::Mod17),
                 other => {
-                    problems.push(Error::Usage(format!("--model {other}: expected casa or mod17")));
+                    problems.push(Error::Usage(format!(
+                        "--model {other}: expected casa or mod17"
+                    )));
                     None
                 }
             };
@@ -1611,7 +1621,10 @@ fn parse_all(argv: &[String]) -> Result<Cli> {
             Err(e) => e,
         };
         if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-            || matches!(e.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) && problems.is_empty()
+            || matches!(
+                e.kind(),
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) && problems.is_empty()
         {
             e.exit();
         }
@@ -1637,17 +1650,25 @@ fn parse_all(argv: &[String]) -> Result<Cli> {
                 .filter(|l| !dropped.iter().any(|d| l.starts_with(&format!("{d} "))))
                 .collect();
             if !missing.is_empty() {
-                problems.push(format!("required arguments not given: {}", missing.join(", ")));
+                problems.push(format!(
+                    "required arguments not given: {}",
+                    missing.join(", ")
+                ));
             }
             break;
         }
         problems.push(line);
-        let at = args.iter().skip(1).position(|a| *a == arg || a.starts_with(&format!("{arg}=")));
+        let at = args
+            .iter()
+            .skip(1)
+            .position(|a| *a == arg || a.starts_with(&format!("{arg}=")));
         match (e.kind(), at) {
             (ErrorKind::UnknownArgument, Some(i)) => {
                 args.remove(i + 1);
             }
-            (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some(i)) if arg.starts_with("--") => {
+            (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some(i))
+                if arg.starts_with("--") =>
+            {
                 let with_value = !args[i + 1].contains('=') && i + 2 < args.len();
                 args.remove(i + 1);
                 if with_value {

@@ -158,13 +158,16 @@ fn remove_created_folders() {
     if !st.scopes.is_empty() {
         return;
     }
-    let mut created: Vec<PathBuf> = st.folders.values().flat_map(|f| f.created.clone()).collect();
+    let mut created: Vec<PathBuf> = st
+        .folders
+        .values()
+        .flat_map(|f| f.created.clone())
+        .collect();
     drop(st);
     created.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for dir in created {
-        let only_marker = std::fs::read_dir(&dir).is_ok_and(|mut it| {
-            it.all(|e| e.is_ok_and(|e| e.file_name() == MARKER))
-        });
+        let only_marker = std::fs::read_dir(&dir)
+            .is_ok_and(|mut it| it.all(|e| e.is_ok_and(|e| e.file_name() == MARKER)));
         if only_marker {
             let _ = std::fs::remove_file(dir.join(MARKER));
             let _ = std::fs::remove_dir(&dir);
@@ -300,7 +303,11 @@ pub fn stage(tmp: &Path, target: &Path) -> Result<()> {
     let mut st = state();
     let scope = st.scopes.last_mut().expect("active scope");
     let canon = canonical(target);
-    if let Some(prev) = scope.staged.iter().position(|s| canonical(&s.target) == canon) {
+    if let Some(prev) = scope
+        .staged
+        .iter()
+        .position(|s| canonical(&s.target) == canon)
+    {
         let old = scope.staged.remove(prev);
         if old.tmp != tmp {
             let _ = std::fs::remove_file(&old.tmp);
@@ -326,7 +333,10 @@ fn check_target(target: &Path) -> Result<()> {
     }
     if let Ok(meta) = std::fs::symlink_metadata(target) {
         if meta.is_dir() {
-            return Err(Error::input(target, "an output file's name is taken by a folder"));
+            return Err(Error::input(
+                target,
+                "an output file's name is taken by a folder",
+            ));
         }
         if !written_by_carbonmap(target) {
             return Err(Error::input(
@@ -423,15 +433,20 @@ fn apply(staged: &[Staged]) -> Result<()> {
             crate::fault::point("commit-rename");
         }
         if s.tmp.exists() {
-            std::fs::rename(&s.tmp, &s.target)
-                .map_err(|e| Error::io(&s.target, "cannot rename the finished output into place", e))?;
+            std::fs::rename(&s.tmp, &s.target).map_err(|e| {
+                Error::io(&s.target, "cannot rename the finished output into place", e)
+            })?;
         }
         if let Some(d) = s.target.parent() {
             dirs.insert(d.to_path_buf());
         }
     }
     for d in dirs {
-        sync_dir(if d.as_os_str().is_empty() { Path::new(".") } else { &d });
+        sync_dir(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &d
+        });
     }
     Ok(())
 }
@@ -442,7 +457,12 @@ fn mark(staged: &[Staged]) -> Result<()> {
     let mut by_dir: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     for s in staged {
         let dir = canonical(s.target.parent().unwrap_or(Path::new(".")));
-        let name = s.target.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = s
+            .target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         by_dir.entry(dir).or_default().push(name);
     }
     for (dir, names) in by_dir {
@@ -459,8 +479,13 @@ fn mark(staged: &[Staged]) -> Result<()> {
             text.push_str(n);
             text.push('\n');
         }
-        append_lines(&mut folder.marker, &text)
-            .map_err(|e| Error::io(dir.join(MARKER), "cannot record the outputs (disk full?)", e))?;
+        append_lines(&mut folder.marker, &text).map_err(|e| {
+            Error::io(
+                dir.join(MARKER),
+                "cannot record the outputs (disk full?)",
+                e,
+            )
+        })?;
     }
     Ok(())
 }
@@ -502,7 +527,12 @@ fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
     let known = marked_names(dir);
     let mut here = String::new();
     for s in staged.iter().filter(|s| s.tmp.exists()) {
-        let name = s.target.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = s
+            .target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let parent = s.target.parent().unwrap_or(Path::new("."));
         if canonical(parent) == canonical(dir) {
             if !known.contains(&name) && !here.lines().any(|l| l == name) {
@@ -523,11 +553,17 @@ fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
         }
     }
     if !here.is_empty() {
-        append_lines(marker, &here)
-            .map_err(|e| Error::io(dir.join(MARKER), "cannot record the outputs (disk full?)", e))?;
+        append_lines(marker, &here).map_err(|e| {
+            Error::io(
+                dir.join(MARKER),
+                "cannot record the outputs (disk full?)",
+                e,
+            )
+        })?;
     }
     apply(&staged)?;
-    std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, "cannot remove the journal", e))?;
+    std::fs::remove_file(&journal)
+        .map_err(|e| Error::io(&journal, "cannot remove the journal", e))?;
     sync_dir(dir);
     Ok(())
 }
@@ -536,10 +572,13 @@ fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
 /// short). Called with the folder locked, after `roll_forward`: no other command is writing here, and every
 /// temporary file a complete journal named has been renamed into place.
 fn sweep(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let temporary = name.starts_with('.') && (name.contains(".partial-") || name.ends_with(".cog-partial"));
+        let temporary =
+            name.starts_with('.') && (name.contains(".partial-") || name.ends_with(".cog-partial"));
         if temporary && e.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(e.path());
         }
@@ -579,7 +618,10 @@ pub fn check_outputs(outputs: &[(PathBuf, bool)], inputs: &[PathBuf]) -> Vec<Err
         if let Some(input) = inputs.get(&canon) {
             problems.push(Error::input(
                 out,
-                format!("the output path names the input {}; choose another output path", input.display()),
+                format!(
+                    "the output path names the input {}; choose another output path",
+                    input.display()
+                ),
             ));
             continue;
         }
@@ -587,7 +629,10 @@ pub fn check_outputs(outputs: &[(PathBuf, bool)], inputs: &[PathBuf]) -> Vec<Err
             problems.extend(check_folder(out));
         } else if let Ok(meta) = std::fs::symlink_metadata(out) {
             if meta.is_dir() {
-                problems.push(Error::input(out, "is a folder; expected an output file name"));
+                problems.push(Error::input(
+                    out,
+                    "is a folder; expected an output file name",
+                ));
             } else if !written_by_carbonmap(out) {
                 problems.push(Error::input(
                     out,
@@ -604,7 +649,10 @@ pub fn check_outputs(outputs: &[(PathBuf, bool)], inputs: &[PathBuf]) -> Vec<Err
 fn check_folder(dir: &Path) -> Option<Error> {
     let meta = std::fs::metadata(dir).ok()?;
     if !meta.is_dir() {
-        return Some(Error::input(dir, "exists and is a file; expected an output folder"));
+        return Some(Error::input(
+            dir,
+            "exists and is a file; expected an output folder",
+        ));
     }
     if is_carbonmap_folder(dir) {
         return None;
@@ -649,7 +697,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(MARKER);
         std::fs::write(&path, "# header\nEVI_20").unwrap();
-        let mut f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
         append_lines(&mut f, "EVI_2024-04.tif\n").unwrap();
         assert!(marked_names(dir.path()).contains("EVI_2024-04.tif"));
     }

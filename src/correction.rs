@@ -211,7 +211,12 @@ impl CorrectionTable {
                 source,
             });
         }
-        let target = target.ok_or_else(|| Error::input(path, "has no factors (no rows): applying it would change nothing"))?;
+        let target = target.ok_or_else(|| {
+            Error::input(
+                path,
+                "has no factors (no rows): applying it would change nothing",
+            )
+        })?;
         Ok(CorrectionTable {
             path: path.to_path_buf(),
             target,

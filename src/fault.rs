@@ -24,7 +24,9 @@ pub fn point(name: &str) {
     }
     if HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
         let pid = std::process::id().to_string();
-        let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
         // SIGKILL is delivered before this returns; never continue past an injected fault.
         std::process::abort();
     }

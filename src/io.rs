@@ -870,7 +870,8 @@ impl RasterWriter {
         // SAFETY: thread-local configuration, set and cleared around this call on this thread.
         unsafe { gdal_sys::CPLSetThreadLocalConfigOption(key.as_ptr(), yes.as_ptr()) };
         let result = (|| -> Result<()> {
-            let ds = Dataset::open(file).map_err(|e| Error::gdal(&self.target, "reopening for class names", e))?;
+            let ds = Dataset::open(file)
+                .map_err(|e| Error::gdal(&self.target, "reopening for class names", e))?;
             for (band, names) in &self.categories {
                 let b = ds
                     .rasterband(band + 1)
@@ -883,7 +884,9 @@ impl RasterWriter {
                     cnames.iter().map(|c| c.as_ptr() as *mut _).collect();
                 ptrs.push(std::ptr::null_mut());
                 // SAFETY: a NULL-terminated list of valid C strings that outlive the call (GDAL copies them).
-                let err = unsafe { gdal_sys::GDALSetRasterCategoryNames(b.c_rasterband(), ptrs.as_mut_ptr()) };
+                let err = unsafe {
+                    gdal_sys::GDALSetRasterCategoryNames(b.c_rasterband(), ptrs.as_mut_ptr())
+                };
                 if err != gdal_sys::CPLErr::CE_None {
                     return Err(Error::Processing(format!(
                         "{}: GDAL could not set the category names",
@@ -891,7 +894,9 @@ impl RasterWriter {
                     )));
                 }
             }
-            gdal_checked(&self.target, "writing the class names (disk full?)", || ds.close())
+            gdal_checked(&self.target, "writing the class names (disk full?)", || {
+                ds.close()
+            })
         })();
         // SAFETY: as above.
         unsafe { gdal_sys::CPLSetThreadLocalConfigOption(key.as_ptr(), ptr::null()) };
@@ -935,9 +940,11 @@ impl RasterWriter {
     /// strip order whatever the cache pressure from other threads: output bytes do not depend on timing.
     pub fn flush(&mut self) -> Result<()> {
         let ds = self.ds.as_mut().expect("writer used after finish");
-        gdal_checked(&self.target, "flushing the output failed (disk full?)", || {
-            ds.flush_cache()
-        })
+        gdal_checked(
+            &self.target,
+            "flushing the output failed (disk full?)",
+            || ds.flush_cache(),
+        )
     }
 
     pub fn band_count(&self) -> usize {
@@ -972,7 +979,12 @@ impl RasterWriter {
         let all: Vec<i32> = (1..=self.nbands as i32).collect();
         ds.build_overviews("NEAREST", &levels, &all)
             .map_err(|e| Error::gdal(&self.target, "building overviews (disk full?)", e))?;
-        for (i, how) in self.overview_resampling.iter().enumerate().filter(|(_, h)| **h != "NEAREST") {
+        for (i, how) in self
+            .overview_resampling
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h != "NEAREST")
+        {
             let band = ds
                 .rasterband(i + 1)
                 .map_err(|e| Error::gdal(&self.target, format!("band {}", i + 1), e))?;
@@ -983,7 +995,14 @@ impl RasterWriter {
                 let n = gdal_sys::GDALGetOverviewCount(h);
                 let mut ovr: Vec<gdal_sys::GDALRasterBandH> =
                     (0..n).map(|k| gdal_sys::GDALGetOverview(h, k)).collect();
-                gdal_sys::GDALRegenerateOverviews(h, n, ovr.as_mut_ptr(), c_how.as_ptr(), None, ptr::null_mut())
+                gdal_sys::GDALRegenerateOverviews(
+                    h,
+                    n,
+                    ovr.as_mut_ptr(),
+                    c_how.as_ptr(),
+                    None,
+                    ptr::null_mut(),
+                )
             };
             if err != gdal_sys::CPLErr::CE_None {
                 return Err(Error::Processing(format!(
@@ -994,14 +1013,20 @@ impl RasterWriter {
                 )));
             }
         }
-        gdal_checked(&self.target, "closing the overviews (disk full?)", || ds.close())
+        gdal_checked(&self.target, "closing the overviews (disk full?)", || {
+            ds.close()
+        })
     }
 
     /// Close the dataset (checking GDAL's result) and convert to COG if asked. The output stays under its
     /// temporary name until `PendingOutput::commit`, so a run can finish every output before renaming any.
     pub fn finish(mut self) -> Result<PendingOutput> {
         let ds = self.ds.take().expect("writer finished twice");
-        gdal_checked(&self.target, "closing the output failed (disk full?)", || ds.close())?;
+        gdal_checked(
+            &self.target,
+            "closing the output failed (disk full?)",
+            || ds.close(),
+        )?;
         verify_geotiff(&self.tmp, &self.target)?;
         if self.options.cog {
             self.build_overviews()?;
@@ -1025,7 +1050,9 @@ impl RasterWriter {
             .to_vec();
             let res = gdal_translate(&src, &cog_tmp.to_string_lossy(), &args, &self.target)
                 .and_then(|out| {
-                    gdal_checked(&self.target, "closing the COG failed (disk full?)", || out.close())
+                    gdal_checked(&self.target, "closing the COG failed (disk full?)", || {
+                        out.close()
+                    })
                 })
                 .and_then(|()| verify_geotiff(&cog_tmp, &self.target));
             drop(src);
@@ -1093,7 +1120,9 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all()?;
         // Verified: the file holds exactly the bytes written.
         if std::fs::read(&tmp)? != bytes {
-            return Err(std::io::Error::other("the file read back differs from what was written"));
+            return Err(std::io::Error::other(
+                "the file read back differs from what was written",
+            ));
         }
         Ok(())
     })();
@@ -1134,7 +1163,12 @@ fn gdal_checked(
     unsafe { gdal_sys::CPLErrorReset() };
     call().map_err(|e| Error::gdal(target, context, e))?;
     // SAFETY: reads this thread's GDAL error state.
-    let (class, number) = unsafe { (gdal_sys::CPLGetLastErrorType(), gdal_sys::CPLGetLastErrorNo()) };
+    let (class, number) = unsafe {
+        (
+            gdal_sys::CPLGetLastErrorType(),
+            gdal_sys::CPLGetLastErrorNo(),
+        )
+    };
     if class == gdal_sys::CPLErr::CE_Failure || class == gdal_sys::CPLErr::CE_Fatal {
         let msg = last_gdal_message();
         return Err(Error::Processing(format!(
@@ -1198,7 +1232,9 @@ pub fn verify_geotiff(tmp: &Path, target: &Path) -> Result<()> {
     let ds = Dataset::open(tmp).map_err(|e| bad(format!("GDAL cannot reopen it: {e}")))?;
     let (w, h) = ds.raster_size();
     for i in 1..=ds.raster_count() {
-        let band = ds.rasterband(i).map_err(|e| bad(format!("band {i}: {e}")))?;
+        let band = ds
+            .rasterband(i)
+            .map_err(|e| bad(format!("band {i}: {e}")))?;
         let (bw, bh) = band.block_size();
         let (nx, ny) = (w.div_ceil(bw), h.div_ceil(bh));
         for by in 0..ny {
@@ -1222,10 +1258,18 @@ pub fn verify_geotiff(tmp: &Path, target: &Path) -> Result<()> {
             let size = bw * bh * band_type_size(&band);
             let mut buf = vec![0u8; size];
             let err = unsafe {
-                gdal_sys::GDALReadBlock(band.c_rasterband(), bx as i32, by as i32, buf.as_mut_ptr().cast())
+                gdal_sys::GDALReadBlock(
+                    band.c_rasterband(),
+                    bx as i32,
+                    by as i32,
+                    buf.as_mut_ptr().cast(),
+                )
             };
             if err != gdal_sys::CPLErr::CE_None {
-                return Err(bad(format!("band {i} tile ({bx}, {by}) does not decode: {}", last_gdal_message())));
+                return Err(bad(format!(
+                    "band {i} tile ({bx}, {by}) does not decode: {}",
+                    last_gdal_message()
+                )));
             }
         }
     }
@@ -1234,7 +1278,10 @@ pub fn verify_geotiff(tmp: &Path, target: &Path) -> Result<()> {
 
 fn band_type_size(band: &gdal::raster::RasterBand) -> usize {
     // SAFETY: GDALGetDataTypeSizeBytes takes a plain enum value.
-    unsafe { gdal_sys::GDALGetDataTypeSizeBytes(band.band_type() as gdal_sys::GDALDataType::Type) as usize }
+    unsafe {
+        gdal_sys::GDALGetDataTypeSizeBytes(band.band_type() as gdal_sys::GDALDataType::Type)
+            as usize
+    }
 }
 
 impl Drop for RasterWriter {
@@ -1680,7 +1727,9 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
                     .map_err(|e| Error::gdal(target, "write feature", e))?;
             }
         }
-        gdal_checked(target, "closing the GeoPackage failed (disk full?)", || ds.close())?;
+        gdal_checked(target, "closing the GeoPackage failed (disk full?)", || {
+            ds.close()
+        })?;
         let back = gdal::Dataset::open(&tmp)
             .map_err(|e| Error::gdal(target, "the written GeoPackage does not reopen", e))?;
         if back.layer_count() != layers.len() {
@@ -1732,7 +1781,10 @@ pub fn read_text(path: &Path, expected: &str) -> Result<String> {
         _ => Error::io(path, "cannot read", e),
     })?;
     if let Some((_, kind)) = BINARY_KINDS.iter().find(|(m, _)| bytes.starts_with(m)) {
-        return Err(Error::input(path, format!("this is {kind}, not text; expected {expected}")));
+        return Err(Error::input(
+            path,
+            format!("this is {kind}, not text; expected {expected}"),
+        ));
     }
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
@@ -1791,7 +1843,12 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
                 let base = p.parent().unwrap_or(Path::new("."));
                 let mut strings = Vec::new();
                 toml_strings(&value, &mut strings);
-                todo.extend(strings.into_iter().map(|s| base.join(s)).filter(|f| f.is_file()));
+                todo.extend(
+                    strings
+                        .into_iter()
+                        .map(|s| base.join(s))
+                        .filter(|f| f.is_file()),
+                );
             }
             "json" => {
                 let sidecar = crate::pipeline::classify::sidecar_path(&p);
@@ -1825,7 +1882,13 @@ pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
         let cb = CString::new(b.as_os_str().as_bytes())?;
         // SAFETY: two valid NUL-terminated paths; AT_FDCWD resolves relative ones from the working folder.
         let rc = unsafe {
-            libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
         };
         if rc == 0 {
             Ok(())
@@ -1846,17 +1909,20 @@ pub fn union_keep(a: gdal::vector::Geometry, b: &gdal::vector::Geometry) -> gdal
     if let Some(u) = a.union(b) {
         return u;
     }
-    let Ok(mut multi) = gdal::vector::Geometry::empty(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon) else {
+    let Ok(mut multi) =
+        gdal::vector::Geometry::empty(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon)
+    else {
         return a;
     };
     for g in [&a, b] {
-        let parts: Vec<gdal::vector::Geometry> = if g.geometry_count() > 0
-            && g.geometry_name().eq_ignore_ascii_case("MULTIPOLYGON")
-        {
-            (0..g.geometry_count()).map(|i| (*g.get_geometry(i)).clone()).collect()
-        } else {
-            vec![g.clone()]
-        };
+        let parts: Vec<gdal::vector::Geometry> =
+            if g.geometry_count() > 0 && g.geometry_name().eq_ignore_ascii_case("MULTIPOLYGON") {
+                (0..g.geometry_count())
+                    .map(|i| (*g.get_geometry(i)).clone())
+                    .collect()
+            } else {
+                vec![g.clone()]
+            };
         for p in parts {
             let _ = multi.add_geometry(p);
         }
@@ -2011,13 +2077,27 @@ mod union_tests {
         super::init();
         // Overlapping self-intersecting rings, which GEOS cannot union (TopologyException).
         let pairs = [
-            ("POLYGON((0 0,10 10,10 0,0 10,0 0))", "POLYGON((5 0,15 10,15 0,5 10,5 0))"),
-            ("POLYGON((0 0,10 10,0 10,10 0,0 0))", "POLYGON((0 5,10 5,5 0,5 10,0 5))"),
-            ("POLYGON((0 0,10 0,0 10,10 10,0 0))", "POLYGON((0 0,10 0,10 10,0 10,0 0))"),
+            (
+                "POLYGON((0 0,10 10,10 0,0 10,0 0))",
+                "POLYGON((5 0,15 10,15 0,5 10,5 0))",
+            ),
+            (
+                "POLYGON((0 0,10 10,0 10,10 0,0 0))",
+                "POLYGON((0 5,10 5,5 0,5 10,0 5))",
+            ),
+            (
+                "POLYGON((0 0,10 0,0 10,10 10,0 0))",
+                "POLYGON((0 0,10 0,10 10,0 10,0 0))",
+            ),
         ];
         let (a, b) = pairs
             .iter()
-            .map(|(x, y)| (Geometry::from_wkt(x).unwrap(), Geometry::from_wkt(y).unwrap()))
+            .map(|(x, y)| {
+                (
+                    Geometry::from_wkt(x).unwrap(),
+                    Geometry::from_wkt(y).unwrap(),
+                )
+            })
             .find(|(a, b)| a.union(b).is_none())
             .expect("one pair GEOS cannot union");
         let u = super::union_keep(a.clone(), &b);

@@ -6,8 +6,8 @@
 //! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `pipeline` (stage drivers), `progress` (reporting), `synth`
 //! (synthetic test and sample rasters).
 
-pub mod cli;
 pub mod area;
+pub mod cli;
 pub mod climate;
 pub mod commit;
 pub mod composite;

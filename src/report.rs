@@ -260,13 +260,20 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     if has(&q.signed) || (lo < 0.0 && hi > 0.0) {
         let l = lo.abs().max(hi);
         // One colour meaning on every map: sinks blue, sources red.
-        let uptake = q.uptake_positive.iter().any(|d| desc.starts_with(&d.to_lowercase()));
+        let uptake = q
+            .uptake_positive
+            .iter()
+            .any(|d| desc.starts_with(&d.to_lowercase()));
         let mut ramp = m.net_balance.ramp.clone();
         if uptake {
             ramp.reverse();
         }
         let text = MapText {
-            sign: if uptake { &q.sign_uptake } else { &q.sign_source },
+            sign: if uptake {
+                &q.sign_uptake
+            } else {
+                &q.sign_source
+            },
             ..text
         };
         ramp_png(

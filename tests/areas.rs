@@ -22,10 +22,28 @@ const SPLIT: f64 = 50.75;
 
 fn make_geographic(dir: &Path) {
     let gt = [WEST, STEP, 0.0, NORTH, 0.0, -STEP];
-    let class = |row: usize| if NORTH - (row as f64 + 0.5) * STEP > SPLIT { 10u8 } else { 30 };
-    let codes: Vec<u8> = (0..H).flat_map(|r| std::iter::repeat_n(class(r), W)).collect();
-    let sink: Vec<f32> = codes.iter().map(|&c| if c == 10 { 2.0 } else { 1.0 }).collect();
-    common::write_raster(&dir.join("lc_4326.tif"), Some(4326), gt, (W, H), &[("class", codes)], Some(0.0));
+    let class = |row: usize| {
+        if NORTH - (row as f64 + 0.5) * STEP > SPLIT {
+            10u8
+        } else {
+            30
+        }
+    };
+    let codes: Vec<u8> = (0..H)
+        .flat_map(|r| std::iter::repeat_n(class(r), W))
+        .collect();
+    let sink: Vec<f32> = codes
+        .iter()
+        .map(|&c| if c == 10 { 2.0 } else { 1.0 })
+        .collect();
+    common::write_raster(
+        &dir.join("lc_4326.tif"),
+        Some(4326),
+        gt,
+        (W, H),
+        &[("class", codes)],
+        Some(0.0),
+    );
     common::write_raster(
         &dir.join("sink_4326.tif"),
         Some(4326),
@@ -73,7 +91,15 @@ fn extent(epsg: u32, res: f64) -> [f64; 4] {
 fn warp(dir: &Path, name: &str, epsg: u32, res: f64) {
     let te = extent(epsg, res).map(|v| v.to_string());
     let ok = Command::new("gdalwarp")
-        .args(["-q", "-overwrite", "-r", "near", "-t_srs", &format!("EPSG:{epsg}"), "-te"])
+        .args([
+            "-q",
+            "-overwrite",
+            "-r",
+            "near",
+            "-t_srs",
+            &format!("EPSG:{epsg}"),
+            "-te",
+        ])
         .args(te)
         .arg("-tr")
         .args([res.to_string(), res.to_string()])
@@ -100,7 +126,14 @@ fn class_areas(dir: &Path, epsg: u32) -> (f64, f64) {
 
 fn sink_total(dir: &Path, epsg: u32) -> f64 {
     let o = Command::new(assert_cmd::cargo::cargo_bin("carbonmap"))
-        .args(["balance", "--sink-unit", "t CO2 ha-1 yr-1", "--lattice-unit", "t CO2 cell-1 yr-1", "--sink"])
+        .args([
+            "balance",
+            "--sink-unit",
+            "t CO2 ha-1 yr-1",
+            "--lattice-unit",
+            "t CO2 cell-1 yr-1",
+            "--sink",
+        ])
         .arg(dir.join(format!("sink_{epsg}.tif")))
         .arg("--lattice")
         .arg(dir.join("lattice.tif"))
@@ -109,10 +142,20 @@ fn sink_total(dir: &Path, epsg: u32) -> f64 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let line = text.lines().find(|l| l.contains("sequestration")).unwrap();
     let after = line.split("sequestration ").nth(1).unwrap();
-    after.split_whitespace().next().unwrap().trim_end_matches(',').parse().unwrap()
+    after
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -129,23 +172,39 @@ fn one_map_on_four_crss_gives_the_ellipsoidal_areas() {
     let east = WEST + W as f64 * STEP;
     let south = NORTH - H as f64 * STEP;
     let dlon = east - WEST;
-    let (want10, want30) = (wgs84_cell_ha(dlon, SPLIT, NORTH), wgs84_cell_ha(dlon, south, SPLIT));
+    let (want10, want30) = (
+        wgs84_cell_ha(dlon, SPLIT, NORTH),
+        wgs84_cell_ha(dlon, south, SPLIT),
+    );
     let want_sink = 2.0 * want10 + want30;
     let mut seen = Vec::new();
     for epsg in [4326, 32630, 3035, 3857] {
         let (a10, a30) = class_areas(d, epsg);
         let s = sink_total(d, epsg);
         seen.push([a10, a30, s]);
-        eprintln!("EPSG:{epsg}: trees {a10} ({want10}), grass {a30} ({want30}), sink {s} ({want_sink})");
-        for (what, got, want) in [("trees", a10, want10), ("grass", a30, want30), ("sink t CO2 yr-1", s, want_sink)] {
+        eprintln!(
+            "EPSG:{epsg}: trees {a10} ({want10}), grass {a30} ({want30}), sink {s} ({want_sink})"
+        );
+        for (what, got, want) in [
+            ("trees", a10, want10),
+            ("grass", a30, want30),
+            ("sink t CO2 yr-1", s, want_sink),
+        ] {
             let rel = (got - want).abs() / want;
-            assert!(rel < 1e-3, "EPSG:{epsg} {what}: {got} vs ellipsoidal {want} ({:.3} %)", rel * 100.0);
+            assert!(
+                rel < 1e-3,
+                "EPSG:{epsg} {what}: {got} vs ellipsoidal {want} ({:.3} %)",
+                rel * 100.0
+            );
         }
     }
     // And within 0.1 % of each other.
     for k in 0..3 {
         let v: Vec<f64> = seen.iter().map(|x| x[k]).collect();
-        let (lo, hi) = (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(0.0, f64::max));
+        let (lo, hi) = (
+            v.iter().cloned().fold(f64::INFINITY, f64::min),
+            v.iter().cloned().fold(0.0, f64::max),
+        );
         assert!((hi - lo) / lo < 1e-3, "quantity {k}: {v:?}");
     }
     // On the geographic grid itself the areas are exact (no warping).

@@ -259,14 +259,28 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     use gdal::vector::LayerAccess;
     let mut layer = ds.layer_by_name("balance_district").unwrap();
     let fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
-    for c in ["pixels", "area_ha", "sink_valid_area_ha", "net_balance_tCO2_yr"] {
+    for c in [
+        "pixels",
+        "area_ha",
+        "sink_valid_area_ha",
+        "net_balance_tCO2_yr",
+    ] {
         assert!(fields.iter().any(|f| f == c), "{c} missing from {fields:?}");
     }
     let d2 = layer
         .features()
-        .find(|f| f.field_as_string(f.field_index("zone").unwrap()).unwrap().as_deref() == Some("d2"))
+        .find(|f| {
+            f.field_as_string(f.field_index("zone").unwrap())
+                .unwrap()
+                .as_deref()
+                == Some("d2")
+        })
         .unwrap();
-    close(d2.geometry().unwrap().area(), 800.0, "d2 clipped to the sink's extent");
+    close(
+        d2.geometry().unwrap().area(),
+        800.0,
+        "d2 clipped to the sink's extent",
+    );
 }
 
 #[test]
@@ -592,23 +606,41 @@ fn a_proxy_covering_whole_cells_gives_the_city_its_proxy_share() {
         &[("sequestration", vec![10.0f32])],
         None,
     );
-    let weights: Vec<f32> = (0..6).flat_map(|r| std::iter::repeat_n(if r < 4 { 1.0 } else { 3.0 }, 12)).collect();
-    write_raster(&d.join("proxy.tif"), Some(3035), [0.0, 5.0, 0.0, 30.0, 0.0, -5.0], (12, 6), &[("w", weights)], None);
+    let weights: Vec<f32> = (0..6)
+        .flat_map(|r| std::iter::repeat_n(if r < 4 { 1.0 } else { 3.0 }, 12))
+        .collect();
+    write_raster(
+        &d.join("proxy.tif"),
+        Some(3035),
+        [0.0, 5.0, 0.0, 30.0, 0.0, -5.0],
+        (12, 6),
+        &[("w", weights)],
+        None,
+    );
     let a = balance(d, "out", &["--proxy", "proxy.tif"]).success();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     let (em, _, _) = read_band(&d.join("out/emissions_tCO2_ha_yr.tif"), 1);
     close(em[0], 60.0, "city's share by the proxy over the whole cell");
     // The cell table: the part of A's emissions inside the sink, 2.4 of 9 t (mass kept: 2.4 + 6.6 outside).
     let cells = table(&d.join("out/lattice_balance.csv"));
-    let a_row = cells.iter().find(|r| r.values().any(|v| v == "r0c0")).expect("cell A");
+    let a_row = cells
+        .iter()
+        .find(|r| r.values().any(|v| v == "r0c0"))
+        .expect("cell A");
     let inside = a_row
         .iter()
         .find(|(k, _)| k.starts_with("emissions") && k.contains("covered"))
         .map(|(_, v)| v.parse::<f64>().unwrap())
         .expect("a covered-emissions column");
     assert!((inside - 2.4).abs() <= 1e-9 * 2.4, "{inside}");
-    assert!(err.contains("covers on average 44.4% of the 1 lattice cell(s)"), "{err}");
+    assert!(
+        err.contains("covers on average 44.4% of the 1 lattice cell(s)"),
+        "{err}"
+    );
     use gdal::Metadata;
     let ds = gdal::Dataset::open(d.join("out/emissions_tCO2_ha_yr.tif")).unwrap();
-    assert!(ds.metadata_item("DOWNSCALING", "").unwrap().contains("over the whole cell"));
+    assert!(ds
+        .metadata_item("DOWNSCALING", "")
+        .unwrap()
+        .contains("over the whole cell"));
 }

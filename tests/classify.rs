@@ -186,13 +186,18 @@ fn separable_classes_give_perfect_held_out_accuracy_and_the_true_map() {
     let names: Vec<String> = unsafe {
         let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
         assert!(!list.is_null(), "no category names");
-        (0..).map_while(|i| {
-            let p = *list.add(i);
-            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-        })
-        .collect()
+        (0..)
+            .map_while(|i| {
+                let p = *list.add(i);
+                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+            })
+            .collect()
     };
-    let named: Vec<(usize, &String)> = names.iter().enumerate().filter(|(_, n)| !n.is_empty()).collect();
+    let named: Vec<(usize, &String)> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !n.is_empty())
+        .collect();
     assert_eq!(named.len(), 4, "{names:?}");
     let (conf, _, _) = read_band(&pred.join("landcover_confidence.tif"), 1);
     assert!(conf.iter().all(|c| (0.0..=1.0).contains(c)));
@@ -203,7 +208,10 @@ fn separable_classes_give_perfect_held_out_accuracy_and_the_true_map() {
         // 400 px x 100 m2 = 40000 m2 = 4 ha on the map; the grid lies on UTM 33N's central meridian, where map
         // distances are k0 = 0.9996 times the true ones: 4 / 0.9996^2 = 4.0032 ha true.
         let got = common::cell(r, "area_ha");
-        assert!((got - 4.0 / (0.9996f64 * 0.9996)).abs() < 5e-5, "{got} (written with 4 decimals)");
+        assert!(
+            (got - 4.0 / (0.9996f64 * 0.9996)).abs() < 5e-5,
+            "{got} (written with 4 decimals)"
+        );
     }
 }
 
@@ -341,20 +349,48 @@ fn polygon_and_csv_point_labels() {
     let lines: Vec<String> = text.lines().skip(1).take(2).map(str::to_string).collect();
     let field = |l: &str, i: usize| l.split(',').nth(i).unwrap().to_string();
     let x0: f64 = field(&lines[0], 0).parse().unwrap();
-    text.push_str(&format!("{},{},{}\n", x0 + 3.0, field(&lines[0], 1), field(&lines[0], 2)));
-    let other = if field(&lines[1], 2) == "20" { "40" } else { "20" };
-    text.push_str(&format!("{},{},{other}\n", field(&lines[1], 0), field(&lines[1], 1)));
+    text.push_str(&format!(
+        "{},{},{}\n",
+        x0 + 3.0,
+        field(&lines[0], 1),
+        field(&lines[0], 2)
+    ));
+    let other = if field(&lines[1], 2) == "20" {
+        "40"
+    } else {
+        "20"
+    };
+    text.push_str(&format!(
+        "{},{},{other}\n",
+        field(&lines[1], 0),
+        field(&lines[1], 1)
+    ));
     std::fs::write(&pts, text).unwrap();
     let out = t.path().join("dups");
     let mut args = train_args(&stack, &pts, &out);
     args.extend(
-        ["--label-field", "lc", "--x-field", "easting", "--y-field", "northing", "--labels-crs", "EPSG:32633"]
-            .map(String::from),
+        [
+            "--label-field",
+            "lc",
+            "--x-field",
+            "easting",
+            "--y-field",
+            "northing",
+            "--labels-crs",
+            "EPSG:32633",
+        ]
+        .map(String::from),
     );
     let o = carbonmap().args(args).assert().success();
     let err = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
-    assert!(err.contains("1 label point(s) fall in a pixel that another point of the same class"), "{err}");
-    assert!(err.contains("1 pixel(s) hold label points of different classes"), "{err}");
+    assert!(
+        err.contains("1 label point(s) fall in a pixel that another point of the same class"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 pixel(s) hold label points of different classes"),
+        "{err}"
+    );
     assert_eq!(csv_rows(&out.join("training_samples.csv")).len(), 31);
 }
 

@@ -253,14 +253,22 @@ fn cog_overviews_average_quantities_and_keep_counts_whole() {
     let t = tempfile::tempdir().unwrap();
     let m = carbonmap::synth::generate_samples(&t.path().join("s"), 600).unwrap();
     let out = t.path().join("out");
-    run(&m, &out, &["--cog", "--index", "NDVI", "--period", "year", "--stats", "median"]);
+    run(
+        &m,
+        &out,
+        &[
+            "--cog", "--index", "NDVI", "--period", "year", "--stats", "median",
+        ],
+    );
     let ds = gdal::Dataset::open(out.join("NDVI_2024.tif")).unwrap();
     let full = ds.rasterband(1).unwrap();
     let ovr = full.overview(0).unwrap();
     assert_eq!(ovr.size(), (300, 300));
     let (w, _) = full.size();
     let v = full.read_as::<f64>((0, 0), (w, 40), (w, 40), None).unwrap();
-    let o = ovr.read_as::<f64>((0, 0), (300, 20), (300, 20), None).unwrap();
+    let o = ovr
+        .read_as::<f64>((0, 0), (300, 20), (300, 20), None)
+        .unwrap();
     let mut checked = 0;
     for oy in 0..20 {
         for ox in 0..300 {
@@ -271,19 +279,30 @@ fn cog_overviews_average_quantities_and_keep_counts_whole() {
                 .collect();
             let got = o.data()[oy * 300 + ox];
             if quad.is_empty() {
-                assert!(got.is_nan(), "overview ({ox}, {oy}): {got} from no valid pixel");
+                assert!(
+                    got.is_nan(),
+                    "overview ({ox}, {oy}): {got} from no valid pixel"
+                );
             } else {
                 // AVERAGE over the valid pixels of the 2 x 2 block (float32 rounding).
                 let want = quad.iter().sum::<f64>() / quad.len() as f64;
-                assert!((got - want).abs() < 1e-6, "overview ({ox}, {oy}): {got} vs mean {want}");
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "overview ({ox}, {oy}): {got} vs mean {want}"
+                );
                 checked += 1;
             }
         }
     }
     assert!(checked > 5000, "{checked}");
     let count = ds.rasterband(2).unwrap().overview(0).unwrap();
-    let c = count.read_as::<f64>((0, 0), (300, 300), (300, 300), None).unwrap();
-    assert!(c.data().iter().all(|x| x.is_nan() || x.fract() == 0.0), "counts must stay whole");
+    let c = count
+        .read_as::<f64>((0, 0), (300, 300), (300, 300), None)
+        .unwrap();
+    assert!(
+        c.data().iter().all(|x| x.is_nan() || x.fract() == 0.0),
+        "counts must stay whole"
+    );
 }
 
 /// Every CSV table the demo chain writes (indices, land cover, CASA and MOD17 NPP, balance, the run's own)
@@ -295,7 +314,13 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("demo");
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/season.toml");
-    carbonmap().arg("run").arg(&config).arg("--out").arg(&out).assert().success();
+    carbonmap()
+        .arg("run")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
     let mut csvs = Vec::new();
     let mut stack = vec![out.clone()];
     while let Some(d) = stack.pop() {
@@ -312,16 +337,32 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
     for p in &csvs {
         let mut r = csv::Reader::from_path(p).unwrap();
         let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-        assert!(!header[0].starts_with('#'), "{}: first line {:?}", p.display(), header);
-        assert!(r.records().all(|x| x.is_ok()), "{}: a row does not parse", p.display());
+        assert!(
+            !header[0].starts_with('#'),
+            "{}: first line {:?}",
+            p.display(),
+            header
+        );
+        assert!(
+            r.records().all(|x| x.is_ok()),
+            "{}: a row does not parse",
+            p.display()
+        );
         let ds = gdal::Dataset::open(p).unwrap_or_else(|e| panic!("{}: GDAL: {e}", p.display()));
         let layer = ds.layer(0).unwrap();
         let fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
         assert_eq!(fields, header, "{}: GDAL's columns", p.display());
     }
-    let casa = csvs.iter().find(|p| p.to_string_lossy().contains("casa_summary")).unwrap();
+    let casa = csvs
+        .iter()
+        .find(|p| p.to_string_lossy().contains("casa_summary"))
+        .unwrap();
     let mut sidecar = casa.as_os_str().to_owned();
     sidecar.push(".json");
-    let notes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sidecar).unwrap()).unwrap();
-    assert!(notes["notes"][0].as_str().unwrap().contains("positive = net uptake"));
+    let notes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sidecar).unwrap()).unwrap();
+    assert!(notes["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("positive = net uptake"));
 }

@@ -16,10 +16,14 @@ use common::{carbonmap, read_band};
 type Formula = fn(f64, f64, f64, f64) -> f64;
 const INDICES: [(&str, Formula); 10] = [
     ("NDVI", |_, _, r, n| (n - r) / (n + r)),
-    ("EVI", |b, _, r, n| 2.5 * (n - r) / (n + 6.0 * r - 7.5 * b + 1.0)),
+    ("EVI", |b, _, r, n| {
+        2.5 * (n - r) / (n + 6.0 * r - 7.5 * b + 1.0)
+    }),
     ("EVI2", |_, _, r, n| 2.5 * (n - r) / (n + 2.4 * r + 1.0)),
     ("SAVI", |_, _, r, n| 1.5 * (n - r) / (n + r + 0.5)),
-    ("MSAVI", |_, _, r, n| 0.5 * (2.0 * n + 1.0 - ((2.0 * n + 1.0).powi(2) - 8.0 * (n - r)).sqrt())),
+    ("MSAVI", |_, _, r, n| {
+        0.5 * (2.0 * n + 1.0 - ((2.0 * n + 1.0).powi(2) - 8.0 * (n - r)).sqrt())
+    }),
     ("NIRv", |_, _, r, n| (n - r) / (n + r) * n),
     ("kNDVI", |_, _, r, n| ((n - r) / (n + r)).powi(2).tanh()),
     ("GNDVI", |_, g, _, n| (n - g) / (n + g)),
@@ -30,19 +34,35 @@ const INDICES: [(&str, Formula); 10] = [
 /// Run every index on one scene on its own grid and compare pixel by pixel. `refl` turns a DN into
 /// reflectance. Returns the number of pixels compared and the largest EVI relative error among the pixels
 /// whose EVI denominator is below 0.2 in magnitude.
-fn compare(root: &Path, sensor: &str, file: &str, date: &str, refl: fn(f64) -> f64) -> (usize, usize) {
+fn compare(
+    root: &Path,
+    sensor: &str,
+    file: &str,
+    date: &str,
+    refl: fn(f64) -> f64,
+) -> (usize, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let scene = root.join(file);
     let manifest = tmp.path().join("stack.toml");
     std::fs::write(
         &manifest,
-        format!("sensor = \"{sensor}\"\n[[scene]]\ndate = \"{date}\"\nfile = {:?}\n", scene.to_string_lossy()),
+        format!(
+            "sensor = \"{sensor}\"\n[[scene]]\ndate = \"{date}\"\nfile = {:?}\n",
+            scene.to_string_lossy()
+        ),
     )
     .unwrap();
     let names: Vec<&str> = INDICES.iter().map(|(n, _)| *n).collect();
     let out = tmp.path().join("out");
     carbonmap()
-        .args(["indices", "--period", "date", "--index", &names.join(","), "--stack"])
+        .args([
+            "indices",
+            "--period",
+            "date",
+            "--index",
+            &names.join(","),
+            "--stack",
+        ])
         .arg(&manifest)
         .arg("--grid-from")
         .arg(&scene)
@@ -97,6 +117,9 @@ fn every_four_band_index_is_float64_arithmetic_rounded_once_on_real_scenes() {
         "2021-06-08",
         |dn| dn * 0.0001,
     );
-    assert!(n_s2 > 300_000 && n_hls > 100_000, "compared {n_s2} S2 and {n_hls} HLS pixel values");
+    assert!(
+        n_s2 > 300_000 && n_hls > 100_000,
+        "compared {n_s2} S2 and {n_hls} HLS pixel values"
+    );
     eprintln!("EVI pixels with |denominator| < 0.2: S2 {pole_s2}, HLS {pole_hls}");
 }

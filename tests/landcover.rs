@@ -210,7 +210,18 @@ fn geographic_grids_get_true_areas() {
         rows.iter().find(|r| r.code == 10).unwrap().area_ha
     };
     // Expected: numerical integration of the ellipsoid's area element (common::wgs84_cell_ha).
-    let (want_a, want_b) = (common::wgs84_cell_ha(1.0, 0.0, 1.0), common::wgs84_cell_ha(1.0, 60.0, 61.0));
-    assert!((tree(&a) - want_a).abs() < 1e-6 * want_a, "{} vs {want_a}", tree(&a));
-    assert!((tree(&b) - want_b).abs() < 1e-6 * want_b, "{} vs {want_b}", tree(&b));
+    let (want_a, want_b) = (
+        common::wgs84_cell_ha(1.0, 0.0, 1.0),
+        common::wgs84_cell_ha(1.0, 60.0, 61.0),
+    );
+    assert!(
+        (tree(&a) - want_a).abs() < 1e-6 * want_a,
+        "{} vs {want_a}",
+        tree(&a)
+    );
+    assert!(
+        (tree(&b) - want_b).abs() < 1e-6 * want_b,
+        "{} vs {want_b}",
+        tree(&b)
+    );
 }

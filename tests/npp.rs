@@ -171,7 +171,10 @@ fn casa_june_through_the_binary_matches_the_hand_calculation() {
     // true ones: 0.36 ha nominal = 0.36 / 0.9996^2 = 0.3602881 ha true (and the total NPP likewise).
     let k2 = 0.9996f64 * 0.9996;
     let area = g["area_ha"].parse::<f64>().unwrap();
-    assert!((area - 0.36 / k2).abs() < 5e-5, "{area} (written with 4 decimals)");
+    assert!(
+        (area - 0.36 / k2).abs() < 5e-5,
+        "{area} (written with 4 decimals)"
+    );
     assert!((g["NPP_mean_gC_m2"].parse::<f64>().unwrap() - NPP_JUNE).abs() < 1e-3);
     let total = g["NPP_total_tC"].parse::<f64>().unwrap();
     assert!((total - 0.151817 / k2).abs() < 1e-5, "{total}");
@@ -477,7 +480,10 @@ fn a_month_without_a_composite_is_filled_by_interpolation_and_counted() {
     write(6, &june);
     std::fs::remove_file(nd.join("NDVI_2021-07.tif")).unwrap();
     let out_a = tmp.path().join("filled");
-    let a = npp_cmd(tmp.path(), &["--months", "6-8", "-o"]).arg(&out_a).assert().success();
+    let a = npp_cmd(tmp.path(), &["--months", "6-8", "-o"])
+        .arg(&out_a)
+        .assert()
+        .success();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     assert!(err.contains("no NDVI composite for 2021-07"), "{err}");
     // July by hand: June + (196.5 - 166) / (227.5 - 166) x (August - June).
@@ -488,15 +494,26 @@ fn a_month_without_a_composite_is_filled_by_interpolation_and_counted() {
         .collect();
     write(7, &july);
     let out_b = tmp.path().join("given");
-    npp_cmd(tmp.path(), &["--months", "6-8", "-o"]).arg(&out_b).assert().success();
+    npp_cmd(tmp.path(), &["--months", "6-8", "-o"])
+        .arg(&out_b)
+        .assert()
+        .success();
     let period = "2021-06_2021-08";
     let (na, _, _) = read_band(&out_a.join(format!("NPP_gC_m2_{period}.tif")), 1);
     let (nb, _, _) = read_band(&out_b.join(format!("NPP_gC_m2_{period}.tif")), 1);
     for i in 0..na.len() {
-        assert!(common::close_or_both_nan(na[i], nb[i], 1e-9), "pixel {i}: {} vs {}", na[i], nb[i]);
+        assert!(
+            common::close_or_both_nan(na[i], nb[i], 1e-9),
+            "pixel {i}: {} vs {}",
+            na[i],
+            nb[i]
+        );
     }
     let (filled, _, _) = read_band(&out_a.join(format!("filled_months_{period}.tif")), 1);
-    let want: Vec<f64> = NDVI.iter().map(|v| if v.is_nan() { 0.0 } else { 1.0 }).collect();
+    let want: Vec<f64> = NDVI
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { 1.0 })
+        .collect();
     assert_eq!(filled, want);
     let (given, _, _) = read_band(&out_b.join(format!("filled_months_{period}.tif")), 1);
     assert!(given.iter().all(|v| *v == 0.0));

@@ -201,7 +201,10 @@ fn rerun_skips_everything_and_a_changed_input_reruns_only_its_dependants() {
         .flat_map(|s| s["warnings"].as_array().cloned().unwrap_or_default())
         .map(|w| w.as_str().unwrap().to_string())
         .collect();
-    assert!(!recorded.is_empty(), "no warning recorded; stderr: {stderr}");
+    assert!(
+        !recorded.is_empty(),
+        "no warning recorded; stderr: {stderr}"
+    );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for w in &recorded {
         assert!(stderr.contains(w.as_str()), "recorded but not shown: {w}");

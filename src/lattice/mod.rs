@@ -79,7 +79,8 @@ impl Lattice {
     }
 
     pub fn cell_area_m2(&self, cell: usize) -> f64 {
-        self.areas.at(cell % self.grid.width, cell / self.grid.width)
+        self.areas
+            .at(cell % self.grid.width, cell / self.grid.width)
     }
 
     fn check_signs(&mut self, spec: &LatticeSpec) {

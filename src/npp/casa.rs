@@ -384,11 +384,19 @@ mod tests {
         let p = p();
         let mut g = grass(&p);
         g.sr_min = Some(1.05);
-        assert!((p.fpar(&g, 0.4) - 0.4723518).abs() < 1e-7, "{}", p.fpar(&g, 0.4));
+        assert!(
+            (p.fpar(&g, 0.4) - 0.4723518).abs() < 1e-7,
+            "{}",
+            p.fpar(&g, 0.4)
+        );
         // A type's own NDVI_min of 0.05 (and SR_min 1.05): FPAR_NDVI = 0.35 / 0.584 x 0.949 + 0.001 = 0.5697500,
         //   FPAR = 0.5 x 0.5697500 + 0.5 x 0.3581505 = 0.4639503.
         g.ndvi_min = Some(0.05);
-        assert!((p.fpar(&g, 0.4) - 0.4639503).abs() < 1e-7, "{}", p.fpar(&g, 0.4));
+        assert!(
+            (p.fpar(&g, 0.4) - 0.4639503).abs() < 1e-7,
+            "{}",
+            p.fpar(&g, 0.4)
+        );
         // Past NDVI_max the SR scaling keeps rising to its own cap: NDVI 0.65, SR 4.7142857,
         //   FPAR_SR = (4.7142857 - 1.05) / 3.41 x 0.949 + 0.001 = 1.0207681 -> clamped 0.95.
         assert!((p.fpar(&g, 0.65) - 0.95).abs() < 1e-12);

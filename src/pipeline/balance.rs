@@ -291,7 +291,9 @@ fn spread_whole_cells(
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
 ) -> Result<String> {
-    let touched: Vec<bool> = (0..usable.len()).map(|c| usable[c] && spread.covered(c) > 0.0).collect();
+    let touched: Vec<bool> = (0..usable.len())
+        .map(|c| usable[c] && spread.covered(c) > 0.0)
+        .collect();
     let (n, mut cov) = (touched.iter().filter(|t| **t).count(), 0.0);
     for c in (0..touched.len()).filter(|&c| touched[c]) {
         cov += spread.coverage(c) / n as f64;
@@ -421,10 +423,22 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         progress.warn(&msg);
         warnings.push(msg);
     }
-    let whole_cells = spread_whole_cells(job, &p, lat, &ov, &mut spread, &usable, progress, &mut warnings)?;
+    let whole_cells = spread_whole_cells(
+        job,
+        &p,
+        lat,
+        &ov,
+        &mut spread,
+        &usable,
+        progress,
+        &mut warnings,
+    )?;
     let fallback: Vec<usize> = (0..ncell)
         .filter(|&c| {
-            p.proxy.is_some() && spread.unweighted(c) && !spread.whole_cell(c) && lat.total(c) != 0.0
+            p.proxy.is_some()
+                && spread.unweighted(c)
+                && !spread.whole_cell(c)
+                && lat.total(c) != 0.0
         })
         .collect();
     if !fallback.is_empty() {
@@ -451,7 +465,10 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         match &job.proxy {
             None => "uniform by area within each lattice cell (exact area-weighted overlap)".into(),
             Some(px) if px.classes.is_empty() => {
-                format!("weighted by proxy raster {}{whole_cells}", px.path.display())
+                format!(
+                    "weighted by proxy raster {}{whole_cells}",
+                    px.path.display()
+                )
             }
             Some(px) => format!(
                 "weighted by proxy classes {} of {}{whole_cells}",
@@ -710,7 +727,9 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     io::write_table(
         &cells_csv,
         &cells_table(lat, &cell_rows)?,
-        &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data")],
+        &[format!(
+            "{SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data"
+        )],
     )?;
     outputs.push(cells_csv);
     let zones_csv = job.out_dir.join("zones_balance.csv");

@@ -463,7 +463,11 @@ impl PointLabels {
         }
     }
 
-    fn finish(mut self, path: &Path, warnings: &mut Vec<String>) -> BTreeMap<(usize, usize), usize> {
+    fn finish(
+        mut self,
+        path: &Path,
+        warnings: &mut Vec<String>,
+    ) -> BTreeMap<(usize, usize), usize> {
         if self.same_pixel > 0 {
             warnings.push(format!(
                 "{}: {} label point(s) fall in a pixel that another point of the same class labels already; each \

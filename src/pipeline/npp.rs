@@ -610,10 +610,14 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let (month_days, year_days) = fill::month_days(ndvi_year);
     let mut filled_writer = {
         let mut m = md.clone();
-        m.insert("QUANTITY".into(), format!("{} months filled by interpolation", job.ndvi_index));
+        m.insert(
+            "QUANTITY".into(),
+            format!("{} months filled by interpolation", job.ndvi_index),
+        );
         m.insert("UNITS".into(), "count".into());
         Some(RasterWriter::create::<u8>(
-            &job.out_dir.join(format!("filled_months_{}.tif", p.period_label)),
+            &job.out_dir
+                .join(format!("filled_months_{}.tif", p.period_label)),
             &grid,
             &[OutBand {
                 description: format!(
@@ -720,7 +724,8 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             year_ndvi.push(b);
         }
         let available: Vec<u32> = p.ndvi_files.iter().map(|(m, _)| *m).collect();
-        let (ndvi, filled) = fill_months(&available, &year_ndvi, job.months, &month_days, year_days);
+        let (ndvi, filled) =
+            fill_months(&available, &year_ndvi, job.months, &month_days, year_days);
         drop(year_ndvi);
         if let Some(w) = filled_writer.as_mut() {
             w.write_rows(0, row0, filled.clone())?;
@@ -948,7 +953,10 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], nmonths: usize) -> String {
             r.pixels.to_string(),
             r.pixels_without_result.to_string(),
             format!("{:.4}", r.area_m2 / 1e4),
-            format!("{}", r.filled_pixel_months as f64 / (r.pixels as f64 * nmonths as f64)),
+            format!(
+                "{}",
+                r.filled_pixel_months as f64 / (r.pixels as f64 * nmonths as f64)
+            ),
         ];
         for o in outs {
             let mean = if n > 0.0 {

@@ -189,7 +189,10 @@ pub fn wgs84_area_integral(lat_deg: f64) -> f64 {
 
 /// True area (ha) of a geographic cell of `dlon_deg` between `lat1` and `lat2` on WGS84.
 pub fn wgs84_cell_ha(dlon_deg: f64, lat1: f64, lat2: f64) -> f64 {
-    WGS84_A * WGS84_A * (1.0 - WGS84_E2) * dlon_deg.to_radians()
+    WGS84_A
+        * WGS84_A
+        * (1.0 - WGS84_E2)
+        * dlon_deg.to_radians()
         * (wgs84_area_integral(lat2) - wgs84_area_integral(lat1)).abs()
         / 1e4
 }

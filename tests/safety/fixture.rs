@@ -44,18 +44,57 @@ fn make() -> Fixture {
     carbonmap::synth::generate_samples(&s, 32).unwrap();
     let r = |p: &str| root.join(p).to_string_lossy().into_owned();
     run_ok(&[
-        "indices", "--stack", &r("s/stack.toml"), "--out", &r("ndvi"), "--index", "NDVI", "--period",
-        "month", "--stats", "median", "--gap-fill",
+        "indices",
+        "--stack",
+        &r("s/stack.toml"),
+        "--out",
+        &r("ndvi"),
+        "--index",
+        "NDVI",
+        "--period",
+        "month",
+        "--stats",
+        "median",
+        "--gap-fill",
     ]);
     run_ok(&[
-        "npp", "--ndvi", &r("ndvi"), "--landcover", &r("s/landcover_worldcover.tif"), "--legend",
-        "esa-worldcover", "--drivers", &r("s/drivers.toml"), "--year", "2024", "--months", "6-8", "--out",
+        "npp",
+        "--ndvi",
+        &r("ndvi"),
+        "--landcover",
+        &r("s/landcover_worldcover.tif"),
+        "--legend",
+        "esa-worldcover",
+        "--drivers",
+        &r("s/drivers.toml"),
+        "--year",
+        "2024",
+        "--months",
+        "6-8",
+        "--out",
         &r("npp"),
     ]);
     run_ok(&[
-        "landcover", "train", "--stack", &r("s/stack.toml"), "--bands", "R,N", "--indices", "NDVI",
-        "--stats", "median", "--labels", &r("s/landcover_worldcover.tif"), "--legend", "esa-worldcover",
-        "--classifier", "decision-tree", "--block-size", "200", "--out", &r("model"),
+        "landcover",
+        "train",
+        "--stack",
+        &r("s/stack.toml"),
+        "--bands",
+        "R,N",
+        "--indices",
+        "NDVI",
+        "--stats",
+        "median",
+        "--labels",
+        &r("s/landcover_worldcover.tif"),
+        "--legend",
+        "esa-worldcover",
+        "--classifier",
+        "decision-tree",
+        "--block-size",
+        "200",
+        "--out",
+        &r("model"),
     ]);
     write_plots(&root.join("plots.csv"));
     hostile(&root);
@@ -68,7 +107,11 @@ fn write_plots(path: &Path) {
     for i in 0..12 {
         let x = 464_050.0 + 45.0 * i as f64;
         let y = 5_620_420.0 + 40.0 * (i % 5) as f64;
-        csv.push_str(&format!("p{i},{x},{y},{},s{},tree\n", 0.5 + 0.05 * i as f64, i % 3));
+        csv.push_str(&format!(
+            "p{i},{x},{y},{},s{},tree\n",
+            0.5 + 0.05 * i as f64,
+            i % 3
+        ));
     }
     std::fs::write(path, csv).unwrap();
 }
@@ -77,7 +120,9 @@ fn hostile(root: &Path) {
     let h = root.join("hostile");
     std::fs::create_dir_all(&h).unwrap();
     // Bytes that are neither UTF-8 nor any format.
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     std::fs::write(h.join("junk.bin"), &junk).unwrap();
     std::fs::write(h.join("junk.toml"), &junk).unwrap();
     std::fs::write(h.join("junk.csv"), &junk).unwrap();
@@ -85,16 +130,35 @@ fn hostile(root: &Path) {
     std::fs::write(h.join("junk.geojson"), &junk).unwrap();
     std::fs::write(h.join("empty.toml"), b"").unwrap();
     // A correction table with its header and no rows.
-    std::fs::write(h.join("norows.csv"), b"zone,class,factor,applies_to,se,n,source\n").unwrap();
+    std::fs::write(
+        h.join("norows.csv"),
+        b"zone,class,factor,applies_to,se,n,source\n",
+    )
+    .unwrap();
     // Latin-1 text: valid TOML/CSV except for its encoding.
-    std::fs::write(h.join("latin1.toml"), b"sensor = \"sentinel2-l2a\" # caf\xe9\n").unwrap();
-    std::fs::write(h.join("latin1.csv"), b"id,x,y,npp\nb\xe9,464100,5620500,1\n").unwrap();
+    std::fs::write(
+        h.join("latin1.toml"),
+        b"sensor = \"sentinel2-l2a\" # caf\xe9\n",
+    )
+    .unwrap();
+    std::fs::write(
+        h.join("latin1.csv"),
+        b"id,x,y,npp\nb\xe9,464100,5620500,1\n",
+    )
+    .unwrap();
     // A GeoTIFF given where a text file is expected.
-    std::fs::copy(root.join("s/landcover_worldcover.tif"), h.join("raster.toml")).unwrap();
+    std::fs::copy(
+        root.join("s/landcover_worldcover.tif"),
+        h.join("raster.toml"),
+    )
+    .unwrap();
     // Truncated rasters: the first half of a valid file.
     for (src, dst) in [
         ("s/landcover_worldcover.tif", "trunc_landcover.tif"),
-        ("npp/sequestration_tCO2_ha_2024-06_2024-08.tif", "trunc_seq.tif"),
+        (
+            "npp/sequestration_tCO2_ha_2024-06_2024-08.tif",
+            "trunc_seq.tif",
+        ),
         ("s/emissions_lattice_1km.tif", "trunc_lattice.tif"),
     ] {
         let src = pick(root, src);
@@ -162,7 +226,12 @@ pub fn pick(root: &Path, rel: &str) -> PathBuf {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(&prefix))
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
         .collect();
     assert_eq!(found.len(), 1, "{rel}: {found:?}");
     found[0].clone()

@@ -31,7 +31,10 @@ fn bin() -> PathBuf {
 
 fn cmd(args: &[String], fault: Option<&str>) -> Command {
     let mut c = Command::new(bin());
-    c.arg("--quiet").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.arg("--quiet")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     match fault {
         Some(f) => c.env("CARBONMAP_FAULT", f),
         None => c.env_remove("CARBONMAP_FAULT"),
@@ -42,14 +45,23 @@ fn cmd(args: &[String], fault: Option<&str>) -> Command {
 fn run_ok(args: &[String]) -> Duration {
     let t0 = Instant::now();
     let o = cmd(args, None).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     t0.elapsed()
 }
 
 /// Replace the folder `out` by a copy of `state` (modification times kept, as a user's disk would).
 fn restore(state: &Path, out: &Path) {
     let _ = std::fs::remove_dir_all(out);
-    let ok = Command::new("cp").arg("-a").arg(state).arg(out).status().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(state)
+        .arg(out)
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -62,14 +74,19 @@ fn consistent(out: &Path, a: &BTreeMap<String, String>, b: &BTreeMap<String, Str
         }
         let from_a = a.get(&rel) == Some(&hash);
         let from_b = b.get(&rel) == Some(&hash);
-        assert!(from_a || from_b, "{what}: {rel} is neither run A's nor run B's version");
+        assert!(
+            from_a || from_b,
+            "{what}: {rel} is neither run A's nor run B's version"
+        );
     }
 }
 
 /// Hidden names are carbonmap's bookkeeping and work in progress (.NAME.partial-PID, .stage.partial/,
 /// the journal): never under a final name.
 fn is_hidden(rel: &str) -> bool {
-    Path::new(rel).components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    Path::new(rel)
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
 }
 
 /// `all_complete` on final names only (a killed run may leave hidden work in progress for the next run).
@@ -84,7 +101,10 @@ fn all_complete_finals(out: &Path) -> Result<(), String> {
     let report = out.join("report.md");
     if report.exists() {
         let text = std::fs::read_to_string(&report).unwrap();
-        for img in text.lines().filter_map(|l| l.strip_prefix("![").and_then(|r| r.split_once("]("))) {
+        for img in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("![").and_then(|r| r.split_once("](")))
+        {
             if !out.join(img.1.trim_end_matches(')')).is_file() {
                 return Err(format!("report.md shows {} which is missing", img.1));
             }
@@ -115,7 +135,11 @@ struct Scenario {
 }
 
 /// Runs A then B in `t/out` for B's reference, then A in a fresh `t/out`, kept as A's state.
-fn scenario(t: &Path, a_args: &dyn Fn(&Path) -> Vec<String>, b_args: &dyn Fn(&Path) -> Vec<String>) -> Scenario {
+fn scenario(
+    t: &Path,
+    a_args: &dyn Fn(&Path) -> Vec<String>,
+    b_args: &dyn Fn(&Path) -> Vec<String>,
+) -> Scenario {
     let out = t.join("out");
     run_ok(&a_args(&out));
     let b_time = run_ok(&b_args(&out));
@@ -124,9 +148,21 @@ fn scenario(t: &Path, a_args: &dyn Fn(&Path) -> Vec<String>, b_args: &dyn Fn(&Pa
     run_ok(&a_args(&out));
     let a = outputs(&out);
     let a_state = t.join("a_state");
-    let ok = Command::new("cp").arg("-a").arg(&out).arg(&a_state).status().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&out)
+        .arg(&a_state)
+        .status()
+        .unwrap();
     assert!(ok.success());
-    Scenario { b_args: b_args(&out), out, a_state, a, b, b_time }
+    Scenario {
+        b_args: b_args(&out),
+        out,
+        a_state,
+        a,
+        b,
+        b_time,
+    }
 }
 
 fn random_kills(s: &Scenario, n: usize, seed: u64, what: &str) -> usize {
@@ -154,11 +190,25 @@ fn indices_scenario(t: &Path) -> Scenario {
     let f = fixture();
     let stack = f.root.join("s/stack.toml");
     let args = |out: &Path, index: &str, stats: &str| -> Vec<String> {
-        ["indices", "--stack", stack.to_str().unwrap(), "--out", out.to_str().unwrap(), "--index", index, "--stats", stats, "--period", "month"]
-            .map(String::from)
-            .to_vec()
+        [
+            "indices",
+            "--stack",
+            stack.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--index",
+            index,
+            "--stats",
+            stats,
+            "--period",
+            "month",
+        ]
+        .map(String::from)
+        .to_vec()
     };
-    scenario(t, &|o| args(o, "NDVI", "median"), &|o| args(o, "NDVI,EVI,NIRv", "median,max,std"))
+    scenario(t, &|o| args(o, "NDVI", "median"), &|o| {
+        args(o, "NDVI,EVI,NIRv", "median,max,std")
+    })
 }
 
 #[test]
@@ -166,7 +216,10 @@ fn thirty_random_kills_of_indices_leave_complete_outputs_and_reruns_match() {
     let t = tempfile::tempdir().unwrap();
     let s = indices_scenario(t.path());
     let landed = random_kills(&s, 30, 7, "indices");
-    assert!(landed >= 15, "only {landed} of 30 kills landed while indices ran");
+    assert!(
+        landed >= 15,
+        "only {landed} of 30 kills landed while indices ran"
+    );
 }
 
 #[test]
@@ -175,13 +228,19 @@ fn kills_aimed_at_the_commit_are_completed_by_the_next_command() {
     let s = indices_scenario(t.path());
     let n_outputs = s.b.keys().filter(|k| !is_hidden(k)).count();
     let journal = s.out.join(carbonmap::commit::JOURNAL);
-    let mut points = vec!["commit-unmarked:1".to_string(), "commit-journal:1".to_string()];
+    let mut points = vec![
+        "commit-unmarked:1".to_string(),
+        "commit-journal:1".to_string(),
+    ];
     points.extend((1..n_outputs).map(|k| format!("commit-rename:{k}")));
     for point in &points {
         restore(&s.a_state, &s.out);
         let o = cmd(&s.b_args, Some(point)).output().unwrap();
         assert!(!o.status.success(), "{point}: the fault did not fire");
-        assert!(journal.exists(), "{point}: no journal after a kill inside the commit");
+        assert!(
+            journal.exists(),
+            "{point}: no journal after a kill inside the commit"
+        );
         consistent(&s.out, &s.a, &s.b, point);
         // Any command writing into the folder first completes the killed commit: here run A, after which
         // the files B alone writes are B's (rolled forward) and the rest are A's.
@@ -198,10 +257,16 @@ fn kills_aimed_at_the_commit_are_completed_by_the_next_command() {
         assert!(!journal.exists(), "{point}: the journal was not completed");
         let mut want = s.b.clone();
         want.extend(s.a.clone());
-        let got: BTreeMap<String, String> =
-            outputs(&s.out).into_iter().filter(|(k, _)| !is_hidden(k)).collect();
-        let want: BTreeMap<String, String> = want.into_iter().filter(|(k, _)| !is_hidden(k)).collect();
-        assert_eq!(got, want, "{point}: the killed commit was not rolled forward");
+        let got: BTreeMap<String, String> = outputs(&s.out)
+            .into_iter()
+            .filter(|(k, _)| !is_hidden(k))
+            .collect();
+        let want: BTreeMap<String, String> =
+            want.into_iter().filter(|(k, _)| !is_hidden(k)).collect();
+        assert_eq!(
+            got, want,
+            "{point}: the killed commit was not rolled forward"
+        );
         // The rolled-forward files are carbonmap's: B may replace them again.
         run_ok(&s.b_args);
         clean_b(&s.out, &s.b, point);
@@ -217,10 +282,18 @@ fn twenty_random_kills_of_a_season_run_leave_complete_stages_and_reports() {
     let (a, b) = (config("median"), config("mean,median"));
     let run = |c: PathBuf| {
         move |out: &Path| -> Vec<String> {
-            vec!["run".into(), c.to_string_lossy().into_owned(), "--out".into(), out.to_string_lossy().into_owned()]
+            vec![
+                "run".into(),
+                c.to_string_lossy().into_owned(),
+                "--out".into(),
+                out.to_string_lossy().into_owned(),
+            ]
         }
     };
     let s = scenario(t.path(), &run(a), &run(b));
     let landed = random_kills(&s, 20, 11, "run");
-    assert!(landed >= 10, "only {landed} of 20 kills landed while the run ran");
+    assert!(
+        landed >= 10,
+        "only {landed} of 20 kills landed while the run ran"
+    );
 }

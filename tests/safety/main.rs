@@ -198,11 +198,22 @@ fn every_bad_input_exits_2_names_the_problem_and_writes_nothing() {
             why.push(format!("wrote {left:?}"));
         }
         if !why.is_empty() {
-            failures.push(format!("{}\n    {}\n    {}", args.join(" "), why.join("; "), err.trim().replace('\n', "\n    ")));
+            failures.push(format!(
+                "{}\n    {}\n    {}",
+                args.join(" "),
+                why.join("; "),
+                err.trim().replace('\n', "\n    ")
+            ));
         }
     }
     assert_eq!(snapshot(&f.root), before, "an input changed");
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// Outputs that name inputs, for every command that takes an output path: exit 2 naming both, nothing
@@ -222,18 +233,166 @@ fn outputs_that_name_inputs_are_refused() {
     let link = link.to_string_lossy().into_owned();
     let unit = "t CO2 ha-1 yr-1";
     let cases: Vec<Vec<String>> = vec![
-        vec!["indices", "--stack", &i("s/stack.toml"), "--out", &i("s/stack.toml")],
-        vec!["npp", "--ndvi", &i("ndvi"), "--landcover", &i("s/landcover_worldcover.tif"), "--legend", "esa-worldcover", "--drivers", &i("s/drivers.toml"), "--year", "2024", "--months", "6-8", "--out", &i("s/landcover_worldcover.tif")],
-        vec!["balance", "--sink", &seq, "--lattice", &i("s/emissions_lattice_1km.tif"), "--out", &i("s/emissions_lattice_1km.tif")],
-        vec!["regrid", "--lattice", &i("s/emissions_lattice_1km.tif"), "--to", &seq, "--unit", unit, "--out", &i("s/emissions_lattice_1km.tif")],
-        vec!["regrid", "--lattice", &i("s/emissions_lattice_1km.tif"), "--to", &seq, "--unit", unit, "--out", &seq],
-        vec!["landcover", "check", "--map", &i("s/landcover_worldcover.tif"), "--legend", "esa-worldcover", "--out", &i("s/landcover_worldcover.tif")],
-        vec!["landcover", "check", "--map", &link, "--legend", "esa-worldcover", "--out", &i("s/landcover_worldcover.tif")],
-        vec!["landcover", "train", "--stack", &i("s/stack.toml"), "--bands", "R,N", "--labels", &i("plots.csv"), "--x-field", "x", "--y-field", "y", "--labels-crs", "EPSG:32630", "--label-field", "vegtype", "--model", &i("plots.csv"), "--out", &i("train")],
-        vec!["landcover", "predict", "--stack", &i("s/stack.toml"), "--model", &i("model/landcover.model.json"), "--out", &i("model/landcover.model.json")],
-        vec!["calibrate", "--plots", &i("plots.csv"), "--x-field", "x", "--y-field", "y", "--plots-crs", "EPSG:32630", "--observed-field", "npp", "--observed-unit", "kg C m-2 yr-1", "--raster", &seq, "--model-unit", unit, "--applies-to", "npp", "--table", &i("plots.csv"), "--out", &i("cal")],
-        vec!["validate", "--plots", &i("plots.csv"), "--x-field", "x", "--y-field", "y", "--plots-crs", "EPSG:32630", "--observed-field", "npp", "--raster", &seq, "--out", &i("plots.csv")],
-        vec!["site", "--drivers", &i("s/drivers.toml"), "--pft", "1", "--years", "2024-2024", "--out", &i("s/drivers.toml")],
+        vec![
+            "indices",
+            "--stack",
+            &i("s/stack.toml"),
+            "--out",
+            &i("s/stack.toml"),
+        ],
+        vec![
+            "npp",
+            "--ndvi",
+            &i("ndvi"),
+            "--landcover",
+            &i("s/landcover_worldcover.tif"),
+            "--legend",
+            "esa-worldcover",
+            "--drivers",
+            &i("s/drivers.toml"),
+            "--year",
+            "2024",
+            "--months",
+            "6-8",
+            "--out",
+            &i("s/landcover_worldcover.tif"),
+        ],
+        vec![
+            "balance",
+            "--sink",
+            &seq,
+            "--lattice",
+            &i("s/emissions_lattice_1km.tif"),
+            "--out",
+            &i("s/emissions_lattice_1km.tif"),
+        ],
+        vec![
+            "regrid",
+            "--lattice",
+            &i("s/emissions_lattice_1km.tif"),
+            "--to",
+            &seq,
+            "--unit",
+            unit,
+            "--out",
+            &i("s/emissions_lattice_1km.tif"),
+        ],
+        vec![
+            "regrid",
+            "--lattice",
+            &i("s/emissions_lattice_1km.tif"),
+            "--to",
+            &seq,
+            "--unit",
+            unit,
+            "--out",
+            &seq,
+        ],
+        vec![
+            "landcover",
+            "check",
+            "--map",
+            &i("s/landcover_worldcover.tif"),
+            "--legend",
+            "esa-worldcover",
+            "--out",
+            &i("s/landcover_worldcover.tif"),
+        ],
+        vec![
+            "landcover",
+            "check",
+            "--map",
+            &link,
+            "--legend",
+            "esa-worldcover",
+            "--out",
+            &i("s/landcover_worldcover.tif"),
+        ],
+        vec![
+            "landcover",
+            "train",
+            "--stack",
+            &i("s/stack.toml"),
+            "--bands",
+            "R,N",
+            "--labels",
+            &i("plots.csv"),
+            "--x-field",
+            "x",
+            "--y-field",
+            "y",
+            "--labels-crs",
+            "EPSG:32630",
+            "--label-field",
+            "vegtype",
+            "--model",
+            &i("plots.csv"),
+            "--out",
+            &i("train"),
+        ],
+        vec![
+            "landcover",
+            "predict",
+            "--stack",
+            &i("s/stack.toml"),
+            "--model",
+            &i("model/landcover.model.json"),
+            "--out",
+            &i("model/landcover.model.json"),
+        ],
+        vec![
+            "calibrate",
+            "--plots",
+            &i("plots.csv"),
+            "--x-field",
+            "x",
+            "--y-field",
+            "y",
+            "--plots-crs",
+            "EPSG:32630",
+            "--observed-field",
+            "npp",
+            "--observed-unit",
+            "kg C m-2 yr-1",
+            "--raster",
+            &seq,
+            "--model-unit",
+            unit,
+            "--applies-to",
+            "npp",
+            "--table",
+            &i("plots.csv"),
+            "--out",
+            &i("cal"),
+        ],
+        vec![
+            "validate",
+            "--plots",
+            &i("plots.csv"),
+            "--x-field",
+            "x",
+            "--y-field",
+            "y",
+            "--plots-crs",
+            "EPSG:32630",
+            "--observed-field",
+            "npp",
+            "--raster",
+            &seq,
+            "--out",
+            &i("plots.csv"),
+        ],
+        vec![
+            "site",
+            "--drivers",
+            &i("s/drivers.toml"),
+            "--pft",
+            "1",
+            "--years",
+            "2024-2024",
+            "--out",
+            &i("s/drivers.toml"),
+        ],
         vec!["stack", &i("s"), "--out", &i("s/landcover_worldcover.tif")],
         vec!["stack", &i("s"), "--out", &i("s/stack.toml")],
     ]
@@ -246,17 +405,33 @@ fn outputs_that_name_inputs_are_refused() {
         let o = carbonmap().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         // The path that collides: the value after the output option (the last --out/--model/--table given).
-        let at = args.iter().rposition(|a| ["--out", "--model", "--table"].contains(&a.as_str()));
-        let collides = args.iter().any(|a| a.ends_with("plots.csv")) && args.contains(&"--labels".to_string())
+        let at = args
+            .iter()
+            .rposition(|a| ["--out", "--model", "--table"].contains(&a.as_str()));
+        let collides = args.iter().any(|a| a.ends_with("plots.csv"))
+            && args.contains(&"--labels".to_string())
             || args.contains(&"--table".to_string());
-        let target = if collides { i("plots.csv") } else { args[at.unwrap() + 1].clone() };
-        let named = err.contains(target.as_str()) && (err.contains("names the input") || err.contains("input"));
+        let target = if collides {
+            i("plots.csv")
+        } else {
+            args[at.unwrap() + 1].clone()
+        };
+        let named = err.contains(target.as_str())
+            && (err.contains("names the input") || err.contains("input"));
         if o.status.code() != Some(2) || !named {
-            failures.push(format!("{}: exit {:?}: {err}", args.join(" "), o.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}: {err}",
+                args.join(" "),
+                o.status.code()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(snapshot(copy.path()), before, "an input changed or an output was written");
+    assert_eq!(
+        snapshot(copy.path()),
+        before,
+        "an input changed or an output was written"
+    );
 }
 
 /// `run --out` and `-o` into a folder holding a user's files: exit 2 saying what is there, nothing written.
@@ -282,38 +457,93 @@ fn foreign_folders_and_files_are_never_written() {
     )
     .unwrap();
     for args in [
-        vec!["run".to_string(), config.to_string_lossy().into(), "--out".into(), user.to_string_lossy().into()],
-        vec!["indices".into(), "--stack".into(), f.root.join("s/stack.toml").to_string_lossy().into(), "--out".into(), user.to_string_lossy().into()],
-        vec!["samples".into(), "--out".into(), user.to_string_lossy().into()],
+        vec![
+            "run".to_string(),
+            config.to_string_lossy().into(),
+            "--out".into(),
+            user.to_string_lossy().into(),
+        ],
+        vec![
+            "indices".into(),
+            "--stack".into(),
+            f.root.join("s/stack.toml").to_string_lossy().into(),
+            "--out".into(),
+            user.to_string_lossy().into(),
+        ],
+        vec![
+            "samples".into(),
+            "--out".into(),
+            user.to_string_lossy().into(),
+        ],
     ] {
         let o = carbonmap().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains("carbonmap did not write") && err.contains("manifest.json"), "{err}");
+        assert!(
+            err.contains("carbonmap did not write") && err.contains("manifest.json"),
+            "{err}"
+        );
         assert_eq!(snapshot(&user), before);
     }
     // A carbonmap folder with the user's names inside: run refuses the names it would replace.
     let out = t.path().join("ours");
     let ok = |args: &[&str]| {
         let o = carbonmap().args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     let stack = f.root.join("s/stack.toml");
     let stack = stack.to_str().unwrap();
-    ok(&["indices", "--stack", stack, "--out", out.to_str().unwrap(), "--stats", "median"]);
+    ok(&[
+        "indices",
+        "--stack",
+        stack,
+        "--out",
+        out.to_str().unwrap(),
+        "--stats",
+        "median",
+    ]);
     std::fs::write(out.join("notes.txt"), "field notes").unwrap();
-    ok(&["indices", "--stack", stack, "--out", out.to_str().unwrap(), "--stats", "median,max"]);
-    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "field notes");
+    ok(&[
+        "indices",
+        "--stack",
+        stack,
+        "--out",
+        out.to_str().unwrap(),
+        "--stats",
+        "median,max",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "field notes"
+    );
     // The user's file under an output's name in a carbonmap folder: refused, left as it is.
     std::fs::write(out.join("EVI_2024-06.tif"), "mine").unwrap();
     let o = carbonmap()
-        .args(["indices", "--stack", stack, "--out", out.to_str().unwrap(), "--index", "NDVI,EVI"])
+        .args([
+            "indices",
+            "--stack",
+            stack,
+            "--out",
+            out.to_str().unwrap(),
+            "--index",
+            "NDVI,EVI",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("EVI_2024-06.tif") && err.contains("not written by carbonmap"), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("EVI_2024-06.tif")).unwrap(), "mine");
+    assert!(
+        err.contains("EVI_2024-06.tif") && err.contains("not written by carbonmap"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("EVI_2024-06.tif")).unwrap(),
+        "mine"
+    );
     // A single-file output over a user's file.
     let mine = t.path().join("regridded.tif");
     std::fs::write(&mine, "mine").unwrap();
@@ -327,7 +557,12 @@ fn foreign_folders_and_files_are_never_written() {
         .arg(&mine)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
 }
 
@@ -348,7 +583,12 @@ fn a_second_command_into_a_locked_folder_exits_5() {
         .arg(&out)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(common::list_dir(&out), Vec::<String>::new());
     drop(marker);
 }

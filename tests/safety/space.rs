@@ -30,7 +30,10 @@ impl Tmpfs {
                     Err(e) => e.to_string(),
                 };
                 let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-                assert!(!in_ci, "cannot mount a tmpfs ({why}): the disk-full tests must run in CI (as root)");
+                assert!(
+                    !in_ci,
+                    "cannot mount a tmpfs ({why}): the disk-full tests must run in CI (as root)"
+                );
                 eprintln!("skipping disk-full test: cannot mount a tmpfs ({why}); run as root");
                 None
             }
@@ -40,8 +43,18 @@ impl Tmpfs {
         self.dir.path()
     }
     fn avail(&self) -> u64 {
-        let o = Command::new("df").args(["--output=avail", "-B1"]).arg(self.path()).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+        let o = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
     /// Leave about `free` bytes free (a filler file takes the rest).
     fn leave(&self, free: u64) {
@@ -70,7 +83,10 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: a file still open in this process (a panicking test) must not leave the mount behind.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -79,7 +95,11 @@ pub fn outputs(dir: &Path) -> BTreeMap<String, String> {
     snapshot(dir)
         .into_iter()
         .filter(|(k, _)| {
-            let name = Path::new(k).file_name().unwrap().to_string_lossy().into_owned();
+            let name = Path::new(k)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             name != carbonmap::commit::MARKER && name != "manifest.json"
         })
         .collect()
@@ -93,10 +113,16 @@ pub fn all_complete(dir: &Path) -> Result<(), String> {
         }
         if rel.ends_with("report.md") {
             let text = std::fs::read_to_string(dir.join(&rel)).unwrap();
-            for img in text.lines().filter_map(|l| l.strip_prefix("![").and_then(|r| r.split_once("]("))) {
+            for img in text
+                .lines()
+                .filter_map(|l| l.strip_prefix("![").and_then(|r| r.split_once("](")))
+            {
                 let target = dir.join(img.1.trim_end_matches(')'));
                 if !target.is_file() {
-                    return Err(format!("report.md shows {} which is missing", target.display()));
+                    return Err(format!(
+                        "report.md shows {} which is missing",
+                        target.display()
+                    ));
                 }
             }
         }
@@ -124,17 +150,26 @@ fn run(args: &[String], out: &Path) -> std::process::Output {
 
 /// Run A into the tmpfs, then B at `levels` free-space levels spread over B's size; check each outcome.
 fn attack(name: &str, a: &[String], b: &[String], levels: usize) {
-    let Some(fs) = Tmpfs::mount(16 * 1024) else { return };
+    let Some(fs) = Tmpfs::mount(16 * 1024) else {
+        return;
+    };
     // B's reference outputs, made in the same folder (outputs record their inputs' paths), then A again.
     let out = fs.path().join("out");
     let ok = |args: &[String], what: &str| {
         let o = run(args, &out);
-        assert!(o.status.success(), "{name} {what}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name} {what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     ok(a, "A");
     ok(b, "B");
     let want_b = outputs(&out);
-    let size_b: u64 = want_b.keys().map(|k| std::fs::metadata(out.join(k)).unwrap().len()).sum();
+    let size_b: u64 = want_b
+        .keys()
+        .map(|k| std::fs::metadata(out.join(k)).unwrap().len())
+        .sum();
     ok(a, "A again");
     let mut state = outputs(&out);
     let mut failures = 0;
@@ -147,7 +182,10 @@ fn attack(name: &str, a: &[String], b: &[String], levels: usize) {
         all_complete(&out).unwrap_or_else(|e| panic!("{name} at {free} bytes free: {e}\n{err}"));
         let now = outputs(&out);
         if o.status.success() {
-            assert_eq!(now, want_b, "{name} at {free} bytes free: success with other outputs than B's");
+            assert_eq!(
+                now, want_b,
+                "{name} at {free} bytes free: success with other outputs than B's"
+            );
             state = now;
         } else {
             failures += 1;
@@ -157,19 +195,31 @@ fn attack(name: &str, a: &[String], b: &[String], levels: usize) {
                 o.status.code()
             );
             assert!(
-                ["disk full", "disk is full", "No space", "space left"].iter().any(|w| err.contains(w)),
+                ["disk full", "disk is full", "No space", "space left"]
+                    .iter()
+                    .any(|w| err.contains(w)),
                 "{name} at {free} bytes free: the message does not say the disk is full: {err}"
             );
             if name != "run" {
                 // A standalone command commits all or nothing: the earlier outputs are untouched.
-                assert_eq!(now, state, "{name} at {free} bytes free: a failed run changed outputs");
+                assert_eq!(
+                    now, state,
+                    "{name} at {free} bytes free: a failed run changed outputs"
+                );
             }
         }
     }
-    assert!(failures >= 2, "{name}: only {failures} level(s) ran out of space; the attack did not bite");
+    assert!(
+        failures >= 2,
+        "{name}: only {failures} level(s) ran out of space; the attack did not bite"
+    );
     fs.unfill();
     let o = run(b, &out);
-    assert!(o.status.success(), "{name} B with space again: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{name} B with space again: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(outputs(&out), want_b, "{name}: B with space again");
     all_complete(&out).unwrap();
 }
@@ -207,7 +257,9 @@ fn balance_on_a_full_disk_commits_all_or_nothing() {
     attack(
         "balance",
         &words(base),
-        &words(&format!("{base} --zones {{F}}/s/zones.geojson --zone-fields town,district")),
+        &words(&format!(
+            "{base} --zones {{F}}/s/zones.geojson --zone-fields town,district"
+        )),
         8,
     );
 }
@@ -218,6 +270,13 @@ fn a_season_run_on_a_full_disk_keeps_a_complete_report() {
     let config = |stats: &str| crate::fixture::season_config(dir.path(), stats);
     let a = config("median");
     let b = config("mean,median");
-    let cmd = |c: &Path| vec!["run".to_string(), c.to_string_lossy().into_owned(), "--out".into(), "{OUT}".into()];
+    let cmd = |c: &Path| {
+        vec![
+            "run".to_string(),
+            c.to_string_lossy().into_owned(),
+            "--out".into(),
+            "{OUT}".into(),
+        ]
+    };
     attack("run", &cmd(&a), &cmd(&b), 8);
 }

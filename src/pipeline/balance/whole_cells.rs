@@ -61,12 +61,22 @@ pub(super) fn weights(
 fn window(spec: &ProxySpec, lat: &Lattice, touched: &[bool]) -> Result<Option<Grid>> {
     let proxy = Grid::from_raster(&spec.path)?;
     let g = &lat.grid;
-    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     for c in (0..touched.len()).filter(|&c| touched[c]) {
         let (col, row) = ((c % g.width) as f64, (c / g.width) as f64);
         let (x0, x1) = (g.gt[0] + col * g.gt[1], g.gt[0] + (col + 1.0) * g.gt[1]);
         let (y0, y1) = (g.gt[3] + row * g.gt[5], g.gt[3] + (row + 1.0) * g.gt[5]);
-        b = [b[0].min(x0.min(x1)), b[1].min(y0.min(y1)), b[2].max(x0.max(x1)), b[3].max(y0.max(y1))];
+        b = [
+            b[0].min(x0.min(x1)),
+            b[1].min(y0.min(y1)),
+            b[2].max(x0.max(x1)),
+            b[3].max(y0.max(y1)),
+        ];
     }
     if !b[0].is_finite() {
         return Ok(None);
@@ -78,12 +88,18 @@ fn window(spec: &ProxySpec, lat: &Lattice, touched: &[bool]) -> Result<Option<Gr
     let row0 = ((pb[3] - proxy.gt[3]) / py).floor() as i64 - 1;
     let row1 = ((pb[1] - proxy.gt[3]) / py).ceil() as i64 + 1;
     // The cells must lie inside the proxy raster (its outermost pixel row may be the one-pixel margin).
-    let inside = col0 >= -1 && row0 >= -1 && col1 <= proxy.width as i64 + 1 && row1 <= proxy.height as i64 + 1;
+    let inside = col0 >= -1
+        && row0 >= -1
+        && col1 <= proxy.width as i64 + 1
+        && row1 <= proxy.height as i64 + 1;
     if !inside {
         return Ok(None);
     }
     let (col0, row0) = (col0.max(0) as usize, row0.max(0) as usize);
-    let (col1, row1) = ((col1 as usize).min(proxy.width), (row1 as usize).min(proxy.height));
+    let (col1, row1) = (
+        (col1 as usize).min(proxy.width),
+        (row1 as usize).min(proxy.height),
+    );
     Ok(Some(Grid {
         crs_wkt: proxy.crs_wkt.clone(),
         gt: [

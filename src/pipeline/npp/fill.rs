@@ -96,7 +96,11 @@ mod tests {
         let (out, filled) = fill_months(&[6, 8], &planes, (6, 8), &days, len);
         // July of pixel 0 (day 196.5): June (day 166) 0.4 to August (day 227.5) 0.6:
         // 0.4 + 30.5 / 61.5 x 0.2 = 0.499187.
-        assert!((out[1][0] - (0.4 + 30.5 / 61.5 * 0.2) as f32).abs() < 1e-6, "{}", out[1][0]);
+        assert!(
+            (out[1][0] - (0.4 + 30.5 / 61.5 * 0.2) as f32).abs() < 1e-6,
+            "{}",
+            out[1][0]
+        );
         assert_eq!(filled, vec![1, 2]);
         // Pixel 1 has June only: every other month takes June's value (the cycle has one point).
         assert_eq!(out[2][1], 0.5);

@@ -150,14 +150,11 @@ fn check_input(
                 .map(|_| ())
                 .map_err(|e| Error::input(path, format!("not a readable CSV table: {e}")))
         })),
-        (_, "json") => take(
-            io::read_text(path, "a JSON file")
-                .and_then(|t| {
-                    serde_json::from_str::<serde_json::Value>(&t)
-                        .map(|_| ())
-                        .map_err(|e| Error::input(path, format!("not valid JSON: {e}")))
-                }),
-        ),
+        (_, "json") => take(io::read_text(path, "a JSON file").and_then(|t| {
+            serde_json::from_str::<serde_json::Value>(&t)
+                .map(|_| ())
+                .map_err(|e| Error::input(path, format!("not valid JSON: {e}")))
+        })),
         _ if path.is_dir() => {}
         _ if io::is_raster(path) => take((|| {
             let info = io::RasterInfo::read(path)?;

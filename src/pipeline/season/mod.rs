@@ -20,8 +20,8 @@ use crate::error::{Error, Problems, Result};
 use crate::progress::Progress;
 
 pub use check::check;
-pub use run::{run, RunOptions, RunSummary, StageStatus};
 pub use run::MANIFEST;
+pub use run::{run, RunOptions, RunSummary, StageStatus};
 
 /// What the runner needs to know about one option of a command (supplied by the command line, which owns
 /// the commands' definitions).

@@ -166,9 +166,17 @@ fn draw(
             md.push('\n');
         }
     }
-    let _ = writeln!(md, "\n{}{}{}", HASH_NOTE.0, stages_hash(manifest), HASH_NOTE.1);
+    let _ = writeln!(
+        md,
+        "\n{}{}{}",
+        HASH_NOTE.0,
+        stages_hash(manifest),
+        HASH_NOTE.1
+    );
     super::run::swap(out, QUICKLOOKS)?;
-    crate::commit::run(&[], || crate::io::write_atomic(&out.join(REPORT), md.as_bytes()))
+    crate::commit::run(&[], || {
+        crate::io::write_atomic(&out.join(REPORT), md.as_bytes())
+    })
 }
 
 /// The comment at the end of report.md naming the stage records it was drawn from.
@@ -181,9 +189,19 @@ pub(super) fn stages_hash(manifest: &Manifest) -> String {
         .stages
         .iter()
         .map(|r| {
-            let outputs: Vec<(&str, &str)> =
-                r.outputs.iter().map(|o| (o.path.as_str(), o.sha256.as_str())).collect();
-            (&r.name, &r.recipe, &r.status, &r.error, outputs, &r.warnings)
+            let outputs: Vec<(&str, &str)> = r
+                .outputs
+                .iter()
+                .map(|o| (o.path.as_str(), o.sha256.as_str()))
+                .collect();
+            (
+                &r.name,
+                &r.recipe,
+                &r.status,
+                &r.error,
+                outputs,
+                &r.warnings,
+            )
         })
         .collect();
     crate::io::sha256_hex(serde_json::to_string(&shown).unwrap_or_default().as_bytes())
