@@ -1147,109 +1147,337 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
     }
 }
 
+/// `carbonmap indices`: every value problem at once, then the job.
+fn indices_cmd(a: IndicesArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    // Every problem with the values at once (the stack's own problems come from run_indices).
+    let mut problems = Problems::new();
+    let grid = problems.take(a.grid.choice());
+    let period = problems.take(PeriodSpec::parse(&a.period));
+    let stats = problems.take(Stat::parse_list(&a.stats));
+    if !problems.is_empty() {
+        let table = match &a.index_table {
+            Some(p) => IndexTable::from_file(p),
+            None => IndexTable::builtin(),
+        };
+        problems.take(table.and_then(|t| t.select(&a.index)));
+    }
+    problems.finish()?;
+    let (Some(grid), Some(period), Some(stats)) = (grid, period, stats) else {
+        unreachable!("problems.finish() returned early");
+    };
+    let job = IndicesJob {
+        stack: a.stack,
+        out_dir: a.out,
+        indices: a.index,
+        period,
+        stats,
+        gap_fill: a.gap_fill,
+        grid,
+        constants: a.constants,
+        index_table: a.index_table,
+        write: WriteOptions { cog: a.cog },
+        memory_mb: a.memory_mb,
+    };
+    let summary = pipeline::run_indices(&job, progress)?;
+    if !quiet {
+        println!(
+            "wrote {} raster(s) on a {} x {} grid to {} (table: indices_summary.csv)",
+            summary.outputs.len(),
+            summary.grid.width,
+            summary.grid.height,
+            job.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `carbonmap npp`: model and months checked together, then the job and its summary table.
+fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let mut problems = Problems::new();
+    let model = match a.model.to_ascii_lowercase().as_str() {
+        "casa" => Some(NppModel::Casa),
+        "mod17" => Some(NppModel::Mod17),
+        other => {
+            problems.push(Error::Usage(format!(
+                "--model {other}: expected casa or mod17"
+            )));
+            None
+        }
+    };
+    let months = problems.take(parse_range(&a.months, "--months"));
+    problems.finish()?;
+    let (Some(model), Some(months)) = (model, months) else {
+        unreachable!("problems.finish() returned early");
+    };
+    let job = NppJob {
+        model,
+        input_is_fpar: a.fpar.is_some(),
+        ndvi_index: if a.fpar.is_some() { "FPAR" } else { "NDVI" }.into(),
+        ndvi_dir: a.ndvi.or(a.fpar).expect("clap requires one"),
+        ndvi_band: a.ndvi_band,
+        ndvi_year: a.ndvi_year,
+        landcover: a.landcover,
+        landcover_band: a.landcover_band,
+        legend: a.legend,
+        drivers: a.drivers,
+        year: a.year,
+        months,
+        casa_params: a.casa_params,
+        bplut: a.bplut,
+        rh_model: a.rh,
+        out_dir: a.out,
+        monthly: a.monthly,
+        strict_months: a.strict_months,
+        write: WriteOptions { cog: a.cog },
+        memory_mb: a.memory_mb,
+        corrections: a.corrections,
+        zones: a.zones.map(|path| crate::zones::ZoneSpec {
+            path,
+            fields: a.zone_fields,
+            layer: a.zone_layer,
+            band: 1,
+        }),
+    };
+    let s = run_npp(&job, progress)?;
+    if !quiet {
+        print!("{}", s.table_text);
+        println!(
+            "wrote {} raster(s) and {} to {}",
+            s.outputs.len(),
+            s.table.file_name().unwrap().to_string_lossy(),
+            job.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `carbonmap balance`: the job and its totals.
+fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let job = crate::pipeline::balance::BalanceJob {
+        sink: a.sink,
+        sink_band: a.sink_band,
+        sink_unit: a.sink_unit,
+        lattice: a.lattice.spec(),
+        proxy: a.proxy.spec()?,
+        zones: a.zones.map(|path| crate::zones::ZoneSpec {
+            path,
+            fields: a.zone_fields,
+            layer: a.zone_layer,
+            band: 1,
+        }),
+        out_dir: a.out,
+        write: crate::io::WriteOptions { cog: a.cog },
+    };
+    let s = crate::pipeline::balance::run_balance(&job, progress)?;
+    if !quiet {
+        println!(
+                "over the sink raster: emissions {:.3} t CO2 yr-1, sequestration {:.3} t CO2 yr-1, net balance {:.3} t CO2 yr-1 (positive = net source)",
+                s.emissions_t,
+                s.sequestration_t,
+                s.emissions_t - s.sequestration_t
+            );
+        for o in &s.outputs {
+            println!("wrote {}", o.display());
+        }
+    }
+    Ok(())
+}
+
+/// `carbonmap regrid`: the job and its totals.
+fn regrid_cmd(a: RegridArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let job = crate::pipeline::balance::RegridJob {
+        input: a.input.spec(),
+        to: a.to,
+        out_unit: a.unit,
+        proxy: a.proxy.spec()?,
+        output: a.out,
+        write: crate::io::WriteOptions::default(),
+    };
+    let s = crate::pipeline::balance::run_regrid(&job, progress)?;
+    if !quiet {
+        println!(
+            "regridded {} ({}) into {}",
+            job.input.path.display(),
+            s.direction,
+            s.output.display()
+        );
+        for (k, (i, o)) in s.input_totals.iter().zip(&s.output_totals).enumerate() {
+            println!("band {}: total {i:.6} t CO2 yr-1 in, {o:.6} out", k + 1);
+        }
+    }
+    Ok(())
+}
+
+/// `carbonmap landcover train`: labels, features and classifier from the arguments, then training.
+fn train_cmd(a: Box<TrainArgs>, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let a = *a;
+    let labels = if let Some(field) = a.label_field.clone() {
+        let is_csv = a
+            .labels
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        if is_csv {
+            LabelSource::Csv {
+                path: a.labels.clone(),
+                x_field: a.x_field.clone(),
+                y_field: a.y_field.clone(),
+                crs: a.labels_crs.clone(),
+                field,
+            }
+        } else {
+            LabelSource::Vector {
+                path: a.labels.clone(),
+                layer: a.labels_layer.clone(),
+                field,
+            }
+        }
+    } else if crate::io::is_raster(&a.labels) {
+        LabelSource::Raster {
+            path: a.labels.clone(),
+            band: a.labels_band,
+        }
+    } else {
+        return Err(Error::Usage(format!(
+            "--labels {}: not a raster GDAL can open; for points or polygons give --label-field",
+            a.labels.display()
+        )));
+    };
+    let kind = match a.classifier.as_str() {
+        "random-forest" => ClassifierKind::RandomForest,
+        "decision-tree" => ClassifierKind::DecisionTree,
+        other => {
+            return Err(Error::Usage(format!(
+                "--classifier {other}: expected random-forest or decision-tree"
+            )))
+        }
+    };
+    let params = match kind {
+        ClassifierKind::RandomForest => ForestParams {
+            trees: a.trees,
+            bootstrap: true,
+            max_features: MaxFeatures::parse(&a.max_features)?,
+            max_depth: a.max_depth,
+            min_samples_split: a.min_samples_split,
+            min_samples_leaf: a.min_samples_leaf,
+            seed: a.seed,
+        },
+        ClassifierKind::DecisionTree => {
+            ForestParams::single_tree(a.max_depth, a.min_samples_split, a.min_samples_leaf, a.seed)
+        }
+    };
+    let job = TrainJob {
+        stack: a.stack,
+        grid: a.grid.choice()?,
+        features: a.features.spec()?,
+        index_table: a.index_table,
+        labels,
+        legend: a.legend,
+        ignore: a.ignore,
+        kind,
+        params,
+        max_per_class: a.max_samples_per_class,
+        block_size: a.block_size,
+        folds: a.folds,
+        model: a
+            .model
+            .unwrap_or_else(|| a.out.join("landcover.model.json")),
+        out_dir: a.out,
+        memory_mb: a.memory_mb,
+    };
+    let s = classify::train(&job, progress)?;
+    if !quiet {
+        print!("{}", s.assessment.table());
+        println!(
+            "held out: {} samples in fold 1 of {} ({} m blocks); trained on {}",
+            s.sidecar.training.test_samples,
+            job.folds,
+            job.block_size,
+            s.sidecar.training.train_samples
+        );
+        println!(
+            "model {} (sidecar {}); report in {}",
+            s.model.display(),
+            s.sidecar_path.display(),
+            job.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `carbonmap list`: the built-in indices, sensors or legends.
+fn list_cmd(what: &str) -> Result<()> {
+    match what {
+        "indices" => {
+            for d in IndexTable::builtin()?.defs {
+                let consts = d
+                    .constants
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                println!(
+                    "{:<6} {} = {}  [{}]{}\n       {}",
+                    d.name,
+                    d.long_name,
+                    d.formula,
+                    d.bands.join(","),
+                    if consts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({consts})")
+                    },
+                    d.citation
+                );
+            }
+            Ok(())
+        }
+        "legends" => {
+            for l in crate::landcover::Legend::builtin()? {
+                println!("{:<24} {} ({} classes)", l.product, l.name, l.classes.len());
+            }
+            Ok(())
+        }
+        "sensors" => {
+            for p in SensorProfile::builtin()? {
+                println!("{:<22} {}", p.name, p.description);
+            }
+            Ok(())
+        }
+        other => Err(Error::Usage(format!(
+            "list {other}: expected 'indices', 'sensors' or 'legends'"
+        ))),
+    }
+}
+
+/// `carbonmap landcover predict`: the job and its class areas.
+fn predict_cmd(a: PredictArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let job = PredictJob {
+        stack: a.stack,
+        grid: a.grid.choice()?,
+        model: a.model,
+        index_table: a.index_table,
+        out_dir: a.out,
+        write: WriteOptions { cog: a.cog },
+        memory_mb: a.memory_mb,
+    };
+    let s = classify::predict(&job, progress)?;
+    if !quiet {
+        print!("{}", crate::landcover::area_table_csv(&s.areas));
+        println!(
+            "wrote {} and {} ({} pixels without a clear observation left as 0 = no data)",
+            s.class_raster.display(),
+            s.confidence_raster.display(),
+            s.unclassified_pixels
+        );
+    }
+    Ok(())
+}
+
 /// Run one command (every command except run and check).
 fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()> {
     match command {
-        Command::Indices(a) => {
-            // Every problem with the values at once (the stack's own problems come from run_indices).
-            let mut problems = Problems::new();
-            let grid = problems.take(a.grid.choice());
-            let period = problems.take(PeriodSpec::parse(&a.period));
-            let stats = problems.take(Stat::parse_list(&a.stats));
-            if !problems.is_empty() {
-                let table = match &a.index_table {
-                    Some(p) => IndexTable::from_file(p),
-                    None => IndexTable::builtin(),
-                };
-                problems.take(table.and_then(|t| t.select(&a.index)));
-            }
-            problems.finish()?;
-            let (Some(grid), Some(period), Some(stats)) = (grid, period, stats) else {
-                unreachable!("problems.finish() returned early");
-            };
-            let job = IndicesJob {
-                stack: a.stack,
-                out_dir: a.out,
-                indices: a.index,
-                period,
-                stats,
-                gap_fill: a.gap_fill,
-                grid,
-                constants: a.constants,
-                index_table: a.index_table,
-                write: WriteOptions { cog: a.cog },
-                memory_mb: a.memory_mb,
-            };
-            let summary = pipeline::run_indices(&job, progress)?;
-            if !quiet {
-                println!(
-                    "wrote {} raster(s) on a {} x {} grid to {} (table: indices_summary.csv)",
-                    summary.outputs.len(),
-                    summary.grid.width,
-                    summary.grid.height,
-                    job.out_dir.display()
-                );
-            }
-            Ok(())
-        }
-        Command::Npp(a) => {
-            let mut problems = Problems::new();
-            let model = match a.model.to_ascii_lowercase().as_str() {
-                "casa" => Some(NppModel::Casa),
-                "mod17" => Some(NppModel::Mod17),
-                other => {
-                    problems.push(Error::Usage(format!(
-                        "--model {other}: expected casa or mod17"
-                    )));
-                    None
-                }
-            };
-            let months = problems.take(parse_range(&a.months, "--months"));
-            problems.finish()?;
-            let (Some(model), Some(months)) = (model, months) else {
-                unreachable!("problems.finish() returned early");
-            };
-            let job = NppJob {
-                model,
-                input_is_fpar: a.fpar.is_some(),
-                ndvi_index: if a.fpar.is_some() { "FPAR" } else { "NDVI" }.into(),
-                ndvi_dir: a.ndvi.or(a.fpar).expect("clap requires one"),
-                ndvi_band: a.ndvi_band,
-                ndvi_year: a.ndvi_year,
-                landcover: a.landcover,
-                landcover_band: a.landcover_band,
-                legend: a.legend,
-                drivers: a.drivers,
-                year: a.year,
-                months,
-                casa_params: a.casa_params,
-                bplut: a.bplut,
-                rh_model: a.rh,
-                out_dir: a.out,
-                monthly: a.monthly,
-                strict_months: a.strict_months,
-                write: WriteOptions { cog: a.cog },
-                memory_mb: a.memory_mb,
-                corrections: a.corrections,
-                zones: a.zones.map(|path| crate::zones::ZoneSpec {
-                    path,
-                    fields: a.zone_fields,
-                    layer: a.zone_layer,
-                    band: 1,
-                }),
-            };
-            let s = run_npp(&job, progress)?;
-            if !quiet {
-                print!("{}", s.table_text);
-                println!(
-                    "wrote {} raster(s) and {} to {}",
-                    s.outputs.len(),
-                    s.table.file_name().unwrap().to_string_lossy(),
-                    job.out_dir.display()
-                );
-            }
-            Ok(())
-        }
+        Command::Indices(a) => indices_cmd(a, progress, quiet),
+        Command::Npp(a) => npp_cmd(a, progress, quiet),
         Command::Site(a) => {
             let (y0, y1) = parse_range(&a.years, "--years")?;
             let job = crate::pipeline::site::SiteJob {
@@ -1268,36 +1496,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             }
             Ok(())
         }
-        Command::Balance(a) => {
-            let job = crate::pipeline::balance::BalanceJob {
-                sink: a.sink,
-                sink_band: a.sink_band,
-                sink_unit: a.sink_unit,
-                lattice: a.lattice.spec(),
-                proxy: a.proxy.spec()?,
-                zones: a.zones.map(|path| crate::zones::ZoneSpec {
-                    path,
-                    fields: a.zone_fields,
-                    layer: a.zone_layer,
-                    band: 1,
-                }),
-                out_dir: a.out,
-                write: crate::io::WriteOptions { cog: a.cog },
-            };
-            let s = crate::pipeline::balance::run_balance(&job, progress)?;
-            if !quiet {
-                println!(
-                    "over the sink raster: emissions {:.3} t CO2 yr-1, sequestration {:.3} t CO2 yr-1, net balance {:.3} t CO2 yr-1 (positive = net source)",
-                    s.emissions_t,
-                    s.sequestration_t,
-                    s.emissions_t - s.sequestration_t
-                );
-                for o in &s.outputs {
-                    println!("wrote {}", o.display());
-                }
-            }
-            Ok(())
-        }
+        Command::Balance(a) => balance_cmd(a, progress, quiet),
         Command::Validate(a) => {
             let job = crate::pipeline::validate::ValidateJob {
                 inputs: a.sample.job()?,
@@ -1325,70 +1524,8 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             }
             Ok(())
         }
-        Command::Regrid(a) => {
-            let job = crate::pipeline::balance::RegridJob {
-                input: a.input.spec(),
-                to: a.to,
-                out_unit: a.unit,
-                proxy: a.proxy.spec()?,
-                output: a.out,
-                write: crate::io::WriteOptions::default(),
-            };
-            let s = crate::pipeline::balance::run_regrid(&job, progress)?;
-            if !quiet {
-                println!(
-                    "regridded {} ({}) into {}",
-                    job.input.path.display(),
-                    s.direction,
-                    s.output.display()
-                );
-                for (k, (i, o)) in s.input_totals.iter().zip(&s.output_totals).enumerate() {
-                    println!("band {}: total {i:.6} t CO2 yr-1 in, {o:.6} out", k + 1);
-                }
-            }
-            Ok(())
-        }
-        Command::List { what } => match what.as_str() {
-            "indices" => {
-                for d in IndexTable::builtin()?.defs {
-                    let consts = d
-                        .constants
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    println!(
-                        "{:<6} {} = {}  [{}]{}\n       {}",
-                        d.name,
-                        d.long_name,
-                        d.formula,
-                        d.bands.join(","),
-                        if consts.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({consts})")
-                        },
-                        d.citation
-                    );
-                }
-                Ok(())
-            }
-            "legends" => {
-                for l in crate::landcover::Legend::builtin()? {
-                    println!("{:<24} {} ({} classes)", l.product, l.name, l.classes.len());
-                }
-                Ok(())
-            }
-            "sensors" => {
-                for p in SensorProfile::builtin()? {
-                    println!("{:<22} {}", p.name, p.description);
-                }
-                Ok(())
-            }
-            other => Err(Error::Usage(format!(
-                "list {other}: expected 'indices', 'sensors' or 'legends'"
-            ))),
-        },
+        Command::Regrid(a) => regrid_cmd(a, progress, quiet),
+        Command::List { what } => list_cmd(&what),
         Command::Landcover(LandcoverCmd::Check {
             map,
             legend,
@@ -1410,125 +1547,8 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             }
             Ok(())
         }
-        Command::Landcover(LandcoverCmd::Train(a)) => {
-            let a = *a;
-            let labels = if let Some(field) = a.label_field.clone() {
-                let is_csv = a
-                    .labels
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-                if is_csv {
-                    LabelSource::Csv {
-                        path: a.labels.clone(),
-                        x_field: a.x_field.clone(),
-                        y_field: a.y_field.clone(),
-                        crs: a.labels_crs.clone(),
-                        field,
-                    }
-                } else {
-                    LabelSource::Vector {
-                        path: a.labels.clone(),
-                        layer: a.labels_layer.clone(),
-                        field,
-                    }
-                }
-            } else if crate::io::is_raster(&a.labels) {
-                LabelSource::Raster {
-                    path: a.labels.clone(),
-                    band: a.labels_band,
-                }
-            } else {
-                return Err(Error::Usage(format!(
-                    "--labels {}: not a raster GDAL can open; for points or polygons give --label-field",
-                    a.labels.display()
-                )));
-            };
-            let kind = match a.classifier.as_str() {
-                "random-forest" => ClassifierKind::RandomForest,
-                "decision-tree" => ClassifierKind::DecisionTree,
-                other => {
-                    return Err(Error::Usage(format!(
-                        "--classifier {other}: expected random-forest or decision-tree"
-                    )))
-                }
-            };
-            let params = match kind {
-                ClassifierKind::RandomForest => ForestParams {
-                    trees: a.trees,
-                    bootstrap: true,
-                    max_features: MaxFeatures::parse(&a.max_features)?,
-                    max_depth: a.max_depth,
-                    min_samples_split: a.min_samples_split,
-                    min_samples_leaf: a.min_samples_leaf,
-                    seed: a.seed,
-                },
-                ClassifierKind::DecisionTree => ForestParams::single_tree(
-                    a.max_depth,
-                    a.min_samples_split,
-                    a.min_samples_leaf,
-                    a.seed,
-                ),
-            };
-            let job = TrainJob {
-                stack: a.stack,
-                grid: a.grid.choice()?,
-                features: a.features.spec()?,
-                index_table: a.index_table,
-                labels,
-                legend: a.legend,
-                ignore: a.ignore,
-                kind,
-                params,
-                max_per_class: a.max_samples_per_class,
-                block_size: a.block_size,
-                folds: a.folds,
-                model: a
-                    .model
-                    .unwrap_or_else(|| a.out.join("landcover.model.json")),
-                out_dir: a.out,
-                memory_mb: a.memory_mb,
-            };
-            let s = classify::train(&job, progress)?;
-            if !quiet {
-                print!("{}", s.assessment.table());
-                println!(
-                    "held out: {} samples in fold 1 of {} ({} m blocks); trained on {}",
-                    s.sidecar.training.test_samples,
-                    job.folds,
-                    job.block_size,
-                    s.sidecar.training.train_samples
-                );
-                println!(
-                    "model {} (sidecar {}); report in {}",
-                    s.model.display(),
-                    s.sidecar_path.display(),
-                    job.out_dir.display()
-                );
-            }
-            Ok(())
-        }
-        Command::Landcover(LandcoverCmd::Predict(a)) => {
-            let job = PredictJob {
-                stack: a.stack,
-                grid: a.grid.choice()?,
-                model: a.model,
-                index_table: a.index_table,
-                out_dir: a.out,
-                write: WriteOptions { cog: a.cog },
-                memory_mb: a.memory_mb,
-            };
-            let s = classify::predict(&job, progress)?;
-            if !quiet {
-                print!("{}", crate::landcover::area_table_csv(&s.areas));
-                println!(
-                    "wrote {} and {} ({} pixels without a clear observation left as 0 = no data)",
-                    s.class_raster.display(),
-                    s.confidence_raster.display(),
-                    s.unclassified_pixels
-                );
-            }
-            Ok(())
-        }
+        Command::Landcover(LandcoverCmd::Train(a)) => train_cmd(a, progress, quiet),
+        Command::Landcover(LandcoverCmd::Predict(a)) => predict_cmd(a, progress, quiet),
         Command::Run { .. } | Command::Check { .. } => Err(Error::Usage(
             "run and check are not stages of a season config".into(),
         )),

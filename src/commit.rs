@@ -229,14 +229,19 @@ fn register_folder(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn lock_marker(dir: &Path) -> Result<File> {
-    let path = dir.join(MARKER);
-    let mut f = OpenOptions::new()
+/// A folder's marker file, created when missing, opened for reading and appending in place.
+fn open_marker(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&path)
+        .open(path)
+}
+
+fn lock_marker(dir: &Path) -> Result<File> {
+    let path = dir.join(MARKER);
+    let mut f = open_marker(&path)
         .map_err(|e| Error::io(&path, "cannot open the folder's marker and lock file", e))?;
     match f.try_lock() {
         Ok(()) => {}
@@ -541,13 +546,8 @@ fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
         } else if !marked_names(parent).contains(&name) {
             // A target in another folder (a model beside its report): its marker, appended.
             let path = parent.join(MARKER);
-            let mut f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, "cannot record the output", e))?;
+            let mut f =
+                open_marker(&path).map_err(|e| Error::io(&path, "cannot record the output", e))?;
             append_lines(&mut f, &format!("{name}\n"))
                 .map_err(|e| Error::io(&path, "cannot record the output (disk full?)", e))?;
         }
