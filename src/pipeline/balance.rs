@@ -339,6 +339,117 @@ fn proxy_weights(
     proxy.as_ref().map(|p| p.weights(row0, nrows)).transpose()
 }
 
+/// What pass 1 of `balance` gathers per lattice cell: the fine grid's cover and proxy weight (`spread`), the
+/// measuring area with a valid sink value, the sink's mass (t CO2 yr-1); and the sink's true area in all and
+/// outside usable cells (m2).
+struct Pass1 {
+    spread: Spread,
+    valid: Vec<f64>,
+    seq: Vec<f64>,
+    area_total: f64,
+    area_uncovered: f64,
+}
+
+/// Pass 1: what each lattice cell receives from the sink, how much of it the fine grid covers, and the
+/// proxy's weight in it.
+fn sink_onto_lattice(
+    p: &Prepared,
+    ov: &Overlapper,
+    areas: &crate::area::PixelAreas,
+    sink_reader: &GridReader,
+    usable: &[bool],
+    progress: &dyn Progress,
+) -> Result<Pass1> {
+    let grid = &p.grid;
+    let ncell = usable.len();
+    let mut r = Pass1 {
+        spread: Spread::new(ncell),
+        valid: vec![0f64; ncell],
+        seq: vec![0f64; ncell],
+        area_total: 0.0,
+        area_uncovered: 0.0,
+    };
+    let strip_rows = io::TILE;
+    progress.start(
+        "balance: sink onto the lattice",
+        grid.height.div_ceil(strip_rows) as u64,
+    );
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = strip_rows.min(grid.height - row0);
+        let s = ov.strip(row0, nrows)?;
+        let m = sink_mass(sink_reader, p, areas, row0, nrows)?;
+        let wts = proxy_weights(&p.proxy, row0, nrows)?;
+        for i in 0..grid.width * nrows {
+            let ap = s.pixel_area[i];
+            let a_true = areas.at(i % grid.width, row0 + i / grid.width);
+            r.area_total += a_true;
+            let mut inside = 0.0;
+            for (c, a) in s.pieces(i) {
+                if !usable[c] {
+                    continue;
+                }
+                inside += a;
+                r.spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
+                if m[i].is_finite() {
+                    r.valid[c] += a;
+                    r.seq[c] += m[i] * a / ap;
+                }
+            }
+            if ap.is_finite() && ap > 0.0 {
+                r.area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
+            } else {
+                r.area_uncovered += a_true;
+            }
+        }
+        progress.advance(1);
+        row0 += nrows;
+    }
+    progress.finish();
+    r.spread.finish(&ov.space);
+    Ok(r)
+}
+
+/// Metadata every `balance` raster carries: version, sign convention, inputs with their declared units and
+/// the downscaling method (`whole_cells`: how cells were spread, from `spread_whole_cells`).
+fn balance_metadata(job: &BalanceJob, p: &Prepared, whole_cells: &str) -> BTreeMap<String, String> {
+    let lat = &p.lattice;
+    let mut md = BTreeMap::new();
+    md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
+    md.insert("SIGN_CONVENTION".into(), SIGN_CONVENTION.into());
+    md.insert("SINK".into(), job.sink.display().to_string());
+    md.insert("SINK_UNIT_DECLARED".into(), p.sink_unit.text.clone());
+    md.insert("LATTICE".into(), lat.path.display().to_string());
+    md.insert("LATTICE_UNIT_DECLARED".into(), lat.unit.text.clone());
+    md.insert("LATTICE_SECTORS".into(), lat.sectors.join(","));
+    md.insert(
+        "DOWNSCALING".into(),
+        match &job.proxy {
+            None => "uniform by area within each lattice cell (exact area-weighted overlap)".into(),
+            Some(px) if px.classes.is_empty() => {
+                format!(
+                    "weighted by proxy raster {}{whole_cells}",
+                    px.path.display()
+                )
+            }
+            Some(px) => format!(
+                "weighted by proxy classes {} of {}{whole_cells}",
+                px.classes
+                    .iter()
+                    .map(|(c, w)| format!("{c}={w}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                px.path.display()
+            ),
+        },
+    );
+    md.insert(
+        "UNITS_C_TO_CO2".into(),
+        format!("{} (models/units.toml)", crate::units::co2_per_c()),
+    );
+    md
+}
+
 pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceSummary> {
     let p = prepare(job)?;
     let mut warnings: Vec<String> = p.lattice.warnings.clone();
@@ -371,44 +482,13 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let usable: Vec<bool> = (0..ncell)
         .map(|c| lat.has_cell(c) && !lat.total(c).is_nan())
         .collect();
-    let mut spread = Spread::new(ncell);
-    let mut valid = vec![0f64; ncell];
-    let mut seq = vec![0f64; ncell];
-    let (mut area_total, mut area_uncovered) = (0f64, 0f64);
-    progress.start("balance: sink onto the lattice", nstrips);
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = strip_rows.min(grid.height - row0);
-        let s = ov.strip(row0, nrows)?;
-        let m = sink_mass(&sink_reader, &p, &areas, row0, nrows)?;
-        let wts = proxy_weights(&p.proxy, row0, nrows)?;
-        for i in 0..grid.width * nrows {
-            let ap = s.pixel_area[i];
-            let a_true = areas.at(i % grid.width, row0 + i / grid.width);
-            area_total += a_true;
-            let mut inside = 0.0;
-            for (c, a) in s.pieces(i) {
-                if !usable[c] {
-                    continue;
-                }
-                inside += a;
-                spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
-                if m[i].is_finite() {
-                    valid[c] += a;
-                    seq[c] += m[i] * a / ap;
-                }
-            }
-            if ap.is_finite() && ap > 0.0 {
-                area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
-            } else {
-                area_uncovered += a_true;
-            }
-        }
-        progress.advance(1);
-        row0 += nrows;
-    }
-    progress.finish();
-    spread.finish(&ov.space);
+    let Pass1 {
+        mut spread,
+        valid,
+        seq,
+        area_total,
+        area_uncovered,
+    } = sink_onto_lattice(&p, &ov, &areas, &sink_reader, &usable, progress)?;
     let uncovered_fraction = if area_total > 0.0 {
         area_uncovered / area_total
     } else {
@@ -452,39 +532,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     }
 
     // Pass 2: fine emissions and net balance, zone sums, the map preview.
-    let mut md = BTreeMap::new();
-    md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
-    md.insert("SIGN_CONVENTION".into(), SIGN_CONVENTION.into());
-    md.insert("SINK".into(), job.sink.display().to_string());
-    md.insert("SINK_UNIT_DECLARED".into(), p.sink_unit.text.clone());
-    md.insert("LATTICE".into(), lat.path.display().to_string());
-    md.insert("LATTICE_UNIT_DECLARED".into(), lat.unit.text.clone());
-    md.insert("LATTICE_SECTORS".into(), lat.sectors.join(","));
-    md.insert(
-        "DOWNSCALING".into(),
-        match &job.proxy {
-            None => "uniform by area within each lattice cell (exact area-weighted overlap)".into(),
-            Some(px) if px.classes.is_empty() => {
-                format!(
-                    "weighted by proxy raster {}{whole_cells}",
-                    px.path.display()
-                )
-            }
-            Some(px) => format!(
-                "weighted by proxy classes {} of {}{whole_cells}",
-                px.classes
-                    .iter()
-                    .map(|(c, w)| format!("{c}={w}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                px.path.display()
-            ),
-        },
-    );
-    md.insert(
-        "UNITS_C_TO_CO2".into(),
-        format!("{} (models/units.toml)", crate::units::co2_per_c()),
-    );
+    let md = balance_metadata(job, &p, &whole_cells);
     let mut em_bands = vec![OutBand {
         description: "emissions total".into(),
         unit: DENSITY_OUT.into(),
