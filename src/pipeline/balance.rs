@@ -450,6 +450,128 @@ fn balance_metadata(job: &BalanceJob, p: &Prepared, whole_cells: &str) -> BTreeM
     md
 }
 
+/// The window of lattice cells the fine grid touches (a raster grid) and its cells, row-major.
+fn touched_window(lat: &Lattice, spread: &Spread) -> (Grid, Vec<usize>) {
+    let ncell = lat.cells();
+    let lw = lat.grid.width;
+    let touched: Vec<usize> = (0..ncell).filter(|&c| spread.covered(c) > 0.0).collect();
+    let (r0, r1) = (
+        touched.iter().map(|c| c / lw).min().unwrap_or(0),
+        touched.iter().map(|c| c / lw).max().unwrap_or(0),
+    );
+    let (c0, c1) = (
+        touched.iter().map(|c| c % lw).min().unwrap_or(0),
+        touched.iter().map(|c| c % lw).max().unwrap_or(0),
+    );
+    let win = Grid {
+        crs_wkt: lat.grid.crs_wkt.clone(),
+        gt: [
+            lat.grid.gt[0] + c0 as f64 * lat.grid.gt[1],
+            lat.grid.gt[1],
+            0.0,
+            lat.grid.gt[3] + r0 as f64 * lat.grid.gt[5],
+            0.0,
+            lat.grid.gt[5],
+        ],
+        width: c1 - c0 + 1,
+        height: r1 - r0 + 1,
+    };
+    let cells = (r0..=r1)
+        .flat_map(|r| (c0..=c1).map(move |c| r * lw + c))
+        .collect();
+    (win, cells)
+}
+
+/// `lattice_balance.tif`: per cell of the window, each sector's and the total emissions of the whole cell,
+/// the coverage, and the covered part's emissions, sequestration, net balance and ratio.
+fn lattice_raster(
+    job: &BalanceJob,
+    lat: &Lattice,
+    win: &Grid,
+    cell_rows: &[CellRow],
+    md: &BTreeMap<String, String>,
+) -> Result<RasterWriter> {
+    let nsec = lat.sectors.len();
+    let lat_path = job.out_dir.join("lattice_balance.tif");
+    let mut lat_bands: Vec<OutBand> = lat
+        .sectors
+        .iter()
+        .map(|s| OutBand {
+            description: format!("emissions {s} (whole cell)"),
+            unit: format!("{MASS_OUT} per cell"),
+        })
+        .collect();
+    for (d, u) in [
+        (
+            "emissions total (whole cell)",
+            format!("{MASS_OUT} per cell"),
+        ),
+        (
+            "coverage fraction (cell area covered by the sink raster)",
+            "1".into(),
+        ),
+        (
+            "emissions in the covered part",
+            format!("{MASS_OUT} per cell"),
+        ),
+        (
+            "sequestration in the covered part",
+            format!("{MASS_OUT} per cell"),
+        ),
+        (
+            "net balance in the covered part (emissions - sequestration)",
+            format!("{MASS_OUT} per cell"),
+        ),
+        ("neutrality ratio (sequestration / emissions)", "1".into()),
+    ] {
+        lat_bands.push(OutBand {
+            description: d.into(),
+            unit: u,
+        });
+    }
+    let mut m_lat = md.clone();
+    m_lat.insert(
+        "QUANTITY".into(),
+        "emissions, sequestration and net balance per lattice cell".into(),
+    );
+    m_lat.insert(
+        "UNITS".into(),
+        format!("{MASS_OUT} per cell (coverage and ratio: fractions)"),
+    );
+    let mut lat_w =
+        RasterWriter::create::<f64>(&lat_path, win, &lat_bands, None, &m_lat, &job.write)?;
+    let mut bandvals: Vec<Vec<f64>> = vec![Vec::with_capacity(cell_rows.len()); nsec + 6];
+    for r in cell_rows {
+        let c = r.cell;
+        for k in 0..nsec {
+            bandvals[k].push(lat.mass[k][c]);
+        }
+        let (net, ratio) = r.net_ratio();
+        for (k, v) in [
+            lat.total(c),
+            r.coverage,
+            r.emissions_covered,
+            r.sequestration,
+            net,
+            ratio,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            bandvals[nsec + k].push(if r.coverage > 0.0 || k < 2 {
+                v
+            } else {
+                f64::NAN
+            });
+        }
+    }
+    for (k, v) in bandvals.into_iter().enumerate() {
+        lat_w.write_rows(k, 0, v)?;
+    }
+
+    Ok(lat_w)
+}
+
 pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceSummary> {
     let p = prepare(job)?;
     let mut warnings: Vec<String> = p.lattice.warnings.clone();
@@ -644,31 +766,9 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     progress.finish();
 
     // The lattice cells the fine grid touches, as a raster window and a table.
-    let lw = lat.grid.width;
-    let touched: Vec<usize> = (0..ncell).filter(|&c| spread.covered(c) > 0.0).collect();
-    let (r0, r1) = (
-        touched.iter().map(|c| c / lw).min().unwrap_or(0),
-        touched.iter().map(|c| c / lw).max().unwrap_or(0),
-    );
-    let (c0, c1) = (
-        touched.iter().map(|c| c % lw).min().unwrap_or(0),
-        touched.iter().map(|c| c % lw).max().unwrap_or(0),
-    );
-    let win = Grid {
-        crs_wkt: lat.grid.crs_wkt.clone(),
-        gt: [
-            lat.grid.gt[0] + c0 as f64 * lat.grid.gt[1],
-            lat.grid.gt[1],
-            0.0,
-            lat.grid.gt[3] + r0 as f64 * lat.grid.gt[5],
-            0.0,
-            lat.grid.gt[5],
-        ],
-        width: c1 - c0 + 1,
-        height: r1 - r0 + 1,
-    };
-    let cell_rows: Vec<CellRow> = (r0..=r1)
-        .flat_map(|r| (c0..=c1).map(move |c| r * lw + c))
+    let (win, cells) = touched_window(lat, &spread);
+    let cell_rows: Vec<CellRow> = cells
+        .into_iter()
         .map(|c| {
             let em_cov = lat.total(c) * spread.received(c);
             CellRow {
@@ -684,82 +784,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             }
         })
         .collect();
-    let lat_path = job.out_dir.join("lattice_balance.tif");
-    let mut lat_bands: Vec<OutBand> = lat
-        .sectors
-        .iter()
-        .map(|s| OutBand {
-            description: format!("emissions {s} (whole cell)"),
-            unit: format!("{MASS_OUT} per cell"),
-        })
-        .collect();
-    for (d, u) in [
-        (
-            "emissions total (whole cell)",
-            format!("{MASS_OUT} per cell"),
-        ),
-        (
-            "coverage fraction (cell area covered by the sink raster)",
-            "1".into(),
-        ),
-        (
-            "emissions in the covered part",
-            format!("{MASS_OUT} per cell"),
-        ),
-        (
-            "sequestration in the covered part",
-            format!("{MASS_OUT} per cell"),
-        ),
-        (
-            "net balance in the covered part (emissions - sequestration)",
-            format!("{MASS_OUT} per cell"),
-        ),
-        ("neutrality ratio (sequestration / emissions)", "1".into()),
-    ] {
-        lat_bands.push(OutBand {
-            description: d.into(),
-            unit: u,
-        });
-    }
-    let mut m_lat = md.clone();
-    m_lat.insert(
-        "QUANTITY".into(),
-        "emissions, sequestration and net balance per lattice cell".into(),
-    );
-    m_lat.insert(
-        "UNITS".into(),
-        format!("{MASS_OUT} per cell (coverage and ratio: fractions)"),
-    );
-    let mut lat_w =
-        RasterWriter::create::<f64>(&lat_path, &win, &lat_bands, None, &m_lat, &job.write)?;
-    let mut bandvals: Vec<Vec<f64>> = vec![Vec::with_capacity(cell_rows.len()); nsec + 6];
-    for r in &cell_rows {
-        let c = r.cell;
-        for k in 0..nsec {
-            bandvals[k].push(lat.mass[k][c]);
-        }
-        let (net, ratio) = r.net_ratio();
-        for (k, v) in [
-            lat.total(c),
-            r.coverage,
-            r.emissions_covered,
-            r.sequestration,
-            net,
-            ratio,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            bandvals[nsec + k].push(if r.coverage > 0.0 || k < 2 {
-                v
-            } else {
-                f64::NAN
-            });
-        }
-    }
-    for (k, v) in bandvals.into_iter().enumerate() {
-        lat_w.write_rows(k, 0, v)?;
-    }
+    let lat_w = lattice_raster(job, lat, &win, &cell_rows, &md)?;
 
     // Commit rasters, then tables and the map.
     let mut outputs = Vec::new();
