@@ -473,15 +473,10 @@ pub(crate) fn strip_index_values(
                 .par_chunks_mut(4096)
                 .enumerate()
                 .for_each(|(ci, chunk)| {
-                    let mut bands = vec![0f64; pos.len()];
-                    let mut scratch = Vec::with_capacity(8);
-                    for (j, out) in chunk.iter_mut().enumerate() {
-                        let px = ci * 4096 + j;
-                        for (b, &lp) in pos.iter().enumerate() {
-                            bands[b] = planes[lp][px];
-                        }
-                        *out = c.eval(&bands, &mut scratch) as f32;
-                    }
+                    let range = ci * 4096..ci * 4096 + chunk.len();
+                    let bands: Vec<&[f64]> =
+                        pos.iter().map(|&lp| &planes[lp][range.clone()]).collect();
+                    c.eval_run(&bands, chunk);
                 });
         }
     }
