@@ -39,6 +39,10 @@ struct Cli {
     /// line, for schedulers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Compression of output rasters: deflate, zstd, lzw or none, optionally :LEVEL (deflate 1-12, zstd 1-22).
+    /// Default deflate:1 (fast, and readable by every GIS).
+    #[arg(long, global = true)]
+    compress: Option<crate::engine::codec::Codec>,
     #[command(subcommand)]
     command: Command,
 }
@@ -258,7 +262,7 @@ struct TrainArgs {
     #[arg(long, short)]
     out: PathBuf,
     /// Working-memory budget per strip in MiB.
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, default_value_t = 64)]
     memory_mb: usize,
 }
 
@@ -282,7 +286,7 @@ struct PredictArgs {
     #[arg(long)]
     cog: bool,
     /// Working-memory budget per strip in MiB.
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, default_value_t = 64)]
     memory_mb: usize,
 }
 
@@ -350,7 +354,7 @@ struct IndicesArgs {
     cog: bool,
     /// Working-memory budget per strip in MiB (peak memory stays near this plus GDAL's 128 MiB block cache;
     /// a strip is at least one 256-row tile row).
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, default_value_t = 64)]
     memory_mb: usize,
 }
 
@@ -412,7 +416,7 @@ struct NppArgs {
     #[arg(long)]
     cog: bool,
     /// Working-memory budget per strip in MiB.
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, default_value_t = 64)]
     memory_mb: usize,
     /// Region-specific correction table: a built-in name (models/corrections/) or a CSV (as `carbonmap
     /// calibrate` writes). Factors per zone x class, zone or class on epsilon max or NPP.
@@ -1093,6 +1097,9 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
             .num_threads(n.max(1))
             .build_global()
             .map_err(|e| Error::Usage(format!("--threads {n}: {e}")))?;
+    }
+    if let Some(c) = cli.compress {
+        crate::engine::codec::set(c);
     }
     let progress = CliProgress::new(cli.quiet, cli.log_format);
     match cli.command {

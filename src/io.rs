@@ -15,7 +15,9 @@ use gdal::{Dataset, DriverManager, Metadata};
 use crate::error::{Error, Result};
 
 /// Size of GDAL's block cache in megabytes. Bounded so that peak memory does not grow with raster size.
-const GDAL_CACHE_MB: &str = "128";
+const GDAL_CACHE_MB: &str = "32";
+/// GDAL's block cache in bytes (`GDAL_CACHE_MB`): strips are sized so that pending output tiles stay well below it.
+pub const GDAL_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Largest analysis grid: 2^40 pixels, below GDAL's GeoTIFF limit (tile offset arrays of at most 2 GB, that
 /// is 2^28 tiles of 256 x 256 = 2^44 pixels) with room for the other bands' arrays.
 const MAX_GRID_PIXELS: f64 = 1_099_511_627_776.0;
@@ -511,6 +513,33 @@ pub struct GridReader {
     grid: Grid,
 }
 
+/// A rectangle of the analysis grid: columns `col0 .. col0 + ncols`, rows `row0 .. row0 + nrows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub col0: usize,
+    pub row0: usize,
+    pub ncols: usize,
+    pub nrows: usize,
+}
+
+impl Window {
+    /// Whole rows `row0 .. row0 + nrows` of a grid `width` wide.
+    pub fn rows(row0: usize, nrows: usize, width: usize) -> Window {
+        Window {
+            col0: 0,
+            row0,
+            ncols: width,
+            nrows,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.ncols * self.nrows
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One band to read from a file.
 #[derive(Debug, Clone)]
 pub struct BandRequest {
@@ -634,15 +663,26 @@ impl GridReader {
         nrows: usize,
         buf: &mut [T],
     ) -> Result<()> {
+        self.read_window(k, &Window::rows(row0, nrows, self.grid.width), buf)
+    }
+
+    /// Read `w` of the `k`-th requested band into `buf` (len = w.ncols * w.nrows, row by row).
+    pub fn read_window<T: GdalType + Copy>(
+        &self,
+        k: usize,
+        w: &Window,
+        buf: &mut [T],
+    ) -> Result<()> {
+        let (row0, nrows) = (w.row0, w.nrows);
         let ds = self.dataset();
         let name = &self.band_names[k];
         let band = ds
             .rasterband(self.bands[k])
             .map_err(|e| Error::band(&self.path, name, format!("cannot be opened: {e}")))?;
         band.read_into_slice::<T>(
-            (0, row0 as isize),
-            (self.grid.width, nrows),
-            (self.grid.width, nrows),
+            (w.col0 as isize, row0 as isize),
+            (w.ncols, nrows),
+            (w.ncols, nrows),
             buf,
             None,
         )
@@ -757,15 +797,20 @@ impl RasterWriter {
         let is_float = T::datatype().is_floating();
         let mut co = RasterCreationOptions::new();
         let tile = TILE.to_string();
+        // GDAL compresses a flushed strip's tiles on this many threads and writes them in tile order.
+        let threads = rayon::current_num_threads().max(1).to_string();
+        let codec = crate::engine::codec::current().creation_options(is_float);
         for (k, v) in [
             ("TILED", "YES"),
             ("BLOCKXSIZE", tile.as_str()),
             ("BLOCKYSIZE", tile.as_str()),
-            ("COMPRESS", "DEFLATE"),
-            ("PREDICTOR", if is_float { "3" } else { "2" }),
             ("BIGTIFF", "IF_SAFER"),
             ("INTERLEAVE", "BAND"),
-        ] {
+            ("NUM_THREADS", threads.as_str()),
+        ]
+        .into_iter()
+        .chain(codec.iter().map(|(k, v)| (*k, v.as_str())))
+        {
             co.add_name_value(k, v)
                 .map_err(|e| Error::gdal(target, "creation option", e))?;
         }
@@ -920,13 +965,24 @@ impl RasterWriter {
         row0: usize,
         data: Vec<T>,
     ) -> Result<()> {
-        let nrows = data.len() / self.width;
+        let w = Window::rows(row0, data.len() / self.width, self.width);
+        self.write_window(band, &w, data)
+    }
+
+    /// Write `w` of band `band` (0-based) from `data` (row by row, len = w.len()).
+    pub fn write_window<T: GdalType + Copy>(
+        &mut self,
+        band: usize,
+        w: &Window,
+        data: Vec<T>,
+    ) -> Result<()> {
+        let (row0, nrows) = (w.row0, w.nrows);
         let ds = self.ds.as_mut().expect("writer used after finish");
         let mut b = ds
             .rasterband(band + 1)
             .map_err(|e| Error::gdal(&self.target, format!("band {}", band + 1), e))?;
-        let mut buf = gdal::raster::Buffer::new((self.width, nrows), data);
-        b.write((0, row0 as isize), (self.width, nrows), &mut buf)
+        let mut buf = gdal::raster::Buffer::new((w.ncols, nrows), data);
+        b.write((w.col0 as isize, row0 as isize), (w.ncols, nrows), &mut buf)
             .map_err(|e| {
                 Error::gdal(
                     &self.target,
@@ -1034,13 +1090,9 @@ impl RasterWriter {
                 .map_err(|e| Error::gdal(&self.target, "reopening for COG", e))?;
             let cog_tmp =
                 partial_name(&self.target, std::process::id()).with_extension("cog-partial");
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "-of",
                 "COG",
-                "-co",
-                "COMPRESS=DEFLATE",
-                "-co",
-                "PREDICTOR=YES",
                 "-co",
                 "OVERVIEWS=FORCE_USE_EXISTING",
                 "-co",
@@ -1048,6 +1100,26 @@ impl RasterWriter {
             ]
             .map(String::from)
             .to_vec();
+            let codec = crate::engine::codec::current();
+            for (k, v) in codec.creation_options(false) {
+                // The COG driver picks the predictor for the pixel type itself (PREDICTOR=YES).
+                let v = if k == "PREDICTOR" {
+                    "YES".to_string()
+                } else {
+                    v
+                };
+                // The COG driver names DEFLATE's level LEVEL (ZSTD's too).
+                let k = if k == "ZLEVEL" || k == "ZSTD_LEVEL" {
+                    "LEVEL"
+                } else {
+                    k
+                };
+                args.extend(["-co".to_string(), format!("{k}={v}")]);
+            }
+            args.extend([
+                "-co".to_string(),
+                format!("NUM_THREADS={}", rayon::current_num_threads().max(1)),
+            ]);
             let res = gdal_translate(&src, &cog_tmp.to_string_lossy(), &args, &self.target)
                 .and_then(|out| {
                     gdal_checked(&self.target, "closing the COG failed (disk full?)", || {

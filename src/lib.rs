@@ -3,7 +3,7 @@
 //! Modules follow the data: `io` (every GDAL call), `scene` (sensors, masks, stacks), `indices` (the index
 //! table), `landcover` (legends, class checks and areas), `composite` (temporal compositing), `climate`
 //! (climate-driver unit conversions), `units` (declared carbon units), `lattice` (emission lattices and exact
-//! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `pipeline` (stage drivers), `progress` (reporting), `synth`
+//! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `engine` (codec, strip sizes, parallel ordered writing), `pipeline` (stage drivers), `progress` (reporting), `synth`
 //! (synthetic test and sample rasters).
 
 pub mod area;
@@ -13,6 +13,7 @@ pub mod commit;
 pub mod composite;
 pub mod correction;
 pub mod drivers;
+pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod indices;

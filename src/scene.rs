@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::error::{Error, Problems, Result};
-use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};
+use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling, Window};
 use crate::models;
 
 /// How the QA band is read.
@@ -779,18 +779,12 @@ impl TileReader {
 
     /// Reflectance planes (NaN where no data or not clear) and, per pixel, whether the tile has data there
     /// (every band present, cloudy or not).
-    fn read(
-        &self,
-        stack: &Stack,
-        row0: usize,
-        nrows: usize,
-        width: usize,
-    ) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
-        let n = width * nrows;
+    fn read(&self, stack: &Stack, w: &Window) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
+        let n = w.len();
         let clear: Option<Vec<bool>> = match (&self.qa, &stack.mask) {
             (Some((r, file_nd)), Some(mask)) => {
                 let mut q = vec![0i32; n];
-                r.read_rows(0, row0, nrows, &mut q)?;
+                r.read_window(0, w, &mut q)?;
                 Some(
                     q.iter()
                         .map(|&v| mask.is_clear(v) && file_nd.is_none_or(|nd| v as f64 != nd))
@@ -806,7 +800,7 @@ impl TileReader {
             // DNs (and warped values) in float64: reflectance and indices are computed in float64 and rounded
             // once, to the output type.
             let mut buf = vec![0f64; n];
-            reader.read_rows(0, row0, nrows, &mut buf)?;
+            reader.read_window(0, w, &mut buf)?;
             for (i, v) in buf.iter_mut().enumerate() {
                 let dn = *v;
                 let missing = v.is_nan()
@@ -846,9 +840,14 @@ impl<'a> SceneReader<'a> {
 
     /// Read rows `row0 .. row0 + nrows`: reflectance per letter (NaN where no data or not clear).
     pub fn read(&self, row0: usize, nrows: usize, width: usize) -> Result<Vec<Vec<f64>>> {
-        let (mut planes, mut has_data) = self.tiles[0].read(self.stack, row0, nrows, width)?;
+        self.read_window(&Window::rows(row0, nrows, width))
+    }
+
+    /// As `read`, for the window `w` of the grid.
+    pub fn read_window(&self, w: &Window) -> Result<Vec<Vec<f64>>> {
+        let (mut planes, mut has_data) = self.tiles[0].read(self.stack, w)?;
         for tile in &self.tiles[1..] {
-            let (p, h) = tile.read(self.stack, row0, nrows, width)?;
+            let (p, h) = tile.read(self.stack, w)?;
             for i in 0..has_data.len() {
                 if !has_data[i] && h[i] {
                     has_data[i] = true;

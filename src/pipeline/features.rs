@@ -201,14 +201,12 @@ impl FeatureEngine {
     ) -> Result<Vec<Vec<f32>>> {
         let npx = nrows * self.grid.width;
         let which: Vec<usize> = (0..self.compiled.len()).collect();
-        let mut values = strip_index_values(
+        let (mut values, _) = strip_index_values(
             readers,
             &self.compiled,
             &self.band_pos,
             &which,
-            row0,
-            nrows,
-            self.grid.width,
+            &crate::io::Window::rows(row0, nrows, self.grid.width),
         )?;
         let clear: Vec<Vec<bool>> = values
             .iter()

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::composite::{self, Period, PeriodSpec, Stat};
 use crate::error::{Error, Result};
 use crate::indices::{CompiledIndex, ConstOverrides, IndexTable};
-use crate::io::{self, Grid, OutBand, PendingOutput, RasterWriter, WriteOptions, TILE};
+use crate::io::{self, Grid, OutBand, PendingOutput, RasterWriter, Window, WriteOptions};
 use crate::progress::Progress;
 use crate::scene::{SceneReader, Stack};
 
@@ -99,8 +99,9 @@ pub struct IndicesSummary {
     pub warnings: Vec<String>,
 }
 
-/// Maximum number of output rasters open at once; more outputs are written in several passes.
-const MAX_OPEN_OUTPUTS: usize = 64;
+/// Maximum number of output rasters open at once; more outputs are written in several passes (each pass reads
+/// the stack again).
+const MAX_OPEN_OUTPUTS: usize = 256;
 
 struct OutputPlan {
     index: usize,
@@ -269,8 +270,8 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
     let mut pending: Vec<PendingOutput> = Vec::new();
     let mut records = Vec::new();
     let n_passes = plans.len().div_ceil(MAX_OPEN_OUTPUTS);
-    progress.start("indices", (grid.height * n_passes) as u64);
-    for pass in plans.chunks(MAX_OPEN_OUTPUTS) {
+    progress.start("indices", (grid.width * grid.height * n_passes) as u64);
+    for (pass_no, pass) in plans.chunks(MAX_OPEN_OUTPUTS).enumerate() {
         // Indices used in this pass.
         let mut pass_indices: Vec<usize> = pass.iter().map(|o| o.index).collect();
         pass_indices.sort_unstable();
@@ -280,7 +281,7 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         for o in pass {
             let c = &compiled[o.index];
             let p = &periods[o.period];
-            let mut bands: Vec<OutBand> = if per_date {
+            let bands: Vec<OutBand> = if per_date {
                 vec![OutBand {
                     description: c.def.name.clone(),
                     unit: c.def.unit.clone(),
@@ -294,10 +295,6 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
                     })
                     .collect()
             };
-            bands.push(OutBand {
-                description: "clear observations".into(),
-                unit: "count".into(),
-            });
             let mut md = base.clone();
             md.insert("INDEX".into(), c.def.name.clone());
             md.insert("INDEX_LONG_NAME".into(), c.def.long_name.clone());
@@ -328,21 +325,26 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             )?);
         }
 
+        // The clear-observation count, once per period (in the first pass).
+        if pass_no == 0 {
+            for p in periods {
+                writers.push(count_writer(&prep, job, &base, p)?);
+            }
+        }
+        let n_index_outputs = pass.len();
+
         // Strip height from the memory budget. Per pixel of a row: the values of every pass index for every
-        // needed scene (f32) and their clear flags (1 byte), every scene's reflectance planes (f32), a gap-fill
-        // copy of one index's series (f32), and one output's composite bands and count (f32 / u32, twice
-        // while transposing).
+        // needed scene (f32) and their clear flags (1 byte), every scene's reflectance planes (f32) and clear
+        // flag, a gap-fill copy of one index's series (f32), and per worker one output's composite bands and
+        // count (f32 / u32, twice while transposing).
         let nstat = if per_date { 1 } else { job.stats.len() };
         let per_px = pass_indices.len() * needed.len() * 5
             + letters.len() * needed.len() * 8
             + if job.gap_fill { needed.len() * 4 } else { 0 }
-            + (nstat * 2 + 1) * 4;
-        let per_row = per_px * grid.width;
-        let budget = job.memory_mb.max(1) * 1024 * 1024;
-        // Whole tile rows (multiples of 256), so that each flushed tile is complete and written exactly once;
-        // for very wide rasters one tile row may exceed the budget (memory then grows with width x 256 rows).
-        let rows = ((budget / per_row.max(1)) / TILE).max(1) * TILE;
-        let rows = rows.min(grid.height);
+            + needed.len()
+            + rayon::current_num_threads() * (nstat * 2 + 1) * 4;
+        let (rows, cols) =
+            crate::engine::strips::block(grid.width, grid.height, per_px, nstat * 4, job.memory_mb);
 
         // Each output's period members as positions in the strip's scene axis (computed once per pass).
         let pass_members: Vec<Vec<usize>> = pass
@@ -360,22 +362,27 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
                     .collect()
             })
             .collect();
+        let period_members: Vec<Vec<usize>> = periods
+            .iter()
+            .map(|p| {
+                p.members
+                    .iter()
+                    .map(|s| {
+                        needed
+                            .iter()
+                            .position(|n| n == s)
+                            .expect("members are needed scenes")
+                    })
+                    .collect()
+            })
+            .collect();
         let mut clear_obs = vec![0u64; pass.len()];
         let mut with_data = vec![0u64; pass.len()];
-        let mut row0 = 0;
-        while row0 < grid.height {
-            let nrows = rows.min(grid.height - row0);
-            let npx = nrows * grid.width;
-            let mut values = strip_index_values(
-                &readers,
-                compiled,
-                band_pos,
-                &pass_indices,
-                row0,
-                nrows,
-                grid.width,
-            )?;
-            // Clear flags before gap filling (the count band counts clear observations only).
+        for block in crate::engine::strips::blocks(grid.width, grid.height, rows, cols) {
+            let npx = block.len();
+            let (mut values, scene_clear) =
+                strip_index_values(&readers, compiled, band_pos, &pass_indices, &block)?;
+            // Clear flags before gap filling (the summary counts clear observations only).
             let clear: Vec<Vec<bool>> = values
                 .iter()
                 .map(|v| v.iter().map(|x| !x.is_nan()).collect())
@@ -385,27 +392,41 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
                     gap_fill_strip(v, npx, &days);
                 }
             }
-            for (oi, o) in pass.iter().enumerate() {
-                let k = pass_indices.iter().position(|&i| i == o.index).unwrap();
-                let members = &pass_members[oi];
-                let (bands, counts) = composite_strip(
-                    &values[k], &clear[k], npx, members, &doys, &job.stats, per_date,
-                );
-                clear_obs[oi] += counts.iter().map(|&c| c as u64).sum::<u64>();
-                with_data[oi] += counts.iter().filter(|&&c| c > 0).count() as u64;
-                let w = &mut writers[oi];
-                for (b, data) in bands.into_iter().enumerate() {
-                    w.write_rows(b, row0, data)?;
+            // Every output's strip computed, written and compressed in parallel, one output per worker.
+            let counts = crate::engine::write::each_output(&mut writers, |oi, w| {
+                if oi >= n_index_outputs {
+                    let members = &period_members[oi - n_index_outputs];
+                    w.write_window(0, &block, clear_counts(&scene_clear, npx, members))?;
+                    w.flush()?;
+                    return Ok((0, 0));
                 }
-                w.write_rows(
-                    w.band_count() - 1,
-                    row0,
-                    counts.into_iter().map(|c| c as f32).collect(),
-                )?;
+                let o = &pass[oi];
+                let k = pass_indices.iter().position(|&i| i == o.index).unwrap();
+                let (bands, counts) = composite_strip(
+                    &values[k],
+                    &clear[k],
+                    npx,
+                    &pass_members[oi],
+                    &doys,
+                    &job.stats,
+                    per_date,
+                );
+                for (b, data) in bands.into_iter().enumerate() {
+                    w.write_window(b, &block, data)?;
+                }
                 w.flush()?;
+                let obs = counts.iter().map(|&c| c as u64).sum::<u64>();
+                Ok((obs, counts.iter().filter(|&&c| c > 0).count() as u64))
+            })?;
+            for (oi, (obs, wd)) in counts.into_iter().take(n_index_outputs).enumerate() {
+                clear_obs[oi] += obs;
+                with_data[oi] += wd;
             }
-            progress.advance(nrows as u64);
-            row0 += nrows;
+            progress.advance(block.len() as u64);
+        }
+        let count_writers = writers.split_off(n_index_outputs);
+        for w in count_writers {
+            pending.push(w.finish()?);
         }
         for ((o, w), (obs, wd)) in pass
             .iter()
@@ -450,21 +471,31 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
 
 /// Index values of rows `row0 .. row0 + nrows` for every reader's scene: `values[k][s * npx + px]` for the
 /// k-th of `which` (positions in `compiled`) and the s-th reader; NaN where not clear or not computable.
+/// Also each scene's clear flags `clear[s * npx + px]`: clear (QA) with data in every band read.
 pub(crate) fn strip_index_values(
     readers: &[Mutex<SceneReader>],
     compiled: &[CompiledIndex],
     band_pos: &[Vec<usize>],
     which: &[usize],
-    row0: usize,
-    nrows: usize,
-    width: usize,
-) -> Result<Vec<Vec<f32>>> {
-    let npx = nrows * width;
+    block: &Window,
+) -> Result<(Vec<Vec<f32>>, Vec<bool>)> {
+    let npx = block.len();
     let mut values: Vec<Vec<f32>> = vec![vec![f32::NAN; readers.len() * npx]; which.len()];
     let strip_planes = readers
         .par_iter()
-        .map(|r| r.lock().expect("reader lock").read(row0, nrows, width))
+        .map(|r| r.lock().expect("reader lock").read_window(block))
         .collect::<Result<Vec<_>>>()?;
+    let mut clear = vec![false; readers.len() * npx];
+    for (si, planes) in strip_planes.iter().enumerate() {
+        clear[si * npx..(si + 1) * npx]
+            .par_chunks_mut(4096)
+            .enumerate()
+            .for_each(|(ci, chunk)| {
+                for (j, c) in chunk.iter_mut().enumerate() {
+                    *c = planes.iter().all(|p| !p[ci * 4096 + j].is_nan());
+                }
+            });
+    }
     for (si, planes) in strip_planes.iter().enumerate() {
         for (k, &ii) in which.iter().enumerate() {
             let c = &compiled[ii];
@@ -480,7 +511,55 @@ pub(crate) fn strip_index_values(
                 });
         }
     }
-    Ok(values)
+    Ok((values, clear))
+}
+
+/// Clear observations per pixel among the scenes `members` (positions in the strip's scene axis).
+fn clear_counts(clear: &[bool], npx: usize, members: &[usize]) -> Vec<u16> {
+    let mut counts = vec![0u16; npx];
+    for &m in members {
+        for (c, &f) in counts.iter_mut().zip(&clear[m * npx..(m + 1) * npx]) {
+            *c += f as u16;
+        }
+    }
+    counts
+}
+
+/// The writer of `clear_observations_PERIOD.tif` (UInt16): per pixel, the period's acquisitions that were clear
+/// (QA) with data in every band the run reads. Written once per period, for all indices.
+fn count_writer(
+    prep: &Prepared,
+    job: &IndicesJob,
+    base: &BTreeMap<String, String>,
+    p: &Period,
+) -> Result<RasterWriter> {
+    let mut md = base.clone();
+    md.insert("QUANTITY".into(), "clear observations".into());
+    md.insert("UNITS".into(), "count".into());
+    md.insert("BANDS_READ".into(), prep.letters.join(","));
+    md.insert("PERIOD".into(), p.label.clone());
+    md.insert("PERIOD_START".into(), p.start.to_string());
+    md.insert("PERIOD_END".into(), p.end.to_string());
+    md.insert(
+        "ACQUISITIONS".into(),
+        p.members
+            .iter()
+            .map(|&s| prep.stack.scenes[s].date.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    RasterWriter::create::<u16>(
+        &job.out_dir
+            .join(format!("clear_observations_{}.tif", p.label)),
+        &prep.grid,
+        &[OutBand {
+            description: "clear observations".into(),
+            unit: "count".into(),
+        }],
+        None,
+        &md,
+        &job.write,
+    )
 }
 
 trait DayNumber {

@@ -1,0 +1,30 @@
+//! Writing a strip of every output: each output file is written and flushed by one worker (so its tiles reach
+//! the file in row order whatever the thread count: byte-identical outputs), different outputs on different
+//! cores at once, so compression runs on all cores; GDAL's own compression threads (`NUM_THREADS`) help a
+//! stage with few outputs.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::io::RasterWriter;
+
+/// Run `f` for every output in parallel, each output by one worker; results in the outputs' order.
+/// `f` computes the output's strip, writes it (`RasterWriter::write_rows`) and flushes it.
+pub fn each_output<W, R, F>(writers: &mut [W], f: F) -> Result<Vec<R>>
+where
+    W: AsMut<RasterWriter> + Send,
+    R: Send,
+    F: Fn(usize, &mut RasterWriter) -> Result<R> + Sync,
+{
+    writers
+        .par_iter_mut()
+        .enumerate()
+        .map(|(i, w)| f(i, w.as_mut()))
+        .collect()
+}
+
+impl AsMut<RasterWriter> for RasterWriter {
+    fn as_mut(&mut self) -> &mut RasterWriter {
+        self
+    }
+}
