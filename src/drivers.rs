@@ -464,7 +464,26 @@ struct RasterDriver {
     scale: f64,
     offset: f64,
     nodata: Option<f64>,
-    reader: Option<GridReader>,
+    /// Behind a lock: the variables of a strip are read in parallel, each reader by one thread at a time.
+    reader: Option<std::sync::Mutex<GridReader>>,
+}
+
+impl RasterDriver {
+    /// A stored value in the canonical unit (NaN for nodata): scale and offset, then the unit conversion.
+    #[inline]
+    fn value(&self, conv: Resolved, stored: f32, days: f64, climate: &ClimateConstants) -> f32 {
+        let raw = stored as f64;
+        if self.nodata == Some(raw) || stored.is_nan() {
+            f32::NAN
+        } else {
+            conv.apply(raw * self.scale + self.offset, days, climate) as f32
+        }
+    }
+
+    /// The conversion of this raster's unit (checked when the drivers file was read).
+    fn conversion(&self, var: Var) -> Resolved {
+        Resolved::of(var, &self.unit).expect("unit checked when the drivers were read")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -500,21 +519,41 @@ fn ranges() -> Result<BTreeMap<String, Range>> {
     Ok(r)
 }
 
-/// Convert a value in `unit` to the canonical unit of `var` for a step of `days` days.
-fn convert(var: Var, unit: &str, v: f64, days: f64, climate: &ClimateConstants) -> Option<f64> {
-    if let Some(d) = UNITS.iter().find(|d| d.var == var && d.unit == unit) {
-        return Some(match d.conv {
-            Conv::Linear(f, o) => v * f + o,
-            Conv::PerDayTimesDays(f) => v * f * days,
-            Conv::TotalOverDays(f) => v * f / days,
-        });
+/// A (variable, unit) pair's conversion to the canonical unit, found once (not per pixel).
+#[derive(Debug, Clone, Copy)]
+enum Resolved {
+    Conv(Conv),
+    /// PAR as photon flux: factor to umol m-2 s-1, then models/climate.toml's conversion.
+    Photon(f64),
+}
+
+impl Resolved {
+    fn of(var: Var, unit: &str) -> Option<Resolved> {
+        if let Some(d) = UNITS.iter().find(|d| d.var == var && d.unit == unit) {
+            return Some(Resolved::Conv(d.conv));
+        }
+        if var == Var::Par {
+            if let Some((_, f)) = PHOTON_UNITS.iter().find(|p| p.0 == unit) {
+                return Some(Resolved::Photon(*f));
+            }
+        }
+        None
     }
-    if var == Var::Par {
-        if let Some((_, f)) = PHOTON_UNITS.iter().find(|p| p.0 == unit) {
-            return Some(climate.ppfd_to_par_mj_m2_d(v * f));
+
+    #[inline]
+    fn apply(self, v: f64, days: f64, climate: &ClimateConstants) -> f64 {
+        match self {
+            Resolved::Conv(Conv::Linear(f, o)) => v * f + o,
+            Resolved::Conv(Conv::PerDayTimesDays(f)) => v * f * days,
+            Resolved::Conv(Conv::TotalOverDays(f)) => v * f / days,
+            Resolved::Photon(f) => climate.ppfd_to_par_mj_m2_d(v * f),
         }
     }
-    None
+}
+
+/// Convert a value in `unit` to the canonical unit of `var` for a step of `days` days.
+fn convert(var: Var, unit: &str, v: f64, days: f64, climate: &ClimateConstants) -> Option<f64> {
+    Resolved::of(var, unit).map(|r| r.apply(v, days, climate))
 }
 
 fn check_unit(var: Var, unit: &str, origin: &Path, what: &str) -> Result<()> {
@@ -931,19 +970,61 @@ impl Drivers {
                     name: format!("{} step {}", v.name(), i + 1),
                 })
                 .collect();
-            r.reader = Some(GridReader::new(
+            r.reader = Some(std::sync::Mutex::new(GridReader::new(
                 &r.path,
                 &bands,
                 grid,
                 Resampling::Bilinear,
                 None,
                 f64::NAN,
-            )?);
+            )?));
         }
         Ok(())
     }
 
     /// Values of `var` at step `i` over rows `row0 .. row0 + nrows` (width `width`), derivations applied.
+    /// `read` for the steps `steps` of `var`: a raster variable's steps are read in one call (its file warped
+    /// once per chunk for all of them); other variables step by step.
+    pub fn read_steps(
+        &self,
+        var: Var,
+        steps: &[usize],
+        row0: usize,
+        nrows: usize,
+        width: usize,
+    ) -> Result<Vec<Plane>> {
+        let Some(r) = self
+            .rasters
+            .get(&var)
+            .filter(|_| !self.station.contains_key(&var))
+        else {
+            return steps
+                .iter()
+                .map(|&i| self.read(var, i, row0, nrows, width))
+                .collect();
+        };
+        let reader = r.reader.as_ref().expect("Drivers::open was called");
+        let n = nrows * width;
+        let mut buf = vec![0f32; n * steps.len()];
+        reader.lock().expect("driver reader lock").read_bands_f32(
+            steps,
+            &io::Window::rows(row0, nrows, width),
+            &mut buf,
+        )?;
+        Ok(steps
+            .iter()
+            .zip(buf.chunks_exact_mut(n))
+            .map(|(&i, plane)| {
+                let days = self.steps[i].days as f64;
+                let conv = r.conversion(var);
+                for x in plane.iter_mut() {
+                    *x = r.value(conv, *x, days, &self.climate);
+                }
+                Plane::Grid(plane.to_vec())
+            })
+            .collect())
+    }
+
     pub fn read(
         &self,
         var: Var,
@@ -959,15 +1040,13 @@ impl Drivers {
         if let Some(r) = self.rasters.get(&var) {
             let reader = r.reader.as_ref().expect("Drivers::open was called");
             let mut buf = vec![0f32; nrows * width];
-            reader.read_rows::<f32>(i, row0, nrows, &mut buf)?;
+            reader
+                .lock()
+                .expect("driver reader lock")
+                .read_rows::<f32>(i, row0, nrows, &mut buf)?;
+            let conv = r.conversion(var);
             for x in buf.iter_mut() {
-                let raw = *x as f64;
-                *x = if r.nodata == Some(raw) || x.is_nan() {
-                    f32::NAN
-                } else {
-                    convert(var, &r.unit, raw * r.scale + r.offset, days, &self.climate).unwrap()
-                        as f32
-                };
+                *x = r.value(conv, *x, days, &self.climate);
             }
             return Ok(Plane::Grid(buf));
         }

@@ -666,6 +666,51 @@ impl GridReader {
         self.read_window(k, &Window::rows(row0, nrows, self.grid.width), buf)
     }
 
+    /// Read `w` of several requested bands (`ks`, positions as in `read_window`) in one call, band after band
+    /// into `buf` (len = ks.len() * w.len()). A warped file is warped once for all of them, block by block,
+    /// instead of once per band (which, with bands larger than GDAL's block cache, would warp each chunk again
+    /// for every band).
+    pub fn read_bands_f32(&self, ks: &[usize], w: &Window, buf: &mut [f32]) -> Result<()> {
+        assert_eq!(buf.len(), ks.len() * w.len());
+        let ds = self.dataset();
+        let mut map: Vec<i32> = ks.iter().map(|&k| self.bands[k] as i32).collect();
+        // SAFETY: resets this thread's GDAL error state. `buf` holds ks.len() bands of w.ncols x w.nrows f32 values with the spacings given; the
+        // band map has ks.len() valid band numbers of `ds`, alive for the call.
+        let err = unsafe {
+            gdal_sys::CPLErrorReset();
+            gdal_sys::GDALDatasetRasterIO(
+                ds.c_dataset(),
+                gdal_sys::GDALRWFlag::GF_Read,
+                w.col0 as i32,
+                w.row0 as i32,
+                w.ncols as i32,
+                w.nrows as i32,
+                buf.as_mut_ptr() as *mut std::ffi::c_void,
+                w.ncols as i32,
+                w.nrows as i32,
+                gdal_sys::GDALDataType::GDT_Float32,
+                map.len() as i32,
+                map.as_mut_ptr(),
+                4,
+                4 * w.ncols as i32,
+                4 * w.len() as i32,
+            )
+        };
+        if err != gdal_sys::CPLErr::CE_None {
+            return Err(Error::band(
+                &self.path,
+                &self.band_names[ks[0]],
+                format!(
+                    "read failed at rows {}..{} (truncated or corrupt file?): {}",
+                    w.row0,
+                    w.row0 + w.nrows,
+                    last_gdal_message()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Read `w` of the `k`-th requested band into `buf` (len = w.ncols * w.nrows, row by row).
     pub fn read_window<T: GdalType + Copy>(
         &self,

@@ -217,7 +217,7 @@ fn all_cloud_period_is_a_warning_and_a_nan_composite() {
         "{err}"
     );
     let (median, _, _) = common::read_band(&out.join("NDVI_2024-07.tif"), 1);
-    let (count, _, _) = common::read_band(&out.join("NDVI_2024-07.tif"), 4);
+    let (count, _, _) = common::read_band(&out.join("clear_observations_2024-07.tif"), 1);
     assert!(median.iter().all(|v| v.is_nan()) && count.iter().all(|&c| c == 0.0));
 }
 

@@ -121,11 +121,13 @@ fn cog_layout_units_and_provenance() {
         ds.rasterband(1).unwrap().description().unwrap(),
         "SAVI median"
     );
-    assert_eq!(
-        ds.rasterband(4).unwrap().description().unwrap(),
-        "clear observations"
-    );
-    assert_eq!(ds.rasterband(4).unwrap().unit(), "count");
+    // The clear-observation count is written once per period, as an integer raster beside the indices.
+    assert_eq!(ds.raster_count(), 3);
+    let count = gdal::Dataset::open(out.join("clear_observations_2024.tif")).unwrap();
+    let band = count.rasterband(1).unwrap();
+    assert_eq!(band.description().unwrap(), "clear observations");
+    assert_eq!(band.unit(), "count");
+    assert_eq!(band.band_type(), gdal::raster::GdalDataType::UInt16);
     assert!(ds.rasterband(1).unwrap().no_data_value().unwrap().is_nan());
     assert!(list_dir(&out).iter().all(|f| !f.contains("partial")));
 }
@@ -295,7 +297,8 @@ fn cog_overviews_average_quantities_and_keep_counts_whole() {
         }
     }
     assert!(checked > 5000, "{checked}");
-    let count = ds.rasterband(2).unwrap().overview(0).unwrap();
+    let counts = gdal::Dataset::open(out.join("clear_observations_2024.tif")).unwrap();
+    let count = counts.rasterband(1).unwrap().overview(0).unwrap();
     let c = count
         .read_as::<f64>((0, 0), (300, 300), (300, 300), None)
         .unwrap();

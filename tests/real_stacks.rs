@@ -223,7 +223,7 @@ fn exeter_hls_fmask_bits_and_monthly_counts() {
     let masks: Vec<Vec<f64>> = june.iter().map(|(_, f)| read_band(f, 5).0).collect();
     let reds: Vec<Vec<f64>> = june.iter().map(|(_, f)| read_band(f, 3).0).collect();
     let nirs: Vec<Vec<f64>> = june.iter().map(|(_, f)| read_band(f, 4).0).collect();
-    let (count, _, _) = read_band(&out.join("NDVI_2021-06.tif"), 3);
+    let (count, _, _) = read_band(&out.join("clear_observations_2021-06.tif"), 1);
     let (max, _, _) = read_band(&out.join("NDVI_2021-06.tif"), 2);
     let mut checked = 0;
     for i in 0..count.len() {
@@ -307,7 +307,7 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
     }
     let outputs: Vec<String> = common::list_dir(&out)
         .into_iter()
-        .filter(|f| f.ends_with(".tif"))
+        .filter(|f| f.starts_with("NDVI_") && f.ends_with(".tif"))
         .collect();
     assert_eq!(outputs.len(), months.len());
     let band = |p: &Path, b: &str| {
@@ -324,7 +324,7 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
     for (month, dirs) in &months {
         let f = out.join(format!("NDVI_{month}.tif"));
         let (median, w, h) = read_band(&f, 1);
-        let (count, _, _) = read_band(&f, 2);
+        let (count, _, _) = read_band(&out.join(format!("clear_observations_{month}.tif")), 1);
         assert_eq!((w, h), (61, 61));
         let data: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = dirs
             .iter()
@@ -564,7 +564,7 @@ valid = [1]
     for (month, bands) in &months {
         let f = out.join(format!("NDVI_{month}.tif"));
         let (median, w, h) = read_band(&f, 1);
-        let (count, _, _) = read_band(&f, 2);
+        let (count, _, _) = read_band(&out.join(format!("clear_observations_{month}.tif")), 1);
         let data: Vec<(Vec<f64>, Vec<f64>)> = bands
             .iter()
             .map(|&b| {

@@ -618,8 +618,9 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     };
     if uncovered_fraction > 1e-9 {
         let msg = format!(
-            "{:.2}% of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
-            100.0 * uncovered_fraction,
+            "{} ({:.2} ha) of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
+            percent(uncovered_fraction),
+            area_uncovered / 1e4,
             lat.path.display()
         );
         progress.warn(&msg);
@@ -1394,4 +1395,14 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
         },
         warnings,
     })
+}
+
+/// A fraction as a percentage that never reads 0.00% for a fraction that is not zero.
+fn percent(fraction: f64) -> String {
+    let pct = 100.0 * fraction;
+    if pct == 0.0 || pct >= 0.01 {
+        format!("{pct:.2}%")
+    } else {
+        format!("{pct:.1e}%")
+    }
 }

@@ -980,15 +980,12 @@ type StripResult = (Vec<PixelOut>, Vec<Vec<Vec<f32>>>);
 
 /// One variable at the given driver steps over a strip, in the order given.
 fn read_steps(
-    p: &Prepared,
+    drivers: &crate::drivers::Drivers,
     var: Var,
     steps: &[usize],
     (row0, nrows, width): (usize, usize, usize),
 ) -> Result<Vec<Plane>> {
-    steps
-        .iter()
-        .map(|&i| p.drivers.read(var, i, row0, nrows, width))
-        .collect()
+    drivers.read_steps(var, steps, row0, nrows, width)
 }
 
 /// CASA over a strip. NPP is proportional to emax, so a correction factor on epsilon max and one on NPP
@@ -1007,15 +1004,29 @@ fn strip_casa(
     let sim = &p.sim_steps;
     let strip = (row0, nrows, width);
     let all: Vec<usize> = (0..p.drivers.steps.len()).collect();
-    let t = read_steps(p, Var::Tmean, &all, strip)?;
-    // Precipitation, radiation and VPD of the simulated months only, indexed like `sim`.
-    let pr = read_steps(p, Var::Precip, sim, strip)?;
-    let sol = read_steps(p, Var::Srad, sim, strip)?;
-    let vpd = if p.casa.water.method == WaterMethod::Vpd {
-        Some(read_steps(p, Var::Vpd, sim, strip)?)
-    } else {
-        None
-    };
+    // Precipitation, radiation and VPD of the simulated months only, indexed like `sim`; the variables are
+    // read (and warped) in parallel.
+    let with_vpd = p.casa.water.method == WaterMethod::Vpd;
+    let d = &p.drivers;
+    let ((t, pr), (sol, vpd)) = rayon::join(
+        || {
+            rayon::join(
+                || read_steps(d, Var::Tmean, &all, strip),
+                || read_steps(d, Var::Precip, sim, strip),
+            )
+        },
+        || {
+            rayon::join(
+                || read_steps(d, Var::Srad, sim, strip),
+                || {
+                    with_vpd
+                        .then(|| read_steps(d, Var::Vpd, sim, strip))
+                        .transpose()
+                },
+            )
+        },
+    );
+    let (t, pr, sol, vpd) = (t?, pr?, sol?, vpd?);
     let days: Vec<f64> = p.drivers.steps.iter().map(|s| s.days as f64).collect();
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
     let (casa_p, rh_p) = (&p.casa, &p.rh);
