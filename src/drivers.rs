@@ -982,35 +982,24 @@ impl Drivers {
         Ok(())
     }
 
-    /// Values of `var` at step `i` over rows `row0 .. row0 + nrows` (width `width`), derivations applied.
+    /// Values of `var` at step `i` over the window `w` of the grid, derivations applied.
     /// `read` for the steps `steps` of `var`: a raster variable's steps are read in one call (its file warped
     /// once per chunk for all of them); other variables step by step.
-    pub fn read_steps(
-        &self,
-        var: Var,
-        steps: &[usize],
-        row0: usize,
-        nrows: usize,
-        width: usize,
-    ) -> Result<Vec<Plane>> {
+    pub fn read_steps(&self, var: Var, steps: &[usize], w: &io::Window) -> Result<Vec<Plane>> {
         let Some(r) = self
             .rasters
             .get(&var)
             .filter(|_| !self.station.contains_key(&var))
         else {
-            return steps
-                .iter()
-                .map(|&i| self.read(var, i, row0, nrows, width))
-                .collect();
+            return steps.iter().map(|&i| self.read(var, i, w)).collect();
         };
         let reader = r.reader.as_ref().expect("Drivers::open was called");
-        let n = nrows * width;
+        let n = w.len();
         let mut buf = vec![0f32; n * steps.len()];
-        reader.lock().expect("driver reader lock").read_bands_f32(
-            steps,
-            &io::Window::rows(row0, nrows, width),
-            &mut buf,
-        )?;
+        reader
+            .lock()
+            .expect("driver reader lock")
+            .read_bands_f32(steps, w, &mut buf)?;
         Ok(steps
             .iter()
             .zip(buf.chunks_exact_mut(n))
@@ -1025,25 +1014,18 @@ impl Drivers {
             .collect())
     }
 
-    pub fn read(
-        &self,
-        var: Var,
-        i: usize,
-        row0: usize,
-        nrows: usize,
-        width: usize,
-    ) -> Result<Plane> {
+    pub fn read(&self, var: Var, i: usize, w: &io::Window) -> Result<Plane> {
         if let Some(v) = self.station.get(&var) {
             return Ok(Plane::Uniform(v[i]));
         }
         let days = self.steps[i].days as f64;
         if let Some(r) = self.rasters.get(&var) {
             let reader = r.reader.as_ref().expect("Drivers::open was called");
-            let mut buf = vec![0f32; nrows * width];
+            let mut buf = vec![0f32; w.len()];
             reader
                 .lock()
                 .expect("driver reader lock")
-                .read_rows::<f32>(i, row0, nrows, &mut buf)?;
+                .read_window::<f32>(i, w, &mut buf)?;
             let conv = r.conversion(var);
             for x in buf.iter_mut() {
                 *x = r.value(conv, *x, days, &self.climate);
@@ -1057,7 +1039,7 @@ impl Drivers {
         let ins = rule
             .inputs()
             .iter()
-            .map(|&v| self.read(v, i, row0, nrows, width))
+            .map(|&v| self.read(v, i, w))
             .collect::<Result<Vec<_>>>()?;
         let c = &self.climate;
         let doy = self.steps[i].doy;
@@ -1070,7 +1052,7 @@ impl Drivers {
                         "radiation from sunshine needs the station's latitude (station.latitude)",
                     )
                 })?;
-                Some(io::pixel_latitudes(grid, row0, nrows)?)
+                Some(io::window_latitudes(grid, w)?)
             }
             _ => None,
         };
@@ -1100,7 +1082,7 @@ impl Drivers {
             let x: Vec<f64> = ins.iter().map(|p| p.at(0)).collect();
             return Ok(Plane::Uniform(f(&x, 0)));
         }
-        let mut out = vec![0f32; nrows * width];
+        let mut out = vec![0f32; w.len()];
         let mut x = vec![0.0; ins.len()];
         for (px, o) in out.iter_mut().enumerate() {
             for (k, p) in ins.iter().enumerate() {

@@ -1471,6 +1471,25 @@ pub fn grid_centre_latitude(grid: &Grid) -> Result<f64> {
 }
 
 /// Latitude (degrees north) of every pixel centre of rows `row0 .. row0 + nrows`, row-major.
+/// The columns of `w` from values of its whole rows (`width` per row).
+pub fn window_of_rows<T: Copy>(rows: Vec<T>, width: usize, w: &Window) -> Vec<T> {
+    if w.col0 == 0 && w.ncols == width {
+        return rows;
+    }
+    rows.chunks_exact(width)
+        .flat_map(|r| r[w.col0..w.col0 + w.ncols].iter().copied())
+        .collect()
+}
+
+/// Latitude (degrees north) of each pixel centre of `w`.
+pub fn window_latitudes(grid: &Grid, w: &Window) -> Result<Vec<f64>> {
+    Ok(window_of_rows(
+        pixel_latitudes(grid, w.row0, w.nrows)?,
+        grid.width,
+        w,
+    ))
+}
+
 pub fn pixel_latitudes(grid: &Grid, row0: usize, nrows: usize) -> Result<Vec<f64>> {
     let (mut xs, mut ys) = grid.pixel_centres(row0, nrows);
     if grid.spatial_ref()?.is_geographic() {

@@ -165,6 +165,15 @@ impl Zones {
     }
 
     /// Zone ids of rows `row0 .. row0 + nrows` (OUTSIDE where no zone).
+    /// Zone ids of the window `w` (vector zones are rasterized by whole rows, then cut to the window).
+    pub fn read_window(&self, w: &io::Window) -> Result<Vec<i32>> {
+        Ok(io::window_of_rows(
+            self.read_rows(w.row0, w.nrows)?,
+            self.grid.width,
+            w,
+        ))
+    }
+
     pub fn read_rows(&self, row0: usize, nrows: usize) -> Result<Vec<i32>> {
         match &self.source {
             Source::Vector { geoms, burn } => {

@@ -18,8 +18,8 @@ use fill::fill_months;
 
 use crate::error::{Error, Problems, Result};
 use crate::io::{
-    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
-    WriteOptions, TILE,
+    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling, Window,
+    WriteOptions,
 };
 use crate::landcover::{self, Legend};
 use crate::npp::casa::{self, CasaParams, CasaType, TypeParams, WaterMethod};
@@ -707,29 +707,28 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     // monthly outputs; daily drivers are streamed one day at a time.
     let nvars = 6;
     let per_px = 4 * (nmonths * (2 + nvars + 3 * 2) + 16) + 64;
-    let rows =
-        ((job.memory_mb.max(1) * 1024 * 1024 / (per_px * grid.width).max(1)) / TILE).max(1) * TILE;
-    let rows = rows.min(grid.height);
-    progress.start("npp", grid.height as u64);
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = rows.min(grid.height - row0);
-        let npx = nrows * grid.width;
+    let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8;
+    let (rows, cols) =
+        crate::engine::strips::block(grid.width, grid.height, per_px, out_px, job.memory_mb);
+    progress.start("npp", (grid.width * grid.height) as u64);
+    for block in crate::engine::strips::blocks(grid.width, grid.height, rows, cols) {
+        let w = &block;
+        let npx = block.len();
         let mut lc = vec![0i32; npx];
-        lc_reader.read_rows::<i32>(0, row0, nrows, &mut lc)?;
+        lc_reader.read_window::<i32>(0, w, &mut lc)?;
         let mut year_ndvi: Vec<Vec<f32>> = Vec::with_capacity(ndvi_readers.len());
         for r in &ndvi_readers {
             let mut b = vec![0f32; npx];
-            r.read_rows::<f32>(0, row0, nrows, &mut b)?;
+            r.read_window::<f32>(0, w, &mut b)?;
             year_ndvi.push(b);
         }
         let available: Vec<u32> = p.ndvi_files.iter().map(|(m, _)| *m).collect();
         let (ndvi, filled) =
             fill_months(&available, &year_ndvi, job.months, &month_days, year_days);
         drop(year_ndvi);
-        if let Some(w) = filled_writer.as_mut() {
-            w.write_rows(0, row0, filled.clone())?;
-            w.flush()?;
+        if let Some(fw) = filled_writer.as_mut() {
+            fw.write_window(0, w, filled.clone())?;
+            fw.flush()?;
         }
         // Class model per pixel (None = nodata / outside the land-cover map).
         let models: Vec<Option<(usize, &ClassModel)>> = lc
@@ -751,7 +750,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             None => vec![1.0; npx],
             Some((t, z)) => {
                 let zone_ids = match z {
-                    Some(z) => z.read_rows(row0, nrows)?,
+                    Some(z) => z.read_window(w)?,
                     None => vec![OUTSIDE; npx],
                 };
                 let mut cache: BTreeMap<(i32, usize), (f64, Level)> = BTreeMap::new();
@@ -774,25 +773,17 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                         f
                     })
                     .collect();
-                if let Some(w) = factor_writer.as_mut() {
-                    w.write_rows(0, row0, f.iter().map(|v| *v as f32).collect())?;
-                    w.flush()?;
+                if let Some(fw) = factor_writer.as_mut() {
+                    fw.write_window(0, w, f.iter().map(|v| *v as f32).collect())?;
+                    fw.flush()?;
                 }
                 f
             }
         };
         let target = p.corrections.as_ref().map(|c| c.0.target);
         let (results, monthly) = match job.model {
-            NppModel::Casa => strip_casa(&p, &models, &ndvi, &factors, row0, nrows, grid.width)?,
-            NppModel::Mod17 => strip_mod17(
-                &p,
-                &models,
-                &ndvi,
-                (&factors, target),
-                row0,
-                nrows,
-                grid.width,
-            )?,
+            NppModel::Casa => strip_casa(&p, &models, &ndvi, &factors, w)?,
+            NppModel::Mod17 => strip_mod17(&p, &models, &ndvi, (&factors, target), w)?,
         };
         // Write, and accumulate the class summaries in pixel order (deterministic sums).
         let value = |r: &PixelOut, o: &str| -> f64 {
@@ -804,25 +795,30 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 _ => gc_m2_to_tco2_ha(r.npp - r.rh),
             }
         };
-        for (w, o) in writers.iter_mut().zip(outs) {
-            w.write_rows(
+        // Every output's block written and compressed in parallel, one output per worker.
+        crate::engine::write::each_output(&mut writers, |k, ow| {
+            ow.write_window(
                 0,
-                row0,
-                results.iter().map(|r| value(r, o) as f32).collect(),
+                w,
+                results.iter().map(|r| value(r, outs[k]) as f32).collect(),
             )?;
-            w.flush()?;
-        }
-        // The strip's monthly planes move into the writers (no copies).
-        for (w, planes) in monthly_writers.iter_mut().zip(monthly) {
+            ow.flush()
+        })?;
+        // The block's monthly planes move into the writers (no copies).
+        let monthly = std::sync::Mutex::new(monthly.into_iter().map(Some).collect::<Vec<_>>());
+        crate::engine::write::each_output(&mut monthly_writers, |k, ow| {
+            let planes = monthly.lock().expect("monthly planes")[k]
+                .take()
+                .unwrap_or_default();
             for (m, plane) in planes.into_iter().enumerate() {
-                w.write_rows(m, row0, plane)?;
+                ow.write_window(m, w, plane)?;
             }
-            w.flush()?;
-        }
+            ow.flush()
+        })?;
         for (px, (r, m)) in results.iter().zip(&models).enumerate() {
             let Some((ci, _)) = m else { continue };
             let s = &mut summaries[*ci];
-            let area = areas.at(px % grid.width, row0 + px / grid.width);
+            let area = areas.at(block.col0 + px % block.ncols, block.row0 + px / block.ncols);
             s.pixels += 1;
             s.filled_pixel_months += filled[px] as u64;
             s.area_m2 += area;
@@ -836,8 +832,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 *s.sums.entry(o).or_default() += v * area;
             }
         }
-        progress.advance(nrows as u64);
-        row0 += nrows;
+        progress.advance(npx as u64);
     }
     progress.finish();
     let gf = fill::GapFill::builtin()?;
@@ -983,9 +978,9 @@ fn read_steps(
     drivers: &crate::drivers::Drivers,
     var: Var,
     steps: &[usize],
-    (row0, nrows, width): (usize, usize, usize),
+    w: &Window,
 ) -> Result<Vec<Plane>> {
-    drivers.read_steps(var, steps, row0, nrows, width)
+    drivers.read_steps(var, steps, w)
 }
 
 /// CASA over a strip. NPP is proportional to emax, so a correction factor on epsilon max and one on NPP
@@ -995,14 +990,12 @@ fn strip_casa(
     models: &[Option<(usize, &ClassModel)>],
     ndvi: &[Vec<f32>],
     factors: &[f64],
-    row0: usize,
-    nrows: usize,
-    width: usize,
+    w: &Window,
 ) -> Result<StripResult> {
-    let npx = nrows * width;
+    let npx = w.len();
     // All 12 months of temperature (Thornthwaite heat index), the simulated months of the rest.
     let sim = &p.sim_steps;
-    let strip = (row0, nrows, width);
+    let strip = w;
     let all: Vec<usize> = (0..p.drivers.steps.len()).collect();
     // Precipitation, radiation and VPD of the simulated months only, indexed like `sim`; the variables are
     // read (and warped) in parallel.
@@ -1120,11 +1113,9 @@ fn strip_mod17(
     models: &[Option<(usize, &ClassModel)>],
     ndvi: &[Vec<f32>],
     (factors, target): (&[f64], Option<Target>),
-    row0: usize,
-    nrows: usize,
-    width: usize,
+    w: &Window,
 ) -> Result<StripResult> {
-    let npx = nrows * width;
+    let npx = w.len();
     let d = &p.drivers;
     let m0 = p.drivers.steps[p.sim_steps[0]].month;
     let nm = ndvi.len();
@@ -1142,20 +1133,20 @@ fn strip_mod17(
         let s = d.steps[i];
         let k = (s.month - m0) as usize;
         let n = s.days as f64;
-        let tmin = d.read(Var::Tmin, i, row0, nrows, width)?;
-        let tmean = d.read(Var::Tmean, i, row0, nrows, width)?;
-        let vpd = d.read(Var::Vpd, i, row0, nrows, width)?;
+        let tmin = d.read(Var::Tmin, i, w)?;
+        let tmean = d.read(Var::Tmean, i, w)?;
+        let vpd = d.read(Var::Vpd, i, w)?;
         let par = if par_from_srad {
-            d.read(Var::Srad, i, row0, nrows, width)?
+            d.read(Var::Srad, i, w)?
         } else {
-            d.read(Var::Par, i, row0, nrows, width)?
+            d.read(Var::Par, i, w)?
         };
         let par_f = if par_from_srad {
             k17.par_fraction_of_shortwave
         } else {
             1.0
         };
-        let precip = d.read(Var::Precip, i, row0, nrows, width)?;
+        let precip = d.read(Var::Precip, i, w)?;
         month_days[k] += n;
         let nd = &ndvi[k];
         years

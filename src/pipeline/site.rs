@@ -118,7 +118,10 @@ pub fn run_site(job: &SiteJob) -> Result<String> {
         let mut acc = Mod17Year::default();
         let (mut so, mut sm, mut nobs) = (0.0, 0.0, 0usize);
         for (i, s) in d.steps.iter().enumerate() {
-            let get = |v: Var| d.read(v, i, 0, 1, 1).map(|p| p.at(0));
+            let get = |v: Var| {
+                d.read(v, i, &crate::io::Window::rows(0, 1, 1))
+                    .map(|p| p.at(0))
+            };
             let fpar = get(Var::Fpar)?;
             let lai = fp.lai(fpar);
             let (tmin, tmean, vpd) = (get(Var::Tmin)?, get(Var::Tmean)?, get(Var::Vpd)?);
