@@ -1403,7 +1403,9 @@ mod tests {
             ..grid
         };
         d.open(&grid).unwrap();
-        let may = d.read(Var::Srad, 4, 0, 2, grid.width).unwrap();
+        let may = d
+            .read(Var::Srad, 4, &io::Window::rows(0, 2, grid.width))
+            .unwrap();
         assert!((may.at(0) - 14.5).abs() < 0.1, "{}", may.at(0));
         // Further south in May the sun is lower: less radiation.
         assert!(may.at(grid.width) < 0.5 * may.at(0));

@@ -620,6 +620,10 @@ impl GridReader {
             grid.height.to_string(),
             "-r".into(),
             resampling.gdal_name().into(),
+            // GDAL's warp kernel on the command's threads (each pixel is computed on its own: the same values
+            // for any count).
+            "-wo".into(),
+            format!("NUM_THREADS={}", rayon::current_num_threads().max(1)),
         ];
         match resampling {
             // Float64, so that warped values reach the formulas unrounded (indices are rounded once, at the end).

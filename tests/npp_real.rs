@@ -103,10 +103,20 @@ fn cru_climate_rasters_warped_onto_the_colorado_landsat_grid() {
         .unwrap();
     d.open(&grid).unwrap();
     let centre = 30 * 61 + 30;
-    let t_jan = d.read(Var::Tmean, 0, 0, 61, 61).unwrap().at(centre);
-    let t_jul = d.read(Var::Tmean, 6, 0, 61, 61).unwrap().at(centre);
+    let t_jan = d
+        .read(Var::Tmean, 0, &carbonmap::io::Window::rows(0, 61, 61))
+        .unwrap()
+        .at(centre);
+    let t_jul = d
+        .read(Var::Tmean, 6, &carbonmap::io::Window::rows(0, 61, 61))
+        .unwrap()
+        .at(centre);
     let p: Vec<f64> = (0..12)
-        .map(|m| d.read(Var::Precip, m, 0, 61, 61).unwrap().at(centre))
+        .map(|m| {
+            d.read(Var::Precip, m, &carbonmap::io::Window::rows(0, 61, 61))
+                .unwrap()
+                .at(centre)
+        })
         .collect();
     // SOURCE.txt, checked at this site: T January -10 C, July 15 C; precipitation 34-55 mm per month
     // (bilinear weights of the 10' cells around the scene allow a degree or a few mm either way).

@@ -392,7 +392,7 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
         .into_iter()
         .filter(|f| f.ends_with(".tif"))
         .count();
-    assert_eq!(tifs, 1);
+    assert_eq!(tifs, 2, "one NDVI composite and its clear-observation count");
 
     // The same stack recognised from the folder (LEDAPS scene-id file names) gives the same pixels.
     let out2 = tmp.path().join("out2");
