@@ -392,20 +392,24 @@ fn colorado_landsat_monthly_ndvi_with_clear_counts() {
         .into_iter()
         .filter(|f| f.ends_with(".tif"))
         .count();
-    assert_eq!(tifs, 2, "one NDVI composite and its clear-observation count");
+    assert_eq!(
+        tifs, 2,
+        "one NDVI composite and its clear-observation count"
+    );
 
     // The same stack recognised from the folder (LEDAPS scene-id file names) gives the same pixels.
     let out2 = tmp.path().join("out2");
     monthly_ndvi(&lsts, &out2);
     for f in &outputs {
-        for b in [1, 2] {
-            let (x, _, _) = read_band(&out.join(f), b);
-            let (y, _, _) = read_band(&out2.join(f), b);
+        // The composite and its clear-observation count.
+        for g in [f.clone(), f.replace("NDVI_", "clear_observations_")] {
+            let (x, _, _) = read_band(&out.join(&g), 1);
+            let (y, _, _) = read_band(&out2.join(&g), 1);
             assert!(
                 x.iter()
                     .zip(&y)
                     .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())),
-                "{f} band {b}"
+                "{g}"
             );
         }
     }
