@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
+mod coarse;
+
 use crate::climate::ClimateConstants;
 use crate::error::{Error, Problems, Result};
 use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};
@@ -466,6 +468,8 @@ struct RasterDriver {
     nodata: Option<f64>,
     /// Behind a lock: the variables of a strip are read in parallel, each reader by one thread at a time.
     reader: Option<std::sync::Mutex<GridReader>>,
+    /// Or, for a coarse raster, its values over the grid in memory, interpolated in the kernel.
+    coarse: Option<coarse::Coarse>,
 }
 
 impl RasterDriver {
@@ -705,6 +709,7 @@ impl Drivers {
                     offset: spec.offset.or(b.offset).unwrap_or(0.0),
                     nodata: b.nodata,
                     reader: None,
+                    coarse: None,
                 },
             );
         }
@@ -964,6 +969,11 @@ impl Drivers {
         self.grid = Some(grid.clone());
         let n = self.steps.len();
         for (v, r) in self.rasters.iter_mut() {
+            let numbers: Vec<usize> = (0..n).map(|i| r.first_band + i).collect();
+            r.coarse = coarse::Coarse::load(&r.path, &r.grid, &numbers, r.nodata, grid)?;
+            if r.coarse.is_some() {
+                continue;
+            }
             let bands: Vec<BandRequest> = (0..n)
                 .map(|i| BandRequest {
                     index: r.first_band + i,
@@ -982,7 +992,6 @@ impl Drivers {
         Ok(())
     }
 
-    /// Values of `var` at step `i` over the window `w` of the grid, derivations applied.
     /// `read` for the steps `steps` of `var`: a raster variable's steps are read in one call (its file warped
     /// once per chunk for all of them); other variables step by step.
     pub fn read_steps(&self, var: Var, steps: &[usize], w: &io::Window) -> Result<Vec<Plane>> {
@@ -993,13 +1002,9 @@ impl Drivers {
         else {
             return steps.iter().map(|&i| self.read(var, i, w)).collect();
         };
-        let reader = r.reader.as_ref().expect("Drivers::open was called");
         let n = w.len();
         let mut buf = vec![0f32; n * steps.len()];
-        reader
-            .lock()
-            .expect("driver reader lock")
-            .read_bands_f32(steps, w, &mut buf)?;
+        self.stored(r, steps, w, &mut buf)?;
         Ok(steps
             .iter()
             .zip(buf.chunks_exact_mut(n))
@@ -1014,18 +1019,40 @@ impl Drivers {
             .collect())
     }
 
+    /// Stored values of `steps` of raster driver `r` over `w`, step after step into `buf`: interpolated in the
+    /// kernel (coarse rasters) or warped by GDAL.
+    fn stored(
+        &self,
+        r: &RasterDriver,
+        steps: &[usize],
+        w: &io::Window,
+        buf: &mut [f32],
+    ) -> Result<()> {
+        if let Some(c) = &r.coarse {
+            let grid = self.grid.as_ref().expect("Drivers::open was called");
+            let pos = c.positions(grid, w)?;
+            for (&i, plane) in steps.iter().zip(buf.chunks_exact_mut(w.len())) {
+                c.sample(i, &pos, plane);
+            }
+            return Ok(());
+        }
+        let reader = r.reader.as_ref().expect("Drivers::open was called");
+        let reader = reader.lock().expect("driver reader lock");
+        if steps.len() == 1 {
+            return reader.read_window::<f32>(steps[0], w, buf);
+        }
+        reader.read_bands_f32(steps, w, buf)
+    }
+
+    /// Values of `var` at step `i` over the window `w` of the grid, derivations applied.
     pub fn read(&self, var: Var, i: usize, w: &io::Window) -> Result<Plane> {
         if let Some(v) = self.station.get(&var) {
             return Ok(Plane::Uniform(v[i]));
         }
         let days = self.steps[i].days as f64;
         if let Some(r) = self.rasters.get(&var) {
-            let reader = r.reader.as_ref().expect("Drivers::open was called");
             let mut buf = vec![0f32; w.len()];
-            reader
-                .lock()
-                .expect("driver reader lock")
-                .read_window::<f32>(i, w, &mut buf)?;
+            self.stored(r, &[i], w, &mut buf)?;
             let conv = r.conversion(var);
             for x in buf.iter_mut() {
                 *x = r.value(conv, *x, days, &self.climate);

@@ -1,0 +1,197 @@
+//! Coarse climate rasters (a few kilometres or more per pixel, on any CRS) interpolated bilinearly in the
+//! kernel instead of warped by GDAL onto every analysis pixel: the part of the raster over the grid is held in
+//! memory (all steps), each analysis pixel's position in it is found by transforming a mesh of points (every
+//! `MESH` pixels) and interpolating between them, and the value is GDAL's bilinear rule: the four nearest
+//! source pixel centres weighted by distance, source no-data and pixels beyond the raster's edge left out and
+//! the weights renormalised, no value where none of the four has one or the pixel lies outside the raster.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::io::{self, Grid, Window};
+
+/// Analysis pixels between transformed mesh points (positions are interpolated linearly in between: the
+/// error is far below a hundredth of a source pixel for the map projections of a region).
+const MESH: usize = 16;
+/// Interpolate in the kernel only when a source pixel spans at least this many analysis pixels each way...
+const MIN_PIXEL_RATIO: f64 = 4.0;
+/// ...and the source window over the grid (all steps) fits in this many bytes; otherwise GDAL warps.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// The part of a driver raster over the analysis grid, every step, in memory.
+pub struct Coarse {
+    /// Geotransform of the window held (north-up).
+    gt: [f64; 6],
+    crs_wkt: String,
+    /// Window size and the window's offset in the whole raster, and the whole raster's size.
+    ncols: usize,
+    nrows: usize,
+    off: (usize, usize),
+    full: (usize, usize),
+    /// Stored values per step, row by row; NaN where the file has no data.
+    data: Vec<Vec<f32>>,
+}
+
+impl Coarse {
+    /// Load `bands` of `path` (whose own grid is `own`) over `grid`, or None when GDAL should warp instead
+    /// (fine rasters, rotated ones, or too large a window).
+    pub fn load(
+        path: &Path,
+        own: &Grid,
+        bands: &[usize],
+        nodata: Option<f64>,
+        grid: &Grid,
+    ) -> Result<Option<Coarse>> {
+        if own.gt[2] != 0.0 || own.gt[4] != 0.0 || grid.gt[2] != 0.0 || grid.gt[4] != 0.0 {
+            return Ok(None);
+        }
+        let [xmin, ymin, xmax, ymax] =
+            io::transform_bounds(&grid.crs_wkt, &own.crs_wkt, grid.bounds())?;
+        let (dx, dy) = (own.gt[1], -own.gt[5]);
+        // Source pixels across the grid's extent against analysis pixels across it.
+        let src_across = ((xmax - xmin) / dx).max((ymax - ymin) / dy);
+        if src_across * MIN_PIXEL_RATIO > grid.width.max(grid.height) as f64 {
+            return Ok(None);
+        }
+        let c0 = (((xmin - own.gt[0]) / dx).floor() as i64 - 2).max(0) as usize;
+        let c1 = ((((xmax - own.gt[0]) / dx).ceil() as i64 + 2).max(0) as usize).min(own.width);
+        let r0 = (((own.gt[3] - ymax) / dy).floor() as i64 - 2).max(0) as usize;
+        let r1 = ((((own.gt[3] - ymin) / dy).ceil() as i64 + 2).max(0) as usize).min(own.height);
+        if c1 <= c0 || r1 <= r0 || (c1 - c0) * (r1 - r0) * bands.len() * 4 > MAX_BYTES {
+            return Ok(None);
+        }
+        let (ncols, nrows) = (c1 - c0, r1 - r0);
+        let ds = io::open(path)?;
+        let mut data = Vec::with_capacity(bands.len());
+        for &b in bands {
+            let band = ds.rasterband(b).map_err(|e| {
+                Error::band(path, &format!("band {b}"), format!("cannot be opened: {e}"))
+            })?;
+            let mut v = vec![0f32; ncols * nrows];
+            band.read_into_slice::<f32>(
+                (c0 as isize, r0 as isize),
+                (ncols, nrows),
+                (ncols, nrows),
+                &mut v,
+                None,
+            )
+            .map_err(|e| Error::band(path, &format!("band {b}"), format!("read failed: {e}")))?;
+            if let Some(nd) = nodata {
+                for x in v.iter_mut().filter(|x| **x as f64 == nd) {
+                    *x = f32::NAN;
+                }
+            }
+            data.push(v);
+        }
+        let mut gt = own.gt;
+        gt[0] += c0 as f64 * dx;
+        gt[3] -= r0 as f64 * dy;
+        Ok(Some(Coarse {
+            gt,
+            crs_wkt: own.crs_wkt.clone(),
+            ncols,
+            nrows,
+            off: (c0, r0),
+            full: (own.width, own.height),
+            data,
+        }))
+    }
+
+    /// Each pixel of `w` (of `grid`) as a continuous (column, row) position in the window held.
+    pub fn positions(&self, grid: &Grid, w: &Window) -> Result<Vec<(f64, f64)>> {
+        let nodes = |n: usize| -> Vec<usize> {
+            let mut v: Vec<usize> = (0..n).step_by(MESH).collect();
+            if *v.last().unwrap() != n - 1 {
+                v.push(n - 1);
+            }
+            v
+        };
+        let (mc, mr) = (nodes(w.ncols), nodes(w.nrows));
+        let mut xs = Vec::with_capacity(mc.len() * mr.len());
+        let mut ys = Vec::with_capacity(xs.capacity());
+        for &r in &mr {
+            for &c in &mc {
+                xs.push(grid.gt[0] + (w.col0 + c) as f64 * grid.gt[1] + 0.5 * grid.gt[1]);
+                ys.push(grid.gt[3] + (w.row0 + r) as f64 * grid.gt[5] + 0.5 * grid.gt[5]);
+            }
+        }
+        if !io::same_crs(&grid.crs_wkt, &self.crs_wkt) {
+            io::transform_points(&grid.crs_wkt, &self.crs_wkt, &mut xs, &mut ys)?;
+        }
+        let uv: Vec<(f64, f64)> = xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| ((x - self.gt[0]) / self.gt[1], (y - self.gt[3]) / self.gt[5]))
+            .collect();
+        // Linear between mesh nodes along both axes.
+        let span = |nodes: &[usize], i: usize| -> (usize, f64) {
+            let k = nodes
+                .partition_point(|&n| n <= i)
+                .saturating_sub(1)
+                .min(nodes.len().saturating_sub(2));
+            if nodes.len() == 1 {
+                return (0, 0.0);
+            }
+            (k, (i - nodes[k]) as f64 / (nodes[k + 1] - nodes[k]) as f64)
+        };
+        let at = |k: usize, j: usize| uv[k * mc.len() + j];
+        let mut out = Vec::with_capacity(w.len());
+        for r in 0..w.nrows {
+            let (kr, fr) = span(&mr, r);
+            let kr1 = (kr + 1).min(mr.len() - 1);
+            for c in 0..w.ncols {
+                let (kc, fc) = span(&mc, c);
+                let kc1 = (kc + 1).min(mc.len() - 1);
+                let lerp = |a: (f64, f64), b: (f64, f64), f: f64| {
+                    (a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f)
+                };
+                let top = lerp(at(kr, kc), at(kr, kc1), fc);
+                let bottom = lerp(at(kr1, kc), at(kr1, kc1), fc);
+                out.push(lerp(top, bottom, fr));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bilinear values of step `k` at `positions` (stored values; NaN where none).
+    pub fn sample(&self, k: usize, positions: &[(f64, f64)], out: &mut [f32]) {
+        let data = &self.data[k];
+        for (o, &(u, v)) in out.iter_mut().zip(positions) {
+            *o = self.bilinear(data, u, v);
+        }
+    }
+
+    #[inline]
+    fn bilinear(&self, data: &[f32], u: f64, v: f64) -> f32 {
+        // Outside the whole raster: no value (positions are relative to the window held).
+        let (fu, fv) = (u + self.off.0 as f64, v + self.off.1 as f64);
+        if fu < 0.0 || fv < 0.0 || fu > self.full.0 as f64 || fv > self.full.1 as f64 {
+            return f32::NAN;
+        }
+        let (x, y) = (u - 0.5, v - 0.5);
+        let (i0, j0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - i0, y - j0);
+        let (mut acc, mut wsum) = (0.0f64, 0.0f64);
+        for (di, dj, w) in [
+            (0, 0, (1.0 - fx) * (1.0 - fy)),
+            (1, 0, fx * (1.0 - fy)),
+            (0, 1, (1.0 - fx) * fy),
+            (1, 1, fx * fy),
+        ] {
+            let (i, j) = (i0 as i64 + di, j0 as i64 + dj);
+            if i < 0 || j < 0 || i as usize >= self.ncols || j as usize >= self.nrows || w == 0.0 {
+                continue;
+            }
+            let val = data[j as usize * self.ncols + i as usize];
+            if !val.is_nan() {
+                acc += w * val as f64;
+                wsum += w;
+            }
+        }
+        if wsum < 1e-5 {
+            f32::NAN
+        } else {
+            (acc / wsum) as f32
+        }
+    }
+}
