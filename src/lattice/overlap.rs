@@ -120,6 +120,23 @@ impl StripOverlap {
     }
 }
 
+/// Transform points in place; points that cannot be transformed become NaN (their pixels get a NaN area).
+fn transform_or_nan(from: &str, to: &str, xs: &mut [f64], ys: &mut [f64]) {
+    // A failed batch may have transformed some points in place: retry each from its original.
+    let original: Vec<(f64, f64)> = xs.iter().copied().zip(ys.iter().copied()).collect();
+    if io::transform_points(from, to, xs, ys).is_ok() {
+        return;
+    }
+    for ((x, y), (ox, oy)) in xs.iter_mut().zip(ys.iter_mut()).zip(original) {
+        let (mut px, mut py) = ([ox], [oy]);
+        (*x, *y) = if io::transform_points(from, to, &mut px, &mut py).is_ok() {
+            (px[0], py[0])
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+    }
+}
+
 /// Walks the pixels of `walker` strip by strip and yields their overlaps with the lattice.
 pub struct Overlapper {
     pub space: CellSpace,
@@ -150,32 +167,14 @@ impl Overlapper {
             }
         }
         if !self.same_crs {
-            // Points that cannot be transformed come back as inf/NaN; their pixels get a NaN area.
-            if io::transform_points(
-                &self.walker.crs_wkt,
-                &self.space.grid.crs_wkt,
-                &mut xs,
-                &mut ys,
-            )
-            .is_err()
-            {
-                for (x, y) in xs.iter_mut().zip(ys.iter_mut()) {
-                    let mut px = [*x];
-                    let mut py = [*y];
-                    if io::transform_points(
-                        &self.walker.crs_wkt,
-                        &self.space.grid.crs_wkt,
-                        &mut px,
-                        &mut py,
-                    )
-                    .is_ok()
-                    {
-                        (*x, *y) = (px[0], py[0]);
-                    } else {
-                        (*x, *y) = (f64::NAN, f64::NAN);
-                    }
-                }
-            }
+            // In parallel chunks of corner rows, each with its own transformation (PROJ objects are not
+            // shared between threads); every point is transformed on its own, so the result is the same.
+            let chunk = (w + 1) * 16;
+            xs.par_chunks_mut(chunk)
+                .zip(ys.par_chunks_mut(chunk))
+                .for_each(|(xs, ys)| {
+                    transform_or_nan(&self.walker.crs_wkt, &self.space.grid.crs_wkt, xs, ys)
+                });
         }
         let pts: Vec<(f64, f64)> = xs
             .iter()
