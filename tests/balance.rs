@@ -83,7 +83,7 @@ fn pixels_straddling_cell_borders_are_split_by_area() {
     // p3 sticks 5 m out of the lattice: 100 of the sink's 1200 m2 = 8.33 % is uncovered.
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(
-        err.contains("8.33% (0.01 ha) of the sink raster's area lies outside"),
+        err.contains("8.33% (100.00 m2) of the sink raster's area lies outside"),
         "{err}"
     );
 

@@ -618,9 +618,13 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     };
     if uncovered_fraction > 1e-9 {
         let msg = format!(
-            "{} ({:.2} ha) of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
+            "{} ({}) of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
             percent(uncovered_fraction),
-            area_uncovered / 1e4,
+            if area_uncovered >= 1e4 {
+                format!("{:.2} ha", area_uncovered / 1e4)
+            } else {
+                format!("{area_uncovered:.2} m2")
+            },
             lat.path.display()
         );
         progress.warn(&msg);
