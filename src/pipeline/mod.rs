@@ -227,7 +227,6 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
     } = &prep;
     let mut warnings = Vec::new();
     let per_date = job.period == PeriodSpec::Date;
-
     let mut plans = Vec::new();
     for (ii, c) in compiled.iter().enumerate() {
         for (pi, p) in periods.iter().enumerate() {
@@ -277,53 +276,10 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         pass_indices.sort_unstable();
         pass_indices.dedup();
 
-        let mut writers = Vec::with_capacity(pass.len());
-        for o in pass {
-            let c = &compiled[o.index];
-            let p = &periods[o.period];
-            let bands: Vec<OutBand> = if per_date {
-                vec![OutBand {
-                    description: c.def.name.clone(),
-                    unit: c.def.unit.clone(),
-                }]
-            } else {
-                job.stats
-                    .iter()
-                    .map(|s| OutBand {
-                        description: format!("{} {}", c.def.name, s.name()),
-                        unit: s.unit(&c.def.unit),
-                    })
-                    .collect()
-            };
-            let mut md = base.clone();
-            md.insert("INDEX".into(), c.def.name.clone());
-            md.insert("INDEX_LONG_NAME".into(), c.def.long_name.clone());
-            md.insert("INDEX_FORMULA".into(), c.def.formula.clone());
-            md.insert("INDEX_CITATION".into(), c.def.citation.clone());
-            md.insert("INDEX_UNITS".into(), c.def.unit.clone());
-            md.insert(
-                "INDEX_CONSTANTS".into(),
-                c.constants
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            md.insert("PERIOD".into(), p.label.clone());
-            md.insert("PERIOD_START".into(), p.start.to_string());
-            md.insert("PERIOD_END".into(), p.end.to_string());
-            md.insert(
-                "ACQUISITIONS".into(),
-                p.members
-                    .iter()
-                    .map(|&s| stack.scenes[s].date.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            writers.push(RasterWriter::create::<f32>(
-                &o.path, grid, &bands, None, &md, &job.write,
-            )?);
-        }
+        let mut writers = pass
+            .iter()
+            .map(|o| index_writer(&prep, job, &base, o))
+            .collect::<Result<Vec<_>>>()?;
 
         // The clear-observation count, once per period (in the first pass).
         if pass_no == 0 {
@@ -333,48 +289,16 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         }
         let n_index_outputs = pass.len();
 
-        // Strip height from the memory budget. Per pixel of a row: the values of every pass index for every
-        // needed scene (f32) and their clear flags (1 byte), every scene's reflectance planes (f32) and clear
-        // flag, a gap-fill copy of one index's series (f32), and per worker one output's composite bands and
-        // count (f32 / u32, twice while transposing).
-        let nstat = if per_date { 1 } else { job.stats.len() };
-        let per_px = pass_indices.len() * needed.len() * 5
-            + letters.len() * needed.len() * 8
-            + if job.gap_fill { needed.len() * 4 } else { 0 }
-            + needed.len()
-            + rayon::current_num_threads() * (nstat * 2 + 1) * 4;
-        let (rows, cols) =
-            crate::engine::strips::block(grid.width, grid.height, per_px, nstat * 4, job.memory_mb);
+        let (rows, cols) = block_size(&prep, job, pass_indices.len(), needed.len());
 
-        // Each output's period members as positions in the strip's scene axis (computed once per pass).
+        // Each output's and each period's members as positions in the block's scene axis.
         let pass_members: Vec<Vec<usize>> = pass
             .iter()
-            .map(|o| {
-                periods[o.period]
-                    .members
-                    .iter()
-                    .map(|s| {
-                        needed
-                            .iter()
-                            .position(|n| n == s)
-                            .expect("members are needed scenes")
-                    })
-                    .collect()
-            })
+            .map(|o| positions_in(&needed, &periods[o.period].members))
             .collect();
         let period_members: Vec<Vec<usize>> = periods
             .iter()
-            .map(|p| {
-                p.members
-                    .iter()
-                    .map(|s| {
-                        needed
-                            .iter()
-                            .position(|n| n == s)
-                            .expect("members are needed scenes")
-                    })
-                    .collect()
-            })
+            .map(|p| positions_in(&needed, &p.members))
             .collect();
         let mut clear_obs = vec![0u64; pass.len()];
         let mut with_data = vec![0u64; pass.len()];
@@ -434,26 +358,12 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
             .zip(clear_obs.into_iter().zip(with_data))
         {
             pending.push(w.finish()?);
-            let p = &periods[o.period];
-            let total = (p.members.len() * grid.width * grid.height) as f64;
-            if !p.members.is_empty() && obs == 0 {
-                let msg = format!(
-                    "{} {}: no clear observation at any pixel in {} acquisition(s) (all cloud or no data); the composite is NaN",
-                    compiled[o.index].def.name,
-                    p.label,
-                    p.members.len()
-                );
+            let (record, warning) = output_record(&prep, o, obs, wd);
+            if let Some(msg) = warning {
                 progress.warn(&msg);
                 warnings.push(msg);
             }
-            records.push(OutputRecord {
-                index: compiled[o.index].def.name.clone(),
-                period: p.label.clone(),
-                path: o.path.clone(),
-                acquisitions: p.members.len(),
-                clear_fraction: if total > 0.0 { obs as f64 / total } else { 0.0 },
-                pixels_with_data: wd,
-            });
+            records.push(record);
         }
     }
     progress.finish();
@@ -467,6 +377,123 @@ pub fn run_indices(job: &IndicesJob, progress: &dyn Progress) -> Result<IndicesS
         outputs: records,
         warnings,
     })
+}
+
+/// The writer of one index x period output: one band per statistic (or the value, per date), with the index's
+/// formula, constants, citation and the period's acquisitions in its metadata.
+fn index_writer(
+    prep: &Prepared,
+    job: &IndicesJob,
+    base: &BTreeMap<String, String>,
+    o: &OutputPlan,
+) -> Result<RasterWriter> {
+    let c = &prep.compiled[o.index];
+    let p = &prep.periods[o.period];
+    let bands: Vec<OutBand> = if job.period == PeriodSpec::Date {
+        vec![OutBand {
+            description: c.def.name.clone(),
+            unit: c.def.unit.clone(),
+        }]
+    } else {
+        job.stats
+            .iter()
+            .map(|s| OutBand {
+                description: format!("{} {}", c.def.name, s.name()),
+                unit: s.unit(&c.def.unit),
+            })
+            .collect()
+    };
+    let mut md = base.clone();
+    md.insert("INDEX".into(), c.def.name.clone());
+    md.insert("INDEX_LONG_NAME".into(), c.def.long_name.clone());
+    md.insert("INDEX_FORMULA".into(), c.def.formula.clone());
+    md.insert("INDEX_CITATION".into(), c.def.citation.clone());
+    md.insert("INDEX_UNITS".into(), c.def.unit.clone());
+    md.insert(
+        "INDEX_CONSTANTS".into(),
+        c.constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    md.insert("PERIOD".into(), p.label.clone());
+    md.insert("PERIOD_START".into(), p.start.to_string());
+    md.insert("PERIOD_END".into(), p.end.to_string());
+    md.insert(
+        "ACQUISITIONS".into(),
+        p.members
+            .iter()
+            .map(|&s| prep.stack.scenes[s].date.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    RasterWriter::create::<f32>(&o.path, &prep.grid, &bands, None, &md, &job.write)
+}
+
+/// Block size for the memory budget. Per pixel: the values of every pass index for every needed scene (f32)
+/// and their clear flags (1 byte), every scene's reflectance planes (f64) and clear flag, a gap-fill copy of one
+/// index's series (f32), and per worker one output's composite bands and count (f32 / u32, twice while
+/// transposing).
+fn block_size(
+    prep: &Prepared,
+    job: &IndicesJob,
+    n_indices: usize,
+    n_scenes: usize,
+) -> (usize, usize) {
+    let nstat = if job.period == PeriodSpec::Date {
+        1
+    } else {
+        job.stats.len()
+    };
+    let per_px = n_indices * n_scenes * 5
+        + prep.letters.len() * n_scenes * 8
+        + if job.gap_fill { n_scenes * 4 } else { 0 }
+        + n_scenes
+        + rayon::current_num_threads() * (nstat * 2 + 1) * 4;
+    let grid = &prep.grid;
+    crate::engine::strips::block(grid.width, grid.height, per_px, nstat * 4, job.memory_mb)
+}
+
+/// Positions of the scenes `members` among the scenes read (`needed`).
+fn positions_in(needed: &[usize], members: &[usize]) -> Vec<usize> {
+    members
+        .iter()
+        .map(|s| {
+            needed
+                .iter()
+                .position(|n| n == s)
+                .expect("members are needed scenes")
+        })
+        .collect()
+}
+
+/// The summary row of a finished output, and a warning when its period had acquisitions but no clear one.
+fn output_record(
+    prep: &Prepared,
+    o: &OutputPlan,
+    obs: u64,
+    with_data: u64,
+) -> (OutputRecord, Option<String>) {
+    let p = &prep.periods[o.period];
+    let name = &prep.compiled[o.index].def.name;
+    let total = (p.members.len() * prep.grid.width * prep.grid.height) as f64;
+    let warning = (!p.members.is_empty() && obs == 0).then(|| {
+        format!(
+            "{name} {}: no clear observation at any pixel in {} acquisition(s) (all cloud or no data); the composite is NaN",
+            p.label,
+            p.members.len()
+        )
+    });
+    let record = OutputRecord {
+        index: name.clone(),
+        period: p.label.clone(),
+        path: o.path.clone(),
+        acquisitions: p.members.len(),
+        clear_fraction: if total > 0.0 { obs as f64 / total } else { 0.0 },
+        pixels_with_data: with_data,
+    };
+    (record, warning)
 }
 
 /// Index values of rows `row0 .. row0 + nrows` for every reader's scene: `values[k][s * npx + px]` for the
