@@ -782,7 +782,9 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         };
         let target = p.corrections.as_ref().map(|c| c.0.target);
         let (results, monthly) = match job.model {
-            NppModel::Casa => strip_casa(&p, &models, &ndvi, &factors, w)?,
+            NppModel::Casa => {
+                strip_casa(&p, &models, &ndvi, &factors, w, !monthly_writers.is_empty())?
+            }
             NppModel::Mod17 => strip_mod17(&p, &models, &ndvi, (&factors, target), w)?,
         };
         // Write, and accumulate the class summaries in pixel order (deterministic sums).
@@ -991,6 +993,7 @@ fn strip_casa(
     ndvi: &[Vec<f32>],
     factors: &[f64],
     w: &Window,
+    want_monthly: bool,
 ) -> Result<StripResult> {
     let npx = w.len();
     // All 12 months of temperature (Thornthwaite heat index), the simulated months of the rest.
@@ -1025,63 +1028,91 @@ fn strip_casa(
     let (casa_p, rh_p) = (&p.casa, &p.rh);
     let per_px: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
         .into_par_iter()
-        .map(|px| {
-            let nan = (
-                PixelOut {
-                    gpp: f64::NAN,
-                    npp: f64::NAN,
-                    rh: f64::NAN,
-                },
-                vec![[f32::NAN; 3]; sim.len()],
-            );
-            let Some((_, m)) = models[px] else { return nan };
-            let temps: Vec<f64> = t.iter().map(|pl| pl.at(px)).collect();
-            let rh_m: Vec<f64> = sim
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| rh_p.monthly(temps[i], pr[k].at(px)))
-                .collect();
-            let rh_sum: f64 = rh_m.iter().sum();
-            match m {
-                ClassModel::Zero => (
-                    PixelOut {
-                        gpp: 0.0,
-                        npp: 0.0,
-                        rh: 0.0,
-                    },
-                    vec![[0.0; 3]; sim.len()],
-                ),
-                ClassModel::Mod17(_) => unreachable!(),
-                ClassModel::Casa { t: ct, m17 } => {
-                    let nd: Vec<f64> = (0..sim.len()).map(|k| ndvi[k][px] as f64).collect();
-                    let sim_t: Vec<f64> = sim.iter().map(|&i| temps[i]).collect();
-                    let topt = casa::topt(&nd, &sim_t);
-                    let (hi, ha) = casa_p.thornthwaite_index(&temps);
-                    let mut npp = 0.0;
-                    let mut monthly = Vec::with_capacity(sim.len());
-                    for (k, &i) in sim.iter().enumerate() {
-                        let we = match (&vpd, m17) {
-                            (Some(v), Some(c)) => c.f_vpd(v[k].at(px)),
-                            _ => casa_p.we_zhou_zhang(temps[i], pr[k].at(px), hi, ha),
-                        };
-                        // SOL: the month's total, MJ m-2 month-1.
-                        let mo =
-                            casa_p.month(ct, nd[k], sol[k].at(px) * days[i], temps[i], topt, we);
-                        let npp_m = mo.npp * factors[px];
-                        npp += npp_m;
-                        monthly.push([npp_m as f32, rh_m[k] as f32, (npp_m - rh_m[k]) as f32]);
+        .map_init(
+            // Per-worker scratch series (no allocation per pixel).
+            || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+            |(temps, rh_m, nd, sim_t): &mut (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>), px| {
+                let months = |v: [f32; 3]| {
+                    if want_monthly {
+                        vec![v; sim.len()]
+                    } else {
+                        Vec::new()
                     }
-                    (
+                };
+                let nan = (
+                    PixelOut {
+                        gpp: f64::NAN,
+                        npp: f64::NAN,
+                        rh: f64::NAN,
+                    },
+                    months([f32::NAN; 3]),
+                );
+                let Some((_, m)) = models[px] else { return nan };
+                temps.clear();
+                temps.extend(t.iter().map(|pl| pl.at(px)));
+                rh_m.clear();
+                rh_m.extend(
+                    sim.iter()
+                        .enumerate()
+                        .map(|(k, &i)| rh_p.monthly(temps[i], pr[k].at(px))),
+                );
+                let rh_sum: f64 = rh_m.iter().sum();
+                match m {
+                    ClassModel::Zero => (
                         PixelOut {
-                            gpp: f64::NAN,
-                            npp,
-                            rh: rh_sum,
+                            gpp: 0.0,
+                            npp: 0.0,
+                            rh: 0.0,
                         },
-                        monthly,
-                    )
+                        months([0.0; 3]),
+                    ),
+                    ClassModel::Mod17(_) => unreachable!(),
+                    ClassModel::Casa { t: ct, m17 } => {
+                        nd.clear();
+                        nd.extend((0..sim.len()).map(|k| ndvi[k][px] as f64));
+                        sim_t.clear();
+                        sim_t.extend(sim.iter().map(|&i| temps[i]));
+                        let topt = casa::topt(nd, sim_t);
+                        let (hi, ha) = casa_p.thornthwaite_index(temps);
+                        let mut npp = 0.0;
+                        let mut monthly =
+                            Vec::with_capacity(if want_monthly { sim.len() } else { 0 });
+                        for (k, &i) in sim.iter().enumerate() {
+                            let we = match (&vpd, m17) {
+                                (Some(v), Some(c)) => c.f_vpd(v[k].at(px)),
+                                _ => casa_p.we_zhou_zhang(temps[i], pr[k].at(px), hi, ha),
+                            };
+                            // SOL: the month's total, MJ m-2 month-1.
+                            let mo = casa_p.month(
+                                ct,
+                                nd[k],
+                                sol[k].at(px) * days[i],
+                                temps[i],
+                                topt,
+                                we,
+                            );
+                            let npp_m = mo.npp * factors[px];
+                            npp += npp_m;
+                            if want_monthly {
+                                monthly.push([
+                                    npp_m as f32,
+                                    rh_m[k] as f32,
+                                    (npp_m - rh_m[k]) as f32,
+                                ]);
+                            }
+                        }
+                        (
+                            PixelOut {
+                                gpp: f64::NAN,
+                                npp,
+                                rh: rh_sum,
+                            },
+                            monthly,
+                        )
+                    }
                 }
-            }
-        })
+            },
+        )
         .collect();
     Ok(split_monthly(per_px, sim.len(), &[0, 1, 2]))
 }
