@@ -417,18 +417,21 @@ fn index_writer(
             .collect::<Vec<_>>()
             .join(","),
     );
+    period_metadata(&mut md, prep, p);
+    RasterWriter::create::<f32>(&o.path, &prep.grid, &bands, None, &md, &job.write)
+}
+
+/// The period's label, dates and acquisitions as metadata tags.
+fn period_metadata(md: &mut BTreeMap<String, String>, prep: &Prepared, p: &Period) {
     md.insert("PERIOD".into(), p.label.clone());
     md.insert("PERIOD_START".into(), p.start.to_string());
     md.insert("PERIOD_END".into(), p.end.to_string());
-    md.insert(
-        "ACQUISITIONS".into(),
-        p.members
-            .iter()
-            .map(|&s| prep.stack.scenes[s].date.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    RasterWriter::create::<f32>(&o.path, &prep.grid, &bands, None, &md, &job.write)
+    let dates: Vec<String> = p
+        .members
+        .iter()
+        .map(|&s| prep.stack.scenes[s].date.to_string())
+        .collect();
+    md.insert("ACQUISITIONS".into(), dates.join(","));
 }
 
 /// Block size for the memory budget. Per pixel: the values of every pass index for every needed scene (f32)
@@ -564,17 +567,7 @@ fn count_writer(
     md.insert("QUANTITY".into(), "clear observations".into());
     md.insert("UNITS".into(), "count".into());
     md.insert("BANDS_READ".into(), prep.letters.join(","));
-    md.insert("PERIOD".into(), p.label.clone());
-    md.insert("PERIOD_START".into(), p.start.to_string());
-    md.insert("PERIOD_END".into(), p.end.to_string());
-    md.insert(
-        "ACQUISITIONS".into(),
-        p.members
-            .iter()
-            .map(|&s| prep.stack.scenes[s].date.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    period_metadata(&mut md, prep, p);
     RasterWriter::create::<u16>(
         &job.out_dir
             .join(format!("clear_observations_{}.tif", p.label)),
