@@ -1030,9 +1030,9 @@ impl Drivers {
     ) -> Result<()> {
         if let Some(c) = &r.coarse {
             let grid = self.grid.as_ref().expect("Drivers::open was called");
-            let pos = c.positions(grid, w)?;
+            let stencil = c.stencil(&c.positions(grid, w)?);
             for (&i, plane) in steps.iter().zip(buf.chunks_exact_mut(w.len())) {
-                c.sample(i, &pos, plane);
+                c.sample(i, &stencil, plane);
             }
             return Ok(());
         }

@@ -154,44 +154,100 @@ impl Coarse {
         Ok(out)
     }
 
-    /// Bilinear values of step `k` at `positions` (stored values; NaN where none).
-    pub fn sample(&self, k: usize, positions: &[(f64, f64)], out: &mut [f32]) {
-        let data = &self.data[k];
-        for (o, &(u, v)) in out.iter_mut().zip(positions) {
-            *o = self.bilinear(data, u, v);
-        }
+    /// The bilinear stencil of every position: computed once per block, applied to every step.
+    pub fn stencil(&self, positions: &[(f64, f64)]) -> Stencil {
+        use rayon::prelude::*;
+        Stencil(
+            positions
+                .par_iter()
+                .map(|&(u, v)| self.taps(u, v))
+                .collect(),
+        )
     }
 
-    #[inline]
-    fn bilinear(&self, data: &[f32], u: f64, v: f64) -> f32 {
-        // Outside the whole raster: no value (positions are relative to the window held).
+    /// Bilinear values of step `k` with `stencil` (stored values; NaN where none), in parallel.
+    pub fn sample(&self, k: usize, stencil: &Stencil, out: &mut [f32]) {
+        use rayon::prelude::*;
+        let data = &self.data[k];
+        out.par_chunks_mut(4096)
+            .zip(stencil.0.par_chunks(4096))
+            .for_each(|(o, taps)| {
+                for (o, t) in o.iter_mut().zip(taps) {
+                    *o = t.apply(data);
+                }
+            });
+    }
+
+    /// The source pixels and weights of the point (u, v) of the window held: none when the point lies outside
+    /// the raster; otherwise the pixel that holds it and the four nearest pixel centres (those inside the
+    /// raster with a non-zero weight), in GDAL's order.
+    fn taps(&self, u: f64, v: f64) -> Taps {
+        let none = Taps {
+            centre: NONE,
+            cells: [NONE; 4],
+            weights: [0.0; 4],
+        };
         let (fu, fv) = (u + self.off.0 as f64, v + self.off.1 as f64);
         if fu < 0.0 || fv < 0.0 || fu > self.full.0 as f64 || fv > self.full.1 as f64 {
-            return f32::NAN;
+            return none;
         }
-        // The source pixel that holds the point must have a value (as GDAL's warper).
         let (ci, cj) = (u.floor() as i64, v.floor() as i64);
         if ci < 0 || cj < 0 || ci as usize >= self.ncols || cj as usize >= self.nrows {
-            return f32::NAN;
+            return none;
         }
-        if data[cj as usize * self.ncols + ci as usize].is_nan() {
-            return f32::NAN;
-        }
+        let mut t = Taps {
+            centre: (cj as usize * self.ncols + ci as usize) as u32,
+            ..none
+        };
         let (x, y) = (u - 0.5, v - 0.5);
         let (i0, j0) = (x.floor(), y.floor());
         let (fx, fy) = (x - i0, y - j0);
-        let (mut acc, mut wsum) = (0.0f64, 0.0f64);
-        for (di, dj, w) in [
+        for (n, (di, dj, w)) in [
             (0, 0, (1.0 - fx) * (1.0 - fy)),
             (1, 0, fx * (1.0 - fy)),
             (0, 1, (1.0 - fx) * fy),
             (1, 1, fx * fy),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let (i, j) = (i0 as i64 + di, j0 as i64 + dj);
             if i < 0 || j < 0 || i as usize >= self.ncols || j as usize >= self.nrows || w == 0.0 {
                 continue;
             }
-            let val = data[j as usize * self.ncols + i as usize];
+            t.cells[n] = (j as usize * self.ncols + i as usize) as u32;
+            t.weights[n] = w;
+        }
+        t
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Per analysis pixel of a block: where its value comes from in the window held.
+pub struct Stencil(Vec<Taps>);
+
+#[derive(Clone, Copy)]
+struct Taps {
+    centre: u32,
+    cells: [u32; 4],
+    weights: [f64; 4],
+}
+
+impl Taps {
+    /// GDAL's bilinear rule: no value where the holding pixel has none; otherwise the weighted mean of the
+    /// neighbours with a value (weights renormalised), none when their weights add up to almost nothing.
+    #[inline]
+    fn apply(&self, data: &[f32]) -> f32 {
+        if self.centre == NONE || data[self.centre as usize].is_nan() {
+            return f32::NAN;
+        }
+        let (mut acc, mut wsum) = (0.0f64, 0.0f64);
+        for (&c, &w) in self.cells.iter().zip(&self.weights) {
+            if c == NONE {
+                continue;
+            }
+            let val = data[c as usize];
             if !val.is_nan() {
                 acc += w * val as f64;
                 wsum += w;
@@ -251,7 +307,7 @@ mod tests {
             .expect("coarse");
         let win = Window::rows(0, grid.height, grid.width);
         let mut ours = vec![0f32; win.len()];
-        c.sample(0, &c.positions(&grid, &win).unwrap(), &mut ours);
+        c.sample(0, &c.stencil(&c.positions(&grid, &win).unwrap()), &mut ours);
         let r = GridReader::new(
             &src,
             &[BandRequest {

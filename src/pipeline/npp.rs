@@ -673,6 +673,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 None,
                 f64::NAN,
             )
+            .map(std::sync::Mutex::new)
         })
         .collect::<Result<Vec<_>>>()?;
     const LC_FILL: f64 = -2_147_483_647.0;
@@ -716,12 +717,17 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         let npx = block.len();
         let mut lc = vec![0i32; npx];
         lc_reader.read_window::<i32>(0, w, &mut lc)?;
-        let mut year_ndvi: Vec<Vec<f32>> = Vec::with_capacity(ndvi_readers.len());
-        for r in &ndvi_readers {
-            let mut b = vec![0f32; npx];
-            r.read_window::<f32>(0, w, &mut b)?;
-            year_ndvi.push(b);
-        }
+        // The months' composites read in parallel (each reader by one thread at a time).
+        let year_ndvi: Vec<Vec<f32>> = ndvi_readers
+            .par_iter()
+            .map(|r| {
+                let mut b = vec![0f32; npx];
+                r.lock()
+                    .expect("NDVI reader lock")
+                    .read_window::<f32>(0, w, &mut b)
+                    .map(|()| b)
+            })
+            .collect::<Result<_>>()?;
         let available: Vec<u32> = p.ndvi_files.iter().map(|(m, _)| *m).collect();
         let (ndvi, filled) =
             fill_months(&available, &year_ndvi, job.months, &month_days, year_days);
