@@ -456,18 +456,21 @@ fn apply(staged: &[Staged]) -> Result<()> {
     Ok(())
 }
 
+/// The last component of `path` (empty when it has none), as recorded in markers.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Append the staged names to their folders' markers (before any rename, so a name under a final path is
 /// always listed).
 fn mark(staged: &[Staged]) -> Result<()> {
     let mut by_dir: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     for s in staged {
         let dir = canonical(s.target.parent().unwrap_or(Path::new(".")));
-        let name = s
-            .target
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = file_name(&s.target);
         by_dir.entry(dir).or_default().push(name);
     }
     for (dir, names) in by_dir {
@@ -532,12 +535,7 @@ fn roll_forward(dir: &Path, marker: &mut File) -> Result<()> {
     let known = marked_names(dir);
     let mut here = String::new();
     for s in staged.iter().filter(|s| s.tmp.exists()) {
-        let name = s
-            .target
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = file_name(&s.target);
         let parent = s.target.parent().unwrap_or(Path::new("."));
         if canonical(parent) == canonical(dir) {
             if !known.contains(&name) && !here.lines().any(|l| l == name) {

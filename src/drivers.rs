@@ -514,6 +514,85 @@ pub struct Drivers {
     grid: Option<Grid>,
 }
 
+/// One `[raster.NAME]` entry of a drivers file: its variable, unit, file and bands checked.
+fn raster_driver(
+    k: &str,
+    spec: &RasterSpec,
+    path: &Path,
+    steps: &[StepInfo],
+    step: Step,
+    year: i32,
+) -> Result<(Var, RasterDriver)> {
+    let Some(var) = Var::parse(k) else {
+        return Err(Error::config(path, format!("raster.{k}: unknown variable")));
+    };
+    check_unit(var, &spec.unit, path, &format!("raster.{k}"))?;
+    let p = path.parent().unwrap_or(Path::new(".")).join(&spec.file);
+    let info = RasterInfo::read(&p)?;
+    let own_grid = info.grid()?;
+    let first = spec.first_band.unwrap_or(1);
+    let last = first + steps.len() - 1;
+    if first == 0 || last > info.bands.len() {
+        return Err(Error::input(
+            &p,
+            format!(
+                "{k}: needs bands {first}..{last} for the {} {}s of {year}, but the file has {} band(s)",
+                steps.len(),
+                if step == Step::Month { "month" } else { "day" },
+                info.bands.len()
+            ),
+        ));
+    }
+    let b = &info.bands[first - 1];
+    Ok((
+        var,
+        RasterDriver {
+            path: p,
+            grid: own_grid,
+            unit: spec.unit.clone(),
+            first_band: first,
+            scale: spec.scale.or(b.scale).unwrap_or(1.0),
+            offset: spec.offset.or(b.offset).unwrap_or(0.0),
+            nodata: b.nodata,
+            reader: None,
+            coarse: None,
+        },
+    ))
+}
+
+/// The `[derive]` rules of a drivers file (unknown variables and rules are problems).
+fn derive_rules(
+    rules: &BTreeMap<String, String>,
+    path: &Path,
+    problems: &mut Problems,
+) -> BTreeMap<Var, Rule> {
+    let mut derive = BTreeMap::new();
+    for (k, rule) in rules {
+        let Some(var) = Var::parse(k) else {
+            problems.push(Error::config(path, format!("derive.{k}: unknown variable")));
+            continue;
+        };
+        match Rule::ALL.iter().find(|r| r.0 == var && r.1 == rule) {
+            Some(r) => {
+                derive.insert(var, r.2);
+            }
+            None => problems.push(Error::config(
+                path,
+                format!(
+                    "derive.{k} = \"{rule}\": not a known rule for {k} (known: {})",
+                    Rule::ALL
+                        .iter()
+                        .filter(|r| r.0 == var)
+                        .map(|r| r.1)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+    derive
+}
+
 fn ranges() -> Result<BTreeMap<String, Range>> {
     let mut r: BTreeMap<String, Range> = models::parse_toml(
         models::embedded("drivers.toml").expect("embedded"),
@@ -637,81 +716,15 @@ impl Drivers {
         };
         let steps = year_steps(file.step, year, noleap);
 
-        let mut derive = BTreeMap::new();
-        for (k, rule) in &file.derive {
-            let Some(var) = Var::parse(k) else {
-                problems.push(Error::config(path, format!("derive.{k}: unknown variable")));
-                continue;
-            };
-            match Rule::ALL.iter().find(|r| r.0 == var && r.1 == rule) {
-                Some(r) => {
-                    derive.insert(var, r.2);
-                }
-                None => problems.push(Error::config(
-                    path,
-                    format!(
-                        "derive.{k} = \"{rule}\": not a known rule for {k} (known: {})",
-                        Rule::ALL
-                            .iter()
-                            .filter(|r| r.0 == var)
-                            .map(|r| r.1)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
-            }
-        }
-
+        let derive = derive_rules(&file.derive, path, &mut problems);
         let mut rasters = BTreeMap::new();
         for (k, spec) in &file.raster {
-            let Some(var) = Var::parse(k) else {
-                problems.push(Error::config(path, format!("raster.{k}: unknown variable")));
-                continue;
-            };
-            if let Err(e) = check_unit(var, &spec.unit, path, &format!("raster.{k}")) {
-                problems.push(e);
-                continue;
-            }
-            let p = base.join(&spec.file);
-            let (info, own_grid) = match RasterInfo::read(&p).and_then(|i| {
-                let g = i.grid()?;
-                Ok((i, g))
-            }) {
-                Ok(x) => x,
-                Err(e) => {
-                    problems.push(e);
-                    continue;
+            match raster_driver(k, spec, path, &steps, file.step, year) {
+                Ok((var, r)) => {
+                    rasters.insert(var, r);
                 }
-            };
-            let first = spec.first_band.unwrap_or(1);
-            let last = first + steps.len() - 1;
-            if first == 0 || last > info.bands.len() {
-                problems.push(Error::input(
-                    &p,
-                    format!(
-                        "{k}: needs bands {first}..{last} for the {} {}s of {year}, but the file has {} band(s)",
-                        steps.len(),
-                        if file.step == Step::Month { "month" } else { "day" },
-                        info.bands.len()
-                    ),
-                ));
-                continue;
+                Err(e) => problems.push(e),
             }
-            let b = &info.bands[first - 1];
-            rasters.insert(
-                var,
-                RasterDriver {
-                    path: p,
-                    grid: own_grid,
-                    unit: spec.unit.clone(),
-                    first_band: first,
-                    scale: spec.scale.or(b.scale).unwrap_or(1.0),
-                    offset: spec.offset.or(b.offset).unwrap_or(0.0),
-                    nodata: b.nodata,
-                    reader: None,
-                    coarse: None,
-                },
-            );
         }
 
         let mut station = BTreeMap::new();

@@ -213,23 +213,11 @@ fn sector_name(b: &io::BandInfo) -> String {
     }
 }
 
-/// A vector lattice must be a regular grid of axis-aligned rectangles of one size; it becomes a raster lattice
-/// with its cell ids kept (cells without a feature have no data).
-fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
+/// The CRS of a vector lattice: the layer's, or `--lattice-crs` when the file has none (both must agree).
+fn vector_crs(spec: &LatticeSpec, layer_crs: Option<&str>) -> Result<String> {
     let path = &spec.path;
-    if spec.fields.is_empty() {
-        return Err(Error::input(
-            path,
-            "a vector lattice needs the fields that hold emissions (--lattice-fields energy,transport,...)",
-        ));
-    }
-    let mut want = spec.fields.clone();
-    if let Some(id) = &spec.id_field {
-        want.push(id.clone());
-    }
-    let layer = io::read_vector(path, spec.layer.as_deref(), &want)?;
-    let crs_wkt = match (&layer.crs_wkt, &spec.crs) {
-        (Some(w), None) => w.clone(),
+    let crs_wkt = match (layer_crs, &spec.crs) {
+        (Some(w), None) => w.to_string(),
         (None, Some(c)) | (Some(_), Some(c)) => {
             io::crs_wkt(c).map_err(|e| Error::Usage(format!("--lattice-crs {c}: {e}")))?
         }
@@ -240,7 +228,7 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
             ))
         }
     };
-    if let (Some(w), Some(c)) = (&layer.crs_wkt, &spec.crs) {
+    if let (Some(w), Some(c)) = (layer_crs, &spec.crs) {
         if !io::same_crs(w, &crs_wkt) {
             return Err(Error::input(
                 path,
@@ -248,6 +236,12 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
             ));
         }
     }
+    Ok(crs_wkt)
+}
+
+/// Each feature's bounding rectangle; refuses features without geometry or that are not axis-aligned
+/// rectangles, and an empty layer.
+fn feature_rectangles(path: &std::path::Path, layer: &io::VectorLayer) -> Result<Vec<[f64; 4]>> {
     let mut rects = Vec::with_capacity(layer.features.len());
     for f in &layer.features {
         let what = format!("feature {}", f.fid);
@@ -269,6 +263,45 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
     if rects.is_empty() {
         return Err(Error::input(path, "the lattice layer has no features"));
     }
+    Ok(rects)
+}
+
+/// A feature's emission field as a number: text is parsed, an empty field refused (never read as 0).
+fn field_number(
+    path: &std::path::Path,
+    what: &str,
+    name: &str,
+    v: &Option<FieldVal>,
+) -> Result<f64> {
+    match v {
+        Some(FieldVal::Num(v)) => Ok(*v),
+        Some(FieldVal::Text(t)) => t.parse::<f64>().map_err(|_| {
+            Error::input(path, format!("{what}: field {name} = \"{t}\" is not a number"))
+        }),
+        None => Err(Error::input(
+            path,
+            format!("{what}: field {name} is empty (write 0 for no emissions; an empty value is never read as 0)"),
+        )),
+    }
+}
+
+/// A vector lattice must be a regular grid of axis-aligned rectangles of one size; it becomes a raster lattice
+/// with its cell ids kept (cells without a feature have no data).
+fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
+    let path = &spec.path;
+    if spec.fields.is_empty() {
+        return Err(Error::input(
+            path,
+            "a vector lattice needs the fields that hold emissions (--lattice-fields energy,transport,...)",
+        ));
+    }
+    let mut want = spec.fields.clone();
+    if let Some(id) = &spec.id_field {
+        want.push(id.clone());
+    }
+    let layer = io::read_vector(path, spec.layer.as_deref(), &want)?;
+    let crs_wkt = vector_crs(spec, layer.crs_wkt.as_deref())?;
+    let rects = feature_rectangles(path, &layer)?;
     let (dx, dy) = (rects[0][2] - rects[0][0], rects[0][3] - rects[0][1]);
     let x0 = rects.iter().map(|r| r[0]).fold(f64::MAX, f64::min);
     let y1 = rects.iter().map(|r| r[3]).fold(f64::MIN, f64::max);
@@ -315,18 +348,7 @@ fn load_vector(spec: &LatticeSpec) -> Result<Lattice> {
             (None, _) => f.fid.to_string(),
         };
         for (s, name) in spec.fields.iter().enumerate() {
-            let v = match &f.fields[s] {
-                Some(FieldVal::Num(v)) => *v,
-                Some(FieldVal::Text(t)) => t.parse::<f64>().map_err(|_| {
-                    Error::input(path, format!("{what}: field {name} = \"{t}\" is not a number"))
-                })?,
-                None => {
-                    return Err(Error::input(
-                        path,
-                        format!("{what}: field {name} is empty (write 0 for no emissions; an empty value is never read as 0)"),
-                    ))
-                }
-            };
+            let v = field_number(path, &what, name, &f.fields[s])?;
             mass[s][cell] = unit.to_tco2_yr(v, areas.at(cell % width, cell / width));
         }
     }

@@ -82,61 +82,10 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
     ];
     io::write_table(&job.table, table.to_csv().as_bytes(), &comments)?;
 
-    let mut report = format!(
-        "calibration from {} plots ({} skipped: model value not positive); all plots: factor {:.4} +- {:.4}\n",
-        fit.overall.n, fit.skipped_nonpositive_model, fit.overall.factor, fit.overall.se
-    );
-    let _ = writeln!(
-        report,
-        "{:<24} {:<28} {:>5} {:>9} {:>9} {:>9} {:>7}",
-        "zone", "class", "n", "raw", "factor", "se", "weight"
-    );
-    for f in &fit.factors {
-        let _ = writeln!(
-            report,
-            "{:<24} {:<28} {:>5} {:>9.4} {:>9.4} {:>9.4} {:>7.3}",
-            f.zone.as_deref().unwrap_or("*"),
-            f.class.as_deref().unwrap_or("*"),
-            f.n,
-            f.raw,
-            f.factor,
-            f.se,
-            f.weight
-        );
-    }
-    let _ = writeln!(report, "wrote {}", job.table.display());
+    let mut report = factors_report(&fit, &job.table);
     let unit = s.unit.text.clone();
     if let Some(cv) = &cv {
-        let rows = |after: bool| -> Vec<GroupMetrics> {
-            cv.metrics
-                .iter()
-                .map(|(scope, group, b, a)| GroupMetrics {
-                    scope: scope.clone(),
-                    group: group.clone(),
-                    metrics: if after { *a } else { *b },
-                })
-                .collect()
-        };
-        let (before, after) = (rows(false), rows(true));
-        let csv = metrics_csv(&[(Some("before"), &before), (Some("after"), &after)], &unit);
-        io::write_atomic(&job.out_dir.join("calibration_cv.csv"), csv.as_bytes())?;
-        let _ = writeln!(
-            report,
-            "\ngrouped {}-fold cross-validation ({} sites; a site's plots never in both training and testing), held-out plots ({unit}):",
-            cv.folds, cv.sites
-        );
-        let _ = writeln!(
-            report,
-            "{:<8} {:<28} {:>5} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
-            "scope", "group", "n", "RMSE", "RMSE corr", "bias", "bias corr", "R2", "R2 corr"
-        );
-        for (scope, group, b, a) in &cv.metrics {
-            let _ = writeln!(
-                report,
-                "{:<8} {:<28} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>8.3} {:>8.3}",
-                scope, group, b.n, b.rmse, a.rmse, b.bias, a.bias, b.r2, a.r2
-            );
-        }
+        cross_validation_outputs(cv, &unit, &job.out_dir, &mut report)?;
     }
     let json = serde_json::json!({
         "carbonmap_version": crate::VERSION,
@@ -163,4 +112,72 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
             .as_bytes(),
     )?;
     Ok(report)
+}
+
+/// The fitted factors as a printable table.
+fn factors_report(fit: &correction::Calibration, table: &std::path::Path) -> String {
+    let mut report = format!(
+        "calibration from {} plots ({} skipped: model value not positive); all plots: factor {:.4} +- {:.4}\n",
+        fit.overall.n, fit.skipped_nonpositive_model, fit.overall.factor, fit.overall.se
+    );
+    let _ = writeln!(
+        report,
+        "{:<24} {:<28} {:>5} {:>9} {:>9} {:>9} {:>7}",
+        "zone", "class", "n", "raw", "factor", "se", "weight"
+    );
+    for f in &fit.factors {
+        let _ = writeln!(
+            report,
+            "{:<24} {:<28} {:>5} {:>9.4} {:>9.4} {:>9.4} {:>7.3}",
+            f.zone.as_deref().unwrap_or("*"),
+            f.class.as_deref().unwrap_or("*"),
+            f.n,
+            f.raw,
+            f.factor,
+            f.se,
+            f.weight
+        );
+    }
+    let _ = writeln!(report, "wrote {}", table.display());
+    report
+}
+
+/// `calibration_cv.csv` (held-out metrics before and after the correction) and its printable table.
+fn cross_validation_outputs(
+    cv: &correction::CrossValidation,
+    unit: &str,
+    out_dir: &std::path::Path,
+    report: &mut String,
+) -> Result<()> {
+    let rows = |after: bool| -> Vec<GroupMetrics> {
+        cv.metrics
+            .iter()
+            .map(|(scope, group, b, a)| GroupMetrics {
+                scope: scope.clone(),
+                group: group.clone(),
+                metrics: if after { *a } else { *b },
+            })
+            .collect()
+    };
+    let (before, after) = (rows(false), rows(true));
+    let csv = metrics_csv(&[(Some("before"), &before), (Some("after"), &after)], unit);
+    io::write_atomic(&out_dir.join("calibration_cv.csv"), csv.as_bytes())?;
+    let _ = writeln!(
+        report,
+        "\ngrouped {}-fold cross-validation ({} sites; a site's plots never in both training and testing), held-out plots ({unit}):",
+        cv.folds, cv.sites
+    );
+    let _ = writeln!(
+        report,
+        "{:<8} {:<28} {:>5} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "scope", "group", "n", "RMSE", "RMSE corr", "bias", "bias corr", "R2", "R2 corr"
+    );
+    for (scope, group, b, a) in &cv.metrics {
+        let _ = writeln!(
+            report,
+            "{:<8} {:<28} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>8.3} {:>8.3}",
+            scope, group, b.n, b.rmse, a.rmse, b.bias, a.bias, b.r2, a.r2
+        );
+    }
+    Ok(())
 }
