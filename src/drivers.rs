@@ -1136,17 +1136,8 @@ impl Drivers {
 
 /// Read a station table's rows for `year` into canonical per-step series.
 #[allow(clippy::too_many_arguments)]
-fn read_station(
-    origin: &Path,
-    base: &Path,
-    s: &StationSpec,
-    step: Step,
-    year: i32,
-    steps: &[StepInfo],
-    noleap: bool,
-    climate: &ClimateConstants,
-) -> Result<(BTreeMap<Var, Vec<f64>>, Vec<String>)> {
-    let path = base.join(&s.file);
+/// The station table's columns: each a known variable with an accepted unit.
+fn station_columns<'a>(s: &'a StationSpec, origin: &Path) -> Result<Vec<(Var, &'a ColumnSpec)>> {
     let mut vars = Vec::new();
     for (k, c) in &s.columns {
         let var = Var::parse(k).ok_or_else(|| {
@@ -1165,6 +1156,128 @@ fn read_station(
         check_unit(var, &c.unit, origin, &format!("station.columns.{k}"))?;
         vars.push((var, c));
     }
+    Ok(vars)
+}
+
+/// The (year, month, day) of a station row, from its date column or its year / month (/ day) columns.
+fn row_date(
+    rec: &csv::StringRecord,
+    time_cols: &[Option<usize>],
+    line: usize,
+    path: &Path,
+) -> Result<(i32, u32, u32)> {
+    let field = |i: usize| rec.get(i).unwrap_or("").trim();
+    let parse_int = |i: usize, what: &str| -> Result<i64> {
+        field(i).parse::<i64>().map_err(|_| {
+            Error::input(
+                path,
+                format!("line {line}: {what} \"{}\" is not a whole number", field(i)),
+            )
+        })
+    };
+    if let Some(dc) = time_cols[0] {
+        let t = field(dc);
+        let parsed = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(&format!("{t}-01"), "%Y-%m-%d"));
+        let date = parsed.map_err(|_| {
+            Error::input(
+                path,
+                format!("line {line}: date \"{t}\" is not YYYY-MM-DD or YYYY-MM"),
+            )
+        })?;
+        return Ok((date.year(), date.month(), date.day()));
+    }
+    let y = parse_int(time_cols[1].unwrap(), "year")? as i32;
+    let m = parse_int(time_cols[2].unwrap(), "month")?;
+    let d = match time_cols[3] {
+        Some(c) => parse_int(c, "day")?,
+        None => 1,
+    };
+    if !(1..=12).contains(&m) {
+        return Err(Error::input(
+            path,
+            format!("line {line}: month {m} is not 1..12"),
+        ));
+    }
+    Ok((y, m as u32, d as u32))
+}
+
+/// Months of the year without a row take the mean of the same month over the table's other years (when
+/// every variable has one); returns the months filled.
+fn fill_from_climatology(
+    out: &mut BTreeMap<Var, Vec<f64>>,
+    seen: &mut [bool],
+    clim: &BTreeMap<(Var, u32), (f64, usize)>,
+    steps: &[StepInfo],
+    year: i32,
+) -> Vec<String> {
+    let mut filled = Vec::new();
+    for (i, st) in steps.iter().enumerate() {
+        if seen[i] {
+            continue;
+        }
+        let mut complete = true;
+        for (v, plane) in out.iter_mut() {
+            match clim.get(&(*v, st.month)) {
+                Some((sum, n)) if *n > 0 => plane[i] = sum / *n as f64,
+                _ => complete = false,
+            }
+        }
+        if complete {
+            seen[i] = true;
+            filled.push(format!("{year}-{:02}", st.month));
+        }
+    }
+    filled
+}
+
+/// The problem naming the steps of the year the table has no row for (None when it has them all).
+fn missing_steps(
+    seen: &[bool],
+    steps: &[StepInfo],
+    step: Step,
+    year: i32,
+    path: &Path,
+) -> Option<String> {
+    let missing: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !**s)
+        .map(|(i, _)| match step {
+            Step::Month => format!("{year}-{:02}", steps[i].month),
+            Step::Day => format!("day {}", steps[i].doy),
+        })
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let n = missing.len();
+    let shown: Vec<_> = missing.into_iter().take(12).collect();
+    Some(format!(
+        "{}: {n} {} of {year} missing: {}{}",
+        path.display(),
+        if step == Step::Month {
+            "month(s)"
+        } else {
+            "day(s)"
+        },
+        shown.join(", "),
+        if n > shown.len() { ", ..." } else { "" }
+    ))
+}
+
+fn read_station(
+    origin: &Path,
+    base: &Path,
+    s: &StationSpec,
+    step: Step,
+    year: i32,
+    steps: &[StepInfo],
+    noleap: bool,
+    climate: &ClimateConstants,
+) -> Result<(BTreeMap<Var, Vec<f64>>, Vec<String>)> {
+    let path = base.join(&s.file);
+    let vars = station_columns(s, origin)?;
     if s.date.is_none()
         && (s.year.is_none() || s.month.is_none() || (step == Step::Day && s.day.is_none()))
     {
@@ -1228,40 +1341,7 @@ fn read_station(
         let line = li + 2;
         let rec = rec.map_err(|e| Error::input(&path, format!("line {line}: {e}")))?;
         let field = |i: usize| rec.get(i).unwrap_or("").trim();
-        let parse_int = |i: usize, what: &str| -> Result<i64> {
-            field(i).parse::<i64>().map_err(|_| {
-                Error::input(
-                    &path,
-                    format!("line {line}: {what} \"{}\" is not a whole number", field(i)),
-                )
-            })
-        };
-        let (y, m, d) = if let Some(dc) = time_cols[0] {
-            let t = field(dc);
-            let parsed = NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                .or_else(|_| NaiveDate::parse_from_str(&format!("{t}-01"), "%Y-%m-%d"));
-            let date = parsed.map_err(|_| {
-                Error::input(
-                    &path,
-                    format!("line {line}: date \"{t}\" is not YYYY-MM-DD or YYYY-MM"),
-                )
-            })?;
-            (date.year(), date.month(), date.day())
-        } else {
-            let y = parse_int(time_cols[1].unwrap(), "year")? as i32;
-            let m = parse_int(time_cols[2].unwrap(), "month")?;
-            let d = match time_cols[3] {
-                Some(c) => parse_int(c, "day")?,
-                None => 1,
-            };
-            if !(1..=12).contains(&m) {
-                return Err(Error::input(
-                    &path,
-                    format!("line {line}: month {m} is not 1..12"),
-                ));
-            }
-            (y, m as u32, d as u32)
-        };
+        let (y, m, d) = row_date(&rec, &time_cols, line, &path)?;
         if y != year {
             if fill && (1..=12).contains(&m) {
                 for (v, c, unit) in &var_cols {
@@ -1332,51 +1412,13 @@ fn read_station(
             }
         }
     }
-    let mut filled = Vec::new();
-    if fill {
-        for (i, st) in steps.iter().enumerate() {
-            if seen[i] {
-                continue;
-            }
-            let mut complete = true;
-            for (v, _, _) in &var_cols {
-                match clim.get(&(*v, st.month)) {
-                    Some((sum, n)) if *n > 0 => out.get_mut(v).unwrap()[i] = sum / *n as f64,
-                    _ => complete = false,
-                }
-            }
-            if complete {
-                seen[i] = true;
-                filled.push(format!("{year}-{:02}", st.month));
-            }
-        }
-    }
-    let missing: Vec<String> = seen
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !**s)
-        .map(|(i, _)| match step {
-            Step::Month => format!("{year}-{:02}", steps[i].month),
-            Step::Day => format!("day {}", steps[i].doy),
-        })
-        .collect();
-    if !missing.is_empty() {
-        let n = missing.len();
-        let shown: Vec<_> = missing.into_iter().take(12).collect();
-        problems.insert(
-            0,
-            format!(
-                "{}: {n} {} of {year} missing: {}{}",
-                path.display(),
-                if step == Step::Month {
-                    "month(s)"
-                } else {
-                    "day(s)"
-                },
-                shown.join(", "),
-                if n > shown.len() { ", ..." } else { "" }
-            ),
-        );
+    let filled = if fill {
+        fill_from_climatology(&mut out, &mut seen, &clim, steps, year)
+    } else {
+        Vec::new()
+    };
+    if let Some(p) = missing_steps(&seen, steps, step, year, &path) {
+        problems.insert(0, p);
     }
     if problems.len() > 20 {
         let n = problems.len();
