@@ -1202,6 +1202,34 @@ fn row_date(
     Ok((y, m as u32, d as u32))
 }
 
+/// The date of a row of the simulated year and its step's index (month, or day of a standard or 365-day year).
+fn step_index(
+    (y, m, d): (i32, u32, u32),
+    step: Step,
+    noleap: bool,
+    line: usize,
+    path: &Path,
+) -> Result<(NaiveDate, usize)> {
+    let Some(date) = NaiveDate::from_ymd_opt(y, m, d) else {
+        return Err(Error::input(
+            path,
+            format!("line {line}: {y}-{m}-{d} is not a date"),
+        ));
+    };
+    if noleap && m == 2 && d == 29 {
+        return Err(Error::input(
+            path,
+            format!("line {line}: 29 February in a table declared calendar = \"noleap\""),
+        ));
+    }
+    let leap_shift = u32::from(noleap && date.leap_year() && m > 2);
+    let idx = match step {
+        Step::Month => (m - 1) as usize,
+        Step::Day => (date.ordinal() - leap_shift - 1) as usize,
+    };
+    Ok((date, idx))
+}
+
 /// Months of the year without a row take the mean of the same month over the table's other years (when
 /// every variable has one); returns the months filled.
 fn fill_from_climatology(
@@ -1314,12 +1342,6 @@ fn read_station(
         .iter()
         .map(|(v, c)| Ok((*v, col(&c.column)?, c.unit.as_str())))
         .collect::<Result<_>>()?;
-    let index_of = |m: u32, doy_in_noleap: u32| -> usize {
-        match step {
-            Step::Month => (m - 1) as usize,
-            Step::Day => (doy_in_noleap - 1) as usize,
-        }
-    };
     let mut out: BTreeMap<Var, Vec<f64>> = var_cols
         .iter()
         .map(|(v, _, _)| (*v, vec![f64::NAN; steps.len()]))
@@ -1358,24 +1380,7 @@ fn read_station(
             }
             continue;
         }
-        let Some(date) = NaiveDate::from_ymd_opt(y, m, d) else {
-            return Err(Error::input(
-                &path,
-                format!("line {line}: {y}-{m}-{d} is not a date"),
-            ));
-        };
-        if noleap && m == 2 && d == 29 {
-            return Err(Error::input(
-                &path,
-                format!("line {line}: 29 February in a table declared calendar = \"noleap\""),
-            ));
-        }
-        let leap_shift = if noleap && date.leap_year() && m > 2 {
-            1
-        } else {
-            0
-        };
-        let idx = index_of(m, date.ordinal() - leap_shift);
+        let (date, idx) = step_index((y, m, d), step, noleap, line, &path)?;
         if seen[idx] {
             return Err(Error::input(
                 &path,
