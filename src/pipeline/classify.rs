@@ -551,6 +551,89 @@ struct Sample {
 }
 
 /// Seeded reservoir sampling per class (Vitter's algorithm R), in raster order: deterministic for a seed.
+/// One pass over the grid: features where there are labels, kept per class by reservoir sampling; and per
+/// class the labelled pixels skipped for lack of data (a warning each).
+fn collect_samples(
+    job: &TrainJob,
+    engine: &FeatureEngine,
+    plan: &LabelPlan,
+    classes: &[ClassInfo],
+    warnings: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<(Reservoirs, Vec<u64>)> {
+    let grid = &engine.grid;
+    let readers = engine.readers()?;
+    let mut res = Reservoirs {
+        cap: job.max_per_class,
+        seen: vec![0; classes.len()],
+        kept: vec![Vec::new(); classes.len()],
+        rng: ChaCha8Rng::seed_from_u64(job.params.seed),
+    };
+    let mut without_data = vec![0u64; classes.len()];
+    let rows = engine.strip_rows(job.memory_mb);
+    progress.start("training samples", grid.height as u64);
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = rows.min(grid.height - row0);
+        let labels = plan.strip(&grid, row0, nrows)?;
+        if labels.iter().any(|&l| l >= 0) {
+            let planes = engine.strip(&readers, row0, nrows)?;
+            for (px, &l) in labels.iter().enumerate() {
+                if l < 0 {
+                    continue;
+                }
+                if !planes.iter().all(|pl| pl[px].is_finite()) {
+                    without_data[l as usize] += 1;
+                    continue;
+                }
+                res.offer(Sample {
+                    col: px % grid.width,
+                    row: row0 + px / grid.width,
+                    class: l as usize,
+                    features: planes.iter().map(|pl| pl[px]).collect(),
+                });
+            }
+        }
+        progress.advance(nrows as u64);
+        row0 += nrows;
+    }
+    progress.finish();
+    drop(readers);
+    for (k, n) in without_data.iter().enumerate() {
+        if *n > 0 {
+            warnings.push(format!(
+                "class {}: {n} labelled pixels skipped (a feature has no clear observation there)",
+                classes[k].name
+            ));
+        }
+    }
+
+    Ok((res, without_data))
+}
+
+/// The fold (of `--folds`) whose blocks are held out for testing.
+const HELD_OUT_FOLD: usize = 0;
+
+/// Spatially blocked split: samples in the held-out fold's blocks test, the others train.
+fn split_by_block(
+    kept: Vec<Vec<Sample>>,
+    block_px: usize,
+    job: &TrainJob,
+) -> (Vec<Sample>, Vec<Sample>) {
+    let mut train_s: Vec<Sample> = Vec::new();
+    let mut test_s: Vec<Sample> = Vec::new();
+    for kept in kept {
+        for s in kept {
+            if block_fold(s.col, s.row, block_px, job.folds, job.params.seed) == HELD_OUT_FOLD {
+                test_s.push(s);
+            } else {
+                train_s.push(s);
+            }
+        }
+    }
+    (train_s, test_s)
+}
+
 struct Reservoirs {
     cap: usize,
     seen: Vec<u64>,
@@ -614,66 +697,10 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     let block_px = block_pixels(&grid, job.block_size)?;
 
     // One pass over the grid: features where there are labels, kept per class by reservoir sampling.
-    let readers = engine.readers()?;
     let p = engine.defs.len();
-    let mut res = Reservoirs {
-        cap: job.max_per_class,
-        seen: vec![0; classes.len()],
-        kept: vec![Vec::new(); classes.len()],
-        rng: ChaCha8Rng::seed_from_u64(job.params.seed),
-    };
-    let mut without_data = vec![0u64; classes.len()];
-    let rows = engine.strip_rows(job.memory_mb);
-    progress.start("training samples", grid.height as u64);
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = rows.min(grid.height - row0);
-        let labels = plan.strip(&grid, row0, nrows)?;
-        if labels.iter().any(|&l| l >= 0) {
-            let planes = engine.strip(&readers, row0, nrows)?;
-            for (px, &l) in labels.iter().enumerate() {
-                if l < 0 {
-                    continue;
-                }
-                if !planes.iter().all(|pl| pl[px].is_finite()) {
-                    without_data[l as usize] += 1;
-                    continue;
-                }
-                res.offer(Sample {
-                    col: px % grid.width,
-                    row: row0 + px / grid.width,
-                    class: l as usize,
-                    features: planes.iter().map(|pl| pl[px]).collect(),
-                });
-            }
-        }
-        progress.advance(nrows as u64);
-        row0 += nrows;
-    }
-    progress.finish();
-    drop(readers);
-    for (k, n) in without_data.iter().enumerate() {
-        if *n > 0 {
-            warnings.push(format!(
-                "class {}: {n} labelled pixels skipped (a feature has no clear observation there)",
-                classes[k].name
-            ));
-        }
-    }
-
-    // Spatially blocked split: whole blocks go to the held-out fold.
-    let held_out = 0;
-    let mut train_s: Vec<Sample> = Vec::new();
-    let mut test_s: Vec<Sample> = Vec::new();
-    for kept in res.kept {
-        for s in kept {
-            if block_fold(s.col, s.row, block_px, job.folds, job.params.seed) == held_out {
-                test_s.push(s);
-            } else {
-                train_s.push(s);
-            }
-        }
-    }
+    let (mut res, without_data) =
+        collect_samples(job, &engine, &plan, &classes, &mut warnings, progress)?;
+    let (mut train_s, mut test_s) = split_by_block(std::mem::take(&mut res.kept), block_px, job);
     // Raster order within each set, so that the sample hash and the model do not depend on class order.
     train_s.sort_by_key(|s| (s.row, s.col));
     test_s.sort_by_key(|s| (s.row, s.col));
@@ -795,7 +822,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             block_size_m: job.block_size,
             block_px,
             folds: job.folds,
-            held_out_fold: held_out + 1,
+            held_out_fold: HELD_OUT_FOLD + 1,
             max_samples_per_class: job.max_per_class,
             overall_accuracy: assessment.overall_accuracy,
             kappa: assessment.kappa,
