@@ -263,6 +263,161 @@ fn make_classes(texts: &[String], legend: Option<&Legend>) -> Result<Vec<ClassIn
     Ok(out)
 }
 
+/// Labels from a land-cover raster: its codes are the classes.
+fn raster_labels(
+    job: &TrainJob,
+    grid: &Grid,
+    legend: Option<&Legend>,
+    path: &Path,
+    band: usize,
+) -> Result<(Vec<ClassInfo>, LabelPlan)> {
+    let info = io::RasterInfo::read(path)?;
+    if io::coverage_fraction(grid, &info.grid()?)? <= 0.0 {
+        return Err(Error::input(
+            path,
+            "labels outside the stack: the label raster does not overlap the analysis grid",
+        ));
+    }
+    let (hist, file_nodata) = landcover::histogram(path, band)?;
+    if let Some(l) = legend {
+        // Every code must be in the legend (missing codes listed with pixel counts).
+        landcover::check_codes(path, band, l, &hist, file_nodata)?;
+    }
+    let skip = |v: i64| {
+        job.ignore.contains(&v.to_string())
+            || file_nodata.is_some_and(|nd| nd == v as f64)
+            || legend.is_some_and(|l| l.nodata.contains(&v))
+    };
+    let codes: Vec<i64> = hist.keys().copied().filter(|v| !skip(*v)).collect();
+    if codes.is_empty() {
+        return Err(Error::band(
+            path,
+            band.to_string(),
+            "holds no class codes (only nodata or ignored values)",
+        ));
+    }
+    let texts: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
+    let classes = make_classes(&texts, legend)?;
+    let reader = GridReader::new(
+        path,
+        &[BandRequest {
+            index: band,
+            name: band.to_string(),
+        }],
+        grid,
+        Resampling::Nearest,
+        None,
+        // Outside the label raster: a value that is never a class (skipped like nodata).
+        f64::from(i32::MIN),
+    )?;
+    let map = codes.iter().enumerate().map(|(k, &c)| (c, k)).collect();
+    Ok((
+        classes,
+        LabelPlan::Raster {
+            reader,
+            classes: map,
+        },
+    ))
+}
+
+/// Labels from the points or polygons of a vector file, class in `field`.
+fn vector_labels(
+    job: &TrainJob,
+    grid: &Grid,
+    legend: Option<&Legend>,
+    warnings: &mut Vec<String>,
+    path: &Path,
+    layer: Option<&str>,
+    field: &str,
+) -> Result<(Vec<ClassInfo>, LabelPlan)> {
+    let lyr = io::read_vector(path, layer, &[field.to_string()])?;
+    let Some(crs) = lyr.crs_wkt.clone() else {
+        return Err(Error::input(path, "the layer has no CRS"));
+    };
+    let mut texts: Vec<String> = Vec::new();
+    let mut rows: Vec<(String, gdal::vector::Geometry)> = Vec::new();
+    let mut problems = Problems::new();
+    for f in lyr.features {
+        let Some(g) = f.geometry else {
+            problems.push(Error::input(
+                path,
+                format!("feature {}: no geometry", f.fid),
+            ));
+            continue;
+        };
+        let Some(v) = f.fields[0].as_ref().map(|v| v.text()) else {
+            problems.push(Error::input(
+                path,
+                format!("feature {}: field \"{field}\" is empty", f.fid),
+            ));
+            continue;
+        };
+        rows.push((v, g));
+    }
+    problems.finish()?;
+    for (v, _) in &rows {
+        if !texts.contains(v) && !job.ignore.contains(v) {
+            texts.push(v.clone());
+        }
+    }
+    rows.retain(|(v, _)| texts.contains(v));
+    sort_texts(&mut texts);
+    let classes = make_classes(&texts, legend)?;
+    let mut geoms: Vec<gdal::vector::Geometry> = rows.iter().map(|r| r.1.clone()).collect();
+    io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
+    let kinds: Vec<bool> = geoms
+        .iter()
+        .map(|g| g.geometry_name().eq_ignore_ascii_case("POINT"))
+        .collect();
+    let k_of = |t: &str| texts.iter().position(|x| x == t).unwrap();
+    if kinds.iter().all(|&p| p) {
+        let mut labels = PointLabels::default();
+        let mut outside = Vec::new();
+        for ((v, _), g) in rows.iter().zip(&geoms) {
+            let (x, y, _) = g.get_point(0);
+            match grid.pixel_of(x, y) {
+                Some((c, r)) => labels.add((r, c), k_of(v)),
+                None => outside.push(format!("({x:.3}, {y:.3})")),
+            }
+        }
+        let map = labels.finish(path, warnings);
+        points_outside(path, &outside, map.len())?;
+        Ok((classes, LabelPlan::Points(map)))
+    } else if kinds.iter().any(|&p| p) {
+        Err(Error::input(
+            path,
+            "mixes points and polygons; give one kind of label geometry",
+        ))
+    } else {
+        let b = grid.bounds();
+        let outside = geoms
+            .iter()
+            .filter(|g| {
+                let e = g.envelope();
+                e.MaxX < b[0] || e.MinX > b[2] || e.MaxY < b[1] || e.MinY > b[3]
+            })
+            .count();
+        if outside == geoms.len() {
+            return Err(Error::input(
+                path,
+                format!(
+                    "labels outside the stack: none of the {} polygons overlaps the analysis grid",
+                    geoms.len()
+                ),
+            ));
+        }
+        if outside > 0 {
+            warnings.push(format!(
+                "{}: {outside} of {} polygons lie outside the analysis grid and give no samples",
+                path.display(),
+                geoms.len()
+            ));
+        }
+        let values = rows.iter().map(|(v, _)| k_of(v) as f64 + 1.0).collect();
+        Ok((classes, LabelPlan::Polygons { geoms, values }))
+    }
+}
+
 /// Resolve the labels on `grid`: classes and a per-strip label source. Points outside the grid are an error.
 fn plan_labels(
     job: &TrainJob,
@@ -271,139 +426,9 @@ fn plan_labels(
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<ClassInfo>, LabelPlan)> {
     match &job.labels {
-        LabelSource::Raster { path, band } => {
-            let info = io::RasterInfo::read(path)?;
-            if io::coverage_fraction(grid, &info.grid()?)? <= 0.0 {
-                return Err(Error::input(
-                    path,
-                    "labels outside the stack: the label raster does not overlap the analysis grid",
-                ));
-            }
-            let (hist, file_nodata) = landcover::histogram(path, *band)?;
-            if let Some(l) = legend {
-                // Every code must be in the legend (missing codes listed with pixel counts).
-                landcover::check_codes(path, *band, l, &hist, file_nodata)?;
-            }
-            let skip = |v: i64| {
-                job.ignore.contains(&v.to_string())
-                    || file_nodata.is_some_and(|nd| nd == v as f64)
-                    || legend.is_some_and(|l| l.nodata.contains(&v))
-            };
-            let codes: Vec<i64> = hist.keys().copied().filter(|v| !skip(*v)).collect();
-            if codes.is_empty() {
-                return Err(Error::band(
-                    path,
-                    band.to_string(),
-                    "holds no class codes (only nodata or ignored values)",
-                ));
-            }
-            let texts: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
-            let classes = make_classes(&texts, legend)?;
-            let reader = GridReader::new(
-                path,
-                &[BandRequest {
-                    index: *band,
-                    name: band.to_string(),
-                }],
-                grid,
-                Resampling::Nearest,
-                None,
-                // Outside the label raster: a value that is never a class (skipped like nodata).
-                f64::from(i32::MIN),
-            )?;
-            let map = codes.iter().enumerate().map(|(k, &c)| (c, k)).collect();
-            Ok((
-                classes,
-                LabelPlan::Raster {
-                    reader,
-                    classes: map,
-                },
-            ))
-        }
+        LabelSource::Raster { path, band } => raster_labels(job, grid, legend, path, *band),
         LabelSource::Vector { path, layer, field } => {
-            let lyr = io::read_vector(path, layer.as_deref(), std::slice::from_ref(field))?;
-            let Some(crs) = lyr.crs_wkt.clone() else {
-                return Err(Error::input(path, "the layer has no CRS"));
-            };
-            let mut texts: Vec<String> = Vec::new();
-            let mut rows: Vec<(String, gdal::vector::Geometry)> = Vec::new();
-            let mut problems = Problems::new();
-            for f in lyr.features {
-                let Some(g) = f.geometry else {
-                    problems.push(Error::input(
-                        path,
-                        format!("feature {}: no geometry", f.fid),
-                    ));
-                    continue;
-                };
-                let Some(v) = f.fields[0].as_ref().map(|v| v.text()) else {
-                    problems.push(Error::input(
-                        path,
-                        format!("feature {}: field \"{field}\" is empty", f.fid),
-                    ));
-                    continue;
-                };
-                rows.push((v, g));
-            }
-            problems.finish()?;
-            for (v, _) in &rows {
-                if !texts.contains(v) && !job.ignore.contains(v) {
-                    texts.push(v.clone());
-                }
-            }
-            rows.retain(|(v, _)| texts.contains(v));
-            sort_texts(&mut texts);
-            let classes = make_classes(&texts, legend)?;
-            let mut geoms: Vec<gdal::vector::Geometry> = rows.iter().map(|r| r.1.clone()).collect();
-            io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
-            let kinds: Vec<bool> = geoms
-                .iter()
-                .map(|g| g.geometry_name().eq_ignore_ascii_case("POINT"))
-                .collect();
-            let k_of = |t: &str| texts.iter().position(|x| x == t).unwrap();
-            if kinds.iter().all(|&p| p) {
-                let mut labels = PointLabels::default();
-                let mut outside = Vec::new();
-                for ((v, _), g) in rows.iter().zip(&geoms) {
-                    let (x, y, _) = g.get_point(0);
-                    match grid.pixel_of(x, y) {
-                        Some((c, r)) => labels.add((r, c), k_of(v)),
-                        None => outside.push(format!("({x:.3}, {y:.3})")),
-                    }
-                }
-                let map = labels.finish(path, warnings);
-                points_outside(path, &outside, map.len())?;
-                Ok((classes, LabelPlan::Points(map)))
-            } else if kinds.iter().any(|&p| p) {
-                Err(Error::input(
-                    path,
-                    "mixes points and polygons; give one kind of label geometry",
-                ))
-            } else {
-                let b = grid.bounds();
-                let outside = geoms
-                    .iter()
-                    .filter(|g| {
-                        let e = g.envelope();
-                        e.MaxX < b[0] || e.MinX > b[2] || e.MaxY < b[1] || e.MinY > b[3]
-                    })
-                    .count();
-                if outside == geoms.len() {
-                    return Err(Error::input(
-                        path,
-                        format!("labels outside the stack: none of the {} polygons overlaps the analysis grid", geoms.len()),
-                    ));
-                }
-                if outside > 0 {
-                    warnings.push(format!(
-                        "{}: {outside} of {} polygons lie outside the analysis grid and give no samples",
-                        path.display(),
-                        geoms.len()
-                    ));
-                }
-                let values = rows.iter().map(|(v, _)| k_of(v) as f64 + 1.0).collect();
-                Ok((classes, LabelPlan::Polygons { geoms, values }))
-            }
+            vector_labels(job, grid, legend, warnings, path, layer.as_deref(), field)
         }
         LabelSource::Csv {
             path,
