@@ -660,40 +660,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
 
     // Pass 2: fine emissions and net balance, zone sums, the map preview.
     let md = balance_metadata(job, &p, &whole_cells);
-    let mut em_bands = vec![OutBand {
-        description: "emissions total".into(),
-        unit: DENSITY_OUT.into(),
-    }];
-    if nsec > 1 {
-        em_bands.extend(lat.sectors.iter().map(|s| OutBand {
-            description: format!("emissions {s}"),
-            unit: DENSITY_OUT.into(),
-        }));
-    }
-    let mut m_em = md.clone();
-    m_em.insert(
-        "QUANTITY".into(),
-        "emissions downscaled from the lattice".into(),
-    );
-    m_em.insert("UNITS".into(), DENSITY_OUT.into());
-    let em_path = job.out_dir.join("emissions_tCO2_ha_yr.tif");
-    let mut em_w =
-        RasterWriter::create::<f32>(&em_path, &grid, &em_bands, None, &m_em, &job.write)?;
-    let mut m_net = md.clone();
-    m_net.insert("QUANTITY".into(), "net carbon balance".into());
-    m_net.insert("UNITS".into(), DENSITY_OUT.into());
-    let net_path = job.out_dir.join("net_balance_tCO2_ha_yr.tif");
-    let mut net_w = RasterWriter::create::<f32>(
-        &net_path,
-        &grid,
-        &[OutBand {
-            description: "net balance (emissions - sequestration)".into(),
-            unit: DENSITY_OUT.into(),
-        }],
-        None,
-        &m_net,
-        &job.write,
-    )?;
+    let (mut em_w, mut net_w) = fine_writers(job, &grid, lat, &md)?;
     let style = report::net_balance_style()?;
     let mut preview = Preview::new(grid.width, grid.height, style.max_pixels);
     let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
@@ -712,49 +679,21 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             Some(z) => Some(z.read_rows(row0, nrows)?),
             None => None,
         };
-        let n = grid.width * nrows;
-        let mut em = vec![vec![f32::NAN; n]; nsec];
-        let mut em_total = vec![f32::NAN; n];
-        let mut net = vec![f32::NAN; n];
-        let mut e = vec![0f64; nsec];
-        for i in 0..n {
-            let a_true = areas.at(i % grid.width, row0 + i / grid.width);
-            let ha = a_true / 1e4;
-            let w = wts.as_ref().map_or(1.0, |w| w[i]);
-            e.iter_mut().for_each(|x| *x = 0.0);
-            let mut any = false;
-            let mut missing = false;
-            for (c, a) in s.pieces(i) {
-                if !usable[c] {
-                    missing = true;
-                    continue;
-                }
-                any = true;
-                let f = spread.share(c, a, w);
-                for (k, x) in e.iter_mut().enumerate() {
-                    *x += lat.mass[k][c] * f;
-                }
-            }
-            let known = any && !missing;
-            let etot: f64 = e.iter().sum();
-            if known {
-                for k in 0..nsec {
-                    em[k][i] = (e[k] / ha) as f32;
-                }
-                em_total[i] = (etot / ha) as f32;
-                if m[i].is_finite() {
-                    net[i] = ((etot - m[i]) / ha) as f32;
-                }
-            }
-            let known_e = known.then_some(e.as_slice());
-            all.add_pixel(a_true, known_e, m[i]);
-            if let Some(z) = zone_ids.as_ref().filter(|z| z[i] != OUTSIDE) {
-                zone_acc
-                    .entry(z[i])
-                    .or_default()
-                    .add_pixel(a_true, known_e, m[i]);
-            }
-        }
+        let fine = FineCtx {
+            lat,
+            spread: &spread,
+            usable: &usable,
+            areas: &areas,
+            width: grid.width,
+        };
+        let (em, em_total, net) = fine.strip(
+            &s,
+            &m,
+            wts.as_deref(),
+            zone_ids.as_deref(),
+            row0,
+            (&mut all, &mut zone_acc),
+        );
         preview.add_rows(row0, grid.width, &net);
         em_w.write_rows(0, row0, em_total)?;
         if nsec > 1 {
@@ -1459,6 +1398,120 @@ fn regrid_up(
     }
     wr.finish()?.commit()?;
     Ok(output_totals)
+}
+
+/// The fine output rasters of `balance`: emissions (total, and per sector when there are several) and the net
+/// balance, in t CO2 ha-1 yr-1.
+fn fine_writers(
+    job: &BalanceJob,
+    grid: &Grid,
+    lat: &Lattice,
+    md: &BTreeMap<String, String>,
+) -> Result<(RasterWriter, RasterWriter)> {
+    let nsec = lat.sectors.len();
+    let mut em_bands = vec![OutBand {
+        description: "emissions total".into(),
+        unit: DENSITY_OUT.into(),
+    }];
+    if nsec > 1 {
+        em_bands.extend(lat.sectors.iter().map(|s| OutBand {
+            description: format!("emissions {s}"),
+            unit: DENSITY_OUT.into(),
+        }));
+    }
+    let mut m_em = md.clone();
+    m_em.insert(
+        "QUANTITY".into(),
+        "emissions downscaled from the lattice".into(),
+    );
+    m_em.insert("UNITS".into(), DENSITY_OUT.into());
+    let em_path = job.out_dir.join("emissions_tCO2_ha_yr.tif");
+    let em_w = RasterWriter::create::<f32>(&em_path, grid, &em_bands, None, &m_em, &job.write)?;
+    let mut m_net = md.clone();
+    m_net.insert("QUANTITY".into(), "net carbon balance".into());
+    m_net.insert("UNITS".into(), DENSITY_OUT.into());
+    let net_path = job.out_dir.join("net_balance_tCO2_ha_yr.tif");
+    let net_w = RasterWriter::create::<f32>(
+        &net_path,
+        grid,
+        &[OutBand {
+            description: "net balance (emissions - sequestration)".into(),
+            unit: DENSITY_OUT.into(),
+        }],
+        None,
+        &m_net,
+        &job.write,
+    )?;
+    Ok((em_w, net_w))
+}
+
+/// What pass 2 of `balance` needs to spread the lattice over one strip of the fine grid.
+struct FineCtx<'a> {
+    lat: &'a Lattice,
+    spread: &'a Spread,
+    usable: &'a [bool],
+    areas: &'a crate::area::PixelAreas,
+    width: usize,
+}
+
+impl FineCtx<'_> {
+    /// Emissions per sector and in total and the net balance (t CO2 ha-1 yr-1) of the strip starting at `row0`
+    /// (NaN where a pixel touches a cell without data); adds every pixel to the totals and to its zone.
+    fn strip(
+        &self,
+        s: &StripOverlap,
+        m: &[f64],
+        wts: Option<&[f64]>,
+        zone_ids: Option<&[i32]>,
+        row0: usize,
+        (all, zone_acc): (&mut ZoneAcc, &mut BTreeMap<i32, ZoneAcc>),
+    ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
+        let nsec = self.lat.sectors.len();
+        let n = s.width * s.nrows;
+        let mut em = vec![vec![f32::NAN; n]; nsec];
+        let mut em_total = vec![f32::NAN; n];
+        let mut net = vec![f32::NAN; n];
+        let mut e = vec![0f64; nsec];
+        for i in 0..n {
+            let a_true = self.areas.at(i % self.width, row0 + i / self.width);
+            let ha = a_true / 1e4;
+            let w = wts.as_ref().map_or(1.0, |w| w[i]);
+            e.iter_mut().for_each(|x| *x = 0.0);
+            let mut any = false;
+            let mut missing = false;
+            for (c, a) in s.pieces(i) {
+                if !self.usable[c] {
+                    missing = true;
+                    continue;
+                }
+                any = true;
+                let f = self.spread.share(c, a, w);
+                for (k, x) in e.iter_mut().enumerate() {
+                    *x += self.lat.mass[k][c] * f;
+                }
+            }
+            let known = any && !missing;
+            let etot: f64 = e.iter().sum();
+            if known {
+                for k in 0..nsec {
+                    em[k][i] = (e[k] / ha) as f32;
+                }
+                em_total[i] = (etot / ha) as f32;
+                if m[i].is_finite() {
+                    net[i] = ((etot - m[i]) / ha) as f32;
+                }
+            }
+            let known_e = known.then_some(e.as_slice());
+            all.add_pixel(a_true, known_e, m[i]);
+            if let Some(z) = zone_ids.as_ref().filter(|z| z[i] != OUTSIDE) {
+                zone_acc
+                    .entry(z[i])
+                    .or_default()
+                    .add_pixel(a_true, known_e, m[i]);
+            }
+        }
+        (em, em_total, net)
+    }
 }
 
 /// A fraction as a percentage that never reads 0.00% for a fraction that is not zero.
