@@ -859,10 +859,27 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     io::write_atomic(&job.model, &model_json)?;
     io::write_atomic(&side, &side_json)?;
 
-    let mut outputs = Vec::new();
-    // Every sample with its position and block, so that the holdout can be inspected (and mapped).
+    let table = samples_table(&grid, &classes, [&train_s, &test_s], block_px);
+    let outputs = write_assessment(job, &assessment, table, block_px)?;
+    Ok(TrainSummary {
+        assessment,
+        sidecar,
+        model: job.model.clone(),
+        sidecar_path: side,
+        outputs,
+        warnings,
+    })
+}
+
+/// Every sample with its position and block, so that the holdout can be inspected (and mapped).
+fn samples_table(
+    grid: &Grid,
+    classes: &[ClassInfo],
+    [train_s, test_s]: [&[Sample]; 2],
+    block_px: usize,
+) -> String {
     let mut table = String::from("x,y,col,row,block_col,block_row,class_code,class_name,set\n");
-    for (set, v) in [("train", &train_s), ("test", &test_s)] {
+    for (set, v) in [("train", train_s), ("test", test_s)] {
         for smp in v.iter() {
             let (x, y) = grid.pixel_centre(smp.col, smp.row);
             let c = &classes[smp.class];
@@ -877,13 +894,24 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             ));
         }
     }
+    table
+}
+
+/// `accuracy.json`, `accuracy_classes.csv`, `confusion_matrix.csv` and `training_samples.csv` beside the model.
+fn write_assessment(
+    job: &TrainJob,
+    assessment: &Assessment,
+    table: String,
+    block_px: usize,
+) -> Result<Vec<PathBuf>> {
+    let mut outputs = Vec::new();
     let acc_json = serde_json::json!({
         "carbonmap_version": crate::VERSION,
         // Relative to this file when the model is beside it, so the report does not depend on where the
         // output folder was written.
         "model": job.model.strip_prefix(&job.out_dir).unwrap_or(&job.model).display().to_string(),
         "held_out": format!("fold 1 of {} ({} m blocks, {block_px} pixels)", job.folds, job.block_size),
-        "assessment": &assessment,
+        "assessment": assessment,
     });
     for (name, bytes) in [
         (
@@ -904,14 +932,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
         io::write_atomic(&path, &bytes)?;
         outputs.push(path);
     }
-    Ok(TrainSummary {
-        assessment,
-        sidecar,
-        model: job.model.clone(),
-        sidecar_path: side,
-        outputs,
-        warnings,
-    })
+    Ok(outputs)
 }
 
 /// `Forest::predict_rows` over chunks of rows in parallel (each row's result does not depend on the chunking).
