@@ -387,10 +387,12 @@ struct NppArgs {
     /// Climate drivers file (TOML; see the README).
     #[arg(long)]
     drivers: PathBuf,
-    /// Year simulated (the drivers' year).
+    /// Year the simulated period ends in (the drivers' year).
     #[arg(long)]
     year: i32,
-    /// Simulated months FIRST-LAST (default 1-12, a full year).
+    /// Simulated months FIRST-LAST (default 1-12, a full year). FIRST > LAST crosses the year boundary and
+    /// ends in --year: 12-2 is December of the year before to February (DJF), 7-6 July to June (a
+    /// hydrological or Southern-Hemisphere year). Annual quantities always use a full model year (README).
     #[arg(long, default_value = "1-12")]
     months: String,
     /// CASA parameter table: built-in name or .toml file.
@@ -1211,7 +1213,7 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
             None
         }
     };
-    let months = problems.take(parse_range(&a.months, "--months"));
+    let months = problems.take(parse_months(&a.months));
     problems.finish()?;
     let (Some(model), Some(months)) = (model, months) else {
         unreachable!("problems.finish() returned early");
@@ -1610,6 +1612,22 @@ fn parse_range(s: &str, flag: &str) -> Result<(u32, u32)> {
     let a: u32 = a.trim().parse().map_err(|_| bad())?;
     let b: u32 = b.trim().parse().map_err(|_| bad())?;
     if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+/// Parse `--months FIRST-LAST` (1-12 each; FIRST > LAST wraps across the year boundary).
+fn parse_months(s: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--months {s}: expected FIRST-LAST within 1-12, for example 1-12, 6-8 or 12-2"
+        ))
+    };
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u32 = a.trim().parse().map_err(|_| bad())?;
+    let b: u32 = b.trim().parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&a) || !(1..=12).contains(&b) {
         return Err(bad());
     }
     Ok((a, b))

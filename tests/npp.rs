@@ -49,13 +49,16 @@ srad = { column = "sol", unit = "MJ m-2" }
 fn fixture(dir: &Path) {
     let nd = dir.join("ndvi");
     std::fs::create_dir_all(&nd).unwrap();
+    // June is the year's greenest month (CASA's optimum temperature is June's, 15 C); the other months'
+    // NDVI is 0.9 times June's.
     for m in 1..=12 {
+        let f = if m == 6 { 1.0 } else { 0.9 };
         write_raster(
             &nd.join(format!("NDVI_2021-{m:02}.tif")),
             Some(32630),
             GT,
             (W, H),
-            &[("NDVI median", NDVI.to_vec())],
+            &[("NDVI median", NDVI.iter().map(|v| v * f).collect())],
             None,
         );
     }
@@ -116,7 +119,7 @@ fn refused_with(dir: &Path, out: &Path, months: &str, extra: &[&str], want: &[&s
 }
 
 /// The hand-worked month of src/npp/casa.rs, June with T 15 C, 60 mm, SOL 500 MJ m-2 (Topt = 15 C, June
-/// being the only simulated month):
+/// being the year's greenest month):
 ///   FPAR(NDVI 0.4, grassland) = 0.4726048; APAR = 500 x 0.4726048 x 0.5 = 118.15120;
 ///   Te1 = 0.8 + 0.02 x 15 - 0.0005 x 225 = 0.9875; Te2(T = Topt) = 1.1814 / (1 + e^-2) / (1 + e^-3)
 ///   = 0.9912236; We (June of TEMPS, 60 mm) = 0.8970358;
@@ -486,11 +489,14 @@ fn a_month_without_a_composite_is_filled_by_interpolation_and_counted() {
         .success();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     assert!(err.contains("no NDVI composite for 2021-07"), "{err}");
-    // July by hand: June + (196.5 - 166) / (227.5 - 166) x (August - June).
+    // July by hand: June + (196.5 - 166) / (227.5 - 166) x (August - June); August is 0.9 x NDVI (fixture).
     let july: Vec<f32> = june
         .iter()
         .zip(NDVI.iter())
-        .map(|(j, a)| (*j as f64 + 30.5 / 61.5 * (*a as f64 - *j as f64)) as f32)
+        .map(|(j, a)| {
+            let aug = (*a * 0.9) as f64;
+            (*j as f64 + 30.5 / 61.5 * (aug - *j as f64)) as f32
+        })
         .collect();
     write(7, &july);
     let out_b = tmp.path().join("given");

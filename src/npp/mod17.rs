@@ -233,12 +233,18 @@ impl Mod17Year {
         self.livewood_q10_sum += nf
             * c.q10_livewood
                 .powf((tmean_degc - k.respiration_reference_degc) / 10.0);
+        self.note_lai(lai);
+        self.days += n;
+    }
+
+    /// Count a month's LAI in the year's maximum (the live-wood mass) without simulating its days: the months
+    /// of the model year outside a shorter reported period.
+    pub fn note_lai(&mut self, lai: f64) {
         self.lai_max = if lai.is_nan() || self.lai_max.is_nan() {
             f64::NAN
         } else {
             self.lai_max.max(lai)
         };
-        self.days += n;
     }
 
     /// Live-wood respiration (from the period's maximum leaf mass, User's Guide eq. 1.10) and NPP =

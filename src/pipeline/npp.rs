@@ -14,7 +14,9 @@ use rayon::prelude::*;
 use crate::correction::{CorrectionTable, Level, Target};
 use crate::drivers::{Drivers, Plane, Step, Var};
 mod fill;
-use fill::fill_months;
+pub mod period;
+use fill::{FillCounts, Timeline, W0};
+use period::{NppPeriod, YearMonth};
 
 use crate::error::{Error, Problems, Result};
 use crate::io::{
@@ -63,8 +65,9 @@ pub struct NppJob {
     pub landcover_band: usize,
     pub legend: String,
     pub drivers: PathBuf,
+    /// Year the simulated period ends in (the drivers' year).
     pub year: i32,
-    /// First and last simulated month (1..=12).
+    /// First and last simulated month (1..=12); FIRST > LAST crosses the year boundary (see `period`).
     pub months: (u32, u32),
     pub casa_params: String,
     pub bplut: String,
@@ -90,8 +93,12 @@ pub struct ClassSummary {
     pub pixels: u64,
     /// Pixels of the class whose result is NaN (missing NDVI or drivers).
     pub pixels_without_result: u64,
-    /// Pixel-months of the class whose NDVI was filled by interpolation.
+    /// Pixel-months of the class whose NDVI was filled (every rule), and by dormancy and climatology.
     pub filled_pixel_months: u64,
+    pub dormant_pixel_months: u64,
+    pub climatology_pixel_months: u64,
+    /// Pixels left without NDVI in a simulated month (no value anywhere in their series).
+    pub pixels_without_ndvi: u64,
     pub area_m2: f64,
     /// Sums over pixels with a result of value x area (g C), per output.
     sums: BTreeMap<&'static str, f64>,
@@ -140,67 +147,59 @@ struct Prepared {
     grid: Grid,
     legend: Legend,
     class_models: BTreeMap<i64, ClassModel>,
-    /// The year's composites that exist: (month, file), every month of the year (the fill reads them all).
-    ndvi_files: Vec<(u32, PathBuf)>,
+    /// The composites that exist around the model year: (timeline index, file); the fill reads them all.
+    ndvi_files: Vec<(usize, PathBuf)>,
     /// Simulated months without a composite (filled per pixel).
-    missing_months: Vec<u32>,
-    drivers: Drivers,
+    missing_months: Vec<YearMonth>,
+    timeline: Timeline,
+    /// Per legend class, the dormancy threshold of its vegetation type (models/gapfill.toml).
+    dormancy: Vec<Option<f64>>,
+    /// One per calendar year of the model year, in order.
+    drivers: Vec<Drivers>,
+    /// Per month of the model year: which `drivers` and the indices of its steps there.
+    window_steps: Vec<(usize, Vec<usize>)>,
     casa: CasaParams,
     bplut: Bplut,
     k17: Mod17Constants,
     fpar: FparConstants,
     rh: RhModel,
-    /// Indices into drivers.steps of the simulated months (monthly steps) or days.
-    sim_steps: Vec<usize>,
-    period_label: String,
-    full_year: bool,
+    period: NppPeriod,
     lc_nodata: Option<f64>,
     input_is_fpar: bool,
     corrections: Option<(CorrectionTable, Option<Zones>)>,
 }
 
-fn prepare(job: &NppJob) -> Result<Prepared> {
-    let mut problems = Problems::new();
-    let (m0, m1) = job.months;
-    if !(1..=12).contains(&m0) || !(1..=12).contains(&m1) || m0 > m1 {
-        return Err(Error::Usage(format!(
-            "--months {m0}-{m1}: give FIRST-LAST within 1-12"
-        )));
-    }
-    let casa = problems.take(CasaParams::resolve(&job.casa_params));
-    let bplut = problems.take(Bplut::resolve(&job.bplut));
-    let rh = problems.take(RhModel::resolve(&job.rh_model));
-    let legend = problems.take(Legend::resolve(&job.legend));
-    let drivers = problems.take(Drivers::load(&job.drivers, job.year));
-    let k17 = Mod17Constants::builtin()?;
-    let fpar = FparConstants::builtin()?;
-
-    if job.input_is_fpar && job.model == NppModel::Casa {
-        problems.push(Error::Usage(
-            "CASA computes FPAR from NDVI and the simple ratio: give --ndvi, or use --model mod17 with --fpar".into(),
-        ));
-    }
-    // NDVI (or FPAR) composites for every simulated month, all on one grid.
-    let ndvi_year = job.ndvi_year.unwrap_or(job.year);
-    let mut ndvi_files: Vec<(u32, PathBuf)> = Vec::new();
-    let mut missing_months = Vec::new();
+/// The composites around the model year (the year before, the model year, the year after) that exist, each
+/// checked and on one grid; the simulated months without one (refused with `--strict-months`).
+fn ndvi_composites(
+    job: &NppJob,
+    period: &NppPeriod,
+    timeline: &Timeline,
+    problems: &mut Problems,
+) -> (Vec<(usize, PathBuf)>, Vec<YearMonth>, Option<Grid>) {
+    // The composites' year may differ from the drivers' (--ndvi-year): every month is shifted alike.
+    let shift = job.ndvi_year.unwrap_or(job.year) - job.year;
+    let mut files: Vec<(usize, PathBuf)> = Vec::new();
+    let mut missing = Vec::new();
     let mut grid: Option<Grid> = None;
-    for m in 1..=12u32 {
+    let sim = period.sim_range();
+    for (t, &(y, m)) in timeline.months.iter().enumerate() {
+        let y = y + shift;
         let p = job
             .ndvi_dir
-            .join(format!("{}_{ndvi_year}-{m:02}.tif", job.ndvi_index));
+            .join(format!("{}_{y}-{m:02}.tif", job.ndvi_index));
         if !p.exists() {
-            if (m0..=m1).contains(&m) {
+            if t >= W0 && sim.contains(&(t - W0)) {
                 if job.strict_months {
                     problems.push(Error::input(
                         &p,
                         format!(
-                            "no {} composite for {ndvi_year}-{m:02} (--strict-months: make monthly composites with `carbonmap indices --period month`, narrow --months, or drop --strict-months to fill it)",
+                            "no {} composite for {y}-{m:02} (--strict-months: make monthly composites with `carbonmap indices --period month`, narrow --months, or drop --strict-months to fill it)",
                             job.ndvi_index
                         ),
                     ));
                 } else {
-                    missing_months.push(m);
+                    missing.push((y, m));
                 }
             }
             continue;
@@ -211,17 +210,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         }) {
             Ok(g) => {
                 if job.input_is_fpar {
-                    if let Ok(&[Some((lo, hi))]) =
-                        io::bands_min_max(&p, &[job.ndvi_band]).as_deref()
-                    {
-                        if lo < 0.0 || hi > 1.0 {
-                            problems.push(Error::band(
-                                &p,
-                                job.ndvi_band.to_string(),
-                                format!("FPAR values {lo}..{hi} are outside 0..1 (percent, or a scaled product such as MOD15 x 100? rescale it first)"),
-                            ));
-                        }
-                    }
+                    check_fpar_range(&p, job.ndvi_band, problems);
                 }
                 match &grid {
                     None => grid = Some(g),
@@ -229,9 +218,9 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
                         &p,
                         format!(
                             "is not on the grid of {} (composites of one run share a grid)",
-                            ndvi_files
+                            files
                                 .first()
-                                .map(|f: &(u32, PathBuf)| f.1.display().to_string())
+                                .map(|f| f.1.display().to_string())
                                 .unwrap_or_default()
                         ),
                     )),
@@ -240,18 +229,84 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
             }
             Err(e) => problems.push(e),
         }
-        ndvi_files.push((m, p));
+        files.push((t, p));
     }
-    if ndvi_files.is_empty() {
+    if files.is_empty() {
         problems.push(Error::input(
             &job.ndvi_dir,
             format!(
-                "no {} composite of {ndvi_year} ({}_{ndvi_year}-MM.tif): make monthly composites with `carbonmap indices --period month`",
-                job.ndvi_index, job.ndvi_index
+                "no {} composite for the model year {} or the years either side ({}_YYYY-MM.tif): make monthly composites with `carbonmap indices --period month`",
+                job.ndvi_index,
+                period.describe_window(),
+                job.ndvi_index
             ),
         ));
     }
+    (files, missing, grid)
+}
 
+/// FPAR rasters must hold fractions.
+fn check_fpar_range(p: &std::path::Path, band: usize, problems: &mut Problems) {
+    if let Ok(&[Some((lo, hi))]) = io::bands_min_max(p, &[band]).as_deref() {
+        if lo < 0.0 || hi > 1.0 {
+            problems.push(Error::band(
+                p,
+                band.to_string(),
+                format!("FPAR values {lo}..{hi} are outside 0..1 (percent, or a scaled product such as MOD15 x 100? rescale it first)"),
+            ));
+        }
+    }
+}
+
+/// The driver variables a model needs, and what for.
+fn driver_needs(model: NppModel, casa: &CasaParams, d: &Drivers) -> Vec<(Var, &'static str)> {
+    let mut needs: Vec<(Var, &str)> = vec![
+        (Var::Tmean, "temperature stress, dormancy and Rh"),
+        (Var::Precip, "Rh"),
+    ];
+    match model {
+        NppModel::Casa => {
+            needs.push((Var::Srad, "SOL, total solar radiation"));
+            if casa.water.method == WaterMethod::Vpd {
+                needs.push((Var::Vpd, "VPD water scalar"));
+            }
+        }
+        NppModel::Mod17 => {
+            needs.push((Var::Tmin, "Tmin scalar"));
+            needs.push((Var::Vpd, "VPD scalar"));
+            if !d.available(Var::Par) {
+                needs.push((Var::Srad, "PAR = shortwave x PAR fraction"));
+            }
+        }
+    }
+    needs
+}
+
+fn prepare(job: &NppJob) -> Result<Prepared> {
+    let mut problems = Problems::new();
+    let period = NppPeriod::new(job.year, job.months)?;
+    let timeline = Timeline::around(period.window[0]);
+    let casa = problems.take(CasaParams::resolve(&job.casa_params));
+    let bplut = problems.take(Bplut::resolve(&job.bplut));
+    let rh = problems.take(RhModel::resolve(&job.rh_model));
+    let legend = problems.take(Legend::resolve(&job.legend));
+    // The drivers of every calendar year the model year touches.
+    let drivers: Option<Vec<Drivers>> = period
+        .years()
+        .iter()
+        .map(|&y| problems.take(Drivers::load(&job.drivers, y)))
+        .collect();
+    let k17 = Mod17Constants::builtin()?;
+    let fpar = FparConstants::builtin()?;
+    let gapfill = fill::GapFill::builtin()?;
+
+    if job.input_is_fpar && job.model == NppModel::Casa {
+        problems.push(Error::Usage(
+            "CASA computes FPAR from NDVI and the simple ratio: give --ndvi, or use --model mod17 with --fpar".into(),
+        ));
+    }
+    let (ndvi_files, missing_months, grid) =
+        ndvi_composites(job, &period, &timeline, &mut problems);
     // Land cover: every code in the legend, and parameters for every class present.
     let mut class_models = BTreeMap::new();
     let mut lc_nodata = None;
@@ -300,39 +355,37 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         }
     }
 
-    // Drivers: what each model needs.
-    let mut sim_steps = Vec::new();
-    if let (Some(d), Some(g), Some(casa)) = (&drivers, &grid, &casa) {
-        let mut needs: Vec<(Var, &str)> = vec![
-            (Var::Tmean, "temperature stress and Rh"),
-            (Var::Precip, "Rh"),
-        ];
-        match job.model {
-            NppModel::Casa => {
-                if d.step != Step::Month {
-                    problems.push(Error::config(
-                        &d.source,
-                        "CASA is a monthly model: the drivers must have step = \"month\"",
-                    ));
-                }
-                needs.push((Var::Srad, "SOL, total solar radiation"));
-                if casa.water.method == WaterMethod::Vpd {
-                    needs.push((Var::Vpd, "VPD water scalar"));
-                }
+    // Drivers: what each model needs, for every year of the model year.
+    let mut window_steps = Vec::new();
+    if let (Some(ds), Some(g), Some(casa)) = (&drivers, &grid, &casa) {
+        let needs = driver_needs(job.model, casa, &ds[0]);
+        let mut seen = std::collections::BTreeSet::new();
+        for d in ds {
+            if job.model == NppModel::Casa && d.step != Step::Month {
+                problems.push(Error::config(
+                    &d.source,
+                    "CASA is a monthly model: the drivers must have step = \"month\"",
+                ));
+                break;
             }
-            NppModel::Mod17 => {
-                needs.push((Var::Tmin, "Tmin scalar"));
-                needs.push((Var::Vpd, "VPD scalar"));
-                if !d.available(Var::Par) {
-                    needs.push((Var::Srad, "PAR = shortwave x PAR fraction"));
+            if let Err(e) = d.check(g, &needs) {
+                // The same raster problem for each year is said once.
+                if seen.insert(e.to_string()) {
+                    problems.push(e);
                 }
             }
         }
-        if let Err(e) = d.check(g, &needs) {
-            problems.push(e);
-        }
-        sim_steps = (0..d.steps.len())
-            .filter(|&i| (m0..=m1).contains(&d.steps[i].month))
+        let years = period.years();
+        window_steps = period
+            .window
+            .iter()
+            .map(|&(y, m)| {
+                let part = years.iter().position(|&x| x == y).expect("window year");
+                let steps = (0..ds[part].steps.len())
+                    .filter(|&i| ds[part].steps[i].month == m)
+                    .collect();
+                (part, steps)
+            })
             .collect();
     }
     // Corrections: the table, its zones on the grid, and every zone and class it names known.
@@ -369,29 +422,34 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
     problems.finish()?;
     let grid = grid.expect("checked");
     let drivers = drivers.expect("checked");
-    let full_year = (m0, m1) == (1, 12);
-    let period_label = if full_year {
-        job.year.to_string()
-    } else if m0 == m1 {
-        format!("{}-{m0:02}", job.year)
-    } else {
-        format!("{}-{m0:02}_{}-{m1:02}", job.year, job.year)
-    };
+    let legend = legend.expect("checked");
+    let dormancy = legend
+        .classes
+        .iter()
+        .map(|c| {
+            gapfill
+                .dormancy
+                .below_deg_c
+                .get(&c.vegetation_type)
+                .copied()
+        })
+        .collect();
     Ok(Prepared {
         grid,
-        legend: legend.expect("checked"),
+        legend,
         class_models,
         ndvi_files,
         missing_months,
+        timeline,
+        dormancy,
         drivers,
+        window_steps,
         casa: casa.expect("checked"),
         bplut: bplut.expect("checked"),
         k17,
         fpar,
         rh: rh.expect("checked"),
-        sim_steps,
-        period_label,
-        full_year,
+        period,
         lc_nodata,
         input_is_fpar: job.input_is_fpar,
         corrections,
@@ -409,39 +467,46 @@ struct PixelOut {
 /// Run the NPP stage.
 pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let mut p = prepare(job)?;
-    p.drivers.open(&p.grid)?;
-    let mut warnings = Vec::new();
-    if !p.missing_months.is_empty() {
-        let year = job.ndvi_year.unwrap_or(job.year);
-        let msg = format!(
-            "no {} composite for {} in {}: filled per pixel by linear interpolation between the nearest months with data, cyclic across the year ({} composite(s) of {year} read; --strict-months refuses instead)",
-            job.ndvi_index,
-            p.missing_months.iter().map(|m| format!("{year}-{m:02}")).collect::<Vec<_>>().join(", "),
-            job.ndvi_dir.display(),
-            p.ndvi_files.len()
-        );
-        progress.warn(&msg);
-        warnings.push(msg);
-    }
-    if !p.drivers.filled_months.is_empty() {
-        let msg = format!(
-            "{}: {} not in the station table, filled with the station's monthly climatology",
-            p.drivers.source.display(),
-            p.drivers.filled_months.join(", ")
-        );
-        progress.warn(&msg);
-        warnings.push(msg);
-    }
     let grid = p.grid.clone();
-    let nmonths = (job.months.1 - job.months.0 + 1) as usize;
+    for d in p.drivers.iter_mut() {
+        d.open(&grid)?;
+    }
+    let mut warnings = Vec::new();
+    let mut warn = |msg: String| {
+        progress.warn(&msg);
+        warnings.push(msg);
+    };
+    if !p.missing_months.is_empty() {
+        warn(format!(
+            "no {} composite for {} in {}: filled per pixel by the rules of models/gapfill.toml (dormancy, interpolation in time, climatology; {} composite(s) of {} and the years either side read; --strict-months refuses instead)",
+            job.ndvi_index,
+            p.missing_months.iter().map(|(y, m)| format!("{y}-{m:02}")).collect::<Vec<_>>().join(", "),
+            job.ndvi_dir.display(),
+            p.ndvi_files.len(),
+            p.period.describe_window(),
+        ));
+    }
+    let filled_driver_months: Vec<String> = p
+        .drivers
+        .iter()
+        .flat_map(|d| d.filled_months.clone())
+        .collect();
+    if !filled_driver_months.is_empty() {
+        warn(format!(
+            "{}: {} not in the station table, filled with the station's monthly climatology",
+            p.drivers[0].source.display(),
+            filled_driver_months.join(", ")
+        ));
+    }
+    let nmonths = p.period.sim.len();
     let outs: &[&'static str] = match job.model {
         NppModel::Casa => &OUTS_CASA,
         NppModel::Mod17 => &OUTS_MOD17,
     };
-    let per = if p.full_year {
+    let per = if p.period.full_year() {
         "yr-1".to_string()
     } else {
-        format!("per period {}", p.period_label)
+        format!("per period {}", p.period.label)
     };
     let unit_of = |o: &str| -> String {
         if o == "sequestration" {
@@ -458,18 +523,26 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         };
         let m = if monthly { "_monthly" } else { "" };
         job.out_dir
-            .join(format!("{o}_{u}{m}_{}.tif", p.period_label))
+            .join(format!("{o}_{u}{m}_{}.tif", p.period.label))
     };
 
     // Metadata common to every output.
     let mut md = BTreeMap::new();
     md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
     md.insert("MODEL".into(), job.model.name().into());
-    md.insert("PERIOD".into(), p.period_label.clone());
-    md.insert("YEAR".into(), job.year.to_string());
+    md.insert("PERIOD".into(), p.period.label.clone());
+    let (first, last) = (p.period.sim[0], p.period.sim[nmonths - 1]);
     md.insert(
         "MONTHS".into(),
-        format!("{}-{}", job.months.0, job.months.1),
+        format!("{}-{:02}..{}-{:02}", first.0, first.1, last.0, last.1),
+    );
+    md.insert(
+        "MODEL_YEAR".into(),
+        format!(
+            "{}: annual quantities (Thornthwaite heat index, CASA optimum temperature, MOD17 live-wood mass from the largest LAI) over these 12 months{}",
+            p.period.describe_window(),
+            if p.period.full_year() { "" } else { ", which extend beyond the reported period" }
+        ),
     );
     md.insert("LANDCOVER".into(), job.landcover.display().to_string());
     md.insert(
@@ -487,8 +560,10 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     );
     md.insert(
         "NDVI_FILL".into(),
-        "per pixel, months without a value (no composite, or no clear observation) by linear interpolation in \
-         time between the nearest months with one, cyclic across the year boundary (the year's composites only); \
+        "per pixel, months without a value (no composite, or no clear observation) by the first rule of \
+         models/gapfill.toml that gives one: dormancy (a month colder than the class's threshold takes the \
+         pixel's lowest observed value), linear interpolation in time (using the years either side), cyclic \
+         interpolation within the model year, the same month of the years either side; \
          filled_months_<period>.tif counts them"
             .into(),
     );
@@ -502,7 +577,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     ] {
         md.insert(
             format!("DRIVER_{}", v.name().to_uppercase()),
-            p.drivers.provenance(v),
+            p.drivers[0].provenance(v),
         );
     }
     md.insert(
@@ -569,7 +644,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             &file_of(o, false),
             &grid,
             &[OutBand {
-                description: format!("{o} {}", p.period_label),
+                description: format!("{o} {}", p.period.label),
                 unit: unit_of(o),
             }],
             None,
@@ -587,9 +662,12 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             let mut m = md.clone();
             m.insert("QUANTITY".into(), format!("{o} per month"));
             m.insert("UNITS".into(), "g C m-2 month-1".into());
-            let bands: Vec<OutBand> = (job.months.0..=job.months.1)
-                .map(|mm| OutBand {
-                    description: format!("{o} {}-{mm:02}", job.year),
+            let bands: Vec<OutBand> = p
+                .period
+                .sim
+                .iter()
+                .map(|(y, mm)| OutBand {
+                    description: format!("{o} {y}-{mm:02}"),
                     unit: "g C m-2 month-1".into(),
                 })
                 .collect();
@@ -606,23 +684,21 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
 
     // The factor each pixel's correction used (with corrections only).
     // Months filled per pixel (see fill.rs), a count band beside the outputs.
-    let ndvi_year = job.ndvi_year.unwrap_or(job.year);
-    let (month_days, year_days) = fill::month_days(ndvi_year);
     let mut filled_writer = {
         let mut m = md.clone();
         m.insert(
             "QUANTITY".into(),
-            format!("{} months filled by interpolation", job.ndvi_index),
+            format!("{} months filled (models/gapfill.toml)", job.ndvi_index),
         );
         m.insert("UNITS".into(), "count".into());
         Some(RasterWriter::create::<u8>(
             &job.out_dir
-                .join(format!("filled_months_{}.tif", p.period_label)),
+                .join(format!("filled_months_{}.tif", p.period.label)),
             &grid,
             &[OutBand {
                 description: format!(
-                    "{} months of {} filled by interpolation (of {nmonths})",
-                    job.ndvi_index, p.period_label
+                    "{} months of {} filled (of {nmonths})",
+                    job.ndvi_index, p.period.label
                 ),
                 unit: "count".into(),
             }],
@@ -641,7 +717,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             m.insert("UNITS".into(), "1".into());
             Some(RasterWriter::create::<f32>(
                 &job.out_dir
-                    .join(format!("correction_factor_{}.tif", p.period_label)),
+                    .join(format!("correction_factor_{}.tif", p.period.label)),
                 &grid,
                 &[OutBand {
                     description: format!("correction factor on {}", t.target.name()),
@@ -706,8 +782,10 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
 
     // Strip height from the memory budget: per pixel, NDVI and drivers for every simulated month, plus
     // monthly outputs; daily drivers are streamed one day at a time.
+    // The composites around the model year, its 12 filled months and temperatures, the simulated months'
+    // drivers and monthly outputs.
     let nvars = 6;
-    let per_px = 4 * (nmonths * (2 + nvars + 3 * 2) + 16) + 64;
+    let per_px = 4 * (p.ndvi_files.len() + 24 + nmonths * (nvars + 3 * 2) + 16) + 64;
     let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8;
     let (rows, cols) =
         crate::engine::strips::block(grid.width, grid.height, per_px, out_px, job.memory_mb);
@@ -718,7 +796,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         let mut lc = vec![0i32; npx];
         lc_reader.read_window::<i32>(0, w, &mut lc)?;
         // The months' composites read in parallel (each reader by one thread at a time).
-        let year_ndvi: Vec<Vec<f32>> = ndvi_readers
+        let composites: Vec<Vec<f32>> = ndvi_readers
             .par_iter()
             .map(|r| {
                 let mut b = vec![0f32; npx];
@@ -728,14 +806,6 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                     .map(|()| b)
             })
             .collect::<Result<_>>()?;
-        let available: Vec<u32> = p.ndvi_files.iter().map(|(m, _)| *m).collect();
-        let (ndvi, filled) =
-            fill_months(&available, &year_ndvi, job.months, &month_days, year_days);
-        drop(year_ndvi);
-        if let Some(fw) = filled_writer.as_mut() {
-            fw.write_window(0, w, filled.clone())?;
-            fw.flush()?;
-        }
         // Class model per pixel (None = nodata / outside the land-cover map).
         let models: Vec<Option<(usize, &ClassModel)>> = lc
             .iter()
@@ -751,6 +821,32 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 p.class_models.get(&c).map(|m| (ci, m))
             })
             .collect();
+        // The model year's mean temperatures (CASA, dormancy), then its NDVI series completed per pixel.
+        let tmean = if job.model == NppModel::Casa || p.dormancy.iter().any(Option::is_some) {
+            window_tmean(&p, w)?
+        } else {
+            Vec::new()
+        };
+        let available: Vec<usize> = p.ndvi_files.iter().map(|(t, _)| *t).collect();
+        let (dormancy, models_ref, tmean_ref) = (&p.dormancy, &models, &tmean);
+        let dormant = move |px: usize, k: usize| -> bool {
+            let Some((ci, _)) = models_ref[px] else {
+                return false;
+            };
+            matches!(dormancy[ci], Some(th) if tmean_ref[k].at(px) < th)
+        };
+        let (ndvi, fills) = fill::fill_block(
+            &p.timeline,
+            &available,
+            &composites,
+            p.period.sim_range(),
+            dormant,
+        );
+        drop(composites);
+        if let Some(fw) = filled_writer.as_mut() {
+            fw.write_window(0, w, fills.iter().map(FillCounts::filled).collect())?;
+            fw.flush()?;
+        }
         // Correction factor per pixel (1 without corrections, NaN where no class).
         let factors: Vec<f64> = match &p.corrections {
             None => vec![1.0; npx],
@@ -788,9 +884,14 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         };
         let target = p.corrections.as_ref().map(|c| c.0.target);
         let (results, monthly) = match job.model {
-            NppModel::Casa => {
-                strip_casa(&p, &models, &ndvi, &factors, w, !monthly_writers.is_empty())?
-            }
+            NppModel::Casa => strip_casa(
+                &p,
+                &models,
+                (&ndvi, &tmean),
+                &factors,
+                w,
+                !monthly_writers.is_empty(),
+            )?,
             NppModel::Mod17 => strip_mod17(&p, &models, &ndvi, (&factors, target), w)?,
         };
         // Write, and accumulate the class summaries in pixel order (deterministic sums).
@@ -828,7 +929,13 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             let s = &mut summaries[*ci];
             let area = areas.at(block.col0 + px % block.ncols, block.row0 + px / block.ncols);
             s.pixels += 1;
-            s.filled_pixel_months += filled[px] as u64;
+            let f = fills[px];
+            s.filled_pixel_months += f.filled() as u64;
+            s.dormant_pixel_months += f.dormant as u64;
+            s.climatology_pixel_months += f.climatology as u64;
+            if !matches!(m, Some((_, ClassModel::Zero))) {
+                s.pixels_without_ndvi += u64::from(f.none > 0);
+            }
             s.area_m2 += area;
             if r.npp.is_nan() || r.rh.is_nan() {
                 s.pixels_without_result += 1;
@@ -847,26 +954,33 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     for s in summaries.iter().filter(|s| s.pixels > 0) {
         let frac = s.filled_pixel_months as f64 / (s.pixels as f64 * nmonths as f64);
         if frac > gf.warn_fraction {
+            let pm = s.pixels as f64 * nmonths as f64;
             let msg = format!(
-                "class {} ({}): {:.1}% of its pixel-months of {} NDVI were filled by interpolation (no composite or no clear observation), more than {:.0}% (models/gapfill.toml); see filled_months_{}.tif",
-                s.code, s.name, 100.0 * frac, p.period_label, 100.0 * gf.warn_fraction, p.period_label
+                "class {} ({}): {:.1}% of its pixel-months of {} {} were filled (no composite or no clear observation), more than {:.0}% (models/gapfill.toml): {:.1}% dormant (winter floor), {:.1}% climatology, the rest interpolated in time; see filled_months_{}.tif",
+                s.code, s.name, 100.0 * frac, p.period.label, job.ndvi_index, 100.0 * gf.warn_fraction,
+                100.0 * s.dormant_pixel_months as f64 / pm, 100.0 * s.climatology_pixel_months as f64 / pm,
+                p.period.label
             );
             progress.warn(&msg);
             warnings.push(msg);
         }
     }
-    for s in summaries
-        .iter()
-        .filter(|s| s.pixels > 0 && s.pixels_without_result == s.pixels)
-    {
-        if !matches!(p.class_models.get(&s.code), Some(ClassModel::Zero)) {
-            let msg = format!(
-                "class {} ({}): no pixel has a result (NDVI missing in a simulated month, or drivers with no data there)",
-                s.code, s.name
-            );
-            progress.warn(&msg);
-            warnings.push(msg);
-        }
+    for s in summaries.iter().filter(|s| s.pixels_without_result > 0) {
+        let no_ndvi = s.pixels_without_ndvi.min(s.pixels_without_result);
+        let msg = format!(
+            "class {} ({}): {} of {} pixels ({:.2}%) have no result and are NaN in every output: {} without any {} value in their series (no clear observation in {} or the years either side), {} with drivers without data there",
+            s.code,
+            s.name,
+            s.pixels_without_result,
+            s.pixels,
+            100.0 * s.pixels_without_result as f64 / s.pixels as f64,
+            no_ndvi,
+            job.ndvi_index,
+            p.period.describe_window(),
+            s.pixels_without_result - no_ndvi
+        );
+        progress.warn(&msg);
+        warnings.push(msg);
     }
     if let Some((t, _)) = &p.corrections {
         let msg = format!(
@@ -908,7 +1022,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let table = job.out_dir.join(format!(
         "{}_summary_{}.csv",
         job.model.name().to_lowercase(),
-        p.period_label
+        p.period.label
     ));
     let table_text = summary_csv(&summaries, outs, nmonths);
     let notes = [format!(
@@ -920,7 +1034,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         table,
         table_text,
         classes: summaries,
-        period_label: p.period_label.clone(),
+        period_label: p.period.label.clone(),
         warnings,
     })
 }
@@ -936,6 +1050,9 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], nmonths: usize) -> String {
         "pixels_without_result".into(),
         "area_ha".into(),
         "ndvi_filled_fraction".into(),
+        "ndvi_dormant_fraction".into(),
+        "ndvi_climatology_fraction".into(),
+        "pixels_without_ndvi".into(),
     ];
     for o in outs {
         if *o == "sequestration" {
@@ -949,6 +1066,7 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], nmonths: usize) -> String {
     let mut s = format!("{}\n", h.join(","));
     for r in rows.iter().filter(|r| r.pixels > 0) {
         let n = (r.pixels - r.pixels_without_result) as f64;
+        let pm = r.pixels as f64 * nmonths as f64;
         let mut f = vec![
             r.code.to_string(),
             format!("\"{}\"", r.name.replace('"', "'")),
@@ -956,10 +1074,10 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], nmonths: usize) -> String {
             r.pixels.to_string(),
             r.pixels_without_result.to_string(),
             format!("{:.4}", r.area_m2 / 1e4),
-            format!(
-                "{}",
-                r.filled_pixel_months as f64 / (r.pixels as f64 * nmonths as f64)
-            ),
+            format!("{}", r.filled_pixel_months as f64 / pm),
+            format!("{}", r.dormant_pixel_months as f64 / pm),
+            format!("{}", r.climatology_pixel_months as f64 / pm),
+            r.pixels_without_ndvi.to_string(),
         ];
         for o in outs {
             let mean = if n > 0.0 {
@@ -981,14 +1099,54 @@ fn summary_csv(rows: &[ClassSummary], outs: &[&str], nmonths: usize) -> String {
 
 type StripResult = (Vec<PixelOut>, Vec<Vec<Vec<f32>>>);
 
-/// One variable at the given driver steps over a strip, in the order given.
-fn read_steps(
-    drivers: &crate::drivers::Drivers,
+/// One variable over a strip for the given months of the model year (monthly drivers: one step each), in order.
+fn read_months(
+    (drivers, window_steps): (&[Drivers], &[(usize, Vec<usize>)]),
     var: Var,
-    steps: &[usize],
+    months: std::ops::Range<usize>,
     w: &Window,
 ) -> Result<Vec<Plane>> {
-    drivers.read_steps(var, steps, w)
+    let mut out = Vec::with_capacity(months.len());
+    for (part, d) in drivers.iter().enumerate() {
+        let steps: Vec<usize> = months
+            .clone()
+            .filter(|&k| window_steps[k].0 == part)
+            .flat_map(|k| window_steps[k].1.iter().copied())
+            .collect();
+        if !steps.is_empty() {
+            out.extend(d.read_steps(var, &steps, w)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The mean air temperature of each month of the model year over a strip (daily drivers averaged).
+fn window_tmean(p: &Prepared, w: &Window) -> Result<Vec<Plane>> {
+    let mut out = Vec::with_capacity(12);
+    for (k, (part, steps)) in p.window_steps.iter().enumerate() {
+        if steps.len() == 1 {
+            out.extend(read_months(
+                (&p.drivers, &p.window_steps),
+                Var::Tmean,
+                k..k + 1,
+                w,
+            )?);
+            continue;
+        }
+        let planes = p.drivers[*part].read_steps(Var::Tmean, steps, w)?;
+        let n = planes.len() as f64;
+        let mean = if planes.iter().all(|pl| matches!(pl, Plane::Uniform(_))) {
+            Plane::Uniform(planes.iter().map(|pl| pl.at(0)).sum::<f64>() / n)
+        } else {
+            Plane::Grid(
+                (0..w.len())
+                    .map(|px| (planes.iter().map(|pl| pl.at(px)).sum::<f64>() / n) as f32)
+                    .collect(),
+            )
+        };
+        out.push(mean);
+    }
+    Ok(out)
 }
 
 /// CASA over a strip. NPP is proportional to emax, so a correction factor on epsilon max and one on NPP
@@ -996,40 +1154,39 @@ fn read_steps(
 fn strip_casa(
     p: &Prepared,
     models: &[Option<(usize, &ClassModel)>],
-    ndvi: &[Vec<f32>],
+    (ndvi, t): (&[Vec<f32>], &[Plane]),
     factors: &[f64],
     w: &Window,
     want_monthly: bool,
 ) -> Result<StripResult> {
     let npx = w.len();
-    // All 12 months of temperature (Thornthwaite heat index), the simulated months of the rest.
-    let sim = &p.sim_steps;
+    // The model year's 12 months of NDVI and temperature (optimum temperature, Thornthwaite heat index); the
+    // simulated months of the rest, indexed from the first simulated month, read (and warped) in parallel.
+    let range = p.period.sim_range();
+    let sim: Vec<usize> = range.clone().collect();
+    let sim = &sim;
     let strip = w;
-    let all: Vec<usize> = (0..p.drivers.steps.len()).collect();
-    // Precipitation, radiation and VPD of the simulated months only, indexed like `sim`; the variables are
-    // read (and warped) in parallel.
     let with_vpd = p.casa.water.method == WaterMethod::Vpd;
-    let d = &p.drivers;
-    let ((t, pr), (sol, vpd)) = rayon::join(
+    let d = (p.drivers.as_slice(), p.window_steps.as_slice());
+    let (pr, (sol, vpd)) = rayon::join(
+        || read_months(d, Var::Precip, range.clone(), strip),
         || {
             rayon::join(
-                || read_steps(d, Var::Tmean, &all, strip),
-                || read_steps(d, Var::Precip, sim, strip),
-            )
-        },
-        || {
-            rayon::join(
-                || read_steps(d, Var::Srad, sim, strip),
+                || read_months(d, Var::Srad, range.clone(), strip),
                 || {
                     with_vpd
-                        .then(|| read_steps(d, Var::Vpd, sim, strip))
+                        .then(|| read_months(d, Var::Vpd, range.clone(), strip))
                         .transpose()
                 },
             )
         },
     );
-    let (t, pr, sol, vpd) = (t?, pr?, sol?, vpd?);
-    let days: Vec<f64> = p.drivers.steps.iter().map(|s| s.days as f64).collect();
+    let (pr, sol, vpd) = (pr?, sol?, vpd?);
+    let days: Vec<f64> = p
+        .window_steps
+        .iter()
+        .map(|(part, steps)| p.drivers[*part].steps[steps[0]].days as f64)
+        .collect();
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
     let (casa_p, rh_p) = (&p.casa, &p.rh);
     let per_px: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
@@ -1074,10 +1231,11 @@ fn strip_casa(
                     ),
                     ClassModel::Mod17(_) => unreachable!(),
                     ClassModel::Casa { t: ct, m17 } => {
+                        // Optimum temperature: the model year's month of largest NDVI.
                         nd.clear();
-                        nd.extend((0..sim.len()).map(|k| ndvi[k][px] as f64));
+                        nd.extend((0..12).map(|k| ndvi[k][px] as f64));
                         sim_t.clear();
-                        sim_t.extend(sim.iter().map(|&i| temps[i]));
+                        sim_t.extend(temps.iter().copied());
                         let topt = casa::topt(nd, sim_t);
                         let (hi, ha) = casa_p.thornthwaite_index(temps);
                         let mut npp = 0.0;
@@ -1091,7 +1249,7 @@ fn strip_casa(
                             // SOL: the month's total, MJ m-2 month-1.
                             let mo = casa_p.month(
                                 ct,
-                                nd[k],
+                                nd[i],
                                 sol[k].at(px) * days[i],
                                 temps[i],
                                 topt,
@@ -1153,22 +1311,34 @@ fn strip_mod17(
     w: &Window,
 ) -> Result<StripResult> {
     let npx = w.len();
-    let d = &p.drivers;
-    let m0 = p.drivers.steps[p.sim_steps[0]].month;
-    let nm = ndvi.len();
+    let range = p.period.sim_range();
+    let nm = range.len();
     // Per pixel: the year's accumulator, monthly GPP and NPP-ready sums, monthly T and P for Rh.
     let mut years = vec![Mod17Year::default(); npx];
     let mut month_gpp = vec![vec![0f64; npx]; nm];
     let mut month_t = vec![vec![0f64; npx]; nm];
     let mut month_days = vec![0f64; nm];
     let mut month_p = vec![vec![0f64; npx]; nm];
-    let par_from_srad = !d.available(Var::Par);
+    let par_from_srad = !p.drivers[0].available(Var::Par);
     // Only Sync parts go into the parallel closures (the drivers hold GDAL handles).
     let (k17, fp, rh_p) = (&p.k17, &p.fpar, &p.rh);
     let is_fpar = p.input_is_fpar;
-    for &i in &p.sim_steps {
+    // FPAR and LAI of a month of the model year.
+    let fpar_lai = |nd: f32| {
+        let fpar = if is_fpar {
+            nd as f64
+        } else {
+            fp.fpar_linear(nd as f64)
+        };
+        (fpar, fp.lai(fpar))
+    };
+    let steps = range.clone().flat_map(|wk| {
+        let (part, st) = &p.window_steps[wk];
+        st.iter().map(move |&i| (wk, &p.drivers[*part], i))
+    });
+    for (wk, d, i) in steps {
         let s = d.steps[i];
-        let k = (s.month - m0) as usize;
+        let k = wk - range.start;
         let n = s.days as f64;
         let tmin = d.read(Var::Tmin, i, w)?;
         let tmean = d.read(Var::Tmean, i, w)?;
@@ -1185,7 +1355,7 @@ fn strip_mod17(
         };
         let precip = d.read(Var::Precip, i, w)?;
         month_days[k] += n;
-        let nd = &ndvi[k];
+        let nd = &ndvi[wk];
         years
             .par_iter_mut()
             .zip(month_gpp[k].par_iter_mut())
@@ -1197,12 +1367,7 @@ fn strip_mod17(
                 let Some((_, ClassModel::Mod17(c))) = models[px] else {
                     return;
                 };
-                let fpar = if is_fpar {
-                    nd[px] as f64
-                } else {
-                    fp.fpar_linear(nd[px] as f64)
-                };
-                let lai = fp.lai(fpar);
+                let (fpar, lai) = fpar_lai(nd[px]);
                 let before = y.gpp;
                 y.add_days(
                     c,
@@ -1217,6 +1382,14 @@ fn strip_mod17(
                 );
                 *g += y.gpp - before;
             });
+    }
+    // The live-wood mass is the model year's: its other months count in the largest LAI.
+    for wk in (0..12).filter(|wk| !range.contains(wk)) {
+        let nd = &ndvi[wk];
+        years
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(px, y)| y.note_lai(fpar_lai(nd[px]).1));
     }
     let out: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
         .into_par_iter()

@@ -1,21 +1,35 @@
-//! Complete monthly NDVI (or FPAR) series for NPP: per pixel, a month without a value (no composite that
-//! month, or no clear observation in it) is filled by linear interpolation in time between the nearest months
-//! with one, cyclic across the year boundary (`composite::gap_fill_cyclic`), from the year's own composites.
-//! Every filled pixel-month is counted.
+//! Complete monthly NDVI (or FPAR) series for NPP, per pixel, by the rules of models/gapfill.toml: dormancy
+//! (a cold month of a non-evergreen type takes the pixel's winter floor), linear interpolation in time (over
+//! the model year and the years either side when their composites exist), cyclic interpolation within the
+//! model year, then the same calendar month of the neighbouring years. Every filled pixel-month is counted
+//! by rule.
 
-use chrono::{Datelike, NaiveDate};
+use std::collections::BTreeMap;
 
+use super::period::{add_months, first_day, YearMonth};
 use crate::composite::gap_fill_cyclic;
 use crate::error::Result;
 use crate::models;
 
-/// The reporting rule of models/gapfill.toml.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Dormancy {
+    #[allow(dead_code)]
+    citation: String,
+    /// Vegetation type -> monthly mean air temperature (deg C) below which a month without a value is dormant.
+    #[serde(rename = "below_degC")]
+    pub below_deg_c: BTreeMap<String, f64>,
+}
+
+/// The rules of models/gapfill.toml.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct GapFill {
     #[allow(dead_code)]
     citation: String,
     /// Classes with a larger share of filled pixel-months are warned about.
     pub warn_fraction: f64,
+    pub dormancy: Dormancy,
 }
 
 impl GapFill {
@@ -27,82 +41,312 @@ impl GapFill {
     }
 }
 
-/// Day of year of each month's middle and the year's length, for `year`.
-pub(super) fn month_days(year: i32) -> ([f64; 12], f64) {
-    let start = |m: u32| NaiveDate::from_ymd_opt(year, m, 1).expect("valid month");
-    let next = |m: u32| {
-        if m == 12 {
-            NaiveDate::from_ymd_opt(year + 1, 1, 1).expect("valid")
-        } else {
-            start(m + 1)
-        }
-    };
-    let mut days = [0.0; 12];
-    for m in 1..=12u32 {
-        let len = (next(m) - start(m)).num_days() as f64;
-        days[m as usize - 1] = start(m).ordinal0() as f64 + len / 2.0;
-    }
-    let year_len = (next(12) - start(1)).num_days() as f64;
-    (days, year_len)
+/// Months of the series around a model year: 12 before it, its 12, 12 after it.
+pub(super) const SPAN: usize = 36;
+/// Index of the model year's first month in the series.
+pub(super) const W0: usize = 12;
+
+/// The months of the series and their mid-points in days since the model year's first day.
+pub(super) struct Timeline {
+    pub months: Vec<YearMonth>,
+    pub mid: Vec<f64>,
+    /// Length of the model year in days.
+    pub window_len: f64,
 }
 
-/// The simulated months' planes (`months` = first, last) from the year's available planes (`available[k]`
-/// is the month of `planes[k]`), each pixel's series filled; and per pixel the number of simulated months
-/// that were filled.
-pub(super) fn fill_months(
-    available: &[u32],
-    planes: &[Vec<f32>],
-    months: (u32, u32),
-    days: &[f64; 12],
-    year_len: f64,
-) -> (Vec<Vec<f32>>, Vec<u8>) {
-    let npx = planes.first().map_or(0, |p| p.len());
-    let (m0, m1) = months;
-    let n = (m1 - m0 + 1) as usize;
-    let mut out = vec![vec![f32::NAN; npx]; n];
-    let mut filled = vec![0u8; npx];
-    let mut series = [f64::NAN; 12];
-    for px in 0..npx {
-        series.iter_mut().for_each(|v| *v = f64::NAN);
-        for (k, &m) in available.iter().enumerate() {
-            series[m as usize - 1] = planes[k][px] as f64;
+impl Timeline {
+    pub(super) fn around(window_start: YearMonth) -> Timeline {
+        let origin = first_day(window_start);
+        let months: Vec<YearMonth> = (0..SPAN as i32)
+            .map(|k| add_months(window_start, k - W0 as i32))
+            .collect();
+        let mid = months
+            .iter()
+            .map(|&ym| {
+                let a = (first_day(ym) - origin).num_days() as f64;
+                let b = (first_day(add_months(ym, 1)) - origin).num_days() as f64;
+                (a + b) / 2.0
+            })
+            .collect();
+        let window_len = (first_day(add_months(window_start, 12)) - origin).num_days() as f64;
+        Timeline {
+            months,
+            mid,
+            window_len,
         }
-        let before = series;
-        if before.iter().any(|v| v.is_nan()) {
-            gap_fill_cyclic(&mut series, days, year_len);
-        }
-        for (i, m) in (m0..=m1).enumerate() {
-            let j = m as usize - 1;
-            out[i][px] = series[j] as f32;
-            if before[j].is_nan() && series[j].is_finite() {
-                filled[px] += 1;
+    }
+}
+
+/// How a pixel-month got its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fill {
+    Observed,
+    Dormant,
+    Interpolated,
+    Climatology,
+    /// No rule gave a value.
+    None,
+}
+
+/// One pixel's series completed: the model year's 12 values and how each was obtained.
+/// `series[t]` is the observed value of timeline month t (NaN without one); `dormant(k)` says whether month k
+/// of the model year is dormant for this pixel.
+pub(super) fn fill_pixel(
+    tl: &Timeline,
+    series: &[f64; SPAN],
+    dormant: impl Fn(usize) -> bool,
+) -> ([f64; 12], [Fill; 12]) {
+    let mut v = *series;
+    let mut how = [Fill::Observed; 12];
+    let floor = series
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f64::NAN, f64::min);
+    for k in 0..12 {
+        if v[W0 + k].is_nan() {
+            how[k] = Fill::None;
+            if floor.is_finite() && dormant(k) {
+                v[W0 + k] = floor;
+                how[k] = Fill::Dormant;
             }
         }
     }
-    (out, filled)
+    let anchors = v;
+    let mut cyclic: Option<[f64; 12]> = None;
+    for k in 0..12 {
+        let t = W0 + k;
+        if how[k] != Fill::None {
+            continue;
+        }
+        let before = (0..t).rev().find(|&i| anchors[i].is_finite());
+        let after = (t + 1..SPAN).find(|&i| anchors[i].is_finite());
+        let x = match (before, after) {
+            (Some(b), Some(a)) => {
+                let f = (tl.mid[t] - tl.mid[b]) / (tl.mid[a] - tl.mid[b]);
+                anchors[b] + f * (anchors[a] - anchors[b])
+            }
+            _ => {
+                let c = cyclic.get_or_insert_with(|| {
+                    let mut w = [f64::NAN; 12];
+                    w.copy_from_slice(&anchors[W0..W0 + 12]);
+                    let days: Vec<f64> = tl.mid[W0..W0 + 12].to_vec();
+                    gap_fill_cyclic(&mut w, &days, tl.window_len);
+                    w
+                });
+                c[k]
+            }
+        };
+        if x.is_finite() {
+            v[t] = x;
+            how[k] = Fill::Interpolated;
+            continue;
+        }
+        // The same calendar month of the years either side.
+        let same: Vec<f64> = [t - 12, t + 12]
+            .iter()
+            .map(|&i| series[i])
+            .filter(|x| x.is_finite())
+            .collect();
+        if !same.is_empty() {
+            v[t] = same.iter().sum::<f64>() / same.len() as f64;
+            how[k] = Fill::Climatology;
+        }
+    }
+    let mut out = [f64::NAN; 12];
+    out.copy_from_slice(&v[W0..W0 + 12]);
+    (out, how)
+}
+
+/// Fill counts of one pixel over the simulated months.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct FillCounts {
+    pub interpolated: u8,
+    pub dormant: u8,
+    pub climatology: u8,
+    /// Simulated months left without a value.
+    pub none: u8,
+}
+
+impl FillCounts {
+    pub fn filled(&self) -> u8 {
+        self.interpolated + self.dormant + self.climatology
+    }
+
+    pub fn of(how: &[Fill]) -> FillCounts {
+        let mut c = FillCounts::default();
+        for h in how {
+            match h {
+                Fill::Observed => {}
+                Fill::Dormant => c.dormant += 1,
+                Fill::Interpolated => c.interpolated += 1,
+                Fill::Climatology => c.climatology += 1,
+                Fill::None => c.none += 1,
+            }
+        }
+        c
+    }
+}
+
+/// A block's model-year planes (`[month][pixel]`, 12 months) and per pixel the fills of the simulated months
+/// `sim`. `planes[j]` holds timeline month `available[j]`; `dormant(px, k)` as in `fill_pixel`.
+pub(super) fn fill_block(
+    tl: &Timeline,
+    available: &[usize],
+    planes: &[Vec<f32>],
+    sim: std::ops::Range<usize>,
+    dormant: impl Fn(usize, usize) -> bool + Sync,
+) -> (Vec<Vec<f32>>, Vec<FillCounts>) {
+    use rayon::prelude::*;
+    let npx = planes.first().map_or(0, |p| p.len());
+    let per_px: Vec<([f64; 12], FillCounts)> = (0..npx)
+        .into_par_iter()
+        .map(|px| {
+            let mut s = [f64::NAN; SPAN];
+            for (j, &t) in available.iter().enumerate() {
+                s[t] = planes[j][px] as f64;
+            }
+            let (v, how) = fill_pixel(tl, &s, |k| dormant(px, k));
+            (v, FillCounts::of(&how[sim.clone()]))
+        })
+        .collect();
+    let mut out = vec![vec![f32::NAN; npx]; 12];
+    let mut counts = Vec::with_capacity(npx);
+    for (px, (v, c)) in per_px.into_iter().enumerate() {
+        for k in 0..12 {
+            out[k][px] = v[k] as f32;
+        }
+        counts.push(c);
+    }
+    (out, counts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn calendar(year: i32) -> Timeline {
+        Timeline::around((year, 1))
+    }
+
     #[test]
-    fn a_missing_month_and_a_cloudy_pixel_are_filled_and_counted() {
-        let (days, len) = month_days(2023);
-        assert_eq!(len, 365.0);
-        assert_eq!(days[0], 15.5);
-        // June and August composites; July missing. Pixel 0 has both; pixel 1 is cloudy in August.
-        let planes = vec![vec![0.4f32, 0.5], vec![0.6, f32::NAN]];
-        let (out, filled) = fill_months(&[6, 8], &planes, (6, 8), &days, len);
-        // July of pixel 0 (day 196.5): June (day 166) 0.4 to August (day 227.5) 0.6:
-        // 0.4 + 30.5 / 61.5 x 0.2 = 0.499187.
+    fn timeline_mid_months() {
+        let tl = calendar(2023);
+        assert_eq!(tl.window_len, 365.0);
+        // 15.5 days into January 2023; December 2022 is 15.5 days before the year.
+        assert_eq!(tl.mid[W0], 15.5);
+        assert_eq!(tl.mid[W0 - 1], -15.5);
+        assert_eq!(tl.months[0], (2022, 1));
+    }
+
+    #[test]
+    fn a_missing_month_is_interpolated_and_counted() {
+        let tl = calendar(2023);
+        // June 0.4 and August 0.6, July missing; nothing else in the year.
+        let mut s = [f64::NAN; SPAN];
+        s[W0 + 5] = 0.4;
+        s[W0 + 7] = 0.6;
+        let (v, how) = fill_pixel(&tl, &s, |_| false);
+        // July (mid 196.5) between June (166) and August (227.5): 0.4 + 30.5 / 61.5 x 0.2 = 0.499187.
+        assert!((v[6] - (0.4 + 30.5 / 61.5 * 0.2)).abs() < 1e-12, "{}", v[6]);
+        assert_eq!(how[6], Fill::Interpolated);
+        assert_eq!(how[5], Fill::Observed);
+        assert_eq!(FillCounts::of(&how[5..8]).filled(), 1);
+    }
+
+    #[test]
+    fn cyclic_interpolation_bridges_december_to_january_by_hand() {
+        let tl = calendar(2023);
+        // March 0.2 (mid 74.5), October 0.6 (mid 288.5), nothing in the years either side.
+        let mut s = [f64::NAN; SPAN];
+        s[W0 + 2] = 0.2;
+        s[W0 + 9] = 0.6;
+        let (v, how) = fill_pixel(&tl, &s, |_| false);
+        // January (15.5) between October of the cycle before (288.5 - 365 = -76.5) and March (74.5):
+        // 0.6 + (15.5 + 76.5) / (74.5 + 76.5) x (0.2 - 0.6) = 0.6 - 92 / 151 x 0.4 = 0.356291.
         assert!(
-            (out[1][0] - (0.4 + 30.5 / 61.5 * 0.2) as f32).abs() < 1e-6,
+            (v[0] - (0.6 - 92.0 / 151.0 * 0.4)).abs() < 1e-12,
             "{}",
-            out[1][0]
+            v[0]
         );
-        assert_eq!(filled, vec![1, 2]);
-        // Pixel 1 has June only: every other month takes June's value (the cycle has one point).
-        assert_eq!(out[2][1], 0.5);
+        // December (349.5) between October (288.5) and March of the cycle after (439.5): 0.6 - 61 / 151 x 0.4.
+        assert!(
+            (v[11] - (0.6 - 61.0 / 151.0 * 0.4)).abs() < 1e-12,
+            "{}",
+            v[11]
+        );
+        assert!(how[0] == Fill::Interpolated && how[11] == Fill::Interpolated);
+    }
+
+    #[test]
+    fn the_neighbouring_years_bridge_the_year_boundary_by_hand() {
+        let tl = calendar(2023);
+        // October 2023 0.6 (288.5) and March 2024 0.3 (365 + 74.5 + ... = mid of March 2024: 365 + 31 + 29 +
+        // 15.5 = 440.5, 2024 is a leap year); December 2023 (349.5) lies between them:
+        // 0.6 + (349.5 - 288.5) / (440.5 - 288.5) x (0.3 - 0.6) = 0.6 - 61 / 152 x 0.3 = 0.479605.
+        let mut s = [f64::NAN; SPAN];
+        s[W0 + 2] = 0.2;
+        s[W0 + 9] = 0.6;
+        s[W0 + 12 + 2] = 0.3;
+        assert_eq!(tl.mid[W0 + 14], 440.5);
+        let (v, _) = fill_pixel(&tl, &s, |_| false);
+        assert!(
+            (v[11] - (0.6 - 61.0 / 152.0 * 0.3)).abs() < 1e-12,
+            "{}",
+            v[11]
+        );
+        // January 2023 has nothing before it: the cyclic rule within 2023, as above.
+        assert!((v[0] - (0.6 - 92.0 / 151.0 * 0.4)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dormant_months_take_the_winter_floor_and_anchor_the_rest() {
+        let tl = calendar(2023);
+        // Observed May 0.5, July 0.8, September 0.4 (the floor); cold months January-March and November-
+        // December dormant; April, June, August, October interpolated.
+        let mut s = [f64::NAN; SPAN];
+        s[W0 + 4] = 0.5;
+        s[W0 + 6] = 0.8;
+        s[W0 + 8] = 0.4;
+        let cold = |k: usize| matches!(k, 0..=2 | 10 | 11);
+        let (v, how) = fill_pixel(&tl, &s, cold);
+        for k in [0, 1, 2, 10, 11] {
+            assert_eq!((v[k], how[k]), (0.4, Fill::Dormant), "{k}");
+        }
+        // April (mid 105) between dormant March (0.4 at 74.5) and May (0.5 at 135.5):
+        // 0.4 + 30.5 / 61 x 0.1 = 0.45.
+        assert!((v[3] - (0.4 + 30.5 / 61.0 * 0.1)).abs() < 1e-12, "{}", v[3]);
+        // October (288.5) between September (0.4 at 257.5) and dormant November (0.4): 0.4.
+        assert!((v[9] - 0.4).abs() < 1e-12);
+        let c = FillCounts::of(&how);
+        assert_eq!(
+            (c.dormant, c.interpolated, c.climatology, c.none),
+            (5, 4, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_year_without_values_takes_the_same_months_of_the_years_either_side() {
+        let tl = calendar(2023);
+        let mut s = [f64::NAN; SPAN];
+        // July 2022 0.6, July 2024 0.8; nothing in 2023, and no other month anywhere.
+        s[6] = 0.6;
+        s[W0 + 12 + 6] = 0.8;
+        let (v, how) = fill_pixel(&tl, &s, |_| false);
+        // July 2023 lies between the two Julys, linear in time: mid-July 2022 is -168.5 days (1 July 2022 is
+        // 184 days before the year), 2023 196.5, 2024 562.5: 0.6 + 365 / 731 x 0.2 = 0.699863.
+        assert_eq!(how[6], Fill::Interpolated);
+        assert!(
+            (v[6] - (0.6 + 365.0 / 731.0 * 0.2)).abs() < 1e-12,
+            "{}",
+            v[6]
+        );
+        // With only the year before: interpolation has one side, the cycle of 2023 is empty: climatology.
+        let mut s = [f64::NAN; SPAN];
+        s[6] = 0.6;
+        let (v, how) = fill_pixel(&tl, &s, |_| false);
+        assert_eq!((v[6], how[6]), (0.6, Fill::Climatology));
+        assert_eq!(how[0], Fill::None);
+        assert!(v[0].is_nan());
     }
 }

@@ -179,8 +179,21 @@ impl Season {
         v.insert("last_month".into(), self.end.format("%Y-%m").to_string());
         // The period as `carbonmap npp` names its outputs: one month, or FIRST_LAST.
         let (f, l) = (v["first_month"].clone(), v["last_month"].clone());
-        v.insert("period".into(), if f == l { f } else { format!("{f}_{l}") });
-        if self.start.year() == self.end.year() {
+        let calendar_year = self.start.year() == self.end.year()
+            && (self.start.month(), self.start.day()) == (1, 1)
+            && (self.end.month(), self.end.day()) == (12, 31);
+        let period = if calendar_year {
+            self.end.year().to_string()
+        } else if f == l {
+            f
+        } else {
+            format!("{f}_{l}")
+        };
+        v.insert("period".into(), period);
+        // Up to 12 months, as `npp --months` takes them with --year {year} (FIRST > LAST crosses the year).
+        let span = (self.end.year() - self.start.year()) * 12 + self.end.month() as i32
+            - self.start.month() as i32;
+        if span < 12 {
             v.insert(
                 "months".into(),
                 format!("{}-{}", self.start.month(), self.end.month()),
@@ -286,7 +299,7 @@ fn template(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<Str
             Some(v) => out.push_str(v),
             None if name == "months" && vars.contains_key("season") => {
                 return Err(format!(
-                    "'{s}': {{months}} is defined only for seasons within one calendar year"
+                    "'{s}': {{months}} is defined only for seasons of at most 12 months"
                 ))
             }
             None => {
@@ -657,7 +670,9 @@ mod tests {
             )
         );
         assert_eq!(s.label, "2024-DJF");
-        assert!(!s.variables().contains_key("months"));
+        // As `npp --year 2024 --months 12-2` takes it.
+        assert_eq!(s.variables()["months"], "12-2");
+        assert_eq!(s.variables()["period"], "2023-12_2024-02");
         let s = Season::parse("2024-JJA").unwrap();
         assert_eq!(s.variables()["months"], "6-8");
         assert_eq!(s.variables()["end"], "2024-08-31");
@@ -671,6 +686,21 @@ mod tests {
             ),
             ("2023-01-01", "1-12")
         );
+        // A calendar year is named as `npp` names its outputs: by the year.
+        assert_eq!(s.variables()["period"], "2023");
+        let s = Season::parse("2023-07..2024-06").unwrap();
+        assert_eq!(
+            (
+                s.variables()["months"].as_str(),
+                s.variables()["year"].as_str()
+            ),
+            ("7-6", "2024")
+        );
+        assert_eq!(s.variables()["period"], "2023-07_2024-06");
+        assert!(!Season::parse("2023-07..2024-07")
+            .unwrap()
+            .variables()
+            .contains_key("months"));
         let s = Season::parse("2024-04..2024-09").unwrap();
         assert_eq!(
             (s.label.as_str(), s.variables()["end"].as_str()),
@@ -693,9 +723,9 @@ mod tests {
         assert!(template("{nope}", &v)
             .unwrap_err()
             .contains("unknown variable {nope}"));
-        let w = Season::parse("2024-DJF").unwrap().variables();
+        let w = Season::parse("2023-01..2024-06").unwrap().variables();
         assert!(template("{months}", &w)
             .unwrap_err()
-            .contains("within one calendar year"));
+            .contains("at most 12 months"));
     }
 }
