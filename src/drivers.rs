@@ -394,7 +394,8 @@ struct StationSpec {
     latitude: Option<f64>,
     /// A date column (YYYY-MM-DD, or YYYY-MM for monthly steps) ...
     date: Option<String>,
-    /// ... or year / month (/ day) columns.
+    /// ... or year / month (/ day) columns; a month column alone makes a monthly climatology (12 rows that
+    /// stand for any year).
     year: Option<String>,
     month: Option<String>,
     day: Option<String>,
@@ -505,6 +506,8 @@ pub struct Drivers {
     pub latitude: Option<f64>,
     /// Months filled from the station's climatology (fill_missing_months = "climatology").
     pub filled_months: Vec<String>,
+    /// The station table is a monthly climatology (a month column, no year): its 12 rows stand for any year.
+    pub climatology_table: bool,
     station: BTreeMap<Var, Vec<f64>>,
     rasters: BTreeMap<Var, RasterDriver>,
     derive: BTreeMap<Var, Rule>,
@@ -767,6 +770,10 @@ impl Drivers {
             steps,
             latitude,
             filled_months: filled,
+            climatology_table: file
+                .station
+                .as_ref()
+                .is_some_and(|s| is_climatology_table(s, file.step)),
             station,
             rasters,
             derive,
@@ -855,7 +862,9 @@ impl Drivers {
     /// How `var` is obtained, for metadata ("station column", "raster FILE", "derived: RULE").
     pub fn provenance(&self, var: Var) -> String {
         if self.station.contains_key(&var) {
-            if self.filled_months.is_empty() {
+            if self.climatology_table {
+                "station table, a monthly climatology (no year column): the same 12 months for every year".into()
+            } else if self.filled_months.is_empty() {
                 "station table".into()
             } else {
                 format!(
@@ -1159,11 +1168,17 @@ fn station_columns<'a>(s: &'a StationSpec, origin: &Path) -> Result<Vec<(Var, &'
     Ok(vars)
 }
 
-/// The (year, month, day) of a station row, from its date column or its year / month (/ day) columns.
+/// A monthly table with a month column and no year or date column: a climatology valid for any year.
+fn is_climatology_table(s: &StationSpec, step: Step) -> bool {
+    s.date.is_none() && s.year.is_none() && s.month.is_some() && step == Step::Month
+}
+
+/// The (year, month, day) of a station row, from its date column or its year / month (/ day) columns; rows of
+/// a climatology table (no year column) belong to `year`.
 fn row_date(
     rec: &csv::StringRecord,
     time_cols: &[Option<usize>],
-    line: usize,
+    (line, year): (usize, i32),
     path: &Path,
 ) -> Result<(i32, u32, u32)> {
     let field = |i: usize| rec.get(i).unwrap_or("").trim();
@@ -1187,7 +1202,10 @@ fn row_date(
         })?;
         return Ok((date.year(), date.month(), date.day()));
     }
-    let y = parse_int(time_cols[1].unwrap(), "year")? as i32;
+    let y = match time_cols[1] {
+        Some(c) => parse_int(c, "year")? as i32,
+        None => year,
+    };
     let m = parse_int(time_cols[2].unwrap(), "month")?;
     let d = match time_cols[3] {
         Some(c) => parse_int(c, "day")?,
@@ -1307,11 +1325,12 @@ fn read_station(
     let path = base.join(&s.file);
     let vars = station_columns(s, origin)?;
     if s.date.is_none()
+        && !is_climatology_table(s, step)
         && (s.year.is_none() || s.month.is_none() || (step == Step::Day && s.day.is_none()))
     {
         return Err(Error::config(
             origin,
-            "station: name a `date` column, or `year` and `month` (and `day` for daily steps) columns",
+            "station: name a `date` column, or `year` and `month` (and `day` for daily steps) columns, or only `month` for a monthly climatology",
         ));
     }
     let text = crate::io::read_text(&path, "a station table (CSV)")?;
@@ -1363,7 +1382,7 @@ fn read_station(
         let line = li + 2;
         let rec = rec.map_err(|e| Error::input(&path, format!("line {line}: {e}")))?;
         let field = |i: usize| rec.get(i).unwrap_or("").trim();
-        let (y, m, d) = row_date(&rec, &time_cols, line, &path)?;
+        let (y, m, d) = row_date(&rec, &time_cols, (line, year), &path)?;
         if y != year {
             if fill && (1..=12).contains(&m) {
                 for (v, c, unit) in &var_cols {

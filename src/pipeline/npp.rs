@@ -486,6 +486,13 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             p.period.describe_window(),
         ));
     }
+    if p.drivers[0].climatology_table {
+        warn(format!(
+            "{}: the station table is a monthly climatology (no year column): its 12 months stand for {}",
+            p.drivers[0].source.display(),
+            p.period.describe_window()
+        ));
+    }
     let filled_driver_months: Vec<String> = p
         .drivers
         .iter()

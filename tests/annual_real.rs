@@ -1,0 +1,137 @@
+//! Annual accounting on real, gappy imagery (examples/colorado/season.toml): the Colorado Landsat stack has no
+//! clear scene from November to April, yet a calendar-year season gives annual NPP, Rh, NEP and sequestration
+//! for the vegetated pixels, with every fill counted and reported; seasons across the year boundary (DJF, a
+//! hydrological year) run on the same stack.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{carbonmap, csv_rows, metadata_item, read_band};
+
+/// The Colorado example folder copied into `dir` with its data paths pointed at this machine's real data.
+fn colorado(root: &Path, dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/colorado");
+    let rd = root.to_str().unwrap();
+    for f in common::list_dir(&src) {
+        let text = std::fs::read_to_string(src.join(&f))
+            .unwrap()
+            .replace(
+                "relativeToVRT=\"1\">../../../shared/real-data",
+                &format!("relativeToVRT=\"0\">{rd}"),
+            )
+            .replace("../../../shared/real-data", rd);
+        std::fs::write(dir.join(&f), text).unwrap();
+    }
+    dir.join("season.toml")
+}
+
+/// Run `season` of the config into `out`; returns stderr.
+fn run(cfg: &Path, season: &str, out: &Path) -> String {
+    let a = carbonmap()
+        .args(["run"])
+        .arg(cfg)
+        .args(["--season", season, "--out"])
+        .arg(out)
+        .assert()
+        .success();
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// Share of land pixels (land cover not nodata) with a finite value.
+fn valid_share(v: &[f64]) -> f64 {
+    v.iter().filter(|x| x.is_finite()).count() as f64 / v.len() as f64
+}
+
+#[test]
+fn colorado_2011_annual_run_fills_the_snowy_months_and_reports_every_fill() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = colorado(&root, tmp.path());
+    let out = tmp.path().join("2011");
+    let err = run(&cfg, "2011", &out);
+    // January-March and November-December 2011 have no composite at all.
+    assert!(
+        err.contains("no NDVI composite for 2011-01, 2011-02, 2011-03, 2011-11, 2011-12"),
+        "{err}"
+    );
+    let npp = out.join("npp");
+    for (q, unit) in [
+        ("NPP_gC_m2", "g C m-2 yr-1"),
+        ("Rh_gC_m2", "g C m-2 yr-1"),
+        ("NEP_gC_m2", "g C m-2 yr-1"),
+        ("sequestration_tCO2_ha", "t CO2 ha-1 yr-1"),
+    ] {
+        let f = npp.join(format!("{q}_2011.tif"));
+        let (v, w, h) = read_band(&f, 1);
+        assert_eq!((w, h), (61, 61));
+        assert!(valid_share(&v) >= 0.95, "{q}: {}", valid_share(&v));
+        assert_eq!(metadata_item(&f, "UNITS").as_deref(), Some(unit));
+    }
+    let (npp_v, _, _) = read_band(&npp.join("NPP_gC_m2_2011.tif"), 1);
+    let mean = npp_v.iter().sum::<f64>() / npp_v.len() as f64;
+    // A plausible annual NPP for a montane savanna (hundreds of g C m-2 yr-1), not a season's.
+    assert!((200.0..1200.0).contains(&mean), "{mean}");
+    // Every fill counted: five months without a composite, most of them dormant (CRU normals below 5 C).
+    let (filled, _, _) = read_band(&npp.join("filled_months_2011.tif"), 1);
+    assert!(filled.iter().all(|&f| f >= 5.0), "{:?}", &filled[..5]);
+    let rows = csv_rows(&npp.join("casa_summary_2011.csv"));
+    let sav = rows.iter().find(|r| r["code"] == "9").unwrap();
+    let dormant: f64 = sav["ndvi_dormant_fraction"].parse().unwrap();
+    let all: f64 = sav["ndvi_filled_fraction"].parse().unwrap();
+    assert!(
+        dormant >= 5.0 / 12.0 - 1e-9 && all >= dormant,
+        "{dormant} {all}"
+    );
+    // ... and reported in the run report and the manifest, with the climatology radiation.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    for want in [
+        "no NDVI composite for 2011-01",
+        "dormant (winter floor)",
+        "monthly climatology (no year column)",
+    ] {
+        assert!(report.contains(want), "report.md lacks '{want}'");
+        assert!(manifest.contains(want), "manifest.json lacks '{want}'");
+    }
+}
+
+#[test]
+fn colorado_seasons_across_the_year_boundary() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = colorado(&root, tmp.path());
+    // A hydrological year is a full model year: its totals are per year.
+    let hy = tmp.path().join("hy");
+    run(&cfg, "2010-07..2011-06", &hy);
+    let f = hy.join("npp/NPP_gC_m2_2010-07_2011-06.tif");
+    assert!(valid_share(&read_band(&f, 1).0) >= 0.95);
+    assert_eq!(metadata_item(&f, "UNITS").as_deref(), Some("g C m-2 yr-1"));
+    assert!(metadata_item(&f, "MODEL_YEAR")
+        .unwrap()
+        .starts_with("2010-07..2011-06"));
+    // DJF 2011 (December 2010 to February 2011): a period total, never per year; its model year ends in
+    // February 2011, and the winter is dormant, so NPP is far below the year's.
+    let djf = tmp.path().join("djf");
+    run(&cfg, "2011-DJF", &djf);
+    let f = djf.join("npp/NPP_gC_m2_2010-12_2011-02.tif");
+    let (v, _, _) = read_band(&f, 1);
+    assert!(valid_share(&v) >= 0.95);
+    assert_eq!(
+        metadata_item(&f, "UNITS").as_deref(),
+        Some("g C m-2 per period 2010-12_2011-02")
+    );
+    assert!(metadata_item(&f, "MODEL_YEAR")
+        .unwrap()
+        .starts_with("2010-03..2011-02"));
+    let (year, _, _) = read_band(&hy.join("npp/NPP_gC_m2_2010-07_2011-06.tif"), 1);
+    let (w, y) = (
+        v.iter().sum::<f64>() / v.len() as f64,
+        year.iter().sum::<f64>() / year.len() as f64,
+    );
+    assert!(w < 0.2 * y, "DJF {w} vs year {y}");
+}
