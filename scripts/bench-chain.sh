@@ -22,57 +22,7 @@ if [ ! -f "$stack/manifest.json" ]; then
   $PY "$PEER/make_stack.py" --out "$stack" --size "$SIZE" --seed 7 >/dev/null 2>&1
 fi
 
-# carbonmap's view of the same stack: a stack manifest, a legend for its 5 classes, a drivers file.
-{
-  echo 'sensor = "sentinel2-l2a"'
-  for f in "$stack"/s2_*.tif; do
-    d=$(basename "$f" .tif); d=${d#s2_}
-    printf '[[scene]]\ndate = "%s"\nfile = "%s"\n' "$d" "$f"
-  done
-} > "$work/stack.toml"
-cat > "$work/legend.toml" <<'TOML'
-product = "peer-stack"
-name = "make_stack.py land cover (SYNTHETIC)"
-citation = "../shared/peer/make_stack.py manifest.json classes"
-nodata = [0]
-[[class]]
-code = 1
-name = "forest"
-vegetation_type = "mixed_forest"
-color = "#008000"
-[[class]]
-code = 2
-name = "cropland"
-vegetation_type = "cropland"
-color = "#ffff00"
-[[class]]
-code = 3
-name = "grassland"
-vegetation_type = "grassland"
-color = "#90ee90"
-[[class]]
-code = 4
-name = "urban"
-vegetation_type = "urban"
-color = "#ff0000"
-[[class]]
-code = 5
-name = "water"
-vegetation_type = "water"
-color = "#0000ff"
-TOML
-cat > "$work/drivers.toml" <<TOML
-step = "month"
-[raster.tmean]
-file = "$stack/climate_T.tif"
-unit = "degC"
-[raster.precip]
-file = "$stack/climate_P.tif"
-unit = "mm"
-[raster.srad]
-file = "$stack/climate_SOL.tif"
-unit = "MJ m-2"
-TOML
+bash scripts/peer-view.sh "$stack" "$work"
 
 SEVEN=NDVI,EVI,EVI2,SAVI,NIRv,kNDVI,NDWI
 cm_chain() { # INDICES THREADS OUT

@@ -135,3 +135,90 @@ fn colorado_seasons_across_the_year_boundary() {
     );
     assert!(w < 0.2 * y, "DJF {w} vs year {y}");
 }
+
+/// Exeter Sentinel-2 L2A 2024 has scenes in June and August only (three CRSs); a JJA season fills July per
+/// pixel and reports it, and the Yeovilton station table (which ends in 2021) stands in with its monthly
+/// climatology, said in the report.
+#[test]
+fn exeter_s2_jja_2024_without_july() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s2 = root.join("exeter-s2-hls/s2_l2a");
+    let mut m = String::from("sensor = \"sentinel2-l2a\"\n");
+    for (date, file) in [
+        ("2024-06-02", "exe_2024-06-02_12-21-19_EPSG27700.tif"),
+        ("2024-06-17", "exe_2024-06-17_12-21-21_UTM.tif"),
+        ("2024-08-01", "exe_2024-08-01_12-21-19.tif"),
+        ("2024-08-16", "exe_2024-08-16_12-21-11.tif"),
+        ("2024-08-26", "exe_2024-08-26_12-21-11.tif"),
+    ] {
+        m.push_str(&format!(
+            "[[scene]]\ndate = \"{date}\"\nfile = {:?}\n",
+            s2.join(file).to_string_lossy()
+        ));
+    }
+    std::fs::write(tmp.path().join("s2.toml"), m).unwrap();
+    let drivers = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exeter/yeovilton-2021.toml"),
+    )
+    .unwrap()
+    .replace("../../../shared/real-data", root.to_str().unwrap());
+    std::fs::write(tmp.path().join("drivers.toml"), drivers).unwrap();
+    let landcover = s2.join("exe_2024-06-02_12-21-19_EPSG27700.tif");
+    let cfg = format!(
+        r#"[season]
+default = "2024-JJA"
+out = "out/{{season}}"
+
+[stages.ndvi]
+command = "indices"
+stack = "s2.toml"
+index = ["NDVI"]
+period = "month"
+stats = "median"
+
+[stages.npp]
+command = "npp"
+model = "casa"
+ndvi = "@ndvi"
+landcover = {landcover:?}
+landcover_band = 5
+legend = "sentinel2-scl"
+drivers = "drivers.toml"
+year = "{{year}}"
+months = "{{months}}"
+"#
+    );
+    std::fs::write(tmp.path().join("season.toml"), cfg).unwrap();
+    let out = tmp.path().join("jja");
+    let err = run(&tmp.path().join("season.toml"), "2024-JJA", &out);
+    assert!(err.contains("no NDVI composite for 2024-07"), "{err}");
+    let npp = out.join("npp");
+    let (v, _, _) = read_band(&npp.join("NPP_gC_m2_2024-06_2024-08.tif"), 1);
+    let (lc, _, _) = read_band(&landcover, 5);
+    assert_eq!(lc.len(), v.len());
+    // Vegetation (SCL 4) pixels with a result: at least 95 %.
+    let veg: Vec<f64> = lc
+        .iter()
+        .zip(&v)
+        .filter(|(c, _)| **c == 4.0)
+        .map(|(_, x)| *x)
+        .collect();
+    assert!(veg.len() > 1000);
+    assert!(valid_share(&veg) >= 0.95, "{}", valid_share(&veg));
+    assert_eq!(
+        metadata_item(&npp.join("NPP_gC_m2_2024-06_2024-08.tif"), "UNITS").as_deref(),
+        Some("g C m-2 per period 2024-06_2024-08")
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    for want in [
+        "no NDVI composite for 2024-07",
+        "filled with the station's monthly climatology",
+    ] {
+        assert!(report.contains(want), "report.md lacks '{want}'");
+        assert!(manifest.contains(want), "manifest.json lacks '{want}'");
+    }
+}
