@@ -48,7 +48,11 @@ fn peer_stack_512_annual_npp_for_all_but_half_a_percent_of_land_pixels() {
         .arg(&stack)
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let view = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peer-view.sh"))
         .arg(&stack)
@@ -58,7 +62,9 @@ fn peer_stack_512_annual_npp_for_all_but_half_a_percent_of_land_pixels() {
     assert!(view.success());
     let ndvi = tmp.path().join("ndvi");
     carbonmap()
-        .args(["indices", "--index", "NDVI", "--period", "month", "--stats", "median"])
+        .args([
+            "indices", "--index", "NDVI", "--period", "month", "--stats", "median",
+        ])
         .arg("--stack")
         .arg(tmp.path().join("stack.toml"))
         .arg("--out")

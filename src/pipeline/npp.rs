@@ -958,7 +958,10 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     }
     progress.finish();
     let gf = fill::GapFill::builtin()?;
-    for s in summaries.iter().filter(|s| s.pixels > 0) {
+    // Classes without uptake by definition do not use the index: their fills are counted, not warned about.
+    let uses_index =
+        |s: &ClassSummary| !matches!(p.class_models.get(&s.code), Some(ClassModel::Zero));
+    for s in summaries.iter().filter(|s| s.pixels > 0 && uses_index(s)) {
         let frac = s.filled_pixel_months as f64 / (s.pixels as f64 * nmonths as f64);
         if frac > gf.warn_fraction {
             let pm = s.pixels as f64 * nmonths as f64;
