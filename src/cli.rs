@@ -1213,7 +1213,7 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
             None
         }
     };
-    let months = problems.take(parse_months(&a.months));
+    let months = problems.take(crate::pipeline::npp::period::parse_months(&a.months));
     problems.finish()?;
     let (Some(model), Some(months)) = (model, months) else {
         unreachable!("problems.finish() returned early");
@@ -1612,22 +1612,6 @@ fn parse_range(s: &str, flag: &str) -> Result<(u32, u32)> {
     let a: u32 = a.trim().parse().map_err(|_| bad())?;
     let b: u32 = b.trim().parse().map_err(|_| bad())?;
     if a > b {
-        return Err(bad());
-    }
-    Ok((a, b))
-}
-
-/// Parse `--months FIRST-LAST` (1-12 each; FIRST > LAST wraps across the year boundary).
-fn parse_months(s: &str) -> Result<(u32, u32)> {
-    let bad = || {
-        Error::Usage(format!(
-            "--months {s}: expected FIRST-LAST within 1-12, for example 1-12, 6-8 or 12-2"
-        ))
-    };
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let a: u32 = a.trim().parse().map_err(|_| bad())?;
-    let b: u32 = b.trim().parse().map_err(|_| bad())?;
-    if !(1..=12).contains(&a) || !(1..=12).contains(&b) {
         return Err(bad());
     }
     Ok((a, b))

@@ -885,6 +885,15 @@ impl Drivers {
     /// plausible values; all problems are reported together.
     pub fn check(&self, grid: &Grid, needs: &[(Var, &str)]) -> Result<()> {
         let mut problems = Problems::new();
+        problems.take(self.check_available(needs));
+        self.check_rasters(grid, &mut problems);
+        problems.finish()
+    }
+
+    /// Every needed variable given or derivable (no grid needed: `carbonmap check` runs it before the
+    /// stages that make the grid).
+    pub fn check_available(&self, needs: &[(Var, &str)]) -> Result<()> {
+        let mut problems = Problems::new();
         for &(v, why) in needs {
             if !self.available(v) {
                 let rules: Vec<_> = Rule::ALL.iter().filter(|r| r.0 == v).collect();
@@ -918,6 +927,11 @@ impl Drivers {
                 ));
             }
         }
+        problems.finish()
+    }
+
+    /// Driver rasters cover the grid and hold plausible values.
+    fn check_rasters(&self, grid: &Grid, problems: &mut Problems) {
         if self.derive.get(&Var::Srad) == Some(&Rule::AngstromPrescott)
             && !self.given(Var::Srad)
             && self.rasters.contains_key(&Var::Sunshine)
@@ -983,7 +997,6 @@ impl Drivers {
                 }
             }
         }
-        problems.finish()
     }
 
     /// Open the driver rasters on the grid (call on the thread that reads).

@@ -222,3 +222,56 @@ months = "{{months}}"
         assert!(manifest.contains(want), "manifest.json lacks '{want}'");
     }
 }
+
+/// `carbonmap check` finds before computing what `run` would otherwise fail on: simulated months without an
+/// acquisition under `strict_months` (read from the folder the stack stage will recognise), a driver the
+/// model needs for any year of the model year, and a stack stage's folder without a recognised stack.
+#[test]
+fn check_finds_strict_months_missing_drivers_and_bad_stack_folders() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = colorado(&root, tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}strict_months = true\n")).unwrap();
+    // Radiation dropped from the drivers.
+    let drivers = tmp.path().join("drivers.toml");
+    let d = std::fs::read_to_string(&drivers).unwrap();
+    std::fs::write(
+        &drivers,
+        d.replace(
+            "srad = { column = \"ghi_MJ_m2_month\", unit = \"MJ m-2\" }",
+            "tmin = { column = \"tmin_mean_C\", unit = \"degC\" }",
+        ),
+    )
+    .unwrap();
+    let a = carbonmap()
+        .arg("check")
+        .arg(&cfg)
+        .args(["--season", "2010-07..2011-06"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    for want in [
+        "has no acquisition in 2010-12, 2011-01, 2011-02, 2011-03",
+        "srad (SOL, total solar radiation) is missing",
+    ] {
+        assert!(err.contains(want), "missing '{want}' in:\n{err}");
+    }
+    // A stack stage pointed at a folder without a recognisable stack.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            &format!("{}/colorado-landsat/lsts", "{data}"),
+            empty.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(&drivers, d).unwrap();
+    let a = carbonmap().arg("check").arg(&cfg).assert().code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("[stages.stack] dir:"), "{err}");
+}

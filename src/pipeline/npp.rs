@@ -282,6 +282,39 @@ fn driver_needs(model: NppModel, casa: &CasaParams, d: &Drivers) -> Vec<(Var, &'
     needs
 }
 
+/// What `carbonmap check` can say about an `npp` stage's drivers before any stage has run: the drivers of every
+/// calendar year of the model year load, and give (or derive) every variable the model needs.
+pub fn check_drivers(
+    path: &std::path::Path,
+    year: i32,
+    months: &str,
+    model: &str,
+    casa_params: &str,
+) -> Result<()> {
+    let mut problems = Problems::new();
+    let period = problems.take(period::parse_months(months).and_then(|m| NppPeriod::new(year, m)));
+    let model = match model.to_ascii_lowercase().as_str() {
+        "mod17" => NppModel::Mod17,
+        _ => NppModel::Casa,
+    };
+    let casa = problems.take(CasaParams::resolve(casa_params));
+    if let (Some(period), Some(casa)) = (period, casa) {
+        let mut seen = std::collections::BTreeSet::new();
+        for y in period.years() {
+            let r = Drivers::load(path, y)
+                .and_then(|d| d.check_available(&driver_needs(model, &casa, &d)));
+            if let Err(e) = r {
+                for p in e.into_problems() {
+                    if seen.insert(p.clone()) {
+                        problems.push(Error::Invalid(vec![p]));
+                    }
+                }
+            }
+        }
+    }
+    problems.finish()
+}
+
 fn prepare(job: &NppJob) -> Result<Prepared> {
     let mut problems = Problems::new();
     let period = NppPeriod::new(job.year, job.months)?;

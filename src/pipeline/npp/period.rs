@@ -25,6 +25,22 @@ pub fn first_day((y, m): YearMonth) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, 1).expect("valid month")
 }
 
+/// Parse `--months FIRST-LAST` (1-12 each; FIRST > LAST wraps across the year boundary).
+pub fn parse_months(s: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--months {s}: expected FIRST-LAST within 1-12, for example 1-12, 6-8 or 12-2"
+        ))
+    };
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u32 = a.trim().parse().map_err(|_| bad())?;
+    let b: u32 = b.trim().parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&a) || !(1..=12).contains(&b) {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NppPeriod {
     /// The simulated months, in order.

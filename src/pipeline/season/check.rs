@@ -3,6 +3,7 @@
 //! stage's rasters, stack manifests and their bands, driver files for the season's year, land-cover codes
 //! against their legend, and declared units where a command needs them.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{plan_with_problems, Commands, Plan, Stage};
@@ -73,6 +74,9 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
                 stage.command.join(" ")
             ))));
         }
+        for p in strict_months_problems(plan, stage) {
+            problems.push(Error::Usage(at(p)));
+        }
         let mut extents: Vec<(PathBuf, io::Grid)> = Vec::new();
         for (opt, path) in &stage.inputs {
             for e in check_input(stage, opt, path, &mut extents) {
@@ -101,6 +105,103 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
                 }
             }
         }
+    }
+}
+
+/// Months (year, month) with at least one acquisition in the stack an `indices` stage reads: the manifest or
+/// folder when it exists, else the folder the plan's `stack` stage will recognise (None when unknown).
+fn stack_months(plan: &Plan, stack: &Path) -> Option<BTreeSet<(i32, u32)>> {
+    use chrono::Datelike;
+    if stack.exists() {
+        let s = crate::scene::Stack::open(stack).ok()?;
+        return Some(
+            s.scenes
+                .iter()
+                .map(|sc| (sc.date.year(), sc.date.month()))
+                .collect(),
+        );
+    }
+    let producer = plan.stages.iter().find(|st| {
+        st.command == ["stack"]
+            && st
+                .out_file
+                .as_ref()
+                .is_some_and(|f| plan.stage_dir(&st.name).join(f) == stack)
+    })?;
+    let dir = producer.inputs.iter().find(|(o, _)| o == "dir")?.1.clone();
+    let (_, text) =
+        crate::scene::Stack::recognise_dir(&dir, stack_dates(&producer.argv), false).ok()?;
+    let v: toml::Value = toml::from_str(&text).ok()?;
+    let months = v
+        .get("scene")?
+        .as_array()?
+        .iter()
+        .filter_map(|sc| sc.get("date")?.as_str())
+        .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(|d| (d.year(), d.month()))
+        .collect();
+    Some(months)
+}
+
+/// An `npp` stage with `strict_months`: the simulated months in which the monthly composites it reads will have
+/// no acquisition (npp would refuse them).
+fn strict_months_problems(plan: &Plan, stage: &Stage) -> Vec<String> {
+    use crate::pipeline::npp::period::{parse_months, NppPeriod};
+    let argv = &stage.argv;
+    if stage.command != ["npp"] || !argv.iter().any(|a| a == "--strict-months") {
+        return Vec::new();
+    }
+    let Some(ndvi) = option_value(argv, "ndvi").map(PathBuf::from) else {
+        return Vec::new();
+    };
+    let Some(indices) = plan.stages.iter().find(|st| {
+        st.command == ["indices"]
+            && plan.stage_dir(&st.name) == ndvi
+            && option_value(&st.argv, "period") == Some("month")
+    }) else {
+        return Vec::new();
+    };
+    let (Some(stack), Some(year)) = (
+        option_value(&indices.argv, "stack").map(PathBuf::from),
+        option_value(argv, "year").and_then(|y| y.parse::<i32>().ok()),
+    ) else {
+        return Vec::new();
+    };
+    let months = option_value(argv, "months").unwrap_or("1-12");
+    let (Some(have), Ok(period)) = (
+        stack_months(plan, &stack),
+        parse_months(months).and_then(|m| NppPeriod::new(year, m)),
+    ) else {
+        return Vec::new();
+    };
+    let missing: Vec<String> = period
+        .sim
+        .iter()
+        .filter(|ym| !have.contains(ym))
+        .map(|(y, m)| format!("{y}-{m:02}"))
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "strict_months: the stack {} has no acquisition in {} (the composites of stage {} will not exist, and npp --strict-months refuses a month without one; drop strict_months to fill them)",
+        stack.display(),
+        missing.join(", "),
+        indices.name
+    )]
+}
+
+/// The `from`/`to` dates of a stack stage (unparsable dates are left to the command line's own check).
+fn stack_dates(argv: &[String]) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let date = |k: &str| {
+        option_value(argv, k).and_then(|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+    };
+    match (date("from"), date("to")) {
+        (None, None) => None,
+        (a, b) => Some((
+            a.unwrap_or(chrono::NaiveDate::MIN),
+            b.unwrap_or(chrono::NaiveDate::MAX),
+        )),
     }
 }
 
@@ -136,9 +237,20 @@ fn check_input(
         })),
         ("drivers", _) => take(
             match option_value(&stage.argv, "year").and_then(|y| y.parse().ok()) {
+                Some(year) if command == "npp" => crate::pipeline::npp::check_drivers(
+                    path,
+                    year,
+                    option_value(&stage.argv, "months").unwrap_or("1-12"),
+                    option_value(&stage.argv, "model").unwrap_or("casa"),
+                    option_value(&stage.argv, "casa-params")
+                        .unwrap_or(crate::npp::casa::DEFAULT_CASA),
+                ),
                 Some(year) => crate::drivers::Drivers::load(path, year).map(|_| ()),
                 None => crate::models::read_toml::<toml::Value>(path).map(|_| ()),
             },
+        ),
+        ("dir", _) if command == "stack" => take(
+            crate::scene::Stack::recognise_dir(path, stack_dates(&stage.argv), false).map(|_| ()),
         ),
         ("legend", _) => {
             take(crate::landcover::Legend::resolve(&path.to_string_lossy()).map(|_| ()))
