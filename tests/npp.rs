@@ -530,3 +530,65 @@ fn a_month_without_a_composite_is_filled_by_interpolation_and_counted() {
     let frac: f64 = grass["ndvi_filled_fraction"].parse().unwrap();
     assert!((frac - (px - nan_px) / px / 3.0).abs() < 1e-12, "{frac}");
 }
+
+/// MOD17 over a shorter period: the live-wood mass comes from the largest LAI of the whole model year, so a
+/// greener May (outside a JJA run) raises live-wood respiration and lowers the JJA NPP while the JJA GPP is
+/// unchanged; the period's NPP is said to cover its own respiration only.
+#[test]
+fn mod17_live_wood_mass_comes_from_the_model_year() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    // MOD17 needs Tmin and VPD: Tmin and Tmax 5 C either side of the mean, VPD from Tmin as dew point.
+    let mut csv = String::from("year,month,t,tmin,tmax,p,sol\n");
+    for m in 1..=12usize {
+        let t = TEMPS[m - 1];
+        csv.push_str(&format!("2021,{m},{t},{},{},60,500\n", t - 5.0, t + 5.0));
+    }
+    std::fs::write(tmp.path().join("station.csv"), csv).unwrap();
+    std::fs::write(
+        tmp.path().join("drivers.toml"),
+        DRIVERS.replace(
+            "precip = {",
+            "tmin = { column = \"tmin\", unit = \"degC\" }\ntmax = { column = \"tmax\", unit = \"degC\" }\nprecip = {",
+        ) + "[derive]\nvpd = \"tmin-as-dewpoint\"\n",
+    )
+    .unwrap();
+    let run = |out: &str| {
+        let o = tmp.path().join(out);
+        let a = npp_cmd(tmp.path(), &["--model", "mod17", "--months", "6-8", "-o"])
+            .arg(&o)
+            .assert()
+            .success();
+        (
+            o,
+            String::from_utf8_lossy(&a.get_output().stderr).into_owned(),
+        )
+    };
+    let (a, err) = run("a");
+    assert!(err.contains("MOD17 defines NPP per year"), "{err}");
+    // May greener than June: the year's largest LAI rises.
+    write_raster(
+        &tmp.path().join("ndvi/NDVI_2021-05.tif"),
+        Some(32630),
+        GT,
+        (W, H),
+        &[(
+            "NDVI median",
+            NDVI.iter().map(|v| (v * 1.3).min(0.95)).collect(),
+        )],
+        None,
+    );
+    let (b, _) = run("b");
+    let p = "2021-06_2021-08";
+    let band = |d: &Path, q: &str| read_band(&d.join(format!("{q}_gC_m2_{p}.tif")), 1).0;
+    // Pixel 2 is tree cover (ESA WorldCover 10, mixed forest: live wood).
+    assert_eq!(band(&a, "GPP")[2], band(&b, "GPP")[2]);
+    assert!(
+        band(&b, "NPP")[2] < band(&a, "NPP")[2],
+        "{} vs {}",
+        band(&b, "NPP")[2],
+        band(&a, "NPP")[2]
+    );
+    let md = common::metadata_item(&a.join(format!("NPP_gC_m2_{p}.tif")), "MODEL_YEAR").unwrap();
+    assert!(md.starts_with("2021-01..2021-12"), "{md}");
+}

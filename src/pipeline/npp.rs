@@ -539,6 +539,13 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         ));
     }
     let nmonths = p.period.sim.len();
+    if job.model == NppModel::Mod17 && !p.period.full_year() {
+        warn(format!(
+            "MOD17 defines NPP per year: NPP of {} is that period's GPP minus its own maintenance respiration (leaf, fine root, and live wood with the live-wood mass of the model year {}) and growth respiration; the other months' respiration is not in it. Run the 12 months (--months 1-12) for the annual NPP",
+            p.period.label,
+            p.period.describe_window()
+        ));
+    }
     let outs: &[&'static str] = match job.model {
         NppModel::Casa => &OUTS_CASA,
         NppModel::Mod17 => &OUTS_MOD17,
