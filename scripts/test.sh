@@ -3,8 +3,9 @@
 # ../shared/real-data beside the checkout; with CI=true a missing folder fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# python3-gdal and python3-numpy run the peer stack generator (tests/peer_annual.rs).
-bash scripts/ensure-deps.sh python3-gdal python3-numpy
+# python3-gdal and python3-numpy run the peer stack generator (tests/peer_annual.rs); chromium renders the
+# HTML run report (tests/cli_outputs.rs, tests/annual_real.rs).
+bash scripts/ensure-deps.sh python3-gdal python3-numpy chromium
 : "${CARBONMAP_REAL_DATA:=$(cd .. && pwd)/shared/real-data}"
 export CARBONMAP_REAL_DATA
 if [ ! -d "$CARBONMAP_REAL_DATA" ]; then

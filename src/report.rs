@@ -46,6 +46,10 @@ struct QuicklookStyle {
     /// Legend lines saying which colour is what: for uptake-positive quantities, and for the others.
     sign_uptake: String,
     sign_source: String,
+    /// Quantities that span zero but carry no carbon sign (vegetation indices): their own diverging ramp, so
+    /// red and blue keep meaning source and sink.
+    unsigned_ramp: Vec<String>,
+    sign_unsigned: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,7 +261,23 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     };
     let desc = band.description.to_lowercase();
     let has = |list: &[String]| list.iter().any(|d| desc.contains(&d.to_lowercase()));
-    if has(&q.signed) || (lo < 0.0 && hi > 0.0) {
+    if !has(&q.signed) && lo < 0.0 && hi > 0.0 {
+        let l = lo.abs().max(hi);
+        let text = MapText {
+            sign: &q.sign_unsigned,
+            ..text
+        };
+        return ramp_png(
+            target,
+            &preview,
+            band.metres_per_pixel,
+            &text,
+            &q.unsigned_ramp,
+            &q.nodata,
+            (-l, l),
+        );
+    }
+    if has(&q.signed) {
         let l = lo.abs().max(hi);
         // One colour meaning on every map: sinks blue, sources red.
         let uptake = q

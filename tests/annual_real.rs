@@ -221,6 +221,8 @@ months = "{{months}}"
         assert!(report.contains(want), "report.md lacks '{want}'");
         assert!(manifest.contains(want), "manifest.json lacks '{want}'");
     }
+    // The HTML report of this real-data run renders in a browser with every picture and warning.
+    assert!(common::check_html_report(&out) >= 4);
 }
 
 /// `carbonmap check` finds before computing what `run` would otherwise fail on: simulated months without an

@@ -337,6 +337,8 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
         }
     }
     assert!(csvs.len() >= 8, "{csvs:?}");
+    // The same run's report.html opens offline in a browser with every picture and warning.
+    assert!(common::check_html_report(&out) >= 20);
     for p in &csvs {
         let mut r = csv::Reader::from_path(p).unwrap();
         let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();

@@ -196,3 +196,114 @@ pub fn wgs84_cell_ha(dlon_deg: f64, lat1: f64, lat2: f64) -> f64 {
         * (wgs84_area_integral(lat2) - wgs84_area_integral(lat1)).abs()
         / 1e4
 }
+
+/// Headless Chromium (Debian's `chromium`), or None outside CI when it is missing (CI fails instead).
+pub fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("chromium"))
+            .find(|p| p.is_file())
+    });
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    match (found, in_ci) {
+        (Some(p), _) => Some(p),
+        (None, true) => panic!("chromium is needed in CI (scripts/test.sh installs it)"),
+        (None, false) => {
+            eprintln!("skipping the browser check: chromium is not installed");
+            None
+        }
+    }
+}
+
+/// HTML text with its entities decoded (enough for carbonmap's reports).
+pub fn html_text(h: &str) -> String {
+    h.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A season run's report.html: self-contained (every picture a data URI, nothing loaded from elsewhere),
+/// every warning of the manifest in it, and, in headless Chromium, every picture decoded and the page drawn
+/// (a screenshot that is not blank). Returns the number of pictures.
+pub fn check_html_report(out: &Path) -> usize {
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for attr in ["src=\"", "<link", "<script", "@import", "url("] {
+        for (i, _) in html.match_indices(attr) {
+            let rest = &html[i..(i + 40).min(html.len())];
+            assert!(
+                attr == "src=\"" && rest.starts_with("src=\"data:image/png;base64,"),
+                "report.html loads something from elsewhere: {rest}"
+            );
+        }
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let text = html_text(&html);
+    for s in manifest["stages"].as_array().unwrap() {
+        for w in s["warnings"].as_array().cloned().unwrap_or_default() {
+            let w = w.as_str().unwrap();
+            assert!(text.contains(w), "warning missing from report.html: {w}");
+        }
+    }
+    let Some(chromium) = chromium() else {
+        return html.matches("src=\"data:image/png").count();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The page with a probe that counts pictures the browser could not decode once everything has loaded.
+    let probe = "<script>window.addEventListener(\"load\",function(){var im=document.images,b=0;\
+        for(var i=0;i<im.length;i++){if(!(im[i].complete&&im[i].naturalWidth>0))b++;}\
+        document.body.setAttribute(\"data-images\",im.length);document.body.setAttribute(\"data-broken\",b);});</script>";
+    let probed = dir.path().join("probe.html");
+    std::fs::write(&probed, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
+    let run = |args: &[&str], page: &Path| {
+        std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .args(args)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap()
+    };
+    let dom = String::from_utf8_lossy(&run(&["--dump-dom"], &probed).stdout).into_owned();
+    let attr = |k: &str| -> usize {
+        let at = dom
+            .find(&format!("data-{k}=\""))
+            .unwrap_or_else(|| panic!("no data-{k} in the rendered page"));
+        let rest = &dom[at + k.len() + 7..];
+        rest[..rest.find('"').unwrap()].parse().unwrap()
+    };
+    let (images, broken) = (attr("images"), attr("broken"));
+    assert_eq!(broken, 0, "{broken} of {images} pictures failed to load");
+    let shot = dir.path().join("shot.png");
+    let s = run(
+        &[
+            "--window-size=1280,1600",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &out.join("report.html"),
+    );
+    assert!(shot.is_file(), "{}", String::from_utf8_lossy(&s.stderr));
+    // Not blank: many pixels are not the white background, in many colours.
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let ink = pixels.iter().filter(|p| p[..3] != [255, 255, 255]).count();
+    let colours: std::collections::BTreeSet<[u8; 3]> =
+        pixels.iter().map(|p| [p[0], p[1], p[2]]).collect();
+    assert!(
+        ink * 20 > pixels.len(),
+        "screenshot nearly blank: {ink} of {}",
+        pixels.len()
+    );
+    assert!(colours.len() > 50, "{} colours", colours.len());
+    images
+}

@@ -7,6 +7,7 @@
 //! The runner owns every stage's `--out`: stage NAME writes into OUT/NAME.
 
 mod check;
+mod html;
 mod report;
 mod run;
 
@@ -76,7 +77,12 @@ const STAGE_COMMANDS: [&str; 11] = [
 const OUTPUT_OPTIONS: [(&str, &str); 2] = [("landcover train", "model"), ("calibrate", "table")];
 
 /// Names in the output folder that are not stage folders.
-const RESERVED: [&str; 3] = [report::QUICKLOOKS, report::REPORT, run::MANIFEST];
+const RESERVED: [&str; 4] = [
+    report::QUICKLOOKS,
+    report::REPORT,
+    html::REPORT_HTML,
+    run::MANIFEST,
+];
 
 /// Keys of a stage table that are not options of its command.
 const STAGE_KEYS: [&str; 3] = ["command", "output", "after"];

@@ -1,4 +1,4 @@
-//! The run report: report.md in the output folder, with a quick-look PNG of every output raster (report/),
+//! The run report: report.md (and the same as one self-contained report.html) in the output folder, with a quick-look PNG of every output raster (report/),
 //! the maps and charts the stages drew, and their tables. It depends only on the outputs and on which stages
 //! failed, never on timings, so a resumed run writes the same report as an uninterrupted one (timings are in
 //! the manifest).
@@ -174,6 +174,13 @@ fn draw(
         HASH_NOTE.1
     );
     super::run::swap(out, QUICKLOOKS)?;
+    // The same report as one self-contained HTML file (pictures embedded), then report.md, whose hash note
+    // marks the pair as current.
+    let title = format!("carbonmap run report: season {}", plan.season.label);
+    let page = super::html::render(&md, out, &title)?;
+    crate::commit::run(&[], || {
+        crate::io::write_atomic(&out.join(super::html::REPORT_HTML), page.as_bytes())
+    })?;
     crate::commit::run(&[], || {
         crate::io::write_atomic(&out.join(REPORT), md.as_bytes())
     })
@@ -218,5 +225,5 @@ pub(super) fn is_current(out: &Path, hash: &str) -> bool {
         .lines()
         .filter_map(|l| l.strip_prefix("![").and_then(|r| r.split_once("](")))
         .all(|(_, rest)| out.join(rest.trim_end_matches(')')).is_file());
-    text.contains(&note) && images_there
+    text.contains(&note) && images_there && out.join(super::html::REPORT_HTML).is_file()
 }
