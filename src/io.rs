@@ -787,6 +787,9 @@ pub struct RasterWriter {
     /// Category names per band (0-based) to keep in the `.aux.xml` sidecar GDAL reads them from (GeoTIFF has no
     /// place for them inside the file).
     categories: Vec<(usize, Vec<String>)>,
+    /// Band 1's description and unit, and its classes when it has them: the QGIS style written beside it.
+    first_band: OutBand,
+    classes: Option<Vec<(u16, String, (u8, u8, u8))>>,
     /// Set once the output has been renamed into place.
     done: bool,
 }
@@ -888,6 +891,11 @@ impl RasterWriter {
                 })
                 .collect(),
             categories: Vec::new(),
+            first_band: bands.first().cloned().unwrap_or(OutBand {
+                description: String::new(),
+                unit: String::new(),
+            }),
+            classes: None,
             done: false,
         };
         let ctx = |what: &str| format!("cannot set {what}");
@@ -950,7 +958,47 @@ impl RasterWriter {
         }
         b.set_color_table(&ct);
         self.categories.push((band, names));
+        if band == 0 {
+            self.classes = Some(classes.to_vec());
+        }
         Ok(())
+    }
+
+    /// Write the QGIS style of band 1 (NAME.qml beside NAME.tif, which QGIS loads with the raster) under a
+    /// temporary name: (temporary, final).
+    fn write_style(&self) -> Result<(PathBuf, PathBuf)> {
+        let range = if self.classes.is_some() {
+            (0.0, 1.0)
+        } else {
+            let ds = Dataset::open(&self.tmp)
+                .map_err(|e| Error::gdal(&self.target, "reopening for its style", e))?;
+            let b = ds
+                .rasterband(1)
+                .map_err(|e| Error::gdal(&self.target, "band 1", e))?;
+            // Approximate (sampled) limits are enough for a colour ramp; an all-empty band gets 0..1.
+            b.compute_raster_min_max(true)
+                .map(|m| (m.min, m.max))
+                .unwrap_or((0.0, 1.0))
+        };
+        let qml = crate::report::raster_qml(
+            &self.first_band.description,
+            &self.first_band.unit,
+            range,
+            self.classes.as_deref(),
+        )?;
+        let target = self.target.with_extension("qml");
+        let tmp = temporary_beside(&target)?;
+        let written = (|| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(qml.as_bytes())?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&target, "cannot write (disk full?)", e));
+        }
+        Ok((tmp, target))
     }
 
     /// Write the category names into `file`'s `.aux.xml` sidecar (GDAL's PAM, enabled for this call only:
@@ -1185,13 +1233,19 @@ impl RasterWriter {
             self.tmp = cog_tmp;
         }
         let aux = self.write_category_sidecar(&self.tmp)?;
-        self.done = true;
         let mut target_aux = self.target.as_os_str().to_owned();
         target_aux.push(".aux.xml");
+        let mut sidecars: Vec<(PathBuf, PathBuf)> = aux
+            .map(|a| (a, PathBuf::from(target_aux)))
+            .into_iter()
+            .collect();
+        let qml = self.write_style()?;
+        sidecars.push(qml);
+        self.done = true;
         Ok(PendingOutput {
             tmp: self.tmp.clone(),
             target: self.target.clone(),
-            aux: aux.map(|a| (a, PathBuf::from(target_aux))),
+            sidecars,
             committed: false,
         })
     }
@@ -1202,15 +1256,15 @@ impl RasterWriter {
 pub struct PendingOutput {
     tmp: PathBuf,
     target: PathBuf,
-    /// The `.aux.xml` sidecar with class names, committed with the raster: (temporary, final).
-    aux: Option<(PathBuf, PathBuf)>,
+    /// Sidecars committed with the raster (the `.aux.xml` with class names, the QGIS style): (temporary, final).
+    sidecars: Vec<(PathBuf, PathBuf)>,
     committed: bool,
 }
 
 impl PendingOutput {
     /// Hand the finished output to the command's commit (or rename it now outside a command scope).
     pub fn commit(mut self) -> Result<PathBuf> {
-        if let Some((tmp, target)) = &self.aux {
+        for (tmp, target) in &self.sidecars {
             crate::commit::stage(tmp, target)?;
         }
         crate::commit::stage(&self.tmp, &self.target)?;
@@ -1223,7 +1277,7 @@ impl Drop for PendingOutput {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
-            if let Some((tmp, _)) = &self.aux {
+            for (tmp, _) in &self.sidecars {
                 let _ = std::fs::remove_file(tmp);
             }
         }
@@ -1794,11 +1848,82 @@ pub enum VecField {
     Num(Vec<f64>),
 }
 
-/// One layer to write: name, geometries (in `crs_wkt`), and named columns.
+/// One layer to write: name, geometries (in `crs_wkt`), named columns, and its QGIS style (QML), stored in the
+/// GeoPackage's `layer_styles` table as the layer's default so QGIS opens it styled.
 pub struct VectorOut {
     pub name: String,
     pub geometries: Vec<Option<gdal::vector::Geometry>>,
     pub columns: Vec<(String, VecField)>,
+    pub style: Option<String>,
+}
+
+/// QGIS's `layer_styles` table in a GeoPackage: one default style per styled layer (the update time fixed, so
+/// the file stays byte-reproducible).
+fn write_layer_styles(ds: &mut Dataset, target: &Path, layers: &[VectorOut]) -> Result<usize> {
+    use gdal::vector::{Feature, LayerAccess, LayerOptions, OGRFieldType};
+    let styled: Vec<&VectorOut> = layers.iter().filter(|l| l.style.is_some()).collect();
+    if styled.is_empty() {
+        return Ok(0);
+    }
+    let lyr = ds
+        .create_layer(LayerOptions {
+            name: "layer_styles",
+            srs: None,
+            ty: gdal_sys::OGRwkbGeometryType::wkbNone,
+            options: None,
+        })
+        .map_err(|e| Error::gdal(target, "layer layer_styles", e))?;
+    let text = [
+        "f_table_catalog",
+        "f_table_schema",
+        "f_table_name",
+        "f_geometry_column",
+        "styleName",
+        "styleQML",
+        "styleSLD",
+        "description",
+        "owner",
+        "ui",
+        "update_time",
+    ];
+    let mut defs: Vec<(&str, OGRFieldType::Type)> =
+        text.iter().map(|n| (*n, OGRFieldType::OFTString)).collect();
+    defs.insert(7, ("useAsDefault", OGRFieldType::OFTInteger));
+    lyr.create_defn_fields(&defs)
+        .map_err(|e| Error::gdal(target, "fields of layer_styles", e))?;
+    for l in styled {
+        let mut f = Feature::new(lyr.defn()).map_err(|e| Error::gdal(target, "feature", e))?;
+        let values = [
+            ("f_table_catalog", ""),
+            ("f_table_schema", ""),
+            ("f_table_name", l.name.as_str()),
+            ("f_geometry_column", "geom"),
+            ("styleName", l.name.as_str()),
+            ("styleQML", l.style.as_deref().unwrap_or("")),
+            ("styleSLD", ""),
+            ("description", "carbonmap"),
+            ("owner", ""),
+            ("ui", ""),
+            ("update_time", GPKG_FIXED_DATE),
+        ];
+        for (name, v) in values {
+            let i = defs
+                .iter()
+                .position(|d| d.0 == name)
+                .expect("field defined");
+            f.set_field_string(i, v)
+                .map_err(|e| Error::gdal(target, "field", e))?;
+        }
+        let i = defs
+            .iter()
+            .position(|d| d.0 == "useAsDefault")
+            .expect("field");
+        f.set_field_integer(i, 1)
+            .map_err(|e| Error::gdal(target, "field", e))?;
+        f.create(&lyr)
+            .map_err(|e| Error::gdal(target, "write style", e))?;
+    }
+    Ok(1)
 }
 
 /// Write layers into a GeoPackage atomically (temporary file beside the target, closed, renamed).
@@ -1867,12 +1992,13 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
                     .map_err(|e| Error::gdal(target, "write feature", e))?;
             }
         }
+        let extra = write_layer_styles(&mut ds, target, layers)?;
         gdal_checked(target, "closing the GeoPackage failed (disk full?)", || {
             ds.close()
         })?;
         let back = gdal::Dataset::open(&tmp)
             .map_err(|e| Error::gdal(target, "the written GeoPackage does not reopen", e))?;
-        if back.layer_count() != layers.len() {
+        if back.layer_count() != layers.len() + extra {
             return Err(Error::Processing(format!(
                 "{}: the written GeoPackage has {} layer(s), {} were written",
                 target.display(),

@@ -25,6 +25,7 @@ pub mod npp;
 pub mod pipeline;
 pub mod plots;
 pub mod progress;
+pub mod qml;
 pub mod report;
 pub mod scene;
 pub mod synth;

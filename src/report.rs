@@ -254,32 +254,41 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     let q = &m.quicklook;
     let lo = percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0);
     let hi = percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0);
+    let style = raster_style(&m, &band.description, (lo, hi));
     let text = MapText {
         title,
         quantity: &quantity,
-        sign: "",
+        sign: &style.sign,
     };
-    let desc = band.description.to_lowercase();
+    ramp_png(
+        target,
+        &preview,
+        band.metres_per_pixel,
+        &text,
+        &style.ramp,
+        &style.nodata,
+        style.range,
+    )
+}
+
+/// How a quantity is coloured on carbonmap's maps and in its QGIS styles.
+pub struct RasterStyle {
+    pub ramp: Vec<String>,
+    pub nodata: String,
+    pub range: (f64, f64),
+    /// What the colours mean (empty for plain sequential quantities).
+    pub sign: String,
+}
+
+/// The colours of a quantity described as `description` whose values run over `(lo, hi)`: carbon quantities
+/// with a sign on the diverging ramp centred on zero (sinks blue, sources red on every map), other
+/// quantities spanning zero (indices) on the brown-green ramp, the rest on the sequential ramp.
+fn raster_style(m: &Maps, description: &str, (lo, hi): (f64, f64)) -> RasterStyle {
+    let q = &m.quicklook;
+    let desc = description.to_lowercase();
     let has = |list: &[String]| list.iter().any(|d| desc.contains(&d.to_lowercase()));
-    if !has(&q.signed) && lo < 0.0 && hi > 0.0 {
-        let l = lo.abs().max(hi);
-        let text = MapText {
-            sign: &q.sign_unsigned,
-            ..text
-        };
-        return ramp_png(
-            target,
-            &preview,
-            band.metres_per_pixel,
-            &text,
-            &q.unsigned_ramp,
-            &q.nodata,
-            (-l, l),
-        );
-    }
+    let l = lo.abs().max(hi.abs()).max(f64::MIN_POSITIVE);
     if has(&q.signed) {
-        let l = lo.abs().max(hi);
-        // One colour meaning on every map: sinks blue, sources red.
         let uptake = q
             .uptake_positive
             .iter()
@@ -288,35 +297,71 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
         if uptake {
             ramp.reverse();
         }
-        let text = MapText {
+        RasterStyle {
+            ramp,
+            nodata: m.net_balance.nodata.clone(),
+            range: (-l, l),
             sign: if uptake {
-                &q.sign_uptake
+                q.sign_uptake.clone()
             } else {
-                &q.sign_source
+                q.sign_source.clone()
             },
-            ..text
-        };
-        ramp_png(
-            target,
-            &preview,
-            band.metres_per_pixel,
-            &text,
-            &ramp,
-            &m.net_balance.nodata,
-            (-l, l),
-        )
+        }
+    } else if lo < 0.0 && hi > 0.0 {
+        RasterStyle {
+            ramp: q.unsigned_ramp.clone(),
+            nodata: q.nodata.clone(),
+            range: (-l, l),
+            sign: q.sign_unsigned.clone(),
+        }
     } else {
-        let hi = if hi > lo { hi } else { lo + 1.0 };
-        ramp_png(
-            target,
-            &preview,
-            band.metres_per_pixel,
-            &text,
-            &q.ramp,
-            &q.nodata,
-            (lo, hi),
-        )
+        RasterStyle {
+            ramp: q.ramp.clone(),
+            nodata: q.nodata.clone(),
+            range: (lo, if hi > lo { hi } else { lo + 1.0 }),
+            sign: String::new(),
+        }
     }
+}
+
+/// The QGIS style of a zone layer: `field` (net balance, positive = net source) graduated on the net balance
+/// ramp, centred on zero with the limit at the largest |value|.
+pub fn zones_qml(field: &str, values: &[f64]) -> Result<String> {
+    let m = maps()?;
+    let l = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, v| a.max(v.abs()))
+        .max(f64::MIN_POSITIVE);
+    Ok(crate::qml::vector_graduated(
+        field,
+        &m.net_balance.ramp,
+        (-l, l),
+        &format!("{field}: {}", m.quicklook.sign_source),
+    ))
+}
+
+/// The QGIS style (.qml) of a raster band: its classes when it has them, else the colours of its quick-look
+/// over `(lo, hi)`.
+pub fn raster_qml(
+    description: &str,
+    unit: &str,
+    (lo, hi): (f64, f64),
+    classes: Option<&[(u16, String, (u8, u8, u8))]>,
+) -> Result<String> {
+    if let Some(c) = classes {
+        return Ok(crate::qml::raster_paletted(c));
+    }
+    let style = raster_style(&maps()?, description, (lo, hi));
+    let label = match (description.is_empty(), unit.is_empty()) {
+        (false, false) => format!("{description}, {unit}; {}", style.sign),
+        _ => format!("{description}{unit}; {}", style.sign),
+    };
+    Ok(crate::qml::raster_pseudocolor(
+        &style.ramp,
+        style.range,
+        label.trim_end_matches("; "),
+    ))
 }
 
 /// Screen pixels per preview pixel (the long side near 560 px, 1 to 8 per pixel) and the map's size.
@@ -731,7 +776,8 @@ pub fn residual_map_png(
     write_png(target, &buf, w, h)
 }
 
-fn fmt_tick(v: f64) -> String {
+/// A value as a legend label (fewer decimals for larger values).
+pub fn fmt_tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()

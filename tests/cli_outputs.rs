@@ -339,6 +339,7 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
     assert!(csvs.len() >= 8, "{csvs:?}");
     // The same run's report.html opens offline in a browser with every picture and warning.
     assert!(common::check_html_report(&out) >= 20);
+    check_styles(&out);
     for p in &csvs {
         let mut r = csv::Reader::from_path(p).unwrap();
         let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
@@ -370,4 +371,70 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
         .as_str()
         .unwrap()
         .contains("positive = net uptake"));
+}
+
+/// Every raster and GeoPackage a run wrote has a QGIS style beside it (NAME.qml) that parses as XML with the
+/// renderer its data needs: a palette with the class names for class rasters, a pseudocolour ramp for
+/// quantities, a graduated fill for zone layers (also stored in the GeoPackage as each layer's default).
+fn check_styles(out: &std::path::Path) {
+    use gdal::vector::LayerAccess;
+    let mut files = Vec::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "tif" || x == "gpkg") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 20, "{files:?}");
+    for f in &files {
+        let qml = f.with_extension("qml");
+        let text = std::fs::read_to_string(&qml)
+            .unwrap_or_else(|e| panic!("{}: no style: {e}", qml.display()));
+        let opts = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&text, opts)
+            .unwrap_or_else(|e| panic!("{}: not XML: {e}", qml.display()));
+        let renderer = |tag: &str| {
+            doc.descendants()
+                .find(|n| n.has_tag_name(tag))
+                .and_then(|n| n.attribute("type"))
+                .map(str::to_string)
+        };
+        if f.extension().is_some_and(|x| x == "gpkg") {
+            assert_eq!(renderer("renderer-v2").as_deref(), Some("graduatedSymbol"));
+            let ds = gdal::Dataset::open(f).unwrap();
+            let mut styles = ds.layer_by_name("layer_styles").unwrap();
+            let spatial = ds.layer_count() - 1;
+            assert_eq!(styles.features().count(), spatial, "{}", f.display());
+            continue;
+        }
+        let ds = gdal::Dataset::open(f).unwrap();
+        let classes = ds.rasterband(1).unwrap().color_table().is_some();
+        let want = if classes {
+            "paletted"
+        } else {
+            "singlebandpseudocolor"
+        };
+        assert_eq!(
+            renderer("rasterrenderer").as_deref(),
+            Some(want),
+            "{}",
+            qml.display()
+        );
+        if classes {
+            let names = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("paletteEntry"))
+                .filter(|n| n.attribute("label").is_some_and(|l| !l.is_empty()))
+                .count();
+            assert!(names > 0, "{}: classes without names", qml.display());
+        }
+    }
 }

@@ -1102,13 +1102,20 @@ fn write_zones_gpkg(
             "neutrality_ratio".into(),
             VecField::Num(sel.iter().map(|r| ratio(r.2.sequestration, e(r))).collect()),
         ));
+        let net: Vec<f64> = sel.iter().map(|r| e(r) - r.2.sequestration).collect();
         layers.push(VectorOut {
             name: format!("balance_{level}"),
             geometries: geoms,
             columns,
+            style: Some(report::zones_qml("net_balance_tCO2_yr", &net)?),
         });
     }
-    io::write_gpkg(target, &z.crs_wkt, &layers)
+    io::write_gpkg(target, &z.crs_wkt, &layers)?;
+    // The finest level's style also as a file beside the GeoPackage (QGIS: Layer Properties > Style > Load).
+    if let Some(style) = layers.last().and_then(|l| l.style.as_ref()) {
+        io::write_atomic(&target.with_extension("qml"), style.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `carbonmap regrid`: move a carbon quantity from one grid onto another, conserving mass.
