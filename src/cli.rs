@@ -558,6 +558,20 @@ struct BalanceArgs {
     /// Layer of the zones file.
     #[arg(long)]
     zone_layer: Option<String>,
+    /// Population raster for per-person indicators in the zone table (persons per area, any grid; or persons
+    /// per pixel on the sink's grid), with --population-unit.
+    #[arg(long)]
+    population: Option<PathBuf>,
+    /// Band of --population.
+    #[arg(long, default_value_t = 1)]
+    population_band: usize,
+    /// Unit of --population: "persons km-2", "persons ha-1", "persons m-2" or "persons pixel-1".
+    #[arg(long, default_value = "persons km-2")]
+    population_unit: String,
+    /// Targets per zone: a CSV with level, zone, and target_net_balance_tCO2_yr and/or
+    /// target_neutrality_ratio; the zone table gains each zone's target and the gap to it.
+    #[arg(long)]
+    targets: Option<PathBuf>,
     /// Output folder.
     #[arg(long, short)]
     out: PathBuf,
@@ -1274,6 +1288,14 @@ fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<(
             layer: a.zone_layer,
             band: 1,
         }),
+        population: a
+            .population
+            .map(|path| crate::pipeline::balance::PopulationSpec {
+                path,
+                band: a.population_band,
+                unit: a.population_unit,
+            }),
+        targets: a.targets,
         out_dir: a.out,
         write: crate::io::WriteOptions { cog: a.cog },
     };

@@ -253,7 +253,11 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
             l.name()
         })
         .collect();
-    assert_eq!(names, ["balance_region", "balance_district"]);
+    // One layer per level, and QGIS's layer_styles table with each layer's default style.
+    assert_eq!(
+        names,
+        ["balance_region", "balance_district", "layer_styles"]
+    );
     // Every column of the CSV, and the zones drawn as the part that was measured: district d2 is
     // x 25..70 x y 0..40, the sink raster x 5..65 x y 10..30, so its shape is 40 x 20 = 800 m2.
     use gdal::vector::LayerAccess;
@@ -546,7 +550,8 @@ fn outputs_are_identical_across_thread_counts_with_a_geographic_lattice() {
         outs.push(d.join(out));
     }
     let files = common::list_dir(&outs[0]);
-    assert_eq!(files.len(), 8, "{files:?}"); // 3 rasters, 1 map, 2 tables and their 2 note sidecars
+    // 3 rasters and their 3 QGIS styles, 1 map, 2 tables and their 2 note sidecars.
+    assert_eq!(files.len(), 11, "{files:?}");
     for f in files {
         assert_eq!(
             std::fs::read(outs[0].join(&f)).unwrap(),
@@ -643,4 +648,154 @@ fn a_proxy_covering_whole_cells_gives_the_city_its_proxy_share() {
         .metadata_item("DOWNSCALING", "")
         .unwrap()
         .contains("over the whole cell"));
+}
+
+/// Indicators per planning unit on a three-level hierarchy (province P > city C > counties c1, c2, c3, one
+/// sink pixel each) with a population density raster and targets, worked by hand from the hand case:
+/// pixels of 20 x 20 m = 0.04 ha; county c1 = p1: emissions 4, sequestration 0.4 t CO2 yr-1, net 3.6; c2 = p2:
+/// 7, 0.8, 6.2; c3 = p3: 6, 1.2, 4.8; C = P = all: 17, 2.4, 14.6 over 0.12 ha. Population 2500, 5000 and
+/// 7500 persons ha-1 = 100, 200 and 300 persons.
+#[test]
+fn planning_unit_indicators_with_population_and_targets() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    write_raster(
+        &d.join("population.tif"),
+        Some(3035),
+        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
+        (3, 1),
+        &[("population density", vec![2500.0f32, 5000.0, 7500.0])],
+        None,
+    );
+    let county = |name: &str, x0: f64, x1: f64| {
+        format!(
+            r#"{{"type": "Feature", "properties": {{"province": "P", "city": "C", "county": "{name}"}}, "geometry": {{"type": "Polygon", "coordinates": [[[{x0},0],[{x1},0],[{x1},40],[{x0},40],[{x0},0]]]}}}}"#
+        )
+    };
+    std::fs::write(
+        d.join("zones.geojson"),
+        format!(
+            r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "EPSG:3035"}}}}, "features": [{}, {}, {}]}}"#,
+            county("c1", 0.0, 25.0),
+            county("c2", 25.0, 45.0),
+            county("c3", 45.0, 70.0)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("targets.csv"),
+        "level,zone,target_net_balance_tCO2_yr,target_neutrality_ratio\ncounty,c2,5.0,\ncity,C,,0.2\nprovince,P,10,0.5\n",
+    )
+    .unwrap();
+    let args = [
+        "--zones",
+        "zones.geojson",
+        "--zone-fields",
+        "province,city,county",
+        "--population",
+        "population.tif",
+        "--population-unit",
+        "persons ha-1",
+        "--targets",
+        "targets.csv",
+    ];
+    balance(d, "out", &args).success();
+    let rows = table(&d.join("out/zones_balance.csv"));
+    let find = |lvl: &str, z: &str| {
+        rows.iter()
+            .find(|r| r["level"] == lvl && r["zone"] == z)
+            .unwrap_or_else(|| panic!("no row {lvl} {z}"))
+    };
+    for (lvl, zone, column, want) in [
+        // Net per hectare: 3.6 / 0.04 = 90; 6.2 / 0.04 = 155; 14.6 / 0.12 = 121.666667.
+        ("county", "c1", "net_balance_tCO2_ha_yr", 90.0),
+        ("county", "c2", "net_balance_tCO2_ha_yr", 155.0),
+        ("city", "C", "net_balance_tCO2_ha_yr", 14.6 / 0.12),
+        // Per person: c1 4 / 100 = 0.04 and 3.6 / 100; c3 6 / 300 = 0.02; C 17 / 600 and 14.6 / 600.
+        ("county", "c1", "population_persons", 100.0),
+        ("county", "c1", "emissions_tCO2_per_person_yr", 0.04),
+        ("county", "c1", "net_balance_tCO2_per_person_yr", 0.036),
+        ("county", "c3", "emissions_tCO2_per_person_yr", 0.02),
+        ("city", "C", "population_persons", 600.0),
+        ("city", "C", "emissions_tCO2_per_person_yr", 17.0 / 600.0),
+        (
+            "province",
+            "P",
+            "net_balance_tCO2_per_person_yr",
+            14.6 / 600.0,
+        ),
+        // Targets: c2 net 6.2 against 5: 1.2 still to cut; C's ratio 2.4 / 17 = 0.141176 against 0.2:
+        // 0.058824 short; P: net 14.6 against 10 (4.6), ratio against 0.5 (0.358824).
+        ("county", "c2", "gap_to_target_tCO2_yr", 1.2),
+        ("city", "C", "neutrality_ratio_gap", 0.2 - 2.4 / 17.0),
+        ("province", "P", "gap_to_target_tCO2_yr", 4.6),
+        ("province", "P", "neutrality_ratio_gap", 0.5 - 2.4 / 17.0),
+    ] {
+        close(
+            val(find(lvl, zone), column),
+            want,
+            &format!("{zone} {column}"),
+        );
+    }
+    // A zone without a target has empty target cells.
+    assert_eq!(find("county", "c1")["gap_to_target_tCO2_yr"], "");
+    assert_eq!(find("county", "c2")["neutrality_ratio_gap"], "");
+    // Levels add up: the counties' sums are the city's, the city's the province's.
+    for column in [
+        "emissions_total_tCO2_yr",
+        "sequestration_tCO2_yr",
+        "net_balance_tCO2_yr",
+        "population_persons",
+        "area_ha",
+    ] {
+        let counties: f64 = ["c1", "c2", "c3"]
+            .iter()
+            .map(|z| val(find("county", z), column))
+            .sum();
+        close(counties, val(find("city", "C"), column), column);
+        assert_eq!(
+            val(find("city", "C"), column),
+            val(find("province", "P"), column)
+        );
+    }
+    // The GeoPackage's county layer carries the same indicators.
+    {
+        use gdal::vector::LayerAccess;
+        let ds = gdal::Dataset::open(d.join("out/zones_balance.gpkg")).unwrap();
+        let mut l = ds.layer_by_name("balance_county").unwrap();
+        let f = l
+            .features()
+            .find(|f| {
+                f.field_as_string(f.field_index("zone").unwrap())
+                    .unwrap()
+                    .as_deref()
+                    == Some("c2")
+            })
+            .unwrap();
+        let g = |k: &str| {
+            f.field_as_double(f.field_index(k).unwrap())
+                .unwrap()
+                .unwrap()
+        };
+        close(g("gap_to_target_tCO2_yr"), 1.2, "gpkg gap");
+        close(g("population_persons"), 200.0, "gpkg population");
+    }
+    // A target naming a zone that does not exist is refused before computing, with its line.
+    std::fs::write(
+        d.join("targets.csv"),
+        "level,zone,target_net_balance_tCO2_yr\ncounty,c9,1\ncity,c1,2\n",
+    )
+    .unwrap();
+    let a = balance(d, "out2", &args).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("line 2: no zone \"c9\" at level \"county\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 3: no zone \"c1\" at level \"city\""),
+        "{err}"
+    );
+    assert!(!d.join("out2").exists());
 }

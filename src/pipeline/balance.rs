@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problems, Result};
 
+mod indicators;
 mod whole_cells;
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
@@ -26,6 +27,7 @@ use crate::progress::Progress;
 use crate::report::{self, MapText, Preview};
 use crate::units::{CarbonUnit, DENSITY_OUT, MASS_OUT};
 use crate::zones::{ZoneSpec, Zones, OUTSIDE};
+pub use indicators::PopulationSpec;
 
 pub const SIGN_CONVENTION: &str = "net balance = emissions - sequestration; positive = net source (emissions exceed sequestration), negative = net sink; neutrality ratio = sequestration / emissions";
 
@@ -47,6 +49,9 @@ pub struct BalanceJob {
     pub lattice: LatticeSpec,
     pub proxy: Option<ProxySpec>,
     pub zones: Option<ZoneSpec>,
+    /// Population for per-person indicators, and per-zone targets (see `indicators`).
+    pub population: Option<PopulationSpec>,
+    pub targets: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub write: WriteOptions,
 }
@@ -94,6 +99,8 @@ struct Prepared {
     lattice: Lattice,
     proxy: Option<ProxyReader>,
     zones: Option<Zones>,
+    population: Option<indicators::Population>,
+    targets: Option<indicators::Targets>,
 }
 
 fn prepare(job: &BalanceJob) -> Result<Prepared> {
@@ -137,8 +144,20 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
         (Some(z), Some(g)) => problems.take(Zones::load(z, g)),
         _ => None,
     };
+    let population = match (&job.population, &grid) {
+        (Some(s), Some(g)) => problems.take(indicators::Population::open(s, g)),
+        _ => None,
+    };
+    let targets = match &job.targets {
+        Some(t) if job.zones.is_none() || zones.is_some() => {
+            problems.take(indicators::Targets::load(t, zones.as_ref()))
+        }
+        _ => None,
+    };
     problems.finish()?;
     Ok(Prepared {
+        population,
+        targets,
         sink_nodata: info
             .as_ref()
             .and_then(|i| i.bands[job.sink_band - 1].nodata),
@@ -158,13 +177,16 @@ struct ZoneAcc {
     valid_area_m2: f64,
     emissions: Vec<f64>,
     sequestration: f64,
+    /// Persons (with a population raster).
+    population: f64,
 }
 
 impl ZoneAcc {
     /// One pixel of true area `area_m2`: its emissions per sector (None = unknown) and its sink mass (NaN =
     /// no data), t CO2 yr-1.
-    fn add_pixel(&mut self, area_m2: f64, emissions: Option<&[f64]>, sink: f64) {
+    fn add_pixel(&mut self, area_m2: f64, emissions: Option<&[f64]>, sink: f64, persons: f64) {
         self.pixels += 1;
+        self.population += persons;
         self.area_m2 += area_m2;
         if let Some(e) = emissions {
             if self.emissions.len() < e.len() {
@@ -191,6 +213,7 @@ impl ZoneAcc {
             *a += b;
         }
         self.sequestration += other.sequestration;
+        self.population += other.population;
     }
 }
 
@@ -679,6 +702,12 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             Some(z) => Some(z.read_rows(row0, nrows)?),
             None => None,
         };
+        let pop = match &p.population {
+            Some(pr) => Some(pr.persons(row0, nrows, |i| {
+                areas.at(i % grid.width, row0 + i / grid.width)
+            })?),
+            None => None,
+        };
         let fine = FineCtx {
             lat,
             spread: &spread,
@@ -690,7 +719,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             &s,
             &m,
             wts.as_deref(),
-            zone_ids.as_deref(),
+            (zone_ids.as_deref(), pop.as_deref()),
             row0,
             (&mut all, &mut zone_acc),
         );
@@ -753,13 +782,18 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc);
     io::write_table(
         &zones_csv,
-        &zones_table(lat, &zone_rows)?,
+        &zones_table(lat, &zone_rows, (p.population.is_some(), p.targets.as_ref()))?,
         &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data")],
     )?;
     outputs.push(zones_csv);
     if let Some(z) = p.zones.as_ref().filter(|z| z.is_vector()) {
         let gpkg = job.out_dir.join("zones_balance.gpkg");
-        write_zones_gpkg(&gpkg, z, lat, &zone_rows)?;
+        write_zones_gpkg(
+            &gpkg,
+            (z, lat),
+            &zone_rows,
+            (p.population.is_some(), p.targets.as_ref()),
+        )?;
         outputs.push(gpkg);
     }
     let png = job.out_dir.join("net_balance.png");
@@ -944,6 +978,7 @@ fn zone_table_rows(
 fn zones_table(
     lat: &Lattice,
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
+    (population, targets): (bool, Option<&indicators::Targets>),
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     {
@@ -968,6 +1003,7 @@ fn zones_table(
             ]
             .map(String::from),
         );
+        h.extend(indicators::headers(population, targets.is_some()));
         w.write_record(&h).map_err(csv_err)?;
         for (level, key, a, _) in rows {
             let e: f64 = a.emissions.iter().sum();
@@ -1000,6 +1036,20 @@ fn zones_table(
             } else {
                 f.extend(std::iter::repeat_n(String::new(), 4));
             }
+            let zone = key.last().map(String::as_str).unwrap_or("");
+            let figures = indicators::ZoneFigures {
+                area_ha: a.area_m2 / 1e4,
+                emissions: if has { e } else { f64::NAN },
+                net: if has { e - a.sequestration } else { f64::NAN },
+                ratio: if has {
+                    ratio(a.sequestration, e)
+                } else {
+                    f64::NAN
+                },
+                population: population.then_some(a.population),
+                targets: targets.map(|t| t.get(level, zone)),
+            };
+            f.extend(indicators::values(&figures).into_iter().map(num));
             w.write_record(&f).map_err(csv_err)?;
         }
         w.flush().map_err(csv_err)?;
@@ -1009,9 +1059,9 @@ fn zones_table(
 
 fn write_zones_gpkg(
     target: &Path,
-    z: &Zones,
-    lat: &Lattice,
+    (z, lat): (&Zones, &Lattice),
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
+    (population, targets): (bool, Option<&indicators::Targets>),
 ) -> Result<()> {
     use io::{VecField, VectorOut};
     // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
@@ -1102,6 +1152,27 @@ fn write_zones_gpkg(
             "neutrality_ratio".into(),
             VecField::Num(sel.iter().map(|r| ratio(r.2.sequestration, e(r))).collect()),
         ));
+        // The indicators, as in the CSV.
+        let figures: Vec<Vec<f64>> = sel
+            .iter()
+            .map(|r| {
+                let (em, seq) = (e(r), r.2.sequestration);
+                indicators::values(&indicators::ZoneFigures {
+                    area_ha: r.2.area_m2 / 1e4,
+                    emissions: em,
+                    net: em - seq,
+                    ratio: ratio(seq, em),
+                    population: population.then_some(r.2.population),
+                    targets: targets.map(|t| t.get(level, r.1.last().map_or("", String::as_str))),
+                })
+            })
+            .collect();
+        for (k, name) in indicators::headers(population, targets.is_some())
+            .into_iter()
+            .enumerate()
+        {
+            columns.push((name, VecField::Num(figures.iter().map(|f| f[k]).collect())));
+        }
         let net: Vec<f64> = sel.iter().map(|r| e(r) - r.2.sequestration).collect();
         layers.push(VectorOut {
             name: format!("balance_{level}"),
@@ -1469,7 +1540,7 @@ impl FineCtx<'_> {
         s: &StripOverlap,
         m: &[f64],
         wts: Option<&[f64]>,
-        zone_ids: Option<&[i32]>,
+        (zone_ids, pop): (Option<&[i32]>, Option<&[f64]>),
         row0: usize,
         (all, zone_acc): (&mut ZoneAcc, &mut BTreeMap<i32, ZoneAcc>),
     ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
@@ -1509,12 +1580,13 @@ impl FineCtx<'_> {
                 }
             }
             let known_e = known.then_some(e.as_slice());
-            all.add_pixel(a_true, known_e, m[i]);
+            let persons = pop.map_or(0.0, |p| p[i]);
+            all.add_pixel(a_true, known_e, m[i], persons);
             if let Some(z) = zone_ids.as_ref().filter(|z| z[i] != OUTSIDE) {
                 zone_acc
                     .entry(z[i])
                     .or_default()
-                    .add_pixel(a_true, known_e, m[i]);
+                    .add_pixel(a_true, known_e, m[i], persons);
             }
         }
         (em, em_total, net)
