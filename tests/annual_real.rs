@@ -146,20 +146,7 @@ fn exeter_s2_jja_2024_without_july() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let s2 = root.join("exeter-s2-hls/s2_l2a");
-    let mut m = String::from("sensor = \"sentinel2-l2a\"\n");
-    for (date, file) in [
-        ("2024-06-02", "exe_2024-06-02_12-21-19_EPSG27700.tif"),
-        ("2024-06-17", "exe_2024-06-17_12-21-21_UTM.tif"),
-        ("2024-08-01", "exe_2024-08-01_12-21-19.tif"),
-        ("2024-08-16", "exe_2024-08-16_12-21-11.tif"),
-        ("2024-08-26", "exe_2024-08-26_12-21-11.tif"),
-    ] {
-        m.push_str(&format!(
-            "[[scene]]\ndate = \"{date}\"\nfile = {:?}\n",
-            s2.join(file).to_string_lossy()
-        ));
-    }
-    std::fs::write(tmp.path().join("s2.toml"), m).unwrap();
+    common::exeter_s2_manifest(&root, tmp.path());
     let drivers = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exeter/yeovilton-2021.toml"),
     )

@@ -26,6 +26,18 @@ fn close(a: f64, b: f64, what: &str) {
 /// B = [30,60] x [0,30] with 18 t CO2 per year. Sink: one row of three 20 m pixels whose borders do not
 /// follow the cells': p1 = [5,25], p2 = [25,45], p3 = [45,65] (x), [10,30] (y); 400 m2 = 0.04 ha each;
 /// sink densities 10, 20, 30 t CO2 ha-1 yr-1 (masses 0.4, 0.8, 1.2 t CO2 yr-1).
+/// A raster on the hand case's sink grid (20 m pixels from x 5, y 30 down, EPSG:3035), one row of `values`.
+fn on_sink_grid<T: gdal::raster::GdalType + Copy>(path: &Path, band: &str, values: Vec<T>) {
+    write_raster(
+        path,
+        Some(3035),
+        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
+        (values.len(), 1),
+        &[(band, values)],
+        None,
+    );
+}
+
 fn hand_case(dir: &Path) {
     write_raster(
         &dir.join("lattice.tif"),
@@ -35,13 +47,10 @@ fn hand_case(dir: &Path) {
         &[("fossil", vec![9.0f64, 18.0])],
         None,
     );
-    write_raster(
+    on_sink_grid(
         &dir.join("sink.tif"),
-        Some(3035),
-        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
-        (3, 1),
-        &[("sequestration", vec![10.0f32, 20.0, 30.0])],
-        None,
+        "sequestration",
+        vec![10.0f32, 20.0, 30.0],
     );
 }
 
@@ -144,14 +153,7 @@ fn a_proxy_moves_emissions_onto_its_classes_and_keeps_the_mass() {
     hand_case(d);
     // Land cover: p1 and p3 built-up (50), p2 grassland (30). With 50=1 only built-up receives emissions:
     //   A's covered share (5 t) all to p1, B's (12 t) all to p3: densities 125, 0, 300 t CO2 ha-1 yr-1.
-    write_raster(
-        &d.join("lc.tif"),
-        Some(3035),
-        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
-        (3, 1),
-        &[("lc", vec![50u8, 30, 50])],
-        None,
-    );
+    on_sink_grid(&d.join("lc.tif"), "lc", vec![50u8, 30, 50]);
     balance(d, "out", &["--proxy", "lc.tif", "--proxy-classes", "50=1"]).success();
     let (em, _, _) = read_band(&d.join("out/emissions_tCO2_ha_yr.tif"), 1);
     for (i, e) in [125.0, 0.0, 300.0].iter().enumerate() {
@@ -603,14 +605,7 @@ fn a_proxy_covering_whole_cells_gives_the_city_its_proxy_share() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     hand_case(d);
-    write_raster(
-        &d.join("sink.tif"),
-        Some(3035),
-        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
-        (1, 1),
-        &[("sequestration", vec![10.0f32])],
-        None,
-    );
+    on_sink_grid(&d.join("sink.tif"), "sequestration", vec![10.0f32]);
     let weights: Vec<f32> = (0..6)
         .flat_map(|r| std::iter::repeat_n(if r < 4 { 1.0 } else { 3.0 }, 12))
         .collect();
@@ -660,13 +655,10 @@ fn planning_unit_indicators_with_population_and_targets() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     hand_case(d);
-    write_raster(
+    on_sink_grid(
         &d.join("population.tif"),
-        Some(3035),
-        [5.0, 20.0, 0.0, 30.0, 0.0, -20.0],
-        (3, 1),
-        &[("population density", vec![2500.0f32, 5000.0, 7500.0])],
-        None,
+        "population density",
+        vec![2500.0f32, 5000.0, 7500.0],
     );
     let county = |name: &str, x0: f64, x1: f64| {
         format!(

@@ -10,23 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{carbonmap, correlation, read_band};
 
 fn s2_manifest(root: &Path, dir: &Path) -> PathBuf {
-    let s2 = root.join("exeter-s2-hls/s2_l2a");
-    let mut m = String::from("sensor = \"sentinel2-l2a\"\n");
-    for (date, file) in [
-        ("2024-06-02", "exe_2024-06-02_12-21-19_EPSG27700.tif"),
-        ("2024-06-17", "exe_2024-06-17_12-21-21_UTM.tif"),
-        ("2024-08-01", "exe_2024-08-01_12-21-19.tif"),
-        ("2024-08-16", "exe_2024-08-16_12-21-11.tif"),
-        ("2024-08-26", "exe_2024-08-26_12-21-11.tif"),
-    ] {
-        m.push_str(&format!(
-            "[[scene]]\ndate = \"{date}\"\nfile = {:?}\n",
-            s2.join(file).to_string_lossy()
-        ));
-    }
-    let p = dir.join("s2.toml");
-    std::fs::write(&p, m).unwrap();
-    p
+    common::exeter_s2_manifest(root, dir)
 }
 
 /// SCL classes that the Sentinel-2 profile masks by default (saturated, cloud shadow, cloud medium/high,

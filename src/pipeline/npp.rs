@@ -497,83 +497,10 @@ struct PixelOut {
     rh: f64,
 }
 
-/// Run the NPP stage.
-pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
-    let mut p = prepare(job)?;
-    let grid = p.grid.clone();
-    for d in p.drivers.iter_mut() {
-        d.open(&grid)?;
-    }
-    let mut warnings = Vec::new();
-    let mut warn = |msg: String| {
-        progress.warn(&msg);
-        warnings.push(msg);
-    };
-    if !p.missing_months.is_empty() {
-        warn(format!(
-            "no {} composite for {} in {}: filled per pixel by the rules of models/gapfill.toml (dormancy, interpolation in time, climatology; {} composite(s) of {} and the years either side read; --strict-months refuses instead)",
-            job.ndvi_index,
-            p.missing_months.iter().map(|(y, m)| format!("{y}-{m:02}")).collect::<Vec<_>>().join(", "),
-            job.ndvi_dir.display(),
-            p.ndvi_files.len(),
-            p.period.describe_window(),
-        ));
-    }
-    if p.drivers[0].climatology_table {
-        warn(format!(
-            "{}: the station table is a monthly climatology (no year column): its 12 months stand for {}",
-            p.drivers[0].source.display(),
-            p.period.describe_window()
-        ));
-    }
-    let filled_driver_months: Vec<String> = p
-        .drivers
-        .iter()
-        .flat_map(|d| d.filled_months.clone())
-        .collect();
-    if !filled_driver_months.is_empty() {
-        warn(format!(
-            "{}: {} not in the station table, filled with the station's monthly climatology",
-            p.drivers[0].source.display(),
-            filled_driver_months.join(", ")
-        ));
-    }
+/// Metadata common to every output of an NPP run: model, period and model year, inputs and their provenance,
+/// fill rules, parameters and the sign convention.
+fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
     let nmonths = p.period.sim.len();
-    if job.model == NppModel::Mod17 && !p.period.full_year() {
-        warn(format!(
-            "MOD17 defines NPP per year: NPP of {} is that period's GPP minus its own maintenance respiration (leaf, fine root, and live wood with the live-wood mass of the model year {}) and growth respiration; the other months' respiration is not in it. Run the 12 months (--months 1-12) for the annual NPP",
-            p.period.label,
-            p.period.describe_window()
-        ));
-    }
-    let outs: &[&'static str] = match job.model {
-        NppModel::Casa => &OUTS_CASA,
-        NppModel::Mod17 => &OUTS_MOD17,
-    };
-    let per = if p.period.full_year() {
-        "yr-1".to_string()
-    } else {
-        format!("per period {}", p.period.label)
-    };
-    let unit_of = |o: &str| -> String {
-        if o == "sequestration" {
-            format!("t CO2 ha-1 {per}")
-        } else {
-            format!("g C m-2 {per}")
-        }
-    };
-    let file_of = |o: &str, monthly: bool| -> PathBuf {
-        let u = if o == "sequestration" {
-            "tCO2_ha"
-        } else {
-            "gC_m2"
-        };
-        let m = if monthly { "_monthly" } else { "" };
-        job.out_dir
-            .join(format!("{o}_{u}{m}_{}.tif", p.period.label))
-    };
-
-    // Metadata common to every output.
     let mut md = BTreeMap::new();
     md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
     md.insert("MODEL".into(), job.model.name().into());
@@ -681,6 +608,138 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         "SIGN_CONVENTION".into(),
         "NPP, GPP, Rh >= 0 are fluxes; NEP = NPP - Rh, positive = net uptake by the ecosystem (a sink); sequestration = NEP x 44/12 in t CO2 ha-1".into(),
     );
+    md
+}
+
+/// Warnings per class: a large share of filled pixel-months (with the share per rule), and pixels without a
+/// result with the number per reason.
+fn class_warnings(job: &NppJob, p: &Prepared, summaries: &[ClassSummary]) -> Result<Vec<String>> {
+    let nmonths = p.period.sim.len();
+    let mut out = Vec::new();
+    let gf = fill::GapFill::builtin()?;
+    // Classes without uptake by definition do not use the index: their fills are counted, not warned about.
+    let uses_index =
+        |s: &ClassSummary| !matches!(p.class_models.get(&s.code), Some(ClassModel::Zero));
+    for s in summaries.iter().filter(|s| s.pixels > 0 && uses_index(s)) {
+        let frac = s.filled_pixel_months as f64 / (s.pixels as f64 * nmonths as f64);
+        if frac > gf.warn_fraction {
+            let pm = s.pixels as f64 * nmonths as f64;
+            let msg = format!(
+                "class {} ({}): {:.1}% of its pixel-months of {} {} were filled (no composite or no clear observation), more than {:.0}% (models/gapfill.toml): {:.1}% dormant (winter floor), {:.1}% climatology, the rest interpolated in time; see filled_months_{}.tif",
+                s.code, s.name, 100.0 * frac, p.period.label, job.ndvi_index, 100.0 * gf.warn_fraction,
+                100.0 * s.dormant_pixel_months as f64 / pm, 100.0 * s.climatology_pixel_months as f64 / pm,
+                p.period.label
+            );
+            out.push(msg);
+        }
+    }
+    for s in summaries.iter().filter(|s| s.pixels_without_result > 0) {
+        let no_ndvi = s.pixels_without_ndvi.min(s.pixels_without_result);
+        let msg = format!(
+            "class {} ({}): {} of {} pixels ({:.2}%) have no result and are NaN in every output: {} without any {} value in their series (no clear observation in {} or the years either side), {} with drivers without data there",
+            s.code,
+            s.name,
+            s.pixels_without_result,
+            s.pixels,
+            100.0 * s.pixels_without_result as f64 / s.pixels as f64,
+            no_ndvi,
+            job.ndvi_index,
+            p.period.describe_window(),
+            s.pixels_without_result - no_ndvi
+        );
+        out.push(msg);
+    }
+    Ok(out)
+}
+
+/// Warnings about the inputs of a run: months without a composite, climatology drivers, MOD17 over a period
+/// shorter than its year.
+fn input_warnings(job: &NppJob, p: &Prepared) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut warn = |msg: String| out.push(msg);
+    if !p.missing_months.is_empty() {
+        warn(format!(
+            "no {} composite for {} in {}: filled per pixel by the rules of models/gapfill.toml (dormancy, interpolation in time, climatology; {} composite(s) of {} and the years either side read; --strict-months refuses instead)",
+            job.ndvi_index,
+            p.missing_months.iter().map(|(y, m)| format!("{y}-{m:02}")).collect::<Vec<_>>().join(", "),
+            job.ndvi_dir.display(),
+            p.ndvi_files.len(),
+            p.period.describe_window(),
+        ));
+    }
+    if p.drivers[0].climatology_table {
+        warn(format!(
+            "{}: the station table is a monthly climatology (no year column): its 12 months stand for {}",
+            p.drivers[0].source.display(),
+            p.period.describe_window()
+        ));
+    }
+    let filled_driver_months: Vec<String> = p
+        .drivers
+        .iter()
+        .flat_map(|d| d.filled_months.clone())
+        .collect();
+    if !filled_driver_months.is_empty() {
+        warn(format!(
+            "{}: {} not in the station table, filled with the station's monthly climatology",
+            p.drivers[0].source.display(),
+            filled_driver_months.join(", ")
+        ));
+    }
+    if job.model == NppModel::Mod17 && !p.period.full_year() {
+        warn(format!(
+            "MOD17 defines NPP per year: NPP of {} is that period's GPP minus its own maintenance respiration (leaf, fine root, and live wood with the live-wood mass of the model year {}) and growth respiration; the other months' respiration is not in it. Run the 12 months (--months 1-12) for the annual NPP",
+            p.period.label,
+            p.period.describe_window()
+        ));
+    }
+    out
+}
+
+/// "yr-1" for 12 months, else "per period LABEL".
+fn per_label(period: &NppPeriod) -> String {
+    if period.full_year() {
+        "yr-1".to_string()
+    } else {
+        format!("per period {}", period.label)
+    }
+}
+
+/// The writers of a run: one per output, the monthly ones (`--monthly`), the filled-months count, and the
+/// correction factors (with corrections).
+struct NppWriters {
+    main: Vec<RasterWriter>,
+    monthly: Vec<RasterWriter>,
+    filled: Option<RasterWriter>,
+    factor: Option<RasterWriter>,
+}
+
+fn npp_writers(
+    job: &NppJob,
+    p: &Prepared,
+    md: &BTreeMap<String, String>,
+    outs: &[&'static str],
+) -> Result<NppWriters> {
+    let grid = &p.grid;
+    let nmonths = p.period.sim.len();
+    let per = per_label(&p.period);
+    let unit_of = |o: &str| -> String {
+        if o == "sequestration" {
+            format!("t CO2 ha-1 {per}")
+        } else {
+            format!("g C m-2 {per}")
+        }
+    };
+    let file_of = |o: &str, monthly: bool| -> PathBuf {
+        let u = if o == "sequestration" {
+            "tCO2_ha"
+        } else {
+            "gC_m2"
+        };
+        let m = if monthly { "_monthly" } else { "" };
+        job.out_dir
+            .join(format!("{o}_{u}{m}_{}.tif", p.period.label))
+    };
 
     let mut writers = Vec::new();
     for o in outs {
@@ -689,7 +748,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         m.insert("UNITS".into(), unit_of(o));
         writers.push(RasterWriter::create::<f32>(
             &file_of(o, false),
-            &grid,
+            grid,
             &[OutBand {
                 description: format!("{o} {}", p.period.label),
                 unit: unit_of(o),
@@ -720,7 +779,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 .collect();
             monthly_writers.push(RasterWriter::create::<f32>(
                 &file_of(o, true),
-                &grid,
+                grid,
                 &bands,
                 None,
                 &m,
@@ -731,7 +790,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
 
     // The factor each pixel's correction used (with corrections only).
     // Months filled per pixel (see fill.rs), a count band beside the outputs.
-    let mut filled_writer = {
+    let filled_writer = {
         let mut m = md.clone();
         m.insert(
             "QUANTITY".into(),
@@ -741,7 +800,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         Some(RasterWriter::create::<u8>(
             &job.out_dir
                 .join(format!("filled_months_{}.tif", p.period.label)),
-            &grid,
+            grid,
             &[OutBand {
                 description: format!(
                     "{} months of {} filled (of {nmonths})",
@@ -754,7 +813,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             &job.write,
         )?)
     };
-    let mut factor_writer = match &p.corrections {
+    let factor_writer = match &p.corrections {
         Some((t, _)) => {
             let mut m = md.clone();
             m.insert(
@@ -765,7 +824,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             Some(RasterWriter::create::<f32>(
                 &job.out_dir
                     .join(format!("correction_factor_{}.tif", p.period.label)),
-                &grid,
+                grid,
                 &[OutBand {
                     description: format!("correction factor on {}", t.target.name()),
                     unit: "1".into(),
@@ -777,6 +836,39 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         }
         None => None,
     };
+    Ok(NppWriters {
+        main: writers,
+        monthly: monthly_writers,
+        filled: filled_writer,
+        factor: factor_writer,
+    })
+}
+
+/// Run the NPP stage.
+pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
+    let mut p = prepare(job)?;
+    let grid = p.grid.clone();
+    for d in p.drivers.iter_mut() {
+        d.open(&grid)?;
+    }
+    let mut warnings = Vec::new();
+    for msg in input_warnings(job, &p) {
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+    let nmonths = p.period.sim.len();
+    let outs: &[&'static str] = match job.model {
+        NppModel::Casa => &OUTS_CASA,
+        NppModel::Mod17 => &OUTS_MOD17,
+    };
+    let per = per_label(&p.period);
+    let md = output_metadata(job, &p);
+    let NppWriters {
+        main: mut writers,
+        monthly: mut monthly_writers,
+        filled: mut filled_writer,
+        factor: mut factor_writer,
+    } = npp_writers(job, &p, &md, outs)?;
     // Pixels corrected at each level, indexed by `Level as usize`.
     let mut level_pixels = [0u64; 4];
 
@@ -997,38 +1089,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         progress.advance(npx as u64);
     }
     progress.finish();
-    let gf = fill::GapFill::builtin()?;
-    // Classes without uptake by definition do not use the index: their fills are counted, not warned about.
-    let uses_index =
-        |s: &ClassSummary| !matches!(p.class_models.get(&s.code), Some(ClassModel::Zero));
-    for s in summaries.iter().filter(|s| s.pixels > 0 && uses_index(s)) {
-        let frac = s.filled_pixel_months as f64 / (s.pixels as f64 * nmonths as f64);
-        if frac > gf.warn_fraction {
-            let pm = s.pixels as f64 * nmonths as f64;
-            let msg = format!(
-                "class {} ({}): {:.1}% of its pixel-months of {} {} were filled (no composite or no clear observation), more than {:.0}% (models/gapfill.toml): {:.1}% dormant (winter floor), {:.1}% climatology, the rest interpolated in time; see filled_months_{}.tif",
-                s.code, s.name, 100.0 * frac, p.period.label, job.ndvi_index, 100.0 * gf.warn_fraction,
-                100.0 * s.dormant_pixel_months as f64 / pm, 100.0 * s.climatology_pixel_months as f64 / pm,
-                p.period.label
-            );
-            progress.warn(&msg);
-            warnings.push(msg);
-        }
-    }
-    for s in summaries.iter().filter(|s| s.pixels_without_result > 0) {
-        let no_ndvi = s.pixels_without_ndvi.min(s.pixels_without_result);
-        let msg = format!(
-            "class {} ({}): {} of {} pixels ({:.2}%) have no result and are NaN in every output: {} without any {} value in their series (no clear observation in {} or the years either side), {} with drivers without data there",
-            s.code,
-            s.name,
-            s.pixels_without_result,
-            s.pixels,
-            100.0 * s.pixels_without_result as f64 / s.pixels as f64,
-            no_ndvi,
-            job.ndvi_index,
-            p.period.describe_window(),
-            s.pixels_without_result - no_ndvi
-        );
+    for msg in class_warnings(job, &p, &summaries)? {
         progress.warn(&msg);
         warnings.push(msg);
     }

@@ -307,3 +307,24 @@ pub fn check_html_report(out: &Path) -> usize {
     assert!(colours.len() > 50, "{} colours", colours.len());
     images
 }
+
+/// A stack manifest (s2.toml in `dir`) of the five Exeter Sentinel-2 L2A scenes of June and August 2024.
+pub fn exeter_s2_manifest(root: &Path, dir: &Path) -> PathBuf {
+    let s2 = root.join("exeter-s2-hls/s2_l2a");
+    let mut m = String::from("sensor = \"sentinel2-l2a\"\n");
+    for (date, file) in [
+        ("2024-06-02", "exe_2024-06-02_12-21-19_EPSG27700.tif"),
+        ("2024-06-17", "exe_2024-06-17_12-21-21_UTM.tif"),
+        ("2024-08-01", "exe_2024-08-01_12-21-19.tif"),
+        ("2024-08-16", "exe_2024-08-16_12-21-11.tif"),
+        ("2024-08-26", "exe_2024-08-26_12-21-11.tif"),
+    ] {
+        m.push_str(&format!(
+            "[[scene]]\ndate = \"{date}\"\nfile = {:?}\n",
+            s2.join(file).to_string_lossy()
+        ));
+    }
+    let p = dir.join("s2.toml");
+    std::fs::write(&p, m).unwrap();
+    p
+}
