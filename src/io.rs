@@ -2273,6 +2273,32 @@ pub struct BandPreview {
     pub unit: String,
     /// A categorical band's colour table (value -> RGB), for the values present.
     pub palette: Option<BTreeMap<i64, (u8, u8, u8)>>,
+    pub frame: MapFrame,
+}
+
+/// Where a map is: its CRS (name and code), its bounds in that CRS, and whether the CRS is geographic (no
+/// constant scale: no scale bar).
+#[derive(Debug, Clone)]
+pub struct MapFrame {
+    pub crs: String,
+    pub bounds: [f64; 4],
+    pub geographic: bool,
+}
+
+impl MapFrame {
+    pub fn of(grid: &Grid) -> Result<MapFrame> {
+        let srs = grid.spatial_ref()?;
+        let name = srs.name().unwrap_or_else(|| "unnamed CRS".into());
+        let code = match (srs.auth_name(), srs.auth_code()) {
+            (Some(a), Ok(c)) => format!(" ({a}:{c})"),
+            _ => String::new(),
+        };
+        Ok(MapFrame {
+            crs: format!("{name}{code}"),
+            bounds: grid.bounds(),
+            geographic: srs.is_geographic(),
+        })
+    }
 }
 
 pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPreview> {
@@ -2331,6 +2357,7 @@ pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPre
         description: b.description,
         unit: b.unit,
         palette,
+        frame: MapFrame::of(&grid)?,
     })
 }
 

@@ -192,6 +192,9 @@ pub struct MapText<'a> {
     pub quantity: &'a str,
     /// Sign convention, for example "positive = net source (emissions exceed sequestration)".
     pub sign: &'a str,
+    /// The map's CRS and bounds: a north arrow, the CRS and the corner coordinates (no scale bar on a
+    /// geographic CRS).
+    pub frame: Option<&'a crate::io::MapFrame>,
 }
 
 /// Draw `preview` with a diverging ramp centred on zero, a colour bar and a scale bar (`metres_per_pixel` of
@@ -255,10 +258,17 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     let lo = percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0);
     let hi = percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0);
     let style = raster_style(&m, &band.description, (lo, hi));
+    // A title a person reads first (the quantity and period), then the file it shows.
+    let titled = if band.description.is_empty() {
+        title.to_string()
+    } else {
+        format!("{} ({title})", band.description)
+    };
     let text = MapText {
-        title,
+        title: &titled,
         quantity: &quantity,
         sign: &style.sign,
+        frame: Some(&band.frame),
     };
     ramp_png(
         target,
@@ -460,7 +470,7 @@ fn ramp_png(
     let legend_w = 230u32;
     let (w, h) = (
         map_w + legend_w + 3 * margin,
-        (map_h + 90).max(400) + 2 * margin,
+        (map_h + 100).max(400) + 2 * margin,
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -482,9 +492,13 @@ fn ramp_png(
             BLACK.stroke_width(1),
         ))
         .map_err(|e| draw_error(target, e))?;
-        // Scale bar under the map.
+        let geographic = text.frame.is_some_and(|f| f.geographic);
+        if let Some(f) = text.frame {
+            draw_frame(&root, f, (left, top), (map_w, map_h), target)?;
+        }
+        // Scale bar under the map (not on a geographic CRS, whose scale varies across the map).
         let ground_w = metres_per_pixel * preview.width as f64;
-        if ground_w.is_finite() && ground_w > 0.0 {
+        if ground_w.is_finite() && ground_w > 0.0 && !geographic {
             let len_m = nice_length(ground_w / 3.0);
             let len_px = (len_m / ground_w * map_w as f64).round() as i32;
             let y = top + map_h as i32 + 22;
@@ -551,6 +565,48 @@ fn ramp_png(
         root.present().map_err(|e| draw_error(target, e))?;
     }
     write_png(target, &buf, w, h)
+}
+
+/// A north arrow in the map's top-right corner (grid north), and under the map the CRS and the coordinates of
+/// the map's corners.
+fn draw_frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    f: &crate::io::MapFrame,
+    (left, top): (i32, i32),
+    (map_w, map_h): (u32, u32),
+    target: &Path,
+) -> Result<()> {
+    let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+    let (ax, ay) = (left + map_w as i32 - 22, top + 10);
+    root.draw(&Polygon::new(
+        vec![
+            (ax, ay),
+            (ax - 7, ay + 20),
+            (ax, ay + 15),
+            (ax + 7, ay + 20),
+        ],
+        BLACK.filled(),
+    ))
+    .map_err(|e| draw_error(target, e))?;
+    root.draw(&Rectangle::new(
+        [(ax - 9, ay + 22), (ax + 9, ay + 38)],
+        WHITE.mix(0.8).filled(),
+    ))
+    .map_err(|e| draw_error(target, e))?;
+    root.draw_text("N", &font(13.0), (ax - 5, ay + 23))
+        .map_err(|e| draw_error(target, e))?;
+    let [x0, y0, x1, y1] = f.bounds;
+    let corners = if f.geographic {
+        format!("lon {x0:.4} to {x1:.4}, lat {y0:.4} to {y1:.4} (degrees)")
+    } else {
+        format!("x {x0:.0} to {x1:.0}, y {y0:.0} to {y1:.0}")
+    };
+    let y = top + map_h as i32 + 40;
+    for (i, line) in [format!("CRS: {}", f.crs), corners].iter().enumerate() {
+        root.draw_text(line, &font(11.0), (left, y + 14 * i as i32))
+            .map_err(|e| draw_error(target, e))?;
+    }
+    Ok(())
 }
 
 fn draw_error(target: &Path, e: impl ToString) -> Error {

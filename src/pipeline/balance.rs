@@ -809,6 +809,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
                 file_name(&job.sink)
             ),
             quantity: "net balance, t CO2 ha-1 yr-1",
+            frame: Some(&io::MapFrame::of(&grid)?),
             sign: "positive (red) = net source: emissions exceed sequestration; negative (blue) = net sink",
         },
         &style,
