@@ -572,6 +572,10 @@ struct BalanceArgs {
     /// target_neutrality_ratio; the zone table gains each zone's target and the gap to it.
     #[arg(long)]
     targets: Option<PathBuf>,
+    /// A previous run's zones_balance.csv (the season before): the zone table gains the change in net
+    /// balance, emissions and sequestration per zone. A missing file (the first season) is a warning.
+    #[arg(long)]
+    previous: Option<PathBuf>,
     /// Output folder.
     #[arg(long, short)]
     out: PathBuf,
@@ -1296,6 +1300,7 @@ fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<(
                 unit: a.population_unit,
             }),
         targets: a.targets,
+        previous: a.previous,
         out_dir: a.out,
         write: crate::io::WriteOptions { cog: a.cog },
     };

@@ -892,6 +892,11 @@ mod tests {
                 description: description.into(),
                 unit: "t CO2 ha-1 yr-1".into(),
                 palette: None,
+                frame: crate::io::MapFrame {
+                    crs: "WGS 84 / UTM zone 30N (EPSG:32630)".into(),
+                    bounds: [500000.0, 5599840.0, 500160.0, 5600000.0],
+                    geographic: false,
+                },
             };
             let path = t.path().join("q.png");
             quicklook_png(&path, &band, "test").unwrap();

@@ -791,3 +791,48 @@ fn planning_unit_indicators_with_population_and_targets() {
     );
     assert!(!d.join("out2").exists());
 }
+
+/// The change since the previous season's run: a second run with the sink doubled (sequestration 0.4, 0.8,
+/// 1.2 -> 0.8, 1.6, 2.4 t CO2 yr-1) reads the first run's zone table: every zone's sequestration rises by its
+/// first value (d1 +0.4, d2 +2.0), emissions are unchanged (0), net balance falls by as much. Without the file
+/// (the first season) the run warns and has no change columns.
+#[test]
+fn change_since_the_previous_season() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    hand_case(d);
+    std::fs::write(
+        d.join("zones.geojson"),
+        r#"{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:3035"}}, "features": [
+        {"type": "Feature", "properties": {"district": "d1"}, "geometry": {"type": "Polygon", "coordinates": [[[0,0],[25,0],[25,40],[0,40],[0,0]]]}},
+        {"type": "Feature", "properties": {"district": "d2"}, "geometry": {"type": "Polygon", "coordinates": [[[25,0],[70,0],[70,40],[25,40],[25,0]]]}}]}"#,
+    )
+    .unwrap();
+    let zones = ["--zones", "zones.geojson", "--zone-fields", "district"];
+    let first = [&zones[..], &["--previous", "none/zones_balance.csv"]].concat();
+    let a = balance(d, "first", &first).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("no previous zone table"), "{err}");
+    let rows = table(&d.join("first/zones_balance.csv"));
+    assert!(!rows[0].contains_key("net_balance_change_tCO2_yr"));
+    on_sink_grid(
+        &d.join("sink.tif"),
+        "sequestration",
+        vec![20.0f32, 40.0, 60.0],
+    );
+    let second = [&zones[..], &["--previous", "first/zones_balance.csv"]].concat();
+    balance(d, "second", &second).success();
+    let rows = table(&d.join("second/zones_balance.csv"));
+    let find = |z: &str| rows.iter().find(|r| r["zone"] == z).unwrap();
+    for (zone, seq) in [("d1", 0.4), ("d2", 2.0), ("all", 2.4)] {
+        close(val(find(zone), "sequestration_change_tCO2_yr"), seq, zone);
+        close(val(find(zone), "emissions_change_tCO2_yr"), 0.0, zone);
+        close(val(find(zone), "net_balance_change_tCO2_yr"), -seq, zone);
+    }
+    // d2's net balance was 13 - 2.0 = 11.
+    close(
+        val(find("d2"), "net_balance_previous_tCO2_yr"),
+        11.0,
+        "d2 previous",
+    );
+}

@@ -52,6 +52,8 @@ pub struct BalanceJob {
     /// Population for per-person indicators, and per-zone targets (see `indicators`).
     pub population: Option<PopulationSpec>,
     pub targets: Option<PathBuf>,
+    /// A previous run's zones_balance.csv, for the change since then (missing: a warning).
+    pub previous: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub write: WriteOptions,
 }
@@ -101,6 +103,7 @@ struct Prepared {
     zones: Option<Zones>,
     population: Option<indicators::Population>,
     targets: Option<indicators::Targets>,
+    previous: Option<indicators::Previous>,
 }
 
 fn prepare(job: &BalanceJob) -> Result<Prepared> {
@@ -154,10 +157,15 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
         }
         _ => None,
     };
+    let previous = match &job.previous {
+        Some(p) => problems.take(indicators::Previous::load(p)).flatten(),
+        None => None,
+    };
     problems.finish()?;
     Ok(Prepared {
         population,
         targets,
+        previous,
         sink_nodata: info
             .as_ref()
             .and_then(|i| i.bands[job.sink_band - 1].nodata),
@@ -598,6 +606,12 @@ fn lattice_raster(
 pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceSummary> {
     let p = prepare(job)?;
     let mut warnings: Vec<String> = p.lattice.warnings.clone();
+    if let (Some(path), None) = (&job.previous, &p.previous) {
+        warnings.push(format!(
+            "no previous zone table at {} (the first season?): the zone table has no change columns",
+            path.display()
+        ));
+    }
     for w in &warnings {
         progress.warn(w);
     }
@@ -782,7 +796,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc);
     io::write_table(
         &zones_csv,
-        &zones_table(lat, &zone_rows, (p.population.is_some(), p.targets.as_ref()))?,
+        &zones_table(lat, &zone_rows, (p.population.is_some(), p.targets.as_ref()), p.previous.as_ref())?,
         &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data")],
     )?;
     outputs.push(zones_csv);
@@ -793,6 +807,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             (z, lat),
             &zone_rows,
             (p.population.is_some(), p.targets.as_ref()),
+            p.previous.as_ref(),
         )?;
         outputs.push(gpkg);
     }
@@ -980,6 +995,7 @@ fn zones_table(
     lat: &Lattice,
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
     (population, targets): (bool, Option<&indicators::Targets>),
+    previous: Option<&indicators::Previous>,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     {
@@ -1004,7 +1020,11 @@ fn zones_table(
             ]
             .map(String::from),
         );
-        h.extend(indicators::headers(population, targets.is_some()));
+        h.extend(indicators::headers(
+            population,
+            targets.is_some(),
+            previous.is_some(),
+        ));
         w.write_record(&h).map_err(csv_err)?;
         for (level, key, a, _) in rows {
             let e: f64 = a.emissions.iter().sum();
@@ -1049,6 +1069,8 @@ fn zones_table(
                 },
                 population: population.then_some(a.population),
                 targets: targets.map(|t| t.get(level, zone)),
+                sequestration: if has { a.sequestration } else { f64::NAN },
+                previous: previous.map(|pr| pr.get(level, zone, &key[..key.len() - 1].join("/"))),
             };
             f.extend(indicators::values(&figures).into_iter().map(num));
             w.write_record(&f).map_err(csv_err)?;
@@ -1063,6 +1085,7 @@ fn write_zones_gpkg(
     (z, lat): (&Zones, &Lattice),
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
     (population, targets): (bool, Option<&indicators::Targets>),
+    previous: Option<&indicators::Previous>,
 ) -> Result<()> {
     use io::{VecField, VectorOut};
     // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
@@ -1165,10 +1188,18 @@ fn write_zones_gpkg(
                     ratio: ratio(seq, em),
                     population: population.then_some(r.2.population),
                     targets: targets.map(|t| t.get(level, r.1.last().map_or("", String::as_str))),
+                    sequestration: seq,
+                    previous: previous.map(|pr| {
+                        pr.get(
+                            level,
+                            r.1.last().map_or("", String::as_str),
+                            &r.1[..r.1.len() - 1].join("/"),
+                        )
+                    }),
                 })
             })
             .collect();
-        for (k, name) in indicators::headers(population, targets.is_some())
+        for (k, name) in indicators::headers(population, targets.is_some(), previous.is_some())
             .into_iter()
             .enumerate()
         {

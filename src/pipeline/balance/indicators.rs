@@ -5,7 +5,8 @@
 //! grid by area-weighted averaging and multiplied by each pixel's true area, or persons per pixel
 //! (`persons pixel-1`) of a raster on the sink's own grid. Targets: a CSV with `level`, `zone` and
 //! `target_net_balance_tCO2_yr` and/or `target_neutrality_ratio` (either may be empty); every named zone must
-//! exist at its level.
+//! exist at its level. Previous: the zone table of an earlier run (the season before) gives the change in net
+//! balance, emissions and sequestration per zone; a missing file (the first season) is a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -201,7 +202,7 @@ impl Targets {
 }
 
 /// The indicator columns' names, after the zone table's totals.
-pub fn headers(population: bool, targets: bool) -> Vec<String> {
+pub fn headers(population: bool, targets: bool, previous: bool) -> Vec<String> {
     let mut h = vec!["net_balance_tCO2_ha_yr".to_string()];
     if population {
         h.extend(
@@ -224,6 +225,17 @@ pub fn headers(population: bool, targets: bool) -> Vec<String> {
             .map(String::from),
         );
     }
+    if previous {
+        h.extend(
+            [
+                "net_balance_previous_tCO2_yr",
+                "net_balance_change_tCO2_yr",
+                "emissions_change_tCO2_yr",
+                "sequestration_change_tCO2_yr",
+            ]
+            .map(String::from),
+        );
+    }
     h
 }
 
@@ -237,6 +249,9 @@ pub struct ZoneFigures {
     pub ratio: f64,
     pub population: Option<f64>,
     pub targets: Option<(Option<f64>, Option<f64>)>,
+    pub sequestration: f64,
+    /// The previous run's emissions, sequestration and net balance of the zone.
+    pub previous: Option<[f64; 3]>,
 }
 
 pub fn values(z: &ZoneFigures) -> Vec<f64> {
@@ -250,5 +265,65 @@ pub fn values(z: &ZoneFigures) -> Vec<f64> {
         let tr = tr.unwrap_or(f64::NAN);
         v.extend([tn, z.net - tn, tr, tr - z.ratio]);
     }
+    if let Some([pe, ps, pn]) = z.previous {
+        v.extend([pn, z.net - pn, z.emissions - pe, z.sequestration - ps]);
+    }
     v
+}
+
+/// A previous run's zone table (`zones_balance.csv` of the season before): each zone's emissions,
+/// sequestration and net balance, for the change since then.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    /// (level, zone, parent) -> (emissions, sequestration, net balance), t CO2 yr-1.
+    rows: BTreeMap<(String, String, String), [f64; 3]>,
+}
+
+impl Previous {
+    /// The previous table, or None when the file does not exist (the first season): the caller warns.
+    pub fn load(path: &Path) -> Result<Option<Previous>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = io::read_text(path, "a previous zone table (zones_balance.csv)")?;
+        let mut rdr = csv::Reader::from_reader(text.as_bytes());
+        let headers = rdr
+            .headers()
+            .map_err(|e| Error::input(path, format!("cannot read the header line: {e}")))?
+            .clone();
+        let cols = [
+            "level",
+            "zone",
+            "parent",
+            "emissions_total_tCO2_yr",
+            "sequestration_tCO2_yr",
+            "net_balance_tCO2_yr",
+        ];
+        let idx: Vec<usize> = cols
+            .iter()
+            .map(|c| {
+                headers.iter().position(|h| h == *c).ok_or_else(|| {
+                    Error::input(
+                        path,
+                        format!("has no column {c}: not a carbonmap zone table"),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut rows = BTreeMap::new();
+        for rec in rdr.records() {
+            let rec = rec.map_err(|e| Error::input(path, e.to_string()))?;
+            let f = |k: usize| rec.get(idx[k]).unwrap_or("").to_string();
+            let n = |k: usize| f(k).parse::<f64>().unwrap_or(f64::NAN);
+            rows.insert((f(0), f(1), f(2)), [n(3), n(4), n(5)]);
+        }
+        Ok(Some(Previous { rows }))
+    }
+
+    pub fn get(&self, level: &str, zone: &str, parent: &str) -> [f64; 3] {
+        self.rows
+            .get(&(level.to_string(), zone.to_string(), parent.to_string()))
+            .copied()
+            .unwrap_or([f64::NAN; 3])
+    }
 }

@@ -219,6 +219,9 @@ fn check_input(
         }
     };
     if !path.exists() {
+        if super::OPTIONAL_INPUTS.contains(&opt) {
+            return Vec::new();
+        }
         return vec![format!("{}: does not exist", path.display())];
     }
     let ext = super::extension(path);

@@ -58,6 +58,10 @@ const FILE_OUTPUTS: [(&str, &str); 3] = [
     ("stack", "stack.toml"),
 ];
 
+/// Inputs a stage may name before they exist (a previous season's table on the first season): not checked for
+/// existence, and recorded only when present.
+pub(super) const OPTIONAL_INPUTS: [&str; 1] = ["previous"];
+
 /// Commands a stage may run.
 const STAGE_COMMANDS: [&str; 11] = [
     "stack",
@@ -171,7 +175,7 @@ impl Season {
         Ok(Season { label, start, end })
     }
 
-    /// Template variables: season, year (of the last day), first_year (of the first day), start, end (YYYY-MM-DD), first_month, last_month
+    /// Template variables: season, previous_season (the same season a year earlier), year (of the last day), first_year (of the first day), start, end (YYYY-MM-DD), first_month, last_month
     /// (YYYY-MM), period (as `npp` names its outputs: YYYY-MM or FIRST_LAST) and, within one year, months
     /// (FIRST-LAST, as `npp --months` takes).
     pub fn variables(&self) -> BTreeMap<String, String> {
@@ -196,6 +200,12 @@ impl Season {
             format!("{f}_{l}")
         };
         v.insert("period".into(), period);
+        // The same season a year earlier (for `balance --previous`): every year in the label minus one.
+        let years = regex::Regex::new(r"\d{4}").expect("valid pattern");
+        let previous = years.replace_all(&self.label, |c: &regex::Captures| {
+            (c[0].parse::<i32>().unwrap_or(0) - 1).to_string()
+        });
+        v.insert("previous_season".into(), previous.into_owned());
         // Up to 12 months, as `npp --months` takes them with --year {year} (FIRST > LAST crosses the year).
         let span = (self.end.year() - self.start.year()) * 12 + self.end.month() as i32
             - self.start.month() as i32;
@@ -679,6 +689,7 @@ mod tests {
         // As `npp --year 2024 --months 12-2` takes it.
         assert_eq!(s.variables()["months"], "12-2");
         assert_eq!(s.variables()["period"], "2023-12_2024-02");
+        assert_eq!(s.variables()["previous_season"], "2023-DJF");
         let s = Season::parse("2024-JJA").unwrap();
         assert_eq!(s.variables()["months"], "6-8");
         assert_eq!(s.variables()["end"], "2024-08-31");
@@ -703,6 +714,7 @@ mod tests {
             ("7-6", "2024")
         );
         assert_eq!(s.variables()["period"], "2023-07_2024-06");
+        assert_eq!(s.variables()["previous_season"], "2022-07_2023-06");
         assert!(!Season::parse("2023-07..2024-07")
             .unwrap()
             .variables()

@@ -165,7 +165,12 @@ impl Hasher<'_> {
 
 /// Every file a stage reads (see `io::input_closure`).
 pub(super) fn input_files(stage: &Stage) -> Result<Vec<PathBuf>> {
-    let paths: Vec<PathBuf> = stage.inputs.iter().map(|(_, p)| p.clone()).collect();
+    let paths: Vec<PathBuf> = stage
+        .inputs
+        .iter()
+        .filter(|(o, p)| p.exists() || !super::OPTIONAL_INPUTS.contains(&o.as_str()))
+        .map(|(_, p)| p.clone())
+        .collect();
     io::input_closure(&paths, true)
 }
 
