@@ -195,6 +195,50 @@ pub struct MapText<'a> {
     /// The map's CRS and bounds: a north arrow, the CRS and the corner coordinates (no scale bar on a
     /// geographic CRS).
     pub frame: Option<&'a crate::io::MapFrame>,
+    /// Zone outlines drawn over the map, with their names.
+    pub outlines: &'a [Outline],
+}
+
+/// A zone's outline in the raster's pixel coordinates (column, row; fractional), and its name.
+#[derive(Debug, Clone)]
+pub struct Outline {
+    pub name: String,
+    pub rings: Vec<Vec<(f64, f64)>>,
+}
+
+/// Zone outlines and names over a map drawn at `scale` screen pixels per preview pixel of `k` raster pixels.
+fn draw_outlines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    outlines: &[Outline],
+    (k, scale): (usize, f64),
+    (left, top): (i32, i32),
+    target: &Path,
+) -> Result<()> {
+    let font = TextStyle::from(("sans-serif", 11.0).into_font()).color(&BLACK);
+    let at = |(c, r): (f64, f64)| {
+        (
+            left + (c / k as f64 * scale).round() as i32,
+            top + (r / k as f64 * scale).round() as i32,
+        )
+    };
+    for o in outlines {
+        for ring in &o.rings {
+            let pts: Vec<(i32, i32)> = ring.iter().map(|&p| at(p)).collect();
+            root.draw(&PathElement::new(pts, BLACK.stroke_width(1)))
+                .map_err(|e| draw_error(target, e))?;
+        }
+        // The name at the middle of the largest ring's points.
+        if let Some(ring) = o.rings.iter().max_by_key(|r| r.len()) {
+            let n = ring.len().max(1) as f64;
+            let c = ring
+                .iter()
+                .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
+            let (x, y) = at(c);
+            root.draw_text(&o.name, &font, (x - 3 * o.name.len() as i32, y - 6))
+                .map_err(|e| draw_error(target, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Draw `preview` with a diverging ramp centred on zero, a colour bar and a scale bar (`metres_per_pixel` of
@@ -269,6 +313,7 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
         quantity: &quantity,
         sign: &style.sign,
         frame: Some(&band.frame),
+        outlines: &[],
     };
     ramp_png(
         target,
@@ -492,6 +537,13 @@ fn ramp_png(
             BLACK.stroke_width(1),
         ))
         .map_err(|e| draw_error(target, e))?;
+        draw_outlines(
+            &root,
+            text.outlines,
+            (preview.k, scale),
+            (left, top),
+            target,
+        )?;
         let geographic = text.frame.is_some_and(|f| f.geographic);
         if let Some(f) = text.frame {
             draw_frame(&root, f, (left, top), (map_w, map_h), target)?;

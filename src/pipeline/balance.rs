@@ -825,6 +825,12 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             ),
             quantity: "net balance, t CO2 ha-1 yr-1",
             frame: Some(&io::MapFrame::of(&grid)?),
+            outlines: &p
+                .zones
+                .as_ref()
+                .map(|z| zone_outlines(z, &grid))
+                .transpose()?
+                .unwrap_or_default(),
             sign: "positive (red) = net source: emissions exceed sequestration; negative (blue) = net sink",
         },
         &style,
@@ -1219,6 +1225,49 @@ fn write_zones_gpkg(
         io::write_atomic(&target.with_extension("qml"), style.as_bytes())?;
     }
     Ok(())
+}
+
+/// The finest zones' shapes clipped to the sink raster's extent, in its pixel coordinates, for the map.
+fn zone_outlines(z: &Zones, grid: &Grid) -> Result<Vec<report::Outline>> {
+    use gdal::vector::Geometry;
+    let [x0, y0, x1, y1] = grid.bounds();
+    let extent = Geometry::from_wkt(&format!(
+        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+    ))
+    .map_err(|e| Error::gdal(&z.path, "sink extent", e))?;
+    let gt = grid.gt;
+    let to_px = |(x, y, _): (f64, f64, f64)| ((x - gt[0]) / gt[1], (y - gt[3]) / gt[5]);
+    let mut out = Vec::new();
+    for (id, shape) in z.shapes.iter().enumerate() {
+        let Some(g) = shape.as_ref().and_then(|g| g.intersection(&extent)) else {
+            continue;
+        };
+        // Exterior rings of a polygon or of each part of a multipolygon.
+        let polygons: Vec<Geometry> = if g.geometry_name().eq_ignore_ascii_case("POLYGON") {
+            vec![g.clone()]
+        } else {
+            (0..g.geometry_count())
+                .map(|i| (*g.get_geometry(i)).clone())
+                .collect()
+        };
+        let rings: Vec<Vec<(f64, f64)>> = polygons
+            .iter()
+            .filter(|p| p.geometry_count() > 0)
+            .map(|p| {
+                let ring = p.get_geometry(0);
+                (0..ring.point_count() as i32)
+                    .map(|i| to_px(ring.get_point(i)))
+                    .collect()
+            })
+            .collect();
+        if !rings.is_empty() {
+            out.push(report::Outline {
+                name: z.keys[id].last().cloned().unwrap_or_default(),
+                rings,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `carbonmap regrid`: move a carbon quantity from one grid onto another, conserving mass.
