@@ -160,6 +160,16 @@ pub struct Samples<'a> {
 
 impl Forest {
     pub fn train(s: &Samples, params: &ForestParams) -> Result<Forest> {
+        Self::train_with_progress(s, params, &|| {})
+    }
+
+    /// `train`, calling `tree_done` once per fitted tree (one-vs-rest: classes x trees calls, from the worker
+    /// threads), so a progress bar can count trees.
+    pub fn train_with_progress(
+        s: &Samples,
+        params: &ForestParams,
+        tree_done: &(dyn Fn() + Sync),
+    ) -> Result<Forest> {
         let n = s.y.len();
         if n == 0 || s.p == 0 || s.x.len() != n * s.p {
             return Err(Error::Usage("no training samples or no features".into()));
@@ -192,7 +202,11 @@ impl Forest {
             .collect();
         let trees = jobs
             .par_iter()
-            .map(|&(k, t)| fit_binary(s, k, &bags[t].0, &bags[t].1, params))
+            .map(|&(k, t)| {
+                let tree = fit_binary(s, k, &bags[t].0, &bags[t].1, params);
+                tree_done();
+                tree
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Forest {
             n_features: s.p,

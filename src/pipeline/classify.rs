@@ -782,8 +782,9 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     }
     let samples_sha256 = format!("{:x}", hasher.finalize());
 
-    progress.start("training", 1);
-    let forest = Forest::train(
+    // One-vs-rest: a forest of `trees` binary trees per class; the bar counts trees.
+    progress.start("training trees", (classes.len() * job.params.trees) as u64);
+    let forest = Forest::train_with_progress(
         &Samples {
             x: &xtr,
             p,
@@ -791,8 +792,8 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             n_classes: classes.len(),
         },
         &job.params,
+        &|| progress.advance(1),
     )?;
-    progress.advance(1);
     progress.finish();
 
     let labels: Vec<String> = classes
