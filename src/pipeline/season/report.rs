@@ -14,6 +14,8 @@ use crate::progress::Progress;
 pub const REPORT: &str = "report.md";
 /// Folder of the quick-look maps (a stage cannot be called this).
 pub(super) const QUICKLOOKS: &str = "report";
+/// Tables the report names without showing their rows (lists of samples, not results).
+const SAMPLE_TABLES: [&str; 1] = ["training_samples.csv"];
 /// Rows of a table shown in the report (the file has them all).
 const TABLE_ROWS: usize = 20;
 
@@ -162,6 +164,11 @@ fn draw(
         }
         for o in rec.outputs.iter().filter(|o| is_ext(&o.path, "csv")) {
             let _ = writeln!(md, "**{}**\n", o.path);
+            // Lists of samples are data, not results: named, not shown.
+            if SAMPLE_TABLES.iter().any(|t| o.path.ends_with(t)) {
+                let _ = writeln!(md, "(the samples themselves: see the file)\n");
+                continue;
+            }
             md.push_str(&markdown_table(&out.join(&o.path))?);
             md.push('\n');
         }
