@@ -242,6 +242,16 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
         close(val(find(lvl, zone), column), want, zone);
     }
     assert_eq!(find("district", "d2")["parent"], "R");
+    // Measured only in part: the sink raster (x 5..65, y 10..30) holds 20 x 20 = 400 of d1's 25 x 40 = 1000 m2,
+    // 40 x 20 = 800 of d2's 45 x 40 = 1800 m2, and 1200 of R's 2800 m2.
+    for (lvl, zone, want) in [
+        ("district", "d1", 0.4),
+        ("district", "d2", 800.0 / 1800.0),
+        ("region", "R", 1200.0 / 2800.0),
+    ] {
+        close(val(find(lvl, zone), "zone_share_measured"), want, zone);
+    }
+    assert_eq!(find("all", "all")["zone_share_measured"], "");
     // The vector lattice keeps its ids.
     let cells = table(&d.join("out/lattice_balance.csv"));
     assert_eq!(cells[0]["cell_id"], "A");

@@ -187,6 +187,10 @@ struct ZoneAcc {
     sequestration: f64,
     /// Persons (with a population raster).
     population: f64,
+    /// Area of the zones' polygons, and of their part inside the sink raster (planar, in the zones' CRS; for
+    /// the share measured).
+    shape_area: f64,
+    shape_area_inside: f64,
 }
 
 impl ZoneAcc {
@@ -222,6 +226,17 @@ impl ZoneAcc {
         }
         self.sequestration += other.sequestration;
         self.population += other.population;
+        self.shape_area += other.shape_area;
+        self.shape_area_inside += other.shape_area_inside;
+    }
+
+    /// Share of the zone's area inside the sink raster (NaN without polygons: raster zones, the whole area).
+    fn share_measured(&self) -> f64 {
+        if self.shape_area > 0.0 {
+            self.shape_area_inside / self.shape_area
+        } else {
+            f64::NAN
+        }
     }
 }
 
@@ -793,7 +808,11 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     )?;
     outputs.push(cells_csv);
     let zones_csv = job.out_dir.join("zones_balance.csv");
-    let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc);
+    let shapes = match &p.zones {
+        Some(z) if z.is_vector() => zone_shape_areas(z, &grid)?,
+        _ => Vec::new(),
+    };
+    let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc, &shapes);
     io::write_table(
         &zones_csv,
         &zones_table(lat, &zone_rows, (p.population.is_some(), p.targets.as_ref()), p.previous.as_ref())?,
@@ -967,6 +986,7 @@ fn zone_table_rows(
     zones: Option<&Zones>,
     all: &ZoneAcc,
     acc: &BTreeMap<i32, ZoneAcc>,
+    shapes: &[(f64, f64)],
 ) -> Vec<(String, Vec<String>, ZoneAcc, Vec<i32>)> {
     let mut rows = vec![(
         "all".to_string(),
@@ -987,6 +1007,10 @@ fn zone_table_rows(
             let e = grouped.entry(key).or_default();
             if let Some(a) = acc.get(&id) {
                 e.0.add(a);
+            }
+            if let Some(&(total, inside)) = shapes.get(id as usize) {
+                e.0.shape_area += total;
+                e.0.shape_area_inside += inside;
             }
             e.1.push(id);
         }
@@ -1076,6 +1100,7 @@ fn zones_table(
                 population: population.then_some(a.population),
                 targets: targets.map(|t| t.get(level, zone)),
                 sequestration: if has { a.sequestration } else { f64::NAN },
+                share_measured: a.share_measured(),
                 previous: previous.map(|pr| pr.get(level, zone, &key[..key.len() - 1].join("/"))),
             };
             f.extend(indicators::values(&figures).into_iter().map(num));
@@ -1195,6 +1220,7 @@ fn write_zones_gpkg(
                     population: population.then_some(r.2.population),
                     targets: targets.map(|t| t.get(level, r.1.last().map_or("", String::as_str))),
                     sequestration: seq,
+                    share_measured: r.2.share_measured(),
                     previous: previous.map(|pr| {
                         pr.get(
                             level,
@@ -1225,6 +1251,23 @@ fn write_zones_gpkg(
         io::write_atomic(&target.with_extension("qml"), style.as_bytes())?;
     }
     Ok(())
+}
+
+/// Each vector zone's polygon area and the area of its part inside the sink raster's extent (planar, in the
+/// zones' CRS, which is the grid's: the ratio is what matters).
+fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
+    let [x0, y0, x1, y1] = grid.bounds();
+    let extent = gdal::vector::Geometry::from_wkt(&format!(
+        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+    ))
+    .map_err(|e| Error::gdal(&z.path, "sink extent", e))?;
+    Ok(z.shapes
+        .iter()
+        .map(|g| match g {
+            Some(g) => (g.area(), g.intersection(&extent).map_or(0.0, |i| i.area())),
+            None => (0.0, 0.0),
+        })
+        .collect())
 }
 
 /// The finest zones' shapes clipped to the sink raster's extent, in its pixel coordinates, for the map.

@@ -203,7 +203,10 @@ impl Targets {
 
 /// The indicator columns' names, after the zone table's totals.
 pub fn headers(population: bool, targets: bool, previous: bool) -> Vec<String> {
-    let mut h = vec!["net_balance_tCO2_ha_yr".to_string()];
+    let mut h = vec![
+        "net_balance_tCO2_ha_yr".to_string(),
+        "zone_share_measured".to_string(),
+    ];
     if population {
         h.extend(
             [
@@ -250,13 +253,16 @@ pub struct ZoneFigures {
     pub population: Option<f64>,
     pub targets: Option<(Option<f64>, Option<f64>)>,
     pub sequestration: f64,
+    /// Share of the zone's polygon inside the sink raster (NaN for raster zones and the whole area): below 1,
+    /// the zone is measured only in part and its totals cover that part.
+    pub share_measured: f64,
     /// The previous run's emissions, sequestration and net balance of the zone.
     pub previous: Option<[f64; 3]>,
 }
 
 pub fn values(z: &ZoneFigures) -> Vec<f64> {
     let per = |x: f64, d: f64| if d > 0.0 { x / d } else { f64::NAN };
-    let mut v = vec![per(z.net, z.area_ha)];
+    let mut v = vec![per(z.net, z.area_ha), z.share_measured];
     if let Some(p) = z.population {
         v.extend([p, per(z.emissions, p), per(z.net, p)]);
     }
