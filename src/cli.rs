@@ -43,6 +43,10 @@ struct Cli {
     /// Default deflate:1 (fast, and readable by every GIS).
     #[arg(long, global = true)]
     compress: Option<crate::engine::codec::Codec>,
+    /// Draw a quick-look map (NAME.png: title, legend with unit and sign, scale bar, north arrow, CRS) beside
+    /// every raster the command writes, committed with it.
+    #[arg(long, global = true)]
+    maps: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -1044,7 +1048,13 @@ fn execute_argv(
                 .collect(),
         ));
     }
-    crate::commit::run(&inputs, || execute(command, progress, quiet))
+    crate::commit::run(&inputs, || {
+        execute(command, progress, quiet)?;
+        if crate::engine::maps::enabled() {
+            crate::engine::maps::draw_staged()?;
+        }
+        Ok(())
+    })
 }
 
 /// The commands of this command line, as stages of `carbonmap run`.
@@ -1121,6 +1131,7 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
     if let Some(c) = cli.compress {
         crate::engine::codec::set(c);
     }
+    crate::engine::maps::set(cli.maps);
     let progress = CliProgress::new(cli.quiet, cli.log_format);
     match cli.command {
         Command::Run {

@@ -183,6 +183,20 @@ fn release_if_outermost() {
     }
 }
 
+/// The (temporary, final) pairs staged so far in the innermost scope (`--maps` draws from them).
+pub fn staged() -> Vec<(PathBuf, PathBuf)> {
+    state()
+        .scopes
+        .last()
+        .map(|s| {
+            s.staged
+                .iter()
+                .map(|x| (x.tmp.clone(), x.target.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a command scope is active (writers then stage instead of renaming).
 pub fn active() -> bool {
     !state().scopes.is_empty()

@@ -438,3 +438,41 @@ fn check_styles(out: &std::path::Path) {
         }
     }
 }
+
+/// `--maps`: a quick-look map beside every raster a command writes, committed with it.
+#[test]
+fn maps_beside_every_raster_with_the_maps_flag() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("ndvi");
+    let stack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/stack.toml");
+    carbonmap()
+        .args([
+            "--maps", "indices", "--index", "NDVI", "--period", "month", "--stats", "median",
+            "--stack",
+        ])
+        .arg(&stack)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let files = common::list_dir(&out);
+    let tifs: Vec<&String> = files.iter().filter(|f| f.ends_with(".tif")).collect();
+    assert!(tifs.len() >= 8, "{files:?}");
+    for f in tifs {
+        let png = out.join(f.replace(".tif", ".png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert_eq!(&bytes[1..4], b"PNG", "{}", png.display());
+    }
+    // Without the flag, no maps.
+    let plain = t.path().join("plain");
+    carbonmap()
+        .args([
+            "indices", "--index", "NDVI", "--period", "month", "--stats", "median", "--stack",
+        ])
+        .arg(&stack)
+        .arg("-o")
+        .arg(&plain)
+        .assert()
+        .success();
+    assert!(!common::list_dir(&plain).iter().any(|f| f.ends_with(".png")));
+}
