@@ -14,6 +14,17 @@ fn val(row: &std::collections::HashMap<String, String>, k: &str) -> f64 {
         .unwrap_or_else(|_| panic!("{k} = {:?}", row[k]))
 }
 
+/// The zone table's row of zone `z` at level `lvl`.
+fn zone_row<'a>(
+    rows: &'a [std::collections::HashMap<String, String>],
+    lvl: &str,
+    z: &str,
+) -> &'a std::collections::HashMap<String, String> {
+    rows.iter()
+        .find(|r| r["level"] == lvl && r["zone"] == z)
+        .unwrap_or_else(|| panic!("no row {lvl} {z}"))
+}
+
 fn close(a: f64, b: f64, what: &str) {
     assert!(
         (a - b).abs() <= 1e-6 * b.abs().max(1.0),
@@ -225,11 +236,7 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
     )
     .success();
     let rows = table(&d.join("out/zones_balance.csv"));
-    let find = |lvl: &str, z: &str| {
-        rows.iter()
-            .find(|r| r["level"] == lvl && r["zone"] == z)
-            .unwrap_or_else(|| panic!("no row {lvl} {z}"))
-    };
+    let find = |lvl: &str, z: &str| zone_row(&rows, lvl, z);
     // d1 = p1: emissions 4, sequestration 0.4; d2 = p2 + p3: 7 + 6 = 13 and 0.8 + 1.2 = 2.0; R = both.
     for (lvl, zone, column, want) in [
         ("district", "d1", "emissions_total_tCO2_yr", 4.0),
@@ -704,11 +711,7 @@ fn planning_unit_indicators_with_population_and_targets() {
     ];
     balance(d, "out", &args).success();
     let rows = table(&d.join("out/zones_balance.csv"));
-    let find = |lvl: &str, z: &str| {
-        rows.iter()
-            .find(|r| r["level"] == lvl && r["zone"] == z)
-            .unwrap_or_else(|| panic!("no row {lvl} {z}"))
-    };
+    let find = |lvl: &str, z: &str| zone_row(&rows, lvl, z);
     for (lvl, zone, column, want) in [
         // Net per hectare: 3.6 / 0.04 = 90; 6.2 / 0.04 = 155; 14.6 / 0.12 = 121.666667.
         ("county", "c1", "net_balance_tCO2_ha_yr", 90.0),
