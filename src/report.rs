@@ -370,6 +370,9 @@ fn raster_style(m: &Maps, description: &str, (lo, hi): (f64, f64)) -> RasterStyl
             sign: q.sign_unsigned.clone(),
         }
     } else {
+        // Quantities that are never negative (fluxes, counts, areas) start the ramp at zero, so a low but real
+        // value is not drawn as nothing beside a high one.
+        let lo = if lo >= 0.0 { 0.0 } else { lo };
         RasterStyle {
             ramp: q.ramp.clone(),
             nodata: q.nodata.clone(),
