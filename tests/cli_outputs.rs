@@ -340,6 +340,14 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
     // The same run's report.html opens offline in a browser with every picture and warning.
     assert!(common::check_html_report(&out) >= 20);
     check_styles(&out);
+    // Multi-band rasters get a quick-look per band: the emissions' total and its two sectors.
+    for f in [
+        "emissions_tCO2_ha_yr.png",
+        "emissions_tCO2_ha_yr.b2.png",
+        "emissions_tCO2_ha_yr.b3.png",
+    ] {
+        assert!(out.join("report/balance").join(f).is_file(), "{f}");
+    }
     for p in &csvs {
         let mut r = csv::Reader::from_path(p).unwrap();
         let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();

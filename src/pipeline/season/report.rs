@@ -16,6 +16,8 @@ pub const REPORT: &str = "report.md";
 pub(super) const QUICKLOOKS: &str = "report";
 /// Tables the report names without showing their rows (lists of samples, not results).
 const SAMPLE_TABLES: [&str; 1] = ["training_samples.csv"];
+/// Bands of a multi-band raster drawn in the report (12: a year of months).
+const MAX_BANDS: usize = 12;
 /// Rows of a table shown in the report (the file has them all).
 const TABLE_ROWS: usize = 20;
 
@@ -144,19 +146,37 @@ fn draw(
         for o in &rec.outputs {
             let path = out.join(&o.path);
             if is_ext(&o.path, "tif") {
-                let png = Path::new(&o.path).with_extension("png");
-                let target = partial.join(&png);
-                let title = o.path.clone();
-                // An output that cannot be previewed is a warning; a quick-look that cannot be written (a
-                // full disk) fails the report, and the previous report stays as it was.
-                match crate::io::read_preview(&path, 1, max_side) {
-                    Ok(b) => {
-                        crate::commit::run(&[], || {
-                            crate::report::quicklook_png(&target, &b, &title)
-                        })?;
-                        let _ = writeln!(md, "![{0}]({QUICKLOOKS}/{1})\n", o.path, png.display());
+                // Every band (months, sectors) up to MAX_BANDS, band 1 as NAME.png, band N as NAME.bN.png.
+                let nbands = crate::io::RasterInfo::read(&path).map_or(1, |i| i.bands.len());
+                for band in 1..=nbands.clamp(1, MAX_BANDS) {
+                    let png = if band == 1 {
+                        Path::new(&o.path).with_extension("png")
+                    } else {
+                        Path::new(&o.path).with_extension(format!("b{band}.png"))
+                    };
+                    let target = partial.join(&png);
+                    let title = if nbands > 1 {
+                        format!("{}, band {band} of {nbands}", o.path)
+                    } else {
+                        o.path.clone()
+                    };
+                    // An output that cannot be previewed is a warning; a quick-look that cannot be written (a
+                    // full disk) fails the report, and the previous report stays as it was.
+                    match crate::io::read_preview(&path, band, max_side) {
+                        Ok(b) => {
+                            crate::commit::run(&[], || {
+                                crate::report::quicklook_png(&target, &b, &title)
+                            })?;
+                            let _ =
+                                writeln!(md, "![{0}]({QUICKLOOKS}/{1})\n", o.path, png.display());
+                        }
+                        Err(e) => {
+                            progress.warn(&format!("report: no quick-look of {}: {e}", o.path))
+                        }
                     }
-                    Err(e) => progress.warn(&format!("report: no quick-look of {}: {e}", o.path)),
+                }
+                if nbands > MAX_BANDS {
+                    let _ = writeln!(md, "({} more bands in the file)\n", nbands - MAX_BANDS);
                 }
             } else if is_ext(&o.path, "png") {
                 let _ = writeln!(md, "![{0}]({0})\n", o.path);
