@@ -1120,11 +1120,7 @@ fn write_zones_gpkg(
 ) -> Result<()> {
     use io::{VecField, VectorOut};
     // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
-    let [x0, y0, x1, y1] = z.grid.bounds();
-    let extent = gdal::vector::Geometry::from_wkt(&format!(
-        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
-    ))
-    .map_err(|e| Error::gdal(target, "sink extent", e))?;
+    let extent = extent_polygon(&z.grid, target)?;
     let mut layers = Vec::new();
     for level in &z.levels {
         let sel: Vec<_> = rows.iter().filter(|r| &r.0 == level).collect();
@@ -1253,14 +1249,19 @@ fn write_zones_gpkg(
     Ok(())
 }
 
+/// The grid's extent as a polygon in its CRS.
+fn extent_polygon(grid: &Grid, what: &Path) -> Result<gdal::vector::Geometry> {
+    let [x0, y0, x1, y1] = grid.bounds();
+    gdal::vector::Geometry::from_wkt(&format!(
+        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+    ))
+    .map_err(|e| Error::gdal(what, "sink extent", e))
+}
+
 /// Each vector zone's polygon area and the area of its part inside the sink raster's extent (planar, in the
 /// zones' CRS, which is the grid's: the ratio is what matters).
 fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
-    let [x0, y0, x1, y1] = grid.bounds();
-    let extent = gdal::vector::Geometry::from_wkt(&format!(
-        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
-    ))
-    .map_err(|e| Error::gdal(&z.path, "sink extent", e))?;
+    let extent = extent_polygon(&grid, &z.path)?;
     Ok(z.shapes
         .iter()
         .map(|g| match g {
@@ -1273,11 +1274,7 @@ fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
 /// The finest zones' shapes clipped to the sink raster's extent, in its pixel coordinates, for the map.
 fn zone_outlines(z: &Zones, grid: &Grid) -> Result<Vec<report::Outline>> {
     use gdal::vector::Geometry;
-    let [x0, y0, x1, y1] = grid.bounds();
-    let extent = Geometry::from_wkt(&format!(
-        "POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
-    ))
-    .map_err(|e| Error::gdal(&z.path, "sink extent", e))?;
+    let extent = extent_polygon(&grid, &z.path)?;
     let gt = grid.gt;
     let to_px = |(x, y, _): (f64, f64, f64)| ((x - gt[0]) / gt[1], (y - gt[3]) / gt[5]);
     let mut out = Vec::new();
