@@ -2273,7 +2273,46 @@ pub struct BandPreview {
     pub unit: String,
     /// A categorical band's colour table (value -> RGB), for the values present.
     pub palette: Option<BTreeMap<i64, (u8, u8, u8)>>,
+    /// Its class names (from the raster's category names; empty when it has none).
+    pub class_names: BTreeMap<i64, String>,
     pub frame: MapFrame,
+}
+
+/// A band's category names (GDAL keeps them in the `.aux.xml` sidecar carbonmap writes beside class rasters;
+/// read with GDAL's PAM enabled for this call only, on this thread). Empty when there are none.
+pub fn category_names(path: &Path, band: usize) -> BTreeMap<i64, String> {
+    let key = CString::new("GDAL_PAM_ENABLED").expect("no NUL");
+    let yes = CString::new("YES").expect("no NUL");
+    // SAFETY: thread-local configuration, set and cleared around this call on this thread.
+    unsafe { gdal_sys::CPLSetThreadLocalConfigOption(key.as_ptr(), yes.as_ptr()) };
+    let names = (|| -> Option<BTreeMap<i64, String>> {
+        let ds = Dataset::open(path).ok()?;
+        // GeoTIFF loads its sidecar lazily, on the first georeferencing or metadata request.
+        let _ = ds.geo_transform();
+        let b = ds.rasterband(band).ok()?;
+        // SAFETY: GDAL returns a NULL-terminated list owned by the band, read before the dataset is dropped.
+        let list = unsafe { gdal_sys::GDALGetRasterCategoryNames(b.c_rasterband()) };
+        if list.is_null() {
+            return None;
+        }
+        let mut out = BTreeMap::new();
+        for i in 0.. {
+            let p = unsafe { *list.add(i) };
+            if p.is_null() {
+                break;
+            }
+            let name = unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned();
+            if !name.is_empty() {
+                out.insert(i as i64, name);
+            }
+        }
+        Some(out)
+    })();
+    // SAFETY: as above.
+    unsafe { gdal_sys::CPLSetThreadLocalConfigOption(key.as_ptr(), ptr::null()) };
+    names.unwrap_or_default()
 }
 
 /// Where a map is: its CRS (name and code), its bounds in that CRS, and whether the CRS is geographic (no
@@ -2356,6 +2395,11 @@ pub fn read_preview(path: &Path, band: usize, max_side: usize) -> Result<BandPre
         metres_per_pixel,
         description: b.description,
         unit: b.unit,
+        class_names: if categorical {
+            category_names(path, band)
+        } else {
+            BTreeMap::new()
+        },
         palette,
         frame: MapFrame::of(&grid)?,
     })

@@ -290,7 +290,13 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
     let mut preview = Preview::new(band.width, band.height, band.width.max(band.height));
     preview.add_rows(0, band.width, &band.values);
     if let Some(palette) = &band.palette {
-        return categorical_png(target, &preview, title, palette, &m.quicklook.nodata);
+        return categorical_png(
+            target,
+            &preview,
+            title,
+            (palette, &band.class_names),
+            &m.quicklook.nodata,
+        );
     }
     let mut vals: Vec<f64> = band
         .values
@@ -456,14 +462,17 @@ fn categorical_png(
     target: &Path,
     preview: &Preview,
     title: &str,
-    palette: &std::collections::BTreeMap<i64, (u8, u8, u8)>,
+    (palette, names): (
+        &std::collections::BTreeMap<i64, (u8, u8, u8)>,
+        &std::collections::BTreeMap<i64, String>,
+    ),
     nodata: &str,
 ) -> Result<()> {
     load_font()?;
     let nodata = parse_hex(nodata)?;
     let (scale, map_w, map_h) = map_scale(preview);
     let (w, h) = (
-        map_w + 200,
+        map_w + 280,
         (map_h + 60).max(40 + 18 * palette.len() as u32 + 20),
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
@@ -487,7 +496,11 @@ fn categorical_png(
                 RGBColor(r, g, b).filled(),
             ))
             .map_err(|e| draw_error(target, e))?;
-            root.draw_text(&format!("class {code}"), &font(12.0), (lx + 20, y))
+            let label = match names.get(code) {
+                Some(n) => format!("{code} {n}"),
+                None => format!("class {code}"),
+            };
+            root.draw_text(&label, &font(12.0), (lx + 20, y))
                 .map_err(|e| draw_error(target, e))?;
         }
         root.present().map_err(|e| draw_error(target, e))?;
@@ -947,6 +960,7 @@ mod tests {
                 description: description.into(),
                 unit: "t CO2 ha-1 yr-1".into(),
                 palette: None,
+                class_names: Default::default(),
                 frame: crate::io::MapFrame {
                     crs: "WGS 84 / UTM zone 30N (EPSG:32630)".into(),
                     bounds: [500000.0, 5599840.0, 500160.0, 5600000.0],

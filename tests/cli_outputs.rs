@@ -340,6 +340,13 @@ fn every_csv_opens_with_its_header_first_in_a_csv_reader_and_in_gdal() {
     // The same run's report.html opens offline in a browser with every picture and warning.
     assert!(common::check_html_report(&out) >= 20);
     check_styles(&out);
+    // The land-cover map's class names reach its quick-look's legend (read from the raster's categories).
+    let names = carbonmap::io::category_names(&out.join("landcover/landcover.tif"), 1);
+    assert_eq!(
+        names.get(&10).map(String::as_str),
+        Some("Tree cover"),
+        "{names:?}"
+    );
     // Multi-band rasters get a quick-look per band: the emissions' total and its two sectors.
     for f in [
         "emissions_tCO2_ha_yr.png",
