@@ -50,6 +50,11 @@ struct QuicklookStyle {
     /// red and blue keep meaning source and sink.
     unsigned_ramp: Vec<String>,
     sign_unsigned: String,
+    /// Never-negative uptake (NPP, GPP) in blues and sources (Rh, emissions) in reds.
+    uptake_quantities: Vec<String>,
+    uptake_ramp: Vec<String>,
+    source_quantities: Vec<String>,
+    source_ramp: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -379,11 +384,23 @@ fn raster_style(m: &Maps, description: &str, (lo, hi): (f64, f64)) -> RasterStyl
         // Quantities that are never negative (fluxes, counts, areas) start the ramp at zero, so a low but real
         // value is not drawn as nothing beside a high one.
         let lo = if lo >= 0.0 { 0.0 } else { lo };
+        let starts = |list: &[String]| list.iter().any(|d| desc.starts_with(&d.to_lowercase()));
+        let (ramp, sign) = if starts(&q.uptake_quantities) {
+            (q.uptake_ramp.clone(), "uptake (blue)")
+        } else if q.source_quantities.iter().any(|d| {
+            let d = d.to_lowercase();
+            // Short names (Rh) only at the start, longer ones (emissions) anywhere.
+            desc.starts_with(&d) || (d.len() > 3 && desc.contains(&d))
+        }) {
+            (q.source_ramp.clone(), "source (red)")
+        } else {
+            (q.ramp.clone(), "")
+        };
         RasterStyle {
-            ramp: q.ramp.clone(),
+            ramp,
             nodata: q.nodata.clone(),
             range: (lo, if hi > lo { hi } else { lo + 1.0 }),
-            sign: String::new(),
+            sign: sign.to_string(),
         }
     }
 }
@@ -428,9 +445,10 @@ pub fn raster_qml(
     ))
 }
 
-/// Screen pixels per preview pixel (the long side near 560 px, 1 to 8 per pixel) and the map's size.
+/// Screen pixels per preview pixel (the long side near 560 px, at least 1 per pixel) and the map's size.
 fn map_scale(preview: &Preview) -> (f64, u32, u32) {
-    let scale = (560.0 / preview.width.max(preview.height) as f64).clamp(1.0, 8.0);
+    // Small rasters (a few lattice cells) are enlarged to the same size as the others, not drawn as a dot.
+    let scale = (560.0 / preview.width.max(preview.height) as f64).max(1.0);
     let side = |n: usize| (n as f64 * scale).round() as u32;
     (scale, side(preview.width), side(preview.height))
 }
