@@ -298,7 +298,7 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
         return categorical_png(
             target,
             &preview,
-            title,
+            (title, &band.frame),
             (palette, &band.class_names),
             &m.quicklook.nodata,
         );
@@ -479,7 +479,7 @@ fn draw_preview<DB: DrawingBackend>(
 fn categorical_png(
     target: &Path,
     preview: &Preview,
-    title: &str,
+    (title, frame): (&str, &crate::io::MapFrame),
     (palette, names): (
         &std::collections::BTreeMap<i64, (u8, u8, u8)>,
         &std::collections::BTreeMap<i64, String>,
@@ -491,7 +491,7 @@ fn categorical_png(
     let (scale, map_w, map_h) = map_scale(preview);
     let (w, h) = (
         map_w + 280,
-        (map_h + 60).max(40 + 18 * palette.len() as u32 + 20),
+        (map_h + 110).max(40 + 18 * palette.len() as u32 + 20),
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -506,6 +506,7 @@ fn categorical_png(
                 .filter(|_| v.is_finite())
                 .map_or(nodata, |&(r, g, b)| RGBColor(r, g, b))
         })?;
+        draw_frame(&root, frame, (left, top), (map_w, map_h), target)?;
         let lx = left + map_w as i32 + 20;
         for (i, (code, &(r, g, b))) in palette.iter().enumerate() {
             let y = top + 18 * i as i32;
