@@ -769,23 +769,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
 
     // The lattice cells the fine grid touches, as a raster window and a table.
     let (win, cells) = touched_window(lat, &spread);
-    let cell_rows: Vec<CellRow> = cells
-        .into_iter()
-        .map(|c| {
-            let em_cov = lat.total(c) * spread.received(c);
-            CellRow {
-                cell: c,
-                coverage: spread.coverage(c),
-                valid: if spread.covered(c) > 0.0 {
-                    valid[c] / spread.covered(c)
-                } else {
-                    f64::NAN
-                },
-                emissions_covered: em_cov,
-                sequestration: if valid[c] > 0.0 { seq[c] } else { f64::NAN },
-            }
-        })
-        .collect();
+    let cell_rows = cell_rows(lat, &spread, (&valid, &seq), cells);
     let lat_w = lattice_raster(job, lat, &win, &cell_rows, &md)?;
 
     // Commit rasters, then tables and the map.
@@ -807,54 +791,8 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         )],
     )?;
     outputs.push(cells_csv);
-    let zones_csv = job.out_dir.join("zones_balance.csv");
-    let shapes = match &p.zones {
-        Some(z) if z.is_vector() => zone_shape_areas(z, &grid)?,
-        _ => Vec::new(),
-    };
-    let zone_rows = zone_table_rows(p.zones.as_ref(), &all, &zone_acc, &shapes);
-    io::write_table(
-        &zones_csv,
-        &zones_table(lat, &zone_rows, (p.population.is_some(), p.targets.as_ref()), p.previous.as_ref())?,
-        &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data")],
-    )?;
-    outputs.push(zones_csv);
-    if let Some(z) = p.zones.as_ref().filter(|z| z.is_vector()) {
-        let gpkg = job.out_dir.join("zones_balance.gpkg");
-        write_zones_gpkg(
-            &gpkg,
-            (z, lat),
-            &zone_rows,
-            (p.population.is_some(), p.targets.as_ref()),
-            p.previous.as_ref(),
-        )?;
-        outputs.push(gpkg);
-    }
-    let png = job.out_dir.join("net_balance.png");
-    let mpp = metres_per_preview_pixel(&grid, preview.k)?;
-    report::diverging_png(
-        &png,
-        &preview,
-        mpp,
-        &MapText {
-            title: &format!(
-                "Net carbon balance: {} - {}",
-                file_name(&lat.path),
-                file_name(&job.sink)
-            ),
-            quantity: "net balance, t CO2 ha-1 yr-1",
-            frame: Some(&io::MapFrame::of(&grid)?),
-            outlines: &p
-                .zones
-                .as_ref()
-                .map(|z| zone_outlines(z, &grid))
-                .transpose()?
-                .unwrap_or_default(),
-            sign: "positive (red) = net source: emissions exceed sequestration; negative (blue) = net sink",
-        },
-        &style,
-    )?;
-    outputs.push(png);
+    outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
+    outputs.push(balance_map(job, &p, &preview, &style)?);
     Ok(BalanceSummary {
         outputs,
         warnings,
@@ -1021,11 +959,59 @@ fn zone_table_rows(
     rows
 }
 
+/// What the zone table's indicator columns need besides the zone sums (see `indicators`).
+struct Indicators<'a> {
+    population: bool,
+    targets: Option<&'a indicators::Targets>,
+    previous: Option<&'a indicators::Previous>,
+}
+
+impl Indicators<'_> {
+    fn of(p: &Prepared) -> Indicators<'_> {
+        Indicators {
+            population: p.population.is_some(),
+            targets: p.targets.as_ref(),
+            previous: p.previous.as_ref(),
+        }
+    }
+
+    fn headers(&self) -> Vec<String> {
+        indicators::headers(
+            self.population,
+            self.targets.is_some(),
+            self.previous.is_some(),
+        )
+    }
+
+    /// The indicator values of the zone at `level` whose path from the top level is `key`.
+    fn values(&self, level: &str, key: &[String], a: &ZoneAcc) -> Vec<f64> {
+        let has = a.pixels > 0;
+        let e: f64 = if has {
+            a.emissions.iter().sum()
+        } else {
+            f64::NAN
+        };
+        let seq = if has { a.sequestration } else { f64::NAN };
+        let zone = key.last().map_or("", String::as_str);
+        let parent = key[..key.len().saturating_sub(1)].join("/");
+        indicators::values(&indicators::ZoneFigures {
+            area_ha: a.area_m2 / 1e4,
+            emissions: e,
+            net: e - seq,
+            ratio: if has { ratio(seq, e) } else { f64::NAN },
+            population: self.population.then_some(a.population),
+            targets: self.targets.map(|t| t.get(level, zone)),
+            sequestration: seq,
+            share_measured: a.share_measured(),
+            previous: self.previous.map(|pr| pr.get(level, zone, &parent)),
+        })
+    }
+}
+
 fn zones_table(
     lat: &Lattice,
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
-    (population, targets): (bool, Option<&indicators::Targets>),
-    previous: Option<&indicators::Previous>,
+    ind: &Indicators,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     {
@@ -1050,11 +1036,7 @@ fn zones_table(
             ]
             .map(String::from),
         );
-        h.extend(indicators::headers(
-            population,
-            targets.is_some(),
-            previous.is_some(),
-        ));
+        h.extend(ind.headers());
         w.write_record(&h).map_err(csv_err)?;
         for (level, key, a, _) in rows {
             let e: f64 = a.emissions.iter().sum();
@@ -1087,23 +1069,7 @@ fn zones_table(
             } else {
                 f.extend(std::iter::repeat_n(String::new(), 4));
             }
-            let zone = key.last().map(String::as_str).unwrap_or("");
-            let figures = indicators::ZoneFigures {
-                area_ha: a.area_m2 / 1e4,
-                emissions: if has { e } else { f64::NAN },
-                net: if has { e - a.sequestration } else { f64::NAN },
-                ratio: if has {
-                    ratio(a.sequestration, e)
-                } else {
-                    f64::NAN
-                },
-                population: population.then_some(a.population),
-                targets: targets.map(|t| t.get(level, zone)),
-                sequestration: if has { a.sequestration } else { f64::NAN },
-                share_measured: a.share_measured(),
-                previous: previous.map(|pr| pr.get(level, zone, &key[..key.len() - 1].join("/"))),
-            };
-            f.extend(indicators::values(&figures).into_iter().map(num));
+            f.extend(ind.values(level, key, a).into_iter().map(num));
             w.write_record(&f).map_err(csv_err)?;
         }
         w.flush().map_err(csv_err)?;
@@ -1115,8 +1081,7 @@ fn write_zones_gpkg(
     target: &Path,
     (z, lat): (&Zones, &Lattice),
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
-    (population, targets): (bool, Option<&indicators::Targets>),
-    previous: Option<&indicators::Previous>,
+    ind: &Indicators,
 ) -> Result<()> {
     use io::{VecField, VectorOut};
     // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
@@ -1204,33 +1169,8 @@ fn write_zones_gpkg(
             VecField::Num(sel.iter().map(|r| ratio(r.2.sequestration, e(r))).collect()),
         ));
         // The indicators, as in the CSV.
-        let figures: Vec<Vec<f64>> = sel
-            .iter()
-            .map(|r| {
-                let (em, seq) = (e(r), r.2.sequestration);
-                indicators::values(&indicators::ZoneFigures {
-                    area_ha: r.2.area_m2 / 1e4,
-                    emissions: em,
-                    net: em - seq,
-                    ratio: ratio(seq, em),
-                    population: population.then_some(r.2.population),
-                    targets: targets.map(|t| t.get(level, r.1.last().map_or("", String::as_str))),
-                    sequestration: seq,
-                    share_measured: r.2.share_measured(),
-                    previous: previous.map(|pr| {
-                        pr.get(
-                            level,
-                            r.1.last().map_or("", String::as_str),
-                            &r.1[..r.1.len() - 1].join("/"),
-                        )
-                    }),
-                })
-            })
-            .collect();
-        for (k, name) in indicators::headers(population, targets.is_some(), previous.is_some())
-            .into_iter()
-            .enumerate()
-        {
+        let figures: Vec<Vec<f64>> = sel.iter().map(|r| ind.values(level, &r.1, &r.2)).collect();
+        for (k, name) in ind.headers().into_iter().enumerate() {
             columns.push((name, VecField::Num(figures.iter().map(|f| f[k]).collect())));
         }
         let net: Vec<f64> = sel.iter().map(|r| e(r) - r.2.sequestration).collect();
@@ -1269,6 +1209,94 @@ fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
             None => (0.0, 0.0),
         })
         .collect())
+}
+
+/// The touched lattice cells' table rows: coverage, share with a sink value, covered emissions and sequestration.
+fn cell_rows(
+    lat: &Lattice,
+    spread: &Spread,
+    (valid, seq): (&[f64], &[f64]),
+    cells: Vec<usize>,
+) -> Vec<CellRow> {
+    cells
+        .into_iter()
+        .map(|c| {
+            let em_cov = lat.total(c) * spread.received(c);
+            CellRow {
+                cell: c,
+                coverage: spread.coverage(c),
+                valid: if spread.covered(c) > 0.0 {
+                    valid[c] / spread.covered(c)
+                } else {
+                    f64::NAN
+                },
+                emissions_covered: em_cov,
+                sequestration: if valid[c] > 0.0 { seq[c] } else { f64::NAN },
+            }
+        })
+        .collect()
+}
+
+/// The zone table (CSV) and, for vector zones, the GeoPackage with each level's shapes; returns their paths.
+fn zone_outputs(
+    job: &BalanceJob,
+    p: &Prepared,
+    all: &ZoneAcc,
+    zone_acc: &BTreeMap<i32, ZoneAcc>,
+) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let zones_csv = job.out_dir.join("zones_balance.csv");
+    let shapes = match &p.zones {
+        Some(z) if z.is_vector() => zone_shape_areas(z, &p.grid)?,
+        _ => Vec::new(),
+    };
+    let zone_rows = zone_table_rows(p.zones.as_ref(), all, zone_acc, &shapes);
+    io::write_table(
+        &zones_csv,
+        &zones_table(&p.lattice, &zone_rows, &Indicators::of(p),)?,
+        &[format!("{SIGN_CONVENTION}; masses in {MASS_OUT} over the zone's pixels of the sink raster; emissions downscaled from the lattice; empty = no data")],
+    )?;
+    out.push(zones_csv);
+    if let Some(z) = p.zones.as_ref().filter(|z| z.is_vector()) {
+        let gpkg = job.out_dir.join("zones_balance.gpkg");
+        write_zones_gpkg(&gpkg, (z, &p.lattice), &zone_rows, &Indicators::of(p))?;
+        out.push(gpkg);
+    }
+    Ok(out)
+}
+
+/// The net balance map (PNG) with the zones' outlines.
+fn balance_map(
+    job: &BalanceJob,
+    p: &Prepared,
+    preview: &Preview,
+    style: &report::DivergingStyle,
+) -> Result<PathBuf> {
+    let png = job.out_dir.join("net_balance.png");
+    let mpp = metres_per_preview_pixel(&p.grid, preview.k)?;
+    report::diverging_png(
+        &png,
+        preview,
+        mpp,
+        &MapText {
+            title: &format!(
+                "Net carbon balance: {} - {}",
+                file_name(&p.lattice.path),
+                file_name(&job.sink)
+            ),
+            quantity: "net balance, t CO2 ha-1 yr-1",
+            frame: Some(&io::MapFrame::of(&p.grid)?),
+            outlines: &p
+                .zones
+                .as_ref()
+                .map(|z| zone_outlines(z, &p.grid))
+                .transpose()?
+                .unwrap_or_default(),
+            sign: "positive (red) = net source: emissions exceed sequestration; negative (blue) = net sink",
+        },
+        style,
+    )?;
+    Ok(png)
 }
 
 /// The finest zones' shapes clipped to the sink raster's extent, in its pixel coordinates, for the map.
