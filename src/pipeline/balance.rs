@@ -669,16 +669,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         0.0
     };
     if uncovered_fraction > 1e-9 {
-        let msg = format!(
-            "{} ({}) of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
-            percent(uncovered_fraction),
-            if area_uncovered >= 1e4 {
-                format!("{:.2} ha", area_uncovered / 1e4)
-            } else {
-                format!("{area_uncovered:.2} m2")
-            },
-            lat.path.display()
-        );
+        let msg = uncovered_warning(uncovered_fraction, area_uncovered, lat);
         progress.warn(&msg);
         warnings.push(msg);
     }
@@ -692,20 +683,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         progress,
         &mut warnings,
     )?;
-    let fallback: Vec<usize> = (0..ncell)
-        .filter(|&c| {
-            p.proxy.is_some()
-                && spread.unweighted(c)
-                && !spread.whole_cell(c)
-                && lat.total(c) != 0.0
-        })
-        .collect();
-    if !fallback.is_empty() {
-        let msg = format!(
-            "{} lattice cell(s) have emissions but no proxy weight in the covered area ({}...); their emissions are spread uniformly by area there",
-            fallback.len(),
-            fallback.iter().take(5).map(|&c| lat.cell_id(c)).collect::<Vec<_>>().join(", ")
-        );
+    if let Some(msg) = fallback_warning(&p, &spread) {
         progress.warn(&msg);
         warnings.push(msg);
     }
@@ -727,16 +705,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let s: StripOverlap = ov.strip(row0, nrows)?;
         let m = sink_mass(&sink_reader, &p, &areas, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
-        let zone_ids = match &p.zones {
-            Some(z) => Some(z.read_rows(row0, nrows)?),
-            None => None,
-        };
-        let pop = match &p.population {
-            Some(pr) => Some(pr.persons(row0, nrows, |i| {
-                areas.at(i % grid.width, row0 + i / grid.width)
-            })?),
-            None => None,
-        };
+        let (zone_ids, pop) = zones_and_population(&p, &areas, row0, nrows)?;
         let fine = FineCtx {
             lat,
             spread: &spread,
@@ -753,44 +722,14 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             (&mut all, &mut zone_acc),
         );
         preview.add_rows(row0, grid.width, &net);
-        em_w.write_rows(0, row0, em_total)?;
-        if nsec > 1 {
-            for (k, v) in em.into_iter().enumerate() {
-                em_w.write_rows(k + 1, row0, v)?;
-            }
-        }
-        net_w.write_rows(0, row0, net)?;
-        em_w.flush()?;
-        net_w.flush()?;
+        write_fine_strip((&mut em_w, &mut net_w), row0, (em, em_total, net))?;
         progress.advance(1);
         row0 += nrows;
     }
     progress.finish();
 
-    // The lattice cells the fine grid touches, as a raster window and a table.
-    let (win, cells) = touched_window(lat, &spread);
-    let cell_rows = cell_rows(lat, &spread, (&valid, &seq), cells);
-    let lat_w = lattice_raster(job, lat, &win, &cell_rows, &md)?;
-
-    // Commit rasters, then tables and the map.
-    let mut outputs = Vec::new();
-    let mut pending = Vec::new();
-    for w in [em_w, net_w, lat_w] {
-        outputs.push(w.target().to_path_buf());
-        pending.push(w.finish()?);
-    }
-    for pd in pending {
-        pd.commit()?;
-    }
-    let cells_csv = job.out_dir.join("lattice_balance.csv");
-    io::write_table(
-        &cells_csv,
-        &cells_table(lat, &cell_rows)?,
-        &[format!(
-            "{SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data"
-        )],
-    )?;
-    outputs.push(cells_csv);
+    // The rasters and the lattice table, then the zone tables and the map.
+    let mut outputs = lattice_outputs(job, lat, (&spread, &valid, &seq), &md, [em_w, net_w])?;
     outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
     outputs.push(balance_map(job, &p, &preview, &style)?);
     Ok(BalanceSummary {
@@ -1209,6 +1148,112 @@ fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
             None => (0.0, 0.0),
         })
         .collect())
+}
+
+/// One strip of the fine rasters: total emissions (band 1) and each sector (bands 2.., when several), and net
+/// balance.
+fn write_fine_strip(
+    (em_w, net_w): (&mut RasterWriter, &mut RasterWriter),
+    row0: usize,
+    (em, em_total, net): (Vec<Vec<f32>>, Vec<f32>, Vec<f32>),
+) -> Result<()> {
+    let several = em.len() > 1;
+    em_w.write_rows(0, row0, em_total)?;
+    if several {
+        for (k, v) in em.into_iter().enumerate() {
+            em_w.write_rows(k + 1, row0, v)?;
+        }
+    }
+    net_w.write_rows(0, row0, net)?;
+    em_w.flush()?;
+    net_w.flush()
+}
+
+/// The lattice cells the fine grid touches, as a raster window and a table; the fine rasters finished and
+/// committed with it. Returns the paths written.
+fn lattice_outputs(
+    job: &BalanceJob,
+    lat: &Lattice,
+    (spread, valid, seq): (&Spread, &[f64], &[f64]),
+    md: &BTreeMap<String, String>,
+    fine: [RasterWriter; 2],
+) -> Result<Vec<PathBuf>> {
+    let (win, cells) = touched_window(lat, spread);
+    let rows = cell_rows(lat, spread, (valid, seq), cells);
+    let lat_w = lattice_raster(job, lat, &win, &rows, md)?;
+    let [em_w, net_w] = fine;
+    let mut outputs = Vec::new();
+    let mut pending = Vec::new();
+    for w in [em_w, net_w, lat_w] {
+        outputs.push(w.target().to_path_buf());
+        pending.push(w.finish()?);
+    }
+    for pd in pending {
+        pd.commit()?;
+    }
+    let cells_csv = job.out_dir.join("lattice_balance.csv");
+    io::write_table(
+        &cells_csv,
+        &cells_table(lat, &rows)?,
+        &[format!(
+            "{SIGN_CONVENTION}; masses in {MASS_OUT}; empty = no data"
+        )],
+    )?;
+    outputs.push(cells_csv);
+    Ok(outputs)
+}
+
+/// The warning for the share of the sink's area outside the lattice (or in cells without data).
+fn uncovered_warning(fraction: f64, area_m2: f64, lat: &Lattice) -> String {
+    format!(
+        "{} ({}) of the sink raster's area lies outside the lattice {} (or in cells without data): emissions there are unknown (no data in the fine maps), and its sequestration is counted only in the zone tables",
+        percent(fraction),
+        if area_m2 >= 1e4 {
+            format!("{:.2} ha", area_m2 / 1e4)
+        } else {
+            format!("{area_m2:.2} m2")
+        },
+        lat.path.display()
+    )
+}
+
+/// The warning for cells with emissions but no proxy weight in the covered area (spread uniformly there).
+fn fallback_warning(p: &Prepared, spread: &Spread) -> Option<String> {
+    let lat = &p.lattice;
+    let fallback: Vec<usize> = (0..lat.cells())
+        .filter(|&c| {
+            p.proxy.is_some()
+                && spread.unweighted(c)
+                && !spread.whole_cell(c)
+                && lat.total(c) != 0.0
+        })
+        .collect();
+    (!fallback.is_empty()).then(|| format!(
+        "{} lattice cell(s) have emissions but no proxy weight in the covered area ({}...); their emissions are spread uniformly by area there",
+        fallback.len(),
+        fallback.iter().take(5).map(|&c| lat.cell_id(c)).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// A strip's zone ids and persons per pixel (when zones and a population raster are given).
+type ZonesAndPopulation = (Option<Vec<i32>>, Option<Vec<f64>>);
+
+fn zones_and_population(
+    p: &Prepared,
+    areas: &crate::area::PixelAreas,
+    row0: usize,
+    nrows: usize,
+) -> Result<ZonesAndPopulation> {
+    let width = p.grid.width;
+    let zone_ids = match &p.zones {
+        Some(z) => Some(z.read_rows(row0, nrows)?),
+        None => None,
+    };
+    let pop = match &p.population {
+        Some(pr) => Some(pr.persons(row0, nrows, |i| areas.at(i % width, row0 + i / width))?),
+        None => None,
+    };
+    Ok((zone_ids, pop))
 }
 
 /// The touched lattice cells' table rows: coverage, share with a sink value, covered emissions and sequestration.
