@@ -1300,12 +1300,21 @@ fn strip_casa(
         .collect();
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
     let (casa_p, rh_p) = (&p.casa, &p.rh);
+    let strip = CasaStrip {
+        casa: casa_p,
+        sim,
+        pr: &pr,
+        sol: &sol,
+        vpd: vpd.as_deref(),
+        days: &days,
+        want_monthly,
+    };
     let per_px: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
         .into_par_iter()
         .map_init(
             // Per-worker scratch series (no allocation per pixel).
-            || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-            |(temps, rh_m, nd, sim_t): &mut (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>), px| {
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(temps, rh_m, nd): &mut (Vec<f64>, Vec<f64>, Vec<f64>), px| {
                 let months = |v: [f32; 3]| {
                     if want_monthly {
                         vec![v; sim.len()]
@@ -1330,7 +1339,6 @@ fn strip_casa(
                         .enumerate()
                         .map(|(k, &i)| rh_p.monthly(temps[i], pr[k].at(px))),
                 );
-                let rh_sum: f64 = rh_m.iter().sum();
                 match m {
                     ClassModel::Zero => (
                         PixelOut {
@@ -1342,54 +1350,82 @@ fn strip_casa(
                     ),
                     ClassModel::Mod17(_) => unreachable!(),
                     ClassModel::Casa { t: ct, m17 } => {
-                        // Optimum temperature: the model year's month of largest NDVI.
                         nd.clear();
                         nd.extend((0..12).map(|k| ndvi[k][px] as f64));
-                        sim_t.clear();
-                        sim_t.extend(temps.iter().copied());
-                        let topt = casa::topt(nd, sim_t);
-                        let (hi, ha) = casa_p.thornthwaite_index(temps);
-                        let mut npp = 0.0;
-                        let mut monthly =
-                            Vec::with_capacity(if want_monthly { sim.len() } else { 0 });
-                        for (k, &i) in sim.iter().enumerate() {
-                            let we = match (&vpd, m17) {
-                                (Some(v), Some(c)) => c.f_vpd(v[k].at(px)),
-                                _ => casa_p.we_zhou_zhang(temps[i], pr[k].at(px), hi, ha),
-                            };
-                            // SOL: the month's total, MJ m-2 month-1.
-                            let mo = casa_p.month(
-                                ct,
-                                nd[i],
-                                sol[k].at(px) * days[i],
-                                temps[i],
-                                topt,
-                                we,
-                            );
-                            let npp_m = mo.npp * factors[px];
-                            npp += npp_m;
-                            if want_monthly {
-                                monthly.push([
-                                    npp_m as f32,
-                                    rh_m[k] as f32,
-                                    (npp_m - rh_m[k]) as f32,
-                                ]);
-                            }
-                        }
-                        (
-                            PixelOut {
-                                gpp: f64::NAN,
-                                npp,
-                                rh: rh_sum,
-                            },
-                            monthly,
-                        )
+                        let inputs = CasaPixel {
+                            temps,
+                            ndvi: nd,
+                            rh: rh_m,
+                            factor: factors[px],
+                        };
+                        strip.casa_pixel(px, (ct, m17.as_ref()), &inputs)
                     }
                 }
             },
         )
         .collect();
     Ok(split_monthly(per_px, sim.len(), &[0, 1, 2]))
+}
+
+/// A strip's CASA inputs shared by its pixels (the simulated months' precipitation, radiation and VPD,
+/// indexed from the first simulated month; month lengths of the model year).
+struct CasaStrip<'a> {
+    casa: &'a CasaParams,
+    /// Indices into the model year of the simulated months.
+    sim: &'a [usize],
+    pr: &'a [Plane],
+    sol: &'a [Plane],
+    vpd: Option<&'a [Plane]>,
+    days: &'a [f64],
+    want_monthly: bool,
+}
+
+/// One pixel's model-year series: temperature and NDVI (12 months), monthly Rh of the simulated months, and
+/// its correction factor.
+struct CasaPixel<'a> {
+    temps: &'a [f64],
+    ndvi: &'a [f64],
+    rh: &'a [f64],
+    factor: f64,
+}
+
+impl CasaStrip<'_> {
+    /// CASA NPP of one pixel over the simulated months (and per month with `--monthly`: NPP, Rh, NEP). The
+    /// optimum temperature and the Thornthwaite heat index come from the model year.
+    fn casa_pixel(
+        &self,
+        px: usize,
+        (ct, m17): (&CasaType, Option<&Mod17Class>),
+        x: &CasaPixel,
+    ) -> (PixelOut, Vec<[f32; 3]>) {
+        let c = self.casa;
+        let topt = casa::topt(x.ndvi, x.temps);
+        let (hi, ha) = c.thornthwaite_index(x.temps);
+        let mut npp = 0.0;
+        let mut monthly = Vec::with_capacity(if self.want_monthly { self.sim.len() } else { 0 });
+        for (k, &i) in self.sim.iter().enumerate() {
+            let we = match (self.vpd, m17) {
+                (Some(v), Some(m)) => m.f_vpd(v[k].at(px)),
+                _ => c.we_zhou_zhang(x.temps[i], self.pr[k].at(px), hi, ha),
+            };
+            // SOL: the month's total, MJ m-2 month-1.
+            let sol = self.sol[k].at(px) * self.days[i];
+            let npp_m = c.month(ct, x.ndvi[i], sol, x.temps[i], topt, we).npp * x.factor;
+            npp += npp_m;
+            if self.want_monthly {
+                monthly.push([npp_m as f32, x.rh[k] as f32, (npp_m - x.rh[k]) as f32]);
+            }
+        }
+        let rh: f64 = x.rh.iter().sum();
+        (
+            PixelOut {
+                gpp: f64::NAN,
+                npp,
+                rh,
+            },
+            monthly,
+        )
+    }
 }
 
 /// Separate per-pixel results and per-output monthly planes ([output][month][pixel]).
