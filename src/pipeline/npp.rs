@@ -1428,6 +1428,39 @@ impl CasaStrip<'_> {
     }
 }
 
+/// MOD17 NPP of one pixel from its accumulated period (`year`), with a correction factor on LUEmax (GPP, before
+/// maintenance respiration: GPP is proportional to LUEmax) or on NPP; monthly GPP and Rh beside it (MOD17's NPP
+/// is annual only).
+fn mod17_pixel(
+    (c, k17): (&Mod17Class, &Mod17Constants),
+    year: &Mod17Year,
+    (f, target): (f64, Option<Target>),
+    (gpp_m, rh_m): (&[f64], &[f64]),
+) -> (PixelOut, Vec<[f32; 3]>) {
+    let (gpp_f, npp_f) = match target {
+        Some(Target::EpsilonMax) => (f, 1.0),
+        Some(Target::Npp) => (1.0, f),
+        None => (1.0, 1.0),
+    };
+    let mut y = year.clone();
+    y.gpp *= gpp_f;
+    let mut a = y.finish(c, k17);
+    a.npp *= npp_f;
+    let monthly = gpp_m
+        .iter()
+        .zip(rh_m)
+        .map(|(g, r)| [(g * gpp_f) as f32, *r as f32, f32::NAN])
+        .collect();
+    (
+        PixelOut {
+            gpp: a.gpp,
+            npp: a.npp,
+            rh: rh_m.iter().sum(),
+        },
+        monthly,
+    )
+}
+
 /// Separate per-pixel results and per-output monthly planes ([output][month][pixel]).
 fn split_monthly(
     per_px: Vec<(PixelOut, Vec<[f32; 3]>)>,
@@ -1554,7 +1587,6 @@ fn strip_mod17(
             let rh_m: Vec<f64> = (0..nm)
                 .map(|k| rh_p.monthly(month_t[k][px] / month_days[k], month_p[k][px]))
                 .collect();
-            let rh: f64 = rh_m.iter().sum();
             match m {
                 ClassModel::Zero => (
                     PixelOut {
@@ -1565,28 +1597,8 @@ fn strip_mod17(
                     vec![[0.0; 3]; nm],
                 ),
                 ClassModel::Mod17(c) => {
-                    let f = factors[px];
-                    let (gpp_f, npp_f) = match target {
-                        Some(Target::EpsilonMax) => (f, 1.0),
-                        Some(Target::Npp) => (1.0, f),
-                        None => (1.0, 1.0),
-                    };
-                    let mut y = years[px].clone();
-                    y.gpp *= gpp_f;
-                    let mut a = y.finish(c, k17);
-                    a.npp *= npp_f;
-                    // Monthly GPP and Rh (MONTHLY_MOD17); NPP is annual only.
-                    let monthly = (0..nm)
-                        .map(|k| [(month_gpp[k][px] * gpp_f) as f32, rh_m[k] as f32, f32::NAN])
-                        .collect();
-                    (
-                        PixelOut {
-                            gpp: a.gpp,
-                            npp: a.npp,
-                            rh,
-                        },
-                        monthly,
-                    )
+                    let gpp_m: Vec<f64> = (0..nm).map(|k| month_gpp[k][px]).collect();
+                    mod17_pixel((c, k17), &years[px], (factors[px], target), (&gpp_m, &rh_m))
                 }
                 ClassModel::Casa { .. } => unreachable!(),
             }
