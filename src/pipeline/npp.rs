@@ -154,6 +154,8 @@ struct Prepared {
     timeline: Timeline,
     /// Per legend class, the dormancy threshold of its vegetation type (models/gapfill.toml).
     dormancy: Vec<Option<f64>>,
+    /// Classes with a larger share of filled pixel-months are warned about (models/gapfill.toml).
+    fill_warn_fraction: f64,
     /// One per calendar year of the model year, in order.
     drivers: Vec<Drivers>,
     /// Per month of the model year: which `drivers` and the indices of its steps there.
@@ -475,6 +477,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         missing_months,
         timeline,
         dormancy,
+        fill_warn_fraction: gapfill.warn_fraction,
         drivers,
         window_steps,
         casa: casa.expect("checked"),
@@ -616,17 +619,16 @@ fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
 fn class_warnings(job: &NppJob, p: &Prepared, summaries: &[ClassSummary]) -> Result<Vec<String>> {
     let nmonths = p.period.sim.len();
     let mut out = Vec::new();
-    let gf = fill::GapFill::builtin()?;
     // Classes without uptake by definition do not use the index: their fills are counted, not warned about.
     let uses_index =
         |s: &ClassSummary| !matches!(p.class_models.get(&s.code), Some(ClassModel::Zero));
     for s in summaries.iter().filter(|s| s.pixels > 0 && uses_index(s)) {
         let frac = s.filled_pixel_months as f64 / (s.pixels as f64 * nmonths as f64);
-        if frac > gf.warn_fraction {
+        if frac > p.fill_warn_fraction {
             let pm = s.pixels as f64 * nmonths as f64;
             let msg = format!(
                 "class {} ({}): {:.1}% of its pixel-months of {} {} were filled (no composite or no clear observation), more than {:.0}% (models/gapfill.toml): {:.1}% dormant (winter floor), {:.1}% climatology, the rest interpolated in time; see filled_months_{}.tif",
-                s.code, s.name, 100.0 * frac, p.period.label, job.ndvi_index, 100.0 * gf.warn_fraction,
+                s.code, s.name, 100.0 * frac, p.period.label, job.ndvi_index, 100.0 * p.fill_warn_fraction,
                 100.0 * s.dormant_pixel_months as f64 / pm, 100.0 * s.climatology_pixel_months as f64 / pm,
                 p.period.label
             );
