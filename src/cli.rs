@@ -799,9 +799,29 @@ struct SiteArgs {
     /// Drivers file with a daily station table including an fpar column (TOML; see the README).
     #[arg(long)]
     drivers: PathBuf,
-    /// MOD17 plant functional type (MCD12Q1 LC_Type2 code, 1-10 or 12).
+    /// Productivity model: mod17 (GPP, maintenance respiration, NPP) or pmodel (GPP with SPLASH soil water).
+    #[arg(long, default_value = "mod17", value_parser = ["mod17", "pmodel"])]
+    model: String,
+    /// MOD17 plant functional type (MCD12Q1 LC_Type2 code, 1-10 or 12); required with --model mod17.
     #[arg(long)]
-    pft: u8,
+    pft: Option<u8>,
+    /// P-model parameter set: built-in name or .toml file (such as the pmodel_fitted.toml of --fit).
+    #[arg(long, default_value = crate::npp::pmodel::DEFAULT_PMODEL)]
+    params: String,
+    /// P-model photosynthetic pathway.
+    #[arg(long, default_value = "c3", value_parser = ["c3", "c4"])]
+    pathway: String,
+    /// Soil water-holding capacity (SPLASH bucket), mm; default: the parameter set's fitted bucket, else 150.
+    #[arg(long)]
+    whc: Option<f64>,
+    /// Soil-water limitation of GPP (Stocker stress from the SPLASH bucket): default on for pmodel, off for
+    /// mod17 (so MOD17 stays the reference algorithm).
+    #[arg(long, value_parser = ["on", "off"])]
+    soil_water: Option<String>,
+    /// Fit the P-model's kphio, soil-moisture stress curve and bucket to --observed, with leave-one-year-out
+    /// cross-validation (writes pmodel_fitted.toml and site_cross_validation.csv).
+    #[arg(long)]
+    fit: bool,
     /// Years FIRST-LAST.
     #[arg(long)]
     years: String,
@@ -1529,9 +1549,23 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             let (y0, y1) = parse_range(&a.years, "--years")?;
             let job = crate::pipeline::site::SiteJob {
                 drivers: a.drivers,
+                model: if a.model == "pmodel" {
+                    crate::pipeline::site::SiteModel::PModel
+                } else {
+                    crate::pipeline::site::SiteModel::Mod17
+                },
                 pft: a.pft,
                 years: (y0 as i32, y1 as i32),
                 bplut: a.bplut,
+                params: a.params,
+                pathway: if a.pathway == "c4" {
+                    crate::npp::pmodel::Pathway::C4
+                } else {
+                    crate::npp::pmodel::Pathway::C3
+                },
+                whc_mm: a.whc,
+                soil_water: a.soil_water.map(|s| s == "on"),
+                fit: a.fit,
                 observed: a.observed,
                 observed_column: a.observed_column,
                 observed_unit: a.observed_unit,

@@ -1,6 +1,6 @@
 //! Climate-driver unit conversions, each constant from models/climate.toml with its source: radiation
 //! (W m-2 to MJ m-2 d-1, PPFD to PAR energy), sunshine hours to global radiation (Angstrom-Prescott with the
-//! FAO-56 extraterrestrial radiation), and vapour-pressure deficit from relative humidity or dew point.
+//! FAO-56 extraterrestrial radiation), and vapour-pressure deficit from relative humidity, dew point or specific humidity.
 
 use serde::Deserialize;
 
@@ -30,6 +30,18 @@ pub struct VapourConstants {
 pub struct ClimateConstants {
     pub radiation: RadiationConstants,
     pub vapour: VapourConstants,
+    pub humidity: HumidityConstants,
+}
+
+/// VPD from specific humidity and pressure, as MOD17 computes it (models/climate.toml [humidity]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HumidityConstants {
+    pub epsilon: f64,
+    pub q_coefficient: f64,
+    pub svp_a_pa: f64,
+    pub svp_b: f64,
+    pub svp_c_degc: f64,
+    pub citation: String,
 }
 
 impl ClimateConstants {
@@ -94,6 +106,15 @@ impl ClimateConstants {
     pub fn vpd_from_rh_kpa(&self, t_degc: f64, rh_percent: f64) -> f64 {
         let es = self.saturation_vp_kpa(t_degc);
         es - es * rh_percent / 100.0
+    }
+
+    /// Vapour-pressure deficit (Pa) from air temperature (C), specific humidity (kg kg-1) and pressure (Pa), as
+    /// MOD17 computes it from MERRA-2 (mod17 1.0.0 MOD17.vpd): e = q p / (eps + k q), es = a exp(b T / (c + T)).
+    pub fn vpd_from_specific_humidity_pa(&self, t_degc: f64, q: f64, p_pa: f64) -> f64 {
+        let h = &self.humidity;
+        let e = q * p_pa / (h.epsilon + h.q_coefficient * q);
+        let es = h.svp_a_pa * (h.svp_b * t_degc / (h.svp_c_degc + t_degc)).exp();
+        es - e
     }
 
     /// Vapour-pressure deficit (kPa) from air temperature and dew point (FAO-56 eq. 14 and 48).

@@ -46,6 +46,16 @@ pub enum Var {
     /// Relative sunshine duration n/N (fraction of the day length with bright sunshine).
     SunshineFraction,
     Fpar,
+    /// Atmospheric CO2 mole fraction.
+    Co2,
+    /// Surface air pressure.
+    Patm,
+    /// Total cloud cover.
+    CloudCover,
+    /// Leaf area index (one-sided).
+    Lai,
+    /// Specific humidity (mass of vapour per mass of moist air).
+    SpecificHumidity,
 }
 
 /// How a declared unit converts to the canonical one: canonical = value x factor + offset, where the factor
@@ -224,6 +234,56 @@ const UNITS: &[UnitDef] = &[
         unit: "%",
         conv: Conv::Linear(0.01, 0.0),
     },
+    UnitDef {
+        var: Var::Co2,
+        unit: "ppm",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Co2,
+        unit: "umol mol-1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Patm,
+        unit: "Pa",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Patm,
+        unit: "hPa",
+        conv: Conv::Linear(100.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Patm,
+        unit: "kPa",
+        conv: Conv::Linear(1000.0, 0.0),
+    },
+    UnitDef {
+        var: Var::CloudCover,
+        unit: "%",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::CloudCover,
+        unit: "1",
+        conv: Conv::Linear(100.0, 0.0),
+    },
+    UnitDef {
+        var: Var::Lai,
+        unit: "m2 m-2",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::SpecificHumidity,
+        unit: "kg kg-1",
+        conv: Conv::Linear(1.0, 0.0),
+    },
+    UnitDef {
+        var: Var::SpecificHumidity,
+        unit: "g kg-1",
+        conv: Conv::Linear(1e-3, 0.0),
+    },
 ];
 
 /// PAR given as a photon flux; converted with models/climate.toml's umol J-1.
@@ -235,7 +295,7 @@ const PHOTON_UNITS: &[(&str, f64)] = &[
 ];
 
 impl Var {
-    pub const ALL: [Var; 12] = [
+    pub const ALL: [Var; 17] = [
         Var::Tmean,
         Var::Tmin,
         Var::Tmax,
@@ -248,6 +308,11 @@ impl Var {
         Var::Sunshine,
         Var::SunshineFraction,
         Var::Fpar,
+        Var::Co2,
+        Var::Patm,
+        Var::CloudCover,
+        Var::Lai,
+        Var::SpecificHumidity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -264,6 +329,11 @@ impl Var {
             Var::Sunshine => "sunshine",
             Var::SunshineFraction => "sunshine_fraction",
             Var::Fpar => "fpar",
+            Var::Co2 => "co2",
+            Var::Patm => "patm",
+            Var::CloudCover => "cloud_cover",
+            Var::Lai => "lai",
+            Var::SpecificHumidity => "specific_humidity",
         }
     }
 
@@ -278,6 +348,11 @@ impl Var {
             Var::Sunshine => "h d-1",
             Var::SunshineFraction => "1",
             Var::Fpar => "1",
+            Var::Co2 => "ppm",
+            Var::Patm => "Pa",
+            Var::CloudCover => "%",
+            Var::Lai => "m2 m-2",
+            Var::SpecificHumidity => "kg kg-1",
         }
     }
 
@@ -296,6 +371,11 @@ impl Var {
             Var::Sunshine => "sunshine_h_per_day",
             Var::SunshineFraction => "sunshine_fraction",
             Var::Fpar => "fpar",
+            Var::Co2 => "co2_ppm",
+            Var::Patm => "patm_pa",
+            Var::CloudCover => "cloud_cover_percent",
+            Var::Lai => "lai_m2_m2",
+            Var::SpecificHumidity => "specific_humidity_kg_kg",
         }
     }
 
@@ -347,10 +427,13 @@ pub enum Rule {
     FromRh,
     /// vpd = e0(tmean) - e0(dewpoint).
     FromDewpoint,
+    /// vpd = e0(tmean) - q p / (0.622 + 0.379 q), with MOD17's saturation curve (mod17 1.0.0 MOD17.vpd,
+    /// as MOD17 derives VPD from MERRA-2 QV10M and PS).
+    FromSpecificHumidity,
 }
 
 impl Rule {
-    const ALL: [(Var, &'static str, Rule); 6] = [
+    const ALL: [(Var, &'static str, Rule); 7] = [
         (Var::Tmean, "mean-of-tmax-tmin", Rule::MeanOfTmaxTmin),
         (Var::Srad, "angstrom-prescott", Rule::AngstromPrescott),
         (
@@ -361,6 +444,11 @@ impl Rule {
         (Var::Vpd, "tmin-as-dewpoint", Rule::TminAsDewpoint),
         (Var::Vpd, "from-rh", Rule::FromRh),
         (Var::Vpd, "from-dewpoint", Rule::FromDewpoint),
+        (
+            Var::Vpd,
+            "from-specific-humidity",
+            Rule::FromSpecificHumidity,
+        ),
     ];
 
     fn inputs(self) -> &'static [Var] {
@@ -371,6 +459,7 @@ impl Rule {
             Rule::TminAsDewpoint => &[Var::Tmax, Var::Tmin],
             Rule::FromRh => &[Var::Tmean, Var::Rh],
             Rule::FromDewpoint => &[Var::Tmean, Var::Dewpoint],
+            Rule::FromSpecificHumidity => &[Var::Tmean, Var::SpecificHumidity, Var::Patm],
         }
     }
 
@@ -392,6 +481,8 @@ struct StationSpec {
     file: PathBuf,
     /// Station latitude (degrees north), needed for radiation from sunshine hours.
     latitude: Option<f64>,
+    /// Station elevation (m above sea level), for the soil-water balance (SPLASH) and pressure from height.
+    elevation: Option<f64>,
     /// A date column (YYYY-MM-DD, or YYYY-MM for monthly steps) ...
     date: Option<String>,
     /// ... or year / month (/ day) columns; a month column alone makes a monthly climatology (12 rows that
@@ -504,6 +595,8 @@ pub struct Drivers {
     pub year: i32,
     pub steps: Vec<StepInfo>,
     pub latitude: Option<f64>,
+    /// Station elevation, m above sea level (station.elevation).
+    pub elevation: Option<f64>,
     /// Months filled from the station's climatology (fill_missing_months = "climatology").
     pub filled_months: Vec<String>,
     /// The station table is a monthly climatology (a month column, no year): its 12 rows stand for any year.
@@ -743,6 +836,15 @@ impl Drivers {
                     ));
                 }
             }
+            if let Some(z) = s.elevation {
+                // The Dead Sea shore (-430 m) to the summit of Everest (8849 m).
+                if !(-500.0..=9000.0).contains(&z) {
+                    problems.push(Error::config(
+                        path,
+                        format!("station.elevation {z} is not in -500..9000 m"),
+                    ));
+                }
+            }
             match read_station(path, base, s, file.step, year, &steps, noleap, &climate) {
                 Ok((m, f)) => {
                     station = m;
@@ -769,6 +871,7 @@ impl Drivers {
             year,
             steps,
             latitude,
+            elevation: file.station.as_ref().and_then(|s| s.elevation),
             filled_months: filled,
             climatology_table: file
                 .station
@@ -1138,6 +1241,7 @@ impl Drivers {
                 }
                 Rule::FromRh => c.vpd_from_rh_kpa(x[0], x[1]) * 1000.0,
                 Rule::FromDewpoint => c.vpd_from_dewpoint_kpa(x[0], x[1]) * 1000.0,
+                Rule::FromSpecificHumidity => c.vpd_from_specific_humidity_pa(x[0], x[1], x[2]),
             }
         };
         if lats.is_none() && ins.iter().all(|p| matches!(p, Plane::Uniform(_))) {

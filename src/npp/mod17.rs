@@ -225,8 +225,37 @@ impl Mod17Year {
         tmean_degc: f64,
         n: u32,
     ) {
+        self.add_days_scaled(
+            c,
+            k,
+            fpar,
+            tmin_degc,
+            vpd_pa,
+            par_mj_m2_d,
+            lai,
+            tmean_degc,
+            1.0,
+            n,
+        );
+    }
+
+    /// `add_days` with GPP multiplied by `gpp_scale` (a soil-water scalar; 1 leaves MOD17 unchanged).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_days_scaled(
+        &mut self,
+        c: &Mod17Class,
+        k: &Mod17Constants,
+        fpar: f64,
+        tmin_degc: f64,
+        vpd_pa: f64,
+        par_mj_m2_d: f64,
+        lai: f64,
+        tmean_degc: f64,
+        gpp_scale: f64,
+        n: u32,
+    ) {
         let nf = n as f64;
-        self.gpp += nf * c.daily_gpp(fpar, tmin_degc, vpd_pa, par_mj_m2_d);
+        self.gpp += nf * (c.daily_gpp(fpar, tmin_degc, vpd_pa, par_mj_m2_d) * gpp_scale);
         let (rl, rf) = c.daily_respiration(k, lai, tmean_degc);
         self.r_leaf += nf * rl;
         self.r_froot += nf * rf;

@@ -6,12 +6,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::models;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Core {
     pub gas_constant_j_mol_k: f64,
@@ -22,7 +22,7 @@ pub struct Core {
     pub celsius_to_kelvin: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Photosynthesis {
     pub reference_temperature_k: f64,
@@ -41,16 +41,19 @@ pub struct Photosynthesis {
 }
 
 /// Stocker et al. (2018, 2020) soil-moisture stress parameters.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stress {
     pub theta0: f64,
     pub theta_star: f64,
     pub a: f64,
     pub b: f64,
+    /// A calibrated bucket size (soil water-holding capacity), mm, used when the site gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_mm: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PModelParams {
     pub name: String,
@@ -59,6 +62,9 @@ pub struct PModelParams {
     pub photosynthesis: Photosynthesis,
     pub soil_moisture_stress: Stress,
     pub water: crate::npp::water::WaterConstants,
+    /// How a fitted set was made (site, years, method, cross-validation): written by `site --fit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<toml::Table>,
     #[serde(skip)]
     pub source: PathBuf,
 }
