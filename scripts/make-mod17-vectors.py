@@ -9,6 +9,11 @@ mod17_annual.csv (per PFT and year: GPP, the three maintenance-respiration terms
 ships with the package (MOD17_BPLUT_CX.X_MERRA_NASA.csv, restored with mod17.utils.restore_bplut). The drivers
 are random but seeded, and each PFT also gets days exactly on and around the Tmin and VPD ramp ends.
 tests/mod17_reference.rs reads both files.
+
+It also writes mod17_site_drivers.csv, a station table of two whole years (2001-2002) whose VPD comes from
+specific humidity and pressure (MOD17.vpd, as MOD17 derives it from MERRA-2), and mod17_site_daily.csv /
+mod17_site_annual.csv, the package's daily GPP and leaf/fine-root respiration and annual terms for every PFT on
+that table: tests/site_mod17_reference.rs runs `carbonmap site` on it and compares the CSV files site writes.
 """
 import os
 import sys
@@ -70,3 +75,45 @@ for pft in PFT_VALID:
         annual.write(f"{pft},{y}," + ",".join(repr(float(v)) for v in row) + "\n")
 daily.close()
 annual.close()
+
+
+# --- a whole-year station table for `carbonmap site` ----------------------------------------------------------
+rng = np.random.default_rng(20261130)
+dates = np.arange(np.datetime64("2001-01-01"), np.datetime64("2003-01-01"))
+n = len(dates)
+years = dates.astype("datetime64[Y]").astype(int) + 1970
+doy = (dates - dates.astype("datetime64[Y]")).astype(int)
+season = np.sin(2 * np.pi * (doy - 100) / 365.0)
+tmin = 4.0 + 12.0 * season + rng.normal(0, 3, n)
+tmean = tmin + rng.uniform(3.0, 10.0, n)
+fpar = np.clip(0.45 + 0.35 * season + rng.normal(0, 0.05, n), 0.05, 0.98)
+lai = rng.uniform(0.2, 4.0, n)
+par = np.clip(7.0 + 5.0 * season + rng.normal(0, 1.5, n), 0.5, 20.0)
+ps = rng.uniform(80000.0, 102000.0, n)
+svp = 610.7 * np.exp(17.38 * tmean / (239 + tmean))
+rh = rng.uniform(0.2, 0.95, n)
+avp = rh * svp
+qv = 0.622 * avp / (ps - 0.379 * avp)  # inverse of MOD17.vpd's actual vapour pressure
+vpd = MOD17.vpd(qv, ps, tmean)
+with open(os.path.join(out, "mod17_site_drivers.csv"), "w") as f:
+    f.write("date,fpar,lai,tmin_degc,tmean_degc,qv_kg_kg,ps_pa,par_mj_m2_d,vpd_pa_mod17\n")
+    for i in range(n):
+        f.write(f"{dates[i]}," + ",".join(repr(float(a[i])) for a in (fpar, lai, tmin, tmean, qv, ps, par, vpd)) + "\n")
+sd = open(os.path.join(out, "mod17_site_daily.csv"), "w")
+sd.write("pft,date,gpp_gc_m2_d,r_leaf_gc_m2_d,r_froot_gc_m2_d\n")
+sa = open(os.path.join(out, "mod17_site_annual.csv"), "w")
+sa.write("pft,year,gpp_gc_m2,r_leaf_gc_m2,r_froot_gc_m2,r_livewood_gc_m2,npp_gc_m2\n")
+for pft in PFT_VALID:
+    model = MOD17({k: bplut[k][pft] for k in MOD17.required_parameters})
+    gpp = model.daily_gpp(fpar, tmin, vpd, par)
+    r_leaf, r_froot = model.daily_respiration(lai, tmean)
+    for i in range(n):
+        sd.write(f"{pft},{dates[i]}," + ",".join(repr(float(a[i])) for a in (gpp, r_leaf, r_froot)) + "\n")
+    col = lambda a: a.reshape(-1, 1)
+    for y in (2001, 2002):
+        m = years == y
+        ar_leaf, ar_froot, ar_live = model.annual_respiration(col(lai[m]), col(tmean[m]), col(years[m]))
+        npp = model.annual_npp(col(fpar[m]), col(tmin[m]), col(vpd[m]), col(par[m]), col(lai[m]), col(tmean[m]), col(years[m]))
+        sa.write(f"{pft},{y}," + ",".join(repr(float(v)) for v in (gpp[m].sum(), ar_leaf[0, 0], ar_froot[0, 0], ar_live[0, 0], npp[0, 0])) + "\n")
+sd.close()
+sa.close()
