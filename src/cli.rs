@@ -91,7 +91,8 @@ enum Command {
     /// NPP, soil heterotrophic respiration, NEP and sequestration (CASA monthly or MOD17) from monthly NDVI
     /// composites, a land-cover map and climate drivers.
     Npp(NppArgs),
-    /// Run MOD17 at one site from a daily driver table (with FPAR), optionally against observed GPP.
+    /// Run MOD17 or the P-model at one site from a daily driver table (with FPAR), optionally against observed
+    /// GPP; calibrate the P-model there (--fit).
     Site(SiteArgs),
     /// Net carbon balance: fuse a sequestration raster with an emission lattice (raster or vector grid) into
     /// net balance rasters (fine and per lattice cell), per-zone tables and a map.
@@ -99,6 +100,9 @@ enum Command {
     /// Compare a model output (a raster sampled at field plots, or a table joined on a key such as a date) with
     /// observations: statistics overall, per class, per zone and per group, a scatter plot and a residual map.
     Validate(ValidateArgs),
+    /// Validate every soil heterotrophic-respiration model against plot records of annual Rh (ForC's
+    /// R_het_soil) with each plot's climate: per model and group, n, bias and RMSE.
+    ValidateRh(ValidateRhArgs),
     /// Fit correction factors per zone x class, zone and class from field plots (partial pooling), write a
     /// correction table for `npp --corrections`, and cross-validate with folds grouped by site.
     Calibrate(CalibrateArgs),
@@ -756,6 +760,50 @@ struct ValidateArgs {
 }
 
 #[derive(Args)]
+struct ValidateRhArgs {
+    /// Plot records (CSV with coordinates), such as ForC's ForC_simplified.csv.
+    #[arg(long)]
+    plots: PathBuf,
+    /// Column naming the variable of each record.
+    #[arg(long, default_value = "variable.name")]
+    variable_field: String,
+    /// Variable of the records to compare.
+    #[arg(long, default_value = "R_het_soil")]
+    variable: String,
+    /// Column holding the value.
+    #[arg(long, default_value = "mean")]
+    value_field: String,
+    /// Unit of the values (an annual carbon flux density).
+    #[arg(long)]
+    value_unit: String,
+    /// Column grouping the records in the table (a biome or ecozone).
+    #[arg(long, default_value = "FAO.ecozone")]
+    group_field: String,
+    #[arg(long, default_value = "lon")]
+    lon_field: String,
+    #[arg(long, default_value = "lat")]
+    lat_field: String,
+    /// Columns of the plot's mean annual temperature (C) and precipitation (mm yr-1), used where the normals
+    /// do not cover the plot.
+    #[arg(long, default_value = "mat")]
+    mat_field: String,
+    #[arg(long, default_value = "map")]
+    map_field: String,
+    /// Monthly normal temperature raster (12 bands, C) ...
+    #[arg(long)]
+    temperature: Option<PathBuf>,
+    /// ... and precipitation raster (12 bands, mm month-1).
+    #[arg(long)]
+    precipitation: Option<PathBuf>,
+    /// Models to compare (built-in names or .toml files, comma separated); default every built-in model.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Output folder (rh_validation.csv, rh_plots.csv).
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct CalibrateArgs {
     #[command(flatten)]
     sample: SampleArgs,
@@ -999,7 +1047,8 @@ impl Progress for CliProgress {
 
 /// The arguments that name outputs: (command, argument id, whether it is a folder). Every other path-valued
 /// argument, and every text argument naming an existing file (a legend or parameter .toml), is an input.
-const OUTPUTS: [(&str, &str, bool); 15] = [
+const OUTPUTS: [(&str, &str, bool); 16] = [
+    ("validate-rh", "out", true),
     ("indices", "out", true),
     ("npp", "out", true),
     ("site", "out", true),
@@ -1585,6 +1634,29 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 out_dir: a.out,
             };
             let report = crate::pipeline::validate::run_validate(&job, progress)?;
+            if !quiet {
+                print!("{report}");
+            }
+            Ok(())
+        }
+        Command::ValidateRh(a) => {
+            let job = crate::pipeline::rh_check::RhCheckJob {
+                plots: a.plots,
+                variable_field: a.variable_field,
+                variable: a.variable,
+                value_field: a.value_field,
+                value_unit: a.value_unit,
+                group_field: a.group_field,
+                lon_field: a.lon_field,
+                lat_field: a.lat_field,
+                mat_field: a.mat_field,
+                map_field: a.map_field,
+                temperature: a.temperature,
+                precipitation: a.precipitation,
+                models: a.models,
+                out_dir: a.out,
+            };
+            let report = crate::pipeline::rh_check::run_rh_check(&job)?;
             if !quiet {
                 print!("{report}");
             }

@@ -90,7 +90,8 @@ fn npp_cmd(dir: &Path, extra: &[&str]) -> assert_cmd::Command {
 /// Run `npp` for June into `dir/out` and return the June NPP raster's band.
 fn june_npp(dir: &Path, extra: &[&str]) -> Vec<f64> {
     let out = dir.join("out");
-    npp_cmd(dir, &["--months", "6-6"])
+    // The hand calculation below is worked with Pei et al. (2009)'s Rh, not the default.
+    npp_cmd(dir, &["--months", "6-6", "--rh", "pei2009"])
         .args(extra)
         .arg("-o")
         .arg(&out)

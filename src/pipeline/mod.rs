@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod classify;
 pub mod features;
 pub mod npp;
+pub mod rh_check;
 pub mod season;
 pub mod site;
 pub mod validate;

@@ -1341,6 +1341,7 @@ fn strip_casa(
                         .enumerate()
                         .map(|(k, &i)| rh_p.monthly(temps[i], pr[k].at(px))),
                 );
+                rh_p.finish(rh_m);
                 match m {
                     ClassModel::Zero => (
                         PixelOut {
@@ -1586,9 +1587,10 @@ fn strip_mod17(
                     vec![[f32::NAN; 3]; nm],
                 );
             };
-            let rh_m: Vec<f64> = (0..nm)
+            let mut rh_m: Vec<f64> = (0..nm)
                 .map(|k| rh_p.monthly(month_t[k][px] / month_days[k], month_p[k][px]))
                 .collect();
+            rh_p.finish(&mut rh_m);
             match m {
                 ClassModel::Zero => (
                     PixelOut {

@@ -1,0 +1,246 @@
+//! `carbonmap validate-rh`: every soil heterotrophic-respiration model of models/rh/ (or those named) against
+//! plot records of annual Rh (ForC's R_het_soil), with climate for each plot from monthly normal rasters where
+//! they cover it (12 bands, Jan..Dec: a seasonal cycle) or else the plot's own mean annual temperature and
+//! precipitation (12 equal months: no seasonal cycle, which the report says). Writes rh_validation.csv (per
+//! model and group: n, means, bias, RMSE) and rh_plots.csv (each plot, its climate source and each model).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::{self, PointSample};
+use crate::models;
+use crate::npp::rh::RhModel;
+use crate::plots;
+use crate::units::CarbonUnit;
+
+/// What `carbonmap validate-rh` does.
+#[derive(Debug, Clone)]
+pub struct RhCheckJob {
+    pub plots: PathBuf,
+    pub variable_field: String,
+    pub variable: String,
+    pub value_field: String,
+    pub value_unit: String,
+    pub group_field: String,
+    pub lon_field: String,
+    pub lat_field: String,
+    pub mat_field: String,
+    pub map_field: String,
+    /// Monthly normal temperature (C) and precipitation (mm month-1) rasters, 12 bands each.
+    pub temperature: Option<PathBuf>,
+    pub precipitation: Option<PathBuf>,
+    /// Models by name or file; empty = every built-in model.
+    pub models: Vec<String>,
+    pub out_dir: PathBuf,
+}
+
+/// A plot's climate: 12 (temperature C, precipitation mm) months and where they came from.
+struct Climate {
+    months: Vec<(f64, f64)>,
+    source: &'static str,
+}
+
+struct Plot {
+    origin: String,
+    group: String,
+    observed: f64,
+    climate: Climate,
+}
+
+const NORMALS: &str = "monthly normals (rasters)";
+const ANNUAL: &str = "plot MAT and MAP (12 equal months)";
+
+/// Monthly normals at each point (None where a month is missing), points in lon/lat (EPSG:4326).
+fn normals(path: &Path, lons: &[f64], lats: &[f64]) -> Result<Vec<Option<Vec<f64>>>> {
+    let info = io::RasterInfo::read(path)?;
+    if info.bands.len() != 12 {
+        return Err(Error::input(
+            path,
+            format!(
+                "has {} bands; monthly normals need 12 (January..December)",
+                info.bands.len()
+            ),
+        ));
+    }
+    let (mut xs, mut ys) = (lons.to_vec(), lats.to_vec());
+    if let Some(wkt) = &info.crs_wkt {
+        io::transform_points(&io::crs_wkt("EPSG:4326")?, wkt, &mut xs, &mut ys)?;
+    }
+    let mut out: Vec<Option<Vec<f64>>> = vec![Some(Vec::with_capacity(12)); xs.len()];
+    for band in 1..=12 {
+        for (o, s) in out
+            .iter_mut()
+            .zip(io::sample_points(path, band, &xs, &ys, 1)?)
+        {
+            match (o.as_mut(), s) {
+                (Some(v), PointSample::Value { mean, .. }) => v.push(mean),
+                _ => *o = None,
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
+    let cols = vec![
+        job.variable_field.clone(),
+        job.value_field.clone(),
+        job.group_field.clone(),
+        job.mat_field.clone(),
+        job.map_field.clone(),
+    ];
+    let rows = plots::read_csv(&job.plots, Some((&job.lon_field, &job.lat_field)), &cols)?;
+    let factor = CarbonUnit::parse(&job.value_unit)
+        .and_then(|u| u.factor_to(&CarbonUnit::parse("g C m-2 yr-1").expect("valid")))
+        .map_err(|e| Error::Usage(format!("--value-unit: {e}")))?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.vals[0].as_deref() == Some(job.variable.as_str()))
+        .collect();
+    if rows.is_empty() {
+        return Err(Error::input(
+            &job.plots,
+            format!(
+                "has no record with {} = {}",
+                job.variable_field, job.variable
+            ),
+        ));
+    }
+    let lons: Vec<f64> = rows
+        .iter()
+        .map(|r| r.point.map_or(f64::NAN, |p| p.0))
+        .collect();
+    let lats: Vec<f64> = rows
+        .iter()
+        .map(|r| r.point.map_or(f64::NAN, |p| p.1))
+        .collect();
+    let (t, p) = match (&job.temperature, &job.precipitation) {
+        (Some(t), Some(p)) => (normals(t, &lons, &lats)?, normals(p, &lons, &lats)?),
+        (None, None) => (vec![None; rows.len()], vec![None; rows.len()]),
+        _ => {
+            return Err(Error::Usage(
+                "--temperature and --precipitation go together (monthly normals of both)".into(),
+            ))
+        }
+    };
+    let num = |v: &Option<String>| v.as_deref().and_then(|s| s.trim().parse::<f64>().ok());
+    let (mut out, mut skipped) = (vec![], 0);
+    for (i, r) in rows.iter().enumerate() {
+        let Some(obs) = num(&r.vals[1]) else {
+            skipped += 1;
+            continue;
+        };
+        let climate = match (&t[i], &p[i], num(&r.vals[3]), num(&r.vals[4])) {
+            (Some(tm), Some(pm), _, _) => Climate {
+                months: tm.iter().copied().zip(pm.iter().copied()).collect(),
+                source: NORMALS,
+            },
+            (_, _, Some(mat), Some(map)) => Climate {
+                months: vec![(mat, map / 12.0); 12],
+                source: ANNUAL,
+            },
+            _ => {
+                skipped += 1;
+                continue;
+            }
+        };
+        out.push(Plot {
+            origin: r.origin.clone(),
+            group: r.vals[2].clone().unwrap_or_else(|| "(none)".into()),
+            observed: obs * factor,
+            climate,
+        });
+    }
+    Ok((out, skipped))
+}
+
+fn resolve_models(job: &RhCheckJob) -> Result<Vec<RhModel>> {
+    let names: Vec<String> = if job.models.is_empty() {
+        models::embedded_under("rh/")
+            .map(|(rel, _)| {
+                rel.trim_start_matches("rh/")
+                    .trim_end_matches(".toml")
+                    .to_string()
+            })
+            .collect()
+    } else {
+        job.models.clone()
+    };
+    names.iter().map(|n| RhModel::resolve(n)).collect()
+}
+
+/// n, mean observed, mean model, bias, bias %, RMSE of (observed, model) pairs.
+fn stats(pairs: &[(f64, f64)]) -> [f64; 6] {
+    let n = pairs.len() as f64;
+    let mo = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let mm = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    let rmse = (pairs.iter().map(|p| (p.1 - p.0).powi(2)).sum::<f64>() / n).sqrt();
+    [n, mo, mm, mm - mo, 100.0 * (mm - mo) / mo, rmse]
+}
+
+pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
+    let ms = resolve_models(job)?;
+    let (plots, skipped) = load_plots(job)?;
+    let modelled: Vec<Vec<f64>> = plots
+        .iter()
+        .map(|p| ms.iter().map(|m| m.annual(&p.climate.months)).collect())
+        .collect();
+    let mut per_plot = String::from("origin,group,climate,observed_gC_m2_yr");
+    for m in &ms {
+        let _ = write!(per_plot, ",{}_gC_m2_yr", m.name);
+    }
+    per_plot.push('\n');
+    for (p, v) in plots.iter().zip(&modelled) {
+        let _ = write!(
+            per_plot,
+            "{},\"{}\",{},{}",
+            p.origin, p.group, p.climate.source, p.observed
+        );
+        for x in v {
+            let _ = write!(per_plot, ",{x}");
+        }
+        per_plot.push('\n');
+    }
+    let mut table = String::from("model,group,n,mean_observed_gC_m2_yr,mean_model_gC_m2_yr,bias_gC_m2_yr,bias_percent,rmse_gC_m2_yr\n");
+    let mut report = format!(
+        "Soil heterotrophic respiration against {} records of {} ({} without climate or value left out; climate: {} from {}, {} from {})\n",
+        plots.len(),
+        job.variable,
+        skipped,
+        plots.iter().filter(|p| p.climate.source == NORMALS).count(),
+        NORMALS,
+        plots.iter().filter(|p| p.climate.source == ANNUAL).count(),
+        ANNUAL
+    );
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, p) in plots.iter().enumerate() {
+        groups.entry(p.group.as_str()).or_default().push(i);
+    }
+    for (k, m) in ms.iter().enumerate() {
+        let all: Vec<usize> = (0..plots.len()).collect();
+        for (g, idx) in std::iter::once(("all", &all)).chain(groups.iter().map(|(g, v)| (*g, v))) {
+            let pairs: Vec<(f64, f64)> = idx
+                .iter()
+                .map(|&i| (plots[i].observed, modelled[i][k]))
+                .collect();
+            let s = stats(&pairs);
+            let _ = writeln!(
+                table,
+                "{},\"{g}\",{},{},{},{},{},{}",
+                m.name, s[0], s[1], s[2], s[3], s[4], s[5]
+            );
+            if g == "all" {
+                let _ = writeln!(
+                    report,
+                    "  {:<20} n {:>4}  observed {:>6.0}  model {:>6.0}  bias {:>+6.0} ({:+.1} %)  RMSE {:>5.0} g C m-2 yr-1",
+                    m.name, s[0], s[1], s[2], s[3], s[4], s[5]
+                );
+            }
+        }
+    }
+    io::write_atomic(&job.out_dir.join("rh_validation.csv"), table.as_bytes())?;
+    io::write_atomic(&job.out_dir.join("rh_plots.csv"), per_plot.as_bytes())?;
+    Ok(report)
+}
