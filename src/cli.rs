@@ -798,6 +798,13 @@ struct ValidateRhArgs {
     /// Models to compare (built-in names or .toml files, comma separated); default every built-in model.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
+    /// Fit a scale factor per model (ratio of sums), cross-validated leaving one site out; writes
+    /// rh_fitted_MODEL.toml for `npp --rh`.
+    #[arg(long)]
+    fit: bool,
+    /// Column naming each record's site (the cross-validation groups of --fit).
+    #[arg(long, default_value = "sites.sitename")]
+    site_field: String,
     /// Output folder (rh_validation.csv, rh_plots.csv).
     #[arg(long, short)]
     out: PathBuf,
@@ -1654,6 +1661,8 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 temperature: a.temperature,
                 precipitation: a.precipitation,
                 models: a.models,
+                fit: a.fit,
+                site_field: a.site_field,
                 out_dir: a.out,
             };
             let report = crate::pipeline::rh_check::run_rh_check(&job)?;

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::models;
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum RhForm {
     /// a (exp(b T) + ln(c R + 1)) x days x fraction, as printed by Pei et al. (2009).
@@ -18,11 +18,12 @@ pub enum RhForm {
     /// a exp(b T + ln(c R + 1)) x days x fraction = a exp(b T) (c R + 1) x days x fraction.
     Product,
     /// Soil respiration Rs = a exp(b T) R / (c + R) x days (Raich et al. 2002), and its heterotrophic part
-    /// from the annual rate: ln(Rh) = rh_ln_intercept + rh_ln_slope ln(Rs) (Bond-Lamberty et al. 2004).
+    /// from the annual rate: ln(Rh) = rh_ln_intercept + rh_ln_slope ln(Rs) (Bond-Lamberty et al. 2004), times
+    /// fraction.
     Raich,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RhModel {
     pub name: String,
@@ -37,11 +38,14 @@ pub struct RhModel {
     /// Form "raich": the annual Rh-Rs relation's intercept and slope (g C m-2 yr-1, natural logarithms).
     pub rh_ln_intercept: Option<f64>,
     pub rh_ln_slope: Option<f64>,
+    /// How a fitted model was made (`validate-rh --fit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<toml::Table>,
     #[serde(skip)]
     pub source: PathBuf,
 }
 
-pub const DEFAULT_RH: &str = "raich2002-bl2004";
+pub const DEFAULT_RH: &str = "raich2002-bl2004-forc";
 
 fn one() -> f64 {
     1.0
@@ -69,8 +73,7 @@ impl RhModel {
             return self.a
                 * (self.b * t_degc).exp()
                 * (precip_mm / (self.c + precip_mm))
-                * self.days_per_month
-                * self.fraction;
+                * self.days_per_month;
         }
         let wet = (self.c * precip_mm + 1.0).ln();
         let core = match self.form {
@@ -92,8 +95,9 @@ impl RhModel {
             self.rh_ln_slope.expect("checked"),
         );
         let rs_yr = months.iter().sum::<f64>() * 12.0 / months.len() as f64;
+        // `fraction` scales Rh itself (a fitted factor), after the nonlinear share.
         let share = if rs_yr > 0.0 {
-            (i + (s - 1.0) * rs_yr.ln()).exp()
+            (i + (s - 1.0) * rs_yr.ln()).exp() * self.fraction
         } else {
             0.0
         };

@@ -33,6 +33,11 @@ pub struct RhCheckJob {
     pub precipitation: Option<PathBuf>,
     /// Models by name or file; empty = every built-in model.
     pub models: Vec<String>,
+    /// Fit a scale factor for each model (ratio of sums), cross-validated leaving one site out; writes
+    /// rh_fitted_MODEL.toml.
+    pub fit: bool,
+    /// Column naming the site of each record (the cross-validation groups).
+    pub site_field: String,
     pub out_dir: PathBuf,
 }
 
@@ -44,6 +49,7 @@ struct Climate {
 
 struct Plot {
     origin: String,
+    site: String,
     group: String,
     observed: f64,
     climate: Climate,
@@ -90,6 +96,7 @@ fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
         job.group_field.clone(),
         job.mat_field.clone(),
         job.map_field.clone(),
+        job.site_field.clone(),
     ];
     let rows = plots::read_csv(&job.plots, Some((&job.lon_field, &job.lat_field)), &cols)?;
     let factor = CarbonUnit::parse(&job.value_unit)
@@ -148,6 +155,7 @@ fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
         };
         out.push(Plot {
             origin: r.origin.clone(),
+            site: r.vals[5].clone().unwrap_or_else(|| r.origin.clone()),
             group: r.vals[2].clone().unwrap_or_else(|| "(none)".into()),
             observed: obs * factor,
             climate,
@@ -240,7 +248,72 @@ pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
             }
         }
     }
+    if job.fit {
+        for (k, m) in ms.iter().enumerate() {
+            let col: Vec<f64> = modelled.iter().map(|v| v[k]).collect();
+            report.push_str(&fit_model(job, m, &plots, &col)?);
+        }
+    }
     io::write_atomic(&job.out_dir.join("rh_validation.csv"), table.as_bytes())?;
     io::write_atomic(&job.out_dir.join("rh_plots.csv"), per_plot.as_bytes())?;
     Ok(report)
+}
+
+/// A model's Rh scaled by the ratio of sums over the plots, cross-validated leaving one site out; writes the
+/// scaled model as rh_fitted_NAME.toml and returns a report line.
+fn fit_model(job: &RhCheckJob, m: &RhModel, plots: &[Plot], model: &[f64]) -> Result<String> {
+    let (so, sm): (f64, f64) = (plots.iter().map(|p| p.observed).sum(), model.iter().sum());
+    let factor = so / sm;
+    let mut sites: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (p, v) in plots.iter().zip(model) {
+        let e = sites.entry(p.site.as_str()).or_default();
+        e.0 += p.observed;
+        e.1 += v;
+    }
+    // Each site predicted with the factor of all the other sites.
+    let (mut pred, mut sq) = (0.0, 0.0);
+    for (p, v) in plots.iter().zip(model) {
+        let (o_site, m_site) = sites[p.site.as_str()];
+        let f = (so - o_site) / (sm - m_site);
+        pred += f * v;
+        sq += (f * v - p.observed).powi(2);
+    }
+    let n = plots.len() as f64;
+    let cv_bias = 100.0 * (pred - so) / so;
+    let cv_rmse = (sq / n).sqrt();
+    let mut fitted = m.clone();
+    fitted.name = format!("{}-fitted", m.name);
+    fitted.fraction = m.fraction * factor;
+    let mut t = toml::Table::new();
+    t.insert("plots".into(), job.plots.display().to_string().into());
+    t.insert(
+        "records".into(),
+        format!(
+            "{} = {}: {} records at {} sites",
+            job.variable_field,
+            job.variable,
+            plots.len(),
+            sites.len()
+        )
+        .into(),
+    );
+    t.insert(
+        "method".into(),
+        "Rh scaled by sum(observed) / sum(model) (fraction multiplied)".into(),
+    );
+    t.insert("factor".into(), factor.into());
+    t.insert(
+        "cross_validation".into(),
+        format!("leave one site out: bias {cv_bias:+.1} %, RMSE {cv_rmse:.0} g C m-2 yr-1").into(),
+    );
+    t.insert("fitted_from".into(), m.source.display().to_string().into());
+    fitted.calibration = Some(t);
+    let text = toml::to_string(&fitted).map_err(|e| Error::Usage(format!("fitted model: {e}")))?;
+    let file = job.out_dir.join(format!("rh_fitted_{}.toml", m.name));
+    io::write_atomic(&file, text.as_bytes())?;
+    Ok(format!(
+        "  {:<20} fitted x {factor:.4}: leave-one-site-out bias {cv_bias:+.1} %, RMSE {cv_rmse:.0} g C m-2 yr-1 ({})\n",
+        m.name,
+        file.display()
+    ))
 }
