@@ -626,6 +626,10 @@ struct SampleArgs {
     /// Column with the plot's class (else the vegetation type under the plot on --landcover).
     #[arg(long)]
     class_field: Option<String>,
+    /// Map --class-field's codes to carbonmap's vegetation types: a built-in map (forc-dominant-veg) or a .toml
+    /// file with a [map] table, so that a calibrated table keys on types `npp --corrections` knows.
+    #[arg(long)]
+    class_map: Option<String>,
     /// Column naming the site (calibrate's cross-validation keeps a site's plots in one fold).
     #[arg(long)]
     site_field: Option<String>,
@@ -726,6 +730,7 @@ impl SampleArgs {
                 unit: self.observed_unit,
                 unit_field: self.observed_unit_field,
                 class_field: self.class_field,
+                class_map: self.class_map,
                 site_field: self.site_field,
                 zone_field: self.plot_zone_field,
                 group_fields: self.group_by,

@@ -6,11 +6,15 @@
 //! `applies_to` is `epsilon_max` or `npp` (one value for the whole table), `se` and `n` the factor's
 //! standard error and sample count (empty for factors not fitted by carbonmap), `source` the citation.
 //!
-//! `calibrate` fits the factors from plots: per plot the ratio observed / modelled; per group the mean ratio,
-//! shrunk toward the broader level by empirical-Bayes partial pooling (the normal hierarchical model,
-//! Gelman et al. 2013, Bayesian Data Analysis, 3rd ed., ch. 5): with group mean r_g of n_g ratios, within-group
-//! variance s2 and between-group variance tau2 (method of moments, floored at 0), the factor is
-//! w r_g + (1 - w) parent with w = tau2 / (tau2 + s2 / n_g), and its standard error
+//! `calibrate` fits the factors from plots: per group the ratio of sums r_g = sum(observed) / sum(model) (the
+//! ratio estimator: the corrected group total equals the observed total, and large values weigh as much as
+//! they matter, unlike a mean of per-plot ratios that many small values dominate), shrunk toward the broader
+//! level by empirical-Bayes partial pooling (the normal hierarchical model, Gelman et al. 2013, Bayesian Data
+//! Analysis, 3rd ed., ch. 5). The residuals on the ratio scale e_i = (o_i - r_g m_i) / mean(m) give the
+//! within-group variance s2 (pooled over groups), so that r_g's sampling variance is s2 / n_g (the classical
+//! ratio-estimator variance, Cochran 1977, Sampling Techniques, eq. 6.9); with the between-group variance tau2
+//! (method of moments, floored at 0), the factor is w r_g + (1 - w) parent with w = tau2 / (tau2 + s2 / n_g),
+//! and its standard error
 //! sqrt(w s2 / n_g + (1 - w)^2 se(parent)^2). Classes and zones shrink toward the mean of all plots, zone x
 //! class cells toward their zone.
 
@@ -359,7 +363,7 @@ pub struct Fitted {
     pub zone: Option<String>,
     pub class: Option<String>,
     pub n: usize,
-    /// Mean ratio observed / model of the group's plots (no pooling).
+    /// Ratio of sums observed / model of the group's plots (no pooling).
     pub raw: f64,
     /// The pooled factor.
     pub factor: f64,
@@ -372,12 +376,23 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-/// Pooled within-group variance of the ratios (groups of one plot contribute nothing).
-fn within_variance(groups: &BTreeMap<Key, Vec<f64>>) -> Option<f64> {
+/// Ratio of sums of (observed, model) pairs.
+fn ratio(v: &[(f64, f64)]) -> f64 {
+    v.iter().map(|p| p.0).sum::<f64>() / v.iter().map(|p| p.1).sum::<f64>()
+}
+
+/// Sum of squared residuals on the ratio scale, (o - r m) / mean(m), around the group's ratio of sums.
+fn ratio_ss(v: &[(f64, f64)]) -> f64 {
+    let r = ratio(v);
+    let mbar = v.iter().map(|p| p.1).sum::<f64>() / v.len() as f64;
+    v.iter().map(|p| ((p.0 - r * p.1) / mbar).powi(2)).sum()
+}
+
+/// Pooled within-group variance on the ratio scale (groups of one plot contribute nothing).
+fn within_variance(groups: &BTreeMap<Key, Vec<(f64, f64)>>) -> Option<f64> {
     let (mut ss, mut df) = (0.0, 0usize);
     for v in groups.values() {
-        let m = mean(v);
-        ss += v.iter().map(|x| (x - m) * (x - m)).sum::<f64>();
+        ss += ratio_ss(v);
         df += v.len() - 1;
     }
     (df > 0).then(|| ss / df as f64)
@@ -385,7 +400,7 @@ fn within_variance(groups: &BTreeMap<Key, Vec<f64>>) -> Option<f64> {
 
 /// Shrink each group's mean toward its parent (given per group with its standard error).
 fn pool(
-    groups: &BTreeMap<Key, Vec<f64>>,
+    groups: &BTreeMap<Key, Vec<(f64, f64)>>,
     parent: impl Fn(&Key) -> (f64, f64),
     fallback_variance: f64,
 ) -> Vec<Fitted> {
@@ -393,7 +408,7 @@ fn pool(
     // Method of moments: E[(r_g - parent)^2] = tau2 + s2 / n_g.
     let dev: Vec<f64> = groups
         .iter()
-        .map(|(k, v)| (mean(v) - parent(k).0).powi(2) - s2 / v.len() as f64)
+        .map(|(k, v)| (ratio(v) - parent(k).0).powi(2) - s2 / v.len() as f64)
         .collect();
     let tau2 = if dev.is_empty() {
         0.0
@@ -404,7 +419,7 @@ fn pool(
         .iter()
         .map(|(k, v)| {
             let n = v.len();
-            let raw = mean(v);
+            let raw = ratio(v);
             let (p, p_se) = parent(k);
             let sampling = s2 / n as f64;
             let w = if tau2 + sampling > 0.0 {
@@ -428,7 +443,7 @@ fn pool(
 /// The fit: all plots, and the zone, class and zone x class factors.
 #[derive(Debug, Clone, Serialize)]
 pub struct Calibration {
-    /// Mean ratio over all plots and its standard error.
+    /// Ratio of sums over all plots and its standard error.
     pub overall: Fitted,
     pub factors: Vec<Fitted>,
     /// Plots left out because the model value is not positive (a ratio needs one).
@@ -441,20 +456,20 @@ pub fn calibrate(plots: &[CalPlot]) -> Calibration {
         .iter()
         .filter(|p| p.model > 0.0 && p.model.is_finite() && p.observed.is_finite())
         .collect();
-    let ratios: Vec<f64> = usable.iter().map(|p| p.observed / p.model).collect();
-    let n = ratios.len();
-    let mu = mean(&ratios);
+    let pairs: Vec<(f64, f64)> = usable.iter().map(|p| (p.observed, p.model)).collect();
+    let n = pairs.len();
+    let mu = if n > 0 { ratio(&pairs) } else { f64::NAN };
     let total_var = if n > 1 {
-        ratios.iter().map(|r| (r - mu) * (r - mu)).sum::<f64>() / (n - 1) as f64
+        ratio_ss(&pairs) / (n - 1) as f64
     } else {
         0.0
     };
     let mu_se = (total_var / n as f64).sqrt();
     let group = |f: &dyn Fn(&CalPlot) -> Option<Key>| {
-        let mut g: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
-        for (p, r) in usable.iter().zip(&ratios) {
+        let mut g: BTreeMap<Key, Vec<(f64, f64)>> = BTreeMap::new();
+        for (p, pr) in usable.iter().zip(&pairs) {
             if let Some(k) = f(p) {
-                g.entry(k).or_default().push(*r);
+                g.entry(k).or_default().push(*pr);
             }
         }
         g
@@ -688,6 +703,21 @@ mod tests {
                 .to_string();
             assert!(e.contains(says), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn ratio_of_sums_not_mean_of_ratios() {
+        // Winter-like plots (small model values, large ratios) do not pull the factor: observed 1 and 10
+        // against model 0.5 and 20 give sum 11 / 20.5 = 0.536585, where the mean ratio is (2 + 0.5) / 2 = 1.25.
+        let p = [
+            plot("A", "f", "s1", 1.0, 0.5),
+            plot("A", "f", "s2", 10.0, 20.0),
+        ];
+        let c = calibrate(&p);
+        assert!((c.overall.factor - 11.0 / 20.5).abs() < 1e-12);
+        // Its standard error: residuals (1 - 0.536585 x 0.5, 10 - 0.536585 x 20) / 10.25 = (0.071386,
+        // -0.071386); variance 2 x 0.071386^2 / 1 = 0.0101920; se = sqrt(0.0101920 / 2) = 0.0713865.
+        assert!((c.overall.se - 0.0713865).abs() < 1e-6, "{}", c.overall.se);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct PlotSpec {
     /// ... or a column holding each row's unit (as ForC's `units`).
     pub unit_field: Option<String>,
     pub class_field: Option<String>,
+    /// Map the class column's codes to carbonmap's vegetation types (models/class-maps/NAME.toml or a file).
+    pub class_map: Option<String>,
     /// Plots of one site are kept together in cross-validation folds.
     pub site_field: Option<String>,
     /// Zone of each plot from a column (instead of a zone layer).
@@ -69,6 +71,46 @@ pub struct Plots {
     pub filtered_out: usize,
     /// Rows kept by the filters whose observation is empty or NA (listed by origin).
     pub without_observation: Vec<String>,
+    /// Class codes the class map does not map, with their plot counts (those plots have no class).
+    pub unmapped_classes: BTreeMap<String, usize>,
+}
+
+/// A table from a plot table's own class codes to carbonmap's vegetation types.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassMap {
+    pub name: String,
+    pub citation: String,
+    pub map: BTreeMap<String, String>,
+}
+
+impl ClassMap {
+    /// A built-in map by name (models/class-maps/) or a .toml file; every target must be a vegetation type.
+    pub fn resolve(name_or_path: &str) -> Result<ClassMap> {
+        let (m, path): (ClassMap, _) =
+            crate::models::resolve_table("class map", "class-maps/", name_or_path)?;
+        let types: Vec<String> = crate::landcover::vegetation_types()?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let bad: Vec<String> = m
+            .map
+            .iter()
+            .filter(|(_, t)| !types.contains(t))
+            .map(|(k, t)| format!("{k} = \"{t}\""))
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::config(
+                &path,
+                format!(
+                    "not vegetation types: {} (known: {})",
+                    bad.join(", "),
+                    types.join(", ")
+                ),
+            ));
+        }
+        Ok(m)
+    }
 }
 
 /// A row of a table: the requested columns' values (None = empty or NA) and its coordinates.
@@ -258,6 +300,16 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
     let mut filtered_out = 0;
     let mut without_observation = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let class_map = match &spec.class_map {
+        Some(m) if spec.class_field.is_none() => {
+            return Err(Error::Usage(format!(
+                "--class-map {m} maps the codes of --class-field: give the class column"
+            )))
+        }
+        Some(m) => Some(ClassMap::resolve(m)?),
+        None => None,
+    };
+    let mut unmapped: BTreeMap<String, usize> = BTreeMap::new();
     let mut duplicates = Vec::new();
     'rows: for row in rows {
         for (f, allowed) in &spec.filters {
@@ -318,6 +370,16 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             ));
         }
         let (x, y) = row.point.unwrap_or((f64::NAN, f64::NAN));
+        let mut class = get(&row, &spec.class_field);
+        if let (Some(m), Some(c)) = (&class_map, &class) {
+            match m.map.get(c) {
+                Some(t) => class = Some(t.clone()),
+                None => {
+                    *unmapped.entry(c.clone()).or_insert(0) += 1;
+                    class = None;
+                }
+            }
+        }
         plots.push(Plot {
             origin: row.origin.clone(),
             id,
@@ -326,7 +388,7 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             key,
             observed,
             unit,
-            class: get(&row, &spec.class_field),
+            class,
             site: get(&row, &spec.site_field),
             zone: get(&row, &spec.zone_field),
             groups: spec
@@ -365,6 +427,7 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
         plots,
         filtered_out,
         without_observation,
+        unmapped_classes: unmapped,
     })
 }
 

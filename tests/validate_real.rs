@@ -184,6 +184,64 @@ fn forc_npp_against_casa_over_north_america() {
         after.0 < before.0 && after.1.abs() < before.1.abs(),
         "{before:?} -> {after:?}"
     );
+
+    // The README's class calibration: ForC's own codes mapped to carbonmap's vegetation types, so that the
+    // table applies to the raster with `npp --corrections` and changes it by its factor.
+    let mut c = carbonmap();
+    c.args([
+        "calibrate",
+        "--class-field",
+        "dominant.veg",
+        "--class-map",
+        "forc-dominant-veg",
+    ])
+    .args(["--applies-to", "npp", "--folds", "0"]);
+    plot_args(&mut c);
+    c.arg("-o").arg(d.join("cal-class")).assert().success();
+    let table = d.join("cal-class/corrections.csv");
+    let text = std::fs::read_to_string(&table).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(",evergreen_needleleaf_forest,"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let factor: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
+    // The ratio of sums of the calibrated plots, by hand from the pairs above.
+    let by_hand = pairs.iter().map(|p| p.0).sum::<f64>() / pairs.iter().map(|p| p.1).sum::<f64>();
+    assert!((factor - by_hand).abs() < 1e-5, "{factor} vs {by_hand}");
+    carbonmap()
+        .args([
+            "npp",
+            "--model",
+            "casa",
+            "--legend",
+            "modis-mcd12q1-umd",
+            "--year",
+            "2001",
+        ])
+        .arg("--ndvi")
+        .arg(d.join("ndvi"))
+        .arg("--landcover")
+        .arg(d.join("lc_enf.tif"))
+        .arg("--drivers")
+        .arg(d.join("cru-normals.toml"))
+        .arg("--corrections")
+        .arg(&table)
+        .arg("-o")
+        .arg(d.join("casa-corrected"))
+        .assert()
+        .success();
+    let (corrected, _, _) = common::read_band(&d.join("casa-corrected/NPP_gC_m2_2001.tif"), 1);
+    let mut checked = 0;
+    for (a, b) in npp.iter().zip(&corrected) {
+        if a.is_finite() && *a > 0.0 {
+            assert!(
+                (b - factor * a).abs() <= 1e-4 * a.abs().max(1.0),
+                "{b} vs {factor} x {a}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000);
 }
 
 /// FR-Pue daily GPP: `validate --model-table` over `site`'s daily series gives the statistics `site` itself

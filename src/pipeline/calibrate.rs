@@ -1,4 +1,4 @@
-//! `carbonmap calibrate`: fit correction factors (observed / modelled) per zone x class, zone and class from
+//! `carbonmap calibrate`: fit correction factors (sum observed / sum modelled) per zone x class, zone and class from
 //! field plots, with partial pooling toward the broader level, write them as a correction table that
 //! `carbonmap npp --corrections` applies, and cross-validate with folds grouped by site.
 
@@ -65,7 +65,7 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
     };
     crate::commit::prepare_folder(&job.out_dir)?;
     let source = format!(
-        "carbonmap {} calibrate: {} plots of {} (observed / model, partial pooling)",
+        "carbonmap {} calibrate: {} plots of {} (ratio of sums observed / model, partial pooling)",
         crate::VERSION,
         fit.overall.n,
         s.plots_path.display()
@@ -75,7 +75,7 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
         format!("Correction factors fitted by carbonmap {} calibrate", crate::VERSION),
         format!("plots: {}; model unit {}", s.plots_path.display(), s.unit.text),
         format!(
-            "factor = mean(observed / model) per group, shrunk toward the broader level (zone x class -> zone -> all; class -> all); se = its standard error; n = plots; all plots: {:.6} (se {:.6}, n {})",
+            "factor = sum(observed) / sum(model) per group, shrunk toward the broader level (zone x class -> zone -> all; class -> all); se = its standard error; n = plots; all plots: {:.6} (se {:.6}, n {})",
             fit.overall.factor, fit.overall.se, fit.overall.n
         ),
         format!("applies_to {}: fallback order zone x class, zone, class, none", job.target.name()),
@@ -93,7 +93,7 @@ pub fn run_calibrate(job: &CalibrateJob, progress: &dyn Progress) -> Result<Stri
         "unit": unit,
         "applies_to": job.target,
         "table": job.table,
-        "method": "per plot ratio observed / model; group means shrunk toward the broader level with weight tau2 / (tau2 + s2 / n) (empirical-Bayes normal hierarchical model, tau2 by the method of moments)",
+        "method": "per group ratio of sums observed / model (ratio estimator; se from residuals on the ratio scale, Cochran 1977 eq. 6.9); group ratios shrunk toward the broader level with weight tau2 / (tau2 + s2 / n) (empirical-Bayes normal hierarchical model, tau2 by the method of moments)",
         "calibration": fit,
         "cross_validation": cv.as_ref().map(|c| serde_json::json!({
             "folds": c.folds,

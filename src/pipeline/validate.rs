@@ -228,6 +228,18 @@ pub fn collect(job: &SampleJob, progress: &dyn Progress) -> Result<Samples> {
             plots.without_observation[..plots.without_observation.len().min(5)].join(", ")
         ));
     }
+    if !plots.unmapped_classes.is_empty() {
+        warnings.push(format!(
+            "{}: class codes the class map does not map (their plots have no class): {}",
+            plots.path.display(),
+            plots
+                .unmapped_classes
+                .iter()
+                .map(|(c, n)| format!("{c} ({n} plots)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let n = plots.plots.len();
     let observed: Vec<f64> = plots
         .plots
