@@ -368,7 +368,8 @@ struct IndicesArgs {
 
 #[derive(Args)]
 struct NppArgs {
-    /// Model: casa (monthly) or mod17 (daily or monthly drivers).
+    /// Model: casa (monthly), mod17 (daily or monthly drivers) or pmodel (P-model GPP with MOD17's
+    /// respiration for NPP; needs co2 and patm drivers).
     #[arg(long, default_value = "casa")]
     model: String,
     /// Folder of monthly composites from `carbonmap indices --period month` (files NDVI_YYYY-MM.tif).
@@ -412,6 +413,10 @@ struct NppArgs {
     /// Heterotrophic-respiration model: built-in name or .toml file.
     #[arg(long, default_value = crate::npp::rh::DEFAULT_RH)]
     rh: String,
+    /// P-model parameter set (--model pmodel): built-in name or .toml file (such as site --fit's
+    /// pmodel_fitted.toml).
+    #[arg(long, default_value = crate::npp::pmodel::DEFAULT_PMODEL)]
+    pmodel_params: String,
     /// Output folder.
     #[arg(long, short)]
     out: PathBuf,
@@ -1316,9 +1321,10 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
     let model = match a.model.to_ascii_lowercase().as_str() {
         "casa" => Some(NppModel::Casa),
         "mod17" => Some(NppModel::Mod17),
+        "pmodel" => Some(NppModel::PModel),
         other => {
             problems.push(Error::Usage(format!(
-                "--model {other}: expected casa or mod17"
+                "--model {other}: expected casa, mod17 or pmodel"
             )));
             None
         }
@@ -1343,6 +1349,7 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
         months,
         casa_params: a.casa_params,
         bplut: a.bplut,
+        pmodel_params: a.pmodel_params,
         rh_model: a.rh,
         out_dir: a.out,
         monthly: a.monthly,

@@ -521,6 +521,18 @@ struct DriversFile {
     raster: BTreeMap<String, RasterSpec>,
     #[serde(default)]
     derive: BTreeMap<String, String>,
+    /// Variables constant over the year and the area, each with its source (such as the year's CO2).
+    #[serde(default)]
+    constant: BTreeMap<String, ConstantSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConstantSpec {
+    value: f64,
+    unit: String,
+    /// Where the value comes from (required: a constant is a claim about the world).
+    source: String,
 }
 
 /// One time step of the year.
@@ -602,6 +614,8 @@ pub struct Drivers {
     /// The station table is a monthly climatology (a month column, no year): its 12 rows stand for any year.
     pub climatology_table: bool,
     station: BTreeMap<Var, Vec<f64>>,
+    /// Constants (`[constant]`), with their sources; read like station columns.
+    constants: BTreeMap<Var, String>,
     rasters: BTreeMap<Var, RasterDriver>,
     derive: BTreeMap<Var, Rule>,
     climate: ClimateConstants,
@@ -853,6 +867,45 @@ impl Drivers {
                 Err(e) => problems.push(e),
             }
         }
+        let mut constants = BTreeMap::new();
+        for (k, c) in &file.constant {
+            let Some(var) = Var::parse(k) else {
+                problems.push(Error::config(
+                    path,
+                    format!("constant.{k}: unknown variable"),
+                ));
+                continue;
+            };
+            if let Err(e) = check_unit(var, &c.unit, path, &format!("constant.{k}")) {
+                problems.push(e);
+                continue;
+            }
+            if c.source.trim().is_empty() {
+                problems.push(Error::config(
+                    path,
+                    format!("constant.{k}: source is empty (say where the value comes from)"),
+                ));
+                continue;
+            }
+            if station.contains_key(&var) {
+                problems.push(Error::config(
+                    path,
+                    format!("{k} is given both as a station column and as a constant"),
+                ));
+                continue;
+            }
+            let vals = steps
+                .iter()
+                .map(|s| {
+                    convert(var, &c.unit, c.value, s.days as f64, &climate).expect("unit checked")
+                })
+                .collect();
+            station.insert(var, vals);
+            constants.insert(
+                var,
+                format!("constant {} {} ({})", c.value, c.unit, c.source),
+            );
+        }
         for v in station.keys() {
             if rasters.contains_key(v) {
                 problems.push(Error::config(
@@ -878,6 +931,7 @@ impl Drivers {
                 .as_ref()
                 .is_some_and(|s| is_climatology_table(s, file.step)),
             station,
+            constants,
             rasters,
             derive,
             climate,
@@ -964,7 +1018,9 @@ impl Drivers {
 
     /// How `var` is obtained, for metadata ("station column", "raster FILE", "derived: RULE").
     pub fn provenance(&self, var: Var) -> String {
-        if self.station.contains_key(&var) {
+        if let Some(c) = self.constants.get(&var) {
+            c.clone()
+        } else if self.station.contains_key(&var) {
             if self.climatology_table {
                 "station table, a monthly climatology (no year column): the same 12 months for every year".into()
             } else if self.filled_months.is_empty() {

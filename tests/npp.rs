@@ -593,3 +593,46 @@ fn mod17_live_wood_mass_comes_from_the_model_year() {
     let md = common::metadata_item(&a.join(format!("NPP_gC_m2_{p}.tif")), "MODEL_YEAR").unwrap();
     assert!(md.starts_with("2021-01..2021-12"), "{md}");
 }
+
+/// The P-model's June GPP through the binary for a grassland pixel (NDVI 0.4), against pyrealm 2.0.0:
+/// SOL 500 MJ m-2 over June's 30 days = 16.6667 MJ m-2 d-1, PAR = 0.45 x that = 7.5 MJ m-2 d-1 (mod17's PAR
+/// share), PPFD = 7.5e6 J x 4.57 umol J-1 / 86400 s = 396.70139 umol m-2 s-1; FPAR = 1.1638 x 0.4 - 0.1426 =
+/// 0.32292 (Myneni & Williams). pyrealm PModel(tc 15, vpd 800 Pa, co2 400 ppm, patm 101325 Pa, method_kphio
+/// "temperature", reference_kphio 0.081785) gives 33.46875009 ug C m-2 s-1, x 86400 s x 1e-6 x 30 days =
+/// 86.751000 g C m-2 for June. NPP follows MOD17's respiration; constants carry their sources.
+#[test]
+fn pmodel_june_gpp_through_the_binary_matches_pyrealm() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let drivers = format!(
+        "{DRIVERS}[constant]\nvpd = {{ value = 800.0, unit = \"Pa\", source = \"test\" }}\nco2 = {{ value = 400.0, unit = \"ppm\", source = \"test\" }}\npatm = {{ value = 101325.0, unit = \"Pa\", source = \"test\" }}\n"
+    );
+    std::fs::write(tmp.path().join("drivers.toml"), drivers).unwrap();
+    let out = tmp.path().join("out");
+    npp_cmd(tmp.path(), &["--model", "pmodel", "--months", "6-6", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    let (gpp, _, _) = read_band(&out.join("GPP_gC_m2_2021-06.tif"), 1);
+    for px in [0, 1, 6] {
+        assert!((gpp[px] - 86.751000).abs() < 1e-3, "px {px}: {}", gpp[px]);
+    }
+    assert!(gpp[4].is_nan(), "no NDVI, no result");
+    assert_eq!(
+        common::metadata_item(&out.join("GPP_gC_m2_2021-06.tif"), "DRIVER_CO2").unwrap(),
+        "constant 400 ppm (test)"
+    );
+    assert!(out.join("pmodel_summary_2021-06.csv").exists());
+    // A constant without its source is refused, naming it.
+    std::fs::write(
+        tmp.path().join("drivers.toml"),
+        format!("{DRIVERS}[constant]\nco2 = {{ value = 400.0, unit = \"ppm\", source = \"\" }}\n"),
+    )
+    .unwrap();
+    let a = npp_cmd(tmp.path(), &["--model", "pmodel", "--months", "6-6", "-o"])
+        .arg(tmp.path().join("out2"))
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("constant.co2: source is empty"), "{err}");
+}

@@ -254,8 +254,23 @@ impl Mod17Year {
         gpp_scale: f64,
         n: u32,
     ) {
+        let gpp = c.daily_gpp(fpar, tmin_degc, vpd_pa, par_mj_m2_d) * gpp_scale;
+        self.add_days_gpp(c, k, gpp, lai, tmean_degc, n);
+    }
+
+    /// Add `n` days of a given daily GPP (g C m-2 d-1, from another GPP model such as the P-model) with the
+    /// class's maintenance respiration.
+    pub fn add_days_gpp(
+        &mut self,
+        c: &Mod17Class,
+        k: &Mod17Constants,
+        gpp_per_day: f64,
+        lai: f64,
+        tmean_degc: f64,
+        n: u32,
+    ) {
         let nf = n as f64;
-        self.gpp += nf * (c.daily_gpp(fpar, tmin_degc, vpd_pa, par_mj_m2_d) * gpp_scale);
+        self.gpp += nf * gpp_per_day;
         let (rl, rf) = c.daily_respiration(k, lai, tmean_degc);
         self.r_leaf += nf * rl;
         self.r_froot += nf * rf;

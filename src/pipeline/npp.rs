@@ -27,6 +27,7 @@ use crate::landcover::{self, Legend};
 use crate::npp::casa::{self, CasaParams, CasaType, TypeParams, WaterMethod};
 use crate::npp::fpar::FparConstants;
 use crate::npp::mod17::{Bplut, Mod17Class, Mod17Constants, Mod17Year};
+use crate::npp::pmodel::{PDrivers, PModelParams, Pathway};
 use crate::npp::rh::RhModel;
 use crate::progress::Progress;
 use crate::zones::{ZoneSpec, Zones, OUTSIDE};
@@ -36,6 +37,8 @@ use crate::zones::{ZoneSpec, Zones, OUTSIDE};
 pub enum NppModel {
     Casa,
     Mod17,
+    /// P-model GPP (optimal photosynthesis) with MOD17's maintenance and growth respiration for NPP.
+    PModel,
 }
 
 impl NppModel {
@@ -43,7 +46,22 @@ impl NppModel {
         match self {
             NppModel::Casa => "CASA",
             NppModel::Mod17 => "MOD17",
+            NppModel::PModel => "P-model",
         }
+    }
+
+    /// The model's name in file names and on the command line (casa, mod17, pmodel).
+    pub fn key(self) -> &'static str {
+        match self {
+            NppModel::Casa => "casa",
+            NppModel::Mod17 => "mod17",
+            NppModel::PModel => "pmodel",
+        }
+    }
+
+    /// MOD17's respiration and classes (MOD17 itself, and the P-model's NPP).
+    fn mod17_like(self) -> bool {
+        matches!(self, NppModel::Mod17 | NppModel::PModel)
     }
 }
 
@@ -72,6 +90,8 @@ pub struct NppJob {
     pub casa_params: String,
     pub bplut: String,
     pub rh_model: String,
+    /// P-model parameter set (name or .toml), for --model pmodel.
+    pub pmodel_params: String,
     pub out_dir: PathBuf,
     /// Also write one band per month.
     pub monthly: bool,
@@ -165,6 +185,8 @@ struct Prepared {
     k17: Mod17Constants,
     fpar: FparConstants,
     rh: RhModel,
+    /// The P-model's parameters (--model pmodel) and PAR's photons per joule (models/climate.toml).
+    pmodel: Option<(PModelParams, f64)>,
     period: NppPeriod,
     lc_nodata: Option<f64>,
     input_is_fpar: bool,
@@ -280,6 +302,14 @@ fn driver_needs(model: NppModel, casa: &CasaParams, d: &Drivers) -> Vec<(Var, &'
                 needs.push((Var::Srad, "PAR = shortwave x PAR fraction"));
             }
         }
+        NppModel::PModel => {
+            needs.push((Var::Vpd, "P-model optimal ci/ca"));
+            needs.push((Var::Co2, "P-model ambient CO2"));
+            needs.push((Var::Patm, "P-model pressure (a patm column or raster)"));
+            if !d.available(Var::Par) {
+                needs.push((Var::Srad, "PPFD from PAR = shortwave x PAR fraction"));
+            }
+        }
     }
     needs
 }
@@ -297,6 +327,7 @@ pub fn check_drivers(
     let period = problems.take(period::parse_months(months).and_then(|m| NppPeriod::new(year, m)));
     let model = match model.to_ascii_lowercase().as_str() {
         "mod17" => NppModel::Mod17,
+        "pmodel" => NppModel::PModel,
         _ => NppModel::Casa,
     };
     let casa = problems.take(CasaParams::resolve(casa_params));
@@ -324,6 +355,24 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
     let casa = problems.take(CasaParams::resolve(&job.casa_params));
     let bplut = problems.take(Bplut::resolve(&job.bplut));
     let rh = problems.take(RhModel::resolve(&job.rh_model));
+    let pmodel = if job.model == NppModel::PModel {
+        problems
+            .take(PModelParams::resolve(&job.pmodel_params))
+            .map(|p| {
+                (
+                    p,
+                    crate::climate::ClimateConstants::builtin()
+                        .map(|c| c.radiation.umol_per_joule_par),
+                )
+            })
+    } else {
+        None
+    };
+    let pmodel = match pmodel {
+        Some((p, Ok(u))) => Some((p, u)),
+        Some((_, Err(e))) => return Err(e),
+        None => None,
+    };
     let legend = problems.take(Legend::resolve(&job.legend));
     // The drivers of every calendar year the model year touches.
     let drivers: Option<Vec<Drivers>> = period
@@ -366,7 +415,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
                             }
                             Some(ClassModel::Casa { t: t.clone(), m17 })
                         }
-                        (NppModel::Mod17, Some(TypeParams::Vegetated(_))) => {
+                        (NppModel::Mod17 | NppModel::PModel, Some(TypeParams::Vegetated(_))) => {
                             m17.map(ClassModel::Mod17)
                         }
                         (_, None) => None,
@@ -485,6 +534,7 @@ fn prepare(job: &NppJob) -> Result<Prepared> {
         k17,
         fpar,
         rh: rh.expect("checked"),
+        pmodel,
         period,
         lc_nodata,
         input_is_fpar: job.input_is_fpar,
@@ -551,6 +601,8 @@ fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
         Var::Srad,
         Var::Par,
         Var::Vpd,
+        Var::Co2,
+        Var::Patm,
     ] {
         md.insert(
             format!("DRIVER_{}", v.name().to_uppercase()),
@@ -573,7 +625,23 @@ fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
                 format!("{:?}", p.casa.water.method),
             );
         }
-        NppModel::Mod17 => {
+        NppModel::Mod17 | NppModel::PModel => {
+            if let Some((pm, _)) = &p.pmodel {
+                md.insert(
+                    "PMODEL_PARAMETERS".into(),
+                    format!(
+                        "{} ({}; kphio {}; C3; no soil-moisture stress on rasters: `site --model pmodel` has it)",
+                        pm.name,
+                        pm.source.display(),
+                        pm.photosynthesis.kphio
+                    ),
+                );
+                md.insert("PMODEL_CITATION".into(), pm.citation.clone());
+                md.insert(
+                    "PMODEL_NPP".into(),
+                    "GPP from the P-model; NPP = 0.8 (GPP - maintenance respiration of the class's MOD17 BPLUT), as MOD17".into(),
+                );
+            }
             md.insert(
                 "MOD17_BPLUT".into(),
                 format!("{} ({})", p.bplut.name, p.bplut.source.display()),
@@ -688,7 +756,7 @@ fn input_warnings(job: &NppJob, p: &Prepared) -> Vec<String> {
             filled_driver_months.join(", ")
         ));
     }
-    if job.model == NppModel::Mod17 && !p.period.full_year() {
+    if job.model.mod17_like() && !p.period.full_year() {
         warn(format!(
             "MOD17 defines NPP per year: NPP of {} is that period's GPP minus its own maintenance respiration (leaf, fine root, and live wood with the live-wood mass of the model year {}) and growth respiration; the other months' respiration is not in it. Run the 12 months (--months 1-12) for the annual NPP",
             p.period.label,
@@ -764,7 +832,7 @@ fn npp_writers(
     if job.monthly {
         let monthly_outs: &[&str] = match job.model {
             NppModel::Casa => &MONTHLY_CASA,
-            NppModel::Mod17 => &MONTHLY_MOD17,
+            NppModel::Mod17 | NppModel::PModel => &MONTHLY_MOD17,
         };
         for o in monthly_outs {
             let mut m = md.clone();
@@ -861,7 +929,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let nmonths = p.period.sim.len();
     let outs: &[&'static str] = match job.model {
         NppModel::Casa => &OUTS_CASA,
-        NppModel::Mod17 => &OUTS_MOD17,
+        NppModel::Mod17 | NppModel::PModel => &OUTS_MOD17,
     };
     let per = per_label(&p.period);
     let md = output_metadata(job, &p);
@@ -1033,7 +1101,9 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
                 w,
                 !monthly_writers.is_empty(),
             )?,
-            NppModel::Mod17 => strip_mod17(&p, &models, &ndvi, (&factors, target), w)?,
+            NppModel::Mod17 | NppModel::PModel => {
+                strip_mod17(&p, &models, &ndvi, (&factors, target), w)?
+            }
         };
         // Write, and accumulate the class summaries in pixel order (deterministic sums).
         let value = |r: &PixelOut, o: &str| -> f64 {
@@ -1134,7 +1204,7 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     }
     let table = job.out_dir.join(format!(
         "{}_summary_{}.csv",
-        job.model.name().to_lowercase(),
+        job.model.key(),
         p.period.label
     ));
     let table_text = summary_csv(&summaries, outs, nmonths);
@@ -1464,6 +1534,31 @@ fn mod17_pixel(
     )
 }
 
+/// The P-model's GPP for a day of mean drivers, g C m-2 d-1: PAR (MJ m-2 d-1) as a mean PPFD (umol m-2 s-1)
+/// with models/climate.toml's umol J-1; NaN where the P-model has no solution (m_j <= c*).
+#[allow(clippy::too_many_arguments)]
+fn pmodel_gpp_per_day(
+    pm: &PModelParams,
+    umol_per_j: f64,
+    tc: f64,
+    vpd: f64,
+    co2: f64,
+    patm: f64,
+    fapar: f64,
+    par_mj_m2_d: f64,
+) -> f64 {
+    let secs = crate::units::seconds_per_day();
+    let d = PDrivers {
+        tc,
+        vpd_pa: vpd,
+        co2_ppm: co2,
+        patm_pa: patm,
+        fapar,
+        ppfd_umol_m2_s: par_mj_m2_d * 1e6 * umol_per_j / secs,
+    };
+    pm.gpp(&d, Pathway::C3).gpp_ugc_m2_s * 1e-6 * secs
+}
+
 /// Separate per-pixel results and per-output monthly planes ([output][month][pixel]).
 fn split_monthly(
     per_px: Vec<(PixelOut, Vec<[f32; 3]>)>,
@@ -1523,7 +1618,12 @@ fn strip_mod17(
         let s = d.steps[i];
         let k = wk - range.start;
         let n = s.days as f64;
-        let tmin = d.read(Var::Tmin, i, w)?;
+        // MOD17's Tmin scalar (the P-model has its own temperature responses).
+        let tmin = if p.pmodel.is_some() {
+            Plane::Uniform(f64::NAN)
+        } else {
+            d.read(Var::Tmin, i, w)?
+        };
         let tmean = d.read(Var::Tmean, i, w)?;
         let vpd = d.read(Var::Vpd, i, w)?;
         let par = if par_from_srad {
@@ -1537,8 +1637,14 @@ fn strip_mod17(
             1.0
         };
         let precip = d.read(Var::Precip, i, w)?;
+        // The P-model's extra drivers (CO2, pressure) when it supplies GPP.
+        let pm_planes = match &p.pmodel {
+            Some(_) => Some((d.read(Var::Co2, i, w)?, d.read(Var::Patm, i, w)?)),
+            None => None,
+        };
         month_days[k] += n;
         let nd = &ndvi[wk];
+        let pm = p.pmodel.as_ref();
         years
             .par_iter_mut()
             .zip(month_gpp[k].par_iter_mut())
@@ -1552,17 +1658,32 @@ fn strip_mod17(
                 };
                 let (fpar, lai) = fpar_lai(nd[px]);
                 let before = y.gpp;
-                y.add_days(
-                    c,
-                    k17,
-                    fpar,
-                    tmin.at(px),
-                    vpd.at(px),
-                    par.at(px) * par_f,
-                    lai,
-                    tmean.at(px),
-                    s.days,
-                );
+                match (pm, &pm_planes) {
+                    (Some((pm, umol_per_j)), Some((co2, patm))) => {
+                        let gpp = pmodel_gpp_per_day(
+                            pm,
+                            *umol_per_j,
+                            tmean.at(px),
+                            vpd.at(px),
+                            co2.at(px),
+                            patm.at(px),
+                            fpar,
+                            par.at(px) * par_f,
+                        );
+                        y.add_days_gpp(c, k17, gpp, lai, tmean.at(px), s.days);
+                    }
+                    _ => y.add_days(
+                        c,
+                        k17,
+                        fpar,
+                        tmin.at(px),
+                        vpd.at(px),
+                        par.at(px) * par_f,
+                        lai,
+                        tmean.at(px),
+                        s.days,
+                    ),
+                }
                 *g += y.gpp - before;
             });
     }
