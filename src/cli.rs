@@ -631,6 +631,9 @@ struct SampleArgs {
     /// Column with the plot's class (else the vegetation type under the plot on --landcover).
     #[arg(long)]
     class_field: Option<String>,
+    /// One class for every plot (for example a tower's vegetation type, evergreen_broadleaf_forest).
+    #[arg(long)]
+    plot_class: Option<String>,
     /// Map --class-field's codes to carbonmap's vegetation types: a built-in map (forc-dominant-veg) or a .toml
     /// file with a [map] table, so that a calibrated table keys on types `npp --corrections` knows.
     #[arg(long)]
@@ -735,6 +738,7 @@ impl SampleArgs {
                 unit: self.observed_unit,
                 unit_field: self.observed_unit_field,
                 class_field: self.class_field,
+                class: self.plot_class,
                 class_map: self.class_map,
                 site_field: self.site_field,
                 zone_field: self.plot_zone_field,
@@ -887,6 +891,16 @@ struct SiteArgs {
     /// cross-validation (writes pmodel_fitted.toml and site_cross_validation.csv).
     #[arg(long)]
     fit: bool,
+    /// Correction table (`npp --corrections` format) applied to this site: epsilon_max scales GPP (the
+    /// P-model's kphio), npp scales MOD17's annual NPP.
+    #[arg(long)]
+    corrections: Option<String>,
+    /// The site's zone in the correction table.
+    #[arg(long)]
+    zone: Option<String>,
+    /// The site's vegetation type in the correction table (default: MOD17's type for --pft).
+    #[arg(long)]
+    vegetation_type: Option<String>,
     /// Years FIRST-LAST.
     #[arg(long)]
     years: String,
@@ -1634,6 +1648,9 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 whc_mm: a.whc,
                 soil_water: a.soil_water.map(|s| s == "on"),
                 fit: a.fit,
+                corrections: a.corrections,
+                zone: a.zone,
+                vegetation_type: a.vegetation_type,
                 observed: a.observed,
                 observed_column: a.observed_column,
                 observed_unit: a.observed_unit,

@@ -30,6 +30,8 @@ pub struct PlotSpec {
     /// ... or a column holding each row's unit (as ForC's `units`).
     pub unit_field: Option<String>,
     pub class_field: Option<String>,
+    /// One class for every plot (a tower's vegetation type), instead of a class column.
+    pub class: Option<String>,
     /// Map the class column's codes to carbonmap's vegetation types (models/class-maps/NAME.toml or a file).
     pub class_map: Option<String>,
     /// Plots of one site are kept together in cross-validation folds.
@@ -300,6 +302,11 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
     let mut filtered_out = 0;
     let mut without_observation = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    if spec.class.is_some() && spec.class_field.is_some() {
+        return Err(Error::Usage(
+            "--plot-class gives every plot one class; --class-field reads it per plot: one of the two".into(),
+        ));
+    }
     let class_map = match &spec.class_map {
         Some(m) if spec.class_field.is_none() => {
             return Err(Error::Usage(format!(
@@ -370,7 +377,7 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             ));
         }
         let (x, y) = row.point.unwrap_or((f64::NAN, f64::NAN));
-        let mut class = get(&row, &spec.class_field);
+        let mut class = get(&row, &spec.class_field).or_else(|| spec.class.clone());
         if let (Some(m), Some(c)) = (&class_map, &class) {
             match m.map.get(c) {
                 Some(t) => class = Some(t.clone()),

@@ -178,3 +178,119 @@ fn calibration_closes_leave_one_year_out_and_mod17_gains_from_soil_water() {
     assert!((off - 0.585).abs() < 0.001, "MOD17 alone {off}");
     assert!(on > off + 0.1, "MOD17 with soil water {on} vs {off}");
 }
+
+/// The calibration loop at a tower: `calibrate` on site's own daily series with the tower's vegetation type
+/// fits sum(observed) / sum(model) (not a mean of daily ratios, which winter days dominate), and `site
+/// --corrections` applies it: the bias goes to zero and the RMSE drops. A table with no row for the site is
+/// refused.
+#[test]
+fn calibrate_then_site_corrections_closes_at_fr_pue() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let drivers = common::fr_pue_drivers(&root, tmp.path());
+    let observed = root.join("fluxtower-fr-pue/FR-Pue_daily_gpp_observed.csv");
+    let run_site = |out: &str, extra: &[&str]| {
+        let o = tmp.path().join(out);
+        carbonmap()
+            .args([
+                "site",
+                "--pft",
+                "2",
+                "--years",
+                "2007-2010",
+                "--observed-unit",
+                "g C m-2 d-1",
+            ])
+            .arg("--drivers")
+            .arg(&drivers)
+            .arg("--observed")
+            .arg(&observed)
+            .args(extra)
+            .arg("-o")
+            .arg(&o)
+            .assert()
+            .success();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(o.join("site_comparison.json")).unwrap())
+                .unwrap();
+        (o, v)
+    };
+    let (site, before) = run_site("site", &[]);
+    let cal = tmp.path().join("cal");
+    carbonmap()
+        .args([
+            "calibrate",
+            "--observed-field",
+            "gpp",
+            "--observed-unit",
+            "g C m-2 d-1",
+        ])
+        .arg("--plots")
+        .arg(&observed)
+        .arg("--model-table")
+        .arg(site.join("site_daily.csv"))
+        .args([
+            "--model-field",
+            "gpp_model_gC_m2_d",
+            "--model-unit",
+            "g C m-2 d-1",
+        ])
+        .args([
+            "--plot-class",
+            "evergreen_broadleaf_forest",
+            "--applies-to",
+            "epsilon_max",
+        ])
+        .args(["--folds", "0", "-o"])
+        .arg(&cal)
+        .assert()
+        .success();
+    let table = cal.join("corrections.csv");
+    let text = std::fs::read_to_string(&table).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(",evergreen_broadleaf_forest,"))
+        .unwrap();
+    let factor: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
+    // sum(observed) / sum(model) over the observed days, from site's own comparison.
+    let (mo, mm) = (
+        before["daily"]["mean_observed"].as_f64().unwrap(),
+        before["daily"]["mean_model"].as_f64().unwrap(),
+    );
+    assert!((factor - mo / mm).abs() < 1e-5, "{factor} vs {}", mo / mm);
+    assert!(
+        factor < 0.8,
+        "{factor}: MOD17 overestimates FR-Pue by about 38 %"
+    );
+    let (_, after) = run_site("site2", &["--corrections", table.to_str().unwrap()]);
+    let (b0, b1) = (
+        before["daily"]["bias"].as_f64().unwrap(),
+        after["daily"]["bias"].as_f64().unwrap(),
+    );
+    let (r0, r1) = (
+        before["daily"]["rmse"].as_f64().unwrap(),
+        after["daily"]["rmse"].as_f64().unwrap(),
+    );
+    assert!(b1.abs() < 1e-3 && b0 > 1.0, "bias {b0} -> {b1}");
+    assert!(r1 < 0.7 * r0, "RMSE {r0} -> {r1}");
+    // A table for another vegetation type has no row for this site: refused, not silently ignored.
+    let other = tmp.path().join("other.csv");
+    std::fs::write(
+        &other,
+        "zone,class,factor,applies_to,se,n,source\n,cropland,1.2,epsilon_max,,,test\n",
+    )
+    .unwrap();
+    let a = carbonmap()
+        .args(["site", "--pft", "2", "--years", "2007-2010", "--drivers"])
+        .arg(&drivers)
+        .arg("--corrections")
+        .arg(&other)
+        .arg("-o")
+        .arg(tmp.path().join("site3"))
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("has no row for this site"), "{err}");
+}

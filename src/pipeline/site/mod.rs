@@ -50,6 +50,12 @@ pub struct SiteJob {
     pub soil_water: Option<bool>,
     /// Fit the P-model's kphio, stress curve and bucket to the observations (with cross-validation by year).
     pub fit: bool,
+    /// A correction table (`npp --corrections` format) applied to the site's vegetation type and zone.
+    pub corrections: Option<String>,
+    /// The site's zone in the correction table.
+    pub zone: Option<String>,
+    /// The site's vegetation type (default: MOD17's type for --pft).
+    pub vegetation_type: Option<String>,
     pub observed: Option<PathBuf>,
     pub observed_column: String,
     pub observed_unit: Option<String>,
@@ -196,4 +202,57 @@ fn compare(
         );
     }
     Ok(Some(out))
+}
+
+/// The correction of the site (factor, what it multiplies, a description), or None without a table. The site
+/// is one (zone, vegetation type); a table with no row for it, not even a wildcard, is refused: applying it
+/// would change nothing.
+pub fn site_correction(job: &SiteJob) -> Result<Option<(f64, crate::correction::Target, String)>> {
+    let Some(name) = &job.corrections else {
+        return Ok(None);
+    };
+    let table = crate::correction::CorrectionTable::resolve(name)?;
+    let types = crate::landcover::vegetation_types()?;
+    let class = match (&job.vegetation_type, job.pft) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(pft)) => types
+            .iter()
+            .find(|t| t.mod17_umd == Some(pft))
+            .map(|t| t.name.clone()),
+        (None, None) => None,
+    };
+    let names: std::collections::BTreeSet<String> = types.iter().map(|t| t.name.clone()).collect();
+    if let Some(c) = &class {
+        if !names.contains(c) {
+            return Err(Error::Usage(format!(
+                "--vegetation-type {c}: not a vegetation type (known: {})",
+                names.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let zones: Option<std::collections::BTreeSet<String>> = job
+        .zone
+        .as_ref()
+        .map(|z| std::iter::once(z.clone()).collect());
+    // Rows for other zones are not errors here: a regional table covers many zones, the site is in one.
+    table.check(zones.as_ref().map(|_| None), &names)?;
+    let (factor, level) = table.lookup(job.zone.as_deref(), class.as_deref());
+    if level == crate::correction::Level::None {
+        return Err(Error::input(
+            &table.path,
+            format!(
+                "has no row for this site (zone {}, vegetation type {}): applying it would change nothing; give --zone and --vegetation-type (or --pft) as the table names them",
+                job.zone.as_deref().unwrap_or("none"),
+                class.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    let what = format!(
+        "correction {} x {factor} ({:?} row of {}; applies to {})",
+        table.target.name(),
+        level,
+        table.path.display(),
+        table.target.name()
+    );
+    Ok(Some((factor, table.target, what)))
 }

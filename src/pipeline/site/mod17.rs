@@ -90,7 +90,17 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
             ))
         }
     };
-    let (water, water_note) = water_scalar(job, &series)?;
+    let (mut water, water_note) = water_scalar(job, &series)?;
+    // A correction on epsilon max scales GPP (proportional to LUEmax); one on NPP scales the annual NPP.
+    let correction = super::site_correction(job)?;
+    let (eps_f, npp_f) = match &correction {
+        Some((f, crate::correction::Target::EpsilonMax, _)) => (*f, 1.0),
+        Some((f, crate::correction::Target::Npp, _)) => (1.0, *f),
+        None => (1.0, 1.0),
+    };
+    for w in water.iter_mut() {
+        *w *= eps_f;
+    }
     let obs = observed_by_day(&series, observed);
     let (fpar, tmin, tmean, vpd) = (
         series.req(Var::Fpar),
@@ -138,7 +148,8 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
                 cell(obs[i]),
             );
         }
-        let a = acc.finish(c, &k);
+        let mut a = acc.finish(c, &k);
+        a.npp *= npp_f;
         let _ = writeln!(
             annual,
             "{year},{},{},{},{},{},{},{nobs},{},{}",
@@ -168,6 +179,9 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
     if let Some(n) = &water_note {
         title.push_str(&format!("\n{n}"));
     }
+    if let Some((_, _, what)) = &correction {
+        title.push_str(&format!("\n{what}"));
+    }
     Ok(ModelRun {
         title,
         daily_csv: daily,
@@ -179,6 +193,7 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
             "pft": c.umd,
             "bplut": bplut.name,
             "soil_water": water_note,
+            "correction": correction.as_ref().map(|c| c.2.clone()),
         }),
     })
 }

@@ -94,6 +94,17 @@ pub fn per_day(gpp_ugc_m2_s: f64) -> f64 {
 
 pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRun> {
     let mut p = PModelParams::resolve(&job.params)?;
+    // A correction on epsilon max scales the quantum yield (GPP is proportional to it).
+    let correction = super::site_correction(job)?;
+    match &correction {
+        Some((f, crate::correction::Target::EpsilonMax, _)) => p.photosynthesis.kphio *= f,
+        Some((_, crate::correction::Target::Npp, _)) => {
+            return Err(Error::Usage(
+                "the correction table applies to npp, but the P-model at a site gives GPP: use a table that applies to epsilon_max".into(),
+            ))
+        }
+        None => {}
+    }
     let splash = SplashParams::builtin()?;
     let prep = prepare(job, &p, &splash)?;
     let mut fit_note = None;
@@ -137,6 +148,9 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
     }
     if let Some(n) = fit_note {
         title.push_str(&format!("\n{n}"));
+    }
+    if let Some((_, _, what)) = &correction {
+        title.push_str(&format!("\n{what} (kphio scaled)"));
     }
     Ok(ModelRun {
         title,
