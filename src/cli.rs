@@ -819,6 +819,16 @@ struct ValidateRhArgs {
     /// Column naming each record's site (the cross-validation groups of --fit).
     #[arg(long, default_value = "sites.sitename")]
     site_field: String,
+    /// Also compare NEP = NPP - Rh with the NEP (and -NEE) records of plots that have an NPP record
+    /// (nep_validation.csv).
+    #[arg(long)]
+    nep: bool,
+    /// Column naming each record's plot within its site (--nep pairs records of one plot).
+    #[arg(long, default_value = "plot.name")]
+    plot_field: String,
+    /// Variable of the NPP records --nep uses.
+    #[arg(long, default_value = "NPP_1")]
+    npp_variable: String,
     /// Output folder (rh_validation.csv, rh_plots.csv).
     #[arg(long, short)]
     out: PathBuf,
@@ -1692,6 +1702,9 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                 models: a.models,
                 fit: a.fit,
                 site_field: a.site_field,
+                nep: a.nep,
+                plot_field: a.plot_field,
+                npp_variable: a.npp_variable,
                 out_dir: a.out,
             };
             let report = crate::pipeline::rh_check::run_rh_check(&job)?;

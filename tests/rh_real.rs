@@ -1,6 +1,7 @@
 //! Soil heterotrophic respiration against ForC's R_het_soil records (CARBONMAP_REAL_DATA) with `validate-rh`:
 //! every built-in model is tabulated per FAO ecozone; the default model's absolute bias over all records is
-//! under 25 %; and the default's factor is reproduced by `--fit` from the published global model.
+//! under 25 %; the default's factor is reproduced by `--fit` from the published global model; and NEP =
+//! NPP - Rh is compared with the NEP and NEE records of plots that have NPP.
 
 mod common;
 
@@ -24,6 +25,7 @@ fn rh_models_against_forc() {
         .args([
             "validate-rh",
             "--fit",
+            "--nep",
             "--value-unit",
             "Mg C ha-1 yr-1",
             "--plots",
@@ -68,4 +70,29 @@ fn rh_models_against_forc() {
         .as_str()
         .unwrap()
         .contains("leave one site out"));
+    // NEP = the plot's NPP_1 - modelled Rh against ForC's NEP and -NEE records of the same plots.
+    let nep = rows(&out.join("nep_validation.csv"));
+    let all_nep = |m: &str| {
+        nep.iter()
+            .find(|r| r["model"] == m && r["group"] == "all")
+            .unwrap_or_else(|| panic!("{m}"))
+            .clone()
+    };
+    for m in [
+        "pei2009",
+        "raich2002-bl2004",
+        carbonmap::npp::rh::DEFAULT_RH,
+    ] {
+        let r = all_nep(m);
+        assert!(num(&r, "n") >= 300.0, "{r:?}");
+        // The observed mean is the same for every model (ForC NEP, and NEE with its sign turned).
+        assert!(
+            (num(&r, "mean_observed_NEP_gC_m2_yr") - 289.0).abs() < 1.0,
+            "{r:?}"
+        );
+    }
+    // NEP falls as Rh rises.
+    let nep_of = |m: &str| num(&all_nep(m), "mean_model_NEP_gC_m2_yr");
+    assert!(nep_of("pei2009") > nep_of("raich2002-bl2004"));
+    assert!(nep_of("raich2002-bl2004") > nep_of(carbonmap::npp::rh::DEFAULT_RH));
 }

@@ -38,6 +38,11 @@ pub struct RhCheckJob {
     pub fit: bool,
     /// Column naming the site of each record (the cross-validation groups).
     pub site_field: String,
+    /// Also compare NEP = NPP - Rh with the NEP (and -NEE) records of plots that have an NPP record
+    /// (`npp_variable`) at the same site and plot (`plot_field`).
+    pub nep: bool,
+    pub plot_field: String,
+    pub npp_variable: String,
     pub out_dir: PathBuf,
 }
 
@@ -49,10 +54,12 @@ struct Climate {
 
 struct Plot {
     origin: String,
+    variable: String,
     site: String,
+    plot: String,
     group: String,
     observed: f64,
-    climate: Climate,
+    climate: Option<Climate>,
 }
 
 const NORMALS: &str = "monthly normals (rasters)";
@@ -89,7 +96,9 @@ fn normals(path: &Path, lons: &[f64], lats: &[f64]) -> Result<Vec<Option<Vec<f64
     Ok(out)
 }
 
-fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
+/// Records of the variables named (value in g C m-2 yr-1), with each one's climate where known; and how many
+/// records of `job.variable` have no value or no climate.
+fn load_plots(job: &RhCheckJob, variables: &[&str]) -> Result<(Vec<Plot>, usize)> {
     let cols = vec![
         job.variable_field.clone(),
         job.value_field.clone(),
@@ -97,6 +106,7 @@ fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
         job.mat_field.clone(),
         job.map_field.clone(),
         job.site_field.clone(),
+        job.plot_field.clone(),
     ];
     let rows = plots::read_csv(&job.plots, Some((&job.lon_field, &job.lat_field)), &cols)?;
     let factor = CarbonUnit::parse(&job.value_unit)
@@ -104,9 +114,12 @@ fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
         .map_err(|e| Error::Usage(format!("--value-unit: {e}")))?;
     let rows: Vec<_> = rows
         .into_iter()
-        .filter(|r| r.vals[0].as_deref() == Some(job.variable.as_str()))
+        .filter(|r| r.vals[0].as_deref().is_some_and(|v| variables.contains(&v)))
         .collect();
-    if rows.is_empty() {
+    if !rows
+        .iter()
+        .any(|r| r.vals[0].as_deref() == Some(job.variable.as_str()))
+    {
         return Err(Error::input(
             &job.plots,
             format!(
@@ -135,27 +148,31 @@ fn load_plots(job: &RhCheckJob) -> Result<(Vec<Plot>, usize)> {
     let num = |v: &Option<String>| v.as_deref().and_then(|s| s.trim().parse::<f64>().ok());
     let (mut out, mut skipped) = (vec![], 0);
     for (i, r) in rows.iter().enumerate() {
+        let main = r.vals[0].as_deref() == Some(job.variable.as_str());
         let Some(obs) = num(&r.vals[1]) else {
-            skipped += 1;
+            skipped += main as usize;
             continue;
         };
         let climate = match (&t[i], &p[i], num(&r.vals[3]), num(&r.vals[4])) {
-            (Some(tm), Some(pm), _, _) => Climate {
+            (Some(tm), Some(pm), _, _) => Some(Climate {
                 months: tm.iter().copied().zip(pm.iter().copied()).collect(),
                 source: NORMALS,
-            },
-            (_, _, Some(mat), Some(map)) => Climate {
+            }),
+            (_, _, Some(mat), Some(map)) => Some(Climate {
                 months: vec![(mat, map / 12.0); 12],
                 source: ANNUAL,
-            },
-            _ => {
-                skipped += 1;
-                continue;
-            }
+            }),
+            _ => None,
         };
+        if main && climate.is_none() {
+            skipped += 1;
+            continue;
+        }
         out.push(Plot {
             origin: r.origin.clone(),
+            variable: r.vals[0].clone().unwrap_or_default(),
             site: r.vals[5].clone().unwrap_or_else(|| r.origin.clone()),
+            plot: r.vals[6].clone().unwrap_or_default(),
             group: r.vals[2].clone().unwrap_or_else(|| "(none)".into()),
             observed: obs * factor,
             climate,
@@ -190,10 +207,20 @@ fn stats(pairs: &[(f64, f64)]) -> [f64; 6] {
 
 pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
     let ms = resolve_models(job)?;
-    let (plots, skipped) = load_plots(job)?;
+    let mut variables = vec![job.variable.as_str()];
+    if job.nep {
+        variables.extend([job.npp_variable.as_str(), "NEP", "NEE"]);
+    }
+    let (records, skipped) = load_plots(job, &variables)?;
+    let (plots, others): (Vec<Plot>, Vec<Plot>) = records
+        .into_iter()
+        .partition(|p| p.variable == job.variable);
     let modelled: Vec<Vec<f64>> = plots
         .iter()
-        .map(|p| ms.iter().map(|m| m.annual(&p.climate.months)).collect())
+        .map(|p| {
+            let c = p.climate.as_ref().expect("kept with climate");
+            ms.iter().map(|m| m.annual(&c.months)).collect()
+        })
         .collect();
     let mut per_plot = String::from("origin,group,climate,observed_gC_m2_yr");
     for m in &ms {
@@ -204,7 +231,10 @@ pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
         let _ = write!(
             per_plot,
             "{},\"{}\",{},{}",
-            p.origin, p.group, p.climate.source, p.observed
+            p.origin,
+            p.group,
+            p.climate.as_ref().map_or("", |c| c.source),
+            p.observed
         );
         for x in v {
             let _ = write!(per_plot, ",{x}");
@@ -217,9 +247,9 @@ pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
         plots.len(),
         job.variable,
         skipped,
-        plots.iter().filter(|p| p.climate.source == NORMALS).count(),
+        plots.iter().filter(|p| p.climate.as_ref().is_some_and(|c| c.source == NORMALS)).count(),
         NORMALS,
-        plots.iter().filter(|p| p.climate.source == ANNUAL).count(),
+        plots.iter().filter(|p| p.climate.as_ref().is_some_and(|c| c.source == ANNUAL)).count(),
         ANNUAL
     );
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -254,8 +284,86 @@ pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
             report.push_str(&fit_model(job, m, &plots, &col)?);
         }
     }
+    if job.nep {
+        report.push_str(&nep_check(job, &ms, &others)?);
+    }
     io::write_atomic(&job.out_dir.join("rh_validation.csv"), table.as_bytes())?;
     io::write_atomic(&job.out_dir.join("rh_plots.csv"), per_plot.as_bytes())?;
+    Ok(report)
+}
+
+/// NEP = NPP - Rh at plots with an NPP record and an NEP or NEE record (NEP = -NEE: ForC's NEE is negative for
+/// uptake), NPP the mean of the plot's NPP records, Rh each model's at the plot's climate. Writes
+/// nep_validation.csv (per model and group).
+fn nep_check(job: &RhCheckJob, ms: &[RhModel], records: &[Plot]) -> Result<String> {
+    let mut npp: BTreeMap<(&str, &str), (f64, usize)> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.variable == job.npp_variable) {
+        let e = npp.entry((r.site.as_str(), r.plot.as_str())).or_default();
+        e.0 += r.observed;
+        e.1 += 1;
+    }
+    let mut rows: Vec<(&Plot, f64, f64)> = Vec::new(); // record, observed NEP, plot NPP
+    let mut without = 0;
+    for r in records
+        .iter()
+        .filter(|r| r.variable == "NEP" || r.variable == "NEE")
+    {
+        match (npp.get(&(r.site.as_str(), r.plot.as_str())), &r.climate) {
+            (Some(&(sum, n)), Some(_)) => {
+                let nep = if r.variable == "NEE" {
+                    -r.observed
+                } else {
+                    r.observed
+                };
+                rows.push((r, nep, sum / n as f64));
+            }
+            _ => without += 1,
+        }
+    }
+    if rows.is_empty() {
+        return Err(Error::input(
+            &job.plots,
+            format!(
+                "--nep: no NEP or NEE record at a plot with an {} record and climate",
+                job.npp_variable
+            ),
+        ));
+    }
+    let mut table = String::from("model,group,n,mean_observed_NEP_gC_m2_yr,mean_model_NEP_gC_m2_yr,bias_gC_m2_yr,bias_percent,rmse_gC_m2_yr\n");
+    let mut report = format!(
+        "NEP = plot {} - modelled Rh against {} NEP/NEE records ({} without an NPP record at the plot or climate left out)\n",
+        job.npp_variable,
+        rows.len(),
+        without
+    );
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        groups.entry(r.0.group.as_str()).or_default().push(i);
+    }
+    for m in ms {
+        let model: Vec<f64> = rows
+            .iter()
+            .map(|(r, _, npp)| npp - m.annual(&r.climate.as_ref().expect("kept").months))
+            .collect();
+        let all: Vec<usize> = (0..rows.len()).collect();
+        for (g, idx) in std::iter::once(("all", &all)).chain(groups.iter().map(|(g, v)| (*g, v))) {
+            let pairs: Vec<(f64, f64)> = idx.iter().map(|&i| (rows[i].1, model[i])).collect();
+            let st = stats(&pairs);
+            let _ = writeln!(
+                table,
+                "{},\"{g}\",{},{},{},{},{},{}",
+                m.name, st[0], st[1], st[2], st[3], st[4], st[5]
+            );
+            if g == "all" {
+                let _ = writeln!(
+                    report,
+                    "  {:<22} n {:>4}  observed NEP {:>5.0}  model {:>5.0}  bias {:>+5.0}  RMSE {:>4.0} g C m-2 yr-1",
+                    m.name, st[0], st[1], st[2], st[3], st[5]
+                );
+            }
+        }
+    }
+    io::write_atomic(&job.out_dir.join("nep_validation.csv"), table.as_bytes())?;
     Ok(report)
 }
 
