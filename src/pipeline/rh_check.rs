@@ -393,6 +393,7 @@ fn fit_model(job: &RhCheckJob, m: &RhModel, plots: &[Plot], model: &[f64]) -> Re
     fitted.name = format!("{}-fitted", m.name);
     fitted.fraction = m.fraction * factor;
     let mut t = toml::Table::new();
+    t.insert("carbonmap_version".into(), crate::VERSION.into());
     t.insert("plots".into(), job.plots.display().to_string().into());
     t.insert(
         "records".into(),

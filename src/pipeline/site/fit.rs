@@ -308,6 +308,7 @@ fn fitted_set(
         toml::Value::Array(vec![lo.into(), hi.into()])
     };
     let mut t = toml::Table::new();
+    t.insert("carbonmap_version".into(), crate::VERSION.into());
     t.insert(
         "site_drivers".into(),
         job.drivers.display().to_string().into(),
