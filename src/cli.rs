@@ -74,6 +74,9 @@ enum Command {
         /// Output folder instead of the config's `[season] out`.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// A value for a variable the config declares in [vars] (repeatable): NAME=VALUE.
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
     },
     /// Check a season config and every input it names, listing all problems at once; computes nothing.
     Check {
@@ -85,6 +88,9 @@ enum Command {
         /// Output folder instead of the config's `[season] out`.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// A value for a variable the config declares in [vars] (repeatable): NAME=VALUE.
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
     },
     /// Vegetation indices per date or composited per period (median, mean, max, min and a clear-observation count).
     Indices(IndicesArgs),
@@ -1249,11 +1255,13 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
             season: s,
             rehash,
             out,
+            vars,
         } => {
             let opts = season::RunOptions {
                 season: s,
                 rehash,
                 out,
+                vars,
             };
             let summary = season::run(&config, &opts, &StageCommands, &progress)?;
             print_run(&summary, cli.quiet);
@@ -1263,8 +1271,9 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
             config,
             season: s,
             out,
+            vars,
         } => {
-            let plan = season::check(&config, s.as_deref(), out.as_deref(), &StageCommands)?;
+            let plan = season::check(&config, s.as_deref(), out.as_deref(), &vars, &StageCommands)?;
             if !cli.quiet {
                 for st in &plan.stages {
                     let deps = if st.deps.is_empty() {
@@ -1801,6 +1810,14 @@ impl FeatureArgs {
 }
 
 /// Parse `FIRST-LAST` (or a single number).
+/// `--var NAME=VALUE`.
+fn parse_var(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{s}': expected NAME=VALUE")),
+    }
+}
+
 fn parse_range(s: &str, flag: &str) -> Result<(u32, u32)> {
     let bad = || Error::Usage(format!("{flag} {s}: expected FIRST-LAST, for example 1-12"));
     let (a, b) = s.split_once('-').unwrap_or((s, s));

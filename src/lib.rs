@@ -14,6 +14,7 @@ pub mod composite;
 pub mod correction;
 pub mod drivers;
 pub mod engine;
+pub mod envvars;
 pub mod error;
 pub mod fault;
 pub mod indices;

@@ -42,6 +42,9 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
 /// Read and parse a user's TOML file.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = crate::io::read_text(path, "a TOML file")?;
+    // `${NAME}` names an environment variable (configs portable across machines).
+    let text = crate::envvars::expand(&text, crate::envvars::from_env)
+        .map_err(|e| Error::config(path, e))?;
     parse_toml(&text, path)
 }
 

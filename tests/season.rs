@@ -540,3 +540,58 @@ fn lock_partial_success_and_season_templating() {
         (Some("2024-07-01"), Some("2024-07-31"), Some("7-7"))
     );
 }
+
+/// Portable configs: `${NAME}` is the environment variable NAME (an unset one is an error naming the line,
+/// exit 2); `--var NAME=VALUE` replaces a declared variable and naming an undeclared one is an error; a
+/// `[vars]` value naming an unknown `{variable}` is an error, not a literal.
+#[test]
+fn configs_expand_the_environment_and_take_var_overrides() {
+    let s = setup(&CONFIG.replace(
+        "samples = \"samples\"",
+        "samples = \"${CARBONMAP_TEST_SAMPLES}\"",
+    ));
+    let check = |env: Option<&Path>, extra: &[&str]| {
+        let mut c = carbonmap();
+        c.arg("check").arg(&s.config).args(extra);
+        match env {
+            Some(p) => c.env("CARBONMAP_TEST_SAMPLES", p),
+            None => c.env_remove("CARBONMAP_TEST_SAMPLES"),
+        };
+        c.assert()
+    };
+    // From the environment, wherever the config is.
+    check(Some(&s.dir.join("samples")), &[]).success();
+    // Unset: an error naming the variable and the line, nothing run.
+    let a = check(None, &[]).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("environment variable CARBONMAP_TEST_SAMPLES is not set")
+            && err.contains("line 7"),
+        "{err}"
+    );
+    // --var replaces the declared variable (the environment is then not needed for it)...
+    let var = format!("samples={}", s.dir.join("samples").display());
+    check(Some(Path::new("/nonexistent")), &["--var", &var]).success();
+    // ... and a variable the config does not declare is refused.
+    let a = check(Some(&s.dir.join("samples")), &["--var", "sampels=x"]).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("--var sampels: ") && err.contains("declared: samples"),
+        "{err}"
+    );
+    // A [vars] value with an unknown {variable} is an error, not a literal path.
+    std::fs::write(
+        &s.config,
+        CONFIG.replace(
+            "samples = \"samples\"",
+            "samples = \"{CARBONMAP_REAL_DATA}/x\"",
+        ),
+    )
+    .unwrap();
+    let a = check(None, &[]).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("[vars] samples: ") && err.contains("unknown variable {CARBONMAP_REAL_DATA}"),
+        "{err}"
+    );
+}

@@ -33,9 +33,10 @@ pub fn check(
     config: &Path,
     season: Option<&str>,
     out: Option<&Path>,
+    overrides: &[(String, String)],
     cmds: &dyn Commands,
 ) -> Result<Plan> {
-    let (plan, mut problems) = plan_with_problems(config, season, out, cmds)?;
+    let (plan, mut problems) = plan_with_problems(config, season, out, overrides, cmds)?;
     check_stages(&plan, cmds, &mut problems);
     problems.finish()?;
     Ok(plan)

@@ -360,9 +360,10 @@ pub fn plan(
     config: &Path,
     season: Option<&str>,
     out: Option<&Path>,
+    overrides: &[(String, String)],
     cmds: &dyn Commands,
 ) -> Result<Plan> {
-    let (plan, problems) = plan_with_problems(config, season, out, cmds)?;
+    let (plan, problems) = plan_with_problems(config, season, out, overrides, cmds)?;
     problems.finish()?;
     Ok(plan)
 }
@@ -373,6 +374,7 @@ fn plan_with_problems(
     config: &Path,
     season: Option<&str>,
     out_override: Option<&Path>,
+    overrides: &[(String, String)],
     cmds: &dyn Commands,
 ) -> Result<(Plan, Problems)> {
     let file: ConfigFile = crate::models::read_toml(config)?;
@@ -390,14 +392,34 @@ fn plan_with_problems(
     let season = Season::parse(&season_text)?;
     let mut vars = season.variables();
     let mut problems = Problems::new();
-    for (k, v) in &file.vars {
-        if vars.contains_key(k) {
+    // `--var NAME=VALUE` replaces a variable the config declares; naming one it does not is an error.
+    let mut declared = file.vars.clone();
+    for (k, v) in overrides {
+        if declared.contains_key(k) {
+            declared.insert(k.clone(), v.clone());
+        } else {
+            problems.push(Error::Usage(format!(
+                "--var {k}: {} declares no such variable in [vars] (declared: {})",
+                config.display(),
+                file.vars.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let builtin = vars.clone();
+    for (k, v) in &declared {
+        if builtin.contains_key(k) {
             problems.push(Error::config(
                 config,
                 format!("[vars] {k}: a built-in variable cannot be redefined"),
             ));
-        } else {
-            vars.insert(k.clone(), v.clone());
+            continue;
+        }
+        // A variable's value may use the built-in ones ({year} ...); any other {name} is an error.
+        match template(v, &builtin) {
+            Ok(t) => {
+                vars.insert(k.clone(), t);
+            }
+            Err(e) => problems.push(Error::config(config, format!("[vars] {k}: {e}"))),
         }
     }
     let out = match template(&file.season.out, &vars) {

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub season: Option<String>,
     /// Output folder instead of the config's `[season] out`.
     pub out: Option<PathBuf>,
+    /// `--var NAME=VALUE`: values for variables the config declares in [vars].
+    pub vars: Vec<(String, String)>,
     /// Hash every input again instead of trusting recorded hashes of files whose size and modification time
     /// are unchanged.
     pub rehash: bool,
@@ -281,7 +283,13 @@ pub fn run(
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<RunSummary> {
-    let plan = plan(config, opts.season.as_deref(), opts.out.as_deref(), cmds)?;
+    let plan = plan(
+        config,
+        opts.season.as_deref(),
+        opts.out.as_deref(),
+        &opts.vars,
+        cmds,
+    )?;
     super::check::check_plan(&plan, cmds)?;
     // One scope for the whole run: it holds the output folder's lock; every write commits in its own scope.
     crate::commit::run(&[], || run_plan(plan, config, opts, cmds, progress))
