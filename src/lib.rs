@@ -29,6 +29,7 @@ pub mod progress;
 pub mod qml;
 pub mod report;
 pub mod scene;
+pub mod stac;
 pub mod synth;
 pub mod units;
 pub mod validate;

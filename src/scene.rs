@@ -364,8 +364,16 @@ fn recognise(re: &regex::Regex, path: &Path) -> Option<Recognised> {
 }
 
 impl Stack {
-    /// A stack manifest (TOML) or a folder whose files follow a sensor's naming convention.
+    /// A stack manifest (TOML), a folder whose files follow a sensor's naming convention, or a STAC Item,
+    /// ItemCollection or static catalog (JSON).
     pub fn open(path: &Path) -> Result<Stack> {
+        if path.is_file() && crate::stac::is_json_file(path) {
+            let text = crate::stac::manifest_text(path)?;
+            let origin = path.with_extension("stac-as-manifest.toml");
+            let mf: ManifestFile = models::parse_toml(&text, &origin)?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            return Self::from_manifest(mf, &origin, base);
+        }
         if path.is_dir() {
             let (_, manifest) = Self::recognise_dir(path, None, false)?;
             let tmp = path.join(".carbonmap-recognised-stack.toml");
@@ -468,7 +476,13 @@ impl Stack {
 
     /// Load a manifest and describe every file it names. All problems are collected and reported at once.
     pub fn load(manifest: &Path) -> Result<Stack> {
-        let mf: ManifestFile = models::read_toml(manifest)?;
+        let text = crate::io::read_text(
+            manifest,
+            "a stack manifest (TOML), a folder of scenes, or a STAC item, item collection or catalog (JSON)",
+        )?;
+        let text = crate::envvars::expand(&text, crate::envvars::from_env)
+            .map_err(|e| Error::config(manifest, e))?;
+        let mf: ManifestFile = models::parse_toml(&text, manifest)?;
         let base = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
         Self::from_manifest(mf, manifest, &base)
     }

@@ -1,0 +1,277 @@
+//! STAC input for `--stack`: a STAC Item, an ItemCollection (a GeoJSON FeatureCollection of items) or a
+//! static Catalog / Collection on disk whose `item` (and `child`) links lead to items. Each item becomes one
+//! scene of a stack manifest: its date from `properties.datetime`, its sensor profile from its collection
+//! (models/stac.toml) or a `carbonmap:sensor` property, and its bands from the assets: an asset whose key or
+//! `eo:bands` names are the profile's band names (or whose `eo:bands` common names are the profile's, by the
+//! standard letters of models/stac.toml) gives those bands; an asset with several `eo:bands` gives band i of
+//! its file. Hrefs are relative to the JSON file that holds them; http(s) hrefs are read through GDAL's
+//! /vsicurl/.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::models;
+use crate::scene::SensorProfile;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StacTable {
+    #[allow(dead_code)]
+    citation: String,
+    /// STAC collection id -> built-in sensor profile.
+    collections: BTreeMap<String, String>,
+    /// STAC eo:bands common name -> band letter of the profiles.
+    common_names: BTreeMap<String, String>,
+}
+
+/// Does the file hold JSON (by its extension, or a first non-blank character `{`)? A TIFF or other binary
+/// file given as a stack is left to the manifest reader, which names its kind.
+pub fn is_json_file(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if ext == "json" || ext == "geojson" {
+        return true;
+    }
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut buf))
+        .unwrap_or(0);
+    buf[..n]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
+/// Is this JSON text a STAC document (has `stac_version`, or is a FeatureCollection of them)?
+pub fn is_stac(v: &Value) -> bool {
+    v.get("stac_version").is_some()
+        || (v.get("type").and_then(Value::as_str) == Some("FeatureCollection")
+            && v.get("features").is_some())
+}
+
+/// Resolve an href against the folder of the document holding it; http(s) through /vsicurl/.
+fn resolve_href(base: &Path, href: &str) -> String {
+    if href.starts_with("http://") || href.starts_with("https://") {
+        format!("/vsicurl/{href}")
+    } else if href.starts_with("/vsi") || Path::new(href).is_absolute() {
+        href.to_string()
+    } else {
+        let h = href.strip_prefix("file://").unwrap_or(href);
+        base.join(h).display().to_string()
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = crate::io::read_text(path, "a STAC JSON document")?;
+    serde_json::from_str(&text).map_err(|e| Error::input(path, format!("not JSON: {e}")))
+}
+
+/// Every item of a STAC document, with the folder its hrefs are relative to.
+fn items(path: &Path, v: Value, out: &mut Vec<(PathBuf, Value)>, depth: usize) -> Result<()> {
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    match v.get("type").and_then(Value::as_str) {
+        Some("Feature") => out.push((base, v)),
+        Some("FeatureCollection") => {
+            for f in v["features"].as_array().into_iter().flatten() {
+                out.push((base.clone(), f.clone()));
+            }
+        }
+        Some("Catalog") | Some("Collection") => {
+            if depth > 8 {
+                return Err(Error::input(path, "catalog links nest more than 8 levels"));
+            }
+            for l in v["links"].as_array().into_iter().flatten() {
+                let rel = l.get("rel").and_then(Value::as_str).unwrap_or("");
+                let Some(href) = l.get("href").and_then(Value::as_str) else {
+                    continue;
+                };
+                if rel == "item" || rel == "child" {
+                    if href.starts_with("http") {
+                        return Err(Error::input(path, format!("link {href}: catalogs over HTTP are not read yet; give the items (an ItemCollection) or a local catalog")));
+                    }
+                    let p = base.join(href);
+                    let child = read_json(&p)?;
+                    items(&p, child, out, depth + 1)?;
+                }
+            }
+        }
+        other => {
+            return Err(Error::input(
+                path,
+                format!(
+                    "STAC type {}: expected an Item (Feature), an ItemCollection (FeatureCollection), a Catalog or a Collection",
+                    other.unwrap_or("(none)")
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The bands an asset gives: (band name of the profile, 1-based band in the asset's file, or None for a
+/// single-band file).
+fn asset_bands(
+    key: &str,
+    asset: &Value,
+    profile: &SensorProfile,
+    table: &StacTable,
+) -> Vec<(String, Option<usize>)> {
+    let mut names: Vec<&str> = profile.bands.values().map(String::as_str).collect();
+    if let Some(qa) = &profile.qa {
+        names.push(qa.band.as_str());
+    }
+    let find = |s: &str| {
+        names
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(s))
+            .map(|n| n.to_string())
+    };
+    let by_common = |b: &Value| {
+        b.get("common_name")
+            .and_then(Value::as_str)
+            .and_then(|c| table.common_names.get(c))
+            .and_then(|letter| profile.bands.get(letter))
+            .cloned()
+    };
+    let eo = asset
+        .get("eo:bands")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if eo.len() > 1 {
+        return eo
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                b.get("name")
+                    .and_then(Value::as_str)
+                    .and_then(find)
+                    .or_else(|| by_common(b))
+                    .map(|n| (n, Some(i + 1)))
+            })
+            .collect();
+    }
+    let one = find(key)
+        .or_else(|| {
+            eo.first()
+                .and_then(|b| b.get("name"))
+                .and_then(Value::as_str)
+                .and_then(find)
+        })
+        .or_else(|| eo.first().and_then(by_common));
+    one.map(|n| vec![(n, None)]).unwrap_or_default()
+}
+
+/// A STAC document as the text of an equivalent stack manifest (absolute paths).
+pub fn manifest_text(path: &Path) -> Result<String> {
+    let rel = "stac.toml";
+    let table: StacTable = models::parse_toml(
+        models::embedded(rel).expect("embedded"),
+        &models::embedded_path(rel),
+    )?;
+    let doc = read_json(path)?;
+    if !is_stac(&doc) {
+        return Err(Error::input(
+            path,
+            "is JSON but not a STAC document (no stac_version): --stack wants a stack manifest (TOML), a folder of scenes, or a STAC item, item collection or catalog",
+        ));
+    }
+    let mut found = Vec::new();
+    items(path, doc, &mut found, 0)?;
+    if found.is_empty() {
+        return Err(Error::input(path, "has no STAC items"));
+    }
+    let profiles = SensorProfile::builtin()?;
+    let mut sensor: Option<String> = None;
+    let mut scenes = Vec::new();
+    let mut problems = Vec::new();
+    for (base, item) in &found {
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("(no id)")
+            .to_string();
+        let props = &item["properties"];
+        let name = props
+            .get("carbonmap:sensor")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                item.get("collection")
+                    .and_then(Value::as_str)
+                    .and_then(|c| table.collections.get(c).cloned())
+            });
+        let Some(name) = name else {
+            problems.push(format!(
+                "item {id}: collection {} is not one carbonmap knows (known: {}); set the property carbonmap:sensor to a sensor profile",
+                item.get("collection").and_then(Value::as_str).unwrap_or("(none)"),
+                table.collections.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        };
+        match &sensor {
+            Some(s) if *s != name => {
+                problems.push(format!(
+                    "item {id}: sensor {name}, but earlier items are {s}: one stack is one sensor"
+                ));
+                continue;
+            }
+            _ => sensor = Some(name.clone()),
+        }
+        let Some(profile) = profiles.iter().find(|p| p.name == name) else {
+            problems.push(format!("item {id}: no built-in sensor profile {name}"));
+            continue;
+        };
+        let datetime = props
+            .get("datetime")
+            .and_then(Value::as_str)
+            .or_else(|| props.get("start_datetime").and_then(Value::as_str));
+        let Some(date) = datetime.and_then(|d| d.get(..10)) else {
+            problems.push(format!("item {id}: no properties.datetime"));
+            continue;
+        };
+        let mut files = toml::Table::new();
+        for (key, asset) in item["assets"].as_object().into_iter().flatten() {
+            let Some(href) = asset.get("href").and_then(Value::as_str) else {
+                continue;
+            };
+            let href = resolve_href(base, href);
+            for (band, index) in asset_bands(key, asset, profile, &table) {
+                let v = match index {
+                    None => toml::Value::String(href.clone()),
+                    Some(i) => {
+                        let mut t = toml::Table::new();
+                        t.insert("path".into(), href.clone().into());
+                        t.insert("band".into(), (i as i64).into());
+                        toml::Value::Table(t)
+                    }
+                };
+                files.insert(band, v);
+            }
+        }
+        if files.is_empty() {
+            problems.push(format!("item {id}: no asset gives a band of sensor {name}"));
+            continue;
+        }
+        let mut scene = toml::Table::new();
+        scene.insert("date".into(), date.into());
+        scene.insert("id".into(), id.into());
+        scene.insert("files".into(), toml::Value::Table(files));
+        scenes.push(toml::Value::Table(scene));
+    }
+    if !problems.is_empty() {
+        return Err(Error::input(path, problems.join("; ")));
+    }
+    let mut m = toml::Table::new();
+    m.insert("sensor".into(), sensor.expect("an item resolved").into());
+    m.insert("scene".into(), toml::Value::Array(scenes));
+    toml::to_string(&m)
+        .map_err(|e| Error::input(path, format!("cannot express as a manifest: {e}")))
+}
