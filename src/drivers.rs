@@ -637,7 +637,10 @@ fn raster_driver(
         return Err(Error::config(path, format!("raster.{k}: unknown variable")));
     };
     check_unit(var, &spec.unit, path, &format!("raster.{k}"))?;
-    let p = path.parent().unwrap_or(Path::new(".")).join(&spec.file);
+    let p = io::join_source(
+        path.parent().unwrap_or(Path::new(".")),
+        &spec.file.to_string_lossy(),
+    );
     let info = RasterInfo::read(&p)?;
     let own_grid = info.grid()?;
     let first = spec.first_band.unwrap_or(1);

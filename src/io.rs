@@ -48,14 +48,65 @@ fn is_virtual(path: &Path) -> bool {
     path.to_string_lossy().starts_with("/vsi")
 }
 
+/// A GDAL subdataset name, `DRIVER:"file":rest` or `DRIVER:file:rest` (NETCDF:"era5.nc":t2m,
+/// HDF5:"f.h5"://g/v, ZARR:"store.zarr":/t2m): (driver, file, rest). A driver name has at least two characters,
+/// so a Windows drive letter is not one.
+pub fn subdataset_parts(s: &str) -> Option<(&str, &str, &str)> {
+    let (driver, tail) = s.split_once(':')?;
+    if driver.len() < 2
+        || !driver
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        return None;
+    }
+    if let Some(q) = tail.strip_prefix('"') {
+        let end = q.find('"')?;
+        let rest = q[end + 1..].strip_prefix(':').unwrap_or(&q[end + 1..]);
+        Some((driver, &q[..end], rest))
+    } else {
+        let (file, rest) = tail.split_once(':').unwrap_or((tail, ""));
+        Some((driver, file, rest))
+    }
+}
+
+/// A raster source named in a file (a path, a /vsi path or a GDAL subdataset name) made relative to `base`.
+pub fn join_source(base: &Path, s: &str) -> PathBuf {
+    if s.starts_with("/vsi") {
+        return PathBuf::from(s);
+    }
+    match subdataset_parts(s) {
+        Some((driver, file, rest)) => {
+            let f = base.join(file);
+            PathBuf::from(format!("{driver}:\"{}\":{rest}", f.display()))
+        }
+        None => base.join(s),
+    }
+}
+
+/// A Zarr store is a folder GDAL opens as a raster.
+fn is_zarr_store(path: &Path) -> bool {
+    ["zarr.json", ".zgroup", ".zarray"]
+        .iter()
+        .any(|f| path.join(f).exists())
+}
+
 /// Open a raster for reading, with a clear error when it is missing or not readable by GDAL.
 pub fn open(path: &Path) -> Result<Dataset> {
     init();
-    if !is_virtual(path) && !path.exists() {
-        return Err(Error::input(path, "file does not exist"));
+    let text = path.to_string_lossy();
+    let file = match subdataset_parts(&text) {
+        Some((_, f, _)) => PathBuf::from(f),
+        None => path.to_path_buf(),
+    };
+    if !is_virtual(&file) && !file.exists() {
+        return Err(Error::input(&file, "file does not exist"));
     }
-    if !is_virtual(path) && path.is_dir() {
-        return Err(Error::input(path, "is a directory, expected a raster file"));
+    if !is_virtual(&file) && file == path && path.is_dir() && !is_zarr_store(path) {
+        return Err(Error::input(
+            path,
+            "is a directory, expected a raster file (or a Zarr store)",
+        ));
     }
     let ds = Dataset::open(path)
         .map_err(|e| Error::input(path, format!("not a raster GDAL can read ({e})")))?;

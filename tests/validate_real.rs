@@ -72,6 +72,7 @@ fn forc_npp_against_casa_over_north_america() {
         .arg(d.join("casa"))
         .assert()
         .success();
+    netcdf_drivers_give_the_same_npp(d, &na);
     let forc = root.join("forc-field-plots/ForC_2018_npp_gpp_nee_biomass_subset.csv");
     let raster = d.join("casa/NPP_gC_m2_2001.tif");
     let plot_args = |c: &mut assert_cmd::Command| {
@@ -319,4 +320,77 @@ fn fr_pue_daily_gpp_through_validate() {
         .count();
     let samples = rows(&d.join("val/validation_samples.csv"));
     assert_eq!(samples.len(), observed);
+}
+
+/// The CRU temperature normals written as one NetCDF variable with a time axis (GDAL's multidimensional API,
+/// Debian's python3-gdal) and named by its GDAL subdataset name, NETCDF:"file":t2m, in the drivers file: the
+/// same NPP, byte for byte, as the GeoTIFF drivers.
+fn netcdf_drivers_give_the_same_npp(d: &Path, na: &Path) {
+    let nc = d.join("cru.nc");
+    let script = format!(
+        r#"
+from osgeo import gdal
+import numpy as np
+src = gdal.Open("{tif}")
+nd = src.GetRasterBand(1).GetNoDataValue()
+a = src.ReadAsArray().astype("float64"); a[a == nd] = -9999; a = a.astype("float32")
+gt = src.GetGeoTransform(); h, w = a.shape[1:]
+ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional("{nc}")
+rg = ds.GetRootGroup()
+dt = rg.CreateDimension("time", None, None, 12)
+dy = rg.CreateDimension("lat", "HORIZONTAL_Y", "NORTH", h)
+dx = rg.CreateDimension("lon", "HORIZONTAL_X", "EAST", w)
+f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+rg.CreateMDArray("time", [dt], f8).Write(np.arange(12, dtype="float64"))
+rg.CreateMDArray("lat", [dy], f8).Write(gt[3] + gt[5] * (np.arange(h) + 0.5))
+rg.CreateMDArray("lon", [dx], f8).Write(gt[0] + gt[1] * (np.arange(w) + 0.5))
+v = rg.CreateMDArray("t2m", [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Float32))
+v.SetNoDataValueDouble(-9999)
+v.SetSpatialRef(src.GetSpatialRef())
+v.Write(a)
+del ds
+"#,
+        tif = na.join("temp_NA.tif").display(),
+        nc = nc.display()
+    );
+    let ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3 with osgeo (scripts/test.sh installs python3-gdal)");
+    assert!(ok.success());
+    let text = std::fs::read_to_string(d.join("cru-normals.toml"))
+        .unwrap()
+        .replace(
+            "\"${CARBONMAP_REAL_DATA}/climate-north-america/temp_NA.tif\"",
+            &format!("'NETCDF:\"{}\":t2m'", nc.display()),
+        );
+    assert!(text.contains("NETCDF:"), "{text}");
+    std::fs::write(d.join("cru-nc.toml"), text).unwrap();
+    carbonmap()
+        .args([
+            "npp",
+            "--model",
+            "casa",
+            "--legend",
+            "modis-mcd12q1-umd",
+            "--year",
+            "2001",
+        ])
+        .arg("--ndvi")
+        .arg(d.join("ndvi"))
+        .arg("--landcover")
+        .arg(d.join("lc_enf.tif"))
+        .arg("--drivers")
+        .arg(d.join("cru-nc.toml"))
+        .arg("-o")
+        .arg(d.join("casa-nc"))
+        .assert()
+        .success();
+    let (a, _, _) = common::read_band(&d.join("casa/NPP_gC_m2_2001.tif"), 1);
+    let (b, _, _) = common::read_band(&d.join("casa-nc/NPP_gC_m2_2001.tif"), 1);
+    assert_eq!(a.len(), b.len());
+    assert!(a
+        .iter()
+        .zip(&b)
+        .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())));
 }
