@@ -2497,3 +2497,42 @@ mod union_tests {
         assert!((super::union_keep(c, &d).area() - 2.0).abs() < 1e-12);
     }
 }
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn subdataset_names_are_recognised_and_joined() {
+        assert_eq!(
+            subdataset_parts(r#"NETCDF:"era5.nc":t2m"#),
+            Some(("NETCDF", "era5.nc", "t2m"))
+        );
+        assert_eq!(
+            subdataset_parts(r#"HDF5:"f.h5"://g/v"#),
+            Some(("HDF5", "f.h5", "//g/v"))
+        );
+        assert_eq!(subdataset_parts("C:/data/x.tif"), None);
+        assert_eq!(subdataset_parts("data/x.tif"), None);
+        assert_eq!(
+            join_source(Path::new("/d"), r#"NETCDF:"era5.nc":t2m"#),
+            PathBuf::from(r#"NETCDF:"/d/era5.nc":t2m"#)
+        );
+        assert_eq!(
+            join_source(Path::new("/d"), "x.tif"),
+            PathBuf::from("/d/x.tif")
+        );
+        assert_eq!(
+            join_source(Path::new("/d"), "/vsicurl/https://h/x.tif"),
+            PathBuf::from("/vsicurl/https://h/x.tif")
+        );
+        // A missing file behind a subdataset name is named.
+        let e = open(Path::new(r#"NETCDF:"/nonexistent/era5.nc":t2m"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/era5.nc") && e.contains("does not exist"),
+            "{e}"
+        );
+    }
+}
