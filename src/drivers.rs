@@ -16,6 +16,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
 mod coarse;
+mod subdaily;
 
 use crate::climate::ClimateConstants;
 use crate::error::{Error, Problems, Result};
@@ -473,6 +474,8 @@ impl Rule {
 struct ColumnSpec {
     column: String,
     unit: String,
+    /// Sub-daily tables: how rows aggregate to a day (mean, sum, min, max; see subdaily.rs).
+    aggregate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -490,6 +493,10 @@ struct StationSpec {
     year: Option<String>,
     month: Option<String>,
     day: Option<String>,
+    /// Sub-daily rows (hourly, half-hourly): the hour column (and optionally the minute column); rows are
+    /// aggregated to the drivers' step (subdaily.rs). Needs year, month and day columns.
+    hour: Option<String>,
+    minute: Option<String>,
     /// "standard" (default) or "noleap" (365-day years, as data that drop 29 February).
     #[serde(default)]
     calendar: Option<String>,
@@ -829,7 +836,7 @@ impl Drivers {
         };
         let steps = year_steps(file.step, year, noleap);
 
-        let derive = derive_rules(&file.derive, path, &mut problems);
+        let mut derive = derive_rules(&file.derive, path, &mut problems);
         let mut rasters = BTreeMap::new();
         for (k, spec) in &file.raster {
             match raster_driver(k, spec, path, &steps, file.step, year) {
@@ -862,7 +869,28 @@ impl Drivers {
                     ));
                 }
             }
-            match read_station(path, base, s, file.step, year, &steps, noleap, &climate) {
+            let agg = match s.hour {
+                Some(_) => match subdaily_table(path, base, s, file.step, &derive, &climate) {
+                    Ok((spec, text, vpd_per_row)) => {
+                        if vpd_per_row {
+                            derive.remove(&Var::Vpd);
+                        }
+                        Some((spec, text))
+                    }
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let (spec, text) = match &agg {
+                Some((spec, text)) => (spec, Some(text.as_str())),
+                None => (s, None),
+            };
+            match read_station(
+                path, base, spec, file.step, year, &steps, noleap, &climate, text,
+            ) {
                 Ok((m, f)) => {
                     station = m;
                     filled = f;
@@ -1319,8 +1347,6 @@ impl Drivers {
     }
 }
 
-/// Read a station table's rows for `year` into canonical per-step series.
-#[allow(clippy::too_many_arguments)]
 /// The station table's columns: each a known variable with an accepted unit.
 fn station_columns<'a>(s: &'a StationSpec, origin: &Path) -> Result<Vec<(Var, &'a ColumnSpec)>> {
     let mut vars = Vec::new();
@@ -1488,6 +1514,122 @@ fn missing_steps(
     ))
 }
 
+/// A sub-daily station table aggregated to the step: the equivalent table's spec (a `date` column, one column
+/// per variable named by it), its CSV text, and whether VPD was derived per row (from `[derive] vpd =
+/// "from-rh"` with tmean and rh columns).
+fn subdaily_table(
+    origin: &Path,
+    base: &Path,
+    s: &StationSpec,
+    step: Step,
+    derive: &BTreeMap<Var, Rule>,
+    climate: &ClimateConstants,
+) -> Result<(StationSpec, String, bool)> {
+    use subdaily::{Agg, Column, Source};
+    let path = base.join(&s.file);
+    let (Some(yc), Some(mc), Some(dc)) = (&s.year, &s.month, &s.day) else {
+        return Err(Error::config(
+            origin,
+            "station.hour (sub-daily rows) needs year, month and day columns",
+        ));
+    };
+    let text = crate::io::read_text(&path, "a station table (CSV)")?;
+    let headers: Vec<String> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|h| h.trim().trim_matches('"').to_string())
+        .collect();
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            Error::input(
+                &path,
+                format!("has no column \"{name}\" (columns: {})", headers.join(", ")),
+            )
+        })
+    };
+    let time = [
+        col(yc)?,
+        col(mc)?,
+        col(dc)?,
+        col(s.hour.as_deref().expect("sub-daily"))?,
+    ];
+    if let Some(mn) = &s.minute {
+        col(mn)?;
+    }
+    let mut columns = Vec::new();
+    let mut spec_cols = BTreeMap::new();
+    for (var, c) in station_columns(s, origin)? {
+        let agg = Agg::parse(c.aggregate.as_deref(), var)
+            .map_err(|e| Error::config(origin, format!("station.columns.{}: {e}", var.name())))?;
+        columns.push(Column {
+            var,
+            source: Source::Col(col(&c.column)?),
+            agg,
+        });
+        spec_cols.insert(
+            var.name().to_string(),
+            ColumnSpec {
+                column: var.name().to_string(),
+                unit: c.unit.clone(),
+                aggregate: None,
+            },
+        );
+    }
+    let given = |v: Var| s.columns.contains_key(v.name());
+    let vpd_per_row = derive.get(&Var::Vpd) == Some(&Rule::FromRh)
+        && !given(Var::Vpd)
+        && given(Var::Tmean)
+        && given(Var::Rh);
+    if vpd_per_row {
+        let (t, rh) = (&s.columns["tmean"], &s.columns["rh"]);
+        if t.unit != "degC" {
+            return Err(Error::config(
+                origin,
+                "sub-daily VPD from rh needs tmean in degC",
+            ));
+        }
+        let rh_factor = if rh.unit == "1" { 100.0 } else { 1.0 };
+        columns.push(Column {
+            var: Var::Vpd,
+            source: Source::VpdFromRh {
+                t: col(&t.column)?,
+                rh: col(&rh.column)?,
+                rh_factor,
+            },
+            agg: Agg::Mean,
+        });
+        spec_cols.insert(
+            "vpd".into(),
+            ColumnSpec {
+                column: "vpd".into(),
+                unit: "Pa".into(),
+                aggregate: None,
+            },
+        );
+    }
+    let table = subdaily::aggregate(&path, &text, time, &columns, step, climate)?;
+    let spec = StationSpec {
+        file: s.file.clone(),
+        latitude: s.latitude,
+        elevation: s.elevation,
+        date: Some("date".into()),
+        year: None,
+        month: None,
+        day: None,
+        hour: None,
+        minute: None,
+        calendar: s.calendar.clone(),
+        fill_missing_months: s.fill_missing_months.clone(),
+        columns: spec_cols,
+    };
+    Ok((spec, table, vpd_per_row))
+}
+
+/// Read a station table's rows for `year` into canonical per-step series (`aggregated`: the text of a
+/// sub-daily table already aggregated to the step, instead of the file).
+#[allow(clippy::too_many_arguments)]
 fn read_station(
     origin: &Path,
     base: &Path,
@@ -1497,6 +1639,7 @@ fn read_station(
     steps: &[StepInfo],
     noleap: bool,
     climate: &ClimateConstants,
+    aggregated: Option<&str>,
 ) -> Result<(BTreeMap<Var, Vec<f64>>, Vec<String>)> {
     let path = base.join(&s.file);
     let vars = station_columns(s, origin)?;
@@ -1509,7 +1652,10 @@ fn read_station(
             "station: name a `date` column, or `year` and `month` (and `day` for daily steps) columns, or only `month` for a monthly climatology",
         ));
     }
-    let text = crate::io::read_text(&path, "a station table (CSV)")?;
+    let text = match aggregated {
+        Some(t) => t.to_string(),
+        None => crate::io::read_text(&path, "a station table (CSV)")?,
+    };
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let headers = rdr
         .headers()

@@ -1,0 +1,301 @@
+//! Sub-daily station tables (hourly or half-hourly rows, such as NSRDB): rows are aggregated to days by each
+//! column's rule (`aggregate` = mean, sum, min or max; by default precipitation sums, tmin takes the minimum,
+//! tmax the maximum and every other variable the mean), and days to months as the mean of the daily values
+//! (sum for sums), before the usual unit conversion. VPD asked of `[derive] vpd = "from-rh"` is derived at
+//! each row and then averaged (the mean of VPD, not VPD of the mean). Days are calendar days of the table's
+//! own clock. A day with fewer rows than the table's full days, or with an empty or non-numeric value, is an
+//! error naming it: nothing is filled.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::climate::ClimateConstants;
+use crate::error::{Error, Result};
+
+use super::{Step, Var};
+
+/// How a column aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    Mean,
+    Sum,
+    Min,
+    Max,
+}
+
+impl Agg {
+    pub fn parse(s: Option<&str>, var: Var) -> std::result::Result<Agg, String> {
+        match s {
+            None => Ok(match var {
+                Var::Precip => Agg::Sum,
+                Var::Tmin => Agg::Min,
+                Var::Tmax => Agg::Max,
+                _ => Agg::Mean,
+            }),
+            Some("mean") => Ok(Agg::Mean),
+            Some("sum") => Ok(Agg::Sum),
+            Some("min") => Ok(Agg::Min),
+            Some("max") => Ok(Agg::Max),
+            Some(o) => Err(format!("aggregate \"{o}\": one of mean, sum, min, max")),
+        }
+    }
+
+    fn fold(self, v: &[f64]) -> f64 {
+        match self {
+            Agg::Mean => v.iter().sum::<f64>() / v.len() as f64,
+            Agg::Sum => v.iter().sum(),
+            Agg::Min => v.iter().cloned().fold(f64::INFINITY, f64::min),
+            Agg::Max => v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+
+    /// Days to a month: sums add up, every other rule averages the daily values.
+    fn over_days(self, v: &[f64]) -> f64 {
+        match self {
+            Agg::Sum => v.iter().sum(),
+            _ => v.iter().sum::<f64>() / v.len() as f64,
+        }
+    }
+}
+
+/// One output column: its variable, the input column(s) and the rule.
+pub struct Column {
+    pub var: Var,
+    /// Input column index (for a per-row VPD: temperature and relative humidity in %).
+    pub source: Source,
+    pub agg: Agg,
+}
+
+pub enum Source {
+    Col(usize),
+    /// VPD (Pa) from temperature (C) and relative humidity (%) columns, per row (FAO-56 eqs. 11 and 17 via
+    /// models/climate.toml).
+    VpdFromRh {
+        t: usize,
+        rh: usize,
+        rh_factor: f64,
+    },
+}
+
+/// Aggregate the rows to the step: a CSV text with `date` (YYYY-MM-DD or YYYY-MM) and one column per variable
+/// (named by the variable), in the declared units (means of means, sums of sums).
+pub fn aggregate(
+    path: &Path,
+    text: &str,
+    time: [usize; 4],
+    columns: &[Column],
+    step: Step,
+    climate: &ClimateConstants,
+) -> Result<String> {
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    // Per day: the rows' values of each column.
+    let mut days: BTreeMap<(i32, u32, u32), Vec<Vec<f64>>> = BTreeMap::new();
+    let mut rows: BTreeMap<(i32, u32, u32), usize> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (li, rec) in rdr.records().enumerate() {
+        let line = li + 2;
+        let rec = rec.map_err(|e| Error::input(path, format!("line {line}: {e}")))?;
+        let num = |i: usize| {
+            rec.get(i)
+                .unwrap_or("")
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+        };
+        let (Some(y), Some(m), Some(d)) = (num(time[0]), num(time[1]), num(time[2])) else {
+            problems.push(format!("line {line}: year, month or day is not a number"));
+            continue;
+        };
+        let key = (y as i32, m as u32, d as u32);
+        *rows.entry(key).or_default() += 1;
+        let e = days
+            .entry(key)
+            .or_insert_with(|| vec![Vec::new(); columns.len()]);
+        for (k, c) in columns.iter().enumerate() {
+            let v = match c.source {
+                Source::Col(i) => num(i),
+                Source::VpdFromRh { t, rh, rh_factor } => match (num(t), num(rh)) {
+                    (Some(t), Some(rh)) => {
+                        Some(climate.vpd_from_rh_kpa(t, rh * rh_factor) * 1000.0)
+                    }
+                    _ => None,
+                },
+            };
+            match v {
+                Some(v) => e[k].push(v),
+                None => problems.push(format!(
+                    "line {line}: the value for {} is empty or not a number",
+                    c.var.name()
+                )),
+            }
+        }
+    }
+    let full = rows.values().copied().max().unwrap_or(0);
+    let short: Vec<String> = rows
+        .iter()
+        .filter(|(_, n)| **n < full)
+        .map(|((y, m, d), n)| format!("{y}-{m:02}-{d:02} ({n} of {full} rows)"))
+        .collect();
+    if !short.is_empty() {
+        problems.push(format!(
+            "{} incomplete day(s), which would bias their means: {}",
+            short.len(),
+            short
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        problems.truncate(20);
+        if n > 20 {
+            problems.push(format!("... and {} more", n - 20));
+        }
+        return Err(Error::input(
+            path,
+            format!("sub-daily rows: {}", problems.join("; ")),
+        ));
+    }
+    let daily: BTreeMap<(i32, u32, u32), Vec<f64>> = days
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                columns.iter().zip(&v).map(|(c, x)| c.agg.fold(x)).collect(),
+            )
+        })
+        .collect();
+    let mut out = String::from("date");
+    for c in columns {
+        out.push(',');
+        out.push_str(c.var.name());
+    }
+    out.push('\n');
+    let line = |out: &mut String, date: String, vals: &[f64]| {
+        out.push_str(&date);
+        for v in vals {
+            out.push_str(&format!(",{v}"));
+        }
+        out.push('\n');
+    };
+    match step {
+        Step::Day => {
+            for ((y, m, d), v) in &daily {
+                line(&mut out, format!("{y}-{m:02}-{d:02}"), v);
+            }
+        }
+        Step::Month => {
+            let mut months: BTreeMap<(i32, u32), Vec<&Vec<f64>>> = BTreeMap::new();
+            for ((y, m, _), v) in &daily {
+                months.entry((*y, *m)).or_default().push(v);
+            }
+            let incomplete: Vec<String> = months
+                .iter()
+                .filter(|((y, m), ds)| {
+                    let first = chrono::NaiveDate::from_ymd_opt(*y, *m, 1).expect("valid month");
+                    let next = first
+                        .checked_add_months(chrono::Months::new(1))
+                        .expect("in range");
+                    ds.len() as i64 != (next - first).num_days()
+                })
+                .map(|((y, m), ds)| format!("{y}-{m:02} ({} days)", ds.len()))
+                .collect();
+            if !incomplete.is_empty() {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "sub-daily rows: month(s) without every day, whose means would be biased: {}",
+                        incomplete.join(", ")
+                    ),
+                ));
+            }
+            for ((y, m), ds) in &months {
+                let vals: Vec<f64> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| {
+                        c.agg
+                            .over_days(&ds.iter().map(|d| d[k]).collect::<Vec<_>>())
+                    })
+                    .collect();
+                line(&mut out, format!("{y}-{m:02}"), &vals);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_to_days_and_months_by_hand() {
+        let c = ClimateConstants::builtin().unwrap();
+        let cols = [
+            Column {
+                var: Var::Tmean,
+                source: Source::Col(4),
+                agg: Agg::Mean,
+            },
+            Column {
+                var: Var::Tmin,
+                source: Source::Col(4),
+                agg: Agg::Min,
+            },
+            Column {
+                var: Var::Precip,
+                source: Source::Col(5),
+                agg: Agg::Sum,
+            },
+        ];
+        let text =
+            "y,m,d,h,t,p\n2023,1,1,0,2,1\n2023,1,1,12,6,0.5\n2023,1,2,0,-2,0\n2023,1,2,12,4,2\n";
+        // Day 1: mean 4, min 2, sum 1.5; day 2: mean 1, min -2, sum 2.
+        let day = aggregate(Path::new("t.csv"), text, [0, 1, 2, 3], &cols, Step::Day, &c).unwrap();
+        assert_eq!(
+            day,
+            "date,tmean,tmin,precip\n2023-01-01,4,2,1.5\n2023-01-02,1,-2,2\n"
+        );
+        // A month of those two days alone is refused (its mean would stand for 31 days).
+        let e = aggregate(
+            Path::new("t.csv"),
+            text,
+            [0, 1, 2, 3],
+            &cols,
+            Step::Month,
+            &c,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("2023-01 (2 days)"), "{e}");
+        // February 2023 complete, days alternating: means of the daily values, precipitation summed.
+        let mut feb = String::from("y,m,d,h,t,p\n");
+        for d in 1..=28 {
+            let (t, p) = if d % 2 == 0 { (4.0, 1.0) } else { (0.0, 0.0) };
+            feb.push_str(&format!("2023,2,{d},0,{t},{p}\n2023,2,{d},12,{t},{p}\n"));
+        }
+        let month = aggregate(
+            Path::new("t.csv"),
+            &feb,
+            [0, 1, 2, 3],
+            &cols,
+            Step::Month,
+            &c,
+        )
+        .unwrap();
+        // tmean: 14 days of 4 and 14 of 0 = 2; tmin likewise 2; precip 14 days x 2 rows x 1 = 28.
+        assert_eq!(month, "date,tmean,tmin,precip\n2023-02,2,2,28\n");
+        // A day with a row missing, and an empty value: errors naming them, nothing filled.
+        let bad = "y,m,d,h,t,p\n2023,1,1,0,2,1\n2023,1,1,12,,0.5\n2023,1,2,0,-2,0\n";
+        let e = aggregate(Path::new("t.csv"), bad, [0, 1, 2, 3], &cols, Step::Day, &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3: the value for tmean is empty"), "{e}");
+        assert!(e.contains("2023-01-02 (1 of 2 rows)"), "{e}");
+    }
+}
