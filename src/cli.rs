@@ -130,6 +130,14 @@ enum Command {
         /// Write the manifest to this file (with absolute paths) instead of printing it.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// A folder of dated multi-band GeoTIFFs of this sensor (any naming; band names from the band
+        /// descriptions), instead of recognising a product's file names.
+        #[arg(long)]
+        sensor: Option<String>,
+        /// With --sensor: the date from the file name, a regular expression with a named group (?P<date>...)
+        /// (YYYY-MM-DD or YYYYMMDD); default: the file's DATETIME / TIFFTAG_DATETIME / ACQUISITION_DATE tag.
+        #[arg(long, requires = "sensor")]
+        date_pattern: Option<String>,
     },
     /// List the built-in indices or sensor profiles.
     List {
@@ -1765,7 +1773,14 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
         Command::Run { .. } | Command::Check { .. } => Err(Error::Usage(
             "run and check are not stages of a season config".into(),
         )),
-        Command::Stack { dir, from, to, out } => {
+        Command::Stack {
+            dir,
+            from,
+            to,
+            out,
+            sensor,
+            date_pattern,
+        } => {
             let dates = match (from, to) {
                 (None, None) => None,
                 (a, b) => Some((
@@ -1773,7 +1788,15 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                     b.unwrap_or(chrono::NaiveDate::MAX),
                 )),
             };
-            let (_, manifest) = crate::scene::Stack::recognise_dir(&dir, dates, out.is_some())?;
+            let manifest = match &sensor {
+                Some(s) => crate::scene::Stack::recognise_dated(
+                    &std::path::absolute(&dir).map_err(|e| Error::io(&dir, "cannot resolve", e))?,
+                    s,
+                    date_pattern.as_deref(),
+                    dates,
+                )?,
+                None => crate::scene::Stack::recognise_dir(&dir, dates, out.is_some())?.1,
+            };
             match out {
                 Some(out) => crate::io::write_atomic(&out, manifest.as_bytes())?,
                 None => print!("{manifest}"),

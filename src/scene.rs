@@ -385,6 +385,112 @@ impl Stack {
         }
     }
 
+    /// A folder of dated multi-band rasters of one sensor (any naming): each GeoTIFF's date from `pattern` (a
+    /// regular expression on the file name with a named group `date`, YYYY-MM-DD or YYYYMMDD) or else from its
+    /// metadata (DATETIME, TIFFTAG_DATETIME, ACQUISITION_DATE, SENSING_TIME, datetime); band names from the band
+    /// descriptions. With a pattern, files it does not match are not scenes; without one, every GeoTIFF must
+    /// be dated. Returns the manifest text; every file without a date or without band descriptions is listed
+    /// in one error.
+    pub fn recognise_dated(
+        dir: &Path,
+        sensor: &str,
+        pattern: Option<&str>,
+        dates: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<String> {
+        let re = match pattern {
+            Some(p) => Some(
+                regex::Regex::new(p).map_err(|e| Error::Usage(format!("--date-pattern: {e}")))?,
+            ),
+            None => None,
+        };
+        if let Some(r) = &re {
+            if !r.capture_names().any(|n| n == Some("date")) {
+                return Err(Error::Usage(
+                    "--date-pattern needs a named group (?P<date>...)".into(),
+                ));
+            }
+        }
+        SensorProfile::resolve(sensor, dir)?;
+        let parse = |t: &str| {
+            let t = t.trim();
+            let d = t.get(..10).unwrap_or(t).replace(':', "-");
+            NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                .or_else(|_| NaiveDate::parse_from_str(t.get(..8).unwrap_or(t), "%Y%m%d"))
+                .ok()
+        };
+        let mut scenes = Vec::new();
+        let mut problems = Vec::new();
+        for f in crate::io::files_under(dir)? {
+            let ext = f
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            if !matches!(ext.as_deref(), Some("tif") | Some("tiff")) {
+                continue;
+            }
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let info = RasterInfo::read(&f)?;
+            let date = match &re {
+                Some(r) => r
+                    .captures(&name)
+                    .and_then(|c| c.name("date"))
+                    .and_then(|m| parse(m.as_str())),
+                None => [
+                    "DATETIME",
+                    "TIFFTAG_DATETIME",
+                    "ACQUISITION_DATE",
+                    "SENSING_TIME",
+                    "datetime",
+                ]
+                .iter()
+                .find_map(|k| info.metadata.get(*k).and_then(|v| parse(v))),
+            };
+            let Some(date) = date else {
+                // A pattern selects the scenes: other files are not scenes. Without one, every GeoTIFF is.
+                if re.is_none() {
+                    problems.push(format!("{name}: no date (no DATETIME, TIFFTAG_DATETIME, ACQUISITION_DATE or SENSING_TIME tag; give --date-pattern)"));
+                }
+                continue;
+            };
+            if info.bands.iter().any(|b| b.description.is_empty()) {
+                problems.push(format!("{name}: bands without descriptions (name them in a manifest with bands = [...])"));
+                continue;
+            }
+            if dates.is_none_or(|(a, b)| date >= a && date <= b) {
+                scenes.push((date, f));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::input(dir, problems.join("; ")));
+        }
+        if scenes.is_empty() {
+            return Err(Error::input(
+                dir,
+                "no dated GeoTIFF found (in the date range)",
+            ));
+        }
+        scenes.sort();
+        let mut m = toml::Table::new();
+        m.insert("sensor".into(), sensor.into());
+        let list = scenes
+            .iter()
+            .map(|(d, f)| {
+                let mut t = toml::Table::new();
+                t.insert("date".into(), d.to_string().into());
+                t.insert("file".into(), f.display().to_string().into());
+                toml::Value::Table(t)
+            })
+            .collect();
+        m.insert("scene".into(), toml::Value::Array(list));
+        let body = toml::to_string(&m).map_err(|e| Error::input(dir, format!("manifest: {e}")))?;
+        Ok(format!(
+            "# dated rasters recognised by carbonmap in {}\n{body}",
+            dir.display()
+        ))
+    }
+
     /// Recognise a stack in a folder (searched recursively) from the built-in profiles' naming conventions.
     /// Returns the profile name and an equivalent manifest text (paths relative to the folder, or absolute).
     /// With `dates` (first, last; inclusive), only acquisitions in that range are kept.

@@ -491,3 +491,83 @@ fn maps_beside_every_raster_with_the_maps_flag() {
         .success();
     assert!(!common::list_dir(&plain).iter().any(|f| f.ends_with(".png")));
 }
+
+/// A folder of dated multi-band GeoTIFFs of one sensor, named any way: `stack --sensor` dates them by their
+/// DATETIME tag or by `--date-pattern`, names bands by their descriptions, and the manifest it writes gives the
+/// same indices as the samples' hand-written manifest; undated files are listed in one error.
+#[test]
+fn stack_recognises_dated_rasters_by_tag_or_pattern() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = carbonmap::synth::generate_samples(&tmp.path().join("s"), 48).unwrap();
+    let dir = tmp.path().join("scenes");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(s.parent().unwrap()).unwrap() {
+        let p = e.unwrap().path();
+        let n = p.file_name().unwrap().to_string_lossy().to_string();
+        if n.starts_with("s2_synthetic_") && n.ends_with(".tif") {
+            // Renamed: no product naming convention to recognise.
+            std::fs::copy(&p, dir.join(n.replace("s2_synthetic_", "acq-"))).unwrap();
+        }
+    }
+    let by_tag = tmp.path().join("by-tag.toml");
+    carbonmap()
+        .args(["stack", "--sensor", "sentinel2-l2a", "-o"])
+        .arg(&by_tag)
+        .arg(&dir)
+        .assert()
+        .success();
+    let by_name = tmp.path().join("by-name.toml");
+    carbonmap()
+        .args([
+            "stack",
+            "--sensor",
+            "sentinel2-l2a",
+            "--date-pattern",
+            r"acq-(?P<date>\d{4}-\d{2}-\d{2})",
+            "-o",
+        ])
+        .arg(&by_name)
+        .arg(&dir)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(&by_tag)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        std::fs::read_to_string(&by_name)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+    );
+    run(&s, &tmp.path().join("a"), &["--index", "NDVI"]);
+    run(&by_tag, &tmp.path().join("b"), &["--index", "NDVI"]);
+    for e in std::fs::read_dir(tmp.path().join("a")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "tif") {
+            let q = tmp.path().join("b").join(p.file_name().unwrap());
+            let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+            assert_eq!(
+                bits(read_band(&p, 1).0),
+                bits(read_band(&q, 1).0),
+                "{}",
+                p.display()
+            );
+        }
+    }
+    // An undated raster among them (no tag, no pattern): named.
+    std::fs::copy(
+        s.parent().unwrap().join("landcover_worldcover.tif"),
+        dir.join("lc.tif"),
+    )
+    .unwrap();
+    let a = carbonmap()
+        .args(["stack", "--sensor", "sentinel2-l2a"])
+        .arg(&dir)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("lc.tif: no date"), "{err}");
+}
