@@ -39,6 +39,20 @@ pub fn init() {
         let _ = gdal::config::set_config_option("OGR_CURRENT_DATE", GPKG_FIXED_DATE);
         // Never write .aux.xml sidecars next to inputs (statistics, PAM): inputs are read-only to us.
         let _ = gdal::config::set_config_option("GDAL_PAM_ENABLED", "NO");
+        // Cloud reads (remote COGs through /vsicurl/, /vsis3/ ...), GDAL's recommended settings, unless the
+        // user's environment sets them: merged consecutive range requests, retries of transient HTTP failures
+        // (429, 500, 502, 503, 504) with a growing delay, a larger block cache. (GDAL_DISABLE_READDIR_ON_OPEN is
+        // left to the user: set globally it would also hide local sidecars such as world files.)
+        for (k, v) in [
+            ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
+            ("GDAL_HTTP_MAX_RETRY", "4"),
+            ("GDAL_HTTP_RETRY_DELAY", "0.5"),
+            ("CPL_VSIL_CURL_CACHE_SIZE", "67108864"),
+        ] {
+            if std::env::var_os(k).is_none() {
+                let _ = gdal::config::set_config_option(k, v);
+            }
+        }
         gdal::config::set_error_handler(|_class, _code, _msg| {});
         DriverManager::register_all();
     });

@@ -132,3 +132,188 @@ fn stac_catalog_item_collection_and_items_match_the_manifest_run() {
     std::fs::write(d.join("odd.json"), odd.to_string()).unwrap();
     assert_eq!(run(&d.join("odd.json"), "odd"), one);
 }
+
+/// A minimal HTTP/1.1 file server on 127.0.0.1 for the test: HEAD and GET with byte ranges (206), and the
+/// first GET of every file answered 503 Service Unavailable (a transient failure GDAL must retry).
+mod server {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    pub struct Server {
+        pub port: u16,
+        /// Requests per path: (503s answered, successful GETs).
+        pub log: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+    }
+
+    pub fn start(files: BTreeMap<String, PathBuf>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(BTreeMap::new()));
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let files = files.clone();
+                let log = l2.clone();
+                std::thread::spawn(move || serve(stream, &files, &log));
+            }
+        });
+        Server { port, log }
+    }
+
+    fn serve(
+        stream: TcpStream,
+        files: &BTreeMap<String, PathBuf>,
+        log: &Mutex<BTreeMap<String, (usize, usize)>>,
+    ) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            );
+            let mut range = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (a, b) = v.trim().split_once('-').unwrap();
+                    range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().ok()));
+                }
+            }
+            let Some(file) = files.get(path.trim_start_matches('/')) else {
+                let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                continue;
+            };
+            let mut bytes = Vec::new();
+            std::fs::File::open(file)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            let len = bytes.len() as u64;
+            if method == "HEAD" {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\n\r\n"
+                );
+                continue;
+            }
+            {
+                let mut l = log.lock().unwrap();
+                let e = l.entry(path.clone()).or_insert((0, 0));
+                if e.0 == 0 {
+                    e.0 += 1;
+                    let _ = out.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+                    );
+                    continue;
+                }
+                e.1 += 1;
+            }
+            let (a, b) = match range {
+                Some((a, b)) => (a.min(len), b.map_or(len - 1, |b| b.min(len - 1))),
+                None => (0, len - 1),
+            };
+            let body = &bytes[a as usize..=b as usize];
+            let head = if range.is_some() {
+                format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n", body.len())
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n",
+                    body.len()
+                )
+            };
+            if out
+                .write_all(head.as_bytes())
+                .and_then(|_| out.write_all(body))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The same scenes served over HTTP by a server on 127.0.0.1 (byte ranges; every file's first GET fails with
+/// 503): items whose hrefs are http URLs are read through /vsicurl/, the failures retried, and the pixels are
+/// those of the local run.
+#[test]
+fn stac_items_over_http_are_read_with_retries() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let scenes = root.join("exeter-s2-hls/hls_s30");
+    let mut files: Vec<_> = std::fs::read_dir(&scenes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tif"))
+        .collect();
+    files.sort();
+    let served = files
+        .iter()
+        .map(|f| {
+            (
+                f.file_name().unwrap().to_string_lossy().to_string(),
+                f.clone(),
+            )
+        })
+        .collect();
+    let srv = server::start(served);
+    let items: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            let mut it = item(f);
+            it["assets"]["data"]["href"] = format!(
+                "http://127.0.0.1:{}/{}",
+                srv.port,
+                f.file_name().unwrap().to_string_lossy()
+            )
+            .into();
+            it
+        })
+        .collect();
+    std::fs::write(
+        d.join("remote.json"),
+        serde_json::json!({"type": "FeatureCollection", "features": items}).to_string(),
+    )
+    .unwrap();
+    let local: Vec<serde_json::Value> = files.iter().map(|f| item(f)).collect();
+    std::fs::write(
+        d.join("local.json"),
+        serde_json::json!({"type": "FeatureCollection", "features": local}).to_string(),
+    )
+    .unwrap();
+    let run = |stack: &str, out: &str| {
+        carbonmap()
+            .env_remove("GDAL_HTTP_MAX_RETRY")
+            .env("GDAL_HTTP_RETRY_DELAY", "0.1")
+            .args([
+                "indices", "--period", "month", "--index", "NDVI", "--stats", "median", "--stack",
+            ])
+            .arg(d.join(stack))
+            .arg("-o")
+            .arg(d.join(out))
+            .assert()
+            .success();
+        checksums(&d.join(out))
+    };
+    assert_eq!(run("remote.json", "remote"), run("local.json", "local"));
+    let log = srv.log.lock().unwrap();
+    assert_eq!(log.len(), files.len(), "{log:?}");
+    assert!(
+        log.values().all(|(failed, ok)| *failed == 1 && *ok >= 1),
+        "{log:?}"
+    );
+}
