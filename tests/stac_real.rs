@@ -26,6 +26,17 @@ fn item(file: &Path) -> serde_json::Value {
     })
 }
 
+/// The real Exeter HLS S30 scenes, sorted.
+fn hls_scenes(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root.join("exeter-s2-hls/hls_s30"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tif"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Pixel checksums of every band of the outputs (the metadata names the stack's own file).
 fn checksums(dir: &Path) -> Vec<(String, Vec<u16>)> {
     let mut out = Vec::new();
@@ -56,13 +67,7 @@ fn stac_catalog_item_collection_and_items_match_the_manifest_run() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let scenes = root.join("exeter-s2-hls/hls_s30");
-    let mut files: Vec<_> = std::fs::read_dir(&scenes)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tif"))
-        .collect();
-    files.sort();
+    let files = hls_scenes(&root);
     std::fs::create_dir_all(d.join("items")).unwrap();
     let items: Vec<serde_json::Value> = files.iter().map(|f| item(f)).collect();
     let mut links = Vec::new();
@@ -254,13 +259,7 @@ fn stac_items_over_http_are_read_with_retries() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let scenes = root.join("exeter-s2-hls/hls_s30");
-    let mut files: Vec<_> = std::fs::read_dir(&scenes)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tif"))
-        .collect();
-    files.sort();
+    let files = hls_scenes(&root);
     let served = files
         .iter()
         .map(|f| {

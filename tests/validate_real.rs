@@ -52,26 +52,7 @@ fn forc_npp_against_casa_over_north_america() {
         &[("UMD", vec![1u8; NA_SIZE.0 * NA_SIZE.1])],
         None,
     );
-    carbonmap()
-        .args([
-            "npp",
-            "--model",
-            "casa",
-            "--legend",
-            "modis-mcd12q1-umd",
-            "--year",
-            "2001",
-        ])
-        .arg("--ndvi")
-        .arg(d.join("ndvi"))
-        .arg("--landcover")
-        .arg(d.join("lc_enf.tif"))
-        .arg("--drivers")
-        .arg(d.join("cru-normals.toml"))
-        .arg("-o")
-        .arg(d.join("casa"))
-        .assert()
-        .success();
+    casa_na(d, "cru-normals.toml", "casa", &[]);
     netcdf_drivers_give_the_same_npp(d, &na);
     let forc = root.join("forc-field-plots/ForC_2018_npp_gpp_nee_biomass_subset.csv");
     let raster = d.join("casa/NPP_gC_m2_2001.tif");
@@ -209,28 +190,12 @@ fn forc_npp_against_casa_over_north_america() {
     // The ratio of sums of the calibrated plots, by hand from the pairs above.
     let by_hand = pairs.iter().map(|p| p.0).sum::<f64>() / pairs.iter().map(|p| p.1).sum::<f64>();
     assert!((factor - by_hand).abs() < 1e-5, "{factor} vs {by_hand}");
-    carbonmap()
-        .args([
-            "npp",
-            "--model",
-            "casa",
-            "--legend",
-            "modis-mcd12q1-umd",
-            "--year",
-            "2001",
-        ])
-        .arg("--ndvi")
-        .arg(d.join("ndvi"))
-        .arg("--landcover")
-        .arg(d.join("lc_enf.tif"))
-        .arg("--drivers")
-        .arg(d.join("cru-normals.toml"))
-        .arg("--corrections")
-        .arg(&table)
-        .arg("-o")
-        .arg(d.join("casa-corrected"))
-        .assert()
-        .success();
+    casa_na(
+        d,
+        "cru-normals.toml",
+        "casa-corrected",
+        &["--corrections", table.to_str().unwrap()],
+    );
     let (corrected, _, _) = common::read_band(&d.join("casa-corrected/NPP_gC_m2_2001.tif"), 1);
     let mut checked = 0;
     for (a, b) in npp.iter().zip(&corrected) {
@@ -366,6 +331,18 @@ del ds
         );
     assert!(text.contains("NETCDF:"), "{text}");
     std::fs::write(d.join("cru-nc.toml"), text).unwrap();
+    casa_na(d, "cru-nc.toml", "casa-nc", &[]);
+    let (a, _, _) = common::read_band(&d.join("casa/NPP_gC_m2_2001.tif"), 1);
+    let (b, _, _) = common::read_band(&d.join("casa-nc/NPP_gC_m2_2001.tif"), 1);
+    assert_eq!(a.len(), b.len());
+    assert!(a
+        .iter()
+        .zip(&b)
+        .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())));
+}
+
+/// CASA over North America for the evergreen needleleaf class everywhere, with a drivers file of `d`.
+fn casa_na(d: &Path, drivers: &str, out: &str, extra: &[&str]) {
     carbonmap()
         .args([
             "npp",
@@ -381,16 +358,10 @@ del ds
         .arg("--landcover")
         .arg(d.join("lc_enf.tif"))
         .arg("--drivers")
-        .arg(d.join("cru-nc.toml"))
+        .arg(d.join(drivers))
+        .args(extra)
         .arg("-o")
-        .arg(d.join("casa-nc"))
+        .arg(d.join(out))
         .assert()
         .success();
-    let (a, _, _) = common::read_band(&d.join("casa/NPP_gC_m2_2001.tif"), 1);
-    let (b, _, _) = common::read_band(&d.join("casa-nc/NPP_gC_m2_2001.tif"), 1);
-    assert_eq!(a.len(), b.len());
-    assert!(a
-        .iter()
-        .zip(&b)
-        .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())));
 }

@@ -196,6 +196,31 @@ fn resolve_models(job: &RhCheckJob) -> Result<Vec<RhModel>> {
     names.iter().map(|n| RhModel::resolve(n)).collect()
 }
 
+/// A model's table rows, all records then each group, from (observed, model) pairs; returns the all-records
+/// statistics.
+fn group_rows(
+    model: &str,
+    pairs: &[(f64, f64)],
+    groups: &BTreeMap<&str, Vec<usize>>,
+    table: &mut String,
+) -> [f64; 6] {
+    let all: Vec<usize> = (0..pairs.len()).collect();
+    let mut overall = [f64::NAN; 6];
+    for (g, idx) in std::iter::once(("all", &all)).chain(groups.iter().map(|(g, v)| (*g, v))) {
+        let sub: Vec<(f64, f64)> = idx.iter().map(|&i| pairs[i]).collect();
+        let s = stats(&sub);
+        let _ = writeln!(
+            table,
+            "{model},\"{g}\",{},{},{},{},{},{}",
+            s[0], s[1], s[2], s[3], s[4], s[5]
+        );
+        if g == "all" {
+            overall = s;
+        }
+    }
+    overall
+}
+
 /// n, mean observed, mean model, bias, bias %, RMSE of (observed, model) pairs.
 fn stats(pairs: &[(f64, f64)]) -> [f64; 6] {
     let n = pairs.len() as f64;
@@ -257,26 +282,17 @@ pub fn run_rh_check(job: &RhCheckJob) -> Result<String> {
         groups.entry(p.group.as_str()).or_default().push(i);
     }
     for (k, m) in ms.iter().enumerate() {
-        let all: Vec<usize> = (0..plots.len()).collect();
-        for (g, idx) in std::iter::once(("all", &all)).chain(groups.iter().map(|(g, v)| (*g, v))) {
-            let pairs: Vec<(f64, f64)> = idx
-                .iter()
-                .map(|&i| (plots[i].observed, modelled[i][k]))
-                .collect();
-            let s = stats(&pairs);
-            let _ = writeln!(
-                table,
-                "{},\"{g}\",{},{},{},{},{},{}",
-                m.name, s[0], s[1], s[2], s[3], s[4], s[5]
-            );
-            if g == "all" {
-                let _ = writeln!(
-                    report,
-                    "  {:<20} n {:>4}  observed {:>6.0}  model {:>6.0}  bias {:>+6.0} ({:+.1} %)  RMSE {:>5.0} g C m-2 yr-1",
-                    m.name, s[0], s[1], s[2], s[3], s[4], s[5]
-                );
-            }
-        }
+        let pairs: Vec<(f64, f64)> = plots
+            .iter()
+            .zip(&modelled)
+            .map(|(p, v)| (p.observed, v[k]))
+            .collect();
+        let s = group_rows(&m.name, &pairs, &groups, &mut table);
+        let _ = writeln!(
+            report,
+            "  {:<20} n {:>4}  observed {:>6.0}  model {:>6.0}  bias {:>+6.0} ({:+.1} %)  RMSE {:>5.0} g C m-2 yr-1",
+            m.name, s[0], s[1], s[2], s[3], s[4], s[5]
+        );
     }
     if job.fit {
         for (k, m) in ms.iter().enumerate() {
@@ -341,27 +357,21 @@ fn nep_check(job: &RhCheckJob, ms: &[RhModel], records: &[Plot]) -> Result<Strin
         groups.entry(r.0.group.as_str()).or_default().push(i);
     }
     for m in ms {
-        let model: Vec<f64> = rows
+        let pairs: Vec<(f64, f64)> = rows
             .iter()
-            .map(|(r, _, npp)| npp - m.annual(&r.climate.as_ref().expect("kept").months))
+            .map(|(r, nep, npp)| {
+                (
+                    *nep,
+                    npp - m.annual(&r.climate.as_ref().expect("kept").months),
+                )
+            })
             .collect();
-        let all: Vec<usize> = (0..rows.len()).collect();
-        for (g, idx) in std::iter::once(("all", &all)).chain(groups.iter().map(|(g, v)| (*g, v))) {
-            let pairs: Vec<(f64, f64)> = idx.iter().map(|&i| (rows[i].1, model[i])).collect();
-            let st = stats(&pairs);
-            let _ = writeln!(
-                table,
-                "{},\"{g}\",{},{},{},{},{},{}",
-                m.name, st[0], st[1], st[2], st[3], st[4], st[5]
-            );
-            if g == "all" {
-                let _ = writeln!(
-                    report,
-                    "  {:<22} n {:>4}  observed NEP {:>5.0}  model {:>5.0}  bias {:>+5.0}  RMSE {:>4.0} g C m-2 yr-1",
-                    m.name, st[0], st[1], st[2], st[3], st[5]
-                );
-            }
-        }
+        let st = group_rows(&m.name, &pairs, &groups, &mut table);
+        let _ = writeln!(
+            report,
+            "  {:<22} n {:>4}  observed NEP {:>5.0}  model {:>5.0}  bias {:>+5.0}  RMSE {:>4.0} g C m-2 yr-1",
+            m.name, st[0], st[1], st[2], st[3], st[5]
+        );
     }
     io::write_atomic(&job.out_dir.join("nep_validation.csv"), table.as_bytes())?;
     Ok(report)
