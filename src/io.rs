@@ -2550,3 +2550,33 @@ mod source_tests {
         );
     }
 }
+
+/// Read a whole file through GDAL's virtual file systems (/vsicurl/ for http(s), /vsis3/, /vsiaz/ ...), with
+/// GDAL's HTTP retries and credentials from its usual environment; at most `max_bytes`.
+pub fn read_vsi(path: &str, max_bytes: i64) -> Result<Vec<u8>> {
+    init();
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| Error::Usage(format!("{path}: a NUL byte in the path")))?;
+    let mut buf: *mut u8 = std::ptr::null_mut();
+    let mut n: u64 = 0;
+    // SAFETY: GDAL allocates `buf` (n bytes plus a terminating NUL) on success; we copy it and free it with
+    // VSIFree, GDAL's allocator.
+    let ok = unsafe {
+        gdal_sys::VSIIngestFile(
+            std::ptr::null_mut(),
+            c.as_ptr(),
+            &mut buf,
+            &mut n,
+            max_bytes,
+        )
+    };
+    if ok == 0 || buf.is_null() {
+        return Err(Error::input(
+            Path::new(path),
+            "cannot be read (missing, not reachable after GDAL's retries, or larger than allowed)",
+        ));
+    }
+    let bytes = unsafe { std::slice::from_raw_parts(buf, n as usize).to_vec() };
+    unsafe { gdal_sys::VSIFree(buf as *mut std::ffi::c_void) };
+    Ok(bytes)
+}

@@ -367,7 +367,8 @@ impl Stack {
     /// A stack manifest (TOML), a folder whose files follow a sensor's naming convention, or a STAC Item,
     /// ItemCollection or static catalog (JSON).
     pub fn open(path: &Path) -> Result<Stack> {
-        if path.is_file() && crate::stac::is_json_file(path) {
+        let remote = crate::stac::is_remote(&path.to_string_lossy());
+        if remote || (path.is_file() && crate::stac::is_json_file(path)) {
             let text = crate::stac::manifest_text(path)?;
             let origin = path.with_extension("stac-as-manifest.toml");
             let mf: ManifestFile = models::parse_toml(&text, &origin)?;

@@ -8,7 +8,7 @@
 //! /vsicurl/.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -56,36 +56,82 @@ pub fn is_stac(v: &Value) -> bool {
             && v.get("features").is_some())
 }
 
-/// Resolve an href against the folder of the document holding it; http(s) through /vsicurl/.
-fn resolve_href(base: &Path, href: &str) -> String {
-    if href.starts_with("http://") || href.starts_with("https://") {
-        format!("/vsicurl/{href}")
-    } else if href.starts_with("/vsi") || Path::new(href).is_absolute() {
-        href.to_string()
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Is this a STAC location on the network or a GDAL virtual file system (not a local path)?
+pub fn is_remote(s: &str) -> bool {
+    is_url(s) || s.starts_with("/vsi")
+}
+
+/// The location of `href` as written in the document at `doc` (a local path, a URL or a /vsi path): relative
+/// hrefs resolve against the document's folder, with `.` and `..` segments.
+fn join(doc: &str, href: &str) -> String {
+    let href = href.strip_prefix("file://").unwrap_or(href);
+    if is_remote(href) || Path::new(href).is_absolute() {
+        return href.to_string();
+    }
+    let dir = match doc.rfind('/') {
+        Some(i) => &doc[..i],
+        None => ".",
+    };
+    let (prefix, path) = match dir.find("://") {
+        Some(i) => {
+            let host_end = dir[i + 3..].find('/').map_or(dir.len(), |j| i + 3 + j);
+            (&dir[..host_end], &dir[host_end..])
+        }
+        None => ("", dir),
+    };
+    let mut segs: Vec<&str> = path.split('/').collect();
+    for part in href.split('/') {
+        match part {
+            "." | "" => {}
+            ".." => {
+                if segs.len() > 1 {
+                    segs.pop();
+                }
+            }
+            p => segs.push(p),
+        }
+    }
+    format!("{prefix}{}", segs.join("/"))
+}
+
+/// An asset's source for GDAL: http(s) through /vsicurl/.
+fn gdal_source(loc: &str) -> String {
+    if is_url(loc) {
+        format!("/vsicurl/{loc}")
     } else {
-        let h = href.strip_prefix("file://").unwrap_or(href);
-        base.join(h).display().to_string()
+        loc.to_string()
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = crate::io::read_text(path, "a STAC JSON document")?;
-    serde_json::from_str(&text).map_err(|e| Error::input(path, format!("not JSON: {e}")))
+/// STAC documents are small; anything larger is not one.
+const MAX_JSON_BYTES: i64 = 256 << 20;
+
+fn read_json(loc: &str) -> Result<Value> {
+    let text = if is_remote(loc) {
+        let bytes = crate::io::read_vsi(&gdal_source(loc), MAX_JSON_BYTES)?;
+        String::from_utf8(bytes).map_err(|_| Error::input(Path::new(loc), "is not UTF-8 text"))?
+    } else {
+        crate::io::read_text(Path::new(loc), "a STAC JSON document")?
+    };
+    serde_json::from_str(&text).map_err(|e| Error::input(Path::new(loc), format!("not JSON: {e}")))
 }
 
-/// Every item of a STAC document, with the folder its hrefs are relative to.
-fn items(path: &Path, v: Value, out: &mut Vec<(PathBuf, Value)>, depth: usize) -> Result<()> {
-    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+/// Every item of a STAC document, with the location of the document holding it (its hrefs' base).
+fn items(path: &str, v: Value, out: &mut Vec<(String, Value)>, depth: usize) -> Result<()> {
     match v.get("type").and_then(Value::as_str) {
-        Some("Feature") => out.push((base, v)),
+        Some("Feature") => out.push((path.to_string(), v)),
         Some("FeatureCollection") => {
             for f in v["features"].as_array().into_iter().flatten() {
-                out.push((base.clone(), f.clone()));
+                out.push((path.to_string(), f.clone()));
             }
         }
         Some("Catalog") | Some("Collection") => {
             if depth > 8 {
-                return Err(Error::input(path, "catalog links nest more than 8 levels"));
+                return Err(Error::input(Path::new(path), "catalog links nest more than 8 levels"));
             }
             for l in v["links"].as_array().into_iter().flatten() {
                 let rel = l.get("rel").and_then(Value::as_str).unwrap_or("");
@@ -93,10 +139,7 @@ fn items(path: &Path, v: Value, out: &mut Vec<(PathBuf, Value)>, depth: usize) -
                     continue;
                 };
                 if rel == "item" || rel == "child" {
-                    if href.starts_with("http") {
-                        return Err(Error::input(path, format!("link {href}: catalogs over HTTP are not read yet; give the items (an ItemCollection) or a local catalog")));
-                    }
-                    let p = base.join(href);
+                    let p = join(path, href);
                     let child = read_json(&p)?;
                     items(&p, child, out, depth + 1)?;
                 }
@@ -104,7 +147,7 @@ fn items(path: &Path, v: Value, out: &mut Vec<(PathBuf, Value)>, depth: usize) -
         }
         other => {
             return Err(Error::input(
-                path,
+                Path::new(path),
                 format!(
                     "STAC type {}: expected an Item (Feature), an ItemCollection (FeatureCollection), a Catalog or a Collection",
                     other.unwrap_or("(none)")
@@ -169,14 +212,16 @@ fn asset_bands(
     one.map(|n| vec![(n, None)]).unwrap_or_default()
 }
 
-/// A STAC document as the text of an equivalent stack manifest (absolute paths).
+/// A STAC document (a local path, an http(s) URL or a /vsi path) as the text of an equivalent stack manifest
+/// (absolute paths, /vsicurl/ for remote assets).
 pub fn manifest_text(path: &Path) -> Result<String> {
+    let loc = path.to_string_lossy().to_string();
     let rel = "stac.toml";
     let table: StacTable = models::parse_toml(
         models::embedded(rel).expect("embedded"),
         &models::embedded_path(rel),
     )?;
-    let doc = read_json(path)?;
+    let doc = read_json(&loc)?;
     if !is_stac(&doc) {
         return Err(Error::input(
             path,
@@ -184,7 +229,7 @@ pub fn manifest_text(path: &Path) -> Result<String> {
         ));
     }
     let mut found = Vec::new();
-    items(path, doc, &mut found, 0)?;
+    items(&loc, doc, &mut found, 0)?;
     if found.is_empty() {
         return Err(Error::input(path, "has no STAC items"));
     }
@@ -242,7 +287,7 @@ pub fn manifest_text(path: &Path) -> Result<String> {
             let Some(href) = asset.get("href").and_then(Value::as_str) else {
                 continue;
             };
-            let href = resolve_href(base, href);
+            let href = gdal_source(&join(base, href));
             for (band, index) in asset_bands(key, asset, profile, &table) {
                 let v = match index {
                     None => toml::Value::String(href.clone()),
@@ -274,4 +319,32 @@ pub fn manifest_text(path: &Path) -> Result<String> {
     m.insert("scene".into(), toml::Value::Array(scenes));
     toml::to_string(&m)
         .map_err(|e| Error::input(path, format!("cannot express as a manifest: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hrefs_join_against_their_document() {
+        assert_eq!(
+            join("/d/cat/catalog.json", "./items/a.json"),
+            "/d/cat/items/a.json"
+        );
+        assert_eq!(join("/d/cat/items/a.json", "../a.tif"), "/d/cat/a.tif");
+        assert_eq!(
+            join("https://h.org/c/items/a.json", "../data/b.tif"),
+            "https://h.org/c/data/b.tif"
+        );
+        assert_eq!(
+            join("https://h.org/c/x.json", "https://o.org/y.tif"),
+            "https://o.org/y.tif"
+        );
+        assert_eq!(join("/d/x.json", "/abs/y.tif"), "/abs/y.tif");
+        assert_eq!(join("items.json", "a.tif"), "./a.tif");
+        assert_eq!(
+            gdal_source("https://h.org/y.tif"),
+            "/vsicurl/https://h.org/y.tif"
+        );
+    }
 }

@@ -260,7 +260,7 @@ fn stac_items_over_http_are_read_with_retries() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let files = hls_scenes(&root);
-    let served = files
+    let mut served: std::collections::BTreeMap<String, std::path::PathBuf> = files
         .iter()
         .map(|f| {
             (
@@ -269,6 +269,24 @@ fn stac_items_over_http_are_read_with_retries() {
             )
         })
         .collect();
+    // A catalog served too: catalog.json links items/NAME.json, whose asset hrefs are ../NAME.tif.
+    std::fs::create_dir_all(d.join("web/items")).unwrap();
+    let mut links = Vec::new();
+    for f in &files {
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        let mut it = item(f);
+        it["assets"]["data"]["href"] = format!("../{name}.tif").into();
+        let rel = format!("items/{name}.json");
+        std::fs::write(d.join("web").join(&rel), it.to_string()).unwrap();
+        served.insert(rel.clone(), d.join("web").join(&rel));
+        links.push(serde_json::json!({"rel": "item", "href": format!("./{rel}")}));
+    }
+    std::fs::write(
+        d.join("web/catalog.json"),
+        serde_json::json!({"type": "Catalog", "stac_version": "1.0.0", "id": "exe", "description": "t", "links": links}).to_string(),
+    )
+    .unwrap();
+    served.insert("catalog.json".into(), d.join("web/catalog.json"));
     let srv = server::start(served);
     let items: Vec<serde_json::Value> = files
         .iter()
@@ -308,11 +326,25 @@ fn stac_items_over_http_are_read_with_retries() {
             .success();
         checksums(&d.join(out))
     };
-    assert_eq!(run("remote.json", "remote"), run("local.json", "local"));
+    let local_run = run("local.json", "local");
+    assert_eq!(run("remote.json", "remote"), local_run);
+    // The catalog itself over HTTP: JSON documents read through GDAL too, relative links and hrefs joined.
+    carbonmap()
+        .args([
+            "indices", "--period", "month", "--index", "NDVI", "--stats", "median", "--stack",
+        ])
+        .arg(format!("http://127.0.0.1:{}/catalog.json", srv.port))
+        .arg("-o")
+        .arg(d.join("web-out"))
+        .assert()
+        .success();
+    assert_eq!(checksums(&d.join("web-out")), local_run);
     let log = srv.log.lock().unwrap();
-    assert_eq!(log.len(), files.len(), "{log:?}");
+    let tifs = log.keys().filter(|k| k.ends_with(".tif")).count();
+    assert_eq!(tifs, files.len(), "{log:?}");
     assert!(
         log.values().all(|(failed, ok)| *failed == 1 && *ok >= 1),
         "{log:?}"
     );
+    assert!(log.contains_key("/catalog.json"), "{log:?}");
 }
