@@ -119,8 +119,9 @@ enum Command {
     Landcover(LandcoverCmd),
     /// Recognise a stack from a folder of files named by a sensor's convention and print its manifest.
     Stack {
-        /// Folder to search (recursively).
-        dir: PathBuf,
+        /// Folder to search (recursively); not with --stac-api.
+        #[arg(required_unless_present = "stac_api", conflicts_with = "stac_api")]
+        dir: Option<PathBuf>,
         /// Keep acquisitions from this date (YYYY-MM-DD).
         #[arg(long)]
         from: Option<chrono::NaiveDate>,
@@ -138,6 +139,19 @@ enum Command {
         /// (YYYY-MM-DD or YYYYMMDD); default: the file's DATETIME / TIFFTAG_DATETIME / ACQUISITION_DATE tag.
         #[arg(long, requires = "sensor")]
         date_pattern: Option<String>,
+        /// Search a STAC API instead of a folder (give -o): the items of --collection in
+        /// --bbox and --datetime, all pages, written as an ItemCollection for --stack.
+        #[arg(long, requires = "collection")]
+        stac_api: Option<String>,
+        /// STAC collection(s) to search (repeatable).
+        #[arg(long)]
+        collection: Vec<String>,
+        /// Bounding box WEST,SOUTH,EAST,NORTH in degrees.
+        #[arg(long, allow_hyphen_values = true)]
+        bbox: Option<String>,
+        /// Time range, RFC 3339 (2024-06-01T00:00:00Z/2024-08-31T23:59:59Z, or a date range 2024-06-01/2024-08-31).
+        #[arg(long)]
+        datetime: Option<String>,
     },
     /// List the built-in indices or sensor profiles.
     List {
@@ -1780,7 +1794,52 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             out,
             sensor,
             date_pattern,
+            stac_api,
+            collection,
+            bbox,
+            datetime,
         } => {
+            if let Some(api) = stac_api {
+                let out = out.ok_or_else(|| {
+                    Error::Usage("--stac-api writes an ItemCollection: give -o items.json".into())
+                })?;
+                let bbox = match bbox {
+                    None => None,
+                    Some(b) => {
+                        let v: Vec<f64> = b
+                            .split(',')
+                            .map(|x| x.trim().parse::<f64>())
+                            .collect::<std::result::Result<_, _>>()
+                            .map_err(|_| {
+                                Error::Usage(format!(
+                                    "--bbox {b}: four numbers WEST,SOUTH,EAST,NORTH"
+                                ))
+                            })?;
+                        if v.len() != 4 {
+                            return Err(Error::Usage(format!(
+                                "--bbox {b}: four numbers WEST,SOUTH,EAST,NORTH"
+                            )));
+                        }
+                        Some([v[0], v[1], v[2], v[3]])
+                    }
+                };
+                let found = crate::stac::search(&api, &collection, bbox, datetime.as_deref())?;
+                crate::io::write_atomic(
+                    &out,
+                    serde_json::to_string_pretty(&found)
+                        .expect("json")
+                        .as_bytes(),
+                )?;
+                if !quiet {
+                    println!(
+                        "wrote {} item(s) of {} to {}",
+                        found["features"].as_array().map_or(0, Vec::len),
+                        collection.join(", "),
+                        out.display()
+                    );
+                }
+                return Ok(());
+            }
             let dates = match (from, to) {
                 (None, None) => None,
                 (a, b) => Some((
@@ -1788,6 +1847,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
                     b.unwrap_or(chrono::NaiveDate::MAX),
                 )),
             };
+            let dir = dir.expect("clap requires DIR without --stac-api");
             let manifest = match &sensor {
                 Some(s) => crate::scene::Stack::recognise_dated(
                     &std::path::absolute(&dir).map_err(|e| Error::io(&dir, "cannot resolve", e))?,

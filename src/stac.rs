@@ -72,6 +72,8 @@ fn join(doc: &str, href: &str) -> String {
     if is_remote(href) || Path::new(href).is_absolute() {
         return href.to_string();
     }
+    // The document's path without its query (a search URL's query may hold '/').
+    let doc = doc.split(['?', '#']).next().unwrap_or(doc);
     let dir = match doc.rfind('/') {
         Some(i) => &doc[..i],
         None => ".",
@@ -319,6 +321,63 @@ pub fn manifest_text(path: &Path) -> Result<String> {
     m.insert("scene".into(), toml::Value::Array(scenes));
     toml::to_string(&m)
         .map_err(|e| Error::input(path, format!("cannot express as a manifest: {e}")))
+}
+
+/// A STAC API item search (GET /search, following `next` links): every item of the collections in the
+/// bounding box and time range, as an ItemCollection whose `links` record the search, ready for `--stack`.
+pub fn search(
+    api: &str,
+    collections: &[String],
+    bbox: Option<[f64; 4]>,
+    datetime: Option<&str>,
+) -> Result<Value> {
+    let mut query = vec![format!("collections={}", collections.join(","))];
+    if let Some(b) = bbox {
+        query.push(format!("bbox={},{},{},{}", b[0], b[1], b[2], b[3]));
+    }
+    if let Some(d) = datetime {
+        query.push(format!("datetime={d}"));
+    }
+    query.push("limit=100".into());
+    let first = format!("{}/search?{}", api.trim_end_matches('/'), query.join("&"));
+    let mut url = Some(first.clone());
+    let mut features = Vec::new();
+    let mut pages = 0;
+    while let Some(u) = url.take() {
+        pages += 1;
+        if pages > 1000 {
+            return Err(Error::Usage(format!(
+                "{first}: more than 1000 pages of results"
+            )));
+        }
+        let page = read_json(&u)?;
+        let items = page["features"].as_array().ok_or_else(|| {
+            Error::input(
+                Path::new(&u),
+                "is not an ItemCollection (no features): is this a STAC API?",
+            )
+        })?;
+        features.extend(items.iter().cloned());
+        for l in page["links"].as_array().into_iter().flatten() {
+            if l.get("rel").and_then(Value::as_str) == Some("next") {
+                if l.get("method")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m != "GET")
+                {
+                    return Err(Error::input(
+                        Path::new(&u),
+                        "its next page is a POST request; carbonmap pages with GET",
+                    ));
+                }
+                url = l.get("href").and_then(Value::as_str).map(|h| join(&u, h));
+            }
+        }
+    }
+    Ok(serde_json::json!({
+        "type": "FeatureCollection",
+        "features": features,
+        "links": [{"rel": "search", "href": first, "carbonmap:items": features.len(), "carbonmap:pages": pages}],
+    }))
 }
 
 #[cfg(test)]

@@ -287,6 +287,24 @@ fn stac_items_over_http_are_read_with_retries() {
     )
     .unwrap();
     served.insert("catalog.json".into(), d.join("web/catalog.json"));
+    // A STAC API's GET /search in two pages (the second by the first's `next` link).
+    let q = "search?collections=HLSS30.v2.0&bbox=-3.6,50.6,-3.4,50.8&datetime=2021-06-01/2021-07-31&limit=100";
+    let all: Vec<serde_json::Value> = files.iter().map(|f| item(f)).collect();
+    std::fs::write(
+        d.join("web/page1.json"),
+        serde_json::json!({"type": "FeatureCollection", "features": all[..2],
+            "links": [{"rel": "next", "href": "search?page=2", "method": "GET"}]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("web/page2.json"),
+        serde_json::json!({"type": "FeatureCollection", "features": all[2..], "links": []})
+            .to_string(),
+    )
+    .unwrap();
+    served.insert(q.into(), d.join("web/page1.json"));
+    served.insert("search?page=2".into(), d.join("web/page2.json"));
     let srv = server::start(served);
     let items: Vec<serde_json::Value> = files
         .iter()
@@ -339,6 +357,26 @@ fn stac_items_over_http_are_read_with_retries() {
         .assert()
         .success();
     assert_eq!(checksums(&d.join("web-out")), local_run);
+    // The search, saved as an ItemCollection, then used as the stack.
+    let found = d.join("found.json");
+    carbonmap()
+        .args(["stack", "--stac-api"])
+        .arg(format!("http://127.0.0.1:{}", srv.port))
+        .args([
+            "--collection",
+            "HLSS30.v2.0",
+            "--bbox",
+            "-3.6,50.6,-3.4,50.8",
+        ])
+        .args(["--datetime", "2021-06-01/2021-07-31", "-o"])
+        .arg(&found)
+        .assert()
+        .success();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&found).unwrap()).unwrap();
+    assert_eq!(saved["features"].as_array().unwrap().len(), files.len());
+    assert_eq!(saved["links"][0]["carbonmap:pages"], 2);
+    assert_eq!(run("found.json", "found"), local_run);
     let log = srv.log.lock().unwrap();
     let tifs = log.keys().filter(|k| k.ends_with(".tif")).count();
     assert_eq!(tifs, files.len(), "{log:?}");

@@ -219,7 +219,7 @@ fn check_input(
             out.extend(e.into_problems());
         }
     };
-    if !path.exists() {
+    if !path.exists() && !crate::stac::is_remote(&path.to_string_lossy()) {
         if super::OPTIONAL_INPUTS.contains(&opt) {
             return Vec::new();
         }
