@@ -26,6 +26,39 @@ struct StacTable {
     collections: BTreeMap<String, String>,
     /// STAC eo:bands common name -> band letter of the profiles.
     common_names: BTreeMap<String, String>,
+    sentinel2_offset: S2Offset,
+}
+
+/// The Sentinel-2 DN offset from an item's processing baseline (models/stac.toml).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S2Offset {
+    sensors: Vec<String>,
+    property: String,
+    from_baseline: String,
+    dn_add_offset: f64,
+    applied_property: String,
+    #[allow(dead_code)]
+    citation: String,
+}
+
+impl S2Offset {
+    /// The scene's DN offset when the item says (None: the profile's rule by date applies).
+    fn for_item(&self, sensor: &str, props: &Value) -> Option<f64> {
+        if !self.sensors.iter().any(|s| s == sensor) {
+            return None;
+        }
+        if props.get(&self.applied_property).and_then(Value::as_bool) == Some(true) {
+            return Some(0.0);
+        }
+        let b = props.get(&self.property).and_then(Value::as_str)?;
+        let num = |s: &str| s.trim().parse::<f64>().ok();
+        Some(if num(b)? >= num(&self.from_baseline)? {
+            self.dn_add_offset
+        } else {
+            0.0
+        })
+    }
 }
 
 /// Does the file hold JSON (by its extension, or a first non-blank character `{`)? A TIFF or other binary
@@ -308,6 +341,9 @@ pub fn manifest_text(path: &Path) -> Result<String> {
             continue;
         }
         let mut scene = toml::Table::new();
+        if let Some(off) = table.sentinel2_offset.for_item(&name, props) {
+            scene.insert("dn_add_offset".into(), off.into());
+        }
         scene.insert("date".into(), date.into());
         scene.insert("id".into(), id.into());
         scene.insert("files".into(), toml::Value::Table(files));
@@ -404,6 +440,40 @@ mod tests {
         assert_eq!(
             gdal_source("https://h.org/y.tif"),
             "/vsicurl/https://h.org/y.tif"
+        );
+    }
+
+    #[test]
+    fn sentinel2_offset_follows_the_processing_baseline() {
+        let t: StacTable = models::parse_toml(
+            models::embedded("stac.toml").unwrap(),
+            Path::new("stac.toml"),
+        )
+        .unwrap();
+        let o = &t.sentinel2_offset;
+        let p = |v: Value| o.for_item("sentinel2-l2a", &v);
+        // Baseline 05.00 (also an old acquisition reprocessed): -1000; 02.14: none; applied by the provider: none.
+        assert_eq!(
+            p(serde_json::json!({"s2:processing_baseline": "05.00"})),
+            Some(-1000.0)
+        );
+        assert_eq!(
+            p(serde_json::json!({"s2:processing_baseline": "02.14"})),
+            Some(0.0)
+        );
+        assert_eq!(
+            p(
+                serde_json::json!({"s2:processing_baseline": "05.09", "earthsearch:boa_offset_applied": true})
+            ),
+            Some(0.0)
+        );
+        assert_eq!(p(serde_json::json!({})), None);
+        assert_eq!(
+            o.for_item(
+                "hls-s30",
+                &serde_json::json!({"s2:processing_baseline": "05.00"})
+            ),
+            None
         );
     }
 }
