@@ -513,6 +513,8 @@ struct RasterSpec {
     unit: String,
     /// Band holding the first step of the year (default 1); step i is band first_band + i.
     first_band: Option<usize>,
+    /// "coordinate": each step's band by the file's time coordinate (NetCDF), instead of by number.
+    time: Option<String>,
     /// Multiplier and offset applied to the stored values before unit conversion (default: the band's own
     /// GDAL scale and offset, else 1 and 0).
     scale: Option<f64>,
@@ -573,7 +575,8 @@ struct RasterDriver {
     /// The raster's own grid (for the coverage check).
     grid: Grid,
     unit: String,
-    first_band: usize,
+    /// The band of each step of the year.
+    bands: Vec<usize>,
     scale: f64,
     offset: f64,
     nodata: Option<f64>,
@@ -650,6 +653,33 @@ fn raster_driver(
     );
     let info = RasterInfo::read(&p)?;
     let own_grid = info.grid()?;
+    if let Some(t) = &spec.time {
+        if t != "coordinate" {
+            return Err(Error::config(path, format!("raster.{k}: time = \"{t}\": only \"coordinate\" (bands by the file's time coordinate)")));
+        }
+        if spec.first_band.is_some() {
+            return Err(Error::config(
+                path,
+                format!("raster.{k}: time = \"coordinate\" and first_band exclude each other"),
+            ));
+        }
+        let bands = bands_by_time(&p, steps, step, year)?;
+        let b = &info.bands[bands[0] - 1];
+        return Ok((
+            var,
+            RasterDriver {
+                path: p,
+                grid: own_grid,
+                unit: spec.unit.clone(),
+                bands,
+                scale: spec.scale.or(b.scale).unwrap_or(1.0),
+                offset: spec.offset.or(b.offset).unwrap_or(0.0),
+                nodata: b.nodata,
+                reader: None,
+                coarse: None,
+            },
+        ));
+    }
     let first = spec.first_band.unwrap_or(1);
     let last = first + steps.len() - 1;
     if first == 0 || last > info.bands.len() {
@@ -670,7 +700,7 @@ fn raster_driver(
             path: p,
             grid: own_grid,
             unit: spec.unit.clone(),
-            first_band: first,
+            bands: (first..=last).collect(),
             scale: spec.scale.or(b.scale).unwrap_or(1.0),
             offset: spec.offset.or(b.offset).unwrap_or(0.0),
             nodata: b.nodata,
@@ -678,6 +708,47 @@ fn raster_driver(
             coarse: None,
         },
     ))
+}
+
+/// The band of each step of `year` by the file's time coordinate: exactly one band whose time falls in the
+/// step (a month, or a day); none or several is an error naming the step.
+fn bands_by_time(path: &Path, steps: &[StepInfo], step: Step, year: i32) -> Result<Vec<usize>> {
+    let times = io::band_times(path)?;
+    let mut out = Vec::with_capacity(steps.len());
+    let mut problems = Vec::new();
+    for s in steps {
+        let in_step = |t: &chrono::NaiveDateTime| {
+            t.year() == year
+                && t.month() == s.month
+                && (step == Step::Month || t.ordinal() == s.doy)
+        };
+        let hits: Vec<usize> = times
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.as_ref().is_some_and(in_step))
+            .map(|(b, _)| b + 1)
+            .collect();
+        let label = if step == Step::Month {
+            format!("{year}-{:02}", s.month)
+        } else {
+            format!("{year} day {}", s.doy)
+        };
+        match hits.len() {
+            1 => out.push(hits[0]),
+            0 => problems.push(format!("no band in {label}")),
+            n => problems.push(format!(
+                "{n} bands in {label} (aggregate the file to the drivers' step first)"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::input(
+            path,
+            format!("by its time coordinate: {}", problems.join("; ")),
+        ))
+    }
 }
 
 /// The `[derive]` rules of a drivers file (unknown variables and rules are problems).
@@ -1144,7 +1215,7 @@ impl Drivers {
                 Ok(_) => {}
                 Err(e) => problems.push(e),
             }
-            let bands: Vec<usize> = (0..self.steps.len()).map(|i| r.first_band + i).collect();
+            let bands = r.bands.clone();
             let ranges = match io::bands_min_max(&r.path, &bands) {
                 Ok(x) => x,
                 Err(e) => {
@@ -1194,14 +1265,14 @@ impl Drivers {
         self.grid = Some(grid.clone());
         let n = self.steps.len();
         for (v, r) in self.rasters.iter_mut() {
-            let numbers: Vec<usize> = (0..n).map(|i| r.first_band + i).collect();
+            let numbers = r.bands.clone();
             r.coarse = coarse::Coarse::load(&r.path, &r.grid, &numbers, r.nodata, grid)?;
             if r.coarse.is_some() {
                 continue;
             }
             let bands: Vec<BandRequest> = (0..n)
                 .map(|i| BandRequest {
-                    index: r.first_band + i,
+                    index: r.bands[i],
                     name: format!("{} step {}", v.name(), i + 1),
                 })
                 .collect();

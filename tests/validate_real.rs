@@ -289,7 +289,8 @@ fn fr_pue_daily_gpp_through_validate() {
 
 /// The CRU temperature normals written as one NetCDF variable with a time axis (GDAL's multidimensional API,
 /// Debian's python3-gdal) and named by its GDAL subdataset name, NETCDF:"file":t2m, in the drivers file: the
-/// same NPP, byte for byte, as the GeoTIFF drivers.
+/// same NPP, byte for byte, as the GeoTIFF drivers. The file holds 2000 (values 50 C off, which must not be
+/// read) and 2001, mid-month times in "days since 2000-01-01"; `time = "coordinate"` picks 2001's bands.
 fn netcdf_drivers_give_the_same_npp(d: &Path, na: &Path) {
     let nc = d.join("cru.nc");
     let script = format!(
@@ -298,15 +299,20 @@ from osgeo import gdal
 import numpy as np
 src = gdal.Open("{tif}")
 nd = src.GetRasterBand(1).GetNoDataValue()
-a = src.ReadAsArray().astype("float64"); a[a == nd] = -9999; a = a.astype("float32")
+a = src.ReadAsArray().astype("float64"); wrong = a + 50.0; a[a == nd] = -9999; wrong[a == -9999] = -9999
+a = np.concatenate([wrong, a]).astype("float32")
 gt = src.GetGeoTransform(); h, w = a.shape[1:]
+import datetime
+days = [(datetime.date(y, m, 15) - datetime.date(2000, 1, 1)).days for y in (2000, 2001) for m in range(1, 13)]
 ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional("{nc}")
 rg = ds.GetRootGroup()
-dt = rg.CreateDimension("time", None, None, 12)
+dt = rg.CreateDimension("time", "TEMPORAL", None, 24)
 dy = rg.CreateDimension("lat", "HORIZONTAL_Y", "NORTH", h)
 dx = rg.CreateDimension("lon", "HORIZONTAL_X", "EAST", w)
 f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
-rg.CreateMDArray("time", [dt], f8).Write(np.arange(12, dtype="float64"))
+tv = rg.CreateMDArray("time", [dt], f8)
+tv.Write(np.array(days, dtype="float64"))
+tv.CreateAttribute("units", [], gdal.ExtendedDataType.CreateString()).WriteString("days since 2000-01-01")
 rg.CreateMDArray("lat", [dy], f8).Write(gt[3] + gt[5] * (np.arange(h) + 0.5))
 rg.CreateMDArray("lon", [dx], f8).Write(gt[0] + gt[1] * (np.arange(w) + 0.5))
 v = rg.CreateMDArray("t2m", [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Float32))
@@ -327,7 +333,7 @@ del ds
         .unwrap()
         .replace(
             "\"${CARBONMAP_REAL_DATA}/climate-north-america/temp_NA.tif\"",
-            &format!("'NETCDF:\"{}\":t2m'", nc.display()),
+            &format!("'NETCDF:\"{}\":t2m'\ntime = \"coordinate\"", nc.display()),
         );
     assert!(text.contains("NETCDF:"), "{text}");
     std::fs::write(d.join("cru-nc.toml"), text).unwrap();
