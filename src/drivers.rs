@@ -1698,6 +1698,52 @@ fn subdaily_table(
     Ok((spec, table, vpd_per_row))
 }
 
+/// Where a station table's date parts (date, year, month, day) and variables are: column indices, each
+/// variable with its unit.
+#[allow(clippy::type_complexity)]
+fn station_layout<'a>(
+    path: &Path,
+    headers: &csv::StringRecord,
+    s: &StationSpec,
+    vars: &[(Var, &'a ColumnSpec)],
+) -> Result<(Vec<Option<usize>>, Vec<(Var, usize, &'a str)>)> {
+    let col = |name: &str| -> Result<usize> {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                Error::input(
+                    path,
+                    format!(
+                        "has no column \"{name}\" (columns: {})",
+                        headers.iter().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })
+    };
+    let time_cols = [&s.date, &s.year, &s.month, &s.day]
+        .iter()
+        .map(|c| c.as_ref().map(|n| col(n)).transpose())
+        .collect::<Result<_>>()?;
+    let var_cols = vars
+        .iter()
+        .map(|(v, c)| Ok((*v, col(&c.column)?, c.unit.as_str())))
+        .collect::<Result<_>>()?;
+    Ok((time_cols, var_cols))
+}
+
+/// `station.fill_missing_months = "climatology"` (monthly steps only).
+fn fills_from_climatology(s: &StationSpec, step: Step, origin: &Path) -> Result<bool> {
+    match s.fill_missing_months.as_deref() {
+        None => Ok(false),
+        Some("climatology") if step == Step::Month => Ok(true),
+        Some(other) => Err(Error::config(
+            origin,
+            format!("station.fill_missing_months = \"{other}\": only \"climatology\" with step = \"month\""),
+        )),
+    }
+}
+
 /// Read a station table's rows for `year` into canonical per-step series (`aggregated`: the text of a
 /// sub-daily table already aggregated to the step, instead of the file).
 #[allow(clippy::too_many_arguments)]
@@ -1732,43 +1778,13 @@ fn read_station(
         .headers()
         .map_err(|e| Error::input(&path, format!("cannot read the header line: {e}")))?
         .clone();
-    let col = |name: &str| -> Result<usize> {
-        headers
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| {
-                Error::input(
-                    &path,
-                    format!(
-                        "has no column \"{name}\" (columns: {})",
-                        headers.iter().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })
-    };
-    let time_cols: Vec<Option<usize>> = [&s.date, &s.year, &s.month, &s.day]
-        .iter()
-        .map(|c| c.as_ref().map(|n| col(n)).transpose())
-        .collect::<Result<_>>()?;
-    let var_cols: Vec<(Var, usize, &str)> = vars
-        .iter()
-        .map(|(v, c)| Ok((*v, col(&c.column)?, c.unit.as_str())))
-        .collect::<Result<_>>()?;
+    let (time_cols, var_cols) = station_layout(&path, &headers, s, &vars)?;
     let mut out: BTreeMap<Var, Vec<f64>> = var_cols
         .iter()
         .map(|(v, _, _)| (*v, vec![f64::NAN; steps.len()]))
         .collect();
     let mut seen = vec![false; steps.len()];
-    let fill = match s.fill_missing_months.as_deref() {
-        None => false,
-        Some("climatology") if step == Step::Month => true,
-        Some(other) => {
-            return Err(Error::config(
-                origin,
-                format!("station.fill_missing_months = \"{other}\": only \"climatology\" with step = \"month\""),
-            ))
-        }
-    };
+    let fill = fills_from_climatology(s, step, origin)?;
     let mut clim: BTreeMap<(Var, u32), (f64, usize)> = BTreeMap::new();
     let mut problems = Vec::new();
     for (li, rec) in rdr.records().enumerate() {
