@@ -2143,6 +2143,15 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<PathBuf> = paths.to_vec();
     while let Some(p) = todo.pop() {
+        // Remote inputs (a STAC URL, /vsicurl/ ...) are not hashed: their local description is.
+        if crate::stac::is_remote(&p.to_string_lossy()) {
+            continue;
+        }
+        // A GDAL subdataset name reads its file.
+        if let Some((_, file, _)) = subdataset_parts(&p.to_string_lossy()) {
+            todo.push(PathBuf::from(file));
+            continue;
+        }
         if p.is_dir() {
             match files_under(&p) {
                 Ok(files) => todo.extend(files),
@@ -2177,14 +2186,34 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
                 todo.extend(
                     strings
                         .into_iter()
-                        .map(|s| base.join(s))
-                        .filter(|f| f.is_file()),
+                        .map(|s| join_source(base, &s))
+                        .filter(|f| {
+                            f.is_file() || subdataset_parts(&f.to_string_lossy()).is_some()
+                        }),
                 );
             }
-            "json" => {
+            "json" | "geojson" => {
                 let sidecar = crate::pipeline::classify::sidecar_path(&p);
                 if sidecar.is_file() {
                     todo.push(sidecar);
+                }
+                // A STAC document: the local files its links and assets name (relative to it).
+                if let Ok(v) = read_text(&p, "JSON").and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map_err(|e| Error::input(&p, e.to_string()))
+                }) {
+                    if crate::stac::is_stac(&v) {
+                        let base = p.parent().unwrap_or(Path::new("."));
+                        let mut hrefs = Vec::new();
+                        json_hrefs(&v, &mut hrefs);
+                        todo.extend(
+                            hrefs
+                                .into_iter()
+                                .filter(|h| !crate::stac::is_remote(h))
+                                .map(|h| base.join(h.strip_prefix("file://").unwrap_or(&h)))
+                                .filter(|f| f.is_file()),
+                        );
+                    }
                 }
             }
             "csv" => {}
@@ -2192,6 +2221,22 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(seen.into_iter().collect())
+}
+
+/// Every "href" string of a JSON document.
+fn json_hrefs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, e) in m {
+                match (k.as_str(), e) {
+                    ("href", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => json_hrefs(e, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|e| json_hrefs(e, out)),
+        _ => {}
+    }
 }
 
 fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
@@ -2630,4 +2675,46 @@ pub fn band_times(path: &Path) -> Result<Vec<Option<chrono::NaiveDateTime>>> {
         out.push(t);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod closure_tests {
+    use super::*;
+
+    #[test]
+    fn stac_documents_bring_their_local_assets_and_skip_remote_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("a.tif"), b"x").unwrap();
+        std::fs::write(d.join("b.nc"), b"x").unwrap();
+        std::fs::write(
+            d.join("item.json"),
+            r#"{"type": "Feature", "stac_version": "1.0.0", "links": [],
+               "assets": {"a": {"href": "a.tif"}, "r": {"href": "https://h.org/r.tif"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("drivers.toml"),
+            "[raster.tmean]\nfile = 'NETCDF:\"b.nc\":t2m'\nunit = \"degC\"\n",
+        )
+        .unwrap();
+        let got = input_closure(
+            &[
+                d.join("item.json"),
+                d.join("drivers.toml"),
+                PathBuf::from("https://h.org/x.json"),
+            ],
+            true,
+        )
+        .unwrap();
+        let names: Vec<String> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["a.tif", "b.nc", "drivers.toml", "item.json"],
+            "{got:?}"
+        );
+    }
 }
