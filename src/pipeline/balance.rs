@@ -320,8 +320,22 @@ impl ProxyReader {
 }
 
 /// The sink covers less than this share of the lattice cells it draws emissions from: a warning says so (the
-/// area's emissions then depend on how each cell is spread).
-const LOW_CELL_COVERAGE: f64 = 0.5;
+/// area's emissions then depend on how each cell is spread). models/balance.toml.
+fn low_cell_coverage() -> Result<f64> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Thresholds {
+        low_cell_coverage: f64,
+        #[allow(dead_code)]
+        citation: String,
+    }
+    let rel = "balance.toml";
+    let t: Thresholds = crate::models::parse_toml(
+        crate::models::embedded(rel).expect("embedded"),
+        &crate::models::embedded_path(rel),
+    )?;
+    Ok(t.low_cell_coverage)
+}
 
 /// With a proxy that covers the touched lattice cells beyond the sink raster, spread each cell by the proxy
 /// over the whole cell; warn when the sink covers little of the cells it draws from. Returns the note for the
@@ -363,7 +377,7 @@ fn spread_whole_cells(
         },
         _ => String::new(),
     };
-    if n > 0 && cov < LOW_CELL_COVERAGE {
+    if n > 0 && cov < low_cell_coverage()? {
         warn(format!(
             "the sink raster covers on average {:.1}% of the {n} lattice cell(s) it draws emissions from: the area's emissions depend on how each cell's emissions are spread{}",
             100.0 * cov,
