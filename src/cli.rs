@@ -1370,6 +1370,120 @@ fn indices_cmd(a: IndicesArgs, progress: &dyn Progress, quiet: bool) -> Result<(
     Ok(())
 }
 
+/// `carbonmap site`.
+fn site_cmd(a: SiteArgs, quiet: bool) -> Result<()> {
+    let (y0, y1) = parse_range(&a.years, "--years")?;
+    let job = crate::pipeline::site::SiteJob {
+        drivers: a.drivers,
+        model: if a.model == "pmodel" {
+            crate::pipeline::site::SiteModel::PModel
+        } else {
+            crate::pipeline::site::SiteModel::Mod17
+        },
+        pft: a.pft,
+        years: (y0 as i32, y1 as i32),
+        bplut: a.bplut,
+        params: a.params,
+        pathway: if a.pathway == "c4" {
+            crate::npp::pmodel::Pathway::C4
+        } else {
+            crate::npp::pmodel::Pathway::C3
+        },
+        whc_mm: a.whc,
+        soil_water: a.soil_water.map(|s| s == "on"),
+        fit: a.fit,
+        corrections: a.corrections,
+        zone: a.zone,
+        vegetation_type: a.vegetation_type,
+        observed: a.observed,
+        observed_column: a.observed_column,
+        observed_unit: a.observed_unit,
+        out_dir: a.out,
+    };
+    let report = crate::pipeline::site::run_site(&job)?;
+    if !quiet {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// `carbonmap validate-rh`.
+fn validate_rh_cmd(a: ValidateRhArgs, quiet: bool) -> Result<()> {
+    let job = crate::pipeline::rh_check::RhCheckJob {
+        plots: a.plots,
+        variable_field: a.variable_field,
+        variable: a.variable,
+        value_field: a.value_field,
+        value_unit: a.value_unit,
+        group_field: a.group_field,
+        lon_field: a.lon_field,
+        lat_field: a.lat_field,
+        mat_field: a.mat_field,
+        map_field: a.map_field,
+        temperature: a.temperature,
+        precipitation: a.precipitation,
+        models: a.models,
+        fit: a.fit,
+        site_field: a.site_field,
+        nep: a.nep,
+        plot_field: a.plot_field,
+        npp_variable: a.npp_variable,
+        out_dir: a.out,
+    };
+    let report = crate::pipeline::rh_check::run_rh_check(&job)?;
+    if !quiet {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// `carbonmap stack --stac-api`: a STAC API search saved as an ItemCollection.
+fn stac_search_cmd(
+    api: String,
+    collection: Vec<String>,
+    bbox: Option<String>,
+    datetime: Option<String>,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> Result<()> {
+    let out = out.ok_or_else(|| {
+        Error::Usage("--stac-api writes an ItemCollection: give -o items.json".into())
+    })?;
+    let bbox = match bbox {
+        None => None,
+        Some(b) => {
+            let v: Vec<f64> = b
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| {
+                    Error::Usage(format!("--bbox {b}: four numbers WEST,SOUTH,EAST,NORTH"))
+                })?;
+            if v.len() != 4 {
+                return Err(Error::Usage(format!(
+                    "--bbox {b}: four numbers WEST,SOUTH,EAST,NORTH"
+                )));
+            }
+            Some([v[0], v[1], v[2], v[3]])
+        }
+    };
+    let found = crate::stac::search(&api, &collection, bbox, datetime.as_deref())?;
+    crate::io::write_atomic(
+        &out,
+        serde_json::to_string_pretty(&found)
+            .expect("json")
+            .as_bytes(),
+    )?;
+    if !quiet {
+        println!(
+            "wrote {} item(s) of {} to {}",
+            found["features"].as_array().map_or(0, Vec::len),
+            collection.join(", "),
+            out.display()
+        );
+    }
+    Ok(())
+}
 /// `carbonmap npp`: model and months checked together, then the job and its summary table.
 fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
     let mut problems = Problems::new();
@@ -1668,41 +1782,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
     match command {
         Command::Indices(a) => indices_cmd(a, progress, quiet),
         Command::Npp(a) => npp_cmd(a, progress, quiet),
-        Command::Site(a) => {
-            let (y0, y1) = parse_range(&a.years, "--years")?;
-            let job = crate::pipeline::site::SiteJob {
-                drivers: a.drivers,
-                model: if a.model == "pmodel" {
-                    crate::pipeline::site::SiteModel::PModel
-                } else {
-                    crate::pipeline::site::SiteModel::Mod17
-                },
-                pft: a.pft,
-                years: (y0 as i32, y1 as i32),
-                bplut: a.bplut,
-                params: a.params,
-                pathway: if a.pathway == "c4" {
-                    crate::npp::pmodel::Pathway::C4
-                } else {
-                    crate::npp::pmodel::Pathway::C3
-                },
-                whc_mm: a.whc,
-                soil_water: a.soil_water.map(|s| s == "on"),
-                fit: a.fit,
-                corrections: a.corrections,
-                zone: a.zone,
-                vegetation_type: a.vegetation_type,
-                observed: a.observed,
-                observed_column: a.observed_column,
-                observed_unit: a.observed_unit,
-                out_dir: a.out,
-            };
-            let report = crate::pipeline::site::run_site(&job)?;
-            if !quiet {
-                print!("{report}");
-            }
-            Ok(())
-        }
+        Command::Site(a) => site_cmd(a, quiet),
         Command::Balance(a) => balance_cmd(a, progress, quiet),
         Command::Validate(a) => {
             let job = crate::pipeline::validate::ValidateJob {
@@ -1716,34 +1796,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             }
             Ok(())
         }
-        Command::ValidateRh(a) => {
-            let job = crate::pipeline::rh_check::RhCheckJob {
-                plots: a.plots,
-                variable_field: a.variable_field,
-                variable: a.variable,
-                value_field: a.value_field,
-                value_unit: a.value_unit,
-                group_field: a.group_field,
-                lon_field: a.lon_field,
-                lat_field: a.lat_field,
-                mat_field: a.mat_field,
-                map_field: a.map_field,
-                temperature: a.temperature,
-                precipitation: a.precipitation,
-                models: a.models,
-                fit: a.fit,
-                site_field: a.site_field,
-                nep: a.nep,
-                plot_field: a.plot_field,
-                npp_variable: a.npp_variable,
-                out_dir: a.out,
-            };
-            let report = crate::pipeline::rh_check::run_rh_check(&job)?;
-            if !quiet {
-                print!("{report}");
-            }
-            Ok(())
-        }
+        Command::ValidateRh(a) => validate_rh_cmd(a, quiet),
         Command::Calibrate(a) => {
             let job = crate::pipeline::calibrate::CalibrateJob {
                 inputs: a.sample.job()?,
@@ -1800,45 +1853,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             datetime,
         } => {
             if let Some(api) = stac_api {
-                let out = out.ok_or_else(|| {
-                    Error::Usage("--stac-api writes an ItemCollection: give -o items.json".into())
-                })?;
-                let bbox = match bbox {
-                    None => None,
-                    Some(b) => {
-                        let v: Vec<f64> = b
-                            .split(',')
-                            .map(|x| x.trim().parse::<f64>())
-                            .collect::<std::result::Result<_, _>>()
-                            .map_err(|_| {
-                                Error::Usage(format!(
-                                    "--bbox {b}: four numbers WEST,SOUTH,EAST,NORTH"
-                                ))
-                            })?;
-                        if v.len() != 4 {
-                            return Err(Error::Usage(format!(
-                                "--bbox {b}: four numbers WEST,SOUTH,EAST,NORTH"
-                            )));
-                        }
-                        Some([v[0], v[1], v[2], v[3]])
-                    }
-                };
-                let found = crate::stac::search(&api, &collection, bbox, datetime.as_deref())?;
-                crate::io::write_atomic(
-                    &out,
-                    serde_json::to_string_pretty(&found)
-                        .expect("json")
-                        .as_bytes(),
-                )?;
-                if !quiet {
-                    println!(
-                        "wrote {} item(s) of {} to {}",
-                        found["features"].as_array().map_or(0, Vec::len),
-                        collection.join(", "),
-                        out.display()
-                    );
-                }
-                return Ok(());
+                return stac_search_cmd(api, collection, bbox, datetime, out, quiet);
             }
             let dates = match (from, to) {
                 (None, None) => None,

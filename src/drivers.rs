@@ -710,6 +710,56 @@ fn raster_driver(
     ))
 }
 
+/// `[constant]` entries as station series (one value for every step), each with its source for provenance;
+/// problems (unknown variable, unit, empty source, also a station column) are collected.
+fn add_constants(
+    spec: &BTreeMap<String, ConstantSpec>,
+    path: &Path,
+    steps: &[StepInfo],
+    climate: &ClimateConstants,
+    station: &mut BTreeMap<Var, Vec<f64>>,
+    problems: &mut Problems,
+) -> BTreeMap<Var, String> {
+    let mut constants = BTreeMap::new();
+    for (k, c) in spec {
+        let Some(var) = Var::parse(k) else {
+            problems.push(Error::config(
+                path,
+                format!("constant.{k}: unknown variable"),
+            ));
+            continue;
+        };
+        if let Err(e) = check_unit(var, &c.unit, path, &format!("constant.{k}")) {
+            problems.push(e);
+            continue;
+        }
+        if c.source.trim().is_empty() {
+            problems.push(Error::config(
+                path,
+                format!("constant.{k}: source is empty (say where the value comes from)"),
+            ));
+            continue;
+        }
+        if station.contains_key(&var) {
+            problems.push(Error::config(
+                path,
+                format!("{k} is given both as a station column and as a constant"),
+            ));
+            continue;
+        }
+        let vals = steps
+            .iter()
+            .map(|s| convert(var, &c.unit, c.value, s.days as f64, climate).expect("unit checked"))
+            .collect();
+        station.insert(var, vals);
+        constants.insert(
+            var,
+            format!("constant {} {} ({})", c.value, c.unit, c.source),
+        );
+    }
+    constants
+}
+
 /// The band of each step of `year` by the file's time coordinate: exactly one band whose time falls in the
 /// step (a month, or a day); none or several is an error naming the step.
 fn bands_by_time(path: &Path, steps: &[StepInfo], step: Step, year: i32) -> Result<Vec<usize>> {
@@ -969,45 +1019,14 @@ impl Drivers {
                 Err(e) => problems.push(e),
             }
         }
-        let mut constants = BTreeMap::new();
-        for (k, c) in &file.constant {
-            let Some(var) = Var::parse(k) else {
-                problems.push(Error::config(
-                    path,
-                    format!("constant.{k}: unknown variable"),
-                ));
-                continue;
-            };
-            if let Err(e) = check_unit(var, &c.unit, path, &format!("constant.{k}")) {
-                problems.push(e);
-                continue;
-            }
-            if c.source.trim().is_empty() {
-                problems.push(Error::config(
-                    path,
-                    format!("constant.{k}: source is empty (say where the value comes from)"),
-                ));
-                continue;
-            }
-            if station.contains_key(&var) {
-                problems.push(Error::config(
-                    path,
-                    format!("{k} is given both as a station column and as a constant"),
-                ));
-                continue;
-            }
-            let vals = steps
-                .iter()
-                .map(|s| {
-                    convert(var, &c.unit, c.value, s.days as f64, &climate).expect("unit checked")
-                })
-                .collect();
-            station.insert(var, vals);
-            constants.insert(
-                var,
-                format!("constant {} {} ({})", c.value, c.unit, c.source),
-            );
-        }
+        let constants = add_constants(
+            &file.constant,
+            path,
+            &steps,
+            &climate,
+            &mut station,
+            &mut problems,
+        );
         for v in station.keys() {
             if rasters.contains_key(v) {
                 problems.push(Error::config(

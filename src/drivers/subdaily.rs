@@ -77,16 +77,16 @@ pub enum Source {
     },
 }
 
-/// Aggregate the rows to the step: a CSV text with `date` (YYYY-MM-DD or YYYY-MM) and one column per variable
-/// (named by the variable), in the declared units (means of means, sums of sums).
-pub fn aggregate(
+type Day = (i32, u32, u32);
+
+/// Each day's aggregated value of every column (errors for bad values and incomplete days, all at once).
+fn daily_values(
     path: &Path,
     text: &str,
     time: [usize; 4],
     columns: &[Column],
-    step: Step,
     climate: &ClimateConstants,
-) -> Result<String> {
+) -> Result<BTreeMap<Day, Vec<f64>>> {
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     // Per day: the rows' values of each column.
     let mut days: BTreeMap<(i32, u32, u32), Vec<Vec<f64>>> = BTreeMap::new();
@@ -160,7 +160,7 @@ pub fn aggregate(
             format!("sub-daily rows: {}", problems.join("; ")),
         ));
     }
-    let daily: BTreeMap<(i32, u32, u32), Vec<f64>> = days
+    Ok(days
         .into_iter()
         .map(|(k, v)| {
             (
@@ -168,65 +168,87 @@ pub fn aggregate(
                 columns.iter().zip(&v).map(|(c, x)| c.agg.fold(x)).collect(),
             )
         })
-        .collect();
+        .collect())
+}
+
+/// Aggregate the rows to the step: a CSV text with `date` (YYYY-MM-DD or YYYY-MM) and one column per variable
+/// (named by the variable), in the declared units (means of means, sums of sums).
+pub fn aggregate(
+    path: &Path,
+    text: &str,
+    time: [usize; 4],
+    columns: &[Column],
+    step: Step,
+    climate: &ClimateConstants,
+) -> Result<String> {
+    let daily = daily_values(path, text, time, columns, climate)?;
     let mut out = String::from("date");
     for c in columns {
         out.push(',');
         out.push_str(c.var.name());
     }
     out.push('\n');
-    let line = |out: &mut String, date: String, vals: &[f64]| {
+    let rows: Vec<(String, Vec<f64>)> = match step {
+        Step::Day => daily
+            .into_iter()
+            .map(|((y, m, d), v)| (format!("{y}-{m:02}-{d:02}"), v))
+            .collect(),
+        Step::Month => monthly_values(path, &daily, columns)?,
+    };
+    for (date, vals) in rows {
         out.push_str(&date);
         for v in vals {
             out.push_str(&format!(",{v}"));
         }
         out.push('\n');
-    };
-    match step {
-        Step::Day => {
-            for ((y, m, d), v) in &daily {
-                line(&mut out, format!("{y}-{m:02}-{d:02}"), v);
-            }
-        }
-        Step::Month => {
-            let mut months: BTreeMap<(i32, u32), Vec<&Vec<f64>>> = BTreeMap::new();
-            for ((y, m, _), v) in &daily {
-                months.entry((*y, *m)).or_default().push(v);
-            }
-            let incomplete: Vec<String> = months
-                .iter()
-                .filter(|((y, m), ds)| {
-                    let first = chrono::NaiveDate::from_ymd_opt(*y, *m, 1).expect("valid month");
-                    let next = first
-                        .checked_add_months(chrono::Months::new(1))
-                        .expect("in range");
-                    ds.len() as i64 != (next - first).num_days()
-                })
-                .map(|((y, m), ds)| format!("{y}-{m:02} ({} days)", ds.len()))
-                .collect();
-            if !incomplete.is_empty() {
-                return Err(Error::input(
-                    path,
-                    format!(
-                        "sub-daily rows: month(s) without every day, whose means would be biased: {}",
-                        incomplete.join(", ")
-                    ),
-                ));
-            }
-            for ((y, m), ds) in &months {
-                let vals: Vec<f64> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(k, c)| {
-                        c.agg
-                            .over_days(&ds.iter().map(|d| d[k]).collect::<Vec<_>>())
-                    })
-                    .collect();
-                line(&mut out, format!("{y}-{m:02}"), &vals);
-            }
-        }
     }
     Ok(out)
+}
+
+/// Months from complete days: the mean of the daily values (the sum for sums); a month missing a day is refused.
+fn monthly_values(
+    path: &Path,
+    daily: &BTreeMap<Day, Vec<f64>>,
+    columns: &[Column],
+) -> Result<Vec<(String, Vec<f64>)>> {
+    let mut months: BTreeMap<(i32, u32), Vec<&Vec<f64>>> = BTreeMap::new();
+    for ((y, m, _), v) in daily {
+        months.entry((*y, *m)).or_default().push(v);
+    }
+    let incomplete: Vec<String> = months
+        .iter()
+        .filter(|((y, m), ds)| {
+            let first = chrono::NaiveDate::from_ymd_opt(*y, *m, 1).expect("valid month");
+            let next = first
+                .checked_add_months(chrono::Months::new(1))
+                .expect("in range");
+            ds.len() as i64 != (next - first).num_days()
+        })
+        .map(|((y, m), ds)| format!("{y}-{m:02} ({} days)", ds.len()))
+        .collect();
+    if !incomplete.is_empty() {
+        return Err(Error::input(
+            path,
+            format!(
+                "sub-daily rows: month(s) without every day, whose means would be biased: {}",
+                incomplete.join(", ")
+            ),
+        ));
+    }
+    Ok(months
+        .iter()
+        .map(|((y, m), ds)| {
+            let vals = columns
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    c.agg
+                        .over_days(&ds.iter().map(|d| d[k]).collect::<Vec<_>>())
+                })
+                .collect();
+            (format!("{y}-{m:02}"), vals)
+        })
+        .collect())
 }
 
 #[cfg(test)]

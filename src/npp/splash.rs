@@ -158,7 +158,13 @@ impl SplashParams {
         (nu, lambda)
     }
 
-    fn fluxes(&self, water: &WaterConstants, site: &Site, pa: f64, d: &Day) -> Fluxes {
+    fn fluxes(
+        &self,
+        (water, c_to_k): (&WaterConstants, f64),
+        site: &Site,
+        pa: f64,
+        d: &Day,
+    ) -> Fluxes {
         let year_days = if d.date.leap_year() { 366.0 } else { 365.0 };
         let (nu, lambda) = self.longitudes(d.date.ordinal() as f64, year_days);
         let e = self.eccentricity;
@@ -183,7 +189,7 @@ impl SplashParams {
         let [s1, s2, s3] = self.svp_slope;
         let sat = s1 * s2 * s3 * ((tc * s1 / (tc + s2)).exp() / (tc + s2).powi(2));
         let [l0, l1] = self.vaporisation_enthalpy;
-        let lv = l0 * ((tc + 273.15) / (tc + 273.15 - l1)).powi(2);
+        let lv = l0 * ((tc + c_to_k) / (tc + c_to_k - l1)).powi(2);
         let pw = water.density(tc, pa);
         let cp = 1e3 * horner(tc.clamp(0.0, 100.0), &self.specific_heat_poly);
         let psy = cp * self.molar_mass_air_kg_mol * pa / (self.molar_mass_vapour_kg_mol * lv);
@@ -250,7 +256,7 @@ impl SplashParams {
         let pa = self.pressure(core, site.elevation_m);
         let fluxes: Vec<Fluxes> = days
             .iter()
-            .map(|d| self.fluxes(water, site, pa, d))
+            .map(|d| self.fluxes((water, core.celsius_to_kelvin), site, pa, d))
             .collect();
         let (mut start, mut years, mut converged) = (0.0, 0, false);
         while !converged && years < self.spinup_max_years {

@@ -1579,6 +1579,62 @@ fn split_monthly(
     (res, monthly)
 }
 
+/// A strip's per-pixel sums by simulated month (index k): GPP, temperature x days, precipitation, and the
+/// month's days.
+struct MonthSums<'a> {
+    gpp: &'a [Vec<f64>],
+    t: &'a [Vec<f64>],
+    p: &'a [Vec<f64>],
+    days: &'a [f64],
+}
+
+/// Each pixel's period results and monthly values from its year's accumulator and month sums (Rh from the
+/// months' mean temperature and precipitation).
+fn mod17_results(
+    p: &Prepared,
+    models: &[Option<(usize, &ClassModel)>],
+    years: &[Mod17Year],
+    sums: &MonthSums,
+    (factors, target): (&[f64], Option<Target>),
+) -> Vec<(PixelOut, Vec<[f32; 3]>)> {
+    let (k17, rh_p) = (&p.k17, &p.rh);
+    let nm = sums.days.len();
+    (0..models.len())
+        .into_par_iter()
+        .map(|px| {
+            let Some((_, m)) = models[px] else {
+                return (
+                    PixelOut {
+                        gpp: f64::NAN,
+                        npp: f64::NAN,
+                        rh: f64::NAN,
+                    },
+                    vec![[f32::NAN; 3]; nm],
+                );
+            };
+            let mut rh_m: Vec<f64> = (0..nm)
+                .map(|k| rh_p.monthly(sums.t[k][px] / sums.days[k], sums.p[k][px]))
+                .collect();
+            rh_p.finish(&mut rh_m);
+            match m {
+                ClassModel::Zero => (
+                    PixelOut {
+                        gpp: 0.0,
+                        npp: 0.0,
+                        rh: 0.0,
+                    },
+                    vec![[0.0; 3]; nm],
+                ),
+                ClassModel::Mod17(c) => {
+                    let gpp_m: Vec<f64> = (0..nm).map(|k| sums.gpp[k][px]).collect();
+                    mod17_pixel((c, k17), &years[px], (factors[px], target), (&gpp_m, &rh_m))
+                }
+                ClassModel::Casa { .. } => unreachable!(),
+            }
+        })
+        .collect()
+}
+
 /// MOD17 over a strip. A correction on epsilon max (LUEmax) multiplies GPP before maintenance respiration
 /// (GPP is proportional to LUEmax); one on NPP multiplies the annual NPP.
 fn strip_mod17(
@@ -1599,7 +1655,7 @@ fn strip_mod17(
     let mut month_p = vec![vec![0f64; npx]; nm];
     let par_from_srad = !p.drivers[0].available(Var::Par);
     // Only Sync parts go into the parallel closures (the drivers hold GDAL handles).
-    let (k17, fp, rh_p) = (&p.k17, &p.fpar, &p.rh);
+    let (k17, fp) = (&p.k17, &p.fpar);
     let is_fpar = p.input_is_fpar;
     // FPAR and LAI of a month of the model year.
     let fpar_lai = |nd: f32| {
@@ -1695,39 +1751,12 @@ fn strip_mod17(
             .enumerate()
             .for_each(|(px, y)| y.note_lai(fpar_lai(nd[px]).1));
     }
-    let out: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
-        .into_par_iter()
-        .map(|px| {
-            let Some((_, m)) = models[px] else {
-                return (
-                    PixelOut {
-                        gpp: f64::NAN,
-                        npp: f64::NAN,
-                        rh: f64::NAN,
-                    },
-                    vec![[f32::NAN; 3]; nm],
-                );
-            };
-            let mut rh_m: Vec<f64> = (0..nm)
-                .map(|k| rh_p.monthly(month_t[k][px] / month_days[k], month_p[k][px]))
-                .collect();
-            rh_p.finish(&mut rh_m);
-            match m {
-                ClassModel::Zero => (
-                    PixelOut {
-                        gpp: 0.0,
-                        npp: 0.0,
-                        rh: 0.0,
-                    },
-                    vec![[0.0; 3]; nm],
-                ),
-                ClassModel::Mod17(c) => {
-                    let gpp_m: Vec<f64> = (0..nm).map(|k| month_gpp[k][px]).collect();
-                    mod17_pixel((c, k17), &years[px], (factors[px], target), (&gpp_m, &rh_m))
-                }
-                ClassModel::Casa { .. } => unreachable!(),
-            }
-        })
-        .collect();
+    let sums = MonthSums {
+        gpp: &month_gpp,
+        t: &month_t,
+        p: &month_p,
+        days: &month_days,
+    };
+    let out = mod17_results(p, models, &years, &sums, (factors, target));
     Ok(split_monthly(out, nm, &[0, 1]))
 }
