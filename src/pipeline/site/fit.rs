@@ -188,6 +188,50 @@ pub fn fit(
         .into_iter()
         .map(|b| b.expect("grid not empty"))
         .collect();
+    let (pooled, lines) = held_out(job, p, &best, &folds, &days, &soil_by_bucket)?;
+    let fitted = fitted_set(job, p, &best, &years, &pooled)?;
+    let text = toml::to_string(&fitted).map_err(|e| Error::Usage(format!("fitted set: {e}")))?;
+    let header = format!(
+        "# P-model parameter set fitted by `carbonmap site --model pmodel --fit` at {} ({}-{}); use with --params.\n# Every constant not fitted is the value of {} with the citation given there.\n",
+        job.drivers.display(),
+        job.years.0,
+        job.years.1,
+        p.source.display()
+    );
+    io::write_atomic(
+        &job.out_dir.join("pmodel_fitted.toml"),
+        format!("{header}{text}").as_bytes(),
+    )?;
+    let f = &best[0];
+    let report = format!(
+        "fitted on {} days of {}-{}: kphio {:.6}, theta* {:.2}, a {:.2}, bucket {} mm (pmodel_fitted.toml)\nleave-one-year-out (site_cross_validation.csv): pooled R2 {:.3}, RMSE {:.3}, bias {:+.3} g C m-2 d-1\n{}",
+        days.len(),
+        years[0],
+        years[years.len() - 1],
+        p.photosynthesis.kphio * f.scale,
+        f.theta_star,
+        f.a,
+        f.bucket_mm,
+        pooled.r2,
+        pooled.rmse,
+        pooled.bias,
+        lines.join("\n")
+    );
+    let mut params = fitted;
+    params.source = job.out_dir.join("pmodel_fitted.toml");
+    Ok(FitResult { params, report })
+}
+
+/// Each held-out year predicted with the fit of the other years: site_cross_validation.csv, the pooled daily
+/// metrics and a report line per year.
+fn held_out(
+    job: &SiteJob,
+    p: &PModelParams,
+    best: &[Fitted],
+    folds: &[Option<i32>],
+    days: &[FitDay],
+    soil_by_bucket: &BTreeMap<u64, (Vec<f64>, f64)>,
+) -> Result<(Metrics, Vec<String>)> {
     let stress_of = |f: &Fitted| Stress {
         theta_star: f.theta_star,
         a: f.a,
@@ -253,37 +297,7 @@ pub fn fit(
         &job.out_dir.join("site_cross_validation.csv"),
         cv.as_bytes(),
     )?;
-    let fitted = fitted_set(job, p, &best, &years, &pooled)?;
-    let text = toml::to_string(&fitted).map_err(|e| Error::Usage(format!("fitted set: {e}")))?;
-    let header = format!(
-        "# P-model parameter set fitted by `carbonmap site --model pmodel --fit` at {} ({}-{}); use with --params.\n# Every constant not fitted is the value of {} with the citation given there.\n",
-        job.drivers.display(),
-        job.years.0,
-        job.years.1,
-        p.source.display()
-    );
-    io::write_atomic(
-        &job.out_dir.join("pmodel_fitted.toml"),
-        format!("{header}{text}").as_bytes(),
-    )?;
-    let f = &best[0];
-    let report = format!(
-        "fitted on {} days of {}-{}: kphio {:.6}, theta* {:.2}, a {:.2}, bucket {} mm (pmodel_fitted.toml)\nleave-one-year-out (site_cross_validation.csv): pooled R2 {:.3}, RMSE {:.3}, bias {:+.3} g C m-2 d-1\n{}",
-        days.len(),
-        years[0],
-        years[years.len() - 1],
-        p.photosynthesis.kphio * f.scale,
-        f.theta_star,
-        f.a,
-        f.bucket_mm,
-        pooled.r2,
-        pooled.rmse,
-        pooled.bias,
-        lines.join("\n")
-    );
-    let mut params = fitted;
-    params.source = job.out_dir.join("pmodel_fitted.toml");
-    Ok(FitResult { params, report })
+    Ok((pooled, lines))
 }
 
 /// The fitted set: the all-years fit, with the spread over the folds as its uncertainty.
