@@ -16,6 +16,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
 mod coarse;
+mod gridded;
 mod subdaily;
 
 use crate::climate::ClimateConstants;
@@ -166,6 +167,16 @@ const UNITS: &[UnitDef] = &[
         conv: Conv::TotalOverDays(1.0),
     },
     UnitDef {
+        var: Var::Srad,
+        unit: "J m-2",
+        conv: Conv::TotalOverDays(1e-6),
+    },
+    UnitDef {
+        var: Var::Srad,
+        unit: "J m-2 d-1",
+        conv: Conv::Linear(1e-6, 0.0),
+    },
+    UnitDef {
         var: Var::Par,
         unit: "MJ m-2 d-1",
         conv: Conv::Linear(1.0, 0.0),
@@ -179,6 +190,11 @@ const UNITS: &[UnitDef] = &[
         var: Var::Par,
         unit: "MJ m-2",
         conv: Conv::TotalOverDays(1.0),
+    },
+    UnitDef {
+        var: Var::Par,
+        unit: "J m-2",
+        conv: Conv::TotalOverDays(1e-6),
     },
     UnitDef {
         var: Var::Vpd,
@@ -513,8 +529,17 @@ struct RasterSpec {
     unit: String,
     /// Band holding the first step of the year (default 1); step i is band first_band + i.
     first_band: Option<usize>,
-    /// "coordinate": each step's band by the file's time coordinate (NetCDF), instead of by number.
+    /// "coordinate": each step's samples by the file's time coordinate (NetCDF, Zarr), instead of by number;
+    /// several samples in a step (hourly, daily) are aggregated (see drivers/gridded.rs).
     time: Option<String>,
+    /// With `time = "coordinate"`: how a day's samples aggregate (mean, sum, min, max; default by variable
+    /// and unit, as station tables).
+    aggregate: Option<String>,
+    /// With `time = "coordinate"`: hours added to every time stamp before it is placed in a day (-1 for
+    /// accumulations stamped at the end of their hour, as ERA5's).
+    time_shift_hours: Option<f64>,
+    /// With `time = "coordinate"`: the CRS of a file that carries none (such as "EPSG:4326").
+    crs: Option<String>,
     /// Multiplier and offset applied to the stored values before unit conversion (default: the band's own
     /// GDAL scale and offset, else 1 and 0).
     scale: Option<f64>,
@@ -584,6 +609,10 @@ struct RasterDriver {
     reader: Option<std::sync::Mutex<GridReader>>,
     /// Or, for a coarse raster, its values over the grid in memory, interpolated in the kernel.
     coarse: Option<coarse::Coarse>,
+    /// Aggregated samples (time = "coordinate" with several samples a step): the scratch folder holding
+    /// `path`, and how the steps were made.
+    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+    aggregation: Option<String>,
 }
 
 impl RasterDriver {
@@ -651,35 +680,23 @@ fn raster_driver(
         path.parent().unwrap_or(Path::new(".")),
         &spec.file.to_string_lossy(),
     );
-    let info = RasterInfo::read(&p)?;
-    let own_grid = info.grid()?;
     if let Some(t) = &spec.time {
-        if t != "coordinate" {
-            return Err(Error::config(path, format!("raster.{k}: time = \"{t}\": only \"coordinate\" (bands by the file's time coordinate)")));
-        }
-        if spec.first_band.is_some() {
+        return timed_driver(k, var, spec, t, &p, path, steps, step, year);
+    }
+    for (set, what) in [
+        (spec.aggregate.is_some(), "aggregate"),
+        (spec.time_shift_hours.is_some(), "time_shift_hours"),
+        (spec.crs.is_some(), "crs"),
+    ] {
+        if set {
             return Err(Error::config(
                 path,
-                format!("raster.{k}: time = \"coordinate\" and first_band exclude each other"),
+                format!("raster.{k}: {what} applies only with time = \"coordinate\""),
             ));
         }
-        let bands = bands_by_time(&p, steps, step, year)?;
-        let b = &info.bands[bands[0] - 1];
-        return Ok((
-            var,
-            RasterDriver {
-                path: p,
-                grid: own_grid,
-                unit: spec.unit.clone(),
-                bands,
-                scale: spec.scale.or(b.scale).unwrap_or(1.0),
-                offset: spec.offset.or(b.offset).unwrap_or(0.0),
-                nodata: b.nodata,
-                reader: None,
-                coarse: None,
-            },
-        ));
     }
+    let info = RasterInfo::read(&p)?;
+    let own_grid = info.grid()?;
     let first = spec.first_band.unwrap_or(1);
     let last = first + steps.len() - 1;
     if first == 0 || last > info.bands.len() {
@@ -706,6 +723,70 @@ fn raster_driver(
             nodata: b.nodata,
             reader: None,
             coarse: None,
+            _scratch: None,
+            aggregation: None,
+        },
+    ))
+}
+
+/// A `[raster.NAME]` entry with `time = "coordinate"`: its steps by the file's time coordinate, aggregated
+/// when the file has several samples a step.
+#[allow(clippy::too_many_arguments)]
+fn timed_driver(
+    k: &str,
+    var: Var,
+    spec: &RasterSpec,
+    t: &str,
+    p: &Path,
+    path: &Path,
+    steps: &[StepInfo],
+    step: Step,
+    year: i32,
+) -> Result<(Var, RasterDriver)> {
+    if t != "coordinate" {
+        return Err(Error::config(
+            path,
+            format!("raster.{k}: time = \"{t}\": only \"coordinate\" (bands by the file's time coordinate)"),
+        ));
+    }
+    if spec.first_band.is_some() {
+        return Err(Error::config(
+            path,
+            format!("raster.{k}: time = \"coordinate\" and first_band exclude each other"),
+        ));
+    }
+    let agg = subdaily::Agg::parse(
+        spec.aggregate.as_deref(),
+        var,
+        unit_is_total(var, &spec.unit),
+    )
+    .map_err(|e| Error::config(path, format!("raster.{k}: {e}")))?;
+    let s = gridded::select(&gridded::Request {
+        path: p,
+        name: k,
+        steps,
+        step,
+        year,
+        agg,
+        shift_hours: spec.time_shift_hours.unwrap_or(0.0),
+        crs: spec.crs.as_deref(),
+        scale: spec.scale,
+        offset: spec.offset,
+    })?;
+    Ok((
+        var,
+        RasterDriver {
+            path: s.path,
+            grid: s.grid,
+            unit: spec.unit.clone(),
+            bands: s.bands,
+            scale: s.scale,
+            offset: s.offset,
+            nodata: s.nodata,
+            reader: None,
+            coarse: None,
+            _scratch: s.scratch,
+            aggregation: s.note.map(|n| format!("{n}, from {}", p.display())),
         },
     ))
 }
@@ -758,47 +839,6 @@ fn add_constants(
         );
     }
     constants
-}
-
-/// The band of each step of `year` by the file's time coordinate: exactly one band whose time falls in the
-/// step (a month, or a day); none or several is an error naming the step.
-fn bands_by_time(path: &Path, steps: &[StepInfo], step: Step, year: i32) -> Result<Vec<usize>> {
-    let times = io::band_times(path)?;
-    let mut out = Vec::with_capacity(steps.len());
-    let mut problems = Vec::new();
-    for s in steps {
-        let in_step = |t: &chrono::NaiveDateTime| {
-            t.year() == year
-                && t.month() == s.month
-                && (step == Step::Month || t.ordinal() == s.doy)
-        };
-        let hits: Vec<usize> = times
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.as_ref().is_some_and(in_step))
-            .map(|(b, _)| b + 1)
-            .collect();
-        let label = if step == Step::Month {
-            format!("{year}-{:02}", s.month)
-        } else {
-            format!("{year} day {}", s.doy)
-        };
-        match hits.len() {
-            1 => out.push(hits[0]),
-            0 => problems.push(format!("no band in {label}")),
-            n => problems.push(format!(
-                "{n} bands in {label} (aggregate the file to the drivers' step first)"
-            )),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(Error::input(
-            path,
-            format!("by its time coordinate: {}", problems.join("; ")),
-        ))
-    }
 }
 
 /// The `[derive]` rules of a drivers file (unknown variables and rules are problems).
@@ -873,6 +913,19 @@ impl Resolved {
             Resolved::Photon(f) => climate.ppfd_to_par_mj_m2_d(v * f),
         }
     }
+}
+
+/// Whether a value in `unit` is a total over its time stamp's interval (precipitation in mm, radiation in
+/// MJ m-2): such values add up when samples are aggregated to a step; every other unit is a rate or a state.
+fn unit_is_total(var: Var, unit: &str) -> bool {
+    matches!(
+        Resolved::of(var, unit),
+        Some(Resolved::Conv(Conv::TotalOverDays(_)))
+    ) || (var == Var::Precip
+        && matches!(
+            Resolved::of(var, unit),
+            Some(Resolved::Conv(Conv::Linear(..)))
+        ))
 }
 
 /// Convert a value in `unit` to the canonical unit of `var` for a step of `days` days.
@@ -1153,7 +1206,10 @@ impl Drivers {
                 )
             }
         } else if let Some(r) = self.rasters.get(&var) {
-            format!("raster {} ({})", r.path.display(), r.unit)
+            match &r.aggregation {
+                Some(a) => format!("raster, {a} ({})", r.unit),
+                None => format!("raster {} ({})", r.path.display(), r.unit),
+            }
         } else if let Some(r) = self.derive.get(&var) {
             format!("derived: {}", r.name())
         } else {
@@ -1651,7 +1707,7 @@ fn subdaily_table(
     let mut columns = Vec::new();
     let mut spec_cols = BTreeMap::new();
     for (var, c) in station_columns(s, origin)? {
-        let agg = Agg::parse(c.aggregate.as_deref(), var)
+        let agg = Agg::parse(c.aggregate.as_deref(), var, unit_is_total(var, &c.unit))
             .map_err(|e| Error::config(origin, format!("station.columns.{}: {e}", var.name())))?;
         columns.push(Column {
             var,

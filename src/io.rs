@@ -1327,6 +1327,15 @@ pub struct PendingOutput {
 }
 
 impl PendingOutput {
+    /// Rename a finished scratch file (carbonmap's own working file in its own temporary folder, never a
+    /// user's output) into place now, outside the command's commit.
+    pub fn keep_scratch(mut self) -> Result<PathBuf> {
+        std::fs::rename(&self.tmp, &self.target)
+            .map_err(|e| Error::io(&self.target, "cannot rename the scratch file into place", e))?;
+        self.committed = true;
+        Ok(self.target.clone())
+    }
+
     /// Hand the finished output to the command's commit (or rename it now outside a command scope).
     pub fn commit(mut self) -> Result<PathBuf> {
         for (tmp, target) in &self.sidecars {
@@ -2624,57 +2633,6 @@ pub fn read_vsi(path: &str, max_bytes: i64) -> Result<Vec<u8>> {
     let bytes = unsafe { std::slice::from_raw_parts(buf, n as usize).to_vec() };
     unsafe { gdal_sys::VSIFree(buf as *mut std::ffi::c_void) };
     Ok(bytes)
-}
-
-/// The time of each band of a raster from its NetCDF time coordinate (band metadata NETCDF_DIM_time with the
-/// dataset's `time#units`, "UNIT since DATE[ TIME]" with UNIT seconds, minutes, hours or days; the standard
-/// calendar). None for a band without one.
-pub fn band_times(path: &Path) -> Result<Vec<Option<chrono::NaiveDateTime>>> {
-    let ds = open(path)?;
-    let units = ds.metadata_item("time#units", "").ok_or_else(|| {
-        Error::input(
-            path,
-            "has no time coordinate with units (time#units): select bands by number instead",
-        )
-    })?;
-    let (unit, since) = units.split_once(" since ").ok_or_else(|| {
-        Error::input(
-            path,
-            format!("time units \"{units}\" are not \"UNIT since DATE\""),
-        )
-    })?;
-    let seconds = match unit.trim().trim_end_matches('s') {
-        "second" => 1.0,
-        "minute" => 60.0,
-        "hour" => 3600.0,
-        "day" => 86_400.0,
-        other => {
-            return Err(Error::input(
-                path,
-                format!("time unit \"{other}\" is not seconds, minutes, hours or days"),
-            ))
-        }
-    };
-    let since = since.trim().trim_end_matches(" UTC").trim_end_matches('Z');
-    let base = chrono::NaiveDateTime::parse_from_str(since, "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(since, "%Y-%m-%dT%H:%M:%S%.f"))
-        .or_else(|_| {
-            chrono::NaiveDate::parse_from_str(since, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
-        })
-        .map_err(|_| Error::input(path, format!("time origin \"{since}\" is not a date")))?;
-    let mut out = Vec::new();
-    for b in 1..=ds.raster_count() {
-        let band = ds
-            .rasterband(b)
-            .map_err(|e| Error::band(path, b.to_string(), format!("cannot be opened: {e}")))?;
-        let t = band
-            .metadata_item("NETCDF_DIM_time", "")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| base + chrono::Duration::milliseconds((v * seconds * 1000.0).round() as i64));
-        out.push(t);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

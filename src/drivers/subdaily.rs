@@ -24,19 +24,43 @@ pub enum Agg {
 }
 
 impl Agg {
-    pub fn parse(s: Option<&str>, var: Var) -> std::result::Result<Agg, String> {
-        match s {
-            None => Ok(match var {
-                Var::Precip => Agg::Sum,
+    /// The declared rule, or the default: a unit that is a total per time stamp (precipitation in mm, radiation
+    /// in MJ m-2) sums, tmin takes the minimum, tmax the maximum, every other variable the mean. Summing a rate
+    /// or a state, or averaging a total, is refused.
+    pub fn parse(s: Option<&str>, var: Var, total: bool) -> std::result::Result<Agg, String> {
+        let agg = match s {
+            None if total => Agg::Sum,
+            None => match var {
                 Var::Tmin => Agg::Min,
                 Var::Tmax => Agg::Max,
                 _ => Agg::Mean,
-            }),
-            Some("mean") => Ok(Agg::Mean),
-            Some("sum") => Ok(Agg::Sum),
-            Some("min") => Ok(Agg::Min),
-            Some("max") => Ok(Agg::Max),
-            Some(o) => Err(format!("aggregate \"{o}\": one of mean, sum, min, max")),
+            },
+            Some("mean") => Agg::Mean,
+            Some("sum") => Agg::Sum,
+            Some("min") => Agg::Min,
+            Some("max") => Agg::Max,
+            Some(o) => return Err(format!("aggregate \"{o}\": one of mean, sum, min, max")),
+        };
+        match (agg, total) {
+            (Agg::Sum, false) => Err(
+                "aggregate = \"sum\" adds up values that are not totals (declare the unit as a total per time \
+                 stamp, such as \"mm\" or \"J m-2\", or aggregate by mean)"
+                    .into(),
+            ),
+            (Agg::Mean | Agg::Min | Agg::Max, true) => Err(format!(
+                "aggregate = \"{}\" on a unit that is a total per time stamp (only \"sum\" keeps its meaning)",
+                agg.name()
+            )),
+            _ => Ok(agg),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Agg::Mean => "mean",
+            Agg::Sum => "sum",
+            Agg::Min => "min",
+            Agg::Max => "max",
         }
     }
 

@@ -1,0 +1,642 @@
+//! Gridded driver archives read by their time coordinate (`time = "coordinate"`): NetCDF variables through
+//! GDAL's classic view (one band per time stamp, `NETCDF_DIM_<time>` with `<time>#units`), Zarr arrays through
+//! GDAL's multidimensional API (the first dimension is time, its coordinate array gives the stamps).
+//!
+//! Each step of the year takes the samples whose time stamp (shifted by `time_shift_hours`) falls in it. One
+//! sample per step (a monthly file for monthly drivers) is read as it is. Several (hourly or daily fields) are
+//! aggregated on the file's own grid before any warping, as station tables are: the samples of each calendar
+//! day by the variable's rule (mean, sum, min or max), then the days of the step by their mean (sum for sums).
+//! Every day of the step must be present with the file's full number of samples per day; a missing day or hour
+//! is an error naming it, nothing is filled. A nodata sample makes its pixel's step nodata. The aggregates go
+//! to a scratch GeoTIFF (float64, north-up) that lives as long as the drivers and is read like any driver
+//! raster: memory holds one strip of rows of the source, whatever its size and length.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
+
+use crate::error::{Error, Result};
+use crate::io::{self, Grid, OutBand, RasterInfo, RasterWriter, WriteOptions};
+
+use super::subdaily::Agg;
+use super::{Step, StepInfo};
+
+/// What a `[raster.NAME]` entry with `time = "coordinate"` asks for.
+pub struct Request<'a> {
+    /// The source: a GDAL subdataset name (NETCDF:"f.nc":t2m, ZARR:"store.zarr":/t2m) or a file.
+    pub path: &'a Path,
+    pub name: &'a str,
+    pub steps: &'a [StepInfo],
+    pub step: Step,
+    pub year: i32,
+    pub agg: Agg,
+    pub shift_hours: f64,
+    /// A CRS for files that carry none (ERA5's latitude/longitude without a grid mapping).
+    pub crs: Option<&'a str>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+}
+
+/// The bands to read for each step, in the source itself or in a scratch file of aggregates.
+pub struct Selection {
+    pub path: PathBuf,
+    pub grid: Grid,
+    pub bands: Vec<usize>,
+    pub scale: f64,
+    pub offset: f64,
+    pub nodata: Option<f64>,
+    /// The scratch folder of the aggregates, removed when the last driver using it is dropped.
+    pub scratch: Option<Arc<tempfile::TempDir>>,
+    /// How the steps were made, for provenance ("mean of 24 samples a day over each month's days").
+    pub note: Option<String>,
+}
+
+/// The samples of a source: their time stamps and how to read them.
+struct Axis {
+    times: Vec<Option<NaiveDateTime>>,
+    /// A Zarr store and array (multidimensional reads), else the classic bands of `path`.
+    zarr: Option<(PathBuf, String)>,
+}
+
+pub fn select(r: &Request) -> Result<Selection> {
+    let axis = axis(r.path)?;
+    let plan = plan(r, &axis.times)?;
+    let first = match &axis.zarr {
+        Some(_) => slice_path(r.path, 0),
+        None => r.path.to_path_buf(),
+    };
+    let info = RasterInfo::read(&first)?;
+    let band = &info.bands[0];
+    let scale = r.scale.or(band.scale).unwrap_or(1.0);
+    let offset = r.offset.or(band.offset).unwrap_or(0.0);
+    let grid = source_grid(r, &info)?;
+    let direct = axis.zarr.is_none()
+        && r.crs.is_none()
+        && plan.iter().all(|s| s.len() == 1 && s[0].len() == 1);
+    if direct {
+        return Ok(Selection {
+            path: r.path.to_path_buf(),
+            grid: info.grid()?,
+            bands: plan.iter().map(|s| s[0][0] + 1).collect(),
+            scale,
+            offset,
+            nodata: band.nodata,
+            scratch: None,
+            note: None,
+        });
+    }
+    let dir = Arc::new(
+        tempfile::Builder::new()
+            .prefix("carbonmap-drivers-")
+            .tempdir()
+            .map_err(|e| {
+                Error::Processing(format!(
+                    "cannot create a scratch folder for {}: {e}",
+                    r.path.display()
+                ))
+            })?,
+    );
+    let out = dir.path().join(format!("{}.tif", r.name));
+    let packing = Packing {
+        scale,
+        offset,
+        nodata: band.nodata,
+    };
+    aggregate(r, &axis, &plan, &packing, &info, &grid, &out)?;
+    let per_day = plan.iter().flatten().map(|d| d.len()).max().unwrap_or(1);
+    Ok(Selection {
+        path: out,
+        grid,
+        bands: (1..=plan.len()).collect(),
+        scale: 1.0,
+        offset: 0.0,
+        nodata: None,
+        scratch: Some(dir),
+        note: Some(format!(
+            "{} of {per_day} sample(s) a day, days to the step by {}",
+            r.agg.name(),
+            if r.agg == Agg::Sum {
+                "their sum"
+            } else {
+                "their mean"
+            }
+        )),
+    })
+}
+
+/// The time stamps of a NetCDF variable's bands, or of a Zarr array's first dimension.
+fn axis(path: &Path) -> Result<Axis> {
+    let text = path.to_string_lossy();
+    match io::subdataset_parts(&text) {
+        Some(("ZARR", store, array)) => {
+            let store = PathBuf::from(store);
+            let array = array.trim_start_matches('/').to_string();
+            let times = zarr_times(&store, &array)?;
+            Ok(Axis {
+                times,
+                zarr: Some((store, array)),
+            })
+        }
+        _ => Ok(Axis {
+            times: band_times(path)?,
+            zarr: None,
+        }),
+    }
+}
+
+/// The classic 2-D view of time index `i` of a Zarr array (GDAL: ZARR:"store":/array:i).
+fn slice_path(path: &Path, i: usize) -> PathBuf {
+    PathBuf::from(format!("{}:{i}", path.display()))
+}
+
+/// The file's own grid, north-up (a south-up grid, as Zarr arrays with ascending latitude give, is flipped
+/// when the aggregates are written), with the declared CRS where the file has none.
+fn source_grid(r: &Request, info: &RasterInfo) -> Result<Grid> {
+    let declared = r.crs.map(io::crs_wkt).transpose()?;
+    let crs_wkt = match (&info.crs_wkt, declared) {
+        (Some(own), Some(d)) if !io::same_crs(own, &d) => {
+            return Err(Error::input(
+                r.path,
+                format!("has its own CRS, not the declared crs = \"{}\"", r.crs.unwrap_or_default()),
+            ))
+        }
+        (Some(own), _) => own.clone(),
+        (None, Some(d)) => d,
+        (None, None) => {
+            return Err(Error::input(
+                r.path,
+                "has no coordinate reference system: declare it in the drivers file (crs = \"EPSG:4326\" for \
+                 latitude and longitude in degrees, as ERA5)",
+            ))
+        }
+    };
+    let gt = info
+        .gt
+        .ok_or_else(|| Error::input(r.path, "has no geotransform (no georeferencing)"))?;
+    if gt[2] != 0.0 || gt[4] != 0.0 {
+        return Err(Error::input(
+            r.path,
+            "is rotated (geotransform terms 2 and 4 are not zero)",
+        ));
+    }
+    let gt = if gt[5] > 0.0 {
+        [
+            gt[0],
+            gt[1],
+            0.0,
+            gt[3] + gt[5] * info.height as f64,
+            0.0,
+            -gt[5],
+        ]
+    } else {
+        gt
+    };
+    Ok(Grid {
+        crs_wkt,
+        gt,
+        width: info.width,
+        height: info.height,
+    })
+}
+
+/// For each step, its calendar days, and for each day the indices of its samples. Exactly one sample in a
+/// step (whatever its day) reads that sample; otherwise every day of the step needs the file's full count.
+fn plan(r: &Request, times: &[Option<NaiveDateTime>]) -> Result<Vec<Vec<Vec<usize>>>> {
+    let shift = chrono::Duration::milliseconds((r.shift_hours * 3_600_000.0).round() as i64);
+    let stamps: Vec<Option<NaiveDateTime>> = times.iter().map(|t| t.map(|t| t + shift)).collect();
+    let days: Vec<Vec<NaiveDate>> = r
+        .steps
+        .iter()
+        .map(|s| step_days(r.step, r.year, s))
+        .collect();
+    let samples_of = |d: NaiveDate| -> Vec<usize> {
+        stamps
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_some_and(|t| t.date() == d))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let per_step: Vec<Vec<Vec<usize>>> = days
+        .iter()
+        .map(|ds| ds.iter().map(|&d| samples_of(d)).collect())
+        .collect();
+    if per_step
+        .iter()
+        .all(|s| s.iter().map(Vec::len).sum::<usize>() == 1)
+    {
+        return Ok(per_step
+            .iter()
+            .map(|s| vec![s.iter().flatten().copied().collect()])
+            .collect());
+    }
+    let full = per_step.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    let mut problems = Vec::new();
+    for (ds, s) in days.iter().zip(&per_step) {
+        for (d, samples) in ds.iter().zip(s) {
+            if samples.len() < full {
+                problems.push(format!("{d}: {} of {full} samples", samples.len()));
+            }
+        }
+    }
+    if full == 0 || !problems.is_empty() {
+        let n = problems.len();
+        problems.truncate(8);
+        if n > 8 {
+            problems.push(format!("and {} more day(s)", n - 8));
+        }
+        return Err(Error::input(
+            r.path,
+            format!(
+                "by its time coordinate, {} for {}: {}",
+                r.name,
+                r.year,
+                if full == 0 {
+                    "no sample in the year".to_string()
+                } else {
+                    problems.join("; ")
+                }
+            ),
+        ));
+    }
+    Ok(per_step)
+}
+
+/// The calendar days of a step (a month, or one day).
+fn step_days(step: Step, year: i32, s: &StepInfo) -> Vec<NaiveDate> {
+    match step {
+        Step::Day => vec![NaiveDate::from_yo_opt(year, s.doy).expect("a day of the year")],
+        Step::Month => (1..=s.days)
+            .map(|d| NaiveDate::from_ymd_opt(year, s.month, d).expect("a day of the month"))
+            .collect(),
+    }
+}
+
+/// How stored values become physical ones.
+struct Packing {
+    scale: f64,
+    offset: f64,
+    nodata: Option<f64>,
+}
+
+impl Packing {
+    #[inline]
+    fn unpack(&self, raw: f64) -> f64 {
+        if raw.is_nan() || self.nodata == Some(raw) {
+            f64::NAN
+        } else {
+            raw * self.scale + self.offset
+        }
+    }
+}
+
+/// Write each step's aggregate to `out`, strip by strip of source rows.
+fn aggregate(
+    r: &Request,
+    axis: &Axis,
+    plan: &[Vec<Vec<usize>>],
+    packing: &Packing,
+    info: &RasterInfo,
+    grid: &Grid,
+    out: &Path,
+) -> Result<()> {
+    let bands: Vec<OutBand> = (0..plan.len())
+        .map(|i| OutBand {
+            description: format!("{} step {}", r.name, i + 1),
+            unit: String::new(),
+        })
+        .collect();
+    let mut w = RasterWriter::create::<f64>(
+        out,
+        grid,
+        &bands,
+        None,
+        &Default::default(),
+        &WriteOptions::default(),
+    )?;
+    let flip = info.gt.is_some_and(|gt| gt[5] > 0.0);
+    let (width, height) = (info.width, info.height);
+    let rows_per_strip = (1usize << 18).div_ceil(width).clamp(1, height.max(1));
+    with_reader(r.path, axis, width, |read| {
+        for row0 in (0..height).step_by(rows_per_strip) {
+            let rows = rows_per_strip.min(height - row0);
+            let src0 = if flip { height - row0 - rows } else { row0 };
+            for (k, days) in plan.iter().enumerate() {
+                let mut v = step_values(days, r.agg, packing, rows * width, |i, buf| {
+                    read(i, src0, rows, buf)
+                })?;
+                if flip {
+                    v = v.chunks(width).rev().flatten().copied().collect();
+                }
+                w.write_rows(k, row0, v)?;
+            }
+            w.flush()?;
+        }
+        Ok(())
+    })?;
+    w.finish()?.keep_scratch()?;
+    Ok(())
+}
+
+/// One step's values over a strip: each day's samples folded by `agg`, then the days (sum or mean).
+fn step_values(
+    days: &[Vec<usize>],
+    agg: Agg,
+    packing: &Packing,
+    n: usize,
+    mut read: impl FnMut(usize, &mut [f64]) -> Result<()>,
+) -> Result<Vec<f64>> {
+    let mut step = vec![0.0f64; n];
+    let mut buf = vec![0.0f64; n];
+    for samples in days {
+        let mut day = vec![
+            match agg {
+                Agg::Min => f64::INFINITY,
+                Agg::Max => f64::NEG_INFINITY,
+                Agg::Mean | Agg::Sum => 0.0,
+            };
+            n
+        ];
+        for &i in samples {
+            read(i, &mut buf)?;
+            for (d, &raw) in day.iter_mut().zip(&buf) {
+                let v = packing.unpack(raw);
+                *d = if v.is_nan() || d.is_nan() {
+                    f64::NAN
+                } else {
+                    match agg {
+                        Agg::Mean | Agg::Sum => *d + v,
+                        Agg::Min => d.min(v),
+                        Agg::Max => d.max(v),
+                    }
+                };
+            }
+        }
+        let per_day = if agg == Agg::Mean {
+            samples.len() as f64
+        } else {
+            1.0
+        };
+        for (s, d) in step.iter_mut().zip(&day) {
+            *s += d / per_day;
+        }
+    }
+    if agg != Agg::Sum {
+        let n_days = days.len() as f64;
+        step.iter_mut().for_each(|s| *s /= n_days);
+    }
+    Ok(step)
+}
+
+/// Run `f` with a reader of (sample, first source row, rows, buffer): classic bands or a Zarr array.
+fn with_reader(
+    path: &Path,
+    axis: &Axis,
+    width: usize,
+    f: impl FnOnce(&mut dyn FnMut(usize, usize, usize, &mut [f64]) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    match &axis.zarr {
+        None => {
+            let ds = io::open(path)?;
+            let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
+                let band = ds.rasterband(i + 1).map_err(|e| {
+                    Error::band(path, (i + 1).to_string(), format!("cannot be opened: {e}"))
+                })?;
+                let b = band
+                    .read_as::<f64>((0, row0 as isize), (width, rows), (width, rows), None)
+                    .map_err(|e| {
+                        Error::band(path, (i + 1).to_string(), format!("cannot be read: {e}"))
+                    })?;
+                buf.copy_from_slice(b.data());
+                Ok(())
+            };
+            f(&mut read)
+        }
+        Some((store, array)) => {
+            let ds = open_multidim(store)?;
+            let root = ds
+                .root_group()
+                .map_err(|e| Error::gdal(store, "root group", e))?;
+            let a = root
+                .open_md_array(array, Default::default())
+                .map_err(|e| Error::input(store, format!("has no array \"{array}\" ({e})")))?;
+            let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
+                a.read_into_slice(buf, vec![i as u64, row0 as u64, 0], vec![1, rows, width])
+                    .map_err(|e| {
+                        Error::input(
+                            store,
+                            format!("{array}: time index {i} cannot be read: {e}"),
+                        )
+                    })
+            };
+            f(&mut read)
+        }
+    }
+}
+
+fn open_multidim(store: &Path) -> Result<Dataset> {
+    io::init();
+    if !store.exists() {
+        return Err(Error::input(store, "file does not exist"));
+    }
+    Dataset::open_ex(
+        store,
+        DatasetOptions {
+            open_flags: GdalOpenFlags::GDAL_OF_MULTIDIM_RASTER,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| {
+        Error::input(
+            store,
+            format!("not a multidimensional dataset GDAL can read ({e})"),
+        )
+    })
+}
+
+/// The time stamps of a Zarr array's first dimension, from its coordinate array and that array's units.
+fn zarr_times(store: &Path, array: &str) -> Result<Vec<Option<NaiveDateTime>>> {
+    let ds = open_multidim(store)?;
+    let root = ds
+        .root_group()
+        .map_err(|e| Error::gdal(store, "root group", e))?;
+    let a = root
+        .open_md_array(array, Default::default())
+        .map_err(|e| Error::input(store, format!("has no array \"{array}\" ({e})")))?;
+    let dims = a
+        .dimensions()
+        .map_err(|e| Error::gdal(store, "dimensions", e))?;
+    if dims.len() != 3 {
+        return Err(Error::input(
+            store,
+            format!(
+                "{array}: has {} dimension(s); time, y and x are expected",
+                dims.len()
+            ),
+        ));
+    }
+    let tname = dims[0].name();
+    let t = root
+        .open_md_array(&tname, Default::default())
+        .map_err(|e| {
+            Error::input(
+                store,
+                format!("{array}: its first dimension \"{tname}\" has no coordinate array ({e})"),
+            )
+        })?;
+    // GDAL gives a CF "units" attribute as the array's unit (Zarr), or as an attribute.
+    let units = Some(t.unit())
+        .filter(|u| !u.is_empty())
+        .or_else(|| t.attribute("units").ok().map(|u| u.read_as_string()))
+        .ok_or_else(|| {
+            Error::input(
+                store,
+                format!("{tname}: has no units (such as \"hours since 1900-01-01\")"),
+            )
+        })?;
+    let values = t
+        .read_as::<f64>(vec![0], vec![dims[0].size()])
+        .map_err(|e| Error::input(store, format!("{tname}: cannot be read: {e}")))?;
+    let (seconds, base) = time_units(store, &units)?;
+    Ok(values.iter().map(|&v| stamp(base, seconds, v)).collect())
+}
+
+fn stamp(base: NaiveDateTime, seconds: f64, v: f64) -> Option<NaiveDateTime> {
+    v.is_finite()
+        .then(|| base + chrono::Duration::milliseconds((v * seconds * 1000.0).round() as i64))
+}
+
+/// CF time units, "UNIT since DATE": seconds per unit and the origin.
+fn time_units(path: &Path, units: &str) -> Result<(f64, NaiveDateTime)> {
+    let (unit, since) = units.split_once(" since ").ok_or_else(|| {
+        Error::input(
+            path,
+            format!("time units \"{units}\" are not \"UNIT since DATE\""),
+        )
+    })?;
+    let seconds = match unit.trim().trim_end_matches('s') {
+        "second" => 1.0,
+        "minute" => 60.0,
+        "hour" => 3600.0,
+        "day" => 86_400.0,
+        other => {
+            return Err(Error::input(
+                path,
+                format!("time unit \"{other}\" is not seconds, minutes, hours or days"),
+            ))
+        }
+    };
+    let since = since.trim().trim_end_matches(" UTC").trim_end_matches('Z');
+    let base = NaiveDateTime::parse_from_str(since, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(since, "%Y-%m-%dT%H:%M:%S%.f"))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(since, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
+        })
+        .map_err(|_| Error::input(path, format!("time origin \"{since}\" is not a date")))?;
+    Ok((seconds, base))
+}
+
+/// The time stamp of each band of a NetCDF variable: its extra dimension with "UNIT since DATE" units
+/// (`time`, or another name such as ERA5's `valid_time`).
+pub fn band_times(path: &Path) -> Result<Vec<Option<NaiveDateTime>>> {
+    let ds = io::open(path)?;
+    let extra = ds.metadata_item("NETCDF_DIM_EXTRA", "").unwrap_or_default();
+    let dims: Vec<&str> = extra
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let timed: Vec<(&str, String)> = dims
+        .iter()
+        .chain(["time"].iter())
+        .filter_map(|d| ds.metadata_item(&format!("{d}#units"), "").map(|u| (*d, u)))
+        .filter(|(_, u)| u.contains(" since "))
+        .collect();
+    let Some((dim, units)) = timed.first() else {
+        return Err(Error::input(
+            path,
+            "has no time coordinate with units (\"UNIT since DATE\"): select bands by number instead",
+        ));
+    };
+    if dims.len() > 1 {
+        return Err(Error::input(
+            path,
+            format!(
+                "has {} extra dimensions ({}): only a time axis is read",
+                dims.len(),
+                dims.join(", ")
+            ),
+        ));
+    }
+    let (seconds, base) = time_units(path, units)?;
+    let key = format!("NETCDF_DIM_{dim}");
+    (1..=ds.raster_count())
+        .map(|b| {
+            let band = ds
+                .rasterband(b)
+                .map_err(|e| Error::band(path, b.to_string(), format!("cannot be opened: {e}")))?;
+            Ok(band
+                .metadata_item(&key, "")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .and_then(|v| stamp(base, seconds, v)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cf_time_units() {
+        let p = Path::new("x.nc");
+        let (s, b) = time_units(p, "hours since 1900-01-01 00:00:00.0").unwrap();
+        assert_eq!(s, 3600.0);
+        // ERA5: 2024-06-01 00:00 is 45,442 days after 1900-01-01 (by hand: 1900..2023 are 124 years with
+        // 30 leap years, 1904..2020, 1900 not one: 124 x 365 + 30 = 45,290; January to May 2024 add 152),
+        // 1,090,608 hours.
+        assert_eq!(
+            stamp(b, s, 1_090_608.0).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 6, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+        );
+        assert!(time_units(p, "hours after 1900").is_err());
+        assert!(time_units(p, "fortnights since 1900-01-01").is_err());
+    }
+
+    #[test]
+    fn a_day_aggregates_then_the_days_of_the_step() {
+        // Two days of two samples each, stored as 0, 2 | 4, 6 with offset 1: values 1, 3 | 5, 7.
+        let packing = Packing {
+            scale: 1.0,
+            offset: 1.0,
+            nodata: Some(-9.0),
+        };
+        let raw = [0.0, 2.0, 4.0, 6.0];
+        let days = vec![vec![0, 1], vec![2, 3]];
+        let run = |agg| {
+            step_values(&days, agg, &packing, 1, |i, b| {
+                b[0] = raw[i];
+                Ok(())
+            })
+            .unwrap()[0]
+        };
+        // mean: days 2 and 6, mean 4; sum: days 4 and 12, total 16; min: 1 and 5 -> 3; max: 3 and 7 -> 5.
+        assert_eq!(run(Agg::Mean), 4.0);
+        assert_eq!(run(Agg::Sum), 16.0);
+        assert_eq!(run(Agg::Min), 3.0);
+        assert_eq!(run(Agg::Max), 5.0);
+        let gap = step_values(&days, Agg::Max, &packing, 1, |i, b| {
+            b[0] = if i == 1 { -9.0 } else { raw[i] };
+            Ok(())
+        })
+        .unwrap();
+        assert!(gap[0].is_nan(), "a nodata sample makes the step nodata");
+    }
+}

@@ -1,0 +1,261 @@
+//! Climate drivers from gridded archives as ERA5 delivers them: hourly fields of several variables in one
+//! NetCDF file (packed int16 with scale_factor/add_offset and _FillValue, temperature in K, precipitation in
+//! m and radiation in J m-2 per hour, time in "hours since 1900-01-01", no grid mapping), and the same fields
+//! as a Zarr store laid out as xarray writes it (latitude ascending, chunked by month). `npp` driven by either
+//! gives the NPP of monthly GeoTIFF drivers computed from the same hourly values by numpy (means of K less
+//! 273.15, sums of m times 1000, sums of J m-2 over the month's days divided by 1e6 and the days).
+
+mod common;
+
+use std::path::Path;
+
+use common::{carbonmap, read_band, write_raster};
+
+const W: usize = 4;
+const H: usize = 2;
+/// A UTM 30N grid near 3 W, 50.5 N (inside the 10 x 10 ERA5-like cells of 0.2 degrees below).
+const GT: [f64; 6] = [500_000.0, 30.0, 0.0, 5_600_000.0, 0.0, -30.0];
+const LC: [u8; W * H] = [30, 30, 10, 40, 30, 10, 30, 40];
+const NDVI: [f32; W * H] = [0.4, 0.5, 0.7, 0.3, 0.6, 0.8, 0.45, 0.35];
+
+/// Hourly fields for 2021 on 10 x 10 cells of 0.2 degrees from (-4, 51.5), written as `era5.nc` and
+/// `era5.zarr`, and their monthly aggregates as Float64 GeoTIFFs (`ref_tmean.tif`, degC; `ref_precip.tif`,
+/// mm per month; `ref_srad.tif`, MJ m-2 d-1).
+const MAKE: &str = r#"
+import json, os, sys, datetime
+import numpy as np
+from osgeo import gdal, osr
+d = sys.argv[1]
+rng = np.random.default_rng(11)
+hours0 = int((datetime.datetime(2021, 1, 1) - datetime.datetime(1900, 1, 1)).total_seconds() // 3600)
+n = 8760
+t = np.arange(n)
+lat = 51.5 - 0.2 * (np.arange(10) + 0.5)          # north to south, as ERA5
+lon = -4.0 + 0.2 * (np.arange(10) + 0.5)
+hod = (t % 24)[:, None, None]
+doy = (t // 24)[:, None, None]
+season = np.sin(2 * np.pi * (doy - 105) / 365.0)
+grad = (lon[None, None, :] + 3.0) + (lat[None, :, None] - 50.5)
+k = 283.0 + 8 * season + 4 * np.sin(2 * np.pi * (hod - 9) / 24) + grad + rng.normal(0, 0.5, (n, 10, 10))
+rain = np.where(rng.random((n, 10, 10)) < 0.1, rng.gamma(1.0, 0.0012, (n, 10, 10)), 0.0)
+sun = np.clip(np.sin(np.pi * (hod - 5) / 14), 0, None) * (1.6e6 + 0.9e6 * season) * (0.6 + 0.4 * rng.random((n, 10, 10)))
+packs = {"t2m": ("K", 0.001, 280.0, k), "tp": ("m", 2e-7, 0.0, rain), "ssrd": ("J m-2", 60.0, 1.9e6, sun)}
+raw, val = {}, {}
+for name, (unit, s, o, v) in packs.items():
+    r = np.clip(np.round((v - o) / s), -32766, 32767).astype("int16")
+    raw[name] = r
+    val[name] = r.astype("float64") * s + o
+
+# NetCDF, ERA5's layout: int16 packed, _FillValue, valid_time in hours since 1900, no grid mapping.
+ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(os.path.join(d, "era5.nc"))
+rg = ds.GetRootGroup()
+dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
+dy = rg.CreateDimension("latitude", "HORIZONTAL_Y", "NORTH", 10)
+dx = rg.CreateDimension("longitude", "HORIZONTAL_X", "EAST", 10)
+f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+string = gdal.ExtendedDataType.CreateString()
+tv = rg.CreateMDArray("valid_time", [dt], f8)
+tv.Write(np.arange(hours0, hours0 + n, dtype="float64"))
+tv.CreateAttribute("units", [], string).WriteString("hours since 1900-01-01 00:00:00")
+for name, dim, values, unit in (("latitude", dy, lat, "degrees_north"), ("longitude", dx, lon, "degrees_east")):
+    a = rg.CreateMDArray(name, [dim], f8)
+    a.Write(values)
+    a.CreateAttribute("units", [], string).WriteString(unit)
+for name, (unit, s, o, _) in packs.items():
+    v = rg.CreateMDArray(name, [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Int16))
+    v.SetNoDataValueDouble(-32767)
+    v.SetScale(s)
+    v.SetOffset(o)
+    v.CreateAttribute("units", [], string).WriteString(unit)
+    v.Write(raw[name])
+del ds
+
+# Zarr v2 as xarray writes it: _ARRAY_DIMENSIONS, CF attributes, latitude ascending, chunks of 744 hours.
+z = os.path.join(d, "era5.zarr")
+os.makedirs(z)
+json.dump({"zarr_format": 2}, open(os.path.join(z, ".zgroup"), "w"))
+json.dump({"Conventions": "CF-1.6"}, open(os.path.join(z, ".zattrs"), "w"))
+def array(name, a, dims, attrs, chunk0, fill=None):
+    p = os.path.join(z, name)
+    os.makedirs(p)
+    chunks = [chunk0] + list(a.shape[1:])
+    json.dump({"zarr_format": 2, "shape": list(a.shape), "chunks": chunks, "dtype": a.dtype.str,
+               "compressor": None, "fill_value": fill, "order": "C", "filters": None},
+              open(os.path.join(p, ".zarray"), "w"))
+    json.dump(dict(attrs, _ARRAY_DIMENSIONS=dims), open(os.path.join(p, ".zattrs"), "w"))
+    for c in range(0, a.shape[0], chunk0):
+        block = np.zeros([chunk0] + list(a.shape[1:]), a.dtype)
+        part = a[c:c + chunk0]
+        block[:len(part)] = part
+        key = ".".join([str(c // chunk0)] + ["0"] * (a.ndim - 1))
+        open(os.path.join(p, key), "wb").write(np.ascontiguousarray(block).tobytes())
+array("time", np.arange(hours0, hours0 + n, dtype="<i8"), ["time"],
+      {"units": "hours since 1900-01-01 00:00:00", "calendar": "proleptic_gregorian", "standard_name": "time"}, n)
+array("latitude", lat[::-1].copy(), ["latitude"], {"units": "degrees_north", "standard_name": "latitude"}, 10)
+array("longitude", lon.copy(), ["longitude"], {"units": "degrees_east", "standard_name": "longitude"}, 10)
+for name, (unit, s, o, _) in packs.items():
+    array(name, raw[name][:, ::-1, :].astype("<i2"), ["time", "latitude", "longitude"],
+          {"units": unit, "scale_factor": s, "add_offset": o}, 744, fill=-32767)
+
+# The equivalent monthly drivers.
+month = np.array([(datetime.date(2021, 1, 1) + datetime.timedelta(days=int(h // 24))).month for h in t])
+days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+refs = {
+    "tmean": [val["t2m"][month == m].mean(axis=0) - 273.15 for m in range(1, 13)],
+    "precip": [val["tp"][month == m].sum(axis=0) * 1000.0 for m in range(1, 13)],
+    "srad": [val["ssrd"][month == m].sum(axis=0) / 1e6 / days[m - 1] for m in range(1, 13)],
+}
+srs = osr.SpatialReference()
+srs.ImportFromEPSG(4326)
+for name, bands in refs.items():
+    o = gdal.GetDriverByName("GTiff").Create(os.path.join(d, f"ref_{name}.tif"), 10, 10, 12, gdal.GDT_Float64)
+    o.SetGeoTransform([-4.0, 0.2, 0.0, 51.5, 0.0, -0.2])
+    o.SetProjection(srs.ExportToWkt())
+    for i, b in enumerate(bands):
+        o.GetRasterBand(i + 1).WriteArray(b)
+    del o
+"#;
+
+fn fixture(d: &Path) {
+    let ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", MAKE])
+        .arg(d)
+        .status()
+        .expect("python3 with osgeo (scripts/test.sh installs python3-gdal)");
+    assert!(ok.success());
+    let nd = d.join("ndvi");
+    std::fs::create_dir_all(&nd).unwrap();
+    for m in 1..=12 {
+        write_raster(
+            &nd.join(format!("NDVI_2021-{m:02}.tif")),
+            Some(32630),
+            GT,
+            (W, H),
+            &[("NDVI median", NDVI.to_vec())],
+            None,
+        );
+    }
+    write_raster(
+        &d.join("lc.tif"),
+        Some(32630),
+        GT,
+        (W, H),
+        &[("lc", LC.to_vec())],
+        Some(0.0),
+    );
+    std::fs::write(
+        d.join("monthly.toml"),
+        "step = \"month\"\n[raster.tmean]\nfile = \"ref_tmean.tif\"\nunit = \"degC\"\n\
+         [raster.precip]\nfile = \"ref_precip.tif\"\nunit = \"mm\"\n\
+         [raster.srad]\nfile = \"ref_srad.tif\"\nunit = \"MJ m-2 d-1\"\n",
+    )
+    .unwrap();
+}
+
+/// A drivers file reading t2m, tp and ssrd from `source` (a format string with `{}` for the variable).
+fn hourly_drivers(source: &str, extra: &str) -> String {
+    let mut s = String::from("step = \"month\"\n");
+    for (var, name, unit) in [
+        ("tmean", "t2m", "K"),
+        ("precip", "tp", "m"),
+        ("srad", "ssrd", "J m-2"),
+    ] {
+        s += &format!(
+            "[raster.{var}]\nfile = '{}'\nunit = \"{unit}\"\ntime = \"coordinate\"\ncrs = \"EPSG:4326\"\n{extra}",
+            source.replace("{}", name)
+        );
+    }
+    s
+}
+
+fn npp(d: &Path, drivers: &str, out: &str) -> assert_cmd::assert::Assert {
+    carbonmap()
+        .args([
+            "npp",
+            "--legend",
+            "esa-worldcover",
+            "--year",
+            "2021",
+            "--months",
+            "5-7",
+        ])
+        .arg("--ndvi")
+        .arg(d.join("ndvi"))
+        .arg("--landcover")
+        .arg(d.join("lc.tif"))
+        .arg("--drivers")
+        .arg(d.join(drivers))
+        .arg("-o")
+        .arg(d.join(out))
+        .assert()
+}
+
+#[test]
+fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("nc.toml"),
+        hourly_drivers("NETCDF:\"era5.nc\":{}", ""),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("zarr.toml"),
+        hourly_drivers("ZARR:\"era5.zarr\":/{}", ""),
+    )
+    .unwrap();
+    npp(d, "monthly.toml", "ref").success();
+    npp(d, "nc.toml", "nc").success();
+    npp(d, "zarr.toml", "zarr").success();
+    for f in [
+        "NPP_gC_m2_2021-05_2021-07.tif",
+        "Rh_gC_m2_2021-05_2021-07.tif",
+    ] {
+        let (want, _, _) = read_band(&d.join("ref").join(f), 1);
+        assert!(
+            want.iter().filter(|v| v.is_finite()).count() >= 6,
+            "{want:?}"
+        );
+        for out in ["nc", "zarr"] {
+            let (got, _, _) = read_band(&d.join(out).join(f), 1);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    common::close_or_both_nan(*g, *w, 1e-6 * w.abs().max(1.0)),
+                    "{out} {f}: {g} vs {w}"
+                );
+            }
+        }
+    }
+    let prov = common::metadata_item(&d.join("zarr/NPP_gC_m2_2021-05_2021-07.tif"), "DRIVER_SRAD")
+        .unwrap();
+    assert!(
+        prov.contains("sum of 24 sample(s) a day") && prov.contains("era5.zarr"),
+        "{prov}"
+    );
+
+    // Placing each hour one hour later leaves 1 January with 23 of its 24 hours: refused, naming the day.
+    std::fs::write(
+        d.join("shifted.toml"),
+        hourly_drivers("NETCDF:\"era5.nc\":{}", "time_shift_hours = 1\n"),
+    )
+    .unwrap();
+    let a = npp(d, "shifted.toml", "shifted").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("2021-01-01: 23 of 24 samples"), "{err}");
+    assert!(!d.join("shifted").exists());
+
+    // Radiation in J m-2 per hour averaged would be off by the hours of a day: refused.
+    let mean = hourly_drivers("NETCDF:\"era5.nc\":{}", "").replacen(
+        "unit = \"J m-2\"\n",
+        "unit = \"J m-2\"\naggregate = \"mean\"\n",
+        1,
+    );
+    std::fs::write(d.join("mean.toml"), mean).unwrap();
+    let a = npp(d, "mean.toml", "mean").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("raster.srad: aggregate = \"mean\" on a unit that is a total"),
+        "{err}"
+    );
+}
