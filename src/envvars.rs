@@ -62,6 +62,45 @@ fn comment_start(line: &str) -> Option<usize> {
     None
 }
 
+/// Expand `${NAME}` everywhere in an XML document (a GDAL VRT), values escaped for XML text.
+pub fn expand_xml(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut problems = Vec::new();
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let Some(j) = rest[i..].find('}') else {
+                problems.push(format!("line {}: unclosed ${{", n + 1));
+                rest = "";
+                break;
+            };
+            let name = &rest[i + 2..i + j];
+            match lookup(name) {
+                Some(v) => out.push_str(
+                    &v.replace('&', "&amp;")
+                        .replace('<', "&lt;")
+                        .replace('>', "&gt;"),
+                ),
+                None => problems.push(format!(
+                    "line {}: environment variable {name} is not set (named as ${{{name}}})",
+                    n + 1
+                )),
+            }
+            rest = &rest[i + j + 1..];
+        }
+        out.push_str(rest);
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 /// The process environment.
 pub fn from_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -96,6 +135,19 @@ mod tests {
         assert_eq!(
             expand("a = \"#${DATA}\"", env).unwrap(),
             "a = \"#/srv/data\""
+        );
+    }
+
+    #[test]
+    fn xml_values_are_escaped_and_unset_names_reported() {
+        let got = expand_xml("<S>${DATA}/a&amp;b.tif</S>\n", env).unwrap();
+        assert_eq!(got, "<S>/srv/data/a&amp;b.tif</S>\n");
+        let lt = |_: &str| Some("a<b&c".to_string());
+        assert_eq!(expand_xml("${X}", lt).unwrap(), "a&lt;b&amp;c");
+        let err = expand_xml("<a/>\n<S>${NOPE}</S>", env).unwrap_err();
+        assert!(
+            err.contains("line 2: environment variable NOPE is not set"),
+            "{err}"
         );
     }
 }

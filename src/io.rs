@@ -122,13 +122,52 @@ pub fn open(path: &Path) -> Result<Dataset> {
             "is a directory, expected a raster file (or a Zarr store)",
         ));
     }
-    let ds = Dataset::open(path)
-        .map_err(|e| Error::input(path, format!("not a raster GDAL can read ({e})")))?;
+    let ds = match expanded_vrt(path)? {
+        Some(xml) => Dataset::open(xml.as_str()),
+        None => Dataset::open(path),
+    }
+    .map_err(|e| Error::input(path, format!("not a raster GDAL can read ({e})")))?;
     if ds.raster_count() == 0 {
         return Err(Error::input(path, "has no raster bands"));
     }
     check_intact(&ds, path)?;
     Ok(ds)
+}
+
+/// A local GDAL VRT that names its sources with `${NAME}` (so that it opens from any checkout, as the
+/// examples' land cover does): its XML with the environment variables expanded and sources relative to the
+/// VRT made absolute, for GDAL to open as text. None for any other path. (GDAL's own tools do not expand
+/// variables: `envsubst < in.vrt > out.vrt` makes a plain VRT.)
+fn expanded_vrt(path: &Path) -> Result<Option<String>> {
+    let is_vrt = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("vrt"));
+    if !is_vrt || is_virtual(path) || !path.is_file() {
+        return Ok(None);
+    }
+    let text = read_text(path, "VRT (XML)")?;
+    if !text.contains("${") {
+        return Ok(None);
+    }
+    let xml = crate::envvars::expand_xml(&text, crate::envvars::from_env)
+        .map_err(|e| Error::input(path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let re = regex::Regex::new(
+        r#"<SourceFilename relativeToVRT="1"( shared="[01]")?>([^<]*)</SourceFilename>"#,
+    )
+    .expect("valid pattern");
+    let xml = re.replace_all(&xml, |c: &regex::Captures| {
+        let shared = c.get(1).map_or("", |m| m.as_str());
+        let src = &c[2];
+        let abs = if Path::new(src).is_absolute() || src.starts_with("/vsi") {
+            src.to_string()
+        } else {
+            dir.join(src).display().to_string()
+        };
+        format!(r#"<SourceFilename relativeToVRT="0"{shared}>{abs}</SourceFilename>"#)
+    });
+    Ok(Some(xml.into_owned()))
 }
 
 /// A north-up analysis grid: CRS, geotransform and size.
@@ -1737,7 +1776,11 @@ pub struct VectorLayer {
 pub fn is_raster(path: &Path) -> bool {
     init();
     // GDAL sees raster bands (a damaged raster is still a raster: `open` then says what is wrong with it).
-    Dataset::open(path).is_ok_and(|ds| ds.raster_count() > 0)
+    match expanded_vrt(path) {
+        Ok(Some(xml)) => Dataset::open(xml.as_str()),
+        _ => Dataset::open(path),
+    }
+    .is_ok_and(|ds| ds.raster_count() > 0)
 }
 
 /// Whether `path` is a vector file and not a raster (formats such as GeoPackage can hold either).
@@ -2359,10 +2402,19 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// world file ...), the dataset's own path included; empty when GDAL cannot open it.
 pub fn dataset_files(path: &Path) -> Vec<PathBuf> {
     init();
-    let Ok(ds) = gdal::Dataset::open(path) else {
+    let expanded = expanded_vrt(path).ok().flatten();
+    let Ok(ds) = (match &expanded {
+        Some(xml) => gdal::Dataset::open(xml.as_str()),
+        None => gdal::Dataset::open(path),
+    }) else {
         return Vec::new();
     };
-    let mut files = Vec::new();
+    // A VRT opened from its expanded text does not list itself.
+    let mut files = if expanded.is_some() {
+        vec![path.to_path_buf()]
+    } else {
+        Vec::new()
+    };
     // SAFETY: GDALGetFileList returns a NULL-terminated string list owned by the caller (freed below).
     unsafe {
         let list = gdal_sys::GDALGetFileList(ds.c_dataset());
