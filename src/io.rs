@@ -2687,6 +2687,47 @@ pub fn read_vsi(path: &str, max_bytes: i64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// What identifies the version of a remote file (a /vsicurl/, /vsis3/ ... path): its ETag, else its
+/// Last-Modified date, with its size, from the HTTP headers GDAL's request returned. ("size N" alone when the
+/// server sends neither: such a file's changes are seen only when its size changes.)
+pub fn remote_version(path: &str) -> Result<(u64, String)> {
+    init();
+    let c =
+        CString::new(path).map_err(|_| Error::Usage(format!("{path}: a NUL byte in the path")))?;
+    let domain = CString::new("HEADERS").expect("no NUL");
+    // SAFETY: GDAL returns a NULL-terminated list of "KEY=VALUE" strings owned by the caller (freed below).
+    let headers: Vec<(String, String)> = unsafe {
+        let list = gdal_sys::VSIGetFileMetadata(c.as_ptr(), domain.as_ptr(), std::ptr::null_mut());
+        if list.is_null() {
+            return Err(Error::input(
+                Path::new(path),
+                "cannot be reached for its version (no HTTP headers after GDAL's retries)",
+            ));
+        }
+        let mut v = Vec::new();
+        let mut i = 0;
+        while !(*list.add(i)).is_null() {
+            let kv = CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned();
+            if let Some((k, val)) = kv.split_once('=') {
+                v.push((k.trim().to_ascii_lowercase(), val.trim().to_string()));
+            }
+            i += 1;
+        }
+        gdal_sys::CSLDestroy(list);
+        v
+    };
+    let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone());
+    let size = get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let version = match (get("etag"), get("last-modified")) {
+        (Some(e), _) => format!("ETag {e}"),
+        (None, Some(m)) => format!("Last-Modified {m}"),
+        (None, None) => format!("size {size}"),
+    };
+    Ok((size, version))
+}
+
 #[cfg(test)]
 mod closure_tests {
     use super::*;

@@ -247,6 +247,56 @@ fn asset_bands(
     one.map(|n| vec![(n, None)]).unwrap_or_default()
 }
 
+/// A remote raster a STAC document's items name, for run manifests: the item's id, the asset's key and its
+/// location for GDAL (/vsicurl/ for http(s)); the remote document itself has asset "(document)".
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteAsset {
+    pub item: String,
+    pub asset: String,
+    pub href: String,
+}
+
+/// The remote raster assets (GeoTIFF or JPEG 2000 by media type or extension) of a STAC document's items,
+/// and the document itself when it is remote. Local documents' local assets are hashed as files instead.
+pub fn remote_assets(loc: &str) -> Result<Vec<RemoteAsset>> {
+    let doc = read_json(loc)?;
+    if !is_stac(&doc) {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    items(loc, doc, &mut found, 0)?;
+    let mut out = Vec::new();
+    if is_remote(loc) {
+        out.push(RemoteAsset {
+            item: String::new(),
+            asset: "(document)".into(),
+            href: gdal_source(loc),
+        });
+    }
+    for (base, item) in &found {
+        let id = item.get("id").and_then(Value::as_str).unwrap_or("(no id)");
+        for (key, a) in item["assets"].as_object().into_iter().flatten() {
+            let Some(h) = a.get("href").and_then(Value::as_str) else {
+                continue;
+            };
+            let href = join(base, h);
+            let media = a.get("type").and_then(Value::as_str).unwrap_or("");
+            let ext = href.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+            let raster = media.contains("tiff")
+                || media.contains("jp2")
+                || ["tif", "tiff", "jp2"].contains(&ext.as_str());
+            if is_remote(&href) && raster {
+                out.push(RemoteAsset {
+                    item: id.to_string(),
+                    asset: key.clone(),
+                    href: gdal_source(&href),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A STAC document (a local path, an http(s) URL or a /vsi path) as the text of an equivalent stack manifest
 /// (absolute paths, /vsicurl/ for remote assets).
 pub fn manifest_text(path: &Path) -> Result<String> {

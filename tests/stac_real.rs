@@ -151,27 +151,31 @@ mod server {
         pub port: u16,
         /// Requests per path: (503s answered, successful GETs).
         pub log: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+        /// Each file's ETag (default "v1"), changed by a test to publish a new version.
+        pub etags: Arc<Mutex<BTreeMap<String, String>>>,
     }
 
     pub fn start(files: BTreeMap<String, PathBuf>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(BTreeMap::new()));
-        let l2 = log.clone();
+        let etags = Arc::new(Mutex::new(BTreeMap::new()));
+        let (l2, e2) = (log.clone(), etags.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let files = files.clone();
-                let log = l2.clone();
-                std::thread::spawn(move || serve(stream, &files, &log));
+                let (log, etags) = (l2.clone(), e2.clone());
+                std::thread::spawn(move || serve(stream, &files, &log, &etags));
             }
         });
-        Server { port, log }
+        Server { port, log, etags }
     }
 
     fn serve(
         stream: TcpStream,
         files: &BTreeMap<String, PathBuf>,
         log: &Mutex<BTreeMap<String, (usize, usize)>>,
+        etags: &Mutex<BTreeMap<String, String>>,
     ) {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut out = stream;
@@ -206,10 +210,16 @@ mod server {
                 .read_to_end(&mut bytes)
                 .unwrap();
             let len = bytes.len() as u64;
+            let etag = etags
+                .lock()
+                .unwrap()
+                .get(path.trim_start_matches('/'))
+                .cloned()
+                .unwrap_or_else(|| "v1".into());
             if method == "HEAD" {
                 let _ = write!(
                     out,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: \"{etag}\"\r\nAccept-Ranges: bytes\r\n\r\n"
                 );
                 continue;
             }
@@ -231,10 +241,10 @@ mod server {
             };
             let body = &bytes[a as usize..=b as usize];
             let head = if range.is_some() {
-                format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n", body.len())
+                format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nAccept-Ranges: bytes\r\n\r\n", body.len())
             } else {
                 format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nAccept-Ranges: bytes\r\n\r\n",
                     body.len()
                 )
             };
@@ -385,4 +395,60 @@ fn stac_items_over_http_are_read_with_retries() {
         "{log:?}"
     );
     assert!(log.contains_key("/catalog.json"), "{log:?}");
+    drop(log);
+    remote_assets_are_versioned_in_the_run_manifest(d, &srv, &files);
+}
+
+/// A season whose stack is the ItemCollection of remote assets: the run manifest records each asset's item,
+/// key, URL and ETag; a rerun is up to date; a new ETag on one scene (a reprocessed file) reruns the stage.
+fn remote_assets_are_versioned_in_the_run_manifest(
+    d: &Path,
+    srv: &server::Server,
+    files: &[std::path::PathBuf],
+) {
+    std::fs::write(
+        d.join("season.toml"),
+        "[season]\ndefault = \"2021-JJA\"\nout = \"season/{season}\"\n\n[stages.ndvi]\ncommand = \"indices\"\n\
+         stack = \"remote.json\"\nindex = [\"NDVI\"]\nperiod = \"month\"\nstats = \"median\"\n",
+    )
+    .unwrap();
+    let run = || {
+        let o = assert_cmd::Command::cargo_bin("carbonmap")
+            .unwrap()
+            .env("GDAL_HTTP_RETRY_DELAY", "0.1")
+            .args(["--log-format", "json", "run"])
+            .arg(d.join("season.toml"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let states: Vec<String> = String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "stage")
+            .map(|v| v["state"].as_str().unwrap_or("").to_string())
+            .collect();
+        states.last().cloned().unwrap_or_default()
+    };
+    assert_eq!(run(), "done");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("season/2021-JJA/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let inputs = manifest["stages"][0]["inputs"].as_array().unwrap();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let url = format!("/vsicurl/http://127.0.0.1:{}/{name}", srv.port);
+        let rec = inputs
+            .iter()
+            .find(|r| r["path"] == url.as_str())
+            .unwrap_or_else(|| panic!("{url} not in {inputs:?}"));
+        assert_eq!(rec["version"], "ETag \"v1\"", "{rec}");
+        assert_eq!(rec["asset"], "data");
+        assert_eq!(rec["item"], item(f)["id"]);
+        assert_eq!(rec["size"], std::fs::metadata(f).unwrap().len());
+    }
+    assert_eq!(run(), "up to date");
+    let first = files[0].file_name().unwrap().to_string_lossy().to_string();
+    srv.etags.lock().unwrap().insert(first, "v2".into());
+    assert_eq!(run(), "done");
 }

@@ -83,7 +83,16 @@ pub struct FileRecord {
     pub path: String,
     pub size: u64,
     pub modified_ns: u64,
+    /// Empty for a remote input (its `version` stands instead).
     pub sha256: String,
+    /// A remote input's version (ETag, else Last-Modified, else size) from its HTTP headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// For a remote STAC asset: its item's id and the asset's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,8 +170,56 @@ impl Hasher<'_> {
             size,
             modified_ns,
             sha256: io::sha256_file(path)?,
+            version: None,
+            item: None,
+            asset: None,
         })
     }
+}
+
+/// The remote inputs of a stage, each with its version: remote rasters it names, and the remote raster assets
+/// of the STAC documents it reads (remote documents, or local ones among its input files `local`).
+pub(super) fn remote_inputs(stage: &Stage, local: &[PathBuf]) -> Result<Vec<FileRecord>> {
+    let is_doc = |s: &str| {
+        let s = s.split(['?', '#']).next().unwrap_or(s).to_ascii_lowercase();
+        s.ends_with(".json") || s.ends_with(".geojson") || s.ends_with("/search")
+    };
+    let mut assets = Vec::new();
+    for (_, p) in &stage.inputs {
+        let loc = p.to_string_lossy();
+        if !crate::stac::is_remote(&loc) {
+            continue;
+        }
+        if is_doc(&loc) {
+            assets.extend(crate::stac::remote_assets(&loc)?);
+        } else {
+            assets.push(crate::stac::RemoteAsset {
+                item: String::new(),
+                asset: String::new(),
+                href: loc.into_owned(),
+            });
+        }
+    }
+    for p in local.iter().filter(|p| crate::stac::is_json_file(p)) {
+        assets.extend(crate::stac::remote_assets(&p.to_string_lossy())?);
+    }
+    assets.dedup_by(|a, b| a.href == b.href);
+    assets
+        .into_iter()
+        .map(|a| {
+            let (size, version) = io::remote_version(&a.href)?;
+            let some = |s: String| (!s.is_empty()).then_some(s);
+            Ok(FileRecord {
+                path: a.href,
+                size,
+                modified_ns: 0,
+                sha256: String::new(),
+                version: Some(version),
+                item: some(a.item),
+                asset: some(a.asset),
+            })
+        })
+        .collect()
 }
 
 /// Every file a stage reads (see `io::input_closure`).
@@ -266,13 +323,21 @@ fn fingerprint(
     inputs: &[FileRecord],
     upstream: &[&StageRecord],
 ) -> String {
-    let doc = serde_json::json!({
+    let (remote, local): (Vec<&FileRecord>, Vec<&FileRecord>) =
+        inputs.iter().partition(|f| f.version.is_some());
+    let mut doc = serde_json::json!({
         "carbonmap_version": crate::VERSION,
         "parameters": params.iter().map(|p| (&p.path, &p.sha256)).collect::<Vec<_>>(),
         "recipe": stage.recipe,
-        "inputs": inputs.iter().map(|f| (&f.path, &f.sha256)).collect::<Vec<_>>(),
+        "inputs": local.iter().map(|f| (&f.path, &f.sha256)).collect::<Vec<_>>(),
         "upstream": upstream.iter().map(|u| (&u.name, u.outputs.iter().map(|o| (&o.path, &o.sha256)).collect::<Vec<_>>())).collect::<Vec<_>>(),
     });
+    if !remote.is_empty() {
+        doc["remote"] = serde_json::json!(remote
+            .iter()
+            .map(|f| (&f.path, &f.version))
+            .collect::<Vec<_>>());
+    }
     io::sha256_hex(doc.to_string().as_bytes())
 }
 
@@ -407,13 +472,12 @@ fn run_plan(
                     .expect("dependencies run first")
             })
             .collect();
-        let inputs = input_files(stage)?
-            .into_iter()
-            .map(|p| {
-                let name = p.to_string_lossy().into_owned();
-                hasher.record(&p, name)
-            })
+        let files = input_files(stage)?;
+        let mut inputs = files
+            .iter()
+            .map(|p| hasher.record(p, p.to_string_lossy().into_owned()))
             .collect::<Result<Vec<_>>>()?;
+        inputs.extend(remote_inputs(stage, &files)?);
         let fp = fingerprint(stage, &manifest.parameters, &inputs, &upstream);
         if let Some(p) = prev
             .filter(|p| p.status == "done" && p.fingerprint == fp && outputs_intact(&plan.out, p))
