@@ -1,6 +1,8 @@
 //! STAC input (CARBONMAP_REAL_DATA): the real Exeter HLS S30 scenes described as STAC items (each one asset
 //! with eo:bands), read as a static catalog, as an ItemCollection and as single items, give the same pixels
-//! as the manifest-based run of examples/exeter/hls-2021.toml; wrong file kinds are named.
+//! as the manifest-based run of examples/exeter/hls-2021.toml, and the same over HTTP (retries, a paged
+//! search, ETags in the run manifest); the Colorado Landsat scenes as items with one asset per band in a
+//! STAC Collection give the pixels of the recognised stack; wrong file kinds are named.
 
 mod common;
 
@@ -451,4 +453,84 @@ fn remote_assets_are_versioned_in_the_run_manifest(
     let first = files[0].file_name().unwrap().to_string_lossy().to_string();
     srv.etags.lock().unwrap().insert(first, "v2".into());
     assert_eq!(run(), "done");
+}
+
+/// The real Colorado Landsat 5/7 LEDAPS scenes of summer 2011 (one file per band and an Fmask file) as STAC
+/// items with one asset per band, linked from a STAC Collection: the same pixels as the stack `carbonmap stack`
+/// recognises from the scene folders.
+#[test]
+fn colorado_landsat_items_of_a_collection_match_the_recognised_stack() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let lsts = root.join("colorado-landsat/lsts");
+    carbonmap()
+        .arg("stack")
+        .arg(&lsts)
+        .args(["--from", "2011-06-01", "--to", "2011-08-31", "-o"])
+        .arg(d.join("stack.toml"))
+        .assert()
+        .success();
+    let mut scenes: Vec<String> = std::fs::read_dir(&lsts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| {
+            let (year, doy) = (&n[9..13], n[13..16].parse::<u32>().unwrap());
+            year == "2011" && (152..=243).contains(&doy)
+        })
+        .collect();
+    scenes.sort();
+    assert!(scenes.len() >= 8, "{scenes:?}");
+    std::fs::create_dir_all(d.join("items")).unwrap();
+    let mut links = Vec::new();
+    for id in &scenes {
+        let date =
+            chrono::NaiveDate::from_yo_opt(id[9..13].parse().unwrap(), id[13..16].parse().unwrap())
+                .unwrap();
+        let mut assets = serde_json::Map::new();
+        for band in ["b3", "b4", "b5", "fmask"] {
+            let href = lsts.join(id).join(format!("{id}_{band}.tif"));
+            assets.insert(
+                band.into(),
+                serde_json::json!({"href": href.to_str().unwrap(), "type": "image/tiff; application=geotiff"}),
+            );
+        }
+        let it = serde_json::json!({
+            "type": "Feature", "stac_version": "1.0.0", "id": id, "geometry": null, "links": [],
+            "properties": {"datetime": format!("{date}T17:30:00Z"), "carbonmap:sensor": "landsat-ledaps-fmask"},
+            "assets": assets,
+        });
+        std::fs::write(d.join(format!("items/{id}.json")), it.to_string()).unwrap();
+        links.push(serde_json::json!({"rel": "item", "href": format!("./items/{id}.json")}));
+    }
+    std::fs::write(
+        d.join("collection.json"),
+        serde_json::json!({"type": "Collection", "stac_version": "1.0.0", "id": "colorado-ledaps",
+            "description": "test", "license": "proprietary",
+            "extent": {"spatial": {"bbox": [[-106, 40, -105, 41]]}, "temporal": {"interval": [["2011-06-01T00:00:00Z", "2011-08-31T23:59:59Z"]]}},
+            "links": links})
+        .to_string(),
+    )
+    .unwrap();
+    let run = |stack: &str, out: &str| {
+        carbonmap()
+            .args([
+                "indices", "--period", "month", "--index", "NDVI", "--stats", "median", "--stack",
+            ])
+            .arg(d.join(stack))
+            .arg("-o")
+            .arg(d.join(out))
+            .assert()
+            .success();
+        checksums(&d.join(out))
+    };
+    let recognised = run("stack.toml", "recognised");
+    assert_eq!(
+        recognised.len(),
+        6,
+        "NDVI and clear counts of June, July and August: {recognised:?}"
+    );
+    assert_eq!(run("collection.json", "collection"), recognised);
 }
