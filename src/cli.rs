@@ -143,6 +143,10 @@ enum Command {
         /// --bbox and --datetime, all pages, written as an ItemCollection for --stack.
         #[arg(long, requires = "collection")]
         stac_api: Option<String>,
+        /// With --stac-api: search by POST with a JSON body (for APIs that search only by POST); `next` pages
+        /// are requested as their links say either way.
+        #[arg(long, requires = "stac_api")]
+        stac_post: bool,
         /// STAC collection(s) to search (repeatable).
         #[arg(long)]
         collection: Vec<String>,
@@ -1438,14 +1442,23 @@ fn validate_rh_cmd(a: ValidateRhArgs, quiet: bool) -> Result<()> {
 }
 
 /// `carbonmap stack --stac-api`: a STAC API search saved as an ItemCollection.
-fn stac_search_cmd(
+/// `carbonmap stack --stac-api`'s query.
+struct StacQuery {
     api: String,
     collection: Vec<String>,
     bbox: Option<String>,
     datetime: Option<String>,
-    out: Option<PathBuf>,
-    quiet: bool,
-) -> Result<()> {
+    post: bool,
+}
+
+fn stac_search_cmd(q: StacQuery, out: Option<PathBuf>, quiet: bool) -> Result<()> {
+    let StacQuery {
+        api,
+        collection,
+        bbox,
+        datetime,
+        post,
+    } = q;
     let out = out.ok_or_else(|| {
         Error::Usage("--stac-api writes an ItemCollection: give -o items.json".into())
     })?;
@@ -1467,7 +1480,7 @@ fn stac_search_cmd(
             Some([v[0], v[1], v[2], v[3]])
         }
     };
-    let found = crate::stac::search(&api, &collection, bbox, datetime.as_deref())?;
+    let found = crate::stac::search(&api, &collection, bbox, datetime.as_deref(), post)?;
     crate::io::write_atomic(
         &out,
         serde_json::to_string_pretty(&found)
@@ -1848,12 +1861,20 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
             sensor,
             date_pattern,
             stac_api,
+            stac_post,
             collection,
             bbox,
             datetime,
         } => {
             if let Some(api) = stac_api {
-                return stac_search_cmd(api, collection, bbox, datetime, out, quiet);
+                let query = StacQuery {
+                    api,
+                    collection,
+                    bbox,
+                    datetime,
+                    post: stac_post,
+                };
+                return stac_search_cmd(query, out, quiet);
             }
             let dates = match (from, to) {
                 (None, None) => None,

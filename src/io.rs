@@ -2687,6 +2687,81 @@ pub fn read_vsi(path: &str, max_bytes: i64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// GDAL's HTTP result (cpl_http.h, unchanged since GDAL 1.x); gdal-sys does not bind cpl_http.h.
+#[repr(C)]
+struct CplHttpResult {
+    n_status: std::ffi::c_int,
+    content_type: *mut std::ffi::c_char,
+    err_buf: *mut std::ffi::c_char,
+    n_data_len: std::ffi::c_int,
+    n_data_alloc: std::ffi::c_int,
+    data: *mut u8,
+    headers: *mut *mut std::ffi::c_char,
+    n_mime_part_count: std::ffi::c_int,
+    mime_parts: *mut std::ffi::c_void,
+}
+
+extern "C" {
+    fn CPLHTTPFetch(
+        url: *const std::ffi::c_char,
+        options: *const *const std::ffi::c_char,
+    ) -> *mut CplHttpResult;
+    fn CPLHTTPDestroyResult(result: *mut CplHttpResult);
+}
+
+/// POST a JSON body to `url` through GDAL's HTTP client (its proxy, authentication and retry settings: the
+/// same 4 retries of transient failures as reads) and return the response body.
+pub fn http_post_json(url: &str, body: &str) -> Result<Vec<u8>> {
+    init();
+    let retries =
+        gdal::config::get_config_option("GDAL_HTTP_MAX_RETRY", "4").unwrap_or_else(|_| "4".into());
+    let delay = gdal::config::get_config_option("GDAL_HTTP_RETRY_DELAY", "0.5")
+        .unwrap_or_else(|_| "0.5".into());
+    let opts = [
+        format!("POSTFIELDS={body}"),
+        "HEADERS=Content-Type: application/json".to_string(),
+        format!("MAX_RETRY={retries}"),
+        format!("RETRY_DELAY={delay}"),
+    ];
+    let c_url = CString::new(url).map_err(|_| Error::Usage(format!("{url}: a NUL byte")))?;
+    let c_opts: Vec<CString> = opts
+        .iter()
+        .map(|o| CString::new(o.as_str()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Usage(format!("{url}: a NUL byte in the request")))?;
+    let mut ptrs: Vec<*const std::ffi::c_char> = c_opts.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(ptr::null());
+    // SAFETY: the URL and the NULL-terminated option list outlive the call; GDAL allocates the result, which
+    // is read and then released with CPLHTTPDestroyResult.
+    unsafe {
+        let r = CPLHTTPFetch(c_url.as_ptr(), ptrs.as_ptr());
+        if r.is_null() {
+            return Err(Error::input(
+                Path::new(url),
+                "the POST request failed (GDAL built without curl?)",
+            ));
+        }
+        let res = &*r;
+        let err = (!res.err_buf.is_null())
+            .then(|| CStr::from_ptr(res.err_buf).to_string_lossy().into_owned());
+        let out = if res.n_status != 0 || err.is_some() {
+            Err(Error::input(
+                Path::new(url),
+                format!(
+                    "the POST request failed: {}",
+                    err.unwrap_or_else(|| format!("status {}", res.n_status))
+                ),
+            ))
+        } else if res.data.is_null() {
+            Ok(Vec::new())
+        } else {
+            Ok(std::slice::from_raw_parts(res.data, res.n_data_len as usize).to_vec())
+        };
+        CPLHTTPDestroyResult(r);
+        out
+    }
+}
+
 /// What identifies the version of a remote file (a /vsicurl/, /vsis3/ ... path): its ETag, else its
 /// Last-Modified date, with its size, from the HTTP headers GDAL's request returned. ("size N" alone when the
 /// server sends neither: such a file's changes are seen only when its size changes.)

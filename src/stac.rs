@@ -409,34 +409,49 @@ pub fn manifest_text(path: &Path) -> Result<String> {
         .map_err(|e| Error::input(path, format!("cannot express as a manifest: {e}")))
 }
 
-/// A STAC API item search (GET /search, following `next` links): every item of the collections in the
-/// bounding box and time range, as an ItemCollection whose `links` record the search, ready for `--stack`.
+/// A STAC API search: GET /search with the query in the URL, or (`post`) POST /search with a JSON body, then
+/// every `next` page, by GET or by POST as the link says (its `body`, merged into the previous body when it
+/// says `merge`). The items of all pages as one ItemCollection whose `search` link records the request.
 pub fn search(
     api: &str,
     collections: &[String],
     bbox: Option<[f64; 4]>,
     datetime: Option<&str>,
+    post: bool,
 ) -> Result<Value> {
-    let mut query = vec![format!("collections={}", collections.join(","))];
-    if let Some(b) = bbox {
-        query.push(format!("bbox={},{},{},{}", b[0], b[1], b[2], b[3]));
-    }
-    if let Some(d) = datetime {
-        query.push(format!("datetime={d}"));
-    }
-    query.push("limit=100".into());
-    let first = format!("{}/search?{}", api.trim_end_matches('/'), query.join("&"));
-    let mut url = Some(first.clone());
+    let url = format!("{}/search", api.trim_end_matches('/'));
+    let first = if post {
+        let mut body = serde_json::json!({"collections": collections, "limit": 100});
+        if let Some(b) = bbox {
+            body["bbox"] = serde_json::json!(b);
+        }
+        if let Some(d) = datetime {
+            body["datetime"] = d.into();
+        }
+        Page::Post(url.clone(), body)
+    } else {
+        let mut query = vec![format!("collections={}", collections.join(","))];
+        if let Some(b) = bbox {
+            query.push(format!("bbox={},{},{},{}", b[0], b[1], b[2], b[3]));
+        }
+        if let Some(d) = datetime {
+            query.push(format!("datetime={d}"));
+        }
+        query.push("limit=100".into());
+        Page::Get(format!("{url}?{}", query.join("&")))
+    };
+    let record = first.record();
+    let mut next = Some(first);
     let mut features = Vec::new();
     let mut pages = 0;
-    while let Some(u) = url.take() {
+    while let Some(page_req) = next.take() {
         pages += 1;
         if pages > 1000 {
             return Err(Error::Usage(format!(
-                "{first}: more than 1000 pages of results"
+                "{url}: more than 1000 pages of results"
             )));
         }
-        let page = read_json(&u)?;
+        let (u, page) = page_req.fetch()?;
         let items = page["features"].as_array().ok_or_else(|| {
             Error::input(
                 Path::new(&u),
@@ -446,24 +461,75 @@ pub fn search(
         features.extend(items.iter().cloned());
         for l in page["links"].as_array().into_iter().flatten() {
             if l.get("rel").and_then(Value::as_str) == Some("next") {
-                if l.get("method")
-                    .and_then(Value::as_str)
-                    .is_some_and(|m| m != "GET")
-                {
-                    return Err(Error::input(
-                        Path::new(&u),
-                        "its next page is a POST request; carbonmap pages with GET",
-                    ));
-                }
-                url = l.get("href").and_then(Value::as_str).map(|h| join(&u, h));
+                next = Page::next(&page_req, &u, l);
             }
         }
     }
+    let mut link = record;
+    link["carbonmap:items"] = features.len().into();
+    link["carbonmap:pages"] = pages.into();
     Ok(serde_json::json!({
         "type": "FeatureCollection",
         "features": features,
-        "links": [{"rel": "search", "href": first, "carbonmap:items": features.len(), "carbonmap:pages": pages}],
+        "links": [link],
     }))
+}
+
+/// One page request of a search.
+enum Page {
+    Get(String),
+    Post(String, Value),
+}
+
+impl Page {
+    fn fetch(&self) -> Result<(String, Value)> {
+        match self {
+            Page::Get(u) => Ok((u.clone(), read_json(u)?)),
+            Page::Post(u, body) => {
+                let bytes = crate::io::http_post_json(u, &body.to_string())?;
+                let v = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::input(
+                        Path::new(u),
+                        format!("answered with something not JSON: {e}"),
+                    )
+                })?;
+                Ok((u.clone(), v))
+            }
+        }
+    }
+
+    /// The request a `next` link asks for (GET unless it says POST; a POST link's body replaces the previous
+    /// body, or is merged into it with `merge`).
+    fn next(prev: &Page, base: &str, link: &Value) -> Option<Page> {
+        let href = join(base, link.get("href").and_then(Value::as_str)?);
+        let method = link.get("method").and_then(Value::as_str).unwrap_or("GET");
+        if !method.eq_ignore_ascii_case("POST") {
+            return Some(Page::Get(href));
+        }
+        let mut body = match (prev, link.get("merge").and_then(Value::as_bool)) {
+            (Page::Post(_, b), Some(true)) => b.clone(),
+            _ => serde_json::json!({}),
+        };
+        for (k, v) in link
+            .get("body")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            body[k] = v.clone();
+        }
+        Some(Page::Post(href, body))
+    }
+
+    /// The `search` link recorded in the saved ItemCollection.
+    fn record(&self) -> Value {
+        match self {
+            Page::Get(u) => serde_json::json!({"rel": "search", "href": u}),
+            Page::Post(u, b) => {
+                serde_json::json!({"rel": "search", "href": u, "method": "POST", "body": b})
+            }
+        }
+    }
 }
 
 #[cfg(test)]

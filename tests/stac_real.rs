@@ -191,18 +191,41 @@ mod server {
                 parts.next().unwrap_or("").to_string(),
                 parts.next().unwrap_or("").to_string(),
             );
-            let mut range = None;
+            let (mut range, mut length) = (None, 0usize);
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                     break;
                 }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("range: bytes=") {
                     let (a, b) = v.trim().split_once('-').unwrap();
                     range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().ok()));
                 }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
             }
-            let Some(file) = files.get(path.trim_start_matches('/')) else {
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            // A POST search: the first page, or the second when the body carries the next link's token
+            // merged into the first request's body (the collection must still be there).
+            let key = if method == "POST" {
+                let body = String::from_utf8_lossy(&body);
+                match (
+                    body.contains("\"token\":\"p2\""),
+                    body.contains("HLSS30.v2.0"),
+                ) {
+                    (_, false) => "POST (bad body)".to_string(),
+                    (true, true) => format!("POST {path} p2"),
+                    (false, true) => format!("POST {path}"),
+                }
+            } else {
+                path.trim_start_matches('/').to_string()
+            };
+            let Some(file) = files.get(&key) else {
                 let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
                 continue;
             };
@@ -227,8 +250,8 @@ mod server {
             }
             {
                 let mut l = log.lock().unwrap();
-                let e = l.entry(path.clone()).or_insert((0, 0));
-                if e.0 == 0 {
+                let e = l.entry(key.clone()).or_insert((0, 0));
+                if e.0 == 0 && method == "GET" {
                     e.0 += 1;
                     let _ = out.write_all(
                         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
@@ -316,6 +339,16 @@ fn stac_items_over_http_are_read_with_retries() {
     )
     .unwrap();
     served.insert(q.into(), d.join("web/page1.json"));
+    // The same search by POST, its next page a POST link whose body merges into the first request's.
+    std::fs::write(
+        d.join("web/post1.json"),
+        serde_json::json!({"type": "FeatureCollection", "features": all[..1],
+            "links": [{"rel": "next", "href": "search", "method": "POST", "body": {"token": "p2"}, "merge": true}]})
+        .to_string(),
+    )
+    .unwrap();
+    served.insert("POST /search".into(), d.join("web/post1.json"));
+    served.insert("POST /search p2".into(), d.join("web/page2.json"));
     served.insert("search?page=2".into(), d.join("web/page2.json"));
     let srv = server::start(served);
     let items: Vec<serde_json::Value> = files
@@ -389,14 +422,51 @@ fn stac_items_over_http_are_read_with_retries() {
     assert_eq!(saved["features"].as_array().unwrap().len(), files.len());
     assert_eq!(saved["links"][0]["carbonmap:pages"], 2);
     assert_eq!(run("found.json", "found"), local_run);
+    let posted = d.join("posted.json");
+    carbonmap()
+        .args(["stack", "--stac-post", "--stac-api"])
+        .arg(format!("http://127.0.0.1:{}", srv.port))
+        .args([
+            "--collection",
+            "HLSS30.v2.0",
+            "--bbox",
+            "-3.6,50.6,-3.4,50.8",
+        ])
+        .args(["--datetime", "2021-06-01/2021-07-31", "-o"])
+        .arg(&posted)
+        .assert()
+        .success();
+    let by_post: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&posted).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // post1 holds the first item, page2 the items from the third: the second is not in the POST answer.
+    let mut want = ids(&saved);
+    want.remove(1);
+    assert_eq!(ids(&by_post), want);
+    assert_eq!(by_post["links"][0]["method"], "POST");
+    assert_eq!(
+        by_post["links"][0]["body"]["bbox"],
+        serde_json::json!([-3.6, 50.6, -3.4, 50.8])
+    );
+    assert_eq!(by_post["links"][0]["carbonmap:pages"], 2);
     let log = srv.log.lock().unwrap();
     let tifs = log.keys().filter(|k| k.ends_with(".tif")).count();
     assert_eq!(tifs, files.len(), "{log:?}");
     assert!(
-        log.values().all(|(failed, ok)| *failed == 1 && *ok >= 1),
+        log.iter()
+            .filter(|(k, _)| !k.starts_with("POST"))
+            .all(|(_, (failed, ok))| *failed == 1 && *ok >= 1),
         "{log:?}"
     );
-    assert!(log.contains_key("/catalog.json"), "{log:?}");
+    assert!(log.contains_key("catalog.json"), "{log:?}");
+    assert_eq!(log.get("POST /search p2"), Some(&(0, 1)), "{log:?}");
     drop(log);
     remote_assets_are_versioned_in_the_run_manifest(d, &srv, &files);
 }
