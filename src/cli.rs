@@ -103,6 +103,10 @@ enum Command {
     /// Net carbon balance: fuse a sequestration raster with an emission lattice (raster or vector grid) into
     /// net balance rasters (fine and per lattice cell), per-zone tables and a map.
     Balance(BalanceArgs),
+    /// A land-cover scenario against its base: the changes of a scenario file (inside polygons, or from an
+    /// alternate map), NDVI for changed pixels by space-for-time substitution, the NPP job for base and
+    /// scenario, difference rasters and a per-zone table of base, scenario and difference.
+    Scenario(ScenarioArgs),
     /// Compare a model output (a raster sampled at field plots, or a table joined on a key such as a date) with
     /// observations: statistics overall, per class, per zone and per group, a scatter plot and a residual map.
     Validate(ValidateArgs),
@@ -394,6 +398,22 @@ struct IndicesArgs {
     cog: bool,
     /// Working-memory budget per strip in MiB (peak memory stays near this plus GDAL's 128 MiB block cache;
     /// a strip is at least one 256-row tile row).
+    #[arg(long, default_value_t = 64)]
+    memory_mb: usize,
+}
+
+#[derive(Args)]
+struct ScenarioArgs {
+    /// Scenario file (TOML; see the README): name, [base] (the npp inputs), [zones], [substitution] and
+    /// [[change]] entries.
+    file: PathBuf,
+    /// Output folder: base/, scenario/, difference/ and the tables.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Cloud-optimised GeoTIFFs with overviews.
+    #[arg(long)]
+    cog: bool,
+    /// Working-memory budget (MiB) for each pass over the grid.
     #[arg(long, default_value_t = 64)]
     memory_mb: usize,
 }
@@ -1120,10 +1140,11 @@ impl Progress for CliProgress {
 
 /// The arguments that name outputs: (command, argument id, whether it is a folder). Every other path-valued
 /// argument, and every text argument naming an existing file (a legend or parameter .toml), is an input.
-const OUTPUTS: [(&str, &str, bool); 16] = [
+const OUTPUTS: [(&str, &str, bool); 17] = [
     ("validate-rh", "out", true),
     ("indices", "out", true),
     ("npp", "out", true),
+    ("scenario", "out", true),
     ("site", "out", true),
     ("balance", "out", true),
     ("validate", "out", true),
@@ -1559,6 +1580,32 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// `carbonmap scenario`: the job, its zone table and its warnings.
+fn scenario_cmd(a: ScenarioArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let job = crate::pipeline::scenario::ScenarioJob {
+        file: a.file,
+        out_dir: a.out,
+        write: WriteOptions { cog: a.cog },
+        memory_mb: a.memory_mb,
+    };
+    let s = crate::pipeline::scenario::run_scenario(&job, progress)?;
+    for w in &s.warnings {
+        progress.warn(w);
+    }
+    if !quiet {
+        print!("{}", s.zone_table);
+        println!(
+            "scenario {}: {} pixel(s), {:.2} ha changed; wrote {} file(s) to {}",
+            s.name,
+            s.changed_pixels,
+            s.changed_ha,
+            s.outputs.len(),
+            job.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// `carbonmap balance`: the job and its totals.
 fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
     let job = crate::pipeline::balance::BalanceJob {
@@ -1795,6 +1842,7 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
     match command {
         Command::Indices(a) => indices_cmd(a, progress, quiet),
         Command::Npp(a) => npp_cmd(a, progress, quiet),
+        Command::Scenario(a) => scenario_cmd(a, progress, quiet),
         Command::Site(a) => site_cmd(a, quiet),
         Command::Balance(a) => balance_cmd(a, progress, quiet),
         Command::Validate(a) => {

@@ -5,46 +5,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{carbonmap, read_band, write_raster};
+use common::{carbonmap, read_band, station_csv, write_raster, DRIVERS, TEMPS};
 
 const W: usize = 4;
 const H: usize = 2;
 const GT: [f64; 6] = [500_000.0, 30.0, 0.0, 5_600_000.0, 0.0, -30.0];
-/// Monthly mean temperatures of the hand-worked water-stress case (src/npp/casa.rs tests).
-const TEMPS: [f64; 12] = [
-    4.0, 5.0, 7.0, 9.0, 12.0, 15.0, 17.0, 17.0, 14.0, 11.0, 7.0, 5.0,
-];
-
 /// ESA WorldCover codes per pixel: grassland x4 (one with no NDVI), tree cover, built-up, no data, water.
 const LC: [u8; W * H] = [30, 30, 10, 50, 30, 0, 30, 80];
 const NDVI: [f32; W * H] = [0.4, 0.4, 0.7, 0.3, f32::NAN, 0.4, 0.4, 0.4];
-
-fn station_csv(skip_month: Option<u32>, temp: impl Fn(f64) -> f64, srad: f64) -> String {
-    let mut s = String::from("year,month,t,p,sol\n");
-    for y in [2020, 2021] {
-        for m in 1..=12u32 {
-            if y == 2021 && Some(m) == skip_month {
-                continue;
-            }
-            s.push_str(&format!(
-                "{y},{m},{},60,{srad}\n",
-                temp(TEMPS[m as usize - 1])
-            ));
-        }
-    }
-    s
-}
-
-const DRIVERS: &str = r#"step = "month"
-[station]
-file = "station.csv"
-year = "year"
-month = "month"
-[station.columns]
-tmean = { column = "t", unit = "degC" }
-precip = { column = "p", unit = "mm" }
-srad = { column = "sol", unit = "MJ m-2" }
-"#;
 
 fn fixture(dir: &Path) {
     let nd = dir.join("ndvi");

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod features;
 pub mod npp;
 pub mod rh_check;
+pub mod scenario;
 pub mod season;
 pub mod site;
 pub mod validate;

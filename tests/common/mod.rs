@@ -328,3 +328,38 @@ pub fn exeter_s2_manifest(root: &Path, dir: &Path) -> PathBuf {
     std::fs::write(&p, m).unwrap();
     p
 }
+
+// The hand-worked CASA months of tests/npp.rs (and tests/scenario.rs): a station table of 2020-2021 with
+// TEMPS, 60 mm a month and `srad` MJ m-2 a month, and its drivers file.
+
+/// Monthly mean temperatures of the hand-worked water-stress case (src/npp/casa.rs tests).
+pub const TEMPS: [f64; 12] = [
+    4.0, 5.0, 7.0, 9.0, 12.0, 15.0, 17.0, 17.0, 14.0, 11.0, 7.0, 5.0,
+];
+
+pub fn station_csv(skip_month: Option<u32>, temp: impl Fn(f64) -> f64, srad: f64) -> String {
+    let mut s = String::from("year,month,t,p,sol\n");
+    for y in [2020, 2021] {
+        for m in 1..=12u32 {
+            if y == 2021 && Some(m) == skip_month {
+                continue;
+            }
+            s.push_str(&format!(
+                "{y},{m},{},60,{srad}\n",
+                temp(TEMPS[m as usize - 1])
+            ));
+        }
+    }
+    s
+}
+
+pub const DRIVERS: &str = r#"step = "month"
+[station]
+file = "station.csv"
+year = "year"
+month = "month"
+[station.columns]
+tmean = { column = "t", unit = "degC" }
+precip = { column = "p", unit = "mm" }
+srad = { column = "sol", unit = "MJ m-2" }
+"#;

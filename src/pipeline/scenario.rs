@@ -1,0 +1,357 @@
+//! Scenarios: "what if" land cover changed. A scenario file names a base (the inputs of `carbonmap npp`) and
+//! changes to its land cover (inside the polygons of any OGR file, or from an alternate land-cover raster).
+//! Pixels whose class changes have no observed index series for their new class: each month they take the
+//! median NDVI of unchanged pixels of the new class near the change (space for time; `substitute`). Base and
+//! scenario then run through the same NPP job, and the differences (scenario minus base) are written as
+//! rasters and, per zone, beside the base and scenario totals (`compare`).
+//!
+//! Everything that can be checked before computing is checked first, all problems at once (exit 2): files,
+//! classes the legend does not know, a rule that changes no pixel (polygons outside the grid, or every pixel
+//! inside already of the new class).
+
+mod compare;
+mod landcover;
+mod substitute;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Problems, Result};
+use crate::io::{self, Grid, WriteOptions};
+use crate::landcover::Legend;
+use crate::pipeline::npp::{run_npp, NppJob, NppModel};
+use crate::progress::Progress;
+use crate::zones::ZoneSpec;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: String,
+    description: Option<String>,
+    base: BaseSpec,
+    zones: Option<ZonesFile>,
+    substitution: SubstitutionSpec,
+    #[serde(default, rename = "change")]
+    changes: Vec<ChangeSpec>,
+}
+
+/// The base run: `carbonmap npp`'s inputs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseSpec {
+    #[serde(default = "default_model")]
+    model: String,
+    ndvi: PathBuf,
+    #[serde(default = "one")]
+    ndvi_band: usize,
+    landcover: PathBuf,
+    #[serde(default = "one")]
+    landcover_band: usize,
+    legend: String,
+    drivers: PathBuf,
+    year: i32,
+    #[serde(default = "all_months")]
+    months: String,
+    casa_params: Option<String>,
+    rh: Option<String>,
+    bplut: Option<String>,
+    pmodel_params: Option<String>,
+}
+
+fn default_model() -> String {
+    "casa".into()
+}
+fn one() -> usize {
+    1
+}
+fn all_months() -> String {
+    "1-12".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZonesFile {
+    file: PathBuf,
+    fields: Vec<String>,
+    layer: Option<String>,
+}
+
+/// Where changed pixels find their new class's NDVI (required: the right neighbourhood depends on the
+/// landscape, so carbonmap does not choose it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubstitutionSpec {
+    /// Donors lie within this distance (m) of the changed pixels' bounding box.
+    pub distance_m: f64,
+    /// Fewer donors than this within the distance: the whole scene's pixels of the class are used (warned).
+    pub min_pixels: u64,
+}
+
+/// One land-cover change: inside polygons, pixels (of classes `from`, or all) become class `to`; or, from an
+/// alternate land-cover raster, every pixel where it has a class takes that class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSpec {
+    pub polygons: Option<PathBuf>,
+    pub layer: Option<String>,
+    pub raster: Option<PathBuf>,
+    #[serde(default)]
+    pub from: Vec<i64>,
+    pub to: Option<i64>,
+}
+
+impl ChangeSpec {
+    pub fn label(&self, i: usize) -> String {
+        let src = self
+            .polygons
+            .as_ref()
+            .or(self.raster.as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        format!("change {} ({src})", i + 1)
+    }
+}
+
+/// What `carbonmap scenario` does.
+#[derive(Debug, Clone)]
+pub struct ScenarioJob {
+    pub file: PathBuf,
+    pub out_dir: PathBuf,
+    pub write: WriteOptions,
+    pub memory_mb: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScenarioSummary {
+    pub name: String,
+    pub changed_pixels: u64,
+    pub changed_ha: f64,
+    /// The zone table's text (the file reaches its name when the command commits).
+    pub zone_table: String,
+    pub outputs: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// A scenario file read, its paths made relative to it and every problem listed.
+struct Scenario {
+    name: String,
+    description: String,
+    base: NppJob,
+    zones: Option<ZoneSpec>,
+    substitution: SubstitutionSpec,
+    changes: Vec<ChangeSpec>,
+    legend: Legend,
+}
+
+fn load(job: &ScenarioJob) -> Result<Scenario> {
+    let f: ScenarioFile = crate::models::read_toml(&job.file)?;
+    let dir = job.file.parent().unwrap_or(Path::new("."));
+    let at = |p: &Path| io::join_source(dir, &p.to_string_lossy());
+    let mut problems = Problems::new();
+    let model = match f.base.model.as_str() {
+        "casa" => Some(NppModel::Casa),
+        "mod17" => Some(NppModel::Mod17),
+        "pmodel" => Some(NppModel::PModel),
+        o => {
+            problems.push(Error::config(
+                &job.file,
+                format!("base.model = \"{o}\": casa, mod17 or pmodel"),
+            ));
+            None
+        }
+    };
+    let months = problems.take(crate::pipeline::npp::period::parse_months(&f.base.months));
+    let legend = problems.take(Legend::resolve(&f.base.legend));
+    if f.changes.is_empty() {
+        problems.push(Error::config(
+            &job.file,
+            "no [[change]]: a scenario changes something",
+        ));
+    }
+    if !(f.substitution.distance_m > 0.0 && f.substitution.distance_m.is_finite()) {
+        problems.push(Error::config(
+            &job.file,
+            "substitution.distance_m must be a positive distance in metres",
+        ));
+    }
+    let changes: Vec<ChangeSpec> = f
+        .changes
+        .iter()
+        .map(|c| ChangeSpec {
+            polygons: c.polygons.as_deref().map(at),
+            raster: c.raster.as_deref().map(at),
+            ..c.clone()
+        })
+        .collect();
+    for (i, c) in changes.iter().enumerate() {
+        check_change(&job.file, i, c, legend.as_ref(), &mut problems);
+    }
+    let landcover = at(&f.base.landcover);
+    for p in [&landcover, &at(&f.base.drivers)] {
+        if !p.exists() {
+            problems.push(Error::input(p, "file does not exist"));
+        }
+    }
+    problems.finish()?;
+    let (Some(model), Some(months), Some(legend)) = (model, months, legend) else {
+        unreachable!("problems.finish() returned early");
+    };
+    let base = NppJob {
+        model,
+        ndvi_dir: at(&f.base.ndvi),
+        ndvi_index: "NDVI".into(),
+        input_is_fpar: false,
+        ndvi_band: f.base.ndvi_band,
+        ndvi_year: None,
+        landcover,
+        landcover_band: f.base.landcover_band,
+        legend: f.base.legend.clone(),
+        drivers: at(&f.base.drivers),
+        year: f.base.year,
+        months,
+        casa_params: f
+            .base
+            .casa_params
+            .unwrap_or_else(|| crate::npp::casa::DEFAULT_CASA.into()),
+        bplut: f
+            .base
+            .bplut
+            .unwrap_or_else(|| crate::npp::mod17::DEFAULT_BPLUT.into()),
+        rh_model: f
+            .base
+            .rh
+            .unwrap_or_else(|| crate::npp::rh::DEFAULT_RH.into()),
+        pmodel_params: f
+            .base
+            .pmodel_params
+            .unwrap_or_else(|| crate::npp::pmodel::DEFAULT_PMODEL.into()),
+        out_dir: job.out_dir.join("base"),
+        monthly: false,
+        write: job.write.clone(),
+        memory_mb: job.memory_mb,
+        strict_months: false,
+        corrections: None,
+        zones: None,
+    };
+    Ok(Scenario {
+        name: f.name,
+        description: f.description.unwrap_or_default(),
+        base,
+        zones: f.zones.map(|z| ZoneSpec {
+            path: at(&z.file),
+            fields: z.fields,
+            layer: z.layer,
+            band: 1,
+        }),
+        substitution: f.substitution,
+        changes,
+        legend,
+    })
+}
+
+/// One change's own problems: its source, its classes.
+fn check_change(
+    file: &Path,
+    i: usize,
+    c: &ChangeSpec,
+    legend: Option<&Legend>,
+    problems: &mut Problems,
+) {
+    let label = c.label(i);
+    match (&c.polygons, &c.raster) {
+        (Some(p), None) | (None, Some(p)) => {
+            if !p.exists() {
+                problems.push(Error::input(p, format!("{label}: file does not exist")));
+            }
+        }
+        _ => problems.push(Error::config(
+            file,
+            format!("{label}: give exactly one of polygons or raster"),
+        )),
+    }
+    if c.polygons.is_some() && c.to.is_none() {
+        problems.push(Error::config(
+            file,
+            format!("{label}: polygons need the new class: to = CODE"),
+        ));
+    }
+    if c.raster.is_some() && (c.to.is_some() || !c.from.is_empty()) {
+        problems.push(Error::config(
+            file,
+            format!("{label}: a raster change takes the raster's classes (no from or to)"),
+        ));
+    }
+    let Some(legend) = legend else { return };
+    for code in c.from.iter().chain(c.to.iter()) {
+        if legend.class(*code).is_none() {
+            problems.push(Error::config(
+                file,
+                format!(
+                    "{label}: class {code} is not in the legend {}",
+                    legend.product
+                ),
+            ));
+        }
+    }
+}
+
+/// The analysis grid: the grid of the base's NDVI composites.
+fn ndvi_grid(base: &NppJob) -> Result<Grid> {
+    let first = substitute::composites(&base.ndvi_dir, &base.ndvi_index)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::input(
+                &base.ndvi_dir,
+                "has no NDVI_YYYY-MM.tif composites (carbonmap indices --period month)",
+            )
+        })?;
+    Grid::from_raster(&first)
+}
+
+pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<ScenarioSummary> {
+    let s = load(job)?;
+    let grid = ndvi_grid(&s.base)?;
+    crate::commit::prepare_folder(&job.out_dir)?;
+    let scratch_parent = job
+        .out_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(".carbonmap-scenario-")
+        .tempdir_in(scratch_parent)
+        .map_err(|e| Error::io(scratch_parent, "cannot create a scratch folder", e))?;
+    let lc = landcover::build(&s, &grid, scratch.path(), &job.out_dir.join("scenario"))?;
+    let mut warnings = lc.warnings.clone();
+    let subst = substitute::run(&s, &grid, &lc, scratch.path())?;
+    warnings.extend(subst.warnings.iter().cloned());
+    let base = run_npp(&s.base, progress)?;
+    let scen_job = NppJob {
+        ndvi_dir: subst.ndvi_dir.clone(),
+        ndvi_band: 1,
+        landcover: lc.scratch.clone(),
+        landcover_band: 1,
+        out_dir: job.out_dir.join("scenario"),
+        ..s.base.clone()
+    };
+    let scen = run_npp(&scen_job, progress)?;
+    warnings.extend(base.warnings.iter().map(|w| format!("base: {w}")));
+    warnings.extend(scen.warnings.iter().map(|w| format!("scenario: {w}")));
+    let cmp = compare::run(&s, &grid, &base, &scen, &lc, &job.out_dir, &job.write)?;
+    let tables = compare::change_tables(&s, &lc, &subst, &job.out_dir, &base.period_label)?;
+    let mut outputs = base.outputs.clone();
+    outputs.extend(scen.outputs.iter().cloned());
+    outputs.extend(cmp.outputs.iter().cloned());
+    outputs.extend(tables);
+    outputs.push(lc.output.clone());
+    Ok(ScenarioSummary {
+        name: s.name,
+        changed_pixels: lc.changed_pixels(),
+        changed_ha: lc.changed_m2 / 1e4,
+        zone_table: cmp.zone_table,
+        outputs,
+        warnings,
+    })
+}

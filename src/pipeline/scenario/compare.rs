@@ -1,0 +1,336 @@
+//! Scenario minus base: difference rasters of every period output of the NPP job (NPP, Rh, NEP,
+//! sequestration; GPP for MOD17), and per zone the base, scenario and difference totals over the period, with
+//! true pixel areas. Each total is over the pixels with a result in its own run; the difference column is the
+//! scenario total minus the base total, so the table adds up, and the total row is the sum of the zone rows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::{
+    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
+    WriteOptions,
+};
+use crate::pipeline::npp::NppSummary;
+use crate::zones::{Zones, OUTSIDE};
+
+use super::landcover::LandCover;
+use super::substitute::Substitution;
+use super::Scenario;
+
+/// Period outputs compared, by file-name prefix, and how a pixel's value becomes a zone total: (prefix, total
+/// column, factor from value x m2 to the column's unit).
+const OUTPUTS: [(&str, &str, f64); 5] = [
+    ("GPP_gC_m2", "GPP_tC", 1e-6),
+    ("NPP_gC_m2", "NPP_tC", 1e-6),
+    ("Rh_gC_m2", "Rh_tC", 1e-6),
+    ("NEP_gC_m2", "NEP_tC", 1e-6),
+    ("sequestration_tCO2_ha", "sequestration_tCO2", 1e-4),
+];
+
+pub struct Compared {
+    pub outputs: Vec<PathBuf>,
+    pub zone_table: String,
+}
+
+/// Where a file the command has written but not yet committed can be read.
+fn readable(target: &Path) -> PathBuf {
+    crate::commit::staged()
+        .into_iter()
+        .find(|(_, t)| t == target)
+        .map_or_else(|| target.to_path_buf(), |(tmp, _)| tmp)
+}
+
+/// Per zone: changed area (m2) and, per compared output, (base total, scenario total, base pixels without a
+/// result, scenario pixels without a result).
+#[derive(Default, Clone)]
+struct ZoneRow {
+    changed_m2: f64,
+    totals: Vec<(f64, f64, u64, u64)>,
+}
+
+pub fn run(
+    s: &Scenario,
+    grid: &Grid,
+    base: &NppSummary,
+    scen: &NppSummary,
+    lc: &LandCover,
+    out_dir: &Path,
+    write: &WriteOptions,
+) -> Result<Compared> {
+    let period = &base.period_label;
+    let pairs: Vec<(usize, PathBuf, PathBuf)> = OUTPUTS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (prefix, _, _))| {
+            let name = format!("{prefix}_{period}.tif");
+            let b = base
+                .outputs
+                .iter()
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))?;
+            let c = scen
+                .outputs
+                .iter()
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))?;
+            Some((i, readable(b), readable(c)))
+        })
+        .collect();
+    let reader = |p: &Path, band: usize| {
+        GridReader::new(
+            p,
+            &[BandRequest {
+                index: band,
+                name: p.display().to_string(),
+            }],
+            grid,
+            Resampling::Nearest,
+            None,
+            f64::NAN,
+        )
+    };
+    let readers: Vec<(GridReader, GridReader)> = pairs
+        .iter()
+        .map(|(_, b, c)| Ok((reader(b, 1)?, reader(c, 1)?)))
+        .collect::<Result<_>>()?;
+    let changed = GridReader::new(
+        &lc.scratch,
+        &[BandRequest {
+            index: 2,
+            name: "change".into(),
+        }],
+        grid,
+        Resampling::Nearest,
+        None,
+        0.0,
+    )?;
+    let zones = s.zones.as_ref().map(|z| Zones::load(z, grid)).transpose()?;
+    let diff_dir = out_dir.join("difference");
+    let mut writers = Vec::new();
+    for (i, b, _) in &pairs {
+        let prefix = OUTPUTS[*i].0;
+        let unit = RasterInfo::read(b)?.bands[0].unit.clone();
+        let mut md = BTreeMap::new();
+        md.insert("SCENARIO".to_string(), s.name.clone());
+        md.insert(
+            "DIFFERENCE".to_string(),
+            "scenario minus base (positive: larger in the scenario)".to_string(),
+        );
+        md.insert("PERIOD".to_string(), period.clone());
+        md.insert("UNITS".to_string(), unit.clone());
+        writers.push(RasterWriter::create::<f32>(
+            &diff_dir.join(format!("{prefix}_difference_{period}.tif")),
+            grid,
+            &[OutBand {
+                description: format!("{prefix}: scenario minus base, {period}"),
+                unit,
+            }],
+            None,
+            &md,
+            write,
+        )?);
+    }
+    let areas = crate::area::PixelAreas::of(grid)?;
+    let mut rows: BTreeMap<i32, ZoneRow> = BTreeMap::new();
+    let empty = ZoneRow {
+        changed_m2: 0.0,
+        totals: vec![(0.0, 0.0, 0, 0); pairs.len()],
+    };
+    let strip = crate::engine::strips::rows(
+        grid.width,
+        grid.height,
+        24,
+        4 * pairs.len().max(1),
+        s.base.memory_mb,
+    );
+    for row0 in (0..grid.height).step_by(strip) {
+        let n = strip.min(grid.height - row0);
+        let len = n * grid.width;
+        let ids = match &zones {
+            Some(z) => z.read_rows(row0, n)?,
+            None => vec![0; len],
+        };
+        let mut ch = vec![0i32; len];
+        changed.read_rows(0, row0, n, &mut ch)?;
+        for (px, &id) in ids.iter().enumerate() {
+            if ch[px] > 0 {
+                let a = areas.at(px % grid.width, row0 + px / grid.width);
+                rows.entry(id).or_insert_with(|| empty.clone()).changed_m2 += a;
+            }
+        }
+        for (k, ((br, cr), (i, _, _))) in readers.iter().zip(&pairs).enumerate() {
+            let (mut b, mut c) = (vec![0f32; len], vec![0f32; len]);
+            br.read_rows(0, row0, n, &mut b)?;
+            cr.read_rows(0, row0, n, &mut c)?;
+            let factor = OUTPUTS[*i].2;
+            for (px, &id) in ids.iter().enumerate() {
+                let a = areas.at(px % grid.width, row0 + px / grid.width) * factor;
+                let t = &mut rows.entry(id).or_insert_with(|| empty.clone()).totals[k];
+                if b[px].is_finite() {
+                    t.0 += b[px] as f64 * a;
+                } else {
+                    t.2 += 1;
+                }
+                if c[px].is_finite() {
+                    t.1 += c[px] as f64 * a;
+                } else {
+                    t.3 += 1;
+                }
+            }
+            let d: Vec<f32> = b.iter().zip(&c).map(|(b, c)| c - b).collect();
+            writers[k].write_rows(0, row0, d)?;
+            writers[k].flush()?;
+        }
+    }
+    let mut outputs = Vec::new();
+    for w in writers {
+        outputs.push(w.finish()?.commit()?);
+    }
+    let cols: Vec<&str> = pairs.iter().map(|(i, _, _)| OUTPUTS[*i].1).collect();
+    let (text, table) = zone_table(s, zones.as_ref(), &rows, &cols, out_dir, period)?;
+    outputs.push(table);
+    Ok(Compared {
+        outputs,
+        zone_table: text,
+    })
+}
+
+/// scenario_zones_PERIOD.csv: one row per zone (and outside the zones), then the total.
+fn zone_table(
+    s: &Scenario,
+    zones: Option<&Zones>,
+    rows: &BTreeMap<i32, ZoneRow>,
+    cols: &[&str],
+    out_dir: &Path,
+    period: &str,
+) -> Result<(String, PathBuf)> {
+    let levels: Vec<String> = zones.map_or_else(|| vec!["zone".to_string()], |z| z.levels.clone());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = levels.clone();
+    header.push("changed_ha".into());
+    for c in cols {
+        for run in ["base", "scenario", "difference"] {
+            header.push(format!("{c}_{run}"));
+        }
+    }
+    for c in cols {
+        header.push(format!("{c}_pixels_without_result_base"));
+        header.push(format!("{c}_pixels_without_result_scenario"));
+    }
+    let csv_err = |e: csv::Error| Error::Processing(format!("scenario zone table: {e}"));
+    w.write_record(&header).map_err(csv_err)?;
+    let mut total = ZoneRow {
+        changed_m2: 0.0,
+        totals: vec![(0.0, 0.0, 0, 0); cols.len()],
+    };
+    let mut record = |key: Vec<String>, r: &ZoneRow| -> Result<()> {
+        let mut rec = key;
+        rec.push(fmt(r.changed_m2 / 1e4));
+        for t in &r.totals {
+            rec.extend([fmt(t.0), fmt(t.1), fmt(t.1 - t.0)]);
+        }
+        for t in &r.totals {
+            rec.extend([t.2.to_string(), t.3.to_string()]);
+        }
+        w.write_record(&rec).map_err(csv_err)
+    };
+    for (id, r) in rows {
+        let key = match (zones, *id == OUTSIDE) {
+            (_, true) | (None, _) => {
+                let mut k = vec![String::new(); levels.len()];
+                k[0] = if zones.is_some() {
+                    "(outside the zones)".into()
+                } else {
+                    "(whole grid)".into()
+                };
+                k
+            }
+            (Some(z), false) => z.key(*id),
+        };
+        record(key, r)?;
+        total.changed_m2 += r.changed_m2;
+        for (t, z) in total.totals.iter_mut().zip(&r.totals) {
+            *t = (t.0 + z.0, t.1 + z.1, t.2 + z.2, t.3 + z.3);
+        }
+    }
+    if zones.is_some() {
+        let mut k = vec![String::new(); levels.len()];
+        k[0] = "(total)".into();
+        record(k, &total)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Processing(format!("scenario zone table: {e}")))?;
+    let target = out_dir.join(format!("scenario_zones_{period}.csv"));
+    let notes = vec![
+        format!("scenario {}: {}", s.name, s.description),
+        format!(
+            "totals over the period {period} (not per year): t C for GPP, NPP, Rh and NEP, t CO2 for sequestration, with true pixel areas"
+        ),
+        "difference = scenario minus base; positive sequestration and NEP differences mean more uptake in the scenario".into(),
+        "each total is over the pixels with a result in its own run; pixels without one are counted".into(),
+    ];
+    io::write_table(&target, &bytes, &notes)?;
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), target))
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.6}")
+}
+
+/// scenario_changes.csv (pixels and area per change and transition) and scenario_substitution.csv (the
+/// donors of every changed group and month).
+pub fn change_tables(
+    s: &Scenario,
+    lc: &LandCover,
+    subst: &Substitution,
+    out_dir: &Path,
+    period: &str,
+) -> Result<Vec<PathBuf>> {
+    let name = |c: i64| {
+        s.legend
+            .class(c)
+            .map_or_else(String::new, |c| c.name.clone())
+    };
+    let mut a = String::from("change,from_code,from_name,to_code,to_name,pixels,area_ha\n");
+    for st in &lc.changes {
+        for ((from, to), (n, m2)) in &st.transitions {
+            a += &format!(
+                "\"{}\",{from},\"{}\",{to},\"{}\",{n},{}\n",
+                st.label,
+                name(*from),
+                name(*to),
+                fmt(m2 / 1e4)
+            );
+        }
+    }
+    let mut b = String::from(
+        "change,class_code,class_name,month,donor_scope,donors,ndvi_median,ndvi_p25,ndvi_p75\n",
+    );
+    for r in &subst.rows {
+        b += &format!(
+            "\"{}\",{},\"{}\",{},{},{},{},{},{}\n",
+            r.change,
+            r.class,
+            name(r.class),
+            r.month,
+            r.scope,
+            r.donors,
+            fmt(r.median),
+            fmt(r.p25),
+            fmt(r.p75)
+        );
+    }
+    let ta = out_dir.join("scenario_changes.csv");
+    let tb = out_dir.join(format!("scenario_substitution_{period}.csv"));
+    let notes_a = vec![format!(
+        "scenario {}: land-cover changes applied in order, a later change wins",
+        s.name
+    )];
+    let notes_b = vec![format!(
+        "space-for-time substitution: each month, changed pixels take the median NDVI of unchanged pixels of their new class within {} m of the change's bounding box (the whole scene below {} donors)",
+        s.substitution.distance_m, s.substitution.min_pixels
+    )];
+    io::write_table(&ta, a.as_bytes(), &notes_a)?;
+    io::write_table(&tb, b.as_bytes(), &notes_b)?;
+    Ok(vec![ta, tb])
+}

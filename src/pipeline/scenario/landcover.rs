@@ -1,0 +1,284 @@
+//! The scenario's land cover on the analysis grid: the base map (nearest neighbour, as `npp` reads it) with
+//! the changes applied in order (a later change wins). A scratch file holds three bands, the scenario class,
+//! the change that set it (0: unchanged) and the base class, for the NDVI substitution; the scenario class
+//! alone is also an output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::{
+    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
+};
+
+use super::{ChangeSpec, Scenario};
+
+/// Outside the base land cover (the npp job's own fill for land cover).
+const OUTSIDE: i32 = -2_147_483_647;
+
+/// A change's effect: pixels and area (m2) per (base class, new class), and the bounding box (col0, row0,
+/// col1, row1, inclusive) of the pixels it changed.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeStats {
+    pub label: String,
+    pub transitions: BTreeMap<(i64, i64), (u64, f64)>,
+    pub bbox: Option<[usize; 4]>,
+}
+
+impl ChangeStats {
+    pub fn pixels(&self) -> u64 {
+        self.transitions.values().map(|t| t.0).sum()
+    }
+}
+
+pub struct LandCover {
+    /// Scratch: band 1 scenario class, band 2 the change (1-based; 0 unchanged), band 3 base class.
+    pub scratch: PathBuf,
+    /// The scenario land cover as an output (OUT/scenario/landcover_scenario.tif).
+    pub output: PathBuf,
+    pub changes: Vec<ChangeStats>,
+    pub changed_m2: f64,
+    pub nodata: i32,
+    pub warnings: Vec<String>,
+}
+
+impl LandCover {
+    pub fn changed_pixels(&self) -> u64 {
+        self.changes.iter().map(ChangeStats::pixels).sum()
+    }
+}
+
+/// What a change reads for each strip.
+enum Source {
+    Polygons(Vec<gdal::vector::Geometry>),
+    Raster(GridReader, Option<f64>),
+}
+
+fn source(c: &ChangeSpec, label: &str, grid: &Grid) -> Result<Source> {
+    if let Some(p) = &c.polygons {
+        let layer = io::read_vector(p, c.layer.as_deref(), &[])?;
+        let crs = layer
+            .crs_wkt
+            .clone()
+            .ok_or_else(|| Error::input(p, format!("{label}: the polygons have no CRS")))?;
+        let mut geoms: Vec<_> = layer
+            .features
+            .into_iter()
+            .filter_map(|f| f.geometry)
+            .collect();
+        if geoms.is_empty() {
+            return Err(Error::input(p, format!("{label}: no polygons")));
+        }
+        io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
+        return Ok(Source::Polygons(geoms));
+    }
+    let p = c.raster.as_ref().expect("checked: polygons or raster");
+    let nodata = RasterInfo::read(p)?.band(1)?.nodata;
+    let reader = GridReader::new(
+        p,
+        &[BandRequest {
+            index: 1,
+            name: "scenario land cover".into(),
+        }],
+        grid,
+        Resampling::Nearest,
+        None,
+        OUTSIDE as f64,
+    )?;
+    Ok(Source::Raster(reader, nodata))
+}
+
+/// Build the scenario land cover; every change must change at least one pixel, and a raster change may only
+/// hold the legend's classes.
+pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> Result<LandCover> {
+    let base_nd = RasterInfo::read(&s.base.landcover)?
+        .band(s.base.landcover_band)?
+        .nodata;
+    let nodata = base_nd
+        .filter(|v| v.fract() == 0.0 && *v >= i32::MIN as f64 && *v <= i32::MAX as f64)
+        .map_or(OUTSIDE, |v| v as i32);
+    let base = GridReader::new(
+        &s.base.landcover,
+        &[BandRequest {
+            index: s.base.landcover_band,
+            name: "base land cover".into(),
+        }],
+        grid,
+        Resampling::Nearest,
+        None,
+        nodata as f64,
+    )?;
+    let labels: Vec<String> = s
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c.label(i))
+        .collect();
+    let sources: Vec<Source> = s
+        .changes
+        .iter()
+        .zip(&labels)
+        .map(|(c, l)| source(c, l, grid))
+        .collect::<Result<_>>()?;
+    let scratch = scratch_dir.join("landcover_scenario.tif");
+    let output = out_dir.join("landcover_scenario.tif");
+    let band = |d: &str| OutBand {
+        description: d.into(),
+        unit: "class".into(),
+    };
+    let mut sw = RasterWriter::create::<i32>(
+        &scratch,
+        grid,
+        &[
+            band("scenario class"),
+            band("change (0 unchanged)"),
+            band("base class"),
+        ],
+        Some(nodata as f64),
+        &Default::default(),
+        &Default::default(),
+    )?;
+    let mut md = std::collections::BTreeMap::new();
+    md.insert("SCENARIO".to_string(), s.name.clone());
+    md.insert("SCENARIO_DESCRIPTION".to_string(), s.description.clone());
+    md.insert("LEGEND".to_string(), s.legend.product.clone());
+    let mut ow = RasterWriter::create::<i32>(
+        &output,
+        grid,
+        &[band("scenario land cover")],
+        Some(nodata as f64),
+        &md,
+        &s.base.write,
+    )?;
+    let areas = crate::area::PixelAreas::of(grid)?;
+    let mut stats: Vec<ChangeStats> = labels
+        .iter()
+        .map(|l| ChangeStats {
+            label: l.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut unknown: BTreeMap<usize, BTreeMap<i64, u64>> = BTreeMap::new();
+    let in_legend = |c: i32| c != nodata && c != OUTSIDE && s.legend.class(c as i64).is_some();
+    let rows = crate::engine::strips::rows(grid.width, grid.height, 16, 12, s.base.memory_mb);
+    let mut changed_m2 = 0.0;
+    for row0 in (0..grid.height).step_by(rows) {
+        let n = rows.min(grid.height - row0);
+        let mut base_cls = vec![0i32; n * grid.width];
+        base.read_rows(0, row0, n, &mut base_cls)?;
+        let mut cls = base_cls.clone();
+        let mut by = vec![0i32; cls.len()];
+        for (k, (src, c)) in sources.iter().zip(&s.changes).enumerate() {
+            let new: Vec<Option<i32>> = match src {
+                Source::Polygons(g) => {
+                    io::rasterize_rows(g, &vec![1.0; g.len()], grid, row0, n, 0)?
+                        .into_iter()
+                        .map(|m| (m == 1).then(|| c.to.expect("checked") as i32))
+                        .collect()
+                }
+                Source::Raster(r, nd) => {
+                    let mut v = vec![0i32; cls.len()];
+                    r.read_rows(0, row0, n, &mut v)?;
+                    v.into_iter()
+                        .map(|x| (x != OUTSIDE && Some(x as f64) != *nd).then_some(x))
+                        .collect()
+                }
+            };
+            for (px, to) in new.into_iter().enumerate() {
+                let Some(to) = to else { continue };
+                if !in_legend(cls[px])
+                    || (!c.from.is_empty() && !c.from.contains(&(cls[px] as i64)))
+                {
+                    continue;
+                }
+                if !in_legend(to) {
+                    *unknown.entry(k).or_default().entry(to as i64).or_default() += 1;
+                    continue;
+                }
+                if to != cls[px] {
+                    cls[px] = to;
+                    by[px] = k as i32 + 1;
+                }
+            }
+        }
+        for (px, (c, b)) in cls.iter().zip(by.iter_mut()).enumerate() {
+            if *c == base_cls[px] {
+                *b = 0;
+                continue;
+            }
+            let (col, row) = (px % grid.width, row0 + px / grid.width);
+            let a = areas.at(col, row);
+            changed_m2 += a;
+            let st = &mut stats[*b as usize - 1];
+            let t = st
+                .transitions
+                .entry((base_cls[px] as i64, *c as i64))
+                .or_default();
+            t.0 += 1;
+            t.1 += a;
+            st.bbox = Some(match st.bbox {
+                None => [col, row, col, row],
+                Some(bb) => [
+                    bb[0].min(col),
+                    bb[1].min(row),
+                    bb[2].max(col),
+                    bb[3].max(row),
+                ],
+            });
+        }
+        sw.write_rows(0, row0, cls.clone())?;
+        sw.write_rows(1, row0, by)?;
+        sw.write_rows(2, row0, base_cls)?;
+        ow.write_rows(0, row0, cls)?;
+        sw.flush()?;
+        ow.flush()?;
+    }
+    check(&stats, &unknown, &s.legend)?;
+    sw.finish()?.keep_scratch()?;
+    let output = ow.finish()?.commit()?;
+    Ok(LandCover {
+        scratch,
+        output,
+        changes: stats,
+        changed_m2,
+        nodata,
+        warnings: Vec::new(),
+    })
+}
+
+/// Every change changed something and named only the legend's classes.
+fn check(
+    stats: &[ChangeStats],
+    unknown: &BTreeMap<usize, BTreeMap<i64, u64>>,
+    legend: &crate::landcover::Legend,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for (k, codes) in unknown {
+        let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c} ({n} px)")).collect();
+        problems.push(Error::Invalid(vec![format!(
+            "{}: classes the legend {} does not know: {}",
+            stats[*k].label,
+            legend.product,
+            list.join(", ")
+        )]));
+    }
+    for st in stats {
+        if st.pixels() == 0 {
+            problems.push(Error::Invalid(vec![format!(
+                "{}: changes no pixel (its area lies outside the grid, or every pixel there that may change \
+                 already has the new class, or a later change undoes it)",
+                st.label
+            )]));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            problems
+                .into_iter()
+                .flat_map(Error::into_problems)
+                .collect(),
+        ))
+    }
+}

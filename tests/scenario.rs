@@ -1,0 +1,265 @@
+//! `carbonmap scenario` on a 4 x 2 scene made here: a block of cropland turned into grassland inside a
+//! polygon takes the grassland's NDVI (space for time) and, in June, the grassland NPP worked by hand in
+//! tests/npp.rs; unchanged pixels differ by exactly zero; the zone table adds up; bad scenarios are refused
+//! before computing, every problem at once.
+
+mod common;
+
+use std::path::Path;
+
+use common::{carbonmap, csv_rows, read_band, station_csv, write_raster, DRIVERS};
+
+const W: usize = 4;
+const H: usize = 2;
+const GT: [f64; 6] = [500_000.0, 30.0, 0.0, 5_600_000.0, 0.0, -30.0];
+/// ESA WorldCover: grassland (30) in the west half, cropland (40) in column 2, tree cover (10) at the end.
+const LC: [u8; W * H] = [30, 30, 40, 40, 30, 30, 40, 10];
+/// June NDVI (the greenest month; the others are 0.9 times June's).
+const NDVI: [f32; W * H] = [0.4, 0.4, 0.6, 0.6, 0.4, 0.4, 0.6, 0.7];
+/// The hand-worked June of tests/npp.rs: grassland, NDVI 0.4, 15 C, 60 mm, 500 MJ m-2, Pei et al. (2009)'s
+/// Rh: NPP 56.228427 g C m-2.
+const NPP_JUNE: f64 = 56.228427;
+
+/// A GeoJSON polygon in UTM 30N (the legacy `crs` member GDAL reads).
+fn polygon(name: &str, x0: f64, x1: f64, y0: f64, y1: f64) -> String {
+    format!(
+        r#"{{"type": "Feature", "properties": {{"name": "{name}"}}, "geometry": {{"type": "Polygon", "coordinates": [[[{x0}, {y0}], [{x1}, {y0}], [{x1}, {y1}], [{x0}, {y1}], [{x0}, {y0}]]]}}}}"#
+    )
+}
+
+fn collection(features: &[String]) -> String {
+    format!(
+        r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "urn:ogc:def:crs:EPSG::32630"}}}}, "features": [{}]}}"#,
+        features.join(",")
+    )
+}
+
+fn fixture(d: &Path) {
+    let nd = d.join("ndvi");
+    std::fs::create_dir_all(&nd).unwrap();
+    for m in 1..=12 {
+        let f = if m == 6 { 1.0 } else { 0.9 };
+        write_raster(
+            &nd.join(format!("NDVI_2021-{m:02}.tif")),
+            Some(32630),
+            GT,
+            (W, H),
+            &[("NDVI median", NDVI.iter().map(|v| v * f).collect())],
+            None,
+        );
+    }
+    write_raster(
+        &d.join("lc.tif"),
+        Some(32630),
+        GT,
+        (W, H),
+        &[("lc", LC.to_vec())],
+        Some(0.0),
+    );
+    std::fs::write(d.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
+    std::fs::write(d.join("drivers.toml"), DRIVERS).unwrap();
+    // Column 2 (the cropland) and the west and east halves as zones.
+    std::fs::write(
+        d.join("field.geojson"),
+        collection(&[polygon(
+            "field",
+            500_055.0,
+            500_095.0,
+            5_599_930.0,
+            5_600_010.0,
+        )]),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("zones.geojson"),
+        collection(&[
+            polygon("west", 500_000.0, 500_060.0, 5_599_940.0, 5_600_000.0),
+            polygon("east", 500_060.0, 500_120.0, 5_599_940.0, 5_600_000.0),
+        ]),
+    )
+    .unwrap();
+}
+
+fn scenario(change: &str) -> String {
+    format!(
+        r#"name = "field-to-meadow"
+description = "the cropland of column 2 becomes grassland"
+[base]
+ndvi = "ndvi"
+landcover = "lc.tif"
+legend = "esa-worldcover"
+drivers = "drivers.toml"
+year = 2021
+months = "6-6"
+rh = "pei2009"
+[zones]
+file = "zones.geojson"
+fields = ["name"]
+[substitution]
+distance_m = 100.0
+min_pixels = 2
+{change}"#
+    )
+}
+
+const CHANGE: &str = "[[change]]\npolygons = \"field.geojson\"\nfrom = [40]\nto = 30\n";
+
+#[test]
+fn cropland_to_grassland_takes_the_grassland_profile_and_the_zone_totals_add_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(d.join("scenario.toml"), scenario(CHANGE)).unwrap();
+    let out = d.join("out");
+    carbonmap()
+        .arg("scenario")
+        .arg(d.join("scenario.toml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let period = "2021-06";
+    let npp = |run: &str| read_band(&out.join(run).join(format!("NPP_gC_m2_{period}.tif")), 1).0;
+    let (base, scen) = (npp("base"), npp("scenario"));
+    let changed = [2usize, 6];
+    for px in 0..W * H {
+        if changed.contains(&px) {
+            // The grassland donors' NDVI (0.4 in June, 0.36 otherwise) gives the hand-worked grassland June.
+            assert!((scen[px] - NPP_JUNE).abs() < 1e-3, "px {px}: {}", scen[px]);
+            assert!(
+                base[px] > NPP_JUNE,
+                "cropland at NDVI 0.6 grows more: {}",
+                base[px]
+            );
+        } else {
+            assert!(
+                scen[px].to_bits() == base[px].to_bits()
+                    || (scen[px].is_nan() && base[px].is_nan())
+            );
+        }
+    }
+    let diff = |name: &str| {
+        read_band(
+            &out.join("difference")
+                .join(format!("{name}_difference_{period}.tif")),
+            1,
+        )
+        .0
+    };
+    let (dnpp, drh, dseq) = (
+        diff("NPP_gC_m2"),
+        diff("Rh_gC_m2"),
+        diff("sequestration_tCO2_ha"),
+    );
+    for px in 0..W * H {
+        if changed.contains(&px) {
+            assert!((dnpp[px] - (scen[px] - base[px])).abs() < 1e-4);
+            // Rh depends on the climate only; sequestration = NEP x 44/12 / 100 (g C m-2 to t CO2 ha-1).
+            assert_eq!(drh[px], 0.0);
+            assert!(
+                (dseq[px] - dnpp[px] * 44.0 / 12.0 / 100.0).abs() < 1e-5,
+                "{} vs {}",
+                dseq[px],
+                dnpp[px]
+            );
+        } else if base[px].is_finite() {
+            assert_eq!(dnpp[px], 0.0, "px {px}");
+            assert_eq!(dseq[px], 0.0, "px {px}");
+        }
+    }
+    // Zone table: the west half is untouched; the east's sequestration difference is the changed pixels'
+    // over their true area: 30 m x 30 m on the map at the central meridian of UTM 30N (x = 500 km, where
+    // the scale factor is k0 = 0.9996) is 900 / 0.9996^2 m2 = 0.0900720 ha on the ellipsoid; the total row is
+    // the sum of the zones.
+    let ha = 0.09 / (0.9996f64 * 0.9996);
+    let rows = csv_rows(&out.join(format!("scenario_zones_{period}.csv")));
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap().clone();
+    let (west, east, total) = (row("west"), row("east"), row("(total)"));
+    let num = |r: &std::collections::HashMap<String, String>, k: &str| common::cell(r, k);
+    assert_eq!(num(&west, "sequestration_tCO2_difference"), 0.0);
+    assert_eq!(num(&west, "changed_ha"), 0.0);
+    assert!((num(&east, "changed_ha") - 2.0 * ha).abs() < 1e-5, "{east:?}");
+    let want: f64 = changed.iter().map(|&px| dseq[px] * ha).sum();
+    let got = num(&east, "sequestration_tCO2_difference");
+    assert!(
+        (got - want).abs() < 1e-4 * want.abs().max(1e-3),
+        "{got} vs {want}"
+    );
+    for k in [
+        "sequestration_tCO2_base",
+        "sequestration_tCO2_scenario",
+        "NPP_tC_difference",
+    ] {
+        assert!(
+            (num(&total, k) - num(&west, k) - num(&east, k)).abs() < 1e-9,
+            "{k}"
+        );
+    }
+    // The substitution: two grassland donors within 100 m, median 0.4 in June.
+    let subst = csv_rows(&out.join(format!("scenario_substitution_{period}.csv")));
+    let june = subst.iter().find(|r| r["month"] == "2021-06").unwrap();
+    assert_eq!(june["donors"], "4");
+    assert!((num(june, "ndvi_median") - 0.4).abs() < 1e-7);
+    assert!(june["donor_scope"].starts_with("within 100"), "{june:?}");
+    let changes = csv_rows(&out.join("scenario_changes.csv"));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (
+            changes[0]["from_code"].as_str(),
+            changes[0]["to_code"].as_str(),
+            changes[0]["pixels"].as_str()
+        ),
+        ("40", "30", "2")
+    );
+    let (lc, _, _) = read_band(&out.join("scenario/landcover_scenario.tif"), 1);
+    assert_eq!(lc[2], 30.0);
+    assert_eq!(lc[3], 40.0);
+}
+
+#[test]
+fn bad_scenarios_are_refused_before_computing_with_every_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("far.geojson"),
+        collection(&[polygon(
+            "far",
+            600_000.0,
+            600_100.0,
+            5_000_000.0,
+            5_000_100.0,
+        )]),
+    )
+    .unwrap();
+    let refused = |change: &str, want: &[&str]| {
+        std::fs::write(d.join("bad.toml"), scenario(change)).unwrap();
+        let out = d.join("bad-out");
+        let a = carbonmap()
+            .arg("scenario")
+            .arg(d.join("bad.toml"))
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        for w in want {
+            assert!(err.contains(w), "missing '{w}' in:\n{err}");
+        }
+        assert!(
+            !out.exists() || common::list_dir(&out).is_empty(),
+            "{:?}",
+            common::list_dir(&out)
+        );
+    };
+    // A class the legend does not know and a missing file, together.
+    refused(
+        "[[change]]\npolygons = \"field.geojson\"\nto = 99\n[[change]]\npolygons = \"nowhere.geojson\"\nto = 30\n",
+        &["change 1", "class 99 is not in the legend", "nowhere.geojson", "file does not exist"],
+    );
+    // Polygons outside the grid, and a rule whose classes are not inside: nothing changes.
+    refused(
+        "[[change]]\npolygons = \"far.geojson\"\nto = 30\n[[change]]\npolygons = \"field.geojson\"\nfrom = [10]\nto = 30\n",
+        &["change 1 (", "change 2 (", "changes no pixel"],
+    );
+}
