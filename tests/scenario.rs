@@ -178,7 +178,10 @@ fn cropland_to_grassland_takes_the_grassland_profile_and_the_zone_totals_add_up(
     let num = |r: &std::collections::HashMap<String, String>, k: &str| common::cell(r, k);
     assert_eq!(num(&west, "sequestration_tCO2_difference"), 0.0);
     assert_eq!(num(&west, "changed_ha"), 0.0);
-    assert!((num(&east, "changed_ha") - 2.0 * ha).abs() < 1e-5, "{east:?}");
+    assert!(
+        (num(&east, "changed_ha") - 2.0 * ha).abs() < 1e-5,
+        "{east:?}"
+    );
     let want: f64 = changed.iter().map(|&px| dseq[px] * ha).sum();
     let got = num(&east, "sequestration_tCO2_difference");
     assert!(

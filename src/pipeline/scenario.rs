@@ -130,6 +130,7 @@ pub struct ScenarioSummary {
     /// The zone table's text (the file reaches its name when the command commits).
     pub zone_table: String,
     pub outputs: Vec<PathBuf>,
+    /// The scenario's own warnings (the NPP runs report theirs as they go).
     pub warnings: Vec<String>,
 }
 
@@ -337,8 +338,6 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
         ..s.base.clone()
     };
     let scen = run_npp(&scen_job, progress)?;
-    warnings.extend(base.warnings.iter().map(|w| format!("base: {w}")));
-    warnings.extend(scen.warnings.iter().map(|w| format!("scenario: {w}")));
     let cmp = compare::run(&s, &grid, &base, &scen, &lc, &job.out_dir, &job.write)?;
     let tables = compare::change_tables(&s, &lc, &subst, &job.out_dir, &base.period_label)?;
     let mut outputs = base.outputs.clone();

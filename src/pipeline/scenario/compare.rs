@@ -270,7 +270,30 @@ fn zone_table(
         "each total is over the pixels with a result in its own run; pixels without one are counted".into(),
     ];
     io::write_table(&target, &bytes, &notes)?;
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), target))
+    Ok((short_view(&bytes, levels.len()), target))
+}
+
+/// The zone table for the terminal: the zone, the changed area and the sequestration columns.
+fn short_view(csv_bytes: &[u8], nlevels: usize) -> String {
+    let mut r = csv::Reader::from_reader(csv_bytes);
+    let header: Vec<String> = r
+        .headers()
+        .map(|h| h.iter().map(str::to_string).collect())
+        .unwrap_or_default();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| {
+            let h = &header[i];
+            i < nlevels
+                || h == "changed_ha"
+                || (h.starts_with("sequestration_tCO2_") && !h.contains("pixels"))
+        })
+        .collect();
+    let line = |cells: Vec<&str>| cells.join("  ") + "\n";
+    let mut out = line(keep.iter().map(|&i| header[i].as_str()).collect());
+    for rec in r.records().flatten() {
+        out += &line(keep.iter().map(|&i| rec.get(i).unwrap_or("")).collect());
+    }
+    out
 }
 
 fn fmt(v: f64) -> String {

@@ -221,7 +221,7 @@ fn month_stats(
         for (i, ((_, c), w)) in groups.iter().enumerate() {
             let (local, stride) = plan[i];
             if *c == cls && (!local || inside(w, col, row)) {
-                if seen[i] % stride == 0 {
+                if seen[i].is_multiple_of(stride) {
                     vals[i].push(v);
                 }
                 seen[i] += 1;
