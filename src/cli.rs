@@ -1631,6 +1631,8 @@ fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<(
         previous: a.previous,
         out_dir: a.out,
         write: crate::io::WriteOptions { cog: a.cog },
+        emission_factors: Vec::new(),
+        sink_label: None,
     };
     let s = crate::pipeline::balance::run_balance(&job, progress)?;
     if !quiet {

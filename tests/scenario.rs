@@ -266,3 +266,124 @@ fn bad_scenarios_are_refused_before_computing_with_every_problem() {
         &["change 1 (", "change 2 (", "changes no pixel"],
     );
 }
+
+/// Two lattice cells of 60 m x 60 m (the west and east halves), energy and transport in t CO2 per cell and
+/// year.
+fn lattice(d: &Path) {
+    write_raster(
+        &d.join("lattice.tif"),
+        Some(32630),
+        [500_000.0, 60.0, 0.0, 5_600_000.0, 0.0, -60.0],
+        (2, 1),
+        &[
+            ("energy", vec![50.0f32, 80.0]),
+            ("transport", vec![20.0f32, 30.0]),
+        ],
+        None,
+    );
+}
+
+fn emissions_scenario(emissions: &str) -> String {
+    scenario("").replace("months = \"6-6\"\n", "")
+        + "[balance]\nlattice = \"lattice.tif\"\nlattice_unit = \"t CO2 cell-1 yr-1\"\n"
+        + emissions
+}
+
+/// Energy -20 % in the east: only the east's net balance changes, by exactly 20 % of its energy emissions
+/// (80 t CO2 yr-1 -> -16); sequestration and every NPP output are identical (a scenario without land-cover
+/// changes reads the base's own inputs), and the west is untouched.
+#[test]
+fn an_emission_cut_in_one_zone_changes_only_that_zones_net_balance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    lattice(d);
+    std::fs::write(
+        d.join("cut.toml"),
+        emissions_scenario("[[emissions]]\nsector = \"energy\"\nzone_field = \"name\"\nzone = \"east\"\nfactor = 0.8\n"),
+    )
+    .unwrap();
+    let out = d.join("out");
+    carbonmap()
+        .arg("scenario")
+        .arg(d.join("cut.toml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
+    let row = |zone: &str| rows.iter().find(|r| r["zone"] == zone).unwrap().clone();
+    let num = |r: &std::collections::HashMap<String, String>, k: &str| common::cell(r, k);
+    let (west, east) = (row("west"), row("east"));
+    assert_eq!(
+        num(&west, "net_balance_tCO2_yr_difference"),
+        0.0,
+        "{west:?}"
+    );
+    assert_eq!(num(&east, "sequestration_tCO2_yr_difference"), 0.0);
+    assert!(
+        (num(&east, "emissions_total_tCO2_yr_base") - 110.0).abs() < 1e-6,
+        "{east:?}"
+    );
+    assert!(
+        (num(&east, "net_balance_tCO2_yr_difference") + 16.0).abs() < 1e-6,
+        "{east:?}"
+    );
+    assert!((num(&east, "emissions_total_tCO2_yr_difference") + 16.0).abs() < 1e-6);
+    let zones = csv_rows(&out.join("scenario_zones_2021.csv"));
+    assert!(
+        zones
+            .iter()
+            .all(|r| num(r, "sequestration_tCO2_difference") == 0.0),
+        "{zones:?}"
+    );
+    let (dnet, _, _) = read_band(
+        &out.join("difference/net_balance_tCO2_ha_yr_difference.tif"),
+        1,
+    );
+    // East pixels: -16 t CO2 over 4 pixels of 900 m2 on the map (0.0900720 ha on the ellipsoid each).
+    let ha = 0.09 / (0.9996f64 * 0.9996);
+    for (px, v) in dnet.iter().enumerate() {
+        let want = if px % W >= 2 { -16.0 / (4.0 * ha) } else { 0.0 };
+        assert!((v - want).abs() < 1e-4, "px {px}: {v} vs {want}");
+    }
+    assert!(common::metadata_item(
+        &out.join("scenario/balance/net_balance_tCO2_ha_yr.tif"),
+        "EMISSION_CHANGES"
+    )
+    .unwrap()
+    .contains("0.8 x energy in name = east"));
+}
+
+/// Emission changes the lattice or the zones cannot take are refused before anything is computed.
+#[test]
+fn emission_changes_the_lattice_cannot_take_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    lattice(d);
+    std::fs::write(
+        d.join("bad.toml"),
+        emissions_scenario(
+            "[[emissions]]\nsector = \"aviation\"\nfactor = 0.5\n[[emissions]]\nzone_field = \"name\"\nzone = \"north\"\nfactor = 0.9\n[[emissions]]\nfactor = 1.0\n",
+        ),
+    )
+    .unwrap();
+    let out = d.join("bad-out");
+    let a = carbonmap()
+        .arg("scenario")
+        .arg(d.join("bad.toml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    for want in [
+        "the lattice has no sector aviation",
+        "no zone has name = north",
+        "a factor of 1 changes nothing",
+    ] {
+        assert!(err.contains(want), "missing '{want}' in:\n{err}");
+    }
+    assert!(!out.join("base").exists());
+}

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Problems, Result};
 
 mod indicators;
+mod scale;
 mod whole_cells;
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
@@ -28,6 +29,7 @@ use crate::report::{self, MapText, Preview};
 use crate::units::{CarbonUnit, DENSITY_OUT, MASS_OUT};
 use crate::zones::{ZoneSpec, Zones, OUTSIDE};
 pub use indicators::PopulationSpec;
+pub use scale::EmissionFactor;
 
 pub const SIGN_CONVENTION: &str = "net balance = emissions - sequestration; positive = net source (emissions exceed sequestration), negative = net sink; neutrality ratio = sequestration / emissions";
 
@@ -56,6 +58,10 @@ pub struct BalanceJob {
     pub previous: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub write: WriteOptions,
+    /// A scenario's emission changes (empty: the lattice as given).
+    pub emission_factors: Vec<EmissionFactor>,
+    /// The sink's name in the outputs' metadata when `sink` is a working file (a scenario's).
+    pub sink_label: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +73,18 @@ pub struct BalanceSummary {
     pub sequestration_t: f64,
     /// Share of the sink raster's area outside the lattice (or in lattice cells without data).
     pub uncovered_fraction: f64,
+}
+
+/// Check emission changes against the lattice's sectors and the zones (on `grid`), before anything is computed.
+pub fn check_emission_factors(
+    list: &[EmissionFactor],
+    lattice: &LatticeSpec,
+    zones: Option<&ZoneSpec>,
+    grid: &Grid,
+) -> Result<()> {
+    let lat = Lattice::load(lattice)?;
+    let z = zones.map(|z| Zones::load(z, grid)).transpose()?;
+    scale::Factors::resolve(list, &lat.sectors, z.as_ref(), &lattice.path).map(|_| ())
 }
 
 /// The sink raster's unit: declared by the user, by the band, or by carbonmap's own UNITS tag.
@@ -104,6 +122,7 @@ struct Prepared {
     population: Option<indicators::Population>,
     targets: Option<indicators::Targets>,
     previous: Option<indicators::Previous>,
+    factors: Option<scale::Factors>,
 }
 
 fn prepare(job: &BalanceJob) -> Result<Prepared> {
@@ -161,8 +180,20 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
         Some(p) => problems.take(indicators::Previous::load(p)).flatten(),
         None => None,
     };
+    let factors = match &lattice {
+        Some(l) if job.zones.is_none() || zones.is_some() => problems
+            .take(scale::Factors::resolve(
+                &job.emission_factors,
+                &l.sectors,
+                zones.as_ref(),
+                &job.lattice.path,
+            ))
+            .flatten(),
+        _ => None,
+    };
     problems.finish()?;
     Ok(Prepared {
+        factors,
         population,
         targets,
         previous,
@@ -477,7 +508,20 @@ fn balance_metadata(job: &BalanceJob, p: &Prepared, whole_cells: &str) -> BTreeM
     let mut md = BTreeMap::new();
     md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
     md.insert("SIGN_CONVENTION".into(), SIGN_CONVENTION.into());
-    md.insert("SINK".into(), job.sink.display().to_string());
+    md.insert(
+        "SINK".into(),
+        job.sink_label
+            .clone()
+            .unwrap_or_else(|| job.sink.display().to_string()),
+    );
+    if !job.emission_factors.is_empty() {
+        let list: Vec<String> = job
+            .emission_factors
+            .iter()
+            .map(EmissionFactor::describe)
+            .collect();
+        md.insert("EMISSION_CHANGES".into(), list.join("; "));
+    }
     md.insert("SINK_UNIT_DECLARED".into(), p.sink_unit.text.clone());
     md.insert("LATTICE".into(), lat.path.display().to_string());
     md.insert("LATTICE_UNIT_DECLARED".into(), lat.unit.text.clone());
@@ -722,6 +766,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let (zone_ids, pop) = zones_and_population(&p, &areas, row0, nrows)?;
         let fine = FineCtx {
             lat,
+            factors: p.factors.as_ref(),
             spread: &spread,
             usable: &usable,
             areas: &areas,
@@ -1734,6 +1779,7 @@ fn fine_writers(
 /// What pass 2 of `balance` needs to spread the lattice over one strip of the fine grid.
 struct FineCtx<'a> {
     lat: &'a Lattice,
+    factors: Option<&'a scale::Factors>,
     spread: &'a Spread,
     usable: &'a [bool],
     areas: &'a crate::area::PixelAreas,
@@ -1777,6 +1823,10 @@ impl FineCtx<'_> {
                 }
             }
             let known = any && !missing;
+            if let Some(f) = self.factors {
+                let z = zone_ids.map(|z| z[i]).filter(|z| *z != OUTSIDE);
+                e.iter_mut().zip(f.of(z)).for_each(|(x, m)| *x *= m);
+            }
             let etot: f64 = e.iter().sum();
             if known {
                 for k in 0..nsec {

@@ -20,6 +20,8 @@ use serde::Deserialize;
 use crate::error::{Error, Problems, Result};
 use crate::io::{self, Grid, WriteOptions};
 use crate::landcover::Legend;
+use crate::lattice::LatticeSpec;
+use crate::pipeline::balance::{run_balance, BalanceJob, EmissionFactor};
 use crate::pipeline::npp::{run_npp, NppJob, NppModel};
 use crate::progress::Progress;
 use crate::zones::ZoneSpec;
@@ -31,9 +33,33 @@ struct ScenarioFile {
     description: Option<String>,
     base: BaseSpec,
     zones: Option<ZonesFile>,
-    substitution: SubstitutionSpec,
+    substitution: Option<SubstitutionSpec>,
     #[serde(default, rename = "change")]
     changes: Vec<ChangeSpec>,
+    balance: Option<BalanceFile>,
+    #[serde(default, rename = "emissions")]
+    emissions: Vec<EmissionsFile>,
+}
+
+/// The emission lattice both runs are balanced against (`carbonmap balance`'s lattice options).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalanceFile {
+    lattice: PathBuf,
+    lattice_unit: Option<String>,
+    #[serde(default)]
+    lattice_bands: Vec<String>,
+}
+
+/// One emission change: `factor` times a sector's emissions (every sector without `sector`), in the zone
+/// whose `zone_field` is `zone` (everywhere without `zone`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmissionsFile {
+    sector: Option<String>,
+    zone_field: Option<String>,
+    zone: Option<String>,
+    factor: f64,
 }
 
 /// The base run: `carbonmap npp`'s inputs.
@@ -143,6 +169,8 @@ struct Scenario {
     substitution: SubstitutionSpec,
     changes: Vec<ChangeSpec>,
     legend: Legend,
+    /// The lattice, and the scenario's emission changes.
+    balance: Option<(LatticeSpec, Vec<EmissionFactor>)>,
 }
 
 fn load(job: &ScenarioJob) -> Result<Scenario> {
@@ -164,16 +192,43 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
     };
     let months = problems.take(crate::pipeline::npp::period::parse_months(&f.base.months));
     let legend = problems.take(Legend::resolve(&f.base.legend));
-    if f.changes.is_empty() {
+    if f.changes.is_empty() && f.emissions.is_empty() {
         problems.push(Error::config(
             &job.file,
-            "no [[change]]: a scenario changes something",
+            "no [[change]] and no [[emissions]]: a scenario changes something",
         ));
     }
-    if !(f.substitution.distance_m > 0.0 && f.substitution.distance_m.is_finite()) {
+    let substitution = match (&f.substitution, f.changes.is_empty()) {
+        (Some(sub), _) if !(sub.distance_m > 0.0 && sub.distance_m.is_finite()) => {
+            problems.push(Error::config(
+                &job.file,
+                "substitution.distance_m must be a positive distance in metres",
+            ));
+            None
+        }
+        (Some(sub), _) => Some(sub.clone()),
+        (None, false) => {
+            problems.push(Error::config(
+                &job.file,
+                "land-cover changes need [substitution] (distance_m, min_pixels): where changed pixels find their new class's NDVI",
+            ));
+            None
+        }
+        (None, true) => Some(SubstitutionSpec {
+            distance_m: 1.0,
+            min_pixels: 0,
+        }),
+    };
+    if !f.emissions.is_empty() && f.balance.is_none() {
         problems.push(Error::config(
             &job.file,
-            "substitution.distance_m must be a positive distance in metres",
+            "[[emissions]] changes need [balance] (the lattice)",
+        ));
+    }
+    if f.balance.is_some() && months.is_some_and(|m| m != (1, 12)) {
+        problems.push(Error::config(
+            &job.file,
+            "[balance] compares annual emissions with annual sequestration: base.months must be the calendar year (1-12)",
         ));
     }
     let changes: Vec<ChangeSpec> = f
@@ -194,8 +249,32 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             problems.push(Error::input(p, "file does not exist"));
         }
     }
+    let balance = f.balance.map(|b| {
+        let spec = LatticeSpec {
+            path: at(&b.lattice),
+            unit: b.lattice_unit,
+            bands: b.lattice_bands,
+            ..Default::default()
+        };
+        if !spec.path.exists() {
+            problems.push(Error::input(&spec.path, "file does not exist"));
+        }
+        let factors = f
+            .emissions
+            .iter()
+            .map(|e| EmissionFactor {
+                level: e.zone_field.clone(),
+                zone: e.zone.clone(),
+                sector: e.sector.clone(),
+                factor: e.factor,
+            })
+            .collect();
+        (spec, factors)
+    });
     problems.finish()?;
-    let (Some(model), Some(months), Some(legend)) = (model, months, legend) else {
+    let (Some(model), Some(months), Some(legend), Some(substitution)) =
+        (model, months, legend, substitution)
+    else {
         unreachable!("problems.finish() returned early");
     };
     let base = NppJob {
@@ -245,9 +324,10 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             layer: z.layer,
             band: 1,
         }),
-        substitution: f.substitution,
+        substitution,
         changes,
         legend,
+        balance,
     })
 }
 
@@ -314,6 +394,14 @@ fn ndvi_grid(base: &NppJob) -> Result<Grid> {
 pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<ScenarioSummary> {
     let s = load(job)?;
     let grid = ndvi_grid(&s.base)?;
+    if let Some((lattice, factors)) = &s.balance {
+        crate::pipeline::balance::check_emission_factors(
+            factors,
+            lattice,
+            s.zones.as_ref(),
+            &grid,
+        )?;
+    }
     crate::commit::prepare_folder(&job.out_dir)?;
     let scratch_parent = job
         .out_dir
@@ -329,13 +417,21 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
     let subst = substitute::run(&s, &grid, &lc, scratch.path())?;
     warnings.extend(subst.warnings.iter().cloned());
     let base = run_npp(&s.base, progress)?;
-    let scen_job = NppJob {
-        ndvi_dir: subst.ndvi_dir.clone(),
-        ndvi_band: 1,
-        landcover: lc.scratch.clone(),
-        landcover_band: 1,
-        out_dir: job.out_dir.join("scenario"),
-        ..s.base.clone()
+    // Without land-cover changes the scenario reads the base's composites and map as they are.
+    let scen_job = if s.changes.is_empty() {
+        NppJob {
+            out_dir: job.out_dir.join("scenario"),
+            ..s.base.clone()
+        }
+    } else {
+        NppJob {
+            ndvi_dir: subst.ndvi_dir.clone(),
+            ndvi_band: 1,
+            landcover: lc.scratch.clone(),
+            landcover_band: 1,
+            out_dir: job.out_dir.join("scenario"),
+            ..s.base.clone()
+        }
     };
     let scen = run_npp(&scen_job, progress)?;
     let cmp = compare::run(&s, &grid, &base, &scen, &lc, &job.out_dir, &job.write)?;
@@ -345,11 +441,49 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
     outputs.extend(cmp.outputs.iter().cloned());
     outputs.extend(tables);
     outputs.push(lc.output.clone());
+    let mut balance_table = String::new();
+    if let Some((lattice, factors)) = &s.balance {
+        let bal = |summary: &crate::pipeline::npp::NppSummary,
+                   run: &str,
+                   factors: Vec<EmissionFactor>| {
+            let seq = summary
+                .outputs
+                .iter()
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("sequestration_tCO2_ha_"))
+                })
+                .expect("every NPP run writes sequestration");
+            let job = BalanceJob {
+                sink: compare::readable(seq),
+                sink_band: 1,
+                sink_unit: None,
+                lattice: lattice.clone(),
+                proxy: None,
+                zones: s.zones.clone(),
+                population: None,
+                targets: None,
+                previous: None,
+                out_dir: job.out_dir.join(run).join("balance"),
+                write: job.write.clone(),
+                emission_factors: factors,
+                sink_label: Some(seq.display().to_string()),
+            };
+            run_balance(&job, progress)
+        };
+        let b = bal(&base, "base", Vec::new())?;
+        let c = bal(&scen, "scenario", factors.clone())?;
+        let (more, text) = compare::balance(&s, &grid, &b, &c, &job.out_dir, &job.write)?;
+        outputs.extend(b.outputs);
+        outputs.extend(c.outputs);
+        outputs.extend(more);
+        balance_table = text;
+    }
     Ok(ScenarioSummary {
         name: s.name,
         changed_pixels: lc.changed_pixels(),
         changed_ha: lc.changed_m2 / 1e4,
-        zone_table: cmp.zone_table,
+        zone_table: cmp.zone_table + &balance_table,
         outputs,
         warnings,
     })

@@ -11,6 +11,7 @@ use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
     WriteOptions,
 };
+use crate::pipeline::balance::BalanceSummary;
 use crate::pipeline::npp::NppSummary;
 use crate::zones::{Zones, OUTSIDE};
 
@@ -34,7 +35,7 @@ pub struct Compared {
 }
 
 /// Where a file the command has written but not yet committed can be read.
-fn readable(target: &Path) -> PathBuf {
+pub fn readable(target: &Path) -> PathBuf {
     crate::commit::staged()
         .into_iter()
         .find(|(_, t)| t == target)
@@ -356,4 +357,181 @@ pub fn change_tables(
     io::write_table(&ta, a.as_bytes(), &notes_a)?;
     io::write_table(&tb, b.as_bytes(), &notes_b)?;
     Ok(vec![ta, tb])
+}
+
+/// The balances of base and scenario compared: difference rasters of the fine emissions (total) and net
+/// balance, and `scenario_balance_zones.csv` joining both runs' zone tables (t CO2 yr-1).
+pub fn balance(
+    s: &Scenario,
+    grid: &Grid,
+    base: &BalanceSummary,
+    scen: &BalanceSummary,
+    out_dir: &Path,
+    write: &WriteOptions,
+) -> Result<(Vec<PathBuf>, String)> {
+    let find = |outs: &[PathBuf], name: &str| -> Result<PathBuf> {
+        outs.iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))
+            .map(|p| readable(p))
+            .ok_or_else(|| Error::Processing(format!("the balance wrote no {name}")))
+    };
+    let mut outputs = Vec::new();
+    for (name, what) in [
+        (
+            "net_balance_tCO2_ha_yr",
+            "net balance (positive: more net emissions in the scenario)",
+        ),
+        ("emissions_tCO2_ha_yr", "emissions, all sectors"),
+    ] {
+        let file = format!("{name}.tif");
+        let (b, c) = (find(&base.outputs, &file)?, find(&scen.outputs, &file)?);
+        let target = out_dir
+            .join("difference")
+            .join(format!("{name}_difference.tif"));
+        outputs.push(difference(s, grid, (&b, &c), &target, what, write)?);
+    }
+    let (b, c) = (
+        find(&base.outputs, "zones_balance.csv")?,
+        find(&scen.outputs, "zones_balance.csv")?,
+    );
+    let (text, table) = join_zone_balances(s, &b, &c, out_dir)?;
+    outputs.push(table);
+    Ok((outputs, text))
+}
+
+/// `target` = scenario minus base of band 1 of two rasters on the grid.
+fn difference(
+    s: &Scenario,
+    grid: &Grid,
+    (base, scen): (&Path, &Path),
+    target: &Path,
+    what: &str,
+    write: &WriteOptions,
+) -> Result<PathBuf> {
+    let unit = RasterInfo::read(base)?.bands[0].unit.clone();
+    let reader = |p: &Path| {
+        GridReader::new(
+            p,
+            &[BandRequest {
+                index: 1,
+                name: p.display().to_string(),
+            }],
+            grid,
+            Resampling::Nearest,
+            None,
+            f64::NAN,
+        )
+    };
+    let (br, cr) = (reader(base)?, reader(scen)?);
+    let mut md = BTreeMap::new();
+    md.insert("SCENARIO".to_string(), s.name.clone());
+    md.insert(
+        "DIFFERENCE".to_string(),
+        format!("scenario minus base: {what}"),
+    );
+    md.insert("UNITS".to_string(), unit.clone());
+    let mut w = RasterWriter::create::<f32>(
+        target,
+        grid,
+        &[OutBand {
+            description: format!("{what}: scenario minus base"),
+            unit,
+        }],
+        None,
+        &md,
+        write,
+    )?;
+    let strip = crate::engine::strips::rows(grid.width, grid.height, 12, 4, s.base.memory_mb);
+    for row0 in (0..grid.height).step_by(strip) {
+        let n = strip.min(grid.height - row0);
+        let (mut b, mut c) = (vec![0f32; n * grid.width], vec![0f32; n * grid.width]);
+        br.read_rows(0, row0, n, &mut b)?;
+        cr.read_rows(0, row0, n, &mut c)?;
+        w.write_rows(0, row0, b.iter().zip(&c).map(|(b, c)| c - b).collect())?;
+        w.flush()?;
+    }
+    w.finish()?.commit()
+}
+
+/// scenario_balance_zones.csv: per row of the balance's zone table (level, zone, parent), emissions,
+/// sequestration and net balance of base and scenario and their difference.
+fn join_zone_balances(
+    s: &Scenario,
+    base: &Path,
+    scen: &Path,
+    out_dir: &Path,
+) -> Result<(String, PathBuf)> {
+    const COLS: [&str; 3] = [
+        "emissions_total_tCO2_yr",
+        "sequestration_tCO2_yr",
+        "net_balance_tCO2_yr",
+    ];
+    type Rows = Vec<(Vec<String>, Vec<f64>)>;
+    let read = |p: &Path| -> Result<Rows> {
+        let mut r = csv::Reader::from_path(p)
+            .map_err(|e| Error::Processing(format!("{}: {e}", p.display())))?;
+        let h = r
+            .headers()
+            .map_err(|e| Error::Processing(e.to_string()))?
+            .clone();
+        let idx = |k: &str| h.iter().position(|x| x == k);
+        let keys: Vec<usize> = ["level", "zone", "parent"]
+            .iter()
+            .filter_map(|k| idx(k))
+            .collect();
+        let vals: Vec<Option<usize>> = COLS.iter().map(|k| idx(k)).collect();
+        r.records()
+            .map(|rec| {
+                let rec = rec.map_err(|e| Error::Processing(e.to_string()))?;
+                Ok((
+                    keys.iter()
+                        .map(|&i| rec.get(i).unwrap_or("").to_string())
+                        .collect(),
+                    vals.iter()
+                        .map(|i| {
+                            i.and_then(|i| rec.get(i))
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(f64::NAN)
+                        })
+                        .collect(),
+                ))
+            })
+            .collect()
+    };
+    let (b, c) = (read(base)?, read(scen)?);
+    let mut out = String::from("level,zone,parent");
+    for col in COLS {
+        out += &format!(",{col}_base,{col}_scenario,{col}_difference");
+    }
+    out += "\n";
+    let mut view = String::from("level  zone  net_balance_tCO2_yr_base  net_balance_tCO2_yr_scenario  net_balance_tCO2_yr_difference\n");
+    for (key, bv) in &b {
+        let Some((_, cv)) = c.iter().find(|(k, _)| k == key) else {
+            continue;
+        };
+        out += &key
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (x, y) in bv.iter().zip(cv) {
+            out += &format!(",{},{},{}", fmt(*x), fmt(*y), fmt(y - x));
+        }
+        out += "\n";
+        view += &format!(
+            "{}  {}  {}  {}  {}\n",
+            key[0],
+            key.get(1).map_or("", |s| s.as_str()),
+            fmt(bv[2]),
+            fmt(cv[2]),
+            fmt(cv[2] - bv[2])
+        );
+    }
+    let target = out_dir.join("scenario_balance_zones.csv");
+    let notes = vec![
+        format!("scenario {}: {}", s.name, s.description),
+        "t CO2 yr-1 (the balance of a calendar year); net balance = emissions - sequestration, positive = net source; difference = scenario minus base (negative net balance difference: the scenario emits less net)".into(),
+    ];
+    io::write_table(&target, out.as_bytes(), &notes)?;
+    Ok((view, target))
 }
