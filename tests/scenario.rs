@@ -387,3 +387,36 @@ fn emission_changes_the_lattice_cannot_take_are_refused() {
     }
     assert!(!out.join("base").exists());
 }
+
+/// A parameter-set scenario: the same land cover and NDVI with another soil-respiration model gives exactly the
+/// base's NPP and a different Rh.
+#[test]
+fn a_parameter_set_scenario_changes_only_what_the_parameters_drive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("rh.toml"),
+        scenario("[parameters]\nrh = \"raich2002-bl2004\"\n"),
+    )
+    .unwrap();
+    let out = d.join("out");
+    carbonmap()
+        .arg("scenario")
+        .arg(d.join("rh.toml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let diff = |name: &str| {
+        read_band(
+            &out.join("difference")
+                .join(format!("{name}_difference_2021-06.tif")),
+            1,
+        )
+        .0
+    };
+    let (dnpp, drh) = (diff("NPP_gC_m2"), diff("Rh_gC_m2"));
+    assert!(dnpp.iter().all(|v| *v == 0.0 || v.is_nan()), "{dnpp:?}");
+    assert!(drh.iter().any(|v| v.abs() > 1.0), "{drh:?}");
+}

@@ -37,8 +37,20 @@ struct ScenarioFile {
     #[serde(default, rename = "change")]
     changes: Vec<ChangeSpec>,
     balance: Option<BalanceFile>,
+    /// Parameter sets of the scenario's run (for example a calibrated one against the defaults).
+    parameters: Option<ParametersFile>,
     #[serde(default, rename = "emissions")]
     emissions: Vec<EmissionsFile>,
+}
+
+/// The scenario run's own parameter sets (each defaults to the base's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParametersFile {
+    casa_params: Option<String>,
+    rh: Option<String>,
+    bplut: Option<String>,
+    pmodel_params: Option<String>,
 }
 
 /// The emission lattice both runs are balanced against (`carbonmap balance`'s lattice options).
@@ -171,6 +183,8 @@ struct Scenario {
     legend: Legend,
     /// The lattice, and the scenario's emission changes.
     balance: Option<(LatticeSpec, Vec<EmissionFactor>)>,
+    /// The scenario's NPP job with its own parameter sets (inputs and output folder are set when it runs).
+    scenario_params: NppJob,
 }
 
 fn load(job: &ScenarioJob) -> Result<Scenario> {
@@ -192,10 +206,10 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
     };
     let months = problems.take(crate::pipeline::npp::period::parse_months(&f.base.months));
     let legend = problems.take(Legend::resolve(&f.base.legend));
-    if f.changes.is_empty() && f.emissions.is_empty() {
+    if f.changes.is_empty() && f.emissions.is_empty() && f.parameters.is_none() {
         problems.push(Error::config(
             &job.file,
-            "no [[change]] and no [[emissions]]: a scenario changes something",
+            "no [[change]], [[emissions]] or [parameters]: a scenario changes something",
         ));
     }
     let substitution = match (&f.substitution, f.changes.is_empty()) {
@@ -314,7 +328,23 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
         corrections: None,
         zones: None,
     };
+    let p = f.parameters.unwrap_or(ParametersFile {
+        casa_params: None,
+        rh: None,
+        bplut: None,
+        pmodel_params: None,
+    });
+    let scenario_params = NppJob {
+        casa_params: p.casa_params.unwrap_or_else(|| base.casa_params.clone()),
+        rh_model: p.rh.unwrap_or_else(|| base.rh_model.clone()),
+        bplut: p.bplut.unwrap_or_else(|| base.bplut.clone()),
+        pmodel_params: p
+            .pmodel_params
+            .unwrap_or_else(|| base.pmodel_params.clone()),
+        ..base.clone()
+    };
     Ok(Scenario {
+        scenario_params,
         name: f.name,
         description: f.description.unwrap_or_default(),
         base,
@@ -421,7 +451,7 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
     let scen_job = if s.changes.is_empty() {
         NppJob {
             out_dir: job.out_dir.join("scenario"),
-            ..s.base.clone()
+            ..s.scenario_params.clone()
         }
     } else {
         NppJob {
@@ -430,7 +460,7 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
             landcover: lc.scratch.clone(),
             landcover_band: 1,
             out_dir: job.out_dir.join("scenario"),
-            ..s.base.clone()
+            ..s.scenario_params.clone()
         }
     };
     let scen = run_npp(&scen_job, progress)?;
