@@ -285,6 +285,34 @@ fn percentile(v: &mut [f64], p: f64) -> Option<f64> {
 /// A quick-look map of any raster band for run reports: values that span zero on the diverging ramp centred on
 /// zero, others on the sequential ramp between two percentiles; categorical bands in their own colours.
 pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) -> Result<()> {
+    quicklook_png_range(target, band, title, None)
+}
+
+/// Quick-looks of bands compared side by side (a base and a scenario): one scale for all, from the percentiles
+/// of their values together.
+pub fn quicklook_pngs(maps_: &[(&Path, &crate::io::BandPreview, &str)]) -> Result<()> {
+    let m = maps()?;
+    let mut vals: Vec<f64> = maps_
+        .iter()
+        .flat_map(|(_, b, _)| b.values.iter())
+        .filter(|v| v.is_finite())
+        .map(|v| *v as f64)
+        .collect();
+    let q = &m.quicklook;
+    let lo = percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0);
+    let hi = percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0);
+    for (target, band, title) in maps_ {
+        quicklook_png_range(target, band, title, Some((lo, hi)))?;
+    }
+    Ok(())
+}
+
+fn quicklook_png_range(
+    target: &Path,
+    band: &crate::io::BandPreview,
+    title: &str,
+    range: Option<(f64, f64)>,
+) -> Result<()> {
     let m = maps()?;
     let quantity = match (band.description.is_empty(), band.unit.is_empty()) {
         (false, false) => format!("{}, {}", band.description, band.unit),
@@ -310,8 +338,12 @@ pub fn quicklook_png(target: &Path, band: &crate::io::BandPreview, title: &str) 
         .map(|v| *v as f64)
         .collect();
     let q = &m.quicklook;
-    let lo = percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0);
-    let hi = percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0);
+    let (lo, hi) = range.unwrap_or_else(|| {
+        (
+            percentile(&mut vals, q.percentiles[0]).unwrap_or(0.0),
+            percentile(&mut vals, q.percentiles[1]).unwrap_or(1.0),
+        )
+    });
     let style = raster_style(&m, &band.description, (lo, hi));
     // A title a person reads first (the quantity and period), then the file it shows.
     let titled = if band.description.is_empty() {

@@ -206,6 +206,8 @@ fn cropland_to_grassland_takes_the_grassland_profile_and_the_zone_totals_add_up(
     assert!(june["donor_scope"].starts_with("within 100"), "{june:?}");
     let changes = csv_rows(&out.join("scenario_changes.csv"));
     assert_eq!(changes.len(), 1);
+    let html = std::fs::read_to_string(out.join("scenario_report.html")).unwrap();
+    assert_eq!(html.matches("data:image/png;base64").count(), 6, "sequestration and NPP: base, scenario, difference");
     assert_eq!(
         (
             changes[0]["from_code"].as_str(),

@@ -11,6 +11,7 @@
 
 mod compare;
 mod landcover;
+mod report;
 mod substitute;
 
 use std::path::{Path, PathBuf};
@@ -472,6 +473,7 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
     outputs.extend(tables);
     outputs.push(lc.output.clone());
     let mut balance_table = String::new();
+    let mut balance_rows = None;
     if let Some((lattice, factors)) = &s.balance {
         let bal = |summary: &crate::pipeline::npp::NppSummary,
                    run: &str,
@@ -504,11 +506,43 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
         let b = bal(&base, "base", Vec::new())?;
         let c = bal(&scen, "scenario", factors.clone())?;
         let (more, text) = compare::balance(&s, &grid, &b, &c, &job.out_dir, &job.write)?;
+        balance_rows = Some((b.outputs.clone(), c.outputs.clone(), more.clone()));
         outputs.extend(b.outputs);
         outputs.extend(c.outputs);
         outputs.extend(more);
         balance_table = text;
     }
+    let mut rows = Vec::new();
+    for (prefix, title) in [
+        ("sequestration_tCO2_ha_", "sequestration"),
+        ("NPP_gC_m2_", "NPP"),
+    ] {
+        rows.extend(map_row(
+            (&base.outputs, &scen.outputs, &cmp.outputs),
+            prefix,
+            &format!("{title}, {}", base.period_label),
+        ));
+    }
+    if let Some((b, c, d)) = &balance_rows {
+        rows.extend(map_row((b, c, d), "net_balance_tCO2_ha_yr", "net balance"));
+    }
+    let tables: Vec<PathBuf> = outputs
+        .iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "csv")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("scenario_"))
+        })
+        .cloned()
+        .collect();
+    outputs.push(report::write(
+        &s,
+        &job.out_dir,
+        scratch.path(),
+        &rows,
+        &tables,
+        &warnings,
+    )?);
     Ok(ScenarioSummary {
         name: s.name,
         changed_pixels: lc.changed_pixels(),
@@ -516,5 +550,32 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
         zone_table: cmp.zone_table + &balance_table,
         outputs,
         warnings,
+    })
+}
+
+/// The base's, the scenario's and the difference's rasters of one quantity (by file-name prefix).
+fn map_row(
+    (base, scen, diff): (&[PathBuf], &[PathBuf], &[PathBuf]),
+    prefix: &str,
+    title: &str,
+) -> Option<report::MapRow> {
+    let find = |list: &[PathBuf], want_diff: bool| {
+        list.iter()
+            .find(|p| {
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                n.starts_with(prefix)
+                    && n.ends_with(".tif")
+                    && n.contains("_difference") == want_diff
+            })
+            .cloned()
+    };
+    Some(report::MapRow {
+        title: title.to_string(),
+        base: find(base, false)?,
+        scenario: find(scen, false)?,
+        difference: find(diff, true)?,
     })
 }

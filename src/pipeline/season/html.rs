@@ -17,7 +17,7 @@ padding:0 1rem;color:#1b1b1b;line-height:1.45}h1{border-bottom:2px solid #2c7fb8
 h2{margin-top:2.5rem;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:1rem 0;font-size:.85rem;\
 display:block;overflow-x:auto}th,td{border:1px solid #bbb;padding:.25rem .5rem;text-align:left}th{background:#eef3f8}\
 img{max-width:100%;height:auto;border:1px solid #ddd;margin:.5rem 0}code{background:#f4f4f4;padding:0 .2rem;\
-word-break:break-all}ul.warnings{background:#fff7e0;border-left:4px solid #e6a700;padding:.5rem 1rem .5rem 2rem}";
+word-break:break-all}p img:not(:only-child){max-width:32.5%}ul.warnings{background:#fff7e0;border-left:4px solid #e6a700;padding:.5rem 1rem .5rem 2rem}";
 
 /// `md` (whose image paths are relative to `out`) as a complete HTML document with the images embedded.
 pub fn render(md: &str, out: &Path, title: &str) -> Result<String> {

@@ -11,6 +11,9 @@ mod html;
 mod report;
 mod run;
 
+pub(crate) use html::render as render_html;
+pub(crate) use report::markdown_table;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

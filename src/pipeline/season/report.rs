@@ -26,7 +26,7 @@ fn is_ext(p: &str, ext: &str) -> bool {
 }
 
 /// A CSV file as a Markdown table (first rows; comment lines skipped).
-fn markdown_table(path: &Path) -> Result<String> {
+pub(crate) fn markdown_table(path: &Path) -> Result<String> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
