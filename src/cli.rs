@@ -410,6 +410,12 @@ struct ScenarioArgs {
     /// Output folder: base/, scenario/, difference/ and the tables.
     #[arg(long, short)]
     out: PathBuf,
+    /// The base's NDVI composites instead of the file's base.ndvi (in a season: ndvi = "@ndvi").
+    #[arg(long)]
+    ndvi: Option<PathBuf>,
+    /// The base year instead of the file's base.year (in a season: year = "{year}").
+    #[arg(long)]
+    year: Option<i32>,
     /// Cloud-optimised GeoTIFFs with overviews.
     #[arg(long)]
     cog: bool,
@@ -1585,6 +1591,8 @@ fn scenario_cmd(a: ScenarioArgs, progress: &dyn Progress, quiet: bool) -> Result
     let job = crate::pipeline::scenario::ScenarioJob {
         file: a.file,
         out_dir: a.out,
+        ndvi: a.ndvi,
+        year: a.year,
         write: WriteOptions { cog: a.cog },
         memory_mb: a.memory_mb,
     };

@@ -207,7 +207,11 @@ fn cropland_to_grassland_takes_the_grassland_profile_and_the_zone_totals_add_up(
     let changes = csv_rows(&out.join("scenario_changes.csv"));
     assert_eq!(changes.len(), 1);
     let html = std::fs::read_to_string(out.join("scenario_report.html")).unwrap();
-    assert_eq!(html.matches("data:image/png;base64").count(), 6, "sequestration and NPP: base, scenario, difference");
+    assert_eq!(
+        html.matches("data:image/png;base64").count(),
+        6,
+        "sequestration and NPP: base, scenario, difference"
+    );
     assert_eq!(
         (
             changes[0]["from_code"].as_str(),
@@ -421,4 +425,41 @@ fn a_parameter_set_scenario_changes_only_what_the_parameters_drive() {
     let (dnpp, drh) = (diff("NPP_gC_m2"), diff("Rh_gC_m2"));
     assert!(dnpp.iter().all(|v| *v == 0.0 || v.is_nan()), "{dnpp:?}");
     assert!(drh.iter().any(|v| v.abs() > 1.0), "{drh:?}");
+}
+
+/// A scenario as a stage of a season config, its composites and year passed by the season: it runs, and a
+/// rerun finds it up to date.
+#[test]
+fn a_scenario_runs_as_a_season_stage_and_reruns_up_to_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(d.join("scenario.toml"), scenario(CHANGE)).unwrap();
+    std::fs::write(
+        d.join("season.toml"),
+        "[season]\ndefault = \"2021\"\nout = \"season/{season}\"\n\n[stages.meadow]\ncommand = \"scenario\"\n\
+         file = \"scenario.toml\"\nndvi = \"ndvi\"\nyear = \"{year}\"\n",
+    )
+    .unwrap();
+    let run = || {
+        let o = assert_cmd::Command::cargo_bin("carbonmap")
+            .unwrap()
+            .args(["--log-format", "json", "run"])
+            .arg(d.join("season.toml"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "stage")
+            .filter_map(|v| v["state"].as_str().map(str::to_string))
+            .last()
+            .unwrap_or_default()
+    };
+    assert_eq!(run(), "done");
+    assert!(d
+        .join("season/2021/meadow/scenario_zones_2021-06.csv")
+        .exists());
+    assert_eq!(run(), "up to date");
 }

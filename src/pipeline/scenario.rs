@@ -157,6 +157,9 @@ impl ChangeSpec {
 pub struct ScenarioJob {
     pub file: PathBuf,
     pub out_dir: PathBuf,
+    /// Overrides of the file's base.ndvi and base.year (a season's stage passes its own).
+    pub ndvi: Option<PathBuf>,
+    pub year: Option<i32>,
     pub write: WriteOptions,
     pub memory_mb: usize,
 }
@@ -294,7 +297,7 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
     };
     let base = NppJob {
         model,
-        ndvi_dir: at(&f.base.ndvi),
+        ndvi_dir: job.ndvi.clone().unwrap_or_else(|| at(&f.base.ndvi)),
         ndvi_index: "NDVI".into(),
         input_is_fpar: false,
         ndvi_band: f.base.ndvi_band,
@@ -303,7 +306,7 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
         landcover_band: f.base.landcover_band,
         legend: f.base.legend.clone(),
         drivers: at(&f.base.drivers),
-        year: f.base.year,
+        year: job.year.unwrap_or(f.base.year),
         months,
         casa_params: f
             .base

@@ -66,7 +66,7 @@ const FILE_OUTPUTS: [(&str, &str); 3] = [
 pub(super) const OPTIONAL_INPUTS: [&str; 1] = ["previous"];
 
 /// Commands a stage may run.
-const STAGE_COMMANDS: [&str; 11] = [
+const STAGE_COMMANDS: [&str; 12] = [
     "stack",
     "indices",
     "landcover check",
@@ -78,6 +78,7 @@ const STAGE_COMMANDS: [&str; 11] = [
     "balance",
     "regrid",
     "validate",
+    "scenario",
 ];
 
 /// Options that name a command's output file: the runner places every output in OUT/NAME.
