@@ -416,6 +416,9 @@ struct ScenarioArgs {
     /// The base year instead of the file's base.year (in a season: year = "{year}").
     #[arg(long)]
     year: Option<i32>,
+    /// The months instead of the file's base.months (in a season: months = "{months}").
+    #[arg(long)]
+    months: Option<String>,
     /// Cloud-optimised GeoTIFFs with overviews.
     #[arg(long)]
     cog: bool,
@@ -1593,6 +1596,7 @@ fn scenario_cmd(a: ScenarioArgs, progress: &dyn Progress, quiet: bool) -> Result
         out_dir: a.out,
         ndvi: a.ndvi,
         year: a.year,
+        months: a.months,
         write: WriteOptions { cog: a.cog },
         memory_mb: a.memory_mb,
     };

@@ -160,6 +160,7 @@ pub struct ScenarioJob {
     /// Overrides of the file's base.ndvi and base.year (a season's stage passes its own).
     pub ndvi: Option<PathBuf>,
     pub year: Option<i32>,
+    pub months: Option<String>,
     pub write: WriteOptions,
     pub memory_mb: usize,
 }
@@ -208,7 +209,9 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             None
         }
     };
-    let months = problems.take(crate::pipeline::npp::period::parse_months(&f.base.months));
+    let months = problems.take(crate::pipeline::npp::period::parse_months(
+        job.months.as_deref().unwrap_or(&f.base.months),
+    ));
     let legend = problems.take(Legend::resolve(&f.base.legend));
     if f.changes.is_empty() && f.emissions.is_empty() && f.parameters.is_none() {
         problems.push(Error::config(
