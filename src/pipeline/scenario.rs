@@ -23,7 +23,7 @@ use crate::io::{self, Grid, WriteOptions};
 use crate::landcover::Legend;
 use crate::lattice::LatticeSpec;
 use crate::pipeline::balance::{run_balance, BalanceJob, EmissionFactor};
-use crate::pipeline::npp::{run_npp, NppJob, NppModel};
+use crate::pipeline::npp::{run_npp, NppJob, NppModel, NppSummary};
 use crate::progress::Progress;
 use crate::zones::ZoneSpec;
 
@@ -440,37 +440,13 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
         )?;
     }
     crate::commit::prepare_folder(&job.out_dir)?;
-    let scratch_parent = job
-        .out_dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let scratch = tempfile::Builder::new()
-        .prefix(".carbonmap-scenario-")
-        .tempdir_in(scratch_parent)
-        .map_err(|e| Error::io(scratch_parent, "cannot create a scratch folder", e))?;
+    let scratch = scratch_folder(&job.out_dir)?;
     let lc = landcover::build(&s, &grid, scratch.path(), &job.out_dir.join("scenario"))?;
     let mut warnings = lc.warnings.clone();
     let subst = substitute::run(&s, &grid, &lc, scratch.path())?;
     warnings.extend(subst.warnings.iter().cloned());
     let base = run_npp(&s.base, progress)?;
-    // Without land-cover changes the scenario reads the base's composites and map as they are.
-    let scen_job = if s.changes.is_empty() {
-        NppJob {
-            out_dir: job.out_dir.join("scenario"),
-            ..s.scenario_params.clone()
-        }
-    } else {
-        NppJob {
-            ndvi_dir: subst.ndvi_dir.clone(),
-            ndvi_band: 1,
-            landcover: lc.scratch.clone(),
-            landcover_band: 1,
-            out_dir: job.out_dir.join("scenario"),
-            ..s.scenario_params.clone()
-        }
-    };
-    let scen = run_npp(&scen_job, progress)?;
+    let scen = run_npp(&scenario_npp_job(&s, &lc, &subst, &job.out_dir), progress)?;
     let cmp = compare::run(&s, &grid, &base, &scen, &lc, &job.out_dir, &job.write)?;
     let tables = compare::change_tables(&s, &lc, &subst, &job.out_dir, &base.period_label)?;
     let mut outputs = base.outputs.clone();
@@ -478,21 +454,116 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
     outputs.extend(cmp.outputs.iter().cloned());
     outputs.extend(tables);
     outputs.push(lc.output.clone());
-    let mut balance_table = String::new();
-    let mut balance_rows = None;
-    if let Some((lattice, factors)) = &s.balance {
-        let bal = |summary: &crate::pipeline::npp::NppSummary,
-                   run: &str,
-                   factors: Vec<EmissionFactor>| {
-            let seq = summary
-                .outputs
-                .iter()
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("sequestration_tCO2_ha_"))
-                })
-                .expect("every NPP run writes sequestration");
-            let job = BalanceJob {
+    let mut rows: Vec<report::MapRow> = [
+        ("sequestration_tCO2_ha_", "sequestration"),
+        ("NPP_gC_m2_", "NPP"),
+    ]
+    .iter()
+    .filter_map(|(prefix, title)| {
+        map_row(
+            (&base.outputs, &scen.outputs, &cmp.outputs),
+            prefix,
+            &format!("{title}, {}", base.period_label),
+        )
+    })
+    .collect();
+    let mut zone_table = cmp.zone_table;
+    if let Some(b) = balances(&s, &grid, (&base, &scen), job, progress)? {
+        rows.extend(map_row(
+            (&b.base, &b.scenario, &b.compared),
+            "net_balance_tCO2_ha_yr",
+            "net balance",
+        ));
+        outputs.extend(b.base.into_iter().chain(b.scenario).chain(b.compared));
+        zone_table += &b.table;
+    }
+    let tables: Vec<PathBuf> = outputs
+        .iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "csv")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("scenario_"))
+        })
+        .cloned()
+        .collect();
+    let html = report::write(&s, &job.out_dir, scratch.path(), &rows, &tables, &warnings)?;
+    outputs.push(html);
+    Ok(ScenarioSummary {
+        name: s.name,
+        changed_pixels: lc.changed_pixels(),
+        changed_ha: lc.changed_m2 / 1e4,
+        zone_table,
+        outputs,
+        warnings,
+    })
+}
+
+/// Working files (the scenario's land cover and composites) in a hidden folder beside the output folder,
+/// removed when the run ends.
+fn scratch_folder(out_dir: &Path) -> Result<tempfile::TempDir> {
+    let parent = out_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".carbonmap-scenario-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, "cannot create a scratch folder", e))
+}
+
+/// The scenario's NPP job: its own parameter sets, and its land cover and composites when they changed
+/// (without land-cover changes it reads the base's as they are).
+fn scenario_npp_job(
+    s: &Scenario,
+    lc: &landcover::LandCover,
+    subst: &substitute::Substitution,
+    out_dir: &Path,
+) -> NppJob {
+    let job = NppJob {
+        out_dir: out_dir.join("scenario"),
+        ..s.scenario_params.clone()
+    };
+    if s.changes.is_empty() {
+        return job;
+    }
+    NppJob {
+        ndvi_dir: subst.ndvi_dir.clone(),
+        ndvi_band: 1,
+        landcover: lc.scratch.clone(),
+        landcover_band: 1,
+        ..job
+    }
+}
+
+/// Both runs' balances (with a [balance] section) and their comparison.
+struct Balances {
+    base: Vec<PathBuf>,
+    scenario: Vec<PathBuf>,
+    compared: Vec<PathBuf>,
+    table: String,
+}
+
+fn balances(
+    s: &Scenario,
+    grid: &Grid,
+    (base, scen): (&NppSummary, &NppSummary),
+    job: &ScenarioJob,
+    progress: &dyn Progress,
+) -> Result<Option<Balances>> {
+    let Some((lattice, factors)) = &s.balance else {
+        return Ok(None);
+    };
+    let bal = |summary: &NppSummary, run: &str, factors: Vec<EmissionFactor>| {
+        let seq = summary
+            .outputs
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("sequestration_tCO2_ha_"))
+            })
+            .expect("every NPP run writes sequestration");
+        run_balance(
+            &BalanceJob {
                 sink: compare::readable(seq),
                 sink_band: 1,
                 sink_unit: None,
@@ -506,57 +577,19 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
                 write: job.write.clone(),
                 emission_factors: factors,
                 sink_label: Some(seq.display().to_string()),
-            };
-            run_balance(&job, progress)
-        };
-        let b = bal(&base, "base", Vec::new())?;
-        let c = bal(&scen, "scenario", factors.clone())?;
-        let (more, text) = compare::balance(&s, &grid, &b, &c, &job.out_dir, &job.write)?;
-        balance_rows = Some((b.outputs.clone(), c.outputs.clone(), more.clone()));
-        outputs.extend(b.outputs);
-        outputs.extend(c.outputs);
-        outputs.extend(more);
-        balance_table = text;
-    }
-    let mut rows = Vec::new();
-    for (prefix, title) in [
-        ("sequestration_tCO2_ha_", "sequestration"),
-        ("NPP_gC_m2_", "NPP"),
-    ] {
-        rows.extend(map_row(
-            (&base.outputs, &scen.outputs, &cmp.outputs),
-            prefix,
-            &format!("{title}, {}", base.period_label),
-        ));
-    }
-    if let Some((b, c, d)) = &balance_rows {
-        rows.extend(map_row((b, c, d), "net_balance_tCO2_ha_yr", "net balance"));
-    }
-    let tables: Vec<PathBuf> = outputs
-        .iter()
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "csv")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("scenario_"))
-        })
-        .cloned()
-        .collect();
-    outputs.push(report::write(
-        &s,
-        &job.out_dir,
-        scratch.path(),
-        &rows,
-        &tables,
-        &warnings,
-    )?);
-    Ok(ScenarioSummary {
-        name: s.name,
-        changed_pixels: lc.changed_pixels(),
-        changed_ha: lc.changed_m2 / 1e4,
-        zone_table: cmp.zone_table + &balance_table,
-        outputs,
-        warnings,
-    })
+            },
+            progress,
+        )
+    };
+    let b = bal(base, "base", Vec::new())?;
+    let c = bal(scen, "scenario", factors.clone())?;
+    let (compared, table) = compare::balance(s, grid, &b, &c, &job.out_dir, &job.write)?;
+    Ok(Some(Balances {
+        base: b.outputs,
+        scenario: c.outputs,
+        compared,
+        table,
+    }))
 }
 
 /// The base's, the scenario's and the difference's rasters of one quantity (by file-name prefix).
