@@ -454,7 +454,7 @@ fn a_scenario_runs_as_a_season_stage_and_reruns_up_to_date() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["event"] == "stage")
             .filter_map(|v| v["state"].as_str().map(str::to_string))
-            .last()
+            .next_back()
             .unwrap_or_default()
     };
     assert_eq!(run(), "done");
@@ -462,4 +462,38 @@ fn a_scenario_runs_as_a_season_stage_and_reruns_up_to_date() {
         .join("season/2021/meadow/scenario_zones_2021-06.csv")
         .exists());
     assert_eq!(run(), "up to date");
+}
+
+/// Transport halved inside a polygon (column 2, half of the east lattice cell): the east's net balance falls by
+/// half of that half-cell's transport, 30 / 2 / 2 = 7.5 t CO2 yr-1, and the west is untouched.
+#[test]
+fn an_emission_change_inside_polygons_changes_the_pixels_inside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    lattice(d);
+    std::fs::write(
+        d.join("street.toml"),
+        emissions_scenario(
+            "[[emissions]]\nsector = \"transport\"\npolygons = \"field.geojson\"\nfactor = 0.5\n",
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    carbonmap()
+        .arg("scenario")
+        .arg(d.join("street.toml"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
+    let diff = |zone: &str| {
+        common::cell(
+            rows.iter().find(|r| r["zone"] == zone).unwrap(),
+            "net_balance_tCO2_yr_difference",
+        )
+    };
+    assert_eq!(diff("west"), 0.0);
+    assert!((diff("east") + 7.5).abs() < 1e-6, "{}", diff("east"));
 }

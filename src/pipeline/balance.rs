@@ -84,7 +84,7 @@ pub fn check_emission_factors(
 ) -> Result<()> {
     let lat = Lattice::load(lattice)?;
     let z = zones.map(|z| Zones::load(z, grid)).transpose()?;
-    scale::Factors::resolve(list, &lat.sectors, z.as_ref(), &lattice.path).map(|_| ())
+    scale::Factors::resolve(list, &lat.sectors, z.as_ref(), grid, &lattice.path).map(|_| ())
 }
 
 /// The sink raster's unit: declared by the user, by the band, or by carbonmap's own UNITS tag.
@@ -180,12 +180,13 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
         Some(p) => problems.take(indicators::Previous::load(p)).flatten(),
         None => None,
     };
-    let factors = match &lattice {
-        Some(l) if job.zones.is_none() || zones.is_some() => problems
+    let factors = match (&lattice, &grid) {
+        (Some(l), Some(g)) if job.zones.is_none() || zones.is_some() => problems
             .take(scale::Factors::resolve(
                 &job.emission_factors,
                 &l.sectors,
                 zones.as_ref(),
+                g,
                 &job.lattice.path,
             ))
             .flatten(),
@@ -764,9 +765,14 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let m = sink_mass(&sink_reader, &p, &areas, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
         let (zone_ids, pop) = zones_and_population(&p, &areas, row0, nrows)?;
+        let mult = p
+            .factors
+            .as_ref()
+            .map(|f| f.strip(zone_ids.as_deref(), &grid, row0, nrows))
+            .transpose()?;
         let fine = FineCtx {
             lat,
-            factors: p.factors.as_ref(),
+            factors: mult.as_deref(),
             spread: &spread,
             usable: &usable,
             areas: &areas,
@@ -1779,7 +1785,8 @@ fn fine_writers(
 /// What pass 2 of `balance` needs to spread the lattice over one strip of the fine grid.
 struct FineCtx<'a> {
     lat: &'a Lattice,
-    factors: Option<&'a scale::Factors>,
+    /// The strip's emission multipliers (pixel-major, one per sector), with emission changes.
+    factors: Option<&'a [f64]>,
     spread: &'a Spread,
     usable: &'a [bool],
     areas: &'a crate::area::PixelAreas,
@@ -1824,8 +1831,9 @@ impl FineCtx<'_> {
             }
             let known = any && !missing;
             if let Some(f) = self.factors {
-                let z = zone_ids.map(|z| z[i]).filter(|z| *z != OUTSIDE);
-                e.iter_mut().zip(f.of(z)).for_each(|(x, m)| *x *= m);
+                e.iter_mut()
+                    .zip(&f[i * nsec..(i + 1) * nsec])
+                    .for_each(|(x, m)| *x *= m);
             }
             let etot: f64 = e.iter().sum();
             if known {

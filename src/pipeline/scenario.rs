@@ -72,6 +72,8 @@ struct EmissionsFile {
     sector: Option<String>,
     zone_field: Option<String>,
     zone: Option<String>,
+    /// Inside these polygons (any OGR file) instead of a zone.
+    polygons: Option<PathBuf>,
     factor: f64,
 }
 
@@ -286,6 +288,7 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             .map(|e| EmissionFactor {
                 level: e.zone_field.clone(),
                 zone: e.zone.clone(),
+                polygons: e.polygons.as_deref().map(at),
                 sector: e.sector.clone(),
                 factor: e.factor,
             })

@@ -1,13 +1,14 @@
 //! Emission changes (a scenario's "energy -20 % in the east district"): factors on the emissions each pixel
-//! receives, per sector (or every sector), everywhere or in one zone. A pixel's factor for a sector is the
-//! product of every change that names it. Applied to the fine emissions and so to the net balance rasters and
+//! receives, per sector (or every sector), everywhere, in one zone or inside polygons (pixel centres, any OGR
+//! file in any CRS). A pixel's factor for a sector is the product of every change that names it. Applied to the fine emissions and so to the net balance rasters and
 //! the zone tables; the per-cell lattice outputs show the lattice as given.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::zones::Zones;
+use crate::io::{self, Grid};
+use crate::zones::{Zones, OUTSIDE};
 
 /// One change: `factor` times the emissions of `sector` (all when None) in the zone whose `level` field is
 /// `zone` (everywhere when None).
@@ -15,6 +16,8 @@ use crate::zones::Zones;
 pub struct EmissionFactor {
     pub level: Option<String>,
     pub zone: Option<String>,
+    /// Inside these polygons instead of a zone.
+    pub polygons: Option<PathBuf>,
     pub sector: Option<String>,
     pub factor: f64,
 }
@@ -25,9 +28,10 @@ impl EmissionFactor {
             "{} x {} in {}",
             self.factor,
             self.sector.as_deref().unwrap_or("every sector"),
-            match (&self.level, &self.zone) {
-                (Some(l), Some(z)) => format!("{l} = {z}"),
-                (None, Some(z)) => format!("zone {z}"),
+            match (&self.level, &self.zone, &self.polygons) {
+                (_, _, Some(p)) => format!("the polygons of {}", p.display()),
+                (Some(l), Some(z), _) => format!("{l} = {z}"),
+                (None, Some(z), _) => format!("zone {z}"),
                 _ => "every zone".into(),
             }
         )
@@ -39,6 +43,8 @@ impl EmissionFactor {
 pub struct Factors {
     all: Vec<f64>,
     by_zone: BTreeMap<i32, Vec<f64>>,
+    /// Polygons (in the grid's CRS) and the multipliers of the pixels inside.
+    polygons: Vec<(Vec<gdal::vector::Geometry>, Vec<f64>)>,
 }
 
 impl Factors {
@@ -47,6 +53,7 @@ impl Factors {
         list: &[EmissionFactor],
         sectors: &[String],
         zones: Option<&Zones>,
+        grid: &Grid,
         origin: &Path,
     ) -> Result<Option<Factors>> {
         if list.is_empty() {
@@ -55,6 +62,7 @@ impl Factors {
         let mut problems = Vec::new();
         let mut all = vec![1.0; sectors.len()];
         let mut by_zone: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
+        let mut polygons = Vec::new();
         for f in list {
             let what = f.describe();
             if !(f.factor.is_finite() && f.factor >= 0.0) {
@@ -79,6 +87,23 @@ impl Factors {
                     }
                 },
             };
+            if let Some(p) = &f.polygons {
+                if f.zone.is_some() {
+                    problems.push(format!(
+                        "emission change {what}: give a zone or polygons, not both"
+                    ));
+                    continue;
+                }
+                match read_polygons(p, grid) {
+                    Ok(g) => {
+                        let mut m = vec![1.0; sectors.len()];
+                        ks.iter().for_each(|&k| m[k] = f.factor);
+                        polygons.push((g, m));
+                    }
+                    Err(e) => problems.extend(e.into_problems()),
+                }
+                continue;
+            }
             let Some(zone) = &f.zone else {
                 ks.iter().for_each(|&k| all[k] *= f.factor);
                 continue;
@@ -117,7 +142,38 @@ impl Factors {
         for m in by_zone.values_mut() {
             m.iter_mut().zip(&all).for_each(|(x, a)| *x *= a);
         }
-        Ok(Some(Factors { all, by_zone }))
+        Ok(Some(Factors {
+            all,
+            by_zone,
+            polygons,
+        }))
+    }
+
+    /// The multipliers of every pixel of rows `row0 .. row0 + nrows` (pixel-major, one per sector).
+    pub fn strip(
+        &self,
+        zone_ids: Option<&[i32]>,
+        grid: &Grid,
+        row0: usize,
+        nrows: usize,
+    ) -> Result<Vec<f64>> {
+        let n = grid.width * nrows;
+        let nsec = self.all.len();
+        let mut m = Vec::with_capacity(n * nsec);
+        for i in 0..n {
+            let z = zone_ids.map(|z| z[i]).filter(|z| *z != OUTSIDE);
+            m.extend_from_slice(self.of(z));
+        }
+        for (geoms, f) in &self.polygons {
+            let inside = io::rasterize_rows(geoms, &vec![1.0; geoms.len()], grid, row0, nrows, 0)?;
+            for (i, _) in inside.iter().enumerate().filter(|(_, v)| **v == 1) {
+                m[i * nsec..(i + 1) * nsec]
+                    .iter_mut()
+                    .zip(f)
+                    .for_each(|(x, f)| *x *= f);
+            }
+        }
+        Ok(m)
     }
 
     /// The multipliers of a pixel in zone `zone` (None: outside every zone).
@@ -167,4 +223,23 @@ fn matching_zones(
     } else {
         Ok(ids)
     }
+}
+
+/// The polygons of a vector file in the grid's CRS.
+fn read_polygons(p: &Path, grid: &Grid) -> Result<Vec<gdal::vector::Geometry>> {
+    let layer = io::read_vector(p, None, &[])?;
+    let crs = layer
+        .crs_wkt
+        .clone()
+        .ok_or_else(|| Error::input(p, "the polygons have no CRS"))?;
+    let mut geoms: Vec<_> = layer
+        .features
+        .into_iter()
+        .filter_map(|f| f.geometry)
+        .collect();
+    if geoms.is_empty() {
+        return Err(Error::input(p, "no polygons"));
+    }
+    io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
+    Ok(geoms)
 }
