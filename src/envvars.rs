@@ -7,11 +7,40 @@ pub fn expand(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> std::result::Result<String, String> {
+    expand_with(text, lookup, comment_start, |v| {
+        v.replace('\\', "\\\\").replace('"', "\\\"")
+    })
+}
+
+/// Expand `${NAME}` everywhere in an XML document (a GDAL VRT), values escaped for XML text.
+pub fn expand_xml(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
+    expand_with(
+        text,
+        lookup,
+        |_| None,
+        |v| {
+            v.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        },
+    )
+}
+
+/// `${NAME}` replaced by `escape(lookup(NAME))` in each line before `comment(line)`; every unset name and
+/// unclosed `${` listed by line.
+fn expand_with(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+    comment: impl Fn(&str) -> Option<usize>,
+    escape: impl Fn(&str) -> String,
+) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     for (n, line) in text.split_inclusive('\n').enumerate() {
-        let code_end = comment_start(line).unwrap_or(line.len());
-        let (code, comment) = line.split_at(code_end);
+        let (code, rest_of_line) = line.split_at(comment(line).unwrap_or(line.len()));
         let mut rest = code;
         while let Some(i) = rest.find("${") {
             out.push_str(&rest[..i]);
@@ -22,7 +51,7 @@ pub fn expand(
             };
             let name = &rest[i + 2..i + j];
             match lookup(name) {
-                Some(v) => out.push_str(&v.replace('\\', "\\\\").replace('"', "\\\"")),
+                Some(v) => out.push_str(&escape(&v)),
                 None => problems.push(format!(
                     "line {}: environment variable {name} is not set (named as ${{{name}}})",
                     n + 1
@@ -31,7 +60,7 @@ pub fn expand(
             rest = &rest[i + j + 1..];
         }
         out.push_str(rest);
-        out.push_str(comment);
+        out.push_str(rest_of_line);
     }
     if problems.is_empty() {
         Ok(out)
@@ -60,45 +89,6 @@ fn comment_start(line: &str) -> Option<usize> {
         }
     }
     None
-}
-
-/// Expand `${NAME}` everywhere in an XML document (a GDAL VRT), values escaped for XML text.
-pub fn expand_xml(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> std::result::Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut problems = Vec::new();
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
-        while let Some(i) = rest.find("${") {
-            out.push_str(&rest[..i]);
-            let Some(j) = rest[i..].find('}') else {
-                problems.push(format!("line {}: unclosed ${{", n + 1));
-                rest = "";
-                break;
-            };
-            let name = &rest[i + 2..i + j];
-            match lookup(name) {
-                Some(v) => out.push_str(
-                    &v.replace('&', "&amp;")
-                        .replace('<', "&lt;")
-                        .replace('>', "&gt;"),
-                ),
-                None => problems.push(format!(
-                    "line {}: environment variable {name} is not set (named as ${{{name}}})",
-                    n + 1
-                )),
-            }
-            rest = &rest[i + j + 1..];
-        }
-        out.push_str(rest);
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems.join("; "))
-    }
 }
 
 /// The process environment.

@@ -123,26 +123,7 @@ fn fixture(d: &Path) {
         .status()
         .expect("python3 with osgeo (scripts/test.sh installs python3-gdal)");
     assert!(ok.success());
-    let nd = d.join("ndvi");
-    std::fs::create_dir_all(&nd).unwrap();
-    for m in 1..=12 {
-        write_raster(
-            &nd.join(format!("NDVI_2021-{m:02}.tif")),
-            Some(32630),
-            GT,
-            (W, H),
-            &[("NDVI median", NDVI.to_vec())],
-            None,
-        );
-    }
-    write_raster(
-        &d.join("lc.tif"),
-        Some(32630),
-        GT,
-        (W, H),
-        &[("lc", LC.to_vec())],
-        Some(0.0),
-    );
+    common::casa_scene(d, GT, (W, H), (&NDVI, 1.0), &LC);
     std::fs::write(
         d.join("monthly.toml"),
         "step = \"month\"\n[raster.tmean]\nfile = \"ref_tmean.tif\"\nunit = \"degC\"\n\

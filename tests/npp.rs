@@ -15,29 +15,9 @@ const LC: [u8; W * H] = [30, 30, 10, 50, 30, 0, 30, 80];
 const NDVI: [f32; W * H] = [0.4, 0.4, 0.7, 0.3, f32::NAN, 0.4, 0.4, 0.4];
 
 fn fixture(dir: &Path) {
-    let nd = dir.join("ndvi");
-    std::fs::create_dir_all(&nd).unwrap();
     // June is the year's greenest month (CASA's optimum temperature is June's, 15 C); the other months'
     // NDVI is 0.9 times June's.
-    for m in 1..=12 {
-        let f = if m == 6 { 1.0 } else { 0.9 };
-        write_raster(
-            &nd.join(format!("NDVI_2021-{m:02}.tif")),
-            Some(32630),
-            GT,
-            (W, H),
-            &[("NDVI median", NDVI.iter().map(|v| v * f).collect())],
-            None,
-        );
-    }
-    write_raster(
-        &dir.join("lc.tif"),
-        Some(32630),
-        GT,
-        (W, H),
-        &[("lc", LC.to_vec())],
-        Some(0.0),
-    );
+    common::casa_scene(dir, GT, (W, H), (&NDVI, 0.9), &LC);
     std::fs::write(dir.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
     std::fs::write(dir.join("drivers.toml"), DRIVERS).unwrap();
 }

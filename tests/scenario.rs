@@ -35,27 +35,7 @@ fn collection(features: &[String]) -> String {
 }
 
 fn fixture(d: &Path) {
-    let nd = d.join("ndvi");
-    std::fs::create_dir_all(&nd).unwrap();
-    for m in 1..=12 {
-        let f = if m == 6 { 1.0 } else { 0.9 };
-        write_raster(
-            &nd.join(format!("NDVI_2021-{m:02}.tif")),
-            Some(32630),
-            GT,
-            (W, H),
-            &[("NDVI median", NDVI.iter().map(|v| v * f).collect())],
-            None,
-        );
-    }
-    write_raster(
-        &d.join("lc.tif"),
-        Some(32630),
-        GT,
-        (W, H),
-        &[("lc", LC.to_vec())],
-        Some(0.0),
-    );
+    common::casa_scene(d, GT, (W, H), (&NDVI, 0.9), &LC);
     std::fs::write(d.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
     std::fs::write(d.join("drivers.toml"), DRIVERS).unwrap();
     // Column 2 (the cropland) and the west and east halves as zones.
@@ -102,6 +82,16 @@ min_pixels = 2
     )
 }
 
+/// `carbonmap scenario FILE -o OUT`.
+fn scenario_cmd(file: &Path, out: &Path) -> assert_cmd::assert::Assert {
+    carbonmap()
+        .arg("scenario")
+        .arg(file)
+        .arg("-o")
+        .arg(out)
+        .assert()
+}
+
 const CHANGE: &str = "[[change]]\npolygons = \"field.geojson\"\nfrom = [40]\nto = 30\n";
 
 #[test]
@@ -111,13 +101,7 @@ fn cropland_to_grassland_takes_the_grassland_profile_and_the_zone_totals_add_up(
     fixture(d);
     std::fs::write(d.join("scenario.toml"), scenario(CHANGE)).unwrap();
     let out = d.join("out");
-    carbonmap()
-        .arg("scenario")
-        .arg(d.join("scenario.toml"))
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    scenario_cmd(&d.join("scenario.toml"), &out).success();
     let period = "2021-06";
     let npp = |run: &str| read_band(&out.join(run).join(format!("NPP_gC_m2_{period}.tif")), 1).0;
     let (base, scen) = (npp("base"), npp("scenario"));
@@ -244,13 +228,7 @@ fn bad_scenarios_are_refused_before_computing_with_every_problem() {
     let refused = |change: &str, want: &[&str]| {
         std::fs::write(d.join("bad.toml"), scenario(change)).unwrap();
         let out = d.join("bad-out");
-        let a = carbonmap()
-            .arg("scenario")
-            .arg(d.join("bad.toml"))
-            .arg("-o")
-            .arg(&out)
-            .assert()
-            .code(2);
+        let a = scenario_cmd(&d.join("bad.toml"), &out).code(2);
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
         for w in want {
             assert!(err.contains(w), "missing '{w}' in:\n{err}");
@@ -310,13 +288,7 @@ fn an_emission_cut_in_one_zone_changes_only_that_zones_net_balance() {
     )
     .unwrap();
     let out = d.join("out");
-    carbonmap()
-        .arg("scenario")
-        .arg(d.join("cut.toml"))
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    scenario_cmd(&d.join("cut.toml"), &out).success();
     let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
     let row = |zone: &str| rows.iter().find(|r| r["zone"] == zone).unwrap().clone();
     let num = |r: &std::collections::HashMap<String, String>, k: &str| common::cell(r, k);
@@ -376,13 +348,7 @@ fn emission_changes_the_lattice_cannot_take_are_refused() {
     )
     .unwrap();
     let out = d.join("bad-out");
-    let a = carbonmap()
-        .arg("scenario")
-        .arg(d.join("bad.toml"))
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .code(2);
+    let a = scenario_cmd(&d.join("bad.toml"), &out).code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     for want in [
         "the lattice has no sector aviation",
@@ -407,13 +373,7 @@ fn a_parameter_set_scenario_changes_only_what_the_parameters_drive() {
     )
     .unwrap();
     let out = d.join("out");
-    carbonmap()
-        .arg("scenario")
-        .arg(d.join("rh.toml"))
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    scenario_cmd(&d.join("rh.toml"), &out).success();
     let diff = |name: &str| {
         read_band(
             &out.join("difference")
@@ -480,13 +440,7 @@ fn an_emission_change_inside_polygons_changes_the_pixels_inside() {
     )
     .unwrap();
     let out = d.join("out");
-    carbonmap()
-        .arg("scenario")
-        .arg(d.join("street.toml"))
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    scenario_cmd(&d.join("street.toml"), &out).success();
     let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
     let diff = |zone: &str| {
         common::cell(

@@ -363,3 +363,35 @@ tmean = { column = "t", unit = "degC" }
 precip = { column = "p", unit = "mm" }
 srad = { column = "sol", unit = "MJ m-2" }
 "#;
+
+/// A small CASA scene on UTM 30N in `dir`: ndvi/NDVI_2021-MM.tif (June `ndvi`, every other month `other` times
+/// it) and lc.tif (`lc`, nodata 0), both `size` pixels at geotransform `gt`.
+pub fn casa_scene(
+    dir: &Path,
+    gt: [f64; 6],
+    size: (usize, usize),
+    (ndvi, other): (&[f32], f32),
+    lc: &[u8],
+) {
+    let nd = dir.join("ndvi");
+    std::fs::create_dir_all(&nd).unwrap();
+    for m in 1..=12 {
+        let f = if m == 6 { 1.0 } else { other };
+        write_raster(
+            &nd.join(format!("NDVI_2021-{m:02}.tif")),
+            Some(32630),
+            gt,
+            size,
+            &[("NDVI median", ndvi.iter().map(|v| v * f).collect())],
+            None,
+        );
+    }
+    write_raster(
+        &dir.join("lc.tif"),
+        Some(32630),
+        gt,
+        size,
+        &[("lc", lc.to_vec())],
+        Some(0.0),
+    );
+}

@@ -260,10 +260,7 @@ fn for_donors(
     for row0 in (0..grid.height).step_by(rows) {
         let n = rows.min(grid.height - row0);
         let len = n * grid.width;
-        let (mut cls, mut by, mut v) = (vec![0i32; len], vec![0i32; len], vec![0f32; len]);
-        lcr.read_rows(0, row0, n, &mut cls)?;
-        lcr.read_rows(1, row0, n, &mut by)?;
-        ndvi.read_rows(0, row0, n, &mut v)?;
+        let (cls, by, v) = read_strip(lcr, ndvi, row0, n, len)?;
         for px in 0..len {
             if by[px] == 0 && v[px].is_finite() {
                 f(px % grid.width, row0 + px / grid.width, cls[px], v[px]);
@@ -271,6 +268,21 @@ fn for_donors(
         }
     }
     Ok(())
+}
+
+/// A strip's scenario class, change and NDVI.
+fn read_strip(
+    lcr: &GridReader,
+    ndvi: &GridReader,
+    row0: usize,
+    n: usize,
+    len: usize,
+) -> Result<(Vec<i32>, Vec<i32>, Vec<f32>)> {
+    let (mut cls, mut by, mut v) = (vec![0i32; len], vec![0i32; len], vec![0f32; len]);
+    lcr.read_rows(0, row0, n, &mut cls)?;
+    lcr.read_rows(1, row0, n, &mut by)?;
+    ndvi.read_rows(0, row0, n, &mut v)?;
+    Ok((cls, by, v))
 }
 
 /// The scenario's composite of one month: changed pixels take their group's median, others their own value.
@@ -297,10 +309,7 @@ fn write_month(
     for row0 in (0..grid.height).step_by(rows) {
         let n = rows.min(grid.height - row0);
         let len = n * grid.width;
-        let (mut cls, mut by, mut v) = (vec![0i32; len], vec![0i32; len], vec![0f32; len]);
-        lcr.read_rows(0, row0, n, &mut cls)?;
-        lcr.read_rows(1, row0, n, &mut by)?;
-        ndvi.read_rows(0, row0, n, &mut v)?;
+        let (cls, by, mut v) = read_strip(lcr, ndvi, row0, n, len)?;
         for px in 0..len {
             if by[px] > 0 {
                 v[px] = values.get(&(by[px], cls[px])).copied().unwrap_or(f32::NAN);
