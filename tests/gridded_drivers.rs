@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{carbonmap, read_band, write_raster};
+use common::{carbonmap, read_band};
 
 const W: usize = 4;
 const H: usize = 2;
