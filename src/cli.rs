@@ -494,6 +494,17 @@ struct NppArgs {
     /// Working-memory budget per strip in MiB.
     #[arg(long, default_value_t = 64)]
     memory_mb: usize,
+    /// Monte Carlo: this many draws of the parameters of --uncertainty (per-pixel mean, sd and 5/50/95th
+    /// percentiles of NPP, NEP and sequestration, and totals with intervals computed per draw).
+    #[arg(long, requires = "uncertainty")]
+    draws: Option<usize>,
+    /// Uncertainty file (TOML: multiplicative parameters of NPP per vegetation type and of Rh, each with a
+    /// relative sd and its source; a correlation between them).
+    #[arg(long, requires = "draws")]
+    uncertainty: Option<PathBuf>,
+    /// Seed of the draws (the same seed gives the same draws on any machine and thread count).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Region-specific correction table: a built-in name (models/corrections/) or a CSV (as `carbonmap
     /// calibrate` writes). Factors per zone x class, zone or class on epsilon max or NPP.
     #[arg(long)]
@@ -1575,6 +1586,14 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
             layer: a.zone_layer,
             band: 1,
         }),
+        draws: match (a.draws, a.uncertainty) {
+            (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
+                file,
+                n,
+                seed: a.seed,
+            }),
+            _ => None,
+        },
     };
     let s = run_npp(&job, progress)?;
     if !quiet {

@@ -197,6 +197,15 @@ pub fn staged() -> Vec<(PathBuf, PathBuf)> {
         .unwrap_or_default()
 }
 
+/// Where a file this command has written but not yet committed can be read (its temporary name), else the
+/// path itself.
+pub fn readable(target: &Path) -> PathBuf {
+    staged()
+        .into_iter()
+        .find(|(_, t)| t == target)
+        .map_or_else(|| target.to_path_buf(), |(tmp, _)| tmp)
+}
+
 /// Whether a command scope is active (writers then stage instead of renaming).
 pub fn active() -> bool {
     !state().scopes.is_empty()

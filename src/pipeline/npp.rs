@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::correction::{CorrectionTable, Level, Target};
 use crate::drivers::{Drivers, Plane, Step, Var};
+pub mod draws;
 mod fill;
 pub mod period;
 use fill::{FillCounts, Timeline, W0};
@@ -102,6 +103,8 @@ pub struct NppJob {
     /// Region-specific correction table (built-in name or CSV) and the zones it names.
     pub corrections: Option<String>,
     pub zones: Option<ZoneSpec>,
+    /// Monte Carlo over the parameters of an uncertainty file (`--draws`).
+    pub draws: Option<draws::DrawSpec>,
 }
 
 /// Per-class summary row.
@@ -1212,6 +1215,30 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         "fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)"
     )];
     io::write_table(&table, table_text.as_bytes(), &notes)?;
+    if let Some(spec) = &job.draws {
+        let file = draws::UncertaintyFile::load(&spec.file)?;
+        let d = draws::Draws::new(file, &spec.file, spec.n, spec.seed);
+        let find = |stem: &str| {
+            outputs
+                .iter()
+                .find(|o| {
+                    o.file_name().is_some_and(|n| {
+                        n.to_string_lossy() == format!("{stem}_{}.tif", p.period.label)
+                    })
+                })
+                .cloned()
+                .expect("the period outputs")
+        };
+        let (npp, rh) = (find("NPP_gC_m2"), find("Rh_gC_m2"));
+        outputs.extend(draws::write(
+            job,
+            &p.legend,
+            (&npp, &rh),
+            &p.period.label,
+            &d,
+            spec.seed,
+        )?);
+    }
     Ok(NppSummary {
         outputs,
         table,

@@ -337,6 +337,7 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
         strict_months: false,
         corrections: None,
         zones: None,
+        draws: None,
     };
     let p = f.parameters.unwrap_or(ParametersFile {
         casa_params: None,

@@ -34,13 +34,7 @@ pub struct Compared {
     pub zone_table: String,
 }
 
-/// Where a file the command has written but not yet committed can be read.
-pub fn readable(target: &Path) -> PathBuf {
-    crate::commit::staged()
-        .into_iter()
-        .find(|(_, t)| t == target)
-        .map_or_else(|| target.to_path_buf(), |(tmp, _)| tmp)
-}
+pub use crate::commit::readable;
 
 /// Per zone: changed area (m2) and, per compared output, (base total, scenario total, base pixels without a
 /// result, scenario pixels without a result).
