@@ -451,3 +451,54 @@ fn an_emission_change_inside_polygons_changes_the_pixels_inside() {
     assert_eq!(diff("west"), 0.0);
     assert!((diff("east") + 7.5).abs() < 1e-6, "{}", diff("east"));
 }
+
+/// Paired draws: grassland's NPP multiplier sd 0.1, cropland's 0.2, independent. The east zone's NEP
+/// difference (Rh unchanged) is m_grass A - m_crop B with A and B the changed pixels' scenario and base NPP
+/// over their area, so its sd is sqrt((0.1 A)^2 + (0.2 B)^2) (by hand from the rasters) and its mean the
+/// deterministic difference; the west's difference is exactly zero in every draw.
+#[test]
+fn paired_draws_give_the_zone_differences_spread_worked_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"t\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grassland\"\nsd = 0.1\nsource = \"test\"\n\
+         [[parameter]]\ntarget = \"npp\"\nvegetation_type = \"cropland\"\nsd = 0.2\nsource = \"test\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("draws.toml"),
+        scenario(CHANGE) + "[uncertainty]\nfile = \"u.toml\"\ndraws = 20000\nseed = 5\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    scenario_cmd(&d.join("draws.toml"), &out).success();
+    let npp = |run: &str| read_band(&out.join(run).join("NPP_gC_m2_2021-06.tif"), 1).0;
+    let (base, scen) = (npp("base"), npp("scenario"));
+    let m2 = 900.0 / (0.9996f64 * 0.9996);
+    let a: f64 = [2, 6].iter().map(|&px| scen[px] * m2 / 1e6).sum();
+    let b: f64 = [2, 6].iter().map(|&px| base[px] * m2 / 1e6).sum();
+    let sd = ((0.1 * a).powi(2) + (0.2 * b).powi(2)).sqrt();
+    let rows = csv_rows(&out.join("scenario_zones_draws_2021-06.csv"));
+    let nep = |zone: &str| {
+        rows.iter()
+            .find(|r| r["name"] == zone && r["quantity"] == "NEP_difference")
+            .unwrap()
+            .clone()
+    };
+    let east = nep("east");
+    assert!(
+        (common::cell(&east, "sd") / sd - 1.0).abs() < 0.03,
+        "{east:?} vs {sd}"
+    );
+    assert!(
+        (common::cell(&east, "mean") - (a - b)).abs() < 3.0 * sd / 141.0,
+        "{east:?}"
+    );
+    let west = nep("west");
+    assert_eq!(
+        (common::cell(&west, "sd"), common::cell(&west, "p95")),
+        (0.0, 0.0)
+    );
+}

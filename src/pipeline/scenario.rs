@@ -40,8 +40,24 @@ struct ScenarioFile {
     balance: Option<BalanceFile>,
     /// Parameter sets of the scenario's run (for example a calibrated one against the defaults).
     parameters: Option<ParametersFile>,
+    /// Paired Monte Carlo draws for the differences' intervals.
+    uncertainty: Option<UncertaintySection>,
     #[serde(default, rename = "emissions")]
     emissions: Vec<EmissionsFile>,
+}
+
+/// `[uncertainty]`: an uncertainty file (as `npp --uncertainty`), the number of draws and the seed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UncertaintySection {
+    file: PathBuf,
+    draws: usize,
+    #[serde(default = "one_u64")]
+    seed: u64,
+}
+
+fn one_u64() -> u64 {
+    1
 }
 
 /// The scenario run's own parameter sets (each defaults to the base's).
@@ -192,6 +208,8 @@ struct Scenario {
     balance: Option<(LatticeSpec, Vec<EmissionFactor>)>,
     /// The scenario's NPP job with its own parameter sets (inputs and output folder are set when it runs).
     scenario_params: NppJob,
+    /// Paired draws (`[uncertainty]`).
+    draws: Option<crate::pipeline::npp::draws::Draws>,
 }
 
 fn load(job: &ScenarioJob) -> Result<Scenario> {
@@ -354,7 +372,18 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             .unwrap_or_else(|| base.pmodel_params.clone()),
         ..base.clone()
     };
+    let draws = match f.uncertainty {
+        None => None,
+        Some(u) => {
+            let path = at(&u.file);
+            let spec = crate::pipeline::npp::draws::UncertaintyFile::load(&path)?;
+            Some(crate::pipeline::npp::draws::Draws::new(
+                spec, &path, u.draws, u.seed,
+            ))
+        }
+    };
     Ok(Scenario {
+        draws,
         scenario_params,
         name: f.name,
         description: f.description.unwrap_or_default(),
@@ -471,6 +500,16 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
         )
     })
     .collect();
+    if let Some(d) = &s.draws {
+        outputs.push(compare::paired_draws(
+            &s,
+            &grid,
+            (&base, &scen),
+            &lc,
+            d,
+            &job.out_dir,
+        )?);
+    }
     let mut zone_table = cmp.zone_table;
     if let Some(b) = balances(&s, &grid, (&base, &scen), job, progress)? {
         rows.extend(map_row(
