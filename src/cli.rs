@@ -630,6 +630,17 @@ struct BalanceArgs {
     /// example "t CO2 ha-1 yr-1".
     #[arg(long)]
     sink_unit: Option<String>,
+    /// Monte Carlo: this many draws of the emission sectors' and the sink's relative errors of --uncertainty
+    /// (zones_balance_draws.csv: every zone's totals with intervals computed per draw).
+    #[arg(long, requires = "uncertainty")]
+    draws: Option<usize>,
+    /// Uncertainty file (TOML: parameters with target "emissions" (optionally a sector) or "sequestration",
+    /// each with a relative sd and its source).
+    #[arg(long, requires = "draws")]
+    uncertainty: Option<PathBuf>,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     #[command(flatten)]
     lattice: LatticeArgs,
     #[command(flatten)]
@@ -1664,6 +1675,14 @@ fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<(
         write: crate::io::WriteOptions { cog: a.cog },
         emission_factors: Vec::new(),
         sink_label: None,
+        draws: match (a.draws, a.uncertainty) {
+            (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
+                file,
+                n,
+                seed: a.seed,
+            }),
+            _ => None,
+        },
     };
     let s = crate::pipeline::balance::run_balance(&job, progress)?;
     if !quiet {

@@ -849,3 +849,36 @@ fn change_since_the_previous_season() {
         "d2 previous",
     );
 }
+
+/// Monte Carlo on the hand case: the grid receives E = 5 + 12 = 17 t CO2 yr-1 of fossil emissions (500 of A's
+/// 900 m2, 600 of B's) against S = 0.4 + 0.8 + 1.2 = 2.4 of sequestration. Fossil's multiplier sd 0.1, the
+/// sink's 0.3, correlation 0.5 (covariance 0.5 x 0.1 x 0.3 = 0.015): Var(net) = 17^2 0.01 + 2.4^2 0.09
+/// - 2 x 17 x 2.4 x 0.015 = 2.89 + 0.5184 - 1.224 = 2.1844, sd 1.477972; mean 14.6.
+#[test]
+fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    hand_case(d);
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"t\"\ncorrelation = 0.5\n[[parameter]]\ntarget = \"emissions\"\nsector = \"fossil\"\nsd = 0.1\n\
+         source = \"test\"\n[[parameter]]\ntarget = \"sequestration\"\nsd = 0.3\nsource = \"test\"\n",
+    )
+    .unwrap();
+    balance(
+        d,
+        "out",
+        &["--draws", "40000", "--seed", "9", "--uncertainty", "u.toml"],
+    )
+    .success();
+    let rows = table(&d.join("out/zones_balance_draws.csv"));
+    let net = rows
+        .iter()
+        .find(|r| r["zone"] == "all" && r["quantity"] == "net_balance")
+        .unwrap();
+    assert!((val(net, "sd") / 1.477972 - 1.0).abs() < 0.02, "{net:?}");
+    assert!(
+        (val(net, "mean") - 14.6).abs() < 4.0 * 1.477972 / 200.0,
+        "{net:?}"
+    );
+}

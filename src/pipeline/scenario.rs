@@ -620,6 +620,7 @@ fn balances(
                 write: job.write.clone(),
                 emission_factors: factors,
                 sink_label: Some(seq.display().to_string()),
+                draws: None,
             },
             progress,
         )

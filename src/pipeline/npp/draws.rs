@@ -32,10 +32,13 @@ pub struct UncertaintyFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parameter {
-    /// "npp" (a multiplier of NPP) or "rh" (of Rh).
+    /// "npp" (a multiplier of NPP), "rh" (of Rh), "emissions" (of a lattice sector's emissions, in
+    /// `balance`) or "sequestration" (of the sink, in `balance`).
     pub target: String,
     /// For "npp": the vegetation type whose classes it multiplies ("*": every type without its own entry).
     pub vegetation_type: Option<String>,
+    /// For "emissions": the sector ("*" or absent: every sector without its own entry).
+    pub sector: Option<String>,
     /// Relative standard deviation of the multiplier (normal with mean 1).
     pub sd: f64,
     /// Where the value comes from (required: a distribution is a claim about the world).
@@ -60,8 +63,10 @@ impl UncertaintyFile {
         }
         for (i, p) in f.parameters.iter().enumerate() {
             let what = format!("parameter {} ({})", i + 1, p.target);
-            if p.target != "npp" && p.target != "rh" {
-                problems.push(format!("{what}: target must be npp or rh"));
+            if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) {
+                problems.push(format!(
+                    "{what}: target must be npp, rh, emissions or sequestration"
+                ));
             }
             if p.target == "npp" && p.vegetation_type.is_none() {
                 problems.push(format!("{what}: name the vegetation_type (or \"*\")"));
@@ -73,8 +78,10 @@ impl UncertaintyFile {
                 problems.push(format!("{what}: give its source"));
             }
         }
-        if f.parameters.iter().filter(|p| p.target == "rh").count() > 1 {
-            problems.push("at most one rh parameter".into());
+        for t in ["rh", "sequestration"] {
+            if f.parameters.iter().filter(|p| p.target == t).count() > 1 {
+                problems.push(format!("at most one {t} parameter"));
+            }
         }
         if problems.is_empty() {
             Ok(f)
@@ -129,6 +136,31 @@ impl Draws {
         self.spec.parameters.iter().position(|p| p.target == "rh")
     }
 
+    /// The emissions parameter of a lattice sector (its own entry, else "*" or one without a sector).
+    pub fn emissions_param(&self, sector: &str) -> Option<usize> {
+        let ps = &self.spec.parameters;
+        ps.iter()
+            .position(|p| p.target == "emissions" && p.sector.as_deref() == Some(sector))
+            .or_else(|| {
+                ps.iter().position(|p| {
+                    p.target == "emissions" && matches!(p.sector.as_deref(), None | Some("*"))
+                })
+            })
+    }
+
+    pub fn sequestration_param(&self) -> Option<usize> {
+        self.spec
+            .parameters
+            .iter()
+            .position(|p| p.target == "sequestration")
+    }
+
+    /// Multiplier `k` (1 for none) in draw `d`.
+    #[inline]
+    pub fn at(&self, d: usize, k: Option<usize>) -> f64 {
+        k.map_or(1.0, |k| self.m[d][k])
+    }
+
     /// Draw `d` of a pixel with NPP `npp` and Rh `rh` whose type has NPP parameter `k`: (NPP, NEP).
     #[inline]
     pub fn pixel(&self, d: usize, k: Option<usize>, npp: f64, rh: f64) -> (f64, f64) {
@@ -171,6 +203,7 @@ mod tests {
         let p = |t: &str, sd: f64| Parameter {
             target: "npp".into(),
             vegetation_type: Some(t.into()),
+            sector: None,
             sd,
             source: "test".into(),
         };
