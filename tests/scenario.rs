@@ -502,3 +502,30 @@ fn paired_draws_give_the_zone_differences_spread_worked_by_hand() {
         (0.0, 0.0)
     );
 }
+
+/// An absolute cut, -16 t CO2 yr-1 of the east's energy (80), is the factor 0.8: the same -16 there.
+#[test]
+fn an_absolute_emission_change_becomes_a_factor_of_the_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    lattice(d);
+    std::fs::write(
+        d.join("abs.toml"),
+        emissions_scenario(
+            "[[emissions]]\nsector = \"energy\"\nzone_field = \"name\"\nzone = \"east\"\nchange_tco2_yr = -16.0\n",
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    scenario_cmd(&d.join("abs.toml"), &out).success();
+    let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
+    let diff = |zone: &str| {
+        common::cell(
+            rows.iter().find(|r| r["zone"] == zone).unwrap(),
+            "net_balance_tCO2_yr_difference",
+        )
+    };
+    assert_eq!(diff("west"), 0.0);
+    assert!((diff("east") + 16.0).abs() < 1e-6, "{}", diff("east"));
+}

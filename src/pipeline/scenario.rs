@@ -90,7 +90,10 @@ struct EmissionsFile {
     zone: Option<String>,
     /// Inside these polygons (any OGR file) instead of a zone.
     polygons: Option<PathBuf>,
-    factor: f64,
+    /// A factor on the emissions, or an absolute change (t CO2 yr-1, negative = a cut) of the zone's (or the
+    /// whole area's) base emissions of the sector, turned into a factor once the base is balanced.
+    factor: Option<f64>,
+    change_tco2_yr: Option<f64>,
 }
 
 /// The base run: `carbonmap npp`'s inputs.
@@ -204,8 +207,8 @@ struct Scenario {
     substitution: SubstitutionSpec,
     changes: Vec<ChangeSpec>,
     legend: Legend,
-    /// The lattice, and the scenario's emission changes.
-    balance: Option<(LatticeSpec, Vec<EmissionFactor>)>,
+    /// The lattice, the scenario's emission changes, and those given as absolute changes (index, t CO2 yr-1).
+    balance: Option<(LatticeSpec, Vec<EmissionFactor>, Vec<(usize, f64)>)>,
     /// The scenario's NPP job with its own parameter sets (inputs and output folder are set when it runs).
     scenario_params: NppJob,
     /// Paired draws (`[uncertainty]`).
@@ -300,18 +303,44 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
         if !spec.path.exists() {
             problems.push(Error::input(&spec.path, "file does not exist"));
         }
+        let mut absolute = Vec::new();
         let factors = f
             .emissions
             .iter()
-            .map(|e| EmissionFactor {
-                level: e.zone_field.clone(),
-                zone: e.zone.clone(),
-                polygons: e.polygons.as_deref().map(at),
-                sector: e.sector.clone(),
-                factor: e.factor,
+            .enumerate()
+            .map(|(i, e)| {
+                let factor = match (e.factor, e.change_tco2_yr, &e.polygons) {
+                    (Some(x), None, _) => x,
+                    (None, Some(c), None) => {
+                        absolute.push((i, c));
+                        // A placeholder until the base's emissions are known (not 1, which changes nothing).
+                        0.0
+                    }
+                    (None, Some(_), Some(_)) => {
+                        problems.push(Error::config(
+                            &job.file,
+                            format!("emissions {}: an absolute change applies to a zone or the whole area, not to polygons", i + 1),
+                        ));
+                        0.0
+                    }
+                    _ => {
+                        problems.push(Error::config(
+                            &job.file,
+                            format!("emissions {}: give exactly one of factor or change_tco2_yr", i + 1),
+                        ));
+                        0.0
+                    }
+                };
+                EmissionFactor {
+                    level: e.zone_field.clone(),
+                    zone: e.zone.clone(),
+                    polygons: e.polygons.as_deref().map(at),
+                    sector: e.sector.clone(),
+                    factor,
+                }
             })
             .collect();
-        (spec, factors)
+        (spec, factors, absolute)
     });
     problems.finish()?;
     let (Some(model), Some(months), Some(legend), Some(substitution)) =
@@ -464,7 +493,7 @@ fn ndvi_grid(base: &NppJob) -> Result<Grid> {
 pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<ScenarioSummary> {
     let s = load(job)?;
     let grid = ndvi_grid(&s.base)?;
-    if let Some((lattice, factors)) = &s.balance {
+    if let Some((lattice, factors, _)) = &s.balance {
         crate::pipeline::balance::check_emission_factors(
             factors,
             lattice,
@@ -593,7 +622,7 @@ fn balances(
     job: &ScenarioJob,
     progress: &dyn Progress,
 ) -> Result<Option<Balances>> {
-    let Some((lattice, factors)) = &s.balance else {
+    let Some((lattice, factors, absolute)) = &s.balance else {
         return Ok(None);
     };
     let bal = |summary: &NppSummary, run: &str, factors: Vec<EmissionFactor>| {
@@ -626,7 +655,8 @@ fn balances(
         )
     };
     let b = bal(base, "base", Vec::new())?;
-    let c = bal(scen, "scenario", factors.clone())?;
+    let factors = absolute_factors(factors, absolute, &b)?;
+    let c = bal(scen, "scenario", factors)?;
     let (compared, table) = compare::balance(s, grid, &b, &c, &job.out_dir, &job.write)?;
     Ok(Some(Balances {
         base: b.outputs,
@@ -661,4 +691,72 @@ fn map_row(
         scenario: find(scen, false)?,
         difference: find(diff, true)?,
     })
+}
+
+/// Absolute emission changes as factors of the base's emissions of the sector in the zone (or the whole area),
+/// read from the base balance's zone table.
+fn absolute_factors(
+    factors: &[EmissionFactor],
+    absolute: &[(usize, f64)],
+    base: &crate::pipeline::balance::BalanceSummary,
+) -> Result<Vec<EmissionFactor>> {
+    let mut out = factors.to_vec();
+    if absolute.is_empty() {
+        return Ok(out);
+    }
+    let table = base
+        .outputs
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "zones_balance.csv"))
+        .map(|p| compare::readable(p))
+        .ok_or_else(|| Error::Processing("the base balance wrote no zone table".into()))?;
+    let rows = crate::io::read_text(&table, "a zone table")?;
+    let mut r = csv::Reader::from_reader(rows.as_bytes());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| Error::Processing(e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let records: Vec<csv::StringRecord> = r.records().flatten().collect();
+    let col = |k: &str| header.iter().position(|h| h == k);
+    let mut problems = Vec::new();
+    for &(i, change) in absolute {
+        let f = &out[i];
+        let column = match &f.sector {
+            Some(sec) => format!("emissions_{sec}_tCO2_yr"),
+            None => "emissions_total_tCO2_yr".into(),
+        };
+        let (Some(c), Some(lv), Some(zn)) = (col(&column), col("level"), col("zone")) else {
+            problems.push(format!(
+                "emissions {}: the base balance has no column {column}",
+                i + 1
+            ));
+            continue;
+        };
+        let (level, zone) = match &f.zone {
+            None => ("all", "all"),
+            Some(z) => (f.level.as_deref().unwrap_or(""), z.as_str()),
+        };
+        let total: Option<f64> = records
+            .iter()
+            .find(|rec| {
+                rec.get(zn) == Some(zone) && (level.is_empty() || rec.get(lv) == Some(level))
+            })
+            .and_then(|rec| rec.get(c))
+            .and_then(|v| v.parse().ok());
+        match total {
+            Some(t) if t > 0.0 && t + change >= 0.0 => out[i].factor = 1.0 + change / t,
+            Some(t) => problems.push(format!(
+                "emissions {}: a change of {change} t CO2 yr-1 on base emissions of {t} would leave them negative or is undefined",
+                i + 1
+            )),
+            None => problems.push(format!("emissions {}: no base emissions for {level} {zone}", i + 1)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Invalid(problems))
+    }
 }
