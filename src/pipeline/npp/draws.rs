@@ -335,10 +335,14 @@ pub fn write(
             .class(code as i64)
             .and_then(|c| draws.npp_param(&c.vegetation_type))
     };
+    // The deterministic outputs' units (per year for a calendar year, else over the period).
+    let unit = crate::io::RasterInfo::read(&npp_r)?.bands[0].unit.clone();
+    let per_year = if unit.ends_with("yr-1") { " yr-1" } else { "" };
+    let seq_unit = format!("t CO2 ha-1{per_year}");
     let names = [
-        ("NPP", "g C m-2"),
-        ("NEP", "g C m-2"),
-        ("sequestration", "t CO2 ha-1"),
+        ("NPP", unit.as_str()),
+        ("NEP", unit.as_str()),
+        ("sequestration", seq_unit.as_str()),
     ];
     let mut md = BTreeMap::new();
     md.insert("UNCERTAINTY".to_string(), draws.path.display().to_string());
