@@ -29,6 +29,51 @@ impl ChangeStats {
     pub fn pixels(&self) -> u64 {
         self.transitions.values().map(|t| t.0).sum()
     }
+
+    /// A pixel at (col, row) of `area` m2 changed from `from` to `to`.
+    fn add(&mut self, from: i32, to: i32, (col, row): (usize, usize), area: f64) {
+        let t = self
+            .transitions
+            .entry((from as i64, to as i64))
+            .or_default();
+        t.0 += 1;
+        t.1 += area;
+        self.bbox = Some(match self.bbox {
+            None => [col, row, col, row],
+            Some(bb) => [
+                bb[0].min(col),
+                bb[1].min(row),
+                bb[2].max(col),
+                bb[3].max(row),
+            ],
+        });
+    }
+}
+
+/// Change `k` applied to a strip: where it gives a new class for a pixel of the legend (of one of its `from`
+/// classes), the pixel takes it (classes outside the legend are counted, not applied).
+fn apply(
+    k: usize,
+    c: &ChangeSpec,
+    new: &[Option<i32>],
+    (cls, by): (&mut [i32], &mut [i32]),
+    in_legend: &impl Fn(i32) -> bool,
+    unknown: &mut BTreeMap<usize, BTreeMap<i64, u64>>,
+) {
+    for (px, to) in new.iter().enumerate() {
+        let Some(to) = *to else { continue };
+        if !in_legend(cls[px]) || (!c.from.is_empty() && !c.from.contains(&(cls[px] as i64))) {
+            continue;
+        }
+        if !in_legend(to) {
+            *unknown.entry(k).or_default().entry(to as i64).or_default() += 1;
+            continue;
+        }
+        if to != cls[px] {
+            cls[px] = to;
+            by[px] = k as i32 + 1;
+        }
+    }
 }
 
 pub struct LandCover {
@@ -52,6 +97,31 @@ impl LandCover {
 enum Source {
     Polygons(Vec<gdal::vector::Geometry>),
     Raster(GridReader, Option<f64>),
+}
+
+impl Source {
+    /// The class a change gives each pixel of rows `row0 .. row0 + n` (None: the change does not reach it).
+    fn classes(
+        &self,
+        c: &ChangeSpec,
+        grid: &Grid,
+        row0: usize,
+        n: usize,
+    ) -> Result<Vec<Option<i32>>> {
+        Ok(match self {
+            Source::Polygons(g) => io::rasterize_rows(g, &vec![1.0; g.len()], grid, row0, n, 0)?
+                .into_iter()
+                .map(|m| (m == 1).then(|| c.to.expect("checked") as i32))
+                .collect(),
+            Source::Raster(r, nd) => {
+                let mut v = vec![0i32; n * grid.width];
+                r.read_rows(0, row0, n, &mut v)?;
+                v.into_iter()
+                    .map(|x| (x != OUTSIDE && Some(x as f64) != *nd).then_some(x))
+                    .collect()
+            }
+        })
+    }
 }
 
 fn source(c: &ChangeSpec, label: &str, grid: &Grid) -> Result<Source> {
@@ -169,37 +239,8 @@ pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> R
         let mut cls = base_cls.clone();
         let mut by = vec![0i32; cls.len()];
         for (k, (src, c)) in sources.iter().zip(&s.changes).enumerate() {
-            let new: Vec<Option<i32>> = match src {
-                Source::Polygons(g) => {
-                    io::rasterize_rows(g, &vec![1.0; g.len()], grid, row0, n, 0)?
-                        .into_iter()
-                        .map(|m| (m == 1).then(|| c.to.expect("checked") as i32))
-                        .collect()
-                }
-                Source::Raster(r, nd) => {
-                    let mut v = vec![0i32; cls.len()];
-                    r.read_rows(0, row0, n, &mut v)?;
-                    v.into_iter()
-                        .map(|x| (x != OUTSIDE && Some(x as f64) != *nd).then_some(x))
-                        .collect()
-                }
-            };
-            for (px, to) in new.into_iter().enumerate() {
-                let Some(to) = to else { continue };
-                if !in_legend(cls[px])
-                    || (!c.from.is_empty() && !c.from.contains(&(cls[px] as i64)))
-                {
-                    continue;
-                }
-                if !in_legend(to) {
-                    *unknown.entry(k).or_default().entry(to as i64).or_default() += 1;
-                    continue;
-                }
-                if to != cls[px] {
-                    cls[px] = to;
-                    by[px] = k as i32 + 1;
-                }
-            }
+            let new = src.classes(c, grid, row0, n)?;
+            apply(k, c, &new, (&mut cls, &mut by), &in_legend, &mut unknown);
         }
         for (px, (c, b)) in cls.iter().zip(by.iter_mut()).enumerate() {
             if *c == base_cls[px] {
@@ -209,22 +250,7 @@ pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> R
             let (col, row) = (px % grid.width, row0 + px / grid.width);
             let a = areas.at(col, row);
             changed_m2 += a;
-            let st = &mut stats[*b as usize - 1];
-            let t = st
-                .transitions
-                .entry((base_cls[px] as i64, *c as i64))
-                .or_default();
-            t.0 += 1;
-            t.1 += a;
-            st.bbox = Some(match st.bbox {
-                None => [col, row, col, row],
-                Some(bb) => [
-                    bb[0].min(col),
-                    bb[1].min(row),
-                    bb[2].max(col),
-                    bb[3].max(row),
-                ],
-            });
+            stats[*b as usize - 1].add(base_cls[px], *c, (col, row), a);
         }
         sw.write_rows(0, row0, cls.clone())?;
         sw.write_rows(1, row0, by)?;
