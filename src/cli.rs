@@ -402,6 +402,35 @@ struct IndicesArgs {
     memory_mb: usize,
 }
 
+/// Monte Carlo options of `npp` and `balance`.
+#[derive(Args)]
+struct DrawArgs {
+    /// Monte Carlo: this many draws of the parameters of --uncertainty (npp: per-pixel mean, sd and 5/50/95th
+    /// percentiles of NPP, NEP and sequestration; both: totals with intervals computed per draw).
+    #[arg(long, requires = "uncertainty")]
+    draws: Option<usize>,
+    /// Uncertainty file (TOML; see the README): relative errors of NPP per vegetation type and of Rh (npp), of
+    /// emission sectors and the sink (balance), each with its source, and their correlation.
+    #[arg(long, requires = "draws")]
+    uncertainty: Option<PathBuf>,
+    /// Seed of the draws (the same seed gives the same draws on any machine and thread count).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl DrawArgs {
+    fn spec(self) -> Option<crate::pipeline::npp::draws::DrawSpec> {
+        match (self.draws, self.uncertainty) {
+            (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
+                file,
+                n,
+                seed: self.seed,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Args)]
 struct ScenarioArgs {
     /// Scenario file (TOML; see the README): name, [base] (the npp inputs), [zones], [substitution] and
@@ -494,17 +523,8 @@ struct NppArgs {
     /// Working-memory budget per strip in MiB.
     #[arg(long, default_value_t = 64)]
     memory_mb: usize,
-    /// Monte Carlo: this many draws of the parameters of --uncertainty (per-pixel mean, sd and 5/50/95th
-    /// percentiles of NPP, NEP and sequestration, and totals with intervals computed per draw).
-    #[arg(long, requires = "uncertainty")]
-    draws: Option<usize>,
-    /// Uncertainty file (TOML: multiplicative parameters of NPP per vegetation type and of Rh, each with a
-    /// relative sd and its source; a correlation between them).
-    #[arg(long, requires = "draws")]
-    uncertainty: Option<PathBuf>,
-    /// Seed of the draws (the same seed gives the same draws on any machine and thread count).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    draws: DrawArgs,
     /// Region-specific correction table: a built-in name (models/corrections/) or a CSV (as `carbonmap
     /// calibrate` writes). Factors per zone x class, zone or class on epsilon max or NPP.
     #[arg(long)]
@@ -630,17 +650,8 @@ struct BalanceArgs {
     /// example "t CO2 ha-1 yr-1".
     #[arg(long)]
     sink_unit: Option<String>,
-    /// Monte Carlo: this many draws of the emission sectors' and the sink's relative errors of --uncertainty
-    /// (zones_balance_draws.csv: every zone's totals with intervals computed per draw).
-    #[arg(long, requires = "uncertainty")]
-    draws: Option<usize>,
-    /// Uncertainty file (TOML: parameters with target "emissions" (optionally a sector) or "sequestration",
-    /// each with a relative sd and its source).
-    #[arg(long, requires = "draws")]
-    uncertainty: Option<PathBuf>,
-    /// Seed of the draws.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    draws: DrawArgs,
     #[command(flatten)]
     lattice: LatticeArgs,
     #[command(flatten)]
@@ -1597,14 +1608,7 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
             layer: a.zone_layer,
             band: 1,
         }),
-        draws: match (a.draws, a.uncertainty) {
-            (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
-                file,
-                n,
-                seed: a.seed,
-            }),
-            _ => None,
-        },
+        draws: a.draws.spec(),
     };
     let s = run_npp(&job, progress)?;
     if !quiet {
@@ -1675,14 +1679,7 @@ fn balance_cmd(a: BalanceArgs, progress: &dyn Progress, quiet: bool) -> Result<(
         write: crate::io::WriteOptions { cog: a.cog },
         emission_factors: Vec::new(),
         sink_label: None,
-        draws: match (a.draws, a.uncertainty) {
-            (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
-                file,
-                n,
-                seed: a.seed,
-            }),
-            _ => None,
-        },
+        draws: a.draws.spec(),
     };
     let s = crate::pipeline::balance::run_balance(&job, progress)?;
     if !quiet {

@@ -1772,6 +1772,41 @@ pub struct VectorLayer {
     pub features: Vec<VectorFeature>,
 }
 
+/// One band of a raster read onto `grid` by nearest neighbour (outputs of this run compared pixel for pixel,
+/// class maps), `fill` outside it.
+pub fn band_reader(path: &Path, band: usize, grid: &Grid, fill: f64) -> Result<GridReader> {
+    GridReader::new(
+        path,
+        &[BandRequest {
+            index: band,
+            name: path.display().to_string(),
+        }],
+        grid,
+        Resampling::Nearest,
+        None,
+        fill,
+    )
+}
+
+/// The polygons of a vector file (every feature of `layer`, or its only layer) in the CRS `crs_wkt`.
+pub fn read_polygons(
+    path: &Path,
+    layer: Option<&str>,
+    crs_wkt: &str,
+) -> Result<Vec<gdal::vector::Geometry>> {
+    let l = read_vector(path, layer, &[])?;
+    let crs = l
+        .crs_wkt
+        .clone()
+        .ok_or_else(|| Error::input(path, "the polygons have no CRS"))?;
+    let mut geoms: Vec<_> = l.features.into_iter().filter_map(|f| f.geometry).collect();
+    if geoms.is_empty() {
+        return Err(Error::input(path, "no polygons"));
+    }
+    reproject_geometries(&mut geoms, &crs, crs_wkt)?;
+    Ok(geoms)
+}
+
 /// Whether GDAL opens `path` as a raster with bands.
 pub fn is_raster(path: &Path) -> bool {
     init();

@@ -267,6 +267,24 @@ fn lattice(d: &Path) {
     );
 }
 
+/// Run an emission scenario `file` (holding `emissions`) on the fixture with the lattice; the net balance
+/// differences of the west and east zones (t CO2 yr-1).
+fn east_west_net(d: &Path, file: &str, emissions: &str) -> (f64, f64) {
+    fixture(d);
+    lattice(d);
+    std::fs::write(d.join(file), emissions_scenario(emissions)).unwrap();
+    let out = d.join("out");
+    scenario_cmd(&d.join(file), &out).success();
+    let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
+    let diff = |zone: &str| {
+        common::cell(
+            rows.iter().find(|r| r["zone"] == zone).unwrap(),
+            "net_balance_tCO2_yr_difference",
+        )
+    };
+    (diff("west"), diff("east"))
+}
+
 fn emissions_scenario(emissions: &str) -> String {
     scenario("").replace("months = \"6-6\"\n", "")
         + "[balance]\nlattice = \"lattice.tif\"\nlattice_unit = \"t CO2 cell-1 yr-1\"\n"
@@ -429,27 +447,13 @@ fn a_scenario_runs_as_a_season_stage_and_reruns_up_to_date() {
 #[test]
 fn an_emission_change_inside_polygons_changes_the_pixels_inside() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    fixture(d);
-    lattice(d);
-    std::fs::write(
-        d.join("street.toml"),
-        emissions_scenario(
-            "[[emissions]]\nsector = \"transport\"\npolygons = \"field.geojson\"\nfactor = 0.5\n",
-        ),
-    )
-    .unwrap();
-    let out = d.join("out");
-    scenario_cmd(&d.join("street.toml"), &out).success();
-    let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
-    let diff = |zone: &str| {
-        common::cell(
-            rows.iter().find(|r| r["zone"] == zone).unwrap(),
-            "net_balance_tCO2_yr_difference",
-        )
-    };
-    assert_eq!(diff("west"), 0.0);
-    assert!((diff("east") + 7.5).abs() < 1e-6, "{}", diff("east"));
+    let (west, east) = east_west_net(
+        tmp.path(),
+        "street.toml",
+        "[[emissions]]\nsector = \"transport\"\npolygons = \"field.geojson\"\nfactor = 0.5\n",
+    );
+    assert_eq!(west, 0.0);
+    assert!((east + 7.5).abs() < 1e-6, "{east}");
 }
 
 /// Paired draws: grassland's NPP multiplier sd 0.1, cropland's 0.2, independent. The east zone's NEP
@@ -507,25 +511,11 @@ fn paired_draws_give_the_zone_differences_spread_worked_by_hand() {
 #[test]
 fn an_absolute_emission_change_becomes_a_factor_of_the_base() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    fixture(d);
-    lattice(d);
-    std::fs::write(
-        d.join("abs.toml"),
-        emissions_scenario(
-            "[[emissions]]\nsector = \"energy\"\nzone_field = \"name\"\nzone = \"east\"\nchange_tco2_yr = -16.0\n",
-        ),
-    )
-    .unwrap();
-    let out = d.join("out");
-    scenario_cmd(&d.join("abs.toml"), &out).success();
-    let rows = csv_rows(&out.join("scenario_balance_zones.csv"));
-    let diff = |zone: &str| {
-        common::cell(
-            rows.iter().find(|r| r["zone"] == zone).unwrap(),
-            "net_balance_tCO2_yr_difference",
-        )
-    };
-    assert_eq!(diff("west"), 0.0);
-    assert!((diff("east") + 16.0).abs() < 1e-6, "{}", diff("east"));
+    let (west, east) = east_west_net(
+        tmp.path(),
+        "abs.toml",
+        "[[emissions]]\nsector = \"energy\"\nzone_field = \"name\"\nzone = \"east\"\nchange_tco2_yr = -16.0\n",
+    );
+    assert_eq!(west, 0.0);
+    assert!((east + 16.0).abs() < 1e-6, "{east}");
 }

@@ -94,7 +94,7 @@ impl Factors {
                     ));
                     continue;
                 }
-                match read_polygons(p, grid) {
+                match io::read_polygons(p, None, &grid.crs_wkt) {
                     Ok(g) => {
                         let mut m = vec![1.0; sectors.len()];
                         ks.iter().for_each(|&k| m[k] = f.factor);
@@ -223,23 +223,4 @@ fn matching_zones(
     } else {
         Ok(ids)
     }
-}
-
-/// The polygons of a vector file in the grid's CRS.
-fn read_polygons(p: &Path, grid: &Grid) -> Result<Vec<gdal::vector::Geometry>> {
-    let layer = io::read_vector(p, None, &[])?;
-    let crs = layer
-        .crs_wkt
-        .clone()
-        .ok_or_else(|| Error::input(p, "the polygons have no CRS"))?;
-    let mut geoms: Vec<_> = layer
-        .features
-        .into_iter()
-        .filter_map(|f| f.geometry)
-        .collect();
-    if geoms.is_empty() {
-        return Err(Error::input(p, "no polygons"));
-    }
-    io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
-    Ok(geoms)
 }

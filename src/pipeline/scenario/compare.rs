@@ -70,19 +70,7 @@ pub fn run(
             Some((i, readable(b), readable(c)))
         })
         .collect();
-    let reader = |p: &Path, band: usize| {
-        GridReader::new(
-            p,
-            &[BandRequest {
-                index: band,
-                name: p.display().to_string(),
-            }],
-            grid,
-            Resampling::Nearest,
-            None,
-            f64::NAN,
-        )
-    };
+    let reader = |p: &Path, band: usize| io::band_reader(p, band, grid, f64::NAN);
     let readers: Vec<(GridReader, GridReader)> = pairs
         .iter()
         .map(|(_, b, c)| Ok((reader(b, 1)?, reader(c, 1)?)))
@@ -403,19 +391,7 @@ fn difference(
     write: &WriteOptions,
 ) -> Result<PathBuf> {
     let unit = RasterInfo::read(base)?.bands[0].unit.clone();
-    let reader = |p: &Path| {
-        GridReader::new(
-            p,
-            &[BandRequest {
-                index: 1,
-                name: p.display().to_string(),
-            }],
-            grid,
-            Resampling::Nearest,
-            None,
-            f64::NAN,
-        )
-    };
+    let reader = |p: &Path| io::band_reader(p, 1, grid, f64::NAN);
     let (br, cr) = (reader(base)?, reader(scen)?);
     let mut md = BTreeMap::new();
     md.insert("SCENARIO".to_string(), s.name.clone());
@@ -558,19 +534,7 @@ pub fn paired_draws(
             .map(|p| readable(p))
             .ok_or_else(|| Error::Processing(format!("the NPP run wrote no {name}")))
     };
-    let reader = |p: &Path, band: usize, fill: f64| {
-        GridReader::new(
-            p,
-            &[BandRequest {
-                index: band,
-                name: p.display().to_string(),
-            }],
-            grid,
-            Resampling::Nearest,
-            None,
-            fill,
-        )
-    };
+    let reader = |p: &Path, band: usize, fill: f64| io::band_reader(p, band, grid, fill);
     let rasters = [
         reader(&file(base, "NPP_gC_m2")?, 1, f64::NAN)?,
         reader(&file(base, "Rh_gC_m2")?, 1, f64::NAN)?,

@@ -126,20 +126,8 @@ impl Source {
 
 fn source(c: &ChangeSpec, label: &str, grid: &Grid) -> Result<Source> {
     if let Some(p) = &c.polygons {
-        let layer = io::read_vector(p, c.layer.as_deref(), &[])?;
-        let crs = layer
-            .crs_wkt
-            .clone()
-            .ok_or_else(|| Error::input(p, format!("{label}: the polygons have no CRS")))?;
-        let mut geoms: Vec<_> = layer
-            .features
-            .into_iter()
-            .filter_map(|f| f.geometry)
-            .collect();
-        if geoms.is_empty() {
-            return Err(Error::input(p, format!("{label}: no polygons")));
-        }
-        io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
+        let geoms = io::read_polygons(p, c.layer.as_deref(), &grid.crs_wkt)
+            .map_err(|e| Error::input(p, format!("{label}: {e}")))?;
         return Ok(Source::Polygons(geoms));
     }
     let p = c.raster.as_ref().expect("checked: polygons or raster");
