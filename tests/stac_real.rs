@@ -403,41 +403,31 @@ fn stac_items_over_http_are_read_with_retries() {
         .success();
     assert_eq!(checksums(&d.join("web-out")), local_run);
     // The search, saved as an ItemCollection, then used as the stack.
-    let found = d.join("found.json");
-    carbonmap()
-        .args(["stack", "--stac-api"])
-        .arg(format!("http://127.0.0.1:{}", srv.port))
-        .args([
-            "--collection",
-            "HLSS30.v2.0",
-            "--bbox",
-            "-3.6,50.6,-3.4,50.8",
-        ])
-        .args(["--datetime", "2021-06-01/2021-07-31", "-o"])
-        .arg(&found)
-        .assert()
-        .success();
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&found).unwrap()).unwrap();
+    // The search by GET (or by POST), saved as an ItemCollection.
+    let search = |post: bool, name: &str| -> serde_json::Value {
+        let target = d.join(name);
+        carbonmap()
+            .arg("stack")
+            .args(post.then_some("--stac-post"))
+            .arg("--stac-api")
+            .arg(format!("http://127.0.0.1:{}", srv.port))
+            .args([
+                "--collection",
+                "HLSS30.v2.0",
+                "--bbox",
+                "-3.6,50.6,-3.4,50.8",
+            ])
+            .args(["--datetime", "2021-06-01/2021-07-31", "-o"])
+            .arg(&target)
+            .assert()
+            .success();
+        serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap()
+    };
+    let saved = search(false, "found.json");
     assert_eq!(saved["features"].as_array().unwrap().len(), files.len());
     assert_eq!(saved["links"][0]["carbonmap:pages"], 2);
     assert_eq!(run("found.json", "found"), local_run);
-    let posted = d.join("posted.json");
-    carbonmap()
-        .args(["stack", "--stac-post", "--stac-api"])
-        .arg(format!("http://127.0.0.1:{}", srv.port))
-        .args([
-            "--collection",
-            "HLSS30.v2.0",
-            "--bbox",
-            "-3.6,50.6,-3.4,50.8",
-        ])
-        .args(["--datetime", "2021-06-01/2021-07-31", "-o"])
-        .arg(&posted)
-        .assert()
-        .success();
-    let by_post: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&posted).unwrap()).unwrap();
+    let by_post = search(true, "posted.json");
     let ids = |v: &serde_json::Value| -> Vec<String> {
         v["features"]
             .as_array()
