@@ -881,4 +881,10 @@ fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
         (val(net, "mean") - 14.6).abs() < 4.0 * 1.477972 / 200.0,
         "{net:?}"
     );
+    // Per pixel: p1 lies in A, 100 t CO2 ha-1 yr-1 of emissions (9 t over 900 m2) against a sink of 10; its
+    // net balance's sd is sqrt((0.1 x 100)^2 + (0.3 x 10)^2 - 2 x 100 x 10 x 0.015) = sqrt(79) = 8.888194.
+    let sd = read_band(&d.join("out/net_balance_tCO2_ha_yr_draws.tif"), 2).0;
+    let mean = read_band(&d.join("out/net_balance_tCO2_ha_yr_draws.tif"), 1).0;
+    assert!((sd[0] / 8.888194 - 1.0).abs() < 0.02, "{sd:?}");
+    assert!((mean[0] - 90.0).abs() < 4.0 * 8.888194 / 200.0, "{mean:?}");
 }

@@ -800,6 +800,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
     if let Some(spec) = &job.draws {
         outputs.push(draws_table(job, &p, &all, &zone_acc, spec)?);
+        outputs.push(draws_raster(job, &p, &outputs, spec)?);
     }
     outputs.push(balance_map(job, &p, &preview, &style)?);
     Ok(BalanceSummary {
@@ -872,6 +873,115 @@ fn draws_table(
     ];
     io::write_table(&target, out.as_bytes(), &notes)?;
     Ok(target)
+}
+
+/// `--draws`: net_balance_tCO2_ha_yr_draws.tif, each pixel's net balance with mean, sd and 5/50/95th
+/// percentiles of the draws: net_d = sum_k m_d(k) e_k - s_d q, from the fine emission bands (per sector) and
+/// the sink density q = total emissions - net balance.
+fn draws_raster(
+    job: &BalanceJob,
+    p: &Prepared,
+    outputs: &[PathBuf],
+    spec: &crate::pipeline::npp::draws::DrawSpec,
+) -> Result<PathBuf> {
+    use crate::pipeline::npp::draws::{summary, Draws, UncertaintyFile, STATS};
+    use rayon::prelude::*;
+    let d = Draws::new(
+        UncertaintyFile::load(&spec.file)?,
+        &spec.file,
+        spec.n,
+        spec.seed,
+    );
+    let find = |name: &str| {
+        outputs
+            .iter()
+            .find(|o| o.file_name().is_some_and(|n| n == name))
+            .map(|o| crate::commit::readable(o))
+            .ok_or_else(|| Error::Processing(format!("the balance wrote no {name}")))
+    };
+    let (em, net) = (
+        find("emissions_tCO2_ha_yr.tif")?,
+        find("net_balance_tCO2_ha_yr.tif")?,
+    );
+    let grid = &p.grid;
+    let nsec = p.lattice.sectors.len();
+    // Band 1 holds the total; with several sectors, bands 2.. hold each.
+    let sector_bands: Vec<usize> = if nsec > 1 {
+        (2..nsec + 2).collect()
+    } else {
+        vec![1]
+    };
+    let em_readers = sector_bands
+        .iter()
+        .chain([1usize].iter())
+        .map(|&b| io::band_reader(&em, b, grid, f64::NAN))
+        .collect::<Result<Vec<_>>>()?;
+    let net_reader = io::band_reader(&net, 1, grid, f64::NAN)?;
+    let ks: Vec<Option<usize>> = p
+        .lattice
+        .sectors
+        .iter()
+        .map(|s| d.emissions_param(s))
+        .collect();
+    let sk = d.sequestration_param();
+    let bands: Vec<OutBand> = STATS
+        .iter()
+        .map(|s| OutBand {
+            description: format!("net balance {s} of {} draws", d.n),
+            unit: DENSITY_OUT.to_string(),
+        })
+        .collect();
+    let mut md = BTreeMap::new();
+    md.insert("SIGN_CONVENTION".to_string(), SIGN_CONVENTION.to_string());
+    md.insert(
+        "DRAWS".to_string(),
+        format!(
+            "{} draws, seed {}, of {}",
+            d.n,
+            spec.seed,
+            spec.file.display()
+        ),
+    );
+    let target = job.out_dir.join("net_balance_tCO2_ha_yr_draws.tif");
+    let mut w = RasterWriter::create::<f32>(&target, grid, &bands, None, &md, &job.write)?;
+    let rows = crate::engine::strips::rows(
+        grid.width,
+        grid.height,
+        8 * (nsec + 2) + 8 * d.n.min(64),
+        20,
+        64,
+    );
+    for row0 in (0..grid.height).step_by(rows) {
+        let n = rows.min(grid.height - row0);
+        let len = n * grid.width;
+        let mut e = vec![vec![0f64; len]; em_readers.len()];
+        for (r, buf) in em_readers.iter().zip(e.iter_mut()) {
+            r.read_rows(0, row0, n, buf)?;
+        }
+        let mut nb = vec![0f64; len];
+        net_reader.read_rows(0, row0, n, &mut nb)?;
+        let total = &e[nsec];
+        let stats: Vec<[f64; 5]> = (0..len)
+            .into_par_iter()
+            .map_init(Vec::new, |v: &mut Vec<f64>, px| {
+                let q = total[px] - nb[px];
+                if !q.is_finite() {
+                    return [f64::NAN; 5];
+                }
+                v.clear();
+                v.extend((0..d.n).map(|i| {
+                    let em: f64 = (0..nsec).map(|k| e[k][px] * d.at(i, ks[k])).sum();
+                    em - q * d.at(i, sk)
+                }));
+                summary(v)
+            })
+            .collect();
+        for b in 0..STATS.len() {
+            w.write_rows(b, row0, stats.iter().map(|s| s[b] as f32).collect())?;
+        }
+        w.flush()?;
+    }
+    w.finish()?.commit()
 }
 
 fn file_name(p: &Path) -> String {
