@@ -1584,6 +1584,7 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
         input_is_fpar: a.fpar.is_some(),
         ndvi_index: if a.fpar.is_some() { "FPAR" } else { "NDVI" }.into(),
         ndvi_dir: a.ndvi.or(a.fpar).expect("clap requires one"),
+        ndvi_label: None,
         ndvi_band: a.ndvi_band,
         ndvi_year: a.ndvi_year,
         landcover: a.landcover,

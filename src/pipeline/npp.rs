@@ -72,6 +72,8 @@ pub struct NppJob {
     pub model: NppModel,
     /// Folder of monthly composites from `carbonmap indices --period month` (files INDEX_YYYY-MM.tif).
     pub ndvi_dir: PathBuf,
+    /// How messages name `ndvi_dir` when it is a working folder (a scenario's composites), else its path.
+    pub ndvi_label: Option<String>,
     /// Index name in the file names (NDVI), or FPAR when `input_is_fpar`.
     pub ndvi_index: String,
     /// The monthly rasters are FPAR (0-1), not NDVI (MOD17 only).
@@ -735,7 +737,7 @@ fn input_warnings(job: &NppJob, p: &Prepared) -> Vec<String> {
             "no {} composite for {} in {}: filled per pixel by the rules of models/gapfill.toml (dormancy, interpolation in time, climatology; {} composite(s) of {} and the years either side read; --strict-months refuses instead)",
             job.ndvi_index,
             p.missing_months.iter().map(|(y, m)| format!("{y}-{m:02}")).collect::<Vec<_>>().join(", "),
-            job.ndvi_dir.display(),
+            job.ndvi_label.clone().unwrap_or_else(|| job.ndvi_dir.display().to_string()),
             p.ndvi_files.len(),
             p.period.describe_window(),
         ));

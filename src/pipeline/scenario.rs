@@ -351,6 +351,7 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
     let base = NppJob {
         model,
         ndvi_dir: job.ndvi.clone().unwrap_or_else(|| at(&f.base.ndvi)),
+        ndvi_label: None,
         ndvi_index: "NDVI".into(),
         input_is_fpar: false,
         ndvi_band: f.base.ndvi_band,
@@ -599,6 +600,10 @@ fn scenario_npp_job(
         return job;
     }
     NppJob {
+        ndvi_label: Some(format!(
+            "the scenario's composites (those of {}, substituted where the land cover changes)",
+            s.base.ndvi_dir.display()
+        )),
         ndvi_dir: subst.ndvi_dir.clone(),
         ndvi_band: 1,
         landcover: lc.scratch.clone(),
