@@ -1624,6 +1624,37 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// `carbonmap validate`: the job and its report.
+fn validate_cmd(a: ValidateArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let job = crate::pipeline::validate::ValidateJob {
+        inputs: a.sample.job()?,
+        quantity: a.quantity,
+        out_dir: a.out,
+    };
+    let report = crate::pipeline::validate::run_validate(&job, progress)?;
+    if !quiet {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// `carbonmap calibrate`: the job and its report.
+fn calibrate_cmd(a: CalibrateArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
+    let job = crate::pipeline::calibrate::CalibrateJob {
+        inputs: a.sample.job()?,
+        target: a.applies_to,
+        folds: a.folds,
+        seed: a.seed,
+        table: a.table.unwrap_or_else(|| a.out.join("corrections.csv")),
+        out_dir: a.out,
+    };
+    let report = crate::pipeline::calibrate::run_calibrate(&job, progress)?;
+    if !quiet {
+        print!("{report}");
+    }
+    Ok(())
+}
+
 /// `carbonmap scenario`: the job, its zone table and its warnings.
 fn scenario_cmd(a: ScenarioArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
     let job = crate::pipeline::scenario::ScenarioJob {
@@ -1895,34 +1926,9 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
         Command::Scenario(a) => scenario_cmd(a, progress, quiet),
         Command::Site(a) => site_cmd(a, quiet),
         Command::Balance(a) => balance_cmd(a, progress, quiet),
-        Command::Validate(a) => {
-            let job = crate::pipeline::validate::ValidateJob {
-                inputs: a.sample.job()?,
-                quantity: a.quantity,
-                out_dir: a.out,
-            };
-            let report = crate::pipeline::validate::run_validate(&job, progress)?;
-            if !quiet {
-                print!("{report}");
-            }
-            Ok(())
-        }
+        Command::Validate(a) => validate_cmd(a, progress, quiet),
         Command::ValidateRh(a) => validate_rh_cmd(a, quiet),
-        Command::Calibrate(a) => {
-            let job = crate::pipeline::calibrate::CalibrateJob {
-                inputs: a.sample.job()?,
-                target: a.applies_to,
-                folds: a.folds,
-                seed: a.seed,
-                table: a.table.unwrap_or_else(|| a.out.join("corrections.csv")),
-                out_dir: a.out,
-            };
-            let report = crate::pipeline::calibrate::run_calibrate(&job, progress)?;
-            if !quiet {
-                print!("{report}");
-            }
-            Ok(())
-        }
+        Command::Calibrate(a) => calibrate_cmd(a, progress, quiet),
         Command::Regrid(a) => regrid_cmd(a, progress, quiet),
         Command::List { what } => list_cmd(&what),
         Command::Landcover(LandcoverCmd::Check {

@@ -1021,57 +1021,22 @@ impl Drivers {
             }
         }
 
-        let mut station = BTreeMap::new();
-        let mut latitude = None;
-        let mut filled = Vec::new();
-        if let Some(s) = &file.station {
-            latitude = s.latitude;
-            if let Some(lat) = s.latitude {
-                if !(-90.0..=90.0).contains(&lat) {
-                    problems.push(Error::config(
-                        path,
-                        format!("station.latitude {lat} is not in -90..90"),
-                    ));
-                }
+        let latitude = file.station.as_ref().and_then(|s| s.latitude);
+        let (mut station, filled) = match &file.station {
+            Some(s) => {
+                let ctx = StationCtx {
+                    path,
+                    base,
+                    step: file.step,
+                    year,
+                    steps: &steps,
+                    noleap,
+                    climate: &climate,
+                };
+                station_series(s, &ctx, &mut derive, &mut problems)
             }
-            if let Some(z) = s.elevation {
-                // The Dead Sea shore (-430 m) to the summit of Everest (8849 m).
-                if !(-500.0..=9000.0).contains(&z) {
-                    problems.push(Error::config(
-                        path,
-                        format!("station.elevation {z} is not in -500..9000 m"),
-                    ));
-                }
-            }
-            let agg = match s.hour {
-                Some(_) => match subdaily_table(path, base, s, file.step, &derive, &climate) {
-                    Ok((spec, text, vpd_per_row)) => {
-                        if vpd_per_row {
-                            derive.remove(&Var::Vpd);
-                        }
-                        Some((spec, text))
-                    }
-                    Err(e) => {
-                        problems.push(e);
-                        None
-                    }
-                },
-                None => None,
-            };
-            let (spec, text) = match &agg {
-                Some((spec, text)) => (spec, Some(text.as_str())),
-                None => (s, None),
-            };
-            match read_station(
-                path, base, spec, file.step, year, &steps, noleap, &climate, text,
-            ) {
-                Ok((m, f)) => {
-                    station = m;
-                    filled = f;
-                }
-                Err(e) => problems.push(e),
-            }
-        }
+            None => (BTreeMap::new(), Vec::new()),
+        };
         let constants = add_constants(
             &file.constant,
             path,
@@ -1490,6 +1455,73 @@ impl Drivers {
             *o = f(&x, px) as f32;
         }
         Ok(Plane::Grid(out))
+    }
+}
+
+/// What reading a station table needs to know of its drivers file.
+struct StationCtx<'a> {
+    path: &'a Path,
+    base: &'a Path,
+    step: Step,
+    year: i32,
+    steps: &'a [StepInfo],
+    noleap: bool,
+    climate: &'a ClimateConstants,
+}
+
+/// The station table's series of the year (sub-daily rows aggregated first; a VPD derived per row replaces
+/// the `[derive]` rule) and the months filled from its climatology; problems collected.
+fn station_series(
+    s: &StationSpec,
+    c: &StationCtx,
+    derive: &mut BTreeMap<Var, Rule>,
+    problems: &mut Problems,
+) -> (BTreeMap<Var, Vec<f64>>, Vec<String>) {
+    let path = c.path;
+    if let Some(lat) = s.latitude {
+        if !(-90.0..=90.0).contains(&lat) {
+            problems.push(Error::config(
+                path,
+                format!("station.latitude {lat} is not in -90..90"),
+            ));
+        }
+    }
+    if let Some(z) = s.elevation {
+        // The Dead Sea shore (-430 m) to the summit of Everest (8849 m).
+        if !(-500.0..=9000.0).contains(&z) {
+            problems.push(Error::config(
+                path,
+                format!("station.elevation {z} is not in -500..9000 m"),
+            ));
+        }
+    }
+    let agg = match s.hour {
+        Some(_) => match subdaily_table(path, c.base, s, c.step, derive, c.climate) {
+            Ok((spec, text, vpd_per_row)) => {
+                if vpd_per_row {
+                    derive.remove(&Var::Vpd);
+                }
+                Some((spec, text))
+            }
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let (spec, text) = match &agg {
+        Some((spec, text)) => (spec, Some(text.as_str())),
+        None => (s, None),
+    };
+    match read_station(
+        path, c.base, spec, c.step, c.year, c.steps, c.noleap, c.climate, text,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(e);
+            (BTreeMap::new(), Vec::new())
+        }
     }
 }
 

@@ -138,6 +138,9 @@ pub fn open(path: &Path) -> Result<Dataset> {
 /// examples' land cover does): its XML with the environment variables expanded and sources relative to the
 /// VRT made absolute, for GDAL to open as text. None for any other path. (GDAL's own tools do not expand
 /// variables: `envsubst < in.vrt > out.vrt` makes a plain VRT.)
+/// The opening of a `${NAME}` reference (spelled with an escape so that brace-counting tools stay balanced).
+const DOLLAR_BRACE: &str = "$\u{7b}";
+
 fn expanded_vrt(path: &Path) -> Result<Option<String>> {
     let is_vrt = path
         .extension()
@@ -146,7 +149,7 @@ fn expanded_vrt(path: &Path) -> Result<Option<String>> {
         return Ok(None);
     }
     let text = read_text(path, "VRT (XML)")?;
-    if !text.contains("${") {
+    if !text.contains(DOLLAR_BRACE) {
         return Ok(None);
     }
     let xml = crate::envvars::expand_xml(&text, crate::envvars::from_env)

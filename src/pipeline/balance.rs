@@ -694,7 +694,6 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let grid = p.grid.clone();
     let lat = &p.lattice;
     let ncell = lat.cells();
-    let nsec = lat.sectors.len();
     let ov = Overlapper::new(&grid, &lat.grid)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
     let sink_reader = GridReader::new(
@@ -708,8 +707,6 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         None,
         f64::NAN,
     )?;
-    let strip_rows = io::TILE;
-    let nstrips = grid.height.div_ceil(strip_rows) as u64;
 
     // Pass 1: what each lattice cell receives from the sink, how much of it the fine grid covers, and the
     // proxy's weight in it.
@@ -754,46 +751,14 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let (mut em_w, mut net_w) = fine_writers(job, &grid, lat, &md)?;
     let style = report::net_balance_style()?;
     let mut preview = Preview::new(grid.width, grid.height, style.max_pixels);
-    let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
-    let mut all = ZoneAcc {
-        emissions: vec![0.0; nsec],
-        ..Default::default()
-    };
-    progress.start("balance: emissions onto the fine grid", nstrips);
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = strip_rows.min(grid.height - row0);
-        let s: StripOverlap = ov.strip(row0, nrows)?;
-        let m = sink_mass(&sink_reader, &p, &areas, row0, nrows)?;
-        let wts = proxy_weights(&p.proxy, row0, nrows)?;
-        let (zone_ids, pop) = zones_and_population(&p, &areas, row0, nrows)?;
-        let mult = p
-            .factors
-            .as_ref()
-            .map(|f| f.strip(zone_ids.as_deref(), &grid, row0, nrows))
-            .transpose()?;
-        let fine = FineCtx {
-            lat,
-            factors: mult.as_deref(),
-            spread: &spread,
-            usable: &usable,
-            areas: &areas,
-            width: grid.width,
-        };
-        let (em, em_total, net) = fine.strip(
-            &s,
-            &m,
-            wts.as_deref(),
-            (zone_ids.as_deref(), pop.as_deref()),
-            row0,
-            (&mut all, &mut zone_acc),
-        );
-        preview.add_rows(row0, grid.width, &net);
-        write_fine_strip((&mut em_w, &mut net_w), row0, (em, em_total, net))?;
-        progress.advance(1);
-        row0 += nrows;
-    }
-    progress.finish();
+    let (all, zone_acc) = fine_pass(
+        &p,
+        (&ov, &areas, &sink_reader),
+        (&spread, &usable),
+        (&mut em_w, &mut net_w),
+        &mut preview,
+        progress,
+    )?;
 
     // The rasters and the lattice table, then the zone tables and the map.
     let mut outputs = lattice_outputs(job, lat, (&spread, &valid, &seq), &md, [em_w, net_w])?;
@@ -982,6 +947,62 @@ fn draws_raster(
         w.flush()?;
     }
     w.finish()?.commit()
+}
+
+/// Pass 2 of `balance`: each strip's fine emissions and net balance written, the map preview and every pixel
+/// added to the totals and its zone's.
+fn fine_pass(
+    p: &Prepared,
+    (ov, areas, sink_reader): (&Overlapper, &crate::area::PixelAreas, &GridReader),
+    (spread, usable): (&Spread, &[bool]),
+    (em_w, net_w): (&mut RasterWriter, &mut RasterWriter),
+    preview: &mut Preview,
+    progress: &dyn Progress,
+) -> Result<(ZoneAcc, BTreeMap<i32, ZoneAcc>)> {
+    let (grid, lat) = (&p.grid, &p.lattice);
+    let strip_rows = io::TILE;
+    let nstrips = grid.height.div_ceil(strip_rows) as u64;
+    let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
+    let mut all = ZoneAcc {
+        emissions: vec![0.0; lat.sectors.len()],
+        ..Default::default()
+    };
+    progress.start("balance: emissions onto the fine grid", nstrips);
+    let mut row0 = 0;
+    while row0 < grid.height {
+        let nrows = strip_rows.min(grid.height - row0);
+        let s: StripOverlap = ov.strip(row0, nrows)?;
+        let m = sink_mass(sink_reader, p, areas, row0, nrows)?;
+        let wts = proxy_weights(&p.proxy, row0, nrows)?;
+        let (zone_ids, pop) = zones_and_population(p, areas, row0, nrows)?;
+        let mult = p
+            .factors
+            .as_ref()
+            .map(|f| f.strip(zone_ids.as_deref(), grid, row0, nrows))
+            .transpose()?;
+        let fine = FineCtx {
+            lat,
+            factors: mult.as_deref(),
+            spread,
+            usable,
+            areas,
+            width: grid.width,
+        };
+        let (em, em_total, net) = fine.strip(
+            &s,
+            &m,
+            wts.as_deref(),
+            (zone_ids.as_deref(), pop.as_deref()),
+            row0,
+            (&mut all, &mut zone_acc),
+        );
+        preview.add_rows(row0, grid.width, &net);
+        write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
+        progress.advance(1);
+        row0 += nrows;
+    }
+    progress.finish();
+    Ok((all, zone_acc))
 }
 
 fn file_name(p: &Path) -> String {

@@ -1666,6 +1666,48 @@ fn mod17_results(
 
 /// MOD17 over a strip. A correction on epsilon max (LUEmax) multiplies GPP before maintenance respiration
 /// (GPP is proportional to LUEmax); one on NPP multiplies the annual NPP.
+/// One step's drivers over a window for MOD17 (or the P-model's GPP): PAR (or shortwave and the fraction
+/// that is PAR), temperatures, VPD, precipitation, and CO2 and pressure for the P-model.
+struct StepDrivers {
+    tmin: Plane,
+    tmean: Plane,
+    vpd: Plane,
+    par: Plane,
+    par_f: f64,
+    precip: Plane,
+    pm_planes: Option<(Plane, Plane)>,
+}
+
+fn step_drivers(
+    p: &Prepared,
+    d: &Drivers,
+    i: usize,
+    w: &Window,
+    par_from_srad: bool,
+) -> Result<StepDrivers> {
+    Ok(StepDrivers {
+        // MOD17's Tmin scalar (the P-model has its own temperature responses).
+        tmin: if p.pmodel.is_some() {
+            Plane::Uniform(f64::NAN)
+        } else {
+            d.read(Var::Tmin, i, w)?
+        },
+        tmean: d.read(Var::Tmean, i, w)?,
+        vpd: d.read(Var::Vpd, i, w)?,
+        par: d.read(if par_from_srad { Var::Srad } else { Var::Par }, i, w)?,
+        par_f: if par_from_srad {
+            p.k17.par_fraction_of_shortwave
+        } else {
+            1.0
+        },
+        precip: d.read(Var::Precip, i, w)?,
+        pm_planes: match &p.pmodel {
+            Some(_) => Some((d.read(Var::Co2, i, w)?, d.read(Var::Patm, i, w)?)),
+            None => None,
+        },
+    })
+}
+
 fn strip_mod17(
     p: &Prepared,
     models: &[Option<(usize, &ClassModel)>],
@@ -1703,30 +1745,15 @@ fn strip_mod17(
         let s = d.steps[i];
         let k = wk - range.start;
         let n = s.days as f64;
-        // MOD17's Tmin scalar (the P-model has its own temperature responses).
-        let tmin = if p.pmodel.is_some() {
-            Plane::Uniform(f64::NAN)
-        } else {
-            d.read(Var::Tmin, i, w)?
-        };
-        let tmean = d.read(Var::Tmean, i, w)?;
-        let vpd = d.read(Var::Vpd, i, w)?;
-        let par = if par_from_srad {
-            d.read(Var::Srad, i, w)?
-        } else {
-            d.read(Var::Par, i, w)?
-        };
-        let par_f = if par_from_srad {
-            k17.par_fraction_of_shortwave
-        } else {
-            1.0
-        };
-        let precip = d.read(Var::Precip, i, w)?;
-        // The P-model's extra drivers (CO2, pressure) when it supplies GPP.
-        let pm_planes = match &p.pmodel {
-            Some(_) => Some((d.read(Var::Co2, i, w)?, d.read(Var::Patm, i, w)?)),
-            None => None,
-        };
+        let StepDrivers {
+            tmin,
+            tmean,
+            vpd,
+            par,
+            par_f,
+            precip,
+            pm_planes,
+        } = step_drivers(p, d, i, w, par_from_srad)?;
         month_days[k] += n;
         let nd = &ndvi[wk];
         let pm = p.pmodel.as_ref();
