@@ -764,8 +764,15 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let mut outputs = lattice_outputs(job, lat, (&spread, &valid, &seq), &md, [em_w, net_w])?;
     outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
     if let Some(spec) = &job.draws {
-        outputs.push(draws_table(job, &p, &all, &zone_acc, spec)?);
-        outputs.push(draws_raster(job, &p, &outputs, spec)?);
+        use crate::pipeline::npp::draws::{Draws, UncertaintyFile};
+        let d = Draws::new(
+            UncertaintyFile::load(&spec.file)?,
+            &spec.file,
+            spec.n,
+            spec.seed,
+        );
+        outputs.push(draws_table(job, &p, &all, &zone_acc, (&d, spec.seed))?);
+        outputs.push(draws_raster(job, &p, &outputs, (&d, spec.seed))?);
     }
     outputs.push(balance_map(job, &p, &preview, &style)?);
     Ok(BalanceSummary {
@@ -785,15 +792,9 @@ fn draws_table(
     p: &Prepared,
     all: &ZoneAcc,
     zone_acc: &BTreeMap<i32, ZoneAcc>,
-    spec: &crate::pipeline::npp::draws::DrawSpec,
+    (d, seed): (&crate::pipeline::npp::draws::Draws, u64),
 ) -> Result<PathBuf> {
-    use crate::pipeline::npp::draws::{summary, Draws, UncertaintyFile};
-    let d = Draws::new(
-        UncertaintyFile::load(&spec.file)?,
-        &spec.file,
-        spec.n,
-        spec.seed,
-    );
+    use crate::pipeline::npp::draws::summary;
     let ks: Vec<Option<usize>> = p
         .lattice
         .sectors
@@ -833,7 +834,7 @@ fn draws_table(
     }
     let target = job.out_dir.join("zones_balance_draws.csv");
     let notes = vec![
-        format!("{} Monte Carlo draws (seed {}) of {} ({})", d.n, spec.seed, d.spec.name, spec.file.display()),
+        format!("{} Monte Carlo draws (seed {}) of {} ({})", d.n, seed, d.spec.name, d.path.display()),
         format!("{SIGN_CONVENTION}; each total computed per draw from the zone's per-sector sums (sectors in one draw move together)"),
     ];
     io::write_table(&target, out.as_bytes(), &notes)?;
@@ -847,16 +848,10 @@ fn draws_raster(
     job: &BalanceJob,
     p: &Prepared,
     outputs: &[PathBuf],
-    spec: &crate::pipeline::npp::draws::DrawSpec,
+    (d, seed): (&crate::pipeline::npp::draws::Draws, u64),
 ) -> Result<PathBuf> {
-    use crate::pipeline::npp::draws::{summary, Draws, UncertaintyFile, STATS};
+    use crate::pipeline::npp::draws::{summary, STATS};
     use rayon::prelude::*;
-    let d = Draws::new(
-        UncertaintyFile::load(&spec.file)?,
-        &spec.file,
-        spec.n,
-        spec.seed,
-    );
     let find = |name: &str| {
         outputs
             .iter()
@@ -900,12 +895,7 @@ fn draws_raster(
     md.insert("SIGN_CONVENTION".to_string(), SIGN_CONVENTION.to_string());
     md.insert(
         "DRAWS".to_string(),
-        format!(
-            "{} draws, seed {}, of {}",
-            d.n,
-            spec.seed,
-            spec.file.display()
-        ),
+        format!("{} draws, seed {}, of {}", d.n, seed, d.path.display()),
     );
     let target = job.out_dir.join("net_balance_tCO2_ha_yr_draws.tif");
     let mut w = RasterWriter::create::<f32>(&target, grid, &bands, None, &md, &job.write)?;
