@@ -77,6 +77,33 @@ enum Command {
         /// A value for a variable the config declares in [vars] (repeatable): NAME=VALUE.
         #[arg(long = "var", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// Run one shard of the plan `carbonmap plan` wrote: its number from 0, or `env` for the first of
+        /// SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX that is set.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Split a season into shards of the analysis grid for a batch scheduler (Slurm arrays, Kubernetes Indexed
+    /// Jobs, AWS Batch): runs the stages every shard reads (stack, classifier training ...), then writes
+    /// OUT/shards.json. Each shard then runs with `run --shard I`; `merge` mosaics them and runs the rest.
+    Plan {
+        /// Season config (TOML).
+        config: PathBuf,
+        /// Side of a square shard in pixels (a multiple of 256, the output tile).
+        #[arg(long, default_value_t = 4096)]
+        tile_size: usize,
+        #[command(flatten)]
+        season: SeasonArgs,
+    },
+    /// Mosaic the shards of `carbonmap plan` into the season's folder (refusing missing, failed or stale
+    /// shards, all named at once), then run the stages after them and the run report.
+    Merge {
+        /// Season config (TOML).
+        config: PathBuf,
+        /// Write the mosaics as Cloud-Optimised GeoTIFFs with overviews.
+        #[arg(long)]
+        cog: bool,
+        #[command(flatten)]
+        season: SeasonArgs,
     },
     /// Check a season config and every input it names, listing all problems at once; computes nothing.
     Check {
@@ -334,6 +361,35 @@ struct PredictArgs {
     memory_mb: usize,
 }
 
+/// The season and output folder of `plan` and `merge`, as `run` takes them.
+#[derive(Args)]
+struct SeasonArgs {
+    /// Season (default: the config's).
+    #[arg(long)]
+    season: Option<String>,
+    /// Output folder instead of the config's `[season] out`.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// A value for a variable the config declares in [vars] (repeatable): NAME=VALUE.
+    #[arg(long = "var", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Hash every input again.
+    #[arg(long)]
+    rehash: bool,
+}
+
+impl SeasonArgs {
+    fn options(self) -> season::RunOptions {
+        season::RunOptions {
+            season: self.season,
+            out: self.out,
+            vars: self.vars,
+            rehash: self.rehash,
+            ..Default::default()
+        }
+    }
+}
+
 /// The analysis grid of commands that read a stack.
 #[derive(Args)]
 struct GridArgs {
@@ -349,11 +405,14 @@ struct GridArgs {
     /// Analysis grid bounds xmin,ymin,xmax,ymax in CRS units.
     #[arg(long, requires = "crs", allow_hyphen_values = true)]
     bounds: Option<String>,
+    /// Only these pixels of the analysis grid: COL0,ROW0,NCOLS,NROWS (one shard; see `carbonmap plan`).
+    #[arg(long)]
+    window: Option<String>,
 }
 
 impl GridArgs {
     fn choice(self) -> Result<GridChoice> {
-        Ok(match (self.grid_from, self.crs, self.res, self.bounds) {
+        let whole = match (self.grid_from, self.crs, self.res, self.bounds) {
             (Some(p), _, _, _) => GridChoice::Reference(p),
             (None, Some(crs), Some(res), Some(b)) => GridChoice::Spec {
                 crs,
@@ -361,6 +420,10 @@ impl GridArgs {
                 bounds: parse_bounds(&b)?,
             },
             _ => GridChoice::FirstScene,
+        };
+        Ok(match self.window {
+            Some(w) => GridChoice::Window(Box::new(whole), season::parse_window(&w)?),
+            None => whole,
         })
     }
 }
@@ -1297,12 +1360,51 @@ impl season::Commands for StageCommands {
     fn parse(&self, argv: &[String]) -> Result<()> {
         Self::parse_argv(argv).map(|_| ())
     }
+    fn grid(&self, argv: &[String]) -> Result<Option<crate::io::Grid>> {
+        // A placeholder --out: only the stack and the grid options are read.
+        let with_out: Vec<String> = argv
+            .iter()
+            .cloned()
+            .chain(["--out".into(), ".".into()])
+            .collect();
+        let (stack, grid) = match Self::parse_argv(&with_out)?.command {
+            Command::Indices(a) => (a.stack, a.grid),
+            Command::Landcover(LandcoverCmd::Predict(a)) => (a.stack, a.grid),
+            _ => return Ok(None),
+        };
+        let stack = crate::scene::Stack::open(&stack)?;
+        grid.choice()?.resolve(&stack).map(Some)
+    }
     fn execute(&self, argv: &[String], progress: &dyn Progress) -> Result<()> {
         let full: Vec<String> = std::iter::once("carbonmap".to_string())
             .chain(argv.iter().cloned())
             .collect();
         execute_argv(&full, Self::parse_argv(argv)?.command, progress, true)
     }
+}
+
+/// What `carbonmap plan` decided, and the commands a scheduler runs next.
+fn print_shards(main: &season::Plan, sp: &season::ShardPlan) {
+    let n = sp.shards.len();
+    println!(
+        "{n} shard(s) of at most {0} x {0} px over {1} x {2} px; {3}",
+        sp.tile_size,
+        sp.grid.width,
+        sp.grid.height,
+        main.out.join(season::PLAN_FILE).display()
+    );
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("  before (done): {}", list(&sp.before));
+    println!("  per shard:     {}", list(&sp.tiled));
+    println!("  after merge:   {}", list(&sp.after));
+    println!("next: carbonmap run {} --shard I   (I = 0..{}; or --shard env under Slurm, Kubernetes, AWS Batch)", main.config.display(), n - 1);
+    println!("then: carbonmap merge {}", main.config.display());
 }
 
 /// Print the outcome of `carbonmap run` (one line per stage) unless quiet.
@@ -1345,14 +1447,43 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
             rehash,
             out,
             vars,
+            shard,
         } => {
             let opts = season::RunOptions {
                 season: s,
                 rehash,
                 out,
                 vars,
+                ..Default::default()
             };
-            let summary = season::run(&config, &opts, &StageCommands, &progress)?;
+            let summary = match shard {
+                Some(i) => {
+                    let i = season::shard_index(Some(&i))?;
+                    season::run_shard(&config, &opts, i, &StageCommands, &progress)?
+                }
+                None => season::run(&config, &opts, &StageCommands, &progress)?,
+            };
+            print_run(&summary, cli.quiet);
+            summary.outcome()
+        }
+        Command::Plan {
+            config,
+            tile_size,
+            season: sa,
+        } => {
+            let (main, sp) =
+                season::plan_shards(&config, &sa.options(), tile_size, &StageCommands, &progress)?;
+            if !cli.quiet {
+                print_shards(&main, &sp);
+            }
+            Ok(())
+        }
+        Command::Merge {
+            config,
+            cog,
+            season: sa,
+        } => {
+            let summary = season::merge(&config, &sa.options(), cog, &StageCommands, &progress)?;
             print_run(&summary, cli.quiet);
             summary.outcome()
         }
@@ -1954,8 +2085,11 @@ fn execute(command: Command, progress: &dyn Progress, quiet: bool) -> Result<()>
         }
         Command::Landcover(LandcoverCmd::Train(a)) => train_cmd(a, progress, quiet),
         Command::Landcover(LandcoverCmd::Predict(a)) => predict_cmd(a, progress, quiet),
-        Command::Run { .. } | Command::Check { .. } => Err(Error::Usage(
-            "run and check are not stages of a season config".into(),
+        Command::Run { .. }
+        | Command::Check { .. }
+        | Command::Plan { .. }
+        | Command::Merge { .. } => Err(Error::Usage(
+            "run, check, plan and merge are not stages of a season config".into(),
         )),
         Command::Stack {
             dir,

@@ -234,6 +234,46 @@ impl Grid {
         })
     }
 
+    /// The pixels `w` of this grid as a grid of their own (a shard of the analysis grid).
+    pub fn window(&self, w: &Window) -> Result<Grid> {
+        if w.is_empty() || w.col0 + w.ncols > self.width || w.row0 + w.nrows > self.height {
+            return Err(Error::Usage(format!(
+                "--window {},{},{},{}: not inside the analysis grid of {} x {} pixels",
+                w.col0, w.row0, w.ncols, w.nrows, self.width, self.height
+            )));
+        }
+        let mut gt = self.gt;
+        gt[0] += w.col0 as f64 * self.gt[1] + w.row0 as f64 * self.gt[2];
+        gt[3] += w.col0 as f64 * self.gt[4] + w.row0 as f64 * self.gt[5];
+        Ok(Grid {
+            crs_wkt: self.crs_wkt.clone(),
+            gt,
+            width: w.ncols,
+            height: w.nrows,
+        })
+    }
+
+    /// Where `inner` lies in this grid when its pixels are this grid's pixels (same CRS and resolution,
+    /// whole-pixel offsets, inside): its first column and row here.
+    pub fn offset_of(&self, inner: &Grid) -> Option<(usize, usize)> {
+        let tol = 1e-6 * self.gt[1].abs();
+        let same_res = [1, 2, 4, 5]
+            .iter()
+            .all(|&i| (self.gt[i] - inner.gt[i]).abs() <= tol);
+        if !same_res || self.gt[2] != 0.0 || self.gt[4] != 0.0 {
+            return None;
+        }
+        let c = (inner.gt[0] - self.gt[0]) / self.gt[1];
+        let r = (inner.gt[3] - self.gt[3]) / self.gt[5];
+        let whole = |v: f64| (v - v.round()).abs() <= 1e-6 && v.round() >= 0.0;
+        if !whole(c) || !whole(r) {
+            return None;
+        }
+        let (c, r) = (c.round() as usize, r.round() as usize);
+        let inside = c + inner.width <= self.width && r + inner.height <= self.height;
+        (inside && same_crs(&self.crs_wkt, &inner.crs_wkt)).then_some((c, r))
+    }
+
     /// (xmin, ymin, xmax, ymax) in the grid's CRS.
     pub fn bounds(&self) -> [f64; 4] {
         let x0 = self.gt[0];
@@ -520,7 +560,7 @@ fn c_argv(args: &[String]) -> Result<(Vec<CString>, Vec<*mut std::ffi::c_char>)>
     Ok((owned, ptrs))
 }
 
-fn last_gdal_message() -> String {
+pub(crate) fn last_gdal_message() -> String {
     unsafe {
         let msg = gdal_sys::CPLGetLastErrorMsg();
         if msg.is_null() {
@@ -532,7 +572,7 @@ fn last_gdal_message() -> String {
 }
 
 /// GDALTranslate `src` to `dest` ("" with `-of VRT` gives an in-memory VRT).
-fn gdal_translate(
+pub(crate) fn gdal_translate(
     src: &Dataset,
     dest: &str,
     args: &[String],
@@ -618,6 +658,9 @@ pub struct GridReader {
     bands: Vec<usize>,
     band_names: Vec<String>,
     grid: Grid,
+    /// Column and row of the grid's first pixel in the file read directly (the grid is a window of the file's
+    /// own grid, for example one shard of it), (0, 0) for a warped file.
+    offset: (usize, usize),
 }
 
 /// A rectangle of the analysis grid: columns `col0 .. col0 + ncols`, rows `row0 .. row0 + nrows`.
@@ -686,7 +729,8 @@ impl GridReader {
         }
         let own = info.grid()?;
         let band_names = bands.iter().map(|b| b.name.clone()).collect();
-        if own.same_pixels(grid) {
+        // On the grid, or the grid is a whole-pixel window of the file's grid (a shard): read directly.
+        if let Some(offset) = own.offset_of(grid) {
             return Ok(GridReader {
                 warped: None,
                 _subset: None,
@@ -695,6 +739,7 @@ impl GridReader {
                 bands: bands.iter().map(|b| b.index).collect(),
                 band_names,
                 grid: grid.clone(),
+                offset,
             });
         }
         // Select the bands into an in-memory VRT, then warp that lazily onto the grid.
@@ -731,7 +776,20 @@ impl GridReader {
             // for any count).
             "-wo".into(),
             format!("NUM_THREADS={}", rayon::current_num_threads().max(1)),
+            // The exact transformer for every pixel (not GDAL's default approximation interpolated over
+            // chunks whose layout depends on the grid's extent), and the resampling scale fixed from the two
+            // grids' pixel sizes (GDAL otherwise estimates it per chunk): a pixel gets the same value whether
+            // the grid is the whole area or one shard of it.
+            "-et".into(),
+            "0".into(),
         ];
+        let (xscale, yscale) = warp_scales(&own, grid)?;
+        wargs.extend([
+            "-wo".to_string(),
+            format!("XSCALE={}", format_float(xscale)),
+            "-wo".to_string(),
+            format!("YSCALE={}", format_float(yscale)),
+        ]);
         match resampling {
             // Float64, so that warped values reach the formulas unrounded (indices are rounded once, at the end).
             Resampling::Bilinear | Resampling::Average => {
@@ -755,6 +813,7 @@ impl GridReader {
             bands: (1..=bands.len()).collect(),
             band_names,
             grid: grid.clone(),
+            offset: (0, 0),
         })
     }
 
@@ -792,8 +851,8 @@ impl GridReader {
             gdal_sys::GDALDatasetRasterIO(
                 ds.c_dataset(),
                 gdal_sys::GDALRWFlag::GF_Read,
-                w.col0 as i32,
-                w.row0 as i32,
+                (w.col0 + self.offset.0) as i32,
+                (w.row0 + self.offset.1) as i32,
                 w.ncols as i32,
                 w.nrows as i32,
                 buf.as_mut_ptr() as *mut std::ffi::c_void,
@@ -836,7 +895,10 @@ impl GridReader {
             .rasterband(self.bands[k])
             .map_err(|e| Error::band(&self.path, name, format!("cannot be opened: {e}")))?;
         band.read_into_slice::<T>(
-            (w.col0 as isize, row0 as isize),
+            (
+                (w.col0 + self.offset.0) as isize,
+                (row0 + self.offset.1) as isize,
+            ),
             (w.ncols, nrows),
             (w.ncols, nrows),
             buf,
@@ -852,6 +914,26 @@ impl GridReader {
                 ),
             )
         })
+    }
+}
+
+/// GDAL's warp scales (destination pixels per source pixel along x and y): a source pixel at the centre of
+/// the source file, measured in the grid's CRS, against the grid's pixel size. They depend on the file and the
+/// grid's CRS and resolution only, not on the grid's extent.
+fn warp_scales(own: &Grid, grid: &Grid) -> Result<(f64, f64)> {
+    let g = own.gt;
+    let (cx, cy) = (own.width as f64 / 2.0, own.height as f64 / 2.0);
+    let at = |c: f64, r: f64| (g[0] + c * g[1] + r * g[2], g[3] + c * g[4] + r * g[5]);
+    let pts = [at(cx, cy), at(cx + 1.0, cy), at(cx, cy + 1.0)];
+    let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    let mut ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
+    transform_points(&own.crs_wkt, &grid.crs_wkt, &mut xs, &mut ys)?;
+    let d = |i: usize| (xs[i] - xs[0]).hypot(ys[i] - ys[0]);
+    let (sx, sy) = (d(1) / grid.gt[1].abs(), d(2) / grid.gt[5].abs());
+    if sx.is_finite() && sy.is_finite() && sx > 0.0 && sy > 0.0 {
+        Ok((sx, sy))
+    } else {
+        Ok((1.0, 1.0))
     }
 }
 
@@ -1445,7 +1527,7 @@ pub fn write_table(target: &Path, csv: &[u8], notes: &[String]) -> Result<()> {
 
 /// Run a GDAL call whose failure the gdal crate does not report on GDAL < 3.7 (`flush_cache`, `close` return
 /// `Ok` there whatever happened): GDAL's error state is reset before and read after the call.
-fn gdal_checked(
+pub(crate) fn gdal_checked(
     target: &Path,
     context: &str,
     call: impl FnOnce() -> gdal::errors::Result<()>,

@@ -40,6 +40,8 @@ pub enum GridChoice {
         res: f64,
         bounds: [f64; 4],
     },
+    /// A window of another choice's grid: one shard of a sharded run (`--window`).
+    Window(Box<GridChoice>, Window),
 }
 
 impl GridChoice {
@@ -58,6 +60,7 @@ impl GridChoice {
             }
             GridChoice::Reference(p) => Grid::from_raster(p),
             GridChoice::Spec { crs, res, bounds } => Grid::from_spec(crs, *res, *bounds),
+            GridChoice::Window(whole, w) => whole.resolve(stack)?.window(w),
         }
     }
 }

@@ -10,6 +10,7 @@ mod check;
 mod html;
 mod report;
 mod run;
+mod shard;
 
 pub(crate) use html::render as render_html;
 pub(crate) use report::markdown_table;
@@ -26,6 +27,7 @@ use crate::progress::Progress;
 pub use check::check;
 pub use run::MANIFEST;
 pub use run::{run, RunOptions, RunSummary, StageStatus};
+pub use shard::{merge, parse_window, plan_shards, run_shard, shard_index, ShardPlan, PLAN_FILE};
 
 /// What the runner needs to know about one option of a command (supplied by the command line, which owns
 /// the commands' definitions).
@@ -51,6 +53,8 @@ pub trait Commands {
     fn parse(&self, argv: &[String]) -> Result<()>;
     /// Run an argument vector.
     fn execute(&self, argv: &[String], progress: &dyn Progress) -> Result<()>;
+    /// The analysis grid a command reading a stack would compute on (None for other commands).
+    fn grid(&self, argv: &[String]) -> Result<Option<crate::io::Grid>>;
 }
 
 /// Commands that write one file rather than a folder, and the file's name inside the stage folder (a stage
@@ -85,11 +89,13 @@ const STAGE_COMMANDS: [&str; 12] = [
 const OUTPUT_OPTIONS: [(&str, &str); 2] = [("landcover train", "model"), ("calibrate", "table")];
 
 /// Names in the output folder that are not stage folders.
-const RESERVED: [&str; 4] = [
+const RESERVED: [&str; 6] = [
     report::QUICKLOOKS,
     report::REPORT,
     html::REPORT_HTML,
     run::MANIFEST,
+    shard::PLAN_FILE,
+    shard::SHARDS_DIR,
 ];
 
 /// Keys of a stage table that are not options of its command.

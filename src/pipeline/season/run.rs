@@ -28,6 +28,12 @@ pub struct RunOptions {
     /// Hash every input again instead of trusting recorded hashes of files whose size and modification time
     /// are unchanged.
     pub rehash: bool,
+    /// Run only these stages (the others keep their records); a sharded season's plan and shards use it.
+    pub only: Option<std::collections::BTreeSet<String>>,
+    /// Records of stages run elsewhere that this run's stages read (a shard reads the season's own stages).
+    pub seed: Vec<StageRecord>,
+    /// No run report (a shard's run: the merge writes the season's).
+    pub no_report: bool,
 }
 
 /// What happened to a stage in this run.
@@ -244,7 +250,7 @@ fn parameters() -> Vec<ParameterRecord> {
         .collect()
 }
 
-fn read_manifest(path: &Path) -> Option<Manifest> {
+pub(super) fn read_manifest(path: &Path) -> Option<Manifest> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
@@ -256,7 +262,7 @@ fn write_manifest(path: &Path, m: &Manifest) -> Result<()> {
 }
 
 /// The folder a stage runs into, and the one its previous outputs wait in during the swap.
-fn partial_dir(out: &Path, name: &str) -> PathBuf {
+pub(super) fn partial_dir(out: &Path, name: &str) -> PathBuf {
     out.join(format!(".{name}.partial"))
 }
 fn old_dir(out: &Path, name: &str) -> PathBuf {
@@ -355,6 +361,17 @@ pub fn run(
         &opts.vars,
         cmds,
     )?;
+    run_with_plan(plan, config, opts, cmds, progress)
+}
+
+/// Run a plan already made (a shard's, derived from the season's).
+pub(super) fn run_with_plan(
+    plan: Plan,
+    config: &Path,
+    opts: &RunOptions,
+    cmds: &dyn Commands,
+    progress: &dyn Progress,
+) -> Result<RunSummary> {
     super::check::check_plan(&plan, cmds)?;
     // One scope for the whole run: it holds the output folder's lock; every write commits in its own scope.
     crate::commit::run(&[], || run_plan(plan, config, opts, cmds, progress))
@@ -390,7 +407,7 @@ fn run_plan(
         variables: plan.variables.clone(),
         resolved: BTreeMap::new(),
         parameters: parameters(),
-        stages: Vec::new(),
+        stages: opts.seed.clone(),
     };
     let prev_records: BTreeMap<String, StageRecord> = previous
         .iter()
@@ -426,6 +443,12 @@ fn run_plan(
     let mut statuses: Vec<(String, StageStatus)> = Vec::new();
     let mut first_error = None;
     for stage in &plan.stages {
+        if opts.only.as_ref().is_some_and(|o| !o.contains(&stage.name)) {
+            manifest
+                .stages
+                .extend(prev_records.get(&stage.name).cloned());
+            continue;
+        }
         let (argv, out_arg) = stage_argv(stage, &partial_dir(&plan.out, &stage.name));
         manifest
             .resolved
@@ -574,7 +597,9 @@ fn run_plan(
     }
     let report_path = plan.out.join(super::report::REPORT);
     let stages_hash = super::report::stages_hash(&manifest);
-    if changed || !super::report::is_current(&plan.out, &stages_hash) {
+    if opts.no_report {
+        write_manifest(&manifest_path, &manifest)?;
+    } else if changed || !super::report::is_current(&plan.out, &stages_hash) {
         write_manifest(&manifest_path, &manifest)?;
         super::report::write(&plan, &manifest, &statuses, progress)?;
     }
