@@ -236,14 +236,37 @@ pub fn run_shard(
         only: None,
         ..opts.clone()
     };
+    let t0 = std::time::Instant::now();
     let summary = run_with_plan(splan, config, &o, cmds, progress)?;
     if summary.first_error.is_none() {
-        let json =
-            serde_json::to_vec_pretty(shard).map_err(|e| Error::Processing(e.to_string()))?;
+        let ran = ShardRun {
+            shard: shard.clone(),
+            seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            peak_memory_mib: peak_memory_mib(),
+        };
+        let json = serde_json::to_vec_pretty(&ran).map_err(|e| Error::Processing(e.to_string()))?;
         crate::commit::run(&[], || {
             crate::commit::prepare_folder(&dir)?;
             io::write_atomic(&dir.join(SHARD_FILE), &json)
         })?;
     }
     Ok(summary)
+}
+
+/// What a shard's folder records of its last complete run: the plan's entry, the wall time of the run and the
+/// process's peak resident memory (for the cost model of a season's shards).
+#[derive(serde::Serialize)]
+struct ShardRun {
+    #[serde(flatten)]
+    shard: ShardRecord,
+    seconds: f64,
+    peak_memory_mib: Option<f64>,
+}
+
+/// The process's peak resident set (VmHWM of /proc/self/status) in MiB, where the system reports it.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
 }
