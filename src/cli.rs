@@ -89,8 +89,15 @@ enum Command {
         /// Season config (TOML).
         config: PathBuf,
         /// Side of a square shard in pixels (a multiple of 256, the output tile).
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, conflicts_with = "tiles")]
         tile_size: usize,
+        /// Cut the grid at the west and north edges of this layer's tiles (an OGR file: MGRS, a national grid),
+        /// snapped to the 256-px output tile, instead of squares.
+        #[arg(long)]
+        tiles: Option<PathBuf>,
+        /// The tile layer's field naming each tile (recorded with the shard it starts).
+        #[arg(long, requires = "tiles")]
+        tile_field: Option<String>,
         #[command(flatten)]
         season: SeasonArgs,
     },
@@ -1386,9 +1393,12 @@ impl season::Commands for StageCommands {
 /// What `carbonmap plan` decided, and the commands a scheduler runs next.
 fn print_shards(main: &season::Plan, sp: &season::ShardPlan) {
     let n = sp.shards.len();
+    let shape = match &sp.tiles {
+        Some(t) => format!("cut at the tiles of {t}"),
+        None => format!("of at most {0} x {0} px", sp.tile_size),
+    };
     println!(
-        "{n} shard(s) of at most {0} x {0} px over {1} x {2} px; {3}",
-        sp.tile_size,
+        "{n} shard(s) {shape} over {} x {} px; {}",
         sp.grid.width,
         sp.grid.height,
         main.out.join(season::PLAN_FILE).display()
@@ -1469,10 +1479,16 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
         Command::Plan {
             config,
             tile_size,
+            tiles,
+            tile_field,
             season: sa,
         } => {
+            let tiling = match tiles {
+                Some(p) => season::Tiling::Layer(p, tile_field),
+                None => season::Tiling::Size(tile_size),
+            };
             let (main, sp) =
-                season::plan_shards(&config, &sa.options(), tile_size, &StageCommands, &progress)?;
+                season::plan_shards(&config, &sa.options(), &tiling, &StageCommands, &progress)?;
             if !cli.quiet {
                 print_shards(&main, &sp);
             }

@@ -446,3 +446,74 @@ extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+#[test]
+fn a_tile_layer_cuts_the_grid_at_snapped_tile_edges() {
+    // The samples' grid: EPSG:32630, x 464000..476800, y 5608200..5621000 at 20 m (640 px). Four tiles of 7 km
+    // overlapping by 600 m like MGRS tiles, and one far away. Their west and north edges, 295 and 320 px from
+    // the grid's corner, snap to the 256-px tile edge: cuts at columns 0, 256, 640 and rows 0, 256, 640.
+    let (_tmp, dir) = setup(640);
+    let square = |name: &str, x: f64, y: f64| {
+        format!(
+            r#"{{"type":"Feature","properties":{{"tile":"{name}"}},"geometry":{{"type":"Polygon","coordinates":[[[{x},{y}],[{x1},{y}],[{x1},{y0}],[{x},{y0}],[{x},{y}]]]}}}}"#,
+            x1 = x + 7000.0,
+            y0 = y - 7000.0
+        )
+    };
+    let tiles = [
+        square("30UVB", 463_500.0, 5_621_500.0),
+        square("30UVC", 469_900.0, 5_621_500.0),
+        square("30UWB", 463_500.0, 5_614_600.0),
+        square("30UWC", 469_900.0, 5_614_600.0),
+        square("far", 600_000.0, 5_700_000.0),
+    ];
+    let layer = format!(
+        r#"{{"type":"FeatureCollection","crs":{{"type":"name","properties":{{"name":"urn:ogc:def:crs:EPSG::32630"}}}},"features":[{}]}}"#,
+        tiles.join(",")
+    );
+    std::fs::write(dir.join("tiles.geojson"), layer).unwrap();
+    ok(
+        &cm(
+            &dir,
+            &[
+                "plan",
+                "season.toml",
+                "--tiles",
+                "tiles.geojson",
+                "--tile-field",
+                "tile",
+                "-o",
+                "t/2024",
+            ],
+        ),
+        "plan --tiles",
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("t/2024/shards.json")).unwrap()).unwrap();
+    let got: Vec<(Vec<u64>, String)> = plan["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let w = s["window"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            (w, s["tile"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    let want = [
+        (vec![0, 0, 256, 256], "30UVB"),
+        (vec![256, 0, 384, 256], "30UVC"),
+        (vec![0, 256, 256, 384], "30UWB"),
+        (vec![256, 256, 384, 384], "30UWC"),
+    ];
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|(w, n)| (w.clone(), n.to_string()))
+            .collect::<Vec<_>>()
+    );
+}

@@ -27,7 +27,9 @@ use crate::progress::Progress;
 pub use check::check;
 pub use run::MANIFEST;
 pub use run::{run, RunOptions, RunSummary, StageStatus};
-pub use shard::{merge, parse_window, plan_shards, run_shard, shard_index, ShardPlan, PLAN_FILE};
+pub use shard::{
+    merge, parse_window, plan_shards, run_shard, shard_index, ShardPlan, Tiling, PLAN_FILE,
+};
 
 /// What the runner needs to know about one option of a command (supplied by the command line, which owns
 /// the commands' definitions).

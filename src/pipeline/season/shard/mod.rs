@@ -16,6 +16,7 @@
 mod merge;
 mod mosaic;
 mod plan;
+mod tiles;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::io::Window;
 
 pub use merge::merge;
-pub use plan::{plan_shards, run_shard, shard_index};
+pub use plan::{plan_shards, run_shard, shard_index, Tiling};
 
 /// The shard plan in the season's output folder.
 pub const PLAN_FILE: &str = "shards.json";
@@ -135,6 +136,9 @@ pub struct ShardRecord {
     /// SHA-256 over the config, season, variables, grid and window: a shard folder with another fingerprint
     /// belongs to another plan.
     pub fingerprint: String,
+    /// The tile of `plan --tiles` whose north-west corner starts the shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile: Option<String>,
 }
 
 /// The shard plan (`OUT/shards.json`).
@@ -146,7 +150,11 @@ pub struct ShardPlan {
     pub season: String,
     pub variables: BTreeMap<String, String>,
     pub grid: GridRecord,
+    /// Side of the square shards in pixels (0 when the shards come from a tile layer).
     pub tile_size: usize,
+    /// The tile layer the shards were cut from (`plan --tiles`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiles: Option<String>,
     pub before: Vec<String>,
     pub tiled: Vec<String>,
     pub after: Vec<String>,

@@ -1,7 +1,7 @@
 //! `carbonmap plan` (the shards of a season, after its before stages) and `carbonmap run --shard I`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     fingerprint, roles, shard_plan, GridRecord, Role, ShardPlan, ShardRecord, PLAN_FILE,
@@ -53,10 +53,16 @@ fn named(main: &Plan, want: impl Fn(Role) -> bool) -> Vec<String> {
 
 /// Split the season's analysis grid into shards of `tile_size` pixels (a multiple of the output tile), after
 /// running its before stages; the plan is written to OUT/shards.json.
+/// How the grid is cut: squares of a size, or a tile layer (path and the field naming its tiles).
+pub enum Tiling {
+    Size(usize),
+    Layer(PathBuf, Option<String>),
+}
+
 pub fn plan_shards(
     config: &Path,
     opts: &RunOptions,
-    tile_size: usize,
+    tiling: &Tiling,
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<(Plan, ShardPlan)> {
@@ -68,12 +74,21 @@ pub fn plan_shards(
         cmds,
     )?;
     crate::pipeline::season::check::check_plan(&main, cmds)?;
-    if tile_size == 0 || tile_size % io::TILE != 0 {
-        return Err(Error::Usage(format!(
-            "--tile-size {tile_size}: a shard's side must be a multiple of the output tile, {} pixels",
-            io::TILE
-        )));
-    }
+    let tile_size = match tiling {
+        Tiling::Size(t) if *t == 0 || t % io::TILE != 0 => {
+            return Err(Error::Usage(format!(
+                "--tile-size {t}: a shard's side must be a multiple of the output tile, {} pixels",
+                io::TILE
+            )))
+        }
+        Tiling::Size(t) => *t,
+        Tiling::Layer(p, _) => {
+            if !p.exists() {
+                return Err(Error::input(p, "the tile layer does not exist"));
+            }
+            0
+        }
+    };
     let (before, tiled) = (
         named(&main, |r| r == Role::Before),
         named(&main, Role::tiled),
@@ -104,19 +119,28 @@ pub fn plan_shards(
             height: grid.height,
         },
         tile_size,
+        tiles: match tiling {
+            Tiling::Layer(p, _) => Some(p.to_string_lossy().into_owned()),
+            Tiling::Size(_) => None,
+        },
         after: named(&main, |r| r == Role::After),
         before,
         tiled,
         shards: Vec::new(),
     };
-    sp.shards = windows(&grid, tile_size)
+    let cut = match tiling {
+        Tiling::Size(t) => windows(&grid, *t).into_iter().map(|w| (w, None)).collect(),
+        Tiling::Layer(p, field) => super::tiles::tile_windows(&grid, p, field.as_deref())?,
+    };
+    sp.shards = cut
         .into_iter()
         .enumerate()
-        .map(|(index, window)| ShardRecord {
+        .map(|(index, (window, tile))| ShardRecord {
             index,
             name: format!("{index:04}"),
             window,
             fingerprint: fingerprint(&sp, window),
+            tile,
         })
         .collect();
     let json = serde_json::to_vec_pretty(&sp).map_err(|e| Error::Processing(e.to_string()))?;
