@@ -519,3 +519,18 @@ fn an_absolute_emission_change_becomes_a_factor_of_the_base() {
     assert_eq!(west, 0.0);
     assert!((east + 16.0).abs() < 1e-6, "{east}");
 }
+
+/// An absolute cut inside a polygon, -5 t CO2 yr-1 of transport where the base has 30 / 2 = 15 (half of the east
+/// cell): the factor 1 - 5 / 15 there, so the east's net balance falls by exactly 5 (to the Float32 emissions
+/// raster's precision) and the west is untouched.
+#[test]
+fn an_absolute_emission_change_inside_polygons_changes_them_by_that_amount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (west, east) = east_west_net(
+        tmp.path(),
+        "abs_polygons.toml",
+        "[[emissions]]\nsector = \"transport\"\npolygons = \"field.geojson\"\nchange_tco2_yr = -5.0\n",
+    );
+    assert_eq!(west, 0.0);
+    assert!((east + 5.0).abs() < 1e-5, "{east}");
+}

@@ -9,6 +9,7 @@
 //! classes the legend does not know, a rule that changes no pixel (polygons outside the grid, or every pixel
 //! inside already of the new class).
 
+mod absolute;
 mod compare;
 mod landcover;
 mod report;
@@ -311,22 +312,18 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             .map(|(i, e)| {
                 let factor = match (e.factor, e.change_tco2_yr, &e.polygons) {
                     (Some(x), None, _) => x,
-                    (None, Some(c), None) => {
+                    (None, Some(c), _) => {
                         absolute.push((i, c));
                         // A placeholder until the base's emissions are known (not 1, which changes nothing).
-                        0.0
-                    }
-                    (None, Some(_), Some(_)) => {
-                        problems.push(Error::config(
-                            &job.file,
-                            format!("emissions {}: an absolute change applies to a zone or the whole area, not to polygons", i + 1),
-                        ));
                         0.0
                     }
                     _ => {
                         problems.push(Error::config(
                             &job.file,
-                            format!("emissions {}: give exactly one of factor or change_tco2_yr", i + 1),
+                            format!(
+                                "emissions {}: give exactly one of factor or change_tco2_yr",
+                                i + 1
+                            ),
                         ));
                         0.0
                     }
@@ -660,7 +657,7 @@ fn balances(
         )
     };
     let b = bal(base, "base", Vec::new())?;
-    let factors = absolute_factors(factors, absolute, &b)?;
+    let factors = absolute::factors(factors, absolute, &b, grid)?;
     let c = bal(scen, "scenario", factors)?;
     let (compared, table) = compare::balance(s, grid, &b, &c, &job.out_dir, &job.write)?;
     Ok(Some(Balances {
@@ -696,72 +693,4 @@ fn map_row(
         scenario: find(scen, false)?,
         difference: find(diff, true)?,
     })
-}
-
-/// Absolute emission changes as factors of the base's emissions of the sector in the zone (or the whole area),
-/// read from the base balance's zone table.
-fn absolute_factors(
-    factors: &[EmissionFactor],
-    absolute: &[(usize, f64)],
-    base: &crate::pipeline::balance::BalanceSummary,
-) -> Result<Vec<EmissionFactor>> {
-    let mut out = factors.to_vec();
-    if absolute.is_empty() {
-        return Ok(out);
-    }
-    let table = base
-        .outputs
-        .iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "zones_balance.csv"))
-        .map(|p| compare::readable(p))
-        .ok_or_else(|| Error::Processing("the base balance wrote no zone table".into()))?;
-    let rows = crate::io::read_text(&table, "a zone table")?;
-    let mut r = csv::Reader::from_reader(rows.as_bytes());
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| Error::Processing(e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let records: Vec<csv::StringRecord> = r.records().flatten().collect();
-    let col = |k: &str| header.iter().position(|h| h == k);
-    let mut problems = Vec::new();
-    for &(i, change) in absolute {
-        let f = &out[i];
-        let column = match &f.sector {
-            Some(sec) => format!("emissions_{sec}_tCO2_yr"),
-            None => "emissions_total_tCO2_yr".into(),
-        };
-        let (Some(c), Some(lv), Some(zn)) = (col(&column), col("level"), col("zone")) else {
-            problems.push(format!(
-                "emissions {}: the base balance has no column {column}",
-                i + 1
-            ));
-            continue;
-        };
-        let (level, zone) = match &f.zone {
-            None => ("all", "all"),
-            Some(z) => (f.level.as_deref().unwrap_or(""), z.as_str()),
-        };
-        let total: Option<f64> = records
-            .iter()
-            .find(|rec| {
-                rec.get(zn) == Some(zone) && (level.is_empty() || rec.get(lv) == Some(level))
-            })
-            .and_then(|rec| rec.get(c))
-            .and_then(|v| v.parse().ok());
-        match total {
-            Some(t) if t > 0.0 && t + change >= 0.0 => out[i].factor = 1.0 + change / t,
-            Some(t) => problems.push(format!(
-                "emissions {}: a change of {change} t CO2 yr-1 on base emissions of {t} would leave them negative or is undefined",
-                i + 1
-            )),
-            None => problems.push(format!("emissions {}: no base emissions for {level} {zone}", i + 1)),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(Error::Invalid(problems))
-    }
 }

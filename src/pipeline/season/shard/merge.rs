@@ -30,6 +30,8 @@ pub fn merge(
     )?;
     let sp = ShardPlan::read(&main)?;
     check_shards(&main, &sp)?;
+    let mut main = main;
+    mark_merged(&mut main, &sp, cog)?;
     let wrapped = Merging {
         inner: cmds,
         tiled: sp
@@ -56,6 +58,27 @@ pub fn merge(
         cog,
     };
     run_with_plan(main, config, opts, &wrapped, progress)
+}
+
+/// The tiled stages' recipes say they are merged, from which plan and how: a new plan or `--cog` merges again,
+/// and the report shows where the stage's files came from.
+fn mark_merged(main: &mut Plan, sp: &ShardPlan, cog: bool) -> Result<()> {
+    let json = serde_json::to_vec(&sp.shards).map_err(|e| Error::Processing(e.to_string()))?;
+    let how = format!(
+        "{} shards of {} (plan {}){}",
+        sp.shards.len(),
+        super::PLAN_FILE,
+        &io::sha256_hex(&json)[..12],
+        if cog { ", COG" } else { "" }
+    );
+    for s in main
+        .stages
+        .iter_mut()
+        .filter(|s| sp.tiled.contains(&s.name))
+    {
+        s.recipe.extend(["--merged-from".to_string(), how.clone()]);
+    }
+    Ok(())
 }
 
 /// Every shard ran this plan to the end, and no input of its tiled stages changed since: all problems at once.
