@@ -534,3 +534,56 @@ fn an_absolute_emission_change_inside_polygons_changes_them_by_that_amount() {
     assert_eq!(west, 0.0);
     assert!((east + 5.0).abs() < 1e-5, "{east}");
 }
+
+/// Paired draws with a balance: the east's energy cut by a fifth (-16 t CO2 yr-1, energy's multiplier sd 0.1)
+/// and its cropland turned to grassland (grassland's NPP multiplier sd 0.1). Independent parameters, so the net
+/// balance difference -16 e_d - seq_d has variance (0.1 x 16)^2 + var(seq_d), its mean the deterministic
+/// difference of the zone table; the west changes nothing in any draw.
+#[test]
+fn paired_draws_give_the_net_balance_difference_its_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    lattice(d);
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"t\"\n[[parameter]]\ntarget = \"emissions\"\nsector = \"energy\"\nsd = 0.1\nsource = \"test\"\n\
+         [[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grassland\"\nsd = 0.1\nsource = \"test\"\n",
+    )
+    .unwrap();
+    let text = scenario(CHANGE).replace("months = \"6-6\"\n", "")
+        + "[balance]\nlattice = \"lattice.tif\"\nlattice_unit = \"t CO2 cell-1 yr-1\"\n"
+        + "[[emissions]]\nsector = \"energy\"\nzone_field = \"name\"\nzone = \"east\"\nfactor = 0.8\n"
+        + "[uncertainty]\nfile = \"u.toml\"\ndraws = 20000\nseed = 5\n";
+    std::fs::write(d.join("both.toml"), text).unwrap();
+    let out = d.join("out");
+    scenario_cmd(&d.join("both.toml"), &out).success();
+    let rows = csv_rows(&out.join("scenario_zones_draws_2021.csv"));
+    let get = |zone: &str, q: &str| {
+        rows.iter()
+            .find(|r| r["name"] == zone && r["quantity"] == q)
+            .unwrap_or_else(|| panic!("{zone} {q}: {rows:?}"))
+            .clone()
+    };
+    let (net, seq) = (
+        get("east", "net_balance_difference"),
+        get("east", "sequestration_difference"),
+    );
+    let sd_seq = common::cell(&seq, "sd");
+    assert!(sd_seq > 0.1, "{seq:?}");
+    let want_sd = (1.6f64.powi(2) + sd_seq.powi(2)).sqrt();
+    let sd = common::cell(&net, "sd");
+    assert!((sd / want_sd - 1.0).abs() < 0.03, "{sd} vs {want_sd}");
+    let table = csv_rows(&out.join("scenario_balance_zones.csv"));
+    let east = table.iter().find(|r| r["zone"] == "east").unwrap();
+    let det = common::cell(east, "net_balance_tCO2_yr_difference");
+    assert!(
+        (common::cell(&net, "mean") - det).abs() < 3.0 * want_sd / 141.0 + 1e-3,
+        "{net:?} vs {det}"
+    );
+    let west = get("west", "net_balance_difference");
+    assert_eq!(
+        (common::cell(&west, "mean"), common::cell(&west, "sd")),
+        (0.0, 0.0)
+    );
+}

@@ -527,18 +527,35 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
         )
     })
     .collect();
+    let mut zone_table = cmp.zone_table;
+    let bal = balances(&s, &grid, (&base, &scen), job, progress)?;
     if let Some(d) = &s.draws {
+        let emissions = bal.as_ref().map(|b| {
+            let find = |outs: &[PathBuf]| {
+                outs.iter()
+                    .find(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n == "emissions_tCO2_ha_yr.tif")
+                    })
+                    .map(|p| compare::readable(p))
+            };
+            (find(&b.base), find(&b.scenario))
+        });
+        let emissions = match emissions {
+            Some((Some(a), Some(b))) => Some((a, b)),
+            _ => None,
+        };
         outputs.push(compare::paired_draws(
             &s,
             &grid,
             (&base, &scen),
             &lc,
             d,
+            emissions.as_ref().map(|(a, b)| (a.as_path(), b.as_path())),
             &job.out_dir,
         )?);
     }
-    let mut zone_table = cmp.zone_table;
-    if let Some(b) = balances(&s, &grid, (&base, &scen), job, progress)? {
+    if let Some(b) = bal {
         rows.extend(map_row(
             (&b.base, &b.scenario, &b.compared),
             "net_balance_tCO2_ha_yr",

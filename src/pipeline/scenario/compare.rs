@@ -512,17 +512,53 @@ fn join_zone_balances(
 struct PairedSums {
     npp: BTreeMap<Option<usize>, (f64, f64)>,
     rh: (f64, f64),
+    /// Scenario minus base emissions (t CO2 yr-1) per emissions parameter (with a balance).
+    emissions: BTreeMap<Option<usize>, f64>,
+}
+
+/// The sector bands of a balance's fine emissions raster (after the total; the total alone for a lattice
+/// without sectors), with their emissions parameters.
+fn emission_bands(
+    path: &Path,
+    draws: &crate::pipeline::npp::draws::Draws,
+) -> Result<Vec<(usize, Option<usize>)>> {
+    let info = io::RasterInfo::read(path)?;
+    let named: Vec<(usize, String)> = info
+        .bands
+        .iter()
+        .filter_map(|b| {
+            b.description
+                .strip_prefix("emissions ")
+                .map(|s| (b.index, s.to_string()))
+        })
+        .collect();
+    let sectors: Vec<&(usize, String)> = named.iter().filter(|(_, s)| s != "total").collect();
+    Ok(if sectors.is_empty() {
+        named
+            .iter()
+            .map(|(i, s)| (*i, draws.emissions_param(s)))
+            .collect()
+    } else {
+        sectors
+            .iter()
+            .map(|(i, s)| (*i, draws.emissions_param(s)))
+            .collect()
+    })
 }
 
 /// `[uncertainty]`: the difference of every zone's NEP and sequestration with its interval from paired draws
 /// (the same parameter draws for base and scenario), per draw from per-parameter sums:
-/// diff_d = sum_k m_d(k) (NPP_s,k - NPP_b,k) - r_d (Rh_s - Rh_b). scenario_zones_draws_PERIOD.csv.
+/// diff_d = sum_k m_d(k) (NPP_s,k - NPP_b,k) - r_d (Rh_s - Rh_b). With a balance (`emissions`: the base's and
+/// the scenario's fine emissions rasters), the net balance difference too:
+/// net_d = sum_j e_d(j) (E_s,j - E_b,j) - sequestration diff_d, with e_d(j) the draw's multiplier of sector j.
+/// scenario_zones_draws_PERIOD.csv.
 pub fn paired_draws(
     s: &Scenario,
     grid: &Grid,
     (base, scen): (&NppSummary, &NppSummary),
     lc: &LandCover,
     draws: &crate::pipeline::npp::draws::Draws,
+    emissions: Option<(&Path, &Path)>,
     out_dir: &Path,
 ) -> Result<PathBuf> {
     let period = &base.period_label;
@@ -552,6 +588,17 @@ pub fn paired_draws(
             .and_then(|c| draws.npp_param(&c.vegetation_type))
     };
     let areas = crate::area::PixelAreas::of(grid)?;
+    let sectors = match emissions {
+        Some((b, _)) => emission_bands(b, draws)?,
+        None => Vec::new(),
+    };
+    let sector_readers = match emissions {
+        Some((b, c)) => sectors
+            .iter()
+            .map(|(band, _)| Ok((reader(b, *band, f64::NAN)?, reader(c, *band, f64::NAN)?)))
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     let mut sums: BTreeMap<i32, PairedSums> = BTreeMap::new();
     let strip = crate::engine::strips::rows(grid.width, grid.height, 48, 4, s.base.memory_mb);
     for row0 in (0..grid.height).step_by(strip) {
@@ -569,9 +616,20 @@ pub fn paired_draws(
             Some(z) => z.read_rows(row0, n)?,
             None => vec![0; len],
         };
+        let mut e = vec![(vec![0f64; len], vec![0f64; len]); sector_readers.len()];
+        for ((rb, rs), (b, c)) in sector_readers.iter().zip(e.iter_mut()) {
+            rb.read_rows(0, row0, n, b)?;
+            rs.read_rows(0, row0, n, c)?;
+        }
         for px in 0..len {
             let a = areas.at(px % grid.width, row0 + px / grid.width);
             let z = sums.entry(ids[px]).or_default();
+            for ((_, k), (b, c)) in sectors.iter().zip(&e) {
+                if b[px].is_finite() && c[px].is_finite() {
+                    // t CO2 ha-1 yr-1 over the pixel's hectares.
+                    *z.emissions.entry(*k).or_default() += (c[px] - b[px]) * a / 1e4;
+                }
+            }
             for (run, (npp, rh)) in [(0, 1), (2, 3)].into_iter().enumerate() {
                 if !(v[npp][px].is_finite() && v[rh][px].is_finite()) {
                     continue;
@@ -606,11 +664,21 @@ pub fn paired_draws(
             })
             .collect();
         let mut seq: Vec<f64> = nep.iter().map(|x| x * co2).collect();
+        let mut net: Vec<f64> = (0..draws.n)
+            .map(|d| {
+                let e: f64 = z.emissions.iter().map(|(k, x)| draws.at(d, *k) * x).sum();
+                e - seq[d]
+            })
+            .collect();
         let mut nep = nep;
-        for (q, unit, v) in [
+        let mut quantities = vec![
             ("NEP_difference", "t C", &mut nep),
             ("sequestration_difference", "t CO2", &mut seq),
-        ] {
+        ];
+        if emissions.is_some() {
+            quantities.push(("net_balance_difference", "t CO2 yr-1", &mut net));
+        }
+        for (q, unit, v) in quantities {
             let st = crate::pipeline::npp::draws::summary(v);
             out += &format!(
                 "{},{q},{unit},{}\n",
@@ -643,6 +711,9 @@ pub fn paired_draws(
         }
         total.rh.0 += z.rh.0;
         total.rh.1 += z.rh.1;
+        for (k, x) in &z.emissions {
+            *total.emissions.entry(*k).or_default() += x;
+        }
     }
     if zones.is_some() {
         let mut k = vec![String::new(); levels.len()];
@@ -658,6 +729,7 @@ pub fn paired_draws(
             draws.path.display()
         ),
         "each zone's difference is computed per draw from per-parameter sums; mean, sd (n - 1), 5th, 50th and 95th percentiles".into(),
+        "net_balance_difference (with a balance): emissions minus sequestration, positive = more net emissions in the scenario; each sector's emissions difference times the draw's multiplier of that sector, minus the draw's sequestration difference (the balance's period is a year)".into(),
     ];
     io::write_table(&target, out.as_bytes(), &notes)?;
     Ok(target)
