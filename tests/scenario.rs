@@ -587,3 +587,41 @@ fn paired_draws_give_the_net_balance_difference_its_interval() {
         (0.0, 0.0)
     );
 }
+
+/// A housing estate on the cropland: built-up (50, vegetation type urban) has no pixel in the scene, so June's
+/// NDVI of the changed pixels is the urban profile of models/ndvi-climatology.toml (0.5150 in June, from the
+/// Ljubljana patch's built-up class), said in a warning and in the substitution table with its quartiles.
+#[test]
+fn a_class_absent_from_the_scene_takes_the_climatology_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("estate.toml"),
+        scenario("[[change]]\npolygons = \"field.geojson\"\nfrom = [40]\nto = 50\n"),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let done = scenario_cmd(&d.join("estate.toml"), &out).success();
+    let err = String::from_utf8_lossy(&done.get_output().stderr).into_owned();
+    assert!(
+        err.contains("no pixel of the class has an NDVI this month anywhere in the scene")
+            && err.contains("ndvi-climatology.toml"),
+        "{err}"
+    );
+    let rows = csv_rows(&out.join("scenario_substitution_2021-06.csv"));
+    let r = rows
+        .iter()
+        .find(|r| r["class_code"] == "50" && r["month"] == "2021-06")
+        .unwrap();
+    assert!(r["donor_scope"].starts_with("climatology"), "{r:?}");
+    assert_eq!(r["donors"], "0");
+    assert_eq!(common::cell(r, "ndvi_median"), 0.515);
+    assert_eq!(
+        (common::cell(r, "ndvi_p25"), common::cell(r, "ndvi_p75")),
+        (0.4143, 0.5975)
+    );
+    let notes =
+        std::fs::read_to_string(out.join("scenario_substitution_2021-06.csv.json")).unwrap();
+    assert!(notes.contains("eo-learn"), "{notes}");
+}

@@ -10,6 +10,7 @@
 //! inside already of the new class).
 
 mod absolute;
+mod climatology;
 mod compare;
 mod landcover;
 mod report;
@@ -147,6 +148,10 @@ pub struct SubstitutionSpec {
     pub distance_m: f64,
     /// Fewer donors than this within the distance: the whole scene's pixels of the class are used (warned).
     pub min_pixels: u64,
+    /// Monthly NDVI profiles per vegetation type for a class no pixel of the scene has (default: the built-in
+    /// models/ndvi-climatology.toml).
+    #[serde(default)]
+    pub climatology: Option<PathBuf>,
 }
 
 /// One land-cover change: inside polygons, pixels (of classes `from`, or all) become class `to`; or, from an
@@ -251,7 +256,10 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
             ));
             None
         }
-        (Some(sub), _) => Some(sub.clone()),
+        (Some(sub), _) => Some(SubstitutionSpec {
+            climatology: sub.climatology.as_deref().map(at),
+            ..sub.clone()
+        }),
         (None, false) => {
             problems.push(Error::config(
                 &job.file,
@@ -262,6 +270,7 @@ fn load(job: &ScenarioJob) -> Result<Scenario> {
         (None, true) => Some(SubstitutionSpec {
             distance_m: 1.0,
             min_pixels: 0,
+            climatology: None,
         }),
     };
     if !f.emissions.is_empty() && f.balance.is_none() {

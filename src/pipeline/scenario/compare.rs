@@ -312,14 +312,16 @@ pub fn change_tables(
     let mut b = String::from(
         "change,class_code,class_name,month,donor_scope,donors,ndvi_median,ndvi_p25,ndvi_p75\n",
     );
+    // Text fields quoted, quotes doubled (RFC 4180): names and scopes may hold commas.
+    let q = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
     for r in &subst.rows {
         b += &format!(
-            "\"{}\",{},\"{}\",{},{},{},{},{},{}\n",
-            r.change,
+            "{},{},{},{},{},{},{},{},{}\n",
+            q(&r.change),
             r.class,
-            name(r.class),
+            q(&name(r.class)),
             r.month,
-            r.scope,
+            q(&r.scope),
             r.donors,
             fmt(r.median),
             fmt(r.p25),
@@ -332,10 +334,16 @@ pub fn change_tables(
         "scenario {}: land-cover changes applied in order, a later change wins",
         s.name
     )];
-    let notes_b = vec![format!(
-        "space-for-time substitution: each month, changed pixels take the median NDVI of unchanged pixels of their new class within {} m of the change's bounding box (the whole scene below {} donors)",
+    let mut notes_b = vec![format!(
+        "space-for-time substitution: each month, changed pixels take the median NDVI of unchanged pixels of their new class within {} m of the change's bounding box (the whole scene below {} donors; without any, the class's vegetation type's profile of a climatology table, donor_scope climatology)",
         s.substitution.distance_m, s.substitution.min_pixels
     )];
+    notes_b.extend(
+        subst
+            .climatology_citation
+            .iter()
+            .map(|c| format!("climatology: {c}")),
+    );
     io::write_table(&ta, a.as_bytes(), &notes_a)?;
     io::write_table(&tb, b.as_bytes(), &notes_b)?;
     Ok(vec![ta, tb])

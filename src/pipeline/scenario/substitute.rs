@@ -2,7 +2,8 @@
 //! each month it takes the median NDVI of the donors: pixels of the new class that no change touched, with an
 //! NDVI that month, inside the changed pixels' bounding box widened by `distance_m`. With fewer than
 //! `min_pixels` donors there, the donors are the whole scene's pixels of the class (a warning says so); with
-//! none at all, the month is left without a value and the NPP job fills it as it fills any gap (counted).
+//! none at all, the class's vegetation type's profile of the climatology table (warned, scope "climatology"),
+//! else the month is left without a value and the NPP job fills it as it fills any gap (counted).
 //! The median and quartiles are exact over at most `MAX_DONORS` donors (beyond that, every k-th donor in raster
 //! order). Every other pixel keeps its observed value, bit for bit.
 
@@ -37,6 +38,8 @@ pub struct Substitution {
     pub ndvi_dir: PathBuf,
     pub rows: Vec<Row>,
     pub warnings: Vec<String>,
+    /// The climatology table's citation, when a group took its profile.
+    pub climatology_citation: Option<String>,
 }
 
 /// The monthly composites INDEX_YYYY-MM.tif of a folder, sorted.
@@ -114,6 +117,7 @@ pub fn run(s: &Scenario, grid: &Grid, lc: &LandCover, scratch: &Path) -> Result<
         None,
         lc.nodata as f64,
     )?;
+    let clim = super::climatology::Climatology::load(s.substitution.climatology.as_deref())?;
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     for f in &files {
@@ -134,7 +138,7 @@ pub fn run(s: &Scenario, grid: &Grid, lc: &LandCover, scratch: &Path) -> Result<
         let mut values = BTreeMap::new();
         for (g, (scope, v)) in &stats {
             let st = &lc.changes[g.0 as usize - 1];
-            let row = Row {
+            let mut row = Row {
                 change: st.label.clone(),
                 class: g.1 as i64,
                 month: month.clone(),
@@ -150,10 +154,9 @@ pub fn run(s: &Scenario, grid: &Grid, lc: &LandCover, scratch: &Path) -> Result<
                     row.change, row.class, s.substitution.min_pixels, s.substitution.distance_m, row.donors
                 ));
             } else if v.is_empty() {
-                warnings.push(format!(
-                    "{} -> class {} in {month}: no pixel of the class has an NDVI this month; the changed pixels are left to the NPP job's gap fill",
-                    row.change, row.class
-                ));
+                let (r, w) = fallback(s, &clim, row, &month);
+                row = r;
+                warnings.push(w);
             }
             values.insert(*g, row.median as f32);
             rows.push(row);
@@ -167,10 +170,12 @@ pub fn run(s: &Scenario, grid: &Grid, lc: &LandCover, scratch: &Path) -> Result<
             s.base.memory_mb,
         )?;
     }
+    let used = rows.iter().any(|r| r.scope.starts_with("climatology"));
     Ok(Substitution {
         ndvi_dir: dir,
         rows,
         warnings,
+        climatology_citation: used.then(|| clim.citation().to_string()),
     })
 }
 
@@ -242,6 +247,52 @@ fn month_stats(
             (*g, (scope, v))
         })
         .collect())
+}
+
+/// A group without any donor this month: its vegetation type's profile of the climatology table when it has
+/// that month (scope "climatology"), else no value (the NPP job's gap fill); the warning says which.
+fn fallback(
+    s: &Scenario,
+    clim: &super::climatology::Climatology,
+    row: Row,
+    month: &str,
+) -> (Row, String) {
+    let vt = s
+        .legend
+        .class(row.class)
+        .map(|c| c.vegetation_type.clone())
+        .unwrap_or_default();
+    let m: Option<u32> = month.rsplit('-').next().and_then(|m| m.parse().ok());
+    match m.and_then(|m| clim.month(&vt, m)) {
+        Some(p) => {
+            let w = format!(
+                "{} -> class {} in {month}: no pixel of the class has an NDVI this month anywhere in the scene; the {vt} profile of {} used (NDVI {:.4}, from {} observations)",
+                row.change,
+                row.class,
+                clim.describe(),
+                p.median,
+                p.count
+            );
+            let row = Row {
+                scope: format!("climatology: {}", clim.describe()),
+                donors: 0,
+                median: p.median,
+                p25: p.p25,
+                p75: p.p75,
+                ..row
+            };
+            (row, w)
+        }
+        None => {
+            let w = format!(
+                "{} -> class {} in {month}: no pixel of the class has an NDVI this month, and {} has no {vt} profile for it; the changed pixels are left to the NPP job's gap fill",
+                row.change,
+                row.class,
+                clim.describe()
+            );
+            (row, w)
+        }
+    }
 }
 
 fn inside(w: &[usize; 4], col: usize, row: usize) -> bool {
