@@ -887,4 +887,55 @@ fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
     let mean = read_band(&d.join("out/net_balance_tCO2_ha_yr_draws.tif"), 1).0;
     assert!((sd[0] / 8.888194 - 1.0).abs() < 0.02, "{sd:?}");
     assert!((mean[0] - 90.0).abs() < 4.0 * 8.888194 / 200.0, "{mean:?}");
+    // One at a time: fossil's term alone has sd 0.1 x 17 = 1.7 (variance 2.89, 1.323 of the net's 2.1844: the
+    // positive correlation with the sink, which enters with a minus, makes the net vary less than its parts),
+    // the sink's 0.3 x 2.4 = 0.72 (0.5184, 0.2373); fossil dominates.
+    let shares = table(&d.join("out/zones_balance_variance.csv"));
+    let src = |s: &str| {
+        shares
+            .iter()
+            .find(|r| r["zone"] == "all" && r["source"] == s)
+            .unwrap()
+    };
+    let (fossil, sink) = (src("emissions:fossil"), src("sequestration"));
+    assert!(
+        (val(fossil, "sd_tCO2_yr") / 1.7 - 1.0).abs() < 0.02,
+        "{fossil:?}"
+    );
+    assert!(
+        (val(fossil, "share_of_net_variance") / 1.323 - 1.0).abs() < 0.04,
+        "{fossil:?}"
+    );
+    assert!(
+        (val(sink, "share_of_net_variance") / 0.2373 - 1.0).abs() < 0.04,
+        "{sink:?}"
+    );
+    assert_eq!(
+        (fossil["dominant"].as_str(), sink["dominant"].as_str()),
+        ("true", "false")
+    );
+    // Per lattice cell: the same formula on each cell's covered emissions E and sequestration S.
+    let cells = table(&d.join("out/lattice_balance.csv"));
+    let draws = table(&d.join("out/lattice_balance_draws.csv"));
+    assert_eq!(draws.len(), 3 * cells.len());
+    for c in &cells {
+        let (e, q) = (
+            val(c, "emissions_covered_tCO2_yr"),
+            val(c, "sequestration_covered_tCO2_yr"),
+        );
+        let want = ((0.1 * e).powi(2) + (0.3 * q).powi(2) - 2.0 * e * q * 0.015).sqrt();
+        let net = draws
+            .iter()
+            .find(|r| r["cell_id"] == c["cell_id"] && r["quantity"] == "net_balance_covered")
+            .unwrap();
+        assert!(
+            (val(net, "sd") / want - 1.0).abs() < 0.02,
+            "{net:?} vs {want}"
+        );
+        assert!(
+            (val(net, "mean") - val(c, "net_balance_covered_tCO2_yr")).abs()
+                < 4.0 * want / 200.0 + 1e-6,
+            "{net:?}"
+        );
+    }
 }

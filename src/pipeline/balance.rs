@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problems, Result};
 
+mod draws;
 mod indicators;
 mod scale;
 mod whole_cells;
@@ -772,6 +773,21 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             spec.seed,
         );
         outputs.push(draws_table(job, &p, &all, &zone_acc, (&d, spec.seed))?);
+        outputs.push(draws::variance_table(
+            job,
+            &p,
+            &all,
+            &zone_acc,
+            (&d, spec.seed),
+        )?);
+        let (_, cells) = touched_window(lat, &spread);
+        outputs.push(draws::lattice_table(
+            job,
+            lat,
+            (&spread, &valid, &seq),
+            &cells,
+            (&d, spec.seed),
+        )?);
         outputs.push(draws_raster(job, &p, &outputs, (&d, spec.seed))?);
     }
     outputs.push(balance_map(job, &p, &preview, &style)?);
