@@ -349,6 +349,14 @@ fn an_emission_cut_in_one_zone_changes_only_that_zones_net_balance() {
     )
     .unwrap()
     .contains("0.8 x energy in name = east"));
+    // Per lattice cell: the east cell (r0c1, 80 of energy) loses its 16, the west cell nothing.
+    let cells = csv_rows(&out.join("scenario_balance_lattice.csv"));
+    let cell = |id: &str| {
+        let r = cells.iter().find(|r| r["cell_id"] == id).unwrap();
+        num(r, "net_balance_covered_tCO2_yr_difference")
+    };
+    assert!((cell("r0c1") + 16.0).abs() < 1e-6, "{cells:?}");
+    assert_eq!(cell("r0c0"), 0.0, "{cells:?}");
 }
 
 /// Emission changes the lattice or the zones cannot take are refused before anything is computed.

@@ -752,7 +752,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     let (mut em_w, mut net_w) = fine_writers(job, &grid, lat, &md)?;
     let style = report::net_balance_style()?;
     let mut preview = Preview::new(grid.width, grid.height, style.max_pixels);
-    let (all, zone_acc) = fine_pass(
+    let (all, zone_acc, changed) = fine_pass(
         &p,
         (&ov, &areas, &sink_reader),
         (&spread, &usable),
@@ -762,7 +762,13 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     )?;
 
     // The rasters and the lattice table, then the zone tables and the map.
-    let mut outputs = lattice_outputs(job, lat, (&spread, &valid, &seq), &md, [em_w, net_w])?;
+    let mut outputs = lattice_outputs(
+        job,
+        lat,
+        (&spread, &valid, &seq, changed.as_deref()),
+        &md,
+        [em_w, net_w],
+    )?;
     outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
     if let Some(spec) = &job.draws {
         use crate::pipeline::npp::draws::{Draws, UncertaintyFile};
@@ -784,7 +790,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         outputs.push(draws::lattice_table(
             job,
             lat,
-            (&spread, &valid, &seq),
+            (&spread, &valid, &seq, changed.as_deref()),
             &cells,
             (&d, spec.seed),
         )?);
@@ -964,8 +970,10 @@ fn fine_pass(
     (em_w, net_w): (&mut RasterWriter, &mut RasterWriter),
     preview: &mut Preview,
     progress: &dyn Progress,
-) -> Result<(ZoneAcc, BTreeMap<i32, ZoneAcc>)> {
+) -> Result<(ZoneAcc, BTreeMap<i32, ZoneAcc>, Option<Vec<f64>>)> {
     let (grid, lat) = (&p.grid, &p.lattice);
+    // Per cell and sector (cell-major), the covered part's emissions with the emission changes.
+    let mut cells = vec![0f64; usable.len() * lat.sectors.len()];
     let strip_rows = io::TILE;
     let nstrips = grid.height.div_ceil(strip_rows) as u64;
     let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
@@ -1000,7 +1008,7 @@ fn fine_pass(
             wts.as_deref(),
             (zone_ids.as_deref(), pop.as_deref()),
             row0,
-            (&mut all, &mut zone_acc),
+            (&mut all, &mut zone_acc, &mut cells),
         );
         preview.add_rows(row0, grid.width, &net);
         write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
@@ -1008,7 +1016,7 @@ fn fine_pass(
         row0 += nrows;
     }
     progress.finish();
-    Ok((all, zone_acc))
+    Ok((all, zone_acc, p.factors.is_some().then_some(cells)))
 }
 
 fn file_name(p: &Path) -> String {
@@ -1444,12 +1452,12 @@ fn write_fine_strip(
 fn lattice_outputs(
     job: &BalanceJob,
     lat: &Lattice,
-    (spread, valid, seq): (&Spread, &[f64], &[f64]),
+    (spread, valid, seq, changed): (&Spread, &[f64], &[f64], Option<&[f64]>),
     md: &BTreeMap<String, String>,
     fine: [RasterWriter; 2],
 ) -> Result<Vec<PathBuf>> {
     let (win, cells) = touched_window(lat, spread);
-    let rows = cell_rows(lat, spread, (valid, seq), cells);
+    let rows = cell_rows(lat, spread, (valid, seq, changed), cells);
     let lat_w = lattice_raster(job, lat, &win, &rows, md)?;
     let [em_w, net_w] = fine;
     let mut outputs = Vec::new();
@@ -1530,13 +1538,17 @@ fn zones_and_population(
 fn cell_rows(
     lat: &Lattice,
     spread: &Spread,
-    (valid, seq): (&[f64], &[f64]),
+    (valid, seq, changed): (&[f64], &[f64], Option<&[f64]>),
     cells: Vec<usize>,
 ) -> Vec<CellRow> {
     cells
         .into_iter()
         .map(|c| {
-            let em_cov = lat.total(c) * spread.received(c);
+            // With emission changes, the covered part's emissions as changed; else the lattice's share.
+            let nsec = lat.sectors.len();
+            let em_cov = changed.map_or(lat.total(c) * spread.received(c), |v| {
+                v[c * nsec..(c + 1) * nsec].iter().sum()
+            });
             CellRow {
                 cell: c,
                 coverage: spread.coverage(c),
@@ -2008,7 +2020,7 @@ impl FineCtx<'_> {
         wts: Option<&[f64]>,
         (zone_ids, pop): (Option<&[i32]>, Option<&[f64]>),
         row0: usize,
-        (all, zone_acc): (&mut ZoneAcc, &mut BTreeMap<i32, ZoneAcc>),
+        (all, zone_acc, cells): (&mut ZoneAcc, &mut BTreeMap<i32, ZoneAcc>, &mut [f64]),
     ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
         let nsec = self.lat.sectors.len();
         let n = s.width * s.nrows;
@@ -2032,6 +2044,12 @@ impl FineCtx<'_> {
                 let f = self.spread.share(c, a, w);
                 for (k, x) in e.iter_mut().enumerate() {
                     *x += self.lat.mass[k][c] * f;
+                }
+                // With emission changes, the cell's covered emissions as changed (t CO2 yr-1).
+                if let Some(fm) = self.factors {
+                    for k in 0..nsec {
+                        cells[c * nsec + k] += self.lat.mass[k][c] * f * fm[i * nsec + k];
+                    }
                 }
             }
             let known = any && !missing;

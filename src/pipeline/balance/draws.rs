@@ -56,13 +56,17 @@ fn variance(v: &[f64]) -> f64 {
 pub(super) fn lattice_table(
     job: &BalanceJob,
     lat: &Lattice,
-    (spread, valid, seq): (&Spread, &[f64], &[f64]),
+    (spread, valid, seq, changed): (&Spread, &[f64], &[f64], Option<&[f64]>),
     cells: &[usize],
     (d, seed): (&Draws, u64),
 ) -> Result<PathBuf> {
     let mut out = String::from("cell_id,quantity,unit,mean,sd,p05,p50,p95\n");
     for &c in cells.iter().filter(|&&c| spread.coverage(c) > 0.0) {
-        let e: Vec<f64> = lat.mass.iter().map(|m| m[c] * spread.received(c)).collect();
+        let nsec = lat.sectors.len();
+        let e: Vec<f64> = match changed {
+            Some(v) => v[c * nsec..(c + 1) * nsec].to_vec(),
+            None => lat.mass.iter().map(|m| m[c] * spread.received(c)).collect(),
+        };
         let s = if valid[c] > 0.0 { seq[c] } else { f64::NAN };
         let t = terms(&e, s, &lat.sectors, d);
         let sum = |pick: &dyn Fn(&Term) -> bool| -> Vec<f64> {

@@ -1,7 +1,9 @@
 //! Emission changes (a scenario's "energy -20 % in the east district"): factors on the emissions each pixel
 //! receives, per sector (or every sector), everywhere, in one zone or inside polygons (pixel centres, any OGR
-//! file in any CRS). A pixel's factor for a sector is the product of every change that names it. Applied to the fine emissions and so to the net balance rasters and
-//! the zone tables; the per-cell lattice outputs show the lattice as given.
+//! file in any CRS). A pixel's factor for a sector is the product of every change that names it. Applied to the
+//! fine emissions and so to the net balance rasters, the zone tables and the covered part of every lattice cell
+//! (its covered emissions and net balance); a cell's whole emissions (`emissions_total`, the per-sector columns)
+//! stay the lattice as given.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

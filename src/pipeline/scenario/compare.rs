@@ -386,6 +386,12 @@ pub fn balance(
     );
     let (text, table) = join_zone_balances(s, &b, &c, out_dir)?;
     outputs.push(table);
+    outputs.push(join_lattice_balances(
+        s,
+        &find(&base.outputs, "lattice_balance.csv")?,
+        &find(&scen.outputs, "lattice_balance.csv")?,
+        out_dir,
+    )?);
     Ok((outputs, text))
 }
 
@@ -433,6 +439,80 @@ fn difference(
 
 /// scenario_balance_zones.csv: per row of the balance's zone table (level, zone, parent), emissions,
 /// sequestration and net balance of base and scenario and their difference.
+/// Rows of a table: the `keys` columns' text and the `cols` columns' numbers (NaN when empty).
+type Rows = Vec<(Vec<String>, Vec<f64>)>;
+
+fn read_keyed(p: &Path, keys: &[&str], cols: &[&str]) -> Result<Rows> {
+    let mut r = csv::Reader::from_path(p)
+        .map_err(|e| Error::Processing(format!("{}: {e}", p.display())))?;
+    let h = r
+        .headers()
+        .map_err(|e| Error::Processing(e.to_string()))?
+        .clone();
+    let idx = |k: &str| h.iter().position(|x| x == k);
+    let keys: Vec<usize> = keys.iter().filter_map(|k| idx(k)).collect();
+    let vals: Vec<Option<usize>> = cols.iter().map(|k| idx(k)).collect();
+    r.records()
+        .map(|rec| {
+            let rec = rec.map_err(|e| Error::Processing(e.to_string()))?;
+            Ok((
+                keys.iter()
+                    .map(|&i| rec.get(i).unwrap_or("").to_string())
+                    .collect(),
+                vals.iter()
+                    .map(|i| {
+                        i.and_then(|i| rec.get(i))
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+/// scenario_balance_lattice.csv: every lattice cell the area covers with its covered emissions,
+/// sequestration and net balance for base, scenario and their difference (t CO2 yr-1).
+fn join_lattice_balances(
+    s: &Scenario,
+    base: &Path,
+    scen: &Path,
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    const KEYS: [&str; 5] = ["cell_id", "row", "col", "x_centre", "y_centre"];
+    const COLS: [&str; 3] = [
+        "emissions_covered_tCO2_yr",
+        "sequestration_covered_tCO2_yr",
+        "net_balance_covered_tCO2_yr",
+    ];
+    let (b, c) = (
+        read_keyed(base, &KEYS, &COLS)?,
+        read_keyed(scen, &KEYS, &COLS)?,
+    );
+    let mut out = KEYS.join(",");
+    for col in COLS {
+        out += &format!(",{col}_base,{col}_scenario,{col}_difference");
+    }
+    out += "\n";
+    for (key, bv) in &b {
+        let Some((_, cv)) = c.iter().find(|(k, _)| k[0] == key[0]) else {
+            continue;
+        };
+        out += &format!("\"{}\",{}", key[0], key[1..].join(","));
+        for (x, y) in bv.iter().zip(cv) {
+            out += &format!(",{},{},{}", fmt(*x), fmt(*y), fmt(y - x));
+        }
+        out += "\n";
+    }
+    let target = out_dir.join("scenario_balance_lattice.csv");
+    let notes = vec![
+        format!("scenario {}: {}", s.name, s.description),
+        "t CO2 yr-1 for the part of each lattice cell the area covers (emission changes included there); net balance = emissions - sequestration, positive = net source; difference = scenario minus base".into(),
+    ];
+    io::write_table(&target, out.as_bytes(), &notes)?;
+    Ok(target)
+}
+
 fn join_zone_balances(
     s: &Scenario,
     base: &Path,
@@ -444,38 +524,7 @@ fn join_zone_balances(
         "sequestration_tCO2_yr",
         "net_balance_tCO2_yr",
     ];
-    type Rows = Vec<(Vec<String>, Vec<f64>)>;
-    let read = |p: &Path| -> Result<Rows> {
-        let mut r = csv::Reader::from_path(p)
-            .map_err(|e| Error::Processing(format!("{}: {e}", p.display())))?;
-        let h = r
-            .headers()
-            .map_err(|e| Error::Processing(e.to_string()))?
-            .clone();
-        let idx = |k: &str| h.iter().position(|x| x == k);
-        let keys: Vec<usize> = ["level", "zone", "parent"]
-            .iter()
-            .filter_map(|k| idx(k))
-            .collect();
-        let vals: Vec<Option<usize>> = COLS.iter().map(|k| idx(k)).collect();
-        r.records()
-            .map(|rec| {
-                let rec = rec.map_err(|e| Error::Processing(e.to_string()))?;
-                Ok((
-                    keys.iter()
-                        .map(|&i| rec.get(i).unwrap_or("").to_string())
-                        .collect(),
-                    vals.iter()
-                        .map(|i| {
-                            i.and_then(|i| rec.get(i))
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(f64::NAN)
-                        })
-                        .collect(),
-                ))
-            })
-            .collect()
-    };
+    let read = |p: &Path| read_keyed(p, &["level", "zone", "parent"], &COLS);
     let (b, c) = (read(base)?, read(scen)?);
     let mut out = String::from("level,zone,parent");
     for col in COLS {
