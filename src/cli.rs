@@ -65,18 +65,8 @@ enum Command {
     Run {
         /// Season config (TOML; see the README).
         config: PathBuf,
-        /// Season: 2024, 2024-JJA, 2024-07, 2024-06..2024-08 or 2024-06-01..2024-08-31 (default: the config's).
-        #[arg(long)]
-        season: Option<String>,
-        /// Hash every input again (else a recorded hash is trusted while size and modification time match).
-        #[arg(long)]
-        rehash: bool,
-        /// Output folder instead of the config's `[season] out`.
-        #[arg(long, short)]
-        out: Option<PathBuf>,
-        /// A value for a variable the config declares in [vars] (repeatable): NAME=VALUE.
-        #[arg(long = "var", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        season: SeasonArgs,
         /// Run one shard of the plan `carbonmap plan` wrote: its number from 0, or `env` for the first of
         /// SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX that is set.
         #[arg(long)]
@@ -368,10 +358,10 @@ struct PredictArgs {
     memory_mb: usize,
 }
 
-/// The season and output folder of `plan` and `merge`, as `run` takes them.
+/// The season, output folder, variables and hashing of `run`, `plan` and `merge`.
 #[derive(Args)]
 struct SeasonArgs {
-    /// Season (default: the config's).
+    /// Season: 2024, 2024-JJA, 2024-07, 2024-06..2024-08 or 2024-06-01..2024-08-31 (default: the config's).
     #[arg(long)]
     season: Option<String>,
     /// Output folder instead of the config's `[season] out`.
@@ -380,7 +370,7 @@ struct SeasonArgs {
     /// A value for a variable the config declares in [vars] (repeatable): NAME=VALUE.
     #[arg(long = "var", value_parser = parse_var)]
     vars: Vec<(String, String)>,
-    /// Hash every input again.
+    /// Hash every input again (else a recorded hash is trusted while size and modification time match).
     #[arg(long)]
     rehash: bool,
 }
@@ -1453,19 +1443,10 @@ fn run(cli: Cli, argv: &[String]) -> Result<()> {
     match cli.command {
         Command::Run {
             config,
-            season: s,
-            rehash,
-            out,
-            vars,
+            season: sa,
             shard,
         } => {
-            let opts = season::RunOptions {
-                season: s,
-                rehash,
-                out,
-                vars,
-                ..Default::default()
-            };
+            let opts = sa.options();
             let summary = match shard {
                 Some(i) => {
                     let i = season::shard_index(Some(&i))?;

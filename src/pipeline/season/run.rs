@@ -354,14 +354,20 @@ pub fn run(
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<RunSummary> {
-    let plan = plan(
-        config,
-        opts.season.as_deref(),
-        opts.out.as_deref(),
-        &opts.vars,
-        cmds,
-    )?;
-    run_with_plan(plan, config, opts, cmds, progress)
+    run_with_plan(opts.plan(config, cmds)?, config, opts, cmds, progress)
+}
+
+impl RunOptions {
+    /// The config's plan for these options' season, output folder and variables.
+    pub(super) fn plan(&self, config: &Path, cmds: &dyn Commands) -> Result<Plan> {
+        plan(
+            config,
+            self.season.as_deref(),
+            self.out.as_deref(),
+            &self.vars,
+            cmds,
+        )
+    }
 }
 
 /// Run a plan already made (a shard's, derived from the season's).

@@ -10,7 +10,7 @@ use crate::io::{self, Grid};
 use crate::pipeline::season::run::{
     partial_dir, read_manifest, run_with_plan, FileRecord, RunOptions, RunSummary, MANIFEST,
 };
-use crate::pipeline::season::{plan, Commands, OptionSpec, Plan};
+use crate::pipeline::season::{Commands, OptionSpec, Plan};
 use crate::progress::Progress;
 
 /// Merge the shards of the season's plan into its output folder and run the stages after them.
@@ -21,13 +21,7 @@ pub fn merge(
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<RunSummary> {
-    let main = plan(
-        config,
-        opts.season.as_deref(),
-        opts.out.as_deref(),
-        &opts.vars,
-        cmds,
-    )?;
+    let main = opts.plan(config, cmds)?;
     let sp = ShardPlan::read(&main)?;
     check_shards(&main, &sp)?;
     let mut main = main;

@@ -12,7 +12,7 @@ use crate::io::{self, Grid};
 use crate::pipeline::season::run::{
     read_manifest, run, run_with_plan, RunOptions, RunSummary, MANIFEST,
 };
-use crate::pipeline::season::{plan, Commands, Plan};
+use crate::pipeline::season::{Commands, Plan};
 use crate::progress::Progress;
 
 /// Environment variables a batch scheduler sets to a task's index in an array, in the order they are read.
@@ -66,13 +66,7 @@ pub fn plan_shards(
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<(Plan, ShardPlan)> {
-    let main = plan(
-        config,
-        opts.season.as_deref(),
-        opts.out.as_deref(),
-        &opts.vars,
-        cmds,
-    )?;
+    let main = opts.plan(config, cmds)?;
     crate::pipeline::season::check::check_plan(&main, cmds)?;
     let tile_size = match tiling {
         Tiling::Size(t) if *t == 0 || t % io::TILE != 0 => {
@@ -220,13 +214,7 @@ pub fn run_shard(
     cmds: &dyn Commands,
     progress: &dyn Progress,
 ) -> Result<RunSummary> {
-    let main = plan(
-        config,
-        opts.season.as_deref(),
-        opts.out.as_deref(),
-        &opts.vars,
-        cmds,
-    )?;
+    let main = opts.plan(config, cmds)?;
     let sp = ShardPlan::read(&main)?;
     let shard = sp.shards.get(index).ok_or_else(|| {
         Error::Usage(format!(
