@@ -59,6 +59,23 @@ pub enum Tiling {
     Layer(PathBuf, Option<String>),
 }
 
+impl Tiling {
+    /// The square shards' side (0 for a tile layer), checked: a multiple of the output tile; the layer exists.
+    fn checked_size(&self) -> Result<usize> {
+        match self {
+            Tiling::Size(t) if *t == 0 || t % io::TILE != 0 => Err(Error::Usage(format!(
+                "--tile-size {t}: a shard's side must be a multiple of the output tile, {} pixels",
+                io::TILE
+            ))),
+            Tiling::Size(t) => Ok(*t),
+            Tiling::Layer(p, _) if !p.exists() => {
+                Err(Error::input(p, "the tile layer does not exist"))
+            }
+            Tiling::Layer(..) => Ok(0),
+        }
+    }
+}
+
 pub fn plan_shards(
     config: &Path,
     opts: &RunOptions,
@@ -68,21 +85,7 @@ pub fn plan_shards(
 ) -> Result<(Plan, ShardPlan)> {
     let main = opts.plan(config, cmds)?;
     crate::pipeline::season::check::check_plan(&main, cmds)?;
-    let tile_size = match tiling {
-        Tiling::Size(t) if *t == 0 || t % io::TILE != 0 => {
-            return Err(Error::Usage(format!(
-                "--tile-size {t}: a shard's side must be a multiple of the output tile, {} pixels",
-                io::TILE
-            )))
-        }
-        Tiling::Size(t) => *t,
-        Tiling::Layer(p, _) => {
-            if !p.exists() {
-                return Err(Error::input(p, "the tile layer does not exist"));
-            }
-            0
-        }
-    };
+    let tile_size = tiling.checked_size()?;
     let (before, tiled) = (
         named(&main, |r| r == Role::Before),
         named(&main, Role::tiled),
@@ -137,8 +140,14 @@ pub fn plan_shards(
             tile,
         })
         .collect();
-    let json = serde_json::to_vec_pretty(&sp).map_err(|e| Error::Processing(e.to_string()))?;
-    // The shards' folders are claimed here, once: shards running at the same time never lock the season's.
+    write_plan(&main, &sp)?;
+    Ok((main, sp))
+}
+
+/// OUT/shards.json, and the shards' folders claimed once: shards running at the same time never lock the
+/// season's folder.
+fn write_plan(main: &Plan, sp: &ShardPlan) -> Result<()> {
+    let json = serde_json::to_vec_pretty(sp).map_err(|e| Error::Processing(e.to_string()))?;
     crate::commit::run(&[], || {
         crate::commit::prepare_folder(&main.out)?;
         crate::commit::claim_entry(&main.out, SHARDS_DIR)?;
@@ -148,8 +157,7 @@ pub fn plan_shards(
             crate::commit::claim_entry(&dir, &s.name)?;
         }
         io::write_atomic(&main.out.join(PLAN_FILE), &json)
-    })?;
-    Ok((main, sp))
+    })
 }
 
 /// Shards of `tile` pixels, row by row from the north-west corner; the last column and row are narrower.
