@@ -595,3 +595,53 @@ fn configs_expand_the_environment_and_take_var_overrides() {
         "{err}"
     );
 }
+
+/// `[uncertainty]` in the config: every stage whose command takes --draws (npp, balance) runs its Monte Carlo
+/// with the season's file, draws and seed; the file is an input of those stages only (editing it reruns them,
+/// not the NDVI), and a stage's own `draws` wins.
+#[test]
+fn a_season_wide_uncertainty_section_draws_in_every_stage_that_can() {
+    let config = CONFIG.to_string() + "\n[uncertainty]\nfile = \"u.toml\"\ndraws = 50\nseed = 3\n";
+    let s = setup(&config);
+    let u = s.dir.join("u.toml");
+    std::fs::write(
+        &u,
+        "name = \"season\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"*\"\nsd = 0.1\nsource = \"test\"\n\
+         [[parameter]]\ntarget = \"emissions\"\nsd = 0.2\nsource = \"test\"\n",
+    )
+    .unwrap();
+    assert_ok(&s.run(&[]));
+    let out = s.out();
+    let names = |d: &str| common::list_dir(&out.join(d));
+    assert!(
+        names("npp").iter().any(|n| n.contains("_draws")),
+        "{:?}",
+        names("npp")
+    );
+    assert!(names("balance").contains(&"zones_balance_draws.csv".to_string()));
+    assert!(names("balance").contains(&"zones_balance_variance.csv".to_string()));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let reads_u = |stage: &str| {
+        manifest["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == stage)
+            .unwrap()["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"].as_str().is_some_and(|p| p.ends_with("u.toml")))
+    };
+    assert!(reads_u("npp") && reads_u("balance") && !reads_u("ndvi"));
+    let mut text = std::fs::read_to_string(&u).unwrap();
+    text = text.replace("sd = 0.2", "sd = 0.3");
+    std::fs::write(&u, text).unwrap();
+    let again = s.run(&[]);
+    assert_ok(&again);
+    let st = states(&again);
+    assert_eq!(st["ndvi"], "up to date", "{st:?}");
+    assert_eq!(st["npp"], "done", "{st:?}");
+    assert_eq!(st["balance"], "done", "{st:?}");
+}

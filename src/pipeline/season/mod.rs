@@ -237,7 +237,46 @@ struct ConfigFile {
     season: SeasonSection,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// Monte Carlo for the whole season: every stage whose command takes `--draws` gets these (unless it sets
+    /// its own).
+    uncertainty: Option<SeasonUncertainty>,
     stages: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeasonUncertainty {
+    /// The uncertainty file (as `npp --uncertainty`), relative to the config.
+    file: String,
+    draws: usize,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// `[uncertainty]`: `--draws N --uncertainty FILE --seed S` on every stage whose command takes them and that
+/// does not set them itself; the file is one of the stage's inputs (a change reruns it).
+fn add_season_draws(stages: &mut [Stage], u: &SeasonUncertainty, base: &Path, cmds: &dyn Commands) {
+    let file = clean(&base.join(&u.file));
+    for st in stages.iter_mut() {
+        let takes = cmds
+            .options(&st.command)
+            .is_some_and(|o| o.iter().any(|x| x.long == "draws"));
+        if !takes || st.argv.iter().any(|a| a == "--draws") {
+            continue;
+        }
+        let flags = [
+            "--draws".to_string(),
+            u.draws.to_string(),
+            "--uncertainty".to_string(),
+            file.to_string_lossy().into_owned(),
+            "--seed".to_string(),
+            u.seed.to_string(),
+        ];
+        st.argv.extend(flags.iter().cloned());
+        let at = st.recipe.len() - 2;
+        st.recipe.splice(at..at, flags);
+        st.inputs.push(("uncertainty".to_string(), file.clone()));
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -653,6 +692,9 @@ fn plan_with_problems(
     }
     if file.stages.is_empty() {
         problems.push(Error::config(config, "[stages]: no stage"));
+    }
+    if let Some(u) = &file.uncertainty {
+        add_season_draws(&mut stages, u, &base, cmds);
     }
     // Stages depending on a stage that did not resolve are left out (that stage's problems are listed).
     loop {
