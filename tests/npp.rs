@@ -632,6 +632,23 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
         .find(|r| r["code"] == "all" && r["quantity"] == "NEP")
         .unwrap();
     assert!(common::cell(all, "sd") > 0.0);
+    // One at a time, grassland's pixels: NPP's term alone (0.1 x 56.228427)^2 = 31.616 of the NEP's 49.640,
+    // a share of 0.6369; Rh's (0.2 x 21.227349)^2 = 18.024, 0.3631; NPP dominates.
+    let shares = common::csv_rows(&a.join("draws_variance_2021-06.csv"));
+    let share = |src: &str| {
+        let r = shares
+            .iter()
+            .find(|r| r["code"] == "30" && r["source"] == src)
+            .unwrap_or_else(|| panic!("{src}: {shares:?}"));
+        (
+            common::cell(r, "share_of_NEP_variance"),
+            r["dominant"].clone(),
+        )
+    };
+    let (npp, rh) = (share("npp:grassland"), share("rh"));
+    assert!((npp.0 / 0.6369 - 1.0).abs() < 0.04, "{npp:?}");
+    assert!((rh.0 / 0.3631 - 1.0).abs() < 0.04, "{rh:?}");
+    assert_eq!((npp.1.as_str(), rh.1.as_str()), ("true", "false"));
     for f in common::list_dir(&a) {
         assert_eq!(
             std::fs::read(a.join(&f)).unwrap(),

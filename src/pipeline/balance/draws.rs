@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::io;
 use crate::lattice::overlap::Spread;
 use crate::lattice::Lattice;
-use crate::pipeline::npp::draws::{summary, Draws};
+use crate::pipeline::npp::draws::{attribution, summary, Draws};
 
 /// One source of a total's uncertainty and its term in every draw (t CO2 yr-1; sequestration negative).
 struct Term {
@@ -43,12 +43,6 @@ fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -
         draws: (0..d.n).map(|i| -d.at(i, sk) * sequestration).collect(),
     });
     out
-}
-
-fn variance(v: &[f64]) -> f64 {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)
 }
 
 /// lattice_balance_draws.csv: every cell the area covers, its covered emissions, sequestration and net
@@ -113,24 +107,15 @@ pub(super) fn variance_table(
 ) -> Result<PathBuf> {
     let mut out = String::from("zone,source,sd_tCO2_yr,share_of_net_variance,dominant\n");
     let mut row = |name: &str, a: &ZoneAcc| {
-        let t = terms(&a.emissions, a.sequestration, &p.lattice.sectors, d);
-        let net: Vec<f64> = (0..d.n)
-            .map(|i| t.iter().map(|x| x.draws[i]).sum())
-            .collect();
-        let total = variance(&net);
-        let vars: Vec<f64> = t.iter().map(|x| variance(&x.draws)).collect();
-        let top = vars
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i);
-        for (i, (x, v)) in t.iter().zip(&vars).enumerate() {
-            let share = if total > 0.0 { v / total } else { f64::NAN };
-            let dominant = total > 0.0 && top == Some(i);
+        let t: Vec<(String, Vec<f64>)> =
+            terms(&a.emissions, a.sequestration, &p.lattice.sectors, d)
+                .into_iter()
+                .map(|x| (x.source, x.draws))
+                .collect();
+        for (source, sd, share, dominant) in attribution(&t) {
             out += &format!(
-                "\"{name}\",\"{}\",{},{},{dominant}\n",
-                x.source,
-                num(v.sqrt()),
+                "\"{name}\",\"{source}\",{},{},{dominant}\n",
+                num(sd),
                 num(share)
             );
         }

@@ -447,7 +447,98 @@ pub fn write(
     let table = job.out_dir.join(format!("draws_{period}.csv"));
     io_table(&table, legend, &sums, draws, period, seed)?;
     outputs.push(table);
+    let shares = job.out_dir.join(format!("draws_variance_{period}.csv"));
+    variance_table(&shares, legend, &sums, draws, seed)?;
+    outputs.push(shares);
     Ok(outputs)
+}
+
+fn variance(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)
+}
+
+/// One-at-a-time attribution of a total's uncertainty: the total is the sum of the sources' per-draw terms;
+/// for each source, the sd of its term alone, its variance over the total's (NaN when the total does not vary)
+/// and whether it is the largest. With independent parameters the shares add up to 1 within sampling error.
+pub fn attribution(terms: &[(String, Vec<f64>)]) -> Vec<(String, f64, f64, bool)> {
+    let n = terms.first().map_or(0, |t| t.1.len());
+    let total: Vec<f64> = (0..n).map(|d| terms.iter().map(|t| t.1[d]).sum()).collect();
+    let vt = variance(&total);
+    let vars: Vec<f64> = terms.iter().map(|t| variance(&t.1)).collect();
+    let top = vars
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i);
+    terms
+        .iter()
+        .zip(&vars)
+        .enumerate()
+        .map(|(i, ((name, _), v))| {
+            let share = if vt > 0.0 { v / vt } else { f64::NAN };
+            (name.clone(), v.sqrt(), share, vt > 0.0 && top == Some(i))
+        })
+        .collect()
+}
+
+/// draws_variance_PERIOD.csv: per class and for all classes, each source's share of the NEP's variance (t C
+/// over the period): every NPP parameter (its multiplier times the NPP of the classes it multiplies) and Rh's.
+fn variance_table(
+    target: &Path,
+    legend: &crate::landcover::Legend,
+    sums: &std::collections::BTreeMap<i32, ClassSums>,
+    draws: &Draws,
+    seed: u64,
+) -> Result<()> {
+    let mut out = String::from("code,class,source,sd_tC,share_of_NEP_variance,dominant\n");
+    let mut row = |code: &str, name: &str, set: &[ClassSums]| {
+        let mut by_param: std::collections::BTreeMap<Option<usize>, f64> = Default::default();
+        for s in set {
+            *by_param.entry(s.k).or_default() += s.npp / 1e6;
+        }
+        let rh: f64 = set.iter().map(|s| s.rh).sum::<f64>() / 1e6;
+        let label = |k: Option<usize>| {
+            k.map_or_else(
+                || "NPP without a parameter".to_string(),
+                |k| {
+                    let p = &draws.spec.parameters[k];
+                    format!("npp:{}", p.vegetation_type.as_deref().unwrap_or("*"))
+                },
+            )
+        };
+        let mut terms: Vec<(String, Vec<f64>)> = by_param
+            .iter()
+            .map(|(k, x)| {
+                (
+                    label(*k),
+                    (0..draws.n).map(|d| draws.at(d, *k) * x).collect(),
+                )
+            })
+            .collect();
+        let rk = draws.rh_param();
+        terms.push((
+            "rh".into(),
+            (0..draws.n).map(|d| -draws.at(d, rk) * rh).collect(),
+        ));
+        for (source, sd, share, top) in attribution(&terms) {
+            out += &format!("{code},\"{name}\",\"{source}\",{sd:.6},{share:.6},{top}\n");
+        }
+    };
+    let all: Vec<ClassSums> = sums.values().copied().collect();
+    row("all", "all classes", &all);
+    for (code, s) in sums {
+        let name = legend
+            .class(*code as i64)
+            .map_or("(not in the legend)", |c| c.name.as_str());
+        row(&code.to_string(), name, std::slice::from_ref(s));
+    }
+    let notes = vec![
+        format!("{} Monte Carlo draws (seed {seed}) of {} ({})", draws.n, draws.spec.name, draws.path.display()),
+        "one-at-a-time attribution of NEP = sum of NPP terms - Rh term: a source's share is the variance of its term alone over the NEP's; with correlated parameters the shares need not add up to 1".into(),
+    ];
+    crate::io::write_table(target, out.as_bytes(), &notes)
 }
 
 /// draws_PERIOD.csv: per class and for all classes, NPP, Rh, NEP (t C) and sequestration (t CO2) over the
