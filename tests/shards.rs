@@ -183,6 +183,8 @@ fn shards_merge_to_the_whole_run_for_any_count_and_order_a_killed_shard_included
         let by_shard = dir.join(&o).join("ndvi/by_shard/0000/indices_summary.csv");
         assert!(by_shard.is_file(), "{by_shard:?}");
         assert!(!dir.join(&o).join("ndvi/indices_summary.csv").exists());
+        // carbonmap's own bookkeeping (the folder marker) is not a shard's table.
+        assert!(!dir.join(&o).join("ndvi/by_shard/0000/.carbonmap").exists());
     }
 }
 

@@ -227,7 +227,7 @@ impl Merging<'_> {
         progress.finish();
         if !tables.is_empty() {
             progress.warn(&format!(
-                "{name}: {} are the shards' own (by_shard/NNNN/), not merged: sums over the whole grid come from the stages after the merge (balance, landcover check ...) on the mosaics",
+                "{name}: the shards' own tables ({}) are kept per shard in by_shard/NNNN/, not merged: sums over the whole grid come from the stages after the merge (balance, landcover check ...) on the mosaics",
                 tables.join(", ")
             ));
         }
@@ -235,9 +235,14 @@ impl Merging<'_> {
     }
 }
 
+/// The files a shard's stage wrote (not carbonmap's bookkeeping: markers, journals, temporary files).
 fn relative_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(io::files_under(dir)?
         .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| crate::commit::is_bookkeeping(&n.to_string_lossy()))
+        })
         .filter_map(|p| p.strip_prefix(dir).ok().map(Path::to_path_buf))
         .collect())
 }
