@@ -453,6 +453,22 @@ pub fn write(
     Ok(outputs)
 }
 
+/// `row(code, name, sums)` for all classes together, then for each class.
+fn for_classes(
+    legend: &crate::landcover::Legend,
+    sums: &std::collections::BTreeMap<i32, ClassSums>,
+    mut row: impl FnMut(&str, &str, &[ClassSums]),
+) {
+    let all: Vec<ClassSums> = sums.values().copied().collect();
+    row("all", "all classes", &all);
+    for (code, s) in sums {
+        let name = legend
+            .class(*code as i64)
+            .map_or("(not in the legend)", |c| c.name.as_str());
+        row(&code.to_string(), name, std::slice::from_ref(s));
+    }
+}
+
 fn variance(v: &[f64]) -> f64 {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
@@ -493,7 +509,7 @@ fn variance_table(
     seed: u64,
 ) -> Result<()> {
     let mut out = String::from("code,class,source,sd_tC,share_of_NEP_variance,dominant\n");
-    let mut row = |code: &str, name: &str, set: &[ClassSums]| {
+    let row = |code: &str, name: &str, set: &[ClassSums]| {
         let mut by_param: std::collections::BTreeMap<Option<usize>, f64> = Default::default();
         for s in set {
             *by_param.entry(s.k).or_default() += s.npp / 1e6;
@@ -526,14 +542,7 @@ fn variance_table(
             out += &format!("{code},\"{name}\",\"{source}\",{sd:.6},{share:.6},{top}\n");
         }
     };
-    let all: Vec<ClassSums> = sums.values().copied().collect();
-    row("all", "all classes", &all);
-    for (code, s) in sums {
-        let name = legend
-            .class(*code as i64)
-            .map_or("(not in the legend)", |c| c.name.as_str());
-        row(&code.to_string(), name, std::slice::from_ref(s));
-    }
+    for_classes(legend, sums, row);
     let notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of {} ({})", draws.n, draws.spec.name, draws.path.display()),
         "one-at-a-time attribution of NEP = sum of NPP terms - Rh term: a source's share is the variance of its term alone over the NEP's; with correlated parameters the shares need not add up to 1".into(),
@@ -553,7 +562,7 @@ fn io_table(
 ) -> Result<()> {
     let co2 = crate::units::co2_per_c();
     let mut out = String::from("code,class,quantity,unit,mean,sd,p05,p50,p95\n");
-    let mut row = |code: &str, name: &str, set: &[ClassSums]| {
+    let row = |code: &str, name: &str, set: &[ClassSums]| {
         let (mut npp, mut rh, mut nep) = (Vec::new(), Vec::new(), Vec::new());
         for d in 0..draws.n {
             let r = draws.rh_param().map_or(1.0, |k| draws.m[d][k]);
@@ -581,14 +590,7 @@ fn io_table(
             );
         }
     };
-    let all: Vec<ClassSums> = sums.values().copied().collect();
-    row("all", "all classes", &all);
-    for (code, s) in sums {
-        let name = legend
-            .class(*code as i64)
-            .map_or("(not in the legend)", |c| c.name.as_str());
-        row(&code.to_string(), name, std::slice::from_ref(s));
-    }
+    for_classes(legend, sums, row);
     let notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of the parameters of {} ({}); totals over the period {period}, not per year", draws.n, draws.spec.name, draws.path.display()),
         "each total is computed per draw (pixels sharing a parameter move together); mean, sd (n - 1), and the 5th, 50th and 95th percentiles of the draws".into(),
