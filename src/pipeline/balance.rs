@@ -771,30 +771,14 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     )?;
     outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
     if let Some(spec) = &job.draws {
-        use crate::pipeline::npp::draws::{Draws, UncertaintyFile};
-        let d = Draws::new(
-            UncertaintyFile::load(&spec.file)?,
-            &spec.file,
-            spec.n,
-            spec.seed,
+        let fine = (
+            &spread,
+            valid.as_slice(),
+            seq.as_slice(),
+            changed.as_deref(),
         );
-        outputs.push(draws_table(job, &p, &all, &zone_acc, (&d, spec.seed))?);
-        outputs.push(draws::variance_table(
-            job,
-            &p,
-            &all,
-            &zone_acc,
-            (&d, spec.seed),
-        )?);
-        let (_, cells) = touched_window(lat, &spread);
-        outputs.push(draws::lattice_table(
-            job,
-            lat,
-            (&spread, &valid, &seq, changed.as_deref()),
-            &cells,
-            (&d, spec.seed),
-        )?);
-        outputs.push(draws_raster(job, &p, &outputs, (&d, spec.seed))?);
+        let more = draws::outputs(job, &p, (&all, &zone_acc), fine, spec, &outputs)?;
+        outputs.extend(more);
     }
     outputs.push(balance_map(job, &p, &preview, &style)?);
     Ok(BalanceSummary {
@@ -804,63 +788,6 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         sequestration_t: all.sequestration,
         uncovered_fraction,
     })
-}
-
-/// `--draws`: zones_balance_draws.csv, every zone's (and the whole area's) emissions, sequestration and net
-/// balance (t CO2 yr-1) with mean, sd and 5/50/95th percentiles, each computed per draw from the zone's
-/// per-sector sums: net_d = sum_k m_d(k) E_k - s_d S.
-fn draws_table(
-    job: &BalanceJob,
-    p: &Prepared,
-    all: &ZoneAcc,
-    zone_acc: &BTreeMap<i32, ZoneAcc>,
-    (d, seed): (&crate::pipeline::npp::draws::Draws, u64),
-) -> Result<PathBuf> {
-    use crate::pipeline::npp::draws::summary;
-    let ks: Vec<Option<usize>> = p
-        .lattice
-        .sectors
-        .iter()
-        .map(|s| d.emissions_param(s))
-        .collect();
-    let sk = d.sequestration_param();
-    let mut out = String::from("zone,quantity,unit,mean,sd,p05,p50,p95\n");
-    let mut row = |name: &str, a: &ZoneAcc| {
-        let (mut e, mut q, mut net) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..d.n {
-            let ei: f64 = a
-                .emissions
-                .iter()
-                .zip(&ks)
-                .map(|(x, k)| x * d.at(i, *k))
-                .sum();
-            let qi = a.sequestration * d.at(i, sk);
-            e.push(ei);
-            q.push(qi);
-            net.push(ei - qi);
-        }
-        for (what, v) in [
-            ("emissions_total", &mut e),
-            ("sequestration", &mut q),
-            ("net_balance", &mut net),
-        ] {
-            let st = summary(v);
-            out += &format!("\"{name}\",{what},t CO2 yr-1,{}\n", st.map(num).join(","));
-        }
-    };
-    row("all", all);
-    if let Some(z) = &p.zones {
-        for (id, a) in zone_acc {
-            row(&z.key(*id).join("/"), a);
-        }
-    }
-    let target = job.out_dir.join("zones_balance_draws.csv");
-    let notes = vec![
-        format!("{} Monte Carlo draws (seed {}) of {} ({})", d.n, seed, d.spec.name, d.path.display()),
-        format!("{SIGN_CONVENTION}; each total computed per draw from the zone's per-sector sums (sectors in one draw move together)"),
-    ];
-    io::write_table(&target, out.as_bytes(), &notes)?;
-    Ok(target)
 }
 
 /// `--draws`: net_balance_tCO2_ha_yr_draws.tif, each pixel's net balance with mean, sd and 5/50/95th

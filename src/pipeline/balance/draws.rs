@@ -1,17 +1,17 @@
-//! `balance --draws`, beyond the zone table: every lattice cell's covered emissions, sequestration and net
-//! balance with intervals (lattice_balance_draws.csv), and which source dominates each zone's uncertainty
-//! (zones_balance_variance.csv). Per draw, net_d = sum_j m_d(j) E_j - s_d S over the cell's or zone's own
+//! `balance --draws`: every zone's (zones_balance_draws.csv) and every lattice cell's covered
+//! (lattice_balance_draws.csv) emissions, sequestration and net balance with intervals, which source dominates
+//! each zone's uncertainty (zones_balance_variance.csv), and the per-pixel raster (in balance.rs). Per draw, net_d = sum_j m_d(j) E_j - s_d S over the cell's or zone's own
 //! per-sector sums, so sectors sharing a parameter move together within a draw.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{num, BalanceJob, Prepared, ZoneAcc, SIGN_CONVENTION};
+use super::{draws_raster, num, touched_window, BalanceJob, Prepared, ZoneAcc, SIGN_CONVENTION};
 use crate::error::Result;
 use crate::io;
 use crate::lattice::overlap::Spread;
 use crate::lattice::Lattice;
-use crate::pipeline::npp::draws::{attribution, summary, Draws};
+use crate::pipeline::npp::draws::{attribution, summary, DrawSpec, Draws, UncertaintyFile};
 
 /// One source of a total's uncertainty and its term in every draw (t CO2 yr-1; sequestration negative).
 struct Term {
@@ -45,47 +45,123 @@ fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -
     out
 }
 
+/// The covered fine pass's per-cell results: spread, valid sink area, sequestration, and the cells' changed
+/// per-sector emissions (with emission changes).
+pub(super) type Fine<'a> = (&'a Spread, &'a [f64], &'a [f64], Option<&'a [f64]>);
+
+/// Every `--draws` output of a balance: the zone and lattice tables, the attribution and the pixel raster.
+pub(super) fn outputs(
+    job: &BalanceJob,
+    p: &Prepared,
+    (all, zone_acc): (&ZoneAcc, &BTreeMap<i32, ZoneAcc>),
+    fine: Fine,
+    spec: &DrawSpec,
+    written: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let d = Draws::new(
+        UncertaintyFile::load(&spec.file)?,
+        &spec.file,
+        spec.n,
+        spec.seed,
+    );
+    let ds = (&d, spec.seed);
+    let (_, cells) = touched_window(&p.lattice, fine.0);
+    let mut out = vec![
+        zones_table(job, p, all, zone_acc, ds)?,
+        variance_table(job, p, all, zone_acc, ds)?,
+        lattice_table(job, &p.lattice, fine, &cells, ds)?,
+    ];
+    let seen: Vec<PathBuf> = written.iter().chain(&out).cloned().collect();
+    out.push(draws_raster(job, p, &seen, ds)?);
+    Ok(out)
+}
+
+/// Three CSV rows, `key,QUANTITY,t CO2 yr-1,mean,sd,p05,p50,p95`, for the emissions, sequestration and net
+/// balance of per-sector emissions and a sequestration, each total computed per draw.
+fn rows(
+    key: &str,
+    names: [&str; 3],
+    (e, s, sectors): (&[f64], f64, &[String]),
+    d: &Draws,
+) -> String {
+    let t = terms(e, s, sectors, d);
+    let sum = |pick: &dyn Fn(&Term) -> bool, sign: f64| -> Vec<f64> {
+        (0..d.n)
+            .map(|i| {
+                sign * t
+                    .iter()
+                    .filter(|x| pick(x))
+                    .map(|x| x.draws[i])
+                    .sum::<f64>()
+            })
+            .collect()
+    };
+    let mut em = sum(&|x| x.source != "sequestration", 1.0);
+    let mut sq = sum(&|x| x.source == "sequestration", -1.0);
+    let mut net = sum(&|_| true, 1.0);
+    let mut out = String::new();
+    for (q, v) in names.into_iter().zip([&mut em, &mut sq, &mut net]) {
+        let st = summary(v);
+        out += &format!("{key},{q},t CO2 yr-1,{}\n", st.map(num).join(","));
+    }
+    out
+}
+
+/// zones_balance_draws.csv: the whole area's and every zone's emissions, sequestration and net balance.
+fn zones_table(
+    job: &BalanceJob,
+    p: &Prepared,
+    all: &ZoneAcc,
+    zone_acc: &BTreeMap<i32, ZoneAcc>,
+    (d, seed): (&Draws, u64),
+) -> Result<PathBuf> {
+    let names = ["emissions_total", "sequestration", "net_balance"];
+    let sectors = &p.lattice.sectors;
+    let mut out = String::from("zone,quantity,unit,mean,sd,p05,p50,p95\n");
+    out += &rows(
+        "\"all\"",
+        names,
+        (&all.emissions, all.sequestration, sectors),
+        d,
+    );
+    if let Some(z) = &p.zones {
+        for (id, a) in zone_acc {
+            let key = format!("\"{}\"", z.key(*id).join("/"));
+            out += &rows(&key, names, (&a.emissions, a.sequestration, sectors), d);
+        }
+    }
+    let target = job.out_dir.join("zones_balance_draws.csv");
+    let notes = vec![
+        format!("{} Monte Carlo draws (seed {seed}) of {} ({})", d.n, d.spec.name, d.path.display()),
+        format!("{SIGN_CONVENTION}; each total computed per draw from the zone's per-sector sums (sectors in one draw move together)"),
+    ];
+    io::write_table(&target, out.as_bytes(), &notes)?;
+    Ok(target)
+}
+
 /// lattice_balance_draws.csv: every cell the area covers, its covered emissions, sequestration and net
 /// balance (t CO2 yr-1) with mean, sd and 5/50/95th percentiles over the draws.
 pub(super) fn lattice_table(
     job: &BalanceJob,
     lat: &Lattice,
-    (spread, valid, seq, changed): (&Spread, &[f64], &[f64], Option<&[f64]>),
+    (spread, valid, seq, changed): Fine,
     cells: &[usize],
     (d, seed): (&Draws, u64),
 ) -> Result<PathBuf> {
+    let names = [
+        "emissions_covered",
+        "sequestration_covered",
+        "net_balance_covered",
+    ];
+    let nsec = lat.sectors.len();
     let mut out = String::from("cell_id,quantity,unit,mean,sd,p05,p50,p95\n");
     for &c in cells.iter().filter(|&&c| spread.coverage(c) > 0.0) {
-        let nsec = lat.sectors.len();
         let e: Vec<f64> = match changed {
             Some(v) => v[c * nsec..(c + 1) * nsec].to_vec(),
             None => lat.mass.iter().map(|m| m[c] * spread.received(c)).collect(),
         };
         let s = if valid[c] > 0.0 { seq[c] } else { f64::NAN };
-        let t = terms(&e, s, &lat.sectors, d);
-        let sum = |pick: &dyn Fn(&Term) -> bool| -> Vec<f64> {
-            (0..d.n)
-                .map(|i| t.iter().filter(|x| pick(x)).map(|x| x.draws[i]).sum())
-                .collect()
-        };
-        let mut em = sum(&|x| x.source != "sequestration");
-        let mut sq: Vec<f64> = sum(&|x| x.source == "sequestration")
-            .iter()
-            .map(|v| -v)
-            .collect();
-        let mut net = sum(&|_| true);
-        for (q, v) in [
-            ("emissions_covered", &mut em),
-            ("sequestration_covered", &mut sq),
-            ("net_balance_covered", &mut net),
-        ] {
-            let st = summary(v);
-            out += &format!(
-                "{},{q},t CO2 yr-1,{}\n",
-                lat.cell_id(c),
-                st.map(num).join(",")
-            );
-        }
+        out += &rows(&lat.cell_id(c), names, (&e, s, &lat.sectors), d);
     }
     let target = job.out_dir.join("lattice_balance_draws.csv");
     let notes = vec![
@@ -98,7 +174,7 @@ pub(super) fn lattice_table(
 
 /// zones_balance_variance.csv: for the whole area and every zone, each source's share of the net balance's
 /// variance, one at a time (the variance of the source's term alone over the total's), and the dominant one.
-pub(super) fn variance_table(
+fn variance_table(
     job: &BalanceJob,
     p: &Prepared,
     all: &ZoneAcc,
