@@ -133,6 +133,11 @@ mod tests {
         assert!((p.monthly(10.0, 50.0) - 127.7731).abs() < 1e-3);
         // No rain, 0 C: 0.22 x (1 + 0) x 13.95 = 3.069.
         assert!((m.monthly(0.0, 0.0) - 3.069).abs() < 1e-12);
+        // The coefficient kept (models/rh/pei2009.toml): Q10 = exp(10 x 0.0912) = 2.4893, within the field
+        // range 1.3-3.3 (Raich & Schlesinger 1992); the 0.0913 variant moves Rh at 30 C by exp(0.003) - 1.
+        assert_eq!(m.b, 0.0912);
+        assert!(((10.0 * m.b).exp() - 2.4892961).abs() < 1e-6);
+        assert!(((30.0 * (0.0913 - m.b)).exp() - 1.0 - 0.0030045).abs() < 1e-6);
     }
 
     #[test]
