@@ -1,0 +1,430 @@
+//! The NPP stage's run: inputs checked and opened, the grid in blocks (read, NDVI completed, corrections, the
+//! model per pixel, written), class sums accumulated in pixel order, then one commit with the summary table and
+//! the Monte Carlo draws.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::fill::{self, FillCounts};
+use super::{
+    class_warnings, draws, gc_m2_to_tco2_ha, input_warnings, npp_writers, output_metadata,
+    per_label, prepare, strip_casa, strip_mod17, summary_csv, window_tmean, ClassModel,
+    ClassSummary, NppJob, NppModel, NppSummary, NppWriters, PixelOut, Prepared, OUTS_CASA,
+    OUTS_MOD17,
+};
+use crate::area::PixelAreas;
+use crate::correction::Level;
+use crate::error::Result;
+use crate::io::{self, BandRequest, GridReader, Resampling, Window};
+use crate::progress::Progress;
+use crate::zones::OUTSIDE;
+
+/// The land-cover reader's value outside the map (no class).
+const LC_FILL: f64 = -2_147_483_647.0;
+
+/// Run the NPP stage.
+pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
+    let mut p = prepare(job)?;
+    let grid = p.grid.clone();
+    for d in p.drivers.iter_mut() {
+        d.open(&grid)?;
+    }
+    let mut warnings = Vec::new();
+    for msg in input_warnings(job, &p) {
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+    let outs: &[&'static str] = match job.model {
+        NppModel::Casa => &OUTS_CASA,
+        NppModel::Mod17 | NppModel::PModel => &OUTS_MOD17,
+    };
+    let md = output_metadata(job, &p);
+    let mut writers = npp_writers(job, &p, &md, outs)?;
+    let readers = Readers::open(job, &p)?;
+    let mut acc = Accumulator::new(&p);
+    let (rows, cols) = block_size(job, &p, outs);
+    progress.start("npp", (grid.width * grid.height) as u64);
+    for block in crate::engine::strips::blocks(grid.width, grid.height, rows, cols) {
+        run_block(job, &p, &readers, &mut writers, &mut acc, outs, &block)?;
+        progress.advance(block.len() as u64);
+    }
+    progress.finish();
+    for msg in class_warnings(job, &p, &acc.summaries)? {
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+    if let Some(msg) = corrections_message(&p, &acc.level_pixels) {
+        progress.warn(&msg);
+        warnings.push(msg);
+    }
+    finish(job, &p, writers, acc.summaries, outs, warnings)
+}
+
+/// Strip height from the memory budget: per pixel, the composites around the model year, its 12 filled months
+/// and temperatures, the simulated months' drivers (6 variables) and monthly outputs; daily drivers are
+/// streamed one day at a time.
+fn block_size(job: &NppJob, p: &Prepared, outs: &[&str]) -> (usize, usize) {
+    let nmonths = p.period.sim.len();
+    let nvars = 6;
+    let per_px = 4 * (p.ndvi_files.len() + 24 + nmonths * (nvars + 3 * 2) + 16) + 64;
+    let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8;
+    crate::engine::strips::block(p.grid.width, p.grid.height, per_px, out_px, job.memory_mb)
+}
+
+/// The stage's raster readers and the grid's true pixel areas.
+struct Readers {
+    /// One per composite, each read by one thread at a time.
+    ndvi: Vec<Mutex<GridReader>>,
+    landcover: GridReader,
+    areas: PixelAreas,
+    /// Legend codes in legend order (a class's index).
+    codes: Vec<i64>,
+}
+
+impl Readers {
+    fn open(job: &NppJob, p: &Prepared) -> Result<Readers> {
+        let ndvi = p
+            .ndvi_files
+            .iter()
+            .map(|(_, f)| {
+                let band = BandRequest {
+                    index: job.ndvi_band,
+                    name: job.ndvi_index.clone(),
+                };
+                GridReader::new(f, &[band], &p.grid, Resampling::Bilinear, None, f64::NAN)
+                    .map(Mutex::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let band = BandRequest {
+            index: job.landcover_band,
+            name: "land cover".into(),
+        };
+        let landcover = GridReader::new(
+            &job.landcover,
+            &[band],
+            &p.grid,
+            Resampling::Nearest,
+            None,
+            LC_FILL,
+        )?;
+        Ok(Readers {
+            ndvi,
+            landcover,
+            areas: PixelAreas::of(&p.grid)?,
+            codes: p.legend.classes.iter().map(|c| c.code).collect(),
+        })
+    }
+
+    /// The months' composites over a block, read in parallel.
+    fn composites(&self, w: &Window) -> Result<Vec<Vec<f32>>> {
+        self.ndvi
+            .par_iter()
+            .map(|r| {
+                let mut b = vec![0f32; w.len()];
+                r.lock()
+                    .expect("NDVI reader lock")
+                    .read_window::<f32>(0, w, &mut b)
+                    .map(|()| b)
+            })
+            .collect()
+    }
+
+    /// Class index and model per pixel of a block (None: no data, outside the map, or a class without one).
+    fn classes<'p>(
+        &self,
+        p: &'p Prepared,
+        w: &Window,
+    ) -> Result<Vec<Option<(usize, &'p ClassModel)>>> {
+        let mut lc = vec![0i32; w.len()];
+        self.landcover.read_window::<i32>(0, w, &mut lc)?;
+        Ok(lc
+            .iter()
+            .map(|&c| {
+                let c = c as i64;
+                if c as f64 == LC_FILL
+                    || p.lc_nodata == Some(c as f64)
+                    || p.legend.nodata.contains(&c)
+                {
+                    return None;
+                }
+                let ci = self.codes.iter().position(|&x| x == c)?;
+                p.class_models.get(&c).map(|m| (ci, m))
+            })
+            .collect())
+    }
+}
+
+/// One block: land cover, the NDVI series completed per pixel, correction factors, the model per pixel, every
+/// output written (in parallel, one output per worker), the class sums accumulated.
+fn run_block(
+    job: &NppJob,
+    p: &Prepared,
+    readers: &Readers,
+    writers: &mut NppWriters,
+    acc: &mut Accumulator,
+    outs: &[&'static str],
+    w: &Window,
+) -> Result<()> {
+    let models = readers.classes(p, w)?;
+    let composites = readers.composites(w)?;
+    // The model year's mean temperatures (CASA, dormancy), then its NDVI series completed per pixel.
+    let tmean = if job.model == NppModel::Casa || p.dormancy.iter().any(Option::is_some) {
+        window_tmean(p, w)?
+    } else {
+        Vec::new()
+    };
+    let available: Vec<usize> = p.ndvi_files.iter().map(|(t, _)| *t).collect();
+    let (dormancy, models_ref, tmean_ref) = (&p.dormancy, &models, &tmean);
+    let dormant = move |px: usize, k: usize| -> bool {
+        let Some((ci, _)) = models_ref[px] else {
+            return false;
+        };
+        matches!(dormancy[ci], Some(th) if tmean_ref[k].at(px) < th)
+    };
+    let range = p.period.sim_range();
+    let (ndvi, fills) = fill::fill_block(&p.timeline, &available, &composites, range, dormant);
+    drop(composites);
+    if let Some(fw) = writers.filled.as_mut() {
+        fw.write_window(0, w, fills.iter().map(FillCounts::filled).collect())?;
+        fw.flush()?;
+    }
+    let factors = block_factors(p, &models, w, writers, &mut acc.level_pixels)?;
+    let target = p.corrections.as_ref().map(|c| c.0.target);
+    let want_monthly = !writers.monthly.is_empty();
+    let (results, monthly) = match job.model {
+        NppModel::Casa => strip_casa(p, &models, (&ndvi, &tmean), &factors, w, want_monthly)?,
+        NppModel::Mod17 | NppModel::PModel => {
+            strip_mod17(p, &models, &ndvi, (&factors, target), w)?
+        }
+    };
+    write_block(writers, outs, w, &results, monthly)?;
+    acc.add(readers, outs, w, (&results, &models, &fills));
+    Ok(())
+}
+
+/// An output's value for one pixel's result (sequestration in t CO2 ha-1 from NEP in g C m-2).
+fn value(r: &PixelOut, o: &str) -> f64 {
+    match o {
+        "GPP" => r.gpp,
+        "NPP" => r.npp,
+        "Rh" => r.rh,
+        "NEP" => r.npp - r.rh,
+        _ => gc_m2_to_tco2_ha(r.npp - r.rh),
+    }
+}
+
+/// Every output's block written and compressed in parallel, one output per worker; the block's monthly
+/// planes move into the writers (no copies).
+fn write_block(
+    writers: &mut NppWriters,
+    outs: &[&str],
+    w: &Window,
+    results: &[PixelOut],
+    monthly: Vec<Vec<Vec<f32>>>,
+) -> Result<()> {
+    crate::engine::write::each_output(&mut writers.main, |k, ow| {
+        ow.write_window(
+            0,
+            w,
+            results.iter().map(|r| value(r, outs[k]) as f32).collect(),
+        )?;
+        ow.flush()
+    })?;
+    let monthly = Mutex::new(monthly.into_iter().map(Some).collect::<Vec<_>>());
+    crate::engine::write::each_output(&mut writers.monthly, |k, ow| {
+        let planes = monthly.lock().expect("monthly planes")[k]
+            .take()
+            .unwrap_or_default();
+        for (m, plane) in planes.into_iter().enumerate() {
+            ow.write_window(m, w, plane)?;
+        }
+        ow.flush()
+    })?;
+    Ok(())
+}
+
+/// Correction factor per pixel of a block (1 without corrections, NaN where no class), counting the pixels
+/// each level of the table corrected and writing the factor raster.
+fn block_factors(
+    p: &Prepared,
+    models: &[Option<(usize, &ClassModel)>],
+    w: &Window,
+    writers: &mut NppWriters,
+    level_pixels: &mut [u64; 4],
+) -> Result<Vec<f64>> {
+    let Some((t, z)) = &p.corrections else {
+        return Ok(vec![1.0; w.len()]);
+    };
+    let zone_ids = match z {
+        Some(z) => z.read_window(w)?,
+        None => vec![OUTSIDE; w.len()],
+    };
+    let mut cache: BTreeMap<(i32, usize), (f64, Level)> = BTreeMap::new();
+    let f: Vec<f64> = models
+        .iter()
+        .zip(&zone_ids)
+        .map(|(m, &zid)| {
+            let Some((ci, _)) = m else { return f64::NAN };
+            let (f, level) = *cache.entry((zid, *ci)).or_insert_with(|| {
+                let zone = match z {
+                    Some(z) if zid != OUTSIDE => z.key(zid).last().cloned(),
+                    _ => None,
+                };
+                t.lookup(
+                    zone.as_deref(),
+                    Some(&p.legend.classes[*ci].vegetation_type),
+                )
+            });
+            level_pixels[level as usize] += 1;
+            f
+        })
+        .collect();
+    if let Some(fw) = writers.factor.as_mut() {
+        fw.write_window(0, w, f.iter().map(|v| *v as f32).collect())?;
+        fw.flush()?;
+    }
+    Ok(f)
+}
+
+/// Class sums in pixel order (deterministic whatever the thread count), and the pixels corrected at each
+/// level, indexed by `Level as usize`.
+struct Accumulator {
+    summaries: Vec<ClassSummary>,
+    level_pixels: [u64; 4],
+}
+
+impl Accumulator {
+    fn new(p: &Prepared) -> Accumulator {
+        let summaries = p
+            .legend
+            .classes
+            .iter()
+            .map(|c| ClassSummary {
+                code: c.code,
+                name: c.name.clone(),
+                vegetation_type: c.vegetation_type.clone(),
+                ..Default::default()
+            })
+            .collect();
+        Accumulator {
+            summaries,
+            level_pixels: [0; 4],
+        }
+    }
+
+    fn add(
+        &mut self,
+        readers: &Readers,
+        outs: &[&'static str],
+        w: &Window,
+        (results, models, fills): (&[PixelOut], &[Option<(usize, &ClassModel)>], &[FillCounts]),
+    ) {
+        for (px, (r, m)) in results.iter().zip(models).enumerate() {
+            let Some((ci, _)) = m else { continue };
+            let s = &mut self.summaries[*ci];
+            let area = readers
+                .areas
+                .at(w.col0 + px % w.ncols, w.row0 + px / w.ncols);
+            s.pixels += 1;
+            let f = fills[px];
+            s.filled_pixel_months += f.filled() as u64;
+            s.dormant_pixel_months += f.dormant as u64;
+            s.climatology_pixel_months += f.climatology as u64;
+            if !matches!(m, Some((_, ClassModel::Zero))) {
+                s.pixels_without_ndvi += u64::from(f.none > 0);
+            }
+            s.area_m2 += area;
+            if r.npp.is_nan() || r.rh.is_nan() {
+                s.pixels_without_result += 1;
+                continue;
+            }
+            for o in outs {
+                let v = value(r, o);
+                *s.value_sums.entry(o).or_default() += v;
+                *s.sums.entry(o).or_default() += v * area;
+            }
+        }
+    }
+}
+
+/// How many pixels each level of the correction table corrected.
+fn corrections_message(p: &Prepared, level_pixels: &[u64; 4]) -> Option<String> {
+    let (t, _) = p.corrections.as_ref()?;
+    let levels = [
+        (Level::ZoneClass, "zone x class"),
+        (Level::Zone, "zone"),
+        (Level::Class, "class"),
+        (Level::None, "none (factor 1)"),
+    ];
+    let counts: Vec<String> = levels
+        .iter()
+        .map(|(l, name)| format!("{name} {}", level_pixels[*l as usize]))
+        .collect();
+    Some(format!(
+        "corrections {} ({}): pixels by the row that applied: {}",
+        t.path.display(),
+        t.target.name(),
+        counts.join(", ")
+    ))
+}
+
+/// Every raster verified and staged, the class table written, the draws computed from the period's NPP and Rh.
+fn finish(
+    job: &NppJob,
+    p: &Prepared,
+    writers: NppWriters,
+    summaries: Vec<ClassSummary>,
+    outs: &[&str],
+    warnings: Vec<String>,
+) -> Result<NppSummary> {
+    let mut pending = Vec::new();
+    let mut outputs = Vec::new();
+    for w in writers
+        .main
+        .into_iter()
+        .chain(writers.monthly)
+        .chain(writers.factor)
+        .chain(writers.filled)
+    {
+        outputs.push(w.target().to_path_buf());
+        pending.push(w.finish()?);
+    }
+    for pd in pending {
+        pd.commit()?;
+    }
+    let label = &p.period.label;
+    let table = job
+        .out_dir
+        .join(format!("{}_summary_{label}.csv", job.model.key()));
+    let table_text = summary_csv(&summaries, outs, p.period.sim.len());
+    let per = per_label(&p.period);
+    let notes = [format!(
+        "fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)"
+    )];
+    io::write_table(&table, table_text.as_bytes(), &notes)?;
+    if let Some(spec) = &job.draws {
+        let file = draws::UncertaintyFile::load(&spec.file)?;
+        let d = draws::Draws::new(file, &spec.file, spec.n, spec.seed);
+        let find = |stem: &str| {
+            let name = format!("{stem}_{label}.tif");
+            outputs
+                .iter()
+                .find(|o| o.file_name().is_some_and(|n| n.to_string_lossy() == name))
+                .cloned()
+                .expect("the period outputs")
+        };
+        let (npp, rh) = (find("NPP_gC_m2"), find("Rh_gC_m2"));
+        let files = draws::write(job, &p.legend, (&npp, &rh), label, &d, spec.seed)?;
+        outputs.extend(files);
+    }
+    Ok(NppSummary {
+        outputs,
+        table,
+        table_text,
+        classes: summaries,
+        period_label: p.period.label.clone(),
+        warnings,
+    })
+}
