@@ -11,6 +11,7 @@ mod html;
 mod report;
 mod run;
 mod shard;
+mod stage;
 
 pub(crate) use html::render as render_html;
 pub(crate) use report::markdown_table;
@@ -419,31 +420,16 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The plan of the stages that resolve, and the config's problems (an error only when the config cannot be
-/// read or the season is invalid).
-fn plan_with_problems(
+/// The season's variables: the built-in ones, then the config's `[vars]` with `--var NAME=VALUE` replacing a
+/// declared one (naming one it does not declare is an error); a declared value may use the built-in variables.
+fn season_variables(
     config: &Path,
-    season: Option<&str>,
-    out_override: Option<&Path>,
+    file: &ConfigFile,
+    season: &Season,
     overrides: &[(String, String)],
-    cmds: &dyn Commands,
-) -> Result<(Plan, Problems)> {
-    let file: ConfigFile = crate::models::read_toml(config)?;
-    // Absolute, so recipes and recorded inputs do not depend on the folder a scheduler starts in.
-    let parent = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base =
-        clean(&std::path::absolute(parent).map_err(|e| Error::io(parent, "cannot resolve", e))?);
-    let season_text = season
-        .map(str::to_string)
-        .or(file.season.default.clone())
-        .ok_or_else(|| Error::config(config, "no season: give --season or set [season] default"))?;
-    let season = Season::parse(&season_text)?;
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
     let mut vars = season.variables();
-    let mut problems = Problems::new();
-    // `--var NAME=VALUE` replaces a variable the config declares; naming one it does not is an error.
     let mut declared = file.vars.clone();
     for (k, v) in overrides {
         if declared.contains_key(k) {
@@ -473,6 +459,33 @@ fn plan_with_problems(
             Err(e) => problems.push(Error::config(config, format!("[vars] {k}: {e}"))),
         }
     }
+    vars
+}
+
+/// The plan of the stages that resolve, and the config's problems (an error only when the config cannot be
+/// read or the season is invalid).
+fn plan_with_problems(
+    config: &Path,
+    season: Option<&str>,
+    out_override: Option<&Path>,
+    overrides: &[(String, String)],
+    cmds: &dyn Commands,
+) -> Result<(Plan, Problems)> {
+    let file: ConfigFile = crate::models::read_toml(config)?;
+    // Absolute, so recipes and recorded inputs do not depend on the folder a scheduler starts in.
+    let parent = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base =
+        clean(&std::path::absolute(parent).map_err(|e| Error::io(parent, "cannot resolve", e))?);
+    let season_text = season
+        .map(str::to_string)
+        .or(file.season.default.clone())
+        .ok_or_else(|| Error::config(config, "no season: give --season or set [season] default"))?;
+    let season = Season::parse(&season_text)?;
+    let mut problems = Problems::new();
+    let vars = season_variables(config, &file, &season, overrides, &mut problems);
     let out = match template(&file.season.out, &vars) {
         _ if out_override.is_some() => {
             let o = out_override.expect("checked");
@@ -485,211 +498,19 @@ fn plan_with_problems(
         }
     };
     let names: Vec<String> = file.stages.keys().cloned().collect();
-    let mut stages = Vec::new();
-    for (name, value) in &file.stages {
-        let at = |key: &str, what: String| {
-            Error::config(config, format!("[stages.{name}] {key}: {what}"))
-        };
-        if name.is_empty()
-            || name.starts_with('.')
-            || name.contains(['/', '\\'])
-            || RESERVED.contains(&name.as_str())
-        {
-            problems.push(Error::config(config, format!("[stages.{name}]: a stage name is a folder name (no '/', not starting with '.', not one of {})", RESERVED.join(", "))));
-            continue;
-        }
-        let Some(table) = value.as_table() else {
-            problems.push(at("", "expected a table of options".into()));
-            continue;
-        };
-        let Some(command_text) = table.get("command").and_then(|c| c.as_str()) else {
-            problems.push(at(
-                "command",
-                format!("missing; one of: {}", STAGE_COMMANDS.join(", ")),
-            ));
-            continue;
-        };
-        let command: Vec<String> = command_text
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        let joined = command.join(" ");
-        let options = match STAGE_COMMANDS
-            .contains(&joined.as_str())
-            .then(|| cmds.options(&command))
-            .flatten()
-        {
-            Some(o) => o,
-            None => {
-                problems.push(at(
-                    "command",
-                    format!(
-                        "'{command_text}' is not a stage command; one of: {}",
-                        STAGE_COMMANDS.join(", ")
-                    ),
-                ));
-                continue;
-            }
-        };
-        let mut argv = command.clone();
-        let mut recipe = command.clone();
-        let mut deps = BTreeSet::new();
-        let mut inputs = Vec::new();
-        let push = |argv: &mut Vec<String>, recipe: &mut Vec<String>, a: String, r: String| {
-            argv.push(a);
-            recipe.push(r);
-        };
-        for (key, v) in table {
-            if STAGE_KEYS.contains(&key.as_str()) {
-                continue;
-            }
-            let long = key.replace('_', "-");
-            if long == "out" || OUTPUT_OPTIONS.contains(&(joined.as_str(), long.as_str())) {
-                problems.push(at(key, "the runner writes stage NAME into OUT/NAME; remove this key (use `output` to name a file output)".into()));
-                continue;
-            }
-            let Some(spec) = options.iter().find(|o| o.long == long) else {
-                problems.push(at(
-                    key,
-                    format!("`carbonmap {joined}` has no option --{long}"),
-                ));
-                continue;
-            };
-            let values = match value_strings(v) {
-                Ok(vs) => vs,
-                Err(e) => {
-                    problems.push(at(key, e));
-                    continue;
-                }
-            };
-            if spec.switch {
-                match v.as_bool() {
-                    Some(true) => push(
-                        &mut argv,
-                        &mut recipe,
-                        format!("--{long}"),
-                        format!("--{long}"),
-                    ),
-                    Some(false) => {}
-                    None => problems.push(at(key, "a switch: write true or false".into())),
-                }
-                continue;
-            }
-            let mut args = Vec::new();
-            let mut recs = Vec::new();
-            for raw in values {
-                let s = match template(&raw, &vars) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        problems.push(at(key, e));
-                        continue;
-                    }
-                };
-                if let Some(r) = s.strip_prefix('@') {
-                    let (stage, rel) = r.split_once('/').unwrap_or((r, ""));
-                    if stage == name {
-                        problems.push(at(key, format!("'{s}' names the stage itself")));
-                    } else if !names.iter().any(|n| n == stage) {
-                        problems.push(at(
-                            key,
-                            format!(
-                                "'{s}': there is no stage '{stage}' (stages: {})",
-                                names.join(", ")
-                            ),
-                        ));
-                    } else {
-                        deps.insert(stage.to_string());
-                    }
-                    let p = clean(&out.join(stage).join(rel));
-                    args.push(p.to_string_lossy().into_owned());
-                    recs.push(s.clone());
-                } else if spec.path || s.ends_with(".toml") || s.ends_with(".csv") {
-                    // Paths are relative to the config file; a name-or-file option is a file when it ends in
-                    // .toml or .csv (as the commands themselves decide).
-                    let p = clean(&base.join(&s));
-                    inputs.push((long.clone(), p.clone()));
-                    args.push(p.to_string_lossy().into_owned());
-                    recs.push(p.to_string_lossy().into_owned());
-                } else {
-                    args.push(s.clone());
-                    recs.push(s);
-                }
-            }
-            match spec.delimiter {
-                _ if spec.positional => {
-                    argv.extend(args);
-                    recipe.extend(recs);
-                }
-                Some(d) if args.len() > 1 => {
-                    let sep = d.to_string();
-                    push(
-                        &mut argv,
-                        &mut recipe,
-                        format!("--{long}"),
-                        format!("--{long}"),
-                    );
-                    push(&mut argv, &mut recipe, args.join(&sep), recs.join(&sep));
-                }
-                _ => {
-                    for (a, r) in args.into_iter().zip(recs) {
-                        push(
-                            &mut argv,
-                            &mut recipe,
-                            format!("--{long}"),
-                            format!("--{long}"),
-                        );
-                        push(&mut argv, &mut recipe, a, r);
-                    }
-                }
-            }
-        }
-        if let Some(after) = table.get("after") {
-            match value_strings(after) {
-                Ok(list) => {
-                    for a in list {
-                        if names.contains(&a) && a != *name {
-                            deps.insert(a);
-                        } else {
-                            problems.push(at("after", format!("'{a}' is not another stage")));
-                        }
-                    }
-                }
-                Err(e) => problems.push(at("after", e)),
-            }
-        }
-        let file_out = FILE_OUTPUTS
-            .iter()
-            .find(|(c, _)| *c == joined)
-            .map(|(_, f)| *f);
-        let output = table.get("output").map(|o| o.as_str().map(str::to_string));
-        let out_value = match (file_out, output) {
-            (Some(_), Some(Some(o))) if !o.contains(['/', '\\']) && !o.starts_with('.') => Some(o),
-            (Some(f), None) => Some(f.to_string()),
-            (None, None) => None,
-            (None, Some(_)) => {
-                problems.push(at("output", format!("`carbonmap {joined}` writes a folder; `output` names the file of a command that writes one ({})", FILE_OUTPUTS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "))));
-                None
-            }
-            (Some(_), Some(_)) => {
-                problems.push(at("output", "expected a file name (no folders)".into()));
-                None
-            }
-        };
-        recipe.push("--out".into());
-        recipe.push(match &out_value {
-            Some(f) => format!("@out/{f}"),
-            None => "@out".to_string(),
-        });
-        stages.push(Stage {
-            name: name.clone(),
-            command,
-            argv,
-            recipe,
-            out_file: out_value,
-            deps: deps.into_iter().collect(),
-            inputs,
-        });
-    }
+    let ctx = stage::Context {
+        config,
+        base: &base,
+        out: &out,
+        vars: &vars,
+        names: &names,
+        cmds,
+    };
+    let mut stages: Vec<Stage> = file
+        .stages
+        .iter()
+        .filter_map(|(name, value)| ctx.resolve(name, value, &mut problems))
+        .collect();
     if file.stages.is_empty() {
         problems.push(Error::config(config, "[stages]: no stage"));
     }
