@@ -404,7 +404,7 @@ fn run_plan(
         known: BTreeMap::new(),
         rehash: true,
     };
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         carbonmap_version: crate::VERSION.to_string(),
         config: fresh.record(config, config.to_string_lossy().into_owned())?,
         season: plan.season.label.clone(),
@@ -430,6 +430,7 @@ fn run_plan(
             ));
         }
     }
+    // Recorded hashes of files whose size and time are unchanged are trusted (outputs over inputs).
     let known_inputs: Vec<FileRecord> = prev_records
         .values()
         .flat_map(|r| r.inputs.clone())
@@ -446,158 +447,46 @@ fn run_plan(
             .collect(),
         rehash: opts.rehash,
     };
-    let mut statuses: Vec<(String, StageStatus)> = Vec::new();
-    let mut first_error = None;
+    let mut runner = Runner {
+        plan: &plan,
+        cmds,
+        progress,
+        hasher: &hasher,
+        prev_records: &prev_records,
+        manifest,
+        statuses: Vec::new(),
+        first_error: None,
+        changed,
+    };
     for stage in &plan.stages {
         if opts.only.as_ref().is_some_and(|o| !o.contains(&stage.name)) {
-            manifest
-                .stages
-                .extend(prev_records.get(&stage.name).cloned());
+            let kept = prev_records.get(&stage.name).cloned();
+            runner.manifest.stages.extend(kept);
             continue;
         }
-        let (argv, out_arg) = stage_argv(stage, &partial_dir(&plan.out, &stage.name));
-        manifest
-            .resolved
-            .insert(stage.name.clone(), resolved_argv(&plan, stage));
-        let blocked: Vec<&String> = stage
-            .deps
-            .iter()
-            .filter(|d| {
-                statuses.iter().any(|(n, s)| {
-                    n == *d && !matches!(s, StageStatus::Done | StageStatus::UpToDate)
-                })
-            })
-            .collect();
-        let prev = prev_records.get(&stage.name);
-        if !blocked.is_empty() {
-            let why = format!(
-                "depends on {} which did not finish",
-                blocked
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            progress.stage(&stage.name, StageState::Blocked, None, &why);
-            if let Some(p) = prev {
-                manifest.stages.push(StageRecord {
-                    status: "blocked".into(),
-                    error: Some(why.clone()),
-                    ..p.clone()
-                });
-            }
-            statuses.push((stage.name.clone(), StageStatus::Blocked(why)));
-            changed = true;
+        if !runner.stage(stage)? {
             continue;
         }
-        let upstream: Vec<&StageRecord> = stage
-            .deps
-            .iter()
-            .map(|d| {
-                manifest
-                    .stages
-                    .iter()
-                    .find(|r| &r.name == d)
-                    .expect("dependencies run first")
-            })
-            .collect();
-        let files = input_files(stage)?;
-        let mut inputs = files
-            .iter()
-            .map(|p| hasher.record(p, p.to_string_lossy().into_owned()))
-            .collect::<Result<Vec<_>>>()?;
-        inputs.extend(remote_inputs(stage, &files)?);
-        let fp = fingerprint(stage, &manifest.parameters, &inputs, &upstream);
-        if let Some(p) = prev
-            .filter(|p| p.status == "done" && p.fingerprint == fp && outputs_intact(&plan.out, p))
+        if !runner.any_finished()
+            && runner
+                .first_error
+                .as_ref()
+                .is_some_and(|e| e.exit_code() == 2)
         {
-            progress.stage(&stage.name, StageState::UpToDate, None, "");
-            manifest.stages.push(p.clone());
-            statuses.push((stage.name.clone(), StageStatus::UpToDate));
-            continue;
-        }
-        changed = true;
-        progress.stage(&stage.name, StageState::Started, None, "");
-        let t0 = Instant::now();
-        let partial = partial_dir(&plan.out, &stage.name);
-        let captured = Captured {
-            inner: progress,
-            warnings: Default::default(),
-        };
-        let result = (|| -> Result<Vec<FileRecord>> {
-            remove_dir(&partial)?;
-            std::fs::create_dir_all(&partial)
-                .map_err(|e| Error::io(&partial, "cannot create", e))?;
-            cmds.execute(&argv, &captured)?;
-            if !out_arg.exists() {
-                return Err(Error::Processing(format!(
-                    "stage {}: the command wrote nothing",
-                    stage.name
-                )));
-            }
-            swap(&plan.out, &stage.name)?;
-            output_records(&plan.out, &plan.out.join(&stage.name), &stage.name, &hasher)
-        })();
-        let seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-        let warnings = captured.warnings.into_inner().unwrap_or_default();
-        match result {
-            Ok(outputs) => {
-                progress.stage(&stage.name, StageState::Done, Some(seconds), "");
-                manifest.stages.push(StageRecord {
-                    name: stage.name.clone(),
-                    recipe: stage.recipe.clone(),
-                    depends_on: stage.deps.clone(),
-                    fingerprint: fp,
-                    status: "done".into(),
-                    error: None,
-                    seconds,
-                    inputs,
-                    outputs,
-                    warnings,
-                });
-                statuses.push((stage.name.clone(), StageStatus::Done));
-            }
-            Err(e) => {
-                let _ = remove_dir(&partial);
-                let msg = e.to_string();
-                progress.stage(&stage.name, StageState::Failed, Some(seconds), &msg);
-                let rec = match prev {
-                    Some(p) => StageRecord {
-                        status: "failed".into(),
-                        error: Some(msg.clone()),
-                        ..p.clone()
-                    },
-                    None => StageRecord {
-                        name: stage.name.clone(),
-                        recipe: stage.recipe.clone(),
-                        depends_on: stage.deps.clone(),
-                        fingerprint: String::new(),
-                        status: "failed".into(),
-                        error: Some(msg.clone()),
-                        seconds,
-                        inputs,
-                        outputs: Vec::new(),
-                        warnings,
-                    },
-                };
-                manifest.stages.push(rec);
-                statuses.push((stage.name.clone(), StageStatus::Failed(msg)));
-                first_error.get_or_insert(e);
-            }
-        }
-        let any_ok = statuses
-            .iter()
-            .any(|(_, s)| matches!(s, StageStatus::Done | StageStatus::UpToDate));
-        if !any_ok && first_error.as_ref().is_some_and(|e| e.exit_code() == 2) {
             // Bad input and nothing finished: exit 2 writes nothing (no manifest, no report).
             continue;
         }
         // Written after every stage, so an interrupted run keeps what it finished.
-        write_manifest(&manifest_path, &manifest)?;
+        write_manifest(&manifest_path, &runner.manifest)?;
     }
-    let any_ok = statuses
-        .iter()
-        .any(|(_, s)| matches!(s, StageStatus::Done | StageStatus::UpToDate));
+    let any_ok = runner.any_finished();
+    let Runner {
+        manifest,
+        statuses,
+        mut first_error,
+        changed,
+        ..
+    } = runner;
     if let Some(e) = first_error.take_if(|e| !any_ok && e.exit_code() == 2) {
         return Err(e);
     }
@@ -616,6 +505,169 @@ fn run_plan(
         report: report_path,
         first_error,
     })
+}
+
+/// A run in progress: the manifest it builds, each stage's status, the first error.
+struct Runner<'a> {
+    plan: &'a Plan,
+    cmds: &'a dyn Commands,
+    progress: &'a dyn Progress,
+    hasher: &'a Hasher<'a>,
+    prev_records: &'a BTreeMap<String, StageRecord>,
+    manifest: Manifest,
+    statuses: Vec<(String, StageStatus)>,
+    first_error: Option<Error>,
+    /// Whether anything changed since the previous run (the report is rewritten).
+    changed: bool,
+}
+
+impl Runner<'_> {
+    fn any_finished(&self) -> bool {
+        self.statuses
+            .iter()
+            .any(|(_, s)| matches!(s, StageStatus::Done | StageStatus::UpToDate))
+    }
+
+    /// The dependencies of `stage` that did not finish, as a reason, if any.
+    fn blocked(&self, stage: &Stage) -> Option<String> {
+        let blocked: Vec<&str> = stage
+            .deps
+            .iter()
+            .filter(|d| {
+                self.statuses.iter().any(|(n, s)| {
+                    n == *d && !matches!(s, StageStatus::Done | StageStatus::UpToDate)
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        (!blocked.is_empty())
+            .then(|| format!("depends on {} which did not finish", blocked.join(", ")))
+    }
+
+    /// One stage: blocked, up to date (its record kept), or run into its partial folder and swapped in.
+    /// Whether it ran (finished or failed).
+    fn stage(&mut self, stage: &Stage) -> Result<bool> {
+        let name = stage.name.clone();
+        let resolved = resolved_argv(self.plan, stage);
+        self.manifest.resolved.insert(name.clone(), resolved);
+        let prev = self.prev_records.get(&name);
+        if let Some(why) = self.blocked(stage) {
+            self.progress.stage(&name, StageState::Blocked, None, &why);
+            if let Some(p) = prev {
+                self.manifest.stages.push(StageRecord {
+                    status: "blocked".into(),
+                    error: Some(why.clone()),
+                    ..p.clone()
+                });
+            }
+            self.statuses.push((name, StageStatus::Blocked(why)));
+            self.changed = true;
+            return Ok(false);
+        }
+        let upstream: Vec<&StageRecord> = stage
+            .deps
+            .iter()
+            .map(|d| {
+                self.manifest
+                    .stages
+                    .iter()
+                    .find(|r| &r.name == d)
+                    .expect("dependencies run first")
+            })
+            .collect();
+        let files = input_files(stage)?;
+        let mut inputs = files
+            .iter()
+            .map(|p| self.hasher.record(p, p.to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        inputs.extend(remote_inputs(stage, &files)?);
+        let fp = fingerprint(stage, &self.manifest.parameters, &inputs, &upstream);
+        let current = prev.filter(|p| {
+            p.status == "done" && p.fingerprint == fp && outputs_intact(&self.plan.out, p)
+        });
+        if let Some(p) = current {
+            self.progress.stage(&name, StageState::UpToDate, None, "");
+            self.manifest.stages.push(p.clone());
+            self.statuses.push((name, StageStatus::UpToDate));
+            return Ok(false);
+        }
+        self.changed = true;
+        let (result, seconds, warnings) = self.execute(stage);
+        let mut rec = StageRecord {
+            name: name.clone(),
+            recipe: stage.recipe.clone(),
+            depends_on: stage.deps.clone(),
+            fingerprint: fp,
+            status: "done".into(),
+            error: None,
+            seconds,
+            inputs,
+            outputs: Vec::new(),
+            warnings,
+        };
+        match result {
+            Ok(outputs) => {
+                self.progress
+                    .stage(&name, StageState::Done, Some(seconds), "");
+                rec.outputs = outputs;
+                self.statuses.push((name, StageStatus::Done));
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.progress
+                    .stage(&name, StageState::Failed, Some(seconds), &msg);
+                // A failed stage keeps its previous record (outputs and all), marked failed.
+                rec = match prev {
+                    Some(p) => p.clone(),
+                    None => StageRecord {
+                        fingerprint: String::new(),
+                        ..rec
+                    },
+                };
+                rec.status = "failed".into();
+                rec.error = Some(msg.clone());
+                self.statuses.push((name, StageStatus::Failed(msg)));
+                self.first_error.get_or_insert(e);
+            }
+        }
+        self.manifest.stages.push(rec);
+        Ok(true)
+    }
+
+    /// Run a stage's command into its partial folder and swap it in: its outputs' records, the wall time in
+    /// seconds (ms precision) and the warnings it gave. A failure removes the partial folder.
+    fn execute(&self, stage: &Stage) -> (Result<Vec<FileRecord>>, f64, Vec<String>) {
+        let out = &self.plan.out;
+        self.progress
+            .stage(&stage.name, StageState::Started, None, "");
+        let t0 = Instant::now();
+        let partial = partial_dir(out, &stage.name);
+        let (argv, out_arg) = stage_argv(stage, &partial);
+        let captured = Captured {
+            inner: self.progress,
+            warnings: Default::default(),
+        };
+        let result = (|| -> Result<Vec<FileRecord>> {
+            remove_dir(&partial)?;
+            std::fs::create_dir_all(&partial)
+                .map_err(|e| Error::io(&partial, "cannot create", e))?;
+            self.cmds.execute(&argv, &captured)?;
+            if !out_arg.exists() {
+                return Err(Error::Processing(format!(
+                    "stage {}: the command wrote nothing",
+                    stage.name
+                )));
+            }
+            swap(out, &stage.name)?;
+            output_records(out, &out.join(&stage.name), &stage.name, self.hasher)
+        })();
+        if result.is_err() {
+            let _ = remove_dir(&partial);
+        }
+        let seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        let warnings = captured.warnings.into_inner().unwrap_or_default();
+        (result, seconds, warnings)
+    }
 }
 
 /// Passes progress through to the run's own, keeping the stage's warnings for its record.
