@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use crate::correction::{CorrectionTable, Target};
-use crate::drivers::{Drivers, Plane, Step, Var};
+use crate::drivers::{Drivers, Plane, Var};
 pub mod draws;
 mod fill;
 pub mod period;
+mod prepare;
 mod run;
 use fill::{Timeline, W0};
 use period::{NppPeriod, YearMonth};
@@ -23,8 +24,8 @@ pub use run::run_npp;
 
 use crate::error::{Error, Problems, Result};
 use crate::io::{self, Grid, OutBand, RasterInfo, RasterWriter, Window, WriteOptions};
-use crate::landcover::{self, Legend};
-use crate::npp::casa::{self, CasaParams, CasaType, TypeParams, WaterMethod};
+use crate::landcover::Legend;
+use crate::npp::casa::{self, CasaParams, CasaType, WaterMethod};
 use crate::npp::fpar::FparConstants;
 use crate::npp::mod17::{Bplut, Mod17Class, Mod17Constants, Mod17Year};
 use crate::npp::pmodel::{PDrivers, PModelParams, Pathway};
@@ -349,200 +350,6 @@ pub fn check_drivers(
         }
     }
     problems.finish()
-}
-
-fn prepare(job: &NppJob) -> Result<Prepared> {
-    let mut problems = Problems::new();
-    let period = NppPeriod::new(job.year, job.months)?;
-    let timeline = Timeline::around(period.window[0]);
-    let casa = problems.take(CasaParams::resolve(&job.casa_params));
-    let bplut = problems.take(Bplut::resolve(&job.bplut));
-    let rh = problems.take(RhModel::resolve(&job.rh_model));
-    let pmodel = if job.model == NppModel::PModel {
-        problems
-            .take(PModelParams::resolve(&job.pmodel_params))
-            .map(|p| {
-                (
-                    p,
-                    crate::climate::ClimateConstants::builtin()
-                        .map(|c| c.radiation.umol_per_joule_par),
-                )
-            })
-    } else {
-        None
-    };
-    let pmodel = match pmodel {
-        Some((p, Ok(u))) => Some((p, u)),
-        Some((_, Err(e))) => return Err(e),
-        None => None,
-    };
-    let legend = problems.take(Legend::resolve(&job.legend));
-    // The drivers of every calendar year the model year touches.
-    let drivers: Option<Vec<Drivers>> = period
-        .years()
-        .iter()
-        .map(|&y| problems.take(Drivers::load(&job.drivers, y)))
-        .collect();
-    let k17 = Mod17Constants::builtin()?;
-    let fpar = FparConstants::builtin()?;
-    let gapfill = fill::GapFill::builtin()?;
-
-    if job.input_is_fpar && job.model == NppModel::Casa {
-        problems.push(Error::Usage(
-            "CASA computes FPAR from NDVI and the simple ratio: give --ndvi, or use --model mod17 with --fpar".into(),
-        ));
-    }
-    let (ndvi_files, missing_months, grid) =
-        ndvi_composites(job, &period, &timeline, &mut problems);
-    // Land cover: every code in the legend, and parameters for every class present.
-    let mut class_models = BTreeMap::new();
-    let mut lc_nodata = None;
-    if let (Some(legend), Some(casa), Some(bplut)) = (&legend, &casa, &bplut) {
-        match landcover::check_map(&job.landcover, job.landcover_band, legend) {
-            Ok(areas) => {
-                let types = landcover::vegetation_types()?;
-                for a in areas.iter().filter(|a| a.pixels > 0) {
-                    let vt = types
-                        .iter()
-                        .find(|t| t.name == a.vegetation_type)
-                        .expect("legend checked");
-                    let m17 = vt.mod17_umd.and_then(|u| bplut.class(u).cloned());
-                    let cm = match (job.model, casa.type_params(&vt.name)) {
-                        (_, Some(TypeParams::Zero(_))) => Some(ClassModel::Zero),
-                        (NppModel::Casa, Some(TypeParams::Vegetated(t))) => {
-                            if casa.water.method == WaterMethod::Vpd && m17.is_none() {
-                                problems.push(Error::config(
-                                    &casa.source,
-                                    format!("class {} ({}): water method \"vpd\" needs the MOD17 VPD ramp of vegetation type {}, which has no MOD17 class", a.code, a.name, vt.name),
-                                ));
-                            }
-                            Some(ClassModel::Casa { t: t.clone(), m17 })
-                        }
-                        (NppModel::Mod17 | NppModel::PModel, Some(TypeParams::Vegetated(_))) => {
-                            m17.map(ClassModel::Mod17)
-                        }
-                        (_, None) => None,
-                    };
-                    match cm {
-                        Some(cm) => {
-                            class_models.insert(a.code, cm);
-                        }
-                        None => problems.push(Error::config(
-                            if job.model == NppModel::Casa { &casa.source } else { &bplut.source },
-                            format!(
-                                "class {} ({}, {} pixels) maps to vegetation type {}, which has no {} parameters; add the type to the table or map the class to another type in the legend",
-                                a.code, a.name, a.pixels, vt.name, job.model.name()
-                            ),
-                        )),
-                    }
-                }
-                lc_nodata = RasterInfo::read(&job.landcover)?.bands[job.landcover_band - 1].nodata;
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-
-    // Drivers: what each model needs, for every year of the model year.
-    let mut window_steps = Vec::new();
-    if let (Some(ds), Some(g), Some(casa)) = (&drivers, &grid, &casa) {
-        let needs = driver_needs(job.model, casa, &ds[0]);
-        let mut seen = std::collections::BTreeSet::new();
-        for d in ds {
-            if job.model == NppModel::Casa && d.step != Step::Month {
-                problems.push(Error::config(
-                    &d.source,
-                    "CASA is a monthly model: the drivers must have step = \"month\"",
-                ));
-                break;
-            }
-            if let Err(e) = d.check(g, &needs) {
-                // The same raster problem for each year is said once.
-                if seen.insert(e.to_string()) {
-                    problems.push(e);
-                }
-            }
-        }
-        let years = period.years();
-        window_steps = period
-            .window
-            .iter()
-            .map(|&(y, m)| {
-                let part = years.iter().position(|&x| x == y).expect("window year");
-                let steps = (0..ds[part].steps.len())
-                    .filter(|&i| ds[part].steps[i].month == m)
-                    .collect();
-                (part, steps)
-            })
-            .collect();
-    }
-    // Corrections: the table, its zones on the grid, and every zone and class it names known.
-    let mut corrections = None;
-    if let Some(name) = &job.corrections {
-        let table = problems.take(CorrectionTable::resolve(name));
-        let zones = match (&job.zones, &grid) {
-            (Some(z), Some(g)) => problems.take(Zones::load(z, g)).map(Some),
-            (Some(_), None) => None,
-            (None, _) => Some(None),
-        };
-        if let (Some(t), Some(z)) = (table, zones) {
-            let classes: std::collections::BTreeSet<String> = landcover::vegetation_types()?
-                .into_iter()
-                .map(|t| t.name)
-                .collect();
-            let known: Option<std::collections::BTreeSet<String>> = z
-                .as_ref()
-                .filter(|z| z.is_vector())
-                .map(|z| z.keys.iter().filter_map(|k| k.last().cloned()).collect());
-            let check = match &z {
-                None => None,
-                Some(_) => Some(known.as_ref()),
-            };
-            if problems.take(t.check(check, &classes)).is_some() {
-                corrections = Some((t, z));
-            }
-        }
-    } else if job.zones.is_some() {
-        problems.push(Error::Usage(
-            "--zones is for --corrections (which factor applies where); give the correction table too".into(),
-        ));
-    }
-    problems.finish()?;
-    let grid = grid.expect("checked");
-    let drivers = drivers.expect("checked");
-    let legend = legend.expect("checked");
-    let dormancy = legend
-        .classes
-        .iter()
-        .map(|c| {
-            gapfill
-                .dormancy
-                .below_deg_c
-                .get(&c.vegetation_type)
-                .copied()
-        })
-        .collect();
-    Ok(Prepared {
-        grid,
-        legend,
-        class_models,
-        ndvi_files,
-        missing_months,
-        timeline,
-        dormancy,
-        fill_warn_fraction: gapfill.warn_fraction,
-        drivers,
-        window_steps,
-        casa: casa.expect("checked"),
-        bplut: bplut.expect("checked"),
-        k17,
-        fpar,
-        rh: rh.expect("checked"),
-        pmodel,
-        period,
-        lc_nodata,
-        input_is_fpar: job.input_is_fpar,
-        corrections,
-    })
 }
 
 /// Per-pixel results over the simulated period (g C m-2), NaN where not computable.

@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::fill::{self, FillCounts};
+use super::prepare::prepare;
 use super::{
     class_warnings, draws, gc_m2_to_tco2_ha, input_warnings, npp_writers, output_metadata,
-    per_label, prepare, strip_casa, strip_mod17, summary_csv, window_tmean, ClassModel,
-    ClassSummary, NppJob, NppModel, NppSummary, NppWriters, PixelOut, Prepared, OUTS_CASA,
-    OUTS_MOD17,
+    per_label, strip_casa, strip_mod17, summary_csv, window_tmean, ClassModel, ClassSummary,
+    NppJob, NppModel, NppSummary, NppWriters, PixelOut, Prepared, OUTS_CASA, OUTS_MOD17,
 };
 use crate::area::PixelAreas;
 use crate::correction::Level;
