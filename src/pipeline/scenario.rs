@@ -13,6 +13,7 @@ mod absolute;
 mod climatology;
 mod compare;
 mod landcover;
+mod load;
 mod report;
 mod substitute;
 
@@ -21,11 +22,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Problems, Result};
-use crate::io::{self, Grid, WriteOptions};
+use crate::io::{Grid, WriteOptions};
 use crate::landcover::Legend;
 use crate::lattice::LatticeSpec;
 use crate::pipeline::balance::{run_balance, BalanceJob, EmissionFactor};
-use crate::pipeline::npp::{run_npp, NppJob, NppModel, NppSummary};
+use crate::pipeline::npp::{run_npp, NppJob, NppSummary};
 use crate::progress::Progress;
 use crate::zones::ZoneSpec;
 
@@ -221,222 +222,6 @@ struct Scenario {
     draws: Option<crate::pipeline::npp::draws::Draws>,
 }
 
-fn load(job: &ScenarioJob) -> Result<Scenario> {
-    let f: ScenarioFile = crate::models::read_toml(&job.file)?;
-    let dir = job.file.parent().unwrap_or(Path::new("."));
-    let at = |p: &Path| io::join_source(dir, &p.to_string_lossy());
-    let mut problems = Problems::new();
-    let model = match f.base.model.as_str() {
-        "casa" => Some(NppModel::Casa),
-        "mod17" => Some(NppModel::Mod17),
-        "pmodel" => Some(NppModel::PModel),
-        o => {
-            problems.push(Error::config(
-                &job.file,
-                format!("base.model = \"{o}\": casa, mod17 or pmodel"),
-            ));
-            None
-        }
-    };
-    let months = problems.take(crate::pipeline::npp::period::parse_months(
-        job.months.as_deref().unwrap_or(&f.base.months),
-    ));
-    let legend = problems.take(Legend::resolve(&f.base.legend));
-    if f.changes.is_empty() && f.emissions.is_empty() && f.parameters.is_none() {
-        problems.push(Error::config(
-            &job.file,
-            "no [[change]], [[emissions]] or [parameters]: a scenario changes something",
-        ));
-    }
-    let substitution = match (&f.substitution, f.changes.is_empty()) {
-        (Some(sub), _) if !(sub.distance_m > 0.0 && sub.distance_m.is_finite()) => {
-            problems.push(Error::config(
-                &job.file,
-                "substitution.distance_m must be a positive distance in metres",
-            ));
-            None
-        }
-        (Some(sub), _) => Some(SubstitutionSpec {
-            climatology: sub.climatology.as_deref().map(at),
-            ..sub.clone()
-        }),
-        (None, false) => {
-            problems.push(Error::config(
-                &job.file,
-                "land-cover changes need [substitution] (distance_m, min_pixels): where changed pixels find their new class's NDVI",
-            ));
-            None
-        }
-        (None, true) => Some(SubstitutionSpec {
-            distance_m: 1.0,
-            min_pixels: 0,
-            climatology: None,
-        }),
-    };
-    if !f.emissions.is_empty() && f.balance.is_none() {
-        problems.push(Error::config(
-            &job.file,
-            "[[emissions]] changes need [balance] (the lattice)",
-        ));
-    }
-    if f.balance.is_some() && months.is_some_and(|m| m != (1, 12)) {
-        problems.push(Error::config(
-            &job.file,
-            "[balance] compares annual emissions with annual sequestration: base.months must be the calendar year (1-12)",
-        ));
-    }
-    let changes: Vec<ChangeSpec> = f
-        .changes
-        .iter()
-        .map(|c| ChangeSpec {
-            polygons: c.polygons.as_deref().map(at),
-            raster: c.raster.as_deref().map(at),
-            ..c.clone()
-        })
-        .collect();
-    for (i, c) in changes.iter().enumerate() {
-        check_change(&job.file, i, c, legend.as_ref(), &mut problems);
-    }
-    let landcover = at(&f.base.landcover);
-    for p in [&landcover, &at(&f.base.drivers)] {
-        if !p.exists() {
-            problems.push(Error::input(p, "file does not exist"));
-        }
-    }
-    let balance = f.balance.map(|b| {
-        let spec = LatticeSpec {
-            path: at(&b.lattice),
-            unit: b.lattice_unit,
-            bands: b.lattice_bands,
-            ..Default::default()
-        };
-        if !spec.path.exists() {
-            problems.push(Error::input(&spec.path, "file does not exist"));
-        }
-        let mut absolute = Vec::new();
-        let factors = f
-            .emissions
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let factor = match (e.factor, e.change_tco2_yr, &e.polygons) {
-                    (Some(x), None, _) => x,
-                    (None, Some(c), _) => {
-                        absolute.push((i, c));
-                        // A placeholder until the base's emissions are known (not 1, which changes nothing).
-                        0.0
-                    }
-                    _ => {
-                        problems.push(Error::config(
-                            &job.file,
-                            format!(
-                                "emissions {}: give exactly one of factor or change_tco2_yr",
-                                i + 1
-                            ),
-                        ));
-                        0.0
-                    }
-                };
-                EmissionFactor {
-                    level: e.zone_field.clone(),
-                    zone: e.zone.clone(),
-                    polygons: e.polygons.as_deref().map(at),
-                    sector: e.sector.clone(),
-                    factor,
-                }
-            })
-            .collect();
-        (spec, factors, absolute)
-    });
-    problems.finish()?;
-    let (Some(model), Some(months), Some(legend), Some(substitution)) =
-        (model, months, legend, substitution)
-    else {
-        unreachable!("problems.finish() returned early");
-    };
-    let base = NppJob {
-        model,
-        ndvi_dir: job.ndvi.clone().unwrap_or_else(|| at(&f.base.ndvi)),
-        ndvi_label: None,
-        ndvi_index: "NDVI".into(),
-        input_is_fpar: false,
-        ndvi_band: f.base.ndvi_band,
-        ndvi_year: None,
-        landcover,
-        landcover_band: f.base.landcover_band,
-        legend: f.base.legend.clone(),
-        drivers: at(&f.base.drivers),
-        year: job.year.unwrap_or(f.base.year),
-        months,
-        casa_params: f
-            .base
-            .casa_params
-            .unwrap_or_else(|| crate::npp::casa::DEFAULT_CASA.into()),
-        bplut: f
-            .base
-            .bplut
-            .unwrap_or_else(|| crate::npp::mod17::DEFAULT_BPLUT.into()),
-        rh_model: f
-            .base
-            .rh
-            .unwrap_or_else(|| crate::npp::rh::DEFAULT_RH.into()),
-        pmodel_params: f
-            .base
-            .pmodel_params
-            .unwrap_or_else(|| crate::npp::pmodel::DEFAULT_PMODEL.into()),
-        out_dir: job.out_dir.join("base"),
-        monthly: false,
-        write: job.write.clone(),
-        memory_mb: job.memory_mb,
-        strict_months: false,
-        corrections: None,
-        zones: None,
-        draws: None,
-    };
-    let p = f.parameters.unwrap_or(ParametersFile {
-        casa_params: None,
-        rh: None,
-        bplut: None,
-        pmodel_params: None,
-    });
-    let scenario_params = NppJob {
-        casa_params: p.casa_params.unwrap_or_else(|| base.casa_params.clone()),
-        rh_model: p.rh.unwrap_or_else(|| base.rh_model.clone()),
-        bplut: p.bplut.unwrap_or_else(|| base.bplut.clone()),
-        pmodel_params: p
-            .pmodel_params
-            .unwrap_or_else(|| base.pmodel_params.clone()),
-        ..base.clone()
-    };
-    let draws = match f.uncertainty {
-        None => None,
-        Some(u) => {
-            let path = at(&u.file);
-            let spec = crate::pipeline::npp::draws::UncertaintyFile::load(&path)?;
-            Some(crate::pipeline::npp::draws::Draws::new(
-                spec, &path, u.draws, u.seed,
-            ))
-        }
-    };
-    Ok(Scenario {
-        draws,
-        scenario_params,
-        name: f.name,
-        description: f.description.unwrap_or_default(),
-        base,
-        zones: f.zones.map(|z| ZoneSpec {
-            path: at(&z.file),
-            fields: z.fields,
-            layer: z.layer,
-            band: 1,
-        }),
-        substitution,
-        changes,
-        legend,
-        balance,
-    })
-}
-
 /// One change's own problems: its source, its classes.
 fn check_change(
     file: &Path,
@@ -498,7 +283,7 @@ fn ndvi_grid(base: &NppJob) -> Result<Grid> {
 }
 
 pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<ScenarioSummary> {
-    let s = load(job)?;
+    let s = load::load(job)?;
     let grid = ndvi_grid(&s.base)?;
     if let Some((lattice, factors, _)) = &s.balance {
         crate::pipeline::balance::check_emission_factors(
