@@ -693,7 +693,8 @@ fn block_pixels(grid: &Grid, block_m: f64) -> Result<usize> {
     Ok(((block_m / (px * metres_per_unit)).round() as usize).max(1))
 }
 
-pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
+/// The training options a command line cannot check by type.
+fn check_train_options(job: &TrainJob) -> Result<()> {
     if job.folds < 2 {
         return Err(Error::Usage(
             "--folds must be at least 2 (one fold is held out)".into(),
@@ -709,6 +710,75 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
             "--block-size must be a positive length in metres".into(),
         ));
     }
+    Ok(())
+}
+
+/// Samples per class in a set.
+fn class_counts(v: &[Sample], n_classes: usize) -> Vec<usize> {
+    let mut c = vec![0usize; n_classes];
+    for s in v {
+        c[s.class] += 1;
+    }
+    c
+}
+
+/// A class without training samples is an error (all at once); one without held-out samples a warning.
+fn check_class_counts(
+    job: &TrainJob,
+    classes: &[ClassInfo],
+    (seen, without_data): (&[u64], &[u64]),
+    (n_train, n_test): (&[usize], &[usize]),
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let mut problems = Problems::new();
+    for (k, c) in classes.iter().enumerate() {
+        if n_train[k] == 0 {
+            problems.push(Error::input(
+                job.labels.path(),
+                format!(
+                    "class {} ({}) has no training samples ({} labelled pixels, {} held out for testing, {} without data): add labels for it, use smaller --block-size, or leave it out with --ignore",
+                    c.code, c.name, seen[k], n_test[k], without_data[k]
+                ),
+            ));
+        }
+    }
+    problems.finish()?;
+    for (k, c) in classes.iter().enumerate() {
+        if n_test[k] == 0 {
+            warnings.push(format!(
+                "class {} ({}): no held-out samples, so its accuracy is not assessed",
+                c.code, c.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Features as one row-major matrix, and the classes.
+fn flat(v: &[Sample], p: usize) -> (Vec<f32>, Vec<usize>) {
+    let mut x = Vec::with_capacity(v.len() * p);
+    for s in v {
+        x.extend_from_slice(&s.features);
+    }
+    (x, v.iter().map(|s| s.class).collect())
+}
+
+/// SHA-256 of every sample (position, class, features) in order: the model's training set named.
+fn samples_sha256(train_s: &[Sample], test_s: &[Sample]) -> String {
+    let mut hasher = Sha256::new();
+    for s in train_s.iter().chain(test_s) {
+        hasher.update((s.col as u64).to_le_bytes());
+        hasher.update((s.row as u64).to_le_bytes());
+        hasher.update((s.class as u64).to_le_bytes());
+        for v in &s.features {
+            hasher.update(v.to_le_bytes());
+        }
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
+    check_train_options(job)?;
     let legend = job.legend.as_deref().map(Legend::resolve).transpose()?;
     let engine = FeatureEngine::open(
         &job.stack,
@@ -729,58 +799,21 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     // Raster order within each set, so that the sample hash and the model do not depend on class order.
     train_s.sort_by_key(|s| (s.row, s.col));
     test_s.sort_by_key(|s| (s.row, s.col));
-    let count = |v: &[Sample]| {
-        let mut c = vec![0usize; classes.len()];
-        for s in v {
-            c[s.class] += 1;
-        }
-        c
-    };
-    let (n_train, n_test) = (count(&train_s), count(&test_s));
-    let mut problems = Problems::new();
-    for (k, c) in classes.iter().enumerate() {
-        if n_train[k] == 0 {
-            problems.push(Error::input(
-                job.labels.path(),
-                format!(
-                    "class {} ({}) has no training samples ({} labelled pixels, {} held out for testing, {} without data): add labels for it, use smaller --block-size, or leave it out with --ignore",
-                    c.code, c.name, res.seen[k], n_test[k], without_data[k]
-                ),
-            ));
-        }
-    }
-    problems.finish()?;
-    for (k, c) in classes.iter().enumerate() {
-        if n_test[k] == 0 {
-            warnings.push(format!(
-                "class {} ({}): no held-out samples, so its accuracy is not assessed",
-                c.code, c.name
-            ));
-        }
-    }
+    let n_train = class_counts(&train_s, classes.len());
+    let n_test = class_counts(&test_s, classes.len());
+    check_class_counts(
+        job,
+        &classes,
+        (&res.seen, &without_data),
+        (&n_train, &n_test),
+        &mut warnings,
+    )?;
     for w in &warnings {
         progress.warn(w);
     }
-
-    let flat = |v: &[Sample]| -> (Vec<f32>, Vec<usize>) {
-        let mut x = Vec::with_capacity(v.len() * p);
-        for s in v {
-            x.extend_from_slice(&s.features);
-        }
-        (x, v.iter().map(|s| s.class).collect())
-    };
-    let (xtr, ytr) = flat(&train_s);
-    let (xte, yte) = flat(&test_s);
-    let mut hasher = Sha256::new();
-    for s in train_s.iter().chain(&test_s) {
-        hasher.update((s.col as u64).to_le_bytes());
-        hasher.update((s.row as u64).to_le_bytes());
-        hasher.update((s.class as u64).to_le_bytes());
-        for v in &s.features {
-            hasher.update(v.to_le_bytes());
-        }
-    }
-    let samples_sha256 = format!("{:x}", hasher.finalize());
+    let (xtr, ytr) = flat(&train_s, p);
+    let (xte, yte) = flat(&test_s, p);
+    let samples_sha256 = samples_sha256(&train_s, &test_s);
 
     // One-vs-rest: a forest of `trees` binary trees per class; the bar counts trees.
     progress.start("training trees", (classes.len() * job.params.trees) as u64);
@@ -1041,10 +1074,12 @@ fn check_features(model: &Path, side: &Sidecar, engine: &FeatureEngine) -> Resul
     }
 }
 
-pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSummary> {
-    let LoadedModel { forest, sidecar } = load_model(&job.model)?;
-    // The stack must have every band the model's features read, under the same band names.
-    let stack = crate::scene::Stack::open(&job.stack)?;
+/// The stack must have every band the model's features read, under the same band names.
+fn check_stack_bands(
+    job: &PredictJob,
+    sidecar: &Sidecar,
+    stack: &crate::scene::Stack,
+) -> Result<()> {
     let mut problems = Vec::new();
     for f in &sidecar.features {
         for (letter, name) in &f.bands {
@@ -1063,9 +1098,19 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     }
     problems.sort();
     problems.dedup();
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(problems))
     }
+}
+
+/// The features the model was trained on, from this stack (its problems headed by the model's feature list).
+fn predict_engine(
+    job: &PredictJob,
+    sidecar: &Sidecar,
+    stack: crate::scene::Stack,
+) -> Result<FeatureEngine> {
     let engine = FeatureEngine::new(
         stack,
         &job.grid,
@@ -1074,60 +1119,55 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     )
     .map_err(|e| {
         let mut v = e.into_problems();
+        let names: Vec<&str> = sidecar.features.iter().map(|f| f.name.as_str()).collect();
         v.insert(
             0,
             format!(
                 "{}: the stack does not give the features model {} was trained on ({}):",
                 job.stack.display(),
                 job.model.display(),
-                sidecar
-                    .features
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names.join(", ")
             ),
         );
         Error::Invalid(v)
     })?;
-    check_features(&job.model, &sidecar, &engine)?;
-    let grid = engine.grid.clone();
+    check_features(&job.model, sidecar, &engine)?;
+    Ok(engine)
+}
+
+/// The class raster (Byte, or UInt16 for codes above 255, with the classes' names and colours) and the
+/// confidence raster, with the model's provenance.
+fn predict_writers(
+    job: &PredictJob,
+    sidecar: &Sidecar,
+    grid: &Grid,
+) -> Result<(RasterWriter, RasterWriter, bool)> {
     let max_code = sidecar.classes.iter().map(|c| c.code).max().unwrap_or(0);
     let wide = max_code > u8::MAX as u16;
-    let class_path = job.out_dir.join("landcover.tif");
-    let conf_path = job.out_dir.join("landcover_confidence.tif");
+    let join = |v: Vec<String>, sep: &str| v.join(sep);
     let mut md = BTreeMap::new();
     md.insert("CARBONMAP_VERSION".to_string(), crate::VERSION.to_string());
     md.insert("MODEL".into(), job.model.display().to_string());
     md.insert("MODEL_SHA256".into(), sidecar.model_sha256.clone());
     md.insert("CLASSIFIER".into(), format!("{:?}", sidecar.kind));
     md.insert("STACK".into(), job.stack.display().to_string());
-    md.insert(
-        "FEATURES".into(),
-        sidecar
-            .features
-            .iter()
-            .map(|f| f.name.clone())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    md.insert(
-        "CLASSES".into(),
-        sidecar
-            .classes
-            .iter()
-            .map(|c| format!("{}={}", c.code, c.name))
-            .collect::<Vec<_>>()
-            .join(";"),
-    );
+    let features = sidecar.features.iter().map(|f| f.name.clone()).collect();
+    md.insert("FEATURES".into(), join(features, ","));
+    let classes = sidecar
+        .classes
+        .iter()
+        .map(|c| format!("{}={}", c.code, c.name))
+        .collect();
+    md.insert("CLASSES".into(), join(classes, ";"));
     let class_band = [OutBand {
         description: "land-cover class (0 = no data: a feature has no clear observation)".into(),
         unit: "class code".into(),
     }];
+    let class_path = job.out_dir.join("landcover.tif");
     let mut cw = if wide {
-        RasterWriter::create::<u16>(&class_path, &grid, &class_band, Some(0.0), &md, &job.write)?
+        RasterWriter::create::<u16>(&class_path, grid, &class_band, Some(0.0), &md, &job.write)?
     } else {
-        RasterWriter::create::<u8>(&class_path, &grid, &class_band, Some(0.0), &md, &job.write)?
+        RasterWriter::create::<u8>(&class_path, grid, &class_band, Some(0.0), &md, &job.write)?
     };
     let cats: Vec<(u16, String, (u8, u8, u8))> = sidecar
         .classes
@@ -1138,23 +1178,36 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         })
         .collect();
     cw.set_categories(0, &cats)?;
-    let mut fw = RasterWriter::create::<f32>(
-        &conf_path,
-        &grid,
-        &[OutBand {
-            description: "classifier confidence: mean tree probability of the predicted class"
-                .into(),
-            unit: "1".into(),
-        }],
-        None,
-        &md,
-        &job.write,
-    )?;
+    let conf_band = [OutBand {
+        description: "classifier confidence: mean tree probability of the predicted class".into(),
+        unit: "1".into(),
+    }];
+    let conf_path = job.out_dir.join("landcover_confidence.tif");
+    let fw = RasterWriter::create::<f32>(&conf_path, grid, &conf_band, None, &md, &job.write)?;
+    Ok((cw, fw, wide))
+}
 
+/// Pixels and true area per class, and the pixels without a class.
+struct PredictCounts {
+    pixels: Vec<u64>,
+    area_m2: Vec<f64>,
+    unclassified: u64,
+}
+
+pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSummary> {
+    let LoadedModel { forest, sidecar } = load_model(&job.model)?;
+    let stack = crate::scene::Stack::open(&job.stack)?;
+    check_stack_bands(job, &sidecar, &stack)?;
+    let engine = predict_engine(job, &sidecar, stack)?;
+    let grid = engine.grid.clone();
+    let (mut cw, mut fw, wide) = predict_writers(job, &sidecar, &grid)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
-    let mut pixels = vec![0u64; sidecar.classes.len()];
-    let mut area_m2 = vec![0f64; sidecar.classes.len()];
-    let mut unclassified = 0u64;
+    let n = sidecar.classes.len();
+    let mut counts = PredictCounts {
+        pixels: vec![0; n],
+        area_m2: vec![0.0; n],
+        unclassified: 0,
+    };
     let readers = engine.readers()?;
     let rows = engine.strip_rows(job.memory_mb);
     let p = engine.defs.len();
@@ -1176,30 +1229,19 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         predict_parallel(&forest, &x, &mut cls, &mut conf);
         for (i, &ci) in cls.iter().enumerate() {
             if ci == usize::MAX {
-                unclassified += 1;
+                counts.unclassified += 1;
             } else {
-                pixels[ci] += 1;
-                area_m2[ci] += areas.at(i % grid.width, row0 + i / grid.width);
+                counts.pixels[ci] += 1;
+                counts.area_m2[ci] += areas.at(i % grid.width, row0 + i / grid.width);
             }
         }
-        let codes: Vec<u16> = cls
+        let codes = cls
             .iter()
-            .map(|&ci| {
-                if ci == usize::MAX {
-                    0
-                } else {
-                    sidecar.classes[ci].code
-                }
-            })
-            .collect();
+            .map(|&ci| sidecar.classes.get(ci).map_or(0, |c| c.code));
         if wide {
-            cw.write_rows(0, row0, codes)?;
+            cw.write_rows(0, row0, codes.collect::<Vec<u16>>())?;
         } else {
-            cw.write_rows(
-                0,
-                row0,
-                codes.into_iter().map(|c| c as u8).collect::<Vec<u8>>(),
-            )?;
+            cw.write_rows(0, row0, codes.map(|c| c as u8).collect::<Vec<u8>>())?;
         }
         fw.write_rows(0, row0, conf)?;
         cw.flush()?;
@@ -1209,6 +1251,7 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     }
     progress.finish();
     drop(readers);
+    let (class_raster, confidence_raster) = (cw.target().to_path_buf(), fw.target().to_path_buf());
     let pending = [cw.finish()?, fw.finish()?];
     let areas: Vec<ClassArea> = sidecar
         .classes
@@ -1218,8 +1261,8 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
             code: c.code as i64,
             name: c.name.clone(),
             vegetation_type: c.vegetation_type.clone(),
-            pixels: pixels[i],
-            area_ha: area_m2[i] / 1e4,
+            pixels: counts.pixels[i],
+            area_ha: counts.area_m2[i] / 1e4,
         })
         .collect();
     for pnd in pending {
@@ -1228,10 +1271,10 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     let area_path = job.out_dir.join("landcover_area.csv");
     io::write_atomic(&area_path, landcover::area_table_csv(&areas).as_bytes())?;
     Ok(PredictSummary {
-        class_raster: class_path,
-        confidence_raster: conf_path,
+        class_raster,
+        confidence_raster,
         area_table: area_path,
         areas,
-        unclassified_pixels: unclassified,
+        unclassified_pixels: counts.unclassified,
     })
 }
