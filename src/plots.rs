@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problems, Result};
 use crate::io;
 use crate::units::CarbonUnit;
 
@@ -248,7 +248,42 @@ fn read_points(spec: &PlotSpec, cols: &[String]) -> Result<(Vec<Row>, Option<Str
 }
 
 /// Load and check an observation table.
-pub fn load(spec: &PlotSpec) -> Result<Plots> {
+/// The rows of a CSV (coordinates in `--plots-crs`, EPSG:4326 by default; none for a keyed table) or of a
+/// vector layer (its own CRS, else `--plots-crs`), with the CRS of their coordinates.
+fn read_rows(spec: &PlotSpec, cols: &[String]) -> Result<(Vec<Row>, Option<String>)> {
+    let path = &spec.path;
+    let is_csv = path
+        .extension()
+        .map(|e| e.eq_ignore_ascii_case("csv"))
+        .unwrap_or(false);
+    if is_csv || spec.key_field.is_some() {
+        let crs = match (&spec.key_field, &spec.crs) {
+            (Some(_), _) => None,
+            (None, Some(c)) => Some(io::crs_wkt(c)?),
+            (None, None) => Some(io::crs_wkt("EPSG:4326")?),
+        };
+        let xy = match spec.key_field {
+            Some(_) => None,
+            None => Some((spec.x_field.as_str(), spec.y_field.as_str())),
+        };
+        return Ok((read_csv(path, xy, cols)?, crs));
+    }
+    let (rows, crs) = read_points(spec, cols)?;
+    let crs = match (crs, &spec.crs) {
+        (Some(c), _) => c,
+        (None, Some(c)) => io::crs_wkt(c)?,
+        (None, None) => {
+            return Err(Error::input(
+                path,
+                "the layer has no CRS; declare it with --plots-crs",
+            ))
+        }
+    };
+    Ok((rows, Some(crs)))
+}
+
+/// The options that decide units and classes, checked before any row is read.
+fn check_spec(spec: &PlotSpec) -> Result<(Option<CarbonUnit>, Option<ClassMap>)> {
     let path = &spec.path;
     if !path.exists() {
         return Err(Error::input(path, "file does not exist"));
@@ -259,54 +294,15 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             path.display()
         )));
     }
-    let fixed_unit = match &spec.unit {
-        Some(u) => Some(CarbonUnit::parse_for(u, path)?),
-        None => None,
-    };
-    let cols = spec.columns();
-    let is_csv = path
-        .extension()
-        .map(|e| e.eq_ignore_ascii_case("csv"))
-        .unwrap_or(false);
-    let (rows, crs_wkt) = if is_csv || spec.key_field.is_some() {
-        let crs = match (&spec.key_field, &spec.crs) {
-            (Some(_), _) => None,
-            (None, Some(c)) => Some(io::crs_wkt(c)?),
-            (None, None) => Some(io::crs_wkt("EPSG:4326")?),
-        };
-        let xy = match spec.key_field {
-            Some(_) => None,
-            None => Some((spec.x_field.as_str(), spec.y_field.as_str())),
-        };
-        (read_csv(path, xy, &cols)?, crs)
-    } else {
-        let (rows, crs) = read_points(spec, &cols)?;
-        let crs = match (crs, &spec.crs) {
-            (Some(c), _) => Some(c),
-            (None, Some(c)) => Some(io::crs_wkt(c)?),
-            (None, None) => {
-                return Err(Error::input(
-                    path,
-                    "the layer has no CRS; declare it with --plots-crs",
-                ))
-            }
-        };
-        (rows, crs)
-    };
-    let ci = |name: &str| cols.iter().position(|c| c == name).expect("requested");
-    let get = |row: &Row, name: &Option<String>| -> Option<String> {
-        name.as_ref().and_then(|n| row.vals[ci(n)].clone())
-    };
-    let mut units: BTreeMap<String, CarbonUnit> = BTreeMap::new();
-    let mut plots = Vec::new();
-    let mut filtered_out = 0;
-    let mut without_observation = Vec::new();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     if spec.class.is_some() && spec.class_field.is_some() {
         return Err(Error::Usage(
             "--plot-class gives every plot one class; --class-field reads it per plot: one of the two".into(),
         ));
     }
+    let fixed_unit = match &spec.unit {
+        Some(u) => Some(CarbonUnit::parse_for(u, path)?),
+        None => None,
+    };
     let class_map = match &spec.class_map {
         Some(m) if spec.class_field.is_none() => {
             return Err(Error::Usage(format!(
@@ -316,78 +312,102 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
         Some(m) => Some(ClassMap::resolve(m)?),
         None => None,
     };
-    let mut unmapped: BTreeMap<String, usize> = BTreeMap::new();
-    let mut duplicates = Vec::new();
-    'rows: for row in rows {
-        for (f, allowed) in &spec.filters {
-            match &row.vals[ci(f)] {
-                Some(v) if allowed.iter().any(|a| a == v) => {}
-                _ => {
-                    filtered_out += 1;
-                    continue 'rows;
-                }
-            }
+    Ok((fixed_unit, class_map))
+}
+
+/// Rows to plots: filters, observation, unit, id, key, class (mapped), site, zone and groups.
+struct RowReader<'a> {
+    spec: &'a PlotSpec,
+    cols: &'a [String],
+    fixed_unit: Option<CarbonUnit>,
+    class_map: Option<ClassMap>,
+    /// Units parsed so far, by their text.
+    units: BTreeMap<String, CarbonUnit>,
+    /// Class codes the class map does not map, with their plot counts.
+    unmapped: BTreeMap<String, usize>,
+}
+
+impl RowReader<'_> {
+    fn value(&self, row: &Row, name: &str) -> Option<String> {
+        let i = self.cols.iter().position(|c| c == name).expect("requested");
+        row.vals[i].clone()
+    }
+
+    fn field(&self, row: &Row, name: &Option<String>) -> Option<String> {
+        name.as_ref().and_then(|n| self.value(row, n))
+    }
+
+    /// Whether every filter keeps the row.
+    fn kept(&self, row: &Row) -> bool {
+        self.spec.filters.iter().all(|(f, allowed)| {
+            self.value(row, f)
+                .is_some_and(|v| allowed.iter().any(|a| *a == v))
+        })
+    }
+
+    fn unit(&mut self, row: &Row) -> Result<CarbonUnit> {
+        if let Some(u) = &self.fixed_unit {
+            return Ok(u.clone());
         }
-        let Some(obs_text) = row.vals[ci(&spec.observed_field)].clone() else {
-            without_observation.push(row.origin);
-            continue;
-        };
+        let path = &self.spec.path;
+        let f = self.spec.unit_field.as_ref().expect("checked");
+        let text = self.value(row, f).ok_or_else(|| {
+            Error::input(path, format!("{}: unit column {f} is empty", row.origin))
+        })?;
+        if let Some(u) = self.units.get(&text) {
+            return Ok(u.clone());
+        }
+        let u = CarbonUnit::parse(&text)
+            .map_err(|e| Error::input(path, format!("{}: {e}", row.origin)))?;
+        self.units.insert(text, u.clone());
+        Ok(u)
+    }
+
+    /// The plot of a row with an observation (`obs_text`).
+    fn plot(&mut self, row: &Row, obs_text: &str) -> Result<Plot> {
+        let spec = self.spec;
         let observed: f64 = obs_text
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
             .ok_or_else(|| {
                 Error::input(
-                    path,
+                    &spec.path,
                     format!(
                         "{}: {} \"{obs_text}\" is not a number",
                         row.origin, spec.observed_field
                     ),
                 )
             })?;
-        let unit = match &fixed_unit {
-            Some(u) => u.clone(),
-            None => {
-                let f = spec.unit_field.as_ref().expect("checked");
-                let text = row.vals[ci(f)].clone().ok_or_else(|| {
-                    Error::input(path, format!("{}: unit column {f} is empty", row.origin))
-                })?;
-                match units.get(&text) {
-                    Some(u) => u.clone(),
-                    None => {
-                        let u = CarbonUnit::parse(&text)
-                            .map_err(|e| Error::input(path, format!("{}: {e}", row.origin)))?;
-                        units.insert(text, u.clone());
-                        u
-                    }
-                }
-            }
-        };
-        let id = get(&row, &spec.id_field)
-            .or_else(|| get(&row, &spec.key_field))
-            .unwrap_or_else(|| row.origin.clone());
-        if let Some(first) = seen.insert(id.clone(), row.origin.clone()) {
-            duplicates.push(format!("\"{id}\" ({first} and {})", row.origin));
-        }
-        let key = get(&row, &spec.key_field);
+        let unit = self.unit(row)?;
+        let key = self.field(row, &spec.key_field);
         if spec.key_field.is_some() && key.is_none() {
-            return Err(Error::input(
-                path,
-                format!("{}: key column is empty", row.origin),
-            ));
+            let what = format!("{}: key column is empty", row.origin);
+            return Err(Error::input(&spec.path, what));
         }
+        let id = self
+            .field(row, &spec.id_field)
+            .or_else(|| key.clone())
+            .unwrap_or_else(|| row.origin.clone());
         let (x, y) = row.point.unwrap_or((f64::NAN, f64::NAN));
-        let mut class = get(&row, &spec.class_field).or_else(|| spec.class.clone());
-        if let (Some(m), Some(c)) = (&class_map, &class) {
-            match m.map.get(c) {
-                Some(t) => class = Some(t.clone()),
-                None => {
-                    *unmapped.entry(c.clone()).or_insert(0) += 1;
-                    class = None;
+        let mut class = self
+            .field(row, &spec.class_field)
+            .or_else(|| spec.class.clone());
+        if let Some(m) = &self.class_map {
+            // A code the map does not map leaves the plot without a class (counted).
+            if let Some(c) = class.take() {
+                class = m.map.get(&c).cloned();
+                if class.is_none() {
+                    *self.unmapped.entry(c).or_insert(0) += 1;
                 }
             }
         }
-        plots.push(Plot {
+        let groups = spec
+            .group_fields
+            .iter()
+            .map(|g| self.value(row, g).unwrap_or_else(|| "(none)".into()))
+            .collect();
+        Ok(Plot {
             origin: row.origin.clone(),
             id,
             x,
@@ -396,19 +416,69 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             observed,
             unit,
             class,
-            site: get(&row, &spec.site_field),
-            zone: get(&row, &spec.zone_field),
-            groups: spec
-                .group_fields
-                .iter()
-                .map(|g| row.vals[ci(g)].clone().unwrap_or_else(|| "(none)".into()))
-                .collect(),
-        });
+            site: self.field(row, &spec.site_field),
+            zone: self.field(row, &spec.zone_field),
+            groups,
+        })
+    }
+}
+
+/// At most this many bad rows are listed (then their count).
+const MAX_ROW_PROBLEMS: usize = 20;
+
+pub fn load(spec: &PlotSpec) -> Result<Plots> {
+    let path = &spec.path;
+    let (fixed_unit, class_map) = check_spec(spec)?;
+    let cols = spec.columns();
+    let (rows, crs_wkt) = read_rows(spec, &cols)?;
+    let mut reader = RowReader {
+        spec,
+        cols: &cols,
+        fixed_unit,
+        class_map,
+        units: BTreeMap::new(),
+        unmapped: BTreeMap::new(),
+    };
+    let mut plots = Vec::new();
+    let mut filtered_out = 0;
+    let mut without_observation = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    // Every bad row is reported (the first MAX_ROW_PROBLEMS named), not only the first.
+    let mut problems = Problems::new();
+    let mut bad_rows = 0;
+    for row in rows {
+        if !reader.kept(&row) {
+            filtered_out += 1;
+            continue;
+        }
+        let Some(obs_text) = reader.value(&row, &spec.observed_field) else {
+            without_observation.push(row.origin);
+            continue;
+        };
+        let plot = match reader.plot(&row, &obs_text) {
+            Ok(p) => p,
+            Err(e) => {
+                bad_rows += 1;
+                if bad_rows <= MAX_ROW_PROBLEMS {
+                    problems.push(e);
+                }
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert(plot.id.clone(), row.origin.clone()) {
+            duplicates.push(format!("\"{}\" ({first} and {})", plot.id, row.origin));
+        }
+        plots.push(plot);
+    }
+    if bad_rows > MAX_ROW_PROBLEMS {
+        let more = bad_rows - MAX_ROW_PROBLEMS;
+        problems.push(Error::input(path, format!("{more} more bad row(s)")));
     }
     if !duplicates.is_empty() {
         let n = duplicates.len();
         duplicates.truncate(10);
-        return Err(Error::input(
+        problems.push(Error::input(
             path,
             format!(
                 "{n} duplicate plot id(s) in column {}: {}{}",
@@ -418,6 +488,7 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
             ),
         ));
     }
+    problems.finish()?;
     if plots.is_empty() {
         return Err(Error::input(
             path,
@@ -434,7 +505,7 @@ pub fn load(spec: &PlotSpec) -> Result<Plots> {
         plots,
         filtered_out,
         without_observation,
-        unmapped_classes: unmapped,
+        unmapped_classes: reader.unmapped,
     })
 }
 

@@ -196,6 +196,21 @@ fn bad_plots_and_inputs_are_named() {
         assert!(err.contains(says), "{plots}: want '{says}' in:\n{err}");
         assert!(!tmp.path().join("out").exists());
     }
+    // Every bad row at once (not only the first), with the duplicate ids among the good ones.
+    let a = validate(
+        tmp.path(),
+        "id,x,y,npp\na,500050,5599950,lots\nb,500150,5599950,many\nc,500050,5599950,1\nc,500150,5599950,2\n",
+        &unit,
+    )
+    .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    for says in [
+        "line 2: npp \"lots\" is not a number",
+        "line 3: npp \"many\" is not a number",
+        "1 duplicate plot id(s) in column id: \"c\" (line 4 and line 5)",
+    ] {
+        assert!(err.contains(says), "want '{says}' in:\n{err}");
+    }
     // Zones that miss the raster.
     std::fs::write(
         tmp.path().join("far.geojson"),
