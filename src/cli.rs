@@ -469,10 +469,11 @@ struct DrawArgs {
     /// percentiles of NPP, NEP and sequestration; both: totals with intervals computed per draw).
     #[arg(long, requires = "uncertainty")]
     draws: Option<usize>,
-    /// Uncertainty file (TOML; see the README): relative errors of NPP per vegetation type and of Rh (npp), of
-    /// emission sectors and the sink (balance), each with its source, and their correlation.
+    /// Uncertainty file (TOML; see the README) or a built-in one by name (models/uncertainty/:
+    /// carbonmap-validation): relative errors of NPP per vegetation type and of Rh (npp), of emission sectors
+    /// and the sink (balance), each with its source, and their correlation.
     #[arg(long, requires = "draws")]
-    uncertainty: Option<PathBuf>,
+    uncertainty: Option<String>,
     /// Seed of the draws (the same seed gives the same draws on any machine and thread count).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -482,7 +483,7 @@ impl DrawArgs {
     fn spec(self) -> Option<crate::pipeline::npp::draws::DrawSpec> {
         match (self.draws, self.uncertainty) {
             (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
-                file,
+                file: PathBuf::from(file),
                 n,
                 seed: self.seed,
             }),

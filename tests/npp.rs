@@ -657,3 +657,32 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
         );
     }
 }
+
+/// The built-in uncertainty file by name: on the hand-worked June (grassland NPP 56.228427, Rh 21.227349 g C
+/// m-2), NPP's sd 0.29 and Rh's 0.18 (models/uncertainty/carbonmap-validation.toml, independent) give a NEP sd
+/// of sqrt((0.29 x 56.228427)^2 + (0.18 x 21.227349)^2) = sqrt(265.8936 + 14.5994) = 16.74793 g C m-2.
+#[test]
+fn the_built_in_uncertainty_file_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    npp_cmd(d, &["--months", "6-6", "--rh", "pei2009"])
+        .args([
+            "--draws",
+            "4000",
+            "--uncertainty",
+            "carbonmap-validation",
+            "-o",
+        ])
+        .arg(d.join("out"))
+        .assert()
+        .success();
+    let f = d.join("out/NEP_gC_m2_2021-06_draws.tif");
+    let sd = read_band(&f, 2).0;
+    // 4000 draws estimate an sd within about 1.1 % (1 / sqrt(2n)); 4 % is over three of those.
+    assert!((sd[0] / 16.74793 - 1.0).abs() < 0.04, "{}", sd[0]);
+    assert_eq!(
+        common::metadata_item(&f, "UNCERTAINTY").as_deref(),
+        Some("carbonmap-validation")
+    );
+}

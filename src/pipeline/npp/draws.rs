@@ -54,9 +54,27 @@ pub struct Draws {
     pub m: Vec<Vec<f64>>,
 }
 
+/// Built-in uncertainty files (`models/uncertainty/NAME.toml`), by name.
+pub const UNCERTAINTY_DIR: &str = "uncertainty/";
+
 impl UncertaintyFile {
+    /// A user's file (a path ending in .toml) or a built-in one by name (`models/uncertainty/`), checked;
+    /// with the file it came from.
+    pub fn resolve(name_or_path: &Path) -> Result<(UncertaintyFile, PathBuf)> {
+        let text = name_or_path.to_string_lossy();
+        let (f, path): (UncertaintyFile, PathBuf) =
+            crate::models::resolve_table("uncertainty file", UNCERTAINTY_DIR, &text)?;
+        Ok((f.checked(&path)?, path))
+    }
+
+    /// A user's file (or a built-in name), checked.
     pub fn load(path: &Path) -> Result<UncertaintyFile> {
-        let f: UncertaintyFile = crate::models::read_toml(path)?;
+        Self::resolve(path).map(|(f, _)| f)
+    }
+
+    /// Every problem of a file at once.
+    fn checked(self, path: &Path) -> Result<UncertaintyFile> {
+        let f = self;
         let mut problems = Vec::new();
         if !(0.0..=1.0).contains(&f.correlation) {
             problems.push(format!("correlation {} is not within 0..1", f.correlation));

@@ -88,7 +88,12 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
     let draws = match f.uncertainty {
         None => None,
         Some(u) => {
-            let path = at(&u.file);
+            // A file relative to the scenario, or a built-in one by name (models/uncertainty/).
+            let path = if u.file.extension().is_some_and(|e| e == "toml") {
+                at(&u.file)
+            } else {
+                u.file.clone()
+            };
             let spec = UncertaintyFile::load(&path)?;
             Some(Draws::new(spec, &path, u.draws, u.seed))
         }

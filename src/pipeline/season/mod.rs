@@ -247,7 +247,7 @@ struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SeasonUncertainty {
-    /// The uncertainty file (as `npp --uncertainty`), relative to the config.
+    /// The uncertainty file (as `npp --uncertainty`), relative to the config, or a built-in one by name.
     file: String,
     draws: usize,
     #[serde(default)]
@@ -257,7 +257,13 @@ struct SeasonUncertainty {
 /// `[uncertainty]`: `--draws N --uncertainty FILE --seed S` on every stage whose command takes them and that
 /// does not set them itself; the file is one of the stage's inputs (a change reruns it).
 fn add_season_draws(stages: &mut [Stage], u: &SeasonUncertainty, base: &Path, cmds: &dyn Commands) {
-    let file = clean(&base.join(&u.file));
+    // A file (relative to the config, and an input of the stages) or a built-in name (models/uncertainty/).
+    let is_file = u.file.ends_with(".toml");
+    let file = if is_file {
+        clean(&base.join(&u.file))
+    } else {
+        PathBuf::from(&u.file)
+    };
     for st in stages.iter_mut() {
         let takes = cmds
             .options(&st.command)
@@ -276,7 +282,9 @@ fn add_season_draws(stages: &mut [Stage], u: &SeasonUncertainty, base: &Path, cm
         st.argv.extend(flags.iter().cloned());
         let at = st.recipe.len() - 2;
         st.recipe.splice(at..at, flags);
-        st.inputs.push(("uncertainty".to_string(), file.clone()));
+        if is_file {
+            st.inputs.push(("uncertainty".to_string(), file.clone()));
+        }
     }
 }
 

@@ -1,0 +1,92 @@
+//! The built-in uncertainty file `models/uncertainty/carbonmap-validation.toml`: every sd recomputed from the
+//! source its `source` names (the correction table in models/, the README's validation tables, and the
+//! emission-lattice comparison run on the real data through the binary), and the file used by name.
+
+mod common;
+
+use std::path::Path;
+
+use carbonmap::pipeline::npp::draws::UncertaintyFile;
+
+fn sd_of(target: &str) -> f64 {
+    let (f, path) = UncertaintyFile::resolve(Path::new("carbonmap-validation")).unwrap();
+    assert!(
+        path.ends_with("models/uncertainty/carbonmap-validation.toml"),
+        "{path:?}"
+    );
+    let p: Vec<_> = f.parameters.iter().filter(|p| p.target == target).collect();
+    assert_eq!(p.len(), 1, "{target}");
+    assert!(!p[0].source.trim().is_empty());
+    p[0].sd
+}
+
+/// Sample standard deviation (n - 1).
+fn sample_sd(v: &[f64]) -> f64 {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+#[test]
+fn npp_rh_and_sink_sds_are_their_sources_numbers() {
+    // NPP: the factors of the ecozone correction table, read from the file itself.
+    let table = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/corrections/forc-na-casa-enf-by-ecozone.csv"),
+    )
+    .unwrap();
+    let factors: Vec<f64> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("zone,"))
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(factors.len(), 5);
+    let mean = factors.iter().sum::<f64>() / 5.0;
+    // By hand: mean 0.99913, sd 0.28586, 0.2861 of the mean.
+    assert!((mean - 0.99913).abs() < 1e-5 && (sample_sd(&factors) - 0.28586).abs() < 1e-5);
+    assert_eq!(
+        sd_of("npp"),
+        (sample_sd(&factors) / mean * 100.0).round() / 100.0
+    );
+    // Rh: the default's per-ecozone bias (README "Soil heterotrophic respiration", ecozones with >= 10
+    // records): sd 18.04 %.
+    let bias = [2.0, 32.0, -23.0, -7.0, 17.0, 12.0, 16.0];
+    assert!((sample_sd(&bias) - 18.04).abs() < 0.01);
+    assert_eq!(sd_of("rh"), (sample_sd(&bias)).round() / 100.0);
+    // The sink: the default NEP's bias over ForC's NEP/NEE records, 83 of 289 (README).
+    assert_eq!(
+        sd_of("sequestration"),
+        (83.0f64 / 289.0 * 100.0).round() / 100.0
+    );
+}
+
+#[test]
+fn the_emission_sd_is_the_inventories_disagreement_on_the_real_lattices() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emission-lattice-spread.py");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_carbonmap"))
+        .env("CARBONMAP_REAL_DATA", &root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text.lines().last().unwrap();
+    // "28 cells; ... median |ratio - 1| = 0.298 (normal sd 0.442); ..."
+    assert!(last.starts_with("28 cells"), "{last}");
+    let sd: f64 = last
+        .split("normal sd ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((sd - 0.442).abs() < 0.0005, "{last}");
+    assert_eq!(sd_of("emissions"), (sd * 100.0).round() / 100.0);
+}
