@@ -635,6 +635,15 @@ fn a_season_wide_uncertainty_section_draws_in_every_stage_that_can() {
             .any(|f| f["path"].as_str().is_some_and(|p| p.ends_with("u.toml")))
     };
     assert!(reads_u("npp") && reads_u("balance") && !reads_u("ndvi"));
+    // The report maps the draws' spread beside the map it belongs to, titled by its band, and shows the
+    // interval tables.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let sd_map = report
+        .find("band 2 of 5: NEP sd of 50 draws")
+        .unwrap_or_else(|| panic!("no NEP sd map in the report"));
+    let nep_map = report.find("](report/npp/NEP_gC_m2_").unwrap();
+    assert!(nep_map < sd_map);
+    assert!(report.contains("**balance/zones_balance_draws.csv**"));
     let mut text = std::fs::read_to_string(&u).unwrap();
     text = text.replace("sd = 0.2", "sd = 0.3");
     std::fs::write(&u, text).unwrap();

@@ -557,13 +557,19 @@ fn variance_table(
             (0..draws.n).map(|d| -draws.at(d, rk) * rh).collect(),
         ));
         for (source, sd, share, top) in attribution(&terms) {
-            out += &format!("{code},\"{name}\",\"{source}\",{sd:.6},{share:.6},{top}\n");
+            // No share where the NEP has no variance (a class without NPP and Rh): empty, not NaN.
+            let share = if share.is_finite() {
+                format!("{share:.6}")
+            } else {
+                String::new()
+            };
+            out += &format!("{code},\"{name}\",\"{source}\",{sd:.6},{share},{top}\n");
         }
     };
     for_classes(legend, sums, row);
     let notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of {} ({})", draws.n, draws.spec.name, draws.path.display()),
-        "one-at-a-time attribution of NEP = sum of NPP terms - Rh term: a source's share is the variance of its term alone over the NEP's; with correlated parameters the shares need not add up to 1".into(),
+        "one-at-a-time attribution of NEP = sum of NPP terms - Rh term: a source's share is the variance of its term alone over the NEP's; with correlated parameters the shares need not add up to 1; no share where the NEP has no variance (classes without NPP and Rh)".into(),
     ];
     crate::io::write_table(target, out.as_bytes(), &notes)
 }

@@ -78,6 +78,50 @@ pub(super) fn write(
     result
 }
 
+/// Quick-looks of every band (months, sectors, the draws' mean, sd and percentiles) up to MAX_BANDS: band 1 as
+/// NAME.png, band N as NAME.bN.png, each titled with its band's description. An output that cannot be
+/// previewed is a warning; a quick-look that cannot be written (a full disk) fails the report, and the previous
+/// report stays as it was.
+fn raster_quicklooks(
+    path: &Path,
+    rel: &str,
+    partial: &Path,
+    max_side: usize,
+    md: &mut String,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let bands = crate::io::RasterInfo::read(path).map_or_else(|_| Vec::new(), |i| i.bands);
+    let nbands = bands.len().max(1);
+    for band in 1..=nbands.min(MAX_BANDS) {
+        let png = if band == 1 {
+            Path::new(rel).with_extension("png")
+        } else {
+            Path::new(rel).with_extension(format!("b{band}.png"))
+        };
+        let target = partial.join(&png);
+        let description = bands
+            .get(band - 1)
+            .map(|b| b.description.as_str())
+            .filter(|d| !d.is_empty());
+        let title = match (nbands, description) {
+            (1, _) => rel.to_string(),
+            (_, Some(d)) => format!("{rel}, band {band} of {nbands}: {d}"),
+            (_, None) => format!("{rel}, band {band} of {nbands}"),
+        };
+        match crate::io::read_preview(path, band, max_side) {
+            Ok(b) => {
+                crate::commit::run(&[], || crate::report::quicklook_png(&target, &b, &title))?;
+                let _ = writeln!(md, "![{title}]({QUICKLOOKS}/{})\n", png.display());
+            }
+            Err(e) => progress.warn(&format!("report: no quick-look of {rel}: {e}")),
+        }
+    }
+    if nbands > MAX_BANDS {
+        let _ = writeln!(md, "({} more bands in the file)\n", nbands - MAX_BANDS);
+    }
+    Ok(())
+}
+
 fn draw(
     plan: &Plan,
     manifest: &Manifest,
@@ -146,38 +190,7 @@ fn draw(
         for o in &rec.outputs {
             let path = out.join(&o.path);
             if is_ext(&o.path, "tif") {
-                // Every band (months, sectors) up to MAX_BANDS, band 1 as NAME.png, band N as NAME.bN.png.
-                let nbands = crate::io::RasterInfo::read(&path).map_or(1, |i| i.bands.len());
-                for band in 1..=nbands.clamp(1, MAX_BANDS) {
-                    let png = if band == 1 {
-                        Path::new(&o.path).with_extension("png")
-                    } else {
-                        Path::new(&o.path).with_extension(format!("b{band}.png"))
-                    };
-                    let target = partial.join(&png);
-                    let title = if nbands > 1 {
-                        format!("{}, band {band} of {nbands}", o.path)
-                    } else {
-                        o.path.clone()
-                    };
-                    // An output that cannot be previewed is a warning; a quick-look that cannot be written (a
-                    // full disk) fails the report, and the previous report stays as it was.
-                    match crate::io::read_preview(&path, band, max_side) {
-                        Ok(b) => {
-                            crate::commit::run(&[], || {
-                                crate::report::quicklook_png(&target, &b, &title)
-                            })?;
-                            let _ =
-                                writeln!(md, "![{0}]({QUICKLOOKS}/{1})\n", o.path, png.display());
-                        }
-                        Err(e) => {
-                            progress.warn(&format!("report: no quick-look of {}: {e}", o.path))
-                        }
-                    }
-                }
-                if nbands > MAX_BANDS {
-                    let _ = writeln!(md, "({} more bands in the file)\n", nbands - MAX_BANDS);
-                }
+                raster_quicklooks(&path, &o.path, partial, max_side, &mut md, progress)?;
             } else if is_ext(&o.path, "png") {
                 let _ = writeln!(md, "![{0}]({0})\n", o.path);
             }
