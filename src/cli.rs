@@ -484,6 +484,7 @@ impl DrawArgs {
         match (self.draws, self.uncertainty) {
             (Some(n), Some(file)) => Some(crate::pipeline::npp::draws::DrawSpec {
                 file: PathBuf::from(file),
+                confusion: None,
                 n,
                 seed: self.seed,
             }),
@@ -586,6 +587,10 @@ struct NppArgs {
     memory_mb: usize,
     #[command(flatten)]
     draws: DrawArgs,
+    /// With --draws: the land-cover classifier's confusion matrix (`landcover train`'s confusion_matrix.csv:
+    /// rows predicted, columns reference, labels "CODE NAME"); the totals then carry land-cover confusion.
+    #[arg(long, requires = "draws")]
+    confusion: Option<PathBuf>,
     /// Region-specific correction table: a built-in name (models/corrections/) or a CSV (as `carbonmap
     /// calibrate` writes). Factors per zone x class, zone or class on epsilon max or NPP.
     #[arg(long)]
@@ -1738,7 +1743,13 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
             layer: a.zone_layer,
             band: 1,
         }),
-        draws: a.draws.spec(),
+        draws: a
+            .draws
+            .spec()
+            .map(|d| crate::pipeline::npp::draws::DrawSpec {
+                confusion: a.confusion,
+                ..d
+            }),
     };
     let s = run_npp(&job, progress)?;
     if !quiet {

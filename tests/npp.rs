@@ -686,3 +686,88 @@ fn the_built_in_uncertainty_file_by_name() {
         Some("carbonmap-validation")
     );
 }
+
+/// Land-cover confusion in the draws' totals (`--confusion`): the classifier's matrix says the area mapped as
+/// grassland is truly 30 of 40 samples grassland and 10 built-up (no NPP, no Rh); tree cover and built-up are
+/// what they are mapped as. With no parameter spread, the grassland row's NEP is its plain NEP times the
+/// grassland share: mean 0.75 x, sd x sqrt(0.75 x 0.25 / 41) = 0.0676 x (Dirichlet(30, 10), by hand); the whole
+/// area loses a quarter of the grassland's NEP; land cover is the only and dominant source.
+#[test]
+fn land_cover_confusion_moves_area_between_classes_in_the_totals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"none\"\n[[parameter]]\ntarget = \"rh\"\nsd = 0.0\nsource = \"test: no spread\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("confusion_matrix.csv"),
+        "predicted\\reference,\"10 Tree cover\",\"30 Grassland\",\"50 Built-up\"\n\
+         \"10 Tree cover\",12,0,0\n\"30 Grassland\",0,30,10\n\"50 Built-up\",0,0,7\n",
+    )
+    .unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        npp_cmd(d, &["--months", "6-6", "--rh", "pei2009"])
+            .args(["--draws", "4000", "--uncertainty"])
+            .arg(d.join("u.toml"))
+            .args(extra)
+            .arg("-o")
+            .arg(d.join(out))
+            .assert()
+            .success();
+        common::csv_rows(&d.join(out).join("draws_2021-06.csv"))
+    };
+    let plain = run("plain", &[]);
+    let conf_arg = d.join("confusion_matrix.csv");
+    let conf = run("conf", &["--confusion", conf_arg.to_str().unwrap()]);
+    let nep = |rows: &[std::collections::HashMap<String, String>], code: &str, col: &str| {
+        let r = rows
+            .iter()
+            .find(|r| r["code"] == code && r["quantity"] == "NEP")
+            .unwrap();
+        common::cell(r, col)
+    };
+    let grass = nep(&plain, "30", "mean");
+    assert!(grass > 0.0 && nep(&plain, "30", "sd") == 0.0);
+    assert!((nep(&conf, "30", "mean") / (0.75 * grass) - 1.0).abs() < 0.01);
+    let sd = (0.75f64 * 0.25 / 41.0).sqrt() * grass;
+    assert!(
+        (nep(&conf, "30", "sd") / sd - 1.0).abs() < 0.04,
+        "{}",
+        nep(&conf, "30", "sd")
+    );
+    let all = nep(&plain, "all", "mean");
+    assert!((nep(&conf, "all", "mean") - (all - 0.25 * grass)).abs() < 0.01 * grass);
+    // Tree cover is all tree cover.
+    assert_eq!(nep(&conf, "10", "mean"), nep(&plain, "10", "mean"));
+    let shares = common::csv_rows(&d.join("conf/draws_variance_2021-06.csv"));
+    let lc = shares
+        .iter()
+        .find(|r| r["code"] == "30" && r["source"] == "landcover")
+        .unwrap();
+    assert!((common::cell(lc, "share_of_NEP_variance") - 1.0).abs() < 1e-9);
+    assert_eq!(lc["dominant"], "true");
+    // A matrix of another map is refused before computing, naming the codes.
+    std::fs::write(
+        d.join("other.csv"),
+        "predicted\\reference,\"1 a\",\"2 b\"\n\"1 a\",1,0\n\"2 b\",0,1\n",
+    )
+    .unwrap();
+    let other = d.join("other.csv");
+    refused_with(
+        d,
+        &d.join("refused"),
+        "6-6",
+        &[
+            "--draws",
+            "10",
+            "--uncertainty",
+            d.join("u.toml").to_str().unwrap(),
+            "--confusion",
+            other.to_str().unwrap(),
+        ],
+        &["class code(s) 1, 2 are not in the legend"],
+    );
+}

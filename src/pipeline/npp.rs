@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::correction::{CorrectionTable, Target};
 use crate::drivers::{Drivers, Plane, Var};
+pub mod confusion;
 pub mod draws;
 mod fill;
 pub mod period;
@@ -195,6 +196,8 @@ struct Prepared {
     lc_nodata: Option<f64>,
     input_is_fpar: bool,
     corrections: Option<(CorrectionTable, Option<Zones>)>,
+    /// The classifier's confusion matrix for the draws (`--confusion`).
+    confusion: Option<confusion::Confusion>,
 }
 
 /// The composites around the model year (the year before, the model year, the year after) that exist, each

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 
+use super::confusion::Confusion;
 use crate::error::{Error, Result};
 
 /// An uncertainty file.
@@ -305,14 +306,65 @@ pub struct DrawSpec {
     pub file: PathBuf,
     pub n: usize,
     pub seed: u64,
+    /// The classifier's confusion matrix (`npp --confusion`): land-cover confusion in the totals.
+    pub confusion: Option<PathBuf>,
 }
 
-/// Per class: its NPP parameter and the sums of NPP x area and Rh x area (g C) over its pixels with a result.
+/// Per class: its code, NPP parameter, area (m2) and the sums of NPP x area and Rh x area (g C) over its
+/// pixels with a result.
 #[derive(Default, Clone, Copy)]
 struct ClassSums {
+    code: i32,
     k: Option<usize>,
+    area: f64,
     npp: f64,
     rh: f64,
+}
+
+/// Totals of sets of mapped classes in a draw: with a confusion matrix, each mapped class's area taken as the
+/// classes it truly is (drawn shares), each at that class's mean NPP and Rh per area; without, as mapped.
+struct Totals<'a> {
+    sums: &'a std::collections::BTreeMap<i32, ClassSums>,
+    confusion: Option<&'a Confusion>,
+    /// Per draw, per confusion row, the shares of each reference class.
+    shares: Vec<Vec<Vec<f64>>>,
+    /// The rows' own proportions (land cover held at its mean while a parameter varies).
+    mean: Vec<Vec<f64>>,
+}
+
+impl Totals<'_> {
+    /// NPP and Rh (g C) of `set` with these shares (None: as mapped), NPP multipliers `m` and Rh's `r`.
+    fn npp_rh(
+        &self,
+        set: &[ClassSums],
+        shares: Option<&[Vec<f64>]>,
+        m: &dyn Fn(Option<usize>) -> f64,
+        r: f64,
+    ) -> (f64, f64) {
+        let (mut npp, mut rh) = (0.0, 0.0);
+        for s in set {
+            let row = self.confusion.zip(shares).and_then(|(c, sh)| {
+                let i = c.codes.iter().position(|&x| x == s.code)?;
+                Some((c, &sh[i]))
+            });
+            let Some((c, row)) = row.filter(|_| s.area > 0.0) else {
+                npp += s.npp * m(s.k);
+                rh += s.rh * r;
+                continue;
+            };
+            for (&code, &p) in c.codes.iter().zip(row) {
+                // A reference class without pixels in the map has no mean: that share keeps the mapped class.
+                let t = self.sums.get(&code).filter(|t| t.area > 0.0).unwrap_or(s);
+                npp += p * s.area * t.npp / t.area * m(t.k);
+                rh += p * s.area * t.rh / t.area * r;
+            }
+        }
+        (npp, rh)
+    }
+
+    fn shares(&self, d: usize) -> Option<&[Vec<f64>]> {
+        self.confusion.map(|_| self.shares[d].as_slice())
+    }
 }
 
 /// The draws' rasters (NPP, NEP and sequestration: mean, sd, p05, p50, p95) and totals table, from the run's
@@ -323,7 +375,7 @@ pub fn write(
     (npp_path, rh_path): (&Path, &Path),
     period: &str,
     draws: &Draws,
-    seed: u64,
+    (seed, confusion): (u64, Option<&Confusion>),
 ) -> Result<Vec<PathBuf>> {
     use crate::io::{BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling};
     use rayon::prelude::*;
@@ -444,9 +496,11 @@ pub fn write(
             if npp[px].is_finite() && rh[px].is_finite() {
                 let a = areas.at(px % grid.width, row0 + px / grid.width);
                 let s = sums.entry(*c).or_insert(ClassSums {
+                    code: *c,
                     k: param(*c),
                     ..Default::default()
                 });
+                s.area += a;
                 s.npp += npp[px] * a;
                 s.rh += rh[px] * a;
             }
@@ -463,10 +517,16 @@ pub fn write(
         outputs.push(w.finish()?.commit()?);
     }
     let table = job.out_dir.join(format!("draws_{period}.csv"));
-    io_table(&table, legend, &sums, draws, period, seed)?;
+    let totals = Totals {
+        sums: &sums,
+        confusion,
+        shares: confusion.map_or_else(Vec::new, |c| c.draw_shares(draws.n, seed)),
+        mean: confusion.map_or_else(Vec::new, Confusion::mean_shares),
+    };
+    io_table(&table, legend, &totals, draws, period, seed)?;
     outputs.push(table);
     let shares = job.out_dir.join(format!("draws_variance_{period}.csv"));
-    variance_table(&shares, legend, &sums, draws, seed)?;
+    variance_table(&shares, legend, &totals, draws, seed)?;
     outputs.push(shares);
     Ok(outputs)
 }
@@ -499,7 +559,16 @@ fn variance(v: &[f64]) -> f64 {
 pub fn attribution(terms: &[(String, Vec<f64>)]) -> Vec<(String, f64, f64, bool)> {
     let n = terms.first().map_or(0, |t| t.1.len());
     let total: Vec<f64> = (0..n).map(|d| terms.iter().map(|t| t.1[d]).sum()).collect();
-    let vt = variance(&total);
+    attribution_of(&total, terms)
+}
+
+/// As `attribution`, against a total that need not be the terms' sum (a source that scales others, such as
+/// land cover moving area between classes): each term is the total with that source alone drawn.
+pub fn attribution_of(
+    total: &[f64],
+    terms: &[(String, Vec<f64>)],
+) -> Vec<(String, f64, f64, bool)> {
+    let vt = variance(total);
     let vars: Vec<f64> = terms.iter().map(|t| variance(&t.1)).collect();
     let top = vars
         .iter()
@@ -522,41 +591,52 @@ pub fn attribution(terms: &[(String, Vec<f64>)]) -> Vec<(String, f64, f64, bool)
 fn variance_table(
     target: &Path,
     legend: &crate::landcover::Legend,
-    sums: &std::collections::BTreeMap<i32, ClassSums>,
+    totals: &Totals,
     draws: &Draws,
     seed: u64,
 ) -> Result<()> {
     let mut out = String::from("code,class,source,sd_tC,share_of_NEP_variance,dominant\n");
+    let mut params: Vec<Option<usize>> = totals.sums.values().map(|s| s.k).collect();
+    params.sort_unstable();
+    params.dedup();
     let row = |code: &str, name: &str, set: &[ClassSums]| {
-        let mut by_param: std::collections::BTreeMap<Option<usize>, f64> = Default::default();
-        for s in set {
-            *by_param.entry(s.k).or_default() += s.npp / 1e6;
-        }
-        let rh: f64 = set.iter().map(|s| s.rh).sum::<f64>() / 1e6;
-        let label = |k: Option<usize>| {
-            k.map_or_else(
+        let nep = |shares: Option<&[Vec<f64>]>, m: &dyn Fn(Option<usize>) -> f64, r: f64| {
+            let (n, h) = totals.npp_rh(set, shares, m, r);
+            (n - h) / 1e6
+        };
+        let mean = totals.confusion.map(|_| totals.mean.as_slice());
+        // Every source alone (the others at their means: multipliers 1, land cover at the rows' proportions).
+        let mut terms: Vec<(String, Vec<f64>)> = Vec::new();
+        for &k in &params {
+            let label = k.map_or_else(
                 || "NPP without a parameter".to_string(),
                 |k| {
                     let p = &draws.spec.parameters[k];
                     format!("npp:{}", p.vegetation_type.as_deref().unwrap_or("*"))
                 },
-            )
-        };
-        let mut terms: Vec<(String, Vec<f64>)> = by_param
-            .iter()
-            .map(|(k, x)| {
-                (
-                    label(*k),
-                    (0..draws.n).map(|d| draws.at(d, *k) * x).collect(),
-                )
-            })
-            .collect();
+            );
+            let v: Vec<f64> = (0..draws.n)
+                .map(|d| nep(mean, &|kk| if kk == k { draws.at(d, k) } else { 0.0 }, 0.0))
+                .collect();
+            if v.iter().any(|x| *x != 0.0) {
+                terms.push((label, v));
+            }
+        }
         let rk = draws.rh_param();
-        terms.push((
-            "rh".into(),
-            (0..draws.n).map(|d| -draws.at(d, rk) * rh).collect(),
-        ));
-        for (source, sd, share, top) in attribution(&terms) {
+        let rh = (0..draws.n)
+            .map(|d| nep(mean, &|_| 0.0, draws.at(d, rk)))
+            .collect();
+        terms.push(("rh".into(), rh));
+        if totals.confusion.is_some() {
+            let lc = (0..draws.n)
+                .map(|d| nep(totals.shares(d), &|_| 1.0, 1.0))
+                .collect();
+            terms.push(("landcover".into(), lc));
+        }
+        let total: Vec<f64> = (0..draws.n)
+            .map(|d| nep(totals.shares(d), &|k| draws.at(d, k), draws.at(d, rk)))
+            .collect();
+        for (source, sd, share, top) in attribution_of(&total, &terms) {
             // No share where the NEP has no variance (a class without NPP and Rh): empty, not NaN.
             let share = if share.is_finite() {
                 format!("{share:.6}")
@@ -566,11 +646,12 @@ fn variance_table(
             out += &format!("{code},\"{name}\",\"{source}\",{sd:.6},{share},{top}\n");
         }
     };
-    for_classes(legend, sums, row);
-    let notes = vec![
+    for_classes(legend, totals.sums, row);
+    let mut notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of {} ({})", draws.n, draws.spec.name, draws.path.display()),
-        "one-at-a-time attribution of NEP = sum of NPP terms - Rh term: a source's share is the variance of its term alone over the NEP's; with correlated parameters the shares need not add up to 1; no share where the NEP has no variance (classes without NPP and Rh)".into(),
+        "one-at-a-time attribution: a source's share is the variance of the NEP with that source alone drawn (the others at their means: multipliers 1, land cover at the confusion rows' proportions) over the variance of the NEP with all drawn; with correlated parameters the shares need not add up to 1; no share where the NEP has no variance (classes without NPP and Rh)".into(),
     ];
+    notes.extend(confusion_notes(totals));
     crate::io::write_table(target, out.as_bytes(), &notes)
 }
 
@@ -579,7 +660,7 @@ fn variance_table(
 fn io_table(
     target: &Path,
     legend: &crate::landcover::Legend,
-    sums: &std::collections::BTreeMap<i32, ClassSums>,
+    totals: &Totals,
     draws: &Draws,
     period: &str,
     seed: u64,
@@ -589,13 +670,9 @@ fn io_table(
     let row = |code: &str, name: &str, set: &[ClassSums]| {
         let (mut npp, mut rh, mut nep) = (Vec::new(), Vec::new(), Vec::new());
         for d in 0..draws.n {
-            let r = draws.rh_param().map_or(1.0, |k| draws.m[d][k]);
-            let n: f64 = set
-                .iter()
-                .map(|s| s.npp * s.k.map_or(1.0, |k| draws.m[d][k]))
-                .sum::<f64>()
-                / 1e6;
-            let h: f64 = set.iter().map(|s| s.rh).sum::<f64>() * r / 1e6;
+            let r = draws.at(d, draws.rh_param());
+            let (n, h) = totals.npp_rh(set, totals.shares(d), &|k| draws.at(d, k), r);
+            let (n, h) = (n / 1e6, h / 1e6);
             npp.push(n);
             rh.push(h);
             nep.push(n - h);
@@ -614,11 +691,39 @@ fn io_table(
             );
         }
     };
-    for_classes(legend, sums, row);
-    let notes = vec![
+    for_classes(legend, totals.sums, row);
+    let mut notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of the parameters of {} ({}); totals over the period {period}, not per year", draws.n, draws.spec.name, draws.path.display()),
         "each total is computed per draw (pixels sharing a parameter move together); mean, sd (n - 1), and the 5th, 50th and 95th percentiles of the draws".into(),
         format!("sources: {}", draws.spec.parameters.iter().map(|p| format!("{} {} sd {}: {}", p.target, p.vegetation_type.as_deref().unwrap_or(""), p.sd, p.source)).collect::<Vec<_>>().join("; ")),
     ];
+    notes.extend(confusion_notes(totals));
     crate::io::write_table(target, out.as_bytes(), &notes)
+}
+
+/// The table notes of a confusion matrix: its file, the estimator, and reference classes without pixels in the
+/// map (their shares keep the mapped class's values).
+fn confusion_notes(totals: &Totals) -> Vec<String> {
+    let Some(c) = totals.confusion else {
+        return Vec::new();
+    };
+    let mut notes = vec![format!(
+        "land-cover confusion from {}: each mapped class's area is what the matrix's row says it truly is (Dirichlet draws of the row's counts), each true class at its mean NPP and Rh per area over the map (Olofsson et al. 2014's stratified estimator with its sampling uncertainty); per-pixel rasters do not include it",
+        c.path.display()
+    )];
+    let mut absent: Vec<String> = Vec::new();
+    for (j, &code) in c.codes.iter().enumerate() {
+        let n: u64 = c.counts.iter().map(|row| row[j]).sum();
+        let present = totals.sums.get(&code).is_some_and(|t| t.area > 0.0);
+        if n > 0 && !present {
+            absent.push(format!("{code} ({n} reference samples)"));
+        }
+    }
+    if !absent.is_empty() {
+        notes.push(format!(
+            "reference classes without pixels in the map keep the mapped class's values: {}",
+            absent.join(", ")
+        ));
+    }
+    notes
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::confusion::Confusion;
 use super::fill::{self, Timeline};
 use super::period::NppPeriod;
 use super::{driver_needs, ndvi_composites, ClassModel, NppJob, NppModel, Prepared};
@@ -51,6 +52,13 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         _ => Vec::new(),
     };
     let corrections = corrections(job, grid.as_ref(), &mut problems)?;
+    let confusion = match (&job.draws, &legend) {
+        (Some(d), Some(l)) => d
+            .confusion
+            .as_ref()
+            .and_then(|f| confusion(f, l, &mut problems)),
+        _ => None,
+    };
     problems.finish()?;
     let legend = legend.expect("checked");
     // Per legend class, the dormancy threshold of its vegetation type (models/gapfill.toml).
@@ -86,7 +94,35 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         lc_nodata,
         input_is_fpar: job.input_is_fpar,
         corrections,
+        confusion,
     })
+}
+
+/// The classifier's confusion matrix, every class it names in the legend.
+fn confusion(
+    path: &std::path::Path,
+    legend: &Legend,
+    problems: &mut Problems,
+) -> Option<Confusion> {
+    let c = problems.take(Confusion::read(path))?;
+    let unknown: Vec<String> = c
+        .codes
+        .iter()
+        .filter(|&&code| legend.class(code as i64).is_none())
+        .map(|code| code.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        problems.push(Error::input(
+            path,
+            format!(
+                "class code(s) {} are not in the legend {} (the confusion matrix of another map?)",
+                unknown.join(", "),
+                legend.product
+            ),
+        ));
+        return None;
+    }
+    Some(c)
 }
 
 /// The P-model's parameters and PAR's photons per joule (models/climate.toml), for `--model pmodel`.

@@ -416,7 +416,8 @@ fn finish(
                 .expect("the period outputs")
         };
         let (npp, rh) = (find("NPP_gC_m2"), find("Rh_gC_m2"));
-        let files = draws::write(job, &p.legend, (&npp, &rh), label, &d, spec.seed)?;
+        let seed = (spec.seed, p.confusion.as_ref());
+        let files = draws::write(job, &p.legend, (&npp, &rh), label, &d, seed)?;
         outputs.extend(files);
     }
     Ok(NppSummary {
