@@ -14,6 +14,7 @@ mod climatology;
 mod compare;
 mod landcover;
 mod load;
+mod paired;
 mod report;
 mod substitute;
 
@@ -339,7 +340,7 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
             Some((Some(a), Some(b))) => Some((a, b)),
             _ => None,
         };
-        outputs.push(compare::paired_draws(
+        outputs.push(paired::paired_draws(
             &s,
             &grid,
             (&base, &scen),
