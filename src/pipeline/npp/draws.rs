@@ -367,6 +367,65 @@ impl Totals<'_> {
     }
 }
 
+/// The draws' rasters (NPP, NEP and sequestration: mean, sd, p05, p50, p95), in the deterministic outputs' units
+/// (per year for a calendar year, else over the period).
+fn draws_writers(
+    job: &super::NppJob,
+    draws: &Draws,
+    (grid, npp): (&crate::io::Grid, &Path),
+    period: &str,
+    seed: u64,
+) -> Result<Vec<crate::io::RasterWriter>> {
+    use crate::io::{OutBand, RasterWriter};
+    use std::collections::BTreeMap;
+    // The deterministic outputs' units (per year for a calendar year, else over the period).
+    let unit = crate::io::RasterInfo::read(npp)?.bands[0].unit.clone();
+    let per_year = if unit.ends_with("yr-1") { " yr-1" } else { "" };
+    let seq_unit = format!("t CO2 ha-1{per_year}");
+    let names = [
+        ("NPP", unit.as_str()),
+        ("NEP", unit.as_str()),
+        ("sequestration", seq_unit.as_str()),
+    ];
+    let mut md = BTreeMap::new();
+    md.insert("UNCERTAINTY".to_string(), draws.path.display().to_string());
+    md.insert(
+        "DRAWS".to_string(),
+        format!("{} draws, seed {seed}", draws.n),
+    );
+    md.insert(
+        "PERIOD".to_string(),
+        format!("{period} (totals over the period)"),
+    );
+    names
+        .iter()
+        .map(|(q, unit)| {
+            let stem = if *q == "sequestration" {
+                "sequestration_tCO2_ha"
+            } else if *q == "NPP" {
+                "NPP_gC_m2"
+            } else {
+                "NEP_gC_m2"
+            };
+            let bands: Vec<OutBand> = STATS
+                .iter()
+                .map(|s| OutBand {
+                    description: format!("{q} {s} of {} draws, {period}", draws.n),
+                    unit: unit.to_string(),
+                })
+                .collect();
+            RasterWriter::create::<f32>(
+                &job.out_dir.join(format!("{stem}_{period}_draws.tif")),
+                grid,
+                &bands,
+                None,
+                &md,
+                &job.write,
+            )
+        })
+        .collect()
+}
+
 /// The draws' rasters (NPP, NEP and sequestration: mean, sd, p05, p50, p95) and totals table, from the run's
 /// NPP and Rh over the period.
 pub fn write(
@@ -377,7 +436,7 @@ pub fn write(
     draws: &Draws,
     (seed, confusion): (u64, Option<&Confusion>),
 ) -> Result<Vec<PathBuf>> {
-    use crate::io::{BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling};
+    use crate::io::{BandRequest, Grid, GridReader, Resampling};
     use rayon::prelude::*;
     use std::collections::BTreeMap;
     let (npp_r, rh_r) = (
@@ -405,52 +464,7 @@ pub fn write(
             .class(code as i64)
             .and_then(|c| draws.npp_param(&c.vegetation_type))
     };
-    // The deterministic outputs' units (per year for a calendar year, else over the period).
-    let unit = crate::io::RasterInfo::read(&npp_r)?.bands[0].unit.clone();
-    let per_year = if unit.ends_with("yr-1") { " yr-1" } else { "" };
-    let seq_unit = format!("t CO2 ha-1{per_year}");
-    let names = [
-        ("NPP", unit.as_str()),
-        ("NEP", unit.as_str()),
-        ("sequestration", seq_unit.as_str()),
-    ];
-    let mut md = BTreeMap::new();
-    md.insert("UNCERTAINTY".to_string(), draws.path.display().to_string());
-    md.insert(
-        "DRAWS".to_string(),
-        format!("{} draws, seed {seed}", draws.n),
-    );
-    md.insert(
-        "PERIOD".to_string(),
-        format!("{period} (totals over the period)"),
-    );
-    let mut writers: Vec<RasterWriter> = names
-        .iter()
-        .map(|(q, unit)| {
-            let stem = if *q == "sequestration" {
-                "sequestration_tCO2_ha"
-            } else if *q == "NPP" {
-                "NPP_gC_m2"
-            } else {
-                "NEP_gC_m2"
-            };
-            let bands: Vec<OutBand> = STATS
-                .iter()
-                .map(|s| OutBand {
-                    description: format!("{q} {s} of {} draws, {period}", draws.n),
-                    unit: unit.to_string(),
-                })
-                .collect();
-            RasterWriter::create::<f32>(
-                &job.out_dir.join(format!("{stem}_{period}_draws.tif")),
-                &grid,
-                &bands,
-                None,
-                &md,
-                &job.write,
-            )
-        })
-        .collect::<Result<_>>()?;
+    let mut writers = draws_writers(job, draws, (&grid, &npp_r), period, seed)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
     let mut sums: BTreeMap<i32, ClassSums> = BTreeMap::new();
     let rows = crate::engine::strips::rows(
