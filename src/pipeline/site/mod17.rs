@@ -63,11 +63,9 @@ fn water_scalar(job: &SiteJob, series: &Series) -> Result<(Vec<f64>, Option<Stri
     Ok((f, Some(note)))
 }
 
-pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRun> {
-    let bplut = Bplut::resolve(&job.bplut)?;
-    let c = class(job, &bplut)?;
-    let k = Mod17Constants::builtin()?;
-    let fp = FparConstants::builtin()?;
+/// The station series MOD17 needs (precipitation too for the soil-water scalar), and PAR (from shortwave
+/// when only srad is given).
+fn drivers(job: &SiteJob, k: &Mod17Constants) -> Result<(Series, Vec<f64>)> {
     let mut needs = vec![
         (Var::Fpar, "MOD17"),
         (Var::Tmin, "MOD17"),
@@ -90,6 +88,15 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
             ))
         }
     };
+    Ok((series, par))
+}
+
+pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRun> {
+    let bplut = Bplut::resolve(&job.bplut)?;
+    let c = class(job, &bplut)?;
+    let k = Mod17Constants::builtin()?;
+    let fp = FparConstants::builtin()?;
+    let (series, par) = drivers(job, &k)?;
     let (mut water, water_note) = water_scalar(job, &series)?;
     // A correction on epsilon max scales GPP (proportional to LUEmax); one on NPP scales the annual NPP.
     let correction = super::site_correction(job)?;
@@ -163,18 +170,14 @@ pub fn run(job: &SiteJob, observed: &BTreeMap<NaiveDate, f64>) -> Result<ModelRu
             cell((nobs > 0).then_some(so)),
         );
     }
+    let lai_note = if lai_given.is_some() {
+        "from the lai column"
+    } else {
+        "from FPAR (Beer's law, models/fpar.toml)"
+    };
     let mut title = format!(
-        "MOD17 at one site: PFT {} ({}), BPLUT {}, {}-{}; LAI {}",
-        c.umd,
-        c.label,
-        bplut.name,
-        job.years.0,
-        job.years.1,
-        if lai_given.is_some() {
-            "from the lai column"
-        } else {
-            "from FPAR (Beer's law, models/fpar.toml)"
-        }
+        "MOD17 at one site: PFT {} ({}), BPLUT {}, {}-{}; LAI {lai_note}",
+        c.umd, c.label, bplut.name, job.years.0, job.years.1,
     );
     if let Some(n) = &water_note {
         title.push_str(&format!("\n{n}"));
