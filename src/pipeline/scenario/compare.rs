@@ -44,6 +44,61 @@ struct ZoneRow {
     totals: Vec<(f64, f64, u64, u64)>,
 }
 
+/// The outputs both runs wrote, as (index in OUTPUTS, base file, scenario file).
+fn output_pairs(base: &NppSummary, scen: &NppSummary) -> Vec<(usize, PathBuf, PathBuf)> {
+    let period = &base.period_label;
+    let find = |run: &NppSummary, name: &str| {
+        run.outputs
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))
+            .map(|p| readable(p))
+    };
+    OUTPUTS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (prefix, _, _))| {
+            let name = format!("{prefix}_{period}.tif");
+            Some((i, find(base, &name)?, find(scen, &name)?))
+        })
+        .collect()
+}
+
+/// One difference raster per compared output, in OUT/difference, in the output's unit.
+fn difference_writers(
+    s: &Scenario,
+    pairs: &[(usize, PathBuf, PathBuf)],
+    grid: &Grid,
+    (out_dir, period): (&Path, &str),
+    write: &WriteOptions,
+) -> Result<Vec<RasterWriter>> {
+    let diff_dir = out_dir.join("difference");
+    let mut writers = Vec::new();
+    for (i, b, _) in pairs {
+        let prefix = OUTPUTS[*i].0;
+        let unit = RasterInfo::read(b)?.bands[0].unit.clone();
+        let mut md = BTreeMap::new();
+        md.insert("SCENARIO".to_string(), s.name.clone());
+        md.insert(
+            "DIFFERENCE".to_string(),
+            "scenario minus base (positive: larger in the scenario)".to_string(),
+        );
+        md.insert("PERIOD".to_string(), period.to_string());
+        md.insert("UNITS".to_string(), unit.clone());
+        writers.push(RasterWriter::create::<f32>(
+            &diff_dir.join(format!("{prefix}_difference_{period}.tif")),
+            grid,
+            &[OutBand {
+                description: format!("{prefix}: scenario minus base, {period}"),
+                unit,
+            }],
+            None,
+            &md,
+            write,
+        )?);
+    }
+    Ok(writers)
+}
+
 pub fn run(
     s: &Scenario,
     grid: &Grid,
@@ -54,22 +109,7 @@ pub fn run(
     write: &WriteOptions,
 ) -> Result<Compared> {
     let period = &base.period_label;
-    let pairs: Vec<(usize, PathBuf, PathBuf)> = OUTPUTS
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (prefix, _, _))| {
-            let name = format!("{prefix}_{period}.tif");
-            let b = base
-                .outputs
-                .iter()
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))?;
-            let c = scen
-                .outputs
-                .iter()
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))?;
-            Some((i, readable(b), readable(c)))
-        })
-        .collect();
+    let pairs = output_pairs(base, scen);
     let reader = |p: &Path, band: usize| io::band_reader(p, band, grid, f64::NAN);
     let readers: Vec<(GridReader, GridReader)> = pairs
         .iter()
@@ -87,31 +127,7 @@ pub fn run(
         0.0,
     )?;
     let zones = s.zones.as_ref().map(|z| Zones::load(z, grid)).transpose()?;
-    let diff_dir = out_dir.join("difference");
-    let mut writers = Vec::new();
-    for (i, b, _) in &pairs {
-        let prefix = OUTPUTS[*i].0;
-        let unit = RasterInfo::read(b)?.bands[0].unit.clone();
-        let mut md = BTreeMap::new();
-        md.insert("SCENARIO".to_string(), s.name.clone());
-        md.insert(
-            "DIFFERENCE".to_string(),
-            "scenario minus base (positive: larger in the scenario)".to_string(),
-        );
-        md.insert("PERIOD".to_string(), period.clone());
-        md.insert("UNITS".to_string(), unit.clone());
-        writers.push(RasterWriter::create::<f32>(
-            &diff_dir.join(format!("{prefix}_difference_{period}.tif")),
-            grid,
-            &[OutBand {
-                description: format!("{prefix}: scenario minus base, {period}"),
-                unit,
-            }],
-            None,
-            &md,
-            write,
-        )?);
-    }
+    let mut writers = difference_writers(s, &pairs, grid, (out_dir, period), write)?;
     let areas = crate::area::PixelAreas::of(grid)?;
     let mut rows: BTreeMap<i32, ZoneRow> = BTreeMap::new();
     let empty = ZoneRow {
