@@ -363,6 +363,55 @@ struct PixelOut {
     rh: f64,
 }
 
+/// The model's own parameter sets and citations (CASA; or MOD17's BPLUT, FPAR and LAI, with the P-model's).
+fn model_metadata(job: &NppJob, p: &Prepared, md: &mut BTreeMap<String, String>) {
+    match job.model {
+        NppModel::Casa => {
+            md.insert(
+                "CASA_PARAMETERS".into(),
+                format!("{} ({})", p.casa.name, p.casa.source.display()),
+            );
+            md.insert("CASA_CITATION".into(), p.casa.citation.clone());
+            md.insert(
+                "CASA_WATER_STRESS".into(),
+                format!("{:?}", p.casa.water.method),
+            );
+        }
+        NppModel::Mod17 | NppModel::PModel => {
+            if let Some((pm, _)) = &p.pmodel {
+                md.insert(
+                    "PMODEL_PARAMETERS".into(),
+                    format!(
+                        "{} ({}; kphio {}; C3; no soil-moisture stress on rasters: `site --model pmodel` has it)",
+                        pm.name,
+                        pm.source.display(),
+                        pm.photosynthesis.kphio
+                    ),
+                );
+                md.insert("PMODEL_CITATION".into(), pm.citation.clone());
+                md.insert(
+                    "PMODEL_NPP".into(),
+                    "GPP from the P-model; NPP = 0.8 (GPP - maintenance respiration of the class's MOD17 BPLUT), as MOD17".into(),
+                );
+            }
+            md.insert(
+                "MOD17_BPLUT".into(),
+                format!("{} ({})", p.bplut.name, p.bplut.source.display()),
+            );
+            md.insert("MOD17_CITATION".into(), p.k17.citation.clone());
+            md.insert(
+                "FPAR".into(),
+                if p.input_is_fpar {
+                    "user FPAR rasters".into()
+                } else {
+                    format!("from NDVI, linear: {}", p.fpar.linear.citation)
+                },
+            );
+            md.insert("LAI_FROM_FPAR".into(), p.fpar.lai.citation.clone());
+        }
+    }
+}
+
 /// Metadata common to every output of an NPP run: model, period and model year, inputs and their provenance,
 /// fill rules, parameters and the sign convention.
 fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
@@ -426,51 +475,7 @@ fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
         "RH_MODEL".into(),
         format!("{} ({}; form {:?})", p.rh.name, p.rh.citation, p.rh.form),
     );
-    match job.model {
-        NppModel::Casa => {
-            md.insert(
-                "CASA_PARAMETERS".into(),
-                format!("{} ({})", p.casa.name, p.casa.source.display()),
-            );
-            md.insert("CASA_CITATION".into(), p.casa.citation.clone());
-            md.insert(
-                "CASA_WATER_STRESS".into(),
-                format!("{:?}", p.casa.water.method),
-            );
-        }
-        NppModel::Mod17 | NppModel::PModel => {
-            if let Some((pm, _)) = &p.pmodel {
-                md.insert(
-                    "PMODEL_PARAMETERS".into(),
-                    format!(
-                        "{} ({}; kphio {}; C3; no soil-moisture stress on rasters: `site --model pmodel` has it)",
-                        pm.name,
-                        pm.source.display(),
-                        pm.photosynthesis.kphio
-                    ),
-                );
-                md.insert("PMODEL_CITATION".into(), pm.citation.clone());
-                md.insert(
-                    "PMODEL_NPP".into(),
-                    "GPP from the P-model; NPP = 0.8 (GPP - maintenance respiration of the class's MOD17 BPLUT), as MOD17".into(),
-                );
-            }
-            md.insert(
-                "MOD17_BPLUT".into(),
-                format!("{} ({})", p.bplut.name, p.bplut.source.display()),
-            );
-            md.insert("MOD17_CITATION".into(), p.k17.citation.clone());
-            md.insert(
-                "FPAR".into(),
-                if p.input_is_fpar {
-                    "user FPAR rasters".into()
-                } else {
-                    format!("from NDVI, linear: {}", p.fpar.linear.citation)
-                },
-            );
-            md.insert("LAI_FROM_FPAR".into(), p.fpar.lai.citation.clone());
-        }
-    }
+    model_metadata(job, p, &mut md);
     if let Some((t, z)) = &p.corrections {
         md.insert(
             "CORRECTIONS".into(),
@@ -604,8 +609,19 @@ fn npp_writers(
     outs: &[&'static str],
 ) -> Result<NppWriters> {
     let grid = &p.grid;
+    let label = &p.period.label;
     let nmonths = p.period.sim.len();
     let per = per_label(&p.period);
+    let meta = |quantity: String, units: &str| {
+        let mut m = md.clone();
+        m.insert("QUANTITY".into(), quantity);
+        m.insert("UNITS".into(), units.into());
+        m
+    };
+    let band = |description: String, unit: &str| OutBand {
+        description,
+        unit: unit.into(),
+    };
     let unit_of = |o: &str| -> String {
         if o == "sequestration" {
             format!("t CO2 ha-1 {per}")
@@ -620,110 +636,67 @@ fn npp_writers(
             "gC_m2"
         };
         let m = if monthly { "_monthly" } else { "" };
-        job.out_dir
-            .join(format!("{o}_{u}{m}_{}.tif", p.period.label))
+        job.out_dir.join(format!("{o}_{u}{m}_{label}.tif"))
     };
-
-    let mut writers = Vec::new();
-    for o in outs {
-        let mut m = md.clone();
-        m.insert("QUANTITY".into(), o.to_string());
-        m.insert("UNITS".into(), unit_of(o));
-        writers.push(RasterWriter::create::<f32>(
-            &file_of(o, false),
-            grid,
-            &[OutBand {
-                description: format!("{o} {}", p.period.label),
-                unit: unit_of(o),
-            }],
-            None,
-            &m,
-            &job.write,
-        )?);
-    }
-    let mut monthly_writers = Vec::new();
-    if job.monthly {
-        let monthly_outs: &[&str] = match job.model {
-            NppModel::Casa => &MONTHLY_CASA,
-            NppModel::Mod17 | NppModel::PModel => &MONTHLY_MOD17,
-        };
-        for o in monthly_outs {
-            let mut m = md.clone();
-            m.insert("QUANTITY".into(), format!("{o} per month"));
-            m.insert("UNITS".into(), "g C m-2 month-1".into());
+    let main = outs
+        .iter()
+        .map(|o| {
+            let u = unit_of(o);
+            let bands = [band(format!("{o} {label}"), &u)];
+            let m = meta(o.to_string(), &u);
+            RasterWriter::create::<f32>(&file_of(o, false), grid, &bands, None, &m, &job.write)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let monthly_outs: &[&str] = match (job.monthly, job.model) {
+        (false, _) => &[],
+        (true, NppModel::Casa) => &MONTHLY_CASA,
+        (true, NppModel::Mod17 | NppModel::PModel) => &MONTHLY_MOD17,
+    };
+    let monthly = monthly_outs
+        .iter()
+        .map(|o| {
             let bands: Vec<OutBand> = p
                 .period
                 .sim
                 .iter()
-                .map(|(y, mm)| OutBand {
-                    description: format!("{o} {y}-{mm:02}"),
-                    unit: "g C m-2 month-1".into(),
-                })
+                .map(|(y, mm)| band(format!("{o} {y}-{mm:02}"), "g C m-2 month-1"))
                 .collect();
-            monthly_writers.push(RasterWriter::create::<f32>(
-                &file_of(o, true),
-                grid,
-                &bands,
-                None,
-                &m,
-                &job.write,
-            )?);
-        }
-    }
-
-    // The factor each pixel's correction used (with corrections only).
+            let m = meta(format!("{o} per month"), "g C m-2 month-1");
+            RasterWriter::create::<f32>(&file_of(o, true), grid, &bands, None, &m, &job.write)
+        })
+        .collect::<Result<Vec<_>>>()?;
     // Months filled per pixel (see fill.rs), a count band beside the outputs.
-    let filled_writer = {
-        let mut m = md.clone();
-        m.insert(
-            "QUANTITY".into(),
-            format!("{} months filled (models/gapfill.toml)", job.ndvi_index),
-        );
-        m.insert("UNITS".into(), "count".into());
-        Some(RasterWriter::create::<u8>(
-            &job.out_dir
-                .join(format!("filled_months_{}.tif", p.period.label)),
-            grid,
-            &[OutBand {
-                description: format!(
-                    "{} months of {} filled (of {nmonths})",
-                    job.ndvi_index, p.period.label
-                ),
-                unit: "count".into(),
-            }],
-            None,
-            &m,
-            &job.write,
-        )?)
-    };
-    let factor_writer = match &p.corrections {
-        Some((t, _)) => {
-            let mut m = md.clone();
-            m.insert(
-                "QUANTITY".into(),
-                format!("correction factor on {}", t.target.name()),
-            );
-            m.insert("UNITS".into(), "1".into());
-            Some(RasterWriter::create::<f32>(
-                &job.out_dir
-                    .join(format!("correction_factor_{}.tif", p.period.label)),
-                grid,
-                &[OutBand {
-                    description: format!("correction factor on {}", t.target.name()),
-                    unit: "1".into(),
-                }],
-                None,
-                &m,
-                &job.write,
-            )?)
-        }
-        None => None,
-    };
+    let what = &job.ndvi_index;
+    let filled = RasterWriter::create::<u8>(
+        &job.out_dir.join(format!("filled_months_{label}.tif")),
+        grid,
+        &[band(
+            format!("{what} months of {label} filled (of {nmonths})"),
+            "count",
+        )],
+        None,
+        &meta(
+            format!("{what} months filled (models/gapfill.toml)"),
+            "count",
+        ),
+        &job.write,
+    )?;
+    // The factor each pixel's correction used (with corrections only).
+    let factor = p
+        .corrections
+        .as_ref()
+        .map(|(t, _)| {
+            let q = format!("correction factor on {}", t.target.name());
+            let target = job.out_dir.join(format!("correction_factor_{label}.tif"));
+            let bands = [band(q.clone(), "1")];
+            RasterWriter::create::<f32>(&target, grid, &bands, None, &meta(q, "1"), &job.write)
+        })
+        .transpose()?;
     Ok(NppWriters {
-        main: writers,
-        monthly: monthly_writers,
-        filled: filled_writer,
-        factor: factor_writer,
+        main,
+        monthly,
+        filled: Some(filled),
+        factor,
     })
 }
 
