@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 
-use super::{bands_of, composite_strip, gap_fill_strip, strip_index_values, GridChoice};
+use super::{bands_of, clear_then_fill, composite_strip, strip_index_values, GridChoice};
 use crate::composite::Stat;
 use crate::error::{Error, Result};
 use crate::indices::{CompiledIndex, ConstOverrides, IndexDef, IndexTable};
@@ -208,15 +208,7 @@ impl FeatureEngine {
             &which,
             &crate::io::Window::rows(row0, nrows, self.grid.width),
         )?;
-        let clear: Vec<Vec<bool>> = values
-            .iter()
-            .map(|v| v.iter().map(|x| !x.is_nan()).collect())
-            .collect();
-        if self.gap_fill {
-            for v in values.iter_mut() {
-                gap_fill_strip(v, npx, &self.days);
-            }
-        }
+        let clear = clear_then_fill(&mut values, npx, self.gap_fill.then_some(&self.days));
         let members: Vec<usize> = (0..self.stack.scenes.len()).collect();
         let mut planes = Vec::with_capacity(self.defs.len());
         for (v, c) in values.iter().zip(&clear) {

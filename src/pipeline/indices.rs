@@ -410,16 +410,7 @@ impl<'a> Pass<'a> {
             &self.indices,
             block,
         )?;
-        // Clear flags before gap filling (the summary counts clear observations only).
-        let clear: Vec<Vec<bool>> = values
-            .iter()
-            .map(|v| v.iter().map(|x| !x.is_nan()).collect())
-            .collect();
-        if job.gap_fill {
-            for v in values.iter_mut() {
-                gap_fill_strip(v, npx, &self.scenes.days);
-            }
-        }
+        let clear = clear_then_fill(&mut values, npx, job.gap_fill.then_some(&self.scenes.days));
         let n = self.outputs.len();
         let per_date = job.period == PeriodSpec::Date;
         crate::engine::write::each_output(writers, |oi, w| {
@@ -667,6 +658,25 @@ impl DayNumber for chrono::NaiveDate {
 }
 
 /// Linear gap filling of every pixel's series in a strip laid out as [scene][pixel].
+/// Each index's clear flags per scene and pixel (before gap filling: summaries count clear observations only),
+/// then the gaps filled in time when `days` (the scenes' day numbers) are given.
+pub(crate) fn clear_then_fill(
+    values: &mut [Vec<f32>],
+    npx: usize,
+    days: Option<&[f64]>,
+) -> Vec<Vec<bool>> {
+    let clear = values
+        .iter()
+        .map(|v| v.iter().map(|x| !x.is_nan()).collect())
+        .collect();
+    if let Some(days) = days {
+        for v in values.iter_mut() {
+            gap_fill_strip(v, npx, days);
+        }
+    }
+    clear
+}
+
 pub(crate) fn gap_fill_strip(values: &mut [f32], npx: usize, days: &[f64]) {
     let nscenes = days.len();
     // Gather each pixel's series into a [pixel][scene] buffer, fill in parallel, scatter back.

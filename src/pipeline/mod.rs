@@ -15,5 +15,5 @@ pub mod season;
 pub mod site;
 pub mod validate;
 
-pub(crate) use indices::{bands_of, composite_strip, gap_fill_strip, strip_index_values};
+pub(crate) use indices::{bands_of, clear_then_fill, composite_strip, strip_index_values};
 pub use indices::{run_indices, GridChoice, IndicesJob, IndicesSummary, OutputRecord};
