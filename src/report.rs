@@ -634,56 +634,70 @@ fn ramp_png(
             root.draw_text(&label, &font(13.0), (left + len_px + 8, y - 4))
                 .map_err(|e| draw_error(target, e))?;
         }
-        // Colour bar: the top of the range at the top.
         let lx = left + map_w as i32 + margin as i32;
-        let bar_h = 240i32;
-        let caption = wrap(text.quantity, 30);
-        for (i, line) in caption.iter().enumerate() {
-            root.draw_text(line, &font(13.0), (lx, top + 15 * i as i32))
-                .map_err(|e| draw_error(target, e))?;
-        }
-        let bar_top = top + 15 * caption.len().max(1) as i32 + 12;
-        for y in 0..bar_h {
-            let t = 1.0 - y as f64 / (bar_h - 1) as f64;
-            root.draw(&Rectangle::new(
-                [(lx, bar_top + y), (lx + 24, bar_top + y + 1)],
-                ramp_at(&stops, t).filled(),
-            ))
-            .map_err(|e| draw_error(target, e))?;
-        }
-        root.draw(&Rectangle::new(
-            [(lx, bar_top), (lx + 24, bar_top + bar_h)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(|e| draw_error(target, e))?;
-        for k in 0..=4 {
-            let v = hi - (hi - lo) * k as f64 / 4.0;
-            let y = bar_top + (k * (bar_h - 1)) / 4;
-            let label = if k == 0 {
-                format!(">= {}", fmt_tick(v))
-            } else if k == 4 {
-                format!("<= {}", fmt_tick(v))
-            } else {
-                fmt_tick(v)
-            };
-            root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
-                .map_err(|e| draw_error(target, e))?;
-        }
-        let y = bar_top + bar_h + 14;
-        root.draw(&Rectangle::new(
-            [(lx, y), (lx + 24, y + 12)],
-            nodata.filled(),
-        ))
-        .map_err(|e| draw_error(target, e))?;
-        root.draw_text("no data", &font(12.0), (lx + 30, y))
-            .map_err(|e| draw_error(target, e))?;
-        for (i, line) in wrap(text.sign, 34).iter().enumerate() {
-            root.draw_text(line, &font(11.0), (lx, y + 24 + 14 * i as i32))
-                .map_err(|e| draw_error(target, e))?;
-        }
+        draw_colour_bar(&root, (&stops, nodata), range, text, (lx, top), target)?;
         root.present().map_err(|e| draw_error(target, e))?;
     }
     write_png(target, &buf, w, h)
+}
+
+/// The colour bar beside the map (the top of the range at the top, ticks at quarters, the no-data swatch)
+/// under the quantity's caption, and the sign convention below it.
+fn draw_colour_bar<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    (stops, nodata): (&[RGBColor], RGBColor),
+    (lo, hi): (f64, f64),
+    text: &MapText,
+    (lx, top): (i32, i32),
+    target: &Path,
+) -> Result<()> {
+    let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+    let bar_h = 240i32;
+    let caption = wrap(text.quantity, 30);
+    for (i, line) in caption.iter().enumerate() {
+        root.draw_text(line, &font(13.0), (lx, top + 15 * i as i32))
+            .map_err(|e| draw_error(target, e))?;
+    }
+    let bar_top = top + 15 * caption.len().max(1) as i32 + 12;
+    for y in 0..bar_h {
+        let t = 1.0 - y as f64 / (bar_h - 1) as f64;
+        root.draw(&Rectangle::new(
+            [(lx, bar_top + y), (lx + 24, bar_top + y + 1)],
+            ramp_at(stops, t).filled(),
+        ))
+        .map_err(|e| draw_error(target, e))?;
+    }
+    root.draw(&Rectangle::new(
+        [(lx, bar_top), (lx + 24, bar_top + bar_h)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(|e| draw_error(target, e))?;
+    for k in 0..=4 {
+        let v = hi - (hi - lo) * k as f64 / 4.0;
+        let y = bar_top + (k * (bar_h - 1)) / 4;
+        let label = if k == 0 {
+            format!(">= {}", fmt_tick(v))
+        } else if k == 4 {
+            format!("<= {}", fmt_tick(v))
+        } else {
+            fmt_tick(v)
+        };
+        root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
+            .map_err(|e| draw_error(target, e))?;
+    }
+    let y = bar_top + bar_h + 14;
+    root.draw(&Rectangle::new(
+        [(lx, y), (lx + 24, y + 12)],
+        nodata.filled(),
+    ))
+    .map_err(|e| draw_error(target, e))?;
+    root.draw_text("no data", &font(12.0), (lx + 30, y))
+        .map_err(|e| draw_error(target, e))?;
+    for (i, line) in wrap(text.sign, 34).iter().enumerate() {
+        root.draw_text(line, &font(11.0), (lx, y + 24 + 14 * i as i32))
+            .map_err(|e| draw_error(target, e))?;
+    }
+    Ok(())
 }
 
 /// A north arrow in the map's top-right corner (grid north), and under the map the CRS and the coordinates of

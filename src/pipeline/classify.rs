@@ -777,6 +777,19 @@ fn samples_sha256(train_s: &[Sample], test_s: &[Sample]) -> String {
     format!("{:x}", hasher.finalize())
 }
 
+/// The held-out samples' confusion matrix and accuracy (labels "CODE NAME").
+fn assess(forest: &Forest, classes: &[ClassInfo], (xte, yte): (&[f32], &[usize])) -> Assessment {
+    let labels: Vec<String> = classes
+        .iter()
+        .map(|c| format!("{} {}", c.code, c.name))
+        .collect();
+    let mut predicted = vec![0usize; yte.len()];
+    let mut confidence = vec![0f32; yte.len()];
+    predict_parallel(forest, xte, &mut predicted, &mut confidence);
+    let pairs = predicted.into_iter().zip(yte.iter().copied());
+    ConfusionMatrix::from_pairs(labels, pairs).assess()
+}
+
 pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     check_train_options(job)?;
     let legend = job.legend.as_deref().map(Legend::resolve).transpose()?;
@@ -829,15 +842,7 @@ pub fn train(job: &TrainJob, progress: &dyn Progress) -> Result<TrainSummary> {
     )?;
     progress.finish();
 
-    let labels: Vec<String> = classes
-        .iter()
-        .map(|c| format!("{} {}", c.code, c.name))
-        .collect();
-    let mut predicted = vec![0usize; yte.len()];
-    let mut confidence = vec![0f32; yte.len()];
-    predict_parallel(&forest, &xte, &mut predicted, &mut confidence);
-    let pairs = predicted.into_iter().zip(yte.iter().copied());
-    let assessment = ConfusionMatrix::from_pairs(labels, pairs).assess();
+    let assessment = assess(&forest, &classes, (&xte, &yte));
 
     // Model, then sidecar (which names the model's hash), each written atomically.
     let model_json = serde_json::to_vec(&forest)

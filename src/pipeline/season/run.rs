@@ -383,6 +383,26 @@ pub(super) fn run_with_plan(
     crate::commit::run(&[], || run_plan(plan, config, opts, cmds, progress))
 }
 
+/// A run's manifest before any stage: carbonmap, the config (hashed afresh), the season and its variables,
+/// the built-in parameter files, and the records of stages run elsewhere that this run reads.
+fn new_manifest(plan: &Plan, config: &Path, opts: &RunOptions) -> Result<Manifest> {
+    let fresh = Hasher {
+        known: BTreeMap::new(),
+        rehash: true,
+    };
+    Ok(Manifest {
+        carbonmap_version: crate::VERSION.to_string(),
+        config: fresh.record(config, config.to_string_lossy().into_owned())?,
+        season: plan.season.label.clone(),
+        start: plan.season.start.to_string(),
+        end: plan.season.end.to_string(),
+        variables: plan.variables.clone(),
+        resolved: BTreeMap::new(),
+        parameters: parameters(),
+        stages: opts.seed.clone(),
+    })
+}
+
 fn run_plan(
     plan: Plan,
     config: &Path,
@@ -400,21 +420,7 @@ fn run_plan(
     )?;
     let manifest_path = plan.out.join(MANIFEST);
     let previous = read_manifest(&manifest_path);
-    let fresh = Hasher {
-        known: BTreeMap::new(),
-        rehash: true,
-    };
-    let manifest = Manifest {
-        carbonmap_version: crate::VERSION.to_string(),
-        config: fresh.record(config, config.to_string_lossy().into_owned())?,
-        season: plan.season.label.clone(),
-        start: plan.season.start.to_string(),
-        end: plan.season.end.to_string(),
-        variables: plan.variables.clone(),
-        resolved: BTreeMap::new(),
-        parameters: parameters(),
-        stages: opts.seed.clone(),
-    };
+    let manifest = new_manifest(&plan, config, opts)?;
     let prev_records: BTreeMap<String, StageRecord> = previous
         .iter()
         .flat_map(|m| m.stages.iter().map(|s| (s.name.clone(), s.clone())))
