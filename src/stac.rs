@@ -79,8 +79,11 @@ pub fn is_json_file(path: &Path) -> bool {
     buf[..n]
         .iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{')
+        .is_some_and(|b| *b == JSON_OBJECT_START)
 }
+
+/// The byte a JSON object starts with (an opening curly bracket).
+const JSON_OBJECT_START: u8 = 0x7B;
 
 /// Is this JSON text a STAC document (has `stac_version`, or is a FeatureCollection of them)?
 pub fn is_stac(v: &Value) -> bool {

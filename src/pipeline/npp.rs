@@ -156,6 +156,9 @@ enum ClassModel {
     Mod17(Mod17Class),
 }
 
+/// The land-cover readers' value outside the map (no class), for the stage and its draws alike.
+const LC_FILL: f64 = -2_147_483_647.0;
+
 const OUTS_CASA: [&str; 4] = ["NPP", "Rh", "NEP", "sequestration"];
 const OUTS_MOD17: [&str; 5] = ["GPP", "NPP", "Rh", "NEP", "sequestration"];
 /// Outputs with one band per month (`--monthly`), in the order of the strip functions' monthly triples.

@@ -107,6 +107,21 @@ fn rows(
     out
 }
 
+/// `row(name, sums)` for the whole area ("all"), then for every zone (its levels joined by "/").
+fn each_zone(
+    p: &Prepared,
+    all: &ZoneAcc,
+    zone_acc: &BTreeMap<i32, ZoneAcc>,
+    mut row: impl FnMut(&str, &ZoneAcc),
+) {
+    row("all", all);
+    if let Some(z) = &p.zones {
+        for (id, a) in zone_acc {
+            row(&z.key(*id).join("/"), a);
+        }
+    }
+}
+
 /// zones_balance_draws.csv: the whole area's and every zone's emissions, sequestration and net balance.
 fn zones_table(
     job: &BalanceJob,
@@ -118,18 +133,10 @@ fn zones_table(
     let names = ["emissions_total", "sequestration", "net_balance"];
     let sectors = &p.lattice.sectors;
     let mut out = String::from("zone,quantity,unit,mean,sd,p05,p50,p95\n");
-    out += &rows(
-        "\"all\"",
-        names,
-        (&all.emissions, all.sequestration, sectors),
-        d,
-    );
-    if let Some(z) = &p.zones {
-        for (id, a) in zone_acc {
-            let key = format!("\"{}\"", z.key(*id).join("/"));
-            out += &rows(&key, names, (&a.emissions, a.sequestration, sectors), d);
-        }
-    }
+    each_zone(p, all, zone_acc, |name, a| {
+        let key = format!("\"{name}\"");
+        out += &rows(&key, names, (&a.emissions, a.sequestration, sectors), d);
+    });
     let target = job.out_dir.join("zones_balance_draws.csv");
     let notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of {} ({})", d.n, d.spec.name, d.path.display()),
@@ -182,7 +189,7 @@ fn variance_table(
     (d, seed): (&Draws, u64),
 ) -> Result<PathBuf> {
     let mut out = String::from("zone,source,sd_tCO2_yr,share_of_net_variance,dominant\n");
-    let mut row = |name: &str, a: &ZoneAcc| {
+    each_zone(p, all, zone_acc, |name, a| {
         let t: Vec<(String, Vec<f64>)> =
             terms(&a.emissions, a.sequestration, &p.lattice.sectors, d)
                 .into_iter()
@@ -195,13 +202,7 @@ fn variance_table(
                 num(share)
             );
         }
-    };
-    row("all", all);
-    if let Some(z) = &p.zones {
-        for (id, a) in zone_acc {
-            row(&z.key(*id).join("/"), a);
-        }
-    }
+    });
     let target = job.out_dir.join("zones_balance_variance.csv");
     let notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of {} ({})", d.n, d.spec.name, d.path.display()),

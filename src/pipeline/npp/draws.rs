@@ -458,7 +458,7 @@ pub fn write(
         )
     };
     let (nr, rr) = (reader(&npp_r, 1, f64::NAN)?, reader(&rh_r, 1, f64::NAN)?);
-    let lc = reader(&job.landcover, job.landcover_band, -2_147_483_647.0)?;
+    let lc = reader(&job.landcover, job.landcover_band, super::LC_FILL)?;
     let param = |code: i32| {
         legend
             .class(code as i64)

