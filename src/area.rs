@@ -184,7 +184,14 @@ fn bracket(knots: &[usize], i: usize) -> (usize, usize, f64) {
     if knots.len() == 1 {
         return (0, 0, 0.0);
     }
-    let k = knots.partition_point(|&x| x <= i).clamp(1, knots.len() - 1);
+    // Knots are regular but for the last: the knot at or before `i` is found by division (the same as
+    // `knots.partition_point(|&x| x <= i).clamp(1, knots.len() - 1)`, without a search per pixel).
+    let step = knots[1] - knots[0];
+    let k = (i / step + 1).min(knots.len() - 1);
+    debug_assert_eq!(
+        k,
+        knots.partition_point(|&x| x <= i).clamp(1, knots.len() - 1)
+    );
     let (a, b) = (knots[k - 1], knots[k]);
     let f = if b > a {
         (i.saturating_sub(a)) as f64 / (b - a) as f64

@@ -3,6 +3,7 @@
 //! declared (by the user, or by the file's band unit), never guessed, and converted to t CO2 yr-1 per cell.
 //! `overlap` holds the exact area-weighted transfer between a lattice and a fine raster grid.
 
+pub mod corners;
 pub mod overlap;
 
 use std::path::PathBuf;

@@ -120,23 +120,6 @@ impl StripOverlap {
     }
 }
 
-/// Transform points in place; points that cannot be transformed become NaN (their pixels get a NaN area).
-fn transform_or_nan(from: &str, to: &str, xs: &mut [f64], ys: &mut [f64]) {
-    // A failed batch may have transformed some points in place: retry each from its original.
-    let original: Vec<(f64, f64)> = xs.iter().copied().zip(ys.iter().copied()).collect();
-    if io::transform_points(from, to, xs, ys).is_ok() {
-        return;
-    }
-    for ((x, y), (ox, oy)) in xs.iter_mut().zip(ys.iter_mut()).zip(original) {
-        let (mut px, mut py) = ([ox], [oy]);
-        (*x, *y) = if io::transform_points(from, to, &mut px, &mut py).is_ok() {
-            (px[0], py[0])
-        } else {
-            (f64::NAN, f64::NAN)
-        };
-    }
-}
-
 /// Walks the pixels of `walker` strip by strip and yields their overlaps with the lattice.
 pub struct Overlapper {
     pub space: CellSpace,
@@ -157,25 +140,17 @@ impl Overlapper {
     pub fn strip(&self, row0: usize, nrows: usize) -> Result<StripOverlap> {
         let w = self.walker.width;
         let gt = self.walker.gt;
-        let npts = (w + 1) * (nrows + 1);
-        let mut xs = Vec::with_capacity(npts);
-        let mut ys = Vec::with_capacity(npts);
-        for r in row0..=row0 + nrows {
-            for c in 0..=w {
-                xs.push(gt[0] + c as f64 * gt[1]);
-                ys.push(gt[3] + r as f64 * gt[5]);
-            }
-        }
-        if !self.same_crs {
-            // In parallel chunks of corner rows, each with its own transformation (PROJ objects are not
-            // shared between threads); every point is transformed on its own, so the result is the same.
-            let chunk = (w + 1) * 16;
-            xs.par_chunks_mut(chunk)
-                .zip(ys.par_chunks_mut(chunk))
-                .for_each(|(xs, ys)| {
-                    transform_or_nan(&self.walker.crs_wkt, &self.space.grid.crs_wkt, xs, ys)
-                });
-        }
+        let (xs, ys) = if self.same_crs {
+            let xs = (row0..=row0 + nrows)
+                .flat_map(|_| (0..=w).map(|c| gt[0] + c as f64 * gt[1]))
+                .collect();
+            let ys = (row0..=row0 + nrows)
+                .flat_map(|r| (0..=w).map(move |_| gt[3] + r as f64 * gt[5]))
+                .collect();
+            (xs, ys)
+        } else {
+            super::corners::strip_corners(&self.walker, &self.space.grid.crs_wkt, row0, nrows)
+        };
         let pts: Vec<(f64, f64)> = xs
             .iter()
             .zip(ys.iter())
