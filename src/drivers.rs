@@ -661,6 +661,8 @@ pub struct Drivers {
     ranges: BTreeMap<String, Range>,
     /// The analysis grid, for per-pixel latitudes (radiation from sunshine without a station latitude).
     grid: Option<Grid>,
+    /// The last interpolation stencil of a coarse raster, shared by the variables on the same source grid.
+    stencils: coarse::StencilCache,
 }
 
 /// One `[raster.NAME]` entry of a drivers file: its variable, unit, file and bands checked.
@@ -1076,6 +1078,7 @@ impl Drivers {
             climate,
             ranges,
             grid: None,
+            stencils: Default::default(),
         };
         d.check_station_ranges()?;
         Ok(d)
@@ -1366,7 +1369,7 @@ impl Drivers {
     ) -> Result<()> {
         if let Some(c) = &r.coarse {
             let grid = self.grid.as_ref().expect("Drivers::open was called");
-            let stencil = c.stencil(&c.positions(grid, w)?);
+            let stencil = self.stencils.get(c, grid, w)?;
             for (&i, plane) in steps.iter().zip(buf.chunks_exact_mut(w.len())) {
                 c.sample(i, &stencil, plane);
             }

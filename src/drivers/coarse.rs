@@ -7,6 +7,7 @@
 //! outside the raster.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::io::{self, Grid, Window};
@@ -136,22 +137,37 @@ impl Coarse {
             (k, (i - nodes[k]) as f64 / (nodes[k + 1] - nodes[k]) as f64)
         };
         let at = |k: usize, j: usize| uv[k * mc.len() + j];
-        let mut out = Vec::with_capacity(w.len());
-        for r in 0..w.nrows {
-            let (kr, fr) = span(&mr, r);
-            let kr1 = (kr + 1).min(mr.len() - 1);
-            for c in 0..w.ncols {
-                let (kc, fc) = span(&mc, c);
-                let kc1 = (kc + 1).min(mc.len() - 1);
-                let lerp = |a: (f64, f64), b: (f64, f64), f: f64| {
-                    (a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f)
-                };
-                let top = lerp(at(kr, kc), at(kr, kc1), fc);
-                let bottom = lerp(at(kr1, kc), at(kr1, kc1), fc);
-                out.push(lerp(top, bottom, fr));
-            }
-        }
+        // Rows in parallel (each position on its own: the same values for any thread count).
+        use rayon::prelude::*;
+        let mut out = vec![(0.0, 0.0); w.len()];
+        out.par_chunks_mut(w.ncols.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (kr, fr) = span(&mr, r);
+                let kr1 = (kr + 1).min(mr.len() - 1);
+                for (c, o) in row.iter_mut().enumerate() {
+                    let (kc, fc) = span(&mc, c);
+                    let kc1 = (kc + 1).min(mc.len() - 1);
+                    let lerp = |a: (f64, f64), b: (f64, f64), f: f64| {
+                        (a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f)
+                    };
+                    let top = lerp(at(kr, kc), at(kr, kc1), fc);
+                    let bottom = lerp(at(kr1, kc), at(kr1, kc1), fc);
+                    *o = lerp(top, bottom, fr);
+                }
+            });
         Ok(out)
+    }
+
+    fn layout(&self) -> Layout {
+        Layout {
+            gt: self.gt,
+            crs_wkt: self.crs_wkt.clone(),
+            ncols: self.ncols,
+            nrows: self.nrows,
+            off: self.off,
+            full: self.full,
+        }
     }
 
     /// The bilinear stencil of every position: computed once per block, applied to every step.
@@ -223,6 +239,39 @@ impl Coarse {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Where a coarse raster's window lies: rasters with the same layout (temperature, precipitation and radiation
+/// of one climate product) have the same stencil over any block.
+#[derive(Clone, PartialEq)]
+struct Layout {
+    gt: [f64; 6],
+    crs_wkt: String,
+    ncols: usize,
+    nrows: usize,
+    off: (usize, usize),
+    full: (usize, usize),
+}
+
+/// The last stencil computed, reused by the next raster with the same layout over the same block. It is
+/// computed outside the lock (a rayon worker waiting inside `stencil` may run another read that asks for it),
+/// so two readers at once may both compute it: the same values either way.
+#[derive(Default)]
+pub struct StencilCache(Mutex<Option<(Layout, Window, Arc<Stencil>)>>);
+
+impl StencilCache {
+    /// The stencil of `c` over block `w` of `grid`.
+    pub fn get(&self, c: &Coarse, grid: &Grid, w: &Window) -> Result<Arc<Stencil>> {
+        let layout = c.layout();
+        if let Some((l, cw, s)) = self.0.lock().expect("stencil cache").as_ref() {
+            if *l == layout && cw == w {
+                return Ok(Arc::clone(s));
+            }
+        }
+        let s = Arc::new(c.stencil(&c.positions(grid, w)?));
+        *self.0.lock().expect("stencil cache") = Some((layout, *w, Arc::clone(&s)));
+        Ok(s)
+    }
+}
 
 /// Per analysis pixel of a block: where its value comes from in the window held.
 pub struct Stencil(Vec<Taps>);

@@ -786,6 +786,11 @@ fn read_months(
 
 /// The mean air temperature of each month of the model year over a strip (daily drivers averaged).
 fn window_tmean(p: &Prepared, w: &Window) -> Result<Vec<Plane>> {
+    let d = (p.drivers.as_slice(), p.window_steps.as_slice());
+    if p.window_steps.iter().all(|(_, steps)| steps.len() == 1) {
+        // Monthly drivers: every month in one read (a coarse raster's interpolation stencil computed once).
+        return read_months(d, Var::Tmean, 0..p.window_steps.len(), w);
+    }
     let mut out = Vec::with_capacity(12);
     for (k, (part, steps)) in p.window_steps.iter().enumerate() {
         if steps.len() == 1 {
