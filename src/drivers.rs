@@ -1380,7 +1380,7 @@ impl Drivers {
         if steps.len() == 1 {
             return reader.read_window::<f32>(steps[0], w, buf);
         }
-        reader.read_bands_f32(steps, w, buf)
+        reader.read_bands(steps, w, buf)
     }
 
     /// Values of `var` at step `i` over the window `w` of the grid, derivations applied.

@@ -825,6 +825,23 @@ impl GridReader {
         self.warped.as_ref().unwrap_or(&self.source)
     }
 
+    /// The bands requested, in order.
+    pub fn requests(&self) -> Vec<BandRequest> {
+        self.bands
+            .iter()
+            .zip(&self.band_names)
+            .map(|(&index, name)| BandRequest {
+                index,
+                name: name.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether the file is read as it is (on the grid, or the grid is a window of it), not warped.
+    pub fn is_direct(&self) -> bool {
+        self.warped.is_none()
+    }
+
     /// Read rows `row0 .. row0 + nrows` of the `k`-th requested band into `buf` (len = width * nrows).
     pub fn read_rows<T: GdalType + Copy>(
         &self,
@@ -839,9 +856,16 @@ impl GridReader {
     /// Read `w` of several requested bands (`ks`, positions as in `read_window`) in one call, band after band
     /// into `buf` (len = ks.len() * w.len()). A warped file is warped once for all of them, block by block,
     /// instead of once per band (which, with bands larger than GDAL's block cache, would warp each chunk again
-    /// for every band).
-    pub fn read_bands_f32(&self, ks: &[usize], w: &Window, buf: &mut [f32]) -> Result<()> {
+    /// for every band); a pixel-interleaved file is decompressed once for all of them (one handle per band
+    /// would decompress each tile again for every band).
+    pub fn read_bands<T: GdalType + Copy>(
+        &self,
+        ks: &[usize],
+        w: &Window,
+        buf: &mut [T],
+    ) -> Result<()> {
         assert_eq!(buf.len(), ks.len() * w.len());
+        let size = std::mem::size_of::<T>() as i32;
         let ds = self.dataset();
         let mut map: Vec<i32> = ks.iter().map(|&k| self.bands[k] as i32).collect();
         // SAFETY: resets this thread's GDAL error state. `buf` holds ks.len() bands of w.ncols x w.nrows f32 values with the spacings given; the
@@ -858,12 +882,12 @@ impl GridReader {
                 buf.as_mut_ptr() as *mut std::ffi::c_void,
                 w.ncols as i32,
                 w.nrows as i32,
-                gdal_sys::GDALDataType::GDT_Float32,
+                T::gdal_ordinal(),
                 map.len() as i32,
                 map.as_mut_ptr(),
-                4,
-                4 * w.ncols as i32,
-                4 * w.len() as i32,
+                size,
+                size * w.ncols as i32,
+                size * w.len() as i32,
             )
         };
         if err != gdal_sys::CPLErr::CE_None {

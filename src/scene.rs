@@ -811,6 +811,9 @@ pub struct SceneReader<'a> {
 struct TileReader {
     refl: Vec<(GridReader, ReflConv)>,
     qa: Option<(GridReader, Option<f64>)>,
+    /// When every band (and the QA band) comes from one file read directly: that file with the reflectance
+    /// bands then the QA band, read in one call (a pixel-interleaved file's tiles decompressed once).
+    joint: Option<GridReader>,
 }
 
 /// DN -> reflectance conversion of one band.
@@ -895,33 +898,63 @@ impl TileReader {
             }
             _ => None,
         };
-        Ok(TileReader { refl, qa })
+        let joint = joint_reader(&refl, qa.as_ref().map(|q| &q.0), grid)?;
+        Ok(TileReader { refl, qa, joint })
+    }
+
+    /// DNs (and warped values) in float64, band after band (the reflectance bands, then the QA band's codes
+    /// as float64, exact for integer codes): from one call when the file is shared, otherwise band by band.
+    fn read_raw(&self, w: &Window) -> Result<(Vec<Vec<f64>>, Option<Vec<i32>>)> {
+        let n = w.len();
+        if let Some(j) = &self.joint {
+            let nb = self.refl.len() + usize::from(self.qa.is_some());
+            let mut buf = vec![0f64; nb * n];
+            j.read_bands(&(0..nb).collect::<Vec<_>>(), w, &mut buf)?;
+            let mut planes: Vec<Vec<f64>> = buf.chunks_exact(n).map(<[f64]>::to_vec).collect();
+            let qa = self.qa.is_some().then(|| {
+                planes
+                    .pop()
+                    .expect("QA plane")
+                    .iter()
+                    .map(|&v| v as i32)
+                    .collect()
+            });
+            return Ok((planes, qa));
+        }
+        let mut planes = Vec::with_capacity(self.refl.len());
+        for (reader, _) in &self.refl {
+            let mut buf = vec![0f64; n];
+            reader.read_window(0, w, &mut buf)?;
+            planes.push(buf);
+        }
+        let qa = match &self.qa {
+            Some((r, _)) => {
+                let mut q = vec![0i32; n];
+                r.read_window(0, w, &mut q)?;
+                Some(q)
+            }
+            None => None,
+        };
+        Ok((planes, qa))
     }
 
     /// Reflectance planes (NaN where no data or not clear) and, per pixel, whether the tile has data there
     /// (every band present, cloudy or not).
     fn read(&self, stack: &Stack, w: &Window) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
         let n = w.len();
-        let clear: Option<Vec<bool>> = match (&self.qa, &stack.mask) {
-            (Some((r, file_nd)), Some(mask)) => {
-                let mut q = vec![0i32; n];
-                r.read_window(0, w, &mut q)?;
-                Some(
-                    q.iter()
-                        .map(|&v| mask.is_clear(v) && file_nd.is_none_or(|nd| v as f64 != nd))
-                        .collect(),
-                )
-            }
+        let (mut planes, qa) = self.read_raw(w)?;
+        let clear: Option<Vec<bool>> = match (&self.qa, &stack.mask, qa) {
+            (Some((_, file_nd)), Some(mask), Some(q)) => Some(
+                q.iter()
+                    .map(|&v| mask.is_clear(v) && file_nd.is_none_or(|nd| v as f64 != nd))
+                    .collect(),
+            ),
             _ => None,
         };
         let dn_nodata = &stack.profile.reflectance.dn_nodata;
         let mut has_data = vec![true; n];
-        let mut planes = Vec::with_capacity(self.refl.len());
-        for (reader, conv) in &self.refl {
-            // DNs (and warped values) in float64: reflectance and indices are computed in float64 and rounded
-            // once, to the output type.
-            let mut buf = vec![0f64; n];
-            reader.read_window(0, w, &mut buf)?;
+        // Reflectance and indices are computed in float64 and rounded once, to the output type.
+        for ((_, conv), buf) in self.refl.iter().zip(planes.iter_mut()) {
             for (i, v) in buf.iter_mut().enumerate() {
                 let dn = *v;
                 let missing = v.is_nan()
@@ -937,10 +970,26 @@ impl TileReader {
                     (dn + conv.add) * conv.scale + conv.offset
                 };
             }
-            planes.push(buf);
         }
         Ok((planes, has_data))
     }
+}
+
+/// One reader for every band of a tile (the reflectance bands in order, then the QA band) when they all come
+/// from one file read directly; None otherwise (bands in several files, or a warped file, whose QA band is
+/// resampled differently).
+fn joint_reader(
+    refl: &[(GridReader, ReflConv)],
+    qa: Option<&GridReader>,
+    grid: &Grid,
+) -> Result<Option<GridReader>> {
+    let readers: Vec<&GridReader> = refl.iter().map(|(r, _)| r).chain(qa).collect();
+    let path = readers[0].path();
+    if readers.iter().any(|r| !r.is_direct() || r.path() != path) {
+        return Ok(None);
+    }
+    let requests: Vec<BandRequest> = readers.iter().map(|r| r.requests()[0].clone()).collect();
+    GridReader::new(path, &requests, grid, Resampling::Nearest, None, f64::NAN).map(Some)
 }
 
 impl<'a> SceneReader<'a> {
