@@ -53,26 +53,24 @@ pub fn strip_corners(
         |pts| transform(&walker.crs_wkt, to_wkt, pts),
         at,
     );
-    let mut xs = Vec::with_capacity((w + 1) * (nrows + 1));
-    let mut ys = Vec::with_capacity(xs.capacity());
-    let mut exact = Vec::new();
-    for r in row0..=row0 + nrows {
-        let (kr, fr) = span(&rows, r);
-        for c in 0..=w {
+    // Corner rows in parallel (each corner on its own: the same values for any thread count); NaN marks a
+    // corner of a cell that failed the test, transformed exactly below.
+    let mut pts = vec![(f64::NAN, f64::NAN); (w + 1) * (nrows + 1)];
+    pts.par_chunks_mut(w + 1).enumerate().for_each(|(i, row)| {
+        let (kr, fr) = span(&rows, row0 + i);
+        for (c, p) in row.iter_mut().enumerate() {
             let (kc, fc) = span(&cols, c);
-            match mesh.interpolate(kr, kc, fr, fc) {
-                Some((x, y)) => {
-                    xs.push(x);
-                    ys.push(y);
-                }
-                None => {
-                    exact.push(xs.len());
-                    let (x, y) = at(c as f64, r as f64);
-                    xs.push(x);
-                    ys.push(y);
-                }
+            if let Some(q) = mesh.interpolate(kr, kc, fr, fc) {
+                *p = q;
             }
         }
+    });
+    let exact: Vec<usize> = (0..pts.len())
+        .filter(|&i| pts[i].0.is_nan() || pts[i].1.is_nan())
+        .collect();
+    let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = pts.into_iter().unzip();
+    for &i in &exact {
+        (xs[i], ys[i]) = at((i % (w + 1)) as f64, (row0 + i / (w + 1)) as f64);
     }
     if !exact.is_empty() {
         let mut pts: Vec<(f64, f64)> = exact.iter().map(|&i| (xs[i], ys[i])).collect();
@@ -101,10 +99,16 @@ fn span(knots: &[usize], i: usize) -> (usize, f64) {
     if knots.len() == 1 {
         return (0, 0.0);
     }
-    let k = knots
-        .partition_point(|&n| n <= i)
-        .saturating_sub(1)
-        .min(knots.len() - 2);
+    // Knots are multiples of KNOT from the first but for the last: the interval by division (the same as
+    // `knots.partition_point(|&n| n <= i).saturating_sub(1).min(knots.len() - 2)`).
+    let k = ((i - knots[0]) / KNOT).min(knots.len() - 2);
+    debug_assert_eq!(
+        k,
+        knots
+            .partition_point(|&n| n <= i)
+            .saturating_sub(1)
+            .min(knots.len() - 2)
+    );
     (k, (i - knots[k]) as f64 / (knots[k + 1] - knots[k]) as f64)
 }
 
@@ -232,9 +236,9 @@ mod tests {
         assert_eq!(knots(250, 260, 600), vec![248, 256, 264]);
         assert_eq!(knots(90, 100, 100), vec![88, 96, 100]);
         assert_eq!(knots(0, 5, 5), vec![0, 5]);
-        assert_eq!(span(&[0, 16, 32], 16), (1, 0.0));
-        assert_eq!(span(&[0, 16, 32], 32), (1, 1.0));
-        assert_eq!(span(&[80, 96, 100], 98), (1, 0.5));
+        assert_eq!(span(&[0, 8, 16], 8), (1, 0.0));
+        assert_eq!(span(&[0, 8, 16], 16), (1, 1.0));
+        assert_eq!(span(&[88, 96, 100], 98), (1, 0.5));
     }
 
     fn utm52(width: usize, height: usize, px: f64) -> Grid {

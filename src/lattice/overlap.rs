@@ -152,8 +152,8 @@ impl Overlapper {
             super::corners::strip_corners(&self.walker, &self.space.grid.crs_wkt, row0, nrows)
         };
         let pts: Vec<(f64, f64)> = xs
-            .iter()
-            .zip(ys.iter())
+            .par_iter()
+            .zip(ys.par_iter())
             .map(|(&x, &y)| self.space.measure(x, y))
             .collect();
         let rows: Vec<RowPieces> = (0..nrows)
