@@ -188,6 +188,78 @@ mod tests {
         assert!(s.iter().all(|d| d[1] == [0.0, 1.0]));
     }
 
+    /// Linear-interpolation percentile (R's type 7) of sorted values.
+    fn percentile(sorted: &[f64], q: f64) -> f64 {
+        let h = (sorted.len() - 1) as f64 * q;
+        let (lo, f) = (h.floor() as usize, h - h.floor());
+        sorted[lo] + f * (sorted[(lo + 1).min(sorted.len() - 1)] - sorted[lo])
+    }
+
+    /// Calibration: in 1,000 trials a map's true composition per mapped class is drawn (a population of
+    /// classifiers: Dirichlet rows around 80-90 % right), a stratified reference sample of 100 points per mapped
+    /// class is drawn from it, and the 90 % interval of 500 draws of the total (each true class at its own
+    /// value per area) covers the true total in 90 % +- 3 % of the trials (893 here; 88.95 % over 10,000 trials
+    /// with other seeds: a touch under 90, as the Dirichlet posterior of the counts has variance p (1 - p) /
+    /// (n + 1), a little under the sampling variance p (1 - p) / n).
+    #[test]
+    fn ninety_percent_intervals_of_a_confused_total_cover_the_truth_nine_times_in_ten() {
+        use rand::Rng;
+        let area = [500.0, 300.0, 200.0];
+        let value = [10.0, 6.0, 1.0];
+        let population = [[40.0, 6.0, 4.0], [5.0, 40.0, 5.0], [2.0, 3.0, 45.0]];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut hits = 0;
+        for t in 0..1000 {
+            let truth: Vec<Vec<f64>> = population
+                .iter()
+                .map(|a| {
+                    let g: Vec<f64> = a
+                        .iter()
+                        .map(|&k| Gamma::new(k, 1.0).unwrap().sample(&mut rng))
+                        .collect();
+                    let s: f64 = g.iter().sum();
+                    g.iter().map(|x| x / s).collect()
+                })
+                .collect();
+            let counts: Vec<Vec<u64>> = truth
+                .iter()
+                .map(|p| {
+                    let mut row = vec![0u64; 3];
+                    for _ in 0..100 {
+                        let (mut u, mut j) = (rng.gen::<f64>(), 0);
+                        while j < 2 && u >= p[j] {
+                            u -= p[j];
+                            j += 1;
+                        }
+                        row[j] += 1;
+                    }
+                    row
+                })
+                .collect();
+            let total = |shares: &[Vec<f64>]| -> f64 {
+                (0..3)
+                    .map(|i| area[i] * (0..3).map(|j| shares[i][j] * value[j]).sum::<f64>())
+                    .sum()
+            };
+            let c = Confusion {
+                path: PathBuf::from("t"),
+                codes: vec![1, 2, 3],
+                counts,
+            };
+            let mut draws: Vec<f64> = c
+                .draw_shares(500, 100 + t)
+                .iter()
+                .map(|d| total(d))
+                .collect();
+            draws.sort_by(f64::total_cmp);
+            let true_total = total(&truth);
+            hits += usize::from(
+                percentile(&draws, 0.05) <= true_total && true_total <= percentile(&draws, 0.95),
+            );
+        }
+        assert!((870..=930).contains(&hits), "{hits} of 1000");
+    }
+
     #[test]
     fn bad_matrices_name_every_problem() {
         let (_d, p) = write("predicted\\reference,forest,\"20 crop\"\n\"10 forest\",8,x\n");
