@@ -202,13 +202,14 @@ fn run_block(
 }
 
 /// An output's value for one pixel's result (sequestration in t CO2 ha-1 from NEP in g C m-2).
-fn value(r: &PixelOut, o: &str) -> f64 {
+/// How output `o`'s value comes from a pixel's results.
+fn value_of(o: &str) -> fn(&PixelOut) -> f64 {
     match o {
-        "GPP" => r.gpp,
-        "NPP" => r.npp,
-        "Rh" => r.rh,
-        "NEP" => r.npp - r.rh,
-        _ => gc_m2_to_tco2_ha(r.npp - r.rh),
+        "GPP" => |r| r.gpp,
+        "NPP" => |r| r.npp,
+        "Rh" => |r| r.rh,
+        "NEP" => |r| r.npp - r.rh,
+        _ => |r| gc_m2_to_tco2_ha(r.npp - r.rh),
     }
 }
 
@@ -225,7 +226,10 @@ fn write_block(
         ow.write_window(
             0,
             w,
-            results.iter().map(|r| value(r, outs[k]) as f32).collect(),
+            results
+                .iter()
+                .map(|r| value_of(outs[k])(r) as f32)
+                .collect(),
         )?;
         ow.flush()
     })?;
@@ -318,6 +322,17 @@ impl Accumulator {
         w: &Window,
         (results, models, fills): (&[PixelOut], &[Option<(usize, &ClassModel)>], &[FillCounts]),
     ) {
+        // The outputs' running sums per class in arrays for the block (the same additions in the same order as
+        // into the maps pixel by pixel, without a map lookup per pixel), written back at the end.
+        let load = |m: &BTreeMap<&'static str, f64>| -> Vec<f64> {
+            outs.iter()
+                .map(|o| m.get(o).copied().unwrap_or(0.0))
+                .collect()
+        };
+        let mut vs: Vec<Vec<f64>> = self.summaries.iter().map(|s| load(&s.value_sums)).collect();
+        let mut ss: Vec<Vec<f64>> = self.summaries.iter().map(|s| load(&s.sums)).collect();
+        let mut summed = vec![false; self.summaries.len()];
+        let values: Vec<fn(&PixelOut) -> f64> = outs.iter().map(|o| value_of(o)).collect();
         for (px, (r, m)) in results.iter().zip(models).enumerate() {
             let Some((ci, _)) = m else { continue };
             let s = &mut self.summaries[*ci];
@@ -337,10 +352,22 @@ impl Accumulator {
                 s.pixels_without_result += 1;
                 continue;
             }
-            for o in outs {
-                let v = value(r, o);
-                *s.value_sums.entry(o).or_default() += v;
-                *s.sums.entry(o).or_default() += v * area;
+            summed[*ci] = true;
+            for (k, get) in values.iter().enumerate() {
+                let v = get(r);
+                vs[*ci][k] += v;
+                ss[*ci][k] += v * area;
+            }
+        }
+        for (ci, s) in self
+            .summaries
+            .iter_mut()
+            .enumerate()
+            .filter(|(ci, _)| summed[*ci])
+        {
+            for (k, o) in outs.iter().enumerate() {
+                s.value_sums.insert(o, vs[ci][k]);
+                s.sums.insert(o, ss[ci][k]);
             }
         }
     }
