@@ -923,7 +923,9 @@ fn strip_casa(
             },
         )
         .collect();
-    Ok(split_monthly(per_px, sim.len(), &[0, 1, 2]))
+    // Monthly planes only when they are written (12 months x 3 planes of NaN per block otherwise).
+    let nmonths = if want_monthly { sim.len() } else { 0 };
+    Ok(split_monthly(per_px, nmonths, &[0, 1, 2]))
 }
 
 /// A strip's CASA inputs shared by its pixels (the simulated months' precipitation, radiation and VPD,

@@ -210,14 +210,12 @@ pub(super) fn fill_block(
             (v, FillCounts::of(&how[sim.clone()]))
         })
         .collect();
-    let mut out = vec![vec![f32::NAN; npx]; 12];
-    let mut counts = Vec::with_capacity(npx);
-    for (px, (v, c)) in per_px.into_iter().enumerate() {
-        for k in 0..12 {
-            out[k][px] = v[k] as f32;
-        }
-        counts.push(c);
-    }
+    // Month planes in parallel (the transposition is a fifth of the fill's time when done on one thread).
+    let out: Vec<Vec<f32>> = (0..12)
+        .into_par_iter()
+        .map(|k| per_px.iter().map(|(v, _)| v[k] as f32).collect())
+        .collect();
+    let counts = per_px.iter().map(|(_, c)| *c).collect();
     (out, counts)
 }
 
