@@ -26,8 +26,10 @@ use crate::io::{self, Grid};
 pub const KNOT: usize = 8;
 
 /// The largest interpolation error accepted at a mesh cell's probes, as a fraction of the pixel's size there:
-/// a millionth of a pixel (10 micrometres on 10 m pixels) moves a pixel's split between two cells by at most a
-/// millionth of its area, and no cell's total by more than that share of the pixels on its border.
+/// a millionth of a pixel (10 micrometres on 10 m pixels) changes a pixel's area in the lattice's space by a
+/// few millionths (its four corners each move), and a cell's total only through the pixels on its border (the
+/// pieces of a cell still tile it). Measured on the README's Exeter run: fine emissions per pixel up to 6e-6
+/// relative, cell totals 2e-9.
 pub const MAX_ERROR_PX: f64 = 1e-6;
 
 /// Corner positions (x, y) in the lattice CRS, row-major over corner rows `row0 ..= row0 + nrows` and corner
