@@ -22,14 +22,7 @@ const MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// The part of a driver raster over the analysis grid, every step, in memory.
 pub struct Coarse {
-    /// Geotransform of the window held (north-up).
-    gt: [f64; 6],
-    crs_wkt: String,
-    /// Window size and the window's offset in the whole raster, and the whole raster's size.
-    ncols: usize,
-    nrows: usize,
-    off: (usize, usize),
-    full: (usize, usize),
+    layout: Layout,
     /// Stored values per step, row by row; NaN where the file has no data.
     data: Vec<Vec<f32>>,
 }
@@ -89,12 +82,14 @@ impl Coarse {
         gt[0] += c0 as f64 * dx;
         gt[3] -= r0 as f64 * dy;
         Ok(Some(Coarse {
-            gt,
-            crs_wkt: own.crs_wkt.clone(),
-            ncols,
-            nrows,
-            off: (c0, r0),
-            full: (own.width, own.height),
+            layout: Layout {
+                gt,
+                crs_wkt: own.crs_wkt.clone(),
+                ncols,
+                nrows,
+                off: (c0, r0),
+                full: (own.width, own.height),
+            },
             data,
         }))
     }
@@ -117,13 +112,16 @@ impl Coarse {
                 ys.push(grid.gt[3] + (w.row0 + r) as f64 * grid.gt[5] + 0.5 * grid.gt[5]);
             }
         }
-        if !io::same_crs(&grid.crs_wkt, &self.crs_wkt) {
-            io::transform_points(&grid.crs_wkt, &self.crs_wkt, &mut xs, &mut ys)?;
+        if !io::same_crs(&grid.crs_wkt, &self.layout.crs_wkt) {
+            io::transform_points(&grid.crs_wkt, &self.layout.crs_wkt, &mut xs, &mut ys)?;
         }
         let uv: Vec<(f64, f64)> = xs
             .iter()
             .zip(&ys)
-            .map(|(x, y)| ((x - self.gt[0]) / self.gt[1], (y - self.gt[3]) / self.gt[5]))
+            .map(|(x, y)| {
+                let gt = &self.layout.gt;
+                ((x - gt[0]) / gt[1], (y - gt[3]) / gt[5])
+            })
             .collect();
         // Linear between mesh nodes along both axes.
         let span = |nodes: &[usize], i: usize| -> (usize, f64) {
@@ -159,17 +157,6 @@ impl Coarse {
         Ok(out)
     }
 
-    fn layout(&self) -> Layout {
-        Layout {
-            gt: self.gt,
-            crs_wkt: self.crs_wkt.clone(),
-            ncols: self.ncols,
-            nrows: self.nrows,
-            off: self.off,
-            full: self.full,
-        }
-    }
-
     /// The bilinear stencil of every position: computed once per block, applied to every step.
     pub fn stencil(&self, positions: &[(f64, f64)]) -> Stencil {
         use rayon::prelude::*;
@@ -203,16 +190,18 @@ impl Coarse {
             cells: [NONE; 4],
             weights: [0.0; 4],
         };
-        let (fu, fv) = (u + self.off.0 as f64, v + self.off.1 as f64);
-        if fu < 0.0 || fv < 0.0 || fu > self.full.0 as f64 || fv > self.full.1 as f64 {
+        let (fu, fv) = (u + self.layout.off.0 as f64, v + self.layout.off.1 as f64);
+        if fu < 0.0 || fv < 0.0 || fu > self.layout.full.0 as f64 || fv > self.layout.full.1 as f64
+        {
             return none;
         }
         let (ci, cj) = (u.floor() as i64, v.floor() as i64);
-        if ci < 0 || cj < 0 || ci as usize >= self.ncols || cj as usize >= self.nrows {
+        if ci < 0 || cj < 0 || ci as usize >= self.layout.ncols || cj as usize >= self.layout.nrows
+        {
             return none;
         }
         let mut t = Taps {
-            centre: (cj as usize * self.ncols + ci as usize) as u32,
+            centre: (cj as usize * self.layout.ncols + ci as usize) as u32,
             ..none
         };
         let (x, y) = (u - 0.5, v - 0.5);
@@ -228,10 +217,15 @@ impl Coarse {
         .enumerate()
         {
             let (i, j) = (i0 as i64 + di, j0 as i64 + dj);
-            if i < 0 || j < 0 || i as usize >= self.ncols || j as usize >= self.nrows || w == 0.0 {
+            if i < 0
+                || j < 0
+                || i as usize >= self.layout.ncols
+                || j as usize >= self.layout.nrows
+                || w == 0.0
+            {
                 continue;
             }
-            t.cells[n] = (j as usize * self.ncols + i as usize) as u32;
+            t.cells[n] = (j as usize * self.layout.ncols + i as usize) as u32;
             t.weights[n] = w;
         }
         t
@@ -244,8 +238,10 @@ const NONE: u32 = u32::MAX;
 /// of one climate product) have the same stencil over any block.
 #[derive(Clone, PartialEq)]
 struct Layout {
+    /// Geotransform of the window held (north-up).
     gt: [f64; 6],
     crs_wkt: String,
+    /// Window size and the window's offset in the whole raster, and the whole raster's size.
     ncols: usize,
     nrows: usize,
     off: (usize, usize),
@@ -261,7 +257,7 @@ pub struct StencilCache(Mutex<Option<(Layout, Window, Arc<Stencil>)>>);
 impl StencilCache {
     /// The stencil of `c` over block `w` of `grid`.
     pub fn get(&self, c: &Coarse, grid: &Grid, w: &Window) -> Result<Arc<Stencil>> {
-        let layout = c.layout();
+        let layout = c.layout.clone();
         if let Some((l, cw, s)) = self.0.lock().expect("stencil cache").as_ref() {
             if *l == layout && cw == w {
                 return Ok(Arc::clone(s));
