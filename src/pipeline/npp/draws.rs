@@ -525,13 +525,14 @@ pub fn write(
         nr.read_rows(0, row0, n, &mut npp)?;
         rr.read_rows(0, row0, n, &mut rh)?;
         lc.read_rows(0, row0, n, &mut cls)?;
-        let stats: Vec<[[f64; 5]; 3]> = (0..len)
+        // Held as written (float32): half the strip's memory of float64 statistics.
+        let stats: Vec<[[f32; 5]; 3]> = (0..len)
             .into_par_iter()
             .map_init(
                 || (Vec::new(), Vec::new()),
                 |(a, b): &mut (Vec<f64>, Vec<f64>), px| {
                     if !(npp[px].is_finite() && rh[px].is_finite()) {
-                        return [[f64::NAN; 5]; 3];
+                        return [[f32::NAN; 5]; 3];
                     }
                     let k = param(cls[px]);
                     a.clear();
@@ -545,7 +546,7 @@ pub fn write(
                     let mut seq = nep;
                     // Sequestration is NEP in other units: a positive factor keeps the order and the spread.
                     seq.iter_mut().for_each(|v| *v *= to_co2);
-                    [summary(a), nep, seq]
+                    [summary(a), nep, seq].map(|s| s.map(|v| v as f32))
                 },
             )
             .collect();
@@ -564,7 +565,7 @@ pub fn write(
         }
         for (q, w) in writers.iter_mut().enumerate() {
             for (b, _) in STATS.iter().enumerate() {
-                w.write_rows(b, row0, stats.iter().map(|s| s[q][b] as f32).collect())?;
+                w.write_rows(b, row0, stats.iter().map(|s| s[q][b]).collect())?;
             }
             w.flush()?;
         }
