@@ -2988,3 +2988,80 @@ mod closure_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod read_bands_tests {
+    use super::*;
+    use gdal::raster::RasterCreationOptions;
+
+    /// A pixel-interleaved, tiled, DEFLATE UInt16 file (the layout of the peer's Sentinel-2 scenes) with value
+    /// 1000 b + 10 row + col in band b.
+    fn interleaved(path: &Path) -> Grid {
+        let (w, h) = (40usize, 30usize);
+        let mut co = RasterCreationOptions::new();
+        for (k, v) in [
+            ("INTERLEAVE", "PIXEL"),
+            ("TILED", "YES"),
+            ("BLOCKXSIZE", "16"),
+            ("BLOCKYSIZE", "16"),
+            ("COMPRESS", "DEFLATE"),
+        ] {
+            co.add_name_value(k, v).unwrap();
+        }
+        let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = driver
+            .create_with_band_type_with_options::<u16, _>(path, w, h, 3, &co)
+            .unwrap();
+        let srs = gdal::spatial_ref::SpatialRef::from_epsg(32652).unwrap();
+        ds.set_spatial_ref(&srs).unwrap();
+        ds.set_geo_transform(&[300000.0, 10.0, 0.0, 4150000.0, 0.0, -10.0])
+            .unwrap();
+        for b in 1..=3 {
+            let data: Vec<u16> = (0..w * h)
+                .map(|i| (1000 * b + 10 * (i / w) + i % w) as u16)
+                .collect();
+            let mut buf = gdal::raster::Buffer::new((w, h), data);
+            ds.rasterband(b)
+                .unwrap()
+                .write((0, 0), (w, h), &mut buf)
+                .unwrap();
+        }
+        drop(ds);
+        Grid::from_raster(path).unwrap()
+    }
+
+    /// Several bands in one call, as float64 and as integers, in the order asked: the values written.
+    #[test]
+    fn bands_read_together_are_the_values_written_in_the_order_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("scene.tif");
+        let grid = interleaved(&path);
+        let bands: Vec<BandRequest> = [3, 1]
+            .iter()
+            .map(|&index| BandRequest {
+                index,
+                name: format!("b{index}"),
+            })
+            .collect();
+        let r = GridReader::new(&path, &bands, &grid, Resampling::Nearest, None, f64::NAN).unwrap();
+        assert!(r.is_direct());
+        let w = Window {
+            col0: 5,
+            row0: 12,
+            ncols: 20,
+            nrows: 10,
+        };
+        let mut f = vec![0f64; 2 * w.len()];
+        r.read_bands(&[0, 1], &w, &mut f).unwrap();
+        let mut q = vec![0i32; 2 * w.len()];
+        r.read_bands(&[1, 0], &w, &mut q).unwrap();
+        for i in 0..w.len() {
+            let (row, col) = (w.row0 + i / w.ncols, w.col0 + i % w.ncols);
+            let v = |b: usize| 1000 * b + 10 * row + col;
+            assert_eq!(f[i], v(3) as f64);
+            assert_eq!(f[w.len() + i], v(1) as f64);
+            assert_eq!(q[i], v(1) as i32);
+            assert_eq!(q[w.len() + i], v(3) as i32);
+        }
+    }
+}
