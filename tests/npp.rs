@@ -658,6 +658,104 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
     }
 }
 
+/// A spatially correlated NPP error (`length_km`) on the hand-worked June: NPP's field with sd 0.1 and Rh's
+/// run-wide multiplier with sd 0.2 give each grassland pixel the same NEP spread as a run-wide NPP multiplier,
+/// sqrt((0.1 x 56.228427)^2 + (0.2 x 21.227349)^2) = 7.045487 g C m-2 (a field's value at a pixel is standard
+/// normal). The class total differs: grassland's three pixels (equal areas A, 30 m apart) with knots 1 m
+/// apart (each pixel centre on a knot of its own: independent) have an NPP sd of 0.1 / sqrt(3) = 0.05774 of
+/// the total, and the NEP's variance splits by hand as NPP 0.01 x 3 x 56.228427^2 = 94.848 A^2 against Rh
+/// 0.04 x (3 x 21.227349)^2 = 162.22 A^2: shares 0.3690 and 0.6310, Rh dominant. With a length of 1,000 km
+/// the three pixels move together: sd 0.1 of the total. 4,000 draws estimate an sd within about 1.1 %.
+#[test]
+fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    let run = |km: &str, threads: &str, out: &str| {
+        std::fs::write(
+            d.join("u.toml"),
+            format!(
+                "name = \"test\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"*\"\nsd = 0.1\n\
+                 length_km = {km}\nsource = \"test\"\n[[parameter]]\ntarget = \"rh\"\nsd = 0.2\nsource = \"test\"\n"
+            ),
+        )
+        .unwrap();
+        npp_cmd(
+            d,
+            &["--months", "6-6", "--rh", "pei2009", "--threads", threads],
+        )
+        .args(["--draws", "4000", "--seed", "5", "--uncertainty"])
+        .arg(d.join("u.toml"))
+        .arg("-o")
+        .arg(d.join(out))
+        .assert()
+        .success();
+        d.join(out)
+    };
+    let (near, near3, far) = (
+        run("0.001", "1", "a"),
+        run("0.001", "3", "b"),
+        run("1000", "2", "c"),
+    );
+    let sd = read_band(&near.join("NEP_gC_m2_2021-06_draws.tif"), 2).0;
+    for px in [0, 1, 6] {
+        assert!(
+            (sd[px] / 7.045487 - 1.0).abs() < 0.04,
+            "px {px}: {}",
+            sd[px]
+        );
+    }
+    let npp_spread = |dir: &Path| {
+        let rows = common::csv_rows(&dir.join("draws_2021-06.csv"));
+        let r = rows
+            .iter()
+            .find(|r| r["code"] == "30" && r["quantity"] == "NPP")
+            .unwrap();
+        common::cell(r, "sd") / common::cell(r, "mean")
+    };
+    assert!(
+        (npp_spread(&near) / 0.057735 - 1.0).abs() < 0.04,
+        "{}",
+        npp_spread(&near)
+    );
+    assert!(
+        (npp_spread(&far) / 0.1 - 1.0).abs() < 0.04,
+        "{}",
+        npp_spread(&far)
+    );
+    let shares = common::csv_rows(&near.join("draws_variance_2021-06.csv"));
+    let share = |src: &str| {
+        let r = shares
+            .iter()
+            .find(|r| r["code"] == "30" && r["source"] == src);
+        let r = r.unwrap_or_else(|| panic!("{src}: {shares:?}"));
+        (
+            common::cell(r, "share_of_NEP_variance"),
+            r["dominant"].clone(),
+        )
+    };
+    let (npp, rh) = (share("npp:field 0.001 km"), share("rh"));
+    assert!((npp.0 / 0.3690 - 1.0).abs() < 0.06, "{npp:?}");
+    assert!((rh.0 / 0.6310 - 1.0).abs() < 0.06, "{rh:?}");
+    assert_eq!((npp.1.as_str(), rh.1.as_str()), ("false", "true"));
+    for f in common::list_dir(&near) {
+        let same = std::fs::read(near.join(&f)).unwrap() == std::fs::read(near3.join(&f)).unwrap();
+        assert!(same, "{f} differs between 1 and 3 threads");
+    }
+    // A length on a target it cannot apply to is refused, naming the parameter.
+    std::fs::write(
+        d.join("bad.toml"),
+        "name = \"bad\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grassland\"\nsd = 0.1\n\
+         length_km = 5\nsource = \"t\"\n[[parameter]]\ntarget = \"emissions\"\nsd = 0.1\nlength_km = -1\nsource = \"t\"\n",
+    )
+    .unwrap();
+    let bad = d.join("bad.toml");
+    refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
+        "parameter 1 (npp): a length_km applies to every pixel",
+        "parameter 2 (emissions): length_km (a spatially correlated error) is for npp and rh only",
+    ]);
+}
+
 /// The built-in uncertainty file by name: on the hand-worked June (grassland NPP 56.228427, Rh 21.227349 g C
 /// m-2), NPP's sd 0.29 and Rh's 0.18 (models/uncertainty/carbonmap-validation.toml, independent) give a NEP sd
 /// of sqrt((0.29 x 56.228427)^2 + (0.18 x 21.227349)^2) = sqrt(265.8936 + 14.5994) = 16.74793 g C m-2.

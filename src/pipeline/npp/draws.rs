@@ -42,6 +42,9 @@ pub struct Parameter {
     pub sector: Option<String>,
     /// Relative standard deviation of the multiplier (normal with mean 1).
     pub sd: f64,
+    /// For "npp" (every vegetation type: "*") and "rh": an input error that varies in space, correlated over
+    /// this length (km): a field per draw (`field.rs`) instead of one number per run.
+    pub length_km: Option<f64>,
     /// Where the value comes from (required: a distribution is a claim about the world).
     pub source: String,
 }
@@ -93,13 +96,21 @@ impl UncertaintyFile {
             if !(p.sd.is_finite() && p.sd >= 0.0) {
                 problems.push(format!("{what}: sd must be a number >= 0"));
             }
+            problems.extend(p.field_problem().map(|e| format!("{what}: {e}")));
             if p.source.trim().is_empty() {
                 problems.push(format!("{what}: give its source"));
             }
         }
         for t in ["rh", "sequestration"] {
-            if f.parameters.iter().filter(|p| p.target == t).count() > 1 {
+            let run_wide = |p: &&Parameter| p.target == t && p.length_km.is_none();
+            if f.parameters.iter().filter(run_wide).count() > 1 {
                 problems.push(format!("at most one {t} parameter"));
+            }
+        }
+        for t in ["npp", "rh"] {
+            let field = |p: &&Parameter| p.target == t && p.length_km.is_some();
+            if f.parameters.iter().filter(field).count() > 1 {
+                problems.push(format!("at most one {t} parameter with a length_km"));
             }
         }
         if problems.is_empty() {
@@ -115,6 +126,20 @@ impl UncertaintyFile {
     }
 }
 
+impl Parameter {
+    /// What is wrong with a parameter's `length_km`, if anything.
+    fn field_problem(&self) -> Option<String> {
+        let l = self.length_km?;
+        if !["npp", "rh"].contains(&self.target.as_str()) {
+            return Some("length_km (a spatially correlated error) is for npp and rh only".into());
+        }
+        if self.target == "npp" && self.vegetation_type.as_deref() != Some("*") {
+            return Some("a length_km applies to every pixel: give vegetation_type = \"*\"".into());
+        }
+        (!(l.is_finite() && l > 0.0)).then(|| format!("length_km {l} must be a number > 0"))
+    }
+}
+
 impl Draws {
     /// `n` draws with `seed` (ChaCha8: the same seed gives the same draws on every machine and thread count).
     pub fn new(spec: UncertaintyFile, path: &Path, n: usize, seed: u64) -> Draws {
@@ -127,7 +152,9 @@ impl Draws {
                     .iter()
                     .map(|p| {
                         let z: f64 = StandardNormal.sample(&mut rng);
-                        1.0 + p.sd * (a * z0 + b * z)
+                        // A field's own part is drawn in space (`field_factor`); here its shared part only.
+                        let own = if p.length_km.is_some() { 0.0 } else { b * z };
+                        1.0 + p.sd * (a * z0 + own)
                     })
                     .collect()
             })
@@ -143,16 +170,36 @@ impl Draws {
     /// The NPP parameter of a vegetation type (its own entry, else "*"), if any.
     pub fn npp_param(&self, vegetation_type: &str) -> Option<usize> {
         let find = |t: &str| {
-            self.spec
-                .parameters
-                .iter()
-                .position(|p| p.target == "npp" && p.vegetation_type.as_deref() == Some(t))
+            self.spec.parameters.iter().position(|p| {
+                p.target == "npp"
+                    && p.vegetation_type.as_deref() == Some(t)
+                    && p.length_km.is_none()
+            })
         };
         find(vegetation_type).or_else(|| find("*"))
     }
 
     pub fn rh_param(&self) -> Option<usize> {
-        self.spec.parameters.iter().position(|p| p.target == "rh")
+        self.spec
+            .parameters
+            .iter()
+            .position(|p| p.target == "rh" && p.length_km.is_none())
+    }
+
+    /// The spatially correlated parameter of "npp" or "rh", if any.
+    pub fn field_param(&self, target: &str) -> Option<usize> {
+        self.spec
+            .parameters
+            .iter()
+            .position(|p| p.target == target && p.length_km.is_some())
+    }
+
+    /// A field parameter `k`'s multiplier in draw `d` where its field is `g`: 1 + sd (sqrt(rho) z_0 +
+    /// sqrt(1 - rho) g), the one-factor model with the field in place of the parameter's own normal.
+    #[inline]
+    pub fn field_factor(&self, d: usize, k: usize, g: f64) -> f64 {
+        let p = &self.spec.parameters[k];
+        self.m[d][k] + p.sd * (1.0 - self.spec.correlation).sqrt() * g
     }
 
     /// The emissions parameter of a lattice sector (its own entry, else "*" or one without a sector).
@@ -183,10 +230,23 @@ impl Draws {
     /// Draw `d` of a pixel with NPP `npp` and Rh `rh` whose type has NPP parameter `k`: (NPP, NEP).
     #[inline]
     pub fn pixel(&self, d: usize, k: Option<usize>, npp: f64, rh: f64) -> (f64, f64) {
+        self.pixel_in(d, k, npp, rh, (1.0, 1.0))
+    }
+
+    /// As `pixel`, with the pixel's field multipliers of NPP and Rh in this draw (`field_factor`; 1: none).
+    #[inline]
+    pub fn pixel_in(
+        &self,
+        d: usize,
+        k: Option<usize>,
+        npp: f64,
+        rh: f64,
+        (fn_, fr): (f64, f64),
+    ) -> (f64, f64) {
         let m = k.map_or(1.0, |k| self.m[d][k]);
         let r = self.rh_param().map_or(1.0, |k| self.m[d][k]);
-        let npp_d = npp * m;
-        (npp_d, npp_d - rh * r)
+        let npp_d = npp * m * fn_;
+        (npp_d, npp_d - rh * r * fr)
     }
 }
 
@@ -238,6 +298,7 @@ mod tests {
             vegetation_type: Some(t.into()),
             sector: None,
             sd,
+            length_km: None,
             source: "test".into(),
         };
         UncertaintyFile {
@@ -368,6 +429,9 @@ struct ClassSums {
 /// classes it truly is (drawn shares), each at that class's mean NPP and Rh per area; without, as mapped.
 struct Totals<'a> {
     sums: &'a std::collections::BTreeMap<i32, ClassSums>,
+    /// Whether NPP and Rh have spatial fields, and then each class's sums per draw.
+    field: (bool, bool),
+    draw_sums: &'a super::pixel_draws::DrawSums,
     confusion: Option<&'a Confusion>,
     /// Per draw, per confusion row, the shares of each reference class.
     shares: Vec<Vec<Vec<f64>>>,
@@ -376,30 +440,40 @@ struct Totals<'a> {
 }
 
 impl Totals<'_> {
-    /// NPP and Rh (g C) of `set` with these shares (None: as mapped), NPP multipliers `m` and Rh's `r`.
+    /// NPP and Rh (g C) of `set` with these shares (None: as mapped), NPP multipliers `m` and Rh's `r`, and
+    /// the spatial fields of NPP and Rh as in draw `fd` (None: at their mean, the deterministic sums).
     fn npp_rh(
         &self,
         set: &[ClassSums],
-        shares: Option<&[Vec<f64>]>,
+        (shares, fd): (Option<&[Vec<f64>]>, (Option<usize>, Option<usize>)),
         m: &dyn Fn(Option<usize>) -> f64,
         r: f64,
     ) -> (f64, f64) {
         let (mut npp, mut rh) = (0.0, 0.0);
+        let in_draw = |s: &ClassSums| {
+            let sums = self.draw_sums.get(&s.code);
+            (
+                fd.0.zip(sums).map_or(s.npp, |(d, v)| v.0[d]),
+                fd.1.zip(sums).map_or(s.rh, |(d, v)| v.1[d]),
+            )
+        };
         for s in set {
+            let (s_npp, s_rh) = in_draw(s);
             let row = self.confusion.zip(shares).and_then(|(c, sh)| {
                 let i = c.codes.iter().position(|&x| x == s.code)?;
                 Some((c, &sh[i]))
             });
             let Some((c, row)) = row.filter(|_| s.area > 0.0) else {
-                npp += s.npp * m(s.k);
-                rh += s.rh * r;
+                npp += s_npp * m(s.k);
+                rh += s_rh * r;
                 continue;
             };
             for (&code, &p) in c.codes.iter().zip(row) {
                 // A reference class without pixels in the map has no mean: that share keeps the mapped class.
                 let t = self.sums.get(&code).filter(|t| t.area > 0.0).unwrap_or(s);
-                npp += p * s.area * t.npp / t.area * m(t.k);
-                rh += p * s.area * t.rh / t.area * r;
+                let (t_npp, t_rh) = in_draw(t);
+                npp += p * s.area * t_npp / t.area * m(t.k);
+                rh += p * s.area * t_rh / t.area * r;
             }
         }
         (npp, rh)
@@ -407,6 +481,12 @@ impl Totals<'_> {
 
     fn shares(&self, d: usize) -> Option<&[Vec<f64>]> {
         self.confusion.map(|_| self.shares[d].as_slice())
+    }
+
+    /// Draw `d` of every source: the confusion shares and the fields' draw.
+    fn drawn(&self, d: usize) -> (Option<&[Vec<f64>]>, (Option<usize>, Option<usize>)) {
+        let f = |on: bool| on.then_some(d);
+        (self.shares(d), (f(self.field.0), f(self.field.1)))
     }
 }
 
@@ -480,7 +560,6 @@ pub fn write(
     (seed, confusion): (u64, Option<&Confusion>),
 ) -> Result<Vec<PathBuf>> {
     use crate::io::{BandRequest, Grid, GridReader, Resampling};
-    use rayon::prelude::*;
     use std::collections::BTreeMap;
     let (npp_r, rh_r) = (
         crate::commit::readable(npp_path),
@@ -517,7 +596,16 @@ pub fn write(
         60,
         job.memory_mb,
     );
-    let to_co2 = super::gc_m2_to_tco2_ha(1.0);
+    let fields = super::pixel_draws::Fields::new(draws, &grid, seed)?;
+    let strip = super::pixel_draws::Strip {
+        draws,
+        grid: &grid,
+        fields: &fields,
+        areas: &areas,
+        param: &param,
+        to_co2: super::gc_m2_to_tco2_ha(1.0),
+    };
+    let mut draw_sums = super::pixel_draws::DrawSums::new();
     for row0 in (0..grid.height).step_by(rows) {
         let n = rows.min(grid.height - row0);
         let len = n * grid.width;
@@ -525,31 +613,8 @@ pub fn write(
         nr.read_rows(0, row0, n, &mut npp)?;
         rr.read_rows(0, row0, n, &mut rh)?;
         lc.read_rows(0, row0, n, &mut cls)?;
-        // Held as written (float32): half the strip's memory of float64 statistics.
-        let stats: Vec<[[f32; 5]; 3]> = (0..len)
-            .into_par_iter()
-            .map_init(
-                || (Vec::new(), Vec::new()),
-                |(a, b): &mut (Vec<f64>, Vec<f64>), px| {
-                    if !(npp[px].is_finite() && rh[px].is_finite()) {
-                        return [[f32::NAN; 5]; 3];
-                    }
-                    let k = param(cls[px]);
-                    a.clear();
-                    b.clear();
-                    for d in 0..draws.n {
-                        let (x, y) = draws.pixel(d, k, npp[px], rh[px]);
-                        a.push(x);
-                        b.push(y);
-                    }
-                    let nep = summary(b);
-                    let mut seq = nep;
-                    // Sequestration is NEP in other units: a positive factor keeps the order and the spread.
-                    seq.iter_mut().for_each(|v| *v *= to_co2);
-                    [summary(a), nep, seq].map(|s| s.map(|v| v as f32))
-                },
-            )
-            .collect();
+        let (stats, field_sums) = strip.run(row0, (&npp, &rh, &cls));
+        super::pixel_draws::add_sums(&mut draw_sums, field_sums);
         for (px, c) in cls.iter().enumerate() {
             if npp[px].is_finite() && rh[px].is_finite() {
                 let a = areas.at(px % grid.width, row0 + px / grid.width);
@@ -577,6 +642,8 @@ pub fn write(
     let table = job.out_dir.join(format!("draws_{period}.csv"));
     let totals = Totals {
         sums: &sums,
+        field: (fields.npp.is_some(), fields.rh.is_some()),
+        draw_sums: &draw_sums,
         confusion,
         shares: confusion.map_or_else(Vec::new, |c| c.draw_shares(draws.n, seed)),
         mean: confusion.map_or_else(Vec::new, Confusion::mean_shares),
@@ -658,11 +725,13 @@ fn variance_table(
     params.sort_unstable();
     params.dedup();
     let row = |code: &str, name: &str, set: &[ClassSums]| {
-        let nep = |shares: Option<&[Vec<f64>]>, m: &dyn Fn(Option<usize>) -> f64, r: f64| {
-            let (n, h) = totals.npp_rh(set, shares, m, r);
+        type Drawn<'a> = (Option<&'a [Vec<f64>]>, (Option<usize>, Option<usize>));
+        let nep = |drawn: Drawn, m: &dyn Fn(Option<usize>) -> f64, r: f64| {
+            let (n, h) = totals.npp_rh(set, drawn, m, r);
             (n - h) / 1e6
         };
         let mean = totals.confusion.map(|_| totals.mean.as_slice());
+        let at_mean: Drawn = (mean, (None, None));
         // Every source alone (the others at their means: multipliers 1, land cover at the rows' proportions).
         let mut terms: Vec<(String, Vec<f64>)> = Vec::new();
         for &k in &params {
@@ -674,7 +743,13 @@ fn variance_table(
                 },
             );
             let v: Vec<f64> = (0..draws.n)
-                .map(|d| nep(mean, &|kk| if kk == k { draws.at(d, k) } else { 0.0 }, 0.0))
+                .map(|d| {
+                    nep(
+                        at_mean,
+                        &|kk| if kk == k { draws.at(d, k) } else { 0.0 },
+                        0.0,
+                    )
+                })
                 .collect();
             if v.iter().any(|x| *x != 0.0) {
                 terms.push((label, v));
@@ -682,17 +757,36 @@ fn variance_table(
         }
         let rk = draws.rh_param();
         let rh = (0..draws.n)
-            .map(|d| nep(mean, &|_| 0.0, draws.at(d, rk)))
+            .map(|d| nep(at_mean, &|_| 0.0, draws.at(d, rk)))
             .collect();
         terms.push(("rh".into(), rh));
+        // A spatial field alone (with its shared part), the other sources at their means.
+        for (on, target, fd) in [
+            (totals.field.0, "npp", (true, false)),
+            (totals.field.1, "rh", (false, true)),
+        ] {
+            if let Some(k) = draws.field_param(target).filter(|_| on) {
+                let km = draws.spec.parameters[k].length_km.unwrap_or(f64::NAN);
+                let v = (0..draws.n)
+                    .map(|d| {
+                        nep(
+                            (at_mean.0, (fd.0.then_some(d), fd.1.then_some(d))),
+                            &|_| 1.0,
+                            1.0,
+                        )
+                    })
+                    .collect();
+                terms.push((format!("{target}:field {km} km"), v));
+            }
+        }
         if totals.confusion.is_some() {
             let lc = (0..draws.n)
-                .map(|d| nep(totals.shares(d), &|_| 1.0, 1.0))
+                .map(|d| nep((totals.shares(d), (None, None)), &|_| 1.0, 1.0))
                 .collect();
             terms.push(("landcover".into(), lc));
         }
         let total: Vec<f64> = (0..draws.n)
-            .map(|d| nep(totals.shares(d), &|k| draws.at(d, k), draws.at(d, rk)))
+            .map(|d| nep(totals.drawn(d), &|k| draws.at(d, k), draws.at(d, rk)))
             .collect();
         for (source, sd, share, top) in attribution_of(&total, &terms) {
             // No share where the NEP has no variance (a class without NPP and Rh): empty, not NaN.
@@ -729,7 +823,7 @@ fn io_table(
         let (mut npp, mut rh, mut nep) = (Vec::new(), Vec::new(), Vec::new());
         for d in 0..draws.n {
             let r = draws.at(d, draws.rh_param());
-            let (n, h) = totals.npp_rh(set, totals.shares(d), &|k| draws.at(d, k), r);
+            let (n, h) = totals.npp_rh(set, totals.drawn(d), &|k| draws.at(d, k), r);
             let (n, h) = (n / 1e6, h / 1e6);
             npp.push(n);
             rh.push(h);

@@ -95,6 +95,13 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
                 u.file.clone()
             };
             let spec = UncertaintyFile::load(&path)?;
+            if let Some(p) = spec.parameters.iter().find(|p| p.length_km.is_some()) {
+                return Err(crate::error::Error::Invalid(vec![format!(
+                    "{}: the {} parameter has a length_km: spatially correlated errors are drawn by `npp --draws`; a scenario's paired draws take run-wide parameters only",
+                    path.display(),
+                    p.target
+                )]));
+            }
             Some(Draws::new(spec, &path, u.draws, u.seed))
         }
     };

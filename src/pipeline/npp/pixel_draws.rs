@@ -1,0 +1,166 @@
+//! The draws of a strip's pixels: per pixel, the statistics of NPP, NEP and sequestration over the draws; and
+//! when a parameter is a spatial field (`length_km`), each class's NPP and Rh summed draw by draw, because a
+//! field moves the pixels of one class differently in each draw (a class total is then no longer its
+//! deterministic sum times one multiplier).
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::draws::{summary, Draws};
+use super::field::{Field, Knots};
+use crate::error::Result;
+use crate::io::Grid;
+
+/// The spatial fields of a run's draws: NPP's and Rh's (parameter index and field), if declared.
+pub struct Fields {
+    pub npp: Option<(usize, Field)>,
+    pub rh: Option<(usize, Field)>,
+}
+
+impl Fields {
+    /// The fields the draws' file declares, on `grid`, from the run's seed.
+    pub fn new(draws: &Draws, grid: &Grid, seed: u64) -> Result<Fields> {
+        let of = |t: &str| -> Result<Option<(usize, Field)>> {
+            draws
+                .field_param(t)
+                .map(|k| {
+                    let km = draws.spec.parameters[k].length_km.unwrap_or(f64::NAN);
+                    Ok((k, Field::new(grid, km * 1000.0, seed, k)?))
+                })
+                .transpose()
+        };
+        Ok(Fields {
+            npp: of("npp")?,
+            rh: of("rh")?,
+        })
+    }
+
+    pub fn any(&self) -> bool {
+        self.npp.is_some() || self.rh.is_some()
+    }
+}
+
+/// Per class code: NPP x area and Rh x area (g C) summed in each draw, with the fields' multipliers.
+pub type DrawSums = BTreeMap<i32, (Vec<f64>, Vec<f64>)>;
+
+/// Adds `b` into `a`, draw by draw.
+pub fn add_sums(a: &mut DrawSums, b: DrawSums) {
+    for (code, (n, r)) in b {
+        match a.get_mut(&code) {
+            Some((an, ar)) => {
+                an.iter_mut().zip(&n).for_each(|(x, y)| *x += y);
+                ar.iter_mut().zip(&r).for_each(|(x, y)| *x += y);
+            }
+            None => {
+                a.insert(code, (n, r));
+            }
+        }
+    }
+}
+
+/// Per pixel: [NPP, NEP, sequestration] x [mean, sd, p05, p50, p95], as written (float32).
+pub type PixelStats = [[f32; 5]; 3];
+
+/// What every strip's draws share.
+pub struct Strip<'a> {
+    pub draws: &'a Draws,
+    pub grid: &'a Grid,
+    pub fields: &'a Fields,
+    pub areas: &'a crate::area::PixelAreas,
+    /// A class code's NPP parameter.
+    pub param: &'a (dyn Fn(i32) -> Option<usize> + Sync),
+    /// g C m-2 to t CO2 ha-1.
+    pub to_co2: f64,
+}
+
+/// A field's parameter, its field and its knots in this strip.
+type StripField<'a> = Option<(usize, &'a Field, Knots)>;
+
+impl<'a> Strip<'a> {
+    /// The draws of rows `row0`.. (full width) of NPP, Rh and land cover: every pixel's statistics and, with
+    /// fields, the per-draw class sums (rows in parallel, added in row order: the same sums on any thread count).
+    pub fn run(
+        &self,
+        row0: usize,
+        (npp, rh, cls): (&[f64], &[f64], &[i32]),
+    ) -> (Vec<PixelStats>, DrawSums) {
+        let w = self.grid.width;
+        let n = npp.len() / w.max(1);
+        let knots = |f: &'a Option<(usize, Field)>| -> StripField<'a> {
+            f.as_ref()
+                .map(|(k, f)| (*k, f, f.knots(self.grid, row0, n, self.draws.n)))
+        };
+        let fields = (knots(&self.fields.npp), knots(&self.fields.rh));
+        let rows: Vec<(Vec<PixelStats>, DrawSums)> = (0..n)
+            .into_par_iter()
+            .map(|r| {
+                let span = r * w..(r + 1) * w;
+                let row = (&npp[span.clone()], &rh[span.clone()], &cls[span]);
+                self.row(row0 + r, row, &fields)
+            })
+            .collect();
+        let mut stats = Vec::with_capacity(npp.len());
+        let mut sums = DrawSums::new();
+        for (s, d) in rows {
+            stats.extend(s);
+            add_sums(&mut sums, d);
+        }
+        (stats, sums)
+    }
+
+    /// One row's pixels.
+    fn row(
+        &self,
+        row: usize,
+        (npp, rh, cls): (&[f64], &[f64], &[i32]),
+        (fnpp, frh): &(StripField, StripField),
+    ) -> (Vec<PixelStats>, DrawSums) {
+        let nd = self.draws.n;
+        let (mut a, mut b) = (Vec::with_capacity(nd), Vec::with_capacity(nd));
+        let (mut mn, mut mr, mut g) = (vec![1.0; nd], vec![1.0; nd], vec![0.0; nd]);
+        let mut sums = DrawSums::new();
+        let mut out = Vec::with_capacity(npp.len());
+        // The pixel's multipliers of a field in every draw (left at 1 without the field).
+        let mut factors = |f: &StripField, col: usize, m: &mut [f64]| {
+            if let Some((k, field, knots)) = f {
+                knots.values(&field.pixel(self.grid, col, row), &mut g);
+                for d in 0..nd {
+                    m[d] = self.draws.field_factor(d, *k, g[d]);
+                }
+            }
+        };
+        for col in 0..npp.len() {
+            if !(npp[col].is_finite() && rh[col].is_finite()) {
+                out.push([[f32::NAN; 5]; 3]);
+                continue;
+            }
+            let k = (self.param)(cls[col]);
+            factors(fnpp, col, &mut mn);
+            factors(frh, col, &mut mr);
+            a.clear();
+            b.clear();
+            for d in 0..nd {
+                let (x, y) = self.draws.pixel_in(d, k, npp[col], rh[col], (mn[d], mr[d]));
+                a.push(x);
+                b.push(y);
+            }
+            if self.fields.any() {
+                let area = self.areas.at(col, row);
+                let e = sums
+                    .entry(cls[col])
+                    .or_insert_with(|| (vec![0.0; nd], vec![0.0; nd]));
+                for d in 0..nd {
+                    e.0[d] += npp[col] * area * mn[d];
+                    e.1[d] += rh[col] * area * mr[d];
+                }
+            }
+            let nep = summary(&mut b);
+            let mut seq = nep;
+            // Sequestration is NEP in other units: a positive factor keeps the order and the spread.
+            seq.iter_mut().for_each(|v| *v *= self.to_co2);
+            out.push([summary(&mut a), nep, seq].map(|s| s.map(|v| v as f32)));
+        }
+        (out, sums)
+    }
+}
