@@ -164,3 +164,76 @@ impl<'a> Strip<'a> {
         (out, sums)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::npp::draws::{Parameter, UncertaintyFile};
+
+    /// Calibration with a spatial field: in 1,000 trials the truth is one draw of the declared distributions
+    /// (NPP's field, sd 0.2, length 500 m, sharing a factor of 0.4 with Rh's run-wide multiplier, sd 0.15) over a
+    /// 6 x 2 grid of 300 m pixels; the 90 % interval of 500 draws with another seed covers a pixel's NEP and the
+    /// zone's total NEP (all 12 pixels: spatial correlation in play) in 90 % +- 3 % of the trials (896 and 900
+    /// with these seeds).
+    #[test]
+    fn ninety_percent_intervals_of_a_field_cover_the_truth_nine_times_in_ten() {
+        let p = |target: &str, sd, km| Parameter {
+            target: target.into(),
+            vegetation_type: Some("*".into()),
+            sector: None,
+            sd,
+            length_km: km,
+            source: "test".into(),
+        };
+        let spec = UncertaintyFile {
+            name: "t".into(),
+            correlation: 0.4,
+            parameters: vec![p("npp", 0.2, Some(0.5)), p("rh", 0.15, None)],
+        };
+        let srs = gdal::spatial_ref::SpatialRef::from_epsg(32630).unwrap();
+        let grid = Grid {
+            crs_wkt: srs.to_wkt().unwrap(),
+            gt: [400_000.0, 300.0, 0.0, 5_600_000.0, 0.0, -300.0],
+            width: 6,
+            height: 2,
+        };
+        let (npp, rh) = (|px: usize| 300.0 + 40.0 * px as f64, 180.0);
+        // NEP of every draw of `draws` (rows) at every pixel (columns), the field's knots `k`.
+        let nep = |draws: &Draws, f: &Field, k: &Knots| -> Vec<Vec<f64>> {
+            let mut out = vec![vec![0.0; 12]; draws.n];
+            let mut g = vec![0.0; draws.n];
+            for px in 0..12 {
+                k.values(&f.pixel(&grid, px % 6, px / 6), &mut g);
+                for (d, row) in out.iter_mut().enumerate() {
+                    let m = draws.field_factor(d, 0, g[d]);
+                    row[px] = draws.pixel_in(d, None, npp(px), rh, (m, 1.0)).1;
+                }
+            }
+            out
+        };
+        let interval = |v: &mut Vec<f64>| {
+            let s = summary(v);
+            (s[2], s[4])
+        };
+        let truth = Draws::new(spec.clone(), std::path::Path::new("t"), 1000, 1);
+        let tf = Field::new(&grid, 500.0, 1, 0).unwrap();
+        let truths = nep(&truth, &tf, &tf.knots(&grid, 0, 2, 1000));
+        let (mut pixel_hits, mut zone_hits) = (0, 0);
+        for t in 0..1000 {
+            let seed = 1000 + t as u64;
+            let draws = Draws::new(spec.clone(), std::path::Path::new("t"), 500, seed);
+            let f = Field::new(&grid, 500.0, seed, 0).unwrap();
+            let k = f.knots(&grid, 0, 2, 500);
+            let all = nep(&draws, &f, &k);
+            let true_nep = &truths[t];
+            let (lo, hi) = interval(&mut all.iter().map(|v| v[7]).collect());
+            pixel_hits += usize::from(lo <= true_nep[7] && true_nep[7] <= hi);
+            let (lo, hi) = interval(&mut all.iter().map(|v| v.iter().sum()).collect());
+            let z: f64 = true_nep.iter().sum();
+            zone_hits += usize::from(lo <= z && z <= hi);
+        }
+        for hits in [pixel_hits, zone_hits] {
+            assert!((870..=930).contains(&hits), "{pixel_hits} {zone_hits}");
+        }
+    }
+}
