@@ -23,6 +23,24 @@ pub fn rows(
     rows.min(height.max(1))
 }
 
+/// Rows per strip for a stage that walks full-width rows and holds about `bytes_per_px` per strip pixel: whole
+/// tile rows when `budget_mb` allows, else the largest power-of-two part of a tile (down to 8 rows, the step of
+/// the lattice's corner mesh, so the mesh's knots stay in place) that fits, so that memory does not grow with
+/// the raster's width. A writer still flushes whole tile rows only (`is_tile_end`).
+pub fn sub_tile_rows(width: usize, bytes_per_px: usize, budget_mb: usize) -> usize {
+    let budget = budget_mb.max(1) * 1024 * 1024;
+    let mut rows = TILE;
+    while rows > 8 && rows * width * bytes_per_px > budget {
+        rows /= 2;
+    }
+    rows
+}
+
+/// Whether a strip ending at row `end` completes a tile row of a raster `height` rows high (or the raster).
+pub fn is_tile_end(end: usize, height: usize) -> bool {
+    end % TILE == 0 || end == height
+}
+
 /// Block size (rows, columns) for a raster `width` x `height`: whole tile rows as `rows` gives, and when even
 /// one tile row of the full width exceeds the budget (wide rasters), fewer columns (whole tiles), so that
 /// memory does not grow with the raster's size.
@@ -80,6 +98,15 @@ mod tests {
         let (r, c) = super::block(100_000, 1000, 800, 4, 64);
         assert!(r == crate::io::TILE && c % crate::io::TILE == 0 && c < 100_000);
         assert_eq!(super::block(500, 1000, 100, 4, 64).1, 500);
+    }
+
+    #[test]
+    fn sub_tile_rows_halve_for_wide_rasters_down_to_eight() {
+        assert_eq!(super::sub_tile_rows(2048, 128, 64), 256);
+        assert_eq!(super::sub_tile_rows(4096, 128, 64), 128);
+        assert_eq!(super::sub_tile_rows(10_000_000, 128, 64), 8);
+        assert!(super::is_tile_end(512, 1000) && super::is_tile_end(1000, 1000));
+        assert!(!super::is_tile_end(640, 1000));
     }
 
     #[test]

@@ -464,7 +464,7 @@ fn sink_onto_lattice(
         area_total: 0.0,
         area_uncovered: 0.0,
     };
-    let strip_rows = io::TILE;
+    let strip_rows = strip_rows(grid);
     progress.start(
         "balance: sink onto the lattice",
         grid.height.div_ceil(strip_rows) as u64,
@@ -901,7 +901,7 @@ fn fine_pass(
     let (grid, lat) = (&p.grid, &p.lattice);
     // Per cell and sector (cell-major), the covered part's emissions with the emission changes.
     let mut cells = vec![0f64; usable.len() * lat.sectors.len()];
-    let strip_rows = io::TILE;
+    let strip_rows = strip_rows(grid);
     let nstrips = grid.height.div_ceil(strip_rows) as u64;
     let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
     let mut all = ZoneAcc {
@@ -939,6 +939,10 @@ fn fine_pass(
         );
         preview.add_rows(row0, grid.width, &net);
         write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
+        if crate::engine::strips::is_tile_end(row0 + nrows, grid.height) {
+            em_w.flush()?;
+            net_w.flush()?;
+        }
         progress.advance(1);
         row0 += nrows;
     }
@@ -1369,9 +1373,19 @@ fn write_fine_strip(
             em_w.write_rows(k + 1, row0, v)?;
         }
     }
-    net_w.write_rows(0, row0, net)?;
-    em_w.flush()?;
-    net_w.flush()
+    net_w.write_rows(0, row0, net)
+}
+
+/// Working memory of both passes per strip pixel (the overlaps with the lattice, the corners, the sink's mass,
+/// zones, and every sector's fine emissions): measured about 150 bytes at 4096 x 4096 px with one sector.
+const BYTES_PER_STRIP_PX: usize = 128;
+/// Memory both passes' strips are held to (MiB): whole tile rows up to 2048 px wide, fewer rows beyond.
+const STRIP_BUDGET_MB: usize = 64;
+
+/// Rows per strip of both passes (the same in both; shares and values are summed pixel by pixel in row-major
+/// order, so the strips' height changes no sum).
+fn strip_rows(grid: &Grid) -> usize {
+    crate::engine::strips::sub_tile_rows(grid.width, BYTES_PER_STRIP_PX, STRIP_BUDGET_MB)
 }
 
 /// The lattice cells the fine grid touches, as a raster window and a table; the fine rasters finished and
