@@ -789,7 +789,8 @@ fn the_built_in_uncertainty_file_by_name() {
 /// grassland is truly 30 of 40 samples grassland and 10 built-up (no NPP, no Rh); tree cover and built-up are
 /// what they are mapped as. With no parameter spread, the grassland row's NEP is its plain NEP times the
 /// grassland share: mean 0.75 x, sd x sqrt(0.75 x 0.25 / 41) = 0.0676 x (Dirichlet(30, 10), by hand); the whole
-/// area loses a quarter of the grassland's NEP; land cover is the only and dominant source.
+/// area loses a quarter of the grassland's NEP; land cover is the only and dominant source. Per pixel the same
+/// matrix draws each grassland pixel's class.
 #[test]
 fn land_cover_confusion_moves_area_between_classes_in_the_totals() {
     let tmp = tempfile::tempdir().unwrap();
@@ -840,6 +841,20 @@ fn land_cover_confusion_moves_area_between_classes_in_the_totals() {
     assert!((nep(&conf, "all", "mean") - (all - 0.25 * grass)).abs() < 0.01 * grass);
     // Tree cover is all tree cover.
     assert_eq!(nep(&conf, "10", "mean"), nep(&plain, "10", "mean"));
+    // Per pixel: in each draw a grassland pixel is grassland with the drawn share p ~ Beta(30, 10) (its own
+    // NEP, 35.001078 g C m-2 by hand) and built-up otherwise (built-up's mean, 0): a Bernoulli(0.75) of 35.001078,
+    // mean 26.250809, sd 35.001078 sqrt(0.75 x 0.25) = 15.155220, 5th percentile 0, median and 95th 35.001078.
+    // 4000 draws: the mean within 4 x 15.16 / sqrt(4000) = 0.96, the sd within 2 %. Tree cover's pixel (its row
+    // all tree cover) does not move.
+    let band = |b| read_band(&d.join("conf/NEP_gC_m2_2021-06_draws.tif"), b).0;
+    let (mean, sd, p05, p50, p95) = (band(1), band(2), band(3), band(4), band(5));
+    assert!((mean[0] - 26.250809).abs() < 0.96, "{}", mean[0]);
+    assert!((sd[0] / 15.155220 - 1.0).abs() < 0.02, "{}", sd[0]);
+    assert_eq!(p05[0], 0.0);
+    for q in [p50[0], p95[0]] {
+        assert!((q - 35.001078).abs() < 1e-4, "{q}");
+    }
+    assert_eq!(sd[2], 0.0);
     let shares = common::csv_rows(&d.join("conf/draws_variance_2021-06.csv"));
     let lc = shares
         .iter()

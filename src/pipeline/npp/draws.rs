@@ -596,25 +596,15 @@ pub fn write(
         60,
         job.memory_mb,
     );
-    let fields = super::pixel_draws::Fields::new(draws, &grid, seed)?;
-    let strip = super::pixel_draws::Strip {
-        draws,
-        grid: &grid,
-        fields: &fields,
-        areas: &areas,
-        param: &param,
-        to_co2: super::gc_m2_to_tco2_ha(1.0),
-    };
-    let mut draw_sums = super::pixel_draws::DrawSums::new();
-    for row0 in (0..grid.height).step_by(rows) {
-        let n = rows.min(grid.height - row0);
+    let read = |row0: usize, n: usize| -> Result<Strip3> {
         let len = n * grid.width;
         let (mut npp, mut rh, mut cls) = (vec![0f64; len], vec![0f64; len], vec![0i32; len]);
         nr.read_rows(0, row0, n, &mut npp)?;
         rr.read_rows(0, row0, n, &mut rh)?;
         lc.read_rows(0, row0, n, &mut cls)?;
-        let (stats, field_sums) = strip.run(row0, (&npp, &rh, &cls));
-        super::pixel_draws::add_sums(&mut draw_sums, field_sums);
+        Ok((npp, rh, cls))
+    };
+    let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, (npp, rh, cls): &Strip3| {
         for (px, c) in cls.iter().enumerate() {
             if npp[px].is_finite() && rh[px].is_finite() {
                 let a = areas.at(px % grid.width, row0 + px / grid.width);
@@ -628,12 +618,49 @@ pub fn write(
                 s.rh += rh[px] * a;
             }
         }
+    };
+    // With land-cover confusion the pixels need every class's mean first: a pass of its own (reads only).
+    if confusion.is_some() {
+        for row0 in (0..grid.height).step_by(rows) {
+            add(&mut sums, row0, &read(row0, rows.min(grid.height - row0))?);
+        }
+    }
+    let shares = confusion.map_or_else(Vec::new, |c| c.draw_shares(draws.n, seed));
+    let fields = super::pixel_draws::Fields::new(draws, &grid, seed)?;
+    let strip = super::pixel_draws::Strip {
+        draws,
+        grid: &grid,
+        fields: &fields,
+        areas: &areas,
+        param: &param,
+        to_co2: super::gc_m2_to_tco2_ha(1.0),
+        confusion: confusion.map(|c| super::pixel_draws::PixelConfusion {
+            codes: &c.codes,
+            shares: &shares,
+            means: sums
+                .iter()
+                .filter(|(_, s)| s.area > 0.0)
+                .map(|(&code, s)| (code, (s.npp / s.area, s.rh / s.area)))
+                .collect(),
+            seed,
+        }),
+    };
+    let mut draw_sums = super::pixel_draws::DrawSums::new();
+    let mut strip_sums = BTreeMap::new();
+    for row0 in (0..grid.height).step_by(rows) {
+        let data = read(row0, rows.min(grid.height - row0))?;
+        let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2));
+        super::pixel_draws::add_sums(&mut draw_sums, field_sums);
+        add(&mut strip_sums, row0, &data);
         for (q, w) in writers.iter_mut().enumerate() {
             for (b, _) in STATS.iter().enumerate() {
                 w.write_rows(b, row0, stats.iter().map(|s| s[q][b]).collect())?;
             }
             w.flush()?;
         }
+    }
+    if confusion.is_none() {
+        sums = strip_sums;
     }
     let mut outputs = Vec::new();
     for w in writers {
@@ -645,7 +672,7 @@ pub fn write(
         field: (fields.npp.is_some(), fields.rh.is_some()),
         draw_sums: &draw_sums,
         confusion,
-        shares: confusion.map_or_else(Vec::new, |c| c.draw_shares(draws.n, seed)),
+        shares,
         mean: confusion.map_or_else(Vec::new, Confusion::mean_shares),
     };
     io_table(&table, legend, &totals, draws, period, seed)?;
@@ -655,6 +682,9 @@ pub fn write(
     outputs.push(shares);
     Ok(outputs)
 }
+
+/// A strip's NPP, Rh (g C m-2) and land-cover class per pixel.
+type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>);
 
 /// `row(code, name, sums)` for all classes together, then for each class.
 fn for_classes(
@@ -860,7 +890,7 @@ fn confusion_notes(totals: &Totals) -> Vec<String> {
         return Vec::new();
     };
     let mut notes = vec![format!(
-        "land-cover confusion from {}: each mapped class's area is what the matrix's row says it truly is (Dirichlet draws of the row's counts), each true class at its mean NPP and Rh per area over the map (Olofsson et al. 2014's stratified estimator with its sampling uncertainty); per-pixel rasters do not include it",
+        "land-cover confusion from {}: each mapped class's area is what the matrix's row says it truly is (Dirichlet draws of the row's counts), each true class at its mean NPP and Rh per area over the map (Olofsson et al. 2014's stratified estimator with its sampling uncertainty); in the per-pixel rasters each pixel is drawn to be a reference class with the row's drawn shares, as another class at that class's mean NPP and Rh per area",
         c.path.display()
     )];
     let mut absent: Vec<String> = Vec::new();

@@ -82,9 +82,7 @@ impl Field {
     /// Knot (i, j)'s standard normal value in draw `d`: a function of the seed, the parameter, the draw and
     /// the knot only (ChaCha8 seeded by their hash), so any block order and thread count give the same field.
     pub fn knot(&self, d: usize, (i, j): (i64, i64)) -> f64 {
-        let key = [self.seed, self.param, d as u64, i as u64, j as u64]
-            .iter()
-            .fold(0x9E37_79B9_7F4A_7C15u64, |h, &x| splitmix64(h ^ x));
+        let key = hash(&[self.seed, self.param, d as u64, i as u64, j as u64]);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(key);
         StandardNormal.sample(&mut rng)
     }
@@ -144,6 +142,12 @@ impl Knots {
             *o = (0..4).map(|k| s.w[k] * self.z[base[k] + d]).sum();
         }
     }
+}
+
+/// A 64-bit hash of a list of keys (SplitMix64 chained): a reproducible random number for any set of indices.
+pub fn hash(keys: &[u64]) -> u64 {
+    keys.iter()
+        .fold(0x9E37_79B9_7F4A_7C15u64, |h, &x| splitmix64(h ^ x))
 }
 
 /// SplitMix64's finaliser (Steele, Lea & Flood 2014): a well-mixed 64-bit hash of a 64-bit key.

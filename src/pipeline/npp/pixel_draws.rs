@@ -59,6 +59,39 @@ pub fn add_sums(a: &mut DrawSums, b: DrawSums) {
     }
 }
 
+/// Land-cover confusion per pixel: in each draw a pixel mapped as a class with a row in the matrix is drawn to
+/// be each reference class with that row's drawn share (the shares the totals use in that draw); as another
+/// class it takes that class's mean NPP and Rh per area over the map (the totals' estimator: its own NDVI under
+/// another class's parameters is not computed), as its own class its own values.
+pub struct PixelConfusion<'a> {
+    pub codes: &'a [i32],
+    /// Per draw, per row (in `codes` order), the shares of each reference class.
+    pub shares: &'a [Vec<Vec<f64>>],
+    /// Per class present in the map: mean NPP and Rh per area (g C m-2).
+    pub means: BTreeMap<i32, (f64, f64)>,
+    pub seed: u64,
+}
+
+impl PixelConfusion<'_> {
+    /// The class pixel (col, row) of class `code` truly is in draw `d` (its own when not confused).
+    fn class_in(&self, d: usize, code: i32, (col, row): (usize, usize)) -> i32 {
+        let Some(i) = self.codes.iter().position(|&c| c == code) else {
+            return code;
+        };
+        // A uniform number of the seed, draw and pixel alone (any block order and thread count).
+        let h = super::field::hash(&[self.seed, 0x7069_7865_6c, d as u64, row as u64, col as u64]);
+        let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+        let mut acc = 0.0;
+        for (j, &p) in self.shares[d][i].iter().enumerate() {
+            acc += p;
+            if u < acc {
+                return self.codes[j];
+            }
+        }
+        code
+    }
+}
+
 /// Per pixel: [NPP, NEP, sequestration] x [mean, sd, p05, p50, p95], as written (float32).
 pub type PixelStats = [[f32; 5]; 3];
 
@@ -72,12 +105,34 @@ pub struct Strip<'a> {
     pub param: &'a (dyn Fn(i32) -> Option<usize> + Sync),
     /// g C m-2 to t CO2 ha-1.
     pub to_co2: f64,
+    pub confusion: Option<PixelConfusion<'a>>,
 }
 
 /// A field's parameter, its field and its knots in this strip.
 type StripField<'a> = Option<(usize, &'a Field, Knots)>;
 
 impl<'a> Strip<'a> {
+    /// A pixel's parameter, NPP and Rh in draw `d`: its own, or with land-cover confusion those of the class
+    /// it is drawn to be (that class's means; its own values when it is its own class or the other class has
+    /// no pixels in the map).
+    #[inline]
+    fn as_drawn(
+        &self,
+        d: usize,
+        at: (usize, usize),
+        code: i32,
+        own: (Option<usize>, f64, f64),
+    ) -> (Option<usize>, f64, f64) {
+        let Some(c) = &self.confusion else {
+            return own;
+        };
+        let t = c.class_in(d, code, at);
+        match c.means.get(&t).filter(|_| t != code) {
+            Some(&(npp, rh)) => ((self.param)(t), npp, rh),
+            None => own,
+        }
+    }
+
     /// The draws of rows `row0`.. (full width) of NPP, Rh and land cover: every pixel's statistics and, with
     /// fields, the per-draw class sums (rows in parallel, added in row order: the same sums on any thread count).
     pub fn run(
@@ -141,7 +196,8 @@ impl<'a> Strip<'a> {
             a.clear();
             b.clear();
             for d in 0..nd {
-                let (x, y) = self.draws.pixel_in(d, k, npp[col], rh[col], (mn[d], mr[d]));
+                let (k, npp, rh) = self.as_drawn(d, (col, row), cls[col], (k, npp[col], rh[col]));
+                let (x, y) = self.draws.pixel_in(d, k, npp, rh, (mn[d], mr[d]));
                 a.push(x);
                 b.push(y);
             }
