@@ -26,6 +26,9 @@ pub struct Field {
     param: u64,
     /// Knot spacing in the grid's CRS units (x, y).
     spacing: (f64, f64),
+    /// Knots closer than a pixel (along either axis): each pixel takes its nearest knot alone, so pixels are
+    /// independent (no two share a knot) and no knot between them is drawn.
+    fine: bool,
 }
 
 /// A pixel's four knots (lattice indices) and their scaled weights.
@@ -47,16 +50,25 @@ impl Field {
             let l = length_m / srs.linear_units();
             (l, l)
         };
+        let fine = spacing.0 < grid.gt[1].abs() || spacing.1 < grid.gt[5].abs();
         Ok(Field {
             seed,
             param: param as u64,
             spacing,
+            fine,
         })
     }
 
     /// The knots and weights of the point (x, y) in CRS units.
     pub fn stencil(&self, x: f64, y: f64) -> Stencil {
         let (u, v) = (x / self.spacing.0, y / self.spacing.1);
+        if self.fine {
+            let k = (u.round() as i64, v.round() as i64);
+            return Stencil {
+                knots: [k; 4],
+                w: [1.0, 0.0, 0.0, 0.0],
+            };
+        }
         let (i, j) = (u.floor(), v.floor());
         let (fu, fv) = (u - i, v - j);
         let w = [
@@ -87,10 +99,30 @@ impl Field {
         StandardNormal.sample(&mut rng)
     }
 
-    /// The knots' values in draws 0..`draws` for the pixels of rows `row0`..`row0 + nrows` (every knot their
-    /// stencils touch), drawn in parallel; each value depends on its knot and draw only.
-    pub fn knots(&self, grid: &Grid, row0: usize, nrows: usize, draws: usize) -> Knots {
-        use rayon::prelude::*;
+    /// Whether the knots are closer than a pixel (see `fine`): then `knots` would draw many knots no pixel uses,
+    /// and `values_at` draws each pixel's own.
+    pub fn is_fine(&self) -> bool {
+        self.fine
+    }
+
+    /// How many knots `knots` draws per draw for rows `row0`..`row0 + nrows`.
+    pub fn knot_count(&self, grid: &Grid, row0: usize, nrows: usize) -> usize {
+        let (i, j) = self.knot_span(grid, row0, nrows);
+        ((i.1 - i.0 + 1) * (j.1 - j.0 + 1)) as usize
+    }
+
+    /// The field at a pixel with stencil `s` in every draw, its knots drawn on the spot (no block's table).
+    pub fn values_at(&self, s: &Stencil, out: &mut [f64]) {
+        for (d, o) in out.iter_mut().enumerate() {
+            *o = (0..4)
+                .filter(|&k| s.w[k] != 0.0)
+                .map(|k| s.w[k] * self.knot(d, s.knots[k]))
+                .sum();
+        }
+    }
+
+    /// The first and last knot column and row the pixels of rows `row0`..`row0 + nrows` touch.
+    fn knot_span(&self, grid: &Grid, row0: usize, nrows: usize) -> ((i64, i64), (i64, i64)) {
         let (last_col, last_row) = (grid.width.max(1) - 1, row0 + nrows.max(1) - 1);
         let corners = [
             (0, row0),
@@ -102,9 +134,16 @@ impl Field {
             .iter()
             .flat_map(|&(c, r)| self.pixel(grid, c, r).knots)
             .collect();
-        let (i0, i1) = (ks.iter().map(|k| k.0).min(), ks.iter().map(|k| k.0).max());
-        let (j0, j1) = (ks.iter().map(|k| k.1).min(), ks.iter().map(|k| k.1).max());
-        let (i0, i1, j0, j1) = (i0.unwrap(), i1.unwrap(), j0.unwrap(), j1.unwrap());
+        let i = (ks.iter().map(|k| k.0).min(), ks.iter().map(|k| k.0).max());
+        let j = (ks.iter().map(|k| k.1).min(), ks.iter().map(|k| k.1).max());
+        ((i.0.unwrap(), i.1.unwrap()), (j.0.unwrap(), j.1.unwrap()))
+    }
+
+    /// The knots' values in draws 0..`draws` for the pixels of rows `row0`..`row0 + nrows` (every knot their
+    /// stencils touch), drawn in parallel; each value depends on its knot and draw only.
+    pub fn knots(&self, grid: &Grid, row0: usize, nrows: usize, draws: usize) -> Knots {
+        use rayon::prelude::*;
+        let ((i0, i1), (j0, j1)) = self.knot_span(grid, row0, nrows);
         let ni = (i1 - i0 + 1) as usize;
         let n = ni * (j1 - j0 + 1) as usize;
         let z = (0..n * draws)
@@ -210,6 +249,28 @@ mod tests {
         assert!((var(&b) - 1.0).abs() < 0.04, "{}", var(&b));
     }
 
+    /// Knots closer than a pixel (1 m on 30 m pixels): each pixel takes its nearest knot alone, so neighbours
+    /// share none (independent), and each pixel's value is a knot's standard normal.
+    #[test]
+    fn knots_finer_than_pixels_give_each_pixel_its_own() {
+        let g = grid(30.0);
+        let f = Field::new(&g, 1.0, 4, 0).unwrap();
+        assert!(f.is_fine());
+        let s: Vec<Stencil> = [(0, 0), (1, 0), (0, 1)]
+            .iter()
+            .map(|&(c, r)| f.pixel(&g, c, r))
+            .collect();
+        for x in &s {
+            assert_eq!(x.w, [1.0, 0.0, 0.0, 0.0]);
+        }
+        assert!(s[0].knots[0] != s[1].knots[0] && s[0].knots[0] != s[2].knots[0]);
+        // Pixel (0, 0)'s centre is (400015, 5599985): knot (400015, 5599985) of a 1 m lattice.
+        assert_eq!(s[0].knots[0], (400_015, 5_599_985));
+        let mut v = [0.0; 2];
+        f.values_at(&s[0], &mut v);
+        assert_eq!(v, [f.knot(0, s[0].knots[0]), f.knot(1, s[0].knots[0])]);
+    }
+
     /// A block's values are the point-by-point ones, whatever rows the block starts at (shards and strips agree).
     #[test]
     fn blocks_agree_with_points_and_with_each_other() {
@@ -227,6 +288,13 @@ mod tests {
         let s = f.pixel(&g, 7, 12);
         let v: f64 = (0..4).map(|k| s.w[k] * f.knot(2, s.knots[k])).sum();
         assert_eq!(at(&whole, 7, 12)[2], v);
+        // One row's knots (a wide strip's fallback) and knots drawn on the spot give the same values.
+        assert_eq!(at(&f.knots(&g, 12, 1, 3), 7, 12), at(&whole, 7, 12));
+        let mut direct = [0.0; 3];
+        f.values_at(&s, &mut direct);
+        for (a, b) in direct.iter().zip(at(&whole, 7, 12)) {
+            assert!((a - b).abs() < 1e-15, "{a} {b}");
+        }
         // Another parameter draws another field.
         let other = Field::new(&g, 700.0, 9, 3).unwrap();
         assert_ne!(at(&other.knots(&g, 0, 30, 3), 7, 12), at(&whole, 7, 12));

@@ -108,8 +108,12 @@ pub struct Strip<'a> {
     pub confusion: Option<PixelConfusion<'a>>,
 }
 
-/// A field's parameter, its field and its knots in this strip.
-type StripField<'a> = Option<(usize, &'a Field, Knots)>;
+/// A field's parameter, its field and its knots in this strip (None: drawn row by row or pixel by pixel).
+type StripField<'a> = Option<(usize, &'a Field, Option<Knots>)>;
+
+/// The most knot values (knots x draws) a strip's table may hold: 16 MiB of float64. Beyond (lengths of a few
+/// pixels on wide strips), each row draws its own knots.
+const MAX_STRIP_KNOT_VALUES: usize = 2 << 20;
 
 impl<'a> Strip<'a> {
     /// A pixel's parameter, NPP and Rh in draw `d`: its own, or with land-cover confusion those of the class
@@ -142,9 +146,13 @@ impl<'a> Strip<'a> {
     ) -> (Vec<PixelStats>, DrawSums) {
         let w = self.grid.width;
         let n = npp.len() / w.max(1);
+        let nd = self.draws.n;
         let knots = |f: &'a Option<(usize, Field)>| -> StripField<'a> {
-            f.as_ref()
-                .map(|(k, f)| (*k, f, f.knots(self.grid, row0, n, self.draws.n)))
+            f.as_ref().map(|(k, f)| {
+                let small =
+                    !f.is_fine() && f.knot_count(self.grid, row0, n) * nd <= MAX_STRIP_KNOT_VALUES;
+                (*k, f, small.then(|| f.knots(self.grid, row0, n, nd)))
+            })
         };
         let fields = (knots(&self.fields.npp), knots(&self.fields.rh));
         let rows: Vec<(Vec<PixelStats>, DrawSums)> = (0..n)
@@ -176,10 +184,20 @@ impl<'a> Strip<'a> {
         let (mut mn, mut mr, mut g) = (vec![1.0; nd], vec![1.0; nd], vec![0.0; nd]);
         let mut sums = DrawSums::new();
         let mut out = Vec::with_capacity(npp.len());
+        // A field without a strip table: this row's knots (none when knots are finer than pixels).
+        let row_knots = |f: &StripField| match f {
+            Some((_, field, None)) if !field.is_fine() => Some(field.knots(self.grid, row, 1, nd)),
+            _ => None,
+        };
+        let (rn, rr) = (row_knots(fnpp), row_knots(frh));
         // The pixel's multipliers of a field in every draw (left at 1 without the field).
-        let mut factors = |f: &StripField, col: usize, m: &mut [f64]| {
-            if let Some((k, field, knots)) = f {
-                knots.values(&field.pixel(self.grid, col, row), &mut g);
+        let mut factors = |f: &StripField, own: &Option<Knots>, col: usize, m: &mut [f64]| {
+            if let Some((k, field, strip)) = f {
+                let s = field.pixel(self.grid, col, row);
+                match strip.as_ref().or(own.as_ref()) {
+                    Some(knots) => knots.values(&s, &mut g),
+                    None => field.values_at(&s, &mut g),
+                }
                 for d in 0..nd {
                     m[d] = self.draws.field_factor(d, *k, g[d]);
                 }
@@ -191,8 +209,8 @@ impl<'a> Strip<'a> {
                 continue;
             }
             let k = (self.param)(cls[col]);
-            factors(fnpp, col, &mut mn);
-            factors(frh, col, &mut mr);
+            factors(fnpp, &rn, col, &mut mn);
+            factors(frh, &rr, col, &mut mr);
             a.clear();
             b.clear();
             for d in 0..nd {
