@@ -55,6 +55,10 @@ struct QuicklookStyle {
     uptake_ramp: Vec<String>,
     source_quantities: Vec<String>,
     source_ramp: Vec<String>,
+    /// The spread of Monte Carlo draws (description containing one of these): never negative, no carbon sign.
+    spread: Vec<String>,
+    spread_ramp: Vec<String>,
+    sign_spread: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +390,14 @@ fn raster_style(m: &Maps, description: &str, (lo, hi): (f64, f64)) -> RasterStyl
     let desc = description.to_lowercase();
     let has = |list: &[String]| list.iter().any(|d| desc.contains(&d.to_lowercase()));
     let l = lo.abs().max(hi.abs()).max(f64::MIN_POSITIVE);
+    if has(&q.spread) {
+        return RasterStyle {
+            ramp: q.spread_ramp.clone(),
+            nodata: q.nodata.clone(),
+            range: (0.0, if hi > 0.0 { hi } else { 1.0 }),
+            sign: q.sign_spread.clone(),
+        };
+    }
     if has(&q.signed) {
         let uptake = q
             .uptake_positive
@@ -1009,6 +1021,27 @@ mod tests {
         assert_eq!(ramp_at(&stops, 1.0), stops[10]);
         assert_eq!(nice_length(740.0), 500.0);
         assert_eq!(nice_length(1999.0), 1000.0);
+    }
+
+    /// The spread of draws (an sd band, of a signed quantity or not) is drawn from zero on its own ramp with no
+    /// carbon sign; the mean band of the same draws keeps its quantity's sign.
+    #[test]
+    fn a_spread_is_never_drawn_as_a_sink_or_a_source() {
+        let m = maps().unwrap();
+        for d in [
+            "NEP sd of 100 draws, 2024",
+            "net balance sd of 100 draws",
+            "NPP sd of 50 draws",
+        ] {
+            let s = raster_style(&m, d, (3.0, 225.0));
+            assert_eq!(s.ramp, m.quicklook.spread_ramp, "{d}");
+            assert_eq!(
+                (s.range.0, s.range.1, s.sign.as_str()),
+                (0.0, 225.0, m.quicklook.sign_spread.as_str())
+            );
+        }
+        let mean = raster_style(&m, "NEP mean of 100 draws, 2024", (-3.0, 225.0));
+        assert_eq!(mean.sign, m.quicklook.sign_uptake);
     }
 
     /// One colour meaning on every map: a positive NEP or sequestration (uptake) is blue, a positive net

@@ -643,6 +643,24 @@ fn a_season_wide_uncertainty_section_draws_in_every_stage_that_can() {
         .unwrap_or_else(|| panic!("no NEP sd map in the report"));
     let nep_map = report.find("](report/npp/NEP_gC_m2_").unwrap();
     assert!(nep_map < sd_map);
+    // Beside each map with draws, in one table row: the map and its draws' sd (band 2 of NAME_draws.tif).
+    for q in [
+        "NPP_gC_m2_",
+        "NEP_gC_m2_",
+        "sequestration_tCO2_ha_",
+        "net_balance_tCO2_ha_yr",
+    ] {
+        let row = report
+            .lines()
+            .find(|l| l.starts_with("| ![") && l.contains(q) && l.contains("_draws.b2.png)"));
+        assert!(row.is_some(), "no {q} map beside its spread in:\n{report}");
+    }
+    assert!(
+        report.contains("| uncertainty: NEP sd of 50 draws"),
+        "{report}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<table>") && html.contains("uncertainty: NEP sd of 50 draws"));
     assert!(report.contains("**balance/zones_balance_draws.csv**"));
     let mut text = std::fs::read_to_string(&u).unwrap();
     text = text.replace("sd = 0.2", "sd = 0.3");

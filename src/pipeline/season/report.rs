@@ -83,8 +83,7 @@ pub(super) fn write(
 /// previewed is a warning; a quick-look that cannot be written (a full disk) fails the report, and the previous
 /// report stays as it was.
 fn raster_quicklooks(
-    path: &Path,
-    rel: &str,
+    (path, rel, draws): (&Path, &str, Option<&str>),
     partial: &Path,
     max_side: usize,
     md: &mut String,
@@ -111,7 +110,12 @@ fn raster_quicklooks(
         match crate::io::read_preview(path, band, max_side) {
             Ok(b) => {
                 crate::commit::run(&[], || crate::report::quicklook_png(&target, &b, &title))?;
-                let _ = writeln!(md, "![{title}]({QUICKLOOKS}/{})\n", png.display());
+                match draws.filter(|_| band == 1) {
+                    Some(d) => beside_its_spread(md, (&title, &png), (path, d)),
+                    None => {
+                        let _ = writeln!(md, "![{title}]({QUICKLOOKS}/{})\n", png.display());
+                    }
+                }
             }
             Err(e) => progress.warn(&format!("report: no quick-look of {rel}: {e}")),
         }
@@ -120,6 +124,34 @@ fn raster_quicklooks(
         let _ = writeln!(md, "({} more bands in the file)\n", nbands - MAX_BANDS);
     }
     Ok(())
+}
+
+/// The map `png` (titled `title`) and, beside it, the spread of its Monte Carlo draws: band 2 (sd) of the draws
+/// raster `draws` (relative path) beside `path`, whose quick-looks are drawn with it as NAME.b2.png.
+fn beside_its_spread(md: &mut String, (title, png): (&str, &Path), (path, draws): (&Path, &str)) {
+    let sd_png = Path::new(draws).with_extension("b2.png");
+    let draws_path = path.with_file_name(Path::new(draws).file_name().unwrap_or_default());
+    let sd_title = crate::io::RasterInfo::read(&draws_path)
+        .ok()
+        .and_then(|i| {
+            i.bands
+                .get(1)
+                .map(|b| format!("{}, {}", b.description, b.unit))
+        })
+        .unwrap_or_else(|| format!("{draws}, band 2 (sd)"));
+    let _ = writeln!(
+        md,
+        "| {title} | uncertainty: {sd_title} |\n|---|---|\n| ![{title}]({QUICKLOOKS}/{}) | ![{sd_title}]({QUICKLOOKS}/{}) |\n",
+        png.display(),
+        sd_png.display()
+    );
+}
+
+/// The draws raster of output `rel` among a stage's outputs (NAME_draws.tif beside NAME.tif), if any.
+fn draws_of<'a>(rel: &str, outputs: &'a [super::run::FileRecord]) -> Option<&'a str> {
+    let stem = rel.strip_suffix(".tif")?;
+    let want = format!("{stem}_draws.tif");
+    outputs.iter().map(|o| o.path.as_str()).find(|p| *p == want)
 }
 
 fn draw(
@@ -190,7 +222,14 @@ fn draw(
         for o in &rec.outputs {
             let path = out.join(&o.path);
             if is_ext(&o.path, "tif") {
-                raster_quicklooks(&path, &o.path, partial, max_side, &mut md, progress)?;
+                let draws = draws_of(&o.path, &rec.outputs);
+                raster_quicklooks(
+                    (&path, &o.path, draws),
+                    partial,
+                    max_side,
+                    &mut md,
+                    progress,
+                )?;
             } else if is_ext(&o.path, "png") {
                 let _ = writeln!(md, "![{0}]({0})\n", o.path);
             }
