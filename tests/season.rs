@@ -662,6 +662,15 @@ fn a_season_wide_uncertainty_section_draws_in_every_stage_that_can() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<table>") && html.contains("uncertainty: NEP sd of 50 draws"));
     assert!(report.contains("**balance/zones_balance_draws.csv**"));
+    // The tables carry their intervals: the whole area's totals in zones_balance.csv, "value [p05, p95]".
+    let all = report
+        .lines()
+        .find(|l| l.starts_with("| all | all |"))
+        .unwrap_or_else(|| panic!("no whole-area row in:\n{report}"));
+    assert!(all.matches(" [").count() >= 3, "{all}");
+    assert!(report.contains(
+        "In brackets: the 90 % interval (5th to 95th percentile) of the Monte Carlo draws"
+    ));
     let mut text = std::fs::read_to_string(&u).unwrap();
     text = text.replace("sd = 0.2", "sd = 0.3");
     std::fs::write(&u, text).unwrap();

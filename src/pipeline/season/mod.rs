@@ -8,6 +8,7 @@
 
 mod check;
 mod html;
+mod intervals;
 mod report;
 mod run;
 mod shard;

@@ -27,36 +27,45 @@ fn is_ext(p: &str, ext: &str) -> bool {
 
 /// A CSV file as a Markdown table (first rows; comment lines skipped).
 pub(crate) fn markdown_table(path: &Path) -> Result<String> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| Error::input(path, format!("cannot read table: {e}")))?;
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut total = 0usize;
-    for r in rdr.records() {
-        let r = r.map_err(|e| Error::input(path, format!("cannot read table: {e}")))?;
-        if r.get(0).is_some_and(|c| c.starts_with('#')) {
-            continue;
-        }
-        total += 1;
-        if rows.len() <= TABLE_ROWS {
-            rows.push(r.iter().map(|c| c.replace('|', "\\|")).collect());
-        }
+    Ok(markdown_rows(super::intervals::read_rows(path)?))
+}
+
+/// A table as Markdown: its header and first rows, and how many more the file has.
+fn markdown_rows((header, rows): super::intervals::Rows) -> String {
+    if header.is_empty() {
+        return "(empty table)\n".into();
     }
-    let Some(header) = rows.first() else {
-        return Ok("(empty table)\n".into());
+    let cells = |r: &[String]| {
+        r.iter()
+            .map(|c| c.replace('|', "\\|"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     };
-    let mut s = format!(
-        "| {} |\n|{}\n",
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    for r in &rows[1..] {
-        let _ = writeln!(s, "| {} |", r.join(" | "));
+    let mut s = format!("| {} |\n|{}\n", cells(&header), "---|".repeat(header.len()));
+    for r in rows.iter().take(TABLE_ROWS) {
+        let _ = writeln!(s, "| {} |", cells(r));
     }
-    if total > rows.len() {
-        let _ = writeln!(s, "\n({} more rows in the file)", total - rows.len());
+    if rows.len() > TABLE_ROWS {
+        let _ = writeln!(s, "\n({} more rows in the file)", rows.len() - TABLE_ROWS);
+    }
+    s
+}
+
+/// A stage's result table, with the 90 % intervals of its Monte Carlo draws in its cells when the stage wrote
+/// a draws table of the same totals.
+fn result_table(out: &Path, rel: &str, outputs: &[&str]) -> Result<String> {
+    let rows = super::intervals::read_rows(&out.join(rel))?;
+    let Some(draws) = super::intervals::draws_table_of(rel, outputs) else {
+        return Ok(markdown_rows(rows));
+    };
+    let d = super::intervals::read_rows(&out.join(draws))?;
+    let (rows, n) = super::intervals::annotate(rows, &d);
+    let mut s = markdown_rows(rows);
+    if n > 0 {
+        let _ = writeln!(
+            s,
+            "\nIn brackets: the 90 % interval (5th to 95th percentile) of the Monte Carlo draws of {n} totals ({draws})."
+        );
     }
     Ok(s)
 }
@@ -241,7 +250,8 @@ fn draw(
                 let _ = writeln!(md, "(the samples themselves: see the file)\n");
                 continue;
             }
-            md.push_str(&markdown_table(&out.join(&o.path))?);
+            let names: Vec<&str> = rec.outputs.iter().map(|o| o.path.as_str()).collect();
+            md.push_str(&result_table(out, &o.path, &names)?);
             md.push('\n');
         }
     }
