@@ -301,6 +301,29 @@ mod tests {
         assert_eq!(&a[..], &xs[..38 * 101]);
     }
 
+    /// Corners PROJ cannot transform (latitudes past the pole, on a grid whose top row is at 91 N) are NaN, as
+    /// without the mesh, and a mesh cell with such a knot has its other corners transformed exactly.
+    #[test]
+    fn corners_that_cannot_be_transformed_are_nan_and_their_mesh_cells_exact() {
+        let walker = Grid {
+            width: 20,
+            height: 20,
+            gt: [0.0, 0.25, 0.0, 91.0, 0.0, -0.25],
+            crs_wkt: wkt(4326),
+        };
+        let to = wkt(3035);
+        let (xs, ys) = strip_corners(&walker, &to, 0, 20);
+        let (ex, ey) = exact(&walker, &to, 0, 20);
+        let nan = |v: &[f64]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+        assert_eq!(nan(&xs), nan(&ex));
+        // Corner rows 0 to 3 (91 to 90.25 N) cannot be transformed; row 4 (the pole) and below can.
+        assert!(xs[..4 * 21].iter().all(|x| x.is_nan()));
+        assert!(xs[4 * 21..].iter().all(|x| x.is_finite()));
+        // Mesh row 0 (corner rows 0 to 8) has knots that failed: its transformable corners are PROJ's own.
+        assert_eq!(&xs[4 * 21..9 * 21], &ex[4 * 21..9 * 21]);
+        assert_eq!(&ys[4 * 21..9 * 21], &ey[4 * 21..9 * 21]);
+    }
+
     #[test]
     fn a_transformation_too_curved_for_the_mesh_is_exact() {
         let walker = utm52(40, 20, 10.0);
