@@ -2642,11 +2642,20 @@ pub struct MapFrame {
 impl MapFrame {
     pub fn of(grid: &Grid) -> Result<MapFrame> {
         let srs = grid.spatial_ref()?;
-        let name = srs.name().unwrap_or_else(|| "unnamed CRS".into());
+        let name = srs.name().filter(|n| !n.is_empty() && n != "unknown");
         let code = match (srs.auth_name(), srs.auth_code()) {
             (Some(a), Ok(c)) => format!(" ({a}:{c})"),
             _ => String::new(),
         };
+        // A CRS without a name (a custom projection such as a study area's own equal-area one) is said by its
+        // definition: "unknown" on a map reads as if the map had no CRS.
+        let name = name.unwrap_or_else(|| match srs.to_proj4() {
+            Ok(p) => {
+                let p = p.replace(" +no_defs", "").replace(" +type=crs", "");
+                format!("custom CRS {}", p.trim())
+            }
+            Err(_) => "unnamed CRS".into(),
+        });
         Ok(MapFrame {
             crs: format!("{name}{code}"),
             bounds: grid.bounds(),
