@@ -3074,3 +3074,31 @@ mod read_bands_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod map_frame_tests {
+    /// A custom projection without a name is labelled by its definition; an EPSG one by its name and code.
+    #[test]
+    fn a_custom_crs_is_labelled_by_its_definition() {
+        let custom = gdal::spatial_ref::SpatialRef::from_proj4(
+            "+proj=laea +lat_0=50.72 +lon_0=-3.51 +datum=WGS84 +units=m",
+        )
+        .unwrap();
+        let grid = |wkt: String| super::Grid {
+            crs_wkt: wkt,
+            gt: [-3540.0, 30.0, 0.0, 3360.0, 0.0, -30.0],
+            width: 10,
+            height: 10,
+        };
+        let f = super::MapFrame::of(&grid(custom.to_wkt().unwrap())).unwrap();
+        assert!(
+            f.crs
+                .starts_with("custom CRS +proj=laea +lat_0=50.72 +lon_0=-3.51"),
+            "{}",
+            f.crs
+        );
+        let utm = gdal::spatial_ref::SpatialRef::from_epsg(32630).unwrap();
+        let f = super::MapFrame::of(&grid(utm.to_wkt().unwrap())).unwrap();
+        assert_eq!(f.crs, "WGS 84 / UTM zone 30N (EPSG:32630)");
+    }
+}
