@@ -600,19 +600,7 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
          sd = 0.1\nsource = \"test\"\n[[parameter]]\ntarget = \"rh\"\nsd = 0.2\nsource = \"test\"\n",
     )
     .unwrap();
-    let run = |threads: &str, out: &str| {
-        npp_cmd(
-            d,
-            &["--months", "6-6", "--rh", "pei2009", "--threads", threads],
-        )
-        .args(["--draws", "20000", "--seed", "3", "--uncertainty"])
-        .arg(d.join("u.toml"))
-        .arg("-o")
-        .arg(d.join(out))
-        .assert()
-        .success();
-        d.join(out)
-    };
+    let run = |threads: &str, out: &str| draws_run(d, threads, ("20000", "3"), out);
     let (a, b) = (run("1", "a"), run("3", "b"));
     let nep = |band| read_band(&a.join("NEP_gC_m2_2021-06_draws.tif"), band).0;
     let (mean, sd, p05, p95) = (nep(1), nep(2), nep(3), nep(5));
@@ -649,11 +637,38 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
     assert!((npp.0 / 0.6369 - 1.0).abs() < 0.04, "{npp:?}");
     assert!((rh.0 / 0.3631 - 1.0).abs() < 0.04, "{rh:?}");
     assert_eq!((npp.1.as_str(), rh.1.as_str()), ("true", "false"));
-    for f in common::list_dir(&a) {
-        assert_eq!(
-            std::fs::read(a.join(&f)).unwrap(),
-            std::fs::read(b.join(&f)).unwrap(),
-            "{f}"
+    same_files(&a, &b);
+}
+
+/// `npp` for the hand-worked June (Pei et al.'s Rh) with `threads`, (draws, seed) over `d/u.toml`, into `d/out`.
+fn draws_run(
+    d: &Path,
+    threads: &str,
+    (draws, seed): (&str, &str),
+    out: &str,
+) -> std::path::PathBuf {
+    npp_cmd(
+        d,
+        &["--months", "6-6", "--rh", "pei2009", "--threads", threads],
+    )
+    .args(["--draws", draws, "--seed", seed, "--uncertainty"])
+    .arg(d.join("u.toml"))
+    .arg("-o")
+    .arg(d.join(out))
+    .assert()
+    .success();
+    d.join(out)
+}
+
+/// Every file of folder `a` has the bytes of its namesake in `b` (runs with other thread counts).
+fn same_files(a: &Path, b: &Path) {
+    for f in common::list_dir(a) {
+        let same = std::fs::read(a.join(&f)).unwrap() == std::fs::read(b.join(&f)).unwrap();
+        assert!(
+            same,
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
         );
     }
 }
@@ -680,17 +695,7 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
             ),
         )
         .unwrap();
-        npp_cmd(
-            d,
-            &["--months", "6-6", "--rh", "pei2009", "--threads", threads],
-        )
-        .args(["--draws", "4000", "--seed", "5", "--uncertainty"])
-        .arg(d.join("u.toml"))
-        .arg("-o")
-        .arg(d.join(out))
-        .assert()
-        .success();
-        d.join(out)
+        draws_run(d, threads, ("4000", "5"), out)
     };
     let (near, near3, far) = (
         run("0.001", "1", "a"),
@@ -738,10 +743,7 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
     assert!((npp.0 / 0.3690 - 1.0).abs() < 0.06, "{npp:?}");
     assert!((rh.0 / 0.6310 - 1.0).abs() < 0.06, "{rh:?}");
     assert_eq!((npp.1.as_str(), rh.1.as_str()), ("false", "true"));
-    for f in common::list_dir(&near) {
-        let same = std::fs::read(near.join(&f)).unwrap() == std::fs::read(near3.join(&f)).unwrap();
-        assert!(same, "{f} differs between 1 and 3 threads");
-    }
+    same_files(&near, &near3);
     // A length on a target it cannot apply to is refused, naming the parameter.
     std::fs::write(
         d.join("bad.toml"),
