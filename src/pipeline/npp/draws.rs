@@ -559,28 +559,14 @@ pub fn write(
     draws: &Draws,
     (seed, confusion): (u64, Option<&Confusion>),
 ) -> Result<Vec<PathBuf>> {
-    use crate::io::{BandRequest, Grid, GridReader, Resampling};
+    use crate::io::Grid;
     use std::collections::BTreeMap;
     let (npp_r, rh_r) = (
         crate::commit::readable(npp_path),
         crate::commit::readable(rh_path),
     );
     let grid = Grid::from_raster(&npp_r)?;
-    let reader = |p: &Path, band: usize, fill: f64| {
-        GridReader::new(
-            p,
-            &[BandRequest {
-                index: band,
-                name: p.display().to_string(),
-            }],
-            &grid,
-            Resampling::Nearest,
-            None,
-            fill,
-        )
-    };
-    let (nr, rr) = (reader(&npp_r, 1, f64::NAN)?, reader(&rh_r, 1, f64::NAN)?);
-    let lc = reader(&job.landcover, job.landcover_band, super::LC_FILL)?;
+    let (nr, rr, lc) = strip_readers(job, (&npp_r, &rh_r), &grid)?;
     let param = |code: i32| {
         legend
             .class(code as i64)
@@ -681,6 +667,31 @@ pub fn write(
     variance_table(&shares, legend, &totals, draws, seed)?;
     outputs.push(shares);
     Ok(outputs)
+}
+
+/// Readers of the run's NPP and Rh (g C m-2 over the period) and of the land cover, on the NPP's grid.
+fn strip_readers(
+    job: &super::NppJob,
+    (npp, rh): (&Path, &Path),
+    grid: &crate::io::Grid,
+) -> Result<(
+    crate::io::GridReader,
+    crate::io::GridReader,
+    crate::io::GridReader,
+)> {
+    use crate::io::{BandRequest, GridReader, Resampling};
+    let reader = |p: &Path, band: usize, fill: f64| {
+        let request = BandRequest {
+            index: band,
+            name: p.display().to_string(),
+        };
+        GridReader::new(p, &[request], grid, Resampling::Nearest, None, fill)
+    };
+    Ok((
+        reader(npp, 1, f64::NAN)?,
+        reader(rh, 1, f64::NAN)?,
+        reader(&job.landcover, job.landcover_band, super::LC_FILL)?,
+    ))
 }
 
 /// A strip's NPP, Rh (g C m-2) and land-cover class per pixel.
