@@ -72,14 +72,32 @@ pub struct PixelConfusion<'a> {
     pub seed: u64,
 }
 
+/// Where pixel (col, row) of `grid` is, as the index of its centre in the lattice of pixel-sized cells anchored
+/// at the CRS's origin: the same for a shard (a window of the grid) as for the whole grid.
+fn place_of(grid: &Grid, col: usize, row: usize) -> (i64, i64) {
+    let (x, y) = grid.pixel_centre(col, row);
+    (
+        (x / grid.gt[1].abs()).floor() as i64,
+        (y / grid.gt[5].abs()).floor() as i64,
+    )
+}
+
 impl PixelConfusion<'_> {
-    /// The class pixel (col, row) of class `code` truly is in draw `d` (its own when not confused).
-    fn class_in(&self, d: usize, code: i32, (col, row): (usize, usize)) -> i32 {
+    /// The class the pixel at `place` (its index in the CRS's own lattice of pixels, `place_of`) of class
+    /// `code` truly is in draw `d` (its own when not confused).
+    fn class_in(&self, d: usize, code: i32, place: (i64, i64)) -> i32 {
         let Some(i) = self.codes.iter().position(|&c| c == code) else {
             return code;
         };
-        // A uniform number of the seed, draw and pixel alone (any block order and thread count).
-        let h = super::field::hash(&[self.seed, 0x7069_7865_6c, d as u64, row as u64, col as u64]);
+        // A uniform number of the seed, draw and place alone (any block order, thread count or shard).
+        let key = [
+            self.seed,
+            0x7069_7865_6c,
+            d as u64,
+            place.0 as u64,
+            place.1 as u64,
+        ];
+        let h = super::field::hash(&key);
         let u = (h >> 11) as f64 / (1u64 << 53) as f64;
         let mut acc = 0.0;
         for (j, &p) in self.shares[d][i].iter().enumerate() {
@@ -130,7 +148,7 @@ impl<'a> Strip<'a> {
         let Some(c) = &self.confusion else {
             return own;
         };
-        let t = c.class_in(d, code, at);
+        let t = c.class_in(d, code, place_of(self.grid, at.0, at.1));
         match c.means.get(&t).filter(|_| t != code) {
             Some(&(npp, rh)) => ((self.param)(t), npp, rh),
             None => own,
@@ -242,6 +260,28 @@ impl<'a> Strip<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pixel's place is the same in a shard (a window of the grid) as in the whole grid, and neighbours differ.
+    #[test]
+    fn a_pixels_place_is_the_same_in_a_shard() {
+        let wkt = gdal::spatial_ref::SpatialRef::from_epsg(4326)
+            .unwrap()
+            .to_wkt()
+            .unwrap();
+        let whole = Grid {
+            crs_wkt: wkt,
+            gt: [126.0, 0.0001, 0.0, 37.6, 0.0, -0.0001],
+            width: 4096,
+            height: 4096,
+        };
+        let mut shard = whole.clone();
+        (shard.gt[0], shard.gt[3]) = (126.0 + 2048.0 * 0.0001, 37.6 - 1024.0 * 0.0001);
+        for (c, r) in [(0, 0), (17, 5), (2047, 3071)] {
+            assert_eq!(place_of(&shard, c, r), place_of(&whole, 2048 + c, 1024 + r));
+        }
+        assert_ne!(place_of(&whole, 5, 5), place_of(&whole, 6, 5));
+        assert_ne!(place_of(&whole, 5, 5), place_of(&whole, 5, 6));
+    }
     use crate::pipeline::npp::draws::{Parameter, UncertaintyFile};
 
     /// Calibration with a spatial field: in 1,000 trials the truth is one draw of the declared distributions
