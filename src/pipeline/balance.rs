@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Problems, Result};
 
 mod draws;
@@ -279,21 +281,36 @@ impl ZoneAcc {
 fn sink_mass(
     reader: &GridReader,
     p: &Prepared,
-    areas: &crate::area::PixelAreas,
+    areas: &[f64],
     row0: usize,
     nrows: usize,
 ) -> Result<Vec<f64>> {
     let w = p.grid.width;
     let mut v = vec![0f64; w * nrows];
     reader.read_rows(0, row0, nrows, &mut v)?;
-    for (i, x) in v.iter_mut().enumerate() {
-        *x = if !x.is_finite() || p.sink_nodata == Some(*x) {
+    // Each pixel on its own (no sum): the same values on any thread count.
+    let (nodata, unit) = (p.sink_nodata, &p.sink_unit);
+    v.par_iter_mut().zip(areas).for_each(|(x, &a)| {
+        *x = if !x.is_finite() || nodata == Some(*x) {
             f64::NAN
         } else {
-            p.sink_unit.to_tco2_yr(*x, areas.at(i % w, row0 + i / w))
+            unit.to_tco2_yr(*x, a)
         };
-    }
+    });
     Ok(v)
+}
+
+/// The true area (m2) of every pixel of a strip, computed in parallel (each pixel on its own).
+fn strip_areas(
+    areas: &crate::area::PixelAreas,
+    width: usize,
+    row0: usize,
+    nrows: usize,
+) -> Vec<f64> {
+    (0..width * nrows)
+        .into_par_iter()
+        .map(|i| areas.at(i % width, row0 + i / width))
+        .collect()
 }
 
 /// A proxy raster on the fine grid, read strip by strip as weights.
@@ -473,11 +490,12 @@ fn sink_onto_lattice(
     while row0 < grid.height {
         let nrows = strip_rows.min(grid.height - row0);
         let s = ov.strip(row0, nrows)?;
-        let m = sink_mass(sink_reader, p, areas, row0, nrows)?;
+        let a = strip_areas(areas, grid.width, row0, nrows);
+        let m = sink_mass(sink_reader, p, &a, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
         for i in 0..grid.width * nrows {
             let ap = s.pixel_area[i];
-            let a_true = areas.at(i % grid.width, row0 + i / grid.width);
+            let a_true = a[i];
             r.area_total += a_true;
             let mut inside = 0.0;
             for (c, a) in s.pieces(i) {
@@ -913,9 +931,10 @@ fn fine_pass(
     while row0 < grid.height {
         let nrows = strip_rows.min(grid.height - row0);
         let s: StripOverlap = ov.strip(row0, nrows)?;
-        let m = sink_mass(sink_reader, p, areas, row0, nrows)?;
+        let a = strip_areas(areas, grid.width, row0, nrows);
+        let m = sink_mass(sink_reader, p, &a, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
-        let (zone_ids, pop) = zones_and_population(p, areas, row0, nrows)?;
+        let (zone_ids, pop) = zones_and_population(p, &a, row0, nrows)?;
         let mult = p
             .factors
             .as_ref()
@@ -926,15 +945,13 @@ fn fine_pass(
             factors: mult.as_deref(),
             spread,
             usable,
-            areas,
-            width: grid.width,
+            areas: &a,
         };
         let (em, em_total, net) = fine.strip(
             &s,
             &m,
             wts.as_deref(),
             (zone_ids.as_deref(), pop.as_deref()),
-            row0,
             (&mut all, &mut zone_acc, &mut cells),
         );
         preview.add_rows(row0, grid.width, &net);
@@ -1459,17 +1476,16 @@ type ZonesAndPopulation = (Option<Vec<i32>>, Option<Vec<f64>>);
 
 fn zones_and_population(
     p: &Prepared,
-    areas: &crate::area::PixelAreas,
+    areas: &[f64],
     row0: usize,
     nrows: usize,
 ) -> Result<ZonesAndPopulation> {
-    let width = p.grid.width;
     let zone_ids = match &p.zones {
         Some(z) => Some(z.read_rows(row0, nrows)?),
         None => None,
     };
     let pop = match &p.population {
-        Some(pr) => Some(pr.persons(row0, nrows, |i| areas.at(i % width, row0 + i / width))?),
+        Some(pr) => Some(pr.persons(row0, nrows, |i| areas[i])?),
         None => None,
     };
     Ok((zone_ids, pop))
@@ -1947,8 +1963,8 @@ struct FineCtx<'a> {
     factors: Option<&'a [f64]>,
     spread: &'a Spread,
     usable: &'a [bool],
-    areas: &'a crate::area::PixelAreas,
-    width: usize,
+    /// The strip's true pixel areas (m2), pixel by pixel.
+    areas: &'a [f64],
 }
 
 impl FineCtx<'_> {
@@ -1960,7 +1976,6 @@ impl FineCtx<'_> {
         m: &[f64],
         wts: Option<&[f64]>,
         (zone_ids, pop): (Option<&[i32]>, Option<&[f64]>),
-        row0: usize,
         (all, zone_acc, cells): (&mut ZoneAcc, &mut BTreeMap<i32, ZoneAcc>, &mut [f64]),
     ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
         let nsec = self.lat.sectors.len();
@@ -1970,7 +1985,7 @@ impl FineCtx<'_> {
         let mut net = vec![f32::NAN; n];
         let mut e = vec![0f64; nsec];
         for i in 0..n {
-            let a_true = self.areas.at(i % self.width, row0 + i / self.width);
+            let a_true = self.areas[i];
             let ha = a_true / 1e4;
             let w = wts.as_ref().map_or(1.0, |w| w[i]);
             e.iter_mut().for_each(|x| *x = 0.0);
