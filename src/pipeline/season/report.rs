@@ -116,9 +116,16 @@ fn raster_quicklooks(
             (_, Some(d)) => format!("{rel}, band {band} of {nbands}: {d}"),
             (_, None) => format!("{rel}, band {band} of {nbands}"),
         };
+        // The picture's own title leads with the band's description already: not twice.
+        let png_title = match nbands {
+            1 => rel.to_string(),
+            _ => format!("{rel}, band {band} of {nbands}"),
+        };
         match crate::io::read_preview(path, band, max_side) {
             Ok(b) => {
-                crate::commit::run(&[], || crate::report::quicklook_png(&target, &b, &title))?;
+                crate::commit::run(&[], || {
+                    crate::report::quicklook_png(&target, &b, &png_title)
+                })?;
                 match draws.filter(|_| band == 1) {
                     Some(d) => beside_its_spread(md, (&title, &png), (path, d)),
                     None => {
