@@ -939,3 +939,53 @@ fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
         );
     }
 }
+
+/// A raster wider than 2048 px is walked in strips of fewer than 256 rows (64 here: 4200 px x 64 rows x 128
+/// bytes fit `balance`'s 64 MiB), its writers flushing whole tile rows only. By hand, on EPSG:3035 (equal
+/// area): one 42 km x 3 km cell with 1000 t CO2 yr-1 spreads 1000 / 12,600 ha = 0.0793651 t CO2 ha-1 yr-1 onto
+/// every 10 m pixel; row r of the sink holds 1 + r t CO2 ha-1 yr-1, so every pixel's net balance is
+/// 0.0793651 - (1 + r), across strip and tile borders alike; the area's sequestration is
+/// 0.01 ha x 4200 x (1 + 2 + ... + 300) = 42 x 45,150 = 1,896,300 t CO2 yr-1.
+#[test]
+fn a_wide_raster_in_strips_of_part_of_a_tile_keeps_every_row_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (w, h) = (4200usize, 300usize);
+    write_raster(
+        &d.join("lattice.tif"),
+        Some(3035),
+        [0.0, 42_000.0, 0.0, 3000.0, 0.0, -3000.0],
+        (1, 1),
+        &[("fossil", vec![1000.0f64])],
+        None,
+    );
+    let sink: Vec<f32> = (0..w * h).map(|i| (1 + i / w) as f32).collect();
+    write_raster(
+        &d.join("sink.tif"),
+        Some(3035),
+        [0.0, 10.0, 0.0, 3000.0, 0.0, -10.0],
+        (w, h),
+        &[("sequestration", sink)],
+        None,
+    );
+    balance(d, "out", &[]).success();
+    let (net, _, _) = read_band(&d.join("out/net_balance_tCO2_ha_yr.tif"), 1);
+    for r in [0, 63, 64, 127, 128, 255, 256, 299] {
+        for c in [0, 2047, 4199] {
+            let want = 1000.0 / 12_600.0 - (1 + r) as f64;
+            let got = net[r * w + c];
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs(),
+                "row {r} col {c}: {got} vs {want}"
+            );
+        }
+    }
+    let rows = table(&d.join("out/zones_balance.csv"));
+    let all = zone_row(&rows, "all", "all");
+    close(
+        val(all, "sequestration_tCO2_yr"),
+        1_896_300.0,
+        "sequestration",
+    );
+    close(val(all, "emissions_total_tCO2_yr"), 1000.0, "emissions");
+}
