@@ -40,6 +40,18 @@ impl Ellipsoid {
         (self.q(phi_deg.to_radians().sin()) / self.q(1.0)).clamp(-1.0, 1.0)
     }
 
+    /// Metres of one degree of latitude and of longitude at geodetic latitude `phi_deg`: the meridian's
+    /// radius of curvature M = a (1 - e^2) / (1 - e^2 sin^2 phi)^(3/2) and the parallel's radius
+    /// N cos phi = a cos phi / (1 - e^2 sin^2 phi)^(1/2) (Snyder 1987 eqs. 4-18 and 4-20), times pi / 180.
+    pub fn metres_per_degree(&self, phi_deg: f64) -> (f64, f64) {
+        let (s, c) = phi_deg.to_radians().sin_cos();
+        let w = 1.0 - self.e * self.e * s * s;
+        let m = self.a * (1.0 - self.e * self.e) / w.powf(1.5);
+        let n = self.a / w.sqrt();
+        let k = std::f64::consts::PI / 180.0;
+        (m * k, n * c * k)
+    }
+
     /// Radius of the sphere with the ellipsoid's area (R_q, Snyder eq. 3-13).
     pub fn authalic_radius(&self) -> f64 {
         self.a * (self.q(1.0) / 2.0).sqrt()

@@ -7,17 +7,13 @@
 //! weights scaled so that their squares add up to one: every pixel's value is then exactly standard normal,
 //! and two places with weights w and v on the knots correlate by sum(w_k v_k). One knot apart along an axis
 //! the correlation is 0, half a knot apart 0.71, and beyond two lengths no knot is shared. On a geographic
-//! grid the knots are L / 111.32 km degrees apart in latitude and that divided by the cosine of the grid's
-//! central latitude in longitude.
+//! grid the knots are L apart in metres at the grid's central latitude, on the grid's own ellipsoid (degrees of
+//! latitude and of longitude there: `area::Ellipsoid::metres_per_degree`).
 
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::io::Grid;
-
-/// Metres of a degree of latitude (the knots' spacing on a geographic grid; the mean meridian degree,
-/// 111.32 km, of the WGS 84 ellipsoid to 0.2 %).
-const M_PER_DEGREE: f64 = 111_320.0;
 
 /// The knot lattice of one field on one grid.
 #[derive(Debug, Clone)]
@@ -43,9 +39,9 @@ impl Field {
     pub fn new(grid: &Grid, length_m: f64, seed: u64, param: usize) -> crate::error::Result<Field> {
         let srs = grid.spatial_ref()?;
         let spacing = if srs.is_geographic() {
-            let lat = grid.gt[3] + grid.gt[5] * grid.height as f64 / 2.0;
-            let dy = length_m / M_PER_DEGREE;
-            (dy / lat.to_radians().cos().max(1e-6), dy)
+            let lat = crate::io::grid_centre_latitude(grid)?;
+            let (m_lat, m_lon) = crate::area::ellipsoid_of(grid)?.metres_per_degree(lat);
+            (length_m / m_lon.max(1e-6), length_m / m_lat)
         } else {
             let l = length_m / srs.linear_units();
             (l, l)
@@ -269,6 +265,50 @@ mod tests {
         let mut v = [0.0; 2];
         f.values_at(&s[0], &mut v);
         assert_eq!(v, [f.knot(0, s[0].knots[0]), f.knot(1, s[0].knots[0])]);
+    }
+
+    /// On a geographic grid the knots are the length apart in metres. Independent values: the WGS 84 series for
+    /// a degree of latitude, 111,132.954 - 559.822 cos 2 phi + 1.175 cos 4 phi m (110,574.3 m at the equator,
+    /// 111,131.8 m at 45 N), and of longitude, 111,412.84 cos phi - 93.5 cos 3 phi + 0.118 cos 5 phi m
+    /// (111,319.5 m at the equator, 78,846.3 m at 45 N; the series is good to about 1 m).
+    #[test]
+    fn geographic_knots_are_metres_apart_on_the_ellipsoid() {
+        let e = crate::area::Ellipsoid {
+            a: 6_378_137.0,
+            e: (0.006_694_379_990_14f64).sqrt(),
+        };
+        let (lat0, lon0) = e.metres_per_degree(0.0);
+        assert!(
+            (lat0 - 110_574.3).abs() < 1.0 && (lon0 - 111_319.5).abs() < 1.0,
+            "{lat0} {lon0}"
+        );
+        let (lat45, lon45) = e.metres_per_degree(45.0);
+        assert!(
+            (lat45 - 111_131.8).abs() < 1.0 && (lon45 - 78_846.3).abs() < 1.0,
+            "{lat45} {lon45}"
+        );
+        let wkt = gdal::spatial_ref::SpatialRef::from_epsg(4326)
+            .unwrap()
+            .to_wkt()
+            .unwrap();
+        let g = Grid {
+            crs_wkt: wkt,
+            gt: [10.0, 0.001, 0.0, 45.5, 0.0, -0.001],
+            width: 1000,
+            height: 1000,
+        };
+        // 1 km at 45 N: 1000 / 111,132.9 degrees of latitude and 1000 / 78,846.8 of longitude.
+        let f = Field::new(&g, 1000.0, 1, 0).unwrap();
+        assert!(
+            (f.spacing.1 - 1000.0 / 111_132.9).abs() < 1e-7,
+            "{:?}",
+            f.spacing
+        );
+        assert!(
+            (f.spacing.0 - 1000.0 / 78_846.8).abs() < 1e-7,
+            "{:?}",
+            f.spacing
+        );
     }
 
     /// A block's values are the point-by-point ones, whatever rows the block starts at (shards and strips agree).
