@@ -56,6 +56,8 @@ pub struct Draws {
     pub n: usize,
     /// draws[d][i]: parameter i's multiplier in draw d.
     pub m: Vec<Vec<f64>>,
+    /// The run-wide Rh parameter (`rh_param`), found once: `pixel_in` runs per pixel and draw.
+    rh: Option<usize>,
 }
 
 /// Built-in uncertainty files (`models/uncertainty/NAME.toml`), by name.
@@ -159,11 +161,16 @@ impl Draws {
                     .collect()
             })
             .collect();
+        let rh = spec
+            .parameters
+            .iter()
+            .position(|p| p.target == "rh" && p.length_km.is_none());
         Draws {
             spec,
             path: path.to_path_buf(),
             n,
             m,
+            rh,
         }
     }
 
@@ -180,10 +187,7 @@ impl Draws {
     }
 
     pub fn rh_param(&self) -> Option<usize> {
-        self.spec
-            .parameters
-            .iter()
-            .position(|p| p.target == "rh" && p.length_km.is_none())
+        self.rh
     }
 
     /// The spatially correlated parameter of "npp" or "rh", if any.
@@ -244,7 +248,7 @@ impl Draws {
         (fn_, fr): (f64, f64),
     ) -> (f64, f64) {
         let m = k.map_or(1.0, |k| self.m[d][k]);
-        let r = self.rh_param().map_or(1.0, |k| self.m[d][k]);
+        let r = self.rh.map_or(1.0, |k| self.m[d][k]);
         let npp_d = npp * m * fn_;
         (npp_d, npp_d - rh * r * fr)
     }

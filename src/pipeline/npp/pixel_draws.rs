@@ -83,12 +83,14 @@ fn place_of(grid: &Grid, col: usize, row: usize) -> (i64, i64) {
 }
 
 impl PixelConfusion<'_> {
-    /// The class the pixel at `place` (its index in the CRS's own lattice of pixels, `place_of`) of class
-    /// `code` truly is in draw `d` (its own when not confused).
-    fn class_in(&self, d: usize, code: i32, place: (i64, i64)) -> i32 {
-        let Some(i) = self.codes.iter().position(|&c| c == code) else {
-            return code;
-        };
+    /// The matrix row of class `code`, if it has one.
+    fn row_of(&self, code: i32) -> Option<usize> {
+        self.codes.iter().position(|&c| c == code)
+    }
+
+    /// The class truly drawn in draw `d` for the pixel at `place` (its index in the CRS's own lattice of
+    /// pixels, `place_of`) whose class has matrix row `i`.
+    fn class_in(&self, d: usize, i: usize, place: (i64, i64)) -> i32 {
         // A uniform number of the seed, draw and place alone (any block order, thread count or shard).
         let key = [
             self.seed,
@@ -106,7 +108,7 @@ impl PixelConfusion<'_> {
                 return self.codes[j];
             }
         }
-        code
+        self.codes[i]
     }
 }
 
@@ -134,21 +136,21 @@ type StripField<'a> = Option<(usize, &'a Field, Option<Knots>)>;
 const MAX_STRIP_KNOT_VALUES: usize = 2 << 20;
 
 impl<'a> Strip<'a> {
-    /// A pixel's parameter, NPP and Rh in draw `d`: its own, or with land-cover confusion those of the class
-    /// it is drawn to be (that class's means; its own values when it is its own class or the other class has
-    /// no pixels in the map).
+    /// A pixel's parameter, NPP and Rh in draw `d`: its own, or with land-cover confusion (`confused`: its
+    /// class's matrix row and its place, found once per pixel) those of the class it is drawn to be (that
+    /// class's means; its own values when it is its own class or the other class has no pixels in the map).
     #[inline]
     fn as_drawn(
         &self,
         d: usize,
-        at: (usize, usize),
         code: i32,
+        confused: Option<(usize, (i64, i64))>,
         own: (Option<usize>, f64, f64),
     ) -> (Option<usize>, f64, f64) {
-        let Some(c) = &self.confusion else {
+        let (Some(c), Some((i, place))) = (&self.confusion, confused) else {
             return own;
         };
-        let t = c.class_in(d, code, place_of(self.grid, at.0, at.1));
+        let t = c.class_in(d, i, place);
         match c.means.get(&t).filter(|_| t != code) {
             Some(&(npp, rh)) => ((self.param)(t), npp, rh),
             None => own,
@@ -227,12 +229,16 @@ impl<'a> Strip<'a> {
                 continue;
             }
             let k = (self.param)(cls[col]);
+            let confused = self.confusion.as_ref().and_then(|c| {
+                let i = c.row_of(cls[col])?;
+                Some((i, place_of(self.grid, col, row)))
+            });
             factors(fnpp, &rn, col, &mut mn);
             factors(frh, &rr, col, &mut mr);
             a.clear();
             b.clear();
             for d in 0..nd {
-                let (k, npp, rh) = self.as_drawn(d, (col, row), cls[col], (k, npp[col], rh[col]));
+                let (k, npp, rh) = self.as_drawn(d, cls[col], confused, (k, npp[col], rh[col]));
                 let (x, y) = self.draws.pixel_in(d, k, npp, rh, (mn[d], mr[d]));
                 a.push(x);
                 b.push(y);
