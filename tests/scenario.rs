@@ -513,6 +513,27 @@ fn paired_draws_give_the_zone_differences_spread_worked_by_hand() {
         (common::cell(&west, "sd"), common::cell(&west, "p95")),
         (0.0, 0.0)
     );
+    // A spatially correlated parameter (length_km) is for `npp --draws`: a scenario refuses it, naming the file
+    // and the parameter, and writes nothing.
+    std::fs::write(
+        d.join("field.toml"),
+        "name = \"t\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"*\"\nsd = 0.1\nlength_km = 2\n\
+         source = \"test\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("field_scenario.toml"),
+        scenario(CHANGE) + "[uncertainty]\nfile = \"field.toml\"\ndraws = 10\n",
+    )
+    .unwrap();
+    let refused = d.join("refused");
+    let a = scenario_cmd(&d.join("field_scenario.toml"), &refused).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("field.toml") && err.contains("the npp parameter has a length_km"),
+        "{err}"
+    );
+    assert!(!refused.exists());
 }
 
 /// An absolute cut, -16 t CO2 yr-1 of the east's energy (80), is the factor 0.8: the same -16 there.
