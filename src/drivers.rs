@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
 use serde::Deserialize;
 
 mod coarse;
@@ -1344,18 +1345,22 @@ impl Drivers {
         let n = w.len();
         let mut buf = vec![0f32; n * steps.len()];
         self.stored(r, steps, w, &mut buf)?;
-        Ok(steps
-            .iter()
-            .zip(buf.chunks_exact_mut(n))
-            .map(|(&i, plane)| {
+        // Units converted in parallel (each value on its own), then each step's plane taken from the buffer.
+        let conv = r.conversion(var);
+        buf.par_chunks_mut(n.max(1))
+            .zip(steps.par_iter())
+            .for_each(|(plane, &i)| {
                 let days = self.steps[i].days as f64;
-                let conv = r.conversion(var);
                 for x in plane.iter_mut() {
                     *x = r.value(conv, *x, days, &self.climate);
                 }
-                Plane::Grid(plane.to_vec())
-            })
-            .collect())
+            });
+        let mut planes = Vec::with_capacity(steps.len());
+        for k in (0..steps.len()).rev() {
+            planes.push(Plane::Grid(buf.split_off(k * n)));
+        }
+        planes.reverse();
+        Ok(planes)
     }
 
     /// Stored values of `steps` of raster driver `r` over `w`, step after step into `buf`: interpolated in the
@@ -1370,9 +1375,7 @@ impl Drivers {
         if let Some(c) = &r.coarse {
             let grid = self.grid.as_ref().expect("Drivers::open was called");
             let stencil = self.stencils.get(c, grid, w)?;
-            for (&i, plane) in steps.iter().zip(buf.chunks_exact_mut(w.len())) {
-                c.sample(i, &stencil, plane);
-            }
+            c.sample(steps, &stencil, buf);
             return Ok(());
         }
         let reader = r.reader.as_ref().expect("Drivers::open was called");

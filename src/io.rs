@@ -381,16 +381,45 @@ pub fn transform_bounds(from_wkt: &str, to_wkt: &str, b: [f64; 4]) -> Result<[f6
 }
 
 /// Transform points in place from one CRS to another (x/y in each CRS's traditional GIS order).
+///
+/// PROJ's choice of an operation between two CRSs (a search of its database) costs milliseconds, far more than
+/// transforming a few thousand points, and the lattice overlap and climate mesh transform points in many small
+/// batches: each thread keeps the transformations it made (PROJ objects stay on the thread that made them).
+/// A transformation is stateless between calls, so a kept one gives the same values as a new one.
 pub fn transform_points(
     from_wkt: &str,
     to_wkt: &str,
     xs: &mut [f64],
     ys: &mut [f64],
 ) -> Result<()> {
-    let ct = coord_transform(from_wkt, to_wkt)?;
-    let mut zs = vec![0.0; xs.len()];
-    ct.transform_coords(xs, ys, &mut zs)
-        .map_err(|e| Error::Usage(format!("points cannot be transformed: {e}")))
+    thread_local! {
+        static KEPT: std::cell::RefCell<Vec<(String, String, CoordTransform)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// Distinct CRS pairs kept per thread (a command uses a handful).
+    const KEEP: usize = 8;
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let i = match kept
+            .iter()
+            .position(|(f, t, _)| f == from_wkt && t == to_wkt)
+        {
+            Some(i) => i,
+            None => {
+                let ct = coord_transform(from_wkt, to_wkt)?;
+                if kept.len() == KEEP {
+                    kept.remove(0);
+                }
+                kept.push((from_wkt.to_string(), to_wkt.to_string(), ct));
+                kept.len() - 1
+            }
+        };
+        let mut zs = vec![0.0; xs.len()];
+        kept[i]
+            .2
+            .transform_coords(xs, ys, &mut zs)
+            .map_err(|e| Error::Usage(format!("points cannot be transformed: {e}")))
+    })
 }
 
 /// Radius of the authalic sphere (models/earth.toml), used for true areas and distances on geographic grids.
@@ -1722,13 +1751,27 @@ pub fn bands_min_max(path: &Path, bands: &[usize]) -> Result<Vec<Option<(f64, f6
         .collect()
 }
 
-/// Whether a band has at least one pixel that is not nodata or NaN (an exact pass over the band).
+/// Whether a band has at least one pixel that is not nodata or NaN: rows of blocks are read in order until
+/// one holds such a pixel (usually the first; the whole band only when it has none).
 pub fn has_valid_pixel(path: &Path, band: usize) -> Result<bool> {
     let ds = open(path)?;
     let b = ds
         .rasterband(band)
         .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
-    Ok(min_max(&b, false).is_some())
+    let (w, h) = b.size();
+    let rows = b.block_size().1.clamp(1, h.max(1));
+    let nodata = b.no_data_value();
+    let mut buf = vec![0f64; w * rows];
+    for row0 in (0..h).step_by(rows) {
+        let n = rows.min(h - row0);
+        let part = &mut buf[..w * n];
+        b.read_into_slice::<f64>((0, row0 as isize), (w, n), (w, n), part, None)
+            .map_err(|e| Error::band(path, band.to_string(), format!("read failed: {e}")))?;
+        if part.iter().any(|v| !v.is_nan() && Some(*v) != nodata) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A band's minimum and maximum over valid pixels; `None` when it has none. (The gdal crate returns Ok(0, 0)
@@ -3100,5 +3143,51 @@ mod map_frame_tests {
         let utm = gdal::spatial_ref::SpatialRef::from_epsg(32630).unwrap();
         let f = super::MapFrame::of(&grid(utm.to_wkt().unwrap())).unwrap();
         assert_eq!(f.crs, "WGS 84 / UTM zone 30N (EPSG:32630)");
+    }
+}
+
+#[cfg(test)]
+mod valid_pixel_tests {
+    use super::*;
+    use gdal::raster::RasterCreationOptions;
+
+    /// A tiled Float32 raster of 40 x 50 px in blocks of 16 rows, no data -9999, every pixel `fill` but for
+    /// `one` (row, col, value).
+    fn raster(path: &Path, fill: f32, one: Option<(usize, usize, f32)>) {
+        init();
+        let (w, h) = (40usize, 50usize);
+        let mut co = RasterCreationOptions::new();
+        for (k, v) in [("TILED", "YES"), ("BLOCKXSIZE", "16"), ("BLOCKYSIZE", "16")] {
+            co.add_name_value(k, v).unwrap();
+        }
+        let d = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = d
+            .create_with_band_type_with_options::<f32, _>(path, w, h, 1, &co)
+            .unwrap();
+        let mut b = ds.rasterband(1).unwrap();
+        b.set_no_data_value(Some(-9999.0)).unwrap();
+        let mut v = vec![fill; w * h];
+        if let Some((r, c, x)) = one {
+            v[r * w + c] = x;
+        }
+        let mut buf = gdal::raster::Buffer::new((w, h), v);
+        b.write((0, 0), (w, h), &mut buf).unwrap();
+    }
+
+    #[test]
+    fn a_valid_pixel_is_found_in_any_block_and_nodata_or_nan_never_count() {
+        let t = tempfile::tempdir().unwrap();
+        let cases = [
+            ("nodata_only", -9999.0, None, false),
+            ("nan_only", f32::NAN, None, false),
+            // The only valid pixel in the last row (the last, partial row of blocks).
+            ("last_row", f32::NAN, Some((49, 39, 0.0)), true),
+            ("first_pixel", -9999.0, Some((0, 0, -1.5)), true),
+        ];
+        for (name, fill, one, want) in cases {
+            let p = t.path().join(format!("{name}.tif"));
+            raster(&p, fill, one);
+            assert_eq!(has_valid_pixel(&p, 1).unwrap(), want, "{name}");
+        }
     }
 }

@@ -136,17 +136,22 @@ impl Mesh {
             .flat_map(|&r| cols.iter().map(move |&c| (c, r)))
             .map(|(c, r)| at(c as f64, r as f64))
             .collect();
-        // The knots and every cell's probes in one batch of exact transforms.
+        // The knots and every cell's probes in one batch of exact transforms. Neighbouring cells share an
+        // edge's midpoint (the same position from either cell), so it is transformed once: per cell, its centre,
+        // and the midpoints of the horizontal edges (knot rows x cells across) and of the vertical ones (cells
+        // down x knot columns).
         let (nc, nr) = (cols.len().saturating_sub(1), rows.len().saturating_sub(1));
-        let probe = |i: usize, j: usize, (fr, fc): (f64, f64)| {
-            let c = cols[j] as f64 + fc * (cols[j + 1] - cols[j]) as f64;
-            let r = rows[i] as f64 + fr * (rows[i + 1] - rows[i]) as f64;
-            at(c, r)
-        };
-        let cells = (0..nr).flat_map(|i| (0..nc).map(move |j| (i, j)));
-        pts.extend(cells.flat_map(|(i, j)| PROBES.map(|f| probe(i, j, f))));
+        let mid = |k: &[usize], i: usize| k[i] as f64 + 0.5 * (k[i + 1] - k[i]) as f64;
+        let centres = (0..nr).flat_map(|i| (0..nc).map(move |j| (i, j)));
+        pts.extend(centres.map(|(i, j)| at(mid(cols, j), mid(rows, i))));
+        let across = (0..nr.min(1) * (nr + 1)).flat_map(|i| (0..nc).map(move |j| (i, j)));
+        pts.extend(across.map(|(i, j)| at(mid(cols, j), rows[i] as f64)));
+        let down = (0..nr).flat_map(|i| (0..nc.min(1) * (nc + 1)).map(move |j| (i, j)));
+        pts.extend(down.map(|(i, j)| at(cols[j] as f64, mid(rows, i))));
         transform(&mut pts);
-        let probes = pts.split_off(cols.len() * rows.len());
+        let centres = pts.split_off(cols.len() * rows.len());
+        let (centres, rest) = centres.split_at(nr * nc);
+        let (across, down) = rest.split_at(if nr > 0 { (nr + 1) * nc } else { 0 });
         let mut mesh = Mesh {
             ncols: cols.len(),
             pts,
@@ -154,8 +159,15 @@ impl Mesh {
         };
         for i in 0..nr {
             for j in 0..nc {
-                let exact = &probes[(i * nc + j) * PROBES.len()..][..PROBES.len()];
-                mesh.good[i * nc + j] = mesh.passes(i, j, exact, cols[j + 1] - cols[j]);
+                // In PROBES' order: centre, top, bottom, left, right.
+                let exact = [
+                    centres[i * nc + j],
+                    across[i * nc + j],
+                    across[(i + 1) * nc + j],
+                    down[i * (nc + 1) + j],
+                    down[i * (nc + 1) + j + 1],
+                ];
+                mesh.good[i * nc + j] = mesh.passes(i, j, &exact, cols[j + 1] - cols[j]);
             }
         }
         mesh

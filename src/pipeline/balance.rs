@@ -957,8 +957,10 @@ fn fine_pass(
         preview.add_rows(row0, grid.width, &net);
         write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
         if crate::engine::strips::is_tile_end(row0 + nrows, grid.height) {
-            em_w.flush()?;
-            net_w.flush()?;
+            // Both rasters' tiles compressed at once.
+            let (e, n) = rayon::join(|| em_w.flush(), || net_w.flush());
+            e?;
+            n?;
         }
         progress.advance(1);
         row0 += nrows;
