@@ -6,7 +6,13 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::io::RasterWriter;
+use crate::io::{PendingOutput, RasterWriter};
+
+/// Finish every writer (the file closed and verified, its style written) in parallel, each by one worker:
+/// the files are independent. On an error, every other writer's temporary file is removed as well.
+pub fn finish_all(writers: Vec<RasterWriter>) -> Result<Vec<PendingOutput>> {
+    writers.into_par_iter().map(RasterWriter::finish).collect()
+}
 
 /// Run `f` for every output in parallel, each output by one worker; results in the outputs' order.
 /// `f` computes the output's strip, writes it (`RasterWriter::write_rows`) and flushes it.

@@ -1422,13 +1422,9 @@ fn lattice_outputs(
     let rows = cell_rows(lat, spread, (valid, seq, changed), cells);
     let lat_w = lattice_raster(job, lat, &win, &rows, md)?;
     let [em_w, net_w] = fine;
-    let mut outputs = Vec::new();
-    let mut pending = Vec::new();
-    for w in [em_w, net_w, lat_w] {
-        outputs.push(w.target().to_path_buf());
-        pending.push(w.finish()?);
-    }
-    for pd in pending {
+    let all = vec![em_w, net_w, lat_w];
+    let mut outputs: Vec<PathBuf> = all.iter().map(|w| w.target().to_path_buf()).collect();
+    for pd in crate::engine::write::finish_all(all)? {
         pd.commit()?;
     }
     let cells_csv = job.out_dir.join("lattice_balance.csv");

@@ -16,6 +16,8 @@ use crate::io::{self, Grid, OutBand, PendingOutput, RasterWriter, Window, WriteO
 use crate::progress::Progress;
 use crate::scene::{SceneReader, Stack};
 
+mod by_period;
+
 /// How the analysis grid is chosen.
 #[derive(Debug, Clone)]
 pub enum GridChoice {
@@ -364,24 +366,35 @@ impl<'a> Pass<'a> {
             }
         }
         let n = self.outputs.len();
+        let members: Vec<&[usize]> = (0..writers.len())
+            .map(|i| match i < n {
+                true => &self.output_members[i][..],
+                false => &self.period_members[i - n][..],
+            })
+            .collect();
+        let groups = match job.gap_fill {
+            true => None,
+            false => by_period::groups(&members),
+        };
         let (rows, cols) = block_size(prep, job, self.indices.len(), self.scenes.needed.len());
         let mut clear_obs = vec![0u64; n];
         let mut with_data = vec![0u64; n];
         let grid = &prep.grid;
         for block in crate::engine::strips::blocks(grid.width, grid.height, rows, cols) {
-            let counts = self.block(job, &mut writers, &block)?;
+            let counts = match &groups {
+                Some(g) => by_period::block(self, job, &mut writers, g, &block)?,
+                None => self.block_together(job, &mut writers, &block)?,
+            };
             for (oi, (obs, wd)) in counts.into_iter().take(n).enumerate() {
                 clear_obs[oi] += obs;
                 with_data[oi] += wd;
             }
             progress.advance(block.len() as u64);
         }
-        for w in writers.split_off(n) {
-            done.pending.push(w.finish()?);
-        }
+        done.pending
+            .extend(crate::engine::write::finish_all(writers)?);
         let totals = clear_obs.into_iter().zip(with_data);
-        for ((o, w), (obs, wd)) in self.outputs.iter().zip(writers).zip(totals) {
-            done.pending.push(w.finish()?);
+        for (o, (obs, wd)) in self.outputs.iter().zip(totals) {
             let (record, warning) = output_record(prep, o, obs, wd);
             if let Some(msg) = warning {
                 progress.warn(&msg);
@@ -392,10 +405,18 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    /// One block: the pass's indices per scene, gap filled if asked, then every output's block computed,
-    /// written and compressed in parallel, one output per worker. Per output: clear observations and pixels
-    /// with data.
-    fn block(
+    /// Where output `i`'s index is among the pass's indices.
+    fn index_position(&self, i: usize) -> usize {
+        self.indices
+            .iter()
+            .position(|&x| x == self.outputs[i].index)
+            .expect("the pass's index")
+    }
+
+    /// One block with every scene read first: the pass's indices per scene, gap filled if asked, then every
+    /// output's block computed, written and compressed in parallel, one output per worker (`by_period` when
+    /// periods share no scene and nothing is gap filled). Per output: clear observations and pixels with data.
+    fn block_together(
         &self,
         job: &IndicesJob,
         writers: &mut [RasterWriter],
@@ -420,11 +441,7 @@ impl<'a> Pass<'a> {
                 w.flush()?;
                 return Ok((0, 0));
             }
-            let k = self
-                .indices
-                .iter()
-                .position(|&i| i == self.outputs[oi].index)
-                .expect("the pass's index");
+            let k = self.index_position(oi);
             let (bands, counts) = composite_strip(
                 &values[k],
                 &clear[k],
@@ -576,37 +593,52 @@ pub(crate) fn strip_index_values(
 ) -> Result<(Vec<Vec<f32>>, Vec<bool>)> {
     let npx = block.len();
     let mut values: Vec<Vec<f32>> = vec![vec![f32::NAN; readers.len() * npx]; which.len()];
-    let strip_planes = readers
-        .par_iter()
-        .map(|r| r.lock().expect("reader lock").read_window(block))
-        .collect::<Result<Vec<_>>>()?;
     let mut clear = vec![false; readers.len() * npx];
-    for (si, planes) in strip_planes.iter().enumerate() {
-        clear[si * npx..(si + 1) * npx]
-            .par_chunks_mut(4096)
-            .enumerate()
-            .for_each(|(ci, chunk)| {
-                for (j, c) in chunk.iter_mut().enumerate() {
-                    *c = planes.iter().all(|p| !p[ci * 4096 + j].is_nan());
-                }
-            });
-    }
-    for (si, planes) in strip_planes.iter().enumerate() {
-        for (k, &ii) in which.iter().enumerate() {
-            let c = &compiled[ii];
-            let pos = &band_pos[ii];
-            values[k][si * npx..(si + 1) * npx]
-                .par_chunks_mut(4096)
-                .enumerate()
-                .for_each(|(ci, chunk)| {
-                    let range = ci * 4096..ci * 4096 + chunk.len();
-                    let bands: Vec<&[f64]> =
-                        pos.iter().map(|&lp| &planes[lp][range.clone()]).collect();
-                    c.eval_run(&bands, chunk);
-                });
+    let eval = (compiled, band_pos, which);
+    scene_slices(&mut values, &mut clear, npx)
+        .into_par_iter()
+        .zip(readers.par_iter())
+        .try_for_each(|((outs, clr), r)| scene_index_values(r, eval, block, outs, clr))?;
+    Ok((values, clear))
+}
+
+/// Each scene's part of every index's values and of the clear flags ([scene][pixel] planes, `npx` pixels per
+/// scene), so that the scenes can be filled in parallel.
+pub(crate) fn scene_slices<'v>(
+    values: &'v mut [Vec<f32>],
+    clear: &'v mut [bool],
+    npx: usize,
+) -> Vec<(Vec<&'v mut [f32]>, &'v mut [bool])> {
+    let mut per_scene: Vec<(Vec<&mut [f32]>, &mut [bool])> = clear
+        .chunks_mut(npx.max(1))
+        .map(|c| (Vec::new(), c))
+        .collect();
+    for v in values.iter_mut() {
+        for (s, part) in v.chunks_mut(npx.max(1)).enumerate() {
+            per_scene[s].0.push(part);
         }
     }
-    Ok((values, clear))
+    per_scene
+}
+
+/// One scene over a block: its bands read, whether each pixel has data in every band (`clear`), and each index
+/// of `which` into `outs` (in `which`'s order).
+pub(crate) fn scene_index_values(
+    reader: &Mutex<SceneReader>,
+    (compiled, band_pos, which): (&[CompiledIndex], &[Vec<usize>], &[usize]),
+    block: &Window,
+    outs: Vec<&mut [f32]>,
+    clear: &mut [bool],
+) -> Result<()> {
+    let planes = reader.lock().expect("reader lock").read_window(block)?;
+    for (px, c) in clear.iter_mut().enumerate() {
+        *c = planes.iter().all(|p| !p[px].is_nan());
+    }
+    for (out, &ii) in outs.into_iter().zip(which) {
+        let bands: Vec<&[f64]> = band_pos[ii].iter().map(|&lp| &planes[lp][..]).collect();
+        compiled[ii].eval_run(&bands, out);
+    }
+    Ok(())
 }
 
 /// Clear observations per pixel among the scenes `members` (positions in the strip's scene axis).

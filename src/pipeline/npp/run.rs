@@ -403,19 +403,15 @@ fn finish(
     outs: &[&str],
     warnings: Vec<String>,
 ) -> Result<NppSummary> {
-    let mut pending = Vec::new();
-    let mut outputs = Vec::new();
-    for w in writers
+    let all: Vec<_> = writers
         .main
         .into_iter()
         .chain(writers.monthly)
         .chain(writers.factor)
         .chain(writers.filled)
-    {
-        outputs.push(w.target().to_path_buf());
-        pending.push(w.finish()?);
-    }
-    for pd in pending {
+        .collect();
+    let mut outputs: Vec<_> = all.iter().map(|w| w.target().to_path_buf()).collect();
+    for pd in crate::engine::write::finish_all(all)? {
         pd.commit()?;
     }
     let label = &p.period.label;
