@@ -486,37 +486,36 @@ fn sink_onto_lattice(
         "balance: sink onto the lattice",
         grid.height.div_ceil(strip_rows) as u64,
     );
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = strip_rows.min(grid.height - row0);
-        let s = ov.strip(row0, nrows)?;
-        let a = strip_areas(areas, grid.width, row0, nrows);
+    let mut strips = StripWalk::new(ov, areas, strip_rows)?;
+    while let Some(((row0, nrows), (s, a))) = strips.current() {
         let m = sink_mass(sink_reader, p, &a, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
-        for i in 0..grid.width * nrows {
-            let ap = s.pixel_area[i];
-            let a_true = a[i];
-            r.area_total += a_true;
-            let mut inside = 0.0;
-            for (c, a) in s.pieces(i) {
-                if !usable[c] {
-                    continue;
+        strips.next_while(|| {
+            for i in 0..grid.width * nrows {
+                let ap = s.pixel_area[i];
+                let a_true = a[i];
+                r.area_total += a_true;
+                let mut inside = 0.0;
+                for (c, a) in s.pieces(i) {
+                    if !usable[c] {
+                        continue;
+                    }
+                    inside += a;
+                    r.spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
+                    if m[i].is_finite() {
+                        r.valid[c] += a;
+                        r.seq[c] += m[i] * a / ap;
+                    }
                 }
-                inside += a;
-                r.spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
-                if m[i].is_finite() {
-                    r.valid[c] += a;
-                    r.seq[c] += m[i] * a / ap;
+                if ap.is_finite() && ap > 0.0 {
+                    r.area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
+                } else {
+                    r.area_uncovered += a_true;
                 }
             }
-            if ap.is_finite() && ap > 0.0 {
-                r.area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
-            } else {
-                r.area_uncovered += a_true;
-            }
-        }
+            Ok(())
+        })?;
         progress.advance(1);
-        row0 += nrows;
     }
     progress.finish();
     r.spread.finish(&ov.space);
@@ -927,11 +926,8 @@ fn fine_pass(
         ..Default::default()
     };
     progress.start("balance: emissions onto the fine grid", nstrips);
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = strip_rows.min(grid.height - row0);
-        let s: StripOverlap = ov.strip(row0, nrows)?;
-        let a = strip_areas(areas, grid.width, row0, nrows);
+    let mut strips = StripWalk::new(ov, areas, strip_rows)?;
+    while let Some(((row0, nrows), (s, a))) = strips.current() {
         let m = sink_mass(sink_reader, p, &a, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
         let (zone_ids, pop) = zones_and_population(p, &a, row0, nrows)?;
@@ -947,23 +943,25 @@ fn fine_pass(
             usable,
             areas: &a,
         };
-        let (em, em_total, net) = fine.strip(
-            &s,
-            &m,
-            wts.as_deref(),
-            (zone_ids.as_deref(), pop.as_deref()),
-            (&mut all, &mut zone_acc, &mut cells),
-        );
-        preview.add_rows(row0, grid.width, &net);
-        write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
-        if crate::engine::strips::is_tile_end(row0 + nrows, grid.height) {
-            // Both rasters' tiles compressed at once.
-            let (e, n) = rayon::join(|| em_w.flush(), || net_w.flush());
-            e?;
-            n?;
-        }
+        strips.next_while(|| {
+            let (em, em_total, net) = fine.strip(
+                &s,
+                &m,
+                wts.as_deref(),
+                (zone_ids.as_deref(), pop.as_deref()),
+                (&mut all, &mut zone_acc, &mut cells),
+            );
+            preview.add_rows(row0, grid.width, &net);
+            write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
+            if crate::engine::strips::is_tile_end(row0 + nrows, grid.height) {
+                // Both rasters' tiles compressed at once.
+                let (e, n) = rayon::join(|| em_w.flush(), || net_w.flush());
+                e?;
+                n?;
+            }
+            Ok(())
+        })?;
         progress.advance(1);
-        row0 += nrows;
     }
     progress.finish();
     Ok((all, zone_acc, p.factors.is_some().then_some(cells)))
@@ -1395,13 +1393,77 @@ fn write_fine_strip(
     net_w.write_rows(0, row0, net)
 }
 
+/// The strips of both passes, each strip's overlaps with the lattice and true pixel areas computed while the
+/// previous strip is used: `next_while` runs the previous strip's serial work (sums in pixel order, writing) at
+/// the same time as the next strip's overlaps (parallel inside). Every strip's values are computed on their
+/// own, so the outputs do not depend on the overlap in time; two strips' overlaps are held at once.
+struct StripWalk<'a> {
+    ov: &'a Overlapper,
+    areas: &'a crate::area::PixelAreas,
+    rows: usize,
+    /// The next strip, loaded.
+    next: Option<LoadedStrip>,
+    /// Rows (row0, nrows) of the strip taken by `current`.
+    taken: Option<(usize, usize)>,
+}
+
+/// A strip's rows (row0, nrows), its overlaps and its pixels' true areas (m2).
+type LoadedStrip = ((usize, usize), (StripOverlap, Vec<f64>));
+
+impl<'a> StripWalk<'a> {
+    fn new(
+        ov: &'a Overlapper,
+        areas: &'a crate::area::PixelAreas,
+        rows: usize,
+    ) -> Result<StripWalk<'a>> {
+        let mut w = StripWalk {
+            ov,
+            areas,
+            rows,
+            next: None,
+            taken: None,
+        };
+        w.next = w.load(0)?;
+        Ok(w)
+    }
+
+    /// The strip starting at `row0` (None past the grid's last row).
+    fn load(&self, row0: usize) -> Result<Option<LoadedStrip>> {
+        let height = self.ov.walker.height;
+        if row0 >= height {
+            return Ok(None);
+        }
+        let nrows = self.rows.min(height - row0);
+        let s = self.ov.strip(row0, nrows)?;
+        let a = strip_areas(self.areas, self.ov.walker.width, row0, nrows);
+        Ok(Some(((row0, nrows), (s, a))))
+    }
+
+    /// The next strip (None when the walk is over); `next_while` must follow before the next call.
+    fn current(&mut self) -> Option<LoadedStrip> {
+        let c = self.next.take()?;
+        self.taken = Some(c.0);
+        Some(c)
+    }
+
+    /// Run `work` on the strip taken by `current` while the following strip is loaded.
+    fn next_while(&mut self, work: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+        let (row0, nrows) = self.taken.take().expect("a strip taken by current");
+        let (done, next) = rayon::join(work, || self.load(row0 + nrows));
+        done?;
+        self.next = next?;
+        Ok(())
+    }
+}
+
 /// Working memory of both passes per strip pixel (the overlaps with the lattice, the corners, the sink's mass,
 /// zones, and every sector's fine emissions), as a round figure: the peak fell by 63 MiB when 4096 px strips
 /// went from 256 to 128 rows (0.5 M pixels fewer held), about 130 bytes each, with one sector.
 const BYTES_PER_STRIP_PX: usize = 128;
-/// Memory both passes' strips are held to (MiB): 64 MiB / 128 bytes keeps whole tile rows up to 2048 px wide
-/// (the benchmark's strips, unchanged) and halves the rows for each doubling beyond.
-const STRIP_BUDGET_MB: usize = 64;
+/// Memory one strip of either pass is held to (MiB); two strips are in memory at once (`StripWalk`), so the
+/// passes hold about 64 MiB: 32 MiB / 128 bytes gives half a tile row at 2048 px and halves the rows for
+/// each doubling beyond (the writers still flush whole tile rows).
+const STRIP_BUDGET_MB: usize = 32;
 
 /// Rows per strip of both passes (the same in both; shares and values are summed pixel by pixel in row-major
 /// order, so the strips' height changes no sum).
