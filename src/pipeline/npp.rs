@@ -787,24 +787,27 @@ fn read_months(
 }
 
 /// The mean air temperature of each month of the model year over a strip (daily drivers averaged).
-fn window_tmean(p: &Prepared, w: &Window) -> Result<Vec<Plane>> {
-    let d = (p.drivers.as_slice(), p.window_steps.as_slice());
-    if p.window_steps.iter().all(|(_, steps)| steps.len() == 1) {
+fn window_tmean(
+    (drivers, window_steps): (&[Drivers], &[(usize, Vec<usize>)]),
+    w: &Window,
+) -> Result<Vec<Plane>> {
+    let d = (drivers, window_steps);
+    if window_steps.iter().all(|(_, steps)| steps.len() == 1) {
         // Monthly drivers: every month in one read (a coarse raster's interpolation stencil computed once).
-        return read_months(d, Var::Tmean, 0..p.window_steps.len(), w);
+        return read_months(d, Var::Tmean, 0..window_steps.len(), w);
     }
     let mut out = Vec::with_capacity(12);
-    for (k, (part, steps)) in p.window_steps.iter().enumerate() {
+    for (k, (part, steps)) in window_steps.iter().enumerate() {
         if steps.len() == 1 {
             out.extend(read_months(
-                (&p.drivers, &p.window_steps),
+                (drivers, window_steps),
                 Var::Tmean,
                 k..k + 1,
                 w,
             )?);
             continue;
         }
-        let planes = p.drivers[*part].read_steps(Var::Tmean, steps, w)?;
+        let planes = drivers[*part].read_steps(Var::Tmean, steps, w)?;
         let n = planes.len() as f64;
         let mean = if planes.iter().all(|pl| matches!(pl, Plane::Uniform(_))) {
             Plane::Uniform(planes.iter().map(|pl| pl.at(0)).sum::<f64>() / n)

@@ -43,8 +43,34 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let mut acc = Accumulator::new(&p);
     let (rows, cols) = block_size(job, &p, outs);
     progress.start("npp", (grid.width * grid.height) as u64);
-    for block in crate::engine::strips::blocks(grid.width, grid.height, rows, cols) {
-        run_block(job, &p, &readers, &mut writers, &mut acc, outs, &block)?;
+    let blocks = crate::engine::strips::blocks(grid.width, grid.height, rows, cols);
+    // Each block's inputs are read (by another worker) while the previous block is computed and written on
+    // this thread; a block's values do not depend on when its inputs were read.
+    let parts = ReadParts::of(job, &p);
+    let load = |k: usize| {
+        blocks
+            .get(k)
+            .map(|w| BlockIn::read(parts, &readers, w))
+            .transpose()
+    };
+    let mut next = load(0)?;
+    for (k, block) in blocks.iter().enumerate() {
+        let input = next.take().expect("the block's inputs");
+        let mut following = Ok(None);
+        let done = rayon::in_place_scope(|s| {
+            s.spawn(|_| following = load(k + 1));
+            run_block(
+                job,
+                &p,
+                &readers,
+                (&mut writers, &mut acc),
+                outs,
+                block,
+                input,
+            )
+        });
+        done?;
+        next = following?;
         progress.advance(block.len() as u64);
     }
     progress.finish();
@@ -60,12 +86,13 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
 }
 
 /// Strip height from the memory budget: per pixel, the composites around the model year, its 12 filled months
-/// and temperatures, the simulated months' drivers (6 variables) and monthly outputs; daily drivers are
-/// streamed one day at a time.
+/// and temperatures, the simulated months' drivers (6 variables) and monthly outputs, and the next block's
+/// composites and temperatures (read meanwhile); daily drivers are streamed one day at a time.
 fn block_size(job: &NppJob, p: &Prepared, outs: &[&str]) -> (usize, usize) {
     let nmonths = p.period.sim.len();
     let nvars = 6;
-    let per_px = 4 * (p.ndvi_files.len() + 24 + nmonths * (nvars + 3 * 2) + 16) + 64;
+    let next = p.ndvi_files.len() + 12;
+    let per_px = 4 * (p.ndvi_files.len() + 24 + nmonths * (nvars + 3 * 2) + 16 + next) + 64;
     let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8;
     crate::engine::strips::block(p.grid.width, p.grid.height, per_px, out_px, job.memory_mb)
 }
@@ -74,7 +101,8 @@ fn block_size(job: &NppJob, p: &Prepared, outs: &[&str]) -> (usize, usize) {
 struct Readers {
     /// One per composite, each read by one thread at a time.
     ndvi: Vec<Mutex<GridReader>>,
-    landcover: GridReader,
+    /// Read by one thread at a time (a block's inputs are read beside the previous block's work).
+    landcover: Mutex<GridReader>,
     areas: PixelAreas,
     /// Legend codes in legend order (a class's index).
     codes: Vec<i64>,
@@ -98,14 +126,14 @@ impl Readers {
             index: job.landcover_band,
             name: "land cover".into(),
         };
-        let landcover = GridReader::new(
+        let landcover = Mutex::new(GridReader::new(
             &job.landcover,
             &[band],
             &p.grid,
             Resampling::Nearest,
             None,
             LC_FILL,
-        )?;
+        )?);
         Ok(Readers {
             ndvi,
             landcover,
@@ -131,11 +159,14 @@ impl Readers {
     /// Class index and model per pixel of a block (None: no data, outside the map, or a class without one).
     fn classes<'p>(
         &self,
-        p: &'p Prepared,
+        p: ReadParts<'p>,
         w: &Window,
     ) -> Result<Vec<Option<(usize, &'p ClassModel)>>> {
         let mut lc = vec![0i32; w.len()];
-        self.landcover.read_window::<i32>(0, w, &mut lc)?;
+        self.landcover
+            .lock()
+            .expect("land-cover reader lock")
+            .read_window::<i32>(0, w, &mut lc)?;
         Ok(lc
             .iter()
             .map(|&c| {
@@ -153,25 +184,70 @@ impl Readers {
     }
 }
 
+/// What a block reads before its computation: each pixel's class and model, the months' composites, and the
+/// model year's mean temperatures (CASA, dormancy).
+struct BlockIn<'p> {
+    models: Vec<Option<(usize, &'p ClassModel)>>,
+    composites: Vec<Vec<f32>>,
+    tmean: Vec<crate::drivers::Plane>,
+}
+
+/// What reading a block needs of the prepared stage (all of it can be read from another thread; `Prepared`
+/// as a whole holds GDAL geometries, which stay on the thread that made them).
+#[derive(Clone, Copy)]
+struct ReadParts<'p> {
+    legend: &'p crate::landcover::Legend,
+    lc_nodata: Option<f64>,
+    class_models: &'p BTreeMap<i64, ClassModel>,
+    /// The model year's mean temperatures are read (CASA, or a class with a dormancy threshold).
+    tmean: bool,
+    drivers: (&'p [crate::drivers::Drivers], &'p [(usize, Vec<usize>)]),
+}
+
+impl<'p> ReadParts<'p> {
+    fn of(job: &NppJob, p: &'p Prepared) -> ReadParts<'p> {
+        ReadParts {
+            legend: &p.legend,
+            lc_nodata: p.lc_nodata,
+            class_models: &p.class_models,
+            tmean: job.model == NppModel::Casa || p.dormancy.iter().any(Option::is_some),
+            drivers: (&p.drivers, &p.window_steps),
+        }
+    }
+}
+
+impl<'p> BlockIn<'p> {
+    fn read(parts: ReadParts<'p>, readers: &Readers, w: &Window) -> Result<BlockIn<'p>> {
+        let models = readers.classes(parts, w)?;
+        let composites = readers.composites(w)?;
+        let tmean = match parts.tmean {
+            true => window_tmean(parts.drivers, w)?,
+            false => Vec::new(),
+        };
+        Ok(BlockIn {
+            models,
+            composites,
+            tmean,
+        })
+    }
+}
+
 /// One block: land cover, the NDVI series completed per pixel, correction factors, the model per pixel, every
 /// output written (in parallel, one output per worker), the class sums accumulated.
 fn run_block(
     job: &NppJob,
     p: &Prepared,
     readers: &Readers,
-    writers: &mut NppWriters,
-    acc: &mut Accumulator,
+    (writers, acc): (&mut NppWriters, &mut Accumulator),
     outs: &[&'static str],
     w: &Window,
+    input: BlockIn,
 ) -> Result<()> {
-    let models = readers.classes(p, w)?;
-    let composites = readers.composites(w)?;
-    // The model year's mean temperatures (CASA, dormancy), then its NDVI series completed per pixel.
-    let tmean = if job.model == NppModel::Casa || p.dormancy.iter().any(Option::is_some) {
-        window_tmean(p, w)?
-    } else {
-        Vec::new()
-    };
+    let BlockIn {
+        models,
+        composites,
+        tmean,
+    } = input;
     let available: Vec<usize> = p.ndvi_files.iter().map(|(t, _)| *t).collect();
     let (dormancy, models_ref, tmean_ref) = (&p.dormancy, &models, &tmean);
     let dormant = move |px: usize, k: usize| -> bool {
