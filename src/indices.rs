@@ -260,25 +260,32 @@ impl CompiledIndex {
     pub fn eval_run(&self, bands: &[&[f64]], out: &mut [f32]) {
         use lanes::{Lanes, LANES};
         let n = out.len();
-        let mut vars = vec![Lanes::default(); self.slots.len()];
         let mut start = 0;
         while start < n {
             let len = LANES.min(n - start);
-            for (v, s) in vars.iter_mut().zip(&self.slots) {
-                *v = match *s {
+            let vars: Vec<Lanes> = self
+                .slots
+                .iter()
+                .map(|s| match *s {
                     Slot::Band(k) => {
-                        let mut l = Lanes::splat(f64::NAN);
-                        l.0[..len].copy_from_slice(&bands[k][start..start + len]);
-                        l
+                        let mut v = vec![f64::NAN; LANES];
+                        v[..len].copy_from_slice(&bands[k][start..start + len]);
+                        Lanes(v)
                     }
                     Slot::Const(c) => Lanes::splat(c),
-                };
-            }
-            let result = self.lanes.eval(&vars).ok();
+                })
+                .collect();
+            let input_nan = |i: usize| {
+                self.slots.iter().any(|s| match *s {
+                    Slot::Band(k) => bands[k][start + i].is_nan(),
+                    Slot::Const(c) => c.is_nan(),
+                })
+            };
+            // The variables move into the evaluation (no copy of their values).
+            let result = self.lanes.eval_vec(vars).ok();
             for (i, o) in out[start..start + len].iter_mut().enumerate() {
-                let any_nan = vars.iter().any(|v| v.0[i].is_nan());
                 *o = match &result {
-                    Some(r) if !any_nan && r.0[i].is_finite() => r.0[i] as f32,
+                    Some(r) if !input_nan(i) && r.0[i].is_finite() => r.0[i] as f32,
                     _ => f32::NAN,
                 };
             }

@@ -2,6 +2,10 @@
 //! at a time) with the same operators as exmex's float factory, so each operator of the formula is applied to
 //! a run of pixels in one loop instead of the expression tree being walked per pixel. Results are bitwise
 //! identical to per-pixel evaluation: the same operations in the same order on each lane.
+//!
+//! A `Lanes` owns its values on the heap, so exmex moves it between operators without copying the values,
+//! and each operator works in place on its left operand (the variables are handed over with `eval_vec`, so
+//! only a variable used twice in a formula is copied).
 
 use std::fmt::Debug;
 use std::str::FromStr;
@@ -9,37 +13,30 @@ use std::str::FromStr;
 use exmex::{BinOp, MakeOperators, Operator};
 
 /// Pixels evaluated per walk of the expression tree.
-pub const LANES: usize = 32;
+pub const LANES: usize = 1024;
 
-/// One value per pixel of a run of `LANES` pixels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Lanes(pub [f64; LANES]);
-
-impl Default for Lanes {
-    fn default() -> Self {
-        Lanes([0.0; LANES])
-    }
-}
+/// One value per pixel of a run of `LANES` pixels (empty only as the placeholder exmex leaves in a variable it
+/// has taken).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lanes(pub Vec<f64>);
 
 impl Lanes {
     pub fn splat(v: f64) -> Lanes {
-        Lanes([v; LANES])
+        Lanes(vec![v; LANES])
     }
     #[inline]
-    fn map(self, f: fn(f64) -> f64) -> Lanes {
-        let mut out = self.0;
-        for v in out.iter_mut() {
+    fn map(mut self, f: fn(f64) -> f64) -> Lanes {
+        for v in self.0.iter_mut() {
             *v = f(*v);
         }
-        Lanes(out)
+        self
     }
     #[inline]
-    fn zip(self, b: Lanes, f: fn(f64, f64) -> f64) -> Lanes {
-        let mut out = self.0;
-        for (v, w) in out.iter_mut().zip(b.0) {
-            *v = f(*v, w);
+    fn zip(mut self, b: Lanes, f: fn(f64, f64) -> f64) -> Lanes {
+        for (v, w) in self.0.iter_mut().zip(&b.0) {
+            *v = f(*v, *w);
         }
-        Lanes(out)
+        self
     }
 }
 
