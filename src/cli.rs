@@ -1435,6 +1435,11 @@ fn print_run(summary: &season::RunSummary, quiet: bool) {
 }
 
 fn run(cli: Cli, argv: &[String]) -> Result<()> {
+    // Before any other thread exists (glibc fixes its arena limit when a second arena is first made).
+    let workers = cli.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    crate::engine::memory::limit_arenas(workers);
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
