@@ -44,8 +44,10 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
     let (rows, cols) = block_size(job, &p, outs);
     progress.start("npp", (grid.width * grid.height) as u64);
     let blocks = crate::engine::strips::blocks(grid.width, grid.height, rows, cols);
-    // Each block's inputs are read (by another worker) while the previous block is computed and written on
-    // this thread; a block's values do not depend on when its inputs were read.
+    // Each block's inputs are read (by a worker) while the previous block is computed and written on this
+    // thread; a block's values do not depend on when its inputs were read. With one worker thread, one after
+    // the other (this thread would otherwise be a second one computing).
+    let ahead = rayon::current_num_threads() > 1;
     let parts = ReadParts::of(job, &p);
     let load = |k: usize| {
         blocks
@@ -58,7 +60,9 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         let input = next.take().expect("the block's inputs");
         let mut following = Ok(None);
         let done = rayon::in_place_scope(|s| {
-            s.spawn(|_| following = load(k + 1));
+            if ahead {
+                s.spawn(|_| following = load(k + 1));
+            }
             run_block(
                 job,
                 &p,
@@ -70,6 +74,9 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
             )
         });
         done?;
+        if !ahead {
+            following = load(k + 1);
+        }
         next = following?;
         progress.advance(block.len() as u64);
     }
