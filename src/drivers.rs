@@ -1355,12 +1355,9 @@ impl Drivers {
                     *x = r.value(conv, *x, days, &self.climate);
                 }
             });
-        let mut planes = Vec::with_capacity(steps.len());
-        for k in (0..steps.len()).rev() {
-            planes.push(Plane::Grid(buf.split_off(k * n)));
-        }
-        planes.reverse();
-        Ok(planes)
+        Ok((0..steps.len())
+            .map(|k| Plane::Grid(buf[k * n..(k + 1) * n].to_vec()))
+            .collect())
     }
 
     /// Stored values of `steps` of raster driver `r` over `w`, step after step into `buf`: interpolated in the

@@ -1751,24 +1751,41 @@ pub fn bands_min_max(path: &Path, bands: &[usize]) -> Result<Vec<Option<(f64, f6
         .collect()
 }
 
-/// Whether a band has at least one pixel that is not nodata or NaN: rows of blocks are read in order until
-/// one holds such a pixel (usually the first; the whole band only when it has none).
+/// Whether a band has at least one pixel that is not nodata or NaN: windows of whole blocks are read in
+/// row-major order until one holds such a pixel (usually the first; the whole band only when it has none).
+/// A window holds at most `VALID_SCAN_PX` pixels (whole blocks), whatever the raster's width.
 pub fn has_valid_pixel(path: &Path, band: usize) -> Result<bool> {
+    /// Pixels read at once (8 MiB of f64), rounded to whole blocks.
+    const VALID_SCAN_PX: usize = 1 << 20;
+    has_valid_pixel_within(path, band, VALID_SCAN_PX)
+}
+
+/// `has_valid_pixel` reading windows of about `max_px` pixels (whole blocks, at least one).
+fn has_valid_pixel_within(path: &Path, band: usize, max_px: usize) -> Result<bool> {
     let ds = open(path)?;
     let b = ds
         .rasterband(band)
         .map_err(|e| Error::band(path, band.to_string(), format!("cannot be opened: {e}")))?;
     let (w, h) = b.size();
-    let rows = b.block_size().1.clamp(1, h.max(1));
+    let (bw, bh) = b.block_size();
+    let rows = bh.clamp(1, h.max(1));
+    let cols = (max_px / rows / bw.max(1)).max(1) * bw.max(1);
     let nodata = b.no_data_value();
-    let mut buf = vec![0f64; w * rows];
     for row0 in (0..h).step_by(rows) {
-        let n = rows.min(h - row0);
-        let part = &mut buf[..w * n];
-        b.read_into_slice::<f64>((0, row0 as isize), (w, n), (w, n), part, None)
+        for col0 in (0..w).step_by(cols.min(w).max(1)) {
+            let (nc, nr) = (cols.min(w - col0), rows.min(h - row0));
+            let mut part = vec![0f64; nc * nr];
+            b.read_into_slice::<f64>(
+                (col0 as isize, row0 as isize),
+                (nc, nr),
+                (nc, nr),
+                &mut part,
+                None,
+            )
             .map_err(|e| Error::band(path, band.to_string(), format!("read failed: {e}")))?;
-        if part.iter().any(|v| !v.is_nan() && Some(*v) != nodata) {
-            return Ok(true);
+            if part.iter().any(|v| !v.is_nan() && Some(*v) != nodata) {
+                return Ok(true);
+            }
         }
     }
     Ok(false)
@@ -3188,6 +3205,12 @@ mod valid_pixel_tests {
             let p = t.path().join(format!("{name}.tif"));
             raster(&p, fill, one);
             assert_eq!(has_valid_pixel(&p, 1).unwrap(), want, "{name}");
+            // Windows of one 16 x 16 block each: the last window of the last row (8 x 2 px) is reached too.
+            assert_eq!(
+                has_valid_pixel_within(&p, 1, 1).unwrap(),
+                want,
+                "{name} by blocks"
+            );
         }
     }
 }

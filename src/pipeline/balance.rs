@@ -1439,8 +1439,13 @@ impl<'a> StripWalk<'a> {
         Ok(Some(((row0, nrows), (s, a))))
     }
 
-    /// The next strip (None when the walk is over); `next_while` must follow before the next call.
+    /// The next strip (None when the walk is over); `next_while` must follow before the next call (else the
+    /// walk would end early: it panics instead).
     fn current(&mut self) -> Option<LoadedStrip> {
+        assert!(
+            self.taken.is_none(),
+            "StripWalk: next_while must follow current"
+        );
         let c = self.next.take()?;
         self.taken = Some(c.0);
         Some(c)

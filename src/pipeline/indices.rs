@@ -433,31 +433,45 @@ impl<'a> Pass<'a> {
         )?;
         let clear = clear_then_fill(&mut values, npx, job.gap_fill.then_some(&self.scenes.days));
         let n = self.outputs.len();
-        let per_date = job.period == PeriodSpec::Date;
         crate::engine::write::each_output(writers, |oi, w| {
-            if oi >= n {
-                let members = &self.period_members[oi - n];
-                w.write_window(0, block, clear_counts(&scene_clear, npx, members))?;
-                w.flush()?;
-                return Ok((0, 0));
-            }
-            let k = self.index_position(oi);
-            let (bands, counts) = composite_strip(
-                &values[k],
-                &clear[k],
-                npx,
-                &self.output_members[oi],
-                &self.scenes.doys,
-                &job.stats,
-                per_date,
-            );
-            for (b, data) in bands.into_iter().enumerate() {
-                w.write_window(b, block, data)?;
-            }
-            w.flush()?;
-            let obs = counts.iter().map(|&c| c as u64).sum::<u64>();
-            Ok((obs, counts.iter().filter(|&&c| c > 0).count() as u64))
+            let members = match oi < n {
+                true => &self.output_members[oi],
+                false => &self.period_members[oi - n],
+            };
+            let scenes = (&values[..], &clear[..], &scene_clear[..]);
+            self.write_one(job, (oi, w), block, scenes, (members, &self.scenes.doys))
         })
+    }
+
+    /// Writer `i`'s block from the block's scenes (`values` and `clear` per index of the pass, [scene][pixel];
+    /// `scene_clear` per [scene][pixel]): a period's clear-observation count (writers past the outputs), or an
+    /// output's composite over its `members` (positions in the scene axis, with their days of year `doys`).
+    /// Per output: clear observations and pixels with data.
+    fn write_one(
+        &self,
+        job: &IndicesJob,
+        (i, w): (usize, &mut RasterWriter),
+        block: &Window,
+        (values, clear, scene_clear): (&[Vec<f32>], &[Vec<bool>], &[bool]),
+        (members, doys): (&[usize], &[f64]),
+    ) -> Result<(u64, u64)> {
+        let npx = block.len();
+        if i >= self.outputs.len() {
+            w.write_window(0, block, clear_counts(scene_clear, npx, members))?;
+            w.flush()?;
+            return Ok((0, 0));
+        }
+        let k = self.index_position(i);
+        let per_date = job.period == PeriodSpec::Date;
+        let (bands, counts) = composite_strip(
+            &values[k], &clear[k], npx, members, doys, &job.stats, per_date,
+        );
+        for (b, data) in bands.into_iter().enumerate() {
+            w.write_window(b, block, data)?;
+        }
+        w.flush()?;
+        let obs = counts.iter().map(|&c| c as u64).sum::<u64>();
+        Ok((obs, counts.iter().filter(|&&c| c > 0).count() as u64))
     }
 }
 

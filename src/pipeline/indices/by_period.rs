@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{clear_counts, composite_strip, scene_index_values, scene_slices, IndicesJob, Pass};
+use super::{clear_then_fill, scene_index_values, scene_slices, IndicesJob, Pass};
 use crate::error::Result;
 use crate::io::{RasterWriter, Window};
 
@@ -96,34 +96,16 @@ fn group_block(
         .try_for_each(|((outs, clr), &m)| {
             scene_index_values(&pass.scenes.readers[m], eval, w, outs, clr)
         })?;
+    // Nothing is gap filled on this path: a value is clear where it is not NaN.
+    let clear = clear_then_fill(&mut values, npx, None);
     // The group's scenes are positions 0 .. len of its own axis.
     let local: Vec<usize> = (0..len).collect();
     let doys: Vec<f64> = g.members.iter().map(|&m| pass.scenes.doys[m]).collect();
-    let n = pass.outputs.len();
+    let scenes = (&values[..], &clear[..], &scene_clear[..]);
     ws.into_par_iter()
         .map(|(i, ow)| {
-            if i >= n {
-                ow.write_window(0, w, clear_counts(&scene_clear, npx, &local))?;
-                ow.flush()?;
-                return Ok((i, (0, 0)));
-            }
-            let k = pass.index_position(i);
-            let clear: Vec<bool> = values[k].iter().map(|x| !x.is_nan()).collect();
-            let (bands, counts) = composite_strip(
-                &values[k],
-                &clear,
-                npx,
-                &local,
-                &doys,
-                &job.stats,
-                job.period == crate::composite::PeriodSpec::Date,
-            );
-            for (b, data) in bands.into_iter().enumerate() {
-                ow.write_window(b, w, data)?;
-            }
-            ow.flush()?;
-            let obs = counts.iter().map(|&c| c as u64).sum::<u64>();
-            Ok((i, (obs, counts.iter().filter(|&&c| c > 0).count() as u64)))
+            let c = pass.write_one(job, (i, ow), w, scenes, (&local, &doys))?;
+            Ok((i, c))
         })
         .collect()
 }

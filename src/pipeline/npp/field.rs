@@ -287,10 +287,7 @@ mod tests {
             (lat45 - 111_131.8).abs() < 1.0 && (lon45 - 78_846.3).abs() < 1.0,
             "{lat45} {lon45}"
         );
-        let wkt = gdal::spatial_ref::SpatialRef::from_epsg(4326)
-            .unwrap()
-            .to_wkt()
-            .unwrap();
+        let wkt = crate::io::crs_wkt("EPSG:4326").unwrap();
         let g = Grid {
             crs_wkt: wkt,
             gt: [10.0, 0.001, 0.0, 45.5, 0.0, -0.001],

@@ -270,10 +270,7 @@ mod tests {
     /// A pixel's place is the same in a shard (a window of the grid) as in the whole grid, and neighbours differ.
     #[test]
     fn a_pixels_place_is_the_same_in_a_shard() {
-        let wkt = gdal::spatial_ref::SpatialRef::from_epsg(4326)
-            .unwrap()
-            .to_wkt()
-            .unwrap();
+        let wkt = crate::io::crs_wkt("EPSG:4326").unwrap();
         let whole = Grid {
             crs_wkt: wkt,
             gt: [126.0, 0.0001, 0.0, 37.6, 0.0, -0.0001],
