@@ -471,7 +471,7 @@ struct DrawArgs {
     draws: Option<usize>,
     /// Uncertainty file (TOML; see the README) or a built-in one by name (models/uncertainty/:
     /// carbonmap-validation): relative errors of NPP per vegetation type and of Rh (npp), of emission sectors
-    /// and the sink (balance), each with its source, and their correlation.
+    /// (inventory and allocation) and the sink (balance), each with its source, and their correlation.
     #[arg(long, requires = "draws")]
     uncertainty: Option<String>,
     /// Seed of the draws (the same seed gives the same draws on any machine and thread count).

@@ -3178,7 +3178,7 @@ mod valid_pixel_tests {
             co.add_name_value(k, v).unwrap();
         }
         let d = DriverManager::get_driver_by_name("GTiff").unwrap();
-        let mut ds = d
+        let ds = d
             .create_with_band_type_with_options::<f32, _>(path, w, h, 1, &co)
             .unwrap();
         let mut b = ds.rasterband(1).unwrap();

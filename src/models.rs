@@ -117,6 +117,7 @@ pub fn resolve_table<T: DeserializeOwned>(
     let rel = format!("{prefix}{name_or_path}.toml");
     let Some(text) = embedded(&rel) else {
         let known: Vec<&str> = embedded_under(prefix)
+            .filter(|(r, _)| r.ends_with(".toml"))
             .map(|(r, _)| r.trim_start_matches(prefix).trim_end_matches(".toml"))
             .collect();
         return Err(Error::Usage(format!(

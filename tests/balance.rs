@@ -940,6 +940,73 @@ fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
     }
 }
 
+/// A sector's inventory and allocation errors multiply: on the hand case, fossil's inventory multiplier X
+/// (sd 0.1) and allocation multiplier Y (sd 0.2), independent, the sink fixed. For independent normal X = 1 + a
+/// and Y = 1 + b, Var(XY) = (1 + 0.01)(1 + 0.04) - 1 = 0.0504, so Var(net) = 17^2 x 0.0504 = 14.5656 (sd
+/// 3.816497). One at a time: the inventory's term 17^2 x 0.01 = 2.89 (a share of 0.19841), the allocation's
+/// 17^2 x 0.04 = 11.56 (0.79365), dominant. A user's file naming a sector the lattice lacks is refused before
+/// anything is computed.
+#[test]
+fn inventory_and_allocation_errors_of_a_sector_multiply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    hand_case(d);
+    let entry = |sector: &str, error: &str, sd: f64| {
+        format!(
+            "[[parameter]]\ntarget = \"emissions\"\nsector = \"{sector}\"\nerror = \"{error}\"\nsd = {sd}\nsource = \"test\"\n"
+        )
+    };
+    let head = "name = \"t\"\n";
+    let file = format!(
+        "{head}{}{}",
+        entry("fossil", "inventory", 0.1),
+        entry("*", "allocation", 0.2)
+    );
+    std::fs::write(d.join("u.toml"), file).unwrap();
+    balance(
+        d,
+        "out",
+        &["--draws", "40000", "--seed", "3", "--uncertainty", "u.toml"],
+    )
+    .success();
+    let rows = table(&d.join("out/zones_balance_draws.csv"));
+    let net = rows
+        .iter()
+        .find(|r| r["zone"] == "all" && r["quantity"] == "net_balance")
+        .unwrap();
+    assert!((val(net, "sd") / 3.816497 - 1.0).abs() < 0.02, "{net:?}");
+    let shares = table(&d.join("out/zones_balance_variance.csv"));
+    let src = |s: &str| {
+        shares
+            .iter()
+            .find(|r| r["zone"] == "all" && r["source"] == s)
+            .unwrap_or_else(|| panic!("{s}: {shares:?}"))
+    };
+    let (inv, alloc) = (src("emissions:fossil"), src("emissions:* (allocation)"));
+    assert!(
+        (val(inv, "share_of_net_variance") / 0.19841 - 1.0).abs() < 0.04,
+        "{inv:?}"
+    );
+    assert!(
+        (val(alloc, "share_of_net_variance") / 0.79365 - 1.0).abs() < 0.04,
+        "{alloc:?}"
+    );
+    assert_eq!(alloc["dominant"].as_str(), "true");
+    // Per pixel: p1's 100 t CO2 ha-1 yr-1 of emissions against a fixed sink: sd 100 x sqrt(0.0504) = 22.4499.
+    let sd = read_band(&d.join("out/net_balance_tCO2_ha_yr_draws.tif"), 2).0;
+    assert!((sd[0] / 22.4499 - 1.0).abs() < 0.02, "{sd:?}");
+    // A misspelt sector: exit 2 naming it and the lattice's sectors, and no output.
+    let file = format!("{head}{}", entry("fosil", "inventory", 0.1));
+    std::fs::write(d.join("typo.toml"), file).unwrap();
+    let o = balance(d, "out2", &["--draws", "10", "--uncertainty", "typo.toml"]).code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(
+        err.contains("typo.toml") && err.contains("fosil") && err.contains("its sectors: fossil"),
+        "{err}"
+    );
+    assert!(!d.join("out2").exists());
+}
+
 /// A raster wider than 2048 px is walked in strips of fewer than 256 rows (64 here: 4200 px x 64 rows x 128
 /// bytes fit `balance`'s 64 MiB), its writers flushing whole tile rows only. By hand, on EPSG:3035 (equal
 /// area): one 42 km x 3 km cell with 1000 t CO2 yr-1 spreads 1000 / 12,600 ha = 0.0793651 t CO2 ha-1 yr-1 onto

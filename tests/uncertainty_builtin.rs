@@ -1,6 +1,7 @@
 //! The built-in uncertainty file `models/uncertainty/carbonmap-validation.toml`: every sd recomputed from the
 //! source its `source` names (the correction table in models/, the README's validation tables, and the
-//! emission-lattice comparison run on the real data through the binary), and the file used by name.
+//! emission-lattice comparison run on the real data through the binary, the inventory uncertainty table in
+//! models/), and the file used by name.
 
 mod common;
 
@@ -14,7 +15,11 @@ fn sd_of(target: &str) -> f64 {
         path.ends_with("models/uncertainty/carbonmap-validation.toml"),
         "{path:?}"
     );
-    let p: Vec<_> = f.parameters.iter().filter(|p| p.target == target).collect();
+    let p: Vec<_> = f
+        .parameters
+        .iter()
+        .filter(|p| p.target == target && (target != "emissions" || p.error_kind() == "allocation"))
+        .collect();
     assert_eq!(p.len(), 1, "{target}");
     assert!(!p[0].source.trim().is_empty());
     p[0].sd
@@ -89,4 +94,65 @@ fn the_emission_sd_is_the_inventories_disagreement_on_the_real_lattices() {
         .unwrap();
     assert!((sd - 0.442).abs() < 0.0005, "{last}");
     assert_eq!(sd_of("emissions"), (sd * 100.0).round() / 100.0);
+}
+
+/// The UK inventory errors per sector: each entry's sd is the wider 95 % half-width / 1.96 of the GBR row of
+/// Solazzo et al. 2021's table for the IPCC category its source names, and the entries cover every sector of
+/// the real ukghg lattice but domcom (IPCC 1.A.4, which the table lacks), each sector once.
+#[test]
+fn the_inventory_sds_are_the_uk_rows_of_the_solazzo_table() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/uncertainty");
+    let table = std::fs::read_to_string(models.join("solazzo2021-co2-2015.csv")).unwrap();
+    let gbr = |code: &str| -> f64 {
+        let row: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with(&format!("GBR,{code},")))
+            .unwrap_or_else(|| panic!("GBR {code}"))
+            .split(',')
+            .collect();
+        let (lo, hi): (f64, f64) = (row[3].parse().unwrap(), row[4].parse().unwrap());
+        lo.max(hi) / 1.96
+    };
+    // By hand from the table: 1.A.1 0.0483733 / 1.96 = 0.02468; waste 0.3540030 / 1.96 = 0.18061.
+    assert!((gbr("1.A.1") - 0.02468).abs() < 1e-5 && (gbr("4") - 0.18061).abs() < 1e-5);
+    let (f, _) = UncertaintyFile::resolve(Path::new("carbonmap-validation")).unwrap();
+    let mut covered: Vec<String> = Vec::new();
+    for p in f
+        .parameters
+        .iter()
+        .filter(|p| p.target == "emissions" && p.error_kind() == "inventory")
+    {
+        let code = p
+            .source
+            .split("IPCC ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert_eq!(p.sd, (gbr(code) * 1e4).round() / 1e4, "{code}");
+        covered.extend(p.named_sectors().iter().map(|s| s.to_string()));
+    }
+    covered.sort();
+    let mut expected = [
+        "agric",
+        "energyprod",
+        "indcom",
+        "indproc",
+        "offshore",
+        "othertrans",
+        "roadtrans",
+        "solvents",
+        "waste",
+    ];
+    expected.sort();
+    assert_eq!(covered, expected);
+    if let Some(root) = common::real_data() {
+        let lattice = root.join("uk-emissions-20km/co2BySector_OSGB_20km.tif");
+        let info = carbonmap::io::RasterInfo::read(&lattice).unwrap();
+        let mut bands: Vec<String> = info.bands.iter().map(|b| b.description.clone()).collect();
+        bands.retain(|b| b != "domcom");
+        bands.sort();
+        assert_eq!(bands, expected);
+    }
 }

@@ -21,6 +21,7 @@ use crate::error::{Error, Problems, Result};
 mod draws;
 mod indicators;
 mod scale;
+pub(crate) mod sector_params;
 mod whole_cells;
 use crate::io::{
     self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
@@ -197,6 +198,9 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
             .flatten(),
         _ => None,
     };
+    if let (Some(spec), Some(l)) = (&job.draws, &lattice) {
+        problems.take(draws_sectors(spec, l));
+    }
     problems.finish()?;
     Ok(Prepared {
         factors,
@@ -212,6 +216,27 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
         proxy,
         zones,
     })
+}
+
+/// `--draws`: the uncertainty file, checked before any computing, and every sector a user's file names a
+/// sector of the lattice (a misspelt sector would silently go without its error). A built-in file's sector
+/// entries name one inventory's sectors (documented in the file) and apply where a lattice has them.
+fn draws_sectors(spec: &crate::pipeline::npp::draws::DrawSpec, lattice: &Lattice) -> Result<()> {
+    let (f, path) = crate::pipeline::npp::draws::UncertaintyFile::resolve(&spec.file)?;
+    let built_in = !spec.file.to_string_lossy().ends_with(".toml");
+    let unknown = sector_params::unknown_sectors(&f.parameters, &lattice.sectors);
+    if built_in || unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(
+        &path,
+        format!(
+            "names emission sector(s) {} that the lattice {} lacks (its sectors: {})",
+            unknown.join(", "),
+            lattice.path.display(),
+            lattice.sectors.join(", ")
+        ),
+    ))
 }
 
 /// Per-zone sums.
@@ -808,7 +833,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
 }
 
 /// `--draws`: net_balance_tCO2_ha_yr_draws.tif, each pixel's net balance with mean, sd and 5/50/95th
-/// percentiles of the draws: net_d = sum_k m_d(k) e_k - s_d q, from the fine emission bands (per sector) and
+/// percentiles of the draws: net_d = sum_k f_d(k) e_k - s_d q (f: `sector_params`), from the fine emission bands (per sector) and
 /// the sink density q = total emissions - net balance.
 fn draws_raster(
     job: &BalanceJob,
@@ -843,11 +868,11 @@ fn draws_raster(
         .map(|&b| io::band_reader(&em, b, grid, f64::NAN))
         .collect::<Result<Vec<_>>>()?;
     let net_reader = io::band_reader(&net, 1, grid, f64::NAN)?;
-    let ks: Vec<Option<usize>> = p
+    let ks: Vec<sector_params::SectorParams> = p
         .lattice
         .sectors
         .iter()
-        .map(|s| d.emissions_param(s))
+        .map(|s| d.emissions_params(s))
         .collect();
     let sk = d.sequestration_param();
     let bands: Vec<OutBand> = STATS
@@ -891,7 +916,9 @@ fn draws_raster(
                 }
                 v.clear();
                 v.extend((0..d.n).map(|i| {
-                    let em: f64 = (0..nsec).map(|k| e[k][px] * d.at(i, ks[k])).sum();
+                    let em: f64 = (0..nsec)
+                        .map(|k| e[k][px] * d.sector_factor(i, ks[k]))
+                        .sum();
                     em - q * d.at(i, sk)
                 }));
                 summary(v)

@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::sector_params::SectorParams;
 use super::{draws_raster, num, touched_window, BalanceJob, Prepared, ZoneAcc, SIGN_CONVENTION};
 use crate::error::Result;
 use crate::io;
 use crate::lattice::overlap::Spread;
 use crate::lattice::Lattice;
-use crate::pipeline::npp::draws::{attribution, summary, DrawSpec, Draws, UncertaintyFile};
+use crate::pipeline::npp::draws::{attribution_of, summary, DrawSpec, Draws, UncertaintyFile};
 
 /// One source of a total's uncertainty and its term in every draw (t CO2 yr-1; sequestration negative).
 struct Term {
@@ -19,16 +20,55 @@ struct Term {
     draws: Vec<f64>,
 }
 
-/// The terms of net = sum_j m(j) E_j - s S: one per emissions parameter (the sectors it multiplies summed),
-/// one for sectors without a parameter (constant), and the sequestration.
+/// The terms of net = sum_j f(j) E_j - s S, f(j) sector j's inventory multiplier times its allocation
+/// multiplier (`sector_params`): one per pair of parameters (the sectors it multiplies summed; the pair of
+/// none is constant), and the sequestration.
 fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -> Vec<Term> {
+    let mut by_pair: BTreeMap<SectorParams, f64> = BTreeMap::new();
+    for (e, s) in emissions.iter().zip(sectors) {
+        *by_pair.entry(d.emissions_params(s)).or_default() += e;
+    }
+    let mut out: Vec<Term> = by_pair
+        .into_iter()
+        .map(|(k, e)| Term {
+            source: "emissions".into(),
+            draws: (0..d.n).map(|i| d.sector_factor(i, k) * e).collect(),
+        })
+        .collect();
+    out.push(sequestration_term(sequestration, d));
+    out
+}
+
+fn sequestration_term(sequestration: f64, d: &Draws) -> Term {
+    let sk = d.sequestration_param();
+    Term {
+        source: "sequestration".into(),
+        draws: (0..d.n).map(|i| -d.at(i, sk) * sequestration).collect(),
+    }
+}
+
+/// One source at a time, the others at their means: each emissions parameter's multiplier times the
+/// emissions of the sectors it multiplies (in either kind), the emissions without a parameter (constant),
+/// and the sequestration.
+fn sources(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -> Vec<Term> {
     let mut by_param: BTreeMap<Option<usize>, f64> = BTreeMap::new();
     for (e, s) in emissions.iter().zip(sectors) {
-        *by_param.entry(d.emissions_param(s)).or_default() += e;
+        match d.emissions_params(s) {
+            (None, None) => *by_param.entry(None).or_default() += e,
+            (a, b) => {
+                for k in [a, b].into_iter().flatten() {
+                    *by_param.entry(Some(k)).or_default() += e;
+                }
+            }
+        }
     }
     let label = |k: usize| {
         let p = &d.spec.parameters[k];
-        format!("{}:{}", p.target, p.sector.as_deref().unwrap_or("*"))
+        let kind = match p.error_kind() {
+            "inventory" => String::new(),
+            other => format!(" ({other})"),
+        };
+        format!("{}:{}{kind}", p.target, p.sector_label())
     };
     let mut out: Vec<Term> = by_param
         .into_iter()
@@ -37,11 +77,7 @@ fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -
             draws: (0..d.n).map(|i| d.at(i, k) * e).collect(),
         })
         .collect();
-    let sk = d.sequestration_param();
-    out.push(Term {
-        source: "sequestration".into(),
-        draws: (0..d.n).map(|i| -d.at(i, sk) * sequestration).collect(),
-    });
+    out.push(sequestration_term(sequestration, d));
     out
 }
 
@@ -190,12 +226,16 @@ fn variance_table(
 ) -> Result<PathBuf> {
     let mut out = String::from("zone,source,sd_tCO2_yr,share_of_net_variance,dominant\n");
     each_zone(p, all, zone_acc, |name, a| {
-        let t: Vec<(String, Vec<f64>)> =
-            terms(&a.emissions, a.sequestration, &p.lattice.sectors, d)
-                .into_iter()
-                .map(|x| (x.source, x.draws))
-                .collect();
-        for (source, sd, share, dominant) in attribution(&t) {
+        let sectors = &p.lattice.sectors;
+        let t = terms(&a.emissions, a.sequestration, sectors, d);
+        let total: Vec<f64> = (0..d.n)
+            .map(|i| t.iter().map(|x| x.draws[i]).sum())
+            .collect();
+        let one: Vec<(String, Vec<f64>)> = sources(&a.emissions, a.sequestration, sectors, d)
+            .into_iter()
+            .map(|x| (x.source, x.draws))
+            .collect();
+        for (source, sd, share, dominant) in attribution_of(&total, &one) {
             out += &format!(
                 "\"{name}\",\"{source}\",{},{},{dominant}\n",
                 num(sd),

@@ -40,6 +40,14 @@ pub struct Parameter {
     pub vegetation_type: Option<String>,
     /// For "emissions": the sector ("*" or absent: every sector without its own entry).
     pub sector: Option<String>,
+    /// For "emissions", instead of `sector`: sectors sharing one multiplier (one inventory category whose
+    /// activity data and emission factors they share).
+    #[serde(default)]
+    pub sectors: Vec<String>,
+    /// For "emissions": what the error is of, "inventory" (absent: the sector's total, activity data times
+    /// emission factor) or "allocation" (where the lattice puts that total). A sector's multiplier is its
+    /// inventory parameter's times its allocation parameter's (`balance/sector_params.rs`).
+    pub error: Option<String>,
     /// Relative standard deviation of the multiplier (normal with mean 1).
     pub sd: f64,
     /// For "npp" (every vegetation type: "*") and "rh": an input error that varies in space, correlated over
@@ -99,6 +107,7 @@ impl UncertaintyFile {
                 problems.push(format!("{what}: sd must be a number >= 0"));
             }
             problems.extend(p.field_problem().map(|e| format!("{what}: {e}")));
+            problems.extend(p.emissions_problem().map(|e| format!("{what}: {e}")));
             if p.source.trim().is_empty() {
                 problems.push(format!("{what}: give its source"));
             }
@@ -115,6 +124,9 @@ impl UncertaintyFile {
                 problems.push(format!("at most one {t} parameter with a length_km"));
             }
         }
+        problems.extend(crate::pipeline::balance::sector_params::overlaps(
+            &f.parameters,
+        ));
         if problems.is_empty() {
             Ok(f)
         } else {
@@ -206,18 +218,6 @@ impl Draws {
         self.m[d][k] + p.sd * (1.0 - self.spec.correlation).sqrt() * g
     }
 
-    /// The emissions parameter of a lattice sector (its own entry, else "*" or one without a sector).
-    pub fn emissions_param(&self, sector: &str) -> Option<usize> {
-        let ps = &self.spec.parameters;
-        ps.iter()
-            .position(|p| p.target == "emissions" && p.sector.as_deref() == Some(sector))
-            .or_else(|| {
-                ps.iter().position(|p| {
-                    p.target == "emissions" && matches!(p.sector.as_deref(), None | Some("*"))
-                })
-            })
-    }
-
     pub fn sequestration_param(&self) -> Option<usize> {
         self.spec
             .parameters
@@ -301,6 +301,8 @@ mod tests {
             target: "npp".into(),
             vegetation_type: Some(t.into()),
             sector: None,
+            sectors: Vec::new(),
+            error: None,
             sd,
             length_km: None,
             source: "test".into(),

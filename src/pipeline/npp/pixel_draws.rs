@@ -298,6 +298,8 @@ mod tests {
             target: target.into(),
             vegetation_type: Some("*".into()),
             sector: None,
+            sectors: Vec::new(),
+            error: None,
             sd,
             length_km: km,
             source: "test".into(),

@@ -1,6 +1,7 @@
 //! Paired Monte Carlo draws of a scenario (`[uncertainty]`): base and scenario under the same parameter
 //! draws, so each zone's difference carries only the uncertainty of what changed.
 
+use crate::pipeline::balance::sector_params::SectorParams;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ struct PairedSums {
     npp: BTreeMap<Option<usize>, (f64, f64)>,
     rh: (f64, f64),
     /// Scenario minus base emissions (t CO2 yr-1) per emissions parameter (with a balance).
-    emissions: BTreeMap<Option<usize>, f64>,
+    emissions: BTreeMap<SectorParams, f64>,
 }
 
 /// The sector bands of a balance's fine emissions raster (after the total; the total alone for a lattice
@@ -28,7 +29,7 @@ struct PairedSums {
 fn emission_bands(
     path: &Path,
     draws: &crate::pipeline::npp::draws::Draws,
-) -> Result<Vec<(usize, Option<usize>)>> {
+) -> Result<Vec<(usize, SectorParams)>> {
     let info = io::RasterInfo::read(path)?;
     let named: Vec<(usize, String)> = info
         .bands
@@ -43,12 +44,12 @@ fn emission_bands(
     Ok(if sectors.is_empty() {
         named
             .iter()
-            .map(|(i, s)| (*i, draws.emissions_param(s)))
+            .map(|(i, s)| (*i, draws.emissions_params(s)))
             .collect()
     } else {
         sectors
             .iter()
-            .map(|(i, s)| (*i, draws.emissions_param(s)))
+            .map(|(i, s)| (*i, draws.emissions_params(s)))
             .collect()
     })
 }
@@ -60,7 +61,7 @@ struct PairedInputs {
     rasters: [GridReader; 4],
     /// Base classes, scenario classes.
     classes: [GridReader; 2],
-    sectors: Vec<(Option<usize>, GridReader, GridReader)>,
+    sectors: Vec<(SectorParams, GridReader, GridReader)>,
 }
 
 impl PairedInputs {
@@ -199,7 +200,7 @@ impl PairedSums {
                 let e: f64 = self
                     .emissions
                     .iter()
-                    .map(|(k, x)| draws.at(d, *k) * x)
+                    .map(|(k, x)| draws.sector_factor(d, *k) * x)
                     .sum();
                 e - seq[d]
             })
