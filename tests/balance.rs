@@ -850,6 +850,33 @@ fn change_since_the_previous_season() {
     );
 }
 
+/// Writes `file` as u.toml, runs `balance --draws 40000 --seed SEED` on the hand case in `d` into out/, and
+/// returns the whole area's net balance row of zones_balance_draws.csv and zones_balance_variance.csv's rows.
+fn draw_all(
+    d: &Path,
+    file: &str,
+    seed: &str,
+) -> (
+    std::collections::HashMap<String, String>,
+    Vec<std::collections::HashMap<String, String>>,
+) {
+    std::fs::write(d.join("u.toml"), file).unwrap();
+    let args = [
+        "--draws",
+        "40000",
+        "--seed",
+        seed,
+        "--uncertainty",
+        "u.toml",
+    ];
+    balance(d, "out", &args).success();
+    let net = table(&d.join("out/zones_balance_draws.csv"))
+        .into_iter()
+        .find(|r| r["zone"] == "all" && r["quantity"] == "net_balance")
+        .unwrap();
+    (net, table(&d.join("out/zones_balance_variance.csv")))
+}
+
 /// Monte Carlo on the hand case: the grid receives E = 5 + 12 = 17 t CO2 yr-1 of fossil emissions (500 of A's
 /// 900 m2, 600 of B's) against S = 0.4 + 0.8 + 1.2 = 2.4 of sequestration. Fossil's multiplier sd 0.1, the
 /// sink's 0.3, correlation 0.5 (covariance 0.5 x 0.1 x 0.3 = 0.015): Var(net) = 17^2 0.01 + 2.4^2 0.09
@@ -859,23 +886,13 @@ fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     hand_case(d);
-    std::fs::write(
-        d.join("u.toml"),
+    let (net, shares) = draw_all(
+        d,
         "name = \"t\"\ncorrelation = 0.5\n[[parameter]]\ntarget = \"emissions\"\nsector = \"fossil\"\nsd = 0.1\n\
          source = \"test\"\n[[parameter]]\ntarget = \"sequestration\"\nsd = 0.3\nsource = \"test\"\n",
-    )
-    .unwrap();
-    balance(
-        d,
-        "out",
-        &["--draws", "40000", "--seed", "9", "--uncertainty", "u.toml"],
-    )
-    .success();
-    let rows = table(&d.join("out/zones_balance_draws.csv"));
-    let net = rows
-        .iter()
-        .find(|r| r["zone"] == "all" && r["quantity"] == "net_balance")
-        .unwrap();
+        "9",
+    );
+    let net = &net;
     assert!((val(net, "sd") / 1.477972 - 1.0).abs() < 0.02, "{net:?}");
     assert!(
         (val(net, "mean") - 14.6).abs() < 4.0 * 1.477972 / 200.0,
@@ -890,7 +907,6 @@ fn balance_draws_give_the_net_balance_spread_worked_by_hand() {
     // One at a time: fossil's term alone has sd 0.1 x 17 = 1.7 (variance 2.89, 1.323 of the net's 2.1844: the
     // positive correlation with the sink, which enters with a minus, makes the net vary less than its parts),
     // the sink's 0.3 x 2.4 = 0.72 (0.5184, 0.2373); fossil dominates.
-    let shares = table(&d.join("out/zones_balance_variance.csv"));
     let src = |s: &str| {
         shares
             .iter()
@@ -962,20 +978,8 @@ fn inventory_and_allocation_errors_of_a_sector_multiply() {
         entry("fossil", "inventory", 0.1),
         entry("*", "allocation", 0.2)
     );
-    std::fs::write(d.join("u.toml"), file).unwrap();
-    balance(
-        d,
-        "out",
-        &["--draws", "40000", "--seed", "3", "--uncertainty", "u.toml"],
-    )
-    .success();
-    let rows = table(&d.join("out/zones_balance_draws.csv"));
-    let net = rows
-        .iter()
-        .find(|r| r["zone"] == "all" && r["quantity"] == "net_balance")
-        .unwrap();
-    assert!((val(net, "sd") / 3.816497 - 1.0).abs() < 0.02, "{net:?}");
-    let shares = table(&d.join("out/zones_balance_variance.csv"));
+    let (net, shares) = draw_all(d, &file, "3");
+    assert!((val(&net, "sd") / 3.816497 - 1.0).abs() < 0.02, "{net:?}");
     let src = |s: &str| {
         shares
             .iter()
