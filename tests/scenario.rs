@@ -615,6 +615,18 @@ fn paired_draws_give_the_net_balance_difference_its_interval() {
         (common::cell(&west, "mean"), common::cell(&west, "sd")),
         (0.0, 0.0)
     );
+    // A misspelt sector in the file is refused before anything runs, naming it and the lattice's sectors.
+    let typo = std::fs::read_to_string(d.join("u.toml"))
+        .unwrap()
+        .replace("\"energy\"", "\"enrgy\"");
+    std::fs::write(d.join("u.toml"), typo).unwrap();
+    let o = scenario_cmd(&d.join("both.toml"), &d.join("out2")).code(2);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(
+        err.contains("enrgy") && err.contains("its sectors: energy"),
+        "{err}"
+    );
+    assert!(!d.join("out2").exists());
 }
 
 /// A housing estate on the cropland: built-up (50, vegetation type urban) has no pixel in the scene, so June's

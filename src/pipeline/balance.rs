@@ -223,20 +223,10 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
 /// entries name one inventory's sectors (documented in the file) and apply where a lattice has them.
 fn draws_sectors(spec: &crate::pipeline::npp::draws::DrawSpec, lattice: &Lattice) -> Result<()> {
     let (f, path) = crate::pipeline::npp::draws::UncertaintyFile::resolve(&spec.file)?;
-    let built_in = !spec.file.to_string_lossy().ends_with(".toml");
-    let unknown = sector_params::unknown_sectors(&f.parameters, &lattice.sectors);
-    if built_in || unknown.is_empty() {
+    if !spec.file.to_string_lossy().ends_with(".toml") {
         return Ok(());
     }
-    Err(Error::input(
-        &path,
-        format!(
-            "names emission sector(s) {} that the lattice {} lacks (its sectors: {})",
-            unknown.join(", "),
-            lattice.path.display(),
-            lattice.sectors.join(", ")
-        ),
-    ))
+    sector_params::check_named(&f.parameters, &path, &lattice.path, &lattice.sectors)
 }
 
 /// Per-zone sums.

@@ -5,6 +5,9 @@
 //! of `sectors`), else the kind's entry for every sector ("*" or no sector). Its multiplier in a draw is the
 //! product of the two (1 for a kind without a parameter).
 
+use std::path::Path;
+
+use crate::error::{Error, Result};
 use crate::pipeline::npp::draws::{Draws, Parameter};
 
 /// A sector's inventory and allocation parameters (indices into the file's parameters).
@@ -143,10 +146,32 @@ pub(crate) fn unknown_sectors<'a>(params: &'a [Parameter], lattice: &[String]) -
     out
 }
 
+/// A user's uncertainty file `file` must name only sectors the lattice (`lattice`, with `sectors`) has: the
+/// error names each other sector and the lattice's sectors.
+pub(crate) fn check_named(
+    params: &[Parameter],
+    file: &Path,
+    lattice: &Path,
+    sectors: &[String],
+) -> Result<()> {
+    let unknown = unknown_sectors(params, sectors);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(
+        file,
+        format!(
+            "names emission sector(s) {} that the lattice {} lacks (its sectors: {})",
+            unknown.join(", "),
+            lattice.display(),
+            sectors.join(", ")
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn p(sector: Option<&str>, sectors: &[&str], error: Option<&str>, sd: f64) -> Parameter {
         Parameter {

@@ -102,6 +102,12 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
                     p.target
                 )]));
             }
+            if let Some((lattice, ..)) = balance
+                .as_ref()
+                .filter(|_| path.extension().is_some_and(|e| e == "toml"))
+            {
+                lattice_sectors_named(&spec, &path, lattice)?;
+            }
             Some(Draws::new(spec, &path, u.draws, u.seed))
         }
     };
@@ -156,6 +162,18 @@ fn substitution(
             climatology: None,
         }),
     }
+}
+
+/// A user's uncertainty file names only sectors the lattice has (a built-in file's sector entries apply where
+/// a lattice has those sectors).
+fn lattice_sectors_named(spec: &UncertaintyFile, path: &Path, lattice: &LatticeSpec) -> Result<()> {
+    let sectors = crate::lattice::Lattice::load(lattice)?.sectors;
+    crate::pipeline::balance::sector_params::check_named(
+        &spec.parameters,
+        path,
+        &lattice.path,
+        &sectors,
+    )
 }
 
 /// `[balance]` and `[[emissions]]`: the lattice and each emission change as a factor (absolute changes get
