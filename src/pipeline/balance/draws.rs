@@ -39,6 +39,7 @@ fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -
     out
 }
 
+/// The sequestration's term, -s_d S (negative: the sink lowers the net balance).
 fn sequestration_term(sequestration: f64, d: &Draws) -> Term {
     let sk = d.sequestration_param();
     Term {
