@@ -748,13 +748,19 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
     std::fs::write(
         d.join("bad.toml"),
         "name = \"bad\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grassland\"\nsd = 0.1\n\
-         length_km = 5\nsource = \"t\"\n[[parameter]]\ntarget = \"emissions\"\nsd = 0.1\nlength_km = -1\nsource = \"t\"\n",
+         length_km = 5\nsource = \"t\"\n[[parameter]]\ntarget = \"emissions\"\nsd = 0.1\nlength_km = -1\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grasland\"\nsd = 0.1\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"rh\"\nsd = -1\nsource = \"t\"\n",
     )
     .unwrap();
     let bad = d.join("bad.toml");
+    // Every problem at once, before the model runs (a misspelt vegetation type would silently take no spread).
     refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
+        "before computing",
         "parameter 1 (npp): a length_km applies to every pixel",
         "parameter 2 (emissions): length_km (a spatially correlated error) is for npp and rh only",
+        "parameter 3 (npp): vegetation_type \"grasland\" is not one of carbonmap's types",
+        "parameter 4 (rh): sd must be a number >= 0",
     ]);
 }
 

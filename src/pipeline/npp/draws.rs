@@ -93,8 +93,20 @@ impl UncertaintyFile {
         if !(0.0..=1.0).contains(&f.correlation) {
             problems.push(format!("correlation {} is not within 0..1", f.correlation));
         }
+        let types: Vec<String> = crate::landcover::vegetation_types()?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         for (i, p) in f.parameters.iter().enumerate() {
             let what = format!("parameter {} ({})", i + 1, p.target);
+            if let Some(t) = p.vegetation_type.as_deref().filter(|t| *t != "*") {
+                if !types.iter().any(|k| k == t) {
+                    problems.push(format!(
+                        "{what}: vegetation_type \"{t}\" is not one of carbonmap's types ({}; or \"*\")",
+                        types.join(", ")
+                    ));
+                }
+            }
             if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) {
                 problems.push(format!(
                     "{what}: target must be npp, rh, emissions or sequestration"

@@ -52,6 +52,10 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         _ => Vec::new(),
     };
     let corrections = corrections(job, grid.as_ref(), &mut problems)?;
+    if let Some(d) = &job.draws {
+        // The uncertainty file, checked before any computing (it is used only once the model has run).
+        problems.take(super::draws::UncertaintyFile::load(&d.file));
+    }
     let confusion = match (&job.draws, &legend) {
         (Some(d), Some(l)) => d
             .confusion
