@@ -412,8 +412,18 @@ lattice = "far.tif"
 to = "{samples}/landcover_worldcover.tif"
 unit = "t CO2 ha-1 yr-1"
 proxy = "nocrs.tif"
+
+[uncertainty]
+file = "u.toml"
+draws = 10
 "#;
     let s = setup(&broken);
+    // An uncertainty file with a misspelt vegetation type: found by check, not when npp runs.
+    std::fs::write(
+        s.dir.join("u.toml"),
+        "name = \"u\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grasland\"\nsd = 0.1\nsource = \"t\"\n",
+    )
+    .unwrap();
     // A lattice 400 km from the samples without a unit, and a proxy without a CRS.
     let gt = [100000.0, 1000.0, 0.0, 5000000.0, 0.0, -1000.0];
     common::write_raster(
@@ -445,6 +455,7 @@ proxy = "nocrs.tif"
         "far.tif: band 1: declares no unit; give `lattice-unit` in the stage",
         "does not overlap",
         "nocrs.tif: has no coordinate reference system",
+        "u.toml: parameter 1 (npp): vegetation_type \"grasland\" is not one of carbonmap's types",
     ] {
         assert!(err.contains(want), "missing '{want}' in:\n{err}");
     }

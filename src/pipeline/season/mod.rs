@@ -530,6 +530,13 @@ fn plan_with_problems(
     }
     if let Some(u) = &file.uncertainty {
         add_season_draws(&mut stages, u, &base, cmds);
+        // The file itself, checked with the config: a bad one would otherwise fail only when its first
+        // drawing stage runs, after the stages before it.
+        let path = match u.file.ends_with(".toml") {
+            true => clean(&base.join(&u.file)),
+            false => PathBuf::from(&u.file),
+        };
+        problems.take(crate::pipeline::npp::draws::UncertaintyFile::load(&path));
     }
     // Stages depending on a stage that did not resolve are left out (that stage's problems are listed).
     loop {
