@@ -1011,6 +1011,51 @@ fn inventory_and_allocation_errors_of_a_sector_multiply() {
     assert!(!d.join("out2").exists());
 }
 
+/// An allocation error that varies between cells (`length_km` on it): the hand case's area covers 5 t CO2
+/// yr-1 of cell A and 12 of cell B, allocation sd 0.2, the sink fixed. Knots 1 m apart (closer than the 30 m
+/// cells): each cell its own normal, Var = 0.04 (5^2 + 12^2) = 6.76 (sd 2.6), where a run-wide multiplier
+/// gives 0.04 x 17^2 = 11.56 (sd 3.4); knots 10,000 km apart: the cells move together, sd 3.4 again. Each
+/// cell's own sd is 0.2 of its covered emissions either way, and pixel p1 (100 t CO2 ha-1 yr-1 in A) has sd 20.
+#[test]
+fn an_allocation_field_lets_cells_err_apart_in_a_zones_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    hand_case(d);
+    let file = |km: f64| {
+        format!(
+            "name = \"t\"\n[[parameter]]\ntarget = \"emissions\"\nsector = \"*\"\nerror = \"allocation\"\n\
+             sd = 0.2\nlength_km = {km}\nsource = \"test\"\n"
+        )
+    };
+    for (km, want) in [(0.001, 2.6), (10_000.0, 3.4)] {
+        let (net, shares) = draw_all(d, &file(km), "4");
+        assert!(
+            (val(&net, "sd") / want - 1.0).abs() < 0.02,
+            "{km} km: {net:?}"
+        );
+        let src = shares.iter().find(|r| r["zone"] == "all").unwrap();
+        assert_eq!(
+            src["source"],
+            format!("emissions:* (allocation, field {km} km)")
+        );
+        let cells = table(&d.join("out/lattice_balance.csv"));
+        let draws = table(&d.join("out/lattice_balance_draws.csv"));
+        for c in &cells {
+            let want = 0.2 * val(c, "emissions_covered_tCO2_yr");
+            let row = draws
+                .iter()
+                .find(|r| r["cell_id"] == c["cell_id"] && r["quantity"] == "emissions_covered")
+                .unwrap();
+            assert!(
+                (val(row, "sd") / want - 1.0).abs() < 0.02,
+                "{row:?} vs {want}"
+            );
+        }
+        let sd = read_band(&d.join("out/net_balance_tCO2_ha_yr_draws.tif"), 2).0;
+        assert!((sd[0] / 20.0 - 1.0).abs() < 0.02, "{sd:?}");
+    }
+}
+
 /// A raster wider than 2048 px is walked in strips of fewer than 256 rows (64 here: 4200 px x 64 rows x 128
 /// bytes fit `balance`'s 64 MiB), its writers flushing whole tile rows only. By hand, on EPSG:3035 (equal
 /// area): one 42 km x 3 km cell with 1000 t CO2 yr-1 spreads 1000 / 12,600 ha = 0.0793651 t CO2 ha-1 yr-1 onto

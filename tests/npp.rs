@@ -758,7 +758,7 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
     refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
         "before computing",
         "parameter 1 (npp): a length_km applies to every pixel",
-        "parameter 2 (emissions): length_km (a spatially correlated error) is for npp and rh only",
+        "parameter 2 (emissions): length_km (a spatially correlated error) is for npp, rh and an emissions allocation error only",
         "parameter 3 (npp): vegetation_type \"grasland\" is not one of carbonmap's types",
         "parameter 4 (rh): sd must be a number >= 0",
     ]);

@@ -129,6 +129,8 @@ struct Prepared {
     targets: Option<indicators::Targets>,
     previous: Option<indicators::Previous>,
     factors: Option<scale::Factors>,
+    /// `--draws` with an allocation error that varies between cells: zones keep their emissions per cell.
+    per_cell: bool,
 }
 
 fn prepare(job: &BalanceJob) -> Result<Prepared> {
@@ -198,11 +200,13 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
             .flatten(),
         _ => None,
     };
-    if let (Some(spec), Some(l)) = (&job.draws, &lattice) {
-        problems.take(draws_sectors(spec, l));
-    }
+    let per_cell = match (&job.draws, &lattice) {
+        (Some(spec), Some(l)) => problems.take(draws_sectors(spec, l)).unwrap_or(false),
+        _ => false,
+    };
     problems.finish()?;
     Ok(Prepared {
+        per_cell,
         factors,
         population,
         targets,
@@ -220,13 +224,16 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
 
 /// `--draws`: the uncertainty file, checked before any computing, and every sector a user's file names a
 /// sector of the lattice (a misspelt sector would silently go without its error). A built-in file's sector
-/// entries name one inventory's sectors (documented in the file) and apply where a lattice has them.
-fn draws_sectors(spec: &crate::pipeline::npp::draws::DrawSpec, lattice: &Lattice) -> Result<()> {
+/// entries name one inventory's sectors (documented in the file) and apply where a lattice has them. Returns
+/// whether the file has an allocation error that varies between cells.
+fn draws_sectors(spec: &crate::pipeline::npp::draws::DrawSpec, lattice: &Lattice) -> Result<bool> {
     let (f, path) = crate::pipeline::npp::draws::UncertaintyFile::resolve(&spec.file)?;
-    if !spec.file.to_string_lossy().ends_with(".toml") {
-        return Ok(());
+    if spec.file.to_string_lossy().ends_with(".toml") {
+        sector_params::check_named(&f.parameters, &path, &lattice.path, &lattice.sectors)?;
     }
-    sector_params::check_named(&f.parameters, &path, &lattice.path, &lattice.sectors)
+    Ok(f.parameters
+        .iter()
+        .any(|p| p.target == "emissions" && p.length_km.is_some()))
 }
 
 /// Per-zone sums.
@@ -243,9 +250,20 @@ struct ZoneAcc {
     /// the share measured).
     shape_area: f64,
     shape_area_inside: f64,
+    /// With an allocation error that varies between cells (`sector_params::CellField`): per lattice cell, the
+    /// zone's emissions from it per sector (t CO2 yr-1); empty otherwise.
+    by_cell: BTreeMap<usize, Vec<f64>>,
 }
 
 impl ZoneAcc {
+    /// One pixel's emissions from each cell it draws from, per sector (`pieces`: cell, then its sectors).
+    fn add_cells(&mut self, pieces: &[(usize, Vec<f64>)]) {
+        for (c, e) in pieces {
+            let acc = self.by_cell.entry(*c).or_insert_with(|| vec![0.0; e.len()]);
+            acc.iter_mut().zip(e).for_each(|(a, b)| *a += b);
+        }
+    }
+
     /// One pixel of true area `area_m2`: its emissions per sector (None = unknown) and its sink mass (NaN =
     /// no data), t CO2 yr-1.
     fn add_pixel(&mut self, area_m2: f64, emissions: Option<&[f64]>, sink: f64, persons: f64) {
@@ -280,6 +298,9 @@ impl ZoneAcc {
         self.population += other.population;
         self.shape_area += other.shape_area;
         self.shape_area_inside += other.shape_area_inside;
+        let cells: Vec<(usize, Vec<f64>)> =
+            other.by_cell.iter().map(|(c, e)| (*c, e.clone())).collect();
+        self.add_cells(&cells);
     }
 
     /// Share of the zone's area inside the sink raster (NaN without polygons: raster zones, the whole area).
@@ -822,6 +843,39 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
     })
 }
 
+/// For rows `row0`..`row0 + nrows` of the fine grid, the lattice cell holding each pixel's centre (None
+/// outside the lattice).
+fn pixel_cells(
+    grid: &Grid,
+    lat: &Lattice,
+    row0: usize,
+    nrows: usize,
+) -> Result<Vec<Option<usize>>> {
+    let n = grid.width * nrows;
+    let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let g = &grid.gt;
+    for r in row0..row0 + nrows {
+        for c in 0..grid.width {
+            let (u, v) = (c as f64 + 0.5, r as f64 + 0.5);
+            xs.push(g[0] + u * g[1] + v * g[2]);
+            ys.push(g[3] + u * g[4] + v * g[5]);
+        }
+    }
+    if grid.crs_wkt != lat.grid.crs_wkt {
+        io::transform_points(&grid.crs_wkt, &lat.grid.crs_wkt, &mut xs, &mut ys)?;
+    }
+    let (l, w, h) = (&lat.grid.gt, lat.grid.width as f64, lat.grid.height as f64);
+    Ok(xs
+        .iter()
+        .zip(&ys)
+        .map(|(x, y)| {
+            let (col, row) = ((x - l[0]) / l[1], (y - l[3]) / l[5]);
+            (col >= 0.0 && row >= 0.0 && col < w && row < h)
+                .then(|| row as usize * lat.grid.width + col as usize)
+        })
+        .collect())
+}
+
 /// `--draws`: net_balance_tCO2_ha_yr_draws.tif, each pixel's net balance with mean, sd and 5/50/95th
 /// percentiles of the draws: net_d = sum_k f_d(k) e_k - s_d q (f: `sector_params`), from the fine emission bands (per sector) and
 /// the sink density q = total emissions - net balance.
@@ -830,6 +884,7 @@ fn draws_raster(
     p: &Prepared,
     outputs: &[PathBuf],
     (d, seed): (&crate::pipeline::npp::draws::Draws, u64),
+    field: Option<&sector_params::CellField>,
 ) -> Result<PathBuf> {
     use crate::pipeline::npp::draws::{summary, STATS};
     use rayon::prelude::*;
@@ -897,6 +952,12 @@ fn draws_raster(
         let mut nb = vec![0f64; len];
         net_reader.read_rows(0, row0, n, &mut nb)?;
         let total = &e[nsec];
+        // With an allocation field, each pixel's sectors under it take the multiplier of the cell that holds
+        // the pixel's centre.
+        let cells = match field {
+            Some(_) => Some(pixel_cells(grid, &p.lattice, row0, n)?),
+            None => None,
+        };
         let stats: Vec<[f64; 5]> = (0..len)
             .into_par_iter()
             .map_init(Vec::new, |v: &mut Vec<f64>, px| {
@@ -905,12 +966,26 @@ fn draws_raster(
                     return [f64::NAN; 5];
                 }
                 v.clear();
-                v.extend((0..d.n).map(|i| {
-                    let em: f64 = (0..nsec)
-                        .map(|k| e[k][px] * d.sector_factor(i, ks[k]))
-                        .sum();
-                    em - q * d.at(i, sk)
-                }));
+                match field.zip(cells.as_ref().and_then(|c| c[px])) {
+                    None => v.extend((0..d.n).map(|i| {
+                        let em: f64 = (0..nsec)
+                            .map(|k| e[k][px] * d.sector_factor(i, ks[k]))
+                            .sum();
+                        em - q * d.at(i, sk)
+                    })),
+                    Some((f, c)) => {
+                        let a = f.of(d, c);
+                        v.extend((0..d.n).map(|i| {
+                            let em: f64 = (0..nsec)
+                                .map(|k| match f.covers(ks[k]) {
+                                    true => e[k][px] * d.at(i, ks[k].0) * a[i],
+                                    false => e[k][px] * d.sector_factor(i, ks[k]),
+                                })
+                                .sum();
+                            em - q * d.at(i, sk)
+                        }))
+                    }
+                }
                 summary(v)
             })
             .collect();
@@ -954,6 +1029,7 @@ fn fine_pass(
             .map(|f| f.strip(zone_ids.as_deref(), grid, row0, nrows))
             .transpose()?;
         let fine = FineCtx {
+            per_cell: p.per_cell,
             lat,
             factors: mult.as_deref(),
             spread,
@@ -2049,6 +2125,8 @@ struct FineCtx<'a> {
     usable: &'a [bool],
     /// The strip's true pixel areas (m2), pixel by pixel.
     areas: &'a [f64],
+    /// Keep each zone's emissions per cell (an allocation error that varies between cells).
+    per_cell: bool,
 }
 
 impl FineCtx<'_> {
@@ -2068,6 +2146,7 @@ impl FineCtx<'_> {
         let mut em_total = vec![f32::NAN; n];
         let mut net = vec![f32::NAN; n];
         let mut e = vec![0f64; nsec];
+        let mut pieces: Vec<(usize, Vec<f64>)> = Vec::new();
         for i in 0..n {
             let a_true = self.areas[i];
             let ha = a_true / 1e4;
@@ -2075,6 +2154,7 @@ impl FineCtx<'_> {
             e.iter_mut().for_each(|x| *x = 0.0);
             let mut any = false;
             let mut missing = false;
+            pieces.clear();
             for (c, a) in s.pieces(i) {
                 if !self.usable[c] {
                     missing = true;
@@ -2082,6 +2162,13 @@ impl FineCtx<'_> {
                 }
                 any = true;
                 let f = self.spread.share(c, a, w);
+                if self.per_cell {
+                    let fm = |k: usize| self.factors.map_or(1.0, |m| m[i * nsec + k]);
+                    pieces.push((
+                        c,
+                        (0..nsec).map(|k| self.lat.mass[k][c] * f * fm(k)).collect(),
+                    ));
+                }
                 for (k, x) in e.iter_mut().enumerate() {
                     *x += self.lat.mass[k][c] * f;
                 }
@@ -2111,11 +2198,12 @@ impl FineCtx<'_> {
             let known_e = known.then_some(e.as_slice());
             let persons = pop.map_or(0.0, |p| p[i]);
             all.add_pixel(a_true, known_e, m[i], persons);
+            let cells_of = if known { &pieces[..] } else { &[][..] };
+            all.add_cells(cells_of);
             if let Some(z) = zone_ids.as_ref().filter(|z| z[i] != OUTSIDE) {
-                zone_acc
-                    .entry(z[i])
-                    .or_default()
-                    .add_pixel(a_true, known_e, m[i], persons);
+                let acc = zone_acc.entry(z[i]).or_default();
+                acc.add_pixel(a_true, known_e, m[i], persons);
+                acc.add_cells(cells_of);
             }
         }
         (em, em_total, net)

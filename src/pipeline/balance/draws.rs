@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::sector_params::SectorParams;
+use super::sector_params::{CellField, SectorParams};
 use super::{draws_raster, num, touched_window, BalanceJob, Prepared, ZoneAcc, SIGN_CONVENTION};
 use crate::error::Result;
 use crate::io;
@@ -20,12 +20,64 @@ struct Term {
     draws: Vec<f64>,
 }
 
+/// What every total's draws need: the draws, the lattice's sectors and the allocation field, if any.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    d: &'a Draws,
+    sectors: &'a [String],
+    field: Option<&'a CellField>,
+}
+
+impl Ctx<'_> {
+    /// Per sector, whether its allocation error is the field (its emissions are then summed cell by cell).
+    fn field_sectors(&self) -> Vec<bool> {
+        self.sectors
+            .iter()
+            .map(|s| {
+                self.field
+                    .is_some_and(|f| f.covers(self.d.emissions_params(s)))
+            })
+            .collect()
+    }
+}
+
+/// A total: its emissions per sector, its sequestration, and (with an allocation field) its emissions per
+/// cell and sector.
+struct Total<'a> {
+    e: &'a [f64],
+    s: f64,
+    by_cell: &'a BTreeMap<usize, Vec<f64>>,
+}
+
+/// Per draw, the field sectors' emissions: sum over cells c of a_c,d x sum over those sectors j of (their
+/// inventory multiplier, or 1 without `inventory`) x E_c,j.
+fn field_draws(t: &Total, c: &Ctx, f: &CellField, mask: &[bool], inventory: bool) -> Vec<f64> {
+    let d = c.d;
+    let inv: Vec<Option<usize>> = c
+        .sectors
+        .iter()
+        .map(|s| d.emissions_params(s).0.filter(|_| inventory))
+        .collect();
+    let mut out = vec![0f64; d.n];
+    for (&cell, e) in t.by_cell {
+        let a = f.of(d, cell);
+        for (j, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o += d.at(i, inv[j]) * a[i] * e[j];
+            }
+        }
+    }
+    out
+}
+
 /// The terms of net = sum_j f(j) E_j - s S, f(j) sector j's inventory multiplier times its allocation
 /// multiplier (`sector_params`): one per pair of parameters (the sectors it multiplies summed; the pair of
-/// none is constant), and the sequestration.
-fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -> Vec<Term> {
+/// none is constant), the sectors whose allocation error is a field (cell by cell), and the sequestration.
+fn terms(t: &Total, c: &Ctx) -> Vec<Term> {
+    let d = c.d;
+    let mask = c.field_sectors();
     let mut by_pair: BTreeMap<SectorParams, f64> = BTreeMap::new();
-    for (e, s) in emissions.iter().zip(sectors) {
+    for ((e, s), _) in t.e.iter().zip(c.sectors).zip(&mask).filter(|(_, m)| !**m) {
         *by_pair.entry(d.emissions_params(s)).or_default() += e;
     }
     let mut out: Vec<Term> = by_pair
@@ -35,7 +87,13 @@ fn terms(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -
             draws: (0..d.n).map(|i| d.sector_factor(i, k) * e).collect(),
         })
         .collect();
-    out.push(sequestration_term(sequestration, d));
+    if let Some(f) = c.field.filter(|_| mask.contains(&true)) {
+        out.push(Term {
+            source: "emissions".into(),
+            draws: field_draws(t, c, f, &mask, true),
+        });
+    }
+    out.push(sequestration_term(t.s, d));
     out
 }
 
@@ -48,37 +106,53 @@ fn sequestration_term(sequestration: f64, d: &Draws) -> Term {
     }
 }
 
+/// A parameter's name in the attribution table: `emissions:SECTORS`, with ` (allocation)` and the field's
+/// length where they apply.
+fn label(d: &Draws, k: usize) -> String {
+    let p = &d.spec.parameters[k];
+    let kind = match (p.error_kind(), p.length_km) {
+        ("inventory", _) => String::new(),
+        (other, None) => format!(" ({other})"),
+        (other, Some(l)) => format!(" ({other}, field {l} km)"),
+    };
+    format!("{}:{}{kind}", p.target, p.sector_label())
+}
+
 /// One source at a time, the others at their means: each emissions parameter's multiplier times the
-/// emissions of the sectors it multiplies (in either kind), the emissions without a parameter (constant),
-/// and the sequestration.
-fn sources(emissions: &[f64], sequestration: f64, sectors: &[String], d: &Draws) -> Vec<Term> {
+/// emissions of the sectors it multiplies (in either kind; the field's cell by cell), the emissions without a
+/// parameter (constant), and the sequestration.
+fn sources(t: &Total, c: &Ctx) -> Vec<Term> {
+    let d = c.d;
+    let mask = c.field_sectors();
     let mut by_param: BTreeMap<Option<usize>, f64> = BTreeMap::new();
-    for (e, s) in emissions.iter().zip(sectors) {
+    for ((e, s), m) in t.e.iter().zip(c.sectors).zip(&mask) {
         match d.emissions_params(s) {
             (None, None) => *by_param.entry(None).or_default() += e,
             (a, b) => {
+                let b = b.filter(|_| !*m);
                 for k in [a, b].into_iter().flatten() {
                     *by_param.entry(Some(k)).or_default() += e;
                 }
             }
         }
     }
-    let label = |k: usize| {
-        let p = &d.spec.parameters[k];
-        let kind = match p.error_kind() {
-            "inventory" => String::new(),
-            other => format!(" ({other})"),
-        };
-        format!("{}:{}{kind}", p.target, p.sector_label())
-    };
     let mut out: Vec<Term> = by_param
         .into_iter()
         .map(|(k, e)| Term {
-            source: k.map_or_else(|| "emissions without a parameter".to_string(), label),
+            source: k.map_or_else(
+                || "emissions without a parameter".to_string(),
+                |k| label(d, k),
+            ),
             draws: (0..d.n).map(|i| d.at(i, k) * e).collect(),
         })
         .collect();
-    out.push(sequestration_term(sequestration, d));
+    if let Some(f) = c.field.filter(|_| mask.contains(&true)) {
+        out.push(Term {
+            source: label(d, f.k),
+            draws: field_draws(t, c, f, &mask, false),
+        });
+    }
+    out.push(sequestration_term(t.s, d));
     out
 }
 
@@ -101,27 +175,33 @@ pub(super) fn outputs(
         spec.n,
         spec.seed,
     );
-    let ds = (&d, spec.seed);
     let (_, cells) = touched_window(&p.lattice, fine.0);
+    let field = CellField::new(&d, &p.lattice, &cells, spec.seed)?;
+    let c = Ctx {
+        d: &d,
+        sectors: &p.lattice.sectors,
+        field: field.as_ref(),
+    };
     let mut out = vec![
-        zones_table(job, p, all, zone_acc, ds)?,
-        variance_table(job, p, all, zone_acc, ds)?,
-        lattice_table(job, &p.lattice, fine, &cells, ds)?,
+        zones_table(job, p, all, zone_acc, (c, spec.seed))?,
+        variance_table(job, p, all, zone_acc, (c, spec.seed))?,
+        lattice_table(job, &p.lattice, fine, &cells, (c, spec.seed))?,
     ];
     let seen: Vec<PathBuf> = written.iter().chain(&out).cloned().collect();
-    out.push(draws_raster(job, p, &seen, ds)?);
+    out.push(draws_raster(
+        job,
+        p,
+        &seen,
+        (&d, spec.seed),
+        field.as_ref(),
+    )?);
     Ok(out)
 }
 
 /// Three CSV rows, `key,QUANTITY,t CO2 yr-1,mean,sd,p05,p50,p95`, for the emissions, sequestration and net
 /// balance of per-sector emissions and a sequestration, each total computed per draw.
-fn rows(
-    key: &str,
-    names: [&str; 3],
-    (e, s, sectors): (&[f64], f64, &[String]),
-    d: &Draws,
-) -> String {
-    let t = terms(e, s, sectors, d);
+fn rows(key: &str, names: [&str; 3], total: &Total, c: &Ctx) -> String {
+    let (t, d) = (terms(total, c), c.d);
     let sum = |pick: &dyn Fn(&Term) -> bool, sign: f64| -> Vec<f64> {
         (0..d.n)
             .map(|i| {
@@ -142,6 +222,15 @@ fn rows(
         out += &format!("{key},{q},t CO2 yr-1,{}\n", st.map(num).join(","));
     }
     out
+}
+
+/// A zone's sums as a total.
+fn total_of(a: &ZoneAcc) -> Total<'_> {
+    Total {
+        e: &a.emissions,
+        s: a.sequestration,
+        by_cell: &a.by_cell,
+    }
 }
 
 /// `row(name, sums)` for the whole area ("all"), then for every zone (its levels joined by "/").
@@ -165,14 +254,14 @@ fn zones_table(
     p: &Prepared,
     all: &ZoneAcc,
     zone_acc: &BTreeMap<i32, ZoneAcc>,
-    (d, seed): (&Draws, u64),
+    (c, seed): (Ctx, u64),
 ) -> Result<PathBuf> {
     let names = ["emissions_total", "sequestration", "net_balance"];
-    let sectors = &p.lattice.sectors;
+    let d = c.d;
     let mut out = String::from("zone,quantity,unit,mean,sd,p05,p50,p95\n");
     each_zone(p, all, zone_acc, |name, a| {
         let key = format!("\"{name}\"");
-        out += &rows(&key, names, (&a.emissions, a.sequestration, sectors), d);
+        out += &rows(&key, names, &total_of(a), &c);
     });
     let target = job.out_dir.join("zones_balance_draws.csv");
     let notes = vec![
@@ -185,13 +274,14 @@ fn zones_table(
 
 /// lattice_balance_draws.csv: every cell the area covers, its covered emissions, sequestration and net
 /// balance (t CO2 yr-1) with mean, sd and 5/50/95th percentiles over the draws.
-pub(super) fn lattice_table(
+fn lattice_table(
     job: &BalanceJob,
     lat: &Lattice,
     (spread, valid, seq, changed): Fine,
     cells: &[usize],
-    (d, seed): (&Draws, u64),
+    (ctx, seed): (Ctx, u64),
 ) -> Result<PathBuf> {
+    let d = ctx.d;
     let names = [
         "emissions_covered",
         "sequestration_covered",
@@ -205,7 +295,17 @@ pub(super) fn lattice_table(
             None => lat.mass.iter().map(|m| m[c] * spread.received(c)).collect(),
         };
         let s = if valid[c] > 0.0 { seq[c] } else { f64::NAN };
-        out += &rows(&lat.cell_id(c), names, (&e, s, &lat.sectors), d);
+        // With an allocation field, the cell's own multiplier.
+        let by_cell: BTreeMap<usize, Vec<f64>> = ctx
+            .field
+            .map(|_| [(c, e.clone())].into_iter().collect())
+            .unwrap_or_default();
+        let total = Total {
+            e: &e,
+            s,
+            by_cell: &by_cell,
+        };
+        out += &rows(&lat.cell_id(c), names, &total, &ctx);
     }
     let target = job.out_dir.join("lattice_balance_draws.csv");
     let notes = vec![
@@ -223,16 +323,16 @@ fn variance_table(
     p: &Prepared,
     all: &ZoneAcc,
     zone_acc: &BTreeMap<i32, ZoneAcc>,
-    (d, seed): (&Draws, u64),
+    (c, seed): (Ctx, u64),
 ) -> Result<PathBuf> {
+    let d = c.d;
     let mut out = String::from("zone,source,sd_tCO2_yr,share_of_net_variance,dominant\n");
     each_zone(p, all, zone_acc, |name, a| {
-        let sectors = &p.lattice.sectors;
-        let t = terms(&a.emissions, a.sequestration, sectors, d);
+        let t = terms(&total_of(a), &c);
         let total: Vec<f64> = (0..d.n)
             .map(|i| t.iter().map(|x| x.draws[i]).sum())
             .collect();
-        let one: Vec<(String, Vec<f64>)> = sources(&a.emissions, a.sequestration, sectors, d)
+        let one: Vec<(String, Vec<f64>)> = sources(&total_of(a), &c)
             .into_iter()
             .map(|x| (x.source, x.draws))
             .collect();

@@ -130,6 +130,82 @@ impl Draws {
     }
 }
 
+/// An allocation error that varies between the lattice's cells (`length_km` on an allocation parameter):
+/// cell c's multiplier in draw d is 1 + sd (sqrt(rho) z_0 + sqrt(1 - rho) g_d(x_c)), g the standard normal field
+/// of `npp/field.rs` at the cell's centre in the lattice's CRS (knots `length_km` apart, anchored at the CRS's
+/// origin; knots closer than the cells: every cell its own normal). Cells closer than about two lengths move
+/// together, so a zone spanning many cells averages their errors where a run-wide multiplier would not.
+pub struct CellField {
+    /// The parameter.
+    pub k: usize,
+    field: crate::pipeline::npp::field::Field,
+    /// The lattice's geotransform and width (cell centres).
+    gt: [f64; 6],
+    width: usize,
+    /// Per cell given to `new`, its multiplier in every draw.
+    factors: std::collections::BTreeMap<usize, Vec<f64>>,
+}
+
+impl CellField {
+    /// The field of the file's allocation parameter with a length_km (None without one), its multipliers
+    /// computed for `cells` of `lattice`.
+    pub fn new(
+        d: &Draws,
+        lattice: &crate::lattice::Lattice,
+        cells: &[usize],
+        seed: u64,
+    ) -> Result<Option<CellField>> {
+        let Some(k) = d
+            .spec
+            .parameters
+            .iter()
+            .position(|p| p.target == "emissions" && p.length_km.is_some())
+        else {
+            return Ok(None);
+        };
+        let length_m = d.spec.parameters[k].length_km.expect("found") * 1000.0;
+        let field = crate::pipeline::npp::field::Field::new(&lattice.grid, length_m, seed, k)?;
+        let mut f = CellField {
+            k,
+            field,
+            gt: lattice.grid.gt,
+            width: lattice.grid.width,
+            factors: Default::default(),
+        };
+        for &c in cells {
+            let v = f.compute(d, c);
+            f.factors.insert(c, v);
+        }
+        Ok(Some(f))
+    }
+
+    /// Cell `c`'s multiplier in every draw.
+    fn compute(&self, d: &Draws, c: usize) -> Vec<f64> {
+        let (col, row) = ((c % self.width) as f64 + 0.5, (c / self.width) as f64 + 0.5);
+        let gt = &self.gt;
+        let (x, y) = (
+            gt[0] + col * gt[1] + row * gt[2],
+            gt[3] + col * gt[4] + row * gt[5],
+        );
+        let mut g = vec![0f64; d.n];
+        self.field.values_at(&self.field.stencil(x, y), &mut g);
+        (0..d.n).map(|i| d.field_factor(i, self.k, g[i])).collect()
+    }
+
+    /// Cell `c`'s multiplier in every draw (computed on the spot for a cell not given to `new`).
+    pub fn of(&self, d: &Draws, c: usize) -> std::borrow::Cow<'_, [f64]> {
+        match self.factors.get(&c) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(self.compute(d, c)),
+        }
+    }
+
+    /// Whether a sector's allocation parameter is this field.
+    pub fn covers(&self, (_, allocation): SectorParams) -> bool {
+        allocation == Some(self.k)
+    }
+}
+
 /// The sectors an uncertainty file names that the lattice does not have (a misspelt sector would otherwise
 /// silently go without its error).
 pub(crate) fn unknown_sectors<'a>(params: &'a [Parameter], lattice: &[String]) -> Vec<&'a str> {

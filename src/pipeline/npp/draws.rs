@@ -130,7 +130,7 @@ impl UncertaintyFile {
                 problems.push(format!("at most one {t} parameter"));
             }
         }
-        for t in ["npp", "rh"] {
+        for t in ["npp", "rh", "emissions"] {
             let field = |p: &&Parameter| p.target == t && p.length_km.is_some();
             if f.parameters.iter().filter(field).count() > 1 {
                 problems.push(format!("at most one {t} parameter with a length_km"));
@@ -156,8 +156,12 @@ impl Parameter {
     /// What is wrong with a parameter's `length_km`, if anything.
     fn field_problem(&self) -> Option<String> {
         let l = self.length_km?;
-        if !["npp", "rh"].contains(&self.target.as_str()) {
-            return Some("length_km (a spatially correlated error) is for npp and rh only".into());
+        let allocation = self.target == "emissions" && self.error_kind() == "allocation";
+        if !["npp", "rh"].contains(&self.target.as_str()) && !allocation {
+            return Some(
+                "length_km (a spatially correlated error) is for npp, rh and an emissions allocation error only"
+                    .into(),
+            );
         }
         if self.target == "npp" && self.vegetation_type.as_deref() != Some("*") {
             return Some("a length_km applies to every pixel: give vegetation_type = \"*\"".into());

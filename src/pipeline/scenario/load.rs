@@ -97,7 +97,7 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
             let spec = UncertaintyFile::load(&path)?;
             if let Some(p) = spec.parameters.iter().find(|p| p.length_km.is_some()) {
                 return Err(crate::error::Error::Invalid(vec![format!(
-                    "{}: the {} parameter has a length_km: spatially correlated errors are drawn by `npp --draws`; a scenario's paired draws take run-wide parameters only",
+                    "{}: the {} parameter has a length_km: spatially correlated errors are drawn by `npp --draws` and `balance --draws`; a scenario's paired draws take run-wide parameters only",
                     path.display(),
                     p.target
                 )]));
