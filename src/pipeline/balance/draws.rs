@@ -1,7 +1,10 @@
 //! `balance --draws`: every zone's (zones_balance_draws.csv) and every lattice cell's covered
 //! (lattice_balance_draws.csv) emissions, sequestration and net balance with intervals, which source dominates
-//! each zone's uncertainty (zones_balance_variance.csv), and the per-pixel raster (in balance.rs). Per draw, net_d = sum_j m_d(j) E_j - s_d S over the cell's or zone's own
-//! per-sector sums, so sectors sharing a parameter move together within a draw.
+//! each zone's uncertainty (zones_balance_variance.csv), and the per-pixel raster (in balance.rs). Per draw,
+//! net_d = sum_j f_d(j) E_j - s_d S over the cell's or zone's own per-sector sums, f_d(j) sector j's inventory
+//! multiplier times its allocation multiplier (`sector_params`), so sectors sharing a parameter move together
+//! within a draw; with an allocation field, the sectors under it are summed cell by cell, each cell with its
+//! own multiplier.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

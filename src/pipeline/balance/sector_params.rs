@@ -3,7 +3,8 @@
 //! inventories' uncertainty tables give per category), and "allocation", the error of where the lattice puts
 //! that total (how far a cell's share is off). Within each kind a sector takes its own entry (`sector`, or one
 //! of `sectors`), else the kind's entry for every sector ("*" or no sector). Its multiplier in a draw is the
-//! product of the two (1 for a kind without a parameter).
+//! product of the two (1 for a kind without a parameter). An allocation error with a `length_km` varies between
+//! the lattice's cells (`CellField`).
 
 use std::path::Path;
 
