@@ -5,7 +5,8 @@ against CDIAC's 2013 fossil-fuel CO2 there (Andres et al. 2016, ndp058 v2016). B
 over the compared cells (the products' years and sector coverage differ), so what remains is where each puts the
 emissions. Cells where both hold more than 0.2 Tg C yr-1. Prints each cell and the spreads; the median absolute
 relative deviation / 0.6745 is the normal sd that models/uncertainty/carbonmap-validation.toml uses for
-`emissions` (robust to the point-source cells where the two disagree most).
+`emissions` (robust to the point-source cells where the two disagree most), and the correlation of edge
+neighbours' disagreement, which sets the error's length.
 
 Usage: scripts/emission-lattice-spread.py [CARBONMAP_BIN]   (CARBONMAP_REAL_DATA must be set)"""
 import os
@@ -38,6 +39,15 @@ ratio = uk[keep] / (scale * cd[keep])
 for (r, c), q in zip(np.argwhere(keep), ratio):
     print(f"cell {gt[0] + c + 0.5:+.1f} E {gt[3] - r - 0.5:.1f} N: ukghg {uk[r, c]:.3f}, CDIAC {cd[r, c]:.3f} Tg C; "
           f"ratio {q:.2f}")
+# Whether neighbouring cells disagree alike: the correlation of ln(ratio) over pairs of compared cells that share
+# an edge (each pair both ways), the length over which the allocation error is alike.
+logr = {tuple(rc): float(np.log(q)) for rc, q in zip(np.argwhere(keep), ratio)}
+pairs = np.array([(logr[a], logr[(a[0] + dr, a[1] + dc)]) for a in logr for dr, dc in [(0, 1), (1, 0)]
+                  if (a[0] + dr, a[1] + dc) in logr])
+both = np.r_[pairs, pairs[:, ::-1]]
+r1 = float(np.corrcoef(both[:, 0], both[:, 1])[0, 1])
+print(f"{len(pairs)} pairs of edge neighbours; correlation of their ln(ratio) {r1:.3f} "
+      f"(standard error about {1 / np.sqrt(len(pairs)):.2f})")
 mad = float(np.median(np.abs(ratio - 1.0)))
 print(f"{keep.sum()} cells; common-total scale {scale:.4f}; median |ratio - 1| = {mad:.3f} "
       f"(normal sd {mad / 0.6745:.3f}); sd of ln(ratio) = {np.log(ratio).std(ddof=1):.3f}")

@@ -82,6 +82,22 @@ fn the_emission_sd_is_the_inventories_disagreement_on_the_real_lattices() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Edge neighbours' disagreement correlates by 0.103 (README): errors a degree apart are nearly independent.
+    let pairs = text
+        .lines()
+        .find(|l| l.contains("pairs of edge neighbours"))
+        .unwrap();
+    let r: f64 = pairs
+        .split("ln(ratio) ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        pairs.starts_with("35 pairs") && (r - 0.103).abs() < 0.0005,
+        "{pairs}"
+    );
     let last = text.lines().last().unwrap();
     // "28 cells; ... median |ratio - 1| = 0.298 (normal sd 0.442); ..."
     assert!(last.starts_with("28 cells"), "{last}");
