@@ -25,6 +25,15 @@ fn sd_of(target: &str) -> f64 {
     p[0].sd
 }
 
+/// The number in `line` after `before` and up to `end`.
+fn number_between(line: &str, before: &str, end: char) -> f64 {
+    line.split(before)
+        .nth(1)
+        .and_then(|s| s.split(end).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no number after '{before}' in: {line}"))
+}
+
 /// Sample standard deviation (n - 1).
 fn sample_sd(v: &[f64]) -> f64 {
     let m = v.iter().sum::<f64>() / v.len() as f64;
@@ -87,13 +96,7 @@ fn the_emission_sd_is_the_inventories_disagreement_on_the_real_lattices() {
         .lines()
         .find(|l| l.contains("pairs of edge neighbours"))
         .unwrap();
-    let r: f64 = pairs
-        .split("ln(ratio) ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let r = number_between(pairs, "ln(ratio) ", ' ');
     assert!(
         pairs.starts_with("35 pairs") && (r - 0.103).abs() < 0.0005,
         "{pairs}"
@@ -101,13 +104,7 @@ fn the_emission_sd_is_the_inventories_disagreement_on_the_real_lattices() {
     let last = text.lines().last().unwrap();
     // "28 cells; ... median |ratio - 1| = 0.298 (normal sd 0.442); ..."
     assert!(last.starts_with("28 cells"), "{last}");
-    let sd: f64 = last
-        .split("normal sd ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sd = number_between(last, "normal sd ", ')');
     assert!((sd - 0.442).abs() < 0.0005, "{last}");
     assert_eq!(sd_of("emissions"), (sd * 100.0).round() / 100.0);
 }
