@@ -83,10 +83,15 @@ pub fn builtin_entries<T: NamedEntry>() -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// Whether `name_or_path` names the user's file (it ends in .toml) rather than a built-in entry or table.
+pub fn is_user_file(name_or_path: &str) -> bool {
+    name_or_path.ends_with(".toml")
+}
+
 /// A built-in entry by name (case-insensitive), or the user's file when `name_or_path` ends in .toml
 /// (relative to `base`). An unknown name is an error listing the known ones.
 pub fn resolve_entry<T: NamedEntry>(name_or_path: &str, base: &Path) -> Result<T> {
-    if name_or_path.ends_with(".toml") {
+    if is_user_file(name_or_path) {
         let path = base.join(name_or_path);
         let mut e: T = read_toml(&path)?;
         e.set_source(path);
@@ -110,7 +115,7 @@ pub fn resolve_table<T: DeserializeOwned>(
     prefix: &str,
     name_or_path: &str,
 ) -> Result<(T, PathBuf)> {
-    if name_or_path.ends_with(".toml") {
+    if is_user_file(name_or_path) {
         let p = PathBuf::from(name_or_path);
         return Ok((read_toml(&p)?, p));
     }

@@ -129,6 +129,8 @@ struct Prepared {
     targets: Option<indicators::Targets>,
     previous: Option<indicators::Previous>,
     factors: Option<scale::Factors>,
+    /// `--draws`: the uncertainty file, read and checked before any computing (the draws use this copy).
+    uncertainty: Option<crate::pipeline::npp::draws::UncertaintyFile>,
     /// `--draws` with an allocation error that varies between cells: zones keep their emissions per cell.
     per_cell: bool,
 }
@@ -200,12 +202,18 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
             .flatten(),
         _ => None,
     };
-    let per_cell = match (&job.draws, &lattice) {
-        (Some(spec), Some(l)) => problems.take(draws_sectors(spec, l)).unwrap_or(false),
-        _ => false,
+    let uncertainty = match (&job.draws, &lattice) {
+        (Some(spec), Some(l)) => problems.take(draws_sectors(spec, l)),
+        _ => None,
     };
+    let per_cell = uncertainty.as_ref().is_some_and(|f| {
+        f.parameters
+            .iter()
+            .any(|p| p.target == "emissions" && p.length_km.is_some())
+    });
     problems.finish()?;
     Ok(Prepared {
+        uncertainty,
         per_cell,
         factors,
         population,
@@ -224,16 +232,16 @@ fn prepare(job: &BalanceJob) -> Result<Prepared> {
 
 /// `--draws`: the uncertainty file, checked before any computing, and every sector a user's file names a
 /// sector of the lattice (a misspelt sector would silently go without its error). A built-in file's sector
-/// entries name one inventory's sectors (documented in the file) and apply where a lattice has them. Returns
-/// whether the file has an allocation error that varies between cells.
-fn draws_sectors(spec: &crate::pipeline::npp::draws::DrawSpec, lattice: &Lattice) -> Result<bool> {
+/// entries name one inventory's sectors (documented in the file) and apply where a lattice has them.
+fn draws_sectors(
+    spec: &crate::pipeline::npp::draws::DrawSpec,
+    lattice: &Lattice,
+) -> Result<crate::pipeline::npp::draws::UncertaintyFile> {
     let (f, path) = crate::pipeline::npp::draws::UncertaintyFile::resolve(&spec.file)?;
-    if spec.file.to_string_lossy().ends_with(".toml") {
+    if crate::models::is_user_file(&spec.file.to_string_lossy()) {
         sector_params::check_named(&f.parameters, &path, &lattice.path, &lattice.sectors)?;
     }
-    Ok(f.parameters
-        .iter()
-        .any(|p| p.target == "emissions" && p.length_km.is_some()))
+    Ok(f)
 }
 
 /// Per-zone sums.
@@ -256,10 +264,10 @@ struct ZoneAcc {
 }
 
 impl ZoneAcc {
-    /// One pixel's emissions from each cell it draws from, per sector (`pieces`: cell, then its sectors).
-    fn add_cells(&mut self, pieces: &[(usize, Vec<f64>)]) {
+    /// Emissions from cells, per sector (cell, then its sectors): one pixel's pieces, or another zone's sums.
+    fn add_cells<'e>(&mut self, pieces: impl IntoIterator<Item = (usize, &'e [f64])>) {
         for (c, e) in pieces {
-            let acc = self.by_cell.entry(*c).or_insert_with(|| vec![0.0; e.len()]);
+            let acc = self.by_cell.entry(c).or_insert_with(|| vec![0.0; e.len()]);
             acc.iter_mut().zip(e).for_each(|(a, b)| *a += b);
         }
     }
@@ -298,9 +306,7 @@ impl ZoneAcc {
         self.population += other.population;
         self.shape_area += other.shape_area;
         self.shape_area_inside += other.shape_area_inside;
-        let cells: Vec<(usize, Vec<f64>)> =
-            other.by_cell.iter().map(|(c, e)| (*c, e.clone())).collect();
-        self.add_cells(&cells);
+        self.add_cells(other.by_cell.iter().map(|(c, e)| (*c, e.as_slice())));
     }
 
     /// Share of the zone's area inside the sink raster (NaN without polygons: raster zones, the whole area).
@@ -851,27 +857,16 @@ fn pixel_cells(
     row0: usize,
     nrows: usize,
 ) -> Result<Vec<Option<usize>>> {
-    let n = grid.width * nrows;
-    let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let g = &grid.gt;
-    for r in row0..row0 + nrows {
-        for c in 0..grid.width {
-            let (u, v) = (c as f64 + 0.5, r as f64 + 0.5);
-            xs.push(g[0] + u * g[1] + v * g[2]);
-            ys.push(g[3] + u * g[4] + v * g[5]);
-        }
-    }
+    let (mut xs, mut ys) = grid.pixel_centres(row0, nrows);
     if grid.crs_wkt != lat.grid.crs_wkt {
         io::transform_points(&grid.crs_wkt, &lat.grid.crs_wkt, &mut xs, &mut ys)?;
     }
-    let (l, w, h) = (&lat.grid.gt, lat.grid.width as f64, lat.grid.height as f64);
     Ok(xs
         .iter()
         .zip(&ys)
-        .map(|(x, y)| {
-            let (col, row) = ((x - l[0]) / l[1], (y - l[3]) / l[5]);
-            (col >= 0.0 && row >= 0.0 && col < w && row < h)
-                .then(|| row as usize * lat.grid.width + col as usize)
+        .map(|(&x, &y)| {
+            let (col, row) = lat.grid.pixel_of(x, y)?;
+            Some(row * lat.grid.width + col)
         })
         .collect())
 }
@@ -966,26 +961,21 @@ fn draws_raster(
                     return [f64::NAN; 5];
                 }
                 v.clear();
-                match field.zip(cells.as_ref().and_then(|c| c[px])) {
-                    None => v.extend((0..d.n).map(|i| {
-                        let em: f64 = (0..nsec)
-                            .map(|k| e[k][px] * d.sector_factor(i, ks[k]))
-                            .sum();
-                        em - q * d.at(i, sk)
-                    })),
-                    Some((f, c)) => {
-                        let a = f.of(d, c);
-                        v.extend((0..d.n).map(|i| {
-                            let em: f64 = (0..nsec)
-                                .map(|k| match f.covers(ks[k]) {
-                                    true => e[k][px] * d.at(i, ks[k].0) * a[i],
-                                    false => e[k][px] * d.sector_factor(i, ks[k]),
-                                })
-                                .sum();
-                            em - q * d.at(i, sk)
-                        }))
-                    }
-                }
+                // The field's multipliers of the pixel's cell (None without a field).
+                let cell = field.zip(cells.as_ref().and_then(|c| c[px]));
+                let a = cell.map(|(f, c)| (f, f.of(d, c)));
+                v.extend((0..d.n).map(|i| {
+                    let em: f64 = (0..nsec)
+                        .map(|k| {
+                            let factor = match &a {
+                                Some((f, a)) if f.covers(ks[k]) => d.at(i, ks[k].0) * a[i],
+                                _ => d.sector_factor(i, ks[k]),
+                            };
+                            e[k][px] * factor
+                        })
+                        .sum();
+                    em - q * d.at(i, sk)
+                }));
                 summary(v)
             })
             .collect();
@@ -2199,11 +2189,12 @@ impl FineCtx<'_> {
             let persons = pop.map_or(0.0, |p| p[i]);
             all.add_pixel(a_true, known_e, m[i], persons);
             let cells_of = if known { &pieces[..] } else { &[][..] };
-            all.add_cells(cells_of);
+            let cells_of = || cells_of.iter().map(|(c, e)| (*c, e.as_slice()));
+            all.add_cells(cells_of());
             if let Some(z) = zone_ids.as_ref().filter(|z| z[i] != OUTSIDE) {
                 let acc = zone_acc.entry(z[i]).or_default();
                 acc.add_pixel(a_true, known_e, m[i], persons);
-                acc.add_cells(cells_of);
+                acc.add_cells(cells_of());
             }
         }
         (em, em_total, net)

@@ -203,6 +203,8 @@ struct Prepared {
     corrections: Option<(CorrectionTable, Option<Zones>)>,
     /// The classifier's confusion matrix for the draws (`--confusion`).
     confusion: Option<confusion::Confusion>,
+    /// `--draws`: the uncertainty file, read and checked before any computing (the draws use this copy).
+    uncertainty: Option<draws::UncertaintyFile>,
 }
 
 /// The composites around the model year (the year before, the model year, the year after) that exist, each

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::io;
 use crate::lattice::overlap::Spread;
 use crate::lattice::Lattice;
-use crate::pipeline::npp::draws::{attribution_of, summary, DrawSpec, Draws, UncertaintyFile};
+use crate::pipeline::npp::draws::{attribution_of, summary, DrawSpec, Draws};
 
 /// One source of a total's uncertainty and its term in every draw (t CO2 yr-1; sequestration negative).
 struct Term {
@@ -172,12 +172,8 @@ pub(super) fn outputs(
     spec: &DrawSpec,
     written: &[PathBuf],
 ) -> Result<Vec<PathBuf>> {
-    let d = Draws::new(
-        UncertaintyFile::load(&spec.file)?,
-        &spec.file,
-        spec.n,
-        spec.seed,
-    );
+    let file = p.uncertainty.clone().expect("read by prepare with --draws");
+    let d = Draws::new(file, &spec.file, spec.n, spec.seed);
     let (_, cells) = touched_window(&p.lattice, fine.0);
     let field = CellField::new(&d, &p.lattice, &cells, spec.seed)?;
     let c = Ctx {

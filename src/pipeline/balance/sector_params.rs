@@ -140,9 +140,8 @@ pub struct CellField {
     /// The parameter.
     pub k: usize,
     field: crate::pipeline::npp::field::Field,
-    /// The lattice's geotransform and width (cell centres).
-    gt: [f64; 6],
-    width: usize,
+    /// The lattice's grid (its cells' centres).
+    grid: crate::io::Grid,
     /// Per cell given to `new`, its multiplier in every draw.
     factors: std::collections::BTreeMap<usize, Vec<f64>>,
 }
@@ -169,8 +168,7 @@ impl CellField {
         let mut f = CellField {
             k,
             field,
-            gt: lattice.grid.gt,
-            width: lattice.grid.width,
+            grid: lattice.grid.clone(),
             factors: Default::default(),
         };
         for &c in cells {
@@ -182,12 +180,9 @@ impl CellField {
 
     /// Cell `c`'s multiplier in every draw.
     fn compute(&self, d: &Draws, c: usize) -> Vec<f64> {
-        let (col, row) = ((c % self.width) as f64 + 0.5, (c / self.width) as f64 + 0.5);
-        let gt = &self.gt;
-        let (x, y) = (
-            gt[0] + col * gt[1] + row * gt[2],
-            gt[3] + col * gt[4] + row * gt[5],
-        );
+        let (x, y) = self
+            .grid
+            .pixel_centre(c % self.grid.width, c / self.grid.width);
         let mut g = vec![0f64; d.n];
         self.field.values_at(&self.field.stencil(x, y), &mut g);
         (0..d.n).map(|i| d.field_factor(i, self.k, g[i])).collect()

@@ -52,10 +52,11 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         _ => Vec::new(),
     };
     let corrections = corrections(job, grid.as_ref(), &mut problems)?;
-    if let Some(d) = &job.draws {
-        // The uncertainty file, checked before any computing (it is used only once the model has run).
-        problems.take(super::draws::UncertaintyFile::load(&d.file));
-    }
+    // The uncertainty file, checked before any computing (it is used only once the model has run).
+    let uncertainty = job
+        .draws
+        .as_ref()
+        .and_then(|d| problems.take(super::draws::UncertaintyFile::load(&d.file)));
     let confusion = match (&job.draws, &legend) {
         (Some(d), Some(l)) => d
             .confusion
@@ -99,6 +100,7 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         input_is_fpar: job.input_is_fpar,
         corrections,
         confusion,
+        uncertainty,
     })
 }
 

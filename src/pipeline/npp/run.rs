@@ -507,9 +507,8 @@ fn finish(
         "fluxes in g C m-2 {per}, totals in t C (t CO2 for sequestration) over the class area; NEP = NPP - Rh, positive = net uptake (sink)"
     )];
     io::write_table(&table, table_text.as_bytes(), &notes)?;
-    if let Some(spec) = &job.draws {
-        let file = draws::UncertaintyFile::load(&spec.file)?;
-        let d = draws::Draws::new(file, &spec.file, spec.n, spec.seed);
+    if let (Some(spec), Some(file)) = (&job.draws, &p.uncertainty) {
+        let d = draws::Draws::new(file.clone(), &spec.file, spec.n, spec.seed);
         let find = |stem: &str| {
             let name = format!("{stem}_{label}.tif");
             outputs

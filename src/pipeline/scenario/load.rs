@@ -89,7 +89,8 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
         None => None,
         Some(u) => {
             // A file relative to the scenario, or a built-in one by name (models/uncertainty/).
-            let path = if u.file.extension().is_some_and(|e| e == "toml") {
+            let user_file = crate::models::is_user_file(&u.file.to_string_lossy());
+            let path = if user_file {
                 at(&u.file)
             } else {
                 u.file.clone()
@@ -102,10 +103,7 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
                     p.target
                 )]));
             }
-            if let Some((lattice, ..)) = balance
-                .as_ref()
-                .filter(|_| path.extension().is_some_and(|e| e == "toml"))
-            {
+            if let Some((lattice, ..)) = balance.as_ref().filter(|_| user_file) {
                 lattice_sectors_named(&spec, &path, lattice)?;
             }
             Some(Draws::new(spec, &path, u.draws, u.seed))

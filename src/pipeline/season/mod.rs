@@ -255,16 +255,20 @@ struct SeasonUncertainty {
     seed: u64,
 }
 
+impl SeasonUncertainty {
+    /// The file (relative to the config, and an input of the stages) or a built-in name (models/uncertainty/).
+    fn path(&self, base: &Path) -> PathBuf {
+        match crate::models::is_user_file(&self.file) {
+            true => clean(&base.join(&self.file)),
+            false => PathBuf::from(&self.file),
+        }
+    }
+}
+
 /// `[uncertainty]`: `--draws N --uncertainty FILE --seed S` on every stage whose command takes them and that
 /// does not set them itself; the file is one of the stage's inputs (a change reruns it).
 fn add_season_draws(stages: &mut [Stage], u: &SeasonUncertainty, base: &Path, cmds: &dyn Commands) {
-    // A file (relative to the config, and an input of the stages) or a built-in name (models/uncertainty/).
-    let is_file = u.file.ends_with(".toml");
-    let file = if is_file {
-        clean(&base.join(&u.file))
-    } else {
-        PathBuf::from(&u.file)
-    };
+    let (file, is_file) = (u.path(base), crate::models::is_user_file(&u.file));
     for st in stages.iter_mut() {
         let takes = cmds
             .options(&st.command)
@@ -532,11 +536,9 @@ fn plan_with_problems(
         add_season_draws(&mut stages, u, &base, cmds);
         // The file itself, checked with the config: a bad one would otherwise fail only when its first
         // drawing stage runs, after the stages before it.
-        let path = match u.file.ends_with(".toml") {
-            true => clean(&base.join(&u.file)),
-            false => PathBuf::from(&u.file),
-        };
-        problems.take(crate::pipeline::npp::draws::UncertaintyFile::load(&path));
+        problems.take(crate::pipeline::npp::draws::UncertaintyFile::load(
+            &u.path(&base),
+        ));
     }
     // Stages depending on a stage that did not resolve are left out (that stage's problems are listed).
     loop {
