@@ -640,6 +640,63 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
     same_files(&a, &b);
 }
 
+/// Drivers' errors on the hand-worked June: a radiation error of sd 0.1 and a temperature error of sd 1 K.
+/// - Radiation: CASA's NPP is proportional to SOL and Pei et al.'s Rh does not read it, so NPP's sensitivity is
+///   NPP itself, 56.228427 g C m-2 per unit relative change, and Rh's is 0.
+/// - Temperature: Rh's secant slope over 14..16 C is 0.22 x (e^(0.0912 x 16) - e^(0.0912 x 14)) / 2 x 13.95
+///   = 1.100800 g C m-2 K-1 (by hand); NPP's is (NPP(T + 1) - NPP(T - 1)) / 2 from two deterministic runs on the
+///   station's temperatures moved by +1 K and -1 K in every month (independent of the sensitivity run).
+/// - A pixel's NEP draws: sd sqrt((0.1 x 56.228427)^2 + (S_npp - 1.100800)^2), within 2 % with 20,000 draws,
+///   and each driver's share of the variance one at a time; the same bytes with 1 and 3 threads.
+#[test]
+fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    // Deterministic June NPP with every month's temperature moved by +-1 K.
+    let moved = |dt: f64, out: &str| {
+        std::fs::write(d.join("station.csv"), station_csv(None, |t| t + dt, 500.0)).unwrap();
+        npp_cmd(d, &["--months", "6-6", "--rh", "pei2009", "-o"])
+            .arg(d.join(out))
+            .assert()
+            .success();
+        read_band(&d.join(out).join("NPP_gC_m2_2021-06.tif"), 1).0[0]
+    };
+    let s_npp_t = (moved(1.0, "plus") - moved(-1.0, "minus")) / 2.0;
+    std::fs::write(d.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"test\"\ncorrelation = 0.0\n[[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nsource = \"test\"\n\
+         [[parameter]]\ntarget = \"temperature\"\nsd = 1.0\nsource = \"test\"\n",
+    )
+    .unwrap();
+    let run = |threads: &str, out: &str| draws_run(d, threads, ("20000", "3"), out);
+    let (a, b) = (run("1", "a"), run("3", "b"));
+    // Bands: temperature's NPP and Rh, then radiation's (the drivers' order, not the file's).
+    let sens = |band| read_band(&a.join("driver_sensitivity_2021-06.tif"), band).0[0];
+    assert!((sens(1) - s_npp_t).abs() < 1e-3, "{} {s_npp_t}", sens(1));
+    assert!((sens(2) - 1.100800).abs() < 1e-4, "{}", sens(2));
+    assert!((sens(3) - NPP_JUNE).abs() < 1e-3, "{}", sens(3));
+    assert_eq!(sens(4), 0.0);
+    let (var_r, var_t) = ((0.1 * NPP_JUNE).powi(2), (s_npp_t - 1.100800).powi(2));
+    let sd = read_band(&a.join("NEP_gC_m2_2021-06_draws.tif"), 2).0[0];
+    assert!((sd / (var_r + var_t).sqrt() - 1.0).abs() < 0.02, "{sd} {}", (var_r + var_t).sqrt());
+    let shares = common::csv_rows(&a.join("draws_variance_2021-06.csv"));
+    let share = |src: &str| {
+        let r = shares
+            .iter()
+            .find(|r| r["code"] == "30" && r["source"] == src)
+            .unwrap_or_else(|| panic!("{src}: {shares:?}"));
+        common::cell(r, "share_of_NEP_variance")
+    };
+    let total = var_r + var_t;
+    assert!((share("driver:radiation") / (var_r / total) - 1.0).abs() < 0.04);
+    assert!((share("driver:temperature") / (var_t / total) - 1.0).abs() < 0.04);
+    let notes = std::fs::read_to_string(a.join("draws_2021-06.csv.json")).unwrap();
+    assert!(notes.contains("temperature (K), radiation (relative)"), "{notes}");
+    same_files(&a, &b);
+}
+
 /// `npp` for the hand-worked June (Pei et al.'s Rh) with `threads`, (draws, seed) over `d/u.toml`, into `d/out`.
 fn draws_run(
     d: &Path,

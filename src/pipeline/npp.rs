@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::correction::{CorrectionTable, Target};
 use crate::drivers::{Drivers, Plane, Var};
 pub mod confusion;
+pub mod driver_error;
 pub mod draws;
 pub mod field;
 mod fill;
@@ -23,6 +24,7 @@ mod prepare;
 mod run;
 use fill::{Timeline, W0};
 use period::{NppPeriod, YearMonth};
+use driver_error::Perturb;
 pub use run::run_npp;
 
 use crate::error::{Error, Problems, Result};
@@ -205,6 +207,9 @@ struct Prepared {
     confusion: Option<confusion::Confusion>,
     /// `--draws`: the uncertainty file, read and checked before any computing (the draws use this copy).
     uncertainty: Option<draws::UncertaintyFile>,
+    /// The drivers whose errors the draws take (`driver_error::declared`): the model runs again with each
+    /// moved by +-sd.
+    driver_errors: Vec<(usize, f64)>,
 }
 
 /// The composites around the model year (the year before, the model year, the year after) that exist, each
@@ -607,6 +612,8 @@ struct NppWriters {
     monthly: Vec<RasterWriter>,
     filled: Option<RasterWriter>,
     factor: Option<RasterWriter>,
+    /// Each pixel's sensitivity of NPP and Rh to each declared driver (`driver_error.rs`).
+    sensitivity: Option<RasterWriter>,
 }
 
 fn npp_writers(
@@ -699,11 +706,24 @@ fn npp_writers(
             RasterWriter::create::<f32>(&target, grid, &bands, None, &meta(q, "1"), &job.write)
         })
         .transpose()?;
+    let sensitivity = (!p.driver_errors.is_empty())
+        .then(|| {
+            let flux = format!("g C m-2 {per}");
+            let bands: Vec<OutBand> = driver_error::bands(&p.driver_errors, &flux)
+                .into_iter()
+                .map(|(d, u)| band(d, &u))
+                .collect();
+            let q = "sensitivity of NPP and Rh to the drivers' errors (driver_error.rs)".to_string();
+            let target = job.out_dir.join(format!("driver_sensitivity_{label}.tif"));
+            RasterWriter::create::<f32>(&target, grid, &bands, None, &meta(q, &flux), &job.write)
+        })
+        .transpose()?;
     Ok(NppWriters {
         main,
         monthly,
         filled: Some(filled),
         factor,
+        sensitivity,
     })
 }
 
@@ -833,7 +853,7 @@ fn strip_casa(
     (ndvi, t): (&[Vec<f32>], &[Plane]),
     factors: &[f64],
     w: &Window,
-    want_monthly: bool,
+    (want_monthly, perturb): (bool, Option<Perturb>),
 ) -> Result<StripResult> {
     let npx = w.len();
     // The model year's 12 months of NDVI and temperature (optimum temperature, Thornthwaite heat index); the
@@ -857,7 +877,18 @@ fn strip_casa(
             )
         },
     );
-    let (pr, sol, vpd) = (pr?, sol?, vpd?);
+    // A run with a driver moved (`driver_error.rs`) sees its planes moved.
+    let pr = Perturb::planes(perturb, Var::Precip, pr?);
+    let sol = Perturb::planes(perturb, Var::Srad, sol?);
+    let vpd = vpd?.map(|v| Perturb::planes(perturb, Var::Vpd, v));
+    let t_moved: Vec<Plane>;
+    let t = match perturb {
+        Some(_) => {
+            t_moved = Perturb::planes(perturb, Var::Tmean, t.to_vec());
+            &t_moved[..]
+        }
+        None => t,
+    };
     let days: Vec<f64> = p
         .window_steps
         .iter()
@@ -1147,28 +1178,30 @@ struct StepDrivers {
 fn step_drivers(
     p: &Prepared,
     d: &Drivers,
-    i: usize,
-    w: &Window,
+    (i, w): (usize, &Window),
     par_from_srad: bool,
+    perturb: Option<Perturb>,
 ) -> Result<StepDrivers> {
+    // A run with a driver moved (`driver_error.rs`) sees its planes moved.
+    let read = |var: Var| d.read(var, i, w).map(|pl| Perturb::one(perturb, var, pl));
     Ok(StepDrivers {
         // MOD17's Tmin scalar (the P-model has its own temperature responses).
         tmin: if p.pmodel.is_some() {
             Plane::Uniform(f64::NAN)
         } else {
-            d.read(Var::Tmin, i, w)?
+            read(Var::Tmin)?
         },
-        tmean: d.read(Var::Tmean, i, w)?,
-        vpd: d.read(Var::Vpd, i, w)?,
-        par: d.read(if par_from_srad { Var::Srad } else { Var::Par }, i, w)?,
+        tmean: read(Var::Tmean)?,
+        vpd: read(Var::Vpd)?,
+        par: read(if par_from_srad { Var::Srad } else { Var::Par })?,
         par_f: if par_from_srad {
             p.k17.par_fraction_of_shortwave
         } else {
             1.0
         },
-        precip: d.read(Var::Precip, i, w)?,
+        precip: read(Var::Precip)?,
         pm_planes: match &p.pmodel {
-            Some(_) => Some((d.read(Var::Co2, i, w)?, d.read(Var::Patm, i, w)?)),
+            Some(_) => Some((read(Var::Co2)?, read(Var::Patm)?)),
             None => None,
         },
     })
@@ -1180,6 +1213,7 @@ fn strip_mod17(
     ndvi: &[Vec<f32>],
     (factors, target): (&[f64], Option<Target>),
     w: &Window,
+    perturb: Option<Perturb>,
 ) -> Result<StripResult> {
     let npx = w.len();
     let range = p.period.sim_range();
@@ -1219,7 +1253,7 @@ fn strip_mod17(
             par_f,
             precip,
             pm_planes,
-        } = step_drivers(p, d, i, w, par_from_srad)?;
+        } = step_drivers(p, d, (i, w), par_from_srad, perturb)?;
         month_days[k] += n;
         let nd = &ndvi[wk];
         let pm = p.pmodel.as_ref();

@@ -263,12 +263,32 @@ fn zones_table(
         out += &rows(&key, names, &total_of(a), &c);
     });
     let target = job.out_dir.join("zones_balance_draws.csv");
-    let notes = vec![
+    let mut notes = vec![
         format!("{} Monte Carlo draws (seed {seed}) of {} ({})", d.n, d.spec.name, d.path.display()),
         format!("{SIGN_CONVENTION}; each total computed per draw from the zone's per-sector sums (sectors in one draw move together)"),
     ];
+    notes.extend(npp_only_note(d));
     io::write_table(&target, out.as_bytes(), &notes)?;
     Ok(target)
+}
+
+/// A note naming the file's parameters that `balance` does not draw (NPP's, Rh's and the drivers' errors: the
+/// sink moves by the sequestration parameter), if it has any.
+fn npp_only_note(d: &Draws) -> Option<String> {
+    let mut names: Vec<&str> = d
+        .spec
+        .parameters
+        .iter()
+        .map(|p| p.target.as_str())
+        .filter(|t| !["emissions", "sequestration"].contains(t))
+        .collect();
+    names.dedup();
+    (!names.is_empty()).then(|| {
+        format!(
+            "the file's {} parameters are drawn by `npp --draws`, not here: the sink moves by the sequestration parameter alone",
+            names.join(", ")
+        )
+    })
 }
 
 /// lattice_balance_draws.csv: every cell the area covers, its covered emissions, sequestration and net

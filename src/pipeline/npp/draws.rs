@@ -66,7 +66,30 @@ pub struct Draws {
     pub m: Vec<Vec<f64>>,
     /// The run-wide Rh parameter (`rh_param`), found once: `pixel_in` runs per pixel and draw.
     rh: Option<usize>,
+    /// Each driver's parameter (`driver_error::DRIVERS` order), if declared with an sd above 0.
+    drivers: [Option<usize>; 3],
 }
+
+/// A pixel's (or a class's summed) sensitivity of NPP and Rh to each driver (`driver_error::DRIVERS` order; 0
+/// for a driver not declared), per unit of the driver's error.
+pub type Sens = [[f64; 2]; 3];
+
+/// NPP and Rh moved by the drivers' errors `e` (K or relative) through sensitivities `s`.
+#[inline]
+pub fn shifted(npp: f64, rh: f64, s: &Sens, e: &[f64; 3]) -> (f64, f64) {
+    let (mut n, mut r) = (npp, rh);
+    for v in 0..3 {
+        n += s[v][0] * e[v];
+        r += s[v][1] * e[v];
+    }
+    (n, r)
+}
+
+/// The drivers whose errors a file may declare (`driver_error::DRIVERS`).
+const DRIVER_NAMES: [&str; 3] = {
+    let d = &super::driver_error::DRIVERS;
+    [d[0].name, d[1].name, d[2].name]
+};
 
 /// Built-in uncertainty files (`models/uncertainty/NAME.toml`), by name.
 pub const UNCERTAINTY_DIR: &str = "uncertainty/";
@@ -107,9 +130,16 @@ impl UncertaintyFile {
                     ));
                 }
             }
-            if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) {
+            let driver = super::driver_error::driver_of(&p.target).is_some();
+            if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) && !driver {
                 problems.push(format!(
-                    "{what}: target must be npp, rh, emissions or sequestration"
+                    "{what}: target must be npp, rh, emissions, sequestration, or a driver's error: {}",
+                    DRIVER_NAMES.join(", ")
+                ));
+            }
+            if driver && (p.vegetation_type.is_some() || p.sector.is_some()) {
+                problems.push(format!(
+                    "{what}: a driver's error applies to every pixel: no vegetation_type or sector"
                 ));
             }
             if p.target == "npp" && p.vegetation_type.is_none() {
@@ -124,7 +154,7 @@ impl UncertaintyFile {
                 problems.push(format!("{what}: give its source"));
             }
         }
-        for t in ["rh", "sequestration"] {
+        for t in ["rh", "sequestration"].into_iter().chain(DRIVER_NAMES) {
             let run_wide = |p: &&Parameter| p.target == t && p.length_km.is_none();
             if f.parameters.iter().filter(run_wide).count() > 1 {
                 problems.push(format!("at most one {t} parameter"));
@@ -193,12 +223,19 @@ impl Draws {
             .parameters
             .iter()
             .position(|p| p.target == "rh" && p.length_km.is_none());
+        let mut drivers = [None; 3];
+        for (k, p) in spec.parameters.iter().enumerate() {
+            if let Some(v) = super::driver_error::driver_of(&p.target).filter(|_| p.sd > 0.0) {
+                drivers[v] = Some(k);
+            }
+        }
         Draws {
             spec,
             path: path.to_path_buf(),
             n,
             m,
             rh,
+            drivers,
         }
     }
 
@@ -216,6 +253,28 @@ impl Draws {
 
     pub fn rh_param(&self) -> Option<usize> {
         self.rh
+    }
+
+    /// Whether the file declares a driver's error (with an sd above 0).
+    pub fn has_drivers(&self) -> bool {
+        self.drivers.iter().any(Option::is_some)
+    }
+
+    /// The drivers' errors in draw `d` (K for temperature, relative for the others; 0 where not declared).
+    pub fn driver_errors(&self, d: usize) -> [f64; 3] {
+        self.drivers.map(|k| k.map_or(0.0, |k| self.m[d][k] - 1.0))
+    }
+
+    /// Driver `v`'s error alone in draw `d`, the others 0.
+    pub fn driver_error_alone(&self, d: usize, v: usize) -> [f64; 3] {
+        let mut e = [0.0; 3];
+        e[v] = self.driver_errors(d)[v];
+        e
+    }
+
+    /// The declared drivers (index in `driver_error::DRIVERS`).
+    pub fn declared_drivers(&self) -> Vec<usize> {
+        (0..3).filter(|&v| self.drivers[v].is_some()).collect()
     }
 
     /// The spatially correlated parameter of "npp" or "rh", if any.
@@ -437,7 +496,7 @@ pub struct DrawSpec {
 }
 
 /// Per class: its code, NPP parameter, area (m2) and the sums of NPP x area and Rh x area (g C) over its
-/// pixels with a result.
+/// pixels with a result, and of their sensitivities to the drivers x area (pixels with one).
 #[derive(Default, Clone, Copy)]
 struct ClassSums {
     code: i32,
@@ -445,6 +504,16 @@ struct ClassSums {
     area: f64,
     npp: f64,
     rh: f64,
+    sens: Sens,
+}
+
+/// What a total is drawn with: the confusion rows' shares (None: as mapped), the draw of NPP's and Rh's
+/// spatial fields (None: at their mean), and the drivers' errors (0: at their mean).
+#[derive(Clone, Copy)]
+struct Drawn<'a> {
+    shares: Option<&'a [Vec<f64>]>,
+    field: (Option<usize>, Option<usize>),
+    errs: [f64; 3],
 }
 
 /// Totals of sets of mapped classes in a draw: with a confusion matrix, each mapped class's area taken as the
@@ -459,24 +528,32 @@ struct Totals<'a> {
     shares: Vec<Vec<Vec<f64>>>,
     /// The rows' own proportions (land cover held at its mean while a parameter varies).
     mean: Vec<Vec<f64>>,
+    /// Pixels with a result but no sensitivity to a declared driver.
+    without_sensitivity: u64,
 }
 
 impl Totals<'_> {
-    /// NPP and Rh (g C) of `set` with these shares (None: as mapped), NPP multipliers `m` and Rh's `r`, and
-    /// the spatial fields of NPP and Rh as in draw `fd` (None: at their mean, the deterministic sums).
+    /// NPP and Rh (g C) of `set` drawn as `drawn` says, with NPP multipliers `m` and Rh's `r`.
     fn npp_rh(
         &self,
         set: &[ClassSums],
-        (shares, fd): (Option<&[Vec<f64>]>, (Option<usize>, Option<usize>)),
+        drawn: Drawn,
         m: &dyn Fn(Option<usize>) -> f64,
         r: f64,
     ) -> (f64, f64) {
         let (mut npp, mut rh) = (0.0, 0.0);
+        let (shares, fd, errs) = (drawn.shares, drawn.field, drawn.errs);
+        // A field's per-draw sums hold the drivers' errors of that draw apart (`DrawSums`); without a field,
+        // the class's summed sensitivities times the errors.
+        let moved = errs != [0.0; 3];
         let in_draw = |s: &ClassSums| {
             let sums = self.draw_sums.get(&s.code);
+            let (n0, r0) = shifted(s.npp, s.rh, &s.sens, &errs);
             (
-                fd.0.zip(sums).map_or(s.npp, |(d, v)| v.0[d]),
-                fd.1.zip(sums).map_or(s.rh, |(d, v)| v.1[d]),
+                fd.0.zip(sums)
+                    .map_or(n0, |(d, v)| v.npp[d] + if moved { v.npp_moved[d] } else { 0.0 }),
+                fd.1.zip(sums)
+                    .map_or(r0, |(d, v)| v.rh[d] + if moved { v.rh_moved[d] } else { 0.0 }),
             )
         };
         for s in set {
@@ -505,10 +582,23 @@ impl Totals<'_> {
         self.confusion.map(|_| self.shares[d].as_slice())
     }
 
-    /// Draw `d` of every source: the confusion shares and the fields' draw.
-    fn drawn(&self, d: usize) -> (Option<&[Vec<f64>]>, (Option<usize>, Option<usize>)) {
+    /// Draw `d` of every source: the confusion shares, the fields' draw and the drivers' errors.
+    fn drawn(&self, d: usize, draws: &Draws) -> Drawn<'_> {
         let f = |on: bool| on.then_some(d);
-        (self.shares(d), (f(self.field.0), f(self.field.1)))
+        Drawn {
+            shares: self.shares(d),
+            field: (f(self.field.0), f(self.field.1)),
+            errs: draws.driver_errors(d),
+        }
+    }
+
+    /// Every source at its mean: land cover at the rows' proportions, fields and drivers at 0.
+    fn at_mean(&self) -> Drawn<'_> {
+        Drawn {
+            shares: self.confusion.map(|_| self.mean.as_slice()),
+            field: (None, None),
+            errs: [0.0; 3],
+        }
     }
 }
 
@@ -576,7 +666,7 @@ fn draws_writers(
 pub fn write(
     job: &super::NppJob,
     legend: &crate::landcover::Legend,
-    (npp_path, rh_path): (&Path, &Path),
+    (npp_path, rh_path, sens_path): (&Path, &Path, Option<&Path>),
     period: &str,
     draws: &Draws,
     (seed, confusion): (u64, Option<&Confusion>),
@@ -589,6 +679,9 @@ pub fn write(
     );
     let grid = Grid::from_raster(&npp_r)?;
     let (nr, rr, lc) = strip_readers(job, (&npp_r, &rh_r), &grid)?;
+    let sens_r = sens_path
+        .map(|p| SensReader::open(&crate::commit::readable(p), &grid, draws))
+        .transpose()?;
     let param = |code: i32| {
         legend
             .class(code as i64)
@@ -610,9 +703,13 @@ pub fn write(
         nr.read_rows(0, row0, n, &mut npp)?;
         rr.read_rows(0, row0, n, &mut rh)?;
         lc.read_rows(0, row0, n, &mut cls)?;
-        Ok((npp, rh, cls))
+        let sens = match &sens_r {
+            Some(r) => r.read(row0, n)?,
+            None => Vec::new(),
+        };
+        Ok((npp, rh, cls, sens))
     };
-    let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, (npp, rh, cls): &Strip3| {
+    let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, (npp, rh, cls, sens): &Strip3| {
         for (px, c) in cls.iter().enumerate() {
             if npp[px].is_finite() && rh[px].is_finite() {
                 let a = areas.at(px % grid.width, row0 + px / grid.width);
@@ -624,6 +721,12 @@ pub fn write(
                 s.area += a;
                 s.npp += npp[px] * a;
                 s.rh += rh[px] * a;
+                if let Some(x) = sens.get(px).filter(|x| sens_finite(x)) {
+                    for v in 0..3 {
+                        s.sens[v][0] += x[v][0] * a;
+                        s.sens[v][1] += x[v][1] * a;
+                    }
+                }
             }
         }
     };
@@ -642,22 +745,31 @@ pub fn write(
         areas: &areas,
         param: &param,
         to_co2: super::gc_m2_to_tco2_ha(1.0),
+        errs: (0..draws.n).map(|d| draws.driver_errors(d)).collect(),
         confusion: confusion.map(|c| super::pixel_draws::PixelConfusion {
             codes: &c.codes,
             shares: &shares,
             means: sums
                 .iter()
                 .filter(|(_, s)| s.area > 0.0)
-                .map(|(&code, s)| (code, (s.npp / s.area, s.rh / s.area)))
+                .map(|(&code, s)| {
+                    let sens = s.sens.map(|x| x.map(|v| v / s.area));
+                    (code, (s.npp / s.area, s.rh / s.area, sens))
+                })
                 .collect(),
             seed,
         }),
     };
     let mut draw_sums = super::pixel_draws::DrawSums::new();
     let mut strip_sums = BTreeMap::new();
+    let mut without_sensitivity = 0;
     for row0 in (0..grid.height).step_by(rows) {
         let data = read(row0, rows.min(grid.height - row0))?;
-        let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2));
+        let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2), &data.3);
+        without_sensitivity += (0..data.0.len())
+            .filter(|&px| data.0[px].is_finite() && data.1[px].is_finite())
+            .filter(|&px| data.3.get(px).is_some_and(|x| !sens_finite(x)))
+            .count() as u64;
         super::pixel_draws::add_sums(&mut draw_sums, field_sums);
         add(&mut strip_sums, row0, &data);
         for (q, w) in writers.iter_mut().enumerate() {
@@ -682,6 +794,7 @@ pub fn write(
         confusion,
         shares,
         mean: confusion.map_or_else(Vec::new, Confusion::mean_shares),
+        without_sensitivity,
     };
     io_table(&table, legend, &totals, draws, period, seed)?;
     outputs.push(table);
@@ -716,8 +829,53 @@ fn strip_readers(
     ))
 }
 
-/// A strip's NPP, Rh (g C m-2) and land-cover class per pixel.
-type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>);
+/// A strip's NPP, Rh (g C m-2), land-cover class and (with drivers' errors) sensitivities per pixel.
+type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>, Vec<Sens>);
+
+/// Whether a pixel's sensitivities are all numbers.
+pub fn sens_finite(s: &Sens) -> bool {
+    s.iter().flatten().all(|v| v.is_finite())
+}
+
+/// The sensitivity raster of a run (`driver_error.rs`): two bands (NPP, Rh) per declared driver, in order.
+struct SensReader {
+    reader: crate::io::GridReader,
+    width: usize,
+    drivers: Vec<usize>,
+}
+
+impl SensReader {
+    fn open(path: &Path, grid: &crate::io::Grid, draws: &Draws) -> Result<SensReader> {
+        use crate::io::{BandRequest, GridReader, Resampling};
+        let drivers = draws.declared_drivers();
+        let bands: Vec<BandRequest> = (0..2 * drivers.len())
+            .map(|b| BandRequest {
+                index: b + 1,
+                name: format!("{} band {}", path.display(), b + 1),
+            })
+            .collect();
+        let reader = GridReader::new(path, &bands, grid, Resampling::Nearest, None, f64::NAN)?;
+        Ok(SensReader {
+            reader,
+            width: grid.width,
+            drivers,
+        })
+    }
+
+    /// Rows `row0`.. (`n` of them, full width): each pixel's sensitivities.
+    fn read(&self, row0: usize, n: usize) -> Result<Vec<Sens>> {
+        let len = n * self.width;
+        let mut out = vec![[[0.0; 2]; 3]; len];
+        let mut buf = vec![0f64; len];
+        for (i, &v) in self.drivers.iter().enumerate() {
+            for q in 0..2 {
+                self.reader.read_rows(2 * i + q, row0, n, &mut buf)?;
+                out.iter_mut().zip(&buf).for_each(|(o, x)| o[v][q] = *x);
+            }
+        }
+        Ok(out)
+    }
+}
 
 /// `row(code, name, sums)` for all classes together, then for each class.
 fn for_classes(
@@ -788,13 +946,11 @@ fn variance_table(
     params.sort_unstable();
     params.dedup();
     let row = |code: &str, name: &str, set: &[ClassSums]| {
-        type Drawn<'a> = (Option<&'a [Vec<f64>]>, (Option<usize>, Option<usize>));
         let nep = |drawn: Drawn, m: &dyn Fn(Option<usize>) -> f64, r: f64| {
             let (n, h) = totals.npp_rh(set, drawn, m, r);
             (n - h) / 1e6
         };
-        let mean = totals.confusion.map(|_| totals.mean.as_slice());
-        let at_mean: Drawn = (mean, (None, None));
+        let at_mean = totals.at_mean();
         // Every source alone (the others at their means: multipliers 1, land cover at the rows' proportions).
         let mut terms: Vec<(String, Vec<f64>)> = Vec::new();
         for &k in &params {
@@ -832,24 +988,35 @@ fn variance_table(
                 let km = draws.spec.parameters[k].length_km.unwrap_or(f64::NAN);
                 let v = (0..draws.n)
                     .map(|d| {
-                        nep(
-                            (at_mean.0, (fd.0.then_some(d), fd.1.then_some(d))),
-                            &|_| 1.0,
-                            1.0,
-                        )
+                        let field = (fd.0.then_some(d), fd.1.then_some(d));
+                        nep(Drawn { field, ..at_mean }, &|_| 1.0, 1.0)
                     })
                     .collect();
                 terms.push((format!("{target}:field {km} km"), v));
             }
         }
+        // A driver's error alone: its sensitivities' term in NPP and in Rh together.
+        for v in draws.declared_drivers() {
+            let drv = &super::driver_error::DRIVERS[v];
+            let t = (0..draws.n)
+                .map(|d| {
+                    let errs = draws.driver_error_alone(d, v);
+                    nep(Drawn { errs, ..at_mean }, &|_| 1.0, 1.0)
+                })
+                .collect();
+            terms.push((format!("driver:{}", drv.name), t));
+        }
         if totals.confusion.is_some() {
             let lc = (0..draws.n)
-                .map(|d| nep((totals.shares(d), (None, None)), &|_| 1.0, 1.0))
+                .map(|d| {
+                    let shares = totals.shares(d);
+                    nep(Drawn { shares, ..at_mean }, &|_| 1.0, 1.0)
+                })
                 .collect();
             terms.push(("landcover".into(), lc));
         }
         let total: Vec<f64> = (0..draws.n)
-            .map(|d| nep(totals.drawn(d), &|k| draws.at(d, k), draws.at(d, rk)))
+            .map(|d| nep(totals.drawn(d, draws), &|k| draws.at(d, k), draws.at(d, rk)))
             .collect();
         for (source, sd, share, top) in attribution_of(&total, &terms) {
             // No share where the NEP has no variance (a class without NPP and Rh): empty, not NaN.
@@ -886,7 +1053,7 @@ fn io_table(
         let (mut npp, mut rh, mut nep) = (Vec::new(), Vec::new(), Vec::new());
         for d in 0..draws.n {
             let r = draws.at(d, draws.rh_param());
-            let (n, h) = totals.npp_rh(set, totals.drawn(d), &|k| draws.at(d, k), r);
+            let (n, h) = totals.npp_rh(set, totals.drawn(d, draws), &|k| draws.at(d, k), r);
             let (n, h) = (n / 1e6, h / 1e6);
             npp.push(n);
             rh.push(h);
@@ -912,8 +1079,35 @@ fn io_table(
         "each total is computed per draw (pixels sharing a parameter move together); mean, sd (n - 1), and the 5th, 50th and 95th percentiles of the draws".into(),
         format!("sources: {}", draws.spec.parameters.iter().map(|p| format!("{} {} sd {}: {}", p.target, p.vegetation_type.as_deref().unwrap_or(""), p.sd, p.source)).collect::<Vec<_>>().join("; ")),
     ];
+    notes.extend(driver_notes(draws, totals.without_sensitivity));
     notes.extend(confusion_notes(totals));
     crate::io::write_table(target, out.as_bytes(), &notes)
+}
+
+/// The table notes of the drivers' errors: how they are drawn, and the pixels without a sensitivity.
+fn driver_notes(draws: &Draws, without: u64) -> Vec<String> {
+    if !draws.has_drivers() {
+        return Vec::new();
+    }
+    let names: Vec<String> = draws
+        .declared_drivers()
+        .iter()
+        .map(|&v| {
+            let d = &super::driver_error::DRIVERS[v];
+            let unit = if d.additive { " (K)" } else { " (relative)" };
+            format!("{}{unit}", d.name)
+        })
+        .collect();
+    let mut notes = vec![format!(
+        "drivers' errors ({}): one error per draw for every month and pixel, through each pixel's sensitivities of NPP and Rh (driver_sensitivity_PERIOD.tif, the secant slope over +-1 sd), first order in the error",
+        names.join(", ")
+    )];
+    if without > 0 {
+        notes.push(format!(
+            "{without} pixels with a result have no sensitivity (the model has no result with the driver moved either way): their drivers' errors are not drawn, and their draws in the rasters are nodata"
+        ));
+    }
+    notes
 }
 
 /// The table notes of a confusion matrix: its file, the estimator, and reference classes without pixels in the

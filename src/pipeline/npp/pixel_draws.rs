@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::draws::{summary, Draws};
+use super::draws::{sens_finite, shifted, summary, Draws, Sens};
 use super::field::{Field, Knots};
 use crate::error::Result;
 use crate::io::Grid;
@@ -41,19 +41,35 @@ impl Fields {
     }
 }
 
-/// Per class code: NPP x area and Rh x area (g C) summed in each draw, with the fields' multipliers.
-pub type DrawSums = BTreeMap<i32, (Vec<f64>, Vec<f64>)>;
+/// A class's NPP x area and Rh x area (g C) summed in each draw with the fields' multipliers, and apart the
+/// drivers' errors' part of them (the sensitivities times the draw's errors, with the fields' multipliers), so
+/// a field can be drawn alone.
+#[derive(Clone)]
+pub struct ClassDraws {
+    pub npp: Vec<f64>,
+    pub rh: Vec<f64>,
+    pub npp_moved: Vec<f64>,
+    pub rh_moved: Vec<f64>,
+}
+
+/// Per class code, its sums in each draw.
+pub type DrawSums = BTreeMap<i32, ClassDraws>;
 
 /// Adds `b` into `a`, draw by draw.
 pub fn add_sums(a: &mut DrawSums, b: DrawSums) {
-    for (code, (n, r)) in b {
+    for (code, c) in b {
         match a.get_mut(&code) {
-            Some((an, ar)) => {
-                an.iter_mut().zip(&n).for_each(|(x, y)| *x += y);
-                ar.iter_mut().zip(&r).for_each(|(x, y)| *x += y);
+            Some(t) => {
+                let add = |x: &mut Vec<f64>, y: &Vec<f64>| {
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x += y)
+                };
+                add(&mut t.npp, &c.npp);
+                add(&mut t.rh, &c.rh);
+                add(&mut t.npp_moved, &c.npp_moved);
+                add(&mut t.rh_moved, &c.rh_moved);
             }
             None => {
-                a.insert(code, (n, r));
+                a.insert(code, c);
             }
         }
     }
@@ -67,8 +83,8 @@ pub struct PixelConfusion<'a> {
     pub codes: &'a [i32],
     /// Per draw, per row (in `codes` order), the shares of each reference class.
     pub shares: &'a [Vec<Vec<f64>>],
-    /// Per class present in the map: mean NPP and Rh per area (g C m-2).
-    pub means: BTreeMap<i32, (f64, f64)>,
+    /// Per class present in the map: mean NPP and Rh per area (g C m-2) and their mean sensitivities.
+    pub means: BTreeMap<i32, (f64, f64, Sens)>,
     pub seed: u64,
 }
 
@@ -126,6 +142,8 @@ pub struct Strip<'a> {
     /// g C m-2 to t CO2 ha-1.
     pub to_co2: f64,
     pub confusion: Option<PixelConfusion<'a>>,
+    /// Per draw, the drivers' errors (`Draws::driver_errors`).
+    pub errs: Vec<[f64; 3]>,
 }
 
 /// A field's parameter, its field and its knots in this strip (None: drawn row by row or pixel by pixel).
@@ -136,24 +154,32 @@ type StripField<'a> = Option<(usize, &'a Field, Option<Knots>)>;
 const MAX_STRIP_KNOT_VALUES: usize = 2 << 20;
 
 impl<'a> Strip<'a> {
-    /// A pixel's parameter, NPP and Rh in draw `d`: its own, or with land-cover confusion (`confused`: its
-    /// class's matrix row and its place, found once per pixel) those of the class it is drawn to be (that
-    /// class's means; its own values when it is its own class or the other class has no pixels in the map).
+    /// A pixel's parameter, NPP and Rh in draw `d` (moved by the draw's drivers' errors): its own, or with
+    /// land-cover confusion (`confused`: its class's matrix row and its place, found once per pixel) those of
+    /// the class it is drawn to be (that class's means; its own values when it is its own class or the other
+    /// class has no pixels in the map).
     #[inline]
     fn as_drawn(
         &self,
         d: usize,
         code: i32,
         confused: Option<(usize, (i64, i64))>,
-        own: (Option<usize>, f64, f64),
+        (k, npp, rh, sens): (Option<usize>, f64, f64, &Sens),
     ) -> (Option<usize>, f64, f64) {
+        let own = || {
+            let (n, r) = shifted(npp, rh, sens, &self.errs[d]);
+            (k, n, r)
+        };
         let (Some(c), Some((i, place))) = (&self.confusion, confused) else {
-            return own;
+            return own();
         };
         let t = c.class_in(d, i, place);
         match c.means.get(&t).filter(|_| t != code) {
-            Some(&(npp, rh)) => ((self.param)(t), npp, rh),
-            None => own,
+            Some((npp, rh, sens)) => {
+                let (n, r) = shifted(*npp, *rh, sens, &self.errs[d]);
+                ((self.param)(t), n, r)
+            }
+            None => own(),
         }
     }
 
@@ -163,6 +189,7 @@ impl<'a> Strip<'a> {
         &self,
         row0: usize,
         (npp, rh, cls): (&[f64], &[f64], &[i32]),
+        sens: &[Sens],
     ) -> (Vec<PixelStats>, DrawSums) {
         let w = self.grid.width;
         let n = npp.len() / w.max(1);
@@ -179,8 +206,9 @@ impl<'a> Strip<'a> {
             .into_par_iter()
             .map(|r| {
                 let span = r * w..(r + 1) * w;
+                let s = sens.get(span.clone()).unwrap_or(&[]);
                 let row = (&npp[span.clone()], &rh[span.clone()], &cls[span]);
-                self.row(row0 + r, row, &fields)
+                self.row(row0 + r, (row, s), &fields)
             })
             .collect();
         let mut stats = Vec::with_capacity(npp.len());
@@ -196,9 +224,10 @@ impl<'a> Strip<'a> {
     fn row(
         &self,
         row: usize,
-        (npp, rh, cls): (&[f64], &[f64], &[i32]),
+        ((npp, rh, cls), sens): ((&[f64], &[f64], &[i32]), &[Sens]),
         (fnpp, frh): &(StripField, StripField),
     ) -> (Vec<PixelStats>, DrawSums) {
+        const NONE: Sens = [[0.0; 2]; 3];
         let nd = self.draws.n;
         let (mut a, mut b) = (Vec::with_capacity(nd), Vec::with_capacity(nd));
         let (mut mn, mut mr, mut g) = (vec![1.0; nd], vec![1.0; nd], vec![0.0; nd]);
@@ -224,7 +253,9 @@ impl<'a> Strip<'a> {
             }
         };
         for col in 0..npp.len() {
-            if !(npp[col].is_finite() && rh[col].is_finite()) {
+            let s = sens.get(col).unwrap_or(&NONE);
+            // A pixel without a sensitivity to a declared driver has no draws (counted in the tables' notes).
+            if !(npp[col].is_finite() && rh[col].is_finite() && sens_finite(s)) {
                 out.push([[f32::NAN; 5]; 3]);
                 continue;
             }
@@ -238,19 +269,26 @@ impl<'a> Strip<'a> {
             a.clear();
             b.clear();
             for d in 0..nd {
-                let (k, npp, rh) = self.as_drawn(d, cls[col], confused, (k, npp[col], rh[col]));
+                let own = (k, npp[col], rh[col], s);
+                let (k, npp, rh) = self.as_drawn(d, cls[col], confused, own);
                 let (x, y) = self.draws.pixel_in(d, k, npp, rh, (mn[d], mr[d]));
                 a.push(x);
                 b.push(y);
             }
             if self.fields.any() {
                 let area = self.areas.at(col, row);
-                let e = sums
-                    .entry(cls[col])
-                    .or_insert_with(|| (vec![0.0; nd], vec![0.0; nd]));
+                let e = sums.entry(cls[col]).or_insert_with(|| ClassDraws {
+                    npp: vec![0.0; nd],
+                    rh: vec![0.0; nd],
+                    npp_moved: vec![0.0; nd],
+                    rh_moved: vec![0.0; nd],
+                });
                 for d in 0..nd {
-                    e.0[d] += npp[col] * area * mn[d];
-                    e.1[d] += rh[col] * area * mr[d];
+                    e.npp[d] += npp[col] * area * mn[d];
+                    e.rh[d] += rh[col] * area * mr[d];
+                    let (n, r) = shifted(0.0, 0.0, s, &self.errs[d]);
+                    e.npp_moved[d] += n * area * mn[d];
+                    e.rh_moved[d] += r * area * mr[d];
                 }
             }
             let nep = summary(&mut b);

@@ -100,6 +100,9 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         input_is_fpar: job.input_is_fpar,
         corrections,
         confusion,
+        driver_errors: uncertainty
+            .as_ref()
+            .map_or_else(Vec::new, super::driver_error::declared),
         uncertainty,
     })
 }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::driver_error::{slope, Perturb};
 use super::fill::{self, FillCounts};
 use super::prepare::prepare;
 use super::{
@@ -100,7 +101,9 @@ fn block_size(job: &NppJob, p: &Prepared, outs: &[&str]) -> (usize, usize) {
     let nvars = 6;
     let next = p.ndvi_files.len() + 12;
     let per_px = 4 * (p.ndvi_files.len() + 24 + nmonths * (nvars + 3 * 2) + 16 + next) + 64;
-    let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8;
+    // With driver errors: two sensitivity bands per driver, and the two moved runs' results (24 bytes each).
+    let sens = 8 * p.driver_errors.len() + if p.driver_errors.is_empty() { 0 } else { 48 };
+    let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8 + sens;
     crate::engine::strips::block(p.grid.width, p.grid.height, per_px, out_px, job.memory_mb)
 }
 
@@ -273,15 +276,49 @@ fn run_block(
     let factors = block_factors(p, &models, w, writers, &mut acc.level_pixels)?;
     let target = p.corrections.as_ref().map(|c| c.0.target);
     let want_monthly = !writers.monthly.is_empty();
-    let (results, monthly) = match job.model {
-        NppModel::Casa => strip_casa(p, &models, (&ndvi, &tmean), &factors, w, want_monthly)?,
+    let kernel = |perturb: Option<Perturb>, monthly: bool| match job.model {
+        NppModel::Casa => strip_casa(
+            p,
+            &models,
+            (&ndvi, &tmean),
+            &factors,
+            w,
+            (monthly, perturb),
+        ),
         NppModel::Mod17 | NppModel::PModel => {
-            strip_mod17(p, &models, &ndvi, (&factors, target), w)?
+            strip_mod17(p, &models, &ndvi, (&factors, target), w, perturb)
         }
     };
+    let (results, monthly) = kernel(None, want_monthly)?;
+    if let Some(sw) = writers.sensitivity.as_mut() {
+        write_sensitivity(sw, w, &p.driver_errors, &results, &kernel)?;
+    }
     write_block(writers, outs, w, &results, monthly)?;
     acc.add(readers, outs, w, (&results, &models, &fills));
     Ok(())
+}
+
+/// Each declared driver's sensitivity bands of a block (`driver_error.rs`): the model run again with the
+/// driver moved by +sd and by -sd, the secant slope of NPP and of Rh per pixel.
+fn write_sensitivity(
+    sw: &mut crate::io::RasterWriter,
+    w: &Window,
+    declared: &[(usize, f64)],
+    base: &[PixelOut],
+    kernel: &dyn Fn(Option<Perturb>, bool) -> Result<super::StripResult>,
+) -> Result<()> {
+    for (b, &(driver, sd)) in declared.iter().enumerate() {
+        let run = |delta: f64| kernel(Some(Perturb { driver, delta }), false).map(|r| r.0);
+        let (plus, minus) = (run(sd)?, run(-sd)?);
+        let of = |get: fn(&PixelOut) -> f64| -> Vec<f32> {
+            (0..base.len())
+                .map(|px| slope(get(&plus[px]), get(&base[px]), get(&minus[px]), sd) as f32)
+                .collect()
+        };
+        sw.write_window(2 * b, w, of(|r| r.npp))?;
+        sw.write_window(2 * b + 1, w, of(|r| r.rh))?;
+    }
+    sw.flush()
 }
 
 /// An output's value for one pixel's result (sequestration in t CO2 ha-1 from NEP in g C m-2).
@@ -492,6 +529,7 @@ fn finish(
         .chain(writers.monthly)
         .chain(writers.factor)
         .chain(writers.filled)
+        .chain(writers.sensitivity)
         .collect();
     let mut outputs: Vec<_> = all.iter().map(|w| w.target().to_path_buf()).collect();
     for pd in crate::engine::write::finish_all(all)? {
@@ -518,8 +556,10 @@ fn finish(
                 .expect("the period outputs")
         };
         let (npp, rh) = (find("NPP_gC_m2"), find("Rh_gC_m2"));
+        let sens = (!p.driver_errors.is_empty()).then(|| find("driver_sensitivity"));
         let seed = (spec.seed, p.confusion.as_ref());
-        let files = draws::write(job, &p.legend, (&npp, &rh), label, &d, seed)?;
+        let inputs = (npp.as_path(), rh.as_path(), sens.as_deref());
+        let files = draws::write(job, &p.legend, inputs, label, &d, seed)?;
         outputs.extend(files);
     }
     Ok(NppSummary {

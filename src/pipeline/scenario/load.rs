@@ -103,6 +103,16 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
                     p.target
                 )]));
             }
+            let driver = |p: &&crate::pipeline::npp::draws::Parameter| {
+                crate::pipeline::npp::driver_error::driver_of(&p.target).is_some()
+            };
+            if let Some(p) = spec.parameters.iter().find(driver) {
+                return Err(crate::error::Error::Invalid(vec![format!(
+                    "{}: the {} parameter is a driver's error: drivers' errors are drawn by `npp --draws` (through each pixel's sensitivities); a scenario's paired draws take multipliers of NPP, Rh, emissions and sequestration only",
+                    path.display(),
+                    p.target
+                )]));
+            }
             if let Some((lattice, ..)) = balance.as_ref().filter(|_| user_file) {
                 lattice_sectors_named(&spec, &path, lattice)?;
             }

@@ -1,0 +1,178 @@
+//! Climate driver errors by variable (`target = "temperature"`, `"precipitation"` or `"radiation"` in an
+//! uncertainty file): a systematic error of the run's drivers, the same in every month of the model year and at
+//! every pixel (a station some way off, a gridded product's bias), drawn once per run like any parameter.
+//!
+//! A driver's error moves NPP and Rh together, so it cannot be a multiplier of either. The model is run twice
+//! more per declared driver, with the driver moved by +sd and by -sd; the secant slope over that interval,
+//! S = (f(+sd) - f(-sd)) / (2 sd), is each pixel's sensitivity of NPP and of Rh to the driver, written as
+//! `driver_sensitivity_PERIOD.tif`. In draw d, with the driver's error e_d = m_d - 1 (K for temperature, a
+//! relative change for precipitation and radiation; m_d the one-factor multiplier of `draws.rs`), a pixel's
+//! NPP is NPP + sum_v S_npp,v e_v,d and its Rh is Rh + sum_v S_rh,v e_v,d, before the NPP and Rh multipliers:
+//! first order in each driver's error, exact where the model is linear in it over +-1 sd (CASA's NPP in
+//! radiation), and the same e_v,d in NPP and Rh (the covariance a driver's error makes).
+
+use crate::drivers::{Plane, Var};
+
+/// A driver whose error can be drawn: its name in an uncertainty file, whether its error adds to the value
+/// (in `unit`) or multiplies it (relative), and the driver variables it moves.
+pub struct Driver {
+    pub name: &'static str,
+    pub additive: bool,
+    /// The unit of the error (and of `sd`): K, or "1" for a relative change.
+    pub unit: &'static str,
+    pub vars: &'static [Var],
+}
+
+/// The drivers whose errors can be drawn, in the order of the sensitivity raster's bands.
+pub const DRIVERS: [Driver; 3] = [
+    Driver {
+        name: "temperature",
+        additive: true,
+        unit: "K",
+        // The day's mean and minimum (MOD17's scalar) move together; VPD is a driver of its own.
+        vars: &[Var::Tmean, Var::Tmin, Var::Tmax],
+    },
+    Driver {
+        name: "precipitation",
+        additive: false,
+        unit: "1",
+        vars: &[Var::Precip],
+    },
+    Driver {
+        name: "radiation",
+        additive: false,
+        unit: "1",
+        vars: &[Var::Srad, Var::Par],
+    },
+];
+
+/// The index in `DRIVERS` of a target, if it is a driver.
+pub fn driver_of(target: &str) -> Option<usize> {
+    DRIVERS.iter().position(|d| d.name == target)
+}
+
+/// One driver moved by `delta` (K, or a relative change) in a model run.
+#[derive(Debug, Clone, Copy)]
+pub struct Perturb {
+    pub driver: usize,
+    pub delta: f64,
+}
+
+impl Perturb {
+    /// A plane of variable `var` as this run sees it.
+    pub fn plane(self, var: Var, plane: Plane) -> Plane {
+        let d = &DRIVERS[self.driver];
+        if !d.vars.contains(&var) {
+            return plane;
+        }
+        let (add, mul) = if d.additive {
+            (self.delta, 1.0)
+        } else {
+            (0.0, 1.0 + self.delta)
+        };
+        match plane {
+            Plane::Uniform(v) => Plane::Uniform(v * mul + add),
+            Plane::Grid(g) => Plane::Grid(
+                g.into_iter()
+                    .map(|v| (v as f64 * mul + add) as f32)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Planes of `var` as this run sees them (unchanged without a perturbation).
+    pub fn planes(p: Option<Perturb>, var: Var, planes: Vec<Plane>) -> Vec<Plane> {
+        match p {
+            Some(p) => planes.into_iter().map(|pl| p.plane(var, pl)).collect(),
+            None => planes,
+        }
+    }
+
+    /// A plane of `var` as run `p` sees it.
+    pub fn one(p: Option<Perturb>, var: Var, plane: Plane) -> Plane {
+        match p {
+            Some(p) => p.plane(var, plane),
+            None => plane,
+        }
+    }
+}
+
+/// The declared drivers of a run (index in `DRIVERS`, sd), in `DRIVERS` order; a driver with sd 0 moves nothing.
+pub fn declared(file: &super::draws::UncertaintyFile) -> Vec<(usize, f64)> {
+    let mut out: Vec<(usize, f64)> = file
+        .parameters
+        .iter()
+        .filter_map(|p| driver_of(&p.target).map(|v| (v, p.sd)))
+        .filter(|(_, sd)| *sd > 0.0)
+        .collect();
+    out.sort_by_key(|(v, _)| *v);
+    out
+}
+
+/// A pixel's sensitivity from its results with the driver at +sd and -sd: the secant slope, or the one side
+/// that has a result when the other has none (NaN when neither has).
+pub fn slope(plus: f64, base: f64, minus: f64, sd: f64) -> f64 {
+    match (plus.is_finite(), minus.is_finite()) {
+        (true, true) => (plus - minus) / (2.0 * sd),
+        (true, false) => (plus - base) / sd,
+        (false, true) => (base - minus) / sd,
+        (false, false) => f64::NAN,
+    }
+}
+
+/// The sensitivity raster's band descriptions and units: per declared driver, NPP's and Rh's, per unit of the
+/// driver's error (`per`: the outputs' period label, e.g. "over 2021-06..2021-07" or "yr-1").
+pub fn bands(declared: &[(usize, f64)], flux_unit: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for &(v, sd) in declared {
+        let d = &DRIVERS[v];
+        let per = if d.additive {
+            "K-1".to_string()
+        } else {
+            "per unit relative change (1 = +100 %)".to_string()
+        };
+        for q in ["NPP", "Rh"] {
+            out.push((
+                format!(
+                    "d{q}/d{}: secant slope over +-{sd} {}",
+                    d.name,
+                    if d.additive { "K" } else { "(relative)" }
+                ),
+                format!("{flux_unit} {per}"),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_perturbation_moves_its_drivers_variables_only() {
+        let t = Perturb {
+            driver: 0,
+            delta: 0.5,
+        };
+        assert_eq!(t.plane(Var::Tmean, Plane::Uniform(10.0)).at(0), 10.5);
+        assert_eq!(t.plane(Var::Tmin, Plane::Uniform(2.0)).at(0), 2.5);
+        assert_eq!(t.plane(Var::Precip, Plane::Uniform(80.0)).at(0), 80.0);
+        let p = Perturb {
+            driver: 1,
+            delta: -0.1,
+        };
+        // 80 mm x 0.9 = 72 mm.
+        assert!((p.plane(Var::Precip, Plane::Grid(vec![80.0])).at(0) - 72.0).abs() < 1e-5);
+        assert_eq!(p.plane(Var::Srad, Plane::Uniform(15.0)).at(0), 15.0);
+    }
+
+    #[test]
+    fn the_slope_is_the_secant_or_the_side_with_a_result() {
+        // f = x^2 at x = 3 with sd 1: (16 - 4) / 2 = 6, the derivative (a parabola's secant is exact).
+        assert_eq!(slope(16.0, 9.0, 4.0, 1.0), 6.0);
+        assert_eq!(slope(16.0, 9.0, f64::NAN, 1.0), 7.0);
+        assert_eq!(slope(f64::NAN, 9.0, 4.0, 1.0), 5.0);
+        assert!(slope(f64::NAN, 9.0, f64::NAN, 1.0).is_nan());
+    }
+}
