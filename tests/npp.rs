@@ -680,7 +680,11 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
     assert_eq!(sens(4), 0.0);
     let (var_r, var_t) = ((0.1 * NPP_JUNE).powi(2), (s_npp_t - 1.100800).powi(2));
     let sd = read_band(&a.join("NEP_gC_m2_2021-06_draws.tif"), 2).0[0];
-    assert!((sd / (var_r + var_t).sqrt() - 1.0).abs() < 0.02, "{sd} {}", (var_r + var_t).sqrt());
+    assert!(
+        (sd / (var_r + var_t).sqrt() - 1.0).abs() < 0.02,
+        "{sd} {}",
+        (var_r + var_t).sqrt()
+    );
     let shares = common::csv_rows(&a.join("draws_variance_2021-06.csv"));
     let share = |src: &str| {
         let r = shares
@@ -693,7 +697,10 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
     assert!((share("driver:radiation") / (var_r / total) - 1.0).abs() < 0.04);
     assert!((share("driver:temperature") / (var_t / total) - 1.0).abs() < 0.04);
     let notes = std::fs::read_to_string(a.join("draws_2021-06.csv.json")).unwrap();
-    assert!(notes.contains("temperature (K), radiation (relative)"), "{notes}");
+    assert!(
+        notes.contains("temperature (K), radiation (relative)"),
+        "{notes}"
+    );
     same_files(&a, &b);
 }
 

@@ -169,3 +169,44 @@ fn the_inventory_sds_are_the_uk_rows_of_the_solazzo_table() {
         assert_eq!(bands, expected);
     }
 }
+
+/// The built-in drivers' errors of a June-July station run: each sd is the RMS the script measures on the real
+/// station pair (temperature 1.1145 K, precipitation 0.4349 and radiation 0.0501 relative, 36 years).
+#[test]
+fn the_station_driver_sds_are_the_station_pairs_disagreement() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/station-driver-spread.py");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(&root)
+        .arg("6-7")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("stations 209 km apart"), "{text}");
+    let (f, _) = UncertaintyFile::resolve(Path::new("uk-station-drivers-jun-jul")).unwrap();
+    for (target, want) in [
+        ("temperature", 1.1145),
+        ("precipitation", 0.4349),
+        ("radiation", 0.0501),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!(": {target} ")))
+            .unwrap();
+        let rms = number_between(line, "rms ", ' ');
+        assert!(
+            (rms - want).abs() < 0.00005 && line.ends_with("over 36 years"),
+            "{line}"
+        );
+        let p = f.parameters.iter().find(|p| p.target == target).unwrap();
+        assert_eq!(p.sd, (rms * 100.0).round() / 100.0, "{target}");
+    }
+}

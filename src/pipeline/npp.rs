@@ -14,17 +14,17 @@ use rayon::prelude::*;
 use crate::correction::{CorrectionTable, Target};
 use crate::drivers::{Drivers, Plane, Var};
 pub mod confusion;
-pub mod driver_error;
 pub mod draws;
+pub mod driver_error;
 pub mod field;
 mod fill;
 pub mod period;
 mod pixel_draws;
 mod prepare;
 mod run;
+use driver_error::Perturb;
 use fill::{Timeline, W0};
 use period::{NppPeriod, YearMonth};
-use driver_error::Perturb;
 pub use run::run_npp;
 
 use crate::error::{Error, Problems, Result};
@@ -713,7 +713,8 @@ fn npp_writers(
                 .into_iter()
                 .map(|(d, u)| band(d, &u))
                 .collect();
-            let q = "sensitivity of NPP and Rh to the drivers' errors (driver_error.rs)".to_string();
+            let q =
+                "sensitivity of NPP and Rh to the drivers' errors (driver_error.rs)".to_string();
             let target = job.out_dir.join(format!("driver_sensitivity_{label}.tif"));
             RasterWriter::create::<f32>(&target, grid, &bands, None, &meta(q, &flux), &job.write)
         })

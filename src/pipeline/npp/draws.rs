@@ -131,7 +131,8 @@ impl UncertaintyFile {
                 }
             }
             let driver = super::driver_error::driver_of(&p.target).is_some();
-            if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) && !driver {
+            if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) && !driver
+            {
                 problems.push(format!(
                     "{what}: target must be npp, rh, emissions, sequestration, or a driver's error: {}",
                     DRIVER_NAMES.join(", ")
@@ -550,10 +551,12 @@ impl Totals<'_> {
             let sums = self.draw_sums.get(&s.code);
             let (n0, r0) = shifted(s.npp, s.rh, &s.sens, &errs);
             (
-                fd.0.zip(sums)
-                    .map_or(n0, |(d, v)| v.npp[d] + if moved { v.npp_moved[d] } else { 0.0 }),
-                fd.1.zip(sums)
-                    .map_or(r0, |(d, v)| v.rh[d] + if moved { v.rh_moved[d] } else { 0.0 }),
+                fd.0.zip(sums).map_or(n0, |(d, v)| {
+                    v.npp[d] + if moved { v.npp_moved[d] } else { 0.0 }
+                }),
+                fd.1.zip(sums).map_or(r0, |(d, v)| {
+                    v.rh[d] + if moved { v.rh_moved[d] } else { 0.0 }
+                }),
             )
         };
         for s in set {

@@ -60,9 +60,8 @@ pub fn add_sums(a: &mut DrawSums, b: DrawSums) {
     for (code, c) in b {
         match a.get_mut(&code) {
             Some(t) => {
-                let add = |x: &mut Vec<f64>, y: &Vec<f64>| {
-                    x.iter_mut().zip(y).for_each(|(x, y)| *x += y)
-                };
+                let add =
+                    |x: &mut Vec<f64>, y: &Vec<f64>| x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
                 add(&mut t.npp, &c.npp);
                 add(&mut t.rh, &c.rh);
                 add(&mut t.npp_moved, &c.npp_moved);

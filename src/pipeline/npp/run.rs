@@ -277,14 +277,7 @@ fn run_block(
     let target = p.corrections.as_ref().map(|c| c.0.target);
     let want_monthly = !writers.monthly.is_empty();
     let kernel = |perturb: Option<Perturb>, monthly: bool| match job.model {
-        NppModel::Casa => strip_casa(
-            p,
-            &models,
-            (&ndvi, &tmean),
-            &factors,
-            w,
-            (monthly, perturb),
-        ),
+        NppModel::Casa => strip_casa(p, &models, (&ndvi, &tmean), &factors, w, (monthly, perturb)),
         NppModel::Mod17 | NppModel::PModel => {
             strip_mod17(p, &models, &ndvi, (&factors, target), w, perturb)
         }
