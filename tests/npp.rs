@@ -702,6 +702,22 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
         "{notes}"
     );
     same_files(&a, &b);
+    // A driver's error is one per run for every pixel: refused with a type, a length or a second entry.
+    std::fs::write(
+        d.join("bad.toml"),
+        "name = \"bad\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"temperature\"\nvegetation_type = \"grassland\"\nsd = 1\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = 5\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"humidity\"\nsd = 0.1\nsource = \"t\"\n",
+    )
+    .unwrap();
+    let bad = d.join("bad.toml");
+    refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
+        "parameter 2 (temperature): a driver's error applies to every pixel: no vegetation_type or sector",
+        "parameter 3 (radiation): length_km (a spatially correlated error) is for npp, rh",
+        "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's error: temperature, precipitation, radiation",
+        "at most one temperature parameter",
+    ]);
 }
 
 /// `npp` for the hand-worked June (Pei et al.'s Rh) with `threads`, (draws, seed) over `d/u.toml`, into `d/out`.

@@ -534,6 +534,19 @@ fn paired_draws_give_the_zone_differences_spread_worked_by_hand() {
         "{err}"
     );
     assert!(!refused.exists());
+    // So is a driver's error (drawn through the sensitivities `npp --draws` writes).
+    std::fs::write(
+        d.join("field.toml"),
+        "name = \"t\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 0.5\nsource = \"test\"\n",
+    )
+    .unwrap();
+    let a = scenario_cmd(&d.join("field_scenario.toml"), &refused).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("the temperature parameter is a driver's error"),
+        "{err}"
+    );
+    assert!(!refused.exists());
 }
 
 /// An absolute cut, -16 t CO2 yr-1 of the east's energy (80), is the factor 0.8: the same -16 there.
