@@ -696,7 +696,7 @@ pub fn write(
     let rows = crate::engine::strips::rows(
         grid.width,
         grid.height,
-        16 + 16 * draws.n.min(64),
+        16 + 16 * draws.n.min(64) + if draws.has_drivers() { 56 } else { 0 },
         60,
         job.memory_mb,
     );
@@ -712,26 +712,8 @@ pub fn write(
         };
         Ok((npp, rh, cls, sens))
     };
-    let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, (npp, rh, cls, sens): &Strip3| {
-        for (px, c) in cls.iter().enumerate() {
-            if npp[px].is_finite() && rh[px].is_finite() {
-                let a = areas.at(px % grid.width, row0 + px / grid.width);
-                let s = sums.entry(*c).or_insert(ClassSums {
-                    code: *c,
-                    k: param(*c),
-                    ..Default::default()
-                });
-                s.area += a;
-                s.npp += npp[px] * a;
-                s.rh += rh[px] * a;
-                if let Some(x) = sens.get(px).filter(|x| sens_finite(x)) {
-                    for v in 0..3 {
-                        s.sens[v][0] += x[v][0] * a;
-                        s.sens[v][1] += x[v][1] * a;
-                    }
-                }
-            }
-        }
+    let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, data: &Strip3| {
+        add_strip(sums, (&areas, grid.width, row0), data, &param)
     };
     // With land-cover confusion the pixels need every class's mean first: a pass of its own (reads only).
     if confusion.is_some() {
@@ -769,12 +751,8 @@ pub fn write(
     for row0 in (0..grid.height).step_by(rows) {
         let data = read(row0, rows.min(grid.height - row0))?;
         let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2), &data.3);
-        without_sensitivity += (0..data.0.len())
-            .filter(|&px| data.0[px].is_finite() && data.1[px].is_finite())
-            .filter(|&px| data.3.get(px).is_some_and(|x| !sens_finite(x)))
-            .count() as u64;
         super::pixel_draws::add_sums(&mut draw_sums, field_sums);
-        add(&mut strip_sums, row0, &data);
+        without_sensitivity += add(&mut strip_sums, row0, &data);
         for (q, w) in writers.iter_mut().enumerate() {
             for (b, _) in STATS.iter().enumerate() {
                 w.write_rows(b, row0, stats.iter().map(|s| s[q][b]).collect())?;
@@ -805,6 +783,42 @@ pub fn write(
     variance_table(&shares, legend, &totals, draws, seed)?;
     outputs.push(shares);
     Ok(outputs)
+}
+
+/// Adds a strip's pixels with a result (`row0`.. of a grid `width` wide) to their classes' sums; returns how
+/// many of them have no sensitivity to a declared driver (their drivers' errors are not drawn).
+fn add_strip(
+    sums: &mut std::collections::BTreeMap<i32, ClassSums>,
+    (areas, width, row0): (&crate::area::PixelAreas, usize, usize),
+    (npp, rh, cls, sens): &Strip3,
+    param: &dyn Fn(i32) -> Option<usize>,
+) -> u64 {
+    let mut without = 0;
+    for (px, c) in cls.iter().enumerate() {
+        if !(npp[px].is_finite() && rh[px].is_finite()) {
+            continue;
+        }
+        let a = areas.at(px % width, row0 + px / width);
+        let s = sums.entry(*c).or_insert(ClassSums {
+            code: *c,
+            k: param(*c),
+            ..Default::default()
+        });
+        s.area += a;
+        s.npp += npp[px] * a;
+        s.rh += rh[px] * a;
+        match sens.get(px) {
+            Some(x) if sens_finite(x) => {
+                for v in 0..3 {
+                    s.sens[v][0] += x[v][0] * a;
+                    s.sens[v][1] += x[v][1] * a;
+                }
+            }
+            Some(_) => without += 1,
+            None => {}
+        }
+    }
+    without
 }
 
 /// Readers of the run's NPP and Rh (g C m-2 over the period) and of the land cover, on the NPP's grid.
