@@ -702,22 +702,109 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
         "{notes}"
     );
     same_files(&a, &b);
-    // A driver's error is one per run for every pixel: refused with a type, a length or a second entry.
+    // A driver's error applies to every pixel: refused with a type, a bad length or a second entry.
     std::fs::write(
         d.join("bad.toml"),
         "name = \"bad\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"temperature\"\nvegetation_type = \"grassland\"\nsd = 1\nsource = \"t\"\n\
-         [[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = 5\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = -5\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"humidity\"\nsd = 0.1\nsource = \"t\"\n",
     )
     .unwrap();
     let bad = d.join("bad.toml");
     refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
         "parameter 2 (temperature): a driver's error applies to every pixel: no vegetation_type or sector",
-        "parameter 3 (radiation): length_km (a spatially correlated error) is for npp, rh",
+        "parameter 3 (radiation): length_km -5 must be a number > 0",
         "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's error: temperature, precipitation, radiation",
         "at most one temperature parameter",
     ]);
+}
+
+/// A driver's error as a spatial field (`length_km` on a driver) on the hand-worked June: radiation's field with
+/// sd 0.1 beside a run-wide temperature error of sd 1 K. A grassland pixel's NEP spread is what run-wide errors
+/// give, sqrt((0.1 x 56.228427)^2 + (S_npp,T - S_rh,T)^2) with S the sensitivity raster's temperature slopes
+/// (a field's value at a pixel is standard normal). Grassland's three pixels (equal areas A) with knots 1 m apart
+/// (independent) have an NPP total variance of A^2 (3 (0.1 x 56.228427)^2 + 9 S_npp,T^2), and with knots
+/// 1,000 km apart A^2 (9 (0.1 x 56.228427)^2 + 9 S_npp,T^2); the NEP's variance splits one at a time as
+/// radiation 3 (5.6228427)^2 against temperature 9 (S_npp,T - S_rh,T)^2 (knots 1 m apart). 4,000 draws.
+#[test]
+fn a_drivers_field_averages_over_a_class_by_its_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    let run = |km: &str, threads: &str, out: &str| {
+        std::fs::write(
+            d.join("u.toml"),
+            format!(
+                "name = \"test\"\n[[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = {km}\n\
+                 source = \"test\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1.0\nsource = \"test\"\n"
+            ),
+        )
+        .unwrap();
+        draws_run(d, threads, ("4000", "5"), out)
+    };
+    let (near, near3, far) = (
+        run("0.001", "1", "a"),
+        run("0.001", "3", "b"),
+        run("1000", "2", "c"),
+    );
+    let sens = |band| read_band(&near.join("driver_sensitivity_2021-06.tif"), band).0[0];
+    let (sn, sr) = (sens(1), sens(2));
+    let r = 0.1 * NPP_JUNE;
+    let sd = read_band(&near.join("NEP_gC_m2_2021-06_draws.tif"), 2).0;
+    let want = (r * r + (sn - sr).powi(2)).sqrt();
+    for px in [0, 1, 6] {
+        assert!(
+            (sd[px] / want - 1.0).abs() < 0.04,
+            "px {px}: {} {want}",
+            sd[px]
+        );
+    }
+    let npp_sd = |dir: &Path| {
+        let rows = common::csv_rows(&dir.join("draws_2021-06.csv"));
+        let row = rows
+            .iter()
+            .find(|r| r["code"] == "30" && r["quantity"] == "NPP")
+            .unwrap();
+        // t C over 900 m2 pixels: back to g C m-2 x A.
+        common::cell(row, "sd") * 1e6 / 900.0
+    };
+    let near_want = (3.0 * r * r + 9.0 * sn * sn).sqrt();
+    let far_want = (9.0 * r * r + 9.0 * sn * sn).sqrt();
+    assert!(
+        (npp_sd(&near) / near_want - 1.0).abs() < 0.04,
+        "{} {near_want}",
+        npp_sd(&near)
+    );
+    assert!(
+        (npp_sd(&far) / far_want - 1.0).abs() < 0.04,
+        "{} {far_want}",
+        npp_sd(&far)
+    );
+    let shares = common::csv_rows(&near.join("draws_variance_2021-06.csv"));
+    let share = |src: &str| {
+        let row = shares
+            .iter()
+            .find(|r| r["code"] == "30" && r["source"] == src);
+        common::cell(
+            row.unwrap_or_else(|| panic!("{src}: {shares:?}")),
+            "share_of_NEP_variance",
+        )
+    };
+    let (vr, vt) = (3.0 * r * r, 9.0 * (sn - sr).powi(2));
+    let rad = share("driver:radiation (field 0.001 km)");
+    assert!(
+        (rad / (vr / (vr + vt)) - 1.0).abs() < 0.06,
+        "{rad} {}",
+        vr / (vr + vt)
+    );
+    let temp = share("driver:temperature");
+    assert!(
+        (temp / (vt / (vr + vt)) - 1.0).abs() < 0.06,
+        "{temp} {}",
+        vt / (vr + vt)
+    );
+    same_files(&near, &near3);
 }
 
 /// `npp` for the hand-worked June (Pei et al.'s Rh) with `threads`, (draws, seed) over `d/u.toml`, into `d/out`.
@@ -838,7 +925,7 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
     refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
         "before computing",
         "parameter 1 (npp): a length_km applies to every pixel",
-        "parameter 2 (emissions): length_km (a spatially correlated error) is for npp, rh and an emissions allocation error only",
+        "parameter 2 (emissions): length_km (a spatially correlated error) is for npp, rh, a driver's error and an emissions allocation error only",
         "parameter 3 (npp): vegetation_type \"grasland\" is not one of carbonmap's types",
         "parameter 4 (rh): sd must be a number >= 0",
     ]);

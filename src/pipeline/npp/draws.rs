@@ -155,9 +155,15 @@ impl UncertaintyFile {
                 problems.push(format!("{what}: give its source"));
             }
         }
-        for t in ["rh", "sequestration"].into_iter().chain(DRIVER_NAMES) {
+        for t in ["rh", "sequestration"] {
             let run_wide = |p: &&Parameter| p.target == t && p.length_km.is_none();
             if f.parameters.iter().filter(run_wide).count() > 1 {
+                problems.push(format!("at most one {t} parameter"));
+            }
+        }
+        // A driver's error is either run-wide or a field, not both.
+        for t in DRIVER_NAMES {
+            if f.parameters.iter().filter(|p| p.target == t).count() > 1 {
                 problems.push(format!("at most one {t} parameter"));
             }
         }
@@ -188,9 +194,10 @@ impl Parameter {
     fn field_problem(&self) -> Option<String> {
         let l = self.length_km?;
         let allocation = self.target == "emissions" && self.error_kind() == "allocation";
-        if !["npp", "rh"].contains(&self.target.as_str()) && !allocation {
+        let driver = super::driver_error::driver_of(&self.target).is_some();
+        if !["npp", "rh"].contains(&self.target.as_str()) && !allocation && !driver {
             return Some(
-                "length_km (a spatially correlated error) is for npp, rh and an emissions allocation error only"
+                "length_km (a spatially correlated error) is for npp, rh, a driver's error and an emissions allocation error only"
                     .into(),
             );
         }
@@ -271,6 +278,11 @@ impl Draws {
         let mut e = [0.0; 3];
         e[v] = self.driver_errors(d)[v];
         e
+    }
+
+    /// Driver `v`'s field length (km), if its error is a spatial field.
+    pub fn driver_length_km(&self, v: usize) -> Option<f64> {
+        self.drivers[v].and_then(|k| self.spec.parameters[k].length_km)
     }
 
     /// The declared drivers (index in `driver_error::DRIVERS`).
@@ -509,12 +521,20 @@ struct ClassSums {
 }
 
 /// What a total is drawn with: the confusion rows' shares (None: as mapped), the draw of NPP's and Rh's
-/// spatial fields (None: at their mean), and the drivers' errors (0: at their mean).
+/// spatial fields (None: at their mean), and the drivers' errors.
 #[derive(Clone, Copy)]
 struct Drawn<'a> {
     shares: Option<&'a [Vec<f64>]>,
     field: (Option<usize>, Option<usize>),
-    errs: [f64; 3],
+    drivers: DriversIn,
+}
+
+/// The drivers' errors in a total: at their mean (0), every driver as in draw d, or driver v alone in draw d.
+#[derive(Clone, Copy)]
+enum DriversIn {
+    Mean,
+    Draw(usize),
+    Alone(usize, usize),
 }
 
 /// Totals of sets of mapped classes in a draw: with a confusion matrix, each mapped class's area taken as the
@@ -531,6 +551,9 @@ struct Totals<'a> {
     mean: Vec<Vec<f64>>,
     /// Pixels with a result but no sensitivity to a declared driver.
     without_sensitivity: u64,
+    draws: &'a Draws,
+    /// Per driver, whether its error is a spatial field (its part of a total is then summed draw by draw).
+    driver_field: [bool; 3],
 }
 
 impl Totals<'_> {
@@ -543,21 +566,13 @@ impl Totals<'_> {
         r: f64,
     ) -> (f64, f64) {
         let (mut npp, mut rh) = (0.0, 0.0);
-        let (shares, fd, errs) = (drawn.shares, drawn.field, drawn.errs);
-        // A field's per-draw sums hold the drivers' errors of that draw apart (`DrawSums`); without a field,
-        // the class's summed sensitivities times the errors.
-        let moved = errs != [0.0; 3];
+        let (shares, fd) = (drawn.shares, drawn.field);
         let in_draw = |s: &ClassSums| {
             let sums = self.draw_sums.get(&s.code);
-            let (n0, r0) = shifted(s.npp, s.rh, &s.sens, &errs);
-            (
-                fd.0.zip(sums).map_or(n0, |(d, v)| {
-                    v.npp[d] + if moved { v.npp_moved[d] } else { 0.0 }
-                }),
-                fd.1.zip(sums).map_or(r0, |(d, v)| {
-                    v.rh[d] + if moved { v.rh_moved[d] } else { 0.0 }
-                }),
-            )
+            let n = fd.0.zip(sums).map_or(s.npp, |(d, v)| v.npp[d]);
+            let r = fd.1.zip(sums).map_or(s.rh, |(d, v)| v.rh[d]);
+            let (dn, dr) = self.drivers_part(s, sums, drawn.drivers);
+            (n + dn, r + dr)
         };
         for s in set {
             let (s_npp, s_rh) = in_draw(s);
@@ -581,17 +596,38 @@ impl Totals<'_> {
         (npp, rh)
     }
 
+    /// The drivers' part of a class's NPP and Rh (g C): from the pixels' per-draw sums where they hold it (a
+    /// spatial field in the run: each pixel's own errors), else the class's summed sensitivities times the run's
+    /// errors.
+    fn drivers_part(
+        &self,
+        s: &ClassSums,
+        sums: Option<&super::pixel_draws::ClassDraws>,
+        how: DriversIn,
+    ) -> (f64, f64) {
+        let d = self.draws;
+        match (how, sums) {
+            (DriversIn::Mean, _) => (0.0, 0.0),
+            (DriversIn::Draw(i), Some(v)) => (v.npp_moved[i], v.rh_moved[i]),
+            (DriversIn::Draw(i), None) => shifted(0.0, 0.0, &s.sens, &d.driver_errors(i)),
+            (DriversIn::Alone(v, i), Some(c)) if self.driver_field[v] => {
+                (c.alone[v].0[i], c.alone[v].1[i])
+            }
+            (DriversIn::Alone(v, i), _) => shifted(0.0, 0.0, &s.sens, &d.driver_error_alone(i, v)),
+        }
+    }
+
     fn shares(&self, d: usize) -> Option<&[Vec<f64>]> {
         self.confusion.map(|_| self.shares[d].as_slice())
     }
 
     /// Draw `d` of every source: the confusion shares, the fields' draw and the drivers' errors.
-    fn drawn(&self, d: usize, draws: &Draws) -> Drawn<'_> {
+    fn drawn(&self, d: usize) -> Drawn<'_> {
         let f = |on: bool| on.then_some(d);
         Drawn {
             shares: self.shares(d),
             field: (f(self.field.0), f(self.field.1)),
-            errs: draws.driver_errors(d),
+            drivers: DriversIn::Draw(d),
         }
     }
 
@@ -600,7 +636,7 @@ impl Totals<'_> {
         Drawn {
             shares: self.confusion.map(|_| self.mean.as_slice()),
             field: (None, None),
-            errs: [0.0; 3],
+            drivers: DriversIn::Mean,
         }
     }
 }
@@ -776,6 +812,8 @@ pub fn write(
         shares,
         mean: confusion.map_or_else(Vec::new, Confusion::mean_shares),
         without_sensitivity,
+        draws,
+        driver_field: fields.drivers.each_ref().map(Option::is_some),
     };
     io_table(&table, legend, &totals, draws, period, seed)?;
     outputs.push(table);
@@ -1017,11 +1055,14 @@ fn variance_table(
             let drv = &super::driver_error::DRIVERS[v];
             let t = (0..draws.n)
                 .map(|d| {
-                    let errs = draws.driver_error_alone(d, v);
-                    nep(Drawn { errs, ..at_mean }, &|_| 1.0, 1.0)
+                    let drivers = DriversIn::Alone(v, d);
+                    nep(Drawn { drivers, ..at_mean }, &|_| 1.0, 1.0)
                 })
                 .collect();
-            terms.push((format!("driver:{}", drv.name), t));
+            let field = draws
+                .driver_length_km(v)
+                .map_or_else(String::new, |l| format!(" (field {l} km)"));
+            terms.push((format!("driver:{}{field}", drv.name), t));
         }
         if totals.confusion.is_some() {
             let lc = (0..draws.n)
@@ -1033,7 +1074,7 @@ fn variance_table(
             terms.push(("landcover".into(), lc));
         }
         let total: Vec<f64> = (0..draws.n)
-            .map(|d| nep(totals.drawn(d, draws), &|k| draws.at(d, k), draws.at(d, rk)))
+            .map(|d| nep(totals.drawn(d), &|k| draws.at(d, k), draws.at(d, rk)))
             .collect();
         for (source, sd, share, top) in attribution_of(&total, &terms) {
             // No share where the NEP has no variance (a class without NPP and Rh): empty, not NaN.
@@ -1070,7 +1111,7 @@ fn io_table(
         let (mut npp, mut rh, mut nep) = (Vec::new(), Vec::new(), Vec::new());
         for d in 0..draws.n {
             let r = draws.at(d, draws.rh_param());
-            let (n, h) = totals.npp_rh(set, totals.drawn(d, draws), &|k| draws.at(d, k), r);
+            let (n, h) = totals.npp_rh(set, totals.drawn(d), &|k| draws.at(d, k), r);
             let (n, h) = (n / 1e6, h / 1e6);
             npp.push(n);
             rh.push(h);
@@ -1116,7 +1157,7 @@ fn driver_notes(draws: &Draws, without: u64) -> Vec<String> {
         })
         .collect();
     let mut notes = vec![format!(
-        "drivers' errors ({}): one error per draw for every month and pixel, through each pixel's sensitivities of NPP and Rh (driver_sensitivity_PERIOD.tif, the secant slope over +-1 sd), first order in the error",
+        "drivers' errors ({}): one error per draw for every month, the same at every pixel (or a spatial field where the parameter has a length_km), through each pixel's sensitivities of NPP and Rh (driver_sensitivity_PERIOD.tif, the secant slope over +-1 sd), first order in the error",
         names.join(", ")
     )];
     if without > 0 {

@@ -12,10 +12,13 @@ use super::field::{Field, Knots};
 use crate::error::Result;
 use crate::io::Grid;
 
-/// The spatial fields of a run's draws: NPP's and Rh's (parameter index and field), if declared.
+/// The spatial fields of a run's draws: NPP's, Rh's and each driver's error (parameter index and field), if
+/// declared.
 pub struct Fields {
     pub npp: Option<(usize, Field)>,
     pub rh: Option<(usize, Field)>,
+    /// In `driver_error::DRIVERS` order.
+    pub drivers: [Option<(usize, Field)>; 3],
 }
 
 impl Fields {
@@ -30,26 +33,48 @@ impl Fields {
                 })
                 .transpose()
         };
+        let d = &super::driver_error::DRIVERS;
         Ok(Fields {
             npp: of("npp")?,
             rh: of("rh")?,
+            drivers: [of(d[0].name)?, of(d[1].name)?, of(d[2].name)?],
         })
     }
 
     pub fn any(&self) -> bool {
-        self.npp.is_some() || self.rh.is_some()
+        self.npp.is_some() || self.rh.is_some() || self.drivers.iter().any(Option::is_some)
+    }
+
+    /// Every field in the order a strip draws them: NPP's, Rh's, then the drivers'.
+    fn all(&self) -> impl Iterator<Item = &Option<(usize, Field)>> {
+        [&self.npp, &self.rh].into_iter().chain(self.drivers.iter())
     }
 }
 
-/// A class's NPP x area and Rh x area (g C) summed in each draw with the fields' multipliers, and apart the
-/// drivers' errors' part of them (the sensitivities times the draw's errors, with the fields' multipliers), so
-/// a field can be drawn alone.
+/// A class's NPP x area and Rh x area (g C) summed in each draw with the fields' multipliers; apart, the
+/// drivers' errors' part of them (the sensitivities times each pixel's errors in the draw, with the fields'
+/// multipliers), so a field can be drawn alone; and each driver's part alone (without the multipliers).
 #[derive(Clone)]
 pub struct ClassDraws {
     pub npp: Vec<f64>,
     pub rh: Vec<f64>,
     pub npp_moved: Vec<f64>,
     pub rh_moved: Vec<f64>,
+    /// Per driver (`driver_error::DRIVERS` order), its part of NPP and of Rh in each draw.
+    pub alone: [(Vec<f64>, Vec<f64>); 3],
+}
+
+impl ClassDraws {
+    fn zeros(nd: usize) -> ClassDraws {
+        let z = || vec![0.0; nd];
+        ClassDraws {
+            npp: z(),
+            rh: z(),
+            npp_moved: z(),
+            rh_moved: z(),
+            alone: [(z(), z()), (z(), z()), (z(), z())],
+        }
+    }
 }
 
 /// Per class code, its sums in each draw.
@@ -66,6 +91,10 @@ pub fn add_sums(a: &mut DrawSums, b: DrawSums) {
                 add(&mut t.rh, &c.rh);
                 add(&mut t.npp_moved, &c.npp_moved);
                 add(&mut t.rh_moved, &c.rh_moved);
+                for (a, b) in t.alone.iter_mut().zip(&c.alone) {
+                    add(&mut a.0, &b.0);
+                    add(&mut a.1, &b.1);
+                }
             }
             None => {
                 a.insert(code, c);
@@ -164,9 +193,10 @@ impl<'a> Strip<'a> {
         code: i32,
         confused: Option<(usize, (i64, i64))>,
         (k, npp, rh, sens): (Option<usize>, f64, f64, &Sens),
+        errs: &[f64; 3],
     ) -> (Option<usize>, f64, f64) {
         let own = || {
-            let (n, r) = shifted(npp, rh, sens, &self.errs[d]);
+            let (n, r) = shifted(npp, rh, sens, errs);
             (k, n, r)
         };
         let (Some(c), Some((i, place))) = (&self.confusion, confused) else {
@@ -175,7 +205,7 @@ impl<'a> Strip<'a> {
         let t = c.class_in(d, i, place);
         match c.means.get(&t).filter(|_| t != code) {
             Some((npp, rh, sens)) => {
-                let (n, r) = shifted(*npp, *rh, sens, &self.errs[d]);
+                let (n, r) = shifted(*npp, *rh, sens, errs);
                 ((self.param)(t), n, r)
             }
             None => own(),
@@ -200,7 +230,7 @@ impl<'a> Strip<'a> {
                 (*k, f, small.then(|| f.knots(self.grid, row0, n, nd)))
             })
         };
-        let fields = (knots(&self.fields.npp), knots(&self.fields.rh));
+        let fields: Vec<StripField> = self.fields.all().map(knots).collect();
         let rows: Vec<(Vec<PixelStats>, DrawSums)> = (0..n)
             .into_par_iter()
             .map(|r| {
@@ -224,12 +254,16 @@ impl<'a> Strip<'a> {
         &self,
         row: usize,
         ((npp, rh, cls), sens): ((&[f64], &[f64], &[i32]), &[Sens]),
-        (fnpp, frh): &(StripField, StripField),
+        fields: &[StripField],
     ) -> (Vec<PixelStats>, DrawSums) {
         const NONE: Sens = [[0.0; 2]; 3];
         let nd = self.draws.n;
         let (mut a, mut b) = (Vec::with_capacity(nd), Vec::with_capacity(nd));
-        let (mut mn, mut mr, mut g) = (vec![1.0; nd], vec![1.0; nd], vec![0.0; nd]);
+        let mut g = vec![0.0; nd];
+        // Per field (NPP's, Rh's, the drivers'), the pixel's multipliers in every draw (1 without the field).
+        let mut m = vec![vec![1.0; nd]; fields.len()];
+        // The pixel's drivers' errors in every draw: the run's, a field's at the pixel where it has one.
+        let mut errs = self.errs.clone();
         let mut sums = DrawSums::new();
         let mut out = Vec::with_capacity(npp.len());
         // A field without a strip table: this row's knots (none when knots are finer than pixels).
@@ -237,7 +271,7 @@ impl<'a> Strip<'a> {
             Some((_, field, None)) if !field.is_fine() => Some(field.knots(self.grid, row, 1, nd)),
             _ => None,
         };
-        let (rn, rr) = (row_knots(fnpp), row_knots(frh));
+        let own: Vec<Option<Knots>> = fields.iter().map(row_knots).collect();
         // The pixel's multipliers of a field in every draw (left at 1 without the field).
         let mut factors = |f: &StripField, own: &Option<Knots>, col: usize, m: &mut [f64]| {
             if let Some((k, field, strip)) = f {
@@ -263,32 +297,32 @@ impl<'a> Strip<'a> {
                 let i = c.row_of(cls[col])?;
                 Some((i, place_of(self.grid, col, row)))
             });
-            factors(fnpp, &rn, col, &mut mn);
-            factors(frh, &rr, col, &mut mr);
+            for (i, f) in fields.iter().enumerate() {
+                factors(f, &own[i], col, &mut m[i]);
+            }
+            // A driver's field gives its error at the pixel: the multiplier's departure from 1.
+            for (v, f) in fields[2..].iter().enumerate() {
+                if f.is_some() {
+                    errs.iter_mut()
+                        .zip(&m[2 + v])
+                        .for_each(|(e, x)| e[v] = x - 1.0);
+                }
+            }
             a.clear();
             b.clear();
             for d in 0..nd {
                 let own = (k, npp[col], rh[col], s);
-                let (k, npp, rh) = self.as_drawn(d, cls[col], confused, own);
-                let (x, y) = self.draws.pixel_in(d, k, npp, rh, (mn[d], mr[d]));
+                let (k, npp, rh) = self.as_drawn(d, cls[col], confused, own, &errs[d]);
+                let (x, y) = self.draws.pixel_in(d, k, npp, rh, (m[0][d], m[1][d]));
                 a.push(x);
                 b.push(y);
             }
             if self.fields.any() {
-                let area = self.areas.at(col, row);
-                let e = sums.entry(cls[col]).or_insert_with(|| ClassDraws {
-                    npp: vec![0.0; nd],
-                    rh: vec![0.0; nd],
-                    npp_moved: vec![0.0; nd],
-                    rh_moved: vec![0.0; nd],
-                });
-                for d in 0..nd {
-                    e.npp[d] += npp[col] * area * mn[d];
-                    e.rh[d] += rh[col] * area * mr[d];
-                    let (n, r) = shifted(0.0, 0.0, s, &self.errs[d]);
-                    e.npp_moved[d] += n * area * mn[d];
-                    e.rh_moved[d] += r * area * mr[d];
-                }
+                let e = sums
+                    .entry(cls[col])
+                    .or_insert_with(|| ClassDraws::zeros(nd));
+                let px = (npp[col], rh[col], s, self.areas.at(col, row));
+                add_pixel(e, px, (&m[0], &m[1]), &errs);
             }
             let nep = summary(&mut b);
             let mut seq = nep;
@@ -297,6 +331,27 @@ impl<'a> Strip<'a> {
             out.push([summary(&mut a), nep, seq].map(|s| s.map(|v| v as f32)));
         }
         (out, sums)
+    }
+}
+
+/// A pixel's NPP and Rh (g C m-2), sensitivities and area added to its class's sums in every draw, with NPP's
+/// and Rh's field multipliers `mn`, `mr` and its drivers' errors `errs`.
+fn add_pixel(
+    e: &mut ClassDraws,
+    (npp, rh, s, area): (f64, f64, &Sens, f64),
+    (mn, mr): (&[f64], &[f64]),
+    errs: &[[f64; 3]],
+) {
+    for d in 0..mn.len() {
+        e.npp[d] += npp * area * mn[d];
+        e.rh[d] += rh * area * mr[d];
+        let (n, r) = shifted(0.0, 0.0, s, &errs[d]);
+        e.npp_moved[d] += n * area * mn[d];
+        e.rh_moved[d] += r * area * mr[d];
+        for (v, (an, ar)) in e.alone.iter_mut().enumerate() {
+            an[d] += s[v][0] * errs[d][v] * area;
+            ar[d] += s[v][1] * errs[d][v] * area;
+        }
     }
 }
 
