@@ -15,6 +15,7 @@ use crate::correction::{CorrectionTable, Target};
 use crate::drivers::{Drivers, Plane, Var};
 pub mod confusion;
 pub mod draws;
+mod draws_out;
 pub mod driver_error;
 pub mod field;
 mod fill;

@@ -121,7 +121,7 @@ pub fn slope(plus: f64, base: f64, minus: f64, sd: f64) -> f64 {
 }
 
 /// The sensitivity raster's band descriptions and units: per declared driver, NPP's and Rh's, per unit of the
-/// driver's error (`per`: the outputs' period label, e.g. "over 2021-06..2021-07" or "yr-1").
+/// driver's error (`flux_unit`: the outputs' unit, e.g. "g C m-2 yr-1").
 pub fn bands(declared: &[(usize, f64)], flux_unit: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for &(v, sd) in declared {

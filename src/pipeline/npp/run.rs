@@ -552,7 +552,7 @@ fn finish(
         let sens = (!p.driver_errors.is_empty()).then(|| find("driver_sensitivity"));
         let seed = (spec.seed, p.confusion.as_ref());
         let inputs = (npp.as_path(), rh.as_path(), sens.as_deref());
-        let files = draws::write(job, &p.legend, inputs, label, &d, seed)?;
+        let files = super::draws_out::write(job, &p.legend, inputs, label, &d, seed)?;
         outputs.extend(files);
     }
     Ok(NppSummary {
