@@ -708,7 +708,8 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
         "name = \"bad\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"temperature\"\nvegetation_type = \"grassland\"\nsd = 1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = -5\nsource = \"t\"\n\
-         [[parameter]]\ntarget = \"humidity\"\nsd = 0.1\nsource = \"t\"\n",
+         [[parameter]]\ntarget = \"humidity\"\nsd = 0.1\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"precipitation\"\nsd = 1.2\nsource = \"t\"\n",
     )
     .unwrap();
     let bad = d.join("bad.toml");
@@ -717,6 +718,7 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
         "parameter 3 (radiation): length_km -5 must be a number > 0",
         "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's error: temperature, precipitation, radiation",
         "at most one temperature parameter",
+        "parameter 5 (precipitation): a relative driver error's sd must be below 1",
     ]);
 }
 

@@ -141,6 +141,13 @@ impl UncertaintyFile {
                     DRIVER_NAMES.join(", ")
                 ));
             }
+            let relative = super::driver_error::driver_of(&p.target)
+                .is_some_and(|v| !super::driver_error::DRIVERS[v].additive);
+            if relative && p.sd >= 1.0 {
+                problems.push(format!(
+                    "{what}: a relative driver error's sd must be below 1 (the model runs again with the driver at 1 - sd of its value)"
+                ));
+            }
             if driver && (p.vegetation_type.is_some() || p.sector.is_some()) {
                 problems.push(format!(
                     "{what}: a driver's error applies to every pixel: no vegetation_type or sector"
