@@ -703,23 +703,30 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
     );
     same_files(&a, &b);
     // A driver's error applies to every pixel: refused with a type, a bad length or a second entry.
-    std::fs::write(
-        d.join("bad.toml"),
+    bad_uncertainty(
+        d,
         "name = \"bad\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"temperature\"\nvegetation_type = \"grassland\"\nsd = 1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = -5\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"humidity\"\nsd = 0.1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"precipitation\"\nsd = 1.2\nsource = \"t\"\n",
-    )
-    .unwrap();
-    let bad = d.join("bad.toml");
-    refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
+        &[
         "parameter 2 (temperature): a driver's error applies to every pixel: no vegetation_type or sector",
         "parameter 3 (radiation): length_km -5 must be a number > 0",
         "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's error: temperature, precipitation, radiation",
         "at most one temperature parameter",
-        "parameter 5 (precipitation): a relative driver error's sd must be below 1",
-    ]);
+            "parameter 5 (precipitation): a relative driver error's sd must be below 1",
+        ],
+    );
+}
+
+/// `npp --draws 10` for June with an uncertainty file of `text` is refused with exit 2, every `want` in its
+/// message, and writes nothing.
+fn bad_uncertainty(d: &Path, text: &str, want: &[&str]) {
+    std::fs::write(d.join("bad.toml"), text).unwrap();
+    let bad = d.join("bad.toml");
+    let args = ["--draws", "10", "--uncertainty", bad.to_str().unwrap()];
+    refused_with(d, &d.join("x"), "6-6", &args, want);
 }
 
 /// A driver's error as a spatial field (`length_km` on a driver) on the hand-worked June: radiation's field with
@@ -913,24 +920,22 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
     assert!((rh.0 / 0.6310 - 1.0).abs() < 0.06, "{rh:?}");
     assert_eq!((npp.1.as_str(), rh.1.as_str()), ("false", "true"));
     same_files(&near, &near3);
-    // A length on a target it cannot apply to is refused, naming the parameter.
-    std::fs::write(
-        d.join("bad.toml"),
+    // A length on a target it cannot apply to is refused, naming the parameter. Every problem at once, before
+    // the model runs (a misspelt vegetation type would silently take no spread).
+    bad_uncertainty(
+        d,
         "name = \"bad\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grassland\"\nsd = 0.1\n\
          length_km = 5\nsource = \"t\"\n[[parameter]]\ntarget = \"emissions\"\nsd = 0.1\nlength_km = -1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"npp\"\nvegetation_type = \"grasland\"\nsd = 0.1\nsource = \"t\"\n\
          [[parameter]]\ntarget = \"rh\"\nsd = -1\nsource = \"t\"\n",
-    )
-    .unwrap();
-    let bad = d.join("bad.toml");
-    // Every problem at once, before the model runs (a misspelt vegetation type would silently take no spread).
-    refused_with(d, &d.join("x"), "6-6", &["--draws", "10", "--uncertainty", bad.to_str().unwrap()], &[
+        &[
         "before computing",
         "parameter 1 (npp): a length_km applies to every pixel",
         "parameter 2 (emissions): length_km (a spatially correlated error) is for npp, rh, a driver's error and an emissions allocation error only",
         "parameter 3 (npp): vegetation_type \"grasland\" is not one of carbonmap's types",
-        "parameter 4 (rh): sd must be a number >= 0",
-    ]);
+            "parameter 4 (rh): sd must be a number >= 0",
+        ],
+    );
 }
 
 /// The built-in uncertainty file by name: on the hand-worked June (grassland NPP 56.228427, Rh 21.227349 g C

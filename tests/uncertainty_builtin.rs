@@ -25,6 +25,23 @@ fn sd_of(target: &str) -> f64 {
     p[0].sd
 }
 
+/// The standard output of `scripts/NAME` run with `args` on the real data at `root` (which must succeed).
+fn script(name: &str, args: &[&str], root: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name);
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&path)
+        .args(args)
+        .env("CARBONMAP_REAL_DATA", root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name}: {text}{err}");
+    text
+}
+
 /// The number in `line` after `before` and up to `end`.
 fn number_between(line: &str, before: &str, end: char) -> f64 {
     line.split(before)
@@ -78,18 +95,10 @@ fn the_emission_sd_is_the_inventories_disagreement_on_the_real_lattices() {
     let Some(root) = common::real_data() else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emission-lattice-spread.py");
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg(&script)
-        .arg(env!("CARGO_BIN_EXE_carbonmap"))
-        .env("CARBONMAP_REAL_DATA", &root)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = script(
+        "emission-lattice-spread.py",
+        &[env!("CARGO_BIN_EXE_carbonmap")],
+        &root,
     );
     // Edge neighbours' disagreement correlates by 0.103 (README): errors a degree apart are nearly independent.
     let pairs = text
@@ -177,18 +186,10 @@ fn the_station_driver_sds_are_the_station_pairs_disagreement() {
     let Some(root) = common::real_data() else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/station-driver-spread.py");
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg(&script)
-        .arg(&root)
-        .arg("6-7")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = script(
+        "station-driver-spread.py",
+        &[root.to_str().unwrap(), "6-7"],
+        &root,
     );
     assert!(text.starts_with("stations 209 km apart"), "{text}");
     let (f, _) = UncertaintyFile::resolve(Path::new("uk-station-drivers-jun-jul")).unwrap();
