@@ -720,6 +720,46 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
     );
 }
 
+/// A number of grassland's (code 30) row of table `draws_2021-06.csv` or `draws_variance_2021-06.csv` in `dir`
+/// whose column `key.0` is `key.1`.
+fn grassland(dir: &Path, table: &str, key: (&str, &str), column: &str) -> f64 {
+    let rows = common::csv_rows(&dir.join(format!("{table}_2021-06.csv")));
+    let row = rows
+        .iter()
+        .find(|r| r["code"] == "30" && r[key.0] == key.1)
+        .unwrap_or_else(|| panic!("{key:?}: {rows:?}"));
+    common::cell(row, column)
+}
+
+/// Every grassland pixel of the June fixture (0, 1, 6) has an NEP sd within 4 % of `want` in `dir`'s draws.
+fn grassland_nep_sd_is(dir: &Path, want: f64) {
+    let sd = read_band(&dir.join("NEP_gC_m2_2021-06_draws.tif"), 2).0;
+    for px in [0, 1, 6] {
+        assert!(
+            (sd[px] / want - 1.0).abs() < 0.04,
+            "px {px}: {} {want}",
+            sd[px]
+        );
+    }
+}
+
+/// 4,000 draws (seed 5) of the uncertainty file `file(km)` into `d`: with knots 1 m apart on 1 and 3 threads,
+/// and 1,000 km apart.
+fn field_runs(
+    d: &Path,
+    file: impl Fn(&str) -> String,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |km: &str, threads: &str, out: &str| {
+        std::fs::write(d.join("u.toml"), file(km)).unwrap();
+        draws_run(d, threads, ("4000", "5"), out)
+    };
+    (
+        run("0.001", "1", "a"),
+        run("0.001", "3", "b"),
+        run("1000", "2", "c"),
+    )
+}
+
 /// `npp --draws 10` for June with an uncertainty file of `text` is refused with exit 2, every `want` in its
 /// message, and writes nothing.
 fn bad_uncertainty(d: &Path, text: &str, want: &[&str]) {
@@ -741,43 +781,18 @@ fn a_drivers_field_averages_over_a_class_by_its_length() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     fixture(d);
-    let run = |km: &str, threads: &str, out: &str| {
-        std::fs::write(
-            d.join("u.toml"),
-            format!(
-                "name = \"test\"\n[[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = {km}\n\
-                 source = \"test\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1.0\nsource = \"test\"\n"
-            ),
+    let (near, near3, far) = field_runs(d, |km| {
+        format!(
+            "name = \"test\"\n[[parameter]]\ntarget = \"radiation\"\nsd = 0.1\nlength_km = {km}\n\
+             source = \"test\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1.0\nsource = \"test\"\n"
         )
-        .unwrap();
-        draws_run(d, threads, ("4000", "5"), out)
-    };
-    let (near, near3, far) = (
-        run("0.001", "1", "a"),
-        run("0.001", "3", "b"),
-        run("1000", "2", "c"),
-    );
+    });
     let sens = |band| read_band(&near.join("driver_sensitivity_2021-06.tif"), band).0[0];
     let (sn, sr) = (sens(1), sens(2));
     let r = 0.1 * NPP_JUNE;
-    let sd = read_band(&near.join("NEP_gC_m2_2021-06_draws.tif"), 2).0;
-    let want = (r * r + (sn - sr).powi(2)).sqrt();
-    for px in [0, 1, 6] {
-        assert!(
-            (sd[px] / want - 1.0).abs() < 0.04,
-            "px {px}: {} {want}",
-            sd[px]
-        );
-    }
-    let npp_sd = |dir: &Path| {
-        let rows = common::csv_rows(&dir.join("draws_2021-06.csv"));
-        let row = rows
-            .iter()
-            .find(|r| r["code"] == "30" && r["quantity"] == "NPP")
-            .unwrap();
-        // t C over 900 m2 pixels: back to g C m-2 x A.
-        common::cell(row, "sd") * 1e6 / 900.0
-    };
+    grassland_nep_sd_is(&near, (r * r + (sn - sr).powi(2)).sqrt());
+    // t C over 900 m2 pixels: back to g C m-2 x A.
+    let npp_sd = |dir: &Path| grassland(dir, "draws", ("quantity", "NPP"), "sd") * 1e6 / 900.0;
     let near_want = (3.0 * r * r + 9.0 * sn * sn).sqrt();
     let far_want = (9.0 * r * r + 9.0 * sn * sn).sqrt();
     assert!(
@@ -790,13 +805,11 @@ fn a_drivers_field_averages_over_a_class_by_its_length() {
         "{} {far_want}",
         npp_sd(&far)
     );
-    let shares = common::csv_rows(&near.join("draws_variance_2021-06.csv"));
-    let share = |src: &str| {
-        let row = shares
-            .iter()
-            .find(|r| r["code"] == "30" && r["source"] == src);
-        common::cell(
-            row.unwrap_or_else(|| panic!("{src}: {shares:?}")),
+    let share = |src| {
+        grassland(
+            &near,
+            "draws_variance",
+            ("source", src),
             "share_of_NEP_variance",
         )
     };
@@ -862,37 +875,16 @@ fn a_spatial_field_spreads_pixels_alike_and_class_totals_by_its_length() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     fixture(d);
-    let run = |km: &str, threads: &str, out: &str| {
-        std::fs::write(
-            d.join("u.toml"),
-            format!(
-                "name = \"test\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"*\"\nsd = 0.1\n\
-                 length_km = {km}\nsource = \"test\"\n[[parameter]]\ntarget = \"rh\"\nsd = 0.2\nsource = \"test\"\n"
-            ),
+    let (near, near3, far) = field_runs(d, |km| {
+        format!(
+            "name = \"test\"\n[[parameter]]\ntarget = \"npp\"\nvegetation_type = \"*\"\nsd = 0.1\n\
+             length_km = {km}\nsource = \"test\"\n[[parameter]]\ntarget = \"rh\"\nsd = 0.2\nsource = \"test\"\n"
         )
-        .unwrap();
-        draws_run(d, threads, ("4000", "5"), out)
-    };
-    let (near, near3, far) = (
-        run("0.001", "1", "a"),
-        run("0.001", "3", "b"),
-        run("1000", "2", "c"),
-    );
-    let sd = read_band(&near.join("NEP_gC_m2_2021-06_draws.tif"), 2).0;
-    for px in [0, 1, 6] {
-        assert!(
-            (sd[px] / 7.045487 - 1.0).abs() < 0.04,
-            "px {px}: {}",
-            sd[px]
-        );
-    }
+    });
+    grassland_nep_sd_is(&near, 7.045487);
     let npp_spread = |dir: &Path| {
-        let rows = common::csv_rows(&dir.join("draws_2021-06.csv"));
-        let r = rows
-            .iter()
-            .find(|r| r["code"] == "30" && r["quantity"] == "NPP")
-            .unwrap();
-        common::cell(r, "sd") / common::cell(r, "mean")
+        let npp = ("quantity", "NPP");
+        grassland(dir, "draws", npp, "sd") / grassland(dir, "draws", npp, "mean")
     };
     assert!(
         (npp_spread(&near) / 0.057735 - 1.0).abs() < 0.04,
