@@ -643,11 +643,14 @@ fn draws_give_the_hand_worked_spread_of_nep_and_the_same_bytes_on_any_thread_cou
 /// Drivers' errors on the hand-worked June: a radiation error of sd 0.1 and a temperature error of sd 1 K.
 /// - Radiation: CASA's NPP is proportional to SOL and Pei et al.'s Rh does not read it, so NPP's sensitivity is
 ///   NPP itself, 56.228427 g C m-2 per unit relative change, and Rh's is 0.
-/// - Temperature: Rh's secant slope over 14..16 C is 0.22 x (e^(0.0912 x 16) - e^(0.0912 x 14)) / 2 x 13.95
-///   = 1.100800 g C m-2 K-1 (by hand); NPP's is (NPP(T + 1) - NPP(T - 1)) / 2 from two deterministic runs on the
-///   station's temperatures moved by +1 K and -1 K in every month (independent of the sensitivity run).
-/// - A pixel's NEP draws: sd sqrt((0.1 x 56.228427)^2 + (S_npp - 1.100800)^2), within 2 % with 20,000 draws,
-///   and each driver's share of the variance one at a time; the same bytes with 1 and 3 threads.
+/// - Temperature: Rh's slope through 14..16 C is 0.22 x (e^(0.0912 x 16) - e^(0.0912 x 14)) / 2 x 13.95
+///   = 1.100800 g C m-2 K-1 and its curvature 0.22 x (e^(0.0912 x 16) - 2 e^(0.0912 x 15) + e^(0.0912 x 14))
+///   x 13.95 = 0.100323 g C m-2 K-2 (by hand); NPP's are (NPP(T + 1) - NPP(T - 1)) / 2 and NPP(T + 1) - 2 NPP
+///   + NPP(T - 1) from two deterministic runs on the station's temperatures moved by +1 K and -1 K in every month
+///   (independent of the sensitivity run).
+/// - A pixel's NEP draws, NEP + (S e + C e^2 / 2) with S and C NPP's minus Rh's and e ~ N(0, 1) for
+///   temperature: mean NEP + C / 2, variance (0.1 x 56.228427)^2 + S^2 + C^2 / 2 (var e^2 = 2), within 2 % with
+///   20,000 draws, and each driver's share of the variance one at a time; the same bytes with 1 and 3 threads.
 #[test]
 fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities() {
     let tmp = tempfile::tempdir().unwrap();
@@ -662,7 +665,7 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
             .success();
         read_band(&d.join(out).join("NPP_gC_m2_2021-06.tif"), 1).0[0]
     };
-    let s_npp_t = (moved(1.0, "plus") - moved(-1.0, "minus")) / 2.0;
+    let (plus, minus) = (moved(1.0, "plus"), moved(-1.0, "minus"));
     std::fs::write(d.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
     std::fs::write(
         d.join("u.toml"),
@@ -672,18 +675,31 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
     .unwrap();
     let run = |threads: &str, out: &str| draws_run(d, threads, ("20000", "3"), out);
     let (a, b) = (run("1", "a"), run("3", "b"));
-    // Bands: temperature's NPP and Rh, then radiation's (the drivers' order, not the file's).
+    let npp = read_band(&a.join("NPP_gC_m2_2021-06.tif"), 1).0[0];
+    let (s_npp_t, c_npp_t) = ((plus - minus) / 2.0, plus - 2.0 * npp + minus);
+    // Bands: temperature's NPP and Rh slopes, then their curvatures, then radiation's (the drivers' order, not
+    // the file's).
     let sens = |band| read_band(&a.join("driver_sensitivity_2021-06.tif"), band).0[0];
     assert!((sens(1) - s_npp_t).abs() < 1e-3, "{} {s_npp_t}", sens(1));
     assert!((sens(2) - 1.100800).abs() < 1e-4, "{}", sens(2));
-    assert!((sens(3) - NPP_JUNE).abs() < 1e-3, "{}", sens(3));
-    assert_eq!(sens(4), 0.0);
-    let (var_r, var_t) = ((0.1 * NPP_JUNE).powi(2), (s_npp_t - 1.100800).powi(2));
-    let sd = read_band(&a.join("NEP_gC_m2_2021-06_draws.tif"), 2).0[0];
+    assert!((sens(3) - c_npp_t).abs() < 1e-3, "{} {c_npp_t}", sens(3));
+    assert!((sens(4) - 0.100323).abs() < 1e-4, "{}", sens(4));
+    assert!((sens(5) - NPP_JUNE).abs() < 1e-3, "{}", sens(5));
+    assert!(sens(7).abs() < 1e-6, "linear: {}", sens(7));
+    assert_eq!((sens(6), sens(8)), (0.0, 0.0));
+    let (s, c) = (s_npp_t - 1.100800, c_npp_t - 0.100323);
+    let (var_r, var_t) = ((0.1 * NPP_JUNE).powi(2), s * s + c * c / 2.0);
+    let nep = |b| read_band(&a.join("NEP_gC_m2_2021-06_draws.tif"), b).0[0];
+    let (mean, sd) = (nep(1), nep(2));
     assert!(
         (sd / (var_r + var_t).sqrt() - 1.0).abs() < 0.02,
         "{sd} {}",
         (var_r + var_t).sqrt()
+    );
+    let want = NPP_JUNE - RH_JUNE + c / 2.0;
+    assert!(
+        (mean - want).abs() < 3.0 * sd / 20000f64.sqrt(),
+        "{mean} {want}"
     );
     let shares = common::csv_rows(&a.join("draws_variance_2021-06.csv"));
     let share = |src: &str| {
@@ -743,6 +759,87 @@ fn grassland_nep_sd_is(dir: &Path, want: f64) {
     }
 }
 
+/// Calibration of the drivers' errors against the model itself: 1,000 truths, each the June pixel run on drivers
+/// moved by errors drawn from the declared distributions (temperature sd 1 K in every month, precipitation sd 0.2
+/// relative: both enter CASA and Rh non-linearly), one pixel each of a 40 x 25 raster of driver rasters. The 90 %
+/// interval of 4,000 draws through the responses of the unmoved run covers the truth's NEP in 90 % +- 3 % of
+/// them: 904 (the truths are skewed, mean 34.67 against the unmoved 35.00 g C m-2, 5th percentile 31.51: the
+/// curvature term puts the interval at 31.58..37.39; slopes alone gave 32.23..37.93 and 881).
+#[test]
+fn ninety_percent_intervals_of_drivers_errors_cover_the_models_own_truths() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Normal};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (w, h) = (40, 25);
+    let n = w * h;
+    common::casa_scene(d, GT, (w, h), (&vec![0.4; n], 0.9), &vec![30; n]);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (et, ep) = (
+        Normal::new(0.0, 1.0).unwrap(),
+        Normal::new(0.0, 0.2).unwrap(),
+    );
+    let errs: Vec<(f64, f64)> = (0..n)
+        .map(|_| (et.sample(&mut rng), ep.sample(&mut rng)))
+        .collect();
+    // Monthly rasters (12 bands, the normals of any year): the base, and each pixel's truth.
+    let rasters = |name: &str, moved: bool| {
+        let bands = |m: usize| -> Vec<f32> {
+            errs.iter()
+                .map(|&(t, p)| {
+                    let (t, p) = if moved { (t, p) } else { (0.0, 0.0) };
+                    (if name == "t" {
+                        TEMPS[m] + t
+                    } else {
+                        60.0 * (1.0 + p)
+                    }) as f32
+                })
+                .collect()
+        };
+        let named: Vec<(String, Vec<f32>)> =
+            (0..12).map(|m| (format!("m{}", m + 1), bands(m))).collect();
+        let refs: Vec<(&str, Vec<f32>)> =
+            named.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let file = format!("{name}_{}.tif", if moved { "truth" } else { "base" });
+        write_raster(&d.join(&file), Some(32630), GT, (w, h), &refs, None);
+        file
+    };
+    std::fs::write(d.join("station.csv"), station_csv(None, |t| t, 500.0)).unwrap();
+    for moved in [false, true] {
+        let (t, p) = (rasters("t", moved), rasters("p", moved));
+        let toml = format!(
+            "step = \"month\"\n[raster.tmean]\nfile = \"{t}\"\nunit = \"degC\"\n\
+             [raster.precip]\nfile = \"{p}\"\nunit = \"mm\"\n[station]\nfile = \"station.csv\"\n\
+             year = \"year\"\nmonth = \"month\"\n[station.columns]\nsrad = {{ column = \"sol\", unit = \"MJ m-2\" }}\n"
+        );
+        std::fs::write(
+            d.join(if moved { "truth.toml" } else { "drivers.toml" }),
+            toml,
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"test\"\n[[parameter]]\ntarget = \"temperature\"\nsd = 1.0\nsource = \"test\"\n\
+         [[parameter]]\ntarget = \"precipitation\"\nsd = 0.2\nsource = \"test\"\n",
+    )
+    .unwrap();
+    let base = draws_run(d, "2", ("4000", "9"), "base");
+    let band = |b| read_band(&base.join("NEP_gC_m2_2021-06_draws.tif"), b).0[0];
+    let (p05, p95) = (band(3), band(5));
+    std::fs::copy(d.join("truth.toml"), d.join("drivers.toml")).unwrap();
+    npp_cmd(d, &["--months", "6-6", "--rh", "pei2009", "-o"])
+        .arg(d.join("truth"))
+        .assert()
+        .success();
+    let truth = read_band(&d.join("truth").join("NEP_gC_m2_2021-06.tif"), 1).0;
+    let hits = truth.iter().filter(|&&v| p05 <= v && v <= p95).count();
+    assert!(
+        (870..=930).contains(&hits),
+        "{hits} of {n} in [{p05}, {p95}]"
+    );
+}
+
 /// 4,000 draws (seed 5) of the uncertainty file `file(km)` into `d`: with knots 1 m apart on 1 and 3 threads,
 /// and 1,000 km apart.
 fn field_runs(
@@ -770,12 +867,14 @@ fn bad_uncertainty(d: &Path, text: &str, want: &[&str]) {
 }
 
 /// A driver's error as a spatial field (`length_km` on a driver) on the hand-worked June: radiation's field with
-/// sd 0.1 beside a run-wide temperature error of sd 1 K. A grassland pixel's NEP spread is what run-wide errors
-/// give, sqrt((0.1 x 56.228427)^2 + (S_npp,T - S_rh,T)^2) with S the sensitivity raster's temperature slopes
-/// (a field's value at a pixel is standard normal). Grassland's three pixels (equal areas A) with knots 1 m apart
-/// (independent) have an NPP total variance of A^2 (3 (0.1 x 56.228427)^2 + 9 S_npp,T^2), and with knots
-/// 1,000 km apart A^2 (9 (0.1 x 56.228427)^2 + 9 S_npp,T^2); the NEP's variance splits one at a time as
-/// radiation 3 (5.6228427)^2 against temperature 9 (S_npp,T - S_rh,T)^2 (knots 1 m apart). 4,000 draws.
+/// sd 0.1 beside a run-wide temperature error of sd 1 K, whose term in a pixel's NEP is S e + C e^2 / 2 (S and C
+/// the response raster's temperature slopes and curvatures, NPP's minus Rh's; variance S^2 + C^2 / 2). A
+/// grassland pixel's NEP spread is what run-wide errors give, sqrt((0.1 x 56.228427)^2 + S^2 + C^2 / 2) (a field's
+/// value at a pixel is standard normal). Grassland's three pixels (equal areas A) with knots 1 m apart
+/// (independent) have an NPP total variance of A^2 (3 (0.1 x 56.228427)^2 + 9 (S_npp^2 + C_npp^2 / 2)), and
+/// with knots 1,000 km apart A^2 (9 (0.1 x 56.228427)^2 + 9 (S_npp^2 + C_npp^2 / 2)); the NEP's variance splits
+/// one at a time as radiation 3 (5.6228427)^2 against temperature 9 (S^2 + C^2 / 2) (knots 1 m apart). 4,000
+/// draws.
 #[test]
 fn a_drivers_field_averages_over_a_class_by_its_length() {
     let tmp = tempfile::tempdir().unwrap();
@@ -788,13 +887,15 @@ fn a_drivers_field_averages_over_a_class_by_its_length() {
         )
     });
     let sens = |band| read_band(&near.join("driver_sensitivity_2021-06.tif"), band).0[0];
-    let (sn, sr) = (sens(1), sens(2));
     let r = 0.1 * NPP_JUNE;
-    grassland_nep_sd_is(&near, (r * r + (sn - sr).powi(2)).sqrt());
+    // Temperature's term in a pixel's NPP and NEP: variance S^2 + C^2 / 2.
+    let var_npp = sens(1).powi(2) + sens(3).powi(2) / 2.0;
+    let var_nep = (sens(1) - sens(2)).powi(2) + (sens(3) - sens(4)).powi(2) / 2.0;
+    grassland_nep_sd_is(&near, (r * r + var_nep).sqrt());
     // t C over 900 m2 pixels: back to g C m-2 x A.
     let npp_sd = |dir: &Path| grassland(dir, "draws", ("quantity", "NPP"), "sd") * 1e6 / 900.0;
-    let near_want = (3.0 * r * r + 9.0 * sn * sn).sqrt();
-    let far_want = (9.0 * r * r + 9.0 * sn * sn).sqrt();
+    let near_want = (3.0 * r * r + 9.0 * var_npp).sqrt();
+    let far_want = (9.0 * r * r + 9.0 * var_npp).sqrt();
     assert!(
         (npp_sd(&near) / near_want - 1.0).abs() < 0.04,
         "{} {near_want}",
@@ -813,7 +914,7 @@ fn a_drivers_field_averages_over_a_class_by_its_length() {
             "share_of_NEP_variance",
         )
     };
-    let (vr, vt) = (3.0 * r * r, 9.0 * (sn - sr).powi(2));
+    let (vr, vt) = (3.0 * r * r, 9.0 * var_nep);
     let rad = share("driver:radiation (field 0.001 km)");
     assert!(
         (rad / (vr / (vr + vt)) - 1.0).abs() < 0.06,

@@ -73,17 +73,19 @@ pub struct Draws {
     drivers: [Option<usize>; 3],
 }
 
-/// A pixel's (or a class's summed) sensitivity of NPP and Rh to each driver (`driver_error::DRIVERS` order; 0
-/// for a driver not declared), per unit of the driver's error.
-pub type Sens = [[f64; 2]; 3];
+/// A pixel's (or a class's summed) response of NPP and Rh to each driver (`driver_error::DRIVERS` order; 0 for a
+/// driver not declared): the slopes of NPP and Rh per unit of the driver's error, then their curvatures (second
+/// derivatives) per unit squared.
+pub type Sens = [[f64; 4]; 3];
 
-/// NPP and Rh moved by the drivers' errors `e` (K or relative) through sensitivities `s`.
+/// NPP and Rh moved by the drivers' errors `e` (K or relative) through responses `s`: NPP + sum_v (S_v e_v +
+/// C_v e_v^2 / 2), the same for Rh (each driver's quadratic through the model's values at -sd, 0 and +sd).
 #[inline]
 pub fn shifted(npp: f64, rh: f64, s: &Sens, e: &[f64; 3]) -> (f64, f64) {
     let (mut n, mut r) = (npp, rh);
     for v in 0..3 {
-        n += s[v][0] * e[v];
-        r += s[v][1] * e[v];
+        n += (s[v][0] + 0.5 * s[v][2] * e[v]) * e[v];
+        r += (s[v][1] + 0.5 * s[v][3] * e[v]) * e[v];
     }
     (n, r)
 }

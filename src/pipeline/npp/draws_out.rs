@@ -348,8 +348,9 @@ fn add_strip(
         match sens.get(px) {
             Some(x) if sens_finite(x) => {
                 for v in 0..3 {
-                    s.sens[v][0] += x[v][0] * a;
-                    s.sens[v][1] += x[v][1] * a;
+                    for q in 0..4 {
+                        s.sens[v][q] += x[v][q] * a;
+                    }
                 }
             }
             Some(_) => without += 1,
@@ -398,7 +399,7 @@ impl SensReader {
     fn open(path: &Path, grid: &crate::io::Grid, draws: &Draws) -> Result<SensReader> {
         use crate::io::{BandRequest, GridReader, Resampling};
         let drivers = draws.declared_drivers();
-        let bands: Vec<BandRequest> = (0..2 * drivers.len())
+        let bands: Vec<BandRequest> = (0..4 * drivers.len())
             .map(|b| BandRequest {
                 index: b + 1,
                 name: format!("{} band {}", path.display(), b + 1),
@@ -415,11 +416,11 @@ impl SensReader {
     /// Rows `row0`.. (`n` of them, full width): each pixel's sensitivities.
     fn read(&self, row0: usize, n: usize) -> Result<Vec<Sens>> {
         let len = n * self.width;
-        let mut out = vec![[[0.0; 2]; 3]; len];
+        let mut out = vec![[[0.0; 4]; 3]; len];
         let mut buf = vec![0f64; len];
         for (i, &v) in self.drivers.iter().enumerate() {
-            for q in 0..2 {
-                self.reader.read_rows(2 * i + q, row0, n, &mut buf)?;
+            for q in 0..4 {
+                self.reader.read_rows(4 * i + q, row0, n, &mut buf)?;
                 out.iter_mut().zip(&buf).for_each(|(o, x)| o[v][q] = *x);
             }
         }
@@ -613,7 +614,7 @@ fn driver_notes(draws: &Draws, without: u64) -> Vec<String> {
         })
         .collect();
     let mut notes = vec![format!(
-        "drivers' errors ({}): one error per draw for every month, the same at every pixel (or a spatial field where the parameter has a length_km), through each pixel's sensitivities of NPP and Rh (driver_sensitivity_PERIOD.tif, the secant slope over +-1 sd), first order in the error",
+        "drivers' errors ({}): one error per draw for every month, the same at every pixel (or a spatial field where the parameter has a length_km), through each pixel's responses of NPP and Rh (driver_sensitivity_PERIOD.tif: the slope and curvature of the parabola through the model's values with the driver at -sd, 0 and +sd), second order in the error, without cross terms between drivers",
         names.join(", ")
     )];
     if without > 0 {

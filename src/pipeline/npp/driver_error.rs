@@ -3,13 +3,15 @@
 //! every pixel (a station some way off, a gridded product's bias), drawn once per run like any parameter.
 //!
 //! A driver's error moves NPP and Rh together, so it cannot be a multiplier of either. The model is run twice
-//! more per declared driver, with the driver moved by +sd and by -sd; the secant slope over that interval,
-//! S = (f(+sd) - f(-sd)) / (2 sd), is each pixel's sensitivity of NPP and of Rh to the driver, written as
-//! `driver_sensitivity_PERIOD.tif`. In draw d, with the driver's error e_d = m_d - 1 (K for temperature, a
-//! relative change for precipitation and radiation; m_d the one-factor multiplier of `draws.rs`), a pixel's
-//! NPP is NPP + sum_v S_npp,v e_v,d and its Rh is Rh + sum_v S_rh,v e_v,d, before the NPP and Rh multipliers:
-//! first order in each driver's error, exact where the model is linear in it over +-1 sd (CASA's NPP in
-//! radiation), and the same e_v,d in NPP and Rh (the covariance a driver's error makes).
+//! more per declared driver, with the driver moved by +sd and by -sd; the parabola through f(-sd), f(0) and
+//! f(+sd) gives each pixel's slope S = (f(+sd) - f(-sd)) / (2 sd) and curvature C = (f(+sd) - 2 f(0) +
+//! f(-sd)) / sd^2 of NPP and of Rh, written as `driver_sensitivity_PERIOD.tif`. In draw d, with the driver's
+//! error e_d = m_d - 1 (K for temperature, a relative change for precipitation and radiation; m_d the
+//! one-factor multiplier of `draws.rs`), a pixel's NPP is NPP + sum_v (S_npp,v e_v,d + C_npp,v e_v,d^2 / 2) and
+//! its Rh likewise, before the NPP and Rh multipliers: second order in each driver's error (the skew a
+//! non-linear response gives; exact where the model is quadratic or linear over +-1 sd, as CASA's NPP in
+//! radiation), without the drivers' cross terms, and the same e_v,d in NPP and Rh (the covariance a driver's
+//! error makes).
 
 use crate::drivers::{Plane, Var};
 
@@ -109,8 +111,8 @@ pub fn declared(file: &super::draws::UncertaintyFile) -> Vec<(usize, f64)> {
     out
 }
 
-/// A pixel's sensitivity from its results with the driver at +sd and -sd: the secant slope, or the one side
-/// that has a result when the other has none (NaN when neither has).
+/// A pixel's slope from its results with the driver at +sd and -sd: the secant slope (the parabola's through
+/// the three results at 0), or the one side that has a result when the other has none (NaN when neither has).
 pub fn slope(plus: f64, base: f64, minus: f64, sd: f64) -> f64 {
     match (plus.is_finite(), minus.is_finite()) {
         (true, true) => (plus - minus) / (2.0 * sd),
@@ -120,25 +122,42 @@ pub fn slope(plus: f64, base: f64, minus: f64, sd: f64) -> f64 {
     }
 }
 
-/// The sensitivity raster's band descriptions and units: per declared driver, NPP's and Rh's, per unit of the
-/// driver's error (`flux_unit`: the outputs' unit, e.g. "g C m-2 yr-1").
+/// A pixel's curvature (second derivative) from its results with the driver at +sd, 0 and -sd: that of the
+/// parabola through the three, (f(+sd) - 2 f(0) + f(-sd)) / sd^2; 0 when a side has no result (the slope is then
+/// one-sided: linear).
+pub fn curvature(plus: f64, base: f64, minus: f64, sd: f64) -> f64 {
+    if plus.is_finite() && minus.is_finite() {
+        (plus - 2.0 * base + minus) / (sd * sd)
+    } else {
+        0.0
+    }
+}
+
+/// The response raster's band descriptions and units: per declared driver, NPP's and Rh's slopes per unit of the
+/// driver's error, then their curvatures per unit squared (`flux_unit`: the outputs' unit, e.g. "g C m-2 yr-1").
 pub fn bands(declared: &[(usize, f64)], flux_unit: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for &(v, sd) in declared {
         let d = &DRIVERS[v];
-        let per = if d.additive {
-            "K-1".to_string()
+        let (step, per, per2) = if d.additive {
+            (format!("+-{sd} K"), "K-1", "K-2")
         } else {
-            "per unit relative change (1 = +100 %)".to_string()
+            (
+                format!("+-{sd} (relative)"),
+                "per unit relative change (1 = +100 %)",
+                "per unit relative change squared",
+            )
         };
         for q in ["NPP", "Rh"] {
             out.push((
-                format!(
-                    "d{q}/d{}: secant slope over +-{sd} {}",
-                    d.name,
-                    if d.additive { "K" } else { "(relative)" }
-                ),
+                format!("d{q}/d{}: slope through {step}", d.name),
                 format!("{flux_unit} {per}"),
+            ));
+        }
+        for q in ["NPP", "Rh"] {
+            out.push((
+                format!("d2{q}/d{}2: curvature through {step}", d.name),
+                format!("{flux_unit} {per2}"),
             ));
         }
     }
@@ -165,6 +184,14 @@ mod tests {
         // 80 mm x 0.9 = 72 mm.
         assert!((p.plane(Var::Precip, Plane::Grid(vec![80.0])).at(0) - 72.0).abs() < 1e-5);
         assert_eq!(p.plane(Var::Srad, Plane::Uniform(15.0)).at(0), 15.0);
+    }
+
+    #[test]
+    fn the_curvature_is_the_parabolas() {
+        // f = x^2 at x = 3 with sd 1: (16 - 18 + 4) / 1 = 2, f'' exactly; with sd 0.5: (12.25 - 18 + 6.25) / 0.25.
+        assert_eq!(curvature(16.0, 9.0, 4.0, 1.0), 2.0);
+        assert_eq!(curvature(12.25, 9.0, 6.25, 0.5), 2.0);
+        assert_eq!(curvature(16.0, 9.0, f64::NAN, 1.0), 0.0);
     }
 
     #[test]

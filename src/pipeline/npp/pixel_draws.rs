@@ -256,7 +256,7 @@ impl<'a> Strip<'a> {
         ((npp, rh, cls), sens): ((&[f64], &[f64], &[i32]), &[Sens]),
         fields: &[StripField],
     ) -> (Vec<PixelStats>, DrawSums) {
-        const NONE: Sens = [[0.0; 2]; 3];
+        const NONE: Sens = [[0.0; 4]; 3];
         let nd = self.draws.n;
         let (mut a, mut b) = (Vec::with_capacity(nd), Vec::with_capacity(nd));
         let mut g = vec![0.0; nd];
@@ -349,8 +349,11 @@ fn add_pixel(
         e.npp_moved[d] += n * area * mn[d];
         e.rh_moved[d] += r * area * mr[d];
         for (v, (an, ar)) in e.alone.iter_mut().enumerate() {
-            an[d] += s[v][0] * errs[d][v] * area;
-            ar[d] += s[v][1] * errs[d][v] * area;
+            let mut alone = [0.0; 3];
+            alone[v] = errs[d][v];
+            let (n, r) = shifted(0.0, 0.0, s, &alone);
+            an[d] += n * area;
+            ar[d] += r * area;
         }
     }
 }

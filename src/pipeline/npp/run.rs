@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::driver_error::{slope, Perturb};
+use super::driver_error::{curvature, slope, Perturb};
 use super::fill::{self, FillCounts};
 use super::prepare::prepare;
 use super::{
@@ -291,8 +291,8 @@ fn run_block(
     Ok(())
 }
 
-/// Each declared driver's sensitivity bands of a block (`driver_error.rs`): the model run again with the
-/// driver moved by +sd and by -sd, the secant slope of NPP and of Rh per pixel.
+/// Each declared driver's response bands of a block (`driver_error.rs`): the model run again with the driver
+/// moved by +sd and by -sd; per pixel the slope and the curvature of NPP and of Rh through the three values.
 fn write_sensitivity(
     sw: &mut crate::io::RasterWriter,
     w: &Window,
@@ -303,13 +303,15 @@ fn write_sensitivity(
     for (b, &(driver, sd)) in declared.iter().enumerate() {
         let run = |delta: f64| kernel(Some(Perturb { driver, delta }), false).map(|r| r.0);
         let (plus, minus) = (run(sd)?, run(-sd)?);
-        let of = |get: fn(&PixelOut) -> f64| -> Vec<f32> {
+        let of = |get: fn(&PixelOut) -> f64, f: fn(f64, f64, f64, f64) -> f64| -> Vec<f32> {
             (0..base.len())
-                .map(|px| slope(get(&plus[px]), get(&base[px]), get(&minus[px]), sd) as f32)
+                .map(|px| f(get(&plus[px]), get(&base[px]), get(&minus[px]), sd) as f32)
                 .collect()
         };
-        sw.write_window(2 * b, w, of(|r| r.npp))?;
-        sw.write_window(2 * b + 1, w, of(|r| r.rh))?;
+        sw.write_window(4 * b, w, of(|r| r.npp, slope))?;
+        sw.write_window(4 * b + 1, w, of(|r| r.rh, slope))?;
+        sw.write_window(4 * b + 2, w, of(|r| r.npp, curvature))?;
+        sw.write_window(4 * b + 3, w, of(|r| r.rh, curvature))?;
     }
     sw.flush()
 }
