@@ -78,6 +78,15 @@ pub struct Draws {
 /// derivatives) per unit squared.
 pub type Sens = [[f64; 4]; 3];
 
+/// A pixel's responses as read from the response raster (float32; `widen` for the arithmetic).
+pub type PixelSens = [[f32; 4]; 3];
+
+/// A pixel's responses in float64.
+#[inline]
+pub fn widen(s: &PixelSens) -> Sens {
+    s.map(|r| r.map(f64::from))
+}
+
 /// NPP and Rh moved by the drivers' errors `e` (K or relative) through responses `s`: NPP + sum_v (S_v e_v +
 /// C_v e_v^2 / 2), the same for Rh (each driver's quadratic through the model's values at -sd, 0 and +sd).
 #[inline]

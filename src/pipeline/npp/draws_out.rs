@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::confusion::Confusion;
-use super::draws::{attribution_of, sens_finite, shifted, summary, Draws, Sens, STATS};
+use super::draws::{
+    attribution_of, sens_finite, shifted, summary, widen, Draws, PixelSens, Sens, STATS,
+};
 use crate::error::Result;
 
 /// Per class: its code, NPP parameter, area (m2) and the sums of NPP x area and Rh x area (g C) over its
@@ -232,7 +234,8 @@ pub fn write(
     let rows = crate::engine::strips::rows(
         grid.width,
         grid.height,
-        16 + 16 * draws.n.min(64) + if draws.has_drivers() { 56 } else { 0 },
+        // With drivers' errors, each pixel's responses (12 float32) and a band's read buffer.
+        16 + 16 * draws.n.min(64) + if draws.has_drivers() { 52 } else { 0 },
         60,
         job.memory_mb,
     );
@@ -270,14 +273,7 @@ pub fn write(
         confusion: confusion.map(|c| super::pixel_draws::PixelConfusion {
             codes: &c.codes,
             shares: &shares,
-            means: sums
-                .iter()
-                .filter(|(_, s)| s.area > 0.0)
-                .map(|(&code, s)| {
-                    let sens = s.sens.map(|x| x.map(|v| v / s.area));
-                    (code, (s.npp / s.area, s.rh / s.area, sens))
-                })
-                .collect(),
+            means: class_means(&sums),
             seed,
         }),
     };
@@ -323,6 +319,19 @@ pub fn write(
     Ok(outputs)
 }
 
+/// Each class's area-weighted mean NPP, Rh (g C m-2) and drivers' responses.
+fn class_means(
+    sums: &std::collections::BTreeMap<i32, ClassSums>,
+) -> std::collections::BTreeMap<i32, (f64, f64, Sens)> {
+    sums.iter()
+        .filter(|(_, s)| s.area > 0.0)
+        .map(|(&code, s)| {
+            let sens = s.sens.map(|x| x.map(|v| v / s.area));
+            (code, (s.npp / s.area, s.rh / s.area, sens))
+        })
+        .collect()
+}
+
 /// Adds a strip's pixels with a result (`row0`.. of a grid `width` wide) to their classes' sums; returns how
 /// many of them have no sensitivity to a declared driver (their drivers' errors are not drawn).
 fn add_strip(
@@ -345,11 +354,11 @@ fn add_strip(
         s.area += a;
         s.npp += npp[px] * a;
         s.rh += rh[px] * a;
-        match sens.get(px) {
-            Some(x) if sens_finite(x) => {
-                for v in 0..3 {
-                    for q in 0..4 {
-                        s.sens[v][q] += x[v][q] * a;
+        match sens.get(px).map(widen) {
+            Some(x) if sens_finite(&x) => {
+                for (sv, xv) in s.sens.iter_mut().zip(&x) {
+                    for (sq, xq) in sv.iter_mut().zip(xv) {
+                        *sq += xq * a;
                     }
                 }
             }
@@ -386,7 +395,7 @@ fn strip_readers(
 }
 
 /// A strip's NPP, Rh (g C m-2), land-cover class and (with drivers' errors) sensitivities per pixel.
-type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>, Vec<Sens>);
+type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>, Vec<PixelSens>);
 
 /// The sensitivity raster of a run (`driver_error.rs`): two bands (NPP, Rh) per declared driver, in order.
 struct SensReader {
@@ -414,10 +423,10 @@ impl SensReader {
     }
 
     /// Rows `row0`.. (`n` of them, full width): each pixel's sensitivities.
-    fn read(&self, row0: usize, n: usize) -> Result<Vec<Sens>> {
+    fn read(&self, row0: usize, n: usize) -> Result<Vec<PixelSens>> {
         let len = n * self.width;
         let mut out = vec![[[0.0; 4]; 3]; len];
-        let mut buf = vec![0f64; len];
+        let mut buf = vec![0f32; len];
         for (i, &v) in self.drivers.iter().enumerate() {
             for q in 0..4 {
                 self.reader.read_rows(4 * i + q, row0, n, &mut buf)?;

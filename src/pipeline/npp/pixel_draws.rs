@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::draws::{sens_finite, shifted, summary, Draws, Sens};
+use super::draws::{sens_finite, shifted, summary, widen, Draws, PixelSens, Sens};
 use super::field::{Field, Knots};
 use crate::error::Result;
 use crate::io::Grid;
@@ -138,7 +138,7 @@ impl PixelConfusion<'_> {
         // A uniform number of the seed, draw and place alone (any block order, thread count or shard).
         let key = [
             self.seed,
-            0x7069_7865_6c,
+            0x0070_6978_656c,
             d as u64,
             place.0 as u64,
             place.1 as u64,
@@ -176,6 +176,9 @@ pub struct Strip<'a> {
 
 /// A field's parameter, its field and its knots in this strip (None: drawn row by row or pixel by pixel).
 type StripField<'a> = Option<(usize, &'a Field, Option<Knots>)>;
+
+/// A row's NPP, Rh (g C m-2) and land-cover classes.
+type RowIn<'a> = (&'a [f64], &'a [f64], &'a [i32]);
 
 /// The most knot values (knots x draws) a strip's table may hold: 16 MiB of float64. Beyond (lengths of a few
 /// pixels on wide strips), each row draws its own knots.
@@ -218,7 +221,7 @@ impl<'a> Strip<'a> {
         &self,
         row0: usize,
         (npp, rh, cls): (&[f64], &[f64], &[i32]),
-        sens: &[Sens],
+        sens: &[PixelSens],
     ) -> (Vec<PixelStats>, DrawSums) {
         let w = self.grid.width;
         let n = npp.len() / w.max(1);
@@ -253,7 +256,7 @@ impl<'a> Strip<'a> {
     fn row(
         &self,
         row: usize,
-        ((npp, rh, cls), sens): ((&[f64], &[f64], &[i32]), &[Sens]),
+        ((npp, rh, cls), sens): (RowIn, &[PixelSens]),
         fields: &[StripField],
     ) -> (Vec<PixelStats>, DrawSums) {
         const NONE: Sens = [[0.0; 4]; 3];
@@ -286,7 +289,7 @@ impl<'a> Strip<'a> {
             }
         };
         for col in 0..npp.len() {
-            let s = sens.get(col).unwrap_or(&NONE);
+            let s = &sens.get(col).map_or(NONE, widen);
             // A pixel without a sensitivity to a declared driver has no draws (counted in the tables' notes).
             if !(npp[col].is_finite() && rh[col].is_finite() && sens_finite(s)) {
                 out.push([[f32::NAN; 5]; 3]);

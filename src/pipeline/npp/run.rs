@@ -101,8 +101,9 @@ fn block_size(job: &NppJob, p: &Prepared, outs: &[&str]) -> (usize, usize) {
     let nvars = 6;
     let next = p.ndvi_files.len() + 12;
     let per_px = 4 * (p.ndvi_files.len() + 24 + nmonths * (nvars + 3 * 2) + 16 + next) + 64;
-    // With driver errors: two sensitivity bands per driver, and the two moved runs' results (24 bytes each).
-    let sens = 8 * p.driver_errors.len() + if p.driver_errors.is_empty() { 0 } else { 48 };
+    // With driver errors: four response bands per driver, and the two moved runs' results (24 bytes each) with
+    // a band's values.
+    let sens = 16 * p.driver_errors.len() + if p.driver_errors.is_empty() { 0 } else { 56 };
     let out_px = 4 * (outs.len() + if job.monthly { nmonths } else { 0 }) + 8 + sens;
     crate::engine::strips::block(p.grid.width, p.grid.height, per_px, out_px, job.memory_mb)
 }
