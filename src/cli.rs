@@ -471,7 +471,8 @@ struct DrawArgs {
     draws: Option<usize>,
     /// Uncertainty file (TOML; see the README) or a built-in one by name (models/uncertainty/:
     /// carbonmap-validation, uk-station-drivers-jun-jul): relative errors of NPP per vegetation type and of Rh,
-    /// and the climate drivers' errors (temperature in K, precipitation, radiation; npp), of emission sectors
+    /// the climate drivers' errors (temperature in K, precipitation, radiation) and the Rh model's coefficients
+    /// (rh.b, rh.c; npp), of emission sectors
     /// (inventory and allocation) and the sink (balance), each with its source, and their correlation.
     #[arg(long, requires = "draws")]
     uncertainty: Option<String>,

@@ -729,9 +729,77 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
         &[
         "parameter 2 (temperature): a driver's error applies to every pixel: no vegetation_type or sector",
         "parameter 3 (radiation): length_km -5 must be a number > 0",
-        "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's error: temperature, precipitation, radiation",
+        "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's or model coefficient's error: temperature, precipitation, radiation, rh.b, rh.c",
         "at most one temperature parameter",
             "parameter 5 (precipitation): a relative driver error's sd must be below 1",
+        ],
+    );
+}
+
+/// The Rh model's coefficients drawn like drivers' errors (`target = "rh.b"` and `"rh.c"`, relative changes) on
+/// the hand-worked June (T = 15 deg C, R = 60 mm, Pei et al. 2009: Rh = 0.22 (e^(b T) + ln(c R + 1)) x 30 x 0.465
+/// = 3.069 (e^(0.0912 x 15) + ln(0.3145 x 60 + 1)) = 21.227349 g C m-2). With b moved by +-0.1 of itself, Rh's
+/// slope per unit relative change is 3.069 (e^(0.10032 x 15) - e^(0.08208 x 15)) / 0.2 = 16.540612 and its
+/// curvature 3.069 (e^(0.10032 x 15) - 2 e^(0.0912 x 15) + e^(0.08208 x 15)) / 0.01 = 22.592335; with c moved by
+/// +-0.2, 3.069 (ln(0.3774 x 60 + 1) - ln(0.2516 x 60 + 1)) / 0.4 = 2.950372 and 3.069 (ln(0.3774 x 60 + 1) -
+/// 2 ln(0.3145 x 60 + 1) + ln(0.2516 x 60 + 1)) / 0.04 = -2.819025 (hand calculations). NPP does not read
+/// them: its responses are 0. A draw's errors e are normal with sd s (0.1 and 0.2), and S e + C e^2 / 2 has
+/// variance S^2 s^2 + C^2 s^4 / 2 and mean C s^2 / 2: the NEP's sd over 20,000 draws is sqrt(16.540612^2 0.01 +
+/// 22.592335^2 0.0001 / 2 + 2.950372^2 0.04 + 2.819025^2 0.0016 / 2) = 1.765215 within 2 %, its mean NPP - Rh -
+/// (22.592335 x 0.01 - 2.819025 x 0.04) / 2, and the attribution names `model:rh.b` with its share.
+#[test]
+fn the_rh_models_coefficients_move_rh_through_their_hand_worked_parabolas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"test\"\n[[parameter]]\ntarget = \"rh.c\"\nsd = 0.2\nsource = \"test\"\n\
+         [[parameter]]\ntarget = \"rh.b\"\nsd = 0.1\nsource = \"test\"\n",
+    )
+    .unwrap();
+    let a = draws_run(d, "2", ("20000", "3"), "a");
+    let sens = |band| read_band(&a.join("driver_sensitivity_2021-06.tif"), band).0[0];
+    let want = [
+        0.0, 16.540612, 0.0, 22.592335, 0.0, 2.950372, 0.0, -2.819025,
+    ];
+    for (b, w) in want.iter().enumerate() {
+        assert!(
+            (sens(b + 1) - w).abs() < 1e-3,
+            "band {}: {} {w}",
+            b + 1,
+            sens(b + 1)
+        );
+    }
+    let nep = |b| read_band(&a.join("NEP_gC_m2_2021-06_draws.tif"), b).0[0];
+    let (mean, sd) = (nep(1), nep(2));
+    assert!((sd / 1.765215 - 1.0).abs() < 0.02, "{sd}");
+    let want_mean = NPP_JUNE - RH_JUNE - (22.592335 * 0.01 - 2.819025 * 0.04) / 2.0;
+    assert!(
+        (mean - want_mean).abs() < 3.0 * sd / 20000f64.sqrt(),
+        "{mean} {want_mean}"
+    );
+    let (vb, vc) = (
+        16.540612f64.powi(2) * 0.01 + 22.592335f64.powi(2) * 1e-4 / 2.0,
+        2.950372f64.powi(2) * 0.04 + 2.819025f64.powi(2) * 0.0016 / 2.0,
+    );
+    let share = grassland(
+        &a,
+        "draws_variance",
+        ("source", "model:rh.b"),
+        "share_of_NEP_variance",
+    );
+    assert!((share / (vb / (vb + vc)) - 1.0).abs() < 0.04, "{share}");
+    // One value for the run: refused as a field, per type or twice.
+    bad_uncertainty(
+        d,
+        "name = \"bad\"\n[[parameter]]\ntarget = \"rh.b\"\nsd = 0.1\nlength_km = 5\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"rh.c\"\nvegetation_type = \"grassland\"\nsd = 0.1\nsource = \"t\"\n\
+         [[parameter]]\ntarget = \"rh.b\"\nsd = 0.1\nsource = \"t\"\n",
+        &[
+            "parameter 1 (rh.b): a model coefficient is one value for the run: no length_km",
+            "parameter 2 (rh.c): a driver's error applies to every pixel: no vegetation_type or sector",
+            "at most one rh.b parameter",
         ],
     );
 }

@@ -897,7 +897,9 @@ fn strip_casa(
         .map(|(part, steps)| p.drivers[*part].steps[steps[0]].days as f64)
         .collect();
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
-    let (casa_p, rh_p) = (&p.casa, &p.rh);
+    // A run with an Rh coefficient moved (`driver_error.rs`) sees its model moved.
+    let rh_moved = Perturb::rh(perturb, &p.rh);
+    let (casa_p, rh_p) = (&p.casa, &*rh_moved);
     let strip = CasaStrip {
         casa: casa_p,
         sim,
@@ -1124,8 +1126,9 @@ fn mod17_results(
     years: &[Mod17Year],
     sums: &MonthSums,
     (factors, target): (&[f64], Option<Target>),
+    rh_p: &crate::npp::rh::RhModel,
 ) -> Vec<(PixelOut, Vec<[f32; 3]>)> {
-    let (k17, rh_p) = (&p.k17, &p.rh);
+    let k17 = &p.k17;
     let nm = sums.days.len();
     (0..models.len())
         .into_par_iter()
@@ -1315,6 +1318,7 @@ fn strip_mod17(
         p: &month_p,
         days: &month_days,
     };
-    let out = mod17_results(p, models, &years, &sums, (factors, target));
+    let rh_moved = Perturb::rh(perturb, &p.rh);
+    let out = mod17_results(p, models, &years, &sums, (factors, target), &rh_moved);
     Ok(split_monthly(out, nm, &[0, 1]))
 }

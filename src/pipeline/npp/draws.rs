@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 
+use super::driver_error::{N, NAMES};
 use crate::error::{Error, Result};
 
 /// An uncertainty file.
@@ -70,16 +71,16 @@ pub struct Draws {
     /// The run-wide Rh parameter (`rh_param`), found once: `pixel_in` runs per pixel and draw.
     rh: Option<usize>,
     /// Each driver's parameter (`driver_error::DRIVERS` order), if declared with an sd above 0.
-    drivers: [Option<usize>; 3],
+    drivers: [Option<usize>; N],
 }
 
 /// A pixel's (or a class's summed) response of NPP and Rh to each driver (`driver_error::DRIVERS` order; 0 for a
 /// driver not declared): the slopes of NPP and Rh per unit of the driver's error, then their curvatures (second
 /// derivatives) per unit squared.
-pub type Sens = [[f64; 4]; 3];
+pub type Sens = [[f64; 4]; N];
 
 /// A pixel's responses as read from the response raster (float32; `widen` for the arithmetic).
-pub type PixelSens = [[f32; 4]; 3];
+pub type PixelSens = [[f32; 4]; N];
 
 /// A pixel's responses in float64.
 #[inline]
@@ -90,20 +91,14 @@ pub fn widen(s: &PixelSens) -> Sens {
 /// NPP and Rh moved by the drivers' errors `e` (K or relative) through responses `s`: NPP + sum_v (S_v e_v +
 /// C_v e_v^2 / 2), the same for Rh (each driver's quadratic through the model's values at -sd, 0 and +sd).
 #[inline]
-pub fn shifted(npp: f64, rh: f64, s: &Sens, e: &[f64; 3]) -> (f64, f64) {
+pub fn shifted(npp: f64, rh: f64, s: &Sens, e: &[f64; N]) -> (f64, f64) {
     let (mut n, mut r) = (npp, rh);
-    for v in 0..3 {
-        n += (s[v][0] + 0.5 * s[v][2] * e[v]) * e[v];
-        r += (s[v][1] + 0.5 * s[v][3] * e[v]) * e[v];
+    for (sv, &ev) in s.iter().zip(e) {
+        n += (sv[0] + 0.5 * sv[2] * ev) * ev;
+        r += (sv[1] + 0.5 * sv[3] * ev) * ev;
     }
     (n, r)
 }
-
-/// The drivers whose errors a file may declare (`driver_error::DRIVERS`).
-const DRIVER_NAMES: [&str; 3] = {
-    let d = &super::driver_error::DRIVERS;
-    [d[0].name, d[1].name, d[2].name]
-};
 
 /// Built-in uncertainty files (`models/uncertainty/NAME.toml`), by name.
 pub const UNCERTAINTY_DIR: &str = "uncertainty/";
@@ -148,8 +143,8 @@ impl UncertaintyFile {
             if !["npp", "rh", "emissions", "sequestration"].contains(&p.target.as_str()) && !driver
             {
                 problems.push(format!(
-                    "{what}: target must be npp, rh, emissions, sequestration, or a driver's error: {}",
-                    DRIVER_NAMES.join(", ")
+                    "{what}: target must be npp, rh, emissions, sequestration, or a driver's or model coefficient's error: {}",
+                    NAMES.join(", ")
                 ));
             }
             let relative = super::driver_error::driver_of(&p.target)
@@ -183,7 +178,7 @@ impl UncertaintyFile {
             }
         }
         // A driver's error is either run-wide or a field, not both.
-        for t in DRIVER_NAMES {
+        for t in NAMES {
             if f.parameters.iter().filter(|p| p.target == t).count() > 1 {
                 problems.push(format!("at most one {t} parameter"));
             }
@@ -222,6 +217,11 @@ impl Parameter {
                     .into(),
             );
         }
+        if super::driver_error::driver_of(&self.target)
+            .is_some_and(|v| super::driver_error::DRIVERS[v].kind() == "model")
+        {
+            return Some("a model coefficient is one value for the run: no length_km".into());
+        }
         if self.target == "npp" && self.vegetation_type.as_deref() != Some("*") {
             return Some("a length_km applies to every pixel: give vegetation_type = \"*\"".into());
         }
@@ -252,7 +252,7 @@ impl Draws {
             .parameters
             .iter()
             .position(|p| p.target == "rh" && p.length_km.is_none());
-        let mut drivers = [None; 3];
+        let mut drivers = [None; N];
         for (k, p) in spec.parameters.iter().enumerate() {
             if let Some(v) = super::driver_error::driver_of(&p.target).filter(|_| p.sd > 0.0) {
                 drivers[v] = Some(k);
@@ -290,13 +290,13 @@ impl Draws {
     }
 
     /// The drivers' errors in draw `d` (K for temperature, relative for the others; 0 where not declared).
-    pub fn driver_errors(&self, d: usize) -> [f64; 3] {
+    pub fn driver_errors(&self, d: usize) -> [f64; N] {
         self.drivers.map(|k| k.map_or(0.0, |k| self.m[d][k] - 1.0))
     }
 
     /// Driver `v`'s error alone in draw `d`, the others 0.
-    pub fn driver_error_alone(&self, d: usize, v: usize) -> [f64; 3] {
-        let mut e = [0.0; 3];
+    pub fn driver_error_alone(&self, d: usize, v: usize) -> [f64; N] {
+        let mut e = [0.0; N];
         e[v] = self.driver_errors(d)[v];
         e
     }
@@ -308,7 +308,7 @@ impl Draws {
 
     /// The declared drivers (index in `driver_error::DRIVERS`).
     pub fn declared_drivers(&self) -> Vec<usize> {
-        (0..3).filter(|&v| self.drivers[v].is_some()).collect()
+        (0..N).filter(|&v| self.drivers[v].is_some()).collect()
     }
 
     /// The spatially correlated parameter of "npp" or "rh", if any.

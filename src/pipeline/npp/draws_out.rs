@@ -55,7 +55,7 @@ struct Totals<'a> {
     without_sensitivity: u64,
     draws: &'a Draws,
     /// Per driver, whether its error is a spatial field (its part of a total is then summed draw by draw).
-    driver_field: [bool; 3],
+    driver_field: [bool; super::driver_error::N],
 }
 
 impl Totals<'_> {
@@ -425,7 +425,7 @@ impl SensReader {
     /// Rows `row0`.. (`n` of them, full width): each pixel's sensitivities.
     fn read(&self, row0: usize, n: usize) -> Result<Vec<PixelSens>> {
         let len = n * self.width;
-        let mut out = vec![[[0.0; 4]; 3]; len];
+        let mut out = vec![[[0.0; 4]; super::driver_error::N]; len];
         let mut buf = vec![0f32; len];
         for (i, &v) in self.drivers.iter().enumerate() {
             for q in 0..4 {
@@ -528,7 +528,7 @@ fn variance_table(
             let field = draws
                 .driver_length_km(v)
                 .map_or_else(String::new, |l| format!(" (field {l} km)"));
-            terms.push((format!("driver:{}{field}", drv.name), t));
+            terms.push((format!("{}:{}{field}", drv.kind(), drv.name), t));
         }
         if totals.confusion.is_some() {
             let lc = (0..draws.n)
@@ -623,7 +623,7 @@ fn driver_notes(draws: &Draws, without: u64) -> Vec<String> {
         })
         .collect();
     let mut notes = vec![format!(
-        "drivers' errors ({}): one error per draw for every month, the same at every pixel (or a spatial field where the parameter has a length_km), through each pixel's responses of NPP and Rh (driver_sensitivity_PERIOD.tif: the slope and curvature of the parabola through the model's values with the driver at -sd, 0 and +sd), second order in the error, without cross terms between drivers",
+        "drivers' (and model coefficients') errors ({}): one error per draw for every month, the same at every pixel (or a spatial field where the parameter has a length_km), through each pixel's responses of NPP and Rh (driver_sensitivity_PERIOD.tif: the slope and curvature of the parabola through the model's values with the driver at -sd, 0 and +sd), second order in the error, without cross terms between drivers",
         names.join(", ")
     )];
     if without > 0 {

@@ -12,41 +12,103 @@
 //! non-linear response gives; exact where the model is quadratic or linear over +-1 sd, as CASA's NPP in
 //! radiation), without the drivers' cross terms, and the same e_v,d in NPP and Rh (the covariance a driver's
 //! error makes).
+//!
+//! The same holds for the coefficients of the heterotrophic-respiration model that enter it non-linearly
+//! (`target = "rh.b"`, the temperature coefficient of exp(b T), and `"rh.c"`, the precipitation coefficient;
+//! `models/rh/`): one value for the whole run, drawn once like a driver's error, as a relative change. Its
+//! linear coefficient (`a`, and the fitted `fraction`) is the `rh` multiplier. These are `model:` terms in the
+//! attribution, the drivers `driver:` terms.
+
+use std::borrow::Cow;
 
 use crate::drivers::{Plane, Var};
+use crate::npp::rh::RhModel;
 
-/// A driver whose error can be drawn: its name in an uncertainty file, whether its error adds to the value
-/// (in `unit`) or multiplies it (relative), and the driver variables it moves.
+/// A driver (or model coefficient) whose error can be drawn: its name in an uncertainty file, whether its error
+/// adds to the value (in `unit`) or multiplies it (relative), and what it moves.
 pub struct Driver {
     pub name: &'static str,
     pub additive: bool,
     /// The unit of the error (and of `sd`): K, or "1" for a relative change.
     pub unit: &'static str,
-    pub vars: &'static [Var],
+    pub moves: Moves,
 }
 
-/// The drivers whose errors can be drawn, in the order of the sensitivity raster's bands.
-pub const DRIVERS: [Driver; 3] = [
+/// What a driver's error moves in the model's run.
+pub enum Moves {
+    /// These driver variables, in every month of the model year.
+    Vars(&'static [Var]),
+    /// A coefficient of the heterotrophic-respiration model.
+    Rh(RhCoef),
+}
+
+/// A coefficient of `RhModel`.
+#[derive(Clone, Copy)]
+pub enum RhCoef {
+    /// The temperature coefficient b (exp(b T)).
+    B,
+    /// The precipitation coefficient c (ln(c R + 1); Raich's half-saturation K).
+    C,
+}
+
+impl Driver {
+    /// "driver" for a climate driver, "model" for a model coefficient (the attribution's prefix).
+    pub fn kind(&self) -> &'static str {
+        match self.moves {
+            Moves::Vars(_) => "driver",
+            Moves::Rh(_) => "model",
+        }
+    }
+}
+
+/// How many drivers and model coefficients can be drawn (`DRIVERS`).
+pub const N: usize = 5;
+
+/// The drivers and model coefficients whose errors can be drawn, in the order of the response raster's bands.
+pub const DRIVERS: [Driver; N] = [
     Driver {
         name: "temperature",
         additive: true,
         unit: "K",
         // The day's mean and minimum (MOD17's scalar) move together; VPD is a driver of its own.
-        vars: &[Var::Tmean, Var::Tmin, Var::Tmax],
+        moves: Moves::Vars(&[Var::Tmean, Var::Tmin, Var::Tmax]),
     },
     Driver {
         name: "precipitation",
         additive: false,
         unit: "1",
-        vars: &[Var::Precip],
+        moves: Moves::Vars(&[Var::Precip]),
     },
     Driver {
         name: "radiation",
         additive: false,
         unit: "1",
-        vars: &[Var::Srad, Var::Par],
+        moves: Moves::Vars(&[Var::Srad, Var::Par]),
+    },
+    Driver {
+        name: "rh.b",
+        additive: false,
+        unit: "1",
+        moves: Moves::Rh(RhCoef::B),
+    },
+    Driver {
+        name: "rh.c",
+        additive: false,
+        unit: "1",
+        moves: Moves::Rh(RhCoef::C),
     },
 ];
+
+/// The names of `DRIVERS`, in order.
+pub const NAMES: [&str; N] = {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = DRIVERS[i].name;
+        i += 1;
+    }
+    out
+};
 
 /// The index in `DRIVERS` of a target, if it is a driver.
 pub fn driver_of(target: &str) -> Option<usize> {
@@ -64,7 +126,7 @@ impl Perturb {
     /// A plane of variable `var` as this run sees it.
     pub fn plane(self, var: Var, plane: Plane) -> Plane {
         let d = &DRIVERS[self.driver];
-        if !d.vars.contains(&var) {
+        if !matches!(d.moves, Moves::Vars(vars) if vars.contains(&var)) {
             return plane;
         }
         let (add, mul) = if d.additive {
@@ -88,6 +150,22 @@ impl Perturb {
             Some(p) => planes.into_iter().map(|pl| p.plane(var, pl)).collect(),
             None => planes,
         }
+    }
+
+    /// The Rh model as run `p` sees it (a coefficient moved by its relative change, or the model itself).
+    pub fn rh(p: Option<Perturb>, m: &RhModel) -> Cow<'_, RhModel> {
+        let Some((coef, delta)) = p.and_then(|p| match DRIVERS[p.driver].moves {
+            Moves::Rh(c) => Some((c, p.delta)),
+            Moves::Vars(_) => None,
+        }) else {
+            return Cow::Borrowed(m);
+        };
+        let mut moved = m.clone();
+        match coef {
+            RhCoef::B => moved.b *= 1.0 + delta,
+            RhCoef::C => moved.c *= 1.0 + delta,
+        }
+        Cow::Owned(moved)
     }
 
     /// A plane of `var` as run `p` sees it.
@@ -184,6 +262,30 @@ mod tests {
         // 80 mm x 0.9 = 72 mm.
         assert!((p.plane(Var::Precip, Plane::Grid(vec![80.0])).at(0) - 72.0).abs() < 1e-5);
         assert_eq!(p.plane(Var::Srad, Plane::Uniform(15.0)).at(0), 15.0);
+    }
+
+    #[test]
+    fn a_coefficients_perturbation_moves_the_rh_model_only() {
+        let m = RhModel::resolve("pei2009").unwrap();
+        let b = Perturb {
+            driver: 3,
+            delta: 0.1,
+        };
+        // b x 1.1 = 0.0912 x 1.1 = 0.10032; c unchanged; the drivers unchanged.
+        let moved = Perturb::rh(Some(b), &m);
+        assert!((moved.b - 0.10032).abs() < 1e-12 && moved.c == m.c);
+        assert_eq!(b.plane(Var::Tmean, Plane::Uniform(10.0)).at(0), 10.0);
+        let c = Perturb {
+            driver: 4,
+            delta: -0.2,
+        };
+        // c x 0.8 = 0.3145 x 0.8 = 0.2516.
+        assert!((Perturb::rh(Some(c), &m).c - 0.2516).abs() < 1e-12);
+        let t = Perturb {
+            driver: 0,
+            delta: 1.0,
+        };
+        assert!(matches!(Perturb::rh(Some(t), &m), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::draws::{sens_finite, shifted, summary, widen, Draws, PixelSens, Sens};
+use super::driver_error::{N, NAMES};
 use super::field::{Field, Knots};
 use crate::error::Result;
 use crate::io::Grid;
@@ -18,7 +19,7 @@ pub struct Fields {
     pub npp: Option<(usize, Field)>,
     pub rh: Option<(usize, Field)>,
     /// In `driver_error::DRIVERS` order.
-    pub drivers: [Option<(usize, Field)>; 3],
+    pub drivers: [Option<(usize, Field)>; N],
 }
 
 impl Fields {
@@ -33,11 +34,14 @@ impl Fields {
                 })
                 .transpose()
         };
-        let d = &super::driver_error::DRIVERS;
+        let mut drivers = [const { None }; N];
+        for (f, name) in drivers.iter_mut().zip(NAMES) {
+            *f = of(name)?;
+        }
         Ok(Fields {
             npp: of("npp")?,
             rh: of("rh")?,
-            drivers: [of(d[0].name)?, of(d[1].name)?, of(d[2].name)?],
+            drivers,
         })
     }
 
@@ -61,7 +65,7 @@ pub struct ClassDraws {
     pub npp_moved: Vec<f64>,
     pub rh_moved: Vec<f64>,
     /// Per driver (`driver_error::DRIVERS` order), its part of NPP and of Rh in each draw.
-    pub alone: [(Vec<f64>, Vec<f64>); 3],
+    pub alone: [(Vec<f64>, Vec<f64>); N],
 }
 
 impl ClassDraws {
@@ -72,7 +76,7 @@ impl ClassDraws {
             rh: z(),
             npp_moved: z(),
             rh_moved: z(),
-            alone: [(z(), z()), (z(), z()), (z(), z())],
+            alone: std::array::from_fn(|_| (z(), z())),
         }
     }
 }
@@ -171,7 +175,7 @@ pub struct Strip<'a> {
     pub to_co2: f64,
     pub confusion: Option<PixelConfusion<'a>>,
     /// Per draw, the drivers' errors (`Draws::driver_errors`).
-    pub errs: Vec<[f64; 3]>,
+    pub errs: Vec<[f64; N]>,
 }
 
 /// A field's parameter, its field and its knots in this strip (None: drawn row by row or pixel by pixel).
@@ -196,7 +200,7 @@ impl<'a> Strip<'a> {
         code: i32,
         confused: Option<(usize, (i64, i64))>,
         (k, npp, rh, sens): (Option<usize>, f64, f64, &Sens),
-        errs: &[f64; 3],
+        errs: &[f64; N],
     ) -> (Option<usize>, f64, f64) {
         let own = || {
             let (n, r) = shifted(npp, rh, sens, errs);
@@ -259,7 +263,7 @@ impl<'a> Strip<'a> {
         ((npp, rh, cls), sens): (RowIn, &[PixelSens]),
         fields: &[StripField],
     ) -> (Vec<PixelStats>, DrawSums) {
-        const NONE: Sens = [[0.0; 4]; 3];
+        const NONE: Sens = [[0.0; 4]; N];
         let nd = self.draws.n;
         let (mut a, mut b) = (Vec::with_capacity(nd), Vec::with_capacity(nd));
         let mut g = vec![0.0; nd];
@@ -343,7 +347,7 @@ fn add_pixel(
     e: &mut ClassDraws,
     (npp, rh, s, area): (f64, f64, &Sens, f64),
     (mn, mr): (&[f64], &[f64]),
-    errs: &[[f64; 3]],
+    errs: &[[f64; N]],
 ) {
     for d in 0..mn.len() {
         e.npp[d] += npp * area * mn[d];
@@ -351,12 +355,10 @@ fn add_pixel(
         let (n, r) = shifted(0.0, 0.0, s, &errs[d]);
         e.npp_moved[d] += n * area * mn[d];
         e.rh_moved[d] += r * area * mr[d];
-        for (v, (an, ar)) in e.alone.iter_mut().enumerate() {
-            let mut alone = [0.0; 3];
-            alone[v] = errs[d][v];
-            let (n, r) = shifted(0.0, 0.0, s, &alone);
-            an[d] += n * area;
-            ar[d] += r * area;
+        // Each driver's own term (`shifted` with the others' errors 0).
+        for ((an, ar), (sv, &ev)) in e.alone.iter_mut().zip(s.iter().zip(&errs[d])) {
+            an[d] += (sv[0] + 0.5 * sv[2] * ev) * ev * area;
+            ar[d] += (sv[1] + 0.5 * sv[3] * ev) * ev * area;
         }
     }
 }

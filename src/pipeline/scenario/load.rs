@@ -108,7 +108,7 @@ pub(super) fn load(job: &ScenarioJob) -> Result<Scenario> {
             };
             if let Some(p) = spec.parameters.iter().find(driver) {
                 return Err(crate::error::Error::Invalid(vec![format!(
-                    "{}: the {} parameter is a driver's error: drivers' errors are drawn by `npp --draws` (through each pixel's sensitivities); a scenario's paired draws take multipliers of NPP, Rh, emissions and sequestration only",
+                    "{}: the {} parameter is a driver's error (or a model coefficient's): these are drawn by `npp --draws` (through each pixel's responses); a scenario's paired draws take multipliers of NPP, Rh, emissions and sequestration only",
                     path.display(),
                     p.target
                 )]));
