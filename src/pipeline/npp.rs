@@ -211,6 +211,8 @@ struct Prepared {
     /// The drivers whose errors the draws take (`driver_error::declared`): the model runs again with each
     /// moved by +-sd.
     driver_errors: Vec<(usize, f64)>,
+    /// The class parameters whose errors the draws take, with their moved class models.
+    class_moves: Vec<driver_error::ClassMove>,
 }
 
 /// The composites around the model year (the year before, the model year, the year after) that exist, each

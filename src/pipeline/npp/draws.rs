@@ -70,9 +70,14 @@ pub struct Draws {
     pub m: Vec<Vec<f64>>,
     /// The run-wide Rh parameter (`rh_param`), found once: `pixel_in` runs per pixel and draw.
     rh: Option<usize>,
-    /// Each driver's parameter (`driver_error::DRIVERS` order), if declared with an sd above 0.
+    /// Each run-wide driver's parameter (`driver_error::DRIVERS` order), if declared with an sd above 0.
     drivers: [Option<usize>; N],
+    /// Which of `driver_error::DRIVERS` are a class's parameter declared per type (`class_params`).
+    per_class: [bool; N],
 }
+
+/// For each of `driver_error::DRIVERS`, the parameter that gives a class's error (None: no error).
+pub type ErrorParams = [Option<usize>; N];
 
 /// A pixel's (or a class's summed) response of NPP and Rh to each driver (`driver_error::DRIVERS` order; 0 for a
 /// driver not declared): the slopes of NPP and Rh per unit of the driver's error, then their curvatures (second
@@ -154,9 +159,16 @@ impl UncertaintyFile {
                     "{what}: a relative driver error's sd must be below 1 (the model runs again with the driver at 1 - sd of its value)"
                 ));
             }
-            if driver && (p.vegetation_type.is_some() || p.sector.is_some()) {
+            let per_class = super::driver_error::driver_of(&p.target)
+                .is_some_and(|v| super::driver_error::DRIVERS[v].per_class());
+            if driver && !per_class && (p.vegetation_type.is_some() || p.sector.is_some()) {
                 problems.push(format!(
                     "{what}: a driver's error applies to every pixel: no vegetation_type or sector"
+                ));
+            }
+            if per_class && p.vegetation_type.is_none() {
+                problems.push(format!(
+                    "{what}: a class's model parameter is drawn per type: name the vegetation_type (or \"*\")"
                 ));
             }
             if p.target == "npp" && p.vegetation_type.is_none() {
@@ -177,10 +189,20 @@ impl UncertaintyFile {
                 problems.push(format!("at most one {t} parameter"));
             }
         }
-        // A driver's error is either run-wide or a field, not both.
-        for t in NAMES {
-            if f.parameters.iter().filter(|p| p.target == t).count() > 1 {
-                problems.push(format!("at most one {t} parameter"));
+        // A driver's error is either run-wide or a field, not both; a class's parameter has one entry per type.
+        for (v, t) in NAMES.iter().enumerate() {
+            let entries: Vec<_> = f.parameters.iter().filter(|p| p.target == *t).collect();
+            let mut types: Vec<_> = entries.iter().map(|p| &p.vegetation_type).collect();
+            types.sort();
+            types.dedup();
+            let per_class = super::driver_error::DRIVERS[v].per_class();
+            if entries.len() > if per_class { types.len() } else { 1 } {
+                let of = if per_class {
+                    " per vegetation_type"
+                } else {
+                    ""
+                };
+                problems.push(format!("at most one {t} parameter{of}"));
             }
         }
         for t in ["npp", "rh", "emissions"] {
@@ -205,6 +227,18 @@ impl UncertaintyFile {
     }
 }
 
+impl UncertaintyFile {
+    /// The entry of class parameter `target` for a vegetation type: the type's own, else "*" (sd above 0).
+    pub fn class_param(&self, target: &str, vegetation_type: &str) -> Option<usize> {
+        let find = |t: &str| {
+            self.parameters.iter().position(|p| {
+                p.target == target && p.vegetation_type.as_deref() == Some(t) && p.sd > 0.0
+            })
+        };
+        find(vegetation_type).or_else(|| find("*"))
+    }
+}
+
 impl Parameter {
     /// What is wrong with a parameter's `length_km`, if anything.
     fn field_problem(&self) -> Option<String> {
@@ -220,7 +254,9 @@ impl Parameter {
         if super::driver_error::driver_of(&self.target)
             .is_some_and(|v| super::driver_error::DRIVERS[v].kind() == "model")
         {
-            return Some("a model coefficient is one value for the run: no length_km".into());
+            return Some(
+                "a model coefficient is one value for the run (or per type): no length_km".into(),
+            );
         }
         if self.target == "npp" && self.vegetation_type.as_deref() != Some("*") {
             return Some("a length_km applies to every pixel: give vegetation_type = \"*\"".into());
@@ -252,10 +288,14 @@ impl Draws {
             .parameters
             .iter()
             .position(|p| p.target == "rh" && p.length_km.is_none());
-        let mut drivers = [None; N];
+        let (mut drivers, mut per_class) = ([None; N], [false; N]);
         for (k, p) in spec.parameters.iter().enumerate() {
             if let Some(v) = super::driver_error::driver_of(&p.target).filter(|_| p.sd > 0.0) {
-                drivers[v] = Some(k);
+                if super::driver_error::DRIVERS[v].per_class() {
+                    per_class[v] = true;
+                } else {
+                    drivers[v] = Some(k);
+                }
             }
         }
         Draws {
@@ -265,6 +305,7 @@ impl Draws {
             m,
             rh,
             drivers,
+            per_class,
         }
     }
 
@@ -286,19 +327,56 @@ impl Draws {
 
     /// Whether the file declares a driver's error (with an sd above 0).
     pub fn has_drivers(&self) -> bool {
-        self.drivers.iter().any(Option::is_some)
+        self.drivers.iter().any(Option::is_some) || self.has_per_class()
     }
 
-    /// The drivers' errors in draw `d` (K for temperature, relative for the others; 0 where not declared).
+    /// Whether the file declares a class's model parameter (`driver_error::Driver::per_class`).
+    pub fn has_per_class(&self) -> bool {
+        self.per_class.iter().any(|&x| x)
+    }
+
+    /// The parameters of a vegetation type's errors: the run-wide drivers', and each class parameter's entry for
+    /// the type (else its "*" entry; None without either).
+    pub fn error_params(&self, vegetation_type: &str) -> ErrorParams {
+        let mut out = self.drivers;
+        for (v, o) in out
+            .iter_mut()
+            .enumerate()
+            .filter(|(v, _)| self.per_class[*v])
+        {
+            *o = self.spec.class_param(NAMES[v], vegetation_type);
+        }
+        out
+    }
+
+    /// The run-wide errors' parameters (a class without a vegetation type: no class parameter).
+    pub fn run_wide(&self) -> ErrorParams {
+        self.drivers
+    }
+
+    /// The errors in draw `d` of parameters `ps` (K for temperature, relative for the others; 0 where None).
+    pub fn errors(&self, d: usize, ps: &ErrorParams) -> [f64; N] {
+        ps.map(|k| k.map_or(0.0, |k| self.m[d][k] - 1.0))
+    }
+
+    /// The run-wide drivers' errors in draw `d` (class parameters 0).
     pub fn driver_errors(&self, d: usize) -> [f64; N] {
-        self.drivers.map(|k| k.map_or(0.0, |k| self.m[d][k] - 1.0))
+        self.errors(d, &self.drivers)
     }
 
-    /// Driver `v`'s error alone in draw `d`, the others 0.
-    pub fn driver_error_alone(&self, d: usize, v: usize) -> [f64; N] {
+    /// Error `v` alone in draw `d` of parameters `ps`, the others 0.
+    pub fn error_alone(&self, d: usize, v: usize, ps: &ErrorParams) -> [f64; N] {
         let mut e = [0.0; N];
-        e[v] = self.driver_errors(d)[v];
+        e[v] = ps[v].map_or(0.0, |k| self.m[d][k] - 1.0);
         e
+    }
+
+    /// The class parameters' errors of `ps` in draw `d` written into `e` (the run-wide entries left as they are).
+    #[inline]
+    pub fn set_class_errors(&self, d: usize, ps: Option<&ErrorParams>, e: &mut [f64; N]) {
+        for v in (0..N).filter(|&v| self.per_class[v]) {
+            e[v] = ps.and_then(|p| p[v]).map_or(0.0, |k| self.m[d][k] - 1.0);
+        }
     }
 
     /// Driver `v`'s field length (km), if its error is a spatial field.
@@ -308,7 +386,9 @@ impl Draws {
 
     /// The declared drivers (index in `driver_error::DRIVERS`).
     pub fn declared_drivers(&self) -> Vec<usize> {
-        (0..N).filter(|&v| self.drivers[v].is_some()).collect()
+        (0..N)
+            .filter(|&v| self.drivers[v].is_some() || self.per_class[v])
+            .collect()
     }
 
     /// The spatially correlated parameter of "npp" or "rh", if any.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::confusion::Confusion;
 use super::draws::{
-    attribution_of, sens_finite, shifted, summary, widen, Draws, PixelSens, Sens, STATS,
+    attribution_of, sens_finite, shifted, summary, widen, Draws, ErrorParams, PixelSens, Sens,
+    STATS,
 };
 use crate::error::Result;
 
@@ -20,6 +21,8 @@ struct ClassSums {
     npp: f64,
     rh: f64,
     sens: Sens,
+    /// The parameters of its errors (run-wide drivers', and its type's class parameters).
+    ps: ErrorParams,
 }
 
 /// What a total is drawn with: the confusion rows' shares (None: as mapped), the draw of NPP's and Rh's
@@ -111,11 +114,11 @@ impl Totals<'_> {
         match (how, sums) {
             (DriversIn::Mean, _) => (0.0, 0.0),
             (DriversIn::Draw(i), Some(v)) => (v.npp_moved[i], v.rh_moved[i]),
-            (DriversIn::Draw(i), None) => shifted(0.0, 0.0, &s.sens, &d.driver_errors(i)),
+            (DriversIn::Draw(i), None) => shifted(0.0, 0.0, &s.sens, &d.errors(i, &s.ps)),
             (DriversIn::Alone(v, i), Some(c)) if self.driver_field[v] => {
                 (c.alone[v].0[i], c.alone[v].1[i])
             }
-            (DriversIn::Alone(v, i), _) => shifted(0.0, 0.0, &s.sens, &d.driver_error_alone(i, v)),
+            (DriversIn::Alone(v, i), _) => shifted(0.0, 0.0, &s.sens, &d.error_alone(i, v, &s.ps)),
         }
     }
 
@@ -228,6 +231,16 @@ pub fn write(
             .class(code as i64)
             .and_then(|c| draws.npp_param(&c.vegetation_type))
     };
+    // Per class code, its errors' parameters where a class parameter is drawn per type.
+    let class_params: BTreeMap<i32, ErrorParams> = match draws.has_per_class() {
+        true => legend
+            .classes
+            .iter()
+            .map(|c| (c.code as i32, draws.error_params(&c.vegetation_type)))
+            .collect(),
+        false => BTreeMap::new(),
+    };
+    let ps_of = |code: i32| class_params.get(&code).copied().unwrap_or(draws.run_wide());
     let mut writers = draws_writers(job, draws, (&grid, &npp_r), period, seed)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
     let mut sums: BTreeMap<i32, ClassSums> = BTreeMap::new();
@@ -252,7 +265,7 @@ pub fn write(
         Ok((npp, rh, cls, sens))
     };
     let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, data: &Strip3| {
-        add_strip(sums, (&areas, grid.width, row0), data, &param)
+        add_strip(sums, (&areas, grid.width, row0), data, (&param, &ps_of))
     };
     // With land-cover confusion the pixels need every class's mean first: a pass of its own (reads only).
     if confusion.is_some() {
@@ -270,6 +283,7 @@ pub fn write(
         param: &param,
         to_co2: super::gc_m2_to_tco2_ha(1.0),
         errs: (0..draws.n).map(|d| draws.driver_errors(d)).collect(),
+        class_params: &class_params,
         confusion: confusion.map(|c| super::pixel_draws::PixelConfusion {
             codes: &c.codes,
             shares: &shares,
@@ -338,7 +352,7 @@ fn add_strip(
     sums: &mut std::collections::BTreeMap<i32, ClassSums>,
     (areas, width, row0): (&crate::area::PixelAreas, usize, usize),
     (npp, rh, cls, sens): &Strip3,
-    param: &dyn Fn(i32) -> Option<usize>,
+    (param, ps_of): (&dyn Fn(i32) -> Option<usize>, &dyn Fn(i32) -> ErrorParams),
 ) -> u64 {
     let mut without = 0;
     for (px, c) in cls.iter().enumerate() {
@@ -346,9 +360,10 @@ fn add_strip(
             continue;
         }
         let a = areas.at(px % width, row0 + px / width);
-        let s = sums.entry(*c).or_insert(ClassSums {
+        let s = sums.entry(*c).or_insert_with(|| ClassSums {
             code: *c,
             k: param(*c),
+            ps: ps_of(*c),
             ..Default::default()
         });
         s.area += a;

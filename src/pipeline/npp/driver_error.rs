@@ -18,6 +18,12 @@
 //! `models/rh/`): one value for the whole run, drawn once like a driver's error, as a relative change. Its
 //! linear coefficient (`a`, and the fitted `fraction`) is the `rh` multiplier. These are `model:` terms in the
 //! attribution, the drivers `driver:` terms.
+//!
+//! A class's model parameter (`target = "mod17.lue_max"` with a `vegetation_type`, MOD17's LUEmax) is drawn once
+//! per run per vegetation type, like an `npp` parameter: MOD17's NPP is GPP less respiration, so it moves by
+//! more than its share of LUEmax and a multiplier of NPP cannot stand for it. One pair of runs moves every class's
+//! parameter by its own type's sd at once (a pixel reads its class's parameters only), and a pixel's response is
+//! per unit relative change of its own type's parameter.
 
 use std::borrow::Cow;
 
@@ -40,6 +46,15 @@ pub enum Moves {
     Vars(&'static [Var]),
     /// A coefficient of the heterotrophic-respiration model.
     Rh(RhCoef),
+    /// A parameter of each class's model, moved by its vegetation type's own sd.
+    Class(ClassCoef),
+}
+
+/// A parameter of a class's model.
+#[derive(Clone, Copy)]
+pub enum ClassCoef {
+    /// MOD17's maximum light-use efficiency (kg C MJ-1).
+    LueMax,
 }
 
 /// A coefficient of `RhModel`.
@@ -56,13 +71,18 @@ impl Driver {
     pub fn kind(&self) -> &'static str {
         match self.moves {
             Moves::Vars(_) => "driver",
-            Moves::Rh(_) => "model",
+            Moves::Rh(_) | Moves::Class(_) => "model",
         }
+    }
+
+    /// Whether its error is drawn per vegetation type (a class's parameter) rather than once for the run.
+    pub fn per_class(&self) -> bool {
+        matches!(self.moves, Moves::Class(_))
     }
 }
 
 /// How many drivers and model coefficients can be drawn (`DRIVERS`).
-pub const N: usize = 5;
+pub const N: usize = 6;
 
 /// The drivers and model coefficients whose errors can be drawn, in the order of the response raster's bands.
 pub const DRIVERS: [Driver; N] = [
@@ -96,6 +116,12 @@ pub const DRIVERS: [Driver; N] = [
         additive: false,
         unit: "1",
         moves: Moves::Rh(RhCoef::C),
+    },
+    Driver {
+        name: "mod17.lue_max",
+        additive: false,
+        unit: "1",
+        moves: Moves::Class(ClassCoef::LueMax),
     },
 ];
 
@@ -156,7 +182,7 @@ impl Perturb {
     pub fn rh(p: Option<Perturb>, m: &RhModel) -> Cow<'_, RhModel> {
         let Some((coef, delta)) = p.and_then(|p| match DRIVERS[p.driver].moves {
             Moves::Rh(c) => Some((c, p.delta)),
-            Moves::Vars(_) => None,
+            Moves::Vars(_) | Moves::Class(_) => None,
         }) else {
             return Cow::Borrowed(m);
         };
@@ -178,15 +204,70 @@ impl Perturb {
 }
 
 /// The declared drivers of a run (index in `DRIVERS`, sd), in `DRIVERS` order; a driver with sd 0 moves nothing.
+/// A class's parameter is declared once whatever its types (sd 0 here: each type's own sd moves it).
 pub fn declared(file: &super::draws::UncertaintyFile) -> Vec<(usize, f64)> {
     let mut out: Vec<(usize, f64)> = file
         .parameters
         .iter()
         .filter_map(|p| driver_of(&p.target).map(|v| (v, p.sd)))
         .filter(|(_, sd)| *sd > 0.0)
+        .map(|(v, sd)| (v, if DRIVERS[v].per_class() { 0.0 } else { sd }))
         .collect();
     out.sort_by_key(|(v, _)| *v);
+    out.dedup();
     out
+}
+
+/// A class's model with parameter `coef` moved by the relative change `delta` (other models unchanged).
+fn moved_class(m: &super::ClassModel, coef: ClassCoef, delta: f64) -> super::ClassModel {
+    let mut out = m.clone();
+    if let (super::ClassModel::Mod17(c), ClassCoef::LueMax) = (&mut out, coef) {
+        c.lue_max_kgc_per_mj *= 1.0 + delta;
+    }
+    out
+}
+
+/// A declared class parameter's runs: each legend class's sd (its type's entry, else "*"; 0 without one) and
+/// the class models with the parameter at (1 + sd) and (1 - sd) of itself.
+pub(super) struct ClassMove {
+    pub driver: usize,
+    /// Per legend class (legend order), the relative sd that moves it.
+    pub sd: Vec<f64>,
+    /// The class models moved up and down, per legend class (None: the class has no model).
+    pub moved: [Vec<Option<super::ClassModel>>; 2],
+}
+
+/// The runs of each class parameter `file` declares, for the classes of `legend`.
+pub(super) fn class_moves(
+    file: &super::draws::UncertaintyFile,
+    legend: &crate::landcover::Legend,
+    models: &std::collections::BTreeMap<i64, super::ClassModel>,
+) -> Vec<ClassMove> {
+    let declared = declared(file);
+    let per_class = declared.iter().filter(|(v, _)| DRIVERS[*v].per_class());
+    per_class
+        .map(|&(v, _)| {
+            let Moves::Class(coef) = DRIVERS[v].moves else {
+                unreachable!("per_class")
+            };
+            let sd: Vec<f64> = (legend.classes.iter())
+                .map(|c| {
+                    let k = file.class_param(DRIVERS[v].name, &c.vegetation_type);
+                    k.map_or(0.0, |k| file.parameters[k].sd)
+                })
+                .collect();
+            let moved = [1.0, -1.0].map(|sign| {
+                (legend.classes.iter().zip(&sd))
+                    .map(|(c, s)| models.get(&c.code).map(|m| moved_class(m, coef, sign * s)))
+                    .collect()
+            });
+            ClassMove {
+                driver: v,
+                sd,
+                moved,
+            }
+        })
+        .collect()
 }
 
 /// A pixel's slope from its results with the driver at +sd and -sd: the secant slope (the parabola's through
@@ -217,7 +298,13 @@ pub fn bands(declared: &[(usize, f64)], flux_unit: &str) -> Vec<(String, String)
     let mut out = Vec::new();
     for &(v, sd) in declared {
         let d = &DRIVERS[v];
-        let (step, per, per2) = if d.additive {
+        let (step, per, per2) = if d.per_class() {
+            (
+                "+- its type's sd (relative)".to_string(),
+                "per unit relative change (1 = +100 %)",
+                "per unit relative change squared",
+            )
+        } else if d.additive {
             (format!("+-{sd} K"), "K-1", "K-2")
         } else {
             (

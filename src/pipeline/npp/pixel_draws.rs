@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::draws::{sens_finite, shifted, summary, widen, Draws, PixelSens, Sens};
+use super::draws::{sens_finite, shifted, summary, widen, Draws, ErrorParams, PixelSens, Sens};
 use super::driver_error::{N, NAMES};
 use super::field::{Field, Knots};
 use crate::error::Result;
@@ -176,6 +176,8 @@ pub struct Strip<'a> {
     pub confusion: Option<PixelConfusion<'a>>,
     /// Per draw, the drivers' errors (`Draws::driver_errors`).
     pub errs: Vec<[f64; N]>,
+    /// Per class code, its errors' parameters where a class parameter is drawn per type (else empty).
+    pub class_params: &'a BTreeMap<i32, ErrorParams>,
 }
 
 /// A field's parameter, its field and its knots in this strip (None: drawn row by row or pixel by pixel).
@@ -212,7 +214,13 @@ impl<'a> Strip<'a> {
         let t = c.class_in(d, i, place);
         match c.means.get(&t).filter(|_| t != code) {
             Some((npp, rh, sens)) => {
-                let (n, r) = shifted(*npp, *rh, sens, errs);
+                // The class it is drawn to be takes that class's parameters' errors.
+                let mut e = *errs;
+                if !self.class_params.is_empty() {
+                    self.draws
+                        .set_class_errors(d, self.class_params.get(&t), &mut e);
+                }
+                let (n, r) = shifted(*npp, *rh, sens, &e);
                 ((self.param)(t), n, r)
             }
             None => own(),
@@ -313,6 +321,13 @@ impl<'a> Strip<'a> {
                     errs.iter_mut()
                         .zip(&m[2 + v])
                         .for_each(|(e, x)| e[v] = x - 1.0);
+                }
+            }
+            // A class parameter's error is its type's.
+            if !self.class_params.is_empty() {
+                let ps = self.class_params.get(&cls[col]);
+                for (d, e) in errs.iter_mut().enumerate() {
+                    self.draws.set_class_errors(d, ps, e);
                 }
             }
             a.clear();

@@ -57,6 +57,9 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         .draws
         .as_ref()
         .and_then(|d| problems.take(super::draws::UncertaintyFile::load(&d.file)));
+    if let Some((u, d)) = uncertainty.as_ref().zip(job.draws.as_ref()) {
+        class_params_apply(job, u, &d.file, &mut problems);
+    }
     let confusion = match (&job.draws, &legend) {
         (Some(d), Some(l)) => d
             .confusion
@@ -78,6 +81,9 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
                 .copied()
         })
         .collect();
+    let class_moves = uncertainty.as_ref().map_or_else(Vec::new, |u| {
+        super::driver_error::class_moves(u, &legend, &class_models)
+    });
     Ok(Prepared {
         grid: grid.expect("checked"),
         legend,
@@ -104,7 +110,30 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
             .as_ref()
             .map_or_else(Vec::new, super::driver_error::declared),
         uncertainty,
+        class_moves,
     })
+}
+
+/// A class's model parameter in an uncertainty file (`mod17.lue_max`) needs the model it belongs to.
+fn class_params_apply(
+    job: &NppJob,
+    u: &super::draws::UncertaintyFile,
+    file: &std::path::Path,
+    problems: &mut Problems,
+) {
+    let mut targets: Vec<&String> = u.parameters.iter().map(|p| &p.target).collect();
+    targets.sort();
+    targets.dedup();
+    for target in targets {
+        if target.starts_with("mod17.") && job.model != NppModel::Mod17 {
+            problems.push(Error::Usage(format!(
+                "{}: {} is a parameter of MOD17's light-use efficiency: the run's model is {} (use --model mod17)",
+                file.display(),
+                target,
+                job.model.name()
+            )));
+        }
+    }
 }
 
 /// The classifier's confusion matrix, every class it names in the legend.

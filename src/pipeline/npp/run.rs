@@ -277,36 +277,69 @@ fn run_block(
     let factors = block_factors(p, &models, w, writers, &mut acc.level_pixels)?;
     let target = p.corrections.as_ref().map(|c| c.0.target);
     let want_monthly = !writers.monthly.is_empty();
-    let kernel = |perturb: Option<Perturb>, monthly: bool| match job.model {
-        NppModel::Casa => strip_casa(p, &models, (&ndvi, &tmean), &factors, w, (monthly, perturb)),
+    let kernel = |perturb: Option<Perturb>, monthly: bool, models: &[PixelModel]| match job.model {
+        NppModel::Casa => strip_casa(p, models, (&ndvi, &tmean), &factors, w, (monthly, perturb)),
         NppModel::Mod17 | NppModel::PModel => {
-            strip_mod17(p, &models, &ndvi, (&factors, target), w, perturb)
+            strip_mod17(p, models, &ndvi, (&factors, target), w, perturb)
         }
     };
-    let (results, monthly) = kernel(None, want_monthly)?;
+    let (results, monthly) = kernel(None, want_monthly, &models)?;
     if let Some(sw) = writers.sensitivity.as_mut() {
-        write_sensitivity(sw, w, &p.driver_errors, &results, &kernel)?;
+        let base = (&results[..], &models[..]);
+        write_sensitivity(sw, w, (&p.driver_errors, &p.class_moves), base, &kernel)?;
     }
     write_block(writers, outs, w, &results, monthly)?;
     acc.add(readers, outs, w, (&results, &models, &fills));
     Ok(())
 }
 
+/// A pixel's legend class (index) and model, if it has one.
+type PixelModel<'a> = Option<(usize, &'a ClassModel)>;
+
 /// Each declared driver's response bands of a block (`driver_error.rs`): the model run again with the driver
-/// moved by +sd and by -sd; per pixel the slope and the curvature of NPP and of Rh through the three values.
+/// moved by +sd and by -sd; per pixel the slope and the curvature of NPP and of Rh through the three values. A
+/// class parameter moves every class by its own type's sd in one pair of runs (a pixel's sd is its class's; 0,
+/// no response, for a class without an entry).
 fn write_sensitivity(
     sw: &mut crate::io::RasterWriter,
     w: &Window,
-    declared: &[(usize, f64)],
-    base: &[PixelOut],
-    kernel: &dyn Fn(Option<Perturb>, bool) -> Result<super::StripResult>,
+    (declared, class_moves): (&[(usize, f64)], &[super::driver_error::ClassMove]),
+    (base, models): (&[PixelOut], &[PixelModel]),
+    kernel: &dyn Fn(Option<Perturb>, bool, &[PixelModel]) -> Result<super::StripResult>,
 ) -> Result<()> {
     for (b, &(driver, sd)) in declared.iter().enumerate() {
-        let run = |delta: f64| kernel(Some(Perturb { driver, delta }), false).map(|r| r.0);
-        let (plus, minus) = (run(sd)?, run(-sd)?);
+        let class = class_moves.iter().find(|c| c.driver == driver);
+        let run = |sign: f64| match class {
+            None => kernel(
+                Some(Perturb {
+                    driver,
+                    delta: sign * sd,
+                }),
+                false,
+                models,
+            )
+            .map(|r| r.0),
+            Some(c) => {
+                let m = &c.moved[usize::from(sign < 0.0)];
+                let moved: Vec<PixelModel> = models
+                    .iter()
+                    .map(|x| x.map(|(ci, own)| (ci, m[ci].as_ref().unwrap_or(own))))
+                    .collect();
+                kernel(None, false, &moved).map(|r| r.0)
+            }
+        };
+        let (plus, minus) = (run(1.0)?, run(-1.0)?);
+        let sd_of = |px: usize| match class {
+            None => sd,
+            Some(c) => models[px].map_or(0.0, |(ci, _)| c.sd[ci]),
+        };
         let of = |get: fn(&PixelOut) -> f64, f: fn(f64, f64, f64, f64) -> f64| -> Vec<f32> {
             (0..base.len())
-                .map(|px| f(get(&plus[px]), get(&base[px]), get(&minus[px]), sd) as f32)
+                .map(|px| match sd_of(px) {
+                    // A class without an entry is not moved: no response.
+                    0.0 if class.is_some() => 0.0,
+                    s => f(get(&plus[px]), get(&base[px]), get(&minus[px]), s) as f32,
+                })
                 .collect()
         };
         sw.write_window(4 * b, w, of(|r| r.npp, slope))?;
