@@ -211,3 +211,35 @@ fn the_station_driver_sds_are_the_station_pairs_disagreement() {
         assert_eq!(p.sd, (rms * 100.0).round() / 100.0, "{target}");
     }
 }
+
+/// The built-in `mod17-prior-lue`: every vegetation type with a MOD17 class has sd = sigma / mu (3 decimals) of
+/// the LUE_max prior of the MOD17 reference implementation (real data: mod17-bplut/bplut/
+/// MOD17_BPLUT_prior_20221223.json, arrays indexed by the UMD class), and no other entry.
+#[test]
+fn the_mod17_lue_sds_are_the_reference_priors() {
+    let Some(root) = common::real_data() else {
+        return;
+    };
+    let json = root.join("mod17-bplut/bplut/MOD17_BPLUT_prior_20221223.json");
+    let prior: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let lue = &prior["LUE_max"];
+    let (f, _) = UncertaintyFile::resolve(Path::new("mod17-prior-lue")).unwrap();
+    let types = carbonmap::landcover::vegetation_types().unwrap();
+    let with_class: Vec<_> = types.iter().filter(|t| t.mod17_umd.is_some()).collect();
+    assert_eq!(f.parameters.len(), with_class.len());
+    for t in with_class {
+        let umd = t.mod17_umd.unwrap() as usize;
+        let (mu, sigma) = (
+            lue["mu"][umd].as_f64().unwrap(),
+            lue["sigma"][umd].as_f64().unwrap(),
+        );
+        let p = f
+            .parameters
+            .iter()
+            .find(|p| p.vegetation_type.as_deref() == Some(t.name.as_str()))
+            .unwrap_or_else(|| panic!("{}", t.name));
+        assert_eq!(p.target, "mod17.lue_max");
+        assert_eq!(p.sd, (sigma / mu * 1000.0).round() / 1000.0, "{}", t.name);
+    }
+}

@@ -899,8 +899,7 @@ fn strip_casa(
         .map(|(part, steps)| p.drivers[*part].steps[steps[0]].days as f64)
         .collect();
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
-    // A run with an Rh coefficient moved (`driver_error.rs`) sees its model moved.
-    let rh_moved = Perturb::rh(perturb, &p.rh);
+    let rh_moved = Perturb::rh(perturb, &p.rh); // an Rh coefficient moved (`driver_error.rs`)
     let (casa_p, rh_p) = (&p.casa, &*rh_moved);
     let strip = CasaStrip {
         casa: casa_p,

@@ -231,15 +231,7 @@ pub fn write(
             .class(code as i64)
             .and_then(|c| draws.npp_param(&c.vegetation_type))
     };
-    // Per class code, its errors' parameters where a class parameter is drawn per type.
-    let class_params: BTreeMap<i32, ErrorParams> = match draws.has_per_class() {
-        true => legend
-            .classes
-            .iter()
-            .map(|c| (c.code as i32, draws.error_params(&c.vegetation_type)))
-            .collect(),
-        false => BTreeMap::new(),
-    };
+    let class_params = class_error_params(legend, draws);
     let ps_of = |code: i32| class_params.get(&code).copied().unwrap_or(draws.run_wide());
     let mut writers = draws_writers(job, draws, (&grid, &npp_r), period, seed)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
@@ -333,6 +325,19 @@ pub fn write(
     Ok(outputs)
 }
 
+/// Per class code, its errors' parameters where a class parameter is drawn per type (else empty).
+fn class_error_params(
+    legend: &crate::landcover::Legend,
+    draws: &Draws,
+) -> std::collections::BTreeMap<i32, ErrorParams> {
+    if !draws.has_per_class() {
+        return Default::default();
+    }
+    (legend.classes.iter())
+        .map(|c| (c.code as i32, draws.error_params(&c.vegetation_type)))
+        .collect()
+}
+
 /// Each class's area-weighted mean NPP, Rh (g C m-2) and drivers' responses.
 fn class_means(
     sums: &std::collections::BTreeMap<i32, ClassSums>,
@@ -346,13 +351,16 @@ fn class_means(
         .collect()
 }
 
+/// A class code's NPP parameter, if any.
+type ParamOf<'a> = dyn Fn(i32) -> Option<usize> + 'a;
+
 /// Adds a strip's pixels with a result (`row0`.. of a grid `width` wide) to their classes' sums; returns how
 /// many of them have no sensitivity to a declared driver (their drivers' errors are not drawn).
 fn add_strip(
     sums: &mut std::collections::BTreeMap<i32, ClassSums>,
     (areas, width, row0): (&crate::area::PixelAreas, usize, usize),
     (npp, rh, cls, sens): &Strip3,
-    (param, ps_of): (&dyn Fn(i32) -> Option<usize>, &dyn Fn(i32) -> ErrorParams),
+    (param, ps_of): (&ParamOf, &dyn Fn(i32) -> ErrorParams),
 ) -> u64 {
     let mut without = 0;
     for (px, c) in cls.iter().enumerate() {

@@ -296,6 +296,9 @@ fn run_block(
 /// A pixel's legend class (index) and model, if it has one.
 type PixelModel<'a> = Option<(usize, &'a ClassModel)>;
 
+/// A block's model run: with a driver moved (or none), with monthly planes or not, on these pixels' models.
+type Kernel<'a> = dyn Fn(Option<Perturb>, bool, &[PixelModel]) -> Result<super::StripResult> + 'a;
+
 /// Each declared driver's response bands of a block (`driver_error.rs`): the model run again with the driver
 /// moved by +sd and by -sd; per pixel the slope and the curvature of NPP and of Rh through the three values. A
 /// class parameter moves every class by its own type's sd in one pair of runs (a pixel's sd is its class's; 0,
@@ -305,7 +308,7 @@ fn write_sensitivity(
     w: &Window,
     (declared, class_moves): (&[(usize, f64)], &[super::driver_error::ClassMove]),
     (base, models): (&[PixelOut], &[PixelModel]),
-    kernel: &dyn Fn(Option<Perturb>, bool, &[PixelModel]) -> Result<super::StripResult>,
+    kernel: &Kernel,
 ) -> Result<()> {
     for (b, &(driver, sd)) in declared.iter().enumerate() {
         let class = class_moves.iter().find(|c| c.driver == driver);
