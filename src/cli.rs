@@ -472,7 +472,7 @@ struct DrawArgs {
     /// Uncertainty file (TOML; see the README) or a built-in one by name (models/uncertainty/:
     /// carbonmap-validation, uk-station-drivers-jun-jul, mod17-prior-lue): relative errors of NPP per vegetation
     /// type and of Rh, the climate drivers' errors (temperature in K, precipitation, radiation), the Rh model's
-    /// coefficients (rh.b, rh.c) and MOD17's LUEmax per type (mod17.lue_max; npp), of emission sectors
+    /// coefficients (rh.b, rh.c) and MOD17's LUEmax and ramps per type (mod17.*; npp), of emission sectors
     /// (inventory and allocation) and the sink (balance), each with its source, and their correlation.
     #[arg(long, requires = "draws")]
     uncertainty: Option<String>,

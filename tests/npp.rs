@@ -734,7 +734,7 @@ fn drivers_errors_move_npp_and_rh_together_through_the_hand_worked_sensitivities
         &[
         "parameter 2 (temperature): a driver's error applies to every pixel: no vegetation_type or sector",
         "parameter 3 (radiation): length_km -5 must be a number > 0",
-        "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's or model coefficient's error: temperature, precipitation, radiation, rh.b, rh.c, mod17.lue_max",
+        "parameter 4 (humidity): target must be npp, rh, emissions, sequestration, or a driver's or model coefficient's error: temperature, precipitation, radiation, rh.b, rh.c, mod17.lue_max, mod17.tmin_min, mod17.tmin_max, mod17.vpd_min, mod17.vpd_max",
         "at most one temperature parameter",
             "parameter 5 (precipitation): a relative driver error's sd must be below 1",
         ],
@@ -903,6 +903,85 @@ fn mod17_lue_max_drawn_per_type_moves_npp_by_its_share_of_gpp() {
         d,
         "name = \"bad\"\n[[parameter]]\ntarget = \"mod17.lue_max\"\nsd = 0.1\nsource = \"t\"\n",
         &["parameter 1 (mod17.lue_max): a class's model parameter is drawn per type: name the vegetation_type (or \"*\")"],
+    );
+}
+
+/// MOD17's ramp parameters per type (`mod17.tmin_max` in K, `mod17.vpd_min` relative): a pixel's response is
+/// the parabola through the model run with its type's parameter at -sd, 0 and +sd, which deterministic runs on
+/// BPLUT files with that value edited give independently. Grassland's tmin_max 12.02 C +- 1.5 K (the summer's
+/// Tmin of 10-12 C sits on the ramp); every other type's vpd_min x (1 +- 0.5) (the tree pixel, MF 650 Pa: its
+/// VPD of 477-535 Pa enters the ramp on the minus side only).
+#[test]
+fn mod17_ramp_parameters_respond_as_runs_on_edited_bpluts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    mod17_drivers(d);
+    std::fs::write(
+        d.join("u.toml"),
+        "name = \"test\"\n[[parameter]]\ntarget = \"mod17.tmin_max\"\nvegetation_type = \"grassland\"\n\
+         sd = 1.5\nsource = \"t\"\n[[parameter]]\ntarget = \"mod17.vpd_min\"\nvegetation_type = \"*\"\n\
+         sd = 0.5\nsource = \"t\"\n",
+    )
+    .unwrap();
+    let p = "2021-06_2021-08";
+    let npp_of = |out: &str, extra: &[&str]| {
+        npp_cmd(d, &["--model", "mod17", "--months", "6-8"])
+            .args(extra)
+            .arg("-o")
+            .arg(d.join(out))
+            .assert()
+            .success();
+        read_band(&d.join(out).join(format!("NPP_gC_m2_{p}.tif")), 1).0
+    };
+    let u = d.join("u.toml");
+    let draws = ["--draws", "50", "--uncertainty", u.to_str().unwrap()];
+    let base = npp_of("a", &draws);
+    let sens = |b| read_band(&d.join("a").join(format!("driver_sensitivity_{p}.tif")), b).0;
+    // The built-in BPLUT with one class's value edited (the line `key = ...` of the class `umd = N`).
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mod17/bplut-c5.1.toml"),
+    )
+    .unwrap();
+    let edited = |umd: &str, key: &str, value: f64, out: &str| {
+        let at = text.find(&format!("umd = {umd}\n")).unwrap();
+        let line = at + text[at..].find(&format!("{key} = ")).unwrap();
+        let end = line + text[line..].find('\n').unwrap();
+        let new = format!("{}{key} = {value}{}", &text[..line], &text[end..]);
+        std::fs::write(d.join("b.toml"), new).unwrap();
+        npp_of(out, &["--bplut", d.join("b.toml").to_str().unwrap()])
+    };
+    let (t_plus, t_minus) = (
+        edited("10", "tmin_max_degc", 12.02 + 1.5, "t+"),
+        edited("10", "tmin_max_degc", 12.02 - 1.5, "t-"),
+    );
+    let (v_plus, v_minus) = (
+        edited("5", "vpd_min_pa", 650.0 * 1.5, "v+"),
+        edited("5", "vpd_min_pa", 650.0 * 0.5, "v-"),
+    );
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-3 * (1.0 + b.abs());
+    for px in [0, 1, 6] {
+        let (s, c) = (
+            (t_plus[px] - t_minus[px]) / 3.0,
+            (t_plus[px] - 2.0 * base[px] + t_minus[px]) / 2.25,
+        );
+        assert!(
+            close(sens(1)[px], s) && s < 0.0,
+            "px {px}: {} {s}",
+            sens(1)[px]
+        );
+        assert!(close(sens(3)[px], c), "px {px}: {} {c}", sens(3)[px]);
+    }
+    let (s, c) = (
+        (v_plus[2] - v_minus[2]) / 1.0,
+        (v_plus[2] - 2.0 * base[2] + v_minus[2]) / 0.25,
+    );
+    assert!(close(sens(5)[2], s) && s > 0.0, "{} {s}", sens(5)[2]);
+    assert!(close(sens(7)[2], c) && c < 0.0, "{} {c}", sens(7)[2]);
+    assert_eq!(
+        sens(1)[2],
+        0.0,
+        "the tree pixel's type has no tmin_max entry"
     );
 }
 

@@ -9,6 +9,7 @@ use super::draws::{
     attribution_of, sens_finite, shifted, summary, widen, Draws, ErrorParams, PixelSens, Sens,
     STATS,
 };
+use super::driver_error::N;
 use crate::error::Result;
 
 /// Per class: its code, NPP parameter, area (m2) and the sums of NPP x area and Rh x area (g C) over its
@@ -58,7 +59,7 @@ struct Totals<'a> {
     without_sensitivity: u64,
     draws: &'a Draws,
     /// Per driver, whether its error is a spatial field (its part of a total is then summed draw by draw).
-    driver_field: [bool; super::driver_error::N],
+    driver_field: [bool; N],
 }
 
 impl Totals<'_> {
@@ -239,8 +240,8 @@ pub fn write(
     let rows = crate::engine::strips::rows(
         grid.width,
         grid.height,
-        // With drivers' errors, each pixel's responses (12 float32) and a band's read buffer.
-        16 + 16 * draws.n.min(64) + if draws.has_drivers() { 52 } else { 0 },
+        // With drivers' errors, each pixel's responses (4 float32 per entry) and a band's read buffer.
+        16 + 16 * draws.n.min(64) + if draws.has_drivers() { 16 * N + 4 } else { 0 },
         60,
         job.memory_mb,
     );
@@ -448,7 +449,7 @@ impl SensReader {
     /// Rows `row0`.. (`n` of them, full width): each pixel's sensitivities.
     fn read(&self, row0: usize, n: usize) -> Result<Vec<PixelSens>> {
         let len = n * self.width;
-        let mut out = vec![[[0.0; 4]; super::driver_error::N]; len];
+        let mut out = vec![[[0.0; 4]; N]; len];
         let mut buf = vec![0f32; len];
         for (i, &v) in self.drivers.iter().enumerate() {
             for q in 0..4 {

@@ -19,7 +19,8 @@
 //! linear coefficient (`a`, and the fitted `fraction`) is the `rh` multiplier. These are `model:` terms in the
 //! attribution, the drivers `driver:` terms.
 //!
-//! A class's model parameter (`target = "mod17.lue_max"` with a `vegetation_type`, MOD17's LUEmax) is drawn once
+//! A class's model parameter (`target = "mod17.lue_max"` with a `vegetation_type`, MOD17's LUEmax; and the
+//! stress ramps' ends, `mod17.tmin_min`/`tmin_max` in K and `mod17.vpd_min`/`vpd_max` relative) is drawn once
 //! per run per vegetation type, like an `npp` parameter: MOD17's NPP is GPP less respiration, so it moves by
 //! more than its share of LUEmax and a multiplier of NPP cannot stand for it. One pair of runs moves every class's
 //! parameter by its own type's sd at once (a pixel reads its class's parameters only), and a pixel's response is
@@ -55,6 +56,12 @@ pub enum Moves {
 pub enum ClassCoef {
     /// MOD17's maximum light-use efficiency (kg C MJ-1).
     LueMax,
+    /// MOD17's minimum-temperature ramp: the scalar is 0 at or below `tmin_min`, 1 at or above `tmin_max` (deg C).
+    TminMin,
+    TminMax,
+    /// MOD17's VPD ramp: the scalar is 1 at or below `vpd_min`, 0 at or above `vpd_max` (Pa).
+    VpdMin,
+    VpdMax,
 }
 
 /// A coefficient of `RhModel`.
@@ -82,7 +89,7 @@ impl Driver {
 }
 
 /// How many drivers and model coefficients can be drawn (`DRIVERS`).
-pub const N: usize = 6;
+pub const N: usize = 10;
 
 /// The drivers and model coefficients whose errors can be drawn, in the order of the response raster's bands.
 pub const DRIVERS: [Driver; N] = [
@@ -122,6 +129,30 @@ pub const DRIVERS: [Driver; N] = [
         additive: false,
         unit: "1",
         moves: Moves::Class(ClassCoef::LueMax),
+    },
+    Driver {
+        name: "mod17.tmin_min",
+        additive: true,
+        unit: "K",
+        moves: Moves::Class(ClassCoef::TminMin),
+    },
+    Driver {
+        name: "mod17.tmin_max",
+        additive: true,
+        unit: "K",
+        moves: Moves::Class(ClassCoef::TminMax),
+    },
+    Driver {
+        name: "mod17.vpd_min",
+        additive: false,
+        unit: "1",
+        moves: Moves::Class(ClassCoef::VpdMin),
+    },
+    Driver {
+        name: "mod17.vpd_max",
+        additive: false,
+        unit: "1",
+        moves: Moves::Class(ClassCoef::VpdMax),
     },
 ];
 
@@ -218,11 +249,18 @@ pub fn declared(file: &super::draws::UncertaintyFile) -> Vec<(usize, f64)> {
     out
 }
 
-/// A class's model with parameter `coef` moved by the relative change `delta` (other models unchanged).
+/// A class's model with parameter `coef` moved by `delta` (K for the temperature ramp, a relative change for
+/// the others; other models unchanged).
 fn moved_class(m: &super::ClassModel, coef: ClassCoef, delta: f64) -> super::ClassModel {
     let mut out = m.clone();
-    if let (super::ClassModel::Mod17(c), ClassCoef::LueMax) = (&mut out, coef) {
-        c.lue_max_kgc_per_mj *= 1.0 + delta;
+    if let super::ClassModel::Mod17(c) = &mut out {
+        match coef {
+            ClassCoef::LueMax => c.lue_max_kgc_per_mj *= 1.0 + delta,
+            ClassCoef::TminMin => c.tmin_min_degc += delta,
+            ClassCoef::TminMax => c.tmin_max_degc += delta,
+            ClassCoef::VpdMin => c.vpd_min_pa *= 1.0 + delta,
+            ClassCoef::VpdMax => c.vpd_max_pa *= 1.0 + delta,
+        }
     }
     out
 }
@@ -298,7 +336,9 @@ pub fn bands(declared: &[(usize, f64)], flux_unit: &str) -> Vec<(String, String)
     let mut out = Vec::new();
     for &(v, sd) in declared {
         let d = &DRIVERS[v];
-        let (step, per, per2) = if d.per_class() {
+        let (step, per, per2) = if d.per_class() && d.additive {
+            ("+- its type's sd (K)".to_string(), "K-1", "K-2")
+        } else if d.per_class() {
             (
                 "+- its type's sd (relative)".to_string(),
                 "per unit relative change (1 = +100 %)",
