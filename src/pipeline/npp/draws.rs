@@ -84,13 +84,37 @@ pub type ErrorParams = [Option<usize>; N];
 /// derivatives) per unit squared.
 pub type Sens = [[f64; 4]; N];
 
-/// A pixel's responses as read from the response raster (float32; `widen` for the arithmetic).
-pub type PixelSens = [[f32; 4]; N];
+/// Pixels' responses as read from the response raster: float32, per pixel four values (NPP's and Rh's slopes,
+/// then curvatures) per declared entry (`declared`: indices in `driver_error::DRIVERS`), pixel after pixel.
+#[derive(Clone, Copy)]
+pub struct Responses<'a> {
+    pub declared: &'a [usize],
+    pub vals: &'a [f32],
+}
 
-/// A pixel's responses in float64.
-#[inline]
-pub fn widen(s: &PixelSens) -> Sens {
-    s.map(|r| r.map(f64::from))
+impl<'a> Responses<'a> {
+    /// Pixels `start..start + len`.
+    pub fn pixels(&self, start: usize, len: usize) -> Responses<'a> {
+        let k = 4 * self.declared.len();
+        Responses {
+            declared: self.declared,
+            vals: self.vals.get(k * start..k * (start + len)).unwrap_or(&[]),
+        }
+    }
+
+    /// Pixel `px`'s responses in float64, 0 for the entries not declared (None without responses).
+    #[inline]
+    pub fn at(&self, px: usize) -> Option<Sens> {
+        let k = 4 * self.declared.len();
+        let p = self.vals.get(k * px..k * (px + 1)).filter(|_| k > 0)?;
+        let mut s = [[0.0; 4]; N];
+        for (&v, r) in self.declared.iter().zip(p.chunks_exact(4)) {
+            for (o, x) in s[v].iter_mut().zip(r) {
+                *o = f64::from(*x);
+            }
+        }
+        Some(s)
+    }
 }
 
 /// NPP and Rh moved by the drivers' errors `e` (K or relative) through responses `s`: NPP + sum_v (S_v e_v +
@@ -98,7 +122,8 @@ pub fn widen(s: &PixelSens) -> Sens {
 #[inline]
 pub fn shifted(npp: f64, rh: f64, s: &Sens, e: &[f64; N]) -> (f64, f64) {
     let (mut n, mut r) = (npp, rh);
-    for (sv, &ev) in s.iter().zip(e) {
+    // An entry without an error adds exactly 0 (finite responses): skipped.
+    for (sv, &ev) in s.iter().zip(e).filter(|(_, &ev)| ev != 0.0) {
         n += (sv[0] + 0.5 * sv[2] * ev) * ev;
         r += (sv[1] + 0.5 * sv[3] * ev) * ev;
     }

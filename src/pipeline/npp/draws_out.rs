@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::confusion::Confusion;
 use super::draws::{
-    attribution_of, sens_finite, shifted, summary, widen, Draws, ErrorParams, PixelSens, Sens,
-    STATS,
+    attribution_of, sens_finite, shifted, summary, Draws, ErrorParams, Responses, Sens, STATS,
 };
 use super::driver_error::N;
 use crate::error::Result;
@@ -237,14 +236,7 @@ pub fn write(
     let mut writers = draws_writers(job, draws, (&grid, &npp_r), period, seed)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
     let mut sums: BTreeMap<i32, ClassSums> = BTreeMap::new();
-    let rows = crate::engine::strips::rows(
-        grid.width,
-        grid.height,
-        // With drivers' errors, each pixel's responses (4 float32 per entry) and a band's read buffer.
-        16 + 16 * draws.n.min(64) + if draws.has_drivers() { 16 * N + 4 } else { 0 },
-        60,
-        job.memory_mb,
-    );
+    let rows = strip_rows(job, &grid, draws);
     let read = |row0: usize, n: usize| -> Result<Strip3> {
         let len = n * grid.width;
         let (mut npp, mut rh, mut cls) = (vec![0f64; len], vec![0f64; len], vec![0i32; len]);
@@ -257,8 +249,15 @@ pub fn write(
         };
         Ok((npp, rh, cls, sens))
     };
+    let declared = sens_r.as_ref().map_or_else(Vec::new, |r| r.drivers.clone());
     let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, data: &Strip3| {
-        add_strip(sums, (&areas, grid.width, row0), data, (&param, &ps_of))
+        let strip = (
+            &data.0[..],
+            &data.1[..],
+            &data.2[..],
+            responses(&declared, data),
+        );
+        add_strip(sums, (&areas, grid.width, row0), strip, (&param, &ps_of))
     };
     // With land-cover confusion the pixels need every class's mean first: a pass of its own (reads only).
     if confusion.is_some() {
@@ -289,7 +288,8 @@ pub fn write(
     let mut without_sensitivity = 0;
     for row0 in (0..grid.height).step_by(rows) {
         let data = read(row0, rows.min(grid.height - row0))?;
-        let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2), &data.3);
+        let sens = responses(&declared, &data);
+        let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2), sens);
         super::pixel_draws::add_sums(&mut draw_sums, field_sums);
         without_sensitivity += add(&mut strip_sums, row0, &data);
         for (q, w) in writers.iter_mut().enumerate() {
@@ -360,7 +360,7 @@ type ParamOf<'a> = dyn Fn(i32) -> Option<usize> + 'a;
 fn add_strip(
     sums: &mut std::collections::BTreeMap<i32, ClassSums>,
     (areas, width, row0): (&crate::area::PixelAreas, usize, usize),
-    (npp, rh, cls, sens): &Strip3,
+    (npp, rh, cls, sens): (&[f64], &[f64], &[i32], Responses),
     (param, ps_of): (&ParamOf, &dyn Fn(i32) -> ErrorParams),
 ) -> u64 {
     let mut without = 0;
@@ -378,7 +378,7 @@ fn add_strip(
         s.area += a;
         s.npp += npp[px] * a;
         s.rh += rh[px] * a;
-        match sens.get(px).map(widen) {
+        match sens.at(px) {
             Some(x) if sens_finite(&x) => {
                 for (sv, xv) in s.sens.iter_mut().zip(&x) {
                     for (sq, xq) in sv.iter_mut().zip(xv) {
@@ -419,7 +419,27 @@ fn strip_readers(
 }
 
 /// A strip's NPP, Rh (g C m-2), land-cover class and (with drivers' errors) sensitivities per pixel.
-type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>, Vec<PixelSens>);
+type Strip3 = (Vec<f64>, Vec<f64>, Vec<i32>, Vec<f32>);
+
+/// Rows per strip of the draws' pass within the job's memory budget.
+fn strip_rows(job: &super::NppJob, grid: &crate::io::Grid, draws: &Draws) -> usize {
+    crate::engine::strips::rows(
+        grid.width,
+        grid.height,
+        // With drivers' errors, each pixel's responses (4 float32 per declared entry) and a band's read buffer.
+        16 + 16 * draws.n.min(64) + 16 * draws.declared_drivers().len() + 4,
+        60,
+        job.memory_mb,
+    )
+}
+
+/// A strip's responses to the `declared` entries.
+fn responses<'a>(declared: &'a [usize], data: &'a Strip3) -> Responses<'a> {
+    Responses {
+        declared,
+        vals: &data.3,
+    }
+}
 
 /// The sensitivity raster of a run (`driver_error.rs`): two bands (NPP, Rh) per declared driver, in order.
 struct SensReader {
@@ -446,16 +466,18 @@ impl SensReader {
         })
     }
 
-    /// Rows `row0`.. (`n` of them, full width): each pixel's sensitivities.
-    fn read(&self, row0: usize, n: usize) -> Result<Vec<PixelSens>> {
-        let len = n * self.width;
-        let mut out = vec![[[0.0; 4]; N]; len];
+    /// Rows `row0`.. (`n` of them, full width): each pixel's responses (`Responses` with `drivers`).
+    fn read(&self, row0: usize, n: usize) -> Result<Vec<f32>> {
+        let (len, k) = (n * self.width, 4 * self.drivers.len());
+        let mut out = vec![0f32; len * k];
         let mut buf = vec![0f32; len];
-        for (i, &v) in self.drivers.iter().enumerate() {
-            for q in 0..4 {
-                self.reader.read_rows(4 * i + q, row0, n, &mut buf)?;
-                out.iter_mut().zip(&buf).for_each(|(o, x)| o[v][q] = *x);
-            }
+        for b in 0..k {
+            self.reader.read_rows(b, row0, n, &mut buf)?;
+            out.iter_mut()
+                .skip(b)
+                .step_by(k)
+                .zip(&buf)
+                .for_each(|(o, x)| *o = *x);
         }
         Ok(out)
     }

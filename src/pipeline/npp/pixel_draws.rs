@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::draws::{sens_finite, shifted, summary, widen, Draws, ErrorParams, PixelSens, Sens};
+use super::draws::{sens_finite, shifted, summary, Draws, ErrorParams, Responses, Sens};
 use super::driver_error::{N, NAMES};
 use super::field::{Field, Knots};
 use crate::error::Result;
@@ -233,7 +233,7 @@ impl<'a> Strip<'a> {
         &self,
         row0: usize,
         (npp, rh, cls): (&[f64], &[f64], &[i32]),
-        sens: &[PixelSens],
+        sens: Responses,
     ) -> (Vec<PixelStats>, DrawSums) {
         let w = self.grid.width;
         let n = npp.len() / w.max(1);
@@ -250,7 +250,7 @@ impl<'a> Strip<'a> {
             .into_par_iter()
             .map(|r| {
                 let span = r * w..(r + 1) * w;
-                let s = sens.get(span.clone()).unwrap_or(&[]);
+                let s = sens.pixels(span.start, w);
                 let row = (&npp[span.clone()], &rh[span.clone()], &cls[span]);
                 self.row(row0 + r, (row, s), &fields)
             })
@@ -268,7 +268,7 @@ impl<'a> Strip<'a> {
     fn row(
         &self,
         row: usize,
-        ((npp, rh, cls), sens): (RowIn, &[PixelSens]),
+        ((npp, rh, cls), sens): (RowIn, Responses),
         fields: &[StripField],
     ) -> (Vec<PixelStats>, DrawSums) {
         const NONE: Sens = [[0.0; 4]; N];
@@ -301,7 +301,7 @@ impl<'a> Strip<'a> {
             }
         };
         for col in 0..npp.len() {
-            let s = &sens.get(col).map_or(NONE, widen);
+            let s = &sens.at(col).unwrap_or(NONE);
             // A pixel without a sensitivity to a declared driver has no draws (counted in the tables' notes).
             if !(npp[col].is_finite() && rh[col].is_finite() && sens_finite(s)) {
                 out.push([[f32::NAN; 5]; 3]);
@@ -370,8 +370,9 @@ fn add_pixel(
         let (n, r) = shifted(0.0, 0.0, s, &errs[d]);
         e.npp_moved[d] += n * area * mn[d];
         e.rh_moved[d] += r * area * mr[d];
-        // Each driver's own term (`shifted` with the others' errors 0).
-        for ((an, ar), (sv, &ev)) in e.alone.iter_mut().zip(s.iter().zip(&errs[d])) {
+        // Each driver's own term (`shifted` with the others' errors 0; an entry without an error adds 0).
+        let terms = e.alone.iter_mut().zip(s.iter().zip(&errs[d]));
+        for ((an, ar), (sv, &ev)) in terms.filter(|(_, (_, &ev))| ev != 0.0) {
             an[d] += (sv[0] + 0.5 * sv[2] * ev) * ev * area;
             ar[d] += (sv[1] + 0.5 * sv[3] * ev) * ev * area;
         }
