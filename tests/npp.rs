@@ -803,7 +803,7 @@ fn the_rh_models_coefficients_move_rh_through_their_hand_worked_parabolas() {
          [[parameter]]\ntarget = \"rh.b\"\nsd = 0.1\nsource = \"t\"\n",
         &[
             "parameter 1 (rh.b): a model coefficient is one value for the run (or per type): no length_km",
-            "parameter 2 (rh.c): a driver's error applies to every pixel: no vegetation_type or sector",
+            "parameter 2 (rh.c): an Rh coefficient's error applies to every pixel: no vegetation_type or sector",
             "at most one rh.b parameter",
         ],
     );
@@ -897,7 +897,7 @@ fn mod17_lue_max_drawn_per_type_moves_npp_by_its_share_of_gpp() {
         &d.join("x"),
         "6-6",
         &args,
-        &["mod17.lue_max is a parameter of MOD17's light-use efficiency: the run's model is CASA"],
+        &["mod17.lue_max is a parameter of MOD17's BPLUT: the run's model is CASA"],
     );
     bad_uncertainty(
         d,

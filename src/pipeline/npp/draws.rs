@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 
-use super::driver_error::{N, NAMES};
+use super::driver_error::{DRIVERS, N, NAMES};
 use crate::error::{Error, Result};
 
 /// An uncertainty file.
@@ -177,19 +177,25 @@ impl UncertaintyFile {
                     NAMES.join(", ")
                 ));
             }
-            let relative = super::driver_error::driver_of(&p.target)
-                .is_some_and(|v| !super::driver_error::DRIVERS[v].additive);
+            let entry = super::driver_error::driver_of(&p.target).map(|v| &DRIVERS[v]);
+            let relative = entry.is_some_and(|d| !d.additive);
             if relative && p.sd >= 1.0 {
                 problems.push(format!(
                     "{what}: a relative driver error's sd must be below 1 (the model runs again with the driver at 1 - sd of its value)"
                 ));
             }
-            let per_class = super::driver_error::driver_of(&p.target)
-                .is_some_and(|v| super::driver_error::DRIVERS[v].per_class());
-            if driver && !per_class && (p.vegetation_type.is_some() || p.sector.is_some()) {
-                problems.push(format!(
-                    "{what}: a driver's error applies to every pixel: no vegetation_type or sector"
-                ));
+            let per_class = entry.is_some_and(|d| d.per_class());
+            if let Some(d) = entry.filter(|_| !per_class) {
+                if p.vegetation_type.is_some() || p.sector.is_some() {
+                    let of = if d.kind() == "model" {
+                        "an Rh coefficient's"
+                    } else {
+                        "a driver's"
+                    };
+                    problems.push(format!(
+                        "{what}: {of} error applies to every pixel: no vegetation_type or sector"
+                    ));
+                }
             }
             if per_class && p.vegetation_type.is_none() {
                 problems.push(format!(
@@ -255,12 +261,22 @@ impl UncertaintyFile {
 impl UncertaintyFile {
     /// The entry of class parameter `target` for a vegetation type: the type's own, else "*" (sd above 0).
     pub fn class_param(&self, target: &str, vegetation_type: &str) -> Option<usize> {
+        self.type_entry(target, vegetation_type, |p| p.sd > 0.0)
+    }
+
+    /// The entry of `target` for a vegetation type that passes `keep`: the type's own, else "*".
+    fn type_entry(
+        &self,
+        target: &str,
+        t: &str,
+        keep: impl Fn(&Parameter) -> bool,
+    ) -> Option<usize> {
         let find = |t: &str| {
             self.parameters.iter().position(|p| {
-                p.target == target && p.vegetation_type.as_deref() == Some(t) && p.sd > 0.0
+                p.target == target && p.vegetation_type.as_deref() == Some(t) && keep(p)
             })
         };
-        find(vegetation_type).or_else(|| find("*"))
+        find(t).or_else(|| find("*"))
     }
 }
 
@@ -336,14 +352,7 @@ impl Draws {
 
     /// The NPP parameter of a vegetation type (its own entry, else "*"), if any.
     pub fn npp_param(&self, vegetation_type: &str) -> Option<usize> {
-        let find = |t: &str| {
-            self.spec.parameters.iter().position(|p| {
-                p.target == "npp"
-                    && p.vegetation_type.as_deref() == Some(t)
-                    && p.length_km.is_none()
-            })
-        };
-        find(vegetation_type).or_else(|| find("*"))
+        (self.spec).type_entry("npp", vegetation_type, |p| p.length_km.is_none())
     }
 
     pub fn rh_param(&self) -> Option<usize> {

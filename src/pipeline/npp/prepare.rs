@@ -58,7 +58,7 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         .as_ref()
         .and_then(|d| problems.take(super::draws::UncertaintyFile::load(&d.file)));
     if let Some((u, d)) = uncertainty.as_ref().zip(job.draws.as_ref()) {
-        class_params_apply(job, u, &d.file, &mut problems);
+        class_params_need_mod17(job, u, &d.file, &mut problems);
     }
     let confusion = match (&job.draws, &legend) {
         (Some(d), Some(l)) => d
@@ -114,8 +114,9 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
     })
 }
 
-/// A class's model parameter in an uncertainty file (`mod17.lue_max`) needs the model it belongs to.
-fn class_params_apply(
+/// A class's model parameter in an uncertainty file (`mod17.*`, `driver_error::Driver::per_class`: MOD17's
+/// BPLUT) needs the model that reads it.
+fn class_params_need_mod17(
     job: &NppJob,
     u: &super::draws::UncertaintyFile,
     file: &std::path::Path,
@@ -125,9 +126,11 @@ fn class_params_apply(
     targets.sort();
     targets.dedup();
     for target in targets {
-        if target.starts_with("mod17.") && job.model != NppModel::Mod17 {
+        let per_class = super::driver_error::driver_of(target)
+            .is_some_and(|v| super::driver_error::DRIVERS[v].per_class());
+        if per_class && job.model != NppModel::Mod17 {
             problems.push(Error::Usage(format!(
-                "{}: {} is a parameter of MOD17's light-use efficiency: the run's model is {} (use --model mod17)",
+                "{}: {} is a parameter of MOD17's BPLUT: the run's model is {} (use --model mod17)",
                 file.display(),
                 target,
                 job.model.name()
