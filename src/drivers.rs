@@ -1342,12 +1342,13 @@ impl Drivers {
         else {
             return steps.iter().map(|&i| self.read(var, i, w)).collect();
         };
-        let n = w.len();
-        let mut buf = vec![0f32; n * steps.len()];
-        self.stored(r, steps, w, &mut buf)?;
-        // Units converted in parallel (each value on its own), then each step's plane taken from the buffer.
+        let mut planes = vec![vec![0f32; w.len()]; steps.len()];
+        let mut outs: Vec<&mut [f32]> = planes.iter_mut().map(|p| &mut p[..]).collect();
+        self.stored(r, steps, w, &mut outs)?;
+        // Units converted in parallel (each value on its own).
         let conv = r.conversion(var);
-        buf.par_chunks_mut(n.max(1))
+        planes
+            .par_iter_mut()
             .zip(steps.par_iter())
             .for_each(|(plane, &i)| {
                 let days = self.steps[i].days as f64;
@@ -1355,32 +1356,35 @@ impl Drivers {
                     *x = r.value(conv, *x, days, &self.climate);
                 }
             });
-        Ok((0..steps.len())
-            .map(|k| Plane::Grid(buf[k * n..(k + 1) * n].to_vec()))
-            .collect())
+        Ok(planes.into_iter().map(Plane::Grid).collect())
     }
 
-    /// Stored values of `steps` of raster driver `r` over `w`, step after step into `buf`: interpolated in the
-    /// kernel (coarse rasters) or warped by GDAL.
+    /// Stored values of `steps` of raster driver `r` over `w`, one plane per step: interpolated in the kernel
+    /// (coarse rasters) or warped by GDAL.
     fn stored(
         &self,
         r: &RasterDriver,
         steps: &[usize],
         w: &io::Window,
-        buf: &mut [f32],
+        planes: &mut [&mut [f32]],
     ) -> Result<()> {
         if let Some(c) = &r.coarse {
             let grid = self.grid.as_ref().expect("Drivers::open was called");
             let stencil = self.stencils.get(c, grid, w)?;
-            c.sample(steps, &stencil, buf);
+            c.sample(steps, &stencil, planes);
             return Ok(());
         }
         let reader = r.reader.as_ref().expect("Drivers::open was called");
         let reader = reader.lock().expect("driver reader lock");
-        if steps.len() == 1 {
-            return reader.read_window::<f32>(steps[0], w, buf);
+        if let [one] = planes {
+            return reader.read_window::<f32>(steps[0], w, one);
         }
-        reader.read_bands(steps, w, buf)
+        let mut buf = vec![0f32; w.len() * steps.len()];
+        reader.read_bands(steps, w, &mut buf)?;
+        for (plane, part) in planes.iter_mut().zip(buf.chunks_exact(w.len().max(1))) {
+            plane.copy_from_slice(part);
+        }
+        Ok(())
     }
 
     /// Values of `var` at step `i` over the window `w` of the grid, derivations applied.
@@ -1391,7 +1395,7 @@ impl Drivers {
         let days = self.steps[i].days as f64;
         if let Some(r) = self.rasters.get(&var) {
             let mut buf = vec![0f32; w.len()];
-            self.stored(r, &[i], w, &mut buf)?;
+            self.stored(r, &[i], w, &mut [&mut buf[..]])?;
             let conv = r.conversion(var);
             for x in buf.iter_mut() {
                 *x = r.value(conv, *x, days, &self.climate);

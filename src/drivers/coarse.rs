@@ -25,6 +25,8 @@ pub struct Coarse {
     layout: Layout,
     /// Stored values per step, row by row; NaN where the file has no data.
     data: Vec<Vec<f32>>,
+    /// Per step: no NaN anywhere in it (the common case), so every tap of a pixel counts.
+    whole: Vec<bool>,
 }
 
 impl Coarse {
@@ -90,6 +92,7 @@ impl Coarse {
                 off: (c0, r0),
                 full: (own.width, own.height),
             },
+            whole: data.iter().map(|v| !v.iter().any(|x| x.is_nan())).collect(),
             data,
         }))
     }
@@ -135,6 +138,13 @@ impl Coarse {
             (k, (i - nodes[k]) as f64 / (nodes[k + 1] - nodes[k]) as f64)
         };
         let at = |k: usize, j: usize| uv[k * mc.len() + j];
+        // Each column's mesh span, the same for every row.
+        let cols: Vec<(usize, usize, f64)> = (0..w.ncols)
+            .map(|c| {
+                let (kc, fc) = span(&mc, c);
+                (kc, (kc + 1).min(mc.len() - 1), fc)
+            })
+            .collect();
         // Rows in parallel (each position on its own: the same values for any thread count).
         use rayon::prelude::*;
         let mut out = vec![(0.0, 0.0); w.len()];
@@ -143,9 +153,7 @@ impl Coarse {
             .for_each(|(r, row)| {
                 let (kr, fr) = span(&mr, r);
                 let kr1 = (kr + 1).min(mr.len() - 1);
-                for (c, o) in row.iter_mut().enumerate() {
-                    let (kc, fc) = span(&mc, c);
-                    let kc1 = (kc + 1).min(mc.len() - 1);
+                for (o, &(kc, kc1, fc)) in row.iter_mut().zip(&cols) {
                     let lerp = |a: (f64, f64), b: (f64, f64), f: f64| {
                         (a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f)
                     };
@@ -168,16 +176,15 @@ impl Coarse {
         )
     }
 
-    /// Bilinear values of steps `ks` with `stencil` (stored values; NaN where none) into `out`, one plane per
+    /// Bilinear values of steps `ks` with `stencil` (stored values; NaN where none) into `planes`, one per
     /// step, in parallel over chunks of pixels. Every step of a chunk is sampled while its taps are in cache (a
-    /// pixel's taps are 56 bytes, read once per chunk instead of once per step).
-    pub fn sample(&self, ks: &[usize], stencil: &Stencil, out: &mut [f32]) {
+    /// pixel's taps are 64 bytes, read once per chunk instead of once per step).
+    pub fn sample(&self, ks: &[usize], stencil: &Stencil, planes: &mut [&mut [f32]]) {
         use rayon::prelude::*;
-        /// Pixels per chunk: their taps (56 kB) stay in a core's L2 cache across the steps.
+        /// Pixels per chunk: their taps (64 kB) stay in a core's L2 cache across the steps.
         const CHUNK: usize = 1024;
         let n = stencil.0.len();
-        assert_eq!(out.len(), n * ks.len());
-        let mut planes: Vec<&mut [f32]> = out.chunks_mut(n.max(1)).collect();
+        assert!(planes.len() == ks.len() && planes.iter().all(|p| p.len() == n));
         // Each plane cut into the same chunks; chunk j of every plane goes to one task.
         let mut chunks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
         for plane in planes.iter_mut() {
@@ -191,8 +198,14 @@ impl Coarse {
             .for_each(|(mut outs, taps)| {
                 for (o, &k) in outs.iter_mut().zip(ks) {
                     let data = &self.data[k];
-                    for (o, t) in o.iter_mut().zip(taps) {
-                        *o = t.apply(data);
+                    if self.whole[k] {
+                        for (o, t) in o.iter_mut().zip(taps) {
+                            *o = t.apply_whole(data);
+                        }
+                    } else {
+                        for (o, t) in o.iter_mut().zip(taps) {
+                            *o = t.apply(data);
+                        }
                     }
                 }
             });
@@ -206,6 +219,7 @@ impl Coarse {
             centre: NONE,
             cells: [NONE; 4],
             weights: [0.0; 4],
+            wsum: 0.0,
         };
         let (fu, fv) = (u + self.layout.off.0 as f64, v + self.layout.off.1 as f64);
         if fu < 0.0 || fv < 0.0 || fu > self.layout.full.0 as f64 || fv > self.layout.full.1 as f64
@@ -244,6 +258,7 @@ impl Coarse {
             }
             t.cells[n] = (j as usize * self.layout.ncols + i as usize) as u32;
             t.weights[n] = w;
+            t.wsum += w;
         }
         t
     }
@@ -294,6 +309,8 @@ struct Taps {
     centre: u32,
     cells: [u32; 4],
     weights: [f64; 4],
+    /// The weights of the cells added in order: `apply`'s sum where no neighbour lacks a value.
+    wsum: f64,
 }
 
 impl Taps {
@@ -320,6 +337,21 @@ impl Taps {
         } else {
             (acc / wsum) as f32
         }
+    }
+
+    /// `apply` on a step without NaN: the same sums in the same order, with the weights' sum known.
+    #[inline]
+    fn apply_whole(&self, data: &[f32]) -> f32 {
+        if self.centre == NONE || self.wsum < 1e-5 {
+            return f32::NAN;
+        }
+        let mut acc = 0.0f64;
+        for (&c, &w) in self.cells.iter().zip(&self.weights) {
+            if c != NONE {
+                acc += w * data[c as usize] as f64;
+            }
+        }
+        (acc / self.wsum) as f32
     }
 }
 
@@ -372,7 +404,7 @@ mod tests {
         c.sample(
             &[0],
             &c.stencil(&c.positions(&grid, &win).unwrap()),
-            &mut ours,
+            &mut [&mut ours[..]],
         );
         let r = GridReader::new(
             &src,
