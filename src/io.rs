@@ -1440,8 +1440,9 @@ impl RasterWriter {
             .map(String::from)
             .to_vec();
             let codec = crate::engine::codec::current();
-            for (k, v) in codec.creation_options(false) {
-                // The COG driver picks the predictor for the pixel type itself (PREDICTOR=YES).
+            let is_float = src.rasterband(1).is_ok_and(|b| b.band_type().is_floating());
+            for (k, v) in codec.creation_options(is_float) {
+                // The COG driver picks the predictor for the pixel type itself (PREDICTOR=YES: integers only).
                 let v = if k == "PREDICTOR" {
                     "YES".to_string()
                 } else {

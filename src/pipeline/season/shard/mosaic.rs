@@ -68,7 +68,7 @@ fn translate_args(cog: bool, is_float: bool) -> Vec<String> {
     co("BIGTIFF", "IF_SAFER");
     co("NUM_THREADS", &threads);
     for (k, v) in crate::engine::codec::current().creation_options(is_float) {
-        // The COG driver picks the predictor itself and names the level LEVEL.
+        // The COG driver picks the predictor itself (integers only) and names the level LEVEL.
         match (cog, k) {
             (true, "PREDICTOR") => co(k, "YES"),
             (true, "ZLEVEL" | "ZSTD_LEVEL") => co("LEVEL", &v),
