@@ -902,30 +902,26 @@ impl TileReader {
         Ok(TileReader { refl, qa, joint })
     }
 
-    /// DNs (and warped values) in float64, band after band (the reflectance bands, then the QA band's codes
-    /// as float64, exact for integer codes): from one call when the file is shared, otherwise band by band.
-    fn read_raw(&self, w: &Window) -> Result<(Vec<Vec<f64>>, Option<Vec<i32>>)> {
+    /// DNs (and warped values) in float64, the reflectance bands one after the other in one buffer, and the
+    /// QA band's codes: from one call when the file is shared, otherwise band by band.
+    fn read_raw(&self, w: &Window) -> Result<(Vec<f64>, Option<Vec<i32>>)> {
         let n = w.len();
+        let nr = self.refl.len();
         if let Some(j) = &self.joint {
-            let nb = self.refl.len() + usize::from(self.qa.is_some());
+            // The QA band's codes read as float64 after the reflectance bands (exact for integer codes).
+            let nb = nr + usize::from(self.qa.is_some());
             let mut buf = vec![0f64; nb * n];
             j.read_bands(&(0..nb).collect::<Vec<_>>(), w, &mut buf)?;
-            let mut planes: Vec<Vec<f64>> = buf.chunks_exact(n).map(<[f64]>::to_vec).collect();
-            let qa = self.qa.is_some().then(|| {
-                planes
-                    .pop()
-                    .expect("QA plane")
-                    .iter()
-                    .map(|&v| v as i32)
-                    .collect()
-            });
-            return Ok((planes, qa));
+            let qa = self
+                .qa
+                .is_some()
+                .then(|| buf[nr * n..].iter().map(|&v| v as i32).collect());
+            buf.truncate(nr * n);
+            return Ok((buf, qa));
         }
-        let mut planes = Vec::with_capacity(self.refl.len());
-        for (reader, _) in &self.refl {
-            let mut buf = vec![0f64; n];
-            reader.read_window(0, w, &mut buf)?;
-            planes.push(buf);
+        let mut buf = vec![0f64; nr * n];
+        for ((reader, _), part) in self.refl.iter().zip(buf.chunks_exact_mut(n.max(1))) {
+            reader.read_window(0, w, part)?;
         }
         let qa = match &self.qa {
             Some((r, _)) => {
@@ -935,14 +931,14 @@ impl TileReader {
             }
             None => None,
         };
-        Ok((planes, qa))
+        Ok((buf, qa))
     }
 
     /// Reflectance planes (NaN where no data or not clear) and, per pixel, whether the tile has data there
     /// (every band present, cloudy or not).
     fn read(&self, stack: &Stack, w: &Window) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
         let n = w.len();
-        let (mut planes, qa) = self.read_raw(w)?;
+        let (raw, qa) = self.read_raw(w)?;
         let clear: Option<Vec<bool>> = match (&self.qa, &stack.mask, qa) {
             (Some((_, file_nd)), Some(mask), Some(q)) => Some(
                 q.iter()
@@ -954,22 +950,27 @@ impl TileReader {
         let dn_nodata = &stack.profile.reflectance.dn_nodata;
         let mut has_data = vec![true; n];
         // Reflectance and indices are computed in float64 and rounded once, to the output type.
-        for ((_, conv), buf) in self.refl.iter().zip(planes.iter_mut()) {
-            for (i, v) in buf.iter_mut().enumerate() {
-                let dn = *v;
-                let missing = v.is_nan()
-                    || dn_nodata.contains(&dn)
-                    || conv.file_nodata.is_some_and(|nd| nd == dn);
-                if missing {
-                    has_data[i] = false;
-                }
-                let masked = clear.as_ref().is_some_and(|c| !c[i]);
-                *v = if missing || masked {
-                    f64::NAN
-                } else {
-                    (dn + conv.add) * conv.scale + conv.offset
-                };
-            }
+        let mut planes = Vec::with_capacity(self.refl.len());
+        for ((_, conv), dns) in self.refl.iter().zip(raw.chunks_exact(n.max(1))) {
+            let plane = dns
+                .iter()
+                .enumerate()
+                .map(|(i, &dn)| {
+                    let missing = dn.is_nan()
+                        || dn_nodata.contains(&dn)
+                        || conv.file_nodata.is_some_and(|nd| nd == dn);
+                    if missing {
+                        has_data[i] = false;
+                    }
+                    let masked = clear.as_ref().is_some_and(|c| !c[i]);
+                    if missing || masked {
+                        f64::NAN
+                    } else {
+                        (dn + conv.add) * conv.scale + conv.offset
+                    }
+                })
+                .collect();
+            planes.push(plane);
         }
         Ok((planes, has_data))
     }
