@@ -117,21 +117,29 @@ impl PixelAreas {
             .geog_cs()
             .and_then(|g| g.to_wkt())
             .map_err(|e| Error::Usage(format!("the grid's CRS has no geographic base: {e}")))?;
-        let mut knots = Vec::with_capacity(cols.len() * rows.len());
-        for &r in &rows {
-            // The four corners of every knot pixel of this knot row, transformed in one call.
-            let (mut xs, mut ys) = (Vec::new(), Vec::new());
-            for &c in &cols {
-                for (dc, dr) in [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)] {
-                    let (px, py) = (c as f64 + dc, r as f64 + dr);
-                    xs.push(grid.gt[0] + px * grid.gt[1] + py * grid.gt[2]);
-                    ys.push(grid.gt[3] + px * grid.gt[4] + py * grid.gt[5]);
+        // Knot rows in parallel (each point transformed on its own: the same values for any thread count).
+        use rayon::prelude::*;
+        let knot_rows = rows
+            .par_iter()
+            .map(|&r| -> Result<Vec<f64>> {
+                // The four corners of every knot pixel of this knot row, transformed in one call.
+                let (mut xs, mut ys) = (Vec::new(), Vec::new());
+                for &c in &cols {
+                    for (dc, dr) in [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)] {
+                        let (px, py) = (c as f64 + dc, r as f64 + dr);
+                        xs.push(grid.gt[0] + px * grid.gt[1] + py * grid.gt[2]);
+                        ys.push(grid.gt[3] + px * grid.gt[4] + py * grid.gt[5]);
+                    }
                 }
-            }
-            io::transform_points(&grid.crs_wkt, &geog, &mut xs, &mut ys)?;
-            for k in 0..cols.len() {
-                knots.push(ell.polygon_area(&xs[4 * k..4 * k + 4], &ys[4 * k..4 * k + 4]));
-            }
+                io::transform_points(&grid.crs_wkt, &geog, &mut xs, &mut ys)?;
+                Ok((0..cols.len())
+                    .map(|k| ell.polygon_area(&xs[4 * k..4 * k + 4], &ys[4 * k..4 * k + 4]))
+                    .collect())
+            })
+            .collect::<Vec<_>>();
+        let mut knots = Vec::with_capacity(cols.len() * rows.len());
+        for row in knot_rows {
+            knots.extend(row?);
         }
         Ok(PixelAreas {
             width: grid.width,

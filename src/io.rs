@@ -1616,7 +1616,10 @@ fn check_intact(ds: &Dataset, path: &Path) -> Result<()> {
         return Ok(());
     };
     let (w, h) = ds.raster_size();
-    for i in 1..=ds.raster_count() {
+    // Pixel-interleaved bands share their tiles: the first band's list is every band's.
+    let pixel = ds.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE").as_deref() == Some("PIXEL");
+    let bands = if pixel { 1 } else { ds.raster_count() };
+    for i in 1..=bands {
         let Ok(band) = ds.rasterband(i) else { continue };
         let (bw, bh) = band.block_size();
         let (nx, ny) = (w.div_ceil(bw.max(1)), h.div_ceil(bh.max(1)));

@@ -196,26 +196,65 @@ pub fn histogram(path: &Path, band: usize) -> Result<(BTreeMap<i64, (u64, f64)>,
         0.0,
     )?;
     let areas = crate::area::PixelAreas::of(&grid)?;
-    // About 4 M pixels per strip.
-    let rows = (4 * 1024 * 1024 / grid.width.max(1)).clamp(1, grid.height);
-    let mut hist: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
+    // About 1 M pixels per strip.
+    let rows = (1024 * 1024 / grid.width.max(1)).clamp(1, grid.height);
+    let mut tally = Tally::default();
     let mut buf = Vec::new();
     let mut row0 = 0;
     while row0 < grid.height {
         let n = rows.min(grid.height - row0);
         buf.resize(n * grid.width, 0i64);
         reader.read_rows(0, row0, n, &mut buf)?;
-        for (r, row) in buf.chunks(grid.width).enumerate() {
-            let a = areas.row(row0 + r);
-            for (&v, a) in row.iter().zip(a) {
-                let e = hist.entry(v).or_insert((0, 0.0));
-                e.0 += 1;
-                e.1 += a;
+        // The strip's pixel areas in parallel; the sums pixel after pixel in row order, as ever.
+        use rayon::prelude::*;
+        let strip_areas: Vec<Vec<f64>> = (row0..row0 + n)
+            .into_par_iter()
+            .map(|r| areas.row(r))
+            .collect();
+        for (row, a) in buf.chunks(grid.width).zip(&strip_areas) {
+            for (&v, &a) in row.iter().zip(a) {
+                tally.add(v, a);
             }
         }
         row0 += n;
     }
-    Ok((hist, nodata))
+    Ok((tally.into_map(), nodata))
+}
+
+/// Pixel counts and areas per code, added in the order given: codes 0 to 65535 in a table, others in a map.
+#[derive(Default)]
+struct Tally {
+    small: Vec<(u64, f64)>,
+    other: BTreeMap<i64, (u64, f64)>,
+}
+
+impl Tally {
+    const SMALL: usize = 65_536;
+
+    #[inline]
+    fn add(&mut self, code: i64, area: f64) {
+        let e = match usize::try_from(code) {
+            Ok(i) if i < Self::SMALL => {
+                if self.small.is_empty() {
+                    self.small = vec![(0, 0.0); Self::SMALL];
+                }
+                &mut self.small[i]
+            }
+            _ => self.other.entry(code).or_insert((0, 0.0)),
+        };
+        e.0 += 1;
+        e.1 += area;
+    }
+
+    fn into_map(self) -> BTreeMap<i64, (u64, f64)> {
+        let mut map = self.other;
+        for (i, e) in self.small.into_iter().enumerate() {
+            if e.0 > 0 {
+                map.insert(i as i64, e);
+            }
+        }
+        map
+    }
 }
 
 /// One row of a per-class area table.

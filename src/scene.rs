@@ -622,9 +622,19 @@ impl Stack {
         }
         let mut problems = Problems::new();
         let mut scenes: Vec<Scene> = Vec::new();
-        for (i, s) in mf.scenes.iter().enumerate() {
-            let label = format!("scene {} ({})", i + 1, s.date);
-            if let Some(tile) = problems.take(load_tile(manifest, base, &profile, s, &label)) {
+        // Files opened in parallel (each opening asks PROJ for the CRS); results taken in the manifest's order.
+        use rayon::prelude::*;
+        let tiles: Vec<Result<Tile>> = mf
+            .scenes
+            .par_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let label = format!("scene {} ({})", i + 1, s.date);
+                load_tile(manifest, base, &profile, s, &label)
+            })
+            .collect();
+        for (s, tile) in mf.scenes.iter().zip(tiles) {
+            if let Some(tile) = problems.take(tile) {
                 match scenes.iter_mut().find(|sc| sc.date == s.date) {
                     Some(sc) => sc.tiles.push(tile),
                     None => scenes.push(Scene {

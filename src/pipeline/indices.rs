@@ -244,11 +244,14 @@ impl<'a> Scenes<'a> {
             .filter(|s| job.gap_fill || prep.periods.iter().any(|p| p.members.contains(s)))
             .collect();
         let date = |s: &usize| stack.scenes[*s].date;
+        // Opened in parallel; the first failure in scene order is the one reported.
         let readers = needed
-            .iter()
+            .par_iter()
             .map(|&s| {
                 SceneReader::new(stack, &stack.scenes[s], &prep.letters, &prep.grid).map(Mutex::new)
             })
+            .collect::<Vec<Result<_>>>()
+            .into_iter()
             .collect::<Result<Vec<_>>>()?;
         Ok(Scenes {
             days: needed

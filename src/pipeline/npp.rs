@@ -229,12 +229,29 @@ fn ndvi_composites(
     let mut missing = Vec::new();
     let mut grid: Option<Grid> = None;
     let sim = period.sim_range();
-    for (t, &(y, m)) in timeline.months.iter().enumerate() {
+    let path = |&(y, m): &YearMonth| {
         let y = y + shift;
-        let p = job
-            .ndvi_dir
-            .join(format!("{}_{y}-{m:02}.tif", job.ndvi_index));
-        if !p.exists() {
+        job.ndvi_dir
+            .join(format!("{}_{y}-{m:02}.tif", job.ndvi_index))
+    };
+    // Each composite's grid read in parallel (opening a file asks PROJ for its CRS); checked in month order.
+    let grids: Vec<Option<Result<Grid>>> = timeline
+        .months
+        .par_iter()
+        .map(|ym| {
+            let p = path(ym);
+            p.exists().then(|| {
+                RasterInfo::read(&p).and_then(|i| {
+                    i.band(job.ndvi_band)?;
+                    i.grid()
+                })
+            })
+        })
+        .collect();
+    for ((t, &(y, m)), read) in timeline.months.iter().enumerate().zip(grids) {
+        let p = path(&(y, m));
+        let y = y + shift;
+        let Some(read) = read else {
             if t >= W0 && sim.contains(&(t - W0)) {
                 if job.strict_months {
                     problems.push(Error::input(
@@ -249,11 +266,8 @@ fn ndvi_composites(
                 }
             }
             continue;
-        }
-        match RasterInfo::read(&p).and_then(|i| {
-            i.band(job.ndvi_band)?;
-            i.grid()
-        }) {
+        };
+        match read {
             Ok(g) => {
                 if job.input_is_fpar {
                     check_fpar_range(&p, job.ndvi_band, problems);
