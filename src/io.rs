@@ -871,6 +871,17 @@ impl GridReader {
         self.warped.is_none()
     }
 
+    /// Whether every band requested is stored as UInt16 and read directly (no warping): such bands can be
+    /// read in their own type, exactly, a quarter of the bytes of float64.
+    pub fn is_direct_u16(&self) -> bool {
+        self.is_direct()
+            && self.bands.iter().all(|&b| {
+                self.source
+                    .rasterband(b)
+                    .is_ok_and(|r| r.band_type() == gdal::raster::GdalDataType::UInt16)
+            })
+    }
+
     /// Read rows `row0 .. row0 + nrows` of the `k`-th requested band into `buf` (len = width * nrows).
     pub fn read_rows<T: GdalType + Copy>(
         &self,

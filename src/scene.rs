@@ -824,6 +824,14 @@ struct TileReader {
     /// When every band (and the QA band) comes from one file read directly: that file with the reflectance
     /// bands then the QA band, read in one call (a pixel-interleaved file's tiles decompressed once).
     joint: Option<GridReader>,
+    /// The joint file's bands are all UInt16: read as such (exact) and converted to float64 by us.
+    joint_u16: bool,
+}
+
+/// A tile's DNs, the reflectance bands one after the other: UInt16 as stored, or float64 from GDAL.
+enum Raw {
+    U16(Vec<u16>),
+    F64(Vec<f64>),
 }
 
 /// DN -> reflectance conversion of one band.
@@ -909,14 +917,31 @@ impl TileReader {
             _ => None,
         };
         let joint = joint_reader(&refl, qa.as_ref().map(|q| &q.0), grid)?;
-        Ok(TileReader { refl, qa, joint })
+        let joint_u16 = joint.as_ref().is_some_and(GridReader::is_direct_u16);
+        Ok(TileReader {
+            refl,
+            qa,
+            joint,
+            joint_u16,
+        })
     }
 
     /// DNs (and warped values) in float64, the reflectance bands one after the other in one buffer, and the
     /// QA band's codes: from one call when the file is shared, otherwise band by band.
-    fn read_raw(&self, w: &Window) -> Result<(Vec<f64>, Option<Vec<i32>>)> {
+    fn read_raw(&self, w: &Window) -> Result<(Raw, Option<Vec<i32>>)> {
         let n = w.len();
         let nr = self.refl.len();
+        if let (Some(j), true) = (&self.joint, self.joint_u16) {
+            let nb = nr + usize::from(self.qa.is_some());
+            let mut buf = vec![0u16; nb * n];
+            j.read_bands(&(0..nb).collect::<Vec<_>>(), w, &mut buf)?;
+            let qa = self
+                .qa
+                .is_some()
+                .then(|| buf[nr * n..].iter().map(|&v| v as i32).collect());
+            buf.truncate(nr * n);
+            return Ok((Raw::U16(buf), qa));
+        }
         if let Some(j) = &self.joint {
             // The QA band's codes read as float64 after the reflectance bands (exact for integer codes).
             let nb = nr + usize::from(self.qa.is_some());
@@ -927,7 +952,7 @@ impl TileReader {
                 .is_some()
                 .then(|| buf[nr * n..].iter().map(|&v| v as i32).collect());
             buf.truncate(nr * n);
-            return Ok((buf, qa));
+            return Ok((Raw::F64(buf), qa));
         }
         let mut buf = vec![0f64; nr * n];
         for ((reader, _), part) in self.refl.iter().zip(buf.chunks_exact_mut(n.max(1))) {
@@ -941,7 +966,7 @@ impl TileReader {
             }
             None => None,
         };
-        Ok((buf, qa))
+        Ok((Raw::F64(buf), qa))
     }
 
     /// Reflectance planes (NaN where no data or not clear) and, per pixel, whether the tile has data there
@@ -957,8 +982,25 @@ impl TileReader {
             ),
             _ => None,
         };
-        let dn_nodata = &stack.profile.reflectance.dn_nodata;
         let mut has_data = vec![true; n];
+        let planes = match raw {
+            Raw::U16(dns) => self.reflectance(stack, &dns, n, clear.as_deref(), &mut has_data),
+            Raw::F64(dns) => self.reflectance(stack, &dns, n, clear.as_deref(), &mut has_data),
+        };
+        Ok((planes, has_data))
+    }
+
+    /// Reflectance planes from the DNs of the reflectance bands (`n` pixels each, one after the other), NaN
+    /// where a band has no data (`has_data` false there) or the pixel is not clear.
+    fn reflectance<T: Copy + Into<f64>>(
+        &self,
+        stack: &Stack,
+        raw: &[T],
+        n: usize,
+        clear: Option<&[bool]>,
+        has_data: &mut [bool],
+    ) -> Vec<Vec<f64>> {
+        let dn_nodata = &stack.profile.reflectance.dn_nodata;
         // Reflectance and indices are computed in float64 and rounded once, to the output type.
         let mut planes = Vec::with_capacity(self.refl.len());
         for ((_, conv), dns) in self.refl.iter().zip(raw.chunks_exact(n.max(1))) {
@@ -966,13 +1008,14 @@ impl TileReader {
                 .iter()
                 .enumerate()
                 .map(|(i, &dn)| {
+                    let dn: f64 = dn.into();
                     let missing = dn.is_nan()
                         || dn_nodata.contains(&dn)
                         || conv.file_nodata.is_some_and(|nd| nd == dn);
                     if missing {
                         has_data[i] = false;
                     }
-                    let masked = clear.as_ref().is_some_and(|c| !c[i]);
+                    let masked = clear.is_some_and(|c| !c[i]);
                     if missing || masked {
                         f64::NAN
                     } else {
@@ -982,7 +1025,7 @@ impl TileReader {
                 .collect();
             planes.push(plane);
         }
-        Ok((planes, has_data))
+        planes
     }
 }
 
