@@ -931,28 +931,10 @@ impl TileReader {
     fn read_raw(&self, w: &Window) -> Result<(Raw, Option<Vec<i32>>)> {
         let n = w.len();
         let nr = self.refl.len();
-        if let (Some(j), true) = (&self.joint, self.joint_u16) {
-            let nb = nr + usize::from(self.qa.is_some());
-            let mut buf = vec![0u16; nb * n];
-            j.read_bands(&(0..nb).collect::<Vec<_>>(), w, &mut buf)?;
-            let qa = self
-                .qa
-                .is_some()
-                .then(|| buf[nr * n..].iter().map(|&v| v as i32).collect());
-            buf.truncate(nr * n);
-            return Ok((Raw::U16(buf), qa));
-        }
-        if let Some(j) = &self.joint {
-            // The QA band's codes read as float64 after the reflectance bands (exact for integer codes).
-            let nb = nr + usize::from(self.qa.is_some());
-            let mut buf = vec![0f64; nb * n];
-            j.read_bands(&(0..nb).collect::<Vec<_>>(), w, &mut buf)?;
-            let qa = self
-                .qa
-                .is_some()
-                .then(|| buf[nr * n..].iter().map(|&v| v as i32).collect());
-            buf.truncate(nr * n);
-            return Ok((Raw::F64(buf), qa));
+        match (&self.joint, self.joint_u16) {
+            (Some(j), true) => return self.read_joint::<u16>(j, w).map(|(b, q)| (Raw::U16(b), q)),
+            (Some(j), false) => return self.read_joint::<f64>(j, w).map(|(b, q)| (Raw::F64(b), q)),
+            (None, _) => {}
         }
         let mut buf = vec![0f64; nr * n];
         for ((reader, _), part) in self.refl.iter().zip(buf.chunks_exact_mut(n.max(1))) {
@@ -967,6 +949,25 @@ impl TileReader {
             None => None,
         };
         Ok((Raw::F64(buf), qa))
+    }
+
+    /// Every band of the joint file in one call, as `T` (the QA band's codes after the reflectance bands, exact
+    /// for integer codes): the reflectance bands' buffer and the codes.
+    fn read_joint<T: gdal::raster::GdalType + Copy + Default + Into<f64>>(
+        &self,
+        j: &GridReader,
+        w: &Window,
+    ) -> Result<(Vec<T>, Option<Vec<i32>>)> {
+        let (n, nr) = (w.len(), self.refl.len());
+        let nb = nr + usize::from(self.qa.is_some());
+        let mut buf = vec![T::default(); nb * n];
+        j.read_bands(&(0..nb).collect::<Vec<_>>(), w, &mut buf)?;
+        let qa = self
+            .qa
+            .is_some()
+            .then(|| buf[nr * n..].iter().map(|&v| v.into() as i32).collect());
+        buf.truncate(nr * n);
+        Ok((buf, qa))
     }
 
     /// Reflectance planes (NaN where no data or not clear) and, per pixel, whether the tile has data there
