@@ -361,6 +361,45 @@ mod tests {
     use crate::io::{BandRequest, GridReader, OutBand, RasterWriter, Resampling, WriteOptions};
     use std::collections::BTreeMap;
 
+    /// The path for steps without NaN (`apply_whole`, through `sample`) gives the same bits as the general rule
+    /// (`apply`) at every position: inside, on pixel centres and edges, at the window's borders and outside it.
+    #[test]
+    fn steps_without_nan_give_the_general_rules_bits() {
+        let (ncols, nrows) = (7, 5);
+        let data: Vec<f32> = (0..ncols * nrows)
+            .map(|i| ((i as f32) * 0.37).sin() * 9.0 + 0.1 * i as f32)
+            .collect();
+        let c = Coarse {
+            layout: Layout {
+                gt: [0.0, 1.0, 0.0, 0.0, 0.0, -1.0],
+                crs_wkt: String::new(),
+                ncols,
+                nrows,
+                off: (0, 0),
+                full: (ncols, nrows),
+            },
+            whole: vec![true],
+            data: vec![data],
+        };
+        let mut taps = Vec::new();
+        for i in 0..=160 {
+            for j in 0..=110 {
+                // Steps of 1/20 px from -0.5 to 7.5 and 5.0: centres, edges, borders and beyond.
+                taps.push(c.taps(i as f64 / 20.0 - 0.5, j as f64 / 20.0 - 0.5));
+            }
+        }
+        let stencil = Stencil(taps);
+        let mut out = vec![0f32; stencil.0.len()];
+        c.sample(&[0], &stencil, &mut [&mut out[..]]);
+        let general: Vec<u32> = stencil
+            .0
+            .iter()
+            .map(|t| t.apply(&c.data[0]).to_bits())
+            .collect();
+        assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), general);
+        assert!(out.iter().any(|v| v.is_nan()) && out.iter().any(|v| !v.is_nan()));
+    }
+
     /// Against GDAL's own bilinear warp of the same raster onto the same grid: a 0.05-degree field on
     /// EPSG:4326 with one no-data pixel, onto a 100 m UTM grid (EPSG:32652) inside it. Equal to within GDAL's
     /// approximate transformer; no value exactly where GDAL has none.
