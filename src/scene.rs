@@ -926,8 +926,9 @@ impl TileReader {
         })
     }
 
-    /// DNs (and warped values) in float64, the reflectance bands one after the other in one buffer, and the
-    /// QA band's codes: from one call when the file is shared, otherwise band by band.
+    /// DNs (and warped values), the reflectance bands one after the other in one buffer (UInt16 as stored when
+    /// the joint file's bands all are, else float64), and the QA band's codes: from one call when the file is
+    /// shared, otherwise band by band.
     fn read_raw(&self, w: &Window) -> Result<(Raw, Option<Vec<i32>>)> {
         let n = w.len();
         let nr = self.refl.len();

@@ -73,6 +73,8 @@ fn every_problem_is_listed_at_once() {
         err.contains("gone1.tif") && err.contains("gone2.tif") && err.contains("2 problem(s)"),
         "{err}"
     );
+    // In the manifest's order (the scenes are opened in parallel): April's scene before August's.
+    assert!(err.find("gone2.tif") < err.find("gone1.tif"), "{err}");
 }
 
 #[test]
@@ -256,5 +258,62 @@ fn a_failed_run_leaves_earlier_outputs_untouched() {
     assert_eq!(
         before, after,
         "earlier outputs changed or partial files left"
+    );
+}
+
+/// A pixel-interleaved scene keeps one list of tiles for all its bands (carbonmap checks the first band's):
+/// cut inside its last tile, it is refused before any computing, named, as truncated.
+#[test]
+fn truncated_pixel_interleaved_file_is_named() {
+    use gdal::{Dataset, DriverManager, Metadata};
+    let t = tempfile::tempdir().unwrap();
+    let m = samples(t.path());
+    let f = t.path().join("s2_synthetic_2024-07-20.tif");
+    let p = t.path().join("pixel.tif");
+    let opts: gdal::raster::RasterCreationOptions = [
+        "TILED=YES",
+        "BLOCKXSIZE=16",
+        "BLOCKYSIZE=16",
+        "INTERLEAVE=PIXEL",
+        "COMPRESS=DEFLATE",
+    ]
+    .into_iter()
+    .collect();
+    let gtiff = DriverManager::get_driver_by_name("GTiff").unwrap();
+    Dataset::open(&f)
+        .unwrap()
+        .create_copy(&gtiff, &p, &opts)
+        .unwrap()
+        .close()
+        .unwrap();
+    // Where the tiles start and end (the directory before them, so cutting a tile leaves it readable).
+    let (first, end) = {
+        let d = Dataset::open(&p).unwrap();
+        let b = d.rasterband(d.raster_count()).unwrap();
+        let (w, h) = d.raster_size();
+        let item = |k: &str, x: usize, y: usize| -> u64 {
+            b.metadata_item(&format!("BLOCK_{k}_{x}_{y}"), "TIFF")
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let tiles: Vec<(u64, u64)> = (0..h.div_ceil(16))
+            .flat_map(|y| (0..w.div_ceil(16)).map(move |x| (x, y)))
+            .map(|(x, y)| (item("OFFSET", x, y), item("SIZE", x, y)))
+            .collect();
+        let first = tiles.iter().map(|t| t.0).min().unwrap();
+        let end = tiles.iter().map(|t| t.0 + t.1).max().unwrap();
+        (first, end)
+    };
+    let bytes = std::fs::read(&p).unwrap();
+    assert!(first > 8 && end as usize <= bytes.len(), "{first} {end}");
+    std::fs::write(&f, &bytes[..end as usize - 8]).unwrap();
+    let (code, err) = fails(&m, &t.path().join("out"), &[]);
+    assert_eq!(code, 2, "{err}");
+    // Found by the check on opening (not by a failed read while computing).
+    assert!(
+        err.contains("s2_synthetic_2024-07-20.tif")
+            && err.contains("truncated or damaged GeoTIFF: band 1 block"),
+        "{err}"
     );
 }

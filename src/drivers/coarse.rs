@@ -199,13 +199,9 @@ impl Coarse {
                 for (o, &k) in outs.iter_mut().zip(ks) {
                     let data = &self.data[k];
                     if self.whole[k] {
-                        for (o, t) in o.iter_mut().zip(taps) {
-                            *o = t.apply_whole(data);
-                        }
+                        Taps::apply_all::<true>(o, taps, data);
                     } else {
-                        for (o, t) in o.iter_mut().zip(taps) {
-                            *o = t.apply(data);
-                        }
+                        Taps::apply_all::<false>(o, taps, data);
                     }
                 }
             });
@@ -309,16 +305,19 @@ struct Taps {
     centre: u32,
     cells: [u32; 4],
     weights: [f64; 4],
-    /// The weights of the cells added in order: `apply`'s sum where no neighbour lacks a value.
+    /// The weights of the cells added in order: `apply`'s sum where no neighbour lacks a value (kept so that a
+    /// step without NaN needs no check per value).
     wsum: f64,
 }
 
 impl Taps {
     /// GDAL's bilinear rule: no value where the holding pixel has none; otherwise the weighted mean of the
     /// neighbours with a value (weights renormalised), none when their weights add up to almost nothing.
+    /// `WHOLE`: the step has no NaN, so every tap counts and the weights' sum is the one kept with the taps
+    /// (the same sums in the same order, without a check per value).
     #[inline]
-    fn apply(&self, data: &[f32]) -> f32 {
-        if self.centre == NONE || data[self.centre as usize].is_nan() {
+    fn apply<const WHOLE: bool>(&self, data: &[f32]) -> f32 {
+        if self.centre == NONE || (!WHOLE && data[self.centre as usize].is_nan()) {
             return f32::NAN;
         }
         let (mut acc, mut wsum) = (0.0f64, 0.0f64);
@@ -327,11 +326,12 @@ impl Taps {
                 continue;
             }
             let val = data[c as usize];
-            if !val.is_nan() {
+            if WHOLE || !val.is_nan() {
                 acc += w * val as f64;
                 wsum += w;
             }
         }
+        let wsum = if WHOLE { self.wsum } else { wsum };
         if wsum < 1e-5 {
             f32::NAN
         } else {
@@ -339,19 +339,11 @@ impl Taps {
         }
     }
 
-    /// `apply` on a step without NaN: the same sums in the same order, with the weights' sum known.
-    #[inline]
-    fn apply_whole(&self, data: &[f32]) -> f32 {
-        if self.centre == NONE || self.wsum < 1e-5 {
-            return f32::NAN;
+    /// `apply` of each pixel's taps, into `out`.
+    fn apply_all<const WHOLE: bool>(out: &mut [f32], taps: &[Taps], data: &[f32]) {
+        for (o, t) in out.iter_mut().zip(taps) {
+            *o = t.apply::<WHOLE>(data);
         }
-        let mut acc = 0.0f64;
-        for (&c, &w) in self.cells.iter().zip(&self.weights) {
-            if c != NONE {
-                acc += w * data[c as usize] as f64;
-            }
-        }
-        (acc / self.wsum) as f32
     }
 }
 
@@ -361,8 +353,9 @@ mod tests {
     use crate::io::{BandRequest, GridReader, OutBand, RasterWriter, Resampling, WriteOptions};
     use std::collections::BTreeMap;
 
-    /// The path for steps without NaN (`apply_whole`, through `sample`) gives the same bits as the general rule
-    /// (`apply`) at every position: inside, on pixel centres and edges, at the window's borders and outside it.
+    /// The path for steps without NaN (`apply::<true>`, through `sample`) gives the same bits as the general
+    /// rule (`apply::<false>`, itself checked against GDAL's warp below) at every position: inside, on pixel
+    /// centres and edges, at the window's borders and outside it.
     #[test]
     fn steps_without_nan_give_the_general_rules_bits() {
         let (ncols, nrows) = (7, 5);
@@ -394,7 +387,7 @@ mod tests {
         let general: Vec<u32> = stencil
             .0
             .iter()
-            .map(|t| t.apply(&c.data[0]).to_bits())
+            .map(|t| t.apply::<false>(&c.data[0]).to_bits())
             .collect();
         assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), general);
         assert!(out.iter().any(|v| v.is_nan()) && out.iter().any(|v| !v.is_nan()));
