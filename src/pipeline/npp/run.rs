@@ -375,14 +375,8 @@ fn write_block(
     monthly: Vec<Vec<Vec<f32>>>,
 ) -> Result<()> {
     crate::engine::write::each_output(&mut writers.main, |k, ow| {
-        ow.write_window(
-            0,
-            w,
-            results
-                .iter()
-                .map(|r| value_of(outs[k])(r) as f32)
-                .collect(),
-        )?;
+        let value = value_of(outs[k]); // once per output, not per pixel (a string match)
+        ow.write_window(0, w, results.iter().map(|r| value(r) as f32).collect())?;
         ow.flush()
     })?;
     let monthly = Mutex::new(monthly.into_iter().map(Some).collect::<Vec<_>>());
