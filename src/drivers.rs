@@ -594,14 +594,6 @@ impl Plane {
             Plane::Grid(g) => g[px] as f64,
         }
     }
-
-    /// The plane over the pixels `r` (a copy).
-    pub fn part(&self, r: std::ops::Range<usize>) -> Plane {
-        match self {
-            Plane::Uniform(v) => Plane::Uniform(*v),
-            Plane::Grid(g) => Plane::Grid(g[r].to_vec()),
-        }
-    }
 }
 
 struct RasterDriver {

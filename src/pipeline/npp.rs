@@ -915,7 +915,7 @@ fn strip_casa(
     // Only Sync parts go into the parallel closure (the drivers hold GDAL handles).
     let rh_moved = Perturb::rh(perturb, &p.rh); // an Rh coefficient moved (`driver_error.rs`)
     let (casa_p, rh_p) = (&p.casa, &*rh_moved);
-    let shared = CasaStrip {
+    let strip = CasaStrip {
         casa: casa_p,
         sim,
         pr: &pr,
@@ -924,31 +924,61 @@ fn strip_casa(
         days: &days,
         want_monthly,
     };
-    // Parts of pixels in parallel, each with its own copy of its part of every plane: a pixel reads about 48
-    // planes (NDVI, temperature, precipitation, radiation by month), more streams than the caches follow.
-    let per_px: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx.div_ceil(CASA_PART))
+    let per_px: Vec<(PixelOut, Vec<[f32; 3]>)> = (0..npx)
         .into_par_iter()
-        .flat_map_iter(|c| {
-            let r = c * CASA_PART..((c + 1) * CASA_PART).min(npx);
-            let cut = |ps: &[Plane]| ps.iter().map(|p| p.part(r.clone())).collect::<Vec<_>>();
-            let (pr, sol, vpd) = (cut(shared.pr), cut(shared.sol), shared.vpd.map(cut));
-            let strip = CasaStrip {
-                pr: &pr,
-                sol: &sol,
-                vpd: vpd.as_deref(),
-                ..shared
-            };
-            let part = CasaPart {
-                t: cut(t),
-                ndvi: ndvi.iter().map(|v| v[r.clone()].to_vec()).collect(),
-                models: &models[r.clone()],
-                factors: &factors[r.clone()],
-            };
-            let mut scratch = Scratch::default();
-            (0..r.len())
-                .map(|px| strip.casa_part_pixel(&part, rh_p, &mut scratch, px))
-                .collect::<Vec<_>>()
-        })
+        .map_init(
+            // Per-worker scratch series (no allocation per pixel).
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(temps, rh_m, nd): &mut (Vec<f64>, Vec<f64>, Vec<f64>), px| {
+                let months = |v: [f32; 3]| {
+                    if want_monthly {
+                        vec![v; sim.len()]
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let nan = (
+                    PixelOut {
+                        gpp: f64::NAN,
+                        npp: f64::NAN,
+                        rh: f64::NAN,
+                    },
+                    months([f32::NAN; 3]),
+                );
+                let Some((_, m)) = models[px] else { return nan };
+                temps.clear();
+                temps.extend(t.iter().map(|pl| pl.at(px)));
+                rh_m.clear();
+                rh_m.extend(
+                    sim.iter()
+                        .enumerate()
+                        .map(|(k, &i)| rh_p.monthly(temps[i], pr[k].at(px))),
+                );
+                rh_p.finish(rh_m);
+                match m {
+                    ClassModel::Zero => (
+                        PixelOut {
+                            gpp: 0.0,
+                            npp: 0.0,
+                            rh: 0.0,
+                        },
+                        months([0.0; 3]),
+                    ),
+                    ClassModel::Mod17(_) => unreachable!(),
+                    ClassModel::Casa { t: ct, m17 } => {
+                        nd.clear();
+                        nd.extend((0..12).map(|k| ndvi[k][px] as f64));
+                        let inputs = CasaPixel {
+                            temps,
+                            ndvi: nd,
+                            rh: rh_m,
+                            factor: factors[px],
+                        };
+                        strip.casa_pixel(px, (ct, m17.as_ref()), &inputs)
+                    }
+                }
+            },
+        )
         .collect();
     // Monthly planes only when they are written (12 months x 3 planes of NaN per block otherwise).
     let nmonths = if want_monthly { sim.len() } else { 0 };
@@ -977,84 +1007,7 @@ struct CasaPixel<'a> {
     factor: f64,
 }
 
-/// Pixels of a part of a strip run by CASA together (`strip_casa`).
-const CASA_PART: usize = 512;
-
-/// A part's own copies of its pixels' model-year planes (temperature and NDVI by month), classes and factors.
-struct CasaPart<'a> {
-    t: Vec<Plane>,
-    ndvi: Vec<Vec<f32>>,
-    models: &'a [Option<(usize, &'a ClassModel)>],
-    factors: &'a [f64],
-}
-
-/// A worker's series of one pixel: temperatures, monthly Rh, NDVI (no allocation per pixel).
-#[derive(Default)]
-struct Scratch {
-    temps: Vec<f64>,
-    rh: Vec<f64>,
-    ndvi: Vec<f64>,
-}
-
 impl CasaStrip<'_> {
-    /// Pixel `px` of a part (the part's planes and this strip's are cut to the same pixels): NaN without a
-    /// class, 0 for a class of zero NPP, else CASA.
-    fn casa_part_pixel(
-        &self,
-        part: &CasaPart,
-        rh_p: &RhModel,
-        x: &mut Scratch,
-        px: usize,
-    ) -> (PixelOut, Vec<[f32; 3]>) {
-        let months = |v: [f32; 3]| {
-            if self.want_monthly {
-                vec![v; self.sim.len()]
-            } else {
-                Vec::new()
-            }
-        };
-        let Some((_, m)) = part.models[px] else {
-            let nan = PixelOut {
-                gpp: f64::NAN,
-                npp: f64::NAN,
-                rh: f64::NAN,
-            };
-            return (nan, months([f32::NAN; 3]));
-        };
-        x.temps.clear();
-        x.temps.extend(part.t.iter().map(|pl| pl.at(px)));
-        x.rh.clear();
-        x.rh.extend(
-            self.sim
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| rh_p.monthly(x.temps[i], self.pr[k].at(px))),
-        );
-        rh_p.finish(&mut x.rh);
-        match m {
-            ClassModel::Zero => {
-                let zero = PixelOut {
-                    gpp: 0.0,
-                    npp: 0.0,
-                    rh: 0.0,
-                };
-                (zero, months([0.0; 3]))
-            }
-            ClassModel::Mod17(_) => unreachable!(),
-            ClassModel::Casa { t: ct, m17 } => {
-                x.ndvi.clear();
-                x.ndvi.extend((0..12).map(|k| part.ndvi[k][px] as f64));
-                let inputs = CasaPixel {
-                    temps: &x.temps,
-                    ndvi: &x.ndvi,
-                    rh: &x.rh,
-                    factor: part.factors[px],
-                };
-                self.casa_pixel(px, (ct, m17.as_ref()), &inputs)
-            }
-        }
-    }
-
     /// CASA NPP of one pixel over the simulated months (and per month with `--monthly`: NPP, Rh, NEP). The
     /// optimum temperature and the Thornthwaite heat index come from the model year.
     fn casa_pixel(
