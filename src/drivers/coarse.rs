@@ -186,13 +186,8 @@ impl Coarse {
         let n = stencil.0.len();
         assert!(planes.len() == ks.len() && planes.iter().all(|p| p.len() == n));
         // Each plane cut into the same chunks; chunk j of every plane goes to one task.
-        let mut chunks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
-        for plane in planes.iter_mut() {
-            for (j, c) in plane.chunks_mut(CHUNK).enumerate() {
-                chunks[j].push(c);
-            }
-        }
-        chunks
+        let planes = planes.iter_mut().map(|p| &mut p[..]);
+        crate::engine::parts::cut_alike(planes, n, CHUNK)
             .into_par_iter()
             .zip(stencil.0.par_chunks(CHUNK))
             .for_each(|(mut outs, taps)| {

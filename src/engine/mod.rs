@@ -6,5 +6,6 @@
 pub mod codec;
 pub mod maps;
 pub mod memory;
+pub mod parts;
 pub mod strips;
 pub mod write;

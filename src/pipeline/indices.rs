@@ -626,16 +626,12 @@ pub(crate) fn scene_slices<'v>(
     clear: &'v mut [bool],
     npx: usize,
 ) -> Vec<(Vec<&'v mut [f32]>, &'v mut [bool])> {
-    let mut per_scene: Vec<(Vec<&mut [f32]>, &mut [bool])> = clear
-        .chunks_mut(npx.max(1))
-        .map(|c| (Vec::new(), c))
-        .collect();
-    for v in values.iter_mut() {
-        for (s, part) in v.chunks_mut(npx.max(1)).enumerate() {
-            per_scene[s].0.push(part);
-        }
-    }
-    per_scene
+    let len = clear.len();
+    let values = values.iter_mut().map(|v| &mut v[..]);
+    crate::engine::parts::cut_alike(values, len, npx.max(1))
+        .into_iter()
+        .zip(clear.chunks_mut(npx.max(1)))
+        .collect()
 }
 
 /// One scene over a block: its bands read, whether each pixel has data in every band (`clear`), and each index

@@ -219,20 +219,13 @@ pub(super) fn fill_block(
 /// while its 12 months are copied out.
 const TRANSPOSE_PART: usize = 1024;
 
-/// The 12 month planes of a block's per-pixel series, parts of pixels in parallel (the transposition was a
+/// The month planes of a block's per-pixel series, parts of pixels in parallel (the transposition was a
 /// fifth of the fill's time on one thread; plane by plane, each pass read every pixel's record from memory).
-fn month_planes(per_px: &[([f64; 12], FillCounts)]) -> Vec<Vec<f32>> {
+fn month_planes<const M: usize>(per_px: &[([f64; M], FillCounts)]) -> Vec<Vec<f32>> {
     use rayon::prelude::*;
-    let mut out = vec![vec![0f32; per_px.len()]; 12];
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..per_px.len().div_ceil(TRANSPOSE_PART))
-        .map(|_| Vec::with_capacity(12))
-        .collect();
-    for plane in out.iter_mut() {
-        for (part, s) in parts.iter_mut().zip(plane.chunks_mut(TRANSPOSE_PART)) {
-            part.push(s);
-        }
-    }
-    parts
+    let mut out = vec![vec![0f32; per_px.len()]; M];
+    let planes = out.iter_mut().map(|p| &mut p[..]);
+    crate::engine::parts::cut_alike(planes, per_px.len(), TRANSPOSE_PART)
         .into_par_iter()
         .zip(per_px.par_chunks(TRANSPOSE_PART))
         .for_each(|(mut planes, src)| {
