@@ -181,6 +181,10 @@ pub struct CompiledIndex {
     /// The same formula over runs of `lanes::LANES` pixels (the same variable order as `expr`).
     lanes: FlatEx<lanes::Lanes, lanes::LanesOps>,
     slots: Vec<Slot>,
+    /// The bands the formula reads (indices into `def.bands`), for the NaN check of `eval_run`.
+    band_slots: Vec<usize>,
+    /// A constant of the formula is NaN: every pixel is NaN.
+    const_nan: bool,
 }
 
 impl CompiledIndex {
@@ -223,12 +227,24 @@ impl CompiledIndex {
             ))
         })?;
         debug_assert_eq!(lanes.var_names(), expr.var_names());
+        let band_slots = slots
+            .iter()
+            .filter_map(|s| match *s {
+                Slot::Band(k) => Some(k),
+                Slot::Const(_) => None,
+            })
+            .collect();
+        let const_nan = slots
+            .iter()
+            .any(|s| matches!(*s, Slot::Const(c) if c.is_nan()));
         Ok(CompiledIndex {
             def: def.clone(),
             constants,
             expr,
             lanes,
             slots,
+            band_slots,
+            const_nan,
         })
     }
 
@@ -275,19 +291,24 @@ impl CompiledIndex {
                     Slot::Const(c) => Lanes::splat(c),
                 })
                 .collect();
-            let input_nan = |i: usize| {
-                self.slots.iter().any(|s| match *s {
-                    Slot::Band(k) => bands[k][start + i].is_nan(),
-                    Slot::Const(c) => c.is_nan(),
-                })
-            };
             // The variables move into the evaluation (no copy of their values).
             let result = self.lanes.eval_vec(vars).ok();
-            for (i, o) in out[start..start + len].iter_mut().enumerate() {
-                *o = match &result {
-                    Some(r) if !input_nan(i) && r.0[i].is_finite() => r.0[i] as f32,
-                    _ => f32::NAN,
-                };
+            let run = &mut out[start..start + len];
+            match &result {
+                Some(r) if !self.const_nan => {
+                    for (o, &v) in run.iter_mut().zip(&r.0) {
+                        *o = if v.is_finite() { v as f32 } else { f32::NAN };
+                    }
+                    // A NaN input gives NaN even where the formula would not (NaN^0 = 1, min, max).
+                    for &k in &self.band_slots {
+                        for (o, &b) in run.iter_mut().zip(&bands[k][start..start + len]) {
+                            if b.is_nan() {
+                                *o = f32::NAN;
+                            }
+                        }
+                    }
+                }
+                _ => run.fill(f32::NAN),
             }
             start += len;
         }
@@ -314,8 +335,12 @@ mod tests {
     fn runs_of_pixels_equal_pixel_by_pixel_for_every_builtin_index() {
         // Bitwise: the same operations in the same order, lane by lane; includes NaN inputs, zero sums and a
         // run that is not a multiple of the lane count.
-        let t = IndexTable::builtin().unwrap();
-        let n = 1000;
+        let mut t = IndexTable::builtin().unwrap();
+        // NaN^0 = 1 in IEEE arithmetic: the NaN input must still give NaN.
+        let mut pow0 = t.defs[0].clone();
+        pow0.formula = "N ^ 0.0 + R - R".into();
+        t.defs.push(pow0);
+        let n = 2500;
         let value = |k: usize, px: usize| -> f64 {
             match (px * 7 + k * 13) % 97 {
                 0 => f64::NAN,
