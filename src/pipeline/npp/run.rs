@@ -7,13 +7,15 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::casa_strip::strip_casa;
 use super::driver_error::{curvature, slope, Perturb};
 use super::fill::{self, FillCounts};
+use super::mod17_strip::strip_mod17;
 use super::prepare::prepare;
 use super::{
     class_warnings, draws, gc_m2_to_tco2_ha, input_warnings, npp_writers, output_metadata,
-    per_label, strip_casa, strip_mod17, summary_csv, window_tmean, ClassModel, ClassSummary,
-    NppJob, NppModel, NppSummary, NppWriters, PixelOut, Prepared, LC_FILL, OUTS_CASA, OUTS_MOD17,
+    per_label, summary_csv, window_tmean, ClassModel, ClassSummary, NppJob, NppModel, NppSummary,
+    NppWriters, PixelOut, Prepared, LC_FILL, OUTS_CASA, OUTS_MOD17,
 };
 use crate::area::PixelAreas;
 use crate::correction::Level;
