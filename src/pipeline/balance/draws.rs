@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::sector_params::{CellField, SectorParams};
-use super::{draws_raster, num, touched_window, BalanceJob, Prepared, ZoneAcc, SIGN_CONVENTION};
+use super::tables::num;
+use super::{draws_raster, touched_window, BalanceJob, Prepared, ZoneAcc, SIGN_CONVENTION};
 use crate::error::Result;
 use crate::io;
 use crate::lattice::overlap::Spread;
