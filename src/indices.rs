@@ -124,7 +124,11 @@ impl ConstOverrides {
             let val: f64 = val
                 .trim()
                 .parse()
-                .map_err(|_| Error::Usage(format!("--const {it}: '{val}' is not a number")))?;
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| {
+                    Error::Usage(format!("--const {it}: '{val}' is not a finite number"))
+                })?;
             let (idx, name) = match k.split_once('.') {
                 Some((i, n)) => (Some(i.trim().to_string()), n.trim().to_string()),
                 None => (None, k.trim().to_string()),
@@ -183,8 +187,6 @@ pub struct CompiledIndex {
     slots: Vec<Slot>,
     /// The bands the formula reads (indices into `def.bands`), for the NaN check of `eval_run`.
     band_slots: Vec<usize>,
-    /// A constant of the formula is NaN: every pixel is NaN.
-    const_nan: bool,
 }
 
 impl CompiledIndex {
@@ -194,6 +196,13 @@ impl CompiledIndex {
         let mut constants = def.constants.clone();
         for (k, v) in overrides {
             constants.insert(k.clone(), *v);
+        }
+        // A NaN or infinite constant would make every pixel NaN without a word.
+        if let Some((k, v)) = constants.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Usage(format!(
+                "index {}: constant {k} = {v} is not a finite number",
+                def.name
+            )));
         }
         let formula = def.formula.replace("**", "^");
         let expr = FlatEx::<f64>::parse(&formula).map_err(|e| {
@@ -234,9 +243,6 @@ impl CompiledIndex {
                 Slot::Const(_) => None,
             })
             .collect();
-        let const_nan = slots
-            .iter()
-            .any(|s| matches!(*s, Slot::Const(c) if c.is_nan()));
         Ok(CompiledIndex {
             def: def.clone(),
             constants,
@@ -244,7 +250,6 @@ impl CompiledIndex {
             lanes,
             slots,
             band_slots,
-            const_nan,
         })
     }
 
@@ -295,7 +300,7 @@ impl CompiledIndex {
             let result = self.lanes.eval_vec(vars).ok();
             let run = &mut out[start..start + len];
             match &result {
-                Some(r) if !self.const_nan => {
+                Some(r) => {
                     for (o, &v) in run.iter_mut().zip(&r.0) {
                         *o = if v.is_finite() { v as f32 } else { f32::NAN };
                     }
@@ -308,7 +313,7 @@ impl CompiledIndex {
                         }
                     }
                 }
-                _ => run.fill(f32::NAN),
+                None => run.fill(f32::NAN),
             }
             start += len;
         }
@@ -356,12 +361,31 @@ mod tests {
             let refs: Vec<&[f64]> = planes.iter().map(|p| p.as_slice()).collect();
             let mut out = vec![0f32; n];
             c.eval_run(&refs, &mut out);
+            if d.formula.starts_with("N ^ 0.0") {
+                // IEEE: NaN^0 = 1 and R - R = 0, so the formula alone gives 1 where N is NaN.
+                let px = (0..n).find(|&px| planes[0][px].is_nan()).unwrap();
+                assert!(out[px].is_nan(), "NaN input must give NaN, got {}", out[px]);
+            }
             for (px, o) in out.iter().enumerate() {
                 let b: Vec<f64> = planes.iter().map(|p| p[px]).collect();
                 let one = c.eval(&b, &mut Vec::new()) as f32;
                 assert_eq!(o.to_bits(), one.to_bits(), "{} pixel {px}", d.name);
             }
         }
+    }
+
+    #[test]
+    fn non_finite_constants_are_refused() {
+        for bad in ["L=nan", "L=inf", "SAVI.L=-inf"] {
+            let e = ConstOverrides::parse(&[bad.to_string()]).unwrap_err();
+            assert!(e.to_string().contains("not a finite number"), "{bad}: {e}");
+        }
+        let t = IndexTable::builtin().unwrap();
+        let over = BTreeMap::from([("L".to_string(), f64::NAN)]);
+        let Err(e) = CompiledIndex::new(t.get("SAVI").unwrap(), &over) else {
+            panic!("a NaN constant compiled")
+        };
+        assert!(e.to_string().contains("constant L = NaN"), "{e}");
     }
 
     #[test]
