@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 
 use super::features::{FeatureDef, FeatureEngine, FeatureSpec};
 use super::GridChoice;
+use crate::engine::run::{Plane, StripOut};
 use crate::error::{Error, Problems, Result};
 use crate::io::{
-    self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
+    self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, Window, WriteOptions,
 };
 use crate::landcover::accuracy::{block_fold, Assessment, ConfusionMatrix};
 use crate::landcover::forest::{Forest, ForestParams, Samples};
@@ -1199,13 +1200,46 @@ struct PredictCounts {
     unclassified: u64,
 }
 
+/// A strip's classes and confidences from its feature planes (`[feature][pixel]`): the class raster's codes
+/// (0 without data) and the confidence, and each pixel's class index (`usize::MAX` without data) for the counts.
+fn predict_strip(
+    forest: &Forest,
+    sidecar: &Sidecar,
+    wide: bool,
+    planes: Vec<Vec<f32>>,
+) -> StripOut<Vec<usize>> {
+    let (p, npx) = (planes.len(), planes.first().map_or(0, Vec::len));
+    // Pixel rows of features.
+    let mut x = vec![0f32; npx * p];
+    for (fi, pl) in planes.iter().enumerate() {
+        for (px, v) in pl.iter().enumerate() {
+            x[px * p + fi] = *v;
+        }
+    }
+    let mut cls = vec![usize::MAX; npx];
+    let mut conf = vec![f32::NAN; npx];
+    predict_parallel(forest, &x, &mut cls, &mut conf);
+    let codes = cls
+        .iter()
+        .map(|&ci| sidecar.classes.get(ci).map_or(0, |c| c.code));
+    let class_plane: Plane = if wide {
+        codes.collect::<Vec<u16>>().into()
+    } else {
+        codes.map(|c| c as u8).collect::<Vec<u8>>().into()
+    };
+    StripOut {
+        planes: vec![vec![class_plane], vec![conf.into()]],
+        side: cls,
+    }
+}
+
 pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSummary> {
     let LoadedModel { forest, sidecar } = load_model(&job.model)?;
     let stack = crate::scene::Stack::open(&job.stack)?;
     check_stack_bands(job, &sidecar, &stack)?;
     let engine = predict_engine(job, &sidecar, stack)?;
     let grid = engine.grid.clone();
-    let (mut cw, mut fw, wide) = predict_writers(job, &sidecar, &grid)?;
+    let (cw, fw, wide) = predict_writers(job, &sidecar, &grid)?;
     let areas = crate::area::PixelAreas::of(&grid)?;
     let n = sidecar.classes.len();
     let mut counts = PredictCounts {
@@ -1215,47 +1249,28 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     };
     let readers = engine.readers()?;
     let rows = engine.strip_rows(job.memory_mb);
-    let p = engine.defs.len();
-    progress.start("predict", grid.height as u64);
-    let mut row0 = 0;
-    while row0 < grid.height {
-        let nrows = rows.min(grid.height - row0);
-        let planes = engine.strip(&readers, row0, nrows)?;
-        let npx = nrows * grid.width;
-        // Pixel rows of features, then class index (usize::MAX without data) and confidence per pixel.
-        let mut x = vec![0f32; npx * p];
-        for (fi, pl) in planes.iter().enumerate() {
-            for (px, v) in pl.iter().enumerate() {
-                x[px * p + fi] = *v;
+    let mut writers = [cw, fw];
+    let read = |s: Window| engine.strip(&readers, s.row0, s.nrows);
+    let kernel = |_: Window, planes: Vec<Vec<f32>>| predict_strip(&forest, &sidecar, wide, planes);
+    crate::engine::run::run(
+        "predict",
+        (grid.width, grid.height, rows),
+        &mut writers,
+        progress,
+        (read, kernel),
+        |s, cls: Vec<usize>| {
+            for (i, &ci) in cls.iter().enumerate() {
+                if ci == usize::MAX {
+                    counts.unclassified += 1;
+                } else {
+                    counts.pixels[ci] += 1;
+                    counts.area_m2[ci] += areas.at(i % grid.width, s.row0 + i / grid.width);
+                }
             }
-        }
-        let mut cls = vec![usize::MAX; npx];
-        let mut conf = vec![f32::NAN; npx];
-        predict_parallel(&forest, &x, &mut cls, &mut conf);
-        for (i, &ci) in cls.iter().enumerate() {
-            if ci == usize::MAX {
-                counts.unclassified += 1;
-            } else {
-                counts.pixels[ci] += 1;
-                counts.area_m2[ci] += areas.at(i % grid.width, row0 + i / grid.width);
-            }
-        }
-        let codes = cls
-            .iter()
-            .map(|&ci| sidecar.classes.get(ci).map_or(0, |c| c.code));
-        if wide {
-            cw.write_rows(0, row0, codes.collect::<Vec<u16>>())?;
-        } else {
-            cw.write_rows(0, row0, codes.map(|c| c as u8).collect::<Vec<u8>>())?;
-        }
-        fw.write_rows(0, row0, conf)?;
-        cw.flush()?;
-        fw.flush()?;
-        progress.advance(nrows as u64);
-        row0 += nrows;
-    }
-    progress.finish();
+        },
+    )?;
     drop(readers);
+    let [cw, fw] = writers;
     let (class_raster, confidence_raster) = (cw.target().to_path_buf(), fw.target().to_path_buf());
     let pending = [cw.finish()?, fw.finish()?];
     let areas: Vec<ClassArea> = sidecar

@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::engine::run::StripOut;
 use crate::error::{Error, Result};
 use crate::io::{
-    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
+    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling, Window,
     WriteOptions,
 };
 use crate::pipeline::balance::BalanceSummary;
 use crate::pipeline::npp::NppSummary;
+use crate::progress::Silent;
 use crate::zones::{Zones, OUTSIDE};
 
 use super::landcover::LandCover;
@@ -141,45 +143,56 @@ pub fn run(
         4 * pairs.len().max(1),
         s.base.memory_mb,
     );
-    for row0 in (0..grid.height).step_by(strip) {
-        let n = strip.min(grid.height - row0);
-        let len = n * grid.width;
-        let ids = match &zones {
-            Some(z) => z.read_rows(row0, n)?,
-            None => vec![0; len],
-        };
-        let mut ch = vec![0i32; len];
-        changed.read_rows(0, row0, n, &mut ch)?;
-        for (px, &id) in ids.iter().enumerate() {
-            if ch[px] > 0 {
-                let a = areas.at(px % grid.width, row0 + px / grid.width);
-                rows.entry(id).or_insert_with(|| empty.clone()).changed_m2 += a;
-            }
-        }
-        for (k, ((br, cr), (i, _, _))) in readers.iter().zip(&pairs).enumerate() {
-            let (mut b, mut c) = (vec![0f32; len], vec![0f32; len]);
-            br.read_rows(0, row0, n, &mut b)?;
-            cr.read_rows(0, row0, n, &mut c)?;
-            let factor = OUTPUTS[*i].2;
-            for (px, &id) in ids.iter().enumerate() {
-                let a = areas.at(px % grid.width, row0 + px / grid.width) * factor;
-                let t = &mut rows.entry(id).or_insert_with(|| empty.clone()).totals[k];
-                if b[px].is_finite() {
-                    t.0 += b[px] as f64 * a;
-                } else {
-                    t.2 += 1;
-                }
-                if c[px].is_finite() {
-                    t.1 += c[px] as f64 * a;
-                } else {
-                    t.3 += 1;
+    let read = |s: Window| read_strip(zones.as_ref(), &changed, &readers, s);
+    let kernel = |_, x: StripIn| StripOut {
+        planes: x
+            .pairs
+            .iter()
+            .map(|(b, c)| {
+                vec![b
+                    .iter()
+                    .zip(c)
+                    .map(|(b, c)| c - b)
+                    .collect::<Vec<f32>>()
+                    .into()]
+            })
+            .collect(),
+        side: x,
+    };
+    let dims = (grid.width, grid.height, strip);
+    // Vector zones are rasterised on this thread (GDAL geometries are not `Send`): no read-ahead.
+    crate::engine::run::run_local(
+        "compare",
+        dims,
+        &mut writers,
+        &Silent,
+        (read, kernel),
+        |s, x| {
+            for (px, &id) in x.ids.iter().enumerate() {
+                if x.changed[px] > 0 {
+                    let a = areas.at(px % grid.width, s.row0 + px / grid.width);
+                    rows.entry(id).or_insert_with(|| empty.clone()).changed_m2 += a;
                 }
             }
-            let d: Vec<f32> = b.iter().zip(&c).map(|(b, c)| c - b).collect();
-            writers[k].write_rows(0, row0, d)?;
-            writers[k].flush()?;
-        }
-    }
+            for (k, ((b, c), (i, _, _))) in x.pairs.iter().zip(&pairs).enumerate() {
+                let factor = OUTPUTS[*i].2;
+                for (px, &id) in x.ids.iter().enumerate() {
+                    let a = areas.at(px % grid.width, s.row0 + px / grid.width) * factor;
+                    let t = &mut rows.entry(id).or_insert_with(|| empty.clone()).totals[k];
+                    if b[px].is_finite() {
+                        t.0 += b[px] as f64 * a;
+                    } else {
+                        t.2 += 1;
+                    }
+                    if c[px].is_finite() {
+                        t.1 += c[px] as f64 * a;
+                    } else {
+                        t.3 += 1;
+                    }
+                }
+            }
+        },
+    )?;
     let mut outputs = Vec::new();
     for w in writers {
         outputs.push(w.finish()?.commit()?);
@@ -190,6 +203,40 @@ pub fn run(
     Ok(Compared {
         outputs,
         zone_table: text,
+    })
+}
+
+/// A strip of the comparison's inputs: zone ids, the land-cover change flag, and each compared output's base
+/// and scenario values.
+struct StripIn {
+    ids: Vec<i32>,
+    changed: Vec<i32>,
+    pairs: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+fn read_strip(
+    zones: Option<&Zones>,
+    changed: &GridReader,
+    readers: &[(GridReader, GridReader)],
+    s: Window,
+) -> Result<StripIn> {
+    let ids = match zones {
+        Some(z) => z.read_rows(s.row0, s.nrows)?,
+        None => vec![0; s.len()],
+    };
+    let mut ch = vec![0i32; s.len()];
+    changed.read_rows(0, s.row0, s.nrows, &mut ch)?;
+    let mut pairs = Vec::with_capacity(readers.len());
+    for (br, cr) in readers {
+        let (mut b, mut c) = (vec![0f32; s.len()], vec![0f32; s.len()]);
+        br.read_rows(0, s.row0, s.nrows, &mut b)?;
+        cr.read_rows(0, s.row0, s.nrows, &mut c)?;
+        pairs.push((b, c));
+    }
+    Ok(StripIn {
+        ids,
+        changed: ch,
+        pairs,
     })
 }
 
@@ -430,7 +477,7 @@ fn difference(
         format!("scenario minus base: {what}"),
     );
     md.insert("UNITS".to_string(), unit.clone());
-    let mut w = RasterWriter::create::<f32>(
+    let w = RasterWriter::create::<f32>(
         target,
         grid,
         &[OutBand {
@@ -442,14 +489,25 @@ fn difference(
         write,
     )?;
     let strip = crate::engine::strips::rows(grid.width, grid.height, 12, 4, s.base.memory_mb);
-    for row0 in (0..grid.height).step_by(strip) {
-        let n = strip.min(grid.height - row0);
-        let (mut b, mut c) = (vec![0f32; n * grid.width], vec![0f32; n * grid.width]);
-        br.read_rows(0, row0, n, &mut b)?;
-        cr.read_rows(0, row0, n, &mut c)?;
-        w.write_rows(0, row0, b.iter().zip(&c).map(|(b, c)| c - b).collect())?;
-        w.flush()?;
-    }
+    let read = move |s: Window| {
+        let (mut b, mut c) = (vec![0f32; s.len()], vec![0f32; s.len()]);
+        br.read_rows(0, s.row0, s.nrows, &mut b)?;
+        cr.read_rows(0, s.row0, s.nrows, &mut c)?;
+        Ok((b, c))
+    };
+    let kernel = |_, (b, c): (Vec<f32>, Vec<f32>)| StripOut {
+        planes: vec![vec![b
+            .iter()
+            .zip(&c)
+            .map(|(b, c)| c - b)
+            .collect::<Vec<f32>>()
+            .into()]],
+        side: (),
+    };
+    let mut writers = [w];
+    let dims = (grid.width, grid.height, strip);
+    crate::engine::run::run(what, dims, &mut writers, &Silent, (read, kernel), |_, _| {})?;
+    let [w] = writers;
     w.finish()?.commit()
 }
 

@@ -10,8 +10,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::engine::run::StripOut;
 use crate::error::{Error, Result};
-use crate::io::{self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling};
+use crate::io::{self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, Window};
+use crate::progress::Silent;
 
 use super::landcover::LandCover;
 use super::Scenario;
@@ -345,7 +347,7 @@ fn write_month(
     target: &Path,
     memory_mb: usize,
 ) -> Result<()> {
-    let mut w = RasterWriter::create::<f32>(
+    let w = RasterWriter::create::<f32>(
         target,
         grid,
         &[OutBand {
@@ -356,19 +358,30 @@ fn write_month(
         &Default::default(),
         &Default::default(),
     )?;
-    let rows = strip_rows(grid, memory_mb);
-    for row0 in (0..grid.height).step_by(rows) {
-        let n = rows.min(grid.height - row0);
-        let len = n * grid.width;
-        let (cls, by, mut v) = read_strip(lcr, ndvi, row0, n, len)?;
-        for px in 0..len {
+    let read = |s: Window| read_strip(lcr, ndvi, s.row0, s.nrows, s.len());
+    let kernel = |_, (cls, by, mut v): (Vec<i32>, Vec<i32>, Vec<f32>)| {
+        for px in 0..v.len() {
             if by[px] > 0 {
                 v[px] = values.get(&(by[px], cls[px])).copied().unwrap_or(f32::NAN);
             }
         }
-        w.write_rows(0, row0, v)?;
-        w.flush()?;
-    }
+        StripOut {
+            planes: vec![vec![v.into()]],
+            side: (),
+        }
+    };
+    let mut writers = [w];
+    let dims = (grid.width, grid.height, strip_rows(grid, memory_mb));
+    // The readers serve every month: read on this thread, strip by strip.
+    crate::engine::run::run_local(
+        "substitute",
+        dims,
+        &mut writers,
+        &Silent,
+        (read, kernel),
+        |_, _| {},
+    )?;
+    let [w] = writers;
     w.finish()?.keep_scratch()?;
     Ok(())
 }

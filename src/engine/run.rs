@@ -1,0 +1,290 @@
+//! The strip executor: a stage gives a reader (all its I/O: a strip of its inputs on the grid), a pure kernel
+//! (a strip of inputs to a strip of every output, and side results such as counts) and its writers; `run`
+//! owns the rest. It walks the grid in strips of whole rows, reads the next strip while the current one is
+//! computed and written, writes each output's strip by its own worker (outputs compressed on all cores), folds
+//! the side results in strip order on the calling thread, and reports progress. Every output's tiles reach its
+//! file in row order and the fold sees strips in row order, so outputs and tables do not depend on the thread
+//! count. The stage then finishes (verifies) and commits its writers as it does today.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::io::{RasterWriter, Window};
+use crate::progress::Progress;
+
+/// Values of one output band over a strip, in the band's pixel type.
+pub enum Plane {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+}
+
+macro_rules! plane_from {
+    ($t:ty, $v:ident) => {
+        impl From<Vec<$t>> for Plane {
+            fn from(v: Vec<$t>) -> Plane {
+                Plane::$v(v)
+            }
+        }
+    };
+}
+plane_from!(u8, U8);
+plane_from!(u16, U16);
+plane_from!(i32, I32);
+plane_from!(f32, F32);
+
+impl Plane {
+    fn write(self, w: &mut RasterWriter, band: usize, row0: usize) -> Result<()> {
+        match self {
+            Plane::U8(v) => w.write_rows(band, row0, v),
+            Plane::U16(v) => w.write_rows(band, row0, v),
+            Plane::I32(v) => w.write_rows(band, row0, v),
+            Plane::F32(v) => w.write_rows(band, row0, v),
+        }
+    }
+}
+
+/// What a kernel makes of one strip: for each writer (in the writers' order) its bands' planes (in band
+/// order), and the strip's side results.
+pub struct StripOut<S> {
+    pub planes: Vec<Vec<Plane>>,
+    pub side: S,
+}
+
+/// Run a strip stage named `name` over a grid `width` x `height` in strips of `rows` rows (whole tile rows, as
+/// `strips::rows` gives). `read` is called once per strip in row order, the next strip's read running beside
+/// the current strip's kernel and writing; `fold` gets each strip's side results in row order.
+pub fn run<I, S, R, K, F>(
+    name: &str,
+    (width, height, rows): (usize, usize, usize),
+    writers: &mut [RasterWriter],
+    progress: &dyn Progress,
+    (mut read, kernel): (R, K),
+    mut fold: F,
+) -> Result<()>
+where
+    I: Send,
+    S: Send,
+    R: FnMut(Window) -> Result<I> + Send,
+    K: Fn(Window, I) -> StripOut<S> + Sync,
+    F: FnMut(Window, S),
+{
+    let strips = strips(width, height, rows);
+    progress.start(name, height as u64);
+    let mut next = match strips.first() {
+        Some(s) => Some(read(*s)?),
+        None => None,
+    };
+    for (i, strip) in strips.iter().enumerate() {
+        let input = next
+            .take()
+            .expect("a strip's input is read before its turn");
+        let following = strips.get(i + 1).copied();
+        let (ahead, done) = rayon::join(
+            || following.map(&mut read).transpose(),
+            || write_strip(strip, kernel(*strip, input), writers),
+        );
+        fold(*strip, done?);
+        next = ahead?;
+        progress.advance(strip.nrows as u64);
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// `run` for a reader that cannot leave the calling thread (such as vector zones rasterised strip by strip: GDAL
+/// geometries are not `Send`): each strip is read before its kernel, on the calling thread. The same outputs.
+pub fn run_local<I, S, R, K, F>(
+    name: &str,
+    (width, height, rows): (usize, usize, usize),
+    writers: &mut [RasterWriter],
+    progress: &dyn Progress,
+    (mut read, kernel): (R, K),
+    mut fold: F,
+) -> Result<()>
+where
+    S: Send,
+    R: FnMut(Window) -> Result<I>,
+    K: Fn(Window, I) -> StripOut<S> + Sync,
+    F: FnMut(Window, S),
+{
+    progress.start(name, height as u64);
+    for strip in strips(width, height, rows) {
+        let input = read(strip)?;
+        fold(strip, write_strip(&strip, kernel(strip, input), writers)?);
+        progress.advance(strip.nrows as u64);
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// The strips of `rows` rows (the last one shorter) of a grid `width` x `height`, in row order.
+fn strips(width: usize, height: usize, rows: usize) -> Vec<Window> {
+    (0..height)
+        .step_by(rows.max(1))
+        .map(|row0| Window::rows(row0, rows.max(1).min(height - row0), width))
+        .collect()
+}
+
+/// Write a strip's planes, each writer by one worker, and flush each writer (its tiles in row order).
+fn write_strip<S>(strip: &Window, out: StripOut<S>, writers: &mut [RasterWriter]) -> Result<S> {
+    assert_eq!(
+        out.planes.len(),
+        writers.len(),
+        "a kernel gives one list of planes per writer"
+    );
+    writers
+        .par_iter_mut()
+        .zip(out.planes)
+        .try_for_each(|(w, planes)| {
+            for (band, p) in planes.into_iter().enumerate() {
+                p.write(w, band, strip.row0)?;
+            }
+            w.flush()
+        })?;
+    Ok(out.side)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{Grid, OutBand};
+
+    fn grid(width: usize, height: usize) -> Grid {
+        Grid {
+            crs_wkt: gdal::spatial_ref::SpatialRef::from_epsg(32630)
+                .unwrap()
+                .to_wkt()
+                .unwrap(),
+            gt: [500_000.0, 10.0, 0.0, 5_600_000.0, 0.0, -10.0],
+            width,
+            height,
+        }
+    }
+
+    /// A kernel of two outputs (Float32 x + 1, Byte x mod 7) over 600 x 700 px in strips of 256 rows: the
+    /// values read back, the strips read and folded once each in row order, and the same bytes at 1 and 2
+    /// threads.
+    #[test]
+    fn every_strip_read_once_written_in_order_and_folded_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = grid(600, 700);
+        let run_with = |threads: usize, tag: &str| {
+            let band = |d: &str| {
+                vec![OutBand {
+                    description: d.into(),
+                    unit: "1".into(),
+                }]
+            };
+            let md = Default::default();
+            let wo = Default::default();
+            let pa = dir.path().join(format!("a{tag}.tif"));
+            let pb = dir.path().join(format!("b{tag}.tif"));
+            let mut writers = vec![
+                RasterWriter::create::<f32>(&pa, &g, &band("x+1"), None, &md, &wo).unwrap(),
+                RasterWriter::create::<u8>(&pb, &g, &band("x mod 7"), Some(255.0), &md, &wo)
+                    .unwrap(),
+            ];
+            let (mut reads, mut folds) = (Vec::new(), Vec::new());
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                run(
+                    "test",
+                    (g.width, g.height, 256),
+                    &mut writers,
+                    &crate::progress::Silent,
+                    (
+                        |s: Window| {
+                            reads.push(s.row0);
+                            Ok((0..s.len())
+                                .map(|p| (s.row0 * s.ncols + p) as u32)
+                                .collect())
+                        },
+                        |s: Window, x: Vec<u32>| StripOut {
+                            planes: vec![
+                                vec![x.iter().map(|&v| v as f32 + 1.0).collect::<Vec<_>>().into()],
+                                vec![x.iter().map(|&v| (v % 7) as u8).collect::<Vec<_>>().into()],
+                            ],
+                            side: (s.row0, x.len()),
+                        },
+                    ),
+                    |_, side| folds.push(side),
+                )
+                .unwrap()
+            });
+            assert_eq!(reads, vec![0, 256, 512]);
+            assert_eq!(
+                folds,
+                vec![(0, 256 * 600), (256, 256 * 600), (512, 188 * 600)]
+            );
+            for w in writers {
+                w.finish().unwrap().commit().unwrap();
+            }
+            (
+                std::fs::read(&pa).unwrap(),
+                std::fs::read(&pb).unwrap(),
+                pa,
+                pb,
+            )
+        };
+        let (a1, b1, pa, pb) = run_with(1, "1");
+        let (a2, b2, _, _) = run_with(2, "2");
+        assert!(a1 == a2 && b1 == b2, "same bytes at 1 and 2 threads");
+        let ds = gdal::Dataset::open(&pa).unwrap();
+        let v = ds.rasterband(1).unwrap().read_band_as::<f32>().unwrap();
+        // Pixel (col 9, row 300) is x = 300 * 600 + 9 = 180009: 180010 in a; 180009 = 7 * 25715 + 4, so 4 in b.
+        assert_eq!(v.data()[300 * 600 + 9], 180_010.0);
+        let ds = gdal::Dataset::open(&pb).unwrap();
+        let v = ds.rasterband(1).unwrap().read_band_as::<u8>().unwrap();
+        assert_eq!(v.data()[300 * 600 + 9], 4);
+    }
+
+    #[test]
+    fn a_failed_read_stops_the_run_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = grid(64, 600);
+        let p = dir.path().join("x.tif");
+        let band = vec![OutBand {
+            description: "x".into(),
+            unit: "1".into(),
+        }];
+        let w = RasterWriter::create::<f32>(
+            &p,
+            &g,
+            &band,
+            None,
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let mut writers = vec![w];
+        let err = run(
+            "test",
+            (g.width, g.height, 256),
+            &mut writers,
+            &crate::progress::Silent,
+            (
+                |s: Window| {
+                    if s.row0 == 256 {
+                        Err(crate::error::Error::Usage("unreadable strip".into()))
+                    } else {
+                        Ok(vec![0f32; s.len()])
+                    }
+                },
+                |_, x: Vec<f32>| StripOut {
+                    planes: vec![vec![x.into()]],
+                    side: (),
+                },
+            ),
+            |_, _| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unreadable strip"), "{err}");
+        drop(writers);
+        assert!(!p.exists(), "nothing committed");
+    }
+}
