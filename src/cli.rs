@@ -353,7 +353,7 @@ struct PredictArgs {
     /// Write Cloud-Optimised GeoTIFFs with overviews.
     #[arg(long)]
     cog: bool,
-    /// Working-memory budget per strip in MiB.
+    /// Working-memory budget in MiB of the two strips in flight (the one classified and the one read beside it).
     #[arg(long, default_value_t = 64)]
     memory_mb: usize,
 }
@@ -1726,6 +1726,7 @@ fn npp_cmd(a: NppArgs, progress: &dyn Progress, quiet: bool) -> Result<()> {
         ndvi_index: if a.fpar.is_some() { "FPAR" } else { "NDVI" }.into(),
         ndvi_dir: a.ndvi.or(a.fpar).expect("clap requires one"),
         ndvi_label: None,
+        landcover_label: None,
         ndvi_band: a.ndvi_band,
         ndvi_year: a.ndvi_year,
         landcover: a.landcover,

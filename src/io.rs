@@ -1472,6 +1472,14 @@ impl RasterWriter {
                 format!("NUM_THREADS={}", rayon::current_num_threads().max(1)),
             ]);
             let res = gdal_translate(&src, &cog_tmp.to_string_lossy(), &args, &self.target)
+                .map_err(|e| match e {
+                    // Writing our own output, not reading the user's: a write error (exit 3), not bad input.
+                    Error::Input { path, problem } => Error::Processing(format!(
+                        "{}: writing the COG failed (disk full?): {problem}",
+                        path.display()
+                    )),
+                    other => other,
+                })
                 .and_then(|out| {
                     gdal_checked(&self.target, "closing the COG failed (disk full?)", || {
                         out.close()

@@ -679,3 +679,64 @@ fn a_class_absent_from_the_scene_takes_the_climatology_profile() {
         std::fs::read_to_string(out.join("scenario_substitution_2021-06.csv.json")).unwrap();
     assert!(notes.contains("eo-learn"), "{notes}");
 }
+
+/// A land-cover change with a balance, run twice into the same folder: every file the same bytes (the maps'
+/// titles and the rasters' metadata named the run's working files, whose names change from run to run), and no
+/// output names a working file (`.partial-PID`, the scratch folder `.carbonmap-scenario-*`).
+#[test]
+fn a_rerun_gives_the_same_bytes_and_no_output_names_a_working_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    lattice(d);
+    let text = scenario(CHANGE).replace("months = \"6-6\"\n", "")
+        + "[balance]\nlattice = \"lattice.tif\"\nlattice_unit = \"t CO2 cell-1 yr-1\"\n";
+    std::fs::write(d.join("s.toml"), text).unwrap();
+    let out = d.join("out");
+    let files = || {
+        let mut v: Vec<(String, Vec<u8>)> = walk(&out)
+            .into_iter()
+            .map(|p| {
+                let rel = p.strip_prefix(&out).unwrap().display().to_string();
+                (rel, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    scenario_cmd(&d.join("s.toml"), &out).success();
+    let first = files();
+    assert!(first.iter().any(|(n, _)| n.ends_with("net_balance.png")));
+    scenario_cmd(&d.join("s.toml"), &out).success();
+    let second = files();
+    assert_eq!(
+        first.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        second.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for ((name, a), (_, b)) in first.iter().zip(&second) {
+        assert!(
+            a == b,
+            "{name} differs between two runs of the same scenario"
+        );
+        let text = String::from_utf8_lossy(a);
+        for working in [".partial-", ".carbonmap-scenario"] {
+            assert!(
+                !text.contains(working),
+                "{name} names a working file ({working})"
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -6,8 +6,6 @@
 //! file in row order and the fold sees strips in row order, so outputs and tables do not depend on the thread
 //! count. The stage then finishes (verifies) and commits its writers as it does today.
 
-use rayon::prelude::*;
-
 use crate::error::Result;
 use crate::io::{RasterWriter, Window};
 use crate::progress::Progress;
@@ -57,17 +55,69 @@ pub struct StripOut<S> {
 /// the current strip's kernel and writing; `fold` gets each strip's side results in row order.
 pub fn run<I, S, R, K, F>(
     name: &str,
-    (width, height, rows): (usize, usize, usize),
+    dims: (usize, usize, usize),
     writers: &mut [RasterWriter],
     progress: &dyn Progress,
-    (mut read, kernel): (R, K),
-    mut fold: F,
+    (read, kernel): (R, K),
+    fold: F,
 ) -> Result<()>
 where
     I: Send,
     S: Send,
     R: FnMut(Window) -> Result<I> + Send,
     K: Fn(Window, I) -> StripOut<S> + Sync,
+    F: FnMut(Window, S),
+{
+    let step = |read: &mut R, strip: Window, input: I, following: Option<Window>| {
+        rayon::join(
+            || following.map(read).transpose(),
+            || write_strip(&strip, kernel(strip, input), writers),
+        )
+    };
+    walk(name, dims, progress, read, step, fold)
+}
+
+/// `run` for a reader that cannot leave the calling thread (such as vector zones rasterised strip by strip: GDAL
+/// geometries are not `Send`): each strip is read on the calling thread after the previous strip is written.
+/// The same outputs.
+pub fn run_local<I, S, R, K, F>(
+    name: &str,
+    dims: (usize, usize, usize),
+    writers: &mut [RasterWriter],
+    progress: &dyn Progress,
+    (read, kernel): (R, K),
+    fold: F,
+) -> Result<()>
+where
+    S: Send,
+    R: FnMut(Window) -> Result<I>,
+    K: Fn(Window, I) -> StripOut<S> + Sync,
+    F: FnMut(Window, S),
+{
+    let step = |read: &mut R, strip: Window, input: I, following: Option<Window>| {
+        let done = write_strip(&strip, kernel(strip, input), writers);
+        match done {
+            Ok(_) => (following.map(read).transpose(), done),
+            Err(_) => (Ok(None), done),
+        }
+    };
+    walk(name, dims, progress, read, step, fold)
+}
+
+/// The strip loop of `run` and `run_local`: the first strip is read, then `step` computes and writes each strip
+/// and reads the following one (the next strip's input, none after the last), and `fold` takes the side
+/// results in row order. Stops at the first error, the write's before the read's.
+fn walk<I, S, R, P, F>(
+    name: &str,
+    (width, height, rows): (usize, usize, usize),
+    progress: &dyn Progress,
+    mut read: R,
+    mut step: P,
+    mut fold: F,
+) -> Result<()>
+where
+    R: FnMut(Window) -> Result<I>,
+    P: FnMut(&mut R, Window, I, Option<Window>) -> (Result<Option<I>>, Result<S>),
     F: FnMut(Window, S),
 {
     let strips = strips(width, height, rows);
@@ -80,39 +130,9 @@ where
         let input = next
             .take()
             .expect("a strip's input is read before its turn");
-        let following = strips.get(i + 1).copied();
-        let (ahead, done) = rayon::join(
-            || following.map(&mut read).transpose(),
-            || write_strip(strip, kernel(*strip, input), writers),
-        );
+        let (ahead, done) = step(&mut read, *strip, input, strips.get(i + 1).copied());
         fold(*strip, done?);
         next = ahead?;
-        progress.advance(strip.nrows as u64);
-    }
-    progress.finish();
-    Ok(())
-}
-
-/// `run` for a reader that cannot leave the calling thread (such as vector zones rasterised strip by strip: GDAL
-/// geometries are not `Send`): each strip is read before its kernel, on the calling thread. The same outputs.
-pub fn run_local<I, S, R, K, F>(
-    name: &str,
-    (width, height, rows): (usize, usize, usize),
-    writers: &mut [RasterWriter],
-    progress: &dyn Progress,
-    (mut read, kernel): (R, K),
-    mut fold: F,
-) -> Result<()>
-where
-    S: Send,
-    R: FnMut(Window) -> Result<I>,
-    K: Fn(Window, I) -> StripOut<S> + Sync,
-    F: FnMut(Window, S),
-{
-    progress.start(name, height as u64);
-    for strip in strips(width, height, rows) {
-        let input = read(strip)?;
-        fold(strip, write_strip(&strip, kernel(strip, input), writers)?);
         progress.advance(strip.nrows as u64);
     }
     progress.finish();
@@ -134,15 +154,12 @@ fn write_strip<S>(strip: &Window, out: StripOut<S>, writers: &mut [RasterWriter]
         writers.len(),
         "a kernel gives one list of planes per writer"
     );
-    writers
-        .par_iter_mut()
-        .zip(out.planes)
-        .try_for_each(|(w, planes)| {
-            for (band, p) in planes.into_iter().enumerate() {
-                p.write(w, band, strip.row0)?;
-            }
-            w.flush()
-        })?;
+    crate::engine::write::each_output_with(writers, out.planes, |planes, w| {
+        for (band, p) in planes.into_iter().enumerate() {
+            p.write(w, band, strip.row0)?;
+        }
+        w.flush()
+    })?;
     Ok(out.side)
 }
 

@@ -22,10 +22,26 @@ where
     R: Send,
     F: Fn(usize, &mut RasterWriter) -> Result<R> + Sync,
 {
+    each_output_with(writers, 0..usize::MAX, f)
+}
+
+/// `each_output` handing each output its own item, moved: `f(item i, writer i)` for as many outputs as there
+/// are items (the items of a strip's planes, one list per writer).
+pub fn each_output_with<W, T, R, F>(
+    writers: &mut [W],
+    items: impl IntoParallelIterator<Item = T, Iter: IndexedParallelIterator>,
+    f: F,
+) -> Result<Vec<R>>
+where
+    W: AsMut<RasterWriter> + Send,
+    T: Send,
+    R: Send,
+    F: Fn(T, &mut RasterWriter) -> Result<R> + Sync,
+{
     writers
         .par_iter_mut()
-        .enumerate()
-        .map(|(i, w)| f(i, w.as_mut()))
+        .zip(items)
+        .map(|(w, item)| f(item, w.as_mut()))
         .collect()
 }
 

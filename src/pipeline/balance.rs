@@ -1353,7 +1353,8 @@ fn balance_map(
             title: &format!(
                 "Net carbon balance: {} - {}",
                 file_name(&p.lattice.path),
-                file_name(&job.sink)
+                // A scenario's sink is a working file: its title names the output it becomes.
+                file_name(job.sink_label.as_deref().map_or(&job.sink, Path::new))
             ),
             quantity: "net balance, t CO2 ha-1 yr-1",
             frame: Some(&io::MapFrame::of(&p.grid)?),

@@ -1248,7 +1248,8 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
         unclassified: 0,
     };
     let readers = engine.readers()?;
-    let rows = engine.strip_rows(job.memory_mb);
+    // Two strips are in flight: the one classified and the one read beside it; the budget holds both.
+    let rows = engine.strip_rows((job.memory_mb / 2).max(1));
     let mut writers = [cw, fw];
     let read = |s: Window| engine.strip(&readers, s.row0, s.nrows);
     let kernel = |_: Window, planes: Vec<Vec<f32>>| predict_strip(&forest, &sidecar, wide, planes);

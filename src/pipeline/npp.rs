@@ -80,6 +80,8 @@ pub struct NppJob {
     pub ndvi_dir: PathBuf,
     /// How messages name `ndvi_dir` when it is a working folder (a scenario's composites), else its path.
     pub ndvi_label: Option<String>,
+    /// How the outputs' metadata name `landcover` when it is a working file (a scenario's), else its path.
+    pub landcover_label: Option<String>,
     /// Index name in the file names (NDVI), or FPAR when `input_is_fpar`.
     pub ndvi_index: String,
     /// The monthly rasters are FPAR (0-1), not NDVI (MOD17 only).
@@ -463,19 +465,28 @@ fn output_metadata(job: &NppJob, p: &Prepared) -> BTreeMap<String, String> {
             if p.period.full_year() { "" } else { ", which extend beyond the reported period" }
         ),
     );
-    md.insert("LANDCOVER".into(), job.landcover.display().to_string());
+    md.insert(
+        "LANDCOVER".into(),
+        job.landcover_label
+            .clone()
+            .unwrap_or_else(|| job.landcover.display().to_string()),
+    );
     md.insert(
         "LEGEND".into(),
         format!("{} ({})", p.legend.product, p.legend.source.display()),
     );
     md.insert("DRIVERS".into(), job.drivers.display().to_string());
-    md.insert(
-        "NDVI".into(),
+    // A scenario's composites are working files: the metadata name what they were made from.
+    let ndvi_files = || {
         p.ndvi_files
             .iter()
             .map(|f| f.1.display().to_string())
             .collect::<Vec<_>>()
-            .join(","),
+            .join(",")
+    };
+    md.insert(
+        "NDVI".into(),
+        job.ndvi_label.clone().unwrap_or_else(ndvi_files),
     );
     md.insert(
         "NDVI_FILL".into(),

@@ -416,9 +416,19 @@ fn scenario_npp_job(
         ndvi_dir: subst.ndvi_dir.clone(),
         ndvi_band: 1,
         landcover: lc.scratch.clone(),
+        landcover_label: Some(format!(
+            "{} in the scenario's output folder (band 1 of its working copy)",
+            in_folder(&lc.output, out_dir)
+        )),
         landcover_band: 1,
         ..job
     }
+}
+
+/// `path` relative to the scenario's output folder `out`: the outputs name each other so, since the folder may be
+/// a season stage's working folder, renamed when the stage completes.
+fn in_folder(path: &Path, out: &Path) -> String {
+    path.strip_prefix(out).unwrap_or(path).display().to_string()
 }
 
 /// Both runs' balances (with a [balance] section) and their comparison.
@@ -462,7 +472,8 @@ fn balances(
                 out_dir: job.out_dir.join(run).join("balance"),
                 write: job.write.clone(),
                 emission_factors: factors,
-                sink_label: Some(seq.display().to_string()),
+                // Relative to the scenario's output folder.
+                sink_label: Some(in_folder(seq, &job.out_dir)),
                 draws: None,
             },
             progress,

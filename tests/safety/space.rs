@@ -265,6 +265,18 @@ fn balance_on_a_full_disk_commits_all_or_nothing() {
 }
 
 #[test]
+fn landcover_predict_on_a_full_disk_commits_all_or_nothing() {
+    // Runs on the strip executor (`engine::run`): a write failing in the middle of a run.
+    let base = "landcover predict --stack {F}/s/stack.toml --model {F}/model/landcover.model.json --out {OUT}";
+    attack(
+        "predict",
+        &words(base),
+        &words(&format!("{base} --cog --maps")),
+        8,
+    );
+}
+
+#[test]
 fn a_season_run_on_a_full_disk_keeps_a_complete_report() {
     let dir = tempfile::tempdir().unwrap();
     let config = |stats: &str| crate::fixture::season_config(dir.path(), stats);

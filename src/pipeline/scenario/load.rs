@@ -250,6 +250,7 @@ fn base_job(
         model,
         ndvi_dir: job.ndvi.clone().unwrap_or_else(|| at(&b.ndvi)),
         ndvi_label: None,
+        landcover_label: None,
         ndvi_index: "NDVI".into(),
         input_is_fpar: false,
         ndvi_band: b.ndvi_band,
