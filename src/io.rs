@@ -601,7 +601,7 @@ pub(crate) fn last_gdal_message() -> String {
 }
 
 /// GDALTranslate `src` to `dest` ("" with `-of VRT` gives an in-memory VRT).
-pub(crate) fn gdal_translate(
+fn gdal_translate(
     src: &Dataset,
     dest: &str,
     args: &[String],
@@ -631,6 +631,23 @@ pub(crate) fn gdal_translate(
         }
         Ok(Dataset::from_c_dataset(h))
     }
+}
+
+/// GDALTranslate `src` into carbonmap's own output file `dest` (a temporary file of `target`): a failure is a
+/// write error (exit 3, naming the disk), not bad input.
+pub(crate) fn translate_output(
+    src: &Dataset,
+    dest: &Path,
+    args: &[String],
+    target: &Path,
+) -> Result<Dataset> {
+    gdal_translate(src, &dest.to_string_lossy(), args, target).map_err(|e| match e {
+        Error::Input { path, problem } => Error::Processing(format!(
+            "{}: writing the file failed (disk full?): {problem}",
+            path.display()
+        )),
+        other => other,
+    })
 }
 
 /// GDALWarp `src` to `dest` ("" with `-of VRT` gives a lazy in-memory warped VRT).
@@ -1471,15 +1488,7 @@ impl RasterWriter {
                 "-co".to_string(),
                 format!("NUM_THREADS={}", rayon::current_num_threads().max(1)),
             ]);
-            let res = gdal_translate(&src, &cog_tmp.to_string_lossy(), &args, &self.target)
-                .map_err(|e| match e {
-                    // Writing our own output, not reading the user's: a write error (exit 3), not bad input.
-                    Error::Input { path, problem } => Error::Processing(format!(
-                        "{}: writing the COG failed (disk full?): {problem}",
-                        path.display()
-                    )),
-                    other => other,
-                })
+            let res = translate_output(&src, &cog_tmp, &args, &self.target)
                 .and_then(|out| {
                     gdal_checked(&self.target, "closing the COG failed (disk full?)", || {
                         out.close()

@@ -34,7 +34,7 @@ pub fn mosaic(
     });
     let args = translate_args(cog, is_float);
     let tmp = PathBuf::from(format!("{}.merge-partial", target.display()));
-    let written = io::gdal_translate(&vrt, &tmp.to_string_lossy(), &args, target)
+    let written = io::translate_output(&vrt, &tmp, &args, target)
         .and_then(|out| {
             io::gdal_checked(target, "closing the mosaic failed (disk full?)", || {
                 out.close()
