@@ -1,10 +1,11 @@
-//! The strip executor: a stage gives a reader (all its I/O: a strip of its inputs on the grid), a pure kernel
-//! (a strip of inputs to a strip of every output, and side results such as counts) and its writers; `run`
-//! owns the rest. It walks the grid in strips of whole rows, reads the next strip while the current one is
-//! computed and written, writes each output's strip by its own worker (outputs compressed on all cores), folds
-//! the side results in strip order on the calling thread, and reports progress. Every output's tiles reach its
-//! file in row order and the fold sees strips in row order, so outputs and tables do not depend on the thread
-//! count. The stage then finishes (verifies) and commits its writers as it does today.
+//! The executor: a stage gives a reader (all its I/O: a window of its inputs on the grid), a kernel (a
+//! window of inputs to a window of every output, and side results such as counts) and its writers; `run` owns
+//! the rest. It walks the windows in order (whole-row strips, or blocks of whole tiles for wide rasters), reads
+//! the next window on a worker while the current one is computed and written, writes each output's window by
+//! its own worker (outputs compressed on all cores), folds the side results in window order on the calling
+//! thread, and reports progress. Every output's tiles reach its file in order and the fold sees windows in
+//! order, so outputs and tables do not depend on the thread count. The stage then finishes (verifies) and
+//! commits its writers.
 
 use crate::error::Result;
 use crate::io::{RasterWriter, Window};
@@ -33,12 +34,12 @@ plane_from!(i32, I32);
 plane_from!(f32, F32);
 
 impl Plane {
-    fn write(self, w: &mut RasterWriter, band: usize, row0: usize) -> Result<()> {
+    fn write(self, w: &mut RasterWriter, band: usize, window: &Window) -> Result<()> {
         match self {
-            Plane::U8(v) => w.write_rows(band, row0, v),
-            Plane::U16(v) => w.write_rows(band, row0, v),
-            Plane::I32(v) => w.write_rows(band, row0, v),
-            Plane::F32(v) => w.write_rows(band, row0, v),
+            Plane::U8(v) => w.write_window(band, window, v),
+            Plane::U16(v) => w.write_window(band, window, v),
+            Plane::I32(v) => w.write_window(band, window, v),
+            Plane::F32(v) => w.write_window(band, window, v),
         }
     }
 }
@@ -50,58 +51,67 @@ pub struct StripOut<S> {
     pub side: S,
 }
 
-/// Run a strip stage named `name` over a grid `width` x `height` in strips of `rows` rows (whole tile rows, as
-/// `strips::rows` gives). `read` is called once per strip in row order, the next strip's read running beside
-/// the current strip's kernel and writing; `fold` gets each strip's side results in row order.
+/// Run a stage named `name` over `windows` (whole-row strips, `strips`, or blocks of whole tiles,
+/// `engine::strips::blocks`; each output is flushed after each window). `read` is called once per window in
+/// order, on a worker, the next window's read beside the current window's kernel and writing (with one worker
+/// thread, after them: the calling thread would otherwise be a second one computing). The kernel runs on the
+/// calling thread (it may hold what cannot leave it, and it may use the pool itself); `fold` gets each
+/// window's side results in order.
 pub fn run<I, S, R, K, F>(
     name: &str,
-    dims: (usize, usize, usize),
+    windows: Vec<Window>,
     writers: &mut [RasterWriter],
     progress: &dyn Progress,
-    (read, kernel): (R, K),
+    (read, mut kernel): (R, K),
     fold: F,
 ) -> Result<()>
 where
     I: Send,
-    S: Send,
     R: FnMut(Window) -> Result<I> + Send,
-    K: Fn(Window, I) -> StripOut<S> + Sync,
+    K: FnMut(Window, I) -> Result<StripOut<S>>,
     F: FnMut(Window, S),
 {
+    let ahead = rayon::current_num_threads() > 1;
     let step = |read: &mut R, strip: Window, input: I, following: Option<Window>| {
-        rayon::join(
-            || following.map(read).transpose(),
-            || write_strip(&strip, kernel(strip, input), writers),
-        )
+        let mut next = Ok(None);
+        let done = rayon::in_place_scope(|s| {
+            if ahead {
+                s.spawn(|_| next = following.map(&mut *read).transpose());
+            }
+            kernel(strip, input).and_then(|out| write_strip(&strip, out, writers))
+        });
+        if !ahead && done.is_ok() {
+            next = following.map(read).transpose();
+        }
+        (next, done)
     };
-    walk(name, dims, progress, read, step, fold)
+    walk(name, windows, progress, read, step, fold)
 }
 
 /// `run` for a reader that cannot leave the calling thread (such as vector zones rasterised strip by strip: GDAL
-/// geometries are not `Send`): each strip is read on the calling thread after the previous strip is written.
+/// geometries are not `Send`): each window is read on the calling thread after the previous one is written.
 /// The same outputs.
 pub fn run_local<I, S, R, K, F>(
     name: &str,
-    dims: (usize, usize, usize),
+    windows: Vec<Window>,
     writers: &mut [RasterWriter],
     progress: &dyn Progress,
-    (read, kernel): (R, K),
+    (read, mut kernel): (R, K),
     fold: F,
 ) -> Result<()>
 where
-    S: Send,
     R: FnMut(Window) -> Result<I>,
-    K: Fn(Window, I) -> StripOut<S> + Sync,
+    K: FnMut(Window, I) -> Result<StripOut<S>>,
     F: FnMut(Window, S),
 {
     let step = |read: &mut R, strip: Window, input: I, following: Option<Window>| {
-        let done = write_strip(&strip, kernel(strip, input), writers);
+        let done = kernel(strip, input).and_then(|out| write_strip(&strip, out, writers));
         match done {
             Ok(_) => (following.map(read).transpose(), done),
             Err(_) => (Ok(None), done),
         }
     };
-    walk(name, dims, progress, read, step, fold)
+    walk(name, windows, progress, read, step, fold)
 }
 
 /// The strip loop of `run` and `run_local`: the first strip is read, then `step` computes and writes each strip
@@ -109,7 +119,7 @@ where
 /// results in row order. Stops at the first error, the write's before the read's.
 fn walk<I, S, R, P, F>(
     name: &str,
-    (width, height, rows): (usize, usize, usize),
+    strips: Vec<Window>,
     progress: &dyn Progress,
     mut read: R,
     mut step: P,
@@ -120,8 +130,7 @@ where
     P: FnMut(&mut R, Window, I, Option<Window>) -> (Result<Option<I>>, Result<S>),
     F: FnMut(Window, S),
 {
-    let strips = strips(width, height, rows);
-    progress.start(name, height as u64);
+    progress.start(name, strips.iter().map(|w| w.len() as u64).sum());
     let mut next = match strips.first() {
         Some(s) => Some(read(*s)?),
         None => None,
@@ -133,14 +142,15 @@ where
         let (ahead, done) = step(&mut read, *strip, input, strips.get(i + 1).copied());
         fold(*strip, done?);
         next = ahead?;
-        progress.advance(strip.nrows as u64);
+        progress.advance(strip.len() as u64);
     }
     progress.finish();
     Ok(())
 }
 
-/// The strips of `rows` rows (the last one shorter) of a grid `width` x `height`, in row order.
-fn strips(width: usize, height: usize, rows: usize) -> Vec<Window> {
+/// The strips of `rows` rows (the last one shorter) of a grid `width` x `height`, in row order: the windows
+/// of `run` for a stage that walks whole rows (`engine::strips::blocks` gives blocks of fewer columns).
+pub fn strips(width: usize, height: usize, rows: usize) -> Vec<Window> {
     (0..height)
         .step_by(rows.max(1))
         .map(|row0| Window::rows(row0, rows.max(1).min(height - row0), width))
@@ -156,7 +166,7 @@ fn write_strip<S>(strip: &Window, out: StripOut<S>, writers: &mut [RasterWriter]
     );
     crate::engine::write::each_output_with(writers, out.planes, |planes, w| {
         for (band, p) in planes.into_iter().enumerate() {
-            p.write(w, band, strip.row0)?;
+            p.write(w, band, strip)?;
         }
         w.flush()
     })?;
@@ -211,7 +221,7 @@ mod tests {
             pool.install(|| {
                 run(
                     "test",
-                    (g.width, g.height, 256),
+                    strips(g.width, g.height, 256),
                     &mut writers,
                     &crate::progress::Silent,
                     (
@@ -221,12 +231,22 @@ mod tests {
                                 .map(|p| (s.row0 * s.ncols + p) as u32)
                                 .collect())
                         },
-                        |s: Window, x: Vec<u32>| StripOut {
-                            planes: vec![
-                                vec![x.iter().map(|&v| v as f32 + 1.0).collect::<Vec<_>>().into()],
-                                vec![x.iter().map(|&v| (v % 7) as u8).collect::<Vec<_>>().into()],
-                            ],
-                            side: (s.row0, x.len()),
+                        |s: Window, x: Vec<u32>| {
+                            Ok(StripOut {
+                                planes: vec![
+                                    vec![x
+                                        .iter()
+                                        .map(|&v| v as f32 + 1.0)
+                                        .collect::<Vec<_>>()
+                                        .into()],
+                                    vec![x
+                                        .iter()
+                                        .map(|&v| (v % 7) as u8)
+                                        .collect::<Vec<_>>()
+                                        .into()],
+                                ],
+                                side: (s.row0, x.len()),
+                            })
                         },
                     ),
                     |_, side| folds.push(side),
@@ -281,7 +301,7 @@ mod tests {
         let mut writers = vec![w];
         let err = run(
             "test",
-            (g.width, g.height, 256),
+            strips(g.width, g.height, 256),
             &mut writers,
             &crate::progress::Silent,
             (
@@ -292,9 +312,11 @@ mod tests {
                         Ok(vec![0f32; s.len()])
                     }
                 },
-                |_, x: Vec<f32>| StripOut {
-                    planes: vec![vec![x.into()]],
-                    side: (),
+                |_, x: Vec<f32>| {
+                    Ok(StripOut {
+                        planes: vec![vec![x.into()]],
+                        side: (),
+                    })
                 },
             ),
             |_, _| {},

@@ -1252,10 +1252,11 @@ pub fn predict(job: &PredictJob, progress: &dyn Progress) -> Result<PredictSumma
     let rows = engine.strip_rows((job.memory_mb / 2).max(1));
     let mut writers = [cw, fw];
     let read = |s: Window| engine.strip(&readers, s.row0, s.nrows);
-    let kernel = |_: Window, planes: Vec<Vec<f32>>| predict_strip(&forest, &sidecar, wide, planes);
+    let kernel =
+        |_: Window, planes: Vec<Vec<f32>>| Ok(predict_strip(&forest, &sidecar, wide, planes));
     crate::engine::run::run(
         "predict",
-        (grid.width, grid.height, rows),
+        crate::engine::run::strips(grid.width, grid.height, rows),
         &mut writers,
         progress,
         (read, kernel),

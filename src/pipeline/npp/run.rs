@@ -19,8 +19,9 @@ use super::{
 };
 use crate::area::PixelAreas;
 use crate::correction::Level;
+use crate::engine::run::{Plane, StripOut};
 use crate::error::Result;
-use crate::io::{self, BandRequest, GridReader, Resampling, Window};
+use crate::io::{self, BandRequest, GridReader, RasterWriter, Resampling, Window};
 use crate::progress::Progress;
 use crate::zones::OUTSIDE;
 
@@ -41,49 +42,24 @@ pub fn run_npp(job: &NppJob, progress: &dyn Progress) -> Result<NppSummary> {
         NppModel::Mod17 | NppModel::PModel => &OUTS_MOD17,
     };
     let md = output_metadata(job, &p);
-    let mut writers = npp_writers(job, &p, &md, outs)?;
+    let (mut writers, layout) = Layout::flat(npp_writers(job, &p, &md, outs)?);
     let readers = Readers::open(job, &p)?;
     let mut acc = Accumulator::new(&p);
     let (rows, cols) = block_size(job, &p, outs);
-    progress.start("npp", (grid.width * grid.height) as u64);
     let blocks = crate::engine::strips::blocks(grid.width, grid.height, rows, cols);
-    // Each block's inputs are read (by a worker) while the previous block is computed and written on this
-    // thread; a block's values do not depend on when its inputs were read. With one worker thread, one after
-    // the other (this thread would otherwise be a second one computing).
-    let ahead = rayon::current_num_threads() > 1;
+    // A block's inputs are read by a worker beside the previous block's work; the kernel runs here (the
+    // correction zones' geometries cannot leave this thread).
     let parts = ReadParts::of(job, &p);
-    let load = |k: usize| {
-        blocks
-            .get(k)
-            .map(|w| BlockIn::read(parts, &readers, w))
-            .transpose()
-    };
-    let mut next = load(0)?;
-    for (k, block) in blocks.iter().enumerate() {
-        let input = next.take().expect("the block's inputs");
-        let mut following = Ok(None);
-        let done = rayon::in_place_scope(|s| {
-            if ahead {
-                s.spawn(|_| following = load(k + 1));
-            }
-            run_block(
-                job,
-                &p,
-                &readers,
-                (&mut writers, &mut acc),
-                outs,
-                block,
-                input,
-            )
-        });
-        done?;
-        if !ahead {
-            following = load(k + 1);
-        }
-        next = following?;
-        progress.advance(block.len() as u64);
-    }
-    progress.finish();
+    let read = |w: Window| BlockIn::read(parts, &readers, &w);
+    let kernel = |w: Window, input| run_block(job, &p, outs, layout, &w, input);
+    crate::engine::run::run(
+        "npp",
+        blocks,
+        &mut writers,
+        progress,
+        (read, kernel),
+        |w, side: BlockSide| acc.add(&readers, outs, &w, side),
+    )?;
     for msg in class_warnings(job, &p, &acc.summaries)? {
         progress.warn(&msg);
         warnings.push(msg);
@@ -245,17 +221,53 @@ impl<'p> BlockIn<'p> {
     }
 }
 
-/// One block: land cover, the NDVI series completed per pixel, correction factors, the model per pixel, every
-/// output written (in parallel, one output per worker), the class sums accumulated.
-fn run_block(
+/// Which writers a run has beyond one per output, in the order of the flat list (`finish`'s): the outputs,
+/// the monthly outputs, the correction factors, the filled-months count, the driver sensitivities.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Monthly writers (`--monthly`): the first this many of a block's monthly outputs.
+    monthly: usize,
+    factor: bool,
+    filled: bool,
+    sensitivity: bool,
+}
+
+impl Layout {
+    fn flat(w: NppWriters) -> (Vec<RasterWriter>, Layout) {
+        let layout = Layout {
+            monthly: w.monthly.len(),
+            factor: w.factor.is_some(),
+            filled: w.filled.is_some(),
+            sensitivity: w.sensitivity.is_some(),
+        };
+        let all = (w.main.into_iter().chain(w.monthly))
+            .chain(w.factor)
+            .chain(w.filled)
+            .chain(w.sensitivity)
+            .collect();
+        (all, layout)
+    }
+}
+
+/// What a block gives the class sums: each pixel's results, class and model and NDVI fills, and the pixels
+/// corrected at each level.
+struct BlockSide<'p> {
+    results: Vec<PixelOut>,
+    models: Vec<PixelModel<'p>>,
+    fills: Vec<FillCounts>,
+    level_pixels: [u64; 4],
+}
+
+/// One block's kernel: the NDVI series completed per pixel, correction factors, the model per pixel; every
+/// writer's planes (in `Layout`'s order) and what the class sums need.
+fn run_block<'p>(
     job: &NppJob,
     p: &Prepared,
-    readers: &Readers,
-    (writers, acc): (&mut NppWriters, &mut Accumulator),
     outs: &[&'static str],
+    layout: Layout,
     w: &Window,
-    input: BlockIn,
-) -> Result<()> {
+    input: BlockIn<'p>,
+) -> Result<StripOut<BlockSide<'p>>> {
     let BlockIn {
         models,
         composites,
@@ -272,27 +284,59 @@ fn run_block(
     let range = p.period.sim_range();
     let (ndvi, fills) = fill::fill_block(&p.timeline, &available, &composites, range, dormant);
     drop(composites);
-    if let Some(fw) = writers.filled.as_mut() {
-        fw.write_window(0, w, fills.iter().map(FillCounts::filled).collect())?;
-        fw.flush()?;
-    }
-    let factors = block_factors(p, &models, w, writers, &mut acc.level_pixels)?;
+    let mut level_pixels = [0; 4];
+    let factors = block_factors(p, &models, w, &mut level_pixels)?;
     let target = p.corrections.as_ref().map(|c| c.0.target);
-    let want_monthly = !writers.monthly.is_empty();
     let kernel = |perturb: Option<Perturb>, monthly: bool, models: &[PixelModel]| match job.model {
         NppModel::Casa => strip_casa(p, models, (&ndvi, &tmean), &factors, w, (monthly, perturb)),
         NppModel::Mod17 | NppModel::PModel => {
             strip_mod17(p, models, &ndvi, (&factors, target), w, perturb)
         }
     };
-    let (results, monthly) = kernel(None, want_monthly, &models)?;
-    if let Some(sw) = writers.sensitivity.as_mut() {
-        let base = (&results[..], &models[..]);
-        write_sensitivity(sw, w, (&p.driver_errors, &p.class_moves), base, &kernel)?;
+    let (results, monthly) = kernel(None, layout.monthly > 0, &models)?;
+    let mut planes: Vec<Vec<Plane>> = outs
+        .par_iter()
+        .map(|o| {
+            let value = value_of(o); // once per output, not per pixel (a string match)
+            vec![results
+                .iter()
+                .map(|r| value(r) as f32)
+                .collect::<Vec<f32>>()
+                .into()]
+        })
+        .collect();
+    // The block's monthly planes move into the writers (no copies).
+    let monthly = monthly.into_iter().take(layout.monthly);
+    planes.extend(monthly.map(|m| m.into_iter().map(Plane::from).collect()));
+    if layout.factor {
+        planes.push(vec![factors
+            .iter()
+            .map(|v| *v as f32)
+            .collect::<Vec<f32>>()
+            .into()]);
     }
-    write_block(writers, outs, w, &results, monthly)?;
-    acc.add(readers, outs, w, (&results, &models, &fills));
-    Ok(())
+    if layout.filled {
+        planes.push(vec![fills
+            .iter()
+            .map(FillCounts::filled)
+            .collect::<Vec<u8>>()
+            .into()]);
+    }
+    if layout.sensitivity {
+        let base = (&results[..], &models[..]);
+        planes.push(sensitivity(
+            (&p.driver_errors, &p.class_moves),
+            base,
+            &kernel,
+        )?);
+    }
+    let side = BlockSide {
+        results,
+        models,
+        fills,
+        level_pixels,
+    };
+    Ok(StripOut { planes, side })
 }
 
 /// A pixel's legend class (index) and model, if it has one.
@@ -305,14 +349,13 @@ type Kernel<'a> = dyn Fn(Option<Perturb>, bool, &[PixelModel]) -> Result<super::
 /// moved by +sd and by -sd; per pixel the slope and the curvature of NPP and of Rh through the three values. A
 /// class parameter moves every class by its own type's sd in one pair of runs (a pixel's sd is its class's; 0,
 /// no response, for a class without an entry).
-fn write_sensitivity(
-    sw: &mut crate::io::RasterWriter,
-    w: &Window,
+fn sensitivity(
     (declared, class_moves): (&[(usize, f64)], &[super::driver_error::ClassMove]),
     (base, models): (&[PixelOut], &[PixelModel]),
     kernel: &Kernel,
-) -> Result<()> {
-    for (b, &(driver, sd)) in declared.iter().enumerate() {
+) -> Result<Vec<Plane>> {
+    let mut bands = Vec::with_capacity(4 * declared.len());
+    for &(driver, sd) in declared {
         let class = class_moves.iter().find(|c| c.driver == driver);
         let run = |sign: f64| match class {
             None => kernel(
@@ -347,12 +390,12 @@ fn write_sensitivity(
                 })
                 .collect()
         };
-        sw.write_window(4 * b, w, of(|r| r.npp, slope))?;
-        sw.write_window(4 * b + 1, w, of(|r| r.rh, slope))?;
-        sw.write_window(4 * b + 2, w, of(|r| r.npp, curvature))?;
-        sw.write_window(4 * b + 3, w, of(|r| r.rh, curvature))?;
+        bands.push(of(|r| r.npp, slope).into());
+        bands.push(of(|r| r.rh, slope).into());
+        bands.push(of(|r| r.npp, curvature).into());
+        bands.push(of(|r| r.rh, curvature).into());
     }
-    sw.flush()
+    Ok(bands)
 }
 
 /// An output's value for one pixel's result (sequestration in t CO2 ha-1 from NEP in g C m-2).
@@ -367,40 +410,12 @@ fn value_of(o: &str) -> fn(&PixelOut) -> f64 {
     }
 }
 
-/// Every output's block written and compressed in parallel, one output per worker; the block's monthly
-/// planes move into the writers (no copies).
-fn write_block(
-    writers: &mut NppWriters,
-    outs: &[&str],
-    w: &Window,
-    results: &[PixelOut],
-    monthly: Vec<Vec<Vec<f32>>>,
-) -> Result<()> {
-    crate::engine::write::each_output(&mut writers.main, |k, ow| {
-        let value = value_of(outs[k]); // once per output, not per pixel (a string match)
-        ow.write_window(0, w, results.iter().map(|r| value(r) as f32).collect())?;
-        ow.flush()
-    })?;
-    let monthly = Mutex::new(monthly.into_iter().map(Some).collect::<Vec<_>>());
-    crate::engine::write::each_output(&mut writers.monthly, |k, ow| {
-        let planes = monthly.lock().expect("monthly planes")[k]
-            .take()
-            .unwrap_or_default();
-        for (m, plane) in planes.into_iter().enumerate() {
-            ow.write_window(m, w, plane)?;
-        }
-        ow.flush()
-    })?;
-    Ok(())
-}
-
 /// Correction factor per pixel of a block (1 without corrections, NaN where no class), counting the pixels
 /// each level of the table corrected and writing the factor raster.
 fn block_factors(
     p: &Prepared,
     models: &[Option<(usize, &ClassModel)>],
     w: &Window,
-    writers: &mut NppWriters,
     level_pixels: &mut [u64; 4],
 ) -> Result<Vec<f64>> {
     let Some((t, z)) = &p.corrections else {
@@ -430,10 +445,6 @@ fn block_factors(
             f
         })
         .collect();
-    if let Some(fw) = writers.factor.as_mut() {
-        fw.write_window(0, w, f.iter().map(|v| *v as f32).collect())?;
-        fw.flush()?;
-    }
     Ok(f)
 }
 
@@ -463,13 +474,11 @@ impl Accumulator {
         }
     }
 
-    fn add(
-        &mut self,
-        readers: &Readers,
-        outs: &[&'static str],
-        w: &Window,
-        (results, models, fills): (&[PixelOut], &[Option<(usize, &ClassModel)>], &[FillCounts]),
-    ) {
+    fn add(&mut self, readers: &Readers, outs: &[&'static str], w: &Window, side: BlockSide) {
+        let (results, models, fills) = (&side.results, &side.models, &side.fills);
+        for (n, add) in self.level_pixels.iter_mut().zip(side.level_pixels) {
+            *n += add;
+        }
         // The outputs' running sums per class in arrays for the block (the same additions in the same order as
         // into the maps pixel by pixel, without a map lookup per pixel), written back at the end.
         let load = |m: &BTreeMap<&'static str, f64>| -> Vec<f64> {
@@ -546,19 +555,11 @@ fn corrections_message(p: &Prepared, level_pixels: &[u64; 4]) -> Option<String> 
 fn finish(
     job: &NppJob,
     p: &Prepared,
-    writers: NppWriters,
+    all: Vec<RasterWriter>,
     summaries: Vec<ClassSummary>,
     outs: &[&str],
     warnings: Vec<String>,
 ) -> Result<NppSummary> {
-    let all: Vec<_> = writers
-        .main
-        .into_iter()
-        .chain(writers.monthly)
-        .chain(writers.factor)
-        .chain(writers.filled)
-        .chain(writers.sensitivity)
-        .collect();
     let mut outputs: Vec<_> = all.iter().map(|w| w.target().to_path_buf()).collect();
     for pd in crate::engine::write::finish_all(all)? {
         pd.commit()?;

@@ -144,22 +144,24 @@ pub fn run(
         s.base.memory_mb,
     );
     let read = |s: Window| read_strip(zones.as_ref(), &changed, &readers, s);
-    let kernel = |_, x: StripIn| StripOut {
-        planes: x
-            .pairs
-            .iter()
-            .map(|(b, c)| {
-                vec![b
-                    .iter()
-                    .zip(c)
-                    .map(|(b, c)| c - b)
-                    .collect::<Vec<f32>>()
-                    .into()]
-            })
-            .collect(),
-        side: x,
+    let kernel = |_, x: StripIn| {
+        Ok(StripOut {
+            planes: x
+                .pairs
+                .iter()
+                .map(|(b, c)| {
+                    vec![b
+                        .iter()
+                        .zip(c)
+                        .map(|(b, c)| c - b)
+                        .collect::<Vec<f32>>()
+                        .into()]
+                })
+                .collect(),
+            side: x,
+        })
     };
-    let dims = (grid.width, grid.height, strip);
+    let dims = crate::engine::run::strips(grid.width, grid.height, strip);
     // Vector zones are rasterised on this thread (GDAL geometries are not `Send`): no read-ahead.
     crate::engine::run::run_local(
         "compare",
@@ -495,17 +497,19 @@ fn difference(
         cr.read_rows(0, s.row0, s.nrows, &mut c)?;
         Ok((b, c))
     };
-    let kernel = |_, (b, c): (Vec<f32>, Vec<f32>)| StripOut {
-        planes: vec![vec![b
-            .iter()
-            .zip(&c)
-            .map(|(b, c)| c - b)
-            .collect::<Vec<f32>>()
-            .into()]],
-        side: (),
+    let kernel = |_, (b, c): (Vec<f32>, Vec<f32>)| {
+        Ok(StripOut {
+            planes: vec![vec![b
+                .iter()
+                .zip(&c)
+                .map(|(b, c)| c - b)
+                .collect::<Vec<f32>>()
+                .into()]],
+            side: (),
+        })
     };
     let mut writers = [w];
-    let dims = (grid.width, grid.height, strip);
+    let dims = crate::engine::run::strips(grid.width, grid.height, strip);
     crate::engine::run::run(what, dims, &mut writers, &Silent, (read, kernel), |_, _| {})?;
     let [w] = writers;
     w.finish()?.commit()

@@ -365,13 +365,13 @@ fn write_month(
                 v[px] = values.get(&(by[px], cls[px])).copied().unwrap_or(f32::NAN);
             }
         }
-        StripOut {
+        Ok(StripOut {
             planes: vec![vec![v.into()]],
             side: (),
-        }
+        })
     };
     let mut writers = [w];
-    let dims = (grid.width, grid.height, strip_rows(grid, memory_mb));
+    let dims = crate::engine::run::strips(grid.width, grid.height, strip_rows(grid, memory_mb));
     // The readers serve every month: read on this thread, strip by strip.
     crate::engine::run::run_local(
         "substitute",
