@@ -17,6 +17,7 @@ pub enum Plane {
     U16(Vec<u16>),
     I32(Vec<i32>),
     F32(Vec<f32>),
+    F64(Vec<f64>),
 }
 
 macro_rules! plane_from {
@@ -32,6 +33,7 @@ plane_from!(u8, U8);
 plane_from!(u16, U16);
 plane_from!(i32, I32);
 plane_from!(f32, F32);
+plane_from!(f64, F64);
 
 impl Plane {
     fn write(self, w: &mut RasterWriter, band: usize, window: &Window) -> Result<()> {
@@ -40,6 +42,7 @@ impl Plane {
             Plane::U16(v) => w.write_window(band, window, v),
             Plane::I32(v) => w.write_window(band, window, v),
             Plane::F32(v) => w.write_window(band, window, v),
+            Plane::F64(v) => w.write_window(band, window, v),
         }
     }
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{proxy_weights, ProxyReader, ProxySpec};
+use crate::engine::run::{Plane, StripOut};
 use crate::error::{Error, Problems, Result};
-use crate::io::{self, OutBand, RasterWriter, WriteOptions};
-use crate::lattice::overlap::{Overlapper, Spread};
+use crate::io::{self, OutBand, RasterWriter, Window, WriteOptions};
+use crate::lattice::overlap::{Overlapper, Spread, StripOverlap};
 use crate::lattice::{Lattice, LatticeSpec};
 use crate::progress::Progress;
 use crate::units::CarbonUnit;
@@ -183,22 +184,18 @@ fn regrid_down(
         progress.warn(&msg);
         warnings.push(msg);
     }
-    let mut wr = RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
-    progress.start("regrid: writing", nstrips);
-    let mut row0 = 0;
-    while row0 < target.height {
-        let nrows = strip_rows.min(target.height - row0);
-        let s = ov.strip(row0, nrows)?;
-        let w = weights(row0, nrows)?;
-        let n = target.width * nrows;
-        let mut out = vec![vec![f64::NAN; n]; nb];
+    let wr = RasterWriter::create::<f64>(&job.output, &target, &bands, None, &md, &job.write)?;
+    let read = |s: Window| Ok((ov.strip(s.row0, s.nrows)?, weights(s.row0, s.nrows)?));
+    // Each pixel's mass from its cells' shares; the totals summed in pixel order (whatever the thread count).
+    let kernel = |s: Window, (st, w): (StripOverlap, Option<Vec<f64>>)| {
+        let mut out = vec![vec![f64::NAN; s.len()]; nb];
         let mut m = vec![0f64; nb];
-        for i in 0..n {
+        for i in 0..s.len() {
             let wi = w.as_ref().map_or(1.0, |w| w[i]);
-            let a_true = tgt_area.at(i % target.width, row0 + i / target.width);
+            let a_true = tgt_area.at(i % target.width, s.row0 + i / target.width);
             let mut any = false;
             m.iter_mut().for_each(|x| *x = 0.0);
-            for (c, a) in s.pieces(i) {
+            for (c, a) in st.pieces(i) {
                 any = true;
                 let f = spread.share(c, a, wi);
                 for k in 0..nb {
@@ -214,14 +211,20 @@ fn regrid_down(
                 }
             }
         }
-        for (k, v) in out.into_iter().enumerate() {
-            wr.write_rows(k, row0, v)?;
-        }
-        wr.flush()?;
-        progress.advance(1);
-        row0 += nrows;
-    }
-    progress.finish();
+        let planes = vec![out.into_iter().map(Plane::from).collect()];
+        Ok(StripOut { planes, side: () })
+    };
+    let mut writers = [wr];
+    // The overlaps are computed where the pieces are used (PROJ's transformations stay on this thread).
+    crate::engine::run::run_local(
+        "regrid: writing",
+        crate::engine::run::strips(target.width, target.height, strip_rows),
+        &mut writers,
+        progress,
+        (read, kernel),
+        |_, ()| {},
+    )?;
+    let [wr] = writers;
     wr.finish()?.commit()?;
     Ok(output_totals)
 }
