@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::engine::run::{Plane, StripOut};
 use crate::error::{Error, Result};
 use crate::io::{
-    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling,
+    self, BandRequest, Grid, GridReader, OutBand, RasterInfo, RasterWriter, Resampling, Window,
 };
 
 use super::{ChangeSpec, Scenario};
@@ -184,7 +185,7 @@ pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> R
         description: d.into(),
         unit: "class".into(),
     };
-    let mut sw = RasterWriter::create::<i32>(
+    let sw = RasterWriter::create::<i32>(
         &scratch,
         grid,
         &[
@@ -200,7 +201,7 @@ pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> R
     md.insert("SCENARIO".to_string(), s.name.clone());
     md.insert("SCENARIO_DESCRIPTION".to_string(), s.description.clone());
     md.insert("LEGEND".to_string(), s.legend.product.clone());
-    let mut ow = RasterWriter::create::<i32>(
+    let ow = RasterWriter::create::<i32>(
         &output,
         grid,
         &[band("scenario land cover")],
@@ -220,33 +221,55 @@ pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> R
     let in_legend = |c: i32| c != nodata && c != OUTSIDE && s.legend.class(c as i64).is_some();
     let rows = crate::engine::strips::rows(grid.width, grid.height, 16, 12, s.base.memory_mb);
     let mut changed_m2 = 0.0;
-    for row0 in (0..grid.height).step_by(rows) {
-        let n = rows.min(grid.height - row0);
-        let mut base_cls = vec![0i32; n * grid.width];
-        base.read_rows(0, row0, n, &mut base_cls)?;
+    // The base classes and each change's new classes over a strip (polygons rasterised on this thread).
+    let read = |w: Window| {
+        let mut base_cls = vec![0i32; w.len()];
+        base.read_rows(0, w.row0, w.nrows, &mut base_cls)?;
+        let news = sources
+            .iter()
+            .zip(&s.changes)
+            .map(|(src, c)| src.classes(c, grid, w.row0, w.nrows))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((base_cls, news))
+    };
+    // The changes applied in order; the changed pixels (pixel, change, from, to) for the statistics.
+    let kernel = |_, (base_cls, news): (Vec<i32>, Vec<Vec<Option<i32>>>)| {
         let mut cls = base_cls.clone();
         let mut by = vec![0i32; cls.len()];
-        for (k, (src, c)) in sources.iter().zip(&s.changes).enumerate() {
-            let new = src.classes(c, grid, row0, n)?;
-            apply(k, c, &new, (&mut cls, &mut by), &in_legend, &mut unknown);
+        for (k, (new, c)) in news.iter().zip(&s.changes).enumerate() {
+            apply(k, c, new, (&mut cls, &mut by), &in_legend, &mut unknown);
         }
+        let mut changed = Vec::new();
         for (px, (c, b)) in cls.iter().zip(by.iter_mut()).enumerate() {
             if *c == base_cls[px] {
                 *b = 0;
-                continue;
+            } else {
+                changed.push((px, *b as usize - 1, base_cls[px], *c));
             }
-            let (col, row) = (px % grid.width, row0 + px / grid.width);
-            let a = areas.at(col, row);
-            changed_m2 += a;
-            stats[*b as usize - 1].add(base_cls[px], *c, (col, row), a);
         }
-        sw.write_rows(0, row0, cls.clone())?;
-        sw.write_rows(1, row0, by)?;
-        sw.write_rows(2, row0, base_cls)?;
-        ow.write_rows(0, row0, cls)?;
-        sw.flush()?;
-        ow.flush()?;
-    }
+        let scratch: Vec<Plane> = vec![cls.clone().into(), by.into(), base_cls.into()];
+        Ok(StripOut {
+            planes: vec![scratch, vec![cls.into()]],
+            side: changed,
+        })
+    };
+    let mut writers = [sw, ow];
+    crate::engine::run::run_local(
+        "scenario land cover",
+        crate::engine::run::strips(grid.width, grid.height, rows),
+        &mut writers,
+        &crate::progress::Silent,
+        (read, kernel),
+        |w, changed| {
+            for (px, k, from, to) in changed {
+                let (col, row) = (px % grid.width, w.row0 + px / grid.width);
+                let a = areas.at(col, row);
+                changed_m2 += a;
+                stats[k].add(from, to, (col, row), a);
+            }
+        },
+    )?;
+    let [sw, ow] = writers;
     check(&stats, &unknown, &s.legend)?;
     sw.finish()?.keep_scratch()?;
     let output = ow.finish()?.commit()?;
