@@ -9,7 +9,9 @@ use super::draws::{
     attribution_of, sens_finite, shifted, summary, Draws, ErrorParams, Responses, Sens, STATS,
 };
 use super::driver_error::N;
+use crate::engine::run::StripOut;
 use crate::error::Result;
+use crate::io::Window;
 
 /// Per class: its code, NPP parameter, area (m2) and the sums of NPP x area and Rh x area (g C) over its
 /// pixels with a result, and of their sensitivities to the drivers x area (pixels with one).
@@ -284,21 +286,36 @@ pub fn write(
         }),
     };
     let mut draw_sums = super::pixel_draws::DrawSums::new();
+    let writers_len = writers.len();
     let mut strip_sums = BTreeMap::new();
     let mut without_sensitivity = 0;
-    for row0 in (0..grid.height).step_by(rows) {
-        let data = read(row0, rows.min(grid.height - row0))?;
+    // Each strip's percentiles per writer and band; the draws' sums and the class sums folded in row order.
+    let kernel = |w: Window, data: Strip3| {
         let sens = responses(&declared, &data);
-        let (stats, field_sums) = strip.run(row0, (&data.0, &data.1, &data.2), sens);
-        super::pixel_draws::add_sums(&mut draw_sums, field_sums);
-        without_sensitivity += add(&mut strip_sums, row0, &data);
-        for (q, w) in writers.iter_mut().enumerate() {
-            for (b, _) in STATS.iter().enumerate() {
-                w.write_rows(b, row0, stats.iter().map(|s| s[q][b]).collect())?;
-            }
-            w.flush()?;
-        }
-    }
+        let (stats, field_sums) = strip.run(w.row0, (&data.0, &data.1, &data.2), sens);
+        let planes = (0..writers_len)
+            .map(|q| {
+                (0..STATS.len())
+                    .map(|b| stats.iter().map(|s| s[q][b]).collect::<Vec<_>>().into())
+                    .collect()
+            })
+            .collect();
+        Ok(StripOut {
+            planes,
+            side: (field_sums, data),
+        })
+    };
+    crate::engine::run::run_local(
+        "npp draws",
+        crate::engine::run::strips(grid.width, grid.height, rows),
+        &mut writers,
+        &crate::progress::Silent,
+        (|w: Window| read(w.row0, w.nrows), kernel),
+        |w, (field_sums, data)| {
+            super::pixel_draws::add_sums(&mut draw_sums, field_sums);
+            without_sensitivity += add(&mut strip_sums, w.row0, &data);
+        },
+    )?;
     if confusion.is_none() {
         sums = strip_sums;
     }
