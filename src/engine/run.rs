@@ -74,18 +74,15 @@ where
     K: FnMut(Window, I) -> Result<StripOut<S>>,
     F: FnMut(Window, S),
 {
-    let ahead = rayon::current_num_threads() > 1;
+    if rayon::current_num_threads() < 2 {
+        return run_local(name, windows, writers, progress, (read, kernel), fold);
+    }
     let step = |read: &mut R, strip: Window, input: I, following: Option<Window>| {
         let mut next = Ok(None);
         let done = rayon::in_place_scope(|s| {
-            if ahead {
-                s.spawn(|_| next = following.map(&mut *read).transpose());
-            }
+            s.spawn(|_| next = following.map(read).transpose());
             kernel(strip, input).and_then(|out| write_strip(&strip, out, writers))
         });
-        if !ahead && done.is_ok() {
-            next = following.map(read).transpose();
-        }
         (next, done)
     };
     walk(name, windows, progress, read, step, fold)

@@ -9,7 +9,7 @@ use super::draws::{
     attribution_of, sens_finite, shifted, summary, Draws, ErrorParams, Responses, Sens, STATS,
 };
 use super::driver_error::N;
-use crate::engine::run::StripOut;
+use crate::engine::run::{Plane, StripOut};
 use crate::error::Result;
 use crate::io::Window;
 
@@ -239,18 +239,8 @@ pub fn write(
     let areas = crate::area::PixelAreas::of(&grid)?;
     let mut sums: BTreeMap<i32, ClassSums> = BTreeMap::new();
     let rows = strip_rows(job, &grid, draws);
-    let read = |row0: usize, n: usize| -> Result<Strip3> {
-        let len = n * grid.width;
-        let (mut npp, mut rh, mut cls) = (vec![0f64; len], vec![0f64; len], vec![0i32; len]);
-        nr.read_rows(0, row0, n, &mut npp)?;
-        rr.read_rows(0, row0, n, &mut rh)?;
-        lc.read_rows(0, row0, n, &mut cls)?;
-        let sens = match &sens_r {
-            Some(r) => r.read(row0, n)?,
-            None => Vec::new(),
-        };
-        Ok((npp, rh, cls, sens))
-    };
+    let read =
+        |row0: usize, n: usize| read_strip((&nr, &rr, &lc), sens_r.as_ref(), grid.width, (row0, n));
     let declared = sens_r.as_ref().map_or_else(Vec::new, |r| r.drivers.clone());
     let add = |sums: &mut BTreeMap<i32, ClassSums>, row0: usize, data: &Strip3| {
         let strip = (
@@ -293,15 +283,8 @@ pub fn write(
     let kernel = |w: Window, data: Strip3| {
         let sens = responses(&declared, &data);
         let (stats, field_sums) = strip.run(w.row0, (&data.0, &data.1, &data.2), sens);
-        let planes = (0..writers_len)
-            .map(|q| {
-                (0..STATS.len())
-                    .map(|b| stats.iter().map(|s| s[q][b]).collect::<Vec<_>>().into())
-                    .collect()
-            })
-            .collect();
         Ok(StripOut {
-            planes,
+            planes: stat_planes(&stats, writers_len),
             side: (field_sums, data),
         })
     };
@@ -411,6 +394,40 @@ fn add_strip(
 }
 
 /// Readers of the run's NPP and Rh (g C m-2 over the period) and of the land cover, on the NPP's grid.
+/// A strip of `n` rows from `row0`: NPP, Rh, land cover and (with declared drivers) the responses.
+fn read_strip(
+    (nr, rr, lc): (
+        &crate::io::GridReader,
+        &crate::io::GridReader,
+        &crate::io::GridReader,
+    ),
+    sens: Option<&SensReader>,
+    width: usize,
+    (row0, n): (usize, usize),
+) -> Result<Strip3> {
+    let len = n * width;
+    let (mut npp, mut rh, mut cls) = (vec![0f64; len], vec![0f64; len], vec![0i32; len]);
+    nr.read_rows(0, row0, n, &mut npp)?;
+    rr.read_rows(0, row0, n, &mut rh)?;
+    lc.read_rows(0, row0, n, &mut cls)?;
+    let sens = match sens {
+        Some(r) => r.read(row0, n)?,
+        None => Vec::new(),
+    };
+    Ok((npp, rh, cls, sens))
+}
+
+/// Per-pixel statistics (`[pixel][writer][band]`) as each writer's band planes.
+fn stat_planes(stats: &[super::pixel_draws::PixelStats], writers: usize) -> Vec<Vec<Plane>> {
+    (0..writers)
+        .map(|q| {
+            (0..STATS.len())
+                .map(|b| stats.iter().map(|s| s[q][b]).collect::<Vec<_>>().into())
+                .collect()
+        })
+        .collect()
+}
+
 fn strip_readers(
     job: &super::NppJob,
     (npp, rh): (&Path, &Path),

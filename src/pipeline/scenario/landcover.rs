@@ -147,6 +147,45 @@ fn source(c: &ChangeSpec, label: &str, grid: &Grid) -> Result<Source> {
     Ok(Source::Raster(reader, nodata))
 }
 
+/// The scratch file (scenario class, change, base class) and the output (scenario class) of the scenario's
+/// land cover.
+fn writers(
+    s: &Scenario,
+    grid: &Grid,
+    (scratch, output): (&Path, &Path),
+    nodata: i32,
+) -> Result<[RasterWriter; 2]> {
+    let band = |d: &str| OutBand {
+        description: d.into(),
+        unit: "class".into(),
+    };
+    let sw = RasterWriter::create::<i32>(
+        scratch,
+        grid,
+        &[
+            band("scenario class"),
+            band("change (0 unchanged)"),
+            band("base class"),
+        ],
+        Some(nodata as f64),
+        &Default::default(),
+        &Default::default(),
+    )?;
+    let mut md = std::collections::BTreeMap::new();
+    md.insert("SCENARIO".to_string(), s.name.clone());
+    md.insert("SCENARIO_DESCRIPTION".to_string(), s.description.clone());
+    md.insert("LEGEND".to_string(), s.legend.product.clone());
+    let ow = RasterWriter::create::<i32>(
+        output,
+        grid,
+        &[band("scenario land cover")],
+        Some(nodata as f64),
+        &md,
+        &s.base.write,
+    )?;
+    Ok([sw, ow])
+}
+
 /// Build the scenario land cover; every change must change at least one pixel, and a raster change may only
 /// hold the legend's classes.
 pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> Result<LandCover> {
@@ -181,34 +220,7 @@ pub fn build(s: &Scenario, grid: &Grid, scratch_dir: &Path, out_dir: &Path) -> R
         .collect::<Result<_>>()?;
     let scratch = scratch_dir.join("landcover_scenario.tif");
     let output = out_dir.join("landcover_scenario.tif");
-    let band = |d: &str| OutBand {
-        description: d.into(),
-        unit: "class".into(),
-    };
-    let sw = RasterWriter::create::<i32>(
-        &scratch,
-        grid,
-        &[
-            band("scenario class"),
-            band("change (0 unchanged)"),
-            band("base class"),
-        ],
-        Some(nodata as f64),
-        &Default::default(),
-        &Default::default(),
-    )?;
-    let mut md = std::collections::BTreeMap::new();
-    md.insert("SCENARIO".to_string(), s.name.clone());
-    md.insert("SCENARIO_DESCRIPTION".to_string(), s.description.clone());
-    md.insert("LEGEND".to_string(), s.legend.product.clone());
-    let ow = RasterWriter::create::<i32>(
-        &output,
-        grid,
-        &[band("scenario land cover")],
-        Some(nodata as f64),
-        &md,
-        &s.base.write,
-    )?;
+    let [sw, ow] = writers(s, grid, (&scratch, &output), nodata)?;
     let areas = crate::area::PixelAreas::of(grid)?;
     let mut stats: Vec<ChangeStats> = labels
         .iter()
