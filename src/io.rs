@@ -1374,6 +1374,12 @@ impl RasterWriter {
         self.nbands
     }
 
+    /// The raster's height in pixels.
+    pub fn height(&self) -> usize {
+        let ds = self.ds.as_ref().expect("writer used after finish");
+        ds.raster_size().1
+    }
+
     /// Overviews of the finished GeoTIFF (before it becomes a COG), each band with its own resampling
     /// (GDAL's default for COG, cubic, mixes NaN into continuous quantities and invents classes and counts).
     /// Levels halve the size until it fits one tile, as the COG driver's own.

@@ -157,7 +157,9 @@ pub fn strips(width: usize, height: usize, rows: usize) -> Vec<Window> {
         .collect()
 }
 
-/// Write a strip's planes, each writer by one worker, and flush each writer (its tiles in row order).
+/// Write a strip's planes, each writer by one worker, and flush each writer (its tiles in row order) when the
+/// strip completes a tile row: strips of part of a tile row (`engine::strips::sub_tile_rows`, for wide rasters)
+/// leave their tiles in the cache until the strip that completes them, so each tile is written once.
 fn write_strip<S>(strip: &Window, out: StripOut<S>, writers: &mut [RasterWriter]) -> Result<S> {
     assert_eq!(
         out.planes.len(),
@@ -168,7 +170,10 @@ fn write_strip<S>(strip: &Window, out: StripOut<S>, writers: &mut [RasterWriter]
         for (band, p) in planes.into_iter().enumerate() {
             p.write(w, band, strip)?;
         }
-        w.flush()
+        match crate::engine::strips::is_tile_end(strip.row0 + strip.nrows, w.height()) {
+            true => w.flush(),
+            false => Ok(()),
+        }
     })?;
     Ok(out.side)
 }

@@ -27,8 +27,9 @@ pub use regrid::{run_regrid, RegridJob, RegridSummary};
 use tables::{cells_table, write_zones_gpkg, zone_table_rows, zones_table, CellRow, Indicators};
 pub(crate) mod sector_params;
 mod whole_cells;
+use crate::engine::run::{Plane, StripOut};
 use crate::io::{
-    self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, WriteOptions,
+    self, BandRequest, Grid, GridReader, OutBand, RasterWriter, Resampling, Window, WriteOptions,
 };
 use crate::lattice::overlap::{Overlapper, Spread, StripOverlap};
 use crate::lattice::{Lattice, LatticeSpec};
@@ -527,45 +528,65 @@ fn sink_onto_lattice(
         area_total: 0.0,
         area_uncovered: 0.0,
     };
-    let strip_rows = strip_rows(grid);
-    progress.start(
-        "balance: sink onto the lattice",
-        grid.height.div_ceil(strip_rows) as u64,
-    );
-    let mut strips = StripWalk::new(ov, areas, strip_rows)?;
-    while let Some(((row0, nrows), (s, a))) = strips.current() {
-        let m = sink_mass(sink_reader, p, &a, row0, nrows)?;
-        let wts = proxy_weights(&p.proxy, row0, nrows)?;
-        strips.next_while(|| {
-            for i in 0..grid.width * nrows {
-                let ap = s.pixel_area[i];
-                let a_true = a[i];
-                r.area_total += a_true;
-                let mut inside = 0.0;
-                for (c, a) in s.pieces(i) {
-                    if !usable[c] {
-                        continue;
-                    }
-                    inside += a;
-                    r.spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
-                    if m[i].is_finite() {
-                        r.valid[c] += a;
-                        r.seq[c] += m[i] * a / ap;
-                    }
+    // The sums run in pixel order on the calling thread; the next strip's overlaps are computed beside them.
+    let kernel = |w: Window, (s, a): (StripOverlap, Vec<f64>)| {
+        let m = sink_mass(sink_reader, p, &a, w.row0, w.nrows)?;
+        let wts = proxy_weights(&p.proxy, w.row0, w.nrows)?;
+        for i in 0..w.len() {
+            let ap = s.pixel_area[i];
+            let a_true = a[i];
+            r.area_total += a_true;
+            let mut inside = 0.0;
+            for (c, a) in s.pieces(i) {
+                if !usable[c] {
+                    continue;
                 }
-                if ap.is_finite() && ap > 0.0 {
-                    r.area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
-                } else {
-                    r.area_uncovered += a_true;
+                inside += a;
+                r.spread.add(c, a, wts.as_ref().map_or(1.0, |w| w[i]));
+                if m[i].is_finite() {
+                    r.valid[c] += a;
+                    r.seq[c] += m[i] * a / ap;
                 }
             }
-            Ok(())
-        })?;
-        progress.advance(1);
-    }
-    progress.finish();
+            if ap.is_finite() && ap > 0.0 {
+                r.area_uncovered += a_true * (1.0 - inside / ap).max(0.0);
+            } else {
+                r.area_uncovered += a_true;
+            }
+        }
+        Ok(StripOut {
+            planes: Vec::new(),
+            side: (),
+        })
+    };
+    crate::engine::run::run(
+        "balance: sink onto the lattice",
+        pass_strips(grid),
+        &mut [],
+        progress,
+        (overlaps_reader(ov, areas), kernel),
+        |_, ()| {},
+    )?;
     r.spread.finish(&ov.space);
     Ok(r)
+}
+
+/// The windows of both passes: full-width strips of `strip_rows` rows.
+fn pass_strips(grid: &Grid) -> Vec<Window> {
+    crate::engine::run::strips(grid.width, grid.height, strip_rows(grid))
+}
+
+/// The reader of both passes: a strip's overlaps with the lattice and its pixels' true areas (m2), computed
+/// (in parallel inside) beside the previous strip's sums and writing. Every strip's values are computed on
+/// their own, so the outputs do not depend on the overlap in time; two strips' overlaps are held at once.
+fn overlaps_reader<'a>(
+    ov: &'a Overlapper,
+    areas: &'a crate::area::PixelAreas,
+) -> impl FnMut(Window) -> Result<(StripOverlap, Vec<f64>)> + Send + 'a {
+    move |w: Window| {
+        let s = ov.strip(w.row0, w.nrows)?;
+        Ok((s, strip_areas(areas, w.ncols, w.row0, w.nrows)))
+    }
 }
 
 /// Metadata every `balance` raster carries: version, sign convention, inputs with their declared units and
@@ -812,14 +833,15 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
 
     // Pass 2: fine emissions and net balance, zone sums, the map preview.
     let md = balance_metadata(job, &p, &whole_cells);
-    let (mut em_w, mut net_w) = fine_writers(job, &grid, lat, &md)?;
+    let (em_w, net_w) = fine_writers(job, &grid, lat, &md)?;
+    let mut writers = [em_w, net_w];
     let style = report::net_balance_style()?;
     let mut preview = Preview::new(grid.width, grid.height, style.max_pixels);
     let (all, zone_acc, changed) = fine_pass(
         &p,
         (&ov, &areas, &sink_reader),
         (&spread, &usable),
-        (&mut em_w, &mut net_w),
+        &mut writers,
         &mut preview,
         progress,
     )?;
@@ -830,7 +852,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         lat,
         (&spread, &valid, &seq, changed.as_deref()),
         &md,
-        [em_w, net_w],
+        writers,
     )?;
     outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
     if let Some(spec) = &job.draws {
@@ -840,7 +862,8 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
             seq.as_slice(),
             changed.as_deref(),
         );
-        let more = draws::outputs(job, &p, (&all, &zone_acc), fine, spec, &outputs)?;
+        let totals = (&all, &zone_acc);
+        let more = draws::outputs(job, &p, totals, fine, (spec, &outputs), progress)?;
         outputs.extend(more);
     }
     outputs.push(balance_map(job, &p, &preview, &style)?);
@@ -876,17 +899,17 @@ fn pixel_cells(
 }
 
 /// `--draws`: net_balance_tCO2_ha_yr_draws.tif, each pixel's net balance with mean, sd and 5/50/95th
-/// percentiles of the draws: net_d = sum_k f_d(k) e_k - s_d q (f: `sector_params`), from the fine emission bands (per sector) and
-/// the sink density q = total emissions - net balance.
+/// percentiles of the draws: net_d = sum_k f_d(k) e_k - s_d q (f: `sector_params`), from the fine emission bands
+/// (per sector) and the sink density q = total emissions - net balance. Runs on the engine: the reader reads
+/// the fine rasters' strips, the kernel draws every pixel (in parallel).
 fn draws_raster(
     job: &BalanceJob,
     p: &Prepared,
     outputs: &[PathBuf],
     (d, seed): (&crate::pipeline::npp::draws::Draws, u64),
     field: Option<&sector_params::CellField>,
+    progress: &dyn Progress,
 ) -> Result<PathBuf> {
-    use crate::pipeline::npp::draws::{summary, STATS};
-    use rayon::prelude::*;
     let find = |name: &str| {
         outputs
             .iter()
@@ -900,7 +923,7 @@ fn draws_raster(
     );
     let grid = &p.grid;
     let nsec = p.lattice.sectors.len();
-    // Band 1 holds the total; with several sectors, bands 2.. hold each.
+    // Band 1 holds the total; with several sectors, bands 2.. hold each. The total is read last.
     let sector_bands: Vec<usize> = if nsec > 1 {
         (2..nsec + 2).collect()
     } else {
@@ -912,13 +935,70 @@ fn draws_raster(
         .map(|&b| io::band_reader(&em, b, grid, f64::NAN))
         .collect::<Result<Vec<_>>>()?;
     let net_reader = io::band_reader(&net, 1, grid, f64::NAN)?;
-    let ks: Vec<sector_params::SectorParams> = p
-        .lattice
-        .sectors
-        .iter()
-        .map(|s| d.emissions_params(s))
-        .collect();
-    let sk = d.sequestration_param();
+    let read = move |w: Window| {
+        let mut e = vec![vec![0f64; w.len()]; em_readers.len()];
+        for (r, buf) in em_readers.iter().zip(e.iter_mut()) {
+            r.read_rows(0, w.row0, w.nrows, buf)?;
+        }
+        let mut nb = vec![0f64; w.len()];
+        net_reader.read_rows(0, w.row0, w.nrows, &mut nb)?;
+        Ok((e, nb))
+    };
+    let draws = PixelDraws {
+        d,
+        ks: p
+            .lattice
+            .sectors
+            .iter()
+            .map(|s| d.emissions_params(s))
+            .collect(),
+        sk: d.sequestration_param(),
+        field,
+    };
+    let kernel = |w: Window, (e, nb): (Vec<Vec<f64>>, Vec<f64>)| {
+        // With an allocation field, each pixel's sectors under it take the multiplier of the cell that holds
+        // the pixel's centre.
+        let cells = match field {
+            Some(_) => Some(pixel_cells(grid, &p.lattice, w.row0, w.nrows)?),
+            None => None,
+        };
+        let stats = draws.strip(&e, &nb, cells.as_deref());
+        let planes = (0..crate::pipeline::npp::draws::STATS.len())
+            .map(|b| Plane::from(stats.iter().map(|s| s[b] as f32).collect::<Vec<_>>()))
+            .collect();
+        Ok(StripOut {
+            planes: vec![planes],
+            side: (),
+        })
+    };
+    let rows = crate::engine::strips::rows(
+        grid.width,
+        grid.height,
+        8 * (nsec + 2) + 8 * d.n.min(64),
+        20,
+        64,
+    );
+    let mut writers = [draws_writer(job, grid, d, seed)?];
+    crate::engine::run::run(
+        "balance: draws",
+        crate::engine::run::strips(grid.width, grid.height, rows),
+        &mut writers,
+        progress,
+        (read, kernel),
+        |_, ()| {},
+    )?;
+    let [w] = writers;
+    w.finish()?.commit()
+}
+
+/// The writer of net_balance_tCO2_ha_yr_draws.tif: one band per statistic of the draws.
+fn draws_writer(
+    job: &BalanceJob,
+    grid: &Grid,
+    d: &crate::pipeline::npp::draws::Draws,
+    seed: u64,
+) -> Result<RasterWriter> {
+    use crate::pipeline::npp::draws::STATS;
     let bands: Vec<OutBand> = STATS
         .iter()
         .map(|s| OutBand {
@@ -933,31 +1013,27 @@ fn draws_raster(
         format!("{} draws, seed {}, of {}", d.n, seed, d.path.display()),
     );
     let target = job.out_dir.join("net_balance_tCO2_ha_yr_draws.tif");
-    let mut w = RasterWriter::create::<f32>(&target, grid, &bands, None, &md, &job.write)?;
-    let rows = crate::engine::strips::rows(
-        grid.width,
-        grid.height,
-        8 * (nsec + 2) + 8 * d.n.min(64),
-        20,
-        64,
-    );
-    for row0 in (0..grid.height).step_by(rows) {
-        let n = rows.min(grid.height - row0);
-        let len = n * grid.width;
-        let mut e = vec![vec![0f64; len]; em_readers.len()];
-        for (r, buf) in em_readers.iter().zip(e.iter_mut()) {
-            r.read_rows(0, row0, n, buf)?;
-        }
-        let mut nb = vec![0f64; len];
-        net_reader.read_rows(0, row0, n, &mut nb)?;
+    RasterWriter::create::<f32>(&target, grid, &bands, None, &md, &job.write)
+}
+
+/// The draws of every pixel's net balance: the draws, each sector's and the sequestration's parameters, and
+/// the allocation field when there is one.
+struct PixelDraws<'a> {
+    d: &'a crate::pipeline::npp::draws::Draws,
+    ks: Vec<sector_params::SectorParams>,
+    sk: Option<usize>,
+    field: Option<&'a sector_params::CellField>,
+}
+
+impl PixelDraws<'_> {
+    /// The draws' statistics of a strip's pixels (in parallel, each on its own) from the sectors' fine
+    /// emissions `e` (the sectors', then the total) and the net balance `nb`; `cells`: each pixel's cell
+    /// under the allocation field.
+    fn strip(&self, e: &[Vec<f64>], nb: &[f64], cells: Option<&[Option<usize>]>) -> Vec<[f64; 5]> {
+        use crate::pipeline::npp::draws::summary;
+        let (d, ks, nsec) = (self.d, &self.ks, self.ks.len());
         let total = &e[nsec];
-        // With an allocation field, each pixel's sectors under it take the multiplier of the cell that holds
-        // the pixel's centre.
-        let cells = match field {
-            Some(_) => Some(pixel_cells(grid, &p.lattice, row0, n)?),
-            None => None,
-        };
-        let stats: Vec<[f64; 5]> = (0..len)
+        (0..nb.len())
             .into_par_iter()
             .map_init(Vec::new, |v: &mut Vec<f64>, px| {
                 let q = total[px] - nb[px];
@@ -966,7 +1042,7 @@ fn draws_raster(
                 }
                 v.clear();
                 // The field's multipliers of the pixel's cell (None without a field).
-                let cell = field.zip(cells.as_ref().and_then(|c| c[px]));
+                let cell = self.field.zip(cells.and_then(|c| c[px]));
                 let a = cell.map(|(f, c)| (f, f.of(d, c)));
                 v.extend((0..d.n).map(|i| {
                     let em: f64 = (0..nsec)
@@ -978,17 +1054,12 @@ fn draws_raster(
                             e[k][px] * factor
                         })
                         .sum();
-                    em - q * d.at(i, sk)
+                    em - q * d.at(i, self.sk)
                 }));
                 summary(v)
             })
-            .collect();
-        for b in 0..STATS.len() {
-            w.write_rows(b, row0, stats.iter().map(|s| s[b] as f32).collect())?;
-        }
-        w.flush()?;
+            .collect()
     }
-    w.finish()?.commit()
 }
 
 /// Pass 2 of `balance`: each strip's fine emissions and net balance written, the map preview and every pixel
@@ -997,23 +1068,21 @@ fn fine_pass(
     p: &Prepared,
     (ov, areas, sink_reader): (&Overlapper, &crate::area::PixelAreas, &GridReader),
     (spread, usable): (&Spread, &[bool]),
-    (em_w, net_w): (&mut RasterWriter, &mut RasterWriter),
+    writers: &mut [RasterWriter],
     preview: &mut Preview,
     progress: &dyn Progress,
 ) -> Result<(ZoneAcc, BTreeMap<i32, ZoneAcc>, Option<Vec<f64>>)> {
     let (grid, lat) = (&p.grid, &p.lattice);
     // Per cell and sector (cell-major), the covered part's emissions with the emission changes.
     let mut cells = vec![0f64; usable.len() * lat.sectors.len()];
-    let strip_rows = strip_rows(grid);
-    let nstrips = grid.height.div_ceil(strip_rows) as u64;
     let mut zone_acc: BTreeMap<i32, ZoneAcc> = BTreeMap::new();
     let mut all = ZoneAcc {
         emissions: vec![0.0; lat.sectors.len()],
         ..Default::default()
     };
-    progress.start("balance: emissions onto the fine grid", nstrips);
-    let mut strips = StripWalk::new(ov, areas, strip_rows)?;
-    while let Some(((row0, nrows), (s, a))) = strips.current() {
+    // The sums run in pixel order on the calling thread; the next strip's overlaps are computed beside them.
+    let kernel = |w: Window, (s, a): (StripOverlap, Vec<f64>)| {
+        let (row0, nrows) = (w.row0, w.nrows);
         let m = sink_mass(sink_reader, p, &a, row0, nrows)?;
         let wts = proxy_weights(&p.proxy, row0, nrows)?;
         let (zone_ids, pop) = zones_and_population(p, &a, row0, nrows)?;
@@ -1030,27 +1099,27 @@ fn fine_pass(
             usable,
             areas: &a,
         };
-        strips.next_while(|| {
-            let (em, em_total, net) = fine.strip(
-                &s,
-                &m,
-                wts.as_deref(),
-                (zone_ids.as_deref(), pop.as_deref()),
-                (&mut all, &mut zone_acc, &mut cells),
-            );
-            preview.add_rows(row0, grid.width, &net);
-            write_fine_strip((&mut *em_w, &mut *net_w), row0, (em, em_total, net))?;
-            if crate::engine::strips::is_tile_end(row0 + nrows, grid.height) {
-                // Both rasters' tiles compressed at once.
-                let (e, n) = rayon::join(|| em_w.flush(), || net_w.flush());
-                e?;
-                n?;
-            }
-            Ok(())
-        })?;
-        progress.advance(1);
-    }
-    progress.finish();
+        let (em, em_total, net) = fine.strip(
+            &s,
+            &m,
+            wts.as_deref(),
+            (zone_ids.as_deref(), pop.as_deref()),
+            (&mut all, &mut zone_acc, &mut cells),
+        );
+        preview.add_rows(row0, grid.width, &net);
+        Ok(StripOut {
+            planes: fine_planes(em, em_total, net),
+            side: (),
+        })
+    };
+    crate::engine::run::run(
+        "balance: emissions onto the fine grid",
+        pass_strips(grid),
+        writers,
+        progress,
+        (overlaps_reader(ov, areas), kernel),
+        |_, ()| {},
+    )?;
     Ok((all, zone_acc, p.factors.is_some().then_some(cells)))
 }
 
@@ -1096,96 +1165,22 @@ fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
         .collect())
 }
 
-/// One strip of the fine rasters: total emissions (band 1) and each sector (bands 2.., when several), and net
-/// balance.
-fn write_fine_strip(
-    (em_w, net_w): (&mut RasterWriter, &mut RasterWriter),
-    row0: usize,
-    (em, em_total, net): (Vec<Vec<f32>>, Vec<f32>, Vec<f32>),
-) -> Result<()> {
-    let several = em.len() > 1;
-    em_w.write_rows(0, row0, em_total)?;
-    if several {
-        for (k, v) in em.into_iter().enumerate() {
-            em_w.write_rows(k + 1, row0, v)?;
-        }
+/// One strip's planes of the fine rasters: the emissions raster's total (band 1) and each sector (bands 2..,
+/// when several), and the net balance raster's.
+fn fine_planes(em: Vec<Vec<f32>>, em_total: Vec<f32>, net: Vec<f32>) -> Vec<Vec<Plane>> {
+    let mut em_planes = vec![Plane::from(em_total)];
+    if em.len() > 1 {
+        em_planes.extend(em.into_iter().map(Plane::from));
     }
-    net_w.write_rows(0, row0, net)
-}
-
-/// The strips of both passes, each strip's overlaps with the lattice and true pixel areas computed while the
-/// previous strip is used: `next_while` runs the previous strip's serial work (sums in pixel order, writing) at
-/// the same time as the next strip's overlaps (parallel inside). Every strip's values are computed on their
-/// own, so the outputs do not depend on the overlap in time; two strips' overlaps are held at once.
-struct StripWalk<'a> {
-    ov: &'a Overlapper,
-    areas: &'a crate::area::PixelAreas,
-    rows: usize,
-    /// The next strip, loaded.
-    next: Option<LoadedStrip>,
-    /// Rows (row0, nrows) of the strip taken by `current`.
-    taken: Option<(usize, usize)>,
-}
-
-/// A strip's rows (row0, nrows), its overlaps and its pixels' true areas (m2).
-type LoadedStrip = ((usize, usize), (StripOverlap, Vec<f64>));
-
-impl<'a> StripWalk<'a> {
-    fn new(
-        ov: &'a Overlapper,
-        areas: &'a crate::area::PixelAreas,
-        rows: usize,
-    ) -> Result<StripWalk<'a>> {
-        let mut w = StripWalk {
-            ov,
-            areas,
-            rows,
-            next: None,
-            taken: None,
-        };
-        w.next = w.load(0)?;
-        Ok(w)
-    }
-
-    /// The strip starting at `row0` (None past the grid's last row).
-    fn load(&self, row0: usize) -> Result<Option<LoadedStrip>> {
-        let height = self.ov.walker.height;
-        if row0 >= height {
-            return Ok(None);
-        }
-        let nrows = self.rows.min(height - row0);
-        let s = self.ov.strip(row0, nrows)?;
-        let a = strip_areas(self.areas, self.ov.walker.width, row0, nrows);
-        Ok(Some(((row0, nrows), (s, a))))
-    }
-
-    /// The next strip (None when the walk is over); `next_while` must follow before the next call (else the
-    /// walk would end early: it panics instead).
-    fn current(&mut self) -> Option<LoadedStrip> {
-        assert!(
-            self.taken.is_none(),
-            "StripWalk: next_while must follow current"
-        );
-        let c = self.next.take()?;
-        self.taken = Some(c.0);
-        Some(c)
-    }
-
-    /// Run `work` on the strip taken by `current` while the following strip is loaded.
-    fn next_while(&mut self, work: impl FnOnce() -> Result<()> + Send) -> Result<()> {
-        let (row0, nrows) = self.taken.take().expect("a strip taken by current");
-        let (done, next) = rayon::join(work, || self.load(row0 + nrows));
-        done?;
-        self.next = next?;
-        Ok(())
-    }
+    vec![em_planes, vec![Plane::from(net)]]
 }
 
 /// Working memory of both passes per strip pixel (the overlaps with the lattice, the corners, the sink's mass,
 /// zones, and every sector's fine emissions), as a round figure: the peak fell by 63 MiB when 4096 px strips
 /// went from 256 to 128 rows (0.5 M pixels fewer held), about 130 bytes each, with one sector.
 const BYTES_PER_STRIP_PX: usize = 128;
-/// Memory one strip of either pass is held to (MiB); two strips are in memory at once (`StripWalk`), so the
+/// Memory one strip of either pass is held to (MiB); two strips are in memory at once (`engine::run` reads
+/// the next one beside the current one), so the
 /// passes hold about 64 MiB: 32 MiB / 128 bytes gives half a tile row at 2048 px and halves the rows for
 /// each doubling beyond (the writers still flush whole tile rows).
 const STRIP_BUDGET_MB: usize = 32;

@@ -170,8 +170,8 @@ pub(super) fn outputs(
     p: &Prepared,
     (all, zone_acc): (&ZoneAcc, &BTreeMap<i32, ZoneAcc>),
     fine: Fine,
-    spec: &DrawSpec,
-    written: &[PathBuf],
+    (spec, written): (&DrawSpec, &[PathBuf]),
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Vec<PathBuf>> {
     let file = p.uncertainty.clone().expect("read by prepare with --draws");
     let d = Draws::new(file, &spec.file, spec.n, spec.seed);
@@ -194,6 +194,7 @@ pub(super) fn outputs(
         &seen,
         (&d, spec.seed),
         field.as_ref(),
+        progress,
     )?);
     Ok(out)
 }
