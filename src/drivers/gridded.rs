@@ -17,8 +17,9 @@ use std::sync::Arc;
 use chrono::{NaiveDate, NaiveDateTime};
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
 
+use crate::engine::run::{Plane, StripOut};
 use crate::error::{Error, Result};
-use crate::io::{self, Grid, OutBand, RasterInfo, RasterWriter, WriteOptions};
+use crate::io::{self, Grid, OutBand, RasterInfo, RasterWriter, Window, WriteOptions};
 
 use super::subdaily::Agg;
 use super::{Step, StepInfo};
@@ -292,7 +293,11 @@ impl Packing {
     }
 }
 
-/// Write each step's aggregate to `out`, strip by strip of source rows.
+/// Working memory of one strip of the step aggregation, in MiB.
+const STRIP_MB: usize = 32;
+
+/// Write each step's aggregate to `out`, strip by strip of source rows (on the engine: the reader aggregates
+/// every step of a strip, the kernel puts the rows in north-up order).
 fn aggregate(
     r: &Request,
     axis: &Axis,
@@ -308,7 +313,7 @@ fn aggregate(
             unit: String::new(),
         })
         .collect();
-    let mut w = RasterWriter::create::<f64>(
+    let w = RasterWriter::create::<f64>(
         out,
         grid,
         &bands,
@@ -318,24 +323,51 @@ fn aggregate(
     )?;
     let flip = info.gt.is_some_and(|gt| gt[5] > 0.0);
     let (width, height) = (info.width, info.height);
-    let rows_per_strip = (1usize << 18).div_ceil(width).clamp(1, height.max(1));
+    // Per strip pixel: every step's values, and a day's sum and a sample being read (f64).
+    let rows = crate::engine::strips::sub_tile_rows(width, 8 * (plan.len() + 2), STRIP_MB);
+    let mut writers = [w];
     with_reader(r.path, axis, width, |read| {
-        for row0 in (0..height).step_by(rows_per_strip) {
-            let rows = rows_per_strip.min(height - row0);
-            let src0 = if flip { height - row0 - rows } else { row0 };
-            for (k, days) in plan.iter().enumerate() {
-                let mut v = step_values(days, r.agg, packing, rows * width, |i, buf| {
-                    read(i, src0, rows, buf)
-                })?;
-                if flip {
-                    v = v.chunks(width).rev().flatten().copied().collect();
-                }
-                w.write_rows(k, row0, v)?;
-            }
-            w.flush()?;
-        }
-        Ok(())
+        // The source's rows of a strip (bottom-up sources: the mirrored rows), each step aggregated.
+        let read_strip = |s: Window| {
+            let src0 = if flip {
+                height - s.row0 - s.nrows
+            } else {
+                s.row0
+            };
+            plan.iter()
+                .map(|days| {
+                    step_values(days, r.agg, packing, s.len(), |i, buf| {
+                        read(i, src0, s.nrows, buf)
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let kernel = |_: Window, steps: Vec<Vec<f64>>| {
+            let planes = steps
+                .into_iter()
+                .map(|v| match flip {
+                    true => {
+                        Plane::from(v.chunks(width).rev().flatten().copied().collect::<Vec<_>>())
+                    }
+                    false => Plane::from(v),
+                })
+                .collect();
+            Ok(StripOut {
+                planes: vec![planes],
+                side: (),
+            })
+        };
+        // The reader stays on this thread (the source's GDAL handles belong to it).
+        crate::engine::run::run_local(
+            "gridded drivers: steps",
+            crate::engine::run::strips(width, height, rows),
+            &mut writers,
+            &crate::progress::Silent,
+            (read_strip, kernel),
+            |_, ()| {},
+        )
     })?;
+    let [w] = writers;
     w.finish()?.keep_scratch()?;
     Ok(())
 }
