@@ -547,9 +547,10 @@ fn period_metadata(md: &mut BTreeMap<String, String>, prep: &Prepared, p: &Perio
 
 /// Block size for the memory budget. Per pixel: the values of every pass index for every scene read (f32)
 /// and each scene's clear flag (one block: it is read after the previous one is written); the indices' clear flags
-/// (1 byte each); the reflectance planes (f64) of the scenes being read, one per thread; a gap-fill copy of one
-/// index's series (f32); every writer's planes until written (the outputs' statistics, f32; `n_counts` periods'
-/// counts, u16); and per thread one output's composite bands and count (f32 / u32, twice while transposing).
+/// (1 byte each); the DNs (u16, the QA band's too) and reflectance planes (f64) of the scenes being read, one
+/// per thread; a gap-fill copy of one index's series (f32); every writer's planes until written (the outputs'
+/// statistics, f32; `n_counts` periods' counts, u16), and as much again in GDAL's cache between writing and
+/// flushing; and per thread one output's composite bands and count (f32 / u32, twice while transposing).
 fn block_size(prep: &Prepared, job: &IndicesJob, pass: &Pass, n_counts: usize) -> (usize, usize) {
     let nstat = if job.period == PeriodSpec::Date {
         1
@@ -561,10 +562,9 @@ fn block_size(prep: &Prepared, job: &IndicesJob, pass: &Pass, n_counts: usize) -
     let per_px = n_indices * n_scenes * 4
         + n_scenes
         + n_indices * n_scenes
-        + threads * prep.letters.len() * 8
+        + threads * (prep.letters.len() * 8 + (prep.letters.len() + 1) * 2)
         + if job.gap_fill { n_scenes * 4 } else { 0 }
-        + pass.outputs.len() * nstat * 4
-        + n_counts * 2
+        + 2 * (pass.outputs.len() * nstat * 4 + n_counts * 2)
         + threads * (nstat * 2 + 1) * 4;
     let grid = &prep.grid;
     crate::engine::strips::block(grid.width, grid.height, per_px, nstat * 4, job.memory_mb)
