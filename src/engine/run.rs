@@ -285,6 +285,84 @@ mod tests {
         assert_eq!(v.data()[300 * 600 + 9], 4);
     }
 
+    /// Strips of part of a tile row (64 rows, four to a tile row) leave their tiles in the cache until the strip
+    /// that completes them: each tile is written once, so the file is byte for byte the one whole-tile strips
+    /// write, at 1 and 2 threads.
+    #[test]
+    fn sub_tile_strips_write_each_tile_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = grid(600, 700);
+        let write = |rows: usize, threads: usize| {
+            let p = dir.path().join(format!("x{rows}-{threads}.tif"));
+            let band = vec![OutBand {
+                description: "x".into(),
+                unit: "1".into(),
+            }];
+            let (md, wo) = (Default::default(), Default::default());
+            let w = RasterWriter::create::<f32>(&p, &g, &band, None, &md, &wo).unwrap();
+            let mut writers = vec![w];
+            let kernel = |s: Window, _: Window| {
+                let v: Vec<f32> = (0..s.len())
+                    .map(|i| ((s.row0 * s.ncols + i) as f32).sqrt())
+                    .collect();
+                Ok(StripOut {
+                    planes: vec![vec![v.into()]],
+                    side: (),
+                })
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let windows = strips(g.width, g.height, rows);
+                let silent = &crate::progress::Silent;
+                run(
+                    "test",
+                    windows,
+                    &mut writers,
+                    silent,
+                    (Ok, kernel),
+                    |_, ()| {},
+                )
+                .unwrap()
+            });
+            for w in writers {
+                w.finish().unwrap().commit().unwrap();
+            }
+            let ds = gdal::Dataset::open(&p).unwrap();
+            let v = ds.rasterband(1).unwrap().read_band_as::<f32>().unwrap();
+            (std::fs::read(&p).unwrap(), v.data().to_vec())
+        };
+        let (whole, v) = write(256, 2);
+        // Pixel (col 9, row 300): sqrt(300 * 600 + 9).
+        assert_eq!(v[300 * 600 + 9], (180_009f32).sqrt());
+        let (one, v64) = write(64, 1);
+        assert!(v64 == v, "64-row strips give the values of 256-row strips");
+        assert!(write(64, 2).0 == one, "the same bytes at 1 and 2 threads");
+        // Each tile written once: the file is its header and its 9 tiles, nothing left behind. (The edge tiles'
+        // padding, outside the raster, may differ from whole-tile strips': GDAL fills it as it writes.)
+        let tiles = |bytes: &[u8]| {
+            let p = dir.path().join("probe.tif");
+            std::fs::write(&p, bytes).unwrap();
+            use gdal::Metadata;
+            let ds = gdal::Dataset::open(&p).unwrap();
+            let b = ds.rasterband(1).unwrap();
+            let item = |k: &str, x: usize, y: usize| -> u64 {
+                let key = format!("BLOCK_{k}_{x}_{y}");
+                b.metadata_item(&key, "TIFF").unwrap().parse().unwrap()
+            };
+            let mut t: Vec<(u64, u64)> = (0..9)
+                .map(|i| (item("OFFSET", i % 3, i / 3), item("SIZE", i % 3, i / 3)))
+                .collect();
+            t.sort();
+            t
+        };
+        let t = tiles(&one);
+        assert!(t.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "{t:?}");
+        assert_eq!(t[8].0 + t[8].1, one.len() as u64, "{t:?}");
+    }
+
     #[test]
     fn a_failed_read_stops_the_run_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
