@@ -54,6 +54,17 @@ pub struct StripOut<S> {
     pub side: S,
 }
 
+impl StripOut<()> {
+    /// The result of a kernel that writes no raster and has no side result (a pass whose sums are its work,
+    /// run with no writers).
+    pub fn none() -> StripOut<()> {
+        StripOut {
+            planes: Vec::new(),
+            side: (),
+        }
+    }
+}
+
 /// Run a stage named `name` over `windows` (whole-row strips, `strips`, or blocks of whole tiles,
 /// `engine::strips::blocks`; each output is flushed after each window). `read` is called once per window in
 /// order, on a worker, the next window's read beside the current window's kernel and writing (with one worker

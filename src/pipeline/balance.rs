@@ -554,10 +554,7 @@ fn sink_onto_lattice(
                 r.area_uncovered += a_true;
             }
         }
-        Ok(StripOut {
-            planes: Vec::new(),
-            side: (),
-        })
+        Ok(StripOut::none())
     };
     crate::engine::run::run(
         "balance: sink onto the lattice",

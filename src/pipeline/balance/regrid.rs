@@ -147,22 +147,24 @@ fn regrid_down(
     let weights = |row0: usize, nrows: usize| proxy_weights(&proxy, row0, nrows);
     let ncell = src.cells();
     let mut spread = Spread::new(ncell);
-    let nstrips = target.height.div_ceil(strip_rows) as u64;
-    progress.start("regrid: coverage", nstrips);
-    let mut row0 = 0;
-    while row0 < target.height {
-        let nrows = strip_rows.min(target.height - row0);
-        let s = ov.strip(row0, nrows)?;
-        let w = weights(row0, nrows)?;
-        for i in 0..target.width * nrows {
+    // The next strip's overlaps are computed beside the current strip's sums (in pixel order, here).
+    let kernel = |w: Window, s: StripOverlap| {
+        let wts = weights(w.row0, w.nrows)?;
+        for i in 0..w.len() {
             for (c, a) in s.pieces(i) {
-                spread.add(c, a, w.as_ref().map_or(1.0, |w| w[i]));
+                spread.add(c, a, wts.as_ref().map_or(1.0, |x| x[i]));
             }
         }
-        progress.advance(1);
-        row0 += nrows;
-    }
-    progress.finish();
+        Ok(StripOut::none())
+    };
+    crate::engine::run::run(
+        "regrid: coverage",
+        crate::engine::run::strips(target.width, target.height, strip_rows),
+        &mut [],
+        progress,
+        (|w: Window| ov.strip(w.row0, w.nrows), kernel),
+        |_, ()| {},
+    )?;
     spread.finish(&ov.space);
     let lost: Vec<f64> = (0..nb)
         .map(|k| {
@@ -253,14 +255,10 @@ fn regrid_up(
     let ncell = target.width * target.height;
     let mut acc = vec![vec![0f64; ncell]; nb];
     let mut cov = vec![0f64; ncell];
-    let nstrips = src.grid.height.div_ceil(strip_rows) as u64;
-    progress.start("regrid: summing into the target", nstrips);
-    let mut row0 = 0;
-    while row0 < src.grid.height {
-        let nrows = strip_rows.min(src.grid.height - row0);
-        let s = ov.strip(row0, nrows)?;
-        for i in 0..src.grid.width * nrows {
-            let cell = row0 * src.grid.width + i;
+    // The next strip's overlaps are computed beside the current strip's sums (in pixel order, here).
+    let kernel = |w: Window, s: StripOverlap| {
+        for i in 0..w.len() {
+            let cell = w.row0 * src.grid.width + i;
             let ap = s.pixel_area[i];
             for (c, a) in s.pieces(i) {
                 cov[c] += a;
@@ -272,10 +270,16 @@ fn regrid_up(
                 }
             }
         }
-        progress.advance(1);
-        row0 += nrows;
-    }
-    progress.finish();
+        Ok(StripOut::none())
+    };
+    crate::engine::run::run(
+        "regrid: summing into the target",
+        crate::engine::run::strips(src.grid.width, src.grid.height, strip_rows),
+        &mut [],
+        progress,
+        (|w: Window| ov.strip(w.row0, w.nrows), kernel),
+        |_, ()| {},
+    )?;
     let partial = (0..ncell)
         .filter(|&c| cov[c] > 0.0 && ov.space.coverage(c, cov[c]) < 1.0)
         .count();
