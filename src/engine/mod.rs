@@ -2,7 +2,7 @@
 //! executor walks the strips or blocks, reads ahead (or, `run_local`, reads on the calling thread), writes every
 //! output on its own worker and folds side results in order. Every stage that writes rasters runs on it:
 //! `indices`, `npp` (and its `--draws` rasters), landcover prediction, `balance` (both passes and its `--draws`
-//! raster), `regrid`'s coarse-to-fine writing, the scenario's land cover, differences and substitutions, and the
+//! raster), `regrid` (its passes both ways; writer-less passes give no writers), the scenario's land cover, differences and substitutions, and the
 //! gridded drivers' step rasters; `features` is the reader of prediction's strips. What is left outside: rasters
 //! of one lattice cell per pixel written whole from tables (`balance`'s lattice raster, `regrid` fine to coarse)
 //! and the sample generator (`synth`). The shared parts: how output tiles are compressed (`codec`), how a strip
