@@ -2489,7 +2489,10 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
             "json" | "geojson" => {
                 let sidecar = crate::pipeline::classify::sidecar_path(&p);
                 if sidecar.is_file() {
+                    // A carbonmap model names no other file; read as a JSON tree, a forest's 23 MB took
+                    // 290 MB (Germany's predict peaked there, before any raster).
                     todo.push(sidecar);
+                    continue;
                 }
                 // A STAC document: the local files its links and assets name (relative to it).
                 if let Ok(v) = read_text(&p, "JSON").and_then(|t| {
