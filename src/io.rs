@@ -2494,11 +2494,11 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
                     todo.push(sidecar);
                     continue;
                 }
-                // A STAC document: the local files its links and assets name (relative to it).
-                if let Ok(v) = read_text(&p, "JSON").and_then(|t| {
-                    serde_json::from_str::<serde_json::Value>(&t)
-                        .map_err(|e| Error::input(&p, e.to_string()))
-                }) {
+                // A STAC document: the local files its links and assets name (relative to it). Read as a
+                // JSON tree only when a probe (which keeps no geometry) finds STAC: a zones GeoJSON of a
+                // country's townships is not held whole for this.
+                let text = read_text(&p, "JSON").ok().filter(|t| may_be_stac(t));
+                if let Some(Ok(v)) = text.map(|t| serde_json::from_str::<serde_json::Value>(&t)) {
                     if crate::stac::is_stac(&v) {
                         let base = p.parent().unwrap_or(Path::new("."));
                         let mut hrefs = Vec::new();
@@ -2518,6 +2518,32 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(seen.into_iter().collect())
+}
+
+/// Whether a JSON text may be a STAC document (as `stac::is_stac` decides): a `stac_version`, or a feature
+/// collection with a feature that has a `stac_version` or `assets`. Read without keeping what it skips.
+fn may_be_stac(text: &str) -> bool {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    struct Feature {
+        stac_version: Option<IgnoredAny>,
+        assets: Option<IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        stac_version: Option<IgnoredAny>,
+        features: Option<Vec<Feature>>,
+    }
+    match serde_json::from_str::<Doc>(text) {
+        Ok(d) => {
+            d.stac_version.is_some()
+                || d.features.is_some_and(|f| {
+                    f.iter()
+                        .any(|f| f.stac_version.is_some() || f.assets.is_some())
+                })
+        }
+        Err(_) => false,
+    }
 }
 
 /// Every "href" string of a JSON document.
@@ -3078,9 +3104,29 @@ mod closure_tests {
             "[raster.tmean]\nfile = 'NETCDF:\"b.nc\":t2m'\nunit = \"degC\"\n",
         )
         .unwrap();
+        // An item collection whose features carry the version; a zones GeoJSON with an "href" in a property
+        // is not STAC (its features have neither a version nor assets), so it brings no file.
+        std::fs::write(d.join("c.tif"), b"x").unwrap();
+        std::fs::write(
+            d.join("items.json"),
+            r#"{"type": "FeatureCollection", "features": [{"type": "Feature", "stac_version": "1.0.0",
+               "geometry": null, "assets": {"c": {"href": "c.tif"}}}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("zones.geojson"),
+            r#"{"type": "FeatureCollection", "features": [{"type": "Feature",
+               "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {"href": "b.nc"}}]}"#,
+        )
+        .unwrap();
+        assert!(!may_be_stac(
+            &std::fs::read_to_string(d.join("zones.geojson")).unwrap()
+        ));
         let got = input_closure(
             &[
                 d.join("item.json"),
+                d.join("items.json"),
+                d.join("zones.geojson"),
                 d.join("drivers.toml"),
                 PathBuf::from("https://h.org/x.json"),
             ],
@@ -3093,7 +3139,15 @@ mod closure_tests {
             .collect();
         assert_eq!(
             names,
-            ["a.tif", "b.nc", "drivers.toml", "item.json"],
+            [
+                "a.tif",
+                "b.nc",
+                "c.tif",
+                "drivers.toml",
+                "item.json",
+                "items.json",
+                "zones.geojson"
+            ],
             "{got:?}"
         );
     }
