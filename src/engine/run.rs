@@ -345,7 +345,7 @@ mod tests {
             let v = ds.rasterband(1).unwrap().read_band_as::<f32>().unwrap();
             (std::fs::read(&p).unwrap(), v.data().to_vec())
         };
-        let (whole, v) = write(256, 2);
+        let (_, v) = write(256, 2);
         // Pixel (col 9, row 300): sqrt(300 * 600 + 9).
         assert_eq!(v[300 * 600 + 9], (180_009f32).sqrt());
         let (one, v64) = write(64, 1);

@@ -281,10 +281,8 @@ pub(super) fn write_zones_gpkg(
         let geoms = sel
             .iter()
             .map(|r| {
-                r.3.iter()
-                    .filter_map(|&id| z.shapes[id as usize].clone())
-                    .reduce(|a, b| io::union_keep(a, &b))
-                    .map(|g| g.intersection(&extent).unwrap_or(g))
+                let parts = r.3.iter().filter_map(|&id| z.shapes[id as usize].clone());
+                io::union_all(parts.collect()).map(|g| g.intersection(&extent).unwrap_or(g))
             })
             .collect();
         let mut columns = vec![
