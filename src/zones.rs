@@ -141,14 +141,12 @@ impl Zones {
             burn.push(id as f64);
         }
         io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
-        let mut shapes: Vec<Option<Geometry>> = vec![None; keys.len()];
+        // Each zone's shape: its features dissolved (pairwise in rounds, in file order).
+        let mut parts: Vec<Vec<Geometry>> = vec![Vec::new(); keys.len()];
         for (g, &id) in geoms.iter().zip(&burn) {
-            let s = &mut shapes[id as usize];
-            *s = Some(match s.take() {
-                None => g.clone(),
-                Some(prev) => io::union_keep(prev, g),
-            });
+            parts[id as usize].push(g.clone());
         }
+        let shapes: Vec<Option<Geometry>> = parts.into_iter().map(io::union_all).collect();
         Ok(Zones {
             path: spec.path.clone(),
             levels: spec.fields.clone(),
