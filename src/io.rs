@@ -2629,6 +2629,21 @@ pub fn union_keep(a: gdal::vector::Geometry, b: &gdal::vector::Geometry) -> gdal
     multi
 }
 
+/// `g`'s part inside `rect`, an axis-aligned rectangle (a raster's extent): `g` itself when its envelope lies
+/// inside (no GEOS call: zones of a large hierarchy lie inside mostly), else their intersection (None when GEOS
+/// cannot form it).
+pub fn clip_to_rect(
+    g: &gdal::vector::Geometry,
+    rect: &gdal::vector::Geometry,
+) -> Option<gdal::vector::Geometry> {
+    let (e, r) = (g.envelope(), rect.envelope());
+    let inside = e.MinX >= r.MinX && e.MaxX <= r.MaxX && e.MinY >= r.MinY && e.MaxY <= r.MaxY;
+    match inside {
+        true => Some(g.clone()),
+        false => g.intersection(rect),
+    }
+}
+
 /// The union of many polygonal geometries (`union_keep`'s), pairwise in rounds (neighbours first, in order), so
 /// that each geometry takes part in about log2(n) unions of geometries of similar size: one after another, a
 /// province of 10,000 townships spent minutes adding each one to an ever larger polygon. None when empty.

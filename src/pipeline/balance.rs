@@ -1156,7 +1156,10 @@ fn zone_shape_areas(z: &Zones, grid: &Grid) -> Result<Vec<(f64, f64)>> {
     Ok(z.shapes
         .iter()
         .map(|g| match g {
-            Some(g) => (g.area(), g.intersection(&extent).map_or(0.0, |i| i.area())),
+            Some(g) => (
+                g.area(),
+                io::clip_to_rect(g, &extent).map_or(0.0, |i| i.area()),
+            ),
             None => (0.0, 0.0),
         })
         .collect())
@@ -1371,7 +1374,7 @@ fn zone_outlines(z: &Zones, grid: &Grid) -> Result<Vec<report::Outline>> {
     let to_px = |(x, y, _): (f64, f64, f64)| ((x - gt[0]) / gt[1], (y - gt[3]) / gt[5]);
     let mut out = Vec::new();
     for (id, shape) in z.shapes.iter().enumerate() {
-        let Some(g) = shape.as_ref().and_then(|g| g.intersection(&extent)) else {
+        let Some(g) = shape.as_ref().and_then(|g| io::clip_to_rect(g, &extent)) else {
             continue;
         };
         // Exterior rings of a polygon or of each part of a multipolygon.

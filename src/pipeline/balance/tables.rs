@@ -282,7 +282,7 @@ pub(super) fn write_zones_gpkg(
             .iter()
             .map(|r| {
                 let parts = r.3.iter().filter_map(|&id| z.shapes[id as usize].clone());
-                io::union_all(parts.collect()).map(|g| g.intersection(&extent).unwrap_or(g))
+                io::union_all(parts.collect()).map(|g| io::clip_to_rect(&g, &extent).unwrap_or(g))
             })
             .collect();
         let mut columns = vec![
