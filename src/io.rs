@@ -2931,6 +2931,17 @@ mod union_tests {
         assert!((super::union_keep(c, &d).area() - 2.0).abs() < 1e-12);
     }
 
+    /// A square inside the rectangle comes back as it is; one across its edge is cut to the part inside.
+    #[test]
+    fn clip_to_rect_keeps_what_lies_inside_and_cuts_what_crosses() {
+        let rect = Geometry::from_wkt("POLYGON((0 0,10 0,10 10,0 10,0 0))").unwrap();
+        let inside = Geometry::from_wkt("POLYGON((1 1,3 1,3 3,1 3,1 1))").unwrap();
+        let kept = super::clip_to_rect(&inside, &rect).unwrap();
+        assert_eq!(kept.wkt().unwrap(), inside.wkt().unwrap());
+        let across = Geometry::from_wkt("POLYGON((8 8,12 8,12 12,8 12,8 8))").unwrap();
+        assert!((super::clip_to_rect(&across, &rect).unwrap().area() - 4.0).abs() < 1e-12);
+    }
+
     /// A 7 x 3 block of unit squares dissolves into one polygon of area 21, its extent the block's.
     #[test]
     fn union_all_dissolves_many_squares_into_one() {
