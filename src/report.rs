@@ -236,18 +236,31 @@ fn draw_outlines<DB: DrawingBackend>(
             root.draw(&PathElement::new(pts, BLACK.stroke_width(1)))
                 .map_err(|e| draw_error(target, e))?;
         }
-        // The name at the middle of the largest ring's points.
+        // The name at the middle of the largest ring's points, when it fits inside that ring's box on the map
+        // (about 6 x 12 screen pixels a character): thousands of small zones get outlines only.
         if let Some(ring) = o.rings.iter().max_by_key(|r| r.len()) {
             let n = ring.len().max(1) as f64;
             let c = ring
                 .iter()
                 .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
             let (x, y) = at(c);
-            root.draw_text(&o.name, &font, (x - 3 * o.name.len() as i32, y - 6))
-                .map_err(|e| draw_error(target, e))?;
+            let half = 3 * o.name.chars().count() as i32;
+            if fits(ring.iter().map(|&p| at(p)), (2 * half, 12)) {
+                root.draw_text(&o.name, &font, (x - half, y - 6))
+                    .map_err(|e| draw_error(target, e))?;
+            }
         }
     }
     Ok(())
+}
+
+/// Whether a box of `(w, h)` screen pixels fits inside the bounding box of `pts`.
+fn fits(pts: impl Iterator<Item = (i32, i32)>, (w, h): (i32, i32)) -> bool {
+    let (mut x0, mut y0, mut x1, mut y1) = (i32::MAX, i32::MAX, i32::MIN, i32::MIN);
+    for (x, y) in pts {
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    x1.saturating_sub(x0) >= w && y1.saturating_sub(y0) >= h
 }
 
 /// Draw `preview` with a diverging ramp centred on zero, a colour bar and a scale bar (`metres_per_pixel` of
@@ -1010,6 +1023,17 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name of 5 characters (about 30 x 12 screen pixels) fits a zone 40 px wide and 20 high, not one 20 px
+    /// wide, nor one too low.
+    #[test]
+    fn a_name_is_drawn_only_where_it_fits_its_zone() {
+        let square = |w: i32, h: i32| vec![(0, 0), (w, 0), (w, h), (0, h)].into_iter();
+        assert!(super::fits(square(40, 20), (30, 12)));
+        assert!(!super::fits(square(20, 20), (30, 12)));
+        assert!(!super::fits(square(40, 10), (30, 12)));
+        assert!(!super::fits(std::iter::empty(), (30, 12)));
+    }
 
     #[test]
     fn ramp_is_centred_on_zero() {
