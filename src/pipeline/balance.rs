@@ -1179,10 +1179,9 @@ fn fine_planes(em: Vec<Vec<f32>>, em_total: Vec<f32>, net: Vec<f32>) -> Vec<Vec<
 /// zones, and every sector's fine emissions), as a round figure: the peak fell by 63 MiB when 4096 px strips
 /// went from 256 to 128 rows (0.5 M pixels fewer held), about 130 bytes each, with one sector.
 const BYTES_PER_STRIP_PX: usize = 128;
-/// Memory one strip of either pass is held to (MiB); two strips are in memory at once (`engine::run` reads
-/// the next one beside the current one), so the
-/// passes hold about 64 MiB: 32 MiB / 128 bytes gives half a tile row at 2048 px and halves the rows for
-/// each doubling beyond (the writers still flush whole tile rows).
+/// Memory one strip of either pass is held to (MiB); two strips are in memory at once (`engine::run` reads the
+/// next one beside the current one), so the passes hold about 64 MiB: 32 MiB / 128 bytes gives half a tile row
+/// at 2048 px and halves the rows for each doubling beyond (the writers still flush whole tile rows).
 const STRIP_BUDGET_MB: usize = 32;
 
 /// Rows per strip of both passes (the same in both; shares and values are summed pixel by pixel in row-major
