@@ -2287,7 +2287,6 @@ fn write_layer_styles(ds: &mut Dataset, target: &Path, layers: &[VectorOut]) -> 
 
 /// Write layers into a GeoPackage atomically (temporary file beside the target, closed, renamed).
 pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<()> {
-    use gdal::vector::{Feature, LayerAccess, LayerOptions, OGRFieldType};
     init();
     let tmp = temporary_beside(target)?;
     let driver = DriverManager::get_driver_by_name("GPKG")
@@ -2297,59 +2296,15 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
         let mut ds = driver
             .create_vector_only(&tmp)
             .map_err(|e| Error::gdal(target, "create", e))?;
+        // One transaction a layer: GeoPackage commits each feature on its own otherwise (40,000 zones took
+        // seconds of SQLite journal writes).
         for l in layers {
-            let lyr = ds
-                .create_layer(LayerOptions {
-                    name: &l.name,
-                    srs: Some(&srs),
-                    ty: gdal_sys::OGRwkbGeometryType::wkbMultiPolygon,
-                    options: None,
-                })
+            let mut tx = ds
+                .start_transaction()
                 .map_err(|e| Error::gdal(target, format!("layer {}", l.name), e))?;
-            let defs: Vec<(&str, OGRFieldType::Type)> = l
-                .columns
-                .iter()
-                .map(|(n, c)| {
-                    (
-                        n.as_str(),
-                        match c {
-                            VecField::Text(_) => OGRFieldType::OFTString,
-                            VecField::Num(_) => OGRFieldType::OFTReal,
-                        },
-                    )
-                })
-                .collect();
-            lyr.create_defn_fields(&defs)
-                .map_err(|e| Error::gdal(target, format!("fields of {}", l.name), e))?;
-            for (i, g) in l.geometries.iter().enumerate() {
-                let mut f =
-                    Feature::new(lyr.defn()).map_err(|e| Error::gdal(target, "feature", e))?;
-                if let Some(g) = g {
-                    let g = if g.geometry_type() == gdal_sys::OGRwkbGeometryType::wkbPolygon {
-                        let mut m = gdal::vector::Geometry::empty(
-                            gdal_sys::OGRwkbGeometryType::wkbMultiPolygon,
-                        )
-                        .map_err(|e| Error::gdal(target, "geometry", e))?;
-                        m.add_geometry(g.clone())
-                            .map_err(|e| Error::gdal(target, "geometry", e))?;
-                        m
-                    } else {
-                        g.clone()
-                    };
-                    f.set_geometry(g)
-                        .map_err(|e| Error::gdal(target, "geometry", e))?;
-                }
-                for (k, (_, c)) in l.columns.iter().enumerate() {
-                    match c {
-                        VecField::Text(v) => f.set_field_string(k, &v[i]),
-                        VecField::Num(v) if v[i].is_finite() => f.set_field_double(k, v[i]),
-                        VecField::Num(_) => f.set_field_null(k),
-                    }
-                    .map_err(|e| Error::gdal(target, "field", e))?;
-                }
-                f.create(&lyr)
-                    .map_err(|e| Error::gdal(target, "write feature", e))?;
-            }
+            write_layer(&mut tx, target, &srs, l)?;
+            tx.commit()
+                .map_err(|e| Error::gdal(target, format!("writing layer {}", l.name), e))?;
         }
         let extra = write_layer_styles(&mut ds, target, layers)?;
         gdal_checked(target, "closing the GeoPackage failed (disk full?)", || {
@@ -2380,6 +2335,68 @@ pub fn write_gpkg(target: &Path, crs_wkt: &str, layers: &[VectorOut]) -> Result<
         )),
         other => other,
     })
+}
+
+/// One layer of `write_gpkg`: its fields, then each feature with its geometry (a polygon as a one-part
+/// multipolygon, the layer's type) and values (NaN as null).
+fn write_layer(
+    ds: &mut gdal::Dataset,
+    target: &Path,
+    srs: &SpatialRef,
+    l: &VectorOut,
+) -> Result<()> {
+    use gdal::vector::{Feature, LayerAccess, LayerOptions, OGRFieldType};
+    let lyr = ds
+        .create_layer(LayerOptions {
+            name: &l.name,
+            srs: Some(srs),
+            ty: gdal_sys::OGRwkbGeometryType::wkbMultiPolygon,
+            options: None,
+        })
+        .map_err(|e| Error::gdal(target, format!("layer {}", l.name), e))?;
+    let defs: Vec<(&str, OGRFieldType::Type)> = l
+        .columns
+        .iter()
+        .map(|(n, c)| {
+            (
+                n.as_str(),
+                match c {
+                    VecField::Text(_) => OGRFieldType::OFTString,
+                    VecField::Num(_) => OGRFieldType::OFTReal,
+                },
+            )
+        })
+        .collect();
+    lyr.create_defn_fields(&defs)
+        .map_err(|e| Error::gdal(target, format!("fields of {}", l.name), e))?;
+    for (i, g) in l.geometries.iter().enumerate() {
+        let mut f = Feature::new(lyr.defn()).map_err(|e| Error::gdal(target, "feature", e))?;
+        if let Some(g) = g {
+            let g = if g.geometry_type() == gdal_sys::OGRwkbGeometryType::wkbPolygon {
+                let mut m =
+                    gdal::vector::Geometry::empty(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon)
+                        .map_err(|e| Error::gdal(target, "geometry", e))?;
+                m.add_geometry(g.clone())
+                    .map_err(|e| Error::gdal(target, "geometry", e))?;
+                m
+            } else {
+                g.clone()
+            };
+            f.set_geometry(g)
+                .map_err(|e| Error::gdal(target, "geometry", e))?;
+        }
+        for (k, (_, c)) in l.columns.iter().enumerate() {
+            match c {
+                VecField::Text(v) => f.set_field_string(k, &v[i]),
+                VecField::Num(v) if v[i].is_finite() => f.set_field_double(k, v[i]),
+                VecField::Num(_) => f.set_field_null(k),
+            }
+            .map_err(|e| Error::gdal(target, "field", e))?;
+        }
+        f.create(&lyr)
+            .map_err(|e| Error::gdal(target, "write feature", e))?;
+    }
+    Ok(())
 }
 
 /// Magic numbers of binary formats users give by mistake where text is expected.
@@ -2661,6 +2678,38 @@ pub fn union_all(geoms: Vec<gdal::vector::Geometry>) -> Option<gdal::vector::Geo
         round = next;
     }
     round.pop()
+}
+
+/// `union_all` of each group, the groups on all cores. A GDAL geometry cannot leave the thread that made it,
+/// so each crosses as WKB (exact: the same doubles); a group of one is itself, and a group that does not
+/// convert is dissolved here. The results do not depend on the thread count.
+pub fn union_groups(
+    groups: Vec<Vec<gdal::vector::Geometry>>,
+) -> Vec<Option<gdal::vector::Geometry>> {
+    use gdal::vector::Geometry;
+    use rayon::prelude::*;
+    let wkb = |g: &Geometry| g.wkb().ok();
+    let parts: Vec<Option<Vec<Vec<u8>>>> = (groups.iter())
+        .map(|g| match g.len() > 1 {
+            true => g.iter().map(wkb).collect(),
+            false => None,
+        })
+        .collect();
+    let unions: Vec<Option<Vec<u8>>> = parts
+        .par_iter()
+        .map(|p| {
+            let p = p.as_ref()?;
+            let geoms: Option<Vec<Geometry>> =
+                p.iter().map(|b| Geometry::from_wkb(b).ok()).collect();
+            union_all(geoms?).as_ref().and_then(wkb)
+        })
+        .collect();
+    (groups.into_iter().zip(unions))
+        .map(|(g, u)| match u.and_then(|b| Geometry::from_wkb(&b).ok()) {
+            Some(u) => Some(u),
+            None => union_all(g),
+        })
+        .collect()
 }
 
 /// SHA-256 of bytes (hex).
@@ -2964,6 +3013,47 @@ mod union_tests {
         let e = u.envelope();
         assert_eq!((e.MinX, e.MaxX, e.MinY, e.MaxY), (0.0, 7.0, 0.0, 3.0));
         assert!(super::union_all(Vec::new()).is_none());
+    }
+
+    /// Groups dissolved on a pool of 2 give each group's `union_all` here, byte for byte in WKB: a block of
+    /// squares, a group of one (itself), an empty group (none) and two overlapping squares (area 1.75).
+    #[test]
+    fn union_groups_match_each_groups_union_all() {
+        let sq = |x: f64, y: f64, d: f64| {
+            let wkt = format!(
+                "POLYGON(({x} {y},{} {y},{} {},{x} {},{x} {y}))",
+                x + d,
+                x + d,
+                y + d,
+                y + d
+            );
+            Geometry::from_wkt(&wkt).unwrap()
+        };
+        let groups = || -> Vec<Vec<Geometry>> {
+            vec![
+                (0..21)
+                    .map(|i| sq((i % 7) as f64, (i / 7) as f64, 1.0))
+                    .collect(),
+                vec![sq(5.0, 5.0, 2.0)],
+                Vec::new(),
+                vec![sq(0.0, 0.0, 1.0), sq(0.5, 0.5, 1.0)],
+            ]
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let wkb = |g: Vec<Option<Geometry>>| -> Vec<Option<Vec<u8>>> {
+            g.iter()
+                .map(|g| g.as_ref().map(|g| g.wkb().unwrap()))
+                .collect()
+        };
+        let got = pool.install(|| wkb(super::union_groups(groups())));
+        let want = wkb(groups().into_iter().map(super::union_all).collect());
+        assert_eq!(got, want);
+        assert!(got[2].is_none());
+        let overlap = Geometry::from_wkb(got[3].as_ref().unwrap()).unwrap();
+        assert!((overlap.area() - 1.75).abs() < 1e-12);
     }
 }
 

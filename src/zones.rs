@@ -141,12 +141,12 @@ impl Zones {
             burn.push(id as f64);
         }
         io::reproject_geometries(&mut geoms, &crs, &grid.crs_wkt)?;
-        // Each zone's shape: its features dissolved (pairwise in rounds, in file order).
+        // Each zone's shape: its features dissolved (pairwise in rounds, in file order; zones on all cores).
         let mut parts: Vec<Vec<Geometry>> = vec![Vec::new(); keys.len()];
         for (g, &id) in geoms.iter().zip(&burn) {
             parts[id as usize].push(g.clone());
         }
-        let shapes: Vec<Option<Geometry>> = parts.into_iter().map(io::union_all).collect();
+        let shapes: Vec<Option<Geometry>> = io::union_groups(parts);
         Ok(Zones {
             path: spec.path.clone(),
             levels: spec.fields.clone(),

@@ -266,6 +266,50 @@ pub(super) fn zones_table(
     Ok(out)
 }
 
+/// A zone row of level `lvl` (named `level`): its key has one name a level down to it.
+fn in_level(r: &(String, Vec<String>, ZoneAcc, Vec<i32>), lvl: usize, level: &str) -> bool {
+    r.0 == level && r.1.len() == lvl + 1
+}
+
+/// Each zone row's shape, unclipped (None: not a zone row, or no shape): the finest level's dissolved from
+/// its features, each coarser level's from its children's shapes, already dissolved (a province from its
+/// cities, not from its 10,000 townships again). A zone's children hold exactly its features: every feature
+/// has a row at every level, under its own key's prefixes.
+fn dissolved_levels(
+    z: &Zones,
+    rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
+) -> Vec<Option<gdal::vector::Geometry>> {
+    let mut shapes: Vec<Option<gdal::vector::Geometry>> = rows.iter().map(|_| None).collect();
+    let finest = z.levels.len().saturating_sub(1);
+    for (lvl, level) in z.levels.iter().enumerate().rev() {
+        // The level below's shapes by their parent's key.
+        let mut children: BTreeMap<&[String], Vec<gdal::vector::Geometry>> = BTreeMap::new();
+        if lvl < finest {
+            for (i, r) in rows.iter().enumerate() {
+                if in_level(r, lvl + 1, &z.levels[lvl + 1]) {
+                    let g = shapes[i].clone();
+                    children.entry(&r.1[..=lvl]).or_default().extend(g);
+                }
+            }
+        }
+        let at: Vec<usize> = (0..rows.len())
+            .filter(|&i| in_level(&rows[i], lvl, level))
+            .collect();
+        let groups = (at.iter())
+            .map(|&i| match lvl < finest {
+                true => children.remove(&rows[i].1[..]).unwrap_or_default(),
+                false => (rows[i].3.iter())
+                    .filter_map(|&id| z.shapes[id as usize].clone())
+                    .collect(),
+            })
+            .collect();
+        for (i, g) in at.into_iter().zip(io::union_groups(groups)) {
+            shapes[i] = g;
+        }
+    }
+    shapes
+}
+
 pub(super) fn write_zones_gpkg(
     target: &Path,
     (z, lat): (&Zones, &Lattice),
@@ -275,14 +319,16 @@ pub(super) fn write_zones_gpkg(
     use io::{VecField, VectorOut};
     // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
     let extent = extent_polygon(&z.grid, target)?;
+    let mut shapes = dissolved_levels(z, rows);
     let mut layers = Vec::new();
-    for level in &z.levels {
-        let sel: Vec<_> = rows.iter().filter(|r| &r.0 == level).collect();
-        let geoms = sel
-            .iter()
-            .map(|r| {
-                let parts = r.3.iter().filter_map(|&id| z.shapes[id as usize].clone());
-                io::union_all(parts.collect()).map(|g| io::clip_to_rect(&g, &extent).unwrap_or(g))
+    for (lvl, level) in z.levels.iter().enumerate() {
+        let at_level = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| in_level(r, lvl, level);
+        let sel: Vec<_> = rows.iter().filter(at_level).collect();
+        let geoms = (rows.iter().enumerate())
+            .filter(|(_, r)| at_level(r))
+            .map(|(i, _)| {
+                let g = shapes[i].take();
+                g.map(|g| io::clip_to_rect(&g, &extent).unwrap_or(g))
             })
             .collect();
         let mut columns = vec![
