@@ -297,3 +297,81 @@ fn twenty_random_kills_of_a_season_run_leave_complete_stages_and_reports() {
         "only {landed} of 20 kills landed while the run ran"
     );
 }
+
+/// Ten random kills each of `balance` with zones (B adds the zone tables and their GeoPackage, written in one
+/// transaction a layer, and draws) and of `regrid` into a folder (B adds a proxy-free second unit). The
+/// kill lands anywhere: while the sink is read, the zones dissolved, the GeoPackage written, or the commit.
+#[test]
+fn random_kills_of_balance_with_zones_and_of_regrid_leave_complete_outputs() {
+    let f = fixture();
+    let seq = crate::fixture::pick(&f.root, "npp/sequestration_tCO2_ha_2024-06_2024-08.tif");
+    let lattice = f.root.join("s/emissions_lattice_1km.tif");
+    let zones = f.root.join("s/zones.geojson");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let balance = |out: &Path, zoned: bool| -> Vec<String> {
+        let mut a = vec![
+            "balance".into(),
+            "--sink".into(),
+            s(&seq),
+            "--sink-unit".into(),
+            "t CO2 ha-1 yr-1".into(),
+            "--lattice".into(),
+            s(&lattice),
+            "--out".into(),
+            s(out),
+        ];
+        if zoned {
+            let zones = s(&zones);
+            let more = [
+                "--zones",
+                &zones,
+                "--zone-fields",
+                "town,district",
+                "--draws",
+                "20",
+            ];
+            a.extend(more.map(String::from));
+            let mc = ["--seed", "3", "--uncertainty", "carbonmap-validation"];
+            a.extend(mc.map(String::from));
+        }
+        a
+    };
+    let t = tempfile::tempdir().unwrap();
+    let sc = scenario(t.path(), &|o| balance(o, false), &|o| balance(o, true));
+    assert!(
+        sc.b.keys().any(|k| k.ends_with("zones_balance.gpkg")),
+        "{:?}",
+        sc.b.keys()
+    );
+    let landed = random_kills(&sc, 10, 23, "balance --zones");
+    assert!(
+        landed >= 5,
+        "only {landed} of 10 kills landed while balance ran"
+    );
+
+    let to = f.root.join("s/landcover_worldcover.tif");
+    let regrid = |out: &Path, unit: &str| -> Vec<String> {
+        [
+            "regrid",
+            "--lattice",
+            &s(&lattice),
+            "--to",
+            &s(&to),
+            "--unit",
+            unit,
+            "--out",
+            &s(&out.join("emissions_fine.tif")),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let sc = scenario(t.path(), &|o| regrid(o, "t CO2 ha-1 yr-1"), &|o| {
+        regrid(o, "kg CO2 m-2 yr-1")
+    });
+    let landed = random_kills(&sc, 10, 29, "regrid");
+    assert!(
+        landed >= 5,
+        "only {landed} of 10 kills landed while regrid ran"
+    );
+}
