@@ -236,31 +236,60 @@ fn draw_outlines<DB: DrawingBackend>(
             root.draw(&PathElement::new(pts, BLACK.stroke_width(1)))
                 .map_err(|e| draw_error(target, e))?;
         }
-        // The name at the middle of the largest ring's points, when it fits inside that ring's box on the map
-        // (about 6 x 12 screen pixels a character): thousands of small zones get outlines only.
-        if let Some(ring) = o.rings.iter().max_by_key(|r| r.len()) {
-            let n = ring.len().max(1) as f64;
-            let c = ring
-                .iter()
-                .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
-            let (x, y) = at(c);
-            let half = 3 * o.name.chars().count() as i32;
-            if fits(ring.iter().map(|&p| at(p)), (2 * half, 12)) {
-                root.draw_text(&o.name, &font, (x - half, y - 6))
-                    .map_err(|e| draw_error(target, e))?;
-            }
-        }
+    }
+    // Names over every outline, each at the middle of its largest ring's points.
+    let mut labels = Vec::new();
+    for o in outlines {
+        let Some(ring) = o.rings.iter().max_by_key(|r| r.len()) else {
+            continue;
+        };
+        let n = ring.len().max(1) as f64;
+        let c = ring
+            .iter()
+            .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
+        labels.push((
+            o.name.as_str(),
+            at(c),
+            extent_of(ring.iter().map(|&p| at(p))),
+        ));
+    }
+    for (name, (x, y)) in place_labels(labels) {
+        root.draw_text(name, &font, (x, y))
+            .map_err(|e| draw_error(target, e))?;
     }
     Ok(())
 }
 
-/// Whether a box of `(w, h)` screen pixels fits inside the bounding box of `pts`.
-fn fits(pts: impl Iterator<Item = (i32, i32)>, (w, h): (i32, i32)) -> bool {
+/// Where names are drawn (their top-left corners): each `(name, centre, zone's box size)` centred on its point
+/// when it fits inside its zone's box (about 6 x 12 screen pixels a character: thousands of small zones get
+/// outlines only) and clear of the names already placed, the largest zones' first (ties in order).
+fn place_labels<'a>(labels: Vec<(&'a str, (i32, i32), (i32, i32))>) -> Vec<(&'a str, (i32, i32))> {
+    let mut fitting: Vec<(i64, &str, [i32; 4])> = (labels.into_iter())
+        .filter_map(|(name, (x, y), (w, h))| {
+            let half = 3 * name.chars().count() as i32;
+            let area = -(w as i64 * h as i64);
+            (w >= 2 * half && h >= 12).then_some((area, name, [x - half, y - 6, x + half, y + 6]))
+        })
+        .collect();
+    fitting.sort_by_key(|l| l.0);
+    let mut placed: Vec<(&str, [i32; 4])> = Vec::new();
+    for (_, name, b) in fitting {
+        let clear =
+            |(_, p): &(&str, [i32; 4])| b[2] < p[0] || p[2] < b[0] || b[3] < p[1] || p[3] < b[1];
+        if placed.iter().all(clear) {
+            placed.push((name, b));
+        }
+    }
+    placed.into_iter().map(|(n, b)| (n, (b[0], b[1]))).collect()
+}
+
+/// The width and height in screen pixels of the bounding box of `pts`.
+fn extent_of(pts: impl Iterator<Item = (i32, i32)>) -> (i32, i32) {
     let (mut x0, mut y0, mut x1, mut y1) = (i32::MAX, i32::MAX, i32::MIN, i32::MIN);
     for (x, y) in pts {
         (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
     }
-    x1.saturating_sub(x0) >= w && y1.saturating_sub(y0) >= h
+    (x1.saturating_sub(x0), y1.saturating_sub(y0))
 }
 
 /// Draw `preview` with a diverging ramp centred on zero, a colour bar and a scale bar (`metres_per_pixel` of
@@ -1046,15 +1075,22 @@ mod tests {
         assert_eq!(percentile(&mut [], 50.0), None);
     }
 
-    /// A name of 5 characters (about 30 x 12 screen pixels) fits a zone 40 px wide and 20 high, not one 20 px
-    /// wide, nor one too low.
+    /// A name of 5 characters (about 30 x 12 screen pixels) is drawn in a zone 40 px wide and 20 high, not in
+    /// one 20 px wide, nor in one too low; of two names whose boxes would overlap, the larger zone's is drawn;
+    /// a name clear of both is drawn too.
     #[test]
-    fn a_name_is_drawn_only_where_it_fits_its_zone() {
+    fn names_are_drawn_where_they_fit_their_zone_and_clear_of_each_other() {
         let square = |w: i32, h: i32| vec![(0, 0), (w, 0), (w, h), (0, h)].into_iter();
-        assert!(super::fits(square(40, 20), (30, 12)));
-        assert!(!super::fits(square(20, 20), (30, 12)));
-        assert!(!super::fits(square(40, 10), (30, 12)));
-        assert!(!super::fits(std::iter::empty(), (30, 12)));
+        assert_eq!(super::extent_of(square(40, 20)), (40, 20));
+        let placed = super::place_labels(vec![
+            ("small", (100, 100), (40, 20)),
+            ("narrw", (300, 100), (20, 20)),
+            ("lowww", (500, 100), (40, 10)),
+            ("large", (110, 104), (80, 40)),
+            ("apart", (100, 300), (40, 20)),
+        ]);
+        assert_eq!(placed, vec![("large", (95, 98)), ("apart", (85, 294))]);
+        assert!(super::place_labels(Vec::new()).is_empty());
     }
 
     #[test]
