@@ -2184,8 +2184,9 @@ pub fn rasterize_rows(
         band.fill(fill as f64, None)
             .map_err(|e| Error::gdal(here, "fill", e))?;
     }
+    let (geoms, values) = crossing_rows(geoms, values, &gt, nrows);
     if !geoms.is_empty() {
-        gdal::raster::rasterize(&mut ds, &[1], geoms, values, None)
+        gdal::raster::rasterize(&mut ds, &[1], &geoms, &values, None)
             .map_err(|e| Error::gdal(here, "rasterize", e))?;
     }
     let band = ds.rasterband(1).map_err(|e| Error::gdal(here, "band", e))?;
@@ -2199,6 +2200,27 @@ pub fn rasterize_rows(
     )
     .map_err(|e| Error::gdal(here, "read", e))?;
     Ok(out)
+}
+
+/// The geometries (in order, with their values) whose envelope reaches the `nrows` rows of a north-up strip
+/// whose geotransform is `gt`: the rest cannot cover a pixel centre there. GDAL's rasteriser transforms every
+/// geometry it is given, so a strip of 40,000 zones no longer pays for all of them; the pixels are the same.
+fn crossing_rows(
+    geoms: &[gdal::vector::Geometry],
+    values: &[f64],
+    gt: &[f64; 6],
+    nrows: usize,
+) -> (Vec<gdal::vector::Geometry>, Vec<f64>) {
+    let (y0, y1) = (gt[3], gt[3] + nrows as f64 * gt[5]);
+    let (lo, hi) = (y0.min(y1), y0.max(y1));
+    let rotated = gt[2] != 0.0 || gt[4] != 0.0;
+    (geoms.iter().zip(values))
+        .filter(|(g, _)| {
+            let e = g.envelope();
+            rotated || (e.MaxY >= lo && e.MinY <= hi)
+        })
+        .map(|(g, v)| (g.clone(), *v))
+        .unzip()
 }
 
 /// A column of a vector table to write.
@@ -3013,6 +3035,34 @@ mod union_tests {
         let e = u.envelope();
         assert_eq!((e.MinX, e.MaxX, e.MinY, e.MaxY), (0.0, 7.0, 0.0, 3.0));
         assert!(super::union_all(Vec::new()).is_none());
+    }
+
+    /// A strip of rows 10..20 of a 1 m north-up grid from y = 100 (y 90..80) keeps, in order, the squares that
+    /// reach it (one inside, one touching its top edge, one across it) and drops those above and below.
+    #[test]
+    fn crossing_rows_keeps_what_reaches_the_strip_in_order() {
+        let sq = |y0: f64, y1: f64| {
+            let wkt = format!("POLYGON((0 {y0},5 {y0},5 {y1},0 {y1},0 {y0}))");
+            Geometry::from_wkt(&wkt).unwrap()
+        };
+        let geoms = vec![
+            sq(95.0, 99.0),
+            sq(82.0, 85.0),
+            sq(90.0, 93.0),
+            sq(70.0, 79.0),
+            sq(60.0, 95.0),
+        ];
+        let gt = [0.0, 1.0, 0.0, 90.0, 0.0, -1.0];
+        let (kept, values) = super::crossing_rows(&geoms, &[1.0, 2.0, 3.0, 4.0, 5.0], &gt, 10);
+        assert_eq!(values, vec![2.0, 3.0, 5.0]);
+        assert_eq!(kept.len(), 3);
+        let rotated = [0.0, 1.0, 0.1, 90.0, 0.0, -1.0];
+        assert_eq!(
+            super::crossing_rows(&geoms, &[0.0; 5], &rotated, 10)
+                .0
+                .len(),
+            5
+        );
     }
 
     /// Groups dissolved on a pool of 2 give each group's `union_all` here, byte for byte in WKB: a block of
