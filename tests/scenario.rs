@@ -740,3 +740,62 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Scratch folders of killed runs: one left beside `out` by a killed run into `out` (and one made by hand
+/// in its shape) are gone after the next run; another output folder's (`out-b`), a name that only looks alike
+/// and a file are kept. A run killed at random moments leaves at most its own scratch, which the next run
+/// removes.
+#[test]
+fn a_killed_runs_scratch_folder_is_removed_by_the_next_run_into_the_same_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(d.join("s.toml"), scenario(CHANGE)).unwrap();
+    let out = d.join("out");
+    let scratch = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".carbonmap-scenario"))
+            .collect();
+        v.sort();
+        v
+    };
+    let t0 = std::time::Instant::now();
+    scenario_cmd(&d.join("s.toml"), &out).success();
+    let took = t0.elapsed();
+    assert!(scratch().is_empty(), "{:?}", scratch());
+    let mut left = Vec::new();
+    for k in 0..6 {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("carbonmap"))
+            .args(["--quiet", "scenario"])
+            .arg(d.join("s.toml"))
+            .arg("-o")
+            .arg(&out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took.mul_f64(0.15 * (k + 1) as f64));
+        let _ = child.kill();
+        let _ = child.wait();
+        left.extend(scratch());
+    }
+    assert!(!left.is_empty(), "no kill left a scratch folder: {took:?}");
+    for name in [
+        ".carbonmap-scenario-out.Ab12Z9",
+        ".carbonmap-scenario-out-b.Ab12Z9",
+        ".carbonmap-scenario-out.Ab12Z9.x",
+    ] {
+        std::fs::create_dir_all(d.join(name).join("ndvi")).unwrap();
+    }
+    std::fs::write(d.join(".carbonmap-scenario-out.File01"), "a file").unwrap();
+    scenario_cmd(&d.join("s.toml"), &out).success();
+    assert_eq!(
+        scratch(),
+        vec![
+            ".carbonmap-scenario-out-b.Ab12Z9",
+            ".carbonmap-scenario-out.Ab12Z9.x",
+            ".carbonmap-scenario-out.File01",
+        ]
+    );
+}

@@ -381,16 +381,42 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
 }
 
 /// Working files (the scenario's land cover and composites) in a hidden folder beside the output folder,
-/// removed when the run ends.
+/// removed when the run ends: `.carbonmap-scenario-OUT.` and six random letters or digits. Those that killed
+/// runs into the same output folder left are removed first: this run holds that folder's lock
+/// (`commit::prepare_folder`), so none of them is in use.
 fn scratch_folder(out_dir: &Path) -> Result<tempfile::TempDir> {
     let parent = out_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let name = out_dir.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!(".carbonmap-scenario-{name}.");
+    remove_stale_scratch(parent, &prefix);
     tempfile::Builder::new()
-        .prefix(".carbonmap-scenario-")
+        .prefix(&prefix)
+        .rand_bytes(SCRATCH_RANDOM)
         .tempdir_in(parent)
         .map_err(|e| Error::io(parent, "cannot create a scratch folder", e))
+}
+
+/// Letters or digits after a scratch folder's prefix (tempfile's own default).
+const SCRATCH_RANDOM: usize = 6;
+
+/// Remove the folders in `parent` named `prefix` and exactly `SCRATCH_RANDOM` letters or digits (another
+/// output folder's scratch, `OUT-b.`..., never matches).
+fn remove_stale_scratch(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = name.strip_prefix(prefix).is_some_and(|r| {
+            r.len() == SCRATCH_RANDOM && r.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        if stale && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The scenario's NPP job: its own parameter sets, and its land cover and composites when they changed
