@@ -18,6 +18,8 @@ pub struct DivergingStyle {
     pub nodata: String,
     pub limit_percentile: f64,
     pub max_pixels: usize,
+    /// Zone outlines are drawn at the finest level whose zones average at least this many screen pixels across.
+    pub zone_min_px: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,11 +210,13 @@ pub struct MapText<'a> {
     pub outlines: &'a [Outline],
 }
 
-/// A zone's outline in the raster's pixel coordinates (column, row; fractional), and its name.
+/// A zone's outline in the raster's pixel coordinates (column, row; fractional), its name, and its level in
+/// the zone hierarchy (0: the coarsest).
 #[derive(Debug, Clone)]
 pub struct Outline {
     pub name: String,
     pub rings: Vec<Vec<(f64, f64)>>,
+    pub level: usize,
 }
 
 /// Zone outlines and names over a map drawn at `scale` screen pixels per preview pixel of `k` raster pixels.
@@ -230,7 +234,9 @@ fn draw_outlines<DB: DrawingBackend>(
             top + (r / k as f64 * scale).round() as i32,
         )
     };
-    for o in outlines {
+    let level = outline_level(outlines, &at, maps()?.net_balance.zone_min_px);
+    let outlines: Vec<&Outline> = outlines.iter().filter(|o| o.level == level).collect();
+    for o in &outlines {
         for ring in &o.rings {
             let pts: Vec<(i32, i32)> = ring.iter().map(|&p| at(p)).collect();
             root.draw(&PathElement::new(pts, BLACK.stroke_width(1)))
@@ -281,6 +287,27 @@ fn place_labels<'a>(labels: Vec<(&'a str, (i32, i32), (i32, i32))>) -> Vec<(&'a 
         }
     }
     placed.into_iter().map(|(n, b)| (n, (b[0], b[1]))).collect()
+}
+
+/// The level whose outlines are drawn: the finest whose zones' boxes on the map (screen pixels, through `at`)
+/// have a mean area of at least `min_px` squared, else the coarsest.
+fn outline_level(
+    outlines: &[Outline],
+    at: &dyn Fn((f64, f64)) -> (i32, i32),
+    min_px: f64,
+) -> usize {
+    let deepest = outlines.iter().map(|o| o.level).max().unwrap_or(0);
+    let big_enough = |level: usize| {
+        let areas: Vec<f64> = (outlines.iter().filter(|o| o.level == level))
+            .map(|o| {
+                let pts = o.rings.iter().flatten().map(|&p| at(p));
+                let (w, h) = extent_of(pts);
+                w as f64 * h as f64
+            })
+            .collect();
+        !areas.is_empty() && areas.iter().sum::<f64>() / areas.len() as f64 >= min_px * min_px
+    };
+    (0..=deepest).rev().find(|&l| big_enough(l)).unwrap_or(0)
 }
 
 /// The width and height in screen pixels of the bounding box of `pts`.
@@ -1053,6 +1080,27 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outlines are drawn at the finest level whose zones average at least 16 x 16 screen px: of 2 provinces
+    /// (100 x 100 px), 8 counties (25 x 25) and 200 townships (5 x 5), the counties; at 30 px the provinces;
+    /// at 500 px none is that large and the coarsest is drawn.
+    #[test]
+    fn outlines_are_drawn_at_the_finest_level_that_is_large_enough() {
+        let square = |level: usize, x: f64, side: f64| Outline {
+            name: String::new(),
+            rings: vec![vec![(x, 0.0), (x + side, 0.0), (x + side, side), (x, side)]],
+            level,
+        };
+        let mut o: Vec<Outline> = (0..2).map(|i| square(0, 100.0 * i as f64, 100.0)).collect();
+        o.extend((0..8).map(|i| square(1, 25.0 * i as f64, 25.0)));
+        o.extend((0..200).map(|i| square(2, 5.0 * i as f64, 5.0)));
+        let at = |(c, r): (f64, f64)| (c.round() as i32, r.round() as i32);
+        assert_eq!(super::outline_level(&o, &at, 16.0), 1);
+        assert_eq!(super::outline_level(&o, &at, 30.0), 0);
+        assert_eq!(super::outline_level(&o, &at, 500.0), 0);
+        assert_eq!(super::outline_level(&o[10..], &at, 4.0), 2);
+        assert_eq!(super::outline_level(&[], &at, 16.0), 0);
+    }
 
     /// The nearest-rank percentile by selection is the sorted vector's value at rank round(p/100 (n-1)):
     /// ties, negative zeros and a repeated call on the reordered vector included.

@@ -851,7 +851,8 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         &md,
         writers,
     )?;
-    outputs.extend(zone_outputs(job, &p, &all, &zone_acc)?);
+    let (zone_files, zone_shapes) = zone_outputs(job, &p, &all, &zone_acc)?;
+    outputs.extend(zone_files);
     if let Some(spec) = &job.draws {
         let fine = (
             &spread,
@@ -863,7 +864,7 @@ pub fn run_balance(job: &BalanceJob, progress: &dyn Progress) -> Result<BalanceS
         let more = draws::outputs(job, &p, totals, fine, (spec, &outputs), progress)?;
         outputs.extend(more);
     }
-    outputs.push(balance_map(job, &p, &preview, &style)?);
+    outputs.push(balance_map(job, &p, (&preview, &zone_shapes), &style)?);
     Ok(BalanceSummary {
         outputs,
         warnings,
@@ -1308,8 +1309,9 @@ fn zone_outputs(
     p: &Prepared,
     all: &ZoneAcc,
     zone_acc: &BTreeMap<i32, ZoneAcc>,
-) -> Result<Vec<PathBuf>> {
+) -> Result<(Vec<PathBuf>, Vec<tables::ZoneShape>)> {
     let mut out = Vec::new();
+    let mut zone_shapes = Vec::new();
     let zones_csv = job.out_dir.join("zones_balance.csv");
     let shapes = match &p.zones {
         Some(z) if z.is_vector() => zone_shape_areas(z, &p.grid)?,
@@ -1324,17 +1326,17 @@ fn zone_outputs(
     out.push(zones_csv);
     if let Some(z) = p.zones.as_ref().filter(|z| z.is_vector()) {
         let gpkg = job.out_dir.join("zones_balance.gpkg");
-        write_zones_gpkg(&gpkg, (z, &p.lattice), &zone_rows, &Indicators::of(p))?;
+        zone_shapes = write_zones_gpkg(&gpkg, (z, &p.lattice), &zone_rows, &Indicators::of(p))?;
         out.push(gpkg);
     }
-    Ok(out)
+    Ok((out, zone_shapes))
 }
 
 /// The net balance map (PNG) with the zones' outlines.
 fn balance_map(
     job: &BalanceJob,
     p: &Prepared,
-    preview: &Preview,
+    (preview, zones): (&Preview, &[tables::ZoneShape]),
     style: &report::DivergingStyle,
 ) -> Result<PathBuf> {
     let png = job.out_dir.join("net_balance.png");
@@ -1352,12 +1354,7 @@ fn balance_map(
             ),
             quantity: "net balance, t CO2 ha-1 yr-1",
             frame: Some(&io::MapFrame::of(&p.grid)?),
-            outlines: &p
-                .zones
-                .as_ref()
-                .map(|z| zone_outlines(z, &p.grid))
-                .transpose()?
-                .unwrap_or_default(),
+            outlines: &zone_outlines(zones, &p.grid),
             sign: "positive (red) = net source: emissions exceed sequestration; negative (blue) = net sink",
         },
         style,
@@ -1365,17 +1362,14 @@ fn balance_map(
     Ok(png)
 }
 
-/// The finest zones' shapes clipped to the sink raster's extent, in its pixel coordinates, for the map.
-fn zone_outlines(z: &Zones, grid: &Grid) -> Result<Vec<report::Outline>> {
+/// Every level's zone shapes (already clipped to the sink raster's extent), in its pixel coordinates, for the
+/// map (which draws one level's: `report::outline_level`).
+fn zone_outlines(zones: &[tables::ZoneShape], grid: &Grid) -> Vec<report::Outline> {
     use gdal::vector::Geometry;
-    let extent = extent_polygon(&grid, &z.path)?;
     let gt = grid.gt;
     let to_px = |(x, y, _): (f64, f64, f64)| ((x - gt[0]) / gt[1], (y - gt[3]) / gt[5]);
     let mut out = Vec::new();
-    for (id, shape) in z.shapes.iter().enumerate() {
-        let Some(g) = shape.as_ref().and_then(|g| io::clip_to_rect(g, &extent)) else {
-            continue;
-        };
+    for (level, name, g) in zones {
         // Exterior rings of a polygon or of each part of a multipolygon.
         let polygons: Vec<Geometry> = if g.geometry_name().eq_ignore_ascii_case("POLYGON") {
             vec![g.clone()]
@@ -1396,12 +1390,13 @@ fn zone_outlines(z: &Zones, grid: &Grid) -> Result<Vec<report::Outline>> {
             .collect();
         if !rings.is_empty() {
             out.push(report::Outline {
-                name: z.keys[id].last().cloned().unwrap_or_default(),
+                name: name.clone(),
                 rings,
+                level: *level,
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// The fine output rasters of `balance`: emissions (total, and per sector when there are several) and the net

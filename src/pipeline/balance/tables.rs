@@ -315,7 +315,7 @@ pub(super) fn write_zones_gpkg(
     (z, lat): (&Zones, &Lattice),
     rows: &[(String, Vec<String>, ZoneAcc, Vec<i32>)],
     ind: &Indicators,
-) -> Result<()> {
+) -> Result<Vec<ZoneShape>> {
     use io::{VecField, VectorOut};
     // Zones are drawn as the part that was measured: their shapes clipped to the sink raster's extent.
     let extent = extent_polygon(&z.grid, target)?;
@@ -419,5 +419,17 @@ pub(super) fn write_zones_gpkg(
     if let Some(style) = layers.last().and_then(|l| l.style.as_ref()) {
         io::write_atomic(&target.with_extension("qml"), style.as_bytes())?;
     }
-    Ok(())
+    // Every level's clipped shapes with the zone's name, for the map.
+    let mut shapes = Vec::new();
+    for (lvl, l) in layers.into_iter().enumerate() {
+        let Some((_, io::VecField::Text(names))) = l.columns.into_iter().next() else {
+            continue;
+        };
+        let named = names.into_iter().zip(l.geometries);
+        shapes.extend(named.filter_map(|(n, g)| g.map(|g| (lvl, n, g))));
+    }
+    Ok(shapes)
 }
+
+/// A zone's shape clipped to the sink raster's extent, with its level (0: the coarsest) and name.
+pub(super) type ZoneShape = (usize, String, gdal::vector::Geometry);
