@@ -304,6 +304,17 @@ fn zones_with_a_hierarchy_and_a_vector_lattice() {
         800.0,
         "d2 clipped to the sink's extent",
     );
+    // The region, dissolved from its districts' shapes: d1's 400 m2 and d2's 800 m2 inside the sink, in one
+    // polygon (the districts share the edge x = 25).
+    let mut regions = ds.layer_by_name("balance_region").unwrap();
+    let r = regions.features().next().unwrap();
+    let g = r.geometry().unwrap();
+    close(g.area(), 1200.0, "R clipped to the sink's extent");
+    let parts = match g.geometry_name().as_str() {
+        "MULTIPOLYGON" => g.geometry_count(),
+        _ => 1,
+    };
+    assert_eq!(parts, 1, "R is one polygon: {}", g.wkt().unwrap());
 }
 
 #[test]
