@@ -3037,8 +3037,9 @@ mod union_tests {
         assert!(super::union_all(Vec::new()).is_none());
     }
 
-    /// A strip of rows 10..20 of a 1 m north-up grid from y = 100 (y 90..80) keeps, in order, the squares that
-    /// reach it (one inside, one touching its top edge, one across it) and drops those above and below.
+    /// A strip of 10 rows of a 1 m north-up grid whose top is y = 90 (y 90..80; `rasterize_rows` shifts the
+    /// geotransform to the strip) keeps, in order, the squares that reach it (one inside, one touching its top
+    /// edge, one across it) and drops those above and below; a rotated grid keeps all.
     #[test]
     fn crossing_rows_keeps_what_reaches_the_strip_in_order() {
         let sq = |y0: f64, y1: f64| {

@@ -321,9 +321,15 @@ pub(super) fn write_zones_gpkg(
     let extent = extent_polygon(&z.grid, target)?;
     let mut shapes = dissolved_levels(z, rows);
     let mut layers = Vec::new();
+    let mut names = Vec::new(); // each layer's zone names, for the map
     for (lvl, level) in z.levels.iter().enumerate() {
         let at_level = |r: &&(String, Vec<String>, ZoneAcc, Vec<i32>)| in_level(r, lvl, level);
         let sel: Vec<_> = rows.iter().filter(at_level).collect();
+        names.push(
+            sel.iter()
+                .map(|r| r.1.last().cloned().unwrap_or_default())
+                .collect::<Vec<String>>(),
+        );
         let geoms = (rows.iter().enumerate())
             .filter(|(_, r)| at_level(r))
             .map(|(i, _)| {
@@ -332,14 +338,7 @@ pub(super) fn write_zones_gpkg(
             })
             .collect();
         let mut columns = vec![
-            (
-                "zone".to_string(),
-                VecField::Text(
-                    sel.iter()
-                        .map(|r| r.1.last().cloned().unwrap_or_default())
-                        .collect(),
-                ),
-            ),
+            ("zone".to_string(), VecField::Text(names[lvl].clone())),
             (
                 "parent".to_string(),
                 VecField::Text(sel.iter().map(|r| r.1[..r.1.len() - 1].join("/")).collect()),
@@ -421,10 +420,7 @@ pub(super) fn write_zones_gpkg(
     }
     // Every level's clipped shapes with the zone's name, for the map.
     let mut shapes = Vec::new();
-    for (lvl, l) in layers.into_iter().enumerate() {
-        let Some((_, io::VecField::Text(names))) = l.columns.into_iter().next() else {
-            continue;
-        };
+    for (lvl, (l, names)) in layers.into_iter().zip(names).enumerate() {
         let named = names.into_iter().zip(l.geometries);
         shapes.extend(named.filter_map(|(n, g)| g.map(|g| (lvl, n, g))));
     }
