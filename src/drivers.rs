@@ -671,9 +671,8 @@ fn raster_driver(
     k: &str,
     spec: &RasterSpec,
     path: &Path,
-    steps: &[StepInfo],
-    step: Step,
-    year: i32,
+    (steps, step, year): (&[StepInfo], Step, i32),
+    purpose: gridded::Purpose,
 ) -> Result<(Var, RasterDriver)> {
     let Some(var) = Var::parse(k) else {
         return Err(Error::config(path, format!("raster.{k}: unknown variable")));
@@ -684,7 +683,8 @@ fn raster_driver(
         &spec.file.to_string_lossy(),
     );
     if let Some(t) = &spec.time {
-        return timed_driver(k, var, spec, t, &p, path, steps, step, year);
+        let at = (steps, step, year);
+        return timed_driver((k, var, spec, t), (&p, path), at, purpose);
     }
     for (set, what) in [
         (spec.aggregate.is_some(), "aggregate"),
@@ -734,17 +734,11 @@ fn raster_driver(
 
 /// A `[raster.NAME]` entry with `time = "coordinate"`: its steps by the file's time coordinate, aggregated
 /// when the file has several samples a step.
-#[allow(clippy::too_many_arguments)]
 fn timed_driver(
-    k: &str,
-    var: Var,
-    spec: &RasterSpec,
-    t: &str,
-    p: &Path,
-    path: &Path,
-    steps: &[StepInfo],
-    step: Step,
-    year: i32,
+    (k, var, spec, t): (&str, Var, &RasterSpec, &str),
+    (p, path): (&Path, &Path),
+    (steps, step, year): (&[StepInfo], Step, i32),
+    purpose: gridded::Purpose,
 ) -> Result<(Var, RasterDriver)> {
     if t != "coordinate" {
         return Err(Error::config(
@@ -775,6 +769,7 @@ fn timed_driver(
         crs: spec.crs.as_deref(),
         scale: spec.scale,
         offset: spec.offset,
+        purpose,
     })?;
     Ok((
         var,
@@ -996,6 +991,18 @@ impl Drivers {
     /// Read a drivers file for one year: units and derivations are checked, the station table (if any) is
     /// read and every step of the year must be present and plausible. Rasters are opened by `check`.
     pub fn load(path: &Path, year: i32) -> Result<Drivers> {
+        Drivers::load_as(path, year, gridded::Purpose::Read)
+    }
+
+    /// `load` for `carbonmap check`: everything `load` checks, but gridded archives' samples are only planned
+    /// (every day of every step present with its full number of samples), not aggregated into scratch: a
+    /// year of hourly fields is read once, by the stage. Such drivers say what they give; they cannot be
+    /// read.
+    pub fn inspect(path: &Path, year: i32) -> Result<Drivers> {
+        Drivers::load_as(path, year, gridded::Purpose::Check)
+    }
+
+    fn load_as(path: &Path, year: i32, purpose: gridded::Purpose) -> Result<Drivers> {
         let file: DriversFile = models::read_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let climate = ClimateConstants::builtin()?;
@@ -1016,7 +1023,7 @@ impl Drivers {
         let mut derive = derive_rules(&file.derive, path, &mut problems);
         let mut rasters = BTreeMap::new();
         for (k, spec) in &file.raster {
-            match raster_driver(k, spec, path, &steps, file.step, year) {
+            match raster_driver(k, spec, path, (&steps, file.step, year), purpose) {
                 Ok((var, r)) => {
                     rasters.insert(var, r);
                 }

@@ -150,25 +150,29 @@ fn hourly_drivers(source: &str, extra: &str) -> String {
 }
 
 fn npp(d: &Path, drivers: &str, out: &str) -> assert_cmd::assert::Assert {
-    carbonmap()
-        .args([
-            "npp",
-            "--legend",
-            "esa-worldcover",
-            "--year",
-            "2021",
-            "--months",
-            "5-7",
-        ])
-        .arg("--ndvi")
-        .arg(d.join("ndvi"))
-        .arg("--landcover")
-        .arg(d.join("lc.tif"))
-        .arg("--drivers")
-        .arg(d.join(drivers))
-        .arg("-o")
-        .arg(d.join(out))
-        .assert()
+    npp_command(d, drivers, out).assert()
+}
+
+fn npp_command(d: &Path, drivers: &str, out: &str) -> assert_cmd::Command {
+    let mut c = carbonmap();
+    c.args([
+        "npp",
+        "--legend",
+        "esa-worldcover",
+        "--year",
+        "2021",
+        "--months",
+        "5-7",
+    ])
+    .arg("--ndvi")
+    .arg(d.join("ndvi"))
+    .arg("--landcover")
+    .arg(d.join("lc.tif"))
+    .arg("--drivers")
+    .arg(d.join(drivers))
+    .arg("-o")
+    .arg(d.join(out));
+    c
 }
 
 #[test]
@@ -239,4 +243,46 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
         err.contains("raster.srad: aggregate = \"mean\" on a unit that is a total"),
         "{err}"
     );
+}
+
+/// `carbonmap check` plans a gridded archive's samples without aggregating them (a year of hourly fields is
+/// read once, by the stage): with no usable TMPDIR, where `npp` cannot make its scratch of aggregates, the
+/// check of the same season passes; a missing hour is still found by the check, naming its day.
+#[test]
+fn check_plans_hourly_archives_without_aggregating_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    for (name, extra) in [("nc.toml", ""), ("shifted.toml", "time_shift_hours = 1\n")] {
+        let text = hourly_drivers("NETCDF:\"era5.nc\":{}", extra);
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    let season = |drivers: &str| {
+        format!(
+            "[season]\ndefault = \"2021-05..2021-07\"\nout = \"out/{{season}}\"\n\
+             [stages.npp]\ncommand = \"npp\"\nndvi = \"ndvi\"\nlandcover = \"lc.tif\"\n\
+             legend = \"esa-worldcover\"\ndrivers = \"{drivers}\"\nyear = \"{{year}}\"\nmonths = \"{{months}}\"\n"
+        )
+    };
+    std::fs::write(d.join("season.toml"), season("nc.toml")).unwrap();
+    std::fs::write(d.join("shifted-season.toml"), season("shifted.toml")).unwrap();
+    let no_tmp = d.join("no-such-tmp");
+    let check = |config: &str| {
+        carbonmap()
+            .env("TMPDIR", &no_tmp)
+            .arg("check")
+            .arg(d.join(config))
+            .assert()
+    };
+    check("season.toml").success();
+    let a = check("shifted-season.toml").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("2021-01-01: 23 of 24 samples"), "{err}");
+    // The premise: a run does aggregate, into TMPDIR.
+    let a = npp_command(d, "nc.toml", "run")
+        .env("TMPDIR", &no_tmp)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("cannot create a scratch folder"), "{err}");
 }

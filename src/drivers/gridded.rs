@@ -38,6 +38,15 @@ pub struct Request<'a> {
     pub crs: Option<&'a str>,
     pub scale: Option<f64>,
     pub offset: Option<f64>,
+    pub purpose: Purpose,
+}
+
+/// Why a source is selected: to be read (its samples aggregated when a step has several), or only checked
+/// (`carbonmap check`: the time axis planned, every day and sample present, nothing aggregated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Read,
+    Check,
 }
 
 /// The bands to read for each step, in the source itself or in a scratch file of aggregates.
@@ -76,11 +85,16 @@ pub fn select(r: &Request) -> Result<Selection> {
     let direct = axis.zarr.is_none()
         && r.crs.is_none()
         && plan.iter().all(|s| s.len() == 1 && s[0].len() == 1);
-    if direct {
+    if direct || r.purpose == Purpose::Check {
+        // A checked source that needs aggregates keeps no bands: it is never read.
+        let bands = match direct {
+            true => plan.iter().map(|s| s[0][0] + 1).collect(),
+            false => Vec::new(),
+        };
         return Ok(Selection {
             path: r.path.to_path_buf(),
-            grid: info.grid()?,
-            bands: plan.iter().map(|s| s[0][0] + 1).collect(),
+            grid: if direct { info.grid()? } else { grid },
+            bands,
             scale,
             offset,
             nodata: band.nodata,

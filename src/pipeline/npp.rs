@@ -354,7 +354,8 @@ fn driver_needs(model: NppModel, casa: &CasaParams, d: &Drivers) -> Vec<(Var, &'
 }
 
 /// What `carbonmap check` can say about an `npp` stage's drivers before any stage has run: the drivers of every
-/// calendar year of the model year load, and give (or derive) every variable the model needs.
+/// calendar year of the model year load, and give (or derive) every variable the model needs. Gridded
+/// archives are checked without aggregating them (`Drivers::inspect`).
 pub fn check_drivers(
     path: &std::path::Path,
     year: i32,
@@ -373,7 +374,7 @@ pub fn check_drivers(
     if let (Some(period), Some(casa)) = (period, casa) {
         let mut seen = std::collections::BTreeSet::new();
         for y in period.years() {
-            let r = Drivers::load(path, y)
+            let r = Drivers::inspect(path, y)
                 .and_then(|d| d.check_available(&driver_needs(model, &casa, &d)));
             if let Err(e) = r {
                 for p in e.into_problems() {

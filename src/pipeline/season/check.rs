@@ -249,7 +249,7 @@ fn check_input(
                     option_value(&stage.argv, "casa-params")
                         .unwrap_or(crate::npp::casa::DEFAULT_CASA),
                 ),
-                Some(year) => crate::drivers::Drivers::load(path, year).map(|_| ()),
+                Some(year) => crate::drivers::Drivers::inspect(path, year).map(|_| ()),
                 None => crate::models::read_toml::<toml::Value>(path).map(|_| ()),
             },
         ),
