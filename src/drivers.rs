@@ -612,8 +612,10 @@ struct RasterDriver {
     coarse: Option<coarse::Coarse>,
     /// Aggregated samples (time = "coordinate" with several samples a step): the scratch folder holding
     /// `path`, and how the steps were made.
-    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+    _scratch: Option<std::sync::Arc<crate::scratch::Scratch>>,
     aggregation: Option<String>,
+    /// Samples planned, not aggregated (`Drivers::inspect`): no bands to read.
+    planned_only: bool,
 }
 
 impl RasterDriver {
@@ -728,6 +730,7 @@ fn raster_driver(
             coarse: None,
             _scratch: None,
             aggregation: None,
+            planned_only: false,
         },
     ))
 }
@@ -785,6 +788,7 @@ fn timed_driver(
             coarse: None,
             _scratch: s.scratch,
             aggregation: s.note.map(|n| format!("{n}, from {}", p.display())),
+            planned_only: s.planned_only,
         },
     ))
 }
@@ -1242,7 +1246,24 @@ impl Drivers {
         problems.finish()
     }
 
-    /// Driver rasters cover the grid and hold plausible values.
+    /// The variables whose gridded samples were planned, not aggregated (`inspect`): `load` makes them, and
+    /// `check_values` then checks them.
+    pub fn planned_only(&self) -> Vec<Var> {
+        let planned = self.rasters.iter().filter(|(_, r)| r.planned_only);
+        planned.map(|(v, _)| *v).collect()
+    }
+
+    /// The plausibility of the values of these variables' rasters (those `planned_only` named before `load`).
+    pub fn check_values(&self, vars: &[Var]) -> Result<()> {
+        let mut problems = Problems::new();
+        for (v, r) in self.rasters.iter().filter(|(v, _)| vars.contains(v)) {
+            self.check_raster_values(*v, r, &mut problems);
+        }
+        problems.finish()
+    }
+
+    /// Driver rasters cover the grid and hold plausible values (the values of rasters whose samples are only
+    /// planned are checked by `check_values` once aggregated).
     fn check_rasters(&self, grid: &Grid, problems: &mut Problems) {
         if self.derive.get(&Var::Srad) == Some(&Rule::AngstromPrescott)
             && !self.given(Var::Srad)
@@ -1266,47 +1287,54 @@ impl Drivers {
                 Ok(_) => {}
                 Err(e) => problems.push(e),
             }
-            let bands = r.bands.clone();
-            let ranges = match io::bands_min_max(&r.path, &bands) {
-                Ok(x) => x,
-                Err(e) => {
-                    problems.push(e);
-                    continue;
-                }
+            if !r.planned_only {
+                self.check_raster_values(*v, r, problems);
+            }
+        }
+    }
+
+    /// One raster's values in the plausible range of its variable, step by step (the first bad step said).
+    fn check_raster_values(&self, v: Var, r: &RasterDriver, problems: &mut Problems) {
+        let bands = r.bands.clone();
+        let ranges = match io::bands_min_max(&r.path, &bands) {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(e);
+                return;
+            }
+        };
+        for (i, (s, mm)) in self.steps.iter().zip(ranges).enumerate() {
+            let band = bands[i];
+            let Some((lo, hi)) = mm else {
+                problems.push(Error::band(
+                    &r.path,
+                    band.to_string(),
+                    format!(
+                        "{}: {} band has no valid value",
+                        self.step_label(i),
+                        v.name()
+                    ),
+                ));
+                continue;
             };
-            for (i, (s, mm)) in self.steps.iter().zip(ranges).enumerate() {
-                let band = bands[i];
-                let Some((lo, hi)) = mm else {
-                    problems.push(Error::band(
-                        &r.path,
-                        band.to_string(),
-                        format!(
-                            "{}: {} band has no valid value",
-                            self.step_label(i),
-                            v.name()
-                        ),
-                    ));
-                    continue;
-                };
-                let c = |x: f64| {
-                    convert(
-                        *v,
-                        &r.unit,
-                        x * r.scale + r.offset,
-                        s.days as f64,
-                        &self.climate,
-                    )
-                    .unwrap()
-                };
-                let (a, b) = (c(lo), c(hi));
-                if let Some(msg) = self.out_of_range(*v, a.min(b), a.max(b), s.days as f64) {
-                    problems.push(Error::band(
-                        &r.path,
-                        band.to_string(),
-                        format!("{}: {msg}", self.step_label(i)),
-                    ));
-                    break;
-                }
+            let c = |x: f64| {
+                convert(
+                    v,
+                    &r.unit,
+                    x * r.scale + r.offset,
+                    s.days as f64,
+                    &self.climate,
+                )
+                .unwrap()
+            };
+            let (a, b) = (c(lo), c(hi));
+            if let Some(msg) = self.out_of_range(v, a.min(b), a.max(b), s.days as f64) {
+                problems.push(Error::band(
+                    &r.path,
+                    band.to_string(),
+                    format!("{}: {msg}", self.step_label(i)),
+                ));
+                break;
             }
         }
     }

@@ -3,7 +3,8 @@
 //! Modules follow the data: `io` (every GDAL call), `scene` (sensors, masks, stacks), `indices` (the index
 //! table), `landcover` (legends, class checks and areas), `composite` (temporal compositing), `climate`
 //! (climate-driver unit conversions), `units` (declared carbon units), `lattice` (emission lattices and exact
-//! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `engine` (codec, strip sizes, parallel ordered writing), `pipeline` (stage drivers), `progress` (reporting), `synth`
+//! area-weighted overlaps), `zones` (zone hierarchies), `report` (maps), `engine` (codec, strip sizes, parallel ordered writing), `pipeline` (stage drivers), `progress` (reporting), `scratch` (TMPDIR folders a
+//! killed run does not leave behind), `synth`
 //! (synthetic test and sample rasters).
 
 pub mod area;
@@ -29,6 +30,7 @@ pub mod progress;
 pub mod qml;
 pub mod report;
 pub mod scene;
+pub mod scratch;
 pub mod stac;
 pub mod synth;
 pub mod units;

@@ -247,7 +247,8 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
 
 /// `carbonmap check` plans a gridded archive's samples without aggregating them (a year of hourly fields is
 /// read once, by the stage): with no usable TMPDIR, where `npp` cannot make its scratch of aggregates, the
-/// check of the same season passes; a missing hour is still found by the check, naming its day.
+/// check of the same season passes; a missing hour is still found by the check, naming its day. A run
+/// checks every other input before it aggregates.
 #[test]
 fn check_plans_hourly_archives_without_aggregating_them() {
     let tmp = tempfile::tempdir().unwrap();
@@ -285,4 +286,24 @@ fn check_plans_hourly_archives_without_aggregating_them() {
         .code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("cannot create a scratch folder"), "{err}");
+    // A run with another bad input says so before it aggregates anything (nor needs a scratch folder).
+    std::fs::rename(d.join("ndvi"), d.join("ndvi-away")).unwrap();
+    std::fs::create_dir(d.join("ndvi")).unwrap();
+    let a = npp_command(d, "nc.toml", "run")
+        .env("TMPDIR", &no_tmp)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("no NDVI composite") && !err.contains("scratch"),
+        "{err}"
+    );
+    std::fs::remove_dir(d.join("ndvi")).unwrap();
+    std::fs::rename(d.join("ndvi-away"), d.join("ndvi")).unwrap();
+    // The aggregates' values are still checked, once made: kelvins declared as degC are refused.
+    let text = hourly_drivers("NETCDF:\"era5.nc\":{}", "").replacen("\"K\"", "\"degC\"", 1);
+    std::fs::write(d.join("celsius.toml"), text).unwrap();
+    let a = npp(d, "celsius.toml", "celsius").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("outside the plausible range"), "{err}");
 }

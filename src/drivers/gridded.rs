@@ -8,7 +8,8 @@
 //! day by the variable's rule (mean, sum, min or max), then the days of the step by their mean (sum for sums).
 //! Every day of the step must be present with the file's full number of samples per day; a missing day or hour
 //! is an error naming it, nothing is filled. A nodata sample makes its pixel's step nodata. The aggregates go
-//! to a scratch GeoTIFF (float64, north-up) that lives as long as the drivers and is read like any driver
+//! to a scratch GeoTIFF (float64, north-up; in a `Scratch` folder, which a killed run's successor removes)
+//! that lives as long as the drivers and is read like any driver
 //! raster: memory holds one strip of rows of the source, whatever its size and length.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
 use crate::engine::run::{Plane, StripOut};
 use crate::error::{Error, Result};
 use crate::io::{self, Grid, OutBand, RasterInfo, RasterWriter, Window, WriteOptions};
+use crate::scratch::Scratch;
 
 use super::subdaily::Agg;
 use super::{Step, StepInfo};
@@ -58,9 +60,11 @@ pub struct Selection {
     pub offset: f64,
     pub nodata: Option<f64>,
     /// The scratch folder of the aggregates, removed when the last driver using it is dropped.
-    pub scratch: Option<Arc<tempfile::TempDir>>,
+    pub scratch: Option<Arc<Scratch>>,
     /// How the steps were made, for provenance ("mean of 24 samples a day over each month's days").
     pub note: Option<String>,
+    /// Checked only (`Purpose::Check`): the samples are planned, not aggregated, and there are no bands.
+    pub planned_only: bool,
 }
 
 /// The samples of a source: their time stamps and how to read them.
@@ -100,19 +104,13 @@ pub fn select(r: &Request) -> Result<Selection> {
             nodata: band.nodata,
             scratch: None,
             note: None,
+            planned_only: !direct,
         });
     }
-    let dir = Arc::new(
-        tempfile::Builder::new()
-            .prefix("carbonmap-drivers-")
-            .tempdir()
-            .map_err(|e| {
-                Error::Processing(format!(
-                    "cannot create a scratch folder for {}: {e}",
-                    r.path.display()
-                ))
-            })?,
-    );
+    let dir = Arc::new(Scratch::new(
+        "carbonmap-drivers-",
+        &format!("the aggregates of {}", r.path.display()),
+    )?);
     let out = dir.path().join(format!("{}.tif", r.name));
     let packing = Packing {
         scale,
@@ -129,6 +127,7 @@ pub fn select(r: &Request) -> Result<Selection> {
         offset: 0.0,
         nodata: None,
         scratch: Some(dir),
+        planned_only: false,
         note: Some(format!(
             "{} of {per_day} sample(s) a day, days to the step by {}",
             r.agg.name(),

@@ -29,11 +29,12 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
     let rh = problems.take(RhModel::resolve(&job.rh_model));
     let pmodel = pmodel_params(job, &mut problems)?;
     let legend = problems.take(Legend::resolve(&job.legend));
-    // The drivers of every calendar year the model year touches.
+    // The drivers of every calendar year the model year touches; gridded archives' samples only planned until
+    // every input is checked (`aggregate_drivers`).
     let drivers: Option<Vec<Drivers>> = period
         .years()
         .iter()
-        .map(|&y| problems.take(Drivers::load(&job.drivers, y)))
+        .map(|&y| problems.take(Drivers::inspect(&job.drivers, y)))
         .collect();
     let gapfill = fill::GapFill::builtin()?;
     if job.input_is_fpar && job.model == NppModel::Casa {
@@ -68,6 +69,7 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         _ => None,
     };
     problems.finish()?;
+    let drivers = aggregate_drivers(job, &period, drivers.expect("checked"))?;
     let legend = legend.expect("checked");
     // Per legend class, the dormancy threshold of its vegetation type (models/gapfill.toml).
     let dormancy = legend
@@ -93,7 +95,7 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         timeline,
         dormancy,
         fill_warn_fraction: gapfill.warn_fraction,
-        drivers: drivers.expect("checked"),
+        drivers,
         window_steps,
         casa: casa.expect("checked"),
         bplut: bplut.expect("checked"),
@@ -112,6 +114,29 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         uncertainty,
         class_moves,
     })
+}
+
+/// The drivers with their gridded archives' samples aggregated, once every other input is checked (so a
+/// problem elsewhere is said before a year of hourly fields is read), and those aggregates' values checked.
+fn aggregate_drivers(
+    job: &NppJob,
+    period: &NppPeriod,
+    planned: Vec<Drivers>,
+) -> Result<Vec<Drivers>> {
+    let mut problems = Problems::new();
+    let mut out = Vec::with_capacity(planned.len());
+    for (d, y) in planned.into_iter().zip(period.years()) {
+        let vars = d.planned_only();
+        if vars.is_empty() {
+            out.push(d);
+            continue;
+        }
+        let full = Drivers::load(&job.drivers, y)?;
+        problems.take(full.check_values(&vars));
+        out.push(full);
+    }
+    problems.finish()?;
+    Ok(out)
 }
 
 /// A class's model parameter in an uncertainty file (`mod17.*`, `driver_error::Driver::per_class`: MOD17's

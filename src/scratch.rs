@@ -1,0 +1,104 @@
+//! Scratch folders in the system's temporary folder (TMPDIR) that do not outlive a killed run. Each holds a
+//! `lock` file that its process keeps locked while it lives; the operating system drops the lock when the
+//! process ends however it ends (SIGKILL, a scheduler's time limit). Making a scratch folder first removes the
+//! folders of the same prefix whose lock nobody holds: what killed runs left behind. A folder of a live run,
+//! of another user, or without a lock file is kept.
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The lock file's name inside a scratch folder.
+const LOCK: &str = "lock";
+
+/// A scratch folder, removed (then unlocked) when dropped.
+pub struct Scratch {
+    // Field order is drop order: the folder is removed while its lock is still held.
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Scratch {
+    /// A new folder `PREFIX` + random letters in TMPDIR, locked, after removing stale folders of `prefix`.
+    /// `what` names the work in an error ("aggregates of NETCDF:...").
+    pub fn new(prefix: &str, what: &str) -> Result<Scratch> {
+        Scratch::new_in(&std::env::temp_dir(), prefix, what)
+    }
+
+    pub fn new_in(parent: &Path, prefix: &str, what: &str) -> Result<Scratch> {
+        remove_stale(parent, prefix);
+        let fail = |e: std::io::Error| {
+            Error::Processing(format!(
+                "cannot create a scratch folder in {} for {what}: {e}",
+                parent.display()
+            ))
+        };
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .map_err(fail)?;
+        // Locked under another name, then renamed: a sweeper never sees an unlocked `lock` of a live folder.
+        let fresh = dir.path().join(".lock-new");
+        let lock = File::create_new(&fresh).map_err(fail)?;
+        lock.try_lock()
+            .map_err(|e| fail(std::io::Error::other(e)))?;
+        std::fs::rename(&fresh, dir.path().join(LOCK)).map_err(fail)?;
+        Ok(Scratch { dir, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Remove the folders in `parent` named `prefix`... whose `lock` file can be locked: their process is gone.
+fn remove_stale(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(prefix) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(lock) = File::open(e.path().join(LOCK)) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder whose lock is free (its process was killed) is removed by the next `new`; one whose lock is
+    /// held (a live run: here a second open file of this process, which conflicts as another process would),
+    /// one without a lock file and one of another prefix are kept. A dropped scratch folder is gone.
+    #[test]
+    fn stale_folders_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path();
+        let dead = Scratch::new_in(p, "carbonmap-test-", "a test").unwrap();
+        let dead_path = dead.path().to_path_buf();
+        std::mem::forget(dead.dir); // as a killed run: the folder stays...
+        drop(dead._lock); // ...and the operating system frees the lock.
+        let live = Scratch::new_in(p, "carbonmap-test-", "a test").unwrap();
+        let held = File::open(live.path().join(LOCK)).unwrap();
+        assert!(held.try_lock().is_err(), "the live folder's lock is held");
+        for keep in ["carbonmap-test-nolock", "other-prefix"] {
+            std::fs::create_dir(p.join(keep)).unwrap();
+        }
+        std::fs::write(p.join("other-prefix").join(LOCK), "").unwrap();
+        let next = Scratch::new_in(p, "carbonmap-test-", "a test").unwrap();
+        assert!(!dead_path.exists(), "the killed run's folder is removed");
+        assert!(live.path().join(LOCK).exists(), "the live run's is kept");
+        assert!(p.join("carbonmap-test-nolock").exists() && p.join("other-prefix").exists());
+        let next_path = next.path().to_path_buf();
+        drop(next);
+        assert!(!next_path.exists(), "a dropped scratch folder is removed");
+    }
+}
