@@ -2469,6 +2469,12 @@ pub fn read_text(path: &Path, expected: &str) -> Result<String> {
     })
 }
 
+/// A GDAL subdataset name whose file (or Zarr store) exists: `NETCDF:"era5.nc":t2m`, not a CRS such as
+/// `EPSG:4326` that has the same shape.
+fn names_existing_subdataset(f: &Path) -> bool {
+    subdataset_parts(&f.to_string_lossy()).is_some_and(|(_, file, _)| Path::new(file).exists())
+}
+
 /// Every file a command reads: its input paths, files in input folders, files a TOML input names (stack
 /// manifests, driver files: relative to the TOML file), the files GDAL reads with a dataset (Shapefile parts)
 /// and a model's sidecar. `strict`: a missing path is an error (else it is skipped; the command reports it).
@@ -2520,9 +2526,7 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
                     strings
                         .into_iter()
                         .map(|s| join_source(base, &s))
-                        .filter(|f| {
-                            f.is_file() || subdataset_parts(&f.to_string_lossy()).is_some()
-                        }),
+                        .filter(|f| f.is_file() || names_existing_subdataset(f)),
                 );
             }
             "json" | "geojson" => {
@@ -3311,7 +3315,8 @@ mod closure_tests {
         .unwrap();
         std::fs::write(
             d.join("drivers.toml"),
-            "[raster.tmean]\nfile = 'NETCDF:\"b.nc\":t2m'\nunit = \"degC\"\n",
+            // A CRS such as "EPSG:4326" has the shape of a subdataset name (DRIVER:file) but names no file.
+            "[raster.tmean]\nfile = 'NETCDF:\"b.nc\":t2m'\nunit = \"degC\"\ncrs = \"EPSG:4326\"\n",
         )
         .unwrap();
         // An item collection whose features carry the version; a zones GeoJSON with an "href" in a property
