@@ -39,11 +39,12 @@ impl Scratch {
             .tempdir_in(parent)
             .map_err(fail)?;
         // Locked under another name, then renamed: a sweeper never sees an unlocked `lock` of a live folder.
+        // Where the file system cannot lock, the folder has no `lock`: it is never swept (as before locks).
         let fresh = dir.path().join(".lock-new");
         let lock = File::create_new(&fresh).map_err(fail)?;
-        lock.try_lock()
-            .map_err(|e| fail(std::io::Error::other(e)))?;
-        std::fs::rename(&fresh, dir.path().join(LOCK)).map_err(fail)?;
+        if lock.try_lock().is_ok() {
+            std::fs::rename(&fresh, dir.path().join(LOCK)).map_err(fail)?;
+        }
         Ok(Scratch { dir, _lock: lock })
     }
 
