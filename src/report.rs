@@ -20,6 +20,8 @@ pub struct DivergingStyle {
     pub max_pixels: usize,
     /// Zone outlines are drawn at the finest level whose zones average at least this many screen pixels across.
     pub zone_min_px: f64,
+    /// Zone names' font size (pixels).
+    pub label_font_px: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,14 +229,15 @@ fn draw_outlines<DB: DrawingBackend>(
     (left, top): (i32, i32),
     target: &Path,
 ) -> Result<()> {
-    let font = TextStyle::from(("sans-serif", 11.0).into_font()).color(&BLACK);
+    let style = &maps()?.net_balance;
+    let font = TextStyle::from(("sans-serif", style.label_font_px).into_font()).color(&BLACK);
     let at = |(c, r): (f64, f64)| {
         (
             left + (c / k as f64 * scale).round() as i32,
             top + (r / k as f64 * scale).round() as i32,
         )
     };
-    let level = outline_level(outlines, &at, maps()?.net_balance.zone_min_px);
+    let level = outline_level(outlines, &at, style.zone_min_px);
     let outlines: Vec<&Outline> = outlines.iter().filter(|o| o.level == level).collect();
     for o in &outlines {
         for ring in &o.rings {
@@ -253,11 +256,16 @@ fn draw_outlines<DB: DrawingBackend>(
         let c = ring
             .iter()
             .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
-        labels.push((
-            o.name.as_str(),
-            at(c),
-            extent_of(ring.iter().map(|&p| at(p))),
-        ));
+        // The name's box as the font draws it (a name that cannot be measured is not drawn).
+        let Ok((tw, th)) = root.estimate_text_size(&o.name, &font) else {
+            continue;
+        };
+        labels.push(Label {
+            name: o.name.as_str(),
+            centre: at(c),
+            zone: extent_of(ring.iter().map(|&p| at(p))),
+            text: (tw as i32, th as i32),
+        });
     }
     for (name, (x, y)) in place_labels(labels) {
         root.draw_text(name, &font, (x, y))
@@ -266,15 +274,24 @@ fn draw_outlines<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Where names are drawn (their top-left corners): each `(name, centre, zone's box size)` centred on its point
-/// when it fits inside its zone's box (about 6 x 12 screen pixels a character: thousands of small zones get
-/// outlines only) and clear of the names already placed, the largest zones' first (ties in order).
-fn place_labels<'a>(labels: Vec<(&'a str, (i32, i32), (i32, i32))>) -> Vec<(&'a str, (i32, i32))> {
+/// A zone's name to draw: its point, its zone's box size and its text's box size (screen pixels).
+struct Label<'a> {
+    name: &'a str,
+    centre: (i32, i32),
+    zone: (i32, i32),
+    text: (i32, i32),
+}
+
+/// Where names are drawn (their top-left corners): each centred on its point when its text fits inside its
+/// zone's box (thousands of small zones get outlines only) and clear of the names already placed, the largest
+/// zones' first (ties in order).
+fn place_labels(labels: Vec<Label<'_>>) -> Vec<(&str, (i32, i32))> {
     let mut fitting: Vec<(i64, &str, [i32; 4])> = (labels.into_iter())
-        .filter_map(|(name, (x, y), (w, h))| {
-            let half = 3 * name.chars().count() as i32;
+        .filter_map(|l| {
+            let ((x, y), (w, h), (tw, th)) = (l.centre, l.zone, l.text);
             let area = -(w as i64 * h as i64);
-            (w >= 2 * half && h >= 12).then_some((area, name, [x - half, y - 6, x + half, y + 6]))
+            let b = [x - tw / 2, y - th / 2, x - tw / 2 + tw, y - th / 2 + th];
+            (w >= tw && h >= th).then_some((area, l.name, b))
         })
         .collect();
     fitting.sort_by_key(|l| l.0);
@@ -1130,12 +1147,19 @@ mod tests {
     fn names_are_drawn_where_they_fit_their_zone_and_clear_of_each_other() {
         let square = |w: i32, h: i32| vec![(0, 0), (w, 0), (w, h), (0, h)].into_iter();
         assert_eq!(super::extent_of(square(40, 20)), (40, 20));
+        // Names of 30 x 12 px.
+        let label = |name, centre, zone| super::Label {
+            name,
+            centre,
+            zone,
+            text: (30, 12),
+        };
         let placed = super::place_labels(vec![
-            ("small", (100, 100), (40, 20)),
-            ("narrw", (300, 100), (20, 20)),
-            ("lowww", (500, 100), (40, 10)),
-            ("large", (110, 104), (80, 40)),
-            ("apart", (100, 300), (40, 20)),
+            label("small", (100, 100), (40, 20)),
+            label("narrw", (300, 100), (20, 20)),
+            label("lowww", (500, 100), (40, 10)),
+            label("large", (110, 104), (80, 40)),
+            label("apart", (100, 300), (40, 20)),
         ]);
         assert_eq!(placed, vec![("large", (95, 98)), ("apart", (85, 294))]);
         assert!(super::place_labels(Vec::new()).is_empty());
