@@ -2493,6 +2493,9 @@ pub fn input_closure(paths: &[PathBuf], strict: bool) -> Result<Vec<PathBuf>> {
         }
         if p.is_dir() {
             match files_under(&p) {
+                // A Zarr store is one dataset: its chunks are read through it, not opened one by one (a year
+                // of hourly chunks is thousands of files, each probed by every GDAL driver).
+                Ok(files) if is_zarr_store(&p) => seen.extend(files),
                 Ok(files) => todo.extend(files),
                 Err(e) if strict => return Err(e),
                 Err(_) => {}
@@ -3307,6 +3310,11 @@ mod closure_tests {
         let d = t.path();
         std::fs::write(d.join("a.tif"), b"x").unwrap();
         std::fs::write(d.join("b.nc"), b"x").unwrap();
+        // A Zarr store: its chunk files are inputs as they are (a chunk is no dataset of its own).
+        std::fs::create_dir_all(d.join("s.zarr/tp")).unwrap();
+        std::fs::write(d.join("s.zarr/.zgroup"), b"{}").unwrap();
+        std::fs::write(d.join("s.zarr/tp/.zarray"), b"{}").unwrap();
+        std::fs::write(d.join("s.zarr/tp/0.0.0"), b"{\x08\xf3\x06").unwrap();
         std::fs::write(
             d.join("item.json"),
             r#"{"type": "Feature", "stac_version": "1.0.0", "links": [],
@@ -3316,7 +3324,8 @@ mod closure_tests {
         std::fs::write(
             d.join("drivers.toml"),
             // A CRS such as "EPSG:4326" has the shape of a subdataset name (DRIVER:file) but names no file.
-            "[raster.tmean]\nfile = 'NETCDF:\"b.nc\":t2m'\nunit = \"degC\"\ncrs = \"EPSG:4326\"\n",
+            "[raster.tmean]\nfile = 'NETCDF:\"b.nc\":t2m'\nunit = \"degC\"\ncrs = \"EPSG:4326\"\n\
+             [raster.precip]\nfile = 'ZARR:\"s.zarr\":/tp'\nunit = \"mm\"\n",
         )
         .unwrap();
         // An item collection whose features carry the version; a zones GeoJSON with an "href" in a property
@@ -3361,6 +3370,9 @@ mod closure_tests {
                 "drivers.toml",
                 "item.json",
                 "items.json",
+                ".zgroup",
+                ".zarray",
+                "0.0.0",
                 "zones.geojson"
             ],
             "{got:?}"

@@ -76,7 +76,11 @@ pub fn is_json_file(path: &Path) -> bool {
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut buf))
         .unwrap_or(0);
-    buf[..n]
+    // Text: no control byte but whitespace (a binary file, such as a Zarr chunk, may start with the byte).
+    let text = buf[..n]
+        .iter()
+        .all(|b| !b.is_ascii_control() || b.is_ascii_whitespace());
+    text && buf[..n]
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == JSON_OBJECT_START)
@@ -538,6 +542,22 @@ impl Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// JSON by its extension or by its first bytes; a binary file that happens to start with `{` (a Zarr
+    /// chunk) is not JSON.
+    #[test]
+    fn json_files_are_recognised_and_binary_ones_are_not() {
+        let t = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = t.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert!(is_json_file(&file("stack", b"\n  {\"type\": \"Feature\"}")));
+        assert!(is_json_file(&file("x.json", b"")));
+        assert!(!is_json_file(&file("1178.0.0", b"{\x08\xf3\x06\x02")));
+        assert!(!is_json_file(&file("notes", b"plain text")));
+    }
 
     #[test]
     fn hrefs_join_against_their_document() {
