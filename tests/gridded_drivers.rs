@@ -46,29 +46,33 @@ for name, (unit, s, o, v) in packs.items():
     raw[name] = r
     val[name] = r.astype("float64") * s + o
 
-# NetCDF, ERA5's layout: int16 packed, _FillValue, valid_time in hours since 1900, no grid mapping.
-ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(os.path.join(d, "era5.nc"))
-rg = ds.GetRootGroup()
-dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
-dy = rg.CreateDimension("latitude", "HORIZONTAL_Y", "NORTH", 10)
-dx = rg.CreateDimension("longitude", "HORIZONTAL_X", "EAST", 10)
-f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
-string = gdal.ExtendedDataType.CreateString()
-tv = rg.CreateMDArray("valid_time", [dt], f8)
-tv.Write(np.arange(hours0, hours0 + n, dtype="float64"))
-tv.CreateAttribute("units", [], string).WriteString("hours since 1900-01-01 00:00:00")
-for name, dim, values, unit in (("latitude", dy, lat, "degrees_north"), ("longitude", dx, lon, "degrees_east")):
-    a = rg.CreateMDArray(name, [dim], f8)
-    a.Write(values)
-    a.CreateAttribute("units", [], string).WriteString(unit)
-for name, (unit, s, o, _) in packs.items():
-    v = rg.CreateMDArray(name, [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Int16))
-    v.SetNoDataValueDouble(-32767)
-    v.SetScale(s)
-    v.SetOffset(o)
-    v.CreateAttribute("units", [], string).WriteString(unit)
-    v.Write(raw[name])
-del ds
+# NetCDF, ERA5's layout: int16 packed, _FillValue, valid_time in hours since 1900, no grid mapping; and the
+# same fields with latitude ascending (rows south first), as many other archives store them.
+def netcdf(path, lat, raw):
+  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
+  rg = ds.GetRootGroup()
+  dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
+  dy = rg.CreateDimension("latitude", "HORIZONTAL_Y", "NORTH", 10)
+  dx = rg.CreateDimension("longitude", "HORIZONTAL_X", "EAST", 10)
+  f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+  string = gdal.ExtendedDataType.CreateString()
+  tv = rg.CreateMDArray("valid_time", [dt], f8)
+  tv.Write(np.arange(hours0, hours0 + n, dtype="float64"))
+  tv.CreateAttribute("units", [], string).WriteString("hours since 1900-01-01 00:00:00")
+  for name, dim, values, unit in (("latitude", dy, lat, "degrees_north"), ("longitude", dx, lon, "degrees_east")):
+      a = rg.CreateMDArray(name, [dim], f8)
+      a.Write(values)
+      a.CreateAttribute("units", [], string).WriteString(unit)
+  for name, (unit, s, o, _) in packs.items():
+      v = rg.CreateMDArray(name, [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Int16))
+      v.SetNoDataValueDouble(-32767)
+      v.SetScale(s)
+      v.SetOffset(o)
+      v.CreateAttribute("units", [], string).WriteString(unit)
+      v.Write(raw[name])
+  del ds
+netcdf(os.path.join(d, "era5.nc"), lat, raw)
+netcdf(os.path.join(d, "era5_south_first.nc"), lat[::-1].copy(), {k: v[:, ::-1, :].copy() for k, v in raw.items()})
 
 # Zarr v2 as xarray writes it: _ARRAY_DIMENSIONS, CF attributes, latitude ascending, chunks of 744 hours.
 z = os.path.join(d, "era5.zarr")
@@ -190,9 +194,12 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
         hourly_drivers("ZARR:\"era5.zarr\":/{}", ""),
     )
     .unwrap();
+    let south_first = hourly_drivers("NETCDF:\"era5_south_first.nc\":{}", "");
+    std::fs::write(d.join("south.toml"), south_first).unwrap();
     npp(d, "monthly.toml", "ref").success();
     npp(d, "nc.toml", "nc").success();
     npp(d, "zarr.toml", "zarr").success();
+    npp(d, "south.toml", "south").success();
     for f in [
         "NPP_gC_m2_2021-05_2021-07.tif",
         "Rh_gC_m2_2021-05_2021-07.tif",
@@ -202,6 +209,11 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
             want.iter().filter(|v| v.is_finite()).count() >= 6,
             "{want:?}"
         );
+        // The same fields stored south first give the same values, to the bit.
+        let (nc, _, _) = read_band(&d.join("nc").join(f), 1);
+        let (south, _, _) = read_band(&d.join("south").join(f), 1);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&nc), bits(&south), "{f}");
         for out in ["nc", "zarr"] {
             let (got, _, _) = read_band(&d.join(out).join(f), 1);
             for (g, w) in got.iter().zip(&want) {

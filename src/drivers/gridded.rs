@@ -334,12 +334,12 @@ fn aggregate(
         &Default::default(),
         &WriteOptions::default(),
     )?;
-    let flip = info.gt.is_some_and(|gt| gt[5] > 0.0);
+    let south_up = info.gt.is_some_and(|gt| gt[5] > 0.0);
     let (width, height) = (info.width, info.height);
     // Per strip pixel: every step's values, and a day's sum and a sample being read (f64).
     let rows = crate::engine::strips::sub_tile_rows(width, 8 * (plan.len() + 2), STRIP_MB);
     let mut writers = [w];
-    with_reader(r.path, axis, width, |read| {
+    with_reader(r.path, axis, (width, height, south_up), |read, flip| {
         // The source's rows of a strip (bottom-up sources: the mirrored rows), each step aggregated.
         let read_strip = |s: Window| {
             let src0 = if flip {
@@ -435,13 +435,25 @@ fn step_values(
     Ok(step)
 }
 
-/// Run `f` with a reader of (sample, first source row, rows, buffer): classic bands or a Zarr array.
+/// The reader `with_reader` gives: (sample, first source row, rows, buffer).
+type ReadSample<'a> = dyn FnMut(usize, usize, usize, &mut [f64]) -> Result<()> + 'a;
+
+/// Run `f` with a reader of the samples (a Zarr array, a NetCDF variable through the multidimensional API
+/// where it can, else classic bands) and whether its rows run south to north. `south_up`: the classic view's
+/// (of the source, or of a Zarr array's first slice).
 fn with_reader(
     path: &Path,
     axis: &Axis,
-    width: usize,
-    f: impl FnOnce(&mut dyn FnMut(usize, usize, usize, &mut [f64]) -> Result<()>) -> Result<()>,
+    (width, height, south_up): (usize, usize, bool),
+    f: impl FnOnce(&mut ReadSample, bool) -> Result<()>,
 ) -> Result<()> {
+    let netcdf = match &axis.zarr {
+        None => netcdf_array(path, (width, height), axis.times.len()),
+        Some(_) => None,
+    };
+    if let Some((file, var, bottom_up)) = netcdf {
+        return with_md_reader(&file, &var, width, |read| f(read, bottom_up));
+    }
     match &axis.zarr {
         None => {
             let ds = io::open(path)?;
@@ -457,27 +469,70 @@ fn with_reader(
                 buf.copy_from_slice(b.data());
                 Ok(())
             };
-            f(&mut read)
+            f(&mut read, south_up)
         }
-        Some((store, array)) => {
-            let ds = open_multidim(store)?;
-            let root = ds
-                .root_group()
-                .map_err(|e| Error::gdal(store, "root group", e))?;
-            let a = root
-                .open_md_array(array, Default::default())
-                .map_err(|e| Error::input(store, format!("has no array \"{array}\" ({e})")))?;
-            let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
-                a.read_into_slice(buf, vec![i as u64, row0 as u64, 0], vec![1, rows, width])
-                    .map_err(|e| {
-                        Error::input(
-                            store,
-                            format!("{array}: time index {i} cannot be read: {e}"),
-                        )
-                    })
-            };
-            f(&mut read)
-        }
+        Some((store, array)) => with_md_reader(store, array, width, |read| f(read, south_up)),
+    }
+}
+
+/// Run `f` with a reader of a (time, y, x) array of a multidimensional dataset (Zarr store, NetCDF file).
+fn with_md_reader(
+    store: &Path,
+    array: &str,
+    width: usize,
+    f: impl FnOnce(&mut ReadSample) -> Result<()>,
+) -> Result<()> {
+    let ds = open_multidim(store)?;
+    let root = ds
+        .root_group()
+        .map_err(|e| Error::gdal(store, "root group", e))?;
+    let a = root
+        .open_md_array(array, Default::default())
+        .map_err(|e| Error::input(store, format!("has no array \"{array}\" ({e})")))?;
+    let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
+        a.read_into_slice(buf, vec![i as u64, row0 as u64, 0], vec![1, rows, width])
+            .map_err(|e| {
+                Error::input(
+                    store,
+                    format!("{array}: time index {i} cannot be read: {e}"),
+                )
+            })
+    };
+    f(&mut read)
+}
+
+/// A NetCDF variable that GDAL's multidimensional API reads as (time, y, x) arrays of the classic view's size,
+/// with an ascending or descending y coordinate: its file, name, and whether its rows run south to north (the
+/// classic view shows them north first). Reading it so is about 5 times faster than one classic band a
+/// sample (a year of hourly ERA5 t2m on 100 x 100 cells: 0.8 s against 4.0 s), whose every read goes
+/// through the netCDF and HDF5 layers anew. None (read classic bands): any other layout.
+fn netcdf_array(
+    path: &Path,
+    (width, height): (usize, usize),
+    n: usize,
+) -> Option<(PathBuf, String, bool)> {
+    let text = path.to_string_lossy();
+    let ("NETCDF", file, var) = io::subdataset_parts(&text)? else {
+        return None;
+    };
+    let file = PathBuf::from(file);
+    let ds = open_multidim(&file).ok()?;
+    let root = ds.root_group().ok()?;
+    let a = root.open_md_array(var, Default::default()).ok()?;
+    let dims = a.dimensions().ok()?;
+    let sizes: Vec<usize> = dims.iter().map(|d| d.size()).collect();
+    if sizes != [n, height, width] {
+        return None;
+    }
+    let y = root
+        .open_md_array(&dims[1].name(), Default::default())
+        .ok()?;
+    let ys = y.read_as::<f64>(vec![0], vec![height]).ok()?;
+    let (first, last) = (*ys.first()?, *ys.last()?);
+    match first.partial_cmp(&last)? {
+        std::cmp::Ordering::Less => Some((file, var.to_string(), true)),
+        std::cmp::Ordering::Greater => Some((file, var.to_string(), false)),
+        std::cmp::Ordering::Equal => None,
     }
 }
 
