@@ -482,23 +482,18 @@ fn with_md_reader(
     width: usize,
     f: impl FnOnce(&mut ReadSample) -> Result<()>,
 ) -> Result<()> {
-    let ds = open_multidim(store)?;
-    let root = ds
-        .root_group()
-        .map_err(|e| Error::gdal(store, "root group", e))?;
-    let a = root
-        .open_md_array(array, Default::default())
-        .map_err(|e| Error::input(store, format!("has no array \"{array}\" ({e})")))?;
-    let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
-        a.read_into_slice(buf, vec![i as u64, row0 as u64, 0], vec![1, rows, width])
-            .map_err(|e| {
-                Error::input(
-                    store,
-                    format!("{array}: time index {i} cannot be read: {e}"),
-                )
-            })
-    };
-    f(&mut read)
+    with_md_array(store, array, |_, a| {
+        let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
+            a.read_into_slice(buf, vec![i as u64, row0 as u64, 0], vec![1, rows, width])
+                .map_err(|e| {
+                    Error::input(
+                        store,
+                        format!("{array}: time index {i} cannot be read: {e}"),
+                    )
+                })
+        };
+        f(&mut read)
+    })
 }
 
 /// A NetCDF variable that GDAL's multidimensional API reads as (time, y, x) arrays of the classic view's size,
@@ -558,6 +553,17 @@ fn open_multidim(store: &Path) -> Result<Dataset> {
 
 /// The time stamps of a Zarr array's first dimension, from its coordinate array and that array's units.
 fn zarr_times(store: &Path, array: &str) -> Result<Vec<Option<NaiveDateTime>>> {
+    with_md_array(store, array, |root, a| {
+        zarr_array_times(store, array, root, a)
+    })
+}
+
+/// Run `f` with the root group of a multidimensional dataset and one of its arrays.
+fn with_md_array<T>(
+    store: &Path,
+    array: &str,
+    f: impl FnOnce(&gdal::raster::Group, &gdal::raster::MDArray) -> Result<T>,
+) -> Result<T> {
     let ds = open_multidim(store)?;
     let root = ds
         .root_group()
@@ -565,6 +571,16 @@ fn zarr_times(store: &Path, array: &str) -> Result<Vec<Option<NaiveDateTime>>> {
     let a = root
         .open_md_array(array, Default::default())
         .map_err(|e| Error::input(store, format!("has no array \"{array}\" ({e})")))?;
+    f(&root, &a)
+}
+
+/// `zarr_times` of an array opened in its group.
+fn zarr_array_times(
+    store: &Path,
+    array: &str,
+    root: &gdal::raster::Group,
+    a: &gdal::raster::MDArray,
+) -> Result<Vec<Option<NaiveDateTime>>> {
     let dims = a
         .dimensions()
         .map_err(|e| Error::gdal(store, "dimensions", e))?;
