@@ -674,7 +674,7 @@ fn raster_driver(
     spec: &RasterSpec,
     path: &Path,
     (steps, step, year): (&[StepInfo], Step, i32),
-    purpose: gridded::Purpose,
+    purpose: (gridded::Purpose, Option<&Grid>),
 ) -> Result<(Var, RasterDriver)> {
     let Some(var) = Var::parse(k) else {
         return Err(Error::config(path, format!("raster.{k}: unknown variable")));
@@ -741,7 +741,7 @@ fn timed_driver(
     (k, var, spec, t): (&str, Var, &RasterSpec, &str),
     (p, path): (&Path, &Path),
     (steps, step, year): (&[StepInfo], Step, i32),
-    purpose: gridded::Purpose,
+    purpose: (gridded::Purpose, Option<&Grid>),
 ) -> Result<(Var, RasterDriver)> {
     if t != "coordinate" {
         return Err(Error::config(
@@ -772,7 +772,8 @@ fn timed_driver(
         crs: spec.crs.as_deref(),
         scale: spec.scale,
         offset: spec.offset,
-        purpose,
+        purpose: purpose.0,
+        within: purpose.1,
     })?;
     Ok((
         var,
@@ -995,7 +996,14 @@ impl Drivers {
     /// Read a drivers file for one year: units and derivations are checked, the station table (if any) is
     /// read and every step of the year must be present and plausible. Rasters are opened by `check`.
     pub fn load(path: &Path, year: i32) -> Result<Drivers> {
-        Drivers::load_as(path, year, gridded::Purpose::Read)
+        Drivers::load_as(path, year, (gridded::Purpose::Read, None))
+    }
+
+    /// `load` for a stage on `grid`: gridded archives' samples are aggregated only over the source cells
+    /// around the grid's footprint (an ERA5 file of a continent for a county's grid; a shard's part). The
+    /// values there are `load`'s.
+    pub fn load_within(path: &Path, year: i32, grid: &Grid) -> Result<Drivers> {
+        Drivers::load_as(path, year, (gridded::Purpose::Read, Some(grid)))
     }
 
     /// `load` for `carbonmap check`: everything `load` checks, but gridded archives' samples are only planned
@@ -1003,10 +1011,14 @@ impl Drivers {
     /// year of hourly fields is read once, by the stage. Such drivers say what they give; they cannot be
     /// read.
     pub fn inspect(path: &Path, year: i32) -> Result<Drivers> {
-        Drivers::load_as(path, year, gridded::Purpose::Check)
+        Drivers::load_as(path, year, (gridded::Purpose::Check, None))
     }
 
-    fn load_as(path: &Path, year: i32, purpose: gridded::Purpose) -> Result<Drivers> {
+    fn load_as(
+        path: &Path,
+        year: i32,
+        purpose: (gridded::Purpose, Option<&Grid>),
+    ) -> Result<Drivers> {
         let file: DriversFile = models::read_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let climate = ClimateConstants::builtin()?;

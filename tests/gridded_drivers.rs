@@ -230,6 +230,8 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
         prov.contains("sum of 24 sample(s) a day") && prov.contains("era5.zarr"),
         "{prov}"
     );
+    // Only the cells around the 4 x 2 px grid were aggregated (the values above are the whole file's).
+    assert!(prov.contains(" x 5 of its 10 x 10 cells"), "{prov}");
 
     // Placing each hour one hour later leaves 1 January with 23 of its 24 hours: refused, naming the day.
     std::fs::write(

@@ -41,6 +41,8 @@ pub struct Request<'a> {
     pub scale: Option<f64>,
     pub offset: Option<f64>,
     pub purpose: Purpose,
+    /// The analysis grid: only the source cells around its footprint are aggregated (None: every cell).
+    pub within: Option<&'a Grid>,
 }
 
 /// Why a source is selected: to be read (its samples aggregated when a step has several), or only checked
@@ -117,11 +119,26 @@ pub fn select(r: &Request) -> Result<Selection> {
         offset,
         nodata: band.nodata,
     };
-    aggregate(r, &axis, &plan, &packing, &info, &grid, &out)?;
+    let window = r.within.and_then(|g| footprint(&grid, g));
+    let window = window.unwrap_or(Window {
+        col0: 0,
+        row0: 0,
+        ncols: grid.width,
+        nrows: grid.height,
+    });
+    let sub = sub_grid(&grid, &window);
+    aggregate(r, (&axis, &plan, &packing), &info, (&sub, &window), &out)?;
     let per_day = plan.iter().flatten().map(|d| d.len()).max().unwrap_or(1);
+    let cells = match (window.ncols, window.nrows) == (grid.width, grid.height) {
+        true => String::new(),
+        false => format!(
+            " over the analysis grid's {} x {} of its {} x {} cells",
+            window.ncols, window.nrows, grid.width, grid.height
+        ),
+    };
     Ok(Selection {
         path: out,
-        grid,
+        grid: sub,
         bands: (1..=plan.len()).collect(),
         scale: 1.0,
         offset: 0.0,
@@ -129,7 +146,7 @@ pub fn select(r: &Request) -> Result<Selection> {
         scratch: Some(dir),
         planned_only: false,
         note: Some(format!(
-            "{} of {per_day} sample(s) a day, days to the step by {}",
+            "{} of {per_day} sample(s) a day, days to the step by {}{cells}",
             r.agg.name(),
             if r.agg == Agg::Sum {
                 "their sum"
@@ -138,6 +155,51 @@ pub fn select(r: &Request) -> Result<Selection> {
             }
         )),
     })
+}
+
+/// Source cells kept around the analysis grid's footprint: bilinear interpolation reads the neighbours of the
+/// cell holding a point (one cell), and one more absorbs the footprint's densified edges.
+const FOOTPRINT_MARGIN_CELLS: usize = 2;
+
+/// The cells of the source's north-up `grid` under the analysis grid, with `FOOTPRINT_MARGIN_CELLS` around
+/// them; None when the footprint cannot be found or does not meet the source (every cell is then aggregated,
+/// and the drivers' coverage check says what is missing).
+fn footprint(grid: &Grid, analysis: &Grid) -> Option<Window> {
+    let b = io::transform_bounds(&analysis.crs_wkt, &grid.crs_wkt, analysis.bounds()).ok()?;
+    let gt = grid.gt;
+    let cols = [(b[0] - gt[0]) / gt[1], (b[2] - gt[0]) / gt[1]];
+    let rows = [(b[3] - gt[3]) / gt[5], (b[1] - gt[3]) / gt[5]];
+    let m = FOOTPRINT_MARGIN_CELLS as f64;
+    let span = |[lo, hi]: [f64; 2], n: usize| -> Option<(usize, usize)> {
+        let (lo, hi) = ((lo.floor() - m).max(0.0), (hi.ceil() + m).min(n as f64));
+        (lo.is_finite() && hi.is_finite() && hi > lo).then_some((lo as usize, (hi - lo) as usize))
+    };
+    let (col0, ncols) = span(cols, grid.width)?;
+    let (row0, nrows) = span(rows, grid.height)?;
+    Some(Window {
+        col0,
+        row0,
+        ncols,
+        nrows,
+    })
+}
+
+/// The grid of a window of `grid` (north-up).
+fn sub_grid(grid: &Grid, w: &Window) -> Grid {
+    let gt = grid.gt;
+    Grid {
+        crs_wkt: grid.crs_wkt.clone(),
+        gt: [
+            gt[0] + w.col0 as f64 * gt[1],
+            gt[1],
+            0.0,
+            gt[3] + w.row0 as f64 * gt[5],
+            0.0,
+            gt[5],
+        ],
+        width: w.ncols,
+        height: w.nrows,
+    }
 }
 
 /// The time stamps of a NetCDF variable's bands, or of a Zarr array's first dimension.
@@ -313,11 +375,9 @@ const STRIP_MB: usize = 32;
 /// every step of a strip, the kernel puts the rows in north-up order).
 fn aggregate(
     r: &Request,
-    axis: &Axis,
-    plan: &[Vec<Vec<usize>>],
-    packing: &Packing,
+    (axis, plan, packing): (&Axis, &[Vec<Vec<usize>>], &Packing),
     info: &RasterInfo,
-    grid: &Grid,
+    (grid, window): (&Grid, &Window),
     out: &Path,
 ) -> Result<()> {
     let bands: Vec<OutBand> = (0..plan.len())
@@ -335,51 +395,60 @@ fn aggregate(
         &WriteOptions::default(),
     )?;
     let south_up = info.gt.is_some_and(|gt| gt[5] > 0.0);
-    let (width, height) = (info.width, info.height);
+    let height = info.height;
+    // The window's width; its rows from row0 down (north-up), as the source's from the north or the south.
+    let (col0, width, row0) = (window.col0, window.ncols, window.row0);
     // Per strip pixel: every step's values, and a day's sum and a sample being read (f64).
     let rows = crate::engine::strips::sub_tile_rows(width, 8 * (plan.len() + 2), STRIP_MB);
     let mut writers = [w];
-    with_reader(r.path, axis, (width, height, south_up), |read, flip| {
-        // The source's rows of a strip (bottom-up sources: the mirrored rows), each step aggregated.
-        let read_strip = |s: Window| {
-            let src0 = if flip {
-                height - s.row0 - s.nrows
-            } else {
-                s.row0
-            };
-            plan.iter()
-                .map(|days| {
-                    step_values(days, r.agg, packing, s.len(), |i, buf| {
-                        read(i, src0, s.nrows, buf)
+    let size = (info.width, height);
+    with_reader(
+        r.path,
+        axis,
+        (size, south_up),
+        (col0, width),
+        |read, flip| {
+            // The source's rows of a strip (bottom-up sources: the mirrored rows), each step aggregated.
+            let read_strip = |s: Window| {
+                let src0 = if flip {
+                    height - (row0 + s.row0) - s.nrows
+                } else {
+                    row0 + s.row0
+                };
+                plan.iter()
+                    .map(|days| {
+                        step_values(days, r.agg, packing, s.len(), |i, buf| {
+                            read(i, src0, s.nrows, buf)
+                        })
                     })
+                    .collect::<Result<Vec<_>>>()
+            };
+            let kernel = |_: Window, steps: Vec<Vec<f64>>| {
+                let planes = steps
+                    .into_iter()
+                    .map(|v| match flip {
+                        true => Plane::from(
+                            v.chunks(width).rev().flatten().copied().collect::<Vec<_>>(),
+                        ),
+                        false => Plane::from(v),
+                    })
+                    .collect();
+                Ok(StripOut {
+                    planes: vec![planes],
+                    side: (),
                 })
-                .collect::<Result<Vec<_>>>()
-        };
-        let kernel = |_: Window, steps: Vec<Vec<f64>>| {
-            let planes = steps
-                .into_iter()
-                .map(|v| match flip {
-                    true => {
-                        Plane::from(v.chunks(width).rev().flatten().copied().collect::<Vec<_>>())
-                    }
-                    false => Plane::from(v),
-                })
-                .collect();
-            Ok(StripOut {
-                planes: vec![planes],
-                side: (),
-            })
-        };
-        // The reader stays on this thread (the source's GDAL handles belong to it).
-        crate::engine::run::run_local(
-            "gridded drivers: steps",
-            crate::engine::run::strips(width, height, rows),
-            &mut writers,
-            &crate::progress::Silent,
-            (read_strip, kernel),
-            |_, ()| {},
-        )
-    })?;
+            };
+            // The reader stays on this thread (the source's GDAL handles belong to it).
+            crate::engine::run::run_local(
+                "gridded drivers: steps",
+                crate::engine::run::strips(width, window.nrows, rows),
+                &mut writers,
+                &crate::progress::Silent,
+                (read_strip, kernel),
+                |_, ()| {},
+            )
+        },
+    )?;
     let [w] = writers;
     w.finish()?.keep_scratch()?;
     Ok(())
@@ -444,15 +513,16 @@ type ReadSample<'a> = dyn FnMut(usize, usize, usize, &mut [f64]) -> Result<()> +
 fn with_reader(
     path: &Path,
     axis: &Axis,
-    (width, height, south_up): (usize, usize, bool),
+    (size, south_up): ((usize, usize), bool),
+    (col0, width): (usize, usize),
     f: impl FnOnce(&mut ReadSample, bool) -> Result<()>,
 ) -> Result<()> {
     let netcdf = match &axis.zarr {
-        None => netcdf_array(path, (width, height), axis.times.len()),
+        None => netcdf_array(path, size, axis.times.len()),
         Some(_) => None,
     };
     if let Some((file, var, bottom_up)) = netcdf {
-        return with_md_reader(&file, &var, width, |read| f(read, bottom_up));
+        return with_md_reader(&file, &var, (col0, width), |read| f(read, bottom_up));
     }
     match &axis.zarr {
         None => {
@@ -462,7 +532,12 @@ fn with_reader(
                     Error::band(path, (i + 1).to_string(), format!("cannot be opened: {e}"))
                 })?;
                 let b = band
-                    .read_as::<f64>((0, row0 as isize), (width, rows), (width, rows), None)
+                    .read_as::<f64>(
+                        (col0 as isize, row0 as isize),
+                        (width, rows),
+                        (width, rows),
+                        None,
+                    )
                     .map_err(|e| {
                         Error::band(path, (i + 1).to_string(), format!("cannot be read: {e}"))
                     })?;
@@ -471,7 +546,9 @@ fn with_reader(
             };
             f(&mut read, south_up)
         }
-        Some((store, array)) => with_md_reader(store, array, width, |read| f(read, south_up)),
+        Some((store, array)) => {
+            with_md_reader(store, array, (col0, width), |read| f(read, south_up))
+        }
     }
 }
 
@@ -479,18 +556,22 @@ fn with_reader(
 fn with_md_reader(
     store: &Path,
     array: &str,
-    width: usize,
+    (col0, width): (usize, usize),
     f: impl FnOnce(&mut ReadSample) -> Result<()>,
 ) -> Result<()> {
     with_md_array(store, array, |_, a| {
         let mut read = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| -> Result<()> {
-            a.read_into_slice(buf, vec![i as u64, row0 as u64, 0], vec![1, rows, width])
-                .map_err(|e| {
-                    Error::input(
-                        store,
-                        format!("{array}: time index {i} cannot be read: {e}"),
-                    )
-                })
+            a.read_into_slice(
+                buf,
+                vec![i as u64, row0 as u64, col0 as u64],
+                vec![1, rows, width],
+            )
+            .map_err(|e| {
+                Error::input(
+                    store,
+                    format!("{array}: time index {i} cannot be read: {e}"),
+                )
+            })
         };
         f(&mut read)
     })

@@ -69,7 +69,8 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         _ => None,
     };
     problems.finish()?;
-    let drivers = aggregate_drivers(job, &period, drivers.expect("checked"))?;
+    let grid = grid.expect("checked");
+    let drivers = aggregate_drivers(job, &period, &grid, drivers.expect("checked"))?;
     let legend = legend.expect("checked");
     // Per legend class, the dormancy threshold of its vegetation type (models/gapfill.toml).
     let dormancy = legend
@@ -87,7 +88,7 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         super::driver_error::class_moves(u, &legend, &class_models)
     });
     Ok(Prepared {
-        grid: grid.expect("checked"),
+        grid,
         legend,
         class_models,
         ndvi_files,
@@ -117,10 +118,12 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
 }
 
 /// The drivers with their gridded archives' samples aggregated, once every other input is checked (so a
-/// problem elsewhere is said before a year of hourly fields is read), and those aggregates' values checked.
+/// problem elsewhere is said before a year of hourly fields is read), over the grid's footprint only, and
+/// those aggregates' values checked.
 fn aggregate_drivers(
     job: &NppJob,
     period: &NppPeriod,
+    grid: &Grid,
     planned: Vec<Drivers>,
 ) -> Result<Vec<Drivers>> {
     let mut problems = Problems::new();
@@ -131,7 +134,7 @@ fn aggregate_drivers(
             out.push(d);
             continue;
         }
-        let full = Drivers::load(&job.drivers, y)?;
+        let full = Drivers::load_within(&job.drivers, y, grid)?;
         problems.take(full.check_values(&vars));
         out.push(full);
     }
