@@ -1258,6 +1258,12 @@ impl Drivers {
         problems.finish()
     }
 
+    /// Each driver raster's path and own grid.
+    pub fn raster_grids(&self) -> Vec<(PathBuf, Grid)> {
+        let rasters = self.rasters.values();
+        rasters.map(|r| (r.path.clone(), r.grid.clone())).collect()
+    }
+
     /// The variables whose gridded samples were planned, not aggregated (`inspect`): `load` makes them, and
     /// `check_values` then checks them.
     pub fn planned_only(&self) -> Vec<Var> {

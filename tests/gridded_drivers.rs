@@ -293,6 +293,26 @@ fn check_plans_hourly_archives_without_aggregating_them() {
     let a = check("shifted-season.toml").code(2);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("2021-01-01: 23 of 24 samples"), "{err}");
+    // Drivers of another region are found by the check, naming the file (a monthly GeoTIFF moved 20 degrees
+    // east, so that the check does not depend on aggregation).
+    let moved = d.join("ref_tmean_east.tif");
+    let src = gdal::Dataset::open(d.join("ref_tmean.tif")).unwrap();
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut copy = src.create_copy(&drv, &moved, &Default::default()).unwrap();
+    copy.set_geo_transform(&[16.0, 0.2, 0.0, 51.5, 0.0, -0.2])
+        .unwrap();
+    drop(copy);
+    let east = std::fs::read_to_string(d.join("monthly.toml"))
+        .unwrap()
+        .replace("ref_tmean.tif", "ref_tmean_east.tif");
+    std::fs::write(d.join("east.toml"), east).unwrap();
+    std::fs::write(d.join("east-season.toml"), season("east.toml")).unwrap();
+    let a = check("east-season.toml").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("climate driver") && err.contains("ref_tmean_east.tif does not overlap"),
+        "{err}"
+    );
     // The premise: a run does aggregate, into TMPDIR.
     let a = npp_command(d, "nc.toml", "run")
         .env("TMPDIR", &no_tmp)

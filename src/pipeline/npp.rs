@@ -355,15 +355,17 @@ fn driver_needs(model: NppModel, casa: &CasaParams, d: &Drivers) -> Vec<(Var, &'
 
 /// What `carbonmap check` can say about an `npp` stage's drivers before any stage has run: the drivers of every
 /// calendar year of the model year load, and give (or derive) every variable the model needs. Gridded
-/// archives are checked without aggregating them (`Drivers::inspect`).
+/// archives are checked without aggregating them (`Drivers::inspect`). Returns the driver rasters and their
+/// grids, for the check's overlap test.
 pub fn check_drivers(
     path: &std::path::Path,
     year: i32,
     months: &str,
     model: &str,
     casa_params: &str,
-) -> Result<()> {
+) -> Result<Vec<(std::path::PathBuf, crate::io::Grid)>> {
     let mut problems = Problems::new();
+    let mut grids = Vec::new();
     let period = problems.take(period::parse_months(months).and_then(|m| NppPeriod::new(year, m)));
     let model = match model.to_ascii_lowercase().as_str() {
         "mod17" => NppModel::Mod17,
@@ -374,8 +376,15 @@ pub fn check_drivers(
     if let (Some(period), Some(casa)) = (period, casa) {
         let mut seen = std::collections::BTreeSet::new();
         for y in period.years() {
-            let r = Drivers::inspect(path, y)
-                .and_then(|d| d.check_available(&driver_needs(model, &casa, &d)));
+            let r = Drivers::inspect(path, y).and_then(|d| {
+                d.check_available(&driver_needs(model, &casa, &d))?;
+                for g in d.raster_grids() {
+                    if !grids.contains(&g) {
+                        grids.push(g);
+                    }
+                }
+                Ok(())
+            });
             if let Err(e) = r {
                 for p in e.into_problems() {
                     if seen.insert(p.clone()) {
@@ -385,7 +394,8 @@ pub fn check_drivers(
             }
         }
     }
-    problems.finish()
+    problems.finish()?;
+    Ok(grids)
 }
 
 /// Per-pixel results over the simulated period (g C m-2), NaN where not computable.

@@ -78,11 +78,14 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
         for p in strict_months_problems(plan, stage) {
             problems.push(Error::Usage(at(p)));
         }
-        let mut extents: Vec<(PathBuf, io::Grid)> = Vec::new();
+        let (mut extents, mut drivers) = (Vec::new(), Vec::new());
         for (opt, path) in &stage.inputs {
-            for e in check_input(stage, opt, path, &mut extents) {
+            for e in check_input(stage, opt, path, (&mut extents, &mut drivers)) {
                 problems.push(Error::Usage(at(format!("{opt}: {e}"))));
             }
+        }
+        for p in drivers_overlap(&extents, &drivers) {
+            problems.push(Error::Usage(at(p)));
         }
         if let Some((p0, g0)) = extents.first() {
             for (p, g) in &extents[1..] {
@@ -107,6 +110,34 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
             }
         }
     }
+}
+
+/// Driver rasters that share no area with the stage's first raster input (a climate file of another region),
+/// compared in the driver's CRS (a global latitude-longitude file need not project into the input's). A
+/// comparison that cannot be made is left to the stage, which checks the drivers' coverage of its grid.
+fn drivers_overlap(
+    extents: &[(PathBuf, io::Grid)],
+    drivers: &[(PathBuf, io::Grid)],
+) -> Vec<String> {
+    let Some((p0, g0)) = extents.first() else {
+        return Vec::new();
+    };
+    let apart = |g: &io::Grid| {
+        let Ok(t) = io::transform_bounds(&g0.crs_wkt, &g.crs_wkt, g0.bounds()) else {
+            return false;
+        };
+        let r = g.bounds();
+        t[0] >= r[2] || t[2] <= r[0] || t[1] >= r[3] || t[3] <= r[1]
+    };
+    (drivers.iter().filter(|(_, g)| apart(g)))
+        .map(|(p, _)| {
+            format!(
+                "climate driver {} does not overlap {} (no common area)",
+                p.display(),
+                p0.display()
+            )
+        })
+        .collect()
 }
 
 /// Months (year, month) with at least one acquisition in the stack an `indices` stage reads: the manifest or
@@ -206,12 +237,13 @@ fn stack_dates(argv: &[String]) -> Option<(chrono::NaiveDate, chrono::NaiveDate)
     }
 }
 
-/// Problems of one input (none when it is fine). Rasters' grids go into `extents` for the overlap check.
+/// Problems of one input (none when it is fine). Rasters' grids go into `extents` for the overlap check, and
+/// the driver rasters a drivers file names into `drivers`.
 fn check_input(
     stage: &Stage,
     opt: &str,
     path: &Path,
-    extents: &mut Vec<(PathBuf, io::Grid)>,
+    (extents, drivers): (&mut Vec<(PathBuf, io::Grid)>, &mut Vec<(PathBuf, io::Grid)>),
 ) -> Vec<String> {
     let mut out = Vec::new();
     let mut take = |r: Result<()>| {
@@ -239,6 +271,8 @@ fn check_input(
             }
             Ok(())
         })),
+        // The driver rasters' grids join the overlap check (a climate file of another region is found here,
+        // not when the stage runs).
         ("drivers", _) => take(
             match option_value(&stage.argv, "year").and_then(|y| y.parse().ok()) {
                 Some(year) if command == "npp" => crate::pipeline::npp::check_drivers(
@@ -249,9 +283,12 @@ fn check_input(
                     option_value(&stage.argv, "casa-params")
                         .unwrap_or(crate::npp::casa::DEFAULT_CASA),
                 ),
-                Some(year) => crate::drivers::Drivers::inspect(path, year).map(|_| ()),
-                None => crate::models::read_toml::<toml::Value>(path).map(|_| ()),
-            },
+                Some(year) => {
+                    crate::drivers::Drivers::inspect(path, year).map(|d| d.raster_grids())
+                }
+                None => crate::models::read_toml::<toml::Value>(path).map(|_| Vec::new()),
+            }
+            .map(|grids| drivers.extend(grids)),
         ),
         ("dir", _) if command == "stack" => take(
             crate::scene::Stack::recognise_dir(path, stack_dates(&stage.argv), false).map(|_| ()),
