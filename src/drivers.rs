@@ -614,8 +614,8 @@ struct RasterDriver {
     /// `path`, and how the steps were made.
     _scratch: Option<std::sync::Arc<crate::scratch::Scratch>>,
     aggregation: Option<String>,
-    /// Samples planned, not aggregated (`Drivers::inspect`): no bands to read.
-    planned_only: bool,
+    /// Samples planned, not yet aggregated (`Drivers::inspect`): no bands to read until `Drivers::aggregate`.
+    planned: Option<Box<gridded::Planned>>,
 }
 
 impl RasterDriver {
@@ -674,7 +674,6 @@ fn raster_driver(
     spec: &RasterSpec,
     path: &Path,
     (steps, step, year): (&[StepInfo], Step, i32),
-    purpose: (gridded::Purpose, Option<&Grid>),
 ) -> Result<(Var, RasterDriver)> {
     let Some(var) = Var::parse(k) else {
         return Err(Error::config(path, format!("raster.{k}: unknown variable")));
@@ -686,7 +685,7 @@ fn raster_driver(
     );
     if let Some(t) = &spec.time {
         let at = (steps, step, year);
-        return timed_driver((k, var, spec, t), (&p, path), at, purpose);
+        return timed_driver((k, var, spec, t), (&p, path), at);
     }
     for (set, what) in [
         (spec.aggregate.is_some(), "aggregate"),
@@ -730,7 +729,7 @@ fn raster_driver(
             coarse: None,
             _scratch: None,
             aggregation: None,
-            planned_only: false,
+            planned: None,
         },
     ))
 }
@@ -741,7 +740,6 @@ fn timed_driver(
     (k, var, spec, t): (&str, Var, &RasterSpec, &str),
     (p, path): (&Path, &Path),
     (steps, step, year): (&[StepInfo], Step, i32),
-    purpose: (gridded::Purpose, Option<&Grid>),
 ) -> Result<(Var, RasterDriver)> {
     if t != "coordinate" {
         return Err(Error::config(
@@ -772,8 +770,6 @@ fn timed_driver(
         crs: spec.crs.as_deref(),
         scale: spec.scale,
         offset: spec.offset,
-        purpose: purpose.0,
-        within: purpose.1,
     })?;
     Ok((
         var,
@@ -789,7 +785,7 @@ fn timed_driver(
             coarse: None,
             _scratch: s.scratch,
             aggregation: s.note.map(|n| format!("{n}, from {}", p.display())),
-            planned_only: s.planned_only,
+            planned: s.planned.map(Box::new),
         },
     ))
 }
@@ -996,29 +992,15 @@ impl Drivers {
     /// Read a drivers file for one year: units and derivations are checked, the station table (if any) is
     /// read and every step of the year must be present and plausible. Rasters are opened by `check`.
     pub fn load(path: &Path, year: i32) -> Result<Drivers> {
-        Drivers::load_as(path, year, (gridded::Purpose::Read, None))
+        let mut d = Drivers::inspect(path, year)?;
+        d.aggregate(None)?;
+        Ok(d)
     }
 
-    /// `load` for a stage on `grid`: gridded archives' samples are aggregated only over the source cells
-    /// around the grid's footprint (an ERA5 file of a continent for a county's grid; a shard's part). The
-    /// values there are `load`'s.
-    pub fn load_within(path: &Path, year: i32, grid: &Grid) -> Result<Drivers> {
-        Drivers::load_as(path, year, (gridded::Purpose::Read, Some(grid)))
-    }
-
-    /// `load` for `carbonmap check`: everything `load` checks, but gridded archives' samples are only planned
-    /// (every day of every step present with its full number of samples), not aggregated into scratch: a
-    /// year of hourly fields is read once, by the stage. Such drivers say what they give; they cannot be
-    /// read.
+    /// `load` without aggregating gridded archives: their samples are only planned (every day of every step
+    /// present with its full number of samples). `carbonmap check` stops here; a stage calls `aggregate`
+    /// once every other input is checked, so a year of hourly fields is read once, and only to compute.
     pub fn inspect(path: &Path, year: i32) -> Result<Drivers> {
-        Drivers::load_as(path, year, (gridded::Purpose::Check, None))
-    }
-
-    fn load_as(
-        path: &Path,
-        year: i32,
-        purpose: (gridded::Purpose, Option<&Grid>),
-    ) -> Result<Drivers> {
         let file: DriversFile = models::read_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let climate = ClimateConstants::builtin()?;
@@ -1039,7 +1021,7 @@ impl Drivers {
         let mut derive = derive_rules(&file.derive, path, &mut problems);
         let mut rasters = BTreeMap::new();
         for (k, spec) in &file.raster {
-            match raster_driver(k, spec, path, (&steps, file.step, year), purpose) {
+            match raster_driver(k, spec, path, (&steps, file.step, year)) {
                 Ok((var, r)) => {
                     rasters.insert(var, r);
                 }
@@ -1264,24 +1246,31 @@ impl Drivers {
         rasters.map(|r| (r.path.clone(), r.grid.clone())).collect()
     }
 
-    /// The variables whose gridded samples were planned, not aggregated (`inspect`): `load` makes them, and
-    /// `check_values` then checks them.
-    pub fn planned_only(&self) -> Vec<Var> {
-        let planned = self.rasters.iter().filter(|(_, r)| r.planned_only);
-        planned.map(|(v, _)| *v).collect()
-    }
-
-    /// The plausibility of the values of these variables' rasters (those `planned_only` named before `load`).
-    pub fn check_values(&self, vars: &[Var]) -> Result<()> {
+    /// Aggregate the gridded archives `inspect` planned, over the source cells under `within` (the analysis
+    /// grid: an ERA5 file of a continent for a county's grid, a shard's part; None: every cell), then check
+    /// the aggregates' values (`check` could not: they did not exist).
+    pub fn aggregate(&mut self, within: Option<&Grid>) -> Result<()> {
         let mut problems = Problems::new();
-        for (v, r) in self.rasters.iter().filter(|(v, _)| vars.contains(v)) {
+        let mut made = Vec::new();
+        for (v, r) in self.rasters.iter_mut() {
+            let Some(p) = r.planned.take() else {
+                continue;
+            };
+            let s = gridded::aggregate_planned(&p, within)?;
+            r.aggregation = s.note.map(|n| format!("{n}, from {}", r.path.display()));
+            (r.path, r.grid, r.bands) = (s.path, s.grid, s.bands);
+            (r.scale, r.offset, r.nodata) = (s.scale, s.offset, s.nodata);
+            r._scratch = s.scratch;
+            made.push(*v);
+        }
+        for (v, r) in self.rasters.iter().filter(|(v, _)| made.contains(v)) {
             self.check_raster_values(*v, r, &mut problems);
         }
         problems.finish()
     }
 
     /// Driver rasters cover the grid and hold plausible values (the values of rasters whose samples are only
-    /// planned are checked by `check_values` once aggregated).
+    /// planned are checked by `aggregate` once aggregated).
     fn check_rasters(&self, grid: &Grid, problems: &mut Problems) {
         if self.derive.get(&Var::Srad) == Some(&Rule::AngstromPrescott)
             && !self.given(Var::Srad)
@@ -1305,7 +1294,7 @@ impl Drivers {
                 Ok(_) => {}
                 Err(e) => problems.push(e),
             }
-            if !r.planned_only {
+            if r.planned.is_none() {
                 self.check_raster_values(*v, r, problems);
             }
         }

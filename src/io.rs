@@ -370,6 +370,11 @@ fn coord_transform(from_wkt: &str, to_wkt: &str) -> Result<CoordTransform> {
         .map_err(|e| Error::Usage(format!("no transformation between the CRSs: {e}")))
 }
 
+/// Whether two bounds (xmin, ymin, xmax, ymax, in one CRS) share no area (touching edges share none).
+pub fn disjoint(a: [f64; 4], b: [f64; 4]) -> bool {
+    a[0] >= b[2] || a[2] <= b[0] || a[1] >= b[3] || a[3] <= b[1]
+}
+
 /// Transform bounds (xmin, ymin, xmax, ymax) from one CRS to another, densifying the edges.
 pub fn transform_bounds(from_wkt: &str, to_wkt: &str, b: [f64; 4]) -> Result<[f64; 4]> {
     if same_crs(from_wkt, to_wkt) {
@@ -3534,5 +3539,17 @@ mod valid_pixel_tests {
                 "{name} by blocks"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    /// Hand boxes: overlapping, touching along an edge (no common area) and apart.
+    #[test]
+    fn disjoint_bounds_share_no_area() {
+        let a = [0.0, 0.0, 10.0, 10.0];
+        assert!(!super::disjoint(a, [5.0, 5.0, 15.0, 15.0]));
+        assert!(super::disjoint(a, [10.0, 0.0, 20.0, 10.0]));
+        assert!(super::disjoint(a, [0.0, -9.0, 10.0, -1.0]));
     }
 }

@@ -702,7 +702,7 @@ impl Stack {
                         Err(e) => problems.push(Error::input(&f.path, format!("{e}"))),
                         Ok(b) => {
                             let a = grid.bounds();
-                            if b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1] {
+                            if crate::io::disjoint(b, a) {
                                 outside.push(Error::input(&f.path, format!("does not overlap the analysis grid (file extent in grid CRS {:.1},{:.1},{:.1},{:.1}; grid {:.1},{:.1},{:.1},{:.1})", b[0], b[1], b[2], b[3], a[0], a[1], a[2], a[3])));
                             } else {
                                 inside += 1;

@@ -313,11 +313,11 @@ fn check_plans_hourly_archives_without_aggregating_them() {
         err.contains("climate driver") && err.contains("ref_tmean_east.tif does not overlap"),
         "{err}"
     );
-    // The premise: a run does aggregate, into TMPDIR.
+    // The premise: a run does aggregate, into TMPDIR (a file-system failure while running: exit 3).
     let a = npp_command(d, "nc.toml", "run")
         .env("TMPDIR", &no_tmp)
         .assert()
-        .code(2);
+        .code(3);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("cannot create a scratch folder"), "{err}");
     // A run with another bad input says so before it aggregates anything (nor needs a scratch folder).

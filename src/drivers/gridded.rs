@@ -40,17 +40,6 @@ pub struct Request<'a> {
     pub crs: Option<&'a str>,
     pub scale: Option<f64>,
     pub offset: Option<f64>,
-    pub purpose: Purpose,
-    /// The analysis grid: only the source cells around its footprint are aggregated (None: every cell).
-    pub within: Option<&'a Grid>,
-}
-
-/// Why a source is selected: to be read (its samples aggregated when a step has several), or only checked
-/// (`carbonmap check`: the time axis planned, every day and sample present, nothing aggregated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Read,
-    Check,
 }
 
 /// The bands to read for each step, in the source itself or in a scratch file of aggregates.
@@ -65,8 +54,22 @@ pub struct Selection {
     pub scratch: Option<Arc<Scratch>>,
     /// How the steps were made, for provenance ("mean of 24 samples a day over each month's days").
     pub note: Option<String>,
-    /// Checked only (`Purpose::Check`): the samples are planned, not aggregated, and there are no bands.
-    pub planned_only: bool,
+    /// A source with several samples a step, planned (every day and sample present) but not yet aggregated:
+    /// no bands until `aggregate_planned` makes them.
+    pub planned: Option<Planned>,
+}
+
+/// What aggregating a planned source needs: the source, its samples and their days per step, its packing,
+/// and its classic view and north-up grid.
+pub struct Planned {
+    path: PathBuf,
+    name: String,
+    agg: Agg,
+    axis: Axis,
+    plan: Vec<Vec<Vec<usize>>>,
+    packing: Packing,
+    info: RasterInfo,
+    grid: Grid,
 }
 
 /// The samples of a source: their time stamps and how to read them.
@@ -76,6 +79,9 @@ struct Axis {
     zarr: Option<(PathBuf, String)>,
 }
 
+/// The source's samples for each step: its own bands when each step has one sample in a plain file, else a
+/// plan of the samples (every day of every step present with its full number of samples), aggregated by
+/// `aggregate_planned` (`carbonmap check` stops at the plan).
 pub fn select(r: &Request) -> Result<Selection> {
     let axis = axis(r.path)?;
     let plan = plan(r, &axis.times)?;
@@ -85,50 +91,59 @@ pub fn select(r: &Request) -> Result<Selection> {
     };
     let info = RasterInfo::read(&first)?;
     let band = &info.bands[0];
-    let scale = r.scale.or(band.scale).unwrap_or(1.0);
-    let offset = r.offset.or(band.offset).unwrap_or(0.0);
+    let packing = Packing {
+        scale: r.scale.or(band.scale).unwrap_or(1.0),
+        offset: r.offset.or(band.offset).unwrap_or(0.0),
+        nodata: band.nodata,
+    };
     let grid = source_grid(r, &info)?;
     let direct = axis.zarr.is_none()
         && r.crs.is_none()
         && plan.iter().all(|s| s.len() == 1 && s[0].len() == 1);
-    if direct || r.purpose == Purpose::Check {
-        // A checked source that needs aggregates keeps no bands: it is never read.
-        let bands = match direct {
+    Ok(Selection {
+        path: r.path.to_path_buf(),
+        grid: if direct { info.grid()? } else { grid.clone() },
+        bands: match direct {
             true => plan.iter().map(|s| s[0][0] + 1).collect(),
             false => Vec::new(),
-        };
-        return Ok(Selection {
+        },
+        scale: packing.scale,
+        offset: packing.offset,
+        nodata: packing.nodata,
+        scratch: None,
+        note: None,
+        planned: (!direct).then(|| Planned {
             path: r.path.to_path_buf(),
-            grid: if direct { info.grid()? } else { grid },
-            bands,
-            scale,
-            offset,
-            nodata: band.nodata,
-            scratch: None,
-            note: None,
-            planned_only: !direct,
-        });
-    }
+            name: r.name.to_string(),
+            agg: r.agg,
+            axis,
+            plan,
+            packing,
+            info,
+            grid,
+        }),
+    })
+}
+
+/// A planned source's steps aggregated into a scratch GeoTIFF, over the source cells under `within` (the
+/// analysis grid) or over every cell.
+pub fn aggregate_planned(p: &Planned, within: Option<&Grid>) -> Result<Selection> {
     let dir = Arc::new(Scratch::new(
         "carbonmap-drivers-",
-        &format!("the aggregates of {}", r.path.display()),
+        &format!("the aggregates of {}", p.path.display()),
     )?);
-    let out = dir.path().join(format!("{}.tif", r.name));
-    let packing = Packing {
-        scale,
-        offset,
-        nodata: band.nodata,
-    };
-    let window = r.within.and_then(|g| footprint(&grid, g));
+    let out = dir.path().join(format!("{}.tif", p.name));
+    let grid = &p.grid;
+    let window = within.and_then(|g| footprint(grid, g));
     let window = window.unwrap_or(Window {
         col0: 0,
         row0: 0,
         ncols: grid.width,
         nrows: grid.height,
     });
-    let sub = sub_grid(&grid, &window);
-    aggregate(r, (&axis, &plan, &packing), &info, (&sub, &window), &out)?;
-    let per_day = plan.iter().flatten().map(|d| d.len()).max().unwrap_or(1);
+    let sub = sub_grid(grid, &window);
+    aggregate(p, (&sub, &window), &out)?;
+    let per_day = p.plan.iter().flatten().map(|d| d.len()).max().unwrap_or(1);
     let cells = match (window.ncols, window.nrows) == (grid.width, grid.height) {
         true => String::new(),
         false => format!(
@@ -136,23 +151,23 @@ pub fn select(r: &Request) -> Result<Selection> {
             window.ncols, window.nrows, grid.width, grid.height
         ),
     };
+    let days = if p.agg == Agg::Sum {
+        "their sum"
+    } else {
+        "their mean"
+    };
     Ok(Selection {
         path: out,
         grid: sub,
-        bands: (1..=plan.len()).collect(),
+        bands: (1..=p.plan.len()).collect(),
         scale: 1.0,
         offset: 0.0,
         nodata: None,
         scratch: Some(dir),
-        planned_only: false,
+        planned: None,
         note: Some(format!(
-            "{} of {per_day} sample(s) a day, days to the step by {}{cells}",
-            r.agg.name(),
-            if r.agg == Agg::Sum {
-                "their sum"
-            } else {
-                "their mean"
-            }
+            "{} of {per_day} sample(s) a day, days to the step by {days}{cells}",
+            p.agg.name()
         )),
     })
 }
@@ -373,16 +388,11 @@ const STRIP_MB: usize = 32;
 
 /// Write each step's aggregate to `out`, strip by strip of source rows (on the engine: the reader aggregates
 /// every step of a strip, the kernel puts the rows in north-up order).
-fn aggregate(
-    r: &Request,
-    (axis, plan, packing): (&Axis, &[Vec<Vec<usize>>], &Packing),
-    info: &RasterInfo,
-    (grid, window): (&Grid, &Window),
-    out: &Path,
-) -> Result<()> {
+fn aggregate(p: &Planned, (grid, window): (&Grid, &Window), out: &Path) -> Result<()> {
+    let (axis, plan, packing, info) = (&p.axis, &p.plan, &p.packing, &p.info);
     let bands: Vec<OutBand> = (0..plan.len())
         .map(|i| OutBand {
-            description: format!("{} step {}", r.name, i + 1),
+            description: format!("{} step {}", p.name, i + 1),
             unit: String::new(),
         })
         .collect();
@@ -403,7 +413,7 @@ fn aggregate(
     let mut writers = [w];
     let size = (info.width, height);
     with_reader(
-        r.path,
+        &p.path,
         axis,
         (size, south_up),
         (col0, width),
@@ -417,7 +427,7 @@ fn aggregate(
                 };
                 plan.iter()
                     .map(|days| {
-                        step_values(days, r.agg, packing, s.len(), |i, buf| {
+                        step_values(days, p.agg, packing, s.len(), |i, buf| {
                             read(i, src0, s.nrows, buf)
                         })
                     })

@@ -30,7 +30,7 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
     let pmodel = pmodel_params(job, &mut problems)?;
     let legend = problems.take(Legend::resolve(&job.legend));
     // The drivers of every calendar year the model year touches; gridded archives' samples only planned until
-    // every input is checked (`aggregate_drivers`).
+    // every input is checked (`Drivers::aggregate` below).
     let drivers: Option<Vec<Drivers>> = period
         .years()
         .iter()
@@ -70,7 +70,12 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
     };
     problems.finish()?;
     let grid = grid.expect("checked");
-    let drivers = aggregate_drivers(job, &period, &grid, drivers.expect("checked"))?;
+    // Gridded archives aggregated now, over the grid's footprint: a problem elsewhere was said before a year of
+    // hourly fields is read.
+    let mut drivers = drivers.expect("checked");
+    for d in drivers.iter_mut() {
+        d.aggregate(Some(&grid))?;
+    }
     let legend = legend.expect("checked");
     // Per legend class, the dormancy threshold of its vegetation type (models/gapfill.toml).
     let dormancy = legend
@@ -115,31 +120,6 @@ pub(super) fn prepare(job: &NppJob) -> Result<Prepared> {
         uncertainty,
         class_moves,
     })
-}
-
-/// The drivers with their gridded archives' samples aggregated, once every other input is checked (so a
-/// problem elsewhere is said before a year of hourly fields is read), over the grid's footprint only, and
-/// those aggregates' values checked.
-fn aggregate_drivers(
-    job: &NppJob,
-    period: &NppPeriod,
-    grid: &Grid,
-    planned: Vec<Drivers>,
-) -> Result<Vec<Drivers>> {
-    let mut problems = Problems::new();
-    let mut out = Vec::with_capacity(planned.len());
-    for (d, y) in planned.into_iter().zip(period.years()) {
-        let vars = d.planned_only();
-        if vars.is_empty() {
-            out.push(d);
-            continue;
-        }
-        let full = Drivers::load_within(&job.drivers, y, grid)?;
-        problems.take(full.check_values(&vars));
-        out.push(full);
-    }
-    problems.finish()?;
-    Ok(out)
 }
 
 /// A class's model parameter in an uncertainty file (`mod17.*`, `driver_error::Driver::per_class`: MOD17's

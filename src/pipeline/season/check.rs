@@ -93,7 +93,7 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
                 match io::transform_bounds(&g.crs_wkt, &g0.crs_wkt, b) {
                     Ok(t) => {
                         let r = g0.bounds();
-                        if t[0] >= r[2] || t[2] <= r[0] || t[1] >= r[3] || t[3] <= r[1] {
+                        if io::disjoint(t, r) {
                             problems.push(Error::Usage(at(format!(
                                 "{} does not overlap {} (no common area)",
                                 p.display(),
@@ -126,8 +126,7 @@ fn drivers_overlap(
         let Ok(t) = io::transform_bounds(&g0.crs_wkt, &g.crs_wkt, g0.bounds()) else {
             return false;
         };
-        let r = g.bounds();
-        t[0] >= r[2] || t[2] <= r[0] || t[1] >= r[3] || t[3] <= r[1]
+        io::disjoint(t, g.bounds())
     };
     (drivers.iter().filter(|(_, g)| apart(g)))
         .map(|(p, _)| {
