@@ -99,7 +99,7 @@ pub fn join_source(base: &Path, s: &str) -> PathBuf {
 }
 
 /// A Zarr store is a folder GDAL opens as a raster.
-fn is_zarr_store(path: &Path) -> bool {
+pub(crate) fn is_zarr_store(path: &Path) -> bool {
     ["zarr.json", ".zgroup", ".zarray"]
         .iter()
         .any(|f| path.join(f).exists())
@@ -2765,6 +2765,15 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// A file's modification time, nanoseconds since 1970 (0 when the file system does not say).
+pub fn modified_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// SHA-256 of a file's contents (hex), read in 1 MiB pieces.

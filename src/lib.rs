@@ -32,6 +32,7 @@ pub mod report;
 pub mod scene;
 pub mod scratch;
 pub mod stac;
+pub mod store;
 pub mod synth;
 pub mod units;
 pub mod validate;

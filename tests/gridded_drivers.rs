@@ -341,3 +341,71 @@ fn check_plans_hourly_archives_without_aggregating_them() {
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("outside the plausible range"), "{err}");
 }
+
+/// A season's manifest records a Zarr store as one input (its files' number, total size, latest time and one
+/// hash over their paths and contents), not one record a chunk file; a chunk rewritten with other bytes makes
+/// the stage run again, a chunk touched with the same bytes does not.
+#[test]
+fn a_season_records_a_zarr_store_as_one_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("zarr.toml"),
+        hourly_drivers("ZARR:\"era5.zarr\":/{}", ""),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("season.toml"),
+        "[season]\ndefault = \"2021-05..2021-07\"\nout = \"out/{season}\"\n\
+         [stages.npp]\ncommand = \"npp\"\nndvi = \"ndvi\"\nlandcover = \"lc.tif\"\n\
+         legend = \"esa-worldcover\"\ndrivers = \"zarr.toml\"\nyear = \"{year}\"\nmonths = \"{months}\"\n",
+    )
+    .unwrap();
+    let run = || {
+        let a = assert_cmd::Command::cargo_bin("carbonmap")
+            .unwrap()
+            .args(["--log-format", "json", "run"])
+            .arg(d.join("season.toml"))
+            .assert()
+            .success();
+        // The npp stage's last state, from the JSON log lines.
+        let log = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        let state = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "stage")
+            .last()
+            .map(|v| v["state"].as_str().unwrap().to_string());
+        state.unwrap_or_else(|| panic!("no stage state in {log}"))
+    };
+    run();
+    let manifest = d.join("out/2021-05_2021-07/manifest.json");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let inputs = m["stages"][0]["inputs"].as_array().unwrap();
+    let store = d.join("era5.zarr");
+    let chunks = walkdir::WalkDir::new(&store)
+        .into_iter()
+        .filter(|e| e.as_ref().unwrap().file_type().is_file())
+        .count();
+    // The fixture's store: .zgroup, .zattrs, and per array .zarray, .zattrs and its chunks.
+    assert!(chunks > 30, "{chunks}");
+    let zarr: Vec<_> = inputs
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().contains("era5.zarr"))
+        .collect();
+    assert_eq!(zarr.len(), 1, "{zarr:?}");
+    assert_eq!(zarr[0]["path"], store.to_string_lossy().as_ref());
+    assert_eq!(zarr[0]["files"], chunks as u64);
+    assert_eq!(run(), "up to date");
+    // Touched, same bytes: still up to date. Rewritten with other bytes: the stage runs again.
+    let chunk = store.join("tp/4.0.0");
+    let bytes = std::fs::read(&chunk).unwrap();
+    std::fs::write(&chunk, &bytes).unwrap();
+    assert_eq!(run(), "up to date");
+    let mut other = bytes.clone();
+    other[0] ^= 1;
+    std::fs::write(&chunk, &other).unwrap();
+    assert_eq!(run(), "done");
+}

@@ -94,6 +94,10 @@ pub struct FileRecord {
     /// A remote input's version (ETag, else Last-Modified, else size) from its HTTP headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// For a Zarr store (a folder read as one dataset, `store.rs`): its number of files. `size` is then their
+    /// total, `modified_ns` the latest, and `sha256` is over their relative paths and contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
     /// For a remote STAC asset: its item's id and the asset's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
@@ -148,13 +152,7 @@ pub struct Manifest {
     pub stages: Vec<StageRecord>,
 }
 
-fn modified_ns(meta: &std::fs::Metadata) -> u64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use crate::io::modified_ns;
 
 /// Hash files, reusing a recorded hash when size and modification time are unchanged (unless `rehash`).
 struct Hasher<'a> {
@@ -177,10 +175,39 @@ impl Hasher<'_> {
             modified_ns,
             sha256: io::sha256_file(path)?,
             version: None,
+            files: None,
             item: None,
             asset: None,
         })
     }
+
+    /// A Zarr store as one record (`store.rs`); its recorded hash is trusted while its stamp is unchanged.
+    fn record_store(&self, dir: &Path, name: String) -> Result<FileRecord> {
+        let st = crate::store::stamp(dir)?;
+        if let Some(k) = self.known.get(name.as_str()).filter(|_| !self.rehash) {
+            if store_stamp_matches(k, &st) {
+                return Ok((*k).clone());
+            }
+        }
+        Ok(FileRecord {
+            path: name,
+            size: st.size,
+            modified_ns: st.modified_ns,
+            sha256: crate::store::sha256(dir)?,
+            version: None,
+            files: Some(st.files),
+            item: None,
+            asset: None,
+        })
+    }
+}
+
+/// A store's record still describes it: same number of files, total size and latest time (a known time).
+pub(super) fn store_stamp_matches(r: &FileRecord, st: &crate::store::Stamp) -> bool {
+    r.files == Some(st.files)
+        && r.size == st.size
+        && r.modified_ns == st.modified_ns
+        && st.modified_ns != 0
 }
 
 /// The remote inputs of a stage, each with its version: remote rasters it names, and the remote raster assets
@@ -221,6 +248,7 @@ pub(super) fn remote_inputs(stage: &Stage, local: &[PathBuf]) -> Result<Vec<File
                 modified_ns: 0,
                 sha256: String::new(),
                 version: Some(version),
+                files: None,
                 item: some(a.item),
                 asset: some(a.asset),
             })
@@ -582,9 +610,13 @@ impl Runner<'_> {
             })
             .collect();
         let files = input_files(stage)?;
-        let mut inputs = files
+        // A Zarr store is one record, not one a chunk file.
+        let (plain, stores) = crate::store::group(&files);
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        let mut inputs = plain
             .iter()
-            .map(|p| self.hasher.record(p, p.to_string_lossy().into_owned()))
+            .map(|p| self.hasher.record(p, text(p)))
+            .chain(stores.iter().map(|d| self.hasher.record_store(d, text(d))))
             .collect::<Result<Vec<_>>>()?;
         inputs.extend(remote_inputs(stage, &files)?);
         let fp = fingerprint(stage, &self.manifest.parameters, &inputs, &upstream);
@@ -593,7 +625,11 @@ impl Runner<'_> {
         });
         if let Some(p) = current {
             self.progress.stage(&name, StageState::UpToDate, None, "");
-            self.manifest.stages.push(p.clone());
+            // Today's records (same hashes; a touched input's new time, kept when the manifest is rewritten).
+            self.manifest.stages.push(StageRecord {
+                inputs,
+                ..p.clone()
+            });
             self.statuses.push((name, StageStatus::UpToDate));
             return Ok(false);
         }

@@ -8,7 +8,8 @@ use super::{ShardPlan, ShardRecord, SHARD_FILE};
 use crate::error::{Error, Result};
 use crate::io::{self, Grid};
 use crate::pipeline::season::run::{
-    partial_dir, read_manifest, run_with_plan, FileRecord, RunOptions, RunSummary, MANIFEST,
+    partial_dir, read_manifest, run_with_plan, store_stamp_matches, FileRecord, RunOptions,
+    RunSummary, MANIFEST,
 };
 use crate::pipeline::season::{Commands, OptionSpec, Plan};
 use crate::progress::Progress;
@@ -141,6 +142,14 @@ fn changed(f: &FileRecord) -> bool {
         return false;
     }
     let p = Path::new(&f.path);
+    if f.files.is_some() {
+        // A Zarr store (`store.rs`).
+        return match crate::store::stamp(p) {
+            Ok(st) if store_stamp_matches(f, &st) => false,
+            Ok(_) => crate::store::sha256(p).map_or(true, |h| h != f.sha256),
+            Err(_) => true,
+        };
+    }
     let Ok(meta) = std::fs::metadata(p) else {
         return true;
     };
