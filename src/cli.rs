@@ -1895,7 +1895,11 @@ fn regrid_cmd(a: RegridArgs, progress: &dyn Progress, quiet: bool) -> Result<()>
             s.output.display()
         );
         for (k, (i, o)) in s.input_totals.iter().zip(&s.output_totals).enumerate() {
-            println!("band {}: total {i:.6} t CO2 yr-1 in, {o:.6} out", k + 1);
+            println!(
+                "band {}: total {i:.6e} t CO2 yr-1 in, {o:.6e} t CO2 yr-1 out ({})",
+                k + 1,
+                crate::pipeline::balance::percent_of(*o, *i)
+            );
         }
     }
     Ok(())

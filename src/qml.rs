@@ -32,12 +32,14 @@ fn stops(ramp: &[String], (lo, hi): (f64, f64)) -> Vec<(f64, &str)> {
 /// A single-band pseudocolour style: `ramp` interpolated over `range`, the band's `label` (quantity and unit)
 /// as the legend title, values outside drawn in the end colours.
 pub fn raster_pseudocolor(ramp: &[String], range: (f64, f64), label: &str) -> String {
-    let items: String = stops(ramp, range)
+    let stops = stops(ramp, range);
+    let labels = crate::report::fmt_ticks(&stops.iter().map(|(v, _)| *v).collect::<Vec<_>>());
+    let items: String = stops
         .iter()
-        .map(|(v, c)| {
+        .zip(labels)
+        .map(|((v, c), label)| {
             format!(
-                "          <item value=\"{v}\" color=\"{c}\" alpha=\"255\" label=\"{}\"/>\n",
-                crate::report::fmt_tick(*v)
+                "          <item value=\"{v}\" color=\"{c}\" alpha=\"255\" label=\"{label}\"/>\n"
             )
         })
         .collect();
@@ -78,17 +80,14 @@ pub fn vector_graduated(field: &str, ramp: &[String], range: (f64, f64), label: 
     let n = ramp.len();
     let (lo, hi) = range;
     let edge = |i: usize| lo + (hi - lo) * i as f64 / n as f64;
+    let labels = crate::report::fmt_ticks(&(0..=n).map(edge).collect::<Vec<_>>());
     let mut ranges = String::new();
     let mut symbols = String::new();
     for (i, c) in ramp.iter().enumerate() {
         // The end classes reach to any value beyond the range.
         let a = if i == 0 { -1e300 } else { edge(i) };
         let b = if i + 1 == n { 1e300 } else { edge(i + 1) };
-        let text = format!(
-            "{} to {}",
-            crate::report::fmt_tick(edge(i)),
-            crate::report::fmt_tick(edge(i + 1))
-        );
+        let text = format!("{} to {}", labels[i], labels[i + 1]);
         ranges.push_str(&format!(
             "      <range lower=\"{a}\" upper=\"{b}\" symbol=\"{i}\" label=\"{text}\" render=\"true\"/>\n"
         ));

@@ -771,15 +771,13 @@ fn draw_colour_bar<DB: DrawingBackend>(
         BLACK.stroke_width(1),
     ))
     .map_err(|e| draw_error(target, e))?;
-    for k in 0..=4 {
-        let v = hi - (hi - lo) * k as f64 / 4.0;
-        let y = bar_top + (k * (bar_h - 1)) / 4;
-        let label = if k == 0 {
-            format!(">= {}", fmt_tick(v))
-        } else if k == 4 {
-            format!("<= {}", fmt_tick(v))
-        } else {
-            fmt_tick(v)
+    let values: Vec<f64> = (0..=4).map(|k| hi - (hi - lo) * k as f64 / 4.0).collect();
+    for (k, tick) in fmt_ticks(&values).into_iter().enumerate() {
+        let y = bar_top + (k as i32 * (bar_h - 1)) / 4;
+        let label = match k {
+            0 => format!(">= {tick}"),
+            4 => format!("<= {tick}"),
+            _ => tick,
         };
         root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
             .map_err(|e| draw_error(target, e))?;
@@ -1041,13 +1039,13 @@ pub fn residual_map_png(
                 ))
                 .map_err(|e| draw_error(target, e))?;
         }
-        for k in 0..=4 {
-            let v = limit * (1.0 - k as f64 / 2.0);
+        let values: Vec<f64> = (0..=4).map(|k| limit * (1.0 - k as f64 / 2.0)).collect();
+        for (k, tick) in fmt_ticks(&values).iter().enumerate() {
             legend_area
                 .draw_text(
-                    &fmt_tick(v),
+                    tick,
                     &font(12.0),
-                    (lx + 30, top + (k * (bar_h - 1)) / 4 - 6),
+                    (lx + 30, top + (k as i32 * (bar_h - 1)) / 4 - 6),
                 )
                 .map_err(|e| draw_error(target, e))?;
         }
@@ -1064,18 +1062,30 @@ pub fn residual_map_png(
     write_png(target, &buf, w, h)
 }
 
-/// A value as a legend label (fewer decimals for larger values).
-pub fn fmt_tick(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
+/// Legend labels of a scale's values, all with the same number of decimals: enough to tell apart values one
+/// step apart (the smallest gap between neighbours), so a colour bar reads 175, 131, 87, 44, 0 rather than 175,
+/// 131, 87.43, 43.71, 0. Minus zero is written 0.
+pub fn fmt_ticks(values: &[f64]) -> Vec<String> {
+    let step = values
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .filter(|d| *d > 0.0 && d.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let decimals = if step.is_finite() {
+        (1.0 - step.log10().floor()).clamp(0.0, 6.0) as usize
     } else {
-        format!("{v:.3}")
-    }
+        0
+    };
+    values
+        .iter()
+        .map(|v| {
+            let t = format!("{v:.decimals$}");
+            match t.strip_prefix('-') {
+                Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+                _ => t,
+            }
+        })
+        .collect()
 }
 
 fn wrap(s: &str, width: usize) -> Vec<String> {
@@ -1097,6 +1107,28 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One number of decimals per scale, from its step: 174.889 / 4 = 43.7 -> none; 0.5 / 4 = 0.125 -> 2
+    /// (0.375 rounds to 0.38 by IEEE printing); a scale across zero writes 0, not -0.
+    #[test]
+    fn a_scale_has_one_number_of_decimals() {
+        let bar = |hi: f64, lo: f64| {
+            fmt_ticks(
+                &(0..=4)
+                    .map(|k| hi - (hi - lo) * k as f64 / 4.0)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(bar(174.889, 0.0), ["175", "131", "87", "44", "0"]);
+        assert_eq!(bar(0.5, 0.0), ["0.50", "0.38", "0.25", "0.12", "0.00"]);
+        assert_eq!(bar(2.0, -2.0), ["2.0", "1.0", "0.0", "-1.0", "-2.0"]);
+        assert_eq!(
+            fmt_ticks(&[-0.001, 0.0, 10.0]),
+            ["-0.0010", "0.0000", "10.0000"]
+        );
+        assert_eq!(fmt_ticks(&[-0.04, 5.0]), ["0.0", "5.0"]);
+        assert_eq!(fmt_ticks(&[3.0]), ["3"]);
+    }
 
     /// Outlines are drawn at the finest level whose zones average at least 16 x 16 screen px: of 2 provinces
     /// (100 x 100 px), 8 counties (25 x 25) and 200 townships (5 x 5), the counties; at 30 px the provinces;

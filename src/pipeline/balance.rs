@@ -23,7 +23,7 @@ mod indicators;
 mod regrid;
 mod scale;
 mod tables;
-pub use regrid::{run_regrid, RegridJob, RegridSummary};
+pub use regrid::{percent_of, run_regrid, RegridJob, RegridSummary};
 use tables::{cells_table, write_zones_gpkg, zone_table_rows, zones_table, CellRow, Indicators};
 pub(crate) mod sector_params;
 mod whole_cells;

@@ -107,6 +107,15 @@ pub fn run_regrid(job: &RegridJob, progress: &dyn Progress) -> Result<RegridSumm
     })
 }
 
+/// `part` as a percentage of `whole` ("of 0" when the whole is zero).
+pub fn percent_of(part: f64, whole: f64) -> String {
+    if whole == 0.0 {
+        "of 0".into()
+    } else {
+        format!("{:.4} %", 100.0 * part / whole)
+    }
+}
+
 /// What both regridding directions share: the source lattice, the target grid and the output's description.
 struct RegridOut<'a> {
     src: &'a Lattice,
@@ -179,9 +188,14 @@ fn regrid_down(
         .zip(input_totals)
         .any(|(l, t)| l.abs() > 1e-9 * t.abs().max(1e-300))
     {
+        let per_band: Vec<String> = lost
+            .iter()
+            .zip(input_totals)
+            .map(|(l, t)| format!("{l:.4e} t CO2 yr-1 ({})", percent_of(*l, *t)))
+            .collect();
         let msg = format!(
-            "the target grid does not cover the whole source: {} of the source's mass (per band, t CO2 yr-1) lies outside it",
-            lost.iter().map(|l| format!("{l:.6}")).collect::<Vec<_>>().join(", ")
+            "the target grid does not cover the whole source: of the source's mass, {} lies outside it",
+            per_band.join(", ")
         );
         progress.warn(&msg);
         warnings.push(msg);
