@@ -47,8 +47,10 @@ for name, (unit, s, o, v) in packs.items():
     val[name] = r.astype("float64") * s + o
 
 # NetCDF, ERA5's layout: int16 packed, _FillValue, valid_time in hours since 1900, no grid mapping; and the
-# same fields with latitude ascending (rows south first), as many other archives store them.
-def netcdf(path, lat, raw):
+# same fields with latitude ascending (rows south first), as many other archives store them; and split at
+# 2021-06-15 12:00 (hour 3972, mid-day) between expver 1 (ERA5) and 5 (ERA5T), the other slice missing, as
+# CDS requests reaching into the preliminary months came.
+def netcdf(path, lat, raw, cut=None):
   ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
   rg = ds.GetRootGroup()
   dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
@@ -63,16 +65,27 @@ def netcdf(path, lat, raw):
       a = rg.CreateMDArray(name, [dim], f8)
       a.Write(values)
       a.CreateAttribute("units", [], string).WriteString(unit)
+  if cut is not None:
+      de = rg.CreateDimension("expver", None, None, 2)
+      rg.CreateMDArray("expver", [de], gdal.ExtendedDataType.Create(gdal.GDT_Int32)).Write(np.array([1, 5], "int32"))
   for name, (unit, s, o, _) in packs.items():
-      v = rg.CreateMDArray(name, [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Int16))
+      dims = [dt, dy, dx] if cut is None else [dt, de, dy, dx]
+      v = rg.CreateMDArray(name, dims, gdal.ExtendedDataType.Create(gdal.GDT_Int16))
       v.SetNoDataValueDouble(-32767)
       v.SetScale(s)
       v.SetOffset(o)
       v.CreateAttribute("units", [], string).WriteString(unit)
-      v.Write(raw[name])
+      if cut is None:
+          v.Write(raw[name])
+      else:
+          split = np.full((n, 2, 10, 10), -32767, "int16")
+          split[:cut, 0] = raw[name][:cut]
+          split[cut:, 1] = raw[name][cut:]
+          v.Write(split)
   del ds
 netcdf(os.path.join(d, "era5.nc"), lat, raw)
 netcdf(os.path.join(d, "era5_south_first.nc"), lat[::-1].copy(), {k: v[:, ::-1, :].copy() for k, v in raw.items()})
+netcdf(os.path.join(d, "era5_expver.nc"), lat, raw, cut=3972)
 
 # Zarr v2 as xarray writes it: _ARRAY_DIMENSIONS, CF attributes, latitude ascending, chunks of 744 hours.
 z = os.path.join(d, "era5.zarr")
@@ -196,10 +209,13 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
     .unwrap();
     let south_first = hourly_drivers("NETCDF:\"era5_south_first.nc\":{}", "");
     std::fs::write(d.join("south.toml"), south_first).unwrap();
+    let expver = hourly_drivers("NETCDF:\"era5_expver.nc\":{}", "");
+    std::fs::write(d.join("expver.toml"), expver).unwrap();
     npp(d, "monthly.toml", "ref").success();
     npp(d, "nc.toml", "nc").success();
     npp(d, "zarr.toml", "zarr").success();
     npp(d, "south.toml", "south").success();
+    npp(d, "expver.toml", "expver").success();
     for f in [
         "NPP_gC_m2_2021-05_2021-07.tif",
         "Rh_gC_m2_2021-05_2021-07.tif",
@@ -209,11 +225,14 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
             want.iter().filter(|v| v.is_finite()).count() >= 6,
             "{want:?}"
         );
-        // The same fields stored south first give the same values, to the bit.
+        // The same fields stored south first, or split between ERA5 and ERA5T slices of expver, give the same
+        // values, to the bit.
         let (nc, _, _) = read_band(&d.join("nc").join(f), 1);
-        let (south, _, _) = read_band(&d.join("south").join(f), 1);
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&nc), bits(&south), "{f}");
+        for other in ["south", "expver"] {
+            let (o, _, _) = read_band(&d.join(other).join(f), 1);
+            assert_eq!(bits(&nc), bits(&o), "{other} {f}");
+        }
         for out in ["nc", "zarr"] {
             let (got, _, _) = read_band(&d.join(out).join(f), 1);
             for (g, w) in got.iter().zip(&want) {
@@ -232,6 +251,12 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
     );
     // Only the cells around the 4 x 2 px grid were aggregated (the values above are the whole file's).
     assert!(prov.contains(" x 5 of its 10 x 10 cells"), "{prov}");
+    let prov = common::metadata_item(
+        &d.join("expver/NPP_gC_m2_2021-05_2021-07.tif"),
+        "DRIVER_TMEAN",
+    )
+    .unwrap();
+    assert!(prov.contains("its 2 expver slices merged"), "{prov}");
 
     // Placing each hour one hour later leaves 1 January with 23 of its 24 hours: refused, naming the day.
     std::fs::write(
