@@ -1,6 +1,7 @@
 //! Gridded driver archives read by their time coordinate (`time = "coordinate"`): NetCDF variables through
 //! GDAL's classic view (one band per time stamp, `NETCDF_DIM_<time>` with `<time>#units`), Zarr arrays through
-//! GDAL's multidimensional API (the first dimension is time, its coordinate array gives the stamps).
+//! GDAL's multidimensional API (the first dimension is time, its coordinate array gives the stamps). ERA5's
+//! (time, expver, y, x) variables are read with their expver slices merged (`merge_expver`).
 //!
 //! Each step of the year takes the samples whose time stamp (shifted by `time_shift_hours`) falls in it. One
 //! sample per step (a monthly file for monthly drivers) is read as it is. Several (hourly or daily fields) are
