@@ -482,6 +482,17 @@ draws = 10
         .arg(&good.config)
         .assert()
         .success();
+
+    // A legend file that does not exist is one problem, the legend's: not a second one under the land-cover
+    // map it would have checked.
+    let lost = setup(&CONFIG.replace(
+        "legend = \"esa-worldcover\"\ndrivers",
+        "legend = \"no-such-legend.toml\"\ndrivers",
+    ));
+    let o = carbonmap().arg("check").arg(&lost.config).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("no-such-legend.toml").count(), 1, "{err}");
+    assert!(err.contains("[stages.npp] legend:"), "{err}");
 }
 
 #[test]

@@ -334,8 +334,10 @@ fn check_input(
                     let band = option_value(&stage.argv, band_opt)
                         .and_then(|b| b.parse().ok())
                         .unwrap_or(1);
-                    let legend = crate::landcover::Legend::resolve(legend)?;
-                    crate::landcover::check_map(path, band, &legend)?;
+                    // A legend that cannot be read is the `legend` option's problem, reported once, there.
+                    if let Ok(legend) = crate::landcover::Legend::resolve(legend) {
+                        crate::landcover::check_map(path, band, &legend)?;
+                    }
                 }
             }
             Ok(())
