@@ -20,6 +20,9 @@ mod coarse;
 mod gridded;
 mod subdaily;
 
+/// Aggregates of gridded archives kept for a second NPP job on the same grid (a scenario's).
+pub use gridded::Reuse as ReuseAggregates;
+
 use crate::climate::ClimateConstants;
 use crate::error::{Error, Problems, Result};
 use crate::io::{self, BandRequest, Grid, GridReader, RasterInfo, Resampling};

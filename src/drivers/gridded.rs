@@ -14,7 +14,7 @@
 //! raster: memory holds one strip of rows of the source, whatever its size and length.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
@@ -44,6 +44,7 @@ pub struct Request<'a> {
 }
 
 /// The bands to read for each step, in the source itself or in a scratch file of aggregates.
+#[derive(Clone)]
 pub struct Selection {
     pub path: PathBuf,
     pub grid: Grid,
@@ -62,6 +63,7 @@ pub struct Selection {
 
 /// What aggregating a planned source needs: the source, its samples and their days per step, its packing,
 /// and its classic view and north-up grid.
+#[derive(Clone)]
 pub struct Planned {
     path: PathBuf,
     name: String,
@@ -74,6 +76,7 @@ pub struct Planned {
 }
 
 /// The samples of a source: their time stamps and how to read them.
+#[derive(Clone)]
 struct Axis {
     times: Vec<Option<NaiveDateTime>>,
     /// A Zarr store and array (multidimensional reads), else the classic bands of `path`.
@@ -135,14 +138,47 @@ pub fn select(r: &Request) -> Result<Selection> {
     })
 }
 
+/// Aggregates made while a `Reuse` lives, by what they were made from (`made_key`).
+static KEPT: Mutex<Option<Vec<(u64, Selection)>>> = Mutex::new(None);
+
+/// While one lives, the aggregates made are kept (their scratch folders too) and a request for the same
+/// source, samples, rule and cells takes them instead of aggregating again: a scenario runs the NPP job for
+/// its base and for itself on the same grid and drivers.
+pub struct Reuse(());
+
+impl Reuse {
+    pub fn begin() -> Reuse {
+        *KEPT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        Reuse(())
+    }
+}
+
+impl Drop for Reuse {
+    fn drop(&mut self) {
+        *KEPT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// What an aggregate depends on: the source and variable, the rule, the samples of each day of each step,
+/// the packing and the cells.
+fn made_key(p: &Planned, window: &Window) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&p.path, &p.name, p.agg.name(), &p.plan).hash(&mut h);
+    let pk = &p.packing;
+    (
+        pk.scale.to_bits(),
+        pk.offset.to_bits(),
+        pk.nodata.map(f64::to_bits),
+    )
+        .hash(&mut h);
+    (window.col0, window.row0, window.ncols, window.nrows).hash(&mut h);
+    h.finish()
+}
+
 /// A planned source's steps aggregated into a scratch GeoTIFF, over the source cells under `within` (the
-/// analysis grid) or over every cell.
+/// analysis grid) or over every cell; taken from the aggregates kept by a `Reuse` when it was made before.
 pub fn aggregate_planned(p: &Planned, within: Option<&Grid>) -> Result<Selection> {
-    let dir = Arc::new(Scratch::new(
-        "carbonmap-drivers-",
-        &format!("the aggregates of {}", p.path.display()),
-    )?);
-    let out = dir.path().join(format!("{}.tif", p.name));
     let grid = &p.grid;
     let window = within.and_then(|g| footprint(grid, g));
     let window = window.unwrap_or(Window {
@@ -151,8 +187,31 @@ pub fn aggregate_planned(p: &Planned, within: Option<&Grid>) -> Result<Selection
         ncols: grid.width,
         nrows: grid.height,
     });
-    let sub = sub_grid(grid, &window);
-    aggregate(p, (&sub, &window), &out)?;
+    let key = made_key(p, &window);
+    let kept = |k: &Option<Vec<(u64, Selection)>>| {
+        k.as_ref()
+            .and_then(|v| v.iter().find(|(x, _)| *x == key).map(|(_, s)| s.clone()))
+    };
+    if let Some(s) = kept(&KEPT.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(s);
+    }
+    let s = aggregate_window(p, &window)?;
+    if let Some(v) = KEPT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        v.push((key, s.clone()));
+    }
+    Ok(s)
+}
+
+/// `aggregate_planned` over `window` of the source's cells.
+fn aggregate_window(p: &Planned, window: &Window) -> Result<Selection> {
+    let dir = Arc::new(Scratch::new(
+        "carbonmap-drivers-",
+        &format!("the aggregates of {}", p.path.display()),
+    )?);
+    let out = dir.path().join(format!("{}.tif", p.name));
+    let grid = &p.grid;
+    let sub = sub_grid(grid, window);
+    aggregate(p, (&sub, window), &out)?;
     let per_day = p.plan.iter().flatten().map(|d| d.len()).max().unwrap_or(1);
     let cells = match (window.ncols, window.nrows) == (grid.width, grid.height) {
         true => String::new(),
@@ -406,6 +465,7 @@ fn step_days(step: Step, year: i32, s: &StepInfo) -> Vec<NaiveDate> {
 }
 
 /// How stored values become physical ones.
+#[derive(Clone)]
 struct Packing {
     scale: f64,
     offset: f64,
@@ -886,6 +946,69 @@ pub fn band_times(path: &Path) -> Result<Vec<Option<NaiveDateTime>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 2021's hourly values on 2 x 2 cells (NetCDF, ERA5's layout), planned into monthly means.
+    fn planned(d: &Path) -> Planned {
+        let make = "import sys, numpy as np\nfrom osgeo import gdal\n\
+            ds = gdal.GetDriverByName('netCDF').CreateMultiDimensional(sys.argv[1])\n\
+            rg = ds.GetRootGroup(); f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)\n\
+            dt = rg.CreateDimension('time', 'TEMPORAL', None, 8760)\n\
+            dy = rg.CreateDimension('latitude', 'HORIZONTAL_Y', None, 2)\n\
+            dx = rg.CreateDimension('longitude', 'HORIZONTAL_X', None, 2)\n\
+            t = rg.CreateMDArray('time', [dt], f8); t.Write(np.arange(1060680.0, 1060680.0 + 8760))\n\
+            t.CreateAttribute('units', [], gdal.ExtendedDataType.CreateString()).WriteString('hours since 1900-01-01')\n\
+            rg.CreateMDArray('latitude', [dy], f8).Write(np.array([51.5, 51.0]))\n\
+            rg.CreateMDArray('longitude', [dx], f8).Write(np.array([-4.0, -3.5]))\n\
+            rg.CreateMDArray('t2m', [dt, dy, dx], f8).Write(np.full((8760, 2, 2), 280.0))\n";
+        let f = d.join("h.nc");
+        let ok = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", make])
+            .arg(&f)
+            .status()
+            .expect("python3 with osgeo");
+        assert!(ok.success());
+        let path = PathBuf::from(format!("NETCDF:\"{}\":t2m", f.display()));
+        let steps = super::super::year_steps(Step::Month, 2021, false);
+        let r = Request {
+            path: &path,
+            name: "tmean",
+            steps: &steps,
+            step: Step::Month,
+            year: 2021,
+            agg: Agg::Mean,
+            shift_hours: 0.0,
+            crs: Some("EPSG:4326"),
+            scale: None,
+            offset: None,
+        };
+        select(&r)
+            .unwrap()
+            .planned
+            .expect("hourly samples are planned")
+    }
+
+    /// While a `Reuse` lives, the same archive planned again (a scenario's second NPP job) takes the
+    /// aggregates made for the first, scratch folder and all; without one, each request aggregates anew.
+    #[test]
+    fn a_reuse_aggregates_once_for_two_jobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = planned(tmp.path());
+        let made = |p: &Planned| aggregate_planned(p, None).unwrap().path;
+        let (a, b) = (made(&p), made(&p.clone()));
+        assert_ne!(a, b, "without a Reuse, two scratch files");
+        let reuse = Reuse::begin();
+        let first = aggregate_planned(&p, None).unwrap();
+        let again = aggregate_planned(&p.clone(), None).unwrap();
+        assert_eq!(first.path, again.path);
+        assert!(Arc::ptr_eq(
+            first.scratch.as_ref().unwrap(),
+            again.scratch.as_ref().unwrap()
+        ));
+        // 2021 (hours since 1900: 44,195 days x 24 = 1,060,680 at its first hour), by month.
+        assert_eq!(first.bands.len(), 12);
+        drop((first, again, reuse));
+        assert!(KEPT.lock().unwrap().is_none());
+    }
 
     #[test]
     fn cf_time_units() {

@@ -300,8 +300,11 @@ pub fn run_scenario(job: &ScenarioJob, progress: &dyn Progress) -> Result<Scenar
     let mut warnings = lc.warnings.clone();
     let subst = substitute::run(&s, &grid, &lc, scratch.path())?;
     warnings.extend(subst.warnings.iter().cloned());
+    // Hourly or daily driver archives are aggregated once for both runs (same drivers, same grid).
+    let reuse = crate::drivers::ReuseAggregates::begin();
     let base = run_npp(&s.base, progress)?;
     let scen = run_npp(&scenario_npp_job(&s, &lc, &subst, &job.out_dir), progress)?;
+    drop(reuse);
     let cmp = compare::run(&s, &grid, &base, &scen, &lc, &job.out_dir, &job.write)?;
     let tables = compare::change_tables(&s, &lc, &subst, &job.out_dir, &base.period_label)?;
     let mut outputs = base.outputs.clone();
