@@ -16,6 +16,7 @@ use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use serde::Deserialize;
 
+mod cftime;
 mod coarse;
 mod gridded;
 mod subdaily;

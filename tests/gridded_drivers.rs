@@ -19,7 +19,7 @@ const LC: [u8; W * H] = [30, 30, 10, 40, 30, 10, 30, 40];
 const NDVI: [f32; W * H] = [0.4, 0.5, 0.7, 0.3, 0.6, 0.8, 0.45, 0.35];
 
 /// Hourly fields for 2021 on 10 x 10 cells of 0.2 degrees from (-4, 51.5), written as `era5.nc` and
-/// `era5.zarr`, and their monthly aggregates as Float64 GeoTIFFs (`ref_tmean.tif`, degC; `ref_precip.tif`,
+/// `era5.zarr` (and their daily means as climate models store them, in three calendars), and their monthly aggregates as Float64 GeoTIFFs (`ref_tmean.tif`, degC; `ref_precip.tif`,
 /// mm per month; `ref_srad.tif`, MJ m-2 d-1).
 const MAKE: &str = r#"
 import json, os, sys, datetime
@@ -86,6 +86,34 @@ def netcdf(path, lat, raw, cut=None):
 netcdf(os.path.join(d, "era5.nc"), lat, raw)
 netcdf(os.path.join(d, "era5_south_first.nc"), lat[::-1].copy(), {k: v[:, ::-1, :].copy() for k, v in raw.items()})
 netcdf(os.path.join(d, "era5_expver.nc"), lat, raw, cut=3972)
+
+# Daily fields of 2021 as climate models store them: days since 1850-01-01 at noon, in a calendar. 2021-01-01
+# is day 171 x 365 = 62,415 in noleap, 62,415 + 42 leap days (1852-2020 less 1900) = 62,457 in standard.
+day = {k: v.reshape(365, 24, 10, 10).mean(axis=1) for k, v in val.items()}
+def daily(path, first, calendar):
+  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
+  rg = ds.GetRootGroup()
+  dt = rg.CreateDimension("time", "TEMPORAL", None, 365)
+  dy = rg.CreateDimension("lat", "HORIZONTAL_Y", "NORTH", 10)
+  dx = rg.CreateDimension("lon", "HORIZONTAL_X", "EAST", 10)
+  f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+  string = gdal.ExtendedDataType.CreateString()
+  tv = rg.CreateMDArray("time", [dt], f8)
+  tv.Write(first + np.arange(365) + 0.5)
+  tv.CreateAttribute("units", [], string).WriteString("days since 1850-01-01")
+  tv.CreateAttribute("calendar", [], string).WriteString(calendar)
+  for name, dim, values, unit in (("lat", dy, lat, "degrees_north"), ("lon", dx, lon, "degrees_east")):
+      a = rg.CreateMDArray(name, [dim], f8)
+      a.Write(values)
+      a.CreateAttribute("units", [], string).WriteString(unit)
+  for name in ("t2m", "tp", "ssrd"):
+      v = rg.CreateMDArray(name, [dt, dy, dx], f8)
+      v.CreateAttribute("units", [], string).WriteString(packs[name][0])
+      v.Write(day[name] * (24 if name != "t2m" else 1))
+  del ds
+daily(os.path.join(d, "daily_standard.nc"), 62457, "standard")
+daily(os.path.join(d, "daily_noleap.nc"), 62415, "noleap")
+daily(os.path.join(d, "daily_360.nc"), 171 * 360, "360_day")
 
 # Zarr v2 as xarray writes it: _ARRAY_DIMENSIONS, CF attributes, latitude ascending, chunks of 744 hours.
 z = os.path.join(d, "era5.zarr")
@@ -433,4 +461,37 @@ fn a_season_records_a_zarr_store_as_one_input() {
     other[0] ^= 1;
     std::fs::write(&chunk, &other).unwrap();
     assert_eq!(run(), "done");
+}
+
+/// Climate-model files count days in their own calendar. The same daily fields of 2021 stored in the noleap
+/// calendar (2021-01-01 is day 62,415 since 1850) give the NPP and Rh of the standard-calendar file (day
+/// 62,457), to the bit: counted as Gregorian days, every noleap sample would land 42 days early. A 360_day
+/// file's daily fields cannot be laid on 2021's days: refused, naming the calendar.
+#[test]
+fn model_calendars_place_each_day_where_it_belongs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    for cal in ["standard", "noleap", "360"] {
+        let text = hourly_drivers(&format!("NETCDF:\"daily_{cal}.nc\":{{}}"), "");
+        std::fs::write(d.join(format!("{cal}.toml")), text).unwrap();
+    }
+    npp(d, "standard.toml", "standard").success();
+    npp(d, "noleap.toml", "noleap").success();
+    for f in [
+        "NPP_gC_m2_2021-05_2021-07.tif",
+        "Rh_gC_m2_2021-05_2021-07.tif",
+    ] {
+        let (s, _, _) = read_band(&d.join("standard").join(f), 1);
+        let (n, _, _) = read_band(&d.join("noleap").join(f), 1);
+        assert!(s.iter().filter(|v| v.is_finite()).count() >= 6, "{s:?}");
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&s), bits(&n), "{f}");
+    }
+    let a = npp(d, "360.toml", "360").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("360_day") && err.contains("one sample a step"),
+        "{err}"
+    );
 }

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
 
 use crate::engine::run::{Plane, StripOut};
@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::io::{self, Grid, OutBand, RasterInfo, RasterWriter, Window, WriteOptions};
 use crate::scratch::Scratch;
 
+use super::cftime::{Calendar, TimeAxis};
 use super::subdaily::Agg;
 use super::{Step, StepInfo};
 
@@ -75,10 +76,15 @@ pub struct Planned {
     grid: Grid,
 }
 
+/// Each sample's date and time (None: no time, or a 360_day date Gregorian lacks), and the calendar.
+type Stamps = (Vec<Option<NaiveDateTime>>, Calendar);
+
 /// The samples of a source: their time stamps and how to read them.
 #[derive(Clone)]
 struct Axis {
     times: Vec<Option<NaiveDateTime>>,
+    /// The time coordinate's calendar (`cftime.rs`).
+    calendar: Calendar,
     /// A Zarr store and array (multidimensional reads), else the classic bands of `path`.
     zarr: Option<(PathBuf, String)>,
     /// A NetCDF variable of (time, expver, y, x), as ERA5 requests that reach into the preliminary ERA5T
@@ -96,7 +102,7 @@ const EXPVER: &str = "expver";
 /// `aggregate_planned` (`carbonmap check` stops at the plan).
 pub fn select(r: &Request) -> Result<Selection> {
     let axis = axis(r.path)?;
-    let plan = plan(r, &axis.times)?;
+    let plan = plan(r, &axis.times, axis.calendar)?;
     let first = match &axis.zarr {
         Some(_) => slice_path(r.path, 0),
         None => r.path.to_path_buf(),
@@ -299,9 +305,10 @@ fn axis(path: &Path) -> Result<Axis> {
         Some(("ZARR", store, array)) => {
             let store = PathBuf::from(store);
             let array = array.trim_start_matches('/').to_string();
-            let times = zarr_times(&store, &array)?;
+            let (times, calendar) = zarr_times(&store, &array)?;
             Ok(Axis {
                 times,
+                calendar,
                 zarr: Some((store, array)),
                 expver: None,
             })
@@ -312,18 +319,24 @@ fn axis(path: &Path) -> Result<Axis> {
                 let dims = a
                     .dimensions()
                     .map_err(|e| Error::gdal(file, "dimensions", e))?;
+                let (times, calendar) = dim_times(file, root, &dims[0])?;
                 Ok(Axis {
-                    times: dim_times(file, root, &dims[0])?,
+                    times,
+                    calendar,
                     zarr: None,
                     expver: Some(dims[1].size()),
                 })
             })
         }
-        _ => Ok(Axis {
-            times: band_times(path)?,
-            zarr: None,
-            expver: None,
-        }),
+        _ => {
+            let (times, calendar) = band_times(path)?;
+            Ok(Axis {
+                times,
+                calendar,
+                zarr: None,
+                expver: None,
+            })
+        }
     }
 }
 
@@ -393,14 +406,36 @@ fn source_grid(r: &Request, info: &RasterInfo) -> Result<Grid> {
 
 /// For each step, its calendar days, and for each day the indices of its samples. Exactly one sample in a
 /// step (whatever its day) reads that sample; otherwise every day of the step needs the file's full count.
-fn plan(r: &Request, times: &[Option<NaiveDateTime>]) -> Result<Vec<Vec<Vec<usize>>>> {
+/// The source's calendar: a noleap file has no 29 February to expect; a 360_day file's 30-day months cannot
+/// be laid on the year's days, so it gives one sample a step or is refused.
+fn plan(
+    r: &Request,
+    times: &[Option<NaiveDateTime>],
+    calendar: Calendar,
+) -> Result<Vec<Vec<Vec<usize>>>> {
     let shift = chrono::Duration::milliseconds((r.shift_hours * 3_600_000.0).round() as i64);
     let stamps: Vec<Option<NaiveDateTime>> = times.iter().map(|t| t.map(|t| t + shift)).collect();
+    let leap_day = |d: &NaiveDate| d.month() == 2 && d.day() == 29;
     let days: Vec<Vec<NaiveDate>> = r
         .steps
         .iter()
         .map(|s| step_days(r.step, r.year, s))
+        .map(|mut ds| {
+            if calendar == Calendar::NoLeap {
+                ds.retain(|d| !leap_day(d));
+            }
+            ds
+        })
         .collect();
+    if days.iter().any(Vec::is_empty) {
+        return Err(Error::input(
+            r.path,
+            format!(
+                "{}: its calendar (noleap) has no 29 February, one of the daily steps of {}",
+                r.name, r.year
+            ),
+        ));
+    }
     let samples_of = |d: NaiveDate| -> Vec<usize> {
         stamps
             .iter()
@@ -421,6 +456,16 @@ fn plan(r: &Request, times: &[Option<NaiveDateTime>]) -> Result<Vec<Vec<Vec<usiz
             .iter()
             .map(|s| vec![s.iter().flatten().copied().collect()])
             .collect());
+    }
+    if calendar == Calendar::Day360 {
+        return Err(Error::input(
+            r.path,
+            format!(
+                "{}: its calendar (360_day) has twelve months of 30 days, which cannot be laid on {}'s days: \
+                 give one sample a step (monthly fields for monthly drivers; `cdo monmean` makes them)",
+                r.name, r.year
+            ),
+        ));
     }
     let full = per_step.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let mut problems = Vec::new();
@@ -783,7 +828,7 @@ fn open_multidim(store: &Path) -> Result<Dataset> {
 }
 
 /// The time stamps of a Zarr array's first dimension, from its coordinate array and that array's units.
-fn zarr_times(store: &Path, array: &str) -> Result<Vec<Option<NaiveDateTime>>> {
+fn zarr_times(store: &Path, array: &str) -> Result<Stamps> {
     with_md_array(store, array, |root, a| {
         zarr_array_times(store, array, root, a)
     })
@@ -811,7 +856,7 @@ fn zarr_array_times(
     array: &str,
     root: &gdal::raster::Group,
     a: &gdal::raster::MDArray,
-) -> Result<Vec<Option<NaiveDateTime>>> {
+) -> Result<Stamps> {
     let dims = a
         .dimensions()
         .map_err(|e| Error::gdal(store, "dimensions", e))?;
@@ -832,7 +877,7 @@ fn dim_times(
     store: &Path,
     root: &gdal::raster::Group,
     dim: &gdal::raster::Dimension,
-) -> Result<Vec<Option<NaiveDateTime>>> {
+) -> Result<Stamps> {
     let tname = dim.name();
     let t = root
         .open_md_array(&tname, Default::default())
@@ -855,49 +900,15 @@ fn dim_times(
     let values = t
         .read_as::<f64>(vec![0], vec![dim.size()])
         .map_err(|e| Error::input(store, format!("{tname}: cannot be read: {e}")))?;
-    let (seconds, base) = time_units(store, &units)?;
-    Ok(values.iter().map(|&v| stamp(base, seconds, v)).collect())
-}
-
-fn stamp(base: NaiveDateTime, seconds: f64, v: f64) -> Option<NaiveDateTime> {
-    v.is_finite()
-        .then(|| base + chrono::Duration::milliseconds((v * seconds * 1000.0).round() as i64))
-}
-
-/// CF time units, "UNIT since DATE": seconds per unit and the origin.
-fn time_units(path: &Path, units: &str) -> Result<(f64, NaiveDateTime)> {
-    let (unit, since) = units.split_once(" since ").ok_or_else(|| {
-        Error::input(
-            path,
-            format!("time units \"{units}\" are not \"UNIT since DATE\""),
-        )
-    })?;
-    let seconds = match unit.trim().trim_end_matches('s') {
-        "second" => 1.0,
-        "minute" => 60.0,
-        "hour" => 3600.0,
-        "day" => 86_400.0,
-        other => {
-            return Err(Error::input(
-                path,
-                format!("time unit \"{other}\" is not seconds, minutes, hours or days"),
-            ))
-        }
-    };
-    let since = since.trim().trim_end_matches(" UTC").trim_end_matches('Z');
-    let base = NaiveDateTime::parse_from_str(since, "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(since, "%Y-%m-%dT%H:%M:%S%.f"))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(since, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
-        })
-        .map_err(|_| Error::input(path, format!("time origin \"{since}\" is not a date")))?;
-    Ok((seconds, base))
+    let calendar = t.attribute("calendar").ok().map(|c| c.read_as_string());
+    let calendar = Calendar::parse(store, calendar.as_deref())?;
+    let axis = TimeAxis::parse(store, &units, calendar)?;
+    Ok((values.iter().map(|&v| axis.stamp(v)).collect(), calendar))
 }
 
 /// The time stamp of each band of a NetCDF variable: its extra dimension with "UNIT since DATE" units
-/// (`time`, or another name such as ERA5's `valid_time`).
-pub fn band_times(path: &Path) -> Result<Vec<Option<NaiveDateTime>>> {
+/// (`time`, or another name such as ERA5's `valid_time`), in its calendar.
+pub fn band_times(path: &Path) -> Result<Stamps> {
     let ds = io::open(path)?;
     let extra = ds.metadata_item("NETCDF_DIM_EXTRA", "").unwrap_or_default();
     let dims: Vec<&str> = extra
@@ -928,9 +939,11 @@ pub fn band_times(path: &Path) -> Result<Vec<Option<NaiveDateTime>>> {
             ),
         ));
     }
-    let (seconds, base) = time_units(path, units)?;
+    let calendar = ds.metadata_item(&format!("{dim}#calendar"), "");
+    let calendar = Calendar::parse(path, calendar.as_deref())?;
+    let axis = TimeAxis::parse(path, units, calendar)?;
     let key = format!("NETCDF_DIM_{dim}");
-    (1..=ds.raster_count())
+    let times = (1..=ds.raster_count())
         .map(|b| {
             let band = ds
                 .rasterband(b)
@@ -938,9 +951,10 @@ pub fn band_times(path: &Path) -> Result<Vec<Option<NaiveDateTime>>> {
             Ok(band
                 .metadata_item(&key, "")
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .and_then(|v| stamp(base, seconds, v)))
+                .and_then(|v| axis.stamp(v)))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((times, calendar))
 }
 
 #[cfg(test)]
@@ -1008,25 +1022,6 @@ mod tests {
         assert_eq!(first.bands.len(), 12);
         drop((first, again, reuse));
         assert!(KEPT.lock().unwrap().is_none());
-    }
-
-    #[test]
-    fn cf_time_units() {
-        let p = Path::new("x.nc");
-        let (s, b) = time_units(p, "hours since 1900-01-01 00:00:00.0").unwrap();
-        assert_eq!(s, 3600.0);
-        // ERA5: 2024-06-01 00:00 is 45,442 days after 1900-01-01 (by hand: 1900..2023 are 124 years with
-        // 30 leap years, 1904..2020, 1900 not one: 124 x 365 + 30 = 45,290; January to May 2024 add 152),
-        // 1,090,608 hours.
-        assert_eq!(
-            stamp(b, s, 1_090_608.0).unwrap(),
-            NaiveDate::from_ymd_opt(2024, 6, 1)
-                .unwrap()
-                .and_hms_opt(0, 0, 0)
-                .unwrap()
-        );
-        assert!(time_units(p, "hours after 1900").is_err());
-        assert!(time_units(p, "fortnights since 1900-01-01").is_err());
     }
 
     #[test]
