@@ -1286,7 +1286,12 @@ impl Drivers {
             ));
         }
         for (v, r) in &self.rasters {
-            match io::coverage_fraction(grid, &r.grid) {
+            // A gridded archive with longitudes 0..360 is aggregated over a window placed at -180..180.
+            let covered = match r.planned.is_some() {
+                true => io::coverage_fraction_wrapped(grid, &r.grid),
+                false => io::coverage_fraction(grid, &r.grid),
+            };
+            match covered {
                 Ok(f) if f < 0.999 => problems.push(Error::input(
                     &r.path,
                     format!(

@@ -375,6 +375,22 @@ pub fn disjoint(a: [f64; 4], b: [f64; 4]) -> bool {
     a[0] >= b[2] || a[2] <= b[0] || a[1] >= b[3] || a[3] <= b[1]
 }
 
+/// A geographic grid whose longitudes run past 180 degrees east (0 to 360, as climate-model output and some
+/// ERA5 downloads store them).
+pub fn longitudes_past_180(g: &Grid) -> bool {
+    g.bounds()[2] > 180.0 + 1e-9 && g.spatial_ref().is_ok_and(|s| s.is_geographic())
+}
+
+/// Bounds in `raster`'s CRS, moved 360 degrees east when they lie west of a raster whose longitudes run past
+/// 180 (its 180..360 are the western longitudes): the same place in the raster's terms.
+pub fn in_raster_longitudes(raster: &Grid, b: [f64; 4]) -> [f64; 4] {
+    if longitudes_past_180(raster) && b[2] <= raster.bounds()[0] + 1e-9 {
+        [b[0] + 360.0, b[1], b[2] + 360.0, b[3]]
+    } else {
+        b
+    }
+}
+
 /// Transform bounds (xmin, ymin, xmax, ymax) from one CRS to another, densifying the edges.
 pub fn transform_bounds(from_wkt: &str, to_wkt: &str, b: [f64; 4]) -> Result<[f64; 4]> {
     if same_crs(from_wkt, to_wkt) {
@@ -1767,7 +1783,22 @@ impl Drop for RasterWriter {
 /// Fraction (0..1) of the grid's extent that a raster's extent covers, computed in the raster's CRS (the
 /// grid's bounds are transformed there, densified along the edges).
 pub fn coverage_fraction(grid: &Grid, raster: &Grid) -> Result<f64> {
+    coverage_of(grid, raster, false)
+}
+
+/// `coverage_fraction`, a raster with longitudes 0..360 covering western grids by its 180..360 (for sources
+/// read through a window that puts them there: gridded archives, `drivers/gridded.rs`).
+pub fn coverage_fraction_wrapped(grid: &Grid, raster: &Grid) -> Result<f64> {
+    coverage_of(grid, raster, true)
+}
+
+fn coverage_of(grid: &Grid, raster: &Grid, wrap: bool) -> Result<f64> {
     let gb = transform_bounds(&grid.crs_wkt, &raster.crs_wkt, grid.bounds())?;
+    let gb = if wrap {
+        in_raster_longitudes(raster, gb)
+    } else {
+        gb
+    };
     let rb = raster.bounds();
     let w = (gb[2].min(rb[2]) - gb[0].max(rb[0])).max(0.0);
     let h = (gb[3].min(rb[3]) - gb[1].max(rb[1])).max(0.0);
@@ -3560,5 +3591,35 @@ mod bounds_tests {
         assert!(!super::disjoint(a, [5.0, 5.0, 15.0, 15.0]));
         assert!(super::disjoint(a, [10.0, 0.0, 20.0, 10.0]));
         assert!(super::disjoint(a, [0.0, -9.0, 10.0, -1.0]));
+    }
+
+    /// A latitude-longitude file of 0..360 holds Exeter (-3.5 E) at 356.5; a UTM grid's longitudes run past
+    /// 180 only numerically (metres), so nothing moves there; east of the file's west edge nothing moves.
+    #[test]
+    fn western_bounds_move_into_a_0_to_360_file() {
+        let g = |crs: &str, gt: [f64; 6], w: usize| super::Grid {
+            crs_wkt: super::crs_wkt(crs).unwrap(),
+            gt,
+            width: w,
+            height: 10,
+        };
+        let global = g("EPSG:4326", [0.0, 1.0, 0.0, 90.0, 0.0, -1.0], 360);
+        let exeter = [-3.6, 50.6, -3.4, 50.8];
+        assert!(super::longitudes_past_180(&global));
+        assert_eq!(
+            super::in_raster_longitudes(&global, exeter),
+            [356.4, 50.6, 356.6, 50.8]
+        );
+        // Straddling 0 degrees: left as it is (the coverage check then says how much is covered).
+        let greenwich = [-0.5, 51.0, 0.5, 51.5];
+        assert_eq!(super::in_raster_longitudes(&global, greenwich), greenwich);
+        let utm = g(
+            "EPSG:32630",
+            [400000.0, 10.0, 0.0, 5600000.0, 0.0, -10.0],
+            100,
+        );
+        assert!(!super::longitudes_past_180(&utm));
+        let korea = g("EPSG:4326", [-180.0, 1.0, 0.0, 90.0, 0.0, -1.0], 360);
+        assert!(!super::longitudes_past_180(&korea));
     }
 }

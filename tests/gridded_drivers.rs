@@ -50,7 +50,7 @@ for name, (unit, s, o, v) in packs.items():
 # same fields with latitude ascending (rows south first), as many other archives store them; and split at
 # 2021-06-15 12:00 (hour 3972, mid-day) between expver 1 (ERA5) and 5 (ERA5T), the other slice missing, as
 # CDS requests reaching into the preliminary months came.
-def netcdf(path, lat, raw, cut=None):
+def netcdf(path, lat, raw, cut=None, lon=lon):
   ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
   rg = ds.GetRootGroup()
   dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
@@ -86,6 +86,8 @@ def netcdf(path, lat, raw, cut=None):
 netcdf(os.path.join(d, "era5.nc"), lat, raw)
 netcdf(os.path.join(d, "era5_south_first.nc"), lat[::-1].copy(), {k: v[:, ::-1, :].copy() for k, v in raw.items()})
 netcdf(os.path.join(d, "era5_expver.nc"), lat, raw, cut=3972)
+# Longitudes 0..360, as climate models and some ERA5 downloads store them: -4..-2 is 356..358.
+netcdf(os.path.join(d, "era5_360.nc"), lat, raw, lon=lon + 360.0)
 
 # Daily fields of 2021 as climate models store them: days since 1850-01-01 at noon, in a calendar. 2021-01-01
 # is day 171 x 365 = 62,415 in noleap, 62,415 + 42 leap days (1852-2020 less 1900) = 62,457 in standard.
@@ -239,11 +241,14 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
     std::fs::write(d.join("south.toml"), south_first).unwrap();
     let expver = hourly_drivers("NETCDF:\"era5_expver.nc\":{}", "");
     std::fs::write(d.join("expver.toml"), expver).unwrap();
+    let east = hourly_drivers("NETCDF:\"era5_360.nc\":{}", "");
+    std::fs::write(d.join("lon360.toml"), east).unwrap();
     npp(d, "monthly.toml", "ref").success();
     npp(d, "nc.toml", "nc").success();
     npp(d, "zarr.toml", "zarr").success();
     npp(d, "south.toml", "south").success();
     npp(d, "expver.toml", "expver").success();
+    npp(d, "lon360.toml", "lon360").success();
     for f in [
         "NPP_gC_m2_2021-05_2021-07.tif",
         "Rh_gC_m2_2021-05_2021-07.tif",
@@ -253,11 +258,11 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
             want.iter().filter(|v| v.is_finite()).count() >= 6,
             "{want:?}"
         );
-        // The same fields stored south first, or split between ERA5 and ERA5T slices of expver, give the same
-        // values, to the bit.
+        // The same fields stored south first, split between ERA5 and ERA5T slices of expver, or with
+        // longitudes 0..360, give the same values, to the bit.
         let (nc, _, _) = read_band(&d.join("nc").join(f), 1);
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for other in ["south", "expver"] {
+        for other in ["south", "expver", "lon360"] {
             let (o, _, _) = read_band(&d.join(other).join(f), 1);
             assert_eq!(bits(&nc), bits(&o), "{other} {f}");
         }

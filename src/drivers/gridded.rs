@@ -115,8 +115,10 @@ pub fn select(r: &Request) -> Result<Selection> {
         nodata: band.nodata,
     };
     let grid = source_grid(r, &info)?;
+    // Longitudes 0..360 are aggregated into a window in -180..180 terms (`aggregate_window`).
     let direct = axis.zarr.is_none()
         && axis.expver.is_none()
+        && !io::longitudes_past_180(&grid)
         && r.crs.is_none()
         && plan.iter().all(|s| s.len() == 1 && s[0].len() == 1);
     Ok(Selection {
@@ -216,7 +218,12 @@ fn aggregate_window(p: &Planned, window: &Window) -> Result<Selection> {
     )?);
     let out = dir.path().join(format!("{}.tif", p.name));
     let grid = &p.grid;
-    let sub = sub_grid(grid, window);
+    let mut sub = sub_grid(grid, window);
+    // A window east of 180 degrees in a 0..360 file lies in the western hemisphere: its aggregates are
+    // placed there (the analysis grid's longitudes are -180..180).
+    if io::longitudes_past_180(grid) && sub.gt[0] >= 180.0 - 1e-9 {
+        sub.gt[0] -= 360.0;
+    }
     aggregate(p, (&sub, window), &out)?;
     let per_day = p.plan.iter().flatten().map(|d| d.len()).max().unwrap_or(1);
     let cells = match (window.ncols, window.nrows) == (grid.width, grid.height) {
@@ -262,6 +269,7 @@ const FOOTPRINT_MARGIN_CELLS: usize = 2;
 /// and the drivers' coverage check says what is missing).
 fn footprint(grid: &Grid, analysis: &Grid) -> Option<Window> {
     let b = io::transform_bounds(&analysis.crs_wkt, &grid.crs_wkt, analysis.bounds()).ok()?;
+    let b = io::in_raster_longitudes(grid, b);
     let gt = grid.gt;
     let cols = [(b[0] - gt[0]) / gt[1], (b[2] - gt[0]) / gt[1]];
     let rows = [(b[3] - gt[3]) / gt[5], (b[1] - gt[3]) / gt[5]];

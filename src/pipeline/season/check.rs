@@ -113,8 +113,9 @@ fn check_stages(plan: &Plan, cmds: &dyn Commands, problems: &mut Problems) {
 }
 
 /// Driver rasters that share no area with the stage's first raster input (a climate file of another region),
-/// compared in the driver's CRS (a global latitude-longitude file need not project into the input's). A
-/// comparison that cannot be made is left to the stage, which checks the drivers' coverage of its grid.
+/// compared in the driver's CRS (a global latitude-longitude file need not project into the input's; one with
+/// longitudes 0..360 is compared by its 180..360 for western inputs). A comparison that cannot be made is left
+/// to the stage, which checks the drivers' coverage of its grid.
 fn drivers_overlap(
     extents: &[(PathBuf, io::Grid)],
     drivers: &[(PathBuf, io::Grid)],
@@ -126,7 +127,7 @@ fn drivers_overlap(
         let Ok(t) = io::transform_bounds(&g0.crs_wkt, &g.crs_wkt, g0.bounds()) else {
             return false;
         };
-        io::disjoint(t, g.bounds())
+        io::disjoint(io::in_raster_longitudes(g, t), g.bounds())
     };
     (drivers.iter().filter(|(_, g)| apart(g)))
         .map(|(p, _)| {
