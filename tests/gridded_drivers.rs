@@ -89,6 +89,29 @@ netcdf(os.path.join(d, "era5_expver.nc"), lat, raw, cut=3972)
 # Longitudes 0..360, as climate models and some ERA5 downloads store them: -4..-2 is 356..358.
 netcdf(os.path.join(d, "era5_360.nc"), lat, raw, lon=lon + 360.0)
 
+# Precipitation as ERA5-Land stores it: a running total since the start of the day (here from the day's 00
+# UTC sample: each day's last sample, 23 UTC, holds the day's total of era5.nc's hourly values).
+def running(path):
+  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
+  rg = ds.GetRootGroup()
+  dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
+  dy = rg.CreateDimension("latitude", "HORIZONTAL_Y", "NORTH", 10)
+  dx = rg.CreateDimension("longitude", "HORIZONTAL_X", "EAST", 10)
+  f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+  string = gdal.ExtendedDataType.CreateString()
+  tv = rg.CreateMDArray("valid_time", [dt], f8)
+  tv.Write(np.arange(hours0, hours0 + n, dtype="float64"))
+  tv.CreateAttribute("units", [], string).WriteString("hours since 1900-01-01 00:00:00")
+  for name, dim, values, unit in (("latitude", dy, lat, "degrees_north"), ("longitude", dx, lon, "degrees_east")):
+      a = rg.CreateMDArray(name, [dim], f8)
+      a.Write(values)
+      a.CreateAttribute("units", [], string).WriteString(unit)
+  v = rg.CreateMDArray("tp", [dt, dy, dx], f8)
+  v.CreateAttribute("units", [], string).WriteString("m")
+  v.Write(np.cumsum(val["tp"].reshape(365, 24, 10, 10), axis=1).reshape(n, 10, 10))
+  del ds
+running(os.path.join(d, "era5land.nc"))
+
 # Daily fields of 2021 as climate models store them: days since 1850-01-01 at noon, in a calendar. 2021-01-01
 # is day 171 x 365 = 62,415 in noleap, 62,415 + 42 leap days (1852-2020 less 1900) = 62,457 in standard.
 day = {k: v.reshape(365, 24, 10, 10).mean(axis=1) for k, v in val.items()}
@@ -499,4 +522,46 @@ fn model_calendars_place_each_day_where_it_belongs() {
         err.contains("360_day") && err.contains("one sample a step"),
         "{err}"
     );
+}
+
+/// ERA5-Land's accumulations run from the start of the day. Summed as totals per hour they would count each
+/// hour up to 24 times: refused, saying what to declare. With aggregate = "accumulated" (each day's last
+/// sample) they give the NPP and Rh of the same rain as hourly totals.
+#[test]
+fn running_totals_are_found_and_read_as_accumulations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    let hourly = hourly_drivers("NETCDF:\"era5.nc\":{}", "");
+    std::fs::write(d.join("nc.toml"), &hourly).unwrap();
+    let land = hourly.replace("NETCDF:\"era5.nc\":tp", "NETCDF:\"era5land.nc\":tp");
+    std::fs::write(d.join("summed.toml"), &land).unwrap();
+    let accumulated = land.replacen(
+        "unit = \"m\"\n",
+        "unit = \"m\"\naggregate = \"accumulated\"\n",
+        1,
+    );
+    std::fs::write(d.join("land.toml"), accumulated).unwrap();
+    let a = npp(d, "summed.toml", "summed").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("only rise") && err.contains("aggregate = \"accumulated\""),
+        "{err}"
+    );
+    npp(d, "nc.toml", "nc").success();
+    npp(d, "land.toml", "land").success();
+    for f in [
+        "NPP_gC_m2_2021-05_2021-07.tif",
+        "Rh_gC_m2_2021-05_2021-07.tif",
+    ] {
+        let (want, _, _) = read_band(&d.join("nc").join(f), 1);
+        let (got, _, _) = read_band(&d.join("land").join(f), 1);
+        assert!(want.iter().filter(|v| v.is_finite()).count() >= 6);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                common::close_or_both_nan(*g, *w, 1e-6 * w.abs().max(1.0)),
+                "{f}: {g} vs {w}"
+            );
+        }
+    }
 }

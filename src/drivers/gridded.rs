@@ -233,7 +233,7 @@ fn aggregate_window(p: &Planned, window: &Window) -> Result<Selection> {
             window.ncols, window.nrows, grid.width, grid.height
         ),
     };
-    let days = if p.agg == Agg::Sum {
+    let days = if p.agg.adds_days() {
         "their sum"
     } else {
         "their mean"
@@ -565,6 +565,7 @@ fn aggregate(p: &Planned, (grid, window): (&Grid, &Window), out: &Path) -> Resul
     let rows = crate::engine::strips::sub_tile_rows(width, 8 * (plan.len() + 2), STRIP_MB);
     let mut writers = [w];
     let size = (info.width, height);
+    let rising = std::cell::Cell::new(Rising::default());
     with_reader(
         &p.path,
         (axis, packing.nodata),
@@ -573,18 +574,28 @@ fn aggregate(p: &Planned, (grid, window): (&Grid, &Window), out: &Path) -> Resul
         |read, flip| {
             // The source's rows of a strip (bottom-up sources: the mirrored rows), each step aggregated.
             let read_strip = |s: Window| {
+                let mut strip_rising = Rising::default();
                 let src0 = if flip {
                     height - (row0 + s.row0) - s.nrows
                 } else {
                     row0 + s.row0
                 };
-                plan.iter()
+                let steps = plan
+                    .iter()
                     .map(|days| {
-                        step_values(days, p.agg, packing, s.len(), |i, buf| {
+                        let (v, r) = step_values(days, p.agg, packing, s.len(), |i, buf| {
                             read(i, src0, s.nrows, buf)
-                        })
+                        })?;
+                        strip_rising.add(r);
+                        Ok(v)
                     })
-                    .collect::<Result<Vec<_>>>()
+                    .collect::<Result<Vec<_>>>();
+                rising.set({
+                    let mut all = rising.get();
+                    all.add(strip_rising);
+                    all
+                });
+                steps
             };
             let kernel = |_: Window, steps: Vec<Vec<f64>>| {
                 let planes = steps
@@ -613,33 +624,94 @@ fn aggregate(p: &Planned, (grid, window): (&Grid, &Window), out: &Path) -> Resul
         },
     )?;
     let [w] = writers;
+    let r = rising.get();
+    if r.running_totals() {
+        return Err(Error::input(
+            &p.path,
+            format!(
+                "{}: its values only rise through {:.0} % of the days on which they change: running totals since \
+                 the start of the day (as ERA5-Land's accumulations), not totals per time stamp, which summing \
+                 would count many times over. Give aggregate = \"accumulated\" (each day's last sample), with \
+                 time_shift_hours = -1 for ERA5-Land (its 00 UTC value closes the day before)",
+                p.name,
+                100.0 * r.rising as f64 / r.changing as f64
+            ),
+        ));
+    }
     w.finish()?.keep_scratch()?;
     Ok(())
 }
 
-/// One step's values over a strip: each day's samples folded by `agg`, then the days (sum or mean).
+/// Pixel-days of summed samples whose values change after the first sample of the day, and of those, the ones
+/// that only rise: running totals since the start of the day (ERA5-Land's accumulations) rise every day,
+/// totals per time stamp (hourly rain, radiation) fall again within most days.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rising {
+    changing: u64,
+    rising: u64,
+}
+
+impl Rising {
+    /// Share of changing pixel-days above which summed samples are taken for running totals.
+    const SHARE: f64 = 0.9;
+    /// Fewest changing pixel-days for the test to speak.
+    const MIN_DAYS: u64 = 50;
+
+    fn add(&mut self, o: Rising) {
+        self.changing += o.changing;
+        self.rising += o.rising;
+    }
+
+    fn running_totals(&self) -> bool {
+        self.changing >= Self::MIN_DAYS && self.rising as f64 >= Self::SHARE * self.changing as f64
+    }
+}
+
+/// One day's samples of a pixel after its first: (seen one, last value, fell, rose).
+#[derive(Clone, Copy, Default)]
+struct DayTrend(bool, f64, bool, bool);
+
+impl DayTrend {
+    #[inline]
+    fn see(&mut self, v: f64) {
+        if self.0 {
+            self.2 |= v < self.1;
+            self.3 |= v > self.1;
+        }
+        (self.0, self.1) = (true, v);
+    }
+}
+
+/// One step's values over a strip: each day's samples folded by `agg`, then the days (sum or mean). For sums,
+/// how the days' values move (`Rising`).
 fn step_values(
     days: &[Vec<usize>],
     agg: Agg,
     packing: &Packing,
     n: usize,
     mut read: impl FnMut(usize, &mut [f64]) -> Result<()>,
-) -> Result<Vec<f64>> {
+) -> Result<(Vec<f64>, Rising)> {
     let mut step = vec![0.0f64; n];
     let mut buf = vec![0.0f64; n];
+    let mut rising = Rising::default();
     for samples in days {
         let mut day = vec![
             match agg {
                 Agg::Min => f64::INFINITY,
                 Agg::Max => f64::NEG_INFINITY,
-                Agg::Mean | Agg::Sum => 0.0,
+                Agg::Mean | Agg::Sum | Agg::Accumulated => 0.0,
             };
             n
         ];
-        for &i in samples {
+        let track = agg == Agg::Sum && samples.len() > 2;
+        let mut trend = vec![DayTrend::default(); if track { n } else { 0 }];
+        for (k, &i) in samples.iter().enumerate() {
             read(i, &mut buf)?;
-            for (d, &raw) in day.iter_mut().zip(&buf) {
+            for (px, (d, &raw)) in day.iter_mut().zip(&buf).enumerate() {
                 let v = packing.unpack(raw);
+                if track && k > 0 {
+                    trend[px].see(v);
+                }
                 *d = if v.is_nan() || d.is_nan() {
                     f64::NAN
                 } else {
@@ -647,9 +719,14 @@ fn step_values(
                         Agg::Mean | Agg::Sum => *d + v,
                         Agg::Min => d.min(v),
                         Agg::Max => d.max(v),
+                        Agg::Accumulated => v,
                     }
                 };
             }
+        }
+        for t in trend.iter().filter(|t| t.2 || t.3) {
+            rising.changing += 1;
+            rising.rising += u64::from(t.3 && !t.2);
         }
         let per_day = if agg == Agg::Mean {
             samples.len() as f64
@@ -660,11 +737,11 @@ fn step_values(
             *s += d / per_day;
         }
     }
-    if agg != Agg::Sum {
+    if !agg.adds_days() {
         let n_days = days.len() as f64;
         step.iter_mut().for_each(|s| *s /= n_days);
     }
-    Ok(step)
+    Ok((step, rising))
 }
 
 /// The reader `with_reader` gives: (sample, first source row, rows, buffer).
@@ -1047,14 +1124,17 @@ mod tests {
                 b[0] = raw[i];
                 Ok(())
             })
-            .unwrap()[0]
+            .unwrap()
+            .0[0]
         };
         // mean: days 2 and 6, mean 4; sum: days 4 and 12, total 16; min: 1 and 5 -> 3; max: 3 and 7 -> 5.
         assert_eq!(run(Agg::Mean), 4.0);
         assert_eq!(run(Agg::Sum), 16.0);
         assert_eq!(run(Agg::Min), 3.0);
         assert_eq!(run(Agg::Max), 5.0);
-        let gap = step_values(&days, Agg::Max, &packing, 1, |i, b| {
+        // accumulated: each day's last sample, 3 and 7, the days added: 10.
+        assert_eq!(run(Agg::Accumulated), 10.0);
+        let (gap, _) = step_values(&days, Agg::Max, &packing, 1, |i, b| {
             b[0] = if i == 1 { -9.0 } else { raw[i] };
             Ok(())
         })

@@ -21,6 +21,9 @@ pub enum Agg {
     Sum,
     Min,
     Max,
+    /// A running total since the start of the day (ERA5-Land's accumulations): the day's total is its last
+    /// sample.
+    Accumulated,
 }
 
 impl Agg {
@@ -39,9 +42,19 @@ impl Agg {
             Some("sum") => Agg::Sum,
             Some("min") => Agg::Min,
             Some("max") => Agg::Max,
-            Some(o) => return Err(format!("aggregate \"{o}\": one of mean, sum, min, max")),
+            Some("accumulated") => Agg::Accumulated,
+            Some(o) => {
+                return Err(format!(
+                    "aggregate \"{o}\": one of mean, sum, min, max, accumulated"
+                ))
+            }
         };
         match (agg, total) {
+            (Agg::Accumulated, false) => Err(
+                "aggregate = \"accumulated\" reads running totals (declare the unit as a total, such as \"m\" or \
+                 \"J m-2\")"
+                    .into(),
+            ),
             (Agg::Sum, false) => Err(
                 "aggregate = \"sum\" adds up values that are not totals (declare the unit as a total per time \
                  stamp, such as \"mm\" or \"J m-2\", or aggregate by mean)"
@@ -61,6 +74,7 @@ impl Agg {
             Agg::Sum => "sum",
             Agg::Min => "min",
             Agg::Max => "max",
+            Agg::Accumulated => "accumulated",
         }
     }
 
@@ -70,14 +84,20 @@ impl Agg {
             Agg::Sum => v.iter().sum(),
             Agg::Min => v.iter().cloned().fold(f64::INFINITY, f64::min),
             Agg::Max => v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            Agg::Accumulated => v.last().copied().unwrap_or(f64::NAN),
         }
+    }
+
+    /// Days of this rule add up to a step (totals), rather than average.
+    pub fn adds_days(self) -> bool {
+        matches!(self, Agg::Sum | Agg::Accumulated)
     }
 
     /// Days to a month: sums add up, every other rule averages the daily values.
     fn over_days(self, v: &[f64]) -> f64 {
-        match self {
-            Agg::Sum => v.iter().sum(),
-            _ => v.iter().sum::<f64>() / v.len() as f64,
+        match self.adds_days() {
+            true => v.iter().sum(),
+            false => v.iter().sum::<f64>() / v.len() as f64,
         }
     }
 }
