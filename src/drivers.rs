@@ -1798,6 +1798,15 @@ fn subdaily_table(
     let mut spec_cols = BTreeMap::new();
     for (var, c) in station_columns(s, origin)? {
         let agg = Agg::parse(c.aggregate.as_deref(), var, unit_is_total(var, &c.unit))
+            .and_then(|a| match a {
+                // A table's rows need not be in time order: a day's "last" row is not defined by them.
+                Agg::Accumulated => Err(
+                    "aggregate = \"accumulated\" applies to gridded archives (time = \"coordinate\"), not \
+                     to table rows"
+                        .to_string(),
+                ),
+                a => Ok(a),
+            })
             .map_err(|e| Error::config(origin, format!("station.columns.{}: {e}", var.name())))?;
         columns.push(Column {
             var,
