@@ -46,25 +46,35 @@ for name, (unit, s, o, v) in packs.items():
     raw[name] = r
     val[name] = r.astype("float64") * s + o
 
+f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+string = gdal.ExtendedDataType.CreateString()
+
+# A NetCDF file's dimensions and coordinates: time (name, values, units, calendar), latitude and longitude.
+def header(path, time, lat, lon, names=("latitude", "longitude")):
+  tname, tvalues, tunits, calendar = time
+  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
+  rg = ds.GetRootGroup()
+  dt = rg.CreateDimension(tname, "TEMPORAL", None, len(tvalues))
+  dy = rg.CreateDimension(names[0], "HORIZONTAL_Y", "NORTH", 10)
+  dx = rg.CreateDimension(names[1], "HORIZONTAL_X", "EAST", 10)
+  tv = rg.CreateMDArray(tname, [dt], f8)
+  tv.Write(tvalues)
+  tv.CreateAttribute("units", [], string).WriteString(tunits)
+  if calendar is not None:
+      tv.CreateAttribute("calendar", [], string).WriteString(calendar)
+  for name, dim, values, unit in ((names[0], dy, lat, "degrees_north"), (names[1], dx, lon, "degrees_east")):
+      a = rg.CreateMDArray(name, [dim], f8)
+      a.Write(values)
+      a.CreateAttribute("units", [], string).WriteString(unit)
+  return ds, rg, (dt, dy, dx)
+hourly = ("valid_time", np.arange(hours0, hours0 + n, dtype="float64"), "hours since 1900-01-01 00:00:00", None)
+
 # NetCDF, ERA5's layout: int16 packed, _FillValue, valid_time in hours since 1900, no grid mapping; and the
 # same fields with latitude ascending (rows south first), as many other archives store them; and split at
 # 2021-06-15 12:00 (hour 3972, mid-day) between expver 1 (ERA5) and 5 (ERA5T), the other slice missing, as
 # CDS requests reaching into the preliminary months came.
 def netcdf(path, lat, raw, cut=None, lon=lon):
-  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
-  rg = ds.GetRootGroup()
-  dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
-  dy = rg.CreateDimension("latitude", "HORIZONTAL_Y", "NORTH", 10)
-  dx = rg.CreateDimension("longitude", "HORIZONTAL_X", "EAST", 10)
-  f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
-  string = gdal.ExtendedDataType.CreateString()
-  tv = rg.CreateMDArray("valid_time", [dt], f8)
-  tv.Write(np.arange(hours0, hours0 + n, dtype="float64"))
-  tv.CreateAttribute("units", [], string).WriteString("hours since 1900-01-01 00:00:00")
-  for name, dim, values, unit in (("latitude", dy, lat, "degrees_north"), ("longitude", dx, lon, "degrees_east")):
-      a = rg.CreateMDArray(name, [dim], f8)
-      a.Write(values)
-      a.CreateAttribute("units", [], string).WriteString(unit)
+  ds, rg, (dt, dy, dx) = header(path, hourly, lat, lon)
   if cut is not None:
       de = rg.CreateDimension("expver", None, None, 2)
       rg.CreateMDArray("expver", [de], gdal.ExtendedDataType.Create(gdal.GDT_Int32)).Write(np.array([1, 5], "int32"))
@@ -89,56 +99,26 @@ netcdf(os.path.join(d, "era5_expver.nc"), lat, raw, cut=3972)
 # Longitudes 0..360, as climate models and some ERA5 downloads store them: -4..-2 is 356..358.
 netcdf(os.path.join(d, "era5_360.nc"), lat, raw, lon=lon + 360.0)
 
+# Float64 fields of `fields` (name: array) under `time`.
+def plain(path, time, fields, names=("latitude", "longitude")):
+  ds, rg, dims = header(path, time, lat, lon, names)
+  for name, a in fields.items():
+      v = rg.CreateMDArray(name, list(dims), f8)
+      v.CreateAttribute("units", [], string).WriteString(packs[name][0])
+      v.Write(a)
+  del ds
+
 # Precipitation as ERA5-Land stores it: a running total since the start of the day (here from the day's 00
 # UTC sample: each day's last sample, 23 UTC, holds the day's total of era5.nc's hourly values).
-def running(path):
-  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
-  rg = ds.GetRootGroup()
-  dt = rg.CreateDimension("valid_time", "TEMPORAL", None, n)
-  dy = rg.CreateDimension("latitude", "HORIZONTAL_Y", "NORTH", 10)
-  dx = rg.CreateDimension("longitude", "HORIZONTAL_X", "EAST", 10)
-  f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
-  string = gdal.ExtendedDataType.CreateString()
-  tv = rg.CreateMDArray("valid_time", [dt], f8)
-  tv.Write(np.arange(hours0, hours0 + n, dtype="float64"))
-  tv.CreateAttribute("units", [], string).WriteString("hours since 1900-01-01 00:00:00")
-  for name, dim, values, unit in (("latitude", dy, lat, "degrees_north"), ("longitude", dx, lon, "degrees_east")):
-      a = rg.CreateMDArray(name, [dim], f8)
-      a.Write(values)
-      a.CreateAttribute("units", [], string).WriteString(unit)
-  v = rg.CreateMDArray("tp", [dt, dy, dx], f8)
-  v.CreateAttribute("units", [], string).WriteString("m")
-  v.Write(np.cumsum(val["tp"].reshape(365, 24, 10, 10), axis=1).reshape(n, 10, 10))
-  del ds
-running(os.path.join(d, "era5land.nc"))
+running = np.cumsum(val["tp"].reshape(365, 24, 10, 10), axis=1).reshape(n, 10, 10)
+plain(os.path.join(d, "era5land.nc"), hourly, {"tp": running})
 
 # Daily fields of 2021 as climate models store them: days since 1850-01-01 at noon, in a calendar. 2021-01-01
 # is day 171 x 365 = 62,415 in noleap, 62,415 + 42 leap days (1852-2020 less 1900) = 62,457 in standard.
-day = {k: v.reshape(365, 24, 10, 10).mean(axis=1) for k, v in val.items()}
-def daily(path, first, calendar):
-  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
-  rg = ds.GetRootGroup()
-  dt = rg.CreateDimension("time", "TEMPORAL", None, 365)
-  dy = rg.CreateDimension("lat", "HORIZONTAL_Y", "NORTH", 10)
-  dx = rg.CreateDimension("lon", "HORIZONTAL_X", "EAST", 10)
-  f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
-  string = gdal.ExtendedDataType.CreateString()
-  tv = rg.CreateMDArray("time", [dt], f8)
-  tv.Write(first + np.arange(365) + 0.5)
-  tv.CreateAttribute("units", [], string).WriteString("days since 1850-01-01")
-  tv.CreateAttribute("calendar", [], string).WriteString(calendar)
-  for name, dim, values, unit in (("lat", dy, lat, "degrees_north"), ("lon", dx, lon, "degrees_east")):
-      a = rg.CreateMDArray(name, [dim], f8)
-      a.Write(values)
-      a.CreateAttribute("units", [], string).WriteString(unit)
-  for name in ("t2m", "tp", "ssrd"):
-      v = rg.CreateMDArray(name, [dt, dy, dx], f8)
-      v.CreateAttribute("units", [], string).WriteString(packs[name][0])
-      v.Write(day[name] * (24 if name != "t2m" else 1))
-  del ds
-daily(os.path.join(d, "daily_standard.nc"), 62457, "standard")
-daily(os.path.join(d, "daily_noleap.nc"), 62415, "noleap")
-daily(os.path.join(d, "daily_360.nc"), 171 * 360, "360_day")
+day = {k: v.reshape(365, 24, 10, 10).mean(axis=1) * (1 if k == "t2m" else 24) for k, v in val.items()}
+for name, first, calendar in (("standard", 62457, "standard"), ("noleap", 62415, "noleap"), ("360", 171 * 360, "360_day")):
+  time = ("time", first + np.arange(365) + 0.5, "days since 1850-01-01", calendar)
+  plain(os.path.join(d, f"daily_{name}.nc"), time, day, names=("lat", "lon"))
 
 # Zarr v2 as xarray writes it: _ARRAY_DIMENSIONS, CF attributes, latitude ascending, chunks of 744 hours.
 z = os.path.join(d, "era5.zarr")
