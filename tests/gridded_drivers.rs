@@ -203,6 +203,13 @@ fn npp(d: &Path, drivers: &str, out: &str) -> assert_cmd::assert::Assert {
     npp_command(d, drivers, out).assert()
 }
 
+/// `npp` refused as bad input (exit 2, nothing written): its error message.
+fn npp_refused(d: &Path, drivers: &str, out: &str) -> String {
+    let a = npp(d, drivers, out).code(2);
+    assert!(!d.join(out).exists(), "{out} written");
+    String::from_utf8_lossy(&a.get_output().stderr).to_string()
+}
+
 fn npp_command(d: &Path, drivers: &str, out: &str) -> assert_cmd::Command {
     let mut c = carbonmap();
     c.args([
@@ -300,8 +307,7 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
         hourly_drivers("NETCDF:\"era5.nc\":{}", "time_shift_hours = 1\n"),
     )
     .unwrap();
-    let a = npp(d, "shifted.toml", "shifted").code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let err = npp_refused(d, "shifted.toml", "shifted");
     assert!(err.contains("2021-01-01: 23 of 24 samples"), "{err}");
     assert!(!d.join("shifted").exists());
 
@@ -312,8 +318,7 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
         1,
     );
     std::fs::write(d.join("mean.toml"), mean).unwrap();
-    let a = npp(d, "mean.toml", "mean").code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let err = npp_refused(d, "mean.toml", "mean");
     assert!(
         err.contains("raster.srad: aggregate = \"mean\" on a unit that is a total"),
         "{err}"
@@ -398,8 +403,7 @@ fn check_plans_hourly_archives_without_aggregating_them() {
     // The aggregates' values are still checked, once made: kelvins declared as degC are refused.
     let text = hourly_drivers("NETCDF:\"era5.nc\":{}", "").replacen("\"K\"", "\"degC\"", 1);
     std::fs::write(d.join("celsius.toml"), text).unwrap();
-    let a = npp(d, "celsius.toml", "celsius").code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let err = npp_refused(d, "celsius.toml", "celsius");
     assert!(err.contains("outside the plausible range"), "{err}");
 }
 
@@ -496,8 +500,7 @@ fn model_calendars_place_each_day_where_it_belongs() {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&s), bits(&n), "{f}");
     }
-    let a = npp(d, "360.toml", "360").code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let err = npp_refused(d, "360.toml", "360");
     assert!(
         err.contains("360_day") && err.contains("one sample a step"),
         "{err}"
@@ -522,8 +525,7 @@ fn running_totals_are_found_and_read_as_accumulations() {
         1,
     );
     std::fs::write(d.join("land.toml"), accumulated).unwrap();
-    let a = npp(d, "summed.toml", "summed").code(2);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let err = npp_refused(d, "summed.toml", "summed");
     assert!(
         err.contains("only rise") && err.contains("aggregate = \"accumulated\""),
         "{err}"
