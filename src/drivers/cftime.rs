@@ -3,8 +3,9 @@
 //! (`365_day`) or `360_day` calendars. Counting their days as Gregorian ones puts every sample of 2050 about 49
 //! days early (the leap days since 1850), so each calendar is decoded by its own rules (CF Conventions 1.11,
 //! section 4.4.1 "Calendar"):
-//! - `standard`, `gregorian`, `proleptic_gregorian` (or no attribute): Gregorian days. An origin before
-//!   1582-10-15 under `standard` would count Julian days and is refused.
+//! - `standard`, `gregorian` (or no attribute), `proleptic_gregorian`: Gregorian days. An origin before
+//!   1582-10-15 under `standard` would count Julian days before the reform and is refused; under
+//!   `proleptic_gregorian` it is Gregorian all the way.
 //! - `noleap`, `365_day`: every year has 365 days, February 28; its dates are Gregorian dates.
 //! - `360_day`: twelve months of 30 days. 29 and 30 February have no Gregorian date (None); the caller places
 //!   only one sample a step of such files (monthly fields).
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Calendar {
     Standard,
+    ProlepticGregorian,
     NoLeap,
     Day360,
 }
@@ -30,7 +32,8 @@ impl Calendar {
     pub fn parse(path: &Path, name: Option<&str>) -> Result<Calendar> {
         let name = name.map(|n| n.trim().to_ascii_lowercase());
         match name.as_deref() {
-            None | Some("" | "standard" | "gregorian" | "proleptic_gregorian") => Ok(Calendar::Standard),
+            None | Some("" | "standard" | "gregorian") => Ok(Calendar::Standard),
+            Some("proleptic_gregorian") => Ok(Calendar::ProlepticGregorian),
             Some("noleap" | "365_day") => Ok(Calendar::NoLeap),
             Some("360_day") => Ok(Calendar::Day360),
             Some(other) => Err(Error::input(
@@ -165,9 +168,10 @@ fn origin(path: &Path, since: &str, calendar: Calendar) -> Result<Origin> {
     let ms =
         time.num_seconds_from_midnight() as i64 * 1000 + (time.nanosecond() / 1_000_000) as i64;
     match calendar {
-        Calendar::Standard => {
+        Calendar::Standard | Calendar::ProlepticGregorian => {
             let date = gregorian.ok_or_else(bad)?;
-            if date < NaiveDate::from_ymd_opt(1582, 10, 15).expect("a date") {
+            let reform = NaiveDate::from_ymd_opt(1582, 10, 15).expect("a date");
+            if calendar == Calendar::Standard && date < reform {
                 return Err(Error::input(
                     path,
                     format!(
@@ -215,8 +219,11 @@ mod tests {
         let p = Path::new("x.nc");
         assert!(TimeAxis::parse(p, "hours after 1900", Calendar::Standard).is_err());
         assert!(TimeAxis::parse(p, "fortnights since 1900-01-01", Calendar::Standard).is_err());
-        // Julian days before the reform are not counted.
+        // Julian days before the reform are not counted; proleptic Gregorian ones are: 0001-01-01 to
+        // 2001-01-01 is 2000 x 365 + 485 leap days (500 - 20 centuries + 5 of 400) = 730,485 days.
         assert!(TimeAxis::parse(p, "days since 0001-01-01", Calendar::Standard).is_err());
+        let pg = axis("days since 0001-01-01", Calendar::ProlepticGregorian);
+        assert_eq!(pg.stamp(730_485.0).unwrap(), at(2001, 1, 1, 0));
         assert!(Calendar::parse(p, Some("julian")).is_err());
         assert_eq!(
             Calendar::parse(p, Some("365_day")).unwrap(),

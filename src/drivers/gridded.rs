@@ -146,8 +146,8 @@ pub fn select(r: &Request) -> Result<Selection> {
     })
 }
 
-/// Aggregates made while a `Reuse` lives, by what they were made from (`made_key`).
-static KEPT: Mutex<Option<Vec<(u64, Selection)>>> = Mutex::new(None);
+/// Aggregates made while a `Reuse` lives, by what they were made from.
+static KEPT: Mutex<Option<Vec<(MadeFrom, Selection)>>> = Mutex::new(None);
 
 /// While one lives, the aggregates made are kept (their scratch folders too) and a request for the same
 /// source, samples, rule and cells takes them instead of aggregating again: a scenario runs the NPP job for
@@ -168,20 +168,26 @@ impl Drop for Reuse {
 }
 
 /// What an aggregate depends on: the source and variable, the rule, the samples of each day of each step,
-/// the packing and the cells.
-fn made_key(p: &Planned, window: &Window) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&p.path, &p.name, p.agg.name(), &p.plan).hash(&mut h);
+/// the packing (scale, offset and nodata, as bits) and the cells.
+type MadeFrom = (
+    (PathBuf, String, Agg),
+    Vec<Vec<Vec<usize>>>,
+    (u64, u64, Option<u64>),
+    (usize, usize, usize, usize),
+);
+
+fn made_from(p: &Planned, w: &Window) -> MadeFrom {
     let pk = &p.packing;
     (
-        pk.scale.to_bits(),
-        pk.offset.to_bits(),
-        pk.nodata.map(f64::to_bits),
+        (p.path.clone(), p.name.clone(), p.agg),
+        p.plan.clone(),
+        (
+            pk.scale.to_bits(),
+            pk.offset.to_bits(),
+            pk.nodata.map(f64::to_bits),
+        ),
+        (w.col0, w.row0, w.ncols, w.nrows),
     )
-        .hash(&mut h);
-    (window.col0, window.row0, window.ncols, window.nrows).hash(&mut h);
-    h.finish()
 }
 
 /// A planned source's steps aggregated into a scratch GeoTIFF, over the source cells under `within` (the
@@ -195,8 +201,8 @@ pub fn aggregate_planned(p: &Planned, within: Option<&Grid>) -> Result<Selection
         ncols: grid.width,
         nrows: grid.height,
     });
-    let key = made_key(p, &window);
-    let kept = |k: &Option<Vec<(u64, Selection)>>| {
+    let key = made_from(p, &window);
+    let kept = |k: &Option<Vec<(MadeFrom, Selection)>>| {
         k.as_ref()
             .and_then(|v| v.iter().find(|(x, _)| *x == key).map(|(_, s)| s.clone()))
     };
@@ -254,8 +260,12 @@ fn aggregate_window(p: &Planned, window: &Window) -> Result<Selection> {
         scratch: Some(dir),
         planned: None,
         note: Some(format!(
-            "{} of {per_day} sample(s) a day, days to the step by {days}{cells}{expver}",
-            p.agg.name()
+            "{}, days to the step by {days}{cells}{expver}",
+            match p.agg {
+                Agg::Accumulated =>
+                    format!("the last of {per_day} sample(s) a day (running totals)"),
+                a => format!("{} of {per_day} sample(s) a day", a.name()),
+            }
         )),
     })
 }
