@@ -1295,9 +1295,15 @@ impl Drivers {
                 Ok(f) if f < 0.999 => problems.push(Error::input(
                     &r.path,
                     format!(
-                        "{} driver does not cover the analysis grid (covers {:.1} % of its extent)",
+                        "{} driver does not cover the analysis grid (covers {:.1} % of its extent){}",
                         v.name(),
-                        f * 100.0
+                        f * 100.0,
+                        match io::longitudes_past_180(&r.grid) {
+                            true => "; its longitudes run 0..360, so a grid that crosses 0 degrees lies at \
+                                     both of its ends: shift the file to -180..180 first (cdo \
+                                     sellonlatbox,-180,180,-90,90 in.nc out.nc)",
+                            false => "",
+                        }
                     ),
                 )),
                 Ok(_) => {}
