@@ -331,21 +331,7 @@ fn axis(path: &Path) -> Result<Axis> {
                 expver: None,
             })
         }
-        Some(("NETCDF", file, var)) if has_expver(Path::new(file), var) => {
-            let file = Path::new(file);
-            with_md_array(file, var, |root, a| {
-                let dims = a
-                    .dimensions()
-                    .map_err(|e| Error::gdal(file, "dimensions", e))?;
-                let (times, calendar) = dim_times(file, root, &dims[0])?;
-                Ok(Axis {
-                    times,
-                    calendar,
-                    zarr: None,
-                    expver: Some(dims[1].size()),
-                })
-            })
-        }
+        Some(("NETCDF", file, var)) if let Some(a) = expver_axis(Path::new(file), var)? => Ok(a),
         _ => {
             let (times, calendar) = band_times(path)?;
             Ok(Axis {
@@ -358,13 +344,29 @@ fn axis(path: &Path) -> Result<Axis> {
     }
 }
 
-/// A NetCDF variable of four dimensions whose second is `expver` (time, expver, y, x).
-fn has_expver(file: &Path, var: &str) -> bool {
-    with_md_array(file, var, |_, a| {
-        Ok(a.dimensions()
-            .is_ok_and(|d| d.len() == 4 && d[1].name() == EXPVER))
-    })
-    .unwrap_or(false)
+/// The samples of a NetCDF variable of four dimensions whose second is `expver` (time, expver, y, x); None
+/// for any other variable, or a file the multidimensional API cannot open (the classic view says why).
+fn expver_axis(file: &Path, var: &str) -> Result<Option<Axis>> {
+    let Ok(ds) = open_multidim(file) else {
+        return Ok(None);
+    };
+    let Ok(root) = ds.root_group() else {
+        return Ok(None);
+    };
+    let Ok(a) = root.open_md_array(var, Default::default()) else {
+        return Ok(None);
+    };
+    let dims = a.dimensions().unwrap_or_default();
+    if dims.len() != 4 || dims[1].name() != EXPVER {
+        return Ok(None);
+    }
+    let (times, calendar) = dim_times(file, &root, &dims[0])?;
+    Ok(Some(Axis {
+        times,
+        calendar,
+        zarr: None,
+        expver: Some(dims[1].size()),
+    }))
 }
 
 /// The classic 2-D view of time index `i` of a Zarr array (GDAL: ZARR:"store":/array:i).

@@ -202,8 +202,26 @@ impl Hasher<'_> {
     }
 }
 
+/// A local input whose content differs from its record, hashed again only when its size or time changed (for
+/// a Zarr store: its number of files, total size or latest time). A remote input is not compared here.
+pub(super) fn changed_since(f: &FileRecord) -> bool {
+    if f.sha256.is_empty() {
+        return false;
+    }
+    let hasher = Hasher {
+        known: [(f.path.as_str(), f)].into_iter().collect(),
+        rehash: false,
+    };
+    let p = Path::new(&f.path);
+    let now = match f.files {
+        Some(_) => hasher.record_store(p, f.path.clone()),
+        None => hasher.record(p, f.path.clone()),
+    };
+    now.map_or(true, |r| r.sha256 != f.sha256)
+}
+
 /// A store's record still describes it: same number of files, total size and latest time (a known time).
-pub(super) fn store_stamp_matches(r: &FileRecord, st: &crate::store::Stamp) -> bool {
+fn store_stamp_matches(r: &FileRecord, st: &crate::store::Stamp) -> bool {
     r.files == Some(st.files)
         && r.size == st.size
         && r.modified_ns == st.modified_ns

@@ -8,8 +8,7 @@ use super::{ShardPlan, ShardRecord, SHARD_FILE};
 use crate::error::{Error, Result};
 use crate::io::{self, Grid};
 use crate::pipeline::season::run::{
-    partial_dir, read_manifest, run_with_plan, store_stamp_matches, FileRecord, RunOptions,
-    RunSummary, MANIFEST,
+    changed_since, partial_dir, read_manifest, run_with_plan, RunOptions, RunSummary, MANIFEST,
 };
 use crate::pipeline::season::{Commands, OptionSpec, Plan};
 use crate::progress::Progress;
@@ -118,7 +117,7 @@ fn shard_current(
     for t in &sp.tiled {
         match m.stages.iter().find(|r| &r.name == t) {
             Some(r) if r.status == "done" => {
-                if let Some(f) = r.inputs.iter().find(|f| changed(f)) {
+                if let Some(f) = r.inputs.iter().find(|f| changed_since(f)) {
                     return Err(format!("{} changed since stage {t} ran", f.path));
                 }
             }
@@ -134,32 +133,6 @@ fn shard_current(
         }
     }
     Ok(())
-}
-
-/// A local input whose size, time or (when those changed) content differs from its record.
-fn changed(f: &FileRecord) -> bool {
-    if f.sha256.is_empty() {
-        return false;
-    }
-    let p = Path::new(&f.path);
-    if f.files.is_some() {
-        // A Zarr store (`store.rs`).
-        return match crate::store::stamp(p) {
-            Ok(st) if store_stamp_matches(f, &st) => false,
-            Ok(_) => crate::store::sha256(p).map_or(true, |h| h != f.sha256),
-            Err(_) => true,
-        };
-    }
-    let Ok(meta) = std::fs::metadata(p) else {
-        return true;
-    };
-    let same_stat = meta.len() == f.size
-        && meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .is_some_and(|d| d.as_nanos() as u64 == f.modified_ns);
-    !same_stat && io::sha256_file(p).map_or(true, |h| h != f.sha256)
 }
 
 /// The commands of the season, where a tiled stage's command is the mosaic of its shards' folders.
