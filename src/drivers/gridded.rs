@@ -1098,6 +1098,38 @@ mod tests {
             .expect("hourly samples are planned")
     }
 
+    /// Daily samples of 2024 in the noleap calendar (365 of them, no 29 February): each month plans its own
+    /// days, February 28 of them. Taken for standard-calendar samples, the same stamps lack 29 February.
+    #[test]
+    fn a_noleap_file_plans_a_leap_year_without_29_february() {
+        let steps = super::super::year_steps(Step::Month, 2024, false);
+        let path = PathBuf::from("cmip.nc");
+        let r = Request {
+            path: &path,
+            name: "tmean",
+            steps: &steps,
+            step: Step::Month,
+            year: 2024,
+            agg: Agg::Mean,
+            shift_hours: 0.0,
+            crs: None,
+            scale: None,
+            offset: None,
+        };
+        // 2024-01-01 is noleap day 174 x 365 = 63,510 since 1850-01-01; noon stamps.
+        let axis = TimeAxis::parse(&path, "days since 1850-01-01", Calendar::NoLeap).unwrap();
+        let times: Vec<_> = (0..365).map(|d| axis.stamp(63_510.5 + d as f64)).collect();
+        let plan = plan(&r, &times, Calendar::NoLeap).unwrap();
+        let days: Vec<usize> = plan.iter().map(Vec::len).collect();
+        assert_eq!(days, [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]);
+        assert_eq!(plan[2][0], vec![59], "1 March is the 60th sample");
+        let err = super::plan(&r, &times, Calendar::Standard).unwrap_err();
+        assert!(
+            err.to_string().contains("2024-02-29: 0 of 1 samples"),
+            "{err}"
+        );
+    }
+
     /// While a `Reuse` lives, the same archive planned again (a scenario's second NPP job) takes the
     /// aggregates made for the first, scratch folder and all; without one, each request aggregates anew.
     #[test]
