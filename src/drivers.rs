@@ -1298,9 +1298,10 @@ impl Drivers {
                         "{} driver does not cover the analysis grid (covers {:.1} % of its extent){}",
                         v.name(),
                         f * 100.0,
-                        match io::longitudes_past_180(&r.grid) {
-                            true => "; its longitudes run 0..360, so a grid that crosses 0 degrees lies at \
-                                     both of its ends: shift the file to -180..180 first (cdo \
+                        match io::longitudes_past_180(&r.grid) && !io::wraps_globe(&r.grid) {
+                            true => "; its longitudes run 0..360 but not round the globe, so a grid that \
+                                     crosses 0 degrees lies at both of its ends: give the global file (joined \
+                                     across 0 degrees) or shift the file to -180..180 first (cdo \
                                      sellonlatbox,-180,180,-90,90 in.nc out.nc)",
                             false => "",
                         }
@@ -1567,9 +1568,10 @@ fn station_series(
                 }
                 Some((spec, text))
             }
+            // Not read again as a table of steps: its sub-daily rows would add false problems.
             Err(e) => {
                 problems.push(e);
-                None
+                return (BTreeMap::new(), Vec::new());
             }
         },
         None => None,

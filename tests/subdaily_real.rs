@@ -71,4 +71,20 @@ vpd = "from-rh"
     }
     // The provenance says the rows were aggregated (the station table is the sub-daily one).
     assert!(d.provenance(Var::Tmean).contains("station"));
+    // Running totals are read by a day's last sample, which table rows (in any order) do not define.
+    let text = std::fs::read_to_string(&drivers).unwrap().replace(
+        "srad = { column = \"GHI\", unit = \"W m-2\" }",
+        "srad = { column = \"GHI\", unit = \"J m-2\", aggregate = \"accumulated\" }",
+    );
+    std::fs::write(&drivers, text).unwrap();
+    let Err(err) = Drivers::load(&drivers, 2023) else {
+        panic!("accumulated table rows accepted");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("station.columns.srad") && err.contains("not to table rows"),
+        "{err}"
+    );
+    // The one problem: the table's sub-daily rows are not read again as a table of months.
+    assert!(err.contains("1 problem(s)") || !err.contains("problem(s)"), "{err}");
 }
