@@ -383,12 +383,25 @@ pub fn longitudes_past_180(g: &Grid) -> bool {
 
 /// Bounds in `raster`'s CRS, moved 360 degrees east when they lie west of a raster whose longitudes run past
 /// 180 (its 180..360 are the western longitudes): the same place in the raster's terms.
+///
+/// In a raster that goes round the globe (`wraps_globe`), bounds across its first longitude (the Greenwich
+/// meridian) move too: their western part continues past its last column.
 pub fn in_raster_longitudes(raster: &Grid, b: [f64; 4]) -> [f64; 4] {
-    if longitudes_past_180(raster) && b[2] <= raster.bounds()[0] + 1e-9 {
+    let west = raster.bounds()[0];
+    let moved = longitudes_past_180(raster)
+        && (b[2] <= west + 1e-9 || (b[0] < west - 1e-9 && wraps_globe(raster)));
+    if moved {
         [b[0] + 360.0, b[1], b[2] + 360.0, b[3]]
     } else {
         b
     }
+}
+
+/// A raster of longitudes 0..360 whose columns go once round the globe: its last column's eastern neighbour
+/// is its first (a window of its cells may run past the last column, `drivers/gridded.rs`).
+pub fn wraps_globe(g: &Grid) -> bool {
+    let cell = g.gt[1].abs();
+    longitudes_past_180(g) && (g.width as f64 * cell - 360.0).abs() < 1e-3 * cell
 }
 
 /// Transform bounds (xmin, ymin, xmax, ymax) from one CRS to another, densifying the edges.
@@ -1800,7 +1813,10 @@ fn coverage_of(grid: &Grid, raster: &Grid, wrap: bool) -> Result<f64> {
         gb
     };
     let rb = raster.bounds();
-    let w = (gb[2].min(rb[2]) - gb[0].max(rb[0])).max(0.0);
+    let w = match wrap && wraps_globe(raster) {
+        true => gb[2] - gb[0],
+        false => (gb[2].min(rb[2]) - gb[0].max(rb[0])).max(0.0),
+    };
     let h = (gb[3].min(rb[3]) - gb[1].max(rb[1])).max(0.0);
     let area = (gb[2] - gb[0]) * (gb[3] - gb[1]);
     Ok(if area > 0.0 {
@@ -3595,6 +3611,7 @@ mod bounds_tests {
 
     /// A latitude-longitude file of 0..360 holds Exeter (-3.5 E) at 356.5; a UTM grid's longitudes run past
     /// 180 only numerically (metres), so nothing moves there; east of the file's west edge nothing moves.
+    /// Across it, bounds move only in a file whose 360 columns go round the globe.
     #[test]
     fn western_bounds_move_into_a_0_to_360_file() {
         let g = |crs: &str, gt: [f64; 6], w: usize| super::Grid {
@@ -3610,9 +3627,17 @@ mod bounds_tests {
             super::in_raster_longitudes(&global, exeter),
             [356.4, 50.6, 356.6, 50.8]
         );
-        // Straddling 0 degrees: left as it is (the coverage check then says how much is covered).
+        // Straddling 0 degrees: moved in a file round the globe (its columns continue past 360); left as it
+        // is in one that is not (the coverage check then says how much is covered).
         let greenwich = [-0.5, 51.0, 0.5, 51.5];
-        assert_eq!(super::in_raster_longitudes(&global, greenwich), greenwich);
+        assert!(super::wraps_globe(&global));
+        assert_eq!(
+            super::in_raster_longitudes(&global, greenwich),
+            [359.5, 51.0, 360.5, 51.5]
+        );
+        let atlantic = g("EPSG:4326", [0.0, 1.0, 0.0, 90.0, 0.0, -1.0], 359);
+        assert!(super::longitudes_past_180(&atlantic) && !super::wraps_globe(&atlantic));
+        assert_eq!(super::in_raster_longitudes(&atlantic, greenwich), greenwich);
         let utm = g(
             "EPSG:32630",
             [400000.0, 10.0, 0.0, 5600000.0, 0.0, -10.0],

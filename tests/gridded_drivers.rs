@@ -478,7 +478,8 @@ fn a_season_records_a_zarr_store_as_one_input() {
 /// Climate-model files count days in their own calendar. The same daily fields of 2021 stored in the noleap
 /// calendar (2021-01-01 is day 62,415 since 1850) give the NPP and Rh of the standard-calendar file (day
 /// 62,457), to the bit: counted as Gregorian days, every noleap sample would land 42 days early. A 360_day
-/// file's daily fields cannot be laid on 2021's days: refused, naming the calendar.
+/// file's daily fields cannot be laid on 2021's days: refused, naming the calendar. Provenance names the
+/// noleap calendar.
 #[test]
 fn model_calendars_place_each_day_where_it_belongs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -500,6 +501,24 @@ fn model_calendars_place_each_day_where_it_belongs() {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&s), bits(&n), "{f}");
     }
+    // The provenance names a calendar that is not Gregorian.
+    let tmean = |dir: &str| {
+        common::metadata_item(
+            &d.join(dir).join("NPP_gC_m2_2021-05_2021-07.tif"),
+            "DRIVER_TMEAN",
+        )
+        .unwrap()
+    };
+    let noleap = tmean("noleap");
+    assert!(
+        noleap.contains("counted in the noleap (365 days every year) calendar"),
+        "{noleap}"
+    );
+    assert!(
+        !tmean("standard").contains("calendar"),
+        "{}",
+        tmean("standard")
+    );
     let err = npp_refused(d, "360.toml", "360");
     assert!(
         err.contains("360_day") && err.contains("one sample a step"),
@@ -546,4 +565,85 @@ fn running_totals_are_found_and_read_as_accumulations() {
             );
         }
     }
+}
+
+/// Monthly fields of 2021 on a global grid of 1 degree (4 rows from 52 N), random per cell, written with
+/// longitudes -180..180 (`g180.nc`) and the same cells rolled to 0..360 (`g360.nc`, its first column east of
+/// Greenwich), in the units carbonmap reads (degC, mm per month, MJ m-2 d-1).
+const MAKE_GLOBAL: &str = r#"
+import sys
+import numpy as np
+from osgeo import gdal
+d = sys.argv[1]
+rng = np.random.default_rng(5)
+lat = 52.0 - (np.arange(4) + 0.5)
+lon = np.arange(360) + 0.5 - 180.0
+fields = {"tmean": rng.uniform(5, 25, (12, 4, 360)), "precip": rng.uniform(10, 120, (12, 4, 360)),
+          "srad": rng.uniform(5, 25, (12, 4, 360))}
+f8 = gdal.ExtendedDataType.Create(gdal.GDT_Float64)
+string = gdal.ExtendedDataType.CreateString()
+def write(path, lon, roll):
+  ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(path)
+  rg = ds.GetRootGroup()
+  dt = rg.CreateDimension("time", "TEMPORAL", None, 12)
+  dy = rg.CreateDimension("lat", "HORIZONTAL_Y", "NORTH", 4)
+  dx = rg.CreateDimension("lon", "HORIZONTAL_X", "EAST", 360)
+  t = rg.CreateMDArray("time", [dt], f8)
+  t.Write(np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334], "float64") + 14.5)
+  t.CreateAttribute("units", [], string).WriteString("days since 2021-01-01")
+  for name, dim, values in (("lat", dy, lat), ("lon", dx, lon)):
+      rg.CreateMDArray(name, [dim], f8).Write(values)
+  for name, a in fields.items():
+      rg.CreateMDArray(name, [dt, dy, dx], f8).Write(np.roll(a, roll, axis=2).copy())
+  del ds
+write(f"{d}/g180.nc", lon, 0)
+write(f"{d}/g360.nc", np.arange(360) + 0.5, -180)
+"#;
+
+/// A grid across the Greenwich meridian (-0.32..0.23 E, UTM 30N) under a global file of longitudes 0..360:
+/// the cells west of 0 are its last columns, joined to its first. The NPP and Rh equal those of the same
+/// cells stored -180..180, to the bit.
+#[test]
+fn a_global_file_of_longitudes_0_to_360_covers_a_grid_across_greenwich() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", MAKE_GLOBAL])
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let gt = [690_000.0, 10_000.0, 0.0, 5_600_000.0, 0.0, -10_000.0];
+    common::casa_scene(d, gt, (W, H), (&NDVI, 1.0), &LC);
+    for file in ["g180", "g360"] {
+        let mut s = String::from("step = \"month\"\n");
+        for (var, unit) in [("tmean", "degC"), ("precip", "mm"), ("srad", "MJ m-2 d-1")] {
+            s += &format!(
+                "[raster.{var}]\nfile = 'NETCDF:\"{file}.nc\":{var}'\nunit = \"{unit}\"\n\
+                 time = \"coordinate\"\ncrs = \"EPSG:4326\"\n"
+            );
+        }
+        std::fs::write(d.join(format!("{file}.toml")), s).unwrap();
+        npp(d, &format!("{file}.toml"), file).success();
+    }
+    for f in [
+        "NPP_gC_m2_2021-05_2021-07.tif",
+        "Rh_gC_m2_2021-05_2021-07.tif",
+    ] {
+        let (want, _, _) = read_band(&d.join("g180").join(f), 1);
+        let (got, _, _) = read_band(&d.join("g360").join(f), 1);
+        assert!(
+            want.iter().filter(|v| v.is_finite()).count() >= 6,
+            "{want:?}"
+        );
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&want), bits(&got), "{f}");
+    }
+    // Only the cells around the grid were aggregated: columns 359 and 0 and 2 margin columns each side.
+    let prov = common::metadata_item(
+        &d.join("g360/NPP_gC_m2_2021-05_2021-07.tif"),
+        "DRIVER_TMEAN",
+    )
+    .unwrap();
+    assert!(prov.contains("6 x 4 of its 360 x 4 cells"), "{prov}");
 }

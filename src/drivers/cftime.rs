@@ -28,6 +28,15 @@ pub enum Calendar {
 }
 
 impl Calendar {
+    /// The name of a calendar whose days are not the Gregorian ones (for provenance); None for those that are.
+    pub fn non_gregorian(self) -> Option<&'static str> {
+        match self {
+            Calendar::Standard | Calendar::ProlepticGregorian => None,
+            Calendar::NoLeap => Some("noleap (365 days every year)"),
+            Calendar::Day360 => Some("360_day (twelve months of 30 days)"),
+        }
+    }
+
     /// The calendar of a `calendar` attribute (None: CF's default, standard).
     pub fn parse(path: &Path, name: Option<&str>) -> Result<Calendar> {
         let name = name.map(|n| n.trim().to_ascii_lowercase());

@@ -132,7 +132,7 @@ pub fn select(r: &Request) -> Result<Selection> {
         offset: packing.offset,
         nodata: packing.nodata,
         scratch: None,
-        note: None,
+        note: calendar_note(axis.calendar).map(|c| format!("one sample a step{c}")),
         planned: (!direct).then(|| Planned {
             path: r.path.to_path_buf(),
             name: r.name.to_string(),
@@ -249,7 +249,7 @@ fn aggregate_window(p: &Planned, window: &Window) -> Result<Selection> {
             format!("; its {k} expver slices merged, each value from the first that has one")
         }
         None => String::new(),
-    };
+    } + &calendar_note(p.axis.calendar).unwrap_or_default();
     Ok(Selection {
         path: out,
         grid: sub,
@@ -270,6 +270,12 @@ fn aggregate_window(p: &Planned, window: &Window) -> Result<Selection> {
     })
 }
 
+/// Provenance of a time axis counted in a calendar other than the Gregorian one.
+fn calendar_note(c: Calendar) -> Option<String> {
+    c.non_gregorian()
+        .map(|c| format!("; its days counted in the {c} calendar"))
+}
+
 /// Source cells kept around the analysis grid's footprint: bilinear interpolation reads the neighbours of the
 /// cell holding a point (one cell), and one more absorbs the footprint's densified edges.
 const FOOTPRINT_MARGIN_CELLS: usize = 2;
@@ -281,14 +287,24 @@ fn footprint(grid: &Grid, analysis: &Grid) -> Option<Window> {
     let b = io::transform_bounds(&analysis.crs_wkt, &grid.crs_wkt, analysis.bounds()).ok()?;
     let b = io::in_raster_longitudes(grid, b);
     let gt = grid.gt;
-    let cols = [(b[0] - gt[0]) / gt[1], (b[2] - gt[0]) / gt[1]];
+    let mut cols = [(b[0] - gt[0]) / gt[1], (b[2] - gt[0]) / gt[1]];
     let rows = [(b[3] - gt[3]) / gt[5], (b[1] - gt[3]) / gt[5]];
     let m = FOOTPRINT_MARGIN_CELLS as f64;
     let span = |[lo, hi]: [f64; 2], n: usize| -> Option<(usize, usize)> {
         let (lo, hi) = ((lo.floor() - m).max(0.0), (hi.ceil() + m).min(n as f64));
         (lo.is_finite() && hi.is_finite() && hi > lo).then_some((lo as usize, (hi - lo) as usize))
     };
-    let (col0, ncols) = span(cols, grid.width)?;
+    // Round the globe, columns count on past the last (`with_reader` wraps them to the first), and a
+    // footprint whose margin reaches west of the first column is counted from the last round.
+    let width = grid.width as f64;
+    let wraps = io::wraps_globe(grid);
+    if wraps && cols[0].floor() - m < 0.0 {
+        cols = [cols[0] + width, cols[1] + width];
+    }
+    let (mut col0, mut ncols) = span(cols, if wraps { 2 * grid.width } else { grid.width })?;
+    if ncols >= grid.width {
+        (col0, ncols) = (0, grid.width);
+    }
     let (row0, nrows) = span(rows, grid.height)?;
     Some(Window {
         col0,
@@ -769,6 +785,27 @@ fn with_reader(
     (col0, width): (usize, usize),
     f: impl FnOnce(&mut ReadSample, bool) -> Result<()>,
 ) -> Result<()> {
+    // A window past the last column (round the globe, `footprint`): whole rows read, its columns picked.
+    let total = size.0;
+    let wraps = col0 + width > total;
+    let f = |read: &mut ReadSample, flip: bool| match wraps {
+        false => f(read, flip),
+        true => {
+            let mut rows_read = Vec::new();
+            let mut pick = |i: usize, row0: usize, rows: usize, buf: &mut [f64]| {
+                rows_read.resize(rows * total, 0.0);
+                read(i, row0, rows, &mut rows_read)?;
+                for (out, row) in buf.chunks_mut(width).zip(rows_read.chunks(total)) {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = row[(col0 + j) % total];
+                    }
+                }
+                Ok(())
+            };
+            f(&mut pick, flip)
+        }
+    };
+    let (col0, width) = if wraps { (0, total) } else { (col0, width) };
     let netcdf = match &axis.zarr {
         None => netcdf_array(path, size, (axis.times.len(), axis.expver)),
         Some(_) => None,
