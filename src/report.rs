@@ -29,7 +29,39 @@ struct Maps {
     net_balance: DivergingStyle,
     quicklook: QuicklookStyle,
     charts: ChartStyle,
+    text: Typography,
     fonts: Vec<PathBuf>,
+}
+
+/// Type sizes and line spacing of maps and charts, in pixels (models/maps.toml `[text]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct Typography {
+    title_px: f64,
+    heading_px: f64,
+    label_px: f64,
+    note_px: f64,
+    heading_line_px: i32,
+    note_line_px: i32,
+    legend_row_px: i32,
+    /// Characters a line of the colour bar's caption and sign note, and of a residual map's legend.
+    caption_chars: usize,
+    sign_chars: usize,
+    residual_chars: usize,
+}
+
+/// `[text]` of the embedded models/maps.toml (read once).
+fn typography() -> Typography {
+    static T: OnceLock<Typography> = OnceLock::new();
+    *T.get_or_init(|| {
+        maps()
+            .expect("models/maps.toml is valid (checked by the test suite)")
+            .text
+    })
+}
+
+/// The labels' font at `size` pixels, in black.
+fn font(size: f64) -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", size).into_font()).color(&BLACK)
 }
 
 /// Quick-look maps of run reports (models/maps.toml `[quicklook]`).
@@ -618,17 +650,17 @@ fn categorical_png(
     nodata: &str,
 ) -> Result<()> {
     load_font()?;
+    let t = typography();
     let nodata = parse_hex(nodata)?;
     let (scale, map_w, map_h) = map_scale(preview);
     let (w, h) = (
         map_w + 280,
-        (map_h + 110).max(40 + 18 * palette.len() as u32 + 20),
+        (map_h + 110).max(40 + t.legend_row_px as u32 * palette.len() as u32 + 20),
     );
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
-        root.draw_text(title, &font(18.0), (20, 6))
+        root.draw_text(title, &font(t.title_px), (20, 6))
             .map_err(|e| draw_error(target, e))?;
         let (left, top) = (20i32, 34i32);
         draw_preview(&root, preview, scale, (left, top), target, |v| {
@@ -640,7 +672,7 @@ fn categorical_png(
         draw_frame(&root, frame, (left, top), (map_w, map_h), target)?;
         let lx = left + map_w as i32 + 20;
         for (i, (code, &(r, g, b))) in palette.iter().enumerate() {
-            let y = top + 18 * i as i32;
+            let y = top + t.legend_row_px * i as i32;
             root.draw(&Rectangle::new(
                 [(lx, y), (lx + 14, y + 14)],
                 RGBColor(r, g, b).filled(),
@@ -650,7 +682,7 @@ fn categorical_png(
                 Some(n) => format!("{code} {n}"),
                 None => format!("class {code}"),
             };
-            root.draw_text(&label, &font(12.0), (lx + 20, y))
+            root.draw_text(&label, &font(t.label_px), (lx + 20, y))
                 .map_err(|e| draw_error(target, e))?;
         }
         root.present().map_err(|e| draw_error(target, e))?;
@@ -670,6 +702,7 @@ fn ramp_png(
     range: (f64, f64),
 ) -> Result<()> {
     load_font()?;
+    let t = typography();
     let stops = ramp
         .iter()
         .map(|s| parse_hex(s))
@@ -686,8 +719,7 @@ fn ramp_png(
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
-        root.draw_text(text.title, &font(18.0), (margin as i32, 6))
+        root.draw_text(text.title, &font(t.title_px), (margin as i32, 6))
             .map_err(|e| draw_error(target, e))?;
         let top = 34i32;
         let left = margin as i32;
@@ -730,7 +762,7 @@ fn ramp_png(
             } else {
                 format!("{len_m} m")
             };
-            root.draw_text(&label, &font(13.0), (left + len_px + 8, y - 4))
+            root.draw_text(&label, &font(t.heading_px), (left + len_px + 8, y - 4))
                 .map_err(|e| draw_error(target, e))?;
         }
         let lx = left + map_w as i32 + margin as i32;
@@ -750,14 +782,18 @@ fn draw_colour_bar<DB: DrawingBackend>(
     (lx, top): (i32, i32),
     target: &Path,
 ) -> Result<()> {
-    let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+    let t = typography();
     let bar_h = 240i32;
-    let caption = wrap(text.quantity, 30);
+    let caption = wrap(text.quantity, t.caption_chars);
     for (i, line) in caption.iter().enumerate() {
-        root.draw_text(line, &font(13.0), (lx, top + 15 * i as i32))
-            .map_err(|e| draw_error(target, e))?;
+        root.draw_text(
+            line,
+            &font(t.heading_px),
+            (lx, top + t.heading_line_px * i as i32),
+        )
+        .map_err(|e| draw_error(target, e))?;
     }
-    let bar_top = top + 15 * caption.len().max(1) as i32 + 12;
+    let bar_top = top + t.heading_line_px * caption.len().max(1) as i32 + 12;
     for y in 0..bar_h {
         let t = 1.0 - y as f64 / (bar_h - 1) as f64;
         root.draw(&Rectangle::new(
@@ -779,7 +815,7 @@ fn draw_colour_bar<DB: DrawingBackend>(
             4 => format!("<= {tick}"),
             _ => tick,
         };
-        root.draw_text(&label, &font(12.0), (lx + 30, y - 6))
+        root.draw_text(&label, &font(t.label_px), (lx + 30, y - 6))
             .map_err(|e| draw_error(target, e))?;
     }
     let y = bar_top + bar_h + 14;
@@ -788,11 +824,15 @@ fn draw_colour_bar<DB: DrawingBackend>(
         nodata.filled(),
     ))
     .map_err(|e| draw_error(target, e))?;
-    root.draw_text("no data", &font(12.0), (lx + 30, y))
+    root.draw_text("no data", &font(t.label_px), (lx + 30, y))
         .map_err(|e| draw_error(target, e))?;
-    for (i, line) in wrap(text.sign, 34).iter().enumerate() {
-        root.draw_text(line, &font(11.0), (lx, y + 24 + 14 * i as i32))
-            .map_err(|e| draw_error(target, e))?;
+    for (i, line) in wrap(text.sign, t.sign_chars).iter().enumerate() {
+        root.draw_text(
+            line,
+            &font(t.note_px),
+            (lx, y + 24 + t.note_line_px * i as i32),
+        )
+        .map_err(|e| draw_error(target, e))?;
     }
     Ok(())
 }
@@ -806,7 +846,7 @@ fn draw_frame<DB: DrawingBackend>(
     (map_w, map_h): (u32, u32),
     target: &Path,
 ) -> Result<()> {
-    let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+    let t = typography();
     let (ax, ay) = (left + map_w as i32 - 22, top + 10);
     root.draw(&Polygon::new(
         vec![
@@ -823,7 +863,7 @@ fn draw_frame<DB: DrawingBackend>(
         WHITE.mix(0.8).filled(),
     ))
     .map_err(|e| draw_error(target, e))?;
-    root.draw_text("N", &font(13.0), (ax - 5, ay + 23))
+    root.draw_text("N", &font(t.heading_px), (ax - 5, ay + 23))
         .map_err(|e| draw_error(target, e))?;
     let [x0, y0, x1, y1] = f.bounds;
     let corners = if f.geographic {
@@ -833,8 +873,12 @@ fn draw_frame<DB: DrawingBackend>(
     };
     let y = top + map_h as i32 + 40;
     for (i, line) in [format!("CRS: {}", f.crs), corners].iter().enumerate() {
-        root.draw_text(line, &font(11.0), (left, y + 14 * i as i32))
-            .map_err(|e| draw_error(target, e))?;
+        root.draw_text(
+            line,
+            &font(t.note_px),
+            (left, y + t.note_line_px * i as i32),
+        )
+        .map_err(|e| draw_error(target, e))?;
     }
     Ok(())
 }
@@ -885,6 +929,7 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// Model against observation, a colour per class, the 1:1 line; written atomically as PNG.
 pub fn scatter_png(target: &Path, points: &[ScatterPoint], title: &str, axis: &str) -> Result<()> {
     load_font()?;
+    let t = typography();
     let style = maps()?.charts;
     let colours = style
         .classes
@@ -903,7 +948,7 @@ pub fn scatter_png(target: &Path, points: &[ScatterPoint], title: &str, axis: &s
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", t.title_px))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
@@ -913,7 +958,7 @@ pub fn scatter_png(target: &Path, points: &[ScatterPoint], title: &str, axis: &s
             .configure_mesh()
             .x_desc(format!("observed {axis}"))
             .y_desc(format!("model {axis}"))
-            .label_style(("sans-serif", 13))
+            .label_style(("sans-serif", t.heading_px))
             .draw()
             .map_err(|e| draw_error(target, e))?;
         chart
@@ -942,7 +987,7 @@ pub fn scatter_png(target: &Path, points: &[ScatterPoint], title: &str, axis: &s
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .label_font(("sans-serif", 12))
+            .label_font(("sans-serif", t.label_px))
             .draw()
             .map_err(|e| draw_error(target, e))?;
         root.present().map_err(|e| draw_error(target, e))?;
@@ -960,6 +1005,7 @@ pub fn residual_map_png(
     geographic: bool,
 ) -> Result<()> {
     load_font()?;
+    let t = typography();
     let m = maps()?;
     let stops = m
         .net_balance
@@ -997,7 +1043,7 @@ pub fn residual_map_png(
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let (plot_area, legend_area) = root.split_horizontally(w - 170);
         let mut chart = ChartBuilder::on(&plot_area)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", t.title_px))
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -1012,7 +1058,7 @@ pub fn residual_map_png(
             .configure_mesh()
             .x_desc(xd)
             .y_desc(yd)
-            .label_style(("sans-serif", 13))
+            .label_style(("sans-serif", t.heading_px))
             .draw()
             .map_err(|e| draw_error(target, e))?;
         chart
@@ -1023,11 +1069,14 @@ pub fn residual_map_png(
                     + Circle::new((0, 0), 6, BLACK.stroke_width(1))
             }))
             .map_err(|e| draw_error(target, e))?;
-        let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
         let (lx, top, bar_h) = (10i32, 60i32, 240i32);
-        for (i, line) in wrap(quantity, 24).iter().enumerate() {
+        for (i, line) in wrap(quantity, t.residual_chars).iter().enumerate() {
             legend_area
-                .draw_text(line, &font(12.0), (lx, 24 + 14 * i as i32))
+                .draw_text(
+                    line,
+                    &font(t.label_px),
+                    (lx, 24 + t.note_line_px * i as i32),
+                )
                 .map_err(|e| draw_error(target, e))?;
         }
         for y in 0..bar_h {
@@ -1044,17 +1093,24 @@ pub fn residual_map_png(
             legend_area
                 .draw_text(
                     tick,
-                    &font(12.0),
+                    &font(t.label_px),
                     (lx + 30, top + (k as i32 * (bar_h - 1)) / 4 - 6),
                 )
                 .map_err(|e| draw_error(target, e))?;
         }
-        for (i, line) in wrap("red: model above the observation; blue: below", 24)
-            .iter()
-            .enumerate()
+        for (i, line) in wrap(
+            "red: model above the observation; blue: below",
+            t.residual_chars,
+        )
+        .iter()
+        .enumerate()
         {
             legend_area
-                .draw_text(line, &font(11.0), (lx, top + bar_h + 14 + 14 * i as i32))
+                .draw_text(
+                    line,
+                    &font(t.note_px),
+                    (lx, top + bar_h + 14 + t.note_line_px * i as i32),
+                )
                 .map_err(|e| draw_error(target, e))?;
         }
         root.present().map_err(|e| draw_error(target, e))?;

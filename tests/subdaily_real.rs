@@ -86,5 +86,8 @@ vpd = "from-rh"
         "{err}"
     );
     // The one problem: the table's sub-daily rows are not read again as a table of months.
-    assert!(err.contains("1 problem(s)") || !err.contains("problem(s)"), "{err}");
+    assert!(
+        err.contains("1 problem(s)") || !err.contains("problem(s)"),
+        "{err}"
+    );
 }
