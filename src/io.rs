@@ -1091,11 +1091,30 @@ pub struct RasterWriter {
     /// Category names per band (0-based) to keep in the `.aux.xml` sidecar GDAL reads them from (GeoTIFF has no
     /// place for them inside the file).
     categories: Vec<(usize, Vec<String>)>,
-    /// Band 1's description and unit, and its classes when it has them: the QGIS style written beside it.
-    first_band: OutBand,
+    /// The band a style and a map show (1-based; `MAP_BAND`, else 1), its description and unit, and band 1's
+    /// classes when it has them: the QGIS style written beside it.
+    shown: (usize, OutBand),
     classes: Option<Vec<(u16, String, (u8, u8, u8))>>,
     /// Set once the output has been renamed into place.
     done: bool,
+}
+
+/// Metadata item naming the band (1-based) that a multi-band output's QGIS style and `--maps` map show: the
+/// headline quantity (a lattice balance's net balance), where band 1 would be one sector's emissions.
+pub const MAP_BAND: &str = "MAP_BAND";
+
+/// The band `MAP_BAND` names in `metadata` (band 1 when absent or out of range), with its description and unit.
+fn shown_band(metadata: &BTreeMap<String, String>, bands: &[OutBand]) -> (usize, OutBand) {
+    let band = metadata
+        .get(MAP_BAND)
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|b| (1..=bands.len()).contains(b))
+        .unwrap_or(1);
+    let shown = bands.get(band - 1).cloned().unwrap_or(OutBand {
+        description: String::new(),
+        unit: String::new(),
+    });
+    (band, shown)
 }
 
 /// Temporary name beside `target`: `.NAME.partial-PID`.
@@ -1195,10 +1214,7 @@ impl RasterWriter {
                 })
                 .collect(),
             categories: Vec::new(),
-            first_band: bands.first().cloned().unwrap_or(OutBand {
-                description: String::new(),
-                unit: String::new(),
-            }),
+            shown: shown_band(metadata, bands),
             classes: None,
             done: false,
         };
@@ -1268,8 +1284,8 @@ impl RasterWriter {
         Ok(())
     }
 
-    /// Write the QGIS style of band 1 (NAME.qml beside NAME.tif, which QGIS loads with the raster) under a
-    /// temporary name: (temporary, final).
+    /// Write the QGIS style of the shown band (NAME.qml beside NAME.tif, which QGIS loads with the raster)
+    /// under a temporary name: (temporary, final).
     fn write_style(&self) -> Result<(PathBuf, PathBuf)> {
         let range = if self.classes.is_some() {
             (0.0, 1.0)
@@ -1277,16 +1293,15 @@ impl RasterWriter {
             let ds = Dataset::open(&self.tmp)
                 .map_err(|e| Error::gdal(&self.target, "reopening for its style", e))?;
             let b = ds
-                .rasterband(1)
-                .map_err(|e| Error::gdal(&self.target, "band 1", e))?;
+                .rasterband(self.shown.0)
+                .map_err(|e| Error::gdal(&self.target, format!("band {}", self.shown.0), e))?;
             // Approximate (sampled) limits are enough for a colour ramp; an all-empty band gets 0..1.
             b.compute_raster_min_max(true)
                 .map(|m| (m.min, m.max))
                 .unwrap_or((0.0, 1.0))
         };
         let qml = crate::report::raster_qml(
-            &self.first_band.description,
-            &self.first_band.unit,
+            (self.shown.0, &self.shown.1),
             range,
             self.classes.as_deref(),
         )?;

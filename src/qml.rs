@@ -31,7 +31,7 @@ fn stops(ramp: &[String], (lo, hi): (f64, f64)) -> Vec<(f64, &str)> {
 
 /// A single-band pseudocolour style: `ramp` interpolated over `range`, the band's `label` (quantity and unit)
 /// as the legend title, values outside drawn in the end colours.
-pub fn raster_pseudocolor(ramp: &[String], range: (f64, f64), label: &str) -> String {
+pub fn raster_pseudocolor(band: usize, ramp: &[String], range: (f64, f64), label: &str) -> String {
     let stops = stops(ramp, range);
     let labels = crate::report::fmt_ticks(&stops.iter().map(|(v, _)| *v).collect::<Vec<_>>());
     let items: String = stops
@@ -44,7 +44,7 @@ pub fn raster_pseudocolor(ramp: &[String], range: (f64, f64), label: &str) -> St
         })
         .collect();
     document(&format!(
-        "  <pipe>\n    <rasterrenderer type=\"singlebandpseudocolor\" band=\"1\" opacity=\"1\" \
+        "  <pipe>\n    <rasterrenderer type=\"singlebandpseudocolor\" band=\"{band}\" opacity=\"1\" \
          alphaBand=\"-1\" classificationMin=\"{lo}\" classificationMax=\"{hi}\">\n      \
          <rasterTransparency/>\n      <rastershader>\n        <colorrampshader colorRampType=\"INTERPOLATED\" \
          classificationMode=\"1\" clip=\"0\" minimumValue=\"{lo}\" maximumValue=\"{hi}\" \
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn styles_are_xml_with_the_right_renderer() {
         let ramp: Vec<String> = ["#0000ff", "#ffffff", "#ff0000"].map(String::from).to_vec();
-        let p = raster_pseudocolor(&ramp, (-2.0, 2.0), "NEP <g C m-2 yr-1>");
+        let p = raster_pseudocolor(1, &ramp, (-2.0, 2.0), "NEP <g C m-2 yr-1>");
         assert!(p.contains("type=\"singlebandpseudocolor\""));
         assert!(p.contains("<item value=\"0\" color=\"#ffffff\""));
         assert!(p.contains("NEP &lt;g C m-2 yr-1&gt;"));

@@ -37,6 +37,8 @@ struct Maps {
 #[derive(Debug, Clone, Copy, Deserialize)]
 struct Typography {
     title_px: f64,
+    /// Spacing of a long title's lines.
+    title_line_px: i32,
     heading_px: f64,
     label_px: f64,
     note_px: f64,
@@ -588,11 +590,11 @@ pub fn zones_qml(field: &str, values: &[f64]) -> Result<String> {
 /// The QGIS style (.qml) of a raster band: its classes when it has them, else the colours of its quick-look
 /// over `(lo, hi)`.
 pub fn raster_qml(
-    description: &str,
-    unit: &str,
+    (band, shown): (usize, &crate::io::OutBand),
     (lo, hi): (f64, f64),
     classes: Option<&[(u16, String, (u8, u8, u8))]>,
 ) -> Result<String> {
+    let (description, unit) = (shown.description.as_str(), shown.unit.as_str());
     if let Some(c) = classes {
         return Ok(crate::qml::raster_paletted(c));
     }
@@ -602,6 +604,7 @@ pub fn raster_qml(
         _ => format!("{description}{unit}; {}", style.sign),
     };
     Ok(crate::qml::raster_pseudocolor(
+        band,
         &style.ramp,
         style.range,
         label.trim_end_matches("; "),
@@ -653,16 +656,15 @@ fn categorical_png(
     let t = typography();
     let nodata = parse_hex(nodata)?;
     let (scale, map_w, map_h) = map_scale(preview);
-    let (w, h) = (
-        map_w + 280,
-        (map_h + 110).max(40 + t.legend_row_px as u32 * palette.len() as u32 + 20),
-    );
+    let w = map_w + 280;
+    let (titles, below) = title_lines(title, w - 40);
+    let h =
+        (map_h + 110).max(40 + t.legend_row_px as u32 * palette.len() as u32 + 20) + below as u32;
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.draw_text(title, &font(t.title_px), (20, 6))
-            .map_err(|e| draw_error(target, e))?;
-        let (left, top) = (20i32, 34i32);
+        draw_title(&root, &titles, 20, target)?;
+        let (left, top) = (20i32, 34i32 + below);
         draw_preview(&root, preview, scale, (left, top), target, |v| {
             palette
                 .get(&(v as i64))
@@ -712,16 +714,14 @@ fn ramp_png(
     let (scale, map_w, map_h) = map_scale(preview);
     let margin = 20u32;
     let legend_w = 230u32;
-    let (w, h) = (
-        map_w + legend_w + 3 * margin,
-        (map_h + 100).max(400) + 2 * margin,
-    );
+    let w = map_w + legend_w + 3 * margin;
+    let (titles, below) = title_lines(text.title, w - 2 * margin);
+    let h = (map_h + 100).max(400) + 2 * margin + below as u32;
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.draw_text(text.title, &font(t.title_px), (margin as i32, 6))
-            .map_err(|e| draw_error(target, e))?;
-        let top = 34i32;
+        draw_title(&root, &titles, margin as i32, target)?;
+        let top = 34i32 + below;
         let left = margin as i32;
         draw_preview(&root, preview, scale, (left, top), target, |v| {
             if v.is_finite() {
@@ -770,6 +770,47 @@ fn ramp_png(
         root.present().map_err(|e| draw_error(target, e))?;
     }
     write_png(target, &buf, w, h)
+}
+
+/// A map's title in lines that fit `width` pixels (words kept whole; one line when it fits or cannot be
+/// measured) and how far the lines after the first push the map down.
+fn title_lines(title: &str, width: u32) -> (Vec<String>, i32) {
+    let t = typography();
+    let style = font(t.title_px);
+    let fits = |s: &str| style.font.box_size(s).map_or(true, |(w, _)| w <= width);
+    let mut lines: Vec<String> = Vec::new();
+    for word in title.split(' ') {
+        match lines.last_mut() {
+            Some(line) if fits(&format!("{line} {word}")) => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    let below = t.title_line_px * (lines.len() as i32 - 1);
+    (lines, below)
+}
+
+fn draw_title<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    lines: &[String],
+    left: i32,
+    target: &Path,
+) -> Result<()> {
+    let t = typography();
+    for (i, line) in lines.iter().enumerate() {
+        root.draw_text(
+            line,
+            &font(t.title_px),
+            (left, 6 + t.title_line_px * i as i32),
+        )
+        .map_err(|e| draw_error(target, e))?;
+    }
+    Ok(())
 }
 
 /// The colour bar beside the map (the top of the range at the top, ticks at quarters, the no-data swatch)
@@ -1163,6 +1204,27 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A title wider than its map wraps at spaces into lines that fit, in order, each line pushing the map
+    /// down by `title_line_px`; one that fits stays one line.
+    #[test]
+    fn a_long_title_wraps_to_the_map_width() {
+        load_font().unwrap();
+        let t = typography();
+        let title =
+            "net balance in the covered part (emissions - sequestration) (lattice_balance.tif)";
+        let (lines, below) = title_lines(title, 400);
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert_eq!(lines.join(" "), title);
+        assert_eq!(below, t.title_line_px * (lines.len() as i32 - 1));
+        for l in &lines {
+            assert!(font(t.title_px).font.box_size(l).unwrap().0 <= 400, "{l}");
+        }
+        assert_eq!(
+            title_lines("NPP (npp.tif)", 400),
+            (vec!["NPP (npp.tif)".into()], 0)
+        );
+    }
 
     /// One number of decimals per scale, from its step: 174.889 / 4 = 43.7 -> none; 0.5 / 4 = 0.125 -> 2
     /// (0.375 rounds to 0.38 by IEEE printing); a scale across zero writes 0, not -0.

@@ -450,6 +450,21 @@ fn check_styles(out: &std::path::Path) {
                 .filter(|n| n.attribute("label").is_some_and(|l| !l.is_empty()))
                 .count();
             assert!(names > 0, "{}: classes without names", qml.display());
+            continue;
+        }
+        // The ramp styles the band MAP_BAND names (a lattice balance: its net balance), else band 1.
+        use gdal::Metadata;
+        let shown = ds
+            .metadata_item(carbonmap::io::MAP_BAND, "")
+            .map_or(1, |b| b.parse::<usize>().unwrap());
+        let band = doc
+            .descendants()
+            .find(|n| n.has_tag_name("rasterrenderer"))
+            .and_then(|n| n.attribute("band"));
+        assert_eq!(band, Some(shown.to_string().as_str()), "{}", qml.display());
+        let description = ds.rasterband(shown).unwrap().description().unwrap();
+        if f.ends_with("lattice_balance.tif") {
+            assert!(description.starts_with("net balance"), "{description}");
         }
     }
 }

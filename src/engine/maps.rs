@@ -17,14 +17,20 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Draw a map of band 1 of every raster staged in the current commit, beside it.
+/// Draw a map of every raster staged in the current commit, beside it: of the band its `MAP_BAND` metadata
+/// names (a lattice balance's net balance), else of band 1.
 pub fn draw_staged() -> Result<()> {
     let max_side = crate::report::quicklook_max_pixels()?;
     for (tmp, target) in crate::commit::staged() {
         if target.extension().is_none_or(|e| e != "tif") {
             continue;
         }
-        let band = crate::io::read_preview(&tmp, 1, max_side)?;
+        let shown = crate::io::RasterInfo::read(&tmp)?
+            .metadata
+            .get(crate::io::MAP_BAND)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
+        let band = crate::io::read_preview(&tmp, shown, max_side)?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

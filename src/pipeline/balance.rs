@@ -727,6 +727,8 @@ fn lattice_raster(
         "UNITS".into(),
         format!("{MASS_OUT} per cell (coverage and ratio: fractions)"),
     );
+    // Its style and map show the net balance (band 1 is the first sector's emissions).
+    m_lat.insert(crate::io::MAP_BAND.into(), (nsec + 5).to_string());
     let mut lat_w =
         RasterWriter::create::<f64>(&lat_path, win, &lat_bands, None, &m_lat, &job.write)?;
     let mut bandvals: Vec<Vec<f64>> = vec![Vec::with_capacity(cell_rows.len()); nsec + 6];
