@@ -212,7 +212,12 @@ fn npp_refused(d: &Path, drivers: &str, out: &str) -> String {
 
 fn npp_command(d: &Path, drivers: &str, out: &str) -> assert_cmd::Command {
     let mut c = carbonmap();
-    c.args([
+    c.args(npp_args(d, drivers, out));
+    c
+}
+
+fn npp_args(d: &Path, drivers: &str, out: &str) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = [
         "npp",
         "--legend",
         "esa-worldcover",
@@ -220,16 +225,20 @@ fn npp_command(d: &Path, drivers: &str, out: &str) -> assert_cmd::Command {
         "2021",
         "--months",
         "5-7",
-    ])
-    .arg("--ndvi")
-    .arg(d.join("ndvi"))
-    .arg("--landcover")
-    .arg(d.join("lc.tif"))
-    .arg("--drivers")
-    .arg(d.join(drivers))
-    .arg("-o")
-    .arg(d.join(out));
-    c
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    for (flag, path) in [
+        ("--ndvi", d.join("ndvi")),
+        ("--landcover", d.join("lc.tif")),
+        ("--drivers", d.join(drivers)),
+        ("-o", d.join(out)),
+    ] {
+        a.push(flag.into());
+        a.push(path.into());
+    }
+    a
 }
 
 #[test]
@@ -646,4 +655,68 @@ fn a_global_file_of_longitudes_0_to_360_covers_a_grid_across_greenwich() {
     )
     .unwrap();
     assert!(prov.contains("6 x 4 of its 360 x 4 cells"), "{prov}");
+}
+
+/// A run killed (SIGKILL) while it aggregates hourly archives commits nothing; its scratch folder of
+/// aggregates (in TMPDIR) stays behind, unlocked, and the next run removes it and gives the same NPP as a
+/// run never killed.
+#[test]
+fn a_run_killed_while_aggregating_commits_nothing_and_its_scratch_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fixture(d);
+    std::fs::write(
+        d.join("nc.toml"),
+        hourly_drivers("NETCDF:\"era5.nc\":{}", ""),
+    )
+    .unwrap();
+    let scratch_root = d.join("tmp");
+    std::fs::create_dir(&scratch_root).unwrap();
+    let scratch = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&scratch_root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("carbonmap-drivers-"))
+            .collect()
+    };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("carbonmap"))
+        .args(npp_args(d, "nc.toml", "killed"))
+        .env("TMPDIR", &scratch_root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while scratch().is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before aggregating"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = scratch();
+    assert!(!left.is_empty());
+    let committed: Vec<String> = match std::fs::read_dir(d.join("killed")) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tif") || n.ends_with(".csv"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(committed.is_empty(), "{committed:?}");
+    npp_command(d, "nc.toml", "after")
+        .env("TMPDIR", &scratch_root)
+        .assert()
+        .success();
+    assert!(left.iter().all(|p| !p.exists()), "{left:?} left");
+    assert!(scratch().is_empty(), "{:?}", scratch());
+    npp(d, "nc.toml", "never_killed").success();
+    let f = "NPP_gC_m2_2021-05_2021-07.tif";
+    let (a, _, _) = read_band(&d.join("after").join(f), 1);
+    let (b, _, _) = read_band(&d.join("never_killed").join(f), 1);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b));
 }
