@@ -183,6 +183,11 @@ fn fixture(d: &Path) {
     .unwrap();
 }
 
+/// `NAME.toml` in `d`: `hourly_drivers(source, "")`.
+fn drivers_file(d: &Path, name: &str, source: &str) {
+    std::fs::write(d.join(format!("{name}.toml")), hourly_drivers(source, "")).unwrap();
+}
+
 /// A drivers file reading t2m, tp and ssrd from `source` (a format string with `{}` for the variable).
 fn hourly_drivers(source: &str, extra: &str) -> String {
     let mut s = String::from("step = \"month\"\n");
@@ -246,22 +251,11 @@ fn hourly_netcdf_and_zarr_drivers_give_the_npp_of_their_monthly_aggregates() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     fixture(d);
-    std::fs::write(
-        d.join("nc.toml"),
-        hourly_drivers("NETCDF:\"era5.nc\":{}", ""),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("zarr.toml"),
-        hourly_drivers("ZARR:\"era5.zarr\":/{}", ""),
-    )
-    .unwrap();
-    let south_first = hourly_drivers("NETCDF:\"era5_south_first.nc\":{}", "");
-    std::fs::write(d.join("south.toml"), south_first).unwrap();
-    let expver = hourly_drivers("NETCDF:\"era5_expver.nc\":{}", "");
-    std::fs::write(d.join("expver.toml"), expver).unwrap();
-    let east = hourly_drivers("NETCDF:\"era5_360.nc\":{}", "");
-    std::fs::write(d.join("lon360.toml"), east).unwrap();
+    drivers_file(d, "nc", "NETCDF:\"era5.nc\":{}");
+    drivers_file(d, "zarr", "ZARR:\"era5.zarr\":/{}");
+    drivers_file(d, "south", "NETCDF:\"era5_south_first.nc\":{}");
+    drivers_file(d, "expver", "NETCDF:\"era5_expver.nc\":{}");
+    drivers_file(d, "lon360", "NETCDF:\"era5_360.nc\":{}");
     npp(d, "monthly.toml", "ref").success();
     npp(d, "nc.toml", "nc").success();
     npp(d, "zarr.toml", "zarr").success();
@@ -424,11 +418,7 @@ fn a_season_records_a_zarr_store_as_one_input() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     fixture(d);
-    std::fs::write(
-        d.join("zarr.toml"),
-        hourly_drivers("ZARR:\"era5.zarr\":/{}", ""),
-    )
-    .unwrap();
+    drivers_file(d, "zarr", "ZARR:\"era5.zarr\":/{}");
     std::fs::write(
         d.join("season.toml"),
         "[season]\ndefault = \"2021-05..2021-07\"\nout = \"out/{season}\"\n\
@@ -495,8 +485,7 @@ fn model_calendars_place_each_day_where_it_belongs() {
     let d = tmp.path();
     fixture(d);
     for cal in ["standard", "noleap", "360"] {
-        let text = hourly_drivers(&format!("NETCDF:\"daily_{cal}.nc\":{{}}"), "");
-        std::fs::write(d.join(format!("{cal}.toml")), text).unwrap();
+        drivers_file(d, cal, &format!("NETCDF:\"daily_{cal}.nc\":{{}}"));
     }
     npp(d, "standard.toml", "standard").success();
     npp(d, "noleap.toml", "noleap").success();
@@ -665,11 +654,7 @@ fn a_run_killed_while_aggregating_commits_nothing_and_its_scratch_goes() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     fixture(d);
-    std::fs::write(
-        d.join("nc.toml"),
-        hourly_drivers("NETCDF:\"era5.nc\":{}", ""),
-    )
-    .unwrap();
+    drivers_file(d, "nc", "NETCDF:\"era5.nc\":{}");
     let scratch_root = d.join("tmp");
     std::fs::create_dir(&scratch_root).unwrap();
     let scratch = || -> Vec<std::path::PathBuf> {
